@@ -1,0 +1,128 @@
+//! Adding an authenticator app, confirmed by a first code.
+
+use std::fmt;
+
+use super::{Algorithm, OtpError, OtpSecret, Rejection, Totp};
+use crate::random::Random;
+use crate::secret::SecretString;
+
+/// An authenticator app being added, not yet active.
+///
+/// Show [`uri`](Self::uri) (as a QR code) and the
+/// [`secret`](Self::manual_entry_key) for manual entry; keep the enrolment
+/// until the user types a code. Only [`confirm`](Self::confirm) turns it
+/// into a credential, which guarantees the app was set up correctly before
+/// the account relies on it.
+///
+/// ```
+/// use ninsho::otp::TotpEnrollment;
+/// use ninsho::LockedRng;
+///
+/// let rng = LockedRng::seeded(1);
+/// let enrolment = TotpEnrollment::start(&rng, "Example", "alice@example.com").unwrap();
+/// let uri = enrolment.uri(); // render as a QR code for the user's app
+/// assert!(uri.expose_secret().starts_with("otpauth://totp/Example:alice%40example.com?"));
+///
+/// // The user's app shows a code; the user types it back.
+/// let now = 1_700_000_000;
+/// let typed = enrolment.totp().code_at(now).to_string();
+/// let confirmed = enrolment.confirm(&typed, now).unwrap();
+///
+/// // The confirming code is already spent.
+/// assert!(confirmed.totp.verify(&typed, now, Some(confirmed.last_step)).is_err());
+/// ```
+#[derive(Clone)]
+pub struct TotpEnrollment {
+    totp: Totp,
+}
+
+/// An authenticator proven by its first code: store both fields.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ConfirmedTotp {
+    /// The authenticator (store its seed and parameters, e.g. as its URI).
+    pub totp: Totp,
+    /// The step of the confirming code; pass it as `last_step` to
+    /// [`Totp::verify`] next time so that code can't be replayed.
+    pub last_step: u64,
+}
+
+impl TotpEnrollment {
+    /// Starts enrolment with a fresh 20-byte seed and the defaults every app
+    /// supports (SHA-1, 6 digits, 30 seconds).
+    ///
+    /// # Errors
+    /// [`crate::Error::Random`] when the random source fails,
+    /// [`crate::Error::Otp`] for an empty account or a colon in a name.
+    pub fn start(rng: &dyn Random, issuer: &str, account: &str) -> Result<Self, crate::Error> {
+        let secret = OtpSecret::generate(Algorithm::Sha1, rng)?;
+        let totp = Totp::builder(secret)
+            .issuer(issuer)
+            .account(account)
+            .build()?;
+        Ok(Self { totp })
+    }
+
+    /// Starts enrolment for an authenticator built by the caller (other
+    /// algorithm, digits or period).
+    #[must_use]
+    pub fn with_totp(totp: Totp) -> Self {
+        Self { totp }
+    }
+
+    /// Resumes a pending enrolment the host stored as its URI.
+    ///
+    /// # Errors
+    /// As for [`Totp::from_uri`].
+    pub fn from_uri(uri: &str) -> Result<Self, OtpError> {
+        Totp::from_uri(uri).map(Self::with_totp)
+    }
+
+    /// The key URI for the QR code. It contains the seed.
+    #[must_use]
+    pub fn uri(&self) -> SecretString {
+        SecretString::new(self.totp.to_uri())
+    }
+
+    /// The seed in base32, for users who type it into their app.
+    #[must_use]
+    pub fn manual_entry_key(&self) -> SecretString {
+        self.totp.secret().to_base32()
+    }
+
+    /// The authenticator being enrolled.
+    #[must_use]
+    pub fn totp(&self) -> &Totp {
+        &self.totp
+    }
+
+    /// Confirms the enrolment with the first code the app shows.
+    ///
+    /// # Errors
+    /// The [`Rejection`] of [`Totp::verify`]; the enrolment stays pending and
+    /// the user may try again (the host should limit attempts).
+    pub fn confirm(&self, input: &str, unix_seconds: u64) -> Result<ConfirmedTotp, Rejection> {
+        let accepted = self.totp.verify(input, unix_seconds, None)?;
+        Ok(ConfirmedTotp {
+            totp: self.totp.clone(),
+            last_step: accepted.step,
+        })
+    }
+}
+
+impl fmt::Debug for TotpEnrollment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpEnrollment")
+            .field("totp", &self.totp)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ConfirmedTotp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfirmedTotp")
+            .field("totp", &self.totp)
+            .field("last_step", &self.last_step)
+            .finish()
+    }
+}

@@ -1,0 +1,318 @@
+//! Counter-based one-time passwords (RFC 4226).
+
+use std::fmt;
+
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use super::uri::{OtpAuthUri, UriKind};
+use super::{
+    Algorithm, Generator, OtpCode, OtpError, OtpSecret, Rejection, check_label, parse_code,
+};
+
+/// A code accepted by [`Hotp::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct HotpMatch {
+    /// The counter the code belongs to.
+    pub counter: u64,
+    /// **Persist this** as the next expected counter: every code of
+    /// `counter` or an earlier counter is then refused.
+    pub next_counter: u64,
+}
+
+/// An HOTP authenticator (hardware tokens, "press for next code" apps).
+///
+/// The server keeps the next expected counter. Verification looks ahead
+/// from it by a resynchronisation window (default 5, RFC 4226 §7.4), since
+/// the token advances each time its button is pressed even if the code is
+/// never used. `Debug` never shows the seed.
+#[derive(Clone)]
+pub struct Hotp {
+    generator: Generator,
+    counter: u64,
+    look_ahead: u8,
+    issuer: Option<String>,
+    account: String,
+}
+
+/// Builds an [`Hotp`]; see [`Hotp::builder`].
+#[derive(Clone)]
+#[must_use]
+pub struct HotpBuilder {
+    secret: OtpSecret,
+    algorithm: Algorithm,
+    digits: u8,
+    counter: u64,
+    look_ahead: u8,
+    issuer: Option<String>,
+    account: Option<String>,
+}
+
+impl fmt::Debug for HotpBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HotpBuilder")
+            .field("secret", &self.secret)
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("counter", &self.counter)
+            .field("look_ahead", &self.look_ahead)
+            .field("issuer", &self.issuer)
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+impl HotpBuilder {
+    /// The HMAC hash (default SHA-1).
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// Code length, 6 to 10 (default 6).
+    pub fn digits(mut self, digits: u8) -> Self {
+        self.digits = digits;
+        self
+    }
+
+    /// The initial counter written to the key URI (default 0).
+    pub fn counter(mut self, counter: u64) -> Self {
+        self.counter = counter;
+        self
+    }
+
+    /// How many counters past the expected one are accepted (default 5,
+    /// at most [`Hotp::MAX_LOOK_AHEAD`]).
+    pub fn look_ahead(mut self, counters: u8) -> Self {
+        self.look_ahead = counters;
+        self
+    }
+
+    /// The service name apps show (recommended).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The account name apps show (required).
+    pub fn account(mut self, account: impl Into<String>) -> Self {
+        self.account = Some(account.into());
+        self
+    }
+
+    /// Checks every parameter and prepares the HMAC.
+    ///
+    /// # Errors
+    /// An [`OtpError`] naming the bad parameter.
+    pub fn build(self) -> Result<Hotp, OtpError> {
+        if self.look_ahead > Hotp::MAX_LOOK_AHEAD {
+            return Err(OtpError::WindowTooLarge {
+                got: self.look_ahead,
+            });
+        }
+        let (issuer, account) = check_label(self.issuer, self.account)?;
+        Ok(Hotp {
+            generator: Generator::new(self.secret, self.algorithm, self.digits)?,
+            counter: self.counter,
+            look_ahead: self.look_ahead,
+            issuer,
+            account,
+        })
+    }
+}
+
+impl Hotp {
+    /// Default resynchronisation window.
+    pub const DEFAULT_LOOK_AHEAD: u8 = 5;
+    /// Largest resynchronisation window accepted.
+    pub const MAX_LOOK_AHEAD: u8 = 50;
+
+    /// Starts a builder with the defaults: SHA-1, 6 digits, counter 0,
+    /// look-ahead 5.
+    pub fn builder(secret: OtpSecret) -> HotpBuilder {
+        HotpBuilder {
+            secret,
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            counter: 0,
+            look_ahead: Self::DEFAULT_LOOK_AHEAD,
+            issuer: None,
+            account: None,
+        }
+    }
+
+    /// Reads an `otpauth://hotp/...` key URI.
+    ///
+    /// # Errors
+    /// [`OtpError::Uri`] naming the malformed part, or another [`OtpError`]
+    /// for a parameter out of range.
+    pub fn from_uri(uri: &str) -> Result<Self, OtpError> {
+        let parsed = OtpAuthUri::parse(uri)?;
+        let UriKind::Hotp { counter } = parsed.kind else {
+            return Err(super::UriError::WrongType { expected: "hotp" }.into());
+        };
+        let mut builder = Self::builder(parsed.secret)
+            .algorithm(parsed.algorithm)
+            .digits(parsed.digits)
+            .counter(counter)
+            .account(parsed.account);
+        if let Some(issuer) = parsed.issuer {
+            builder = builder.issuer(issuer);
+        }
+        builder.build()
+    }
+
+    /// Writes the key URI apps scan; it contains the seed.
+    #[must_use]
+    pub fn to_uri(&self) -> String {
+        OtpAuthUri::write(
+            UriKind::Hotp {
+                counter: self.counter,
+            },
+            self.issuer.as_deref(),
+            &self.account,
+            self.generator.secret(),
+            self.generator.algorithm(),
+            self.generator.digits(),
+        )
+    }
+
+    /// The code for `counter`.
+    #[must_use]
+    pub fn code(&self, counter: u64) -> OtpCode {
+        self.generator.code(counter)
+    }
+
+    /// Checks a code against the next expected counter and the look-ahead.
+    ///
+    /// `next_counter` is what was persisted at the last success (or the
+    /// initial [`counter`](Self::counter) for a new token). Codes for
+    /// counters `next_counter ..= next_counter + look_ahead` are accepted;
+    /// all are computed and compared in constant time. Codes of earlier
+    /// counters were used or skipped and are never accepted.
+    ///
+    /// # Errors
+    /// [`Rejection::Malformed`] or [`Rejection::Mismatch`].
+    pub fn verify(&self, input: &str, next_counter: u64) -> Result<HotpMatch, Rejection> {
+        let input = parse_code(input, self.generator.digits()).ok_or(Rejection::Malformed)?;
+        let last = next_counter.saturating_add(u64::from(self.look_ahead));
+        let mut found = subtle::Choice::from(0);
+        let mut matched = 0u64;
+        for counter in next_counter..=last {
+            let hit = self.generator.value(counter).ct_eq(&input) & !found;
+            // Take the first match: the token presses forward from there.
+            matched.conditional_assign(&counter, hit);
+            found |= hit;
+        }
+        if bool::from(found) {
+            Ok(HotpMatch {
+                counter: matched,
+                next_counter: matched.saturating_add(1),
+            })
+        } else {
+            Err(Rejection::Mismatch)
+        }
+    }
+
+    /// The hash function.
+    #[must_use]
+    pub fn algorithm(&self) -> Algorithm {
+        self.generator.algorithm()
+    }
+
+    /// Digits per code.
+    #[must_use]
+    pub fn digits(&self) -> u8 {
+        self.generator.digits()
+    }
+
+    /// The initial counter (as in the key URI).
+    #[must_use]
+    pub fn counter(&self) -> u64 {
+        self.counter
+    }
+
+    /// The resynchronisation window.
+    #[must_use]
+    pub fn look_ahead(&self) -> u8 {
+        self.look_ahead
+    }
+
+    /// The issuer shown in apps, if any.
+    #[must_use]
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The account name shown in apps.
+    #[must_use]
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The seed. **Security:** for sealing and storing only.
+    #[must_use]
+    pub fn secret(&self) -> &OtpSecret {
+        self.generator.secret()
+    }
+}
+
+impl fmt::Debug for Hotp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hotp")
+            .field("secret", self.generator.secret())
+            .field("algorithm", &self.algorithm())
+            .field("digits", &self.digits())
+            .field("counter", &self.counter)
+            .field("look_ahead", &self.look_ahead)
+            .field("issuer", &self.issuer)
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hotp() -> Hotp {
+        Hotp::builder(OtpSecret::from_bytes(b"12345678901234567890".to_vec()).unwrap())
+            .account("a")
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn resync_within_window_only() {
+        let h = hotp();
+        let m = h.verify(&h.code(15).to_string(), 10).unwrap();
+        assert_eq!((m.counter, m.next_counter), (15, 16));
+        assert_eq!(
+            h.verify(&h.code(16).to_string(), 10),
+            Err(Rejection::Mismatch)
+        );
+        assert_eq!(
+            h.verify(&h.code(9).to_string(), 10),
+            Err(Rejection::Mismatch)
+        );
+        assert_eq!(
+            h.verify(&h.code(10).to_string(), 11),
+            Err(Rejection::Mismatch)
+        );
+    }
+
+    #[test]
+    fn counter_limits() {
+        let h = hotp();
+        let m = h.verify(&h.code(u64::MAX).to_string(), u64::MAX).unwrap();
+        assert_eq!(m.next_counter, u64::MAX);
+        assert_eq!(
+            Hotp::builder(OtpSecret::from_bytes(vec![1; 20]).unwrap())
+                .account("a")
+                .look_ahead(51)
+                .build()
+                .unwrap_err(),
+            OtpError::WindowTooLarge { got: 51 }
+        );
+    }
+}

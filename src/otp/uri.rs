@@ -1,0 +1,410 @@
+//! `otpauth://` key URIs (the format authenticator apps scan as QR codes).
+//!
+//! `otpauth://TYPE/[ISSUER:]ACCOUNT?secret=…&issuer=…&algorithm=…&digits=…&period=…|counter=…`
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+use super::{Algorithm, OtpError, OtpSecret};
+
+/// A malformed key URI. Each variant names the part that is wrong; none
+/// carries the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UriError {
+    /// The URI does not start with `otpauth://`.
+    #[error("not an otpauth:// URI")]
+    Scheme,
+    /// The type is neither `totp` nor `hotp`.
+    #[error("the URI type must be totp or hotp")]
+    UnknownType,
+    /// The type is valid but not the one asked for (`Totp::from_uri` given
+    /// an `hotp` URI, or the reverse).
+    #[error("expected an otpauth://{expected}/ URI")]
+    WrongType {
+        /// The type that was expected.
+        expected: &'static str,
+    },
+    /// The label (issuer and account) is missing or malformed.
+    #[error("the label is malformed: {reason}")]
+    Label {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A required parameter is absent.
+    #[error("the `{0}` parameter is required")]
+    MissingParameter(&'static str),
+    /// A parameter appears more than once.
+    #[error("the `{0}` parameter appears more than once")]
+    DuplicateParameter(&'static str),
+    /// A parameter's value is invalid.
+    #[error("the `{name}` parameter is invalid: {reason}")]
+    InvalidParameter {
+        /// The parameter's name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The `issuer` parameter and the label's issuer prefix differ.
+    #[error("the `issuer` parameter does not match the label's issuer prefix")]
+    IssuerMismatch,
+}
+
+/// Bytes percent-encoded in labels and values: everything but RFC 3986
+/// unreserved characters.
+const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UriKind {
+    Totp { period: u64 },
+    Hotp { counter: u64 },
+}
+
+#[derive(Debug)]
+pub(crate) struct OtpAuthUri {
+    pub(crate) kind: UriKind,
+    pub(crate) issuer: Option<String>,
+    pub(crate) account: String,
+    pub(crate) secret: OtpSecret,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) digits: u8,
+}
+
+const KNOWN: [&str; 6] = [
+    "secret",
+    "issuer",
+    "algorithm",
+    "digits",
+    "period",
+    "counter",
+];
+
+impl OtpAuthUri {
+    pub(crate) fn write(
+        kind: UriKind,
+        issuer: Option<&str>,
+        account: &str,
+        secret: &OtpSecret,
+        algorithm: Algorithm,
+        digits: u8,
+    ) -> String {
+        let enc = |s: &str| utf8_percent_encode(s, ENCODE).to_string();
+        let (kind_name, extra) = match kind {
+            UriKind::Totp { period } => ("totp", format!("period={period}")),
+            UriKind::Hotp { counter } => ("hotp", format!("counter={counter}")),
+        };
+        let label = match issuer {
+            Some(i) => format!("{}:{}", enc(i), enc(account)),
+            None => enc(account),
+        };
+        let issuer_param = issuer
+            .map(|i| format!("&issuer={}", enc(i)))
+            .unwrap_or_default();
+        format!(
+            "otpauth://{kind_name}/{label}?secret={}{issuer_param}&algorithm={}&digits={digits}&{extra}",
+            secret.to_base32().expose_secret(),
+            algorithm.uri_name(),
+        )
+    }
+
+    pub(crate) fn parse(uri: &str) -> Result<Self, OtpError> {
+        let rest = strip_prefix_ignore_case(uri, "otpauth://").ok_or(UriError::Scheme)?;
+        if rest.contains('#') {
+            return Err(UriError::Label {
+                reason: "a fragment (#) is not allowed",
+            }
+            .into());
+        }
+        let (kind_name, rest) = rest
+            .split_once('/')
+            .ok_or(UriError::Label { reason: "missing" })?;
+        let is_totp = if kind_name.eq_ignore_ascii_case("totp") {
+            true
+        } else if kind_name.eq_ignore_ascii_case("hotp") {
+            false
+        } else {
+            return Err(UriError::UnknownType.into());
+        };
+        let (raw_label, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let label = decode(raw_label, false).ok_or(UriError::Label {
+            reason: "not valid percent-encoded UTF-8",
+        })?;
+        let (label_issuer, account) = match label.split_once(':') {
+            Some((i, a)) => (Some(i.trim().to_owned()), a.trim().to_owned()),
+            None => (None, label.trim().to_owned()),
+        };
+        if account.is_empty() {
+            return Err(UriError::Label {
+                reason: "the account name is missing",
+            }
+            .into());
+        }
+        if account.contains(':') {
+            return Err(UriError::Label {
+                reason: "more than one colon",
+            }
+            .into());
+        }
+        if label_issuer.as_deref() == Some("") {
+            return Err(UriError::Label {
+                reason: "the issuer prefix is empty",
+            }
+            .into());
+        }
+
+        let mut values: [Option<String>; KNOWN.len()] = Default::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            // Parameters other apps define (image, color, …) are ignored.
+            let Some(idx) = KNOWN.iter().position(|k| k.eq_ignore_ascii_case(name)) else {
+                continue;
+            };
+            let name = KNOWN[idx];
+            if values[idx].is_some() {
+                return Err(UriError::DuplicateParameter(name).into());
+            }
+            let value = decode(raw, true).ok_or(UriError::InvalidParameter {
+                name,
+                reason: "not valid percent-encoded UTF-8",
+            })?;
+            values[idx] = Some(value);
+        }
+        let [secret, issuer, algorithm, digits, period, counter] = values;
+
+        let secret = secret.ok_or(UriError::MissingParameter("secret"))?;
+        let secret = OtpSecret::from_base32(&secret).map_err(|e| match e {
+            OtpError::InvalidBase32 => OtpError::Uri(UriError::InvalidParameter {
+                name: "secret",
+                reason: "not base32",
+            }),
+            other => other,
+        })?;
+        let issuer = match (label_issuer, issuer.map(|i| i.trim().to_owned())) {
+            (Some(l), Some(p)) if l != p => return Err(UriError::IssuerMismatch.into()),
+            (_, Some(p)) if p.is_empty() => {
+                return Err(UriError::InvalidParameter {
+                    name: "issuer",
+                    reason: "empty",
+                }
+                .into());
+            }
+            (_, Some(p)) if p.contains(':') => {
+                return Err(UriError::InvalidParameter {
+                    name: "issuer",
+                    reason: "contains a colon",
+                }
+                .into());
+            }
+            (l, p) => p.or(l),
+        };
+        let algorithm = match algorithm {
+            None => Algorithm::Sha1,
+            Some(a) => Algorithm::from_uri_name(&a).ok_or(UriError::InvalidParameter {
+                name: "algorithm",
+                reason: "must be SHA1, SHA256 or SHA512",
+            })?,
+        };
+        let digits = match digits {
+            None => 6,
+            Some(d) => d
+                .parse::<u8>()
+                .ok()
+                .filter(|d| (super::MIN_DIGITS..=super::MAX_DIGITS).contains(d))
+                .ok_or(UriError::InvalidParameter {
+                    name: "digits",
+                    reason: "must be 6 to 10",
+                })?,
+        };
+        let kind = if is_totp {
+            let period = match period {
+                None => super::Totp::DEFAULT_PERIOD,
+                Some(p) => number(&p)
+                    .filter(|&p| p > 0)
+                    .ok_or(UriError::InvalidParameter {
+                        name: "period",
+                        reason: "must be a whole number of seconds, at least 1",
+                    })?,
+            };
+            UriKind::Totp { period }
+        } else {
+            let counter = counter.ok_or(UriError::MissingParameter("counter"))?;
+            let counter = number(&counter).ok_or(UriError::InvalidParameter {
+                name: "counter",
+                reason: "must be a whole number",
+            })?;
+            UriKind::Hotp { counter }
+        };
+        Ok(Self {
+            kind,
+            issuer,
+            account,
+            secret,
+            algorithm,
+            digits,
+        })
+    }
+}
+
+/// A plain decimal `u64` (no sign, no spaces).
+fn number(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// Percent-decodes `s`; in query values `+` also means a space, as HTML
+/// forms and `URLSearchParams` write it.
+fn decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let bytes: Vec<u8> = if plus_is_space && s.contains('+') {
+        percent_decode_str(&s.replace('+', " ")).collect()
+    } else {
+        percent_decode_str(s).collect()
+    };
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Hotp, Totp};
+    use super::*;
+
+    const S: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+    fn err(uri: &str) -> OtpError {
+        Totp::from_uri(uri).unwrap_err()
+    }
+
+    #[test]
+    fn canonical_round_trip() {
+        let uri = format!(
+            "otpauth://totp/ACME%20Co:john.doe%40email.com?secret={S}&issuer=ACME%20Co&algorithm=SHA1&digits=6&period=30"
+        );
+        assert_eq!(Totp::from_uri(&uri).unwrap().to_uri(), uri);
+        let uri = format!("otpauth://hotp/alice?secret={S}&algorithm=SHA512&digits=8&counter=42");
+        assert_eq!(Hotp::from_uri(&uri).unwrap().to_uri(), uri);
+    }
+
+    #[test]
+    fn lenient_forms() {
+        let t = Totp::from_uri(&format!(
+            "OTPAUTH://TOTP/Big%20Corp:%20alice?secret={}&issuer=Big+Corp",
+            S.to_lowercase()
+        ))
+        .unwrap();
+        assert_eq!(t.issuer(), Some("Big Corp"));
+        assert_eq!(t.account(), "alice");
+        let t = Totp::from_uri(&format!(
+            "otpauth://totp/Example%3Aalice?secret={S}&image=https%3A%2F%2Fx"
+        ))
+        .unwrap();
+        assert_eq!(t.issuer(), Some("Example"));
+        let t = Totp::from_uri(&format!("otpauth://totp/alice?secret={S}&issuer=Example")).unwrap();
+        assert_eq!((t.issuer(), t.account()), (Some("Example"), "alice"));
+        assert_eq!((t.digits(), t.period()), (6, 30));
+    }
+
+    #[test]
+    fn each_malformation_is_named() {
+        assert_eq!(
+            err("http://totp/a?secret=x"),
+            OtpError::Uri(UriError::Scheme)
+        );
+        assert_eq!(
+            err(&format!("otpauth://motp/a?secret={S}")),
+            OtpError::Uri(UriError::UnknownType)
+        );
+        assert_eq!(
+            err(&format!("otpauth://hotp/a?secret={S}&counter=1")),
+            OtpError::Uri(UriError::WrongType { expected: "totp" })
+        );
+        assert_eq!(
+            err("otpauth://totp/a"),
+            OtpError::Uri(UriError::MissingParameter("secret"))
+        );
+        assert_eq!(
+            err(&format!("otpauth://totp/?secret={S}")),
+            OtpError::Uri(UriError::Label {
+                reason: "the account name is missing"
+            })
+        );
+        assert_eq!(
+            err(&format!("otpauth://totp/a:b:c?secret={S}")),
+            OtpError::Uri(UriError::Label {
+                reason: "more than one colon"
+            })
+        );
+        assert_eq!(
+            err(&format!("otpauth://totp/a?secret={S}&secret={S}")),
+            OtpError::Uri(UriError::DuplicateParameter("secret"))
+        );
+        assert_eq!(
+            err("otpauth://totp/a?secret=0000"),
+            OtpError::Uri(UriError::InvalidParameter {
+                name: "secret",
+                reason: "not base32"
+            })
+        );
+        assert_eq!(
+            err("otpauth://totp/a?secret=JBSWY3DPEHPK3PXP"),
+            OtpError::SecretTooShort { len: 10 }
+        );
+        assert!(matches!(
+            err(&format!("otpauth://totp/a?secret={S}&digits=5")),
+            OtpError::Uri(UriError::InvalidParameter { name: "digits", .. })
+        ));
+        assert!(matches!(
+            err(&format!("otpauth://totp/a?secret={S}&digits=x")),
+            OtpError::Uri(UriError::InvalidParameter { name: "digits", .. })
+        ));
+        assert!(matches!(
+            err(&format!("otpauth://totp/a?secret={S}&period=0")),
+            OtpError::Uri(UriError::InvalidParameter { name: "period", .. })
+        ));
+        assert!(matches!(
+            err(&format!("otpauth://totp/a?secret={S}&period=-30")),
+            OtpError::Uri(UriError::InvalidParameter { name: "period", .. })
+        ));
+        assert!(matches!(
+            err(&format!("otpauth://totp/a?secret={S}&algorithm=MD5")),
+            OtpError::Uri(UriError::InvalidParameter {
+                name: "algorithm",
+                ..
+            })
+        ));
+        assert_eq!(
+            err(&format!("otpauth://totp/X:a?secret={S}&issuer=Y")),
+            OtpError::Uri(UriError::IssuerMismatch)
+        );
+        assert!(matches!(
+            err(&format!("otpauth://totp/a%FF?secret={S}")),
+            OtpError::Uri(UriError::Label { .. })
+        ));
+        assert_eq!(
+            Hotp::from_uri(&format!("otpauth://hotp/a?secret={S}")).unwrap_err(),
+            OtpError::Uri(UriError::MissingParameter("counter"))
+        );
+        assert!(matches!(
+            Hotp::from_uri(&format!("otpauth://hotp/a?secret={S}&counter=1x")).unwrap_err(),
+            OtpError::Uri(UriError::InvalidParameter {
+                name: "counter",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn errors_never_contain_the_secret() {
+        let e = err("otpauth://totp/a?secret=GEZDGNBVGY3TQOJ1");
+        assert!(!format!("{e:?} {e}").contains("GEZDGNBV"));
+    }
+}
