@@ -1,18 +1,71 @@
 //! A narrated tour of ninsho: `cargo run --example quickstart`.
 //!
-//! Everything runs against a manual clock, so the tour is instant and
+//! Everything runs against a manual clock and an in-memory store, and
+//! messages are printed instead of sent, so the tour is instant and
 //! repeatable: time moves only when the tour says so.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ninsho::contact::Destination;
+use ninsho::flows::{Challenges, IssueRequest};
+use ninsho::gateway::{Channel, ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
 use ninsho::otp::{Rejection, Totp, TotpEnrollment};
-use ninsho::{Clock, ManualClock, OsRandom};
+use ninsho::store::{MemoryStore, Purpose};
+use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, ManualClock, OsRandom, Refusal};
 use time::Duration;
 
-pub fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let clock = ManualClock::at_unix(1_763_683_200)?; // 2025-11-21 00:00:00 UTC
-    let rng = OsRandom;
+/// A console gateway behind a carrier that blocks SMS to one number, as
+/// when a user's refusal settings block messages from unknown senders.
+#[derive(Debug)]
+struct CarrierBlocksSms {
+    blocked: String,
+    console: ConsoleGateway,
+    /// The last code printed, standing in for "the user reads the message".
+    last_code: std::sync::Mutex<Option<String>>,
+}
 
-    println!("== Adding an authenticator app");
-    let enrolment = TotpEnrollment::start(&rng, "Example", "alice@example.com")?;
+#[async_trait]
+impl Gateway for CarrierBlocksSms {
+    async fn send(&self, message: &Message) -> Result<Receipt, DeliveryError> {
+        if message.channel == Channel::Sms && message.to == self.blocked {
+            println!(
+                "  [carrier] SMS to {} blocked by the user's refusal settings",
+                message.to
+            );
+            return Err(DeliveryError::refused("SMS from unknown senders refused"));
+        }
+        if let Some(secret) = &message.secret {
+            if let Ok(mut last) = self.last_code.lock() {
+                *last = Some(secret.expose_secret().to_owned());
+            }
+        }
+        self.console.send(message).await
+    }
+}
+
+impl CarrierBlocksSms {
+    fn code(&self) -> String {
+        self.last_code
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let clock = ManualClock::at_unix(1_763_683_200)?; // 2025-11-21 00:00:00 UTC
+    authenticator_app(&clock)?;
+    codes_by_sms_and_voice(&clock).await?;
+    println!("\nDone.");
+    Ok(())
+}
+
+fn authenticator_app(clock: &ManualClock) -> Result<(), Box<dyn std::error::Error>> {
+    println!("== 1. Adding an authenticator app");
+    let enrolment = TotpEnrollment::start(&OsRandom, "Example", "alice@example.com")?;
     let uri = enrolment.uri();
     println!(
         "Show this to Alice as a QR code:\n  {}",
@@ -27,7 +80,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut last_step = confirmed.last_step;
     println!("Confirmed. Store the authenticator and last step {last_step}.");
 
-    println!("\n== Signing in a minute later");
+    println!("\n== 2. Signing in with the app a minute later");
     clock.advance(Duration::minutes(1));
     let code = phone.code_at(clock.unix_seconds()).to_string();
     let accepted = confirmed
@@ -39,14 +92,14 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         accepted.step, accepted.drift
     );
 
-    println!("\n== Someone replays the same code");
+    println!("\n== 3. Someone replays the same code");
     let replay = confirmed
         .totp
         .verify(&code, clock.unix_seconds(), Some(last_step));
     assert_eq!(replay, Err(Rejection::Replayed));
     println!("{code}: refused ({}).", Rejection::Replayed);
 
-    println!("\n== A code typed with spaces, in full-width digits");
+    println!("\n== 4. A code typed with a space, in full-width digits");
     clock.advance(Duration::seconds(30));
     let fresh = phone.code_at(clock.unix_seconds()).to_string();
     let wide: String = fresh
@@ -61,15 +114,66 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         .totp
         .verify(&wide, clock.unix_seconds(), Some(last_step))?;
     println!("{wide}: accepted at step {}.", accepted.step);
+    Ok(())
+}
 
-    println!("\n== A code from five minutes ago");
-    let stale = phone.code_at(clock.unix_seconds() - 300).to_string();
-    let result = confirmed
-        .totp
-        .verify(&stale, clock.unix_seconds(), Some(accepted.step));
-    assert!(result.is_err());
-    println!("{stale}: refused (outside the ±1 step window).");
+async fn codes_by_sms_and_voice(clock: &ManualClock) -> Result<(), Box<dyn std::error::Error>> {
+    let gateway = Arc::new(CarrierBlocksSms {
+        blocked: "+818011112222".into(),
+        console: ConsoleGateway::new(),
+        last_code: std::sync::Mutex::new(None),
+    });
+    // In production: keys from your secret manager, and SystemClock.
+    let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
+    let challenges = Challenges::builder()
+        .service_name("Example")
+        .origin("example.com")
+        .store(Arc::new(MemoryStore::new()))
+        .gateway(gateway.clone())
+        .hasher(hasher)
+        .clock(Arc::new(clock.clone()))
+        .build()?;
 
-    println!("\nDone.");
+    println!("\n== 5. A code by SMS");
+    let phone = Destination::phone("+81 90-1234-5678")?;
+    let ticket = challenges
+        .issue(IssueRequest::new(phone.clone(), Purpose::SignIn))
+        .await?;
+    println!(
+        "Sent by {} to {}; valid until {}, resend from {}.",
+        ticket.channel, ticket.masked_destination, ticket.expires_at, ticket.resend_available_at
+    );
+
+    println!("\n== 6. A wrong code, then the right one");
+    match challenges
+        .verify(&ticket.challenge_id, "000000", &Purpose::SignIn, &phone)
+        .await
+    {
+        Err(Error::Refused(Refusal::WrongCode { attempts_left })) => {
+            println!("000000: wrong code, {attempts_left} attempts left.");
+        }
+        other => println!("000000: {other:?}"),
+    }
+    let code = gateway.code();
+    let verified = challenges
+        .verify(&ticket.challenge_id, &code, &Purpose::SignIn, &phone)
+        .await?;
+    println!(
+        "{code}: verified {} for {:?}.",
+        verified.destination.masked(),
+        verified.purpose
+    );
+
+    println!("\n== 7. SMS refused by the carrier: the plan falls back to a voice call");
+    let blocked = Destination::phone("+81 80-1111-2222")?;
+    let ticket = challenges
+        .issue(IssueRequest::new(blocked.clone(), Purpose::SignUp))
+        .await?;
+    println!("Delivered by {} ({:?}).", ticket.channel, ticket.reason);
+    let code = gateway.code();
+    challenges
+        .verify(&ticket.challenge_id, &code, &Purpose::SignUp, &blocked)
+        .await?;
+    println!("{code}: verified from the voice call.");
     Ok(())
 }

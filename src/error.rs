@@ -12,9 +12,71 @@
 //! returns a typed [`Rejection`](crate::otp::Rejection) for that. No error
 //! carries secret material, so every error is safe to log.
 
+use time::OffsetDateTime;
+
+use crate::contact::ContactError;
+use crate::gateway::{Channel, DeliveryError, DeliveryErrorKind};
 use crate::hash::KeyError;
+use crate::limits::LimitKind;
 use crate::otp::OtpError;
 use crate::random::RandomError;
+use crate::store::StoreError;
+
+/// Why a request from the user was refused: the user's side of things, to
+/// show in the UI. Never an infrastructure failure, and never success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The code is wrong; `attempts_left` more tries on this challenge.
+    #[error("the code is wrong; {attempts_left} attempts left")]
+    WrongCode {
+        /// Tries left before the challenge dies.
+        attempts_left: u32,
+    },
+    /// Every code of the challenge (or the link) has expired: send a new one.
+    #[error("the code has expired; ask for a new one")]
+    Expired,
+    /// Too many wrong codes: the challenge is dead; start a new one.
+    #[error("too many wrong codes; ask for a new one")]
+    TooManyAttempts,
+    /// No such challenge (or the token is wrong).
+    #[error("no such code or link; ask for a new one")]
+    Unknown,
+    /// The code or link was already used.
+    #[error("the code or link was already used")]
+    AlreadyUsed,
+    /// The challenge was issued for another purpose.
+    #[error("the code was issued for something else")]
+    PurposeMismatch,
+    /// The challenge was issued for another destination.
+    #[error("the code was sent to another destination")]
+    DestinationMismatch,
+    /// The account failed too often: wait until `until`, or (when `None`)
+    /// until an operator clears the account's failures.
+    #[error("too many failed attempts; try again later")]
+    Locked {
+        /// When trying is allowed again; `None` means only after a reset.
+        until: Option<OffsetDateTime>,
+    },
+    /// A send limit was reached; retry at `retry_at`.
+    #[error("too many codes requested; try again later")]
+    RateLimited {
+        /// The limit that refused.
+        limit: LimitKind,
+        /// When a retry can succeed.
+        retry_at: OffsetDateTime,
+    },
+    /// The user's confirmation of the masked contact (last four digits, or
+    /// the whole email) does not match: nothing was sent.
+    #[error("that does not match the contact on file")]
+    ContactNotConfirmed,
+    /// The user denied the sign-in from the one-time link.
+    #[error("the sign-in was denied")]
+    Denied,
+    /// No further delivery channel is left for "use another option".
+    #[error("no other way to send the code is available")]
+    NoMoreOptions,
+}
 
 /// Everything that can go wrong in ninsho.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +91,28 @@ pub enum Error {
     /// The random source failed; nothing was issued.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The user's request was refused (wrong code, expired, limits, …).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A phone number or email address is malformed.
+    #[error(transparent)]
+    Contact(#[from] ContactError),
+    /// The store failed; nothing was verified or consumed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The gateway could not deliver a message on `channel` (after any
+    /// fallback channels were tried).
+    #[error("delivery by {channel} failed")]
+    Delivery {
+        /// The last channel tried.
+        channel: Channel,
+        /// The gateway's error.
+        #[source]
+        source: DeliveryError,
+    },
+    /// The service is misconfigured.
+    #[error("configuration error: {0}")]
+    Config(String),
 }
 
 impl Error {
@@ -36,7 +120,23 @@ impl Error {
     /// rather than bad input or configuration.
     #[must_use]
     pub fn is_infrastructure(&self) -> bool {
-        matches!(self, Self::Random(_))
+        match self {
+            Self::Random(_) | Self::Store(_) => true,
+            Self::Delivery { source, .. } => matches!(
+                source.kind(),
+                DeliveryErrorKind::Transient | DeliveryErrorKind::RateLimited
+            ),
+            _ => false,
+        }
+    }
+
+    /// The refusal, when this is one.
+    #[must_use]
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Self::Refused(r) => Some(*r),
+            _ => None,
+        }
     }
 }
 

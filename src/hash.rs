@@ -232,6 +232,16 @@ impl KeyedHasher {
         Ok(key.tag(context, secret).ct_eq(&stored.tag))
     }
 
+    /// The tag `secret` under `context` would have with key `key_id`, for
+    /// comparing one input against several stored hashes with a single HMAC.
+    ///
+    /// # Errors
+    /// [`KeyError::UnknownKeyId`] when this hasher does not hold that key.
+    pub fn tag_with(&self, key_id: KeyId, context: &[u8], secret: &[u8]) -> Result<Tag, KeyError> {
+        let key = self.key(key_id).ok_or(KeyError::UnknownKeyId(key_id))?;
+        Ok(key.tag(context, secret))
+    }
+
     /// Whether `stored` was made with a key other than the current one and
     /// should be re-hashed at the next chance.
     #[must_use]

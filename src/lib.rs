@@ -6,15 +6,22 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod challenge;
 pub mod clock;
+pub mod contact;
 pub mod error;
+pub mod events;
+pub mod flows;
+pub mod gateway;
 pub mod hash;
+pub mod limits;
 pub mod otp;
 pub mod random;
 pub mod secret;
+pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::Error;
+pub use error::{Error, Refusal};
 pub use hash::{HashKey, KeyId, KeyedHash, KeyedHasher};
 pub use random::{LockedRng, OsRandom, Random, RandomError};
 pub use secret::{SecretBytes, SecretString};

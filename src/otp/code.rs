@@ -22,6 +22,10 @@ impl OtpCode {
         Self { value, digits }
     }
 
+    pub(crate) fn value(&self) -> u64 {
+        self.value
+    }
+
     /// Number of digits, leading zeros included.
     #[must_use]
     pub fn digits(&self) -> u8 {

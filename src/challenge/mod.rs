@@ -1,0 +1,268 @@
+//! The one-time-code engine: pure rules, no I/O.
+//!
+//! Generating codes, hashing them for storage, and deciding what a typed
+//! code means for a stored challenge. The async [`flows`](crate::flows)
+//! layer reads and writes the records; everything it decides comes from
+//! here, so the rules can be tested and benchmarked without a store.
+
+use serde::{Deserialize, Serialize};
+use subtle::{Choice, ConstantTimeEq};
+use time::{Duration, OffsetDateTime};
+
+use crate::contact::Destination;
+use crate::error::Refusal;
+use crate::hash::{KeyId, KeyedHash, KeyedHasher, Tag};
+use crate::otp::{OtpCode, parse_code};
+use crate::random::{Random, RandomError, uniform_below_u64};
+use crate::store::{ChallengeId, ChallengeRecord, ChallengeState, Purpose};
+
+/// Rules for one-time codes and links (every one a knob with a default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodePolicy {
+    digits: u8,
+    /// How long each code works (default 10 minutes, the NIST SP 800-63B
+    /// maximum for out-of-band codes).
+    pub lifetime: Duration,
+    /// Wrong codes allowed per challenge, across resends (default 5).
+    pub max_attempts: u32,
+    /// Wait between sends of one challenge (default 60 s).
+    pub resend_cooldown: Duration,
+    /// Sends per challenge, the first included (default 5).
+    pub max_sends: u32,
+    /// How long a one-time link works (default 10 minutes).
+    pub link_lifetime: Duration,
+}
+
+impl Default for CodePolicy {
+    fn default() -> Self {
+        Self {
+            digits: 6,
+            lifetime: Duration::minutes(10),
+            max_attempts: 5,
+            resend_cooldown: Duration::seconds(60),
+            max_sends: 5,
+            link_lifetime: Duration::minutes(10),
+        }
+    }
+}
+
+/// A code length outside what the policy allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "one-time codes have 6 to 10 digits (4 or 5 only through `dangerous_short_digits`), not {0}"
+)]
+pub struct DigitsError(pub u8);
+
+impl CodePolicy {
+    /// Digits per code.
+    #[must_use]
+    pub fn digits(&self) -> u8 {
+        self.digits
+    }
+
+    /// Sets the code length, 6 to 10.
+    ///
+    /// # Errors
+    /// [`DigitsError`] outside 6..=10.
+    pub fn with_digits(mut self, digits: u8) -> Result<Self, DigitsError> {
+        if !(6..=10).contains(&digits) {
+            return Err(DigitsError(digits));
+        }
+        self.digits = digits;
+        Ok(self)
+    }
+
+    /// **Dangerous:** allows 4- or 5-digit codes, which an attacker guesses
+    /// 100 or 10 times more easily. Only for channels where the host has
+    /// other strong limits.
+    ///
+    /// # Errors
+    /// [`DigitsError`] outside 4..=10.
+    pub fn dangerous_short_digits(mut self, digits: u8) -> Result<Self, DigitsError> {
+        if !(4..=10).contains(&digits) {
+            return Err(DigitsError(digits));
+        }
+        self.digits = digits;
+        Ok(self)
+    }
+}
+
+/// A fresh uniformly random code of `digits` digits.
+///
+/// # Errors
+/// When the random source fails.
+pub fn generate_code(rng: &dyn Random, digits: u8) -> Result<OtpCode, RandomError> {
+    let modulus = 10u64.pow(u32::from(digits.min(19)));
+    Ok(OtpCode::new(uniform_below_u64(rng, modulus)?, digits))
+}
+
+/// The hashing context of a challenge's codes: binds each hash to its
+/// challenge, so a hash copied to another record never matches.
+pub(crate) fn code_context(id: &ChallengeId) -> [u8; 21] {
+    let mut ctx = [0u8; 21];
+    ctx[..5].copy_from_slice(b"code:");
+    ctx[5..].copy_from_slice(id.as_bytes());
+    ctx
+}
+
+/// The hashing context of a challenge's link token.
+pub(crate) fn link_context(id: &ChallengeId) -> [u8; 21] {
+    let mut ctx = code_context(id);
+    ctx[..5].copy_from_slice(b"link:");
+    ctx
+}
+
+/// ASCII digits of `value`, zero-padded to `digits`, on the stack.
+pub(crate) fn ascii_code(value: u64, digits: u8) -> ([u8; 20], usize) {
+    let mut out = [b'0'; 20];
+    let len = usize::from(digits.min(20));
+    let mut v = value;
+    for slot in out[..len].iter_mut().rev() {
+        // `v % 10` is a single decimal digit.
+        *slot = b'0' + u8::try_from(v % 10).unwrap_or(0);
+        v /= 10;
+    }
+    (out, len)
+}
+
+/// Hashes a code for storage.
+pub(crate) fn hash_code(hasher: &KeyedHasher, id: &ChallengeId, code: &OtpCode) -> KeyedHash {
+    let (buf, len) = ascii_code(code.value(), code.digits());
+    hasher.hash(&code_context(id), &buf[..len])
+}
+
+/// What a typed code means for a challenge, and the record to write.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// The code is right: write `record` (consumed) with compare-and-set.
+    Accept(ChallengeRecord),
+    /// The code is wrong: write `record` (one more failure) with
+    /// compare-and-set, then refuse with the refusal.
+    Reject(ChallengeRecord, Refusal),
+    /// Refuse without writing anything.
+    Refuse(Refusal),
+}
+
+/// Decides a verification attempt. Every live code of the challenge is
+/// compared in constant time, with one HMAC per hashing key.
+pub(crate) fn decide(
+    record: &ChallengeRecord,
+    input: &str,
+    purpose: &Purpose,
+    destination: &Destination,
+    hasher: &KeyedHasher,
+    now: OffsetDateTime,
+) -> Decision {
+    match record.state {
+        ChallengeState::Pending => {}
+        ChallengeState::Exhausted => return Decision::Refuse(Refusal::TooManyAttempts),
+        _ => return Decision::Refuse(Refusal::AlreadyUsed),
+    }
+    if record.link.is_some() {
+        return Decision::Refuse(Refusal::Unknown);
+    }
+    if now >= record.expires_at || record.sends.iter().all(|s| now >= s.expires_at) {
+        return Decision::Refuse(Refusal::Expired);
+    }
+
+    let context_ok = &record.purpose == purpose && &record.destination == destination;
+    let matched = parse_code(input, record.digits)
+        .map(|value| matches_live_code(record, value, hasher, now))
+        .unwrap_or_else(|| Choice::from(0));
+
+    let mut next = record.clone();
+    next.version = record.version.wrapping_add(1);
+    if context_ok && bool::from(matched) {
+        next.state = ChallengeState::Consumed;
+        return Decision::Accept(next);
+    }
+    next.failed_attempts = record.failed_attempts.saturating_add(1);
+    let refusal = if !context_ok {
+        if &record.purpose == purpose {
+            Refusal::DestinationMismatch
+        } else {
+            Refusal::PurposeMismatch
+        }
+    } else {
+        let left = record.max_attempts.saturating_sub(next.failed_attempts);
+        if left == 0 {
+            Refusal::TooManyAttempts
+        } else {
+            Refusal::WrongCode {
+                attempts_left: left,
+            }
+        }
+    };
+    if next.failed_attempts >= record.max_attempts {
+        next.state = ChallengeState::Exhausted;
+    }
+    Decision::Reject(next, refusal)
+}
+
+fn matches_live_code(
+    record: &ChallengeRecord,
+    value: u64,
+    hasher: &KeyedHasher,
+    now: OffsetDateTime,
+) -> Choice {
+    let (buf, len) = ascii_code(value, record.digits);
+    let ctx = code_context(&record.id);
+    let mut cached: Option<(KeyId, Tag)> = None;
+    let mut found = Choice::from(0);
+    for send in &record.sends {
+        let tag = match cached {
+            Some((id, tag)) if id == send.code.key_id => Some(tag),
+            _ => hasher.tag_with(send.code.key_id, &ctx, &buf[..len]).ok(),
+        };
+        let Some(tag) = tag else {
+            // A retired key: that send can't match (fail closed).
+            continue;
+        };
+        cached = Some((send.code.key_id, tag));
+        let live = Choice::from(u8::from(now < send.expires_at));
+        found |= tag.ct_eq(&send.code.tag) & live;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LockedRng;
+
+    #[test]
+    fn codes_are_uniform_and_padded() {
+        let rng = LockedRng::seeded(9);
+        let mut first_digit = [0u32; 10];
+        for _ in 0..10_000 {
+            let c = generate_code(&rng, 6).unwrap();
+            let s = c.to_string();
+            assert_eq!(s.len(), 6);
+            first_digit[usize::from(s.as_bytes()[0] - b'0')] += 1;
+        }
+        // Each leading digit ~1000 times; a modulo bias would skew low digits.
+        assert!(
+            first_digit.iter().all(|&n| (850..1150).contains(&n)),
+            "{first_digit:?}"
+        );
+        assert_eq!(generate_code(&rng, 10).unwrap().to_string().len(), 10);
+    }
+
+    #[test]
+    fn ascii_code_pads() {
+        let (b, n) = ascii_code(42, 6);
+        assert_eq!(&b[..n], b"000042");
+        let (b, n) = ascii_code(9_999_999_999, 10);
+        assert_eq!(&b[..n], b"9999999999");
+    }
+
+    #[test]
+    fn digits_policy() {
+        let p = CodePolicy::default();
+        assert_eq!(p.digits(), 6);
+        assert_eq!(p.with_digits(5).unwrap_err(), DigitsError(5));
+        assert_eq!(p.with_digits(10).unwrap().digits(), 10);
+        assert_eq!(p.dangerous_short_digits(4).unwrap().digits(), 4);
+        assert!(p.dangerous_short_digits(3).is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! Audit events: what happened, for the host to log.
+//!
+//! Every flow operation reports typed events to an [`EventSink`]. No event
+//! carries a code, token or full contact address (destinations are masked),
+//! so every event is safe to write to logs.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use time::OffsetDateTime;
+
+use crate::error::Refusal;
+use crate::gateway::{Channel, DeliveryErrorKind};
+use crate::store::{AccountId, ChallengeId, Purpose};
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A challenge (code or link) was created.
+    Issued {
+        /// The challenge.
+        challenge: ChallengeId,
+        /// Why.
+        purpose: Purpose,
+        /// The account, if any.
+        account: Option<AccountId>,
+        /// The destination, masked.
+        destination: String,
+    },
+    /// The gateway accepted a message.
+    Delivered {
+        /// The challenge.
+        challenge: ChallengeId,
+        /// The channel used.
+        channel: Channel,
+        /// The provider's message id, if it gave one.
+        provider_id: Option<String>,
+    },
+    /// The gateway refused or failed a message.
+    DeliveryFailed {
+        /// The challenge.
+        challenge: ChallengeId,
+        /// The channel that failed.
+        channel: Channel,
+        /// How it failed.
+        kind: DeliveryErrorKind,
+        /// The channel tried next, if the failure was permanent and one was left.
+        fallback: Option<Channel>,
+    },
+    /// A code or link was verified and consumed.
+    Verified {
+        /// The challenge.
+        challenge: ChallengeId,
+        /// Why it was issued.
+        purpose: Purpose,
+        /// The account, if any.
+        account: Option<AccountId>,
+    },
+    /// A verification attempt or request was refused.
+    Failed {
+        /// The challenge, when one was named.
+        challenge: Option<ChallengeId>,
+        /// The account, if known.
+        account: Option<AccountId>,
+        /// Why.
+        reason: Refusal,
+    },
+    /// An account reached the back-off or the hard stop.
+    Locked {
+        /// The account.
+        account: AccountId,
+        /// Consecutive failures so far.
+        consecutive: u32,
+        /// Until when (`None`: until the host resets it).
+        until: Option<OffsetDateTime>,
+    },
+    /// A one-time link was opened (the device shown to the user).
+    LinkOpened {
+        /// The challenge.
+        challenge: ChallengeId,
+    },
+    /// A one-time link was approved or denied.
+    LinkDecided {
+        /// The challenge.
+        challenge: ChallengeId,
+        /// `true` for approved.
+        approved: bool,
+    },
+}
+
+/// Receives events. Called synchronously inside flows: keep it fast (push to
+/// a channel or a logger), and never fail.
+pub trait EventSink: Send + Sync + fmt::Debug {
+    /// Records one event.
+    fn record(&self, event: &Event);
+}
+
+/// Discards every event (the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn record(&self, _: &Event) {}
+}
+
+/// Keeps events in memory; clones share them. For tests.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingEvents {
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl RecordingEvents {
+    /// An empty recorder.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything recorded so far, oldest first.
+    #[must_use]
+    pub fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl EventSink for RecordingEvents {
+    fn record(&self, event: &Event) {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(event.clone());
+    }
+}

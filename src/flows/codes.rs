@@ -1,0 +1,611 @@
+//! One-time codes: issue, resend, another option, verify.
+
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use super::{Challenges, MAX_ROUNDS};
+use crate::challenge::{Decision, decide, generate_code, hash_code};
+use crate::contact::Destination;
+use crate::error::{Error, Refusal};
+use crate::events::Event;
+use crate::gateway::{
+    Channel, CodeParams, DeliveryErrorKind, LinkParams, Locale, Message, TemplateError,
+};
+use crate::limits::LimitKind;
+use crate::secret::SecretString;
+use crate::store::{AccountId, ChallengeId, ChallengeRecord, ChallengeState, Purpose, SendRecord};
+
+/// A request to send a code.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IssueRequest {
+    /// Where to send it.
+    pub destination: Destination,
+    /// Why.
+    pub purpose: Purpose,
+    /// The account, if there is one yet.
+    pub account: Option<AccountId>,
+    /// A key for the per-caller limit (client IP, session id), if any.
+    pub caller: Option<String>,
+    /// Message language (default: the service's).
+    pub locale: Option<Locale>,
+    /// Masked-contact confirmation: what the user typed when asked to
+    /// confirm the contact on file (last four digits of the phone, or the
+    /// whole email address). When set, nothing is sent unless it matches.
+    pub confirmation: Option<String>,
+}
+
+impl IssueRequest {
+    /// A request with no account, caller key, locale or confirmation.
+    #[must_use]
+    pub fn new(destination: Destination, purpose: Purpose) -> Self {
+        Self {
+            destination,
+            purpose,
+            account: None,
+            caller: None,
+            locale: None,
+            confirmation: None,
+        }
+    }
+
+    /// Sets the account.
+    #[must_use]
+    pub fn account(mut self, account: AccountId) -> Self {
+        self.account = Some(account);
+        self
+    }
+
+    /// Sets the per-caller limit key.
+    #[must_use]
+    pub fn caller(mut self, key: impl Into<String>) -> Self {
+        self.caller = Some(key.into());
+        self
+    }
+
+    /// Sets the message language.
+    #[must_use]
+    pub fn locale(mut self, locale: Locale) -> Self {
+        self.locale = Some(locale);
+        self
+    }
+
+    /// Requires the user's confirmation of the masked contact.
+    #[must_use]
+    pub fn confirmation(mut self, typed: impl Into<String>) -> Self {
+        self.confirmation = Some(typed.into());
+        self
+    }
+}
+
+/// Why a code went out on the channel it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChannelReason {
+    /// The first channel of the plan worked.
+    FirstChoice,
+    /// An earlier channel failed permanently and the plan moved on.
+    Fallback {
+        /// The channel that failed.
+        from: Channel,
+        /// How it failed.
+        kind: DeliveryErrorKind,
+    },
+    /// The user asked for another option.
+    AnotherOption,
+}
+
+/// What the UI needs after a code was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Ticket {
+    /// Pass this back to verify or resend (keep it in the session).
+    pub challenge_id: ChallengeId,
+    /// The channel the code went out on.
+    pub channel: Channel,
+    /// Why that channel.
+    pub reason: ChannelReason,
+    /// The destination, masked for display.
+    pub masked_destination: String,
+    /// When this code stops working.
+    pub expires_at: OffsetDateTime,
+    /// When "resend" may be pressed.
+    pub resend_available_at: OffsetDateTime,
+    /// Sends left on this challenge.
+    pub sends_left: u32,
+}
+
+/// A successful verification: what was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verified {
+    /// The challenge, now consumed.
+    pub challenge_id: ChallengeId,
+    /// Its purpose.
+    pub purpose: Purpose,
+    /// Its account, if any.
+    pub account: Option<AccountId>,
+    /// The destination proven reachable.
+    pub destination: Destination,
+    /// The channel of the latest send.
+    pub channel: Channel,
+}
+
+impl Verified {
+    pub(super) fn from_record(record: &ChallengeRecord) -> Self {
+        Self {
+            challenge_id: record.id,
+            purpose: record.purpose.clone(),
+            account: record.account.clone(),
+            destination: record.destination.clone(),
+            channel: current_channel(record),
+        }
+    }
+}
+
+pub(super) fn current_channel(record: &ChallengeRecord) -> Channel {
+    record
+        .channels
+        .get(record.channel_index)
+        .copied()
+        .unwrap_or(Channel::Sms)
+}
+
+/// What is delivered: a code or a link.
+pub(super) enum Payload<'a> {
+    Code(&'a str),
+    Link { url: &'a str, device: &'a str },
+}
+
+/// The outcome of delivering along the plan.
+pub(super) struct Delivered {
+    pub(super) index: usize,
+    pub(super) reason: ChannelReason,
+}
+
+impl Challenges {
+    /// Sends a new code to a destination.
+    ///
+    /// Checks the masked-contact confirmation (if asked), the account's
+    /// lockout and every send limit, then stores the challenge (the code only
+    /// as a keyed hash) and delivers along the fallback plan: a permanent
+    /// refusal on one channel moves to the next.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] with [`Refusal::ContactNotConfirmed`],
+    /// [`Refusal::Locked`] or [`Refusal::RateLimited`]; [`Error::Delivery`]
+    /// when no channel delivered (the challenge exists and can be resent);
+    /// [`Error::Store`] / [`Error::Random`] for infrastructure failures.
+    pub async fn issue(&self, request: IssueRequest) -> Result<Ticket, Error> {
+        let now = self.now();
+        let account = request.account.as_ref();
+        if let Some(typed) = &request.confirmation {
+            self.check_confirmation(&request.destination, typed, account, now)
+                .await?;
+        }
+        if let Some(account) = account {
+            self.check_lockout(account, now).await?;
+        }
+        self.charge_send_limits(
+            &request.destination,
+            account,
+            request.caller.as_deref(),
+            now,
+        )
+        .await?;
+
+        let inner = &self.inner;
+        let id = ChallengeId::random(&*inner.rng)?;
+        let code = generate_code(&*inner.rng, inner.policy.digits())?;
+        let channels = self.channels_for(&request.destination);
+        let expires_at = now.saturating_add(inner.policy.lifetime);
+        let record = ChallengeRecord {
+            id,
+            version: 0,
+            purpose: request.purpose,
+            account: request.account,
+            destination: request.destination,
+            locale: request.locale.unwrap_or(inner.locale),
+            sends: vec![SendRecord {
+                channel: channels[0],
+                sent_at: now,
+                expires_at,
+                code: hash_code(&inner.hasher, &id, &code),
+            }],
+            channels,
+            channel_index: 0,
+            state: ChallengeState::Pending,
+            digits: code.digits(),
+            failed_attempts: 0,
+            max_attempts: inner.policy.max_attempts,
+            delivery_attempts: 1,
+            link: None,
+            created_at: now,
+            expires_at,
+        };
+        inner.store.insert_challenge(&record).await?;
+        self.emit(Event::Issued {
+            challenge: id,
+            purpose: record.purpose.clone(),
+            account: record.account.clone(),
+            destination: record.destination.masked(),
+        });
+        let code = SecretString::new(code.to_string());
+        let delivered = self
+            .deliver(&record, 0, &Payload::Code(code.expose_secret()), false)
+            .await?;
+        let record = self.note_channel(record, delivered.index).await?;
+        Ok(self.ticket(&record, delivered.reason))
+    }
+
+    /// Sends a new code for the same challenge on the same channel.
+    ///
+    /// Honours the cooldown and the per-challenge send limit, and charges
+    /// the send limits. The codes of earlier sends stay valid until their own
+    /// expiry (a late SMS still works); wrong attempts are shared.
+    ///
+    /// # Errors
+    /// As for [`issue`](Self::issue), plus [`Refusal::Unknown`],
+    /// [`Refusal::AlreadyUsed`], [`Refusal::TooManyAttempts`] and
+    /// [`Refusal::RateLimited`] with [`LimitKind::Cooldown`] or
+    /// [`LimitKind::Challenge`].
+    pub async fn resend(&self, id: &ChallengeId, caller: Option<&str>) -> Result<Ticket, Error> {
+        self.send_again(id, caller, false).await
+    }
+
+    /// "Use another option": sends a new code on the next channel of the
+    /// plan (SMS → voice call). No cooldown applies; the send limits do.
+    ///
+    /// # Errors
+    /// As for [`resend`](Self::resend), plus [`Refusal::NoMoreOptions`].
+    pub async fn another_option(
+        &self,
+        id: &ChallengeId,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        self.send_again(id, caller, true).await
+    }
+
+    async fn send_again(
+        &self,
+        id: &ChallengeId,
+        caller: Option<&str>,
+        next_channel: bool,
+    ) -> Result<Ticket, Error> {
+        let now = self.now();
+        let inner = &self.inner;
+        let mut record = self.load(id).await?;
+        self.may_send_again(&record, next_channel, now)?;
+        self.charge_send_limits(&record.destination, record.account.as_ref(), caller, now)
+            .await?;
+
+        let code = generate_code(&*inner.rng, record.digits)?;
+        let mut rounds = 0;
+        let (record, index) = loop {
+            let index = self.may_send_again(&record, next_channel, now)?;
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            let expires_at = now.saturating_add(inner.policy.lifetime);
+            next.sends.push(SendRecord {
+                channel: record.channels[index],
+                sent_at: now,
+                expires_at,
+                code: hash_code(&inner.hasher, id, &code),
+            });
+            next.channel_index = index;
+            next.delivery_attempts = record.delivery_attempts.saturating_add(1);
+            next.expires_at = record.expires_at.max(expires_at);
+            match inner.store.replace_challenge(&next, record.version).await {
+                Ok(()) => break (next, index),
+                Err(e) if e.is_conflict() && rounds < MAX_ROUNDS => {
+                    rounds += 1;
+                    record = self.load(id).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let code = SecretString::new(code.to_string());
+        let delivered = self
+            .deliver(
+                &record,
+                index,
+                &Payload::Code(code.expose_secret()),
+                next_channel,
+            )
+            .await?;
+        let record = self.note_channel(record, delivered.index).await?;
+        Ok(self.ticket(&record, delivered.reason))
+    }
+
+    /// Whether another send is allowed now; the channel index to use.
+    fn may_send_again(
+        &self,
+        record: &ChallengeRecord,
+        next_channel: bool,
+        now: OffsetDateTime,
+    ) -> Result<usize, Error> {
+        let account = record.account.clone();
+        let refuse = |reason| Err(self.refuse(Some(record.id), account.clone(), reason));
+        match record.state {
+            ChallengeState::Pending => {}
+            ChallengeState::Exhausted => return refuse(Refusal::TooManyAttempts),
+            _ => return refuse(Refusal::AlreadyUsed),
+        }
+        if record.link.is_some() {
+            return refuse(Refusal::Unknown);
+        }
+        if record.delivery_attempts >= self.inner.policy.max_sends {
+            return refuse(Refusal::RateLimited {
+                limit: LimitKind::Challenge,
+                retry_at: record.expires_at,
+            });
+        }
+        if next_channel {
+            let index = record.channel_index.saturating_add(1);
+            if index >= record.channels.len() {
+                return refuse(Refusal::NoMoreOptions);
+            }
+            return Ok(index);
+        }
+        let last = record.sends.last().map_or(record.created_at, |s| s.sent_at);
+        let ready = last.saturating_add(self.inner.policy.resend_cooldown);
+        if now < ready {
+            return refuse(Refusal::RateLimited {
+                limit: LimitKind::Cooldown,
+                retry_at: ready,
+            });
+        }
+        Ok(record.channel_index)
+    }
+
+    /// Checks a code and consumes the challenge if it is right.
+    ///
+    /// Every live code of the challenge is compared in constant time. A
+    /// success is written with compare-and-set, so of any number of racing
+    /// verifications exactly one succeeds; every wrong code is counted
+    /// exactly once, and after the last allowed one even the right code is
+    /// refused. `purpose` and `destination` must be those the code was
+    /// issued for. Input may contain spaces, hyphens and full-width digits.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] with the reason ([`Refusal::WrongCode`] says how
+    /// many attempts are left); [`Error::Store`] when the store fails — then
+    /// nothing was verified or consumed.
+    pub async fn verify(
+        &self,
+        id: &ChallengeId,
+        input: &str,
+        purpose: &Purpose,
+        destination: &Destination,
+    ) -> Result<Verified, Error> {
+        let now = self.now();
+        let inner = &self.inner;
+        let mut record = self.load(id).await?;
+        if let Some(account) = &record.account {
+            self.check_lockout(account, now).await?;
+        }
+        for _ in 0..MAX_ROUNDS {
+            let (next, refusal) =
+                match decide(&record, input, purpose, destination, &inner.hasher, now) {
+                    Decision::Refuse(reason) => {
+                        return Err(self.refuse(Some(*id), record.account, reason));
+                    }
+                    Decision::Accept(next) => (next, None),
+                    Decision::Reject(next, reason) => (next, Some(reason)),
+                };
+            match inner.store.replace_challenge(&next, record.version).await {
+                Ok(()) => return self.settle(&next, refusal, now).await,
+                Err(e) if e.is_conflict() => record = self.load(id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(crate::store::StoreError::conflict().into())
+    }
+
+    /// After a verification was written: update the account's failure run
+    /// and report.
+    pub(super) async fn settle(
+        &self,
+        record: &ChallengeRecord,
+        refusal: Option<Refusal>,
+        now: OffsetDateTime,
+    ) -> Result<Verified, Error> {
+        match refusal {
+            None => {
+                if let Some(account) = &record.account {
+                    self.inner.store.clear_failures(account).await?;
+                }
+                self.emit(Event::Verified {
+                    challenge: record.id,
+                    purpose: record.purpose.clone(),
+                    account: record.account.clone(),
+                });
+                Ok(Verified::from_record(record))
+            }
+            Some(reason) => {
+                if let Some(account) = &record.account {
+                    self.count_failure(account, now).await?;
+                }
+                Err(self.refuse(Some(record.id), record.account.clone(), reason))
+            }
+        }
+    }
+
+    /// Masked-contact confirmation, in constant time; a mismatch counts as a
+    /// failure for the account and sends nothing.
+    async fn check_confirmation(
+        &self,
+        destination: &Destination,
+        typed: &str,
+        account: Option<&AccountId>,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        if let Some(account) = account {
+            self.check_lockout(account, now).await?;
+        }
+        let matches = destination
+            .confirmation_form(typed)
+            .is_some_and(|(typed, expected)| {
+                bool::from(typed.as_bytes().ct_eq(expected.as_bytes()))
+            });
+        if matches {
+            return Ok(());
+        }
+        if let Some(account) = account {
+            self.count_failure(account, now).await?;
+        }
+        Err(self.refuse(None, account.cloned(), Refusal::ContactNotConfirmed))
+    }
+
+    /// Delivers along the plan from `start`; permanent refusals move on.
+    pub(super) async fn deliver(
+        &self,
+        record: &ChallengeRecord,
+        start: usize,
+        payload: &Payload<'_>,
+        asked_for_another: bool,
+    ) -> Result<Delivered, Error> {
+        let inner = &self.inner;
+        let minutes =
+            |d: time::Duration| u32::try_from(d.whole_minutes().max(1)).unwrap_or(u32::MAX);
+        let mut failed: Option<(Channel, crate::gateway::DeliveryError)> = None;
+        for index in start..record.channels.len() {
+            let channel = record.channels[index];
+            let rendered = match payload {
+                Payload::Code(code) => inner.templates.render_code(
+                    record.locale,
+                    channel,
+                    &CodeParams {
+                        service: &inner.service,
+                        code,
+                        minutes: minutes(inner.policy.lifetime),
+                        origin: inner.origin.as_deref(),
+                    },
+                ),
+                Payload::Link { url, device } => inner.templates.render_link(
+                    record.locale,
+                    channel,
+                    &LinkParams {
+                        service: &inner.service,
+                        url,
+                        minutes: minutes(inner.policy.link_lifetime),
+                        device,
+                    },
+                ),
+            };
+            let rendered = match rendered {
+                Ok(r) => r,
+                // This channel can't carry this message (a link by voice).
+                Err(TemplateError::UnsupportedChannel { .. }) => continue,
+                Err(e) => return Err(Error::Config(e.to_string())),
+            };
+            let mut message = Message::new(
+                channel,
+                record.destination.address().to_owned(),
+                rendered.subject,
+                SecretString::new(rendered.body),
+                record.locale,
+            );
+            message.secret = Some(SecretString::new(match payload {
+                Payload::Code(code) => (*code).to_owned(),
+                Payload::Link { url, .. } => (*url).to_owned(),
+            }));
+            match inner.gateway.send(&message).await {
+                Ok(receipt) => {
+                    self.emit(Event::Delivered {
+                        challenge: record.id,
+                        channel,
+                        provider_id: receipt.provider_id,
+                    });
+                    let reason = match &failed {
+                        Some((from, e)) => ChannelReason::Fallback {
+                            from: *from,
+                            kind: e.kind(),
+                        },
+                        None if asked_for_another => ChannelReason::AnotherOption,
+                        None => ChannelReason::FirstChoice,
+                    };
+                    return Ok(Delivered { index, reason });
+                }
+                Err(e) => {
+                    let moves_on = e.kind() == DeliveryErrorKind::Refused;
+                    let fallback = record.channels.get(index + 1).copied().filter(|_| moves_on);
+                    self.emit(Event::DeliveryFailed {
+                        challenge: record.id,
+                        channel,
+                        kind: e.kind(),
+                        fallback,
+                    });
+                    if !moves_on {
+                        return Err(Error::Delivery { channel, source: e });
+                    }
+                    failed = Some((channel, e));
+                }
+            }
+        }
+        match failed {
+            Some((channel, source)) => Err(Error::Delivery { channel, source }),
+            None => Err(self.refuse(
+                Some(record.id),
+                record.account.clone(),
+                Refusal::NoMoreOptions,
+            )),
+        }
+    }
+
+    /// Records that a fallback moved the challenge to another channel.
+    /// Cosmetic for codes (the code is the same on every channel), so a lost
+    /// race here is retried but never fails the send.
+    pub(super) async fn note_channel(
+        &self,
+        mut record: ChallengeRecord,
+        index: usize,
+    ) -> Result<ChallengeRecord, Error> {
+        for _ in 0..MAX_ROUNDS {
+            if record.channel_index == index
+                && record
+                    .sends
+                    .last()
+                    .is_none_or(|s| s.channel == record.channels[index])
+            {
+                return Ok(record);
+            }
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.channel_index = index.max(record.channel_index);
+            if let Some(last) = next.sends.last_mut() {
+                last.channel = record.channels[index];
+            }
+            match self
+                .inner
+                .store
+                .replace_challenge(&next, record.version)
+                .await
+            {
+                Ok(()) => return Ok(next),
+                Err(e) if e.is_conflict() => record = self.load(&record.id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(record)
+    }
+
+    fn ticket(&self, record: &ChallengeRecord, reason: ChannelReason) -> Ticket {
+        let last = record.sends.last();
+        Ticket {
+            challenge_id: record.id,
+            channel: current_channel(record),
+            reason,
+            masked_destination: record.destination.masked(),
+            expires_at: last.map_or(record.expires_at, |s| s.expires_at),
+            resend_available_at: last
+                .map_or(record.created_at, |s| s.sent_at)
+                .saturating_add(self.inner.policy.resend_cooldown),
+            sends_left: self
+                .inner
+                .policy
+                .max_sends
+                .saturating_sub(record.delivery_attempts),
+        }
+    }
+}

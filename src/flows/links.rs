@@ -1,0 +1,353 @@
+//! One-time links (au ID): approve a sign-in from the phone.
+//!
+//! The link carries a 256-bit token; only its keyed hash is stored. Opening
+//! the link shows the device asking to sign in, without consuming anything;
+//! the user then approves or denies. The waiting sign-in polls and collects
+//! an approval exactly once.
+
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use super::codes::{ChannelReason, Payload, Verified, current_channel};
+use super::{Challenges, MAX_ROUNDS};
+use crate::challenge::link_context;
+use crate::contact::Destination;
+use crate::error::{Error, Refusal};
+use crate::events::Event;
+use crate::gateway::{Channel, Locale};
+use crate::secret::SecretString;
+use crate::store::{AccountId, ChallengeId, ChallengeRecord, ChallengeState, LinkRecord, Purpose};
+
+/// A request to send a one-time sign-in link.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LinkRequest {
+    /// Where to send it (a phone for SMS, or an email address).
+    pub destination: Destination,
+    /// Why.
+    pub purpose: Purpose,
+    /// The account, if any.
+    pub account: Option<AccountId>,
+    /// The device asking to sign in, shown before approval
+    /// ("Chrome on Windows, Tokyo").
+    pub device: String,
+    /// A key for the per-caller limit, if any.
+    pub caller: Option<String>,
+    /// Message language (default: the service's).
+    pub locale: Option<Locale>,
+}
+
+impl LinkRequest {
+    /// A request for `destination`, `purpose` and the requesting `device`.
+    #[must_use]
+    pub fn new(destination: Destination, purpose: Purpose, device: impl Into<String>) -> Self {
+        Self {
+            destination,
+            purpose,
+            account: None,
+            device: device.into(),
+            caller: None,
+            locale: None,
+        }
+    }
+
+    /// Sets the account.
+    #[must_use]
+    pub fn account(mut self, account: AccountId) -> Self {
+        self.account = Some(account);
+        self
+    }
+
+    /// Sets the per-caller limit key.
+    #[must_use]
+    pub fn caller(mut self, key: impl Into<String>) -> Self {
+        self.caller = Some(key.into());
+        self
+    }
+}
+
+/// What the waiting sign-in gets: enough to poll, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkTicket {
+    /// Poll with this.
+    pub challenge_id: ChallengeId,
+    /// The channel the link went out on.
+    pub channel: Channel,
+    /// Why that channel.
+    pub reason: ChannelReason,
+    /// The destination, masked.
+    pub masked_destination: String,
+    /// When the link stops working.
+    pub expires_at: OffsetDateTime,
+}
+
+/// What the phone shows when the link is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkView {
+    /// The challenge.
+    pub challenge_id: ChallengeId,
+    /// The device asking to sign in.
+    pub device: String,
+    /// Why.
+    pub purpose: Purpose,
+    /// When the link stops working.
+    pub expires_at: OffsetDateTime,
+}
+
+/// What a poll sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkStatus {
+    /// Not decided yet; poll again.
+    Pending {
+        /// When the link stops working.
+        expires_at: OffsetDateTime,
+    },
+    /// Approved, and this poll collected it (no other poll will).
+    Approved(Verified),
+}
+
+impl Challenges {
+    /// Sends a one-time link to approve a sign-in.
+    ///
+    /// The URL is the configured link base followed by the token; the
+    /// message warns not to open it without having tried to sign in, and
+    /// names the device. Voice can't carry a link, so the plan skips it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a link base; otherwise as for
+    /// [`issue`](Self::issue).
+    pub async fn issue_link(&self, request: LinkRequest) -> Result<LinkTicket, Error> {
+        let inner = &self.inner;
+        let base = inner
+            .link_base
+            .clone()
+            .ok_or_else(|| Error::Config("one-time links need a link base URL".into()))?;
+        let now = self.now();
+        if let Some(account) = &request.account {
+            self.check_lockout(account, now).await?;
+        }
+        self.charge_send_limits(
+            &request.destination,
+            request.account.as_ref(),
+            request.caller.as_deref(),
+            now,
+        )
+        .await?;
+
+        let id = ChallengeId::random(&*inner.rng)?;
+        let mut secret = Zeroizing::new([0u8; 32]);
+        inner.rng.fill(&mut *secret)?;
+        let token = SecretString::new(format!(
+            "{id}.{}",
+            base32::encode(base32::Alphabet::Rfc4648Lower { padding: false }, &*secret)
+        ));
+        let url = SecretString::new(format!("{base}{}", token.expose_secret()));
+        let expires_at = now.saturating_add(inner.policy.link_lifetime);
+        let record = ChallengeRecord {
+            id,
+            version: 0,
+            purpose: request.purpose,
+            account: request.account,
+            locale: request.locale.unwrap_or(inner.locale),
+            channels: self.channels_for(&request.destination),
+            destination: request.destination,
+            channel_index: 0,
+            state: ChallengeState::Pending,
+            digits: 0,
+            failed_attempts: 0,
+            max_attempts: inner.policy.max_attempts,
+            sends: Vec::new(),
+            delivery_attempts: 1,
+            link: Some(LinkRecord {
+                token: inner.hasher.hash(&link_context(&id), &*secret),
+                device: request.device,
+            }),
+            created_at: now,
+            expires_at,
+        };
+        inner.store.insert_challenge(&record).await?;
+        self.emit(Event::Issued {
+            challenge: id,
+            purpose: record.purpose.clone(),
+            account: record.account.clone(),
+            destination: record.destination.masked(),
+        });
+        let device = record
+            .link
+            .as_ref()
+            .map(|l| l.device.clone())
+            .unwrap_or_default();
+        let payload = Payload::Link {
+            url: url.expose_secret(),
+            device: &device,
+        };
+        let delivered = self.deliver(&record, 0, &payload, false).await?;
+        let record = self.note_channel(record, delivered.index).await?;
+        Ok(LinkTicket {
+            challenge_id: id,
+            channel: current_channel(&record),
+            reason: delivered.reason,
+            masked_destination: record.destination.masked(),
+            expires_at,
+        })
+    }
+
+    /// The link was opened: shows what is asking to sign in. Changes
+    /// nothing; the link stays usable until approved, denied or expired.
+    ///
+    /// # Errors
+    /// [`Refusal::Unknown`] for a wrong or malformed token,
+    /// [`Refusal::Expired`], [`Refusal::AlreadyUsed`], [`Refusal::Denied`].
+    pub async fn open_link(&self, token: &str) -> Result<LinkView, Error> {
+        let record = self.find_link(token).await?;
+        self.link_is_open(&record)?;
+        self.emit(Event::LinkOpened {
+            challenge: record.id,
+        });
+        Ok(LinkView {
+            challenge_id: record.id,
+            device: record
+                .link
+                .as_ref()
+                .map(|l| l.device.clone())
+                .unwrap_or_default(),
+            purpose: record.purpose.clone(),
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// The user approved the sign-in on their phone.
+    ///
+    /// # Errors
+    /// As for [`open_link`](Self::open_link).
+    pub async fn approve_link(&self, token: &str) -> Result<(), Error> {
+        self.decide_link(token, ChallengeState::Approved).await
+    }
+
+    /// The user denied the sign-in ("this wasn't me").
+    ///
+    /// # Errors
+    /// As for [`open_link`](Self::open_link).
+    pub async fn deny_link(&self, token: &str) -> Result<(), Error> {
+        self.decide_link(token, ChallengeState::Denied).await
+    }
+
+    /// The waiting sign-in asks whether the link was approved. An approval
+    /// is handed to exactly one poll; later polls see
+    /// [`Refusal::AlreadyUsed`].
+    ///
+    /// # Errors
+    /// [`Refusal::Denied`], [`Refusal::Expired`], [`Refusal::AlreadyUsed`],
+    /// [`Refusal::Unknown`], [`Refusal::PurposeMismatch`]; [`Error::Store`].
+    pub async fn poll_link(
+        &self,
+        id: &ChallengeId,
+        purpose: &Purpose,
+    ) -> Result<LinkStatus, Error> {
+        let mut record = self.load(id).await?;
+        for _ in 0..MAX_ROUNDS {
+            let refuse = |reason| Err(self.refuse(Some(*id), record.account.clone(), reason));
+            if record.link.is_none() {
+                return refuse(Refusal::Unknown);
+            }
+            if &record.purpose != purpose {
+                return refuse(Refusal::PurposeMismatch);
+            }
+            match record.state {
+                ChallengeState::Approved => {}
+                ChallengeState::Pending if self.now() >= record.expires_at => {
+                    return refuse(Refusal::Expired);
+                }
+                ChallengeState::Pending => {
+                    return Ok(LinkStatus::Pending {
+                        expires_at: record.expires_at,
+                    });
+                }
+                ChallengeState::Denied => return refuse(Refusal::Denied),
+                _ => return refuse(Refusal::AlreadyUsed),
+            }
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.state = ChallengeState::Consumed;
+            match self
+                .inner
+                .store
+                .replace_challenge(&next, record.version)
+                .await
+            {
+                Ok(()) => {
+                    let verified = self.settle(&next, None, self.now()).await?;
+                    return Ok(LinkStatus::Approved(verified));
+                }
+                Err(e) if e.is_conflict() => record = self.load(id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(crate::store::StoreError::conflict().into())
+    }
+
+    async fn decide_link(&self, token: &str, to: ChallengeState) -> Result<(), Error> {
+        let mut record = self.find_link(token).await?;
+        for _ in 0..MAX_ROUNDS {
+            self.link_is_open(&record)?;
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.state = to;
+            match self
+                .inner
+                .store
+                .replace_challenge(&next, record.version)
+                .await
+            {
+                Ok(()) => {
+                    self.emit(Event::LinkDecided {
+                        challenge: record.id,
+                        approved: to == ChallengeState::Approved,
+                    });
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() => record = self.load(&record.id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(crate::store::StoreError::conflict().into())
+    }
+
+    fn link_is_open(&self, record: &ChallengeRecord) -> Result<(), Error> {
+        let reason = match record.state {
+            ChallengeState::Pending if self.now() >= record.expires_at => Refusal::Expired,
+            ChallengeState::Pending => return Ok(()),
+            ChallengeState::Denied => Refusal::Denied,
+            _ => Refusal::AlreadyUsed,
+        };
+        Err(self.refuse(Some(record.id), record.account.clone(), reason))
+    }
+
+    /// Finds the challenge a token names and checks the token in constant
+    /// time. Every failure reads as [`Refusal::Unknown`].
+    async fn find_link(&self, token: &str) -> Result<ChallengeRecord, Error> {
+        let unknown = || self.refuse(None, None, Refusal::Unknown);
+        let (id, secret) = token.trim().split_once('.').ok_or_else(unknown)?;
+        let id = ChallengeId::parse(id).map_err(|_| unknown())?;
+        let secret = Zeroizing::new(
+            base32::decode(base32::Alphabet::Rfc4648Lower { padding: false }, secret)
+                .ok_or_else(unknown)?,
+        );
+        let record = self.inner.store.challenge(&id).await?.ok_or_else(unknown)?;
+        let link = record.link.as_ref().ok_or_else(unknown)?;
+        let tag = self
+            .inner
+            .hasher
+            .tag_with(link.token.key_id, &link_context(&id), &secret)
+            .map_err(|_| unknown())?;
+        if bool::from(tag.ct_eq(&link.token.tag)) && secret.len() == 32 {
+            Ok(record)
+        } else {
+            Err(unknown())
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The async layer: read records, run the engine, write back atomically,
+//! hand messages to the gateway.
+//!
+//! [`Challenges`] sends and checks one-time codes (SMS, voice, email) and
+//! one-time links, with fallback channels, masked-contact confirmation,
+//! send limits, per-account back-off and audit events.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use ninsho::contact::Destination;
+//! use ninsho::flows::{Challenges, IssueRequest};
+//! use ninsho::gateway::RecordingGateway;
+//! use ninsho::store::{MemoryStore, Purpose};
+//! use ninsho::{HashKey, KeyId, KeyedHasher, ManualClock};
+//!
+//! let gateway = RecordingGateway::new();
+//! let challenges = Challenges::builder()
+//!     .service_name("Example")
+//!     .store(Arc::new(MemoryStore::new()))
+//!     .gateway(Arc::new(gateway.clone()))
+//!     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
+//!     .clock(Arc::new(ManualClock::at_unix(1_763_683_200).unwrap()))
+//!     .build()
+//!     .unwrap();
+//!
+//! let phone = Destination::phone("+81 90-1234-5678").unwrap();
+//! let ticket = challenges
+//!     .issue(IssueRequest::new(phone.clone(), Purpose::SignIn))
+//!     .await
+//!     .unwrap();
+//! assert_eq!(ticket.masked_destination, "+81 ******-5678");
+//!
+//! // The user reads the SMS and types the code.
+//! let code = gateway.last_secret_to(phone.address()).unwrap();
+//! let verified = challenges
+//!     .verify(&ticket.challenge_id, code.expose_secret(), &Purpose::SignIn, &phone)
+//!     .await
+//!     .unwrap();
+//! assert_eq!(verified.destination, phone);
+//! # });
+//! ```
+
+mod codes;
+mod links;
+
+use std::fmt;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+pub use codes::{ChannelReason, IssueRequest, Ticket, Verified};
+pub use links::{LinkRequest, LinkStatus, LinkTicket, LinkView};
+
+use crate::challenge::CodePolicy;
+use crate::clock::{Clock, SystemClock};
+use crate::contact::{Destination, DestinationKind};
+use crate::error::{Error, Refusal};
+use crate::events::{Event, EventSink, NoEvents};
+use crate::gateway::{Channel, Gateway, Locale, Templates};
+use crate::hash::KeyedHasher;
+use crate::limits::{FailurePolicy, LimitKind, Lockout, SendLimits};
+use crate::random::{OsRandom, Random};
+use crate::store::{AccountId, ChallengeId, ChallengeRecord, Store};
+
+/// Most compare-and-set rounds one operation makes before giving up with a
+/// conflict. Each lost round means another writer made progress, and a
+/// challenge accepts only a bounded number of writes, so this is never
+/// reached in practice.
+const MAX_ROUNDS: usize = 64;
+
+/// One-time codes and links: issue, deliver with fallback, verify once.
+///
+/// Cheap to clone and `Send + Sync`: build one at start-up and share it.
+#[derive(Clone)]
+pub struct Challenges {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    gateway: Arc<dyn Gateway>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Random>,
+    hasher: KeyedHasher,
+    policy: CodePolicy,
+    limits: SendLimits,
+    failures: FailurePolicy,
+    templates: Templates,
+    service: String,
+    origin: Option<String>,
+    locale: Locale,
+    link_base: Option<String>,
+    events: Arc<dyn EventSink>,
+    phone_channels: Vec<Channel>,
+}
+
+impl fmt::Debug for Challenges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("Challenges")
+            .field("store", &i.store)
+            .field("gateway", &i.gateway)
+            .field("clock", &i.clock)
+            .field("hasher", &i.hasher)
+            .field("policy", &i.policy)
+            .field("limits", &i.limits)
+            .field("failures", &i.failures)
+            .field("service", &i.service)
+            .field("origin", &i.origin)
+            .field("locale", &i.locale)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds [`Challenges`]; `store`, `gateway`, `hasher` and `service_name`
+/// are required, everything else has a default.
+#[derive(Default)]
+#[must_use]
+pub struct ChallengesBuilder {
+    store: Option<Arc<dyn Store>>,
+    gateway: Option<Arc<dyn Gateway>>,
+    clock: Option<Arc<dyn Clock>>,
+    rng: Option<Arc<dyn Random>>,
+    hasher: Option<KeyedHasher>,
+    policy: CodePolicy,
+    limits: SendLimits,
+    failures: FailurePolicy,
+    templates: Templates,
+    service: Option<String>,
+    origin: Option<String>,
+    locale: Locale,
+    link_base: Option<String>,
+    events: Option<Arc<dyn EventSink>>,
+    phone_channels: Option<Vec<Channel>>,
+}
+
+impl fmt::Debug for ChallengesBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChallengesBuilder")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChallengesBuilder {
+    /// Where challenges, counters and failure runs live (required).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Who delivers messages (required).
+    pub fn gateway(mut self, gateway: Arc<dyn Gateway>) -> Self {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// The keyed hasher codes and tokens are stored through (required).
+    pub fn hasher(mut self, hasher: KeyedHasher) -> Self {
+        self.hasher = Some(hasher);
+        self
+    }
+
+    /// The service name messages show (required).
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// The clock (default [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The random source (default [`OsRandom`]).
+    pub fn rng(mut self, rng: Arc<dyn Random>) -> Self {
+        self.rng = Some(rng);
+        self
+    }
+
+    /// Code rules (default [`CodePolicy::default`]).
+    pub fn policy(mut self, policy: CodePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Send limits (default [`SendLimits::default`]).
+    pub fn limits(mut self, limits: SendLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Per-account failure back-off (default [`FailurePolicy::default`]).
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failures = policy;
+        self
+    }
+
+    /// Message templates (default: the built-in Japanese and English ones).
+    pub fn templates(mut self, templates: Templates) -> Self {
+        self.templates = templates;
+        self
+    }
+
+    /// The host's domain (`example.com`): SMS codes end with the
+    /// origin-bound line `@example.com #123456` for WebOTP and iOS autofill.
+    pub fn origin(mut self, domain: impl Into<String>) -> Self {
+        self.origin = Some(domain.into());
+        self
+    }
+
+    /// The default message language (default Japanese).
+    pub fn locale(mut self, locale: Locale) -> Self {
+        self.locale = locale;
+        self
+    }
+
+    /// The start of one-time-link URLs; the token is appended
+    /// (`https://example.com/approve/`). Required for one-time links.
+    pub fn link_base(mut self, url: impl Into<String>) -> Self {
+        self.link_base = Some(url.into());
+        self
+    }
+
+    /// Where audit events go (default: discarded).
+    pub fn events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
+    /// The fallback plan for phone numbers (default SMS, then voice).
+    pub fn phone_channels(mut self, channels: Vec<Channel>) -> Self {
+        self.phone_channels = Some(channels);
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming a missing part or an invalid setting.
+    pub fn build(self) -> Result<Challenges, Error> {
+        let missing = |what: &str| Error::Config(format!("Challenges needs {what}"));
+        let phone_channels = self
+            .phone_channels
+            .unwrap_or_else(|| vec![Channel::Sms, Channel::Voice]);
+        if phone_channels.is_empty() || phone_channels.contains(&Channel::Email) {
+            return Err(Error::Config(
+                "the phone channel plan must list SMS and/or voice".into(),
+            ));
+        }
+        let p = &self.policy;
+        if p.max_attempts == 0
+            || p.max_sends == 0
+            || !p.lifetime.is_positive()
+            || !p.link_lifetime.is_positive()
+        {
+            return Err(Error::Config(
+                "code lifetimes, attempts and sends must be positive".into(),
+            ));
+        }
+        Ok(Challenges {
+            inner: Arc::new(Inner {
+                store: self.store.ok_or_else(|| missing("a store"))?,
+                gateway: self.gateway.ok_or_else(|| missing("a gateway"))?,
+                hasher: self.hasher.ok_or_else(|| missing("a hasher"))?,
+                service: self.service.ok_or_else(|| missing("a service name"))?,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                rng: self.rng.unwrap_or_else(|| Arc::new(OsRandom)),
+                policy: self.policy,
+                limits: self.limits,
+                failures: self.failures,
+                templates: self.templates,
+                origin: self.origin,
+                locale: self.locale,
+                link_base: self.link_base,
+                events: self.events.unwrap_or_else(|| Arc::new(NoEvents)),
+                phone_channels,
+            }),
+        })
+    }
+}
+
+impl Challenges {
+    /// Starts a builder.
+    pub fn builder() -> ChallengesBuilder {
+        ChallengesBuilder::default()
+    }
+
+    /// Clears an account's run of failures: after a hard stop, this is the
+    /// operator's unlock.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn reset_failures(&self, account: &AccountId) -> Result<(), Error> {
+        Ok(self.inner.store.clear_failures(account).await?)
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    fn emit(&self, event: Event) {
+        self.inner.events.record(&event);
+    }
+
+    /// Records a refusal event and returns the error to hand back.
+    fn refuse(
+        &self,
+        challenge: Option<ChallengeId>,
+        account: Option<AccountId>,
+        reason: Refusal,
+    ) -> Error {
+        self.emit(Event::Failed {
+            challenge,
+            account,
+            reason,
+        });
+        Error::Refused(reason)
+    }
+
+    fn channels_for(&self, destination: &Destination) -> Vec<Channel> {
+        match destination.kind() {
+            DestinationKind::Phone => self.inner.phone_channels.clone(),
+            DestinationKind::Email => vec![Channel::Email],
+        }
+    }
+
+    async fn load(&self, id: &ChallengeId) -> Result<ChallengeRecord, Error> {
+        match self.inner.store.challenge(id).await? {
+            Some(record) => Ok(record),
+            None => Err(self.refuse(Some(*id), None, Refusal::Unknown)),
+        }
+    }
+
+    /// Refuses when the account is backing off or stopped.
+    async fn check_lockout(&self, account: &AccountId, now: OffsetDateTime) -> Result<(), Error> {
+        let run = self.inner.store.failures(account).await?;
+        match self.inner.failures.lockout(run.as_ref(), now) {
+            Lockout::Open => Ok(()),
+            Lockout::Until(until) => Err(self.refuse(
+                None,
+                Some(account.clone()),
+                Refusal::Locked { until: Some(until) },
+            )),
+            Lockout::UntilReset => {
+                Err(self.refuse(None, Some(account.clone()), Refusal::Locked { until: None }))
+            }
+        }
+    }
+
+    /// Counts one more failure for the account and reports a lockout.
+    async fn count_failure(&self, account: &AccountId, now: OffsetDateTime) -> Result<(), Error> {
+        let run = self.inner.store.record_failure(account, now).await?;
+        let until = match self.inner.failures.lockout(Some(&run), now) {
+            Lockout::Open => return Ok(()),
+            Lockout::Until(t) => Some(t),
+            Lockout::UntilReset => None,
+        };
+        self.emit(Event::Locked {
+            account: account.clone(),
+            consecutive: run.consecutive,
+            until,
+        });
+        Ok(())
+    }
+
+    /// Charges every send limit that applies; refuses at the first exceeded.
+    async fn charge_send_limits(
+        &self,
+        destination: &Destination,
+        account: Option<&AccountId>,
+        caller: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        let limits = &self.inner.limits;
+        let mut checks = vec![(
+            LimitKind::Destination,
+            format!("dest:{}", destination.address()),
+            limits.per_destination,
+        )];
+        if let Some(account) = account {
+            checks.push((
+                LimitKind::Account,
+                format!("acct:{account}"),
+                limits.per_account,
+            ));
+        }
+        if let Some(caller) = caller {
+            checks.push((
+                LimitKind::Caller,
+                format!("caller:{caller}"),
+                limits.per_caller,
+            ));
+        }
+        if destination.kind() == DestinationKind::Phone {
+            if let Some((prefix, limit)) = limits.country_budget(destination.address()) {
+                checks.push((LimitKind::Country, format!("country:{prefix}"), limit));
+            }
+        }
+        for (kind, key, limit) in checks {
+            let count = self.inner.store.hit(&key, limit.window, now).await?;
+            if let Some(retry_at) = limit.check(&count) {
+                return Err(self.refuse(
+                    None,
+                    account.cloned(),
+                    Refusal::RateLimited {
+                        limit: kind,
+                        retry_at,
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,415 @@
+//! The storage port: the records ninsho keeps and the atomic operations it
+//! needs from the host's database.
+//!
+//! Every method that changes state is **one atomic call** with no default
+//! body: an insert that fails if the record exists, a compare-and-set on a
+//! record version, an increment that returns the new value. Two racing
+//! requests, or two app instances sharing one database, can therefore never
+//! both consume a code, and no failed attempt is ever lost. Methods that
+//! only read may return stale data; every decision that matters is
+//! re-checked by the compare-and-set that follows.
+//!
+//! Records are plain serde types: an adapter may store them as JSON in one
+//! column beside the few fields it indexes (id, version, expiry).
+//!
+//! [`MemoryStore`] (feature `memory`, on by default) is the reference
+//! implementation, for single-process hosts and tests.
+
+#[cfg(feature = "memory")]
+mod memory;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
+
+use crate::contact::Destination;
+use crate::gateway::{Channel, Locale};
+use crate::hash::KeyedHash;
+
+/// What went wrong in a store, with the backend's own error kept as the
+/// source.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", match .kind {
+    StoreErrorKind::Conflict => "the record changed or already exists (a concurrent write won)",
+    StoreErrorKind::Unavailable => "the store is unavailable; retry later",
+    StoreErrorKind::Other => "the store failed",
+})]
+#[non_exhaustive]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// The kind of a [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// A conditional write lost: the record's version changed since it was
+    /// read, or an insert found the record already there. Flows re-read and
+    /// retry; hosts rarely see it.
+    Conflict,
+    /// The backend could not be reached or timed out; retry later.
+    Unavailable,
+    /// Any other backend failure.
+    Other,
+}
+
+impl StoreError {
+    /// An error of `kind` with no source.
+    #[must_use]
+    pub fn new(kind: StoreErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    /// A conditional write lost (see [`StoreErrorKind::Conflict`]).
+    #[must_use]
+    pub fn conflict() -> Self {
+        Self::new(StoreErrorKind::Conflict)
+    }
+
+    /// The backend is unreachable, keeping its error as the source.
+    #[must_use]
+    pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            kind: StoreErrorKind::Unavailable,
+            source: Some(source.into()),
+        }
+    }
+
+    /// Any other backend failure, keeping its error as the source.
+    #[must_use]
+    pub fn other(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            kind: StoreErrorKind::Other,
+            source: Some(source.into()),
+        }
+    }
+
+    /// The kind of failure.
+    #[must_use]
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// Whether this is a lost compare-and-set or a duplicate insert.
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        self.kind == StoreErrorKind::Conflict
+    }
+}
+
+/// A challenge's id: 128 random bits, shown as 32 lower-case hex digits.
+///
+/// Not a secret (it identifies the challenge in the host's session or a
+/// URL), but unguessable, so challenges can't be enumerated.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct ChallengeId([u8; 16]);
+
+impl ChallengeId {
+    /// The id's bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// An id from its bytes.
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// Parses the 32-hex-digit form.
+    ///
+    /// # Errors
+    /// [`InvalidId`] for anything else.
+    pub fn parse(text: &str) -> Result<Self, InvalidId> {
+        let text = text.trim();
+        if text.len() != 32 {
+            return Err(InvalidId);
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            let pair = text.get(i * 2..i * 2 + 2).ok_or(InvalidId)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| InvalidId)?;
+        }
+        Ok(Self(out))
+    }
+
+    pub(crate) fn random(rng: &dyn crate::Random) -> Result<Self, crate::RandomError> {
+        let mut bytes = [0u8; 16];
+        rng.fill(&mut bytes)?;
+        Ok(Self(bytes))
+    }
+}
+
+/// Text that is not a challenge id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a challenge id (32 hexadecimal digits)")]
+pub struct InvalidId;
+
+impl fmt::Display for ChallengeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for ChallengeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChallengeId({self})")
+    }
+}
+
+impl From<ChallengeId> for String {
+    fn from(id: ChallengeId) -> Self {
+        id.to_string()
+    }
+}
+
+impl TryFrom<String> for ChallengeId {
+    type Error = InvalidId;
+    fn try_from(value: String) -> Result<Self, InvalidId> {
+        Self::parse(&value)
+    }
+}
+
+impl std::str::FromStr for ChallengeId {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
+        Self::parse(s)
+    }
+}
+
+/// The host's identifier for an account (a user id, as a string).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AccountId(pub String);
+
+impl AccountId {
+    /// Wraps the host's id.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a code is being sent. A code issued for one purpose never verifies
+/// another (a sign-up code can't approve a phone change).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Purpose {
+    /// Verifying a contact while creating an account.
+    SignUp,
+    /// The second step of signing in.
+    SignIn,
+    /// Adding or changing a phone number or email address.
+    ContactChange,
+    /// Re-verifying before a sensitive action.
+    StepUp,
+    /// Regaining access to an account.
+    Recovery,
+    /// A purpose of the host's own.
+    Other(String),
+}
+
+/// Where a challenge stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ChallengeState {
+    /// Waiting for the code (or for the link to be approved).
+    Pending,
+    /// A one-time link was approved; the waiting sign-in has not yet
+    /// collected the approval.
+    Approved,
+    /// Done: the code was verified or the approval collected. Single use.
+    Consumed,
+    /// A one-time link was denied by the user.
+    Denied,
+    /// Too many wrong attempts; the challenge is dead.
+    Exhausted,
+}
+
+/// One delivery of a code: each resend adds one, with its own code and
+/// expiry, so a late SMS still works until its own code expires.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendRecord {
+    /// The channel the code went out on.
+    pub channel: Channel,
+    /// When it was handed to the gateway.
+    pub sent_at: OffsetDateTime,
+    /// When this send's code stops working.
+    pub expires_at: OffsetDateTime,
+    /// The keyed hash of the code (never the code).
+    pub code: KeyedHash,
+}
+
+/// The one-time-link part of a challenge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkRecord {
+    /// The keyed hash of the link's 256-bit token.
+    pub token: KeyedHash,
+    /// The host's description of the device asking to sign in, shown to the
+    /// user before they approve.
+    pub device: String,
+}
+
+/// A challenge: a code (or link) sent to a destination for a purpose.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChallengeRecord {
+    /// The challenge's id.
+    pub id: ChallengeId,
+    /// Bumped by every successful write; the compare-and-set key.
+    pub version: u64,
+    /// Why it was issued.
+    pub purpose: Purpose,
+    /// The account it belongs to, if any (none during sign-up).
+    pub account: Option<AccountId>,
+    /// Where the code goes.
+    pub destination: Destination,
+    /// The language messages for this challenge are written in.
+    pub locale: Locale,
+    /// The fallback plan: channels in order of preference.
+    pub channels: Vec<Channel>,
+    /// Index in `channels` of the channel now in use.
+    pub channel_index: usize,
+    /// Where it stands.
+    pub state: ChallengeState,
+    /// Digits per code.
+    pub digits: u8,
+    /// Wrong codes entered so far, across all sends.
+    pub failed_attempts: u32,
+    /// Wrong codes allowed before the challenge dies.
+    pub max_attempts: u32,
+    /// Every delivery, oldest first (empty for links).
+    pub sends: Vec<SendRecord>,
+    /// Deliveries attempted, including failed ones (the send limit counts
+    /// these).
+    pub delivery_attempts: u32,
+    /// The link, for one-time-link challenges.
+    pub link: Option<LinkRecord>,
+    /// When it was issued.
+    pub created_at: OffsetDateTime,
+    /// When the last code (or the link) stops working. Adapters may drop
+    /// the record some time after this (keep it a while so late attempts get
+    /// "expired" rather than "unknown").
+    pub expires_at: OffsetDateTime,
+}
+
+/// A fixed-window counter after an increment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowCount {
+    /// Hits in the current window, this one included.
+    pub count: u64,
+    /// When the window ends and the count starts again from zero.
+    pub resets_at: OffsetDateTime,
+}
+
+/// An account's run of consecutive verification failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// Failures since the last success or reset.
+    pub consecutive: u32,
+    /// When the latest one happened.
+    pub last_failure_at: OffsetDateTime,
+}
+
+/// Storage of challenges (codes and one-time links).
+///
+/// Object safe; hold it as `Arc<dyn Store>`.
+#[async_trait]
+pub trait ChallengeStore: Send + Sync + fmt::Debug {
+    /// Stores a new challenge.
+    ///
+    /// # Errors
+    /// A [`StoreErrorKind::Conflict`] error when a challenge with this id
+    /// exists; backend failures otherwise.
+    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError>;
+
+    /// Reads a challenge, `None` when there is none with this id.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError>;
+
+    /// Replaces a challenge **only if** its stored version is still
+    /// `expected_version`; `record.version` is already `expected_version + 1`.
+    ///
+    /// This is the compare-and-set every change goes through: of two
+    /// writers that read the same version, exactly one succeeds.
+    ///
+    /// # Errors
+    /// A [`StoreErrorKind::Conflict`] error when the stored version differs
+    /// or the challenge is gone; backend failures otherwise.
+    async fn replace_challenge(
+        &self,
+        record: &ChallengeRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes challenges whose `expires_at` is before `before`; returns how
+    /// many. Hosts call it periodically (stores with native expiry may
+    /// return 0).
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+/// Rate-limit counters and per-account failure runs.
+#[async_trait]
+pub trait LimitStore: Send + Sync + fmt::Debug {
+    /// Atomically adds one hit to the fixed-window counter `key` and returns
+    /// the new count. A counter that is absent or whose window ended at or
+    /// before `now` starts a new window `[now, now + window)` with count 1.
+    /// No increment is ever lost, whatever the concurrency.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        now: OffsetDateTime,
+    ) -> Result<WindowCount, StoreError>;
+
+    /// Atomically records one more consecutive verification failure for
+    /// `account` at `now` and returns the run.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn record_failure(
+        &self,
+        account: &AccountId,
+        now: OffsetDateTime,
+    ) -> Result<FailureRecord, StoreError>;
+
+    /// The account's current failure run, if any.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError>;
+
+    /// Ends the account's failure run (after a success, or when an operator
+    /// unlocks the account).
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError>;
+}
+
+/// Everything ninsho stores: implement the part traits and this comes free.
+pub trait Store: ChallengeStore + LimitStore {}
+
+impl<T: ChallengeStore + LimitStore + ?Sized> Store for T {}
