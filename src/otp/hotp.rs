@@ -189,25 +189,33 @@ impl Hotp {
     /// initial [`counter`](Self::counter) for a new token). Codes for
     /// counters `next_counter ..= next_counter + look_ahead` are accepted;
     /// all are computed and compared in constant time. Codes of earlier
-    /// counters were used or skipped and are never accepted.
+    /// counters were used or skipped and are never accepted. If one code
+    /// matches two counters in the window, the later one is taken, so the
+    /// code can't succeed a second time. Counter `u64::MAX` is never
+    /// accepted.
     ///
     /// # Errors
     /// [`Rejection::Malformed`] or [`Rejection::Mismatch`].
     pub fn verify(&self, input: &str, next_counter: u64) -> Result<HotpMatch, Rejection> {
         let input = parse_code(input, self.generator.digits()).ok_or(Rejection::Malformed)?;
-        let last = next_counter.saturating_add(u64::from(self.look_ahead));
+        // The last counter can never be used: nothing could come after it
+        // to refuse its replay.
+        let last = next_counter
+            .saturating_add(u64::from(self.look_ahead))
+            .min(u64::MAX - 1);
         let mut found = subtle::Choice::from(0);
         let mut matched = 0u64;
         for counter in next_counter..=last {
-            let hit = self.generator.value(counter).ct_eq(&input) & !found;
-            // Take the first match: the token presses forward from there.
+            let hit = self.generator.value(counter).ct_eq(&input);
+            // Keep the latest match: if one code happens to match two
+            // counters, moving past both means it can't succeed twice.
             matched.conditional_assign(&counter, hit);
             found |= hit;
         }
         if bool::from(found) {
             Ok(HotpMatch {
                 counter: matched,
-                next_counter: matched.saturating_add(1),
+                next_counter: matched + 1,
             })
         } else {
             Err(Rejection::Mismatch)
@@ -304,7 +312,14 @@ mod tests {
     #[test]
     fn counter_limits() {
         let h = hotp();
-        let m = h.verify(&h.code(u64::MAX).to_string(), u64::MAX).unwrap();
+        // The very last counter is never accepted, so it can't be replayed.
+        assert_eq!(
+            h.verify(&h.code(u64::MAX).to_string(), u64::MAX),
+            Err(Rejection::Mismatch)
+        );
+        let m = h
+            .verify(&h.code(u64::MAX - 1).to_string(), u64::MAX - 3)
+            .unwrap();
         assert_eq!(m.next_counter, u64::MAX);
         assert_eq!(
             Hotp::builder(OtpSecret::from_bytes(vec![1; 20]).unwrap())

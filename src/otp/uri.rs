@@ -209,9 +209,8 @@ impl OtpAuthUri {
         };
         let digits = match digits {
             None => 6,
-            Some(d) => d
-                .parse::<u8>()
-                .ok()
+            Some(d) => number(&d)
+                .and_then(|d| u8::try_from(d).ok())
                 .filter(|d| (super::MIN_DIGITS..=super::MAX_DIGITS).contains(d))
                 .ok_or(UriError::InvalidParameter {
                     name: "digits",
