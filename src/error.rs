@@ -20,7 +20,7 @@ use crate::hash::KeyError;
 use crate::limits::LimitKind;
 use crate::otp::OtpError;
 use crate::random::RandomError;
-use crate::store::StoreError;
+use crate::store::{ChallengeId, StoreError};
 
 /// Why a request from the user was refused: the user's side of things, to
 /// show in the UI. Never an infrastructure failure, and never success.
@@ -106,6 +106,9 @@ pub enum Error {
     Delivery {
         /// The last channel tried.
         channel: Channel,
+        /// The challenge the message belonged to: it exists, and the user
+        /// can ask to resend once the problem clears.
+        challenge: Option<ChallengeId>,
         /// The gateway's error.
         #[source]
         source: DeliveryError,

@@ -17,8 +17,11 @@ pub mod hash;
 pub mod limits;
 pub mod otp;
 pub mod random;
+pub mod recovery;
 pub mod secret;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Refusal};

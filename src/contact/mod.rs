@@ -115,6 +115,16 @@ impl Destination {
         &self.address
     }
 
+    /// The form send limits count by: the address, with an email address
+    /// wholly lower-cased so `Taro@` and `taro@` share one limit.
+    #[must_use]
+    pub fn limit_key(&self) -> String {
+        match self.kind {
+            DestinationKind::Phone => self.address.clone(),
+            DestinationKind::Email => self.address.to_lowercase(),
+        }
+    }
+
     /// The address with most of it hidden, to show on screen:
     /// `+81 ******-5678` or `ta*******@example.com`.
     #[must_use]

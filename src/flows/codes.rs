@@ -157,6 +157,13 @@ pub(super) enum Payload<'a> {
     Link { url: &'a str, device: &'a str },
 }
 
+impl Payload<'_> {
+    /// Whether `channel` can carry this payload (a link can't be read out).
+    fn fits(&self, channel: Channel) -> bool {
+        !matches!((self, channel), (Payload::Link { .. }, Channel::Voice))
+    }
+}
+
 /// The outcome of delivering along the plan.
 pub(super) struct Delivered {
     pub(super) index: usize,
@@ -184,7 +191,7 @@ impl Challenges {
                 .await?;
         }
         if let Some(account) = account {
-            self.check_lockout(account, now).await?;
+            self.check_lockout(None, account, now).await?;
         }
         self.charge_send_limits(
             &request.destination,
@@ -234,7 +241,7 @@ impl Challenges {
         let delivered = self
             .deliver(&record, 0, &Payload::Code(code.expose_secret()), false)
             .await?;
-        let record = self.note_channel(record, delivered.index).await?;
+        let record = self.note_channel(record, delivered.index).await;
         Ok(self.ticket(&record, delivered.reason))
     }
 
@@ -313,7 +320,7 @@ impl Challenges {
                 next_channel,
             )
             .await?;
-        let record = self.note_channel(record, delivered.index).await?;
+        let record = self.note_channel(record, delivered.index).await;
         Ok(self.ticket(&record, delivered.reason))
     }
 
@@ -333,6 +340,10 @@ impl Challenges {
         }
         if record.link.is_some() {
             return refuse(Refusal::Unknown);
+        }
+        // Every code has expired: the challenge is over; start a new one.
+        if now >= record.expires_at {
+            return refuse(Refusal::Expired);
         }
         if record.delivery_attempts >= self.inner.policy.max_sends {
             return refuse(Refusal::RateLimited {
@@ -382,7 +393,7 @@ impl Challenges {
         let inner = &self.inner;
         let mut record = self.load(id).await?;
         if let Some(account) = &record.account {
-            self.check_lockout(account, now).await?;
+            self.check_lockout(Some(*id), account, now).await?;
         }
         for _ in 0..MAX_ROUNDS {
             let (next, refusal) =
@@ -412,8 +423,11 @@ impl Challenges {
     ) -> Result<Verified, Error> {
         match refusal {
             None => {
+                // The code is consumed and verified: that is the answer, even
+                // if ending the failure run fails (the run then stays a little
+                // stricter than it should until the next success).
                 if let Some(account) = &record.account {
-                    self.inner.store.clear_failures(account).await?;
+                    let _ = self.inner.store.clear_failures(account).await;
                 }
                 self.emit(Event::Verified {
                     challenge: record.id,
@@ -441,7 +455,7 @@ impl Challenges {
         now: OffsetDateTime,
     ) -> Result<(), Error> {
         if let Some(account) = account {
-            self.check_lockout(account, now).await?;
+            self.check_lockout(None, account, now).await?;
         }
         let matches = destination
             .confirmation_form(typed)
@@ -529,7 +543,11 @@ impl Challenges {
                 }
                 Err(e) => {
                     let moves_on = e.kind() == DeliveryErrorKind::Refused;
-                    let fallback = record.channels.get(index + 1).copied().filter(|_| moves_on);
+                    let fallback = record.channels[index + 1..]
+                        .iter()
+                        .copied()
+                        .find(|c| payload.fits(*c))
+                        .filter(|_| moves_on);
                     self.emit(Event::DeliveryFailed {
                         challenge: record.id,
                         channel,
@@ -537,14 +555,22 @@ impl Challenges {
                         fallback,
                     });
                     if !moves_on {
-                        return Err(Error::Delivery { channel, source: e });
+                        return Err(Error::Delivery {
+                            channel,
+                            challenge: Some(record.id),
+                            source: e,
+                        });
                     }
                     failed = Some((channel, e));
                 }
             }
         }
         match failed {
-            Some((channel, source)) => Err(Error::Delivery { channel, source }),
+            Some((channel, source)) => Err(Error::Delivery {
+                channel,
+                challenge: Some(record.id),
+                source,
+            }),
             None => Err(self.refuse(
                 Some(record.id),
                 record.account.clone(),
@@ -554,25 +580,21 @@ impl Challenges {
     }
 
     /// Records that a fallback moved the challenge to another channel.
-    /// Cosmetic for codes (the code is the same on every channel), so a lost
-    /// race here is retried but never fails the send.
+    /// Cosmetic (the code is the same on every channel, and the message is
+    /// already delivered), so it never fails the send: a store error here
+    /// leaves the record as it was.
     pub(super) async fn note_channel(
         &self,
         mut record: ChallengeRecord,
         index: usize,
-    ) -> Result<ChallengeRecord, Error> {
+    ) -> ChallengeRecord {
         for _ in 0..MAX_ROUNDS {
-            if record.channel_index == index
-                && record
-                    .sends
-                    .last()
-                    .is_none_or(|s| s.channel == record.channels[index])
-            {
-                return Ok(record);
+            if record.channel_index >= index {
+                return record;
             }
             let mut next = record.clone();
             next.version = record.version.wrapping_add(1);
-            next.channel_index = index.max(record.channel_index);
+            next.channel_index = index;
             if let Some(last) = next.sends.last_mut() {
                 last.channel = record.channels[index];
             }
@@ -582,12 +604,15 @@ impl Challenges {
                 .replace_challenge(&next, record.version)
                 .await
             {
-                Ok(()) => return Ok(next),
-                Err(e) if e.is_conflict() => record = self.load(&record.id).await?,
-                Err(e) => return Err(e.into()),
+                Ok(()) => return next,
+                Err(e) if e.is_conflict() => match self.inner.store.challenge(&record.id).await {
+                    Ok(Some(fresh)) => record = fresh,
+                    _ => return record,
+                },
+                Err(_) => return record,
             }
         }
-        Ok(record)
+        record
     }
 
     fn ticket(&self, record: &ChallengeRecord, reason: ChannelReason) -> Ticket {

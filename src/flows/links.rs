@@ -128,7 +128,7 @@ impl Challenges {
             .ok_or_else(|| Error::Config("one-time links need a link base URL".into()))?;
         let now = self.now();
         if let Some(account) = &request.account {
-            self.check_lockout(account, now).await?;
+            self.check_lockout(None, account, now).await?;
         }
         self.charge_send_limits(
             &request.destination,
@@ -186,7 +186,7 @@ impl Challenges {
             device: &device,
         };
         let delivered = self.deliver(&record, 0, &payload, false).await?;
-        let record = self.note_channel(record, delivered.index).await?;
+        let record = self.note_channel(record, delivered.index).await;
         Ok(LinkTicket {
             challenge_id: id,
             channel: current_channel(&record),
@@ -257,11 +257,13 @@ impl Challenges {
             if &record.purpose != purpose {
                 return refuse(Refusal::PurposeMismatch);
             }
+            let expired = self.now() >= record.expires_at;
             match record.state {
-                ChallengeState::Approved => {}
-                ChallengeState::Pending if self.now() >= record.expires_at => {
+                // An approval must be collected while the link is valid.
+                ChallengeState::Approved | ChallengeState::Pending if expired => {
                     return refuse(Refusal::Expired);
                 }
+                ChallengeState::Approved => {}
                 ChallengeState::Pending => {
                     return Ok(LinkStatus::Pending {
                         expires_at: record.expires_at,
@@ -344,7 +346,14 @@ impl Challenges {
             .hasher
             .tag_with(link.token.key_id, &link_context(&id), &secret)
             .map_err(|_| unknown())?;
-        if bool::from(tag.ct_eq(&link.token.tag)) && secret.len() == 32 {
+        // Only the canonical spelling of a token is accepted (base32's last
+        // character carries spare bits; hex ids could be upper case).
+        let canonical = format!(
+            "{id}.{}",
+            base32::encode(base32::Alphabet::Rfc4648Lower { padding: false }, &secret)
+        );
+        let canonical = bool::from(canonical.as_bytes().ct_eq(token.trim().as_bytes()));
+        if bool::from(tag.ct_eq(&link.token.tag)) && secret.len() == 32 && canonical {
             Ok(record)
         } else {
             Err(unknown())

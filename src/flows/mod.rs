@@ -335,19 +335,19 @@ impl Challenges {
     }
 
     /// Refuses when the account is backing off or stopped.
-    async fn check_lockout(&self, account: &AccountId, now: OffsetDateTime) -> Result<(), Error> {
+    async fn check_lockout(
+        &self,
+        challenge: Option<ChallengeId>,
+        account: &AccountId,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
         let run = self.inner.store.failures(account).await?;
-        match self.inner.failures.lockout(run.as_ref(), now) {
-            Lockout::Open => Ok(()),
-            Lockout::Until(until) => Err(self.refuse(
-                None,
-                Some(account.clone()),
-                Refusal::Locked { until: Some(until) },
-            )),
-            Lockout::UntilReset => {
-                Err(self.refuse(None, Some(account.clone()), Refusal::Locked { until: None }))
-            }
-        }
+        let until = match self.inner.failures.lockout(run.as_ref(), now) {
+            Lockout::Open => return Ok(()),
+            Lockout::Until(until) => Some(until),
+            Lockout::UntilReset => None,
+        };
+        Err(self.refuse(challenge, Some(account.clone()), Refusal::Locked { until }))
     }
 
     /// Counts one more failure for the account and reports a lockout.
@@ -377,7 +377,7 @@ impl Challenges {
         let limits = &self.inner.limits;
         let mut checks = vec![(
             LimitKind::Destination,
-            format!("dest:{}", destination.address()),
+            format!("dest:{}", destination.limit_key()),
             limits.per_destination,
         )];
         if let Some(account) = account {
