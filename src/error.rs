@@ -73,6 +73,9 @@ pub enum Refusal {
     /// The user denied the sign-in from the one-time link.
     #[error("the sign-in was denied")]
     Denied,
+    /// The recovery code is not one of the account's codes.
+    #[error("that is not one of your recovery codes")]
+    WrongRecoveryCode,
     /// No further delivery channel is left for "use another option".
     #[error("no other way to send the code is available")]
     NoMoreOptions,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
+use crate::device::DeviceId;
 use crate::error::Refusal;
 use crate::gateway::{Channel, DeliveryErrorKind};
 use crate::store::{AccountId, ChallengeId, Purpose};
@@ -86,6 +87,48 @@ pub enum Event {
         challenge: ChallengeId,
         /// `true` for approved.
         approved: bool,
+    },
+    /// A new recovery-code set replaced any previous one.
+    RecoveryCodesGenerated {
+        /// The account.
+        account: AccountId,
+        /// Codes in the new set.
+        count: usize,
+    },
+    /// A recovery code was redeemed.
+    RecoveryCodeUsed {
+        /// The account.
+        account: AccountId,
+        /// Unused codes left.
+        remaining: usize,
+    },
+    /// Few recovery codes are left: prompt the user to generate new ones.
+    RecoveryCodesLow {
+        /// The account.
+        account: AccountId,
+        /// Unused codes left.
+        remaining: usize,
+    },
+    /// A device was trusted.
+    DeviceTrusted {
+        /// The account.
+        account: AccountId,
+        /// The device.
+        device: DeviceId,
+    },
+    /// A trusted device was revoked.
+    DeviceRevoked {
+        /// The account.
+        account: AccountId,
+        /// The device.
+        device: DeviceId,
+    },
+    /// The account's security epoch moved on: every older device token is dead.
+    EpochBumped {
+        /// The account.
+        account: AccountId,
+        /// The new epoch.
+        epoch: u64,
     },
 }
 

@@ -9,6 +9,7 @@
 pub mod challenge;
 pub mod clock;
 pub mod contact;
+pub mod device;
 pub mod error;
 pub mod events;
 pub mod flows;

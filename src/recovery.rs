@@ -262,27 +262,52 @@ pub fn normalize(input: &str, length: u8) -> Option<zeroize::Zeroizing<Vec<u8>>>
     (out.len() == usize::from(length)).then_some(out)
 }
 
-/// Which unused code of `set` the input is, if any, in constant time over
-/// the set: one HMAC per hashing key, every unused code compared.
+/// What typed input is to a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lookup {
+    /// The unused code at this index.
+    Unused(usize),
+    /// A code of the set that was already used.
+    Used,
+    /// No code of the set.
+    NoMatch,
+}
+
+/// Finds what `input` is in `set`, in constant time over the set: one HMAC
+/// per hashing key, every code compared, no early exit.
 #[must_use]
-pub fn find(set: &RecoverySet, input: &str, hasher: &KeyedHasher) -> Option<usize> {
-    let code = normalize(input, set.length)?;
+pub fn find(set: &RecoverySet, input: &str, hasher: &KeyedHasher) -> Lookup {
+    let Some(code) = normalize(input, set.length) else {
+        return Lookup::NoMatch;
+    };
     let ctx = context(&set.salt);
     let mut cached: Option<(KeyId, Tag)> = None;
-    let mut found = Choice::from(0);
+    let mut unused = Choice::from(0);
+    let mut used = Choice::from(0);
     let mut index = 0u64;
     for (i, stored) in set.codes.iter().enumerate() {
         let tag = match cached {
             Some((id, tag)) if id == stored.hash.key_id => Some(tag),
             _ => hasher.tag_with(stored.hash.key_id, &ctx, &code).ok(),
         };
+        // A retired key: that code can't match (fail closed).
         let Some(tag) = tag else { continue };
         cached = Some((stored.hash.key_id, tag));
-        let hit = tag.ct_eq(&stored.hash.tag) & Choice::from(u8::from(stored.used_at.is_none()));
-        subtle::ConditionallySelectable::conditional_assign(&mut index, &(i as u64), hit);
-        found |= hit;
+        let hit = tag.ct_eq(&stored.hash.tag);
+        let is_unused = Choice::from(u8::from(stored.used_at.is_none()));
+        let fresh = hit & is_unused;
+        subtle::ConditionallySelectable::conditional_assign(&mut index, &(i as u64), fresh);
+        unused |= fresh;
+        used |= hit & !is_unused;
     }
-    bool::from(found).then(|| usize::try_from(index).unwrap_or(usize::MAX))
+    if bool::from(unused) {
+        Lookup::Unused(usize::try_from(index).unwrap_or(usize::MAX))
+    } else if bool::from(used) {
+        Lookup::Used
+    } else {
+        Lookup::NoMatch
+    }
 }
 
 #[cfg(test)]
@@ -327,20 +352,20 @@ mod tests {
         )
         .unwrap();
         let codes = plain.expose_secret();
-        assert_eq!(find(&set, codes[7], &h), Some(7));
+        assert_eq!(find(&set, codes[7], &h), Lookup::Unused(7));
         let lower = codes[3].to_lowercase().replace('-', " ");
-        assert_eq!(find(&set, &lower, &h), Some(3));
+        assert_eq!(find(&set, &lower, &h), Lookup::Unused(3));
         let wide: String = codes[0]
             .chars()
             .map(|c| char::from_u32(u32::from(c) + 0xFEE0).unwrap())
             .collect();
-        assert_eq!(find(&set, &wide, &h), Some(0));
-        assert_eq!(find(&set, "AAAA-AAAA-AAAA", &h), None);
-        assert_eq!(find(&set, "OOOO-OOOO-OOOO", &h), None);
-        assert_eq!(find(&set, "", &h), None);
+        assert_eq!(find(&set, &wide, &h), Lookup::Unused(0));
+        assert_eq!(find(&set, "AAAA-AAAA-AAAA", &h), Lookup::NoMatch);
+        assert_eq!(find(&set, "OOOO-OOOO-OOOO", &h), Lookup::NoMatch);
+        assert_eq!(find(&set, "", &h), Lookup::NoMatch);
         let mut used = set.clone();
         used.codes[7].used_at = Some(OffsetDateTime::UNIX_EPOCH);
-        assert_eq!(find(&used, codes[7], &h), None);
+        assert_eq!(find(&used, codes[7], &h), Lookup::Used);
     }
 
     #[test]

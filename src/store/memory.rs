@@ -7,9 +7,11 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, FailureRecord, LimitStore, StoreError,
-    WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
+    LimitStore, RecoveryStore, StoreError, WindowCount,
 };
+use crate::device::{DeviceId, DeviceRecord};
+use crate::recovery::RecoverySet;
 
 /// Every record in one process's memory, behind one mutex.
 ///
@@ -28,6 +30,9 @@ struct Inner {
     challenges: HashMap<ChallengeId, ChallengeRecord>,
     counters: HashMap<String, WindowCount>,
     failures: HashMap<AccountId, FailureRecord>,
+    recovery: HashMap<AccountId, RecoverySet>,
+    devices: HashMap<(AccountId, DeviceId), DeviceRecord>,
+    epochs: HashMap<AccountId, u64>,
 }
 
 impl MemoryStore {
@@ -129,5 +134,119 @@ impl LimitStore for MemoryStore {
     async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError> {
         self.lock().failures.remove(account);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl RecoveryStore for MemoryStore {
+    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
+        Ok(self.lock().recovery.get(account).cloned())
+    }
+
+    async fn insert_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.recovery.contains_key(account) {
+            return Err(StoreError::conflict());
+        }
+        inner.recovery.insert(account.clone(), set.clone());
+        Ok(())
+    }
+
+    async fn replace_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+        expected_salt: &[u8; 16],
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        match inner.recovery.get_mut(account) {
+            Some(stored) if stored.salt == *expected_salt && stored.version == expected_version => {
+                *stored = set.clone();
+                Ok(())
+            }
+            _ => Err(StoreError::conflict()),
+        }
+    }
+
+    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
+        self.lock().recovery.remove(account);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeviceStore for MemoryStore {
+    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let key = (record.account.clone(), record.id);
+        if inner.devices.contains_key(&key) {
+            return Err(StoreError::conflict());
+        }
+        inner.devices.insert(key, record.clone());
+        Ok(())
+    }
+
+    async fn device(
+        &self,
+        account: &AccountId,
+        id: &DeviceId,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        Ok(self.lock().devices.get(&(account.clone(), *id)).cloned())
+    }
+
+    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .devices
+            .values()
+            .filter(|d| &d.account == account)
+            .cloned()
+            .collect())
+    }
+
+    async fn replace_device(
+        &self,
+        record: &DeviceRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        match inner.devices.get_mut(&(record.account.clone(), record.id)) {
+            Some(stored) if stored.version == expected_version => {
+                *stored = record.clone();
+                Ok(())
+            }
+            _ => Err(StoreError::conflict()),
+        }
+    }
+
+    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .devices
+            .remove(&(account.clone(), *id))
+            .is_some())
+    }
+
+    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let before = inner.devices.len();
+        inner.devices.retain(|(a, _), _| a != account);
+        Ok(u64::try_from(before - inner.devices.len()).unwrap_or(u64::MAX))
+    }
+
+    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        Ok(self.lock().epochs.get(account).copied().unwrap_or(0))
+    }
+
+    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let epoch = inner.epochs.entry(account.clone()).or_insert(0);
+        *epoch = epoch.saturating_add(1);
+        Ok(*epoch)
     }
 }

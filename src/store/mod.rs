@@ -17,6 +17,8 @@
 
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 
@@ -24,12 +26,16 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 
 use crate::contact::Destination;
+use crate::device::{DeviceId, DeviceRecord};
 use crate::gateway::{Channel, Locale};
 use crate::hash::KeyedHash;
+use crate::recovery::RecoverySet;
 
 /// What went wrong in a store, with the backend's own error kept as the
 /// source.
@@ -294,8 +300,8 @@ pub struct ChallengeRecord {
     pub max_attempts: u32,
     /// Every delivery, oldest first (empty for links).
     pub sends: Vec<SendRecord>,
-    /// Deliveries attempted, including failed ones (the send limit counts
-    /// these).
+    /// Sends of this challenge, the first included (the per-challenge send
+    /// limit counts these; a fallback within one send counts once).
     pub delivery_attempts: u32,
     /// The link, for one-time-link challenges.
     pub link: Option<LinkRecord>,
@@ -407,6 +413,114 @@ pub trait LimitStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Backend failures.
     async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError>;
+}
+
+/// Storage of recovery-code sets, one per account.
+#[async_trait]
+pub trait RecoveryStore: Send + Sync + fmt::Debug {
+    /// The account's current set, if any.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError>;
+
+    /// Stores a first set for an account that has none.
+    ///
+    /// # Errors
+    /// A [`StoreErrorKind::Conflict`] error when the account already has a
+    /// set; backend failures otherwise.
+    async fn insert_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the account's set **only if** the stored one still has
+    /// `expected_salt` and `expected_version` (marking a code used, or
+    /// swapping in a regenerated set). Comparing the salt as well as the
+    /// version means a write prepared against a set that has since been
+    /// replaced can never land on its successor.
+    ///
+    /// # Errors
+    /// A [`StoreErrorKind::Conflict`] error when the stored set differs or
+    /// is gone; backend failures otherwise.
+    async fn replace_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+        expected_salt: &[u8; 16],
+        expected_version: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the account's set (2FA turned off); Ok when there is none.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError>;
+}
+
+/// Storage of trusted devices and each account's security epoch.
+#[async_trait]
+pub trait DeviceStore: Send + Sync + fmt::Debug {
+    /// Stores a newly trusted device.
+    ///
+    /// # Errors
+    /// A [`StoreErrorKind::Conflict`] error when the account already has a
+    /// device with this id; backend failures otherwise.
+    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError>;
+
+    /// One device of an account.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn device(
+        &self,
+        account: &AccountId,
+        id: &DeviceId,
+    ) -> Result<Option<DeviceRecord>, StoreError>;
+
+    /// Every device of an account, in no particular order.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError>;
+
+    /// Replaces a device **only if** its stored version is still
+    /// `expected_version` (used to refresh "last used").
+    ///
+    /// # Errors
+    /// A [`StoreErrorKind::Conflict`] error when the version differs or the
+    /// device is gone; backend failures otherwise.
+    async fn replace_device(
+        &self,
+        record: &DeviceRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Revokes one device; returns whether it existed.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError>;
+
+    /// Revokes every device of an account; returns how many there were.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError>;
+
+    /// The account's security epoch (0 when never bumped).
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
+
+    /// Atomically increments the account's security epoch and returns the
+    /// new value: every device trusted before it is dead.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
 }
 
 /// Everything ninsho stores: implement the part traits and this comes free.

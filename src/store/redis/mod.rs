@@ -1,0 +1,505 @@
+//! The Redis store adapter (feature `redis`): see [`RedisStore`].
+//!
+//! The Lua scripts sit beside this file, one per atomic operation.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use ::redis::aio::ConnectionManager;
+use ::redis::{Client, ErrorKind, RedisError, Script, ServerErrorKind};
+use async_trait::async_trait;
+use time::{Duration, OffsetDateTime};
+
+use super::{
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, FailureRecord, LimitStore, StoreError,
+    WindowCount,
+};
+
+static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("insert.lua")));
+static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replace.lua")));
+static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purge.lua")));
+static HIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("hit.lua")));
+static RECORD_FAILURE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("record_failure.lua")));
+
+/// How long a challenge stays readable after its `expires_at`, by default.
+const DEFAULT_RETENTION: Duration = Duration::hours(24);
+
+/// Index entries one purge script takes at most, so no single script holds
+/// the server for long.
+const PURGE_BATCH: u32 = 500;
+
+/// The longest key lifetime set, in milliseconds (2⁵³ − 1, which Lua's
+/// doubles and Redis's expiry arithmetic both hold exactly).
+const MAX_TTL_MS: i64 = (1 << 53) - 1;
+
+/// Extra lifetime of a counter key beyond its window end, so that a test
+/// clock running slower than the server's never loses a live window.
+const COUNTER_GRACE_MS: i64 = 1_000;
+
+const NANOS_PER_SECOND: i128 = 1_000_000_000;
+const NANOS_PER_MILLI: i128 = 1_000_000;
+
+/// A [`Store`](super::Store) in Redis, shared safely by any number of app
+/// instances.
+///
+/// Every method is **one atomic round trip**: a Lua script (sent as
+/// `EVALSHA`, falling back to `SCRIPT LOAD` and `EVALSHA` once when the
+/// server does not know it yet) or a single command. Redis runs a script
+/// without interleaving, so each method is atomic across every app instance
+/// sharing the server.
+///
+/// Challenges are JSON in a hash beside their version; they expire natively
+/// [`retention`](Self::with_retention) after their `expires_at` (24 hours
+/// by default), so late attempts are told "expired" rather than "unknown".
+/// A sorted index of expiry times keeps
+/// [`purge_challenges`](ChallengeStore::purge_challenges) exact; call it now
+/// and then (hourly, say), which also trims that index. It returns how many
+/// challenges it deleted (those Redis already dropped by native expiry are
+/// not counted) and works in scripts of at most 500 index entries, so a
+/// large backlog never holds the server for long. Rate-limit counters
+/// expire at the end of their window; failure runs live until cleared.
+///
+/// # Keys
+///
+/// Every key starts with the store's prefix and a colon, so several hosts
+/// (or test runs) can share one Redis. Choose prefixes so that none is
+/// another followed by `:` and more (`app` and `app:limit` would overlap).
+///
+/// | key | type | fields |
+/// |---|---|---|
+/// | `{prefix}:challenge:{id}` | hash | `record` (JSON), `version`, `expires_ms`, `expires_s`, `expires_ns` |
+/// | `{prefix}:challenges:by_expiry` | sorted set | challenge ids, scored by `expires_at` in whole milliseconds |
+/// | `{prefix}:limit:{key}` | hash | `count`, `resets_s`, `resets_ns` |
+/// | `{prefix}:failures:{account}` | hash | `consecutive`, `last_s`, `last_ns` |
+///
+/// Rate-limit keys and account ids go into key names verbatim. Redis keys
+/// are binary safe and the scripts receive them as `KEYS`, so no character
+/// in them has a meaning (no globbing, no escaping, no injection).
+///
+/// The purge script builds challenge keys from their ids, which Redis
+/// Cluster does not allow; use a single Redis (with replicas or Sentinel
+/// as the host likes), which is what a [`ConnectionManager`] talks to.
+///
+/// # Time
+///
+/// Times are stored as whole Unix seconds plus a nanosecond part, so nothing
+/// is rounded: `resets_at` comes back exactly as computed, and the purge
+/// cut-off is exact to the nanosecond (the index's millisecond score only
+/// narrows the search). Records keep every field at full precision in their
+/// JSON.
+///
+/// Native expiry is set as a **duration from the write** (`PEXPIRE`), not
+/// as an instant (`PEXPIREAT`): record times come from the injected
+/// [`Clock`](crate::Clock), which need not agree with the Redis server's
+/// clock (a test's manual clock, or a skewed host), and an instant in the
+/// server's past would delete the key at once. A challenge lives
+/// `expires_at - created_at + retention` from its insert; a replace moves
+/// that deadline by exactly as much as `expires_at` moved. A counter lives
+/// until its window ends, plus one second. Expiry only collects garbage:
+/// every decision is taken on the stored times.
+///
+/// # Errors
+///
+/// While the server is unreachable, or when a reply times out (500 ms by
+/// default in the [`ConnectionManager`], which reconnects by itself),
+/// methods return [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable);
+/// so do cluster-down, loading, `TRYAGAIN` and read-only-replica replies. A
+/// write whose reply timed out may or may not have happened; the flows'
+/// compare-and-set makes the retry safe. Unexpected replies (a key of the
+/// wrong type, a record that is not valid JSON) are
+/// [`StoreErrorKind::Other`](super::StoreErrorKind::Other). The Redis or
+/// JSON error is always the [`source`](std::error::Error::source).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::sync::Arc;
+///
+/// use ninsho::store::{RedisStore, Store};
+///
+/// # async fn run() -> Result<(), ninsho::store::StoreError> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/", "myapp:2fa")
+///     .await?
+///     .with_retention(time::Duration::hours(6));
+/// let store: Arc<dyn Store> = Arc::new(store);
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// With a connection manager the host already has (its own timeouts and
+/// retries):
+///
+/// ```no_run
+/// use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+/// use ninsho::store::RedisStore;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+/// let config = ConnectionManagerConfig::new()
+///     .set_response_timeout(Some(std::time::Duration::from_secs(1)));
+/// let manager = ConnectionManager::new_with_config(client, config).await?;
+/// let store = RedisStore::new(manager, "myapp:2fa");
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    retention: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    // The manager's `Debug` shows the connection info; keep credentials out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store using `manager`, with every key under `prefix` (a colon is
+    /// added after it).
+    #[must_use]
+    pub fn new(manager: ConnectionManager, prefix: impl Into<String>) -> Self {
+        Self {
+            conn: manager,
+            prefix: prefix.into(),
+            retention: DEFAULT_RETENTION,
+        }
+    }
+
+    /// Connects to the Redis at `url` (`redis://[user:password@]host:port/db`)
+    /// with the connection manager's default retries and timeouts.
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable)
+    /// when the server can't be reached (after the manager's retries);
+    /// [`StoreErrorKind::Other`](super::StoreErrorKind::Other) for a
+    /// malformed URL or a refused login.
+    pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, StoreError> {
+        let client = Client::open(url).map_err(map_redis)?;
+        let manager = ConnectionManager::new(client).await.map_err(map_redis)?;
+        Ok(Self::new(manager, prefix))
+    }
+
+    /// Keeps challenges readable for `retention` after their `expires_at`
+    /// before Redis drops them (24 hours by default; negative counts as
+    /// zero).
+    #[must_use]
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention.max(Duration::ZERO);
+        self
+    }
+
+    /// The key prefix.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// How long challenges stay after their `expires_at`.
+    #[must_use]
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    fn challenge_key_prefix(&self) -> String {
+        format!("{}:challenge:", self.prefix)
+    }
+
+    fn challenge_key(&self, id: &ChallengeId) -> String {
+        format!("{}:challenge:{id}", self.prefix)
+    }
+
+    fn index_key(&self) -> String {
+        format!("{}:challenges:by_expiry", self.prefix)
+    }
+
+    fn limit_key(&self, key: &str) -> String {
+        format!("{}:limit:{key}", self.prefix)
+    }
+
+    fn failures_key(&self, account: &AccountId) -> String {
+        format!("{}:failures:{}", self.prefix, account.0)
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for RedisStore {
+    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(StoreError::other)?;
+        let (secs, nanos) = split(record.expires_at);
+        // Lives `retention` past `expires_at`, counted from the record's
+        // own creation time (see the module docs on time).
+        let lifetime = (record.expires_at - record.created_at).max(Duration::ZERO);
+        let ttl = ttl_ms(lifetime.saturating_add(self.retention));
+        let stored: i64 = INSERT
+            .key(self.challenge_key(&record.id))
+            .key(self.index_key())
+            .arg(json)
+            .arg(record.version)
+            .arg(whole_ms(record.expires_at))
+            .arg(secs)
+            .arg(nanos)
+            .arg(ttl)
+            .arg(record.id.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        if stored == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::conflict())
+        }
+    }
+
+    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
+        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
+            .arg(self.challenge_key(id))
+            .arg("record")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
+            .transpose()
+    }
+
+    async fn replace_challenge(
+        &self,
+        record: &ChallengeRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(StoreError::other)?;
+        let (secs, nanos) = split(record.expires_at);
+        let replaced: i64 = REPLACE
+            .key(self.challenge_key(&record.id))
+            .key(self.index_key())
+            .arg(expected_version)
+            .arg(json)
+            .arg(record.version)
+            .arg(whole_ms(record.expires_at))
+            .arg(secs)
+            .arg(nanos)
+            .arg(record.id.to_string())
+            .arg(MAX_TTL_MS)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        if replaced == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::conflict())
+        }
+    }
+
+    /// Deletes the challenges whose `expires_at` is before `before` and
+    /// returns how many this call deleted. Challenges Redis already dropped
+    /// by native expiry are not counted; their index entries are removed.
+    ///
+    /// Runs as a series of scripts of at most 500 index entries each, so a
+    /// large backlog never blocks the server; each script is atomic.
+    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let (secs, nanos) = split(before);
+        let mut conn = self.conn.clone();
+        let mut total: u64 = 0;
+        loop {
+            let (deleted, more): (u64, i64) = PURGE
+                .key(self.index_key())
+                .arg(whole_ms(before))
+                .arg(secs)
+                .arg(nanos)
+                .arg(self.challenge_key_prefix())
+                .arg(PURGE_BATCH)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(map_redis)?;
+            total = total.saturating_add(deleted);
+            if more == 0 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LimitStore for RedisStore {
+    async fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        now: OffsetDateTime,
+    ) -> Result<WindowCount, StoreError> {
+        let resets_at = now.saturating_add(window);
+        let (now_secs, now_nanos) = split(now);
+        let (end_secs, end_nanos) = split(resets_at);
+        let ttl =
+            ttl_ms((resets_at - now).saturating_add(Duration::milliseconds(COUNTER_GRACE_MS)));
+        let (count, secs, nanos): (u64, i64, i64) = HIT
+            .key(self.limit_key(key))
+            .arg(now_secs)
+            .arg(now_nanos)
+            .arg(end_secs)
+            .arg(end_nanos)
+            .arg(ttl)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        Ok(WindowCount {
+            count,
+            resets_at: join(secs, nanos)?,
+        })
+    }
+
+    async fn record_failure(
+        &self,
+        account: &AccountId,
+        now: OffsetDateTime,
+    ) -> Result<FailureRecord, StoreError> {
+        let (secs, nanos) = split(now);
+        let (consecutive, secs, nanos): (u32, i64, i64) = RECORD_FAILURE
+            .key(self.failures_key(account))
+            .arg(secs)
+            .arg(nanos)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        Ok(FailureRecord {
+            consecutive,
+            last_failure_at: join(secs, nanos)?,
+        })
+    }
+
+    async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
+        let (consecutive, secs, nanos): (Option<u32>, Option<i64>, Option<i64>) =
+            ::redis::cmd("HMGET")
+                .arg(self.failures_key(account))
+                .arg("consecutive")
+                .arg("last_s")
+                .arg("last_ns")
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(map_redis)?;
+        match (consecutive, secs, nanos) {
+            (Some(consecutive), Some(secs), Some(nanos)) => Ok(Some(FailureRecord {
+                consecutive,
+                last_failure_at: join(secs, nanos)?,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError> {
+        let _deleted: i64 = ::redis::cmd("DEL")
+            .arg(self.failures_key(account))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        Ok(())
+    }
+}
+
+/// Maps a Redis error to the store's kinds: anything that says "the server
+/// is not there right now" is `Unavailable`, the rest `Other`.
+fn map_redis(error: RedisError) -> StoreError {
+    let unavailable = error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_cluster_error()
+        || matches!(
+            error.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ReadOnly
+                )
+        );
+    if unavailable {
+        StoreError::unavailable(error)
+    } else {
+        StoreError::other(error)
+    }
+}
+
+/// Whole seconds since the epoch (rounded down) and the nanoseconds past
+/// them, `0..1_000_000_000`.
+fn split(at: OffsetDateTime) -> (i64, i64) {
+    let nanos = at.unix_timestamp_nanos();
+    let secs = nanos.div_euclid(NANOS_PER_SECOND);
+    let rest = nanos.rem_euclid(NANOS_PER_SECOND);
+    // `OffsetDateTime` spans far less than ±2⁶³ seconds.
+    (
+        i64::try_from(secs).unwrap_or(i64::MAX),
+        i64::try_from(rest).unwrap_or(0),
+    )
+}
+
+/// The inverse of [`split`].
+fn join(secs: i64, nanos: i64) -> Result<OffsetDateTime, StoreError> {
+    let total = i128::from(secs) * NANOS_PER_SECOND + i128::from(nanos);
+    OffsetDateTime::from_unix_timestamp_nanos(total).map_err(StoreError::other)
+}
+
+/// Whole milliseconds since the epoch, rounded down.
+fn whole_ms(at: OffsetDateTime) -> i64 {
+    let ms = at.unix_timestamp_nanos().div_euclid(NANOS_PER_MILLI);
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A key lifetime in milliseconds: rounded up, at least 1 (Redis deletes a
+/// key given zero or less) and at most [`MAX_TTL_MS`].
+fn ttl_ms(lifetime: Duration) -> i64 {
+    let nanos = lifetime.whole_nanoseconds();
+    let ms = nanos.div_euclid(NANOS_PER_MILLI) + i128::from(nanos.rem_euclid(NANOS_PER_MILLI) != 0);
+    i64::try_from(ms.clamp(1, i128::from(MAX_TTL_MS))).unwrap_or(MAX_TTL_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_and_join_keep_every_nanosecond() {
+        for nanos in [
+            0_i128,
+            1,
+            -1,
+            999_999_999,
+            -1_000_000_000,
+            1_763_683_200_123_456_789,
+            -62_135_596_800_000_000_001,
+        ] {
+            let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
+            let (secs, rest) = split(at);
+            assert!((0..1_000_000_000).contains(&rest));
+            assert_eq!(join(secs, rest).unwrap(), at);
+        }
+    }
+
+    #[test]
+    fn whole_ms_rounds_down() {
+        let at = |n| OffsetDateTime::from_unix_timestamp_nanos(n).unwrap();
+        assert_eq!(whole_ms(at(1_999_999)), 1);
+        assert_eq!(whole_ms(at(-1)), -1);
+        assert_eq!(whole_ms(at(-1_000_000)), -1);
+    }
+
+    #[test]
+    fn ttl_rounds_up_and_stays_in_range() {
+        assert_eq!(ttl_ms(Duration::nanoseconds(1)), 1);
+        assert_eq!(ttl_ms(Duration::milliseconds(1500)), 1500);
+        assert_eq!(ttl_ms(Duration::nanoseconds(1_500_001)), 2);
+        assert_eq!(ttl_ms(Duration::ZERO), 1);
+        assert_eq!(ttl_ms(Duration::seconds(-5)), 1);
+        assert_eq!(ttl_ms(Duration::MAX), MAX_TTL_MS);
+    }
+}
