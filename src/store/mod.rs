@@ -17,8 +17,14 @@
 
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql_common;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::fmt;
 
@@ -30,6 +36,10 @@ use time::{Duration, OffsetDateTime};
 pub use self::redis::RedisStore;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 use crate::contact::Destination;
 use crate::device::{DeviceId, DeviceRecord};

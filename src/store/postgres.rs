@@ -1,0 +1,446 @@
+//! The PostgreSQL store adapter (feature `postgres`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{PgPool, Postgres, SqlStr};
+use time::{Duration, OffsetDateTime};
+
+use super::sql_common::{
+    consecutive_from_sql, count_from_sql, decode_record, encode_record, map_err, statement,
+    store_err, version_to_sql,
+};
+use super::{
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, FailureRecord, LimitStore, StoreError,
+    WindowCount,
+};
+
+/// The shipped migrations, in order: `(version, SQL)`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`); longer ones
+/// are silently truncated, so they are refused instead.
+const MAX_IDENTIFIER: usize = 63;
+
+/// Every record in PostgreSQL, through a [`sqlx::PgPool`].
+///
+/// Each method that changes state is **one SQL statement**, atomic in the
+/// database: no application locks, no transactions, no read-modify-write
+/// round trips. Any number of app instances may share the tables.
+///
+/// | method | statement |
+/// |---|---|
+/// | `insert_challenge` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
+/// | `replace_challenge` | `UPDATE … WHERE id = $1 AND version = $expected`; no row updated → conflict |
+/// | `hit` | `INSERT … ON CONFLICT (key) DO UPDATE SET count = CASE … END, resets_at = CASE … END RETURNING …` |
+/// | `record_failure` | `INSERT … ON CONFLICT (account) DO UPDATE SET consecutive = consecutive + 1 … RETURNING …` |
+/// | `purge_challenges` | `DELETE … WHERE expires_at < $1` (and, in the same statement, counters whose window has ended) |
+///
+/// # Tables
+///
+/// [`migrate`](Self::migrate) creates, in the store's schema (`public`
+/// unless [`with_schema`](Self::with_schema) names another):
+/// `ninsho_challenges (id, version, expires_at, record)`,
+/// `ninsho_counters (key, count, resets_at)`,
+/// `ninsho_failures (account, consecutive, last_failure_at)` and
+/// `ninsho_schema_version (version, applied_at)`. The SQL is shipped in
+/// `migrations/postgres/` for hosts that prefer their own migration tool.
+///
+/// The record is JSON in a `TEXT` column, kept byte for byte (`JSONB` would
+/// refuse a U+0000 in a host-supplied string such as a device description);
+/// query it with `record::jsonb`. `TEXT` can't hold U+0000 itself, so a
+/// counter key or account id containing one fails with
+/// [`StoreErrorKind::Other`](super::StoreErrorKind::Other).
+///
+/// # Time precision
+///
+/// `TIMESTAMPTZ` keeps microseconds: the sub-microsecond part of a counter's
+/// `resets_at`, of a failure's `last_failure_at` and of the `expires_at`
+/// column used by the purge is dropped (times are truncated, and `now` is
+/// truncated the same way before it is compared). Challenge records are
+/// stored whole as JSON and come back exactly as written.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use ninsho::store::{PgStore, Store};
+///
+/// let pool = sqlx::postgres::PgPoolOptions::new()
+///     .max_connections(10)
+///     .connect("postgres://app@db.internal/app")
+///     .await?;
+/// let store = PgStore::new(pool);
+/// store.migrate().await?; // at start-up, before serving
+/// let store: Arc<dyn Store> = Arc::new(store);
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The host depends on `sqlx` 0.9 itself (with the `postgres` and a
+/// `runtime-tokio` feature) to build the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    schema: Arc<str>,
+    sql: Arc<Statements>,
+}
+
+/// The store's statements, schema-qualified, built once.
+struct Statements {
+    insert: SqlStr,
+    select: SqlStr,
+    replace: SqlStr,
+    purge: SqlStr,
+    hit: SqlStr,
+    record_failure: SqlStr,
+    failures: SqlStr,
+    clear_failures: SqlStr,
+    version_applied: SqlStr,
+    create_version_table: SqlStr,
+    record_version: SqlStr,
+    create_schema: SqlStr,
+}
+
+impl Statements {
+    /// `s` is the quoted schema name.
+    fn new(s: &str) -> Self {
+        Self {
+            insert: statement(format!(
+                "INSERT INTO {s}.ninsho_challenges (id, version, expires_at, record) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING"
+            )),
+            select: statement(format!(
+                "SELECT version, record FROM {s}.ninsho_challenges WHERE id = $1"
+            )),
+            replace: statement(format!(
+                "UPDATE {s}.ninsho_challenges \
+                 SET version = $2, expires_at = $3, record = $4 \
+                 WHERE id = $1 AND version = $5"
+            )),
+            purge: statement(format!(
+                "WITH ended AS (DELETE FROM {s}.ninsho_counters WHERE resets_at <= $1) \
+                 DELETE FROM {s}.ninsho_challenges WHERE expires_at < $1"
+            )),
+            hit: statement(format!(
+                "INSERT INTO {s}.ninsho_counters AS t (key, count, resets_at) \
+                 VALUES ($1, 1, $3) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 count = CASE WHEN t.resets_at <= $2 THEN 1 \
+                         ELSE LEAST(t.count, 9223372036854775806) + 1 END, \
+                 resets_at = CASE WHEN t.resets_at <= $2 THEN EXCLUDED.resets_at \
+                             ELSE t.resets_at END \
+                 RETURNING count, resets_at"
+            )),
+            record_failure: statement(format!(
+                "INSERT INTO {s}.ninsho_failures AS t (account, consecutive, last_failure_at) \
+                 VALUES ($1, 1, $2) \
+                 ON CONFLICT (account) DO UPDATE SET \
+                 consecutive = LEAST(t.consecutive + 1, 4294967295), \
+                 last_failure_at = EXCLUDED.last_failure_at \
+                 RETURNING consecutive, last_failure_at"
+            )),
+            failures: statement(format!(
+                "SELECT consecutive, last_failure_at FROM {s}.ninsho_failures WHERE account = $1"
+            )),
+            clear_failures: statement(format!(
+                "DELETE FROM {s}.ninsho_failures WHERE account = $1"
+            )),
+            version_applied: statement(format!(
+                "SELECT EXISTS (SELECT 1 FROM {s}.ninsho_schema_version WHERE version = $1)"
+            )),
+            create_version_table: statement(format!(
+                "CREATE TABLE IF NOT EXISTS {s}.ninsho_schema_version (\
+                 version BIGINT PRIMARY KEY, \
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )),
+            record_version: statement(format!(
+                "INSERT INTO {s}.ninsho_schema_version (version) VALUES ($1)"
+            )),
+            create_schema: statement(format!("CREATE SCHEMA IF NOT EXISTS {s}")),
+        }
+    }
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.schema)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a SQLSTATE means "the server is unreachable, busy or restarting;
+/// retry later": connection exceptions (class 08), insufficient resources
+/// (class 53), shutdowns and start-up (57P01–57P03), a cancelled statement
+/// (57014, e.g. `statement_timeout`), serialization failures and deadlocks.
+fn transient(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "57014" | "40001" | "40P01"
+        )
+}
+
+impl PgStore {
+    /// A store over `pool`, with its tables in the `public` schema.
+    ///
+    /// Nothing is sent to the server until the first call; call
+    /// [`migrate`](Self::migrate) at start-up to create the tables.
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self::build(pool, "public")
+    }
+
+    /// A store over `pool`, with its tables in `schema` (created by
+    /// [`migrate`](Self::migrate) if missing). Useful to keep ninsho's
+    /// tables apart, or to give each test run its own.
+    ///
+    /// The name is used exactly as given, quoted (so it is case-sensitive).
+    ///
+    /// # Errors
+    /// A [`StoreErrorKind::Other`](super::StoreErrorKind::Other) error when
+    /// `schema` is empty, longer than 63 bytes, or holds anything but ASCII
+    /// letters, digits and underscores.
+    pub fn with_schema(pool: PgPool, schema: &str) -> Result<Self, StoreError> {
+        let valid = !schema.is_empty()
+            && schema.len() <= MAX_IDENTIFIER
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(StoreError::other(format!(
+                "invalid schema name {schema:?}: use 1 to {MAX_IDENTIFIER} ASCII letters, digits and underscores"
+            )));
+        }
+        Ok(Self::build(pool, schema))
+    }
+
+    fn build(pool: PgPool, schema: &str) -> Self {
+        Self {
+            pool,
+            schema: Arc::from(schema),
+            sql: Arc::new(Statements::new(&quote(schema))),
+        }
+    }
+
+    /// The pool the store uses.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema holding the store's tables.
+    #[must_use]
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Creates the schema (if missing) and applies the shipped migrations
+    /// not yet applied, recording each in `ninsho_schema_version`.
+    ///
+    /// This is the call hosts make at start-up, before serving. It is
+    /// idempotent and safe to run from several instances at once: it runs
+    /// in one transaction under a PostgreSQL advisory lock, so concurrent
+    /// callers apply each migration exactly once. Creating a missing schema
+    /// needs the `CREATE` privilege on the database; an existing one is
+    /// only used.
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable)
+    /// when the server can't be reached; other backend failures (such as a
+    /// missing privilege) as
+    /// [`StoreErrorKind::Other`](super::StoreErrorKind::Other).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let err = store_err(transient);
+        let mut tx = self.pool.begin().await.map_err(&err)?;
+
+        sqlx::query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))")
+            .bind(format!("ninsho migrate {}", self.schema))
+            .execute(&mut *tx)
+            .await
+            .map_err(&err)?;
+
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+        )
+        .bind(&*self.schema)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(&err)?;
+        if !exists {
+            sqlx::query(self.sql.create_schema.clone())
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+        }
+        sqlx::query(self.sql.create_version_table.clone())
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(&err)?;
+
+        // The migration files use unqualified names.
+        sqlx::query("SELECT pg_catalog.set_config('search_path', $1, true)")
+            .bind(quote(&self.schema))
+            .execute(&mut *tx)
+            .await
+            .map_err(&err)?;
+
+        for &(version, sql) in MIGRATIONS {
+            let applied: bool = sqlx::query_scalar(self.sql.version_applied.clone())
+                .persistent(false)
+                .bind(version)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(&err)?;
+            if applied {
+                continue;
+            }
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(&err)?;
+            sqlx::query(self.sql.record_version.clone())
+                .persistent(false)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+        }
+        tx.commit().await.map_err(&err)
+    }
+}
+
+/// The quoted identifier; `name` holds only ASCII letters, digits and
+/// underscores, so wrapping it in double quotes is enough.
+fn quote(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+#[async_trait]
+impl ChallengeStore for PgStore {
+    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Postgres>(self.sql.insert.clone())
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(record.expires_at)
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(self.sql.select.clone())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(version, json)| decode_record(&json, version))
+            .transpose()
+    }
+
+    async fn replace_challenge(
+        &self,
+        record: &ChallengeRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Postgres>(self.sql.replace.clone())
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(record.expires_at)
+            .bind(json)
+            .bind(version_to_sql(expected_version))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query::<Postgres>(self.sql.purge.clone())
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl LimitStore for PgStore {
+    async fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        now: OffsetDateTime,
+    ) -> Result<WindowCount, StoreError> {
+        let (count, resets_at): (i64, OffsetDateTime) = sqlx::query_as(self.sql.hit.clone())
+            .bind(key)
+            .bind(now)
+            .bind(now.saturating_add(window))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(WindowCount {
+            count: count_from_sql(count)?,
+            resets_at,
+        })
+    }
+
+    async fn record_failure(
+        &self,
+        account: &AccountId,
+        now: OffsetDateTime,
+    ) -> Result<FailureRecord, StoreError> {
+        let (consecutive, last_failure_at): (i64, OffsetDateTime) =
+            sqlx::query_as(self.sql.record_failure.clone())
+                .bind(&account.0)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_err(transient))?;
+        Ok(FailureRecord {
+            consecutive: consecutive_from_sql(consecutive)?,
+            last_failure_at,
+        })
+    }
+
+    async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
+        let row: Option<(i64, OffsetDateTime)> = sqlx::query_as(self.sql.failures.clone())
+            .bind(&account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(consecutive, last_failure_at)| {
+            Ok(FailureRecord {
+                consecutive: consecutive_from_sql(consecutive)?,
+                last_failure_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError> {
+        sqlx::query::<Postgres>(self.sql.clear_failures.clone())
+            .bind(&account.0)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(())
+    }
+}

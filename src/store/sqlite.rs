@@ -1,0 +1,343 @@
+//! The SQLite store adapter (feature `sqlite`).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use sqlx::{Sqlite, SqlitePool};
+use time::{Duration, OffsetDateTime};
+
+use super::sql_common::{
+    consecutive_from_sql, count_from_sql, decode_record, encode_record, map_err, store_err,
+    version_to_sql,
+};
+use super::{
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, FailureRecord, LimitStore, StoreError,
+    WindowCount,
+};
+
+/// The shipped migrations, in order: `(version, SQL)`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+const INSERT: &str = "INSERT INTO ninsho_challenges (id, version, expires_at, record) \
+     VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (id) DO NOTHING";
+
+const SELECT: &str = "SELECT version, record FROM ninsho_challenges WHERE id = ?1";
+
+const REPLACE: &str = "UPDATE ninsho_challenges \
+     SET version = ?2, expires_at = ?3, record = ?4 \
+     WHERE id = ?1 AND version = ?5";
+
+const PURGE_CHALLENGES: &str = "DELETE FROM ninsho_challenges WHERE expires_at < ?1";
+
+const PURGE_COUNTERS: &str = "DELETE FROM ninsho_counters WHERE resets_at <= ?1";
+
+// In `DO UPDATE`, bare column names are the stored row's values and
+// `excluded.*` the values the insert proposed; every `SET` expression sees
+// the row as it was before the update.
+const HIT: &str = "INSERT INTO ninsho_counters (key, count, resets_at) \
+     VALUES (?1, 1, ?3) \
+     ON CONFLICT (key) DO UPDATE SET \
+     count = CASE WHEN resets_at <= ?2 THEN 1 \
+             ELSE MIN(count, 9223372036854775806) + 1 END, \
+     resets_at = CASE WHEN resets_at <= ?2 THEN excluded.resets_at \
+                 ELSE resets_at END \
+     RETURNING count, resets_at";
+
+const RECORD_FAILURE: &str = "INSERT INTO ninsho_failures (account, consecutive, last_failure_at) \
+     VALUES (?1, 1, ?2) \
+     ON CONFLICT (account) DO UPDATE SET \
+     consecutive = MIN(consecutive + 1, 4294967295), \
+     last_failure_at = excluded.last_failure_at \
+     RETURNING consecutive, last_failure_at";
+
+const FAILURES: &str =
+    "SELECT consecutive, last_failure_at FROM ninsho_failures WHERE account = ?1";
+
+const CLEAR_FAILURES: &str = "DELETE FROM ninsho_failures WHERE account = ?1";
+
+const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS ninsho_schema_version (\
+     version INTEGER PRIMARY KEY NOT NULL, \
+     applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)";
+
+const VERSION_APPLIED: &str =
+    "SELECT EXISTS (SELECT 1 FROM ninsho_schema_version WHERE version = ?1)";
+
+const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES (?1)";
+
+/// Every record in a SQLite database, through a [`sqlx::SqlitePool`].
+///
+/// Each method that changes state is **one SQL statement**, atomic in the
+/// database (SQLite runs one writer at a time and supports `UPSERT` and
+/// `RETURNING`): no application locks, no transactions. Several processes
+/// may share one database file.
+///
+/// | method | statement |
+/// |---|---|
+/// | `insert_challenge` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
+/// | `replace_challenge` | `UPDATE … WHERE id = ?1 AND version = ?5`; no row updated → conflict |
+/// | `hit` | `INSERT … ON CONFLICT (key) DO UPDATE SET count = CASE … END, resets_at = CASE … END RETURNING …` |
+/// | `record_failure` | `INSERT … ON CONFLICT (account) DO UPDATE SET consecutive = consecutive + 1 … RETURNING …` |
+/// | `purge_challenges` | `DELETE … WHERE expires_at < ?1`, then a second `DELETE` of counters whose window has ended |
+///
+/// # Tables and times
+///
+/// [`migrate`](Self::migrate) creates `ninsho_challenges (id, version,
+/// expires_at, record)` (the record as JSON text), `ninsho_counters (key,
+/// count, resets_at)`, `ninsho_failures (account, consecutive,
+/// last_failure_at)` and `ninsho_schema_version`. The SQL is shipped in
+/// `migrations/sqlite/`.
+///
+/// Times are stored as `INTEGER` nanoseconds since the Unix epoch, UTC. That
+/// round-trips every instant exactly and compares correctly as a number
+/// (RFC 3339 text would compare wrongly across offsets and fraction
+/// lengths). The range is 1677-09-21 to 2262-04-11; times outside it are
+/// clamped to its ends. Times come back in UTC.
+///
+/// # Pools
+///
+/// For a database file, any pool works; writers queue on SQLite's lock for
+/// up to the connection's busy timeout (sqlx's default is 5 s), after which
+/// a call fails as
+/// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable).
+///
+/// For an in-memory database every connection of the pool must see the
+/// same database. sqlx opens `sqlite::memory:` (parsed from the URL) as a
+/// named shared-cache database, private to that pool; a plain `:memory:`
+/// filename set through `SqliteConnectOptions::filename` is instead a new,
+/// empty database on every connection, so use `max_connections(1)` there.
+/// Either way the database disappears with its last connection: keep one
+/// open with `min_connections(1)`, `idle_timeout(None)` and
+/// `max_lifetime(None)`.
+///
+/// ```no_run
+/// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::str::FromStr;
+/// use ninsho::store::SqliteStore;
+/// use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+///
+/// let options = SqliteConnectOptions::from_str("sqlite://ninsho.db")?.create_if_missing(true);
+/// let pool = SqlitePoolOptions::new().connect_with(options).await?;
+/// let store = SqliteStore::new(pool);
+/// store.migrate().await?; // at start-up, before serving
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+/// Whether an extended result code means "busy or unreachable; retry
+/// later": `SQLITE_BUSY`, `SQLITE_LOCKED`, `SQLITE_IOERR` and
+/// `SQLITE_CANTOPEN`, with any extension.
+fn transient(code: &str) -> bool {
+    code.parse::<i32>()
+        .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 14))
+}
+
+/// An instant as nanoseconds since the epoch, clamped to `i64`.
+fn to_sql(at: OffsetDateTime) -> i64 {
+    let nanos = at.unix_timestamp_nanos();
+    i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The inverse of [`to_sql`], in UTC.
+fn from_sql(nanos: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).map_err(StoreError::other)
+}
+
+impl SqliteStore {
+    /// A store over `pool`. Call [`migrate`](Self::migrate) at start-up to
+    /// create the tables.
+    #[must_use]
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool the store uses.
+    #[must_use]
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Applies the shipped migrations not yet applied, recording each in
+    /// `ninsho_schema_version`.
+    ///
+    /// This is the call hosts make at start-up, before serving. It is
+    /// idempotent and safe to run from several processes at once: it runs
+    /// in one `BEGIN IMMEDIATE` transaction, which holds SQLite's write lock
+    /// from the start.
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable)
+    /// when the database can't be opened or stays locked; other failures as
+    /// [`StoreErrorKind::Other`](super::StoreErrorKind::Other).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let err = store_err(transient);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(&err)?;
+        sqlx::query(CREATE_VERSION_TABLE)
+            .execute(&mut *tx)
+            .await
+            .map_err(&err)?;
+        for &(version, sql) in MIGRATIONS {
+            let applied: bool = sqlx::query_scalar(VERSION_APPLIED)
+                .bind(version)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(&err)?;
+            if applied {
+                continue;
+            }
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(&err)?;
+            sqlx::query(RECORD_VERSION)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+        }
+        tx.commit().await.map_err(&err)
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for SqliteStore {
+    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Sqlite>(INSERT)
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(to_sql(record.expires_at))
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(SELECT)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(version, json)| decode_record(&json, version))
+            .transpose()
+    }
+
+    async fn replace_challenge(
+        &self,
+        record: &ChallengeRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Sqlite>(REPLACE)
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(to_sql(record.expires_at))
+            .bind(json)
+            .bind(version_to_sql(expected_version))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let before = to_sql(before);
+        let done = sqlx::query::<Sqlite>(PURGE_CHALLENGES)
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        // A counter whose window has ended acts as absent, so dropping it
+        // separately changes nothing a concurrent `hit` could observe.
+        sqlx::query::<Sqlite>(PURGE_COUNTERS)
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl LimitStore for SqliteStore {
+    async fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        now: OffsetDateTime,
+    ) -> Result<WindowCount, StoreError> {
+        let (count, resets_at): (i64, i64) = sqlx::query_as(HIT)
+            .bind(key)
+            .bind(to_sql(now))
+            .bind(to_sql(now.saturating_add(window)))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(WindowCount {
+            count: count_from_sql(count)?,
+            resets_at: from_sql(resets_at)?,
+        })
+    }
+
+    async fn record_failure(
+        &self,
+        account: &AccountId,
+        now: OffsetDateTime,
+    ) -> Result<FailureRecord, StoreError> {
+        let (consecutive, last_failure_at): (i64, i64) = sqlx::query_as(RECORD_FAILURE)
+            .bind(&account.0)
+            .bind(to_sql(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(FailureRecord {
+            consecutive: consecutive_from_sql(consecutive)?,
+            last_failure_at: from_sql(last_failure_at)?,
+        })
+    }
+
+    async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(FAILURES)
+            .bind(&account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(consecutive, last_failure_at)| {
+            Ok(FailureRecord {
+                consecutive: consecutive_from_sql(consecutive)?,
+                last_failure_at: from_sql(last_failure_at)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError> {
+        sqlx::query::<Sqlite>(CLEAR_FAILURES)
+            .bind(&account.0)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(())
+    }
+}
