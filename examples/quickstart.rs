@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ninsho::contact::Destination;
-use ninsho::flows::{Challenges, IssueRequest};
+use ninsho::device::DeviceCheck;
+use ninsho::flows::{Challenges, IssueRequest, Ports, RecoveryCodes, TrustedDevices};
 use ninsho::gateway::{Channel, ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
 use ninsho::otp::{Rejection, Totp, TotpEnrollment};
-use ninsho::store::{MemoryStore, Purpose};
+use ninsho::store::{AccountId, MemoryStore, Purpose};
 use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, ManualClock, OsRandom, Refusal};
 use time::Duration;
 
@@ -59,6 +60,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::at_unix(1_763_683_200)?; // 2025-11-21 00:00:00 UTC
     authenticator_app(&clock)?;
     codes_by_sms_and_voice(&clock).await?;
+    recovery_codes_and_trusted_devices(&clock).await?;
     println!("\nDone.");
     Ok(())
 }
@@ -175,5 +177,66 @@ async fn codes_by_sms_and_voice(clock: &ManualClock) -> Result<(), Box<dyn std::
         .verify(&ticket.challenge_id, &code, &Purpose::SignUp, &blocked)
         .await?;
     println!("{code}: verified from the voice call.");
+    Ok(())
+}
+
+async fn recovery_codes_and_trusted_devices(
+    clock: &ManualClock,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
+    let ports =
+        Ports::new(Arc::new(MemoryStore::new()), hasher).with_clock(Arc::new(clock.clone()));
+    let recovery = RecoveryCodes::new(ports.clone());
+    let devices = TrustedDevices::new(ports);
+    let alice = AccountId::new("alice");
+
+    println!("\n== 8. Recovery codes, shown once");
+    let codes = recovery.generate(&alice).await?;
+    for code in codes.expose_secret() {
+        println!("  {code}");
+    }
+    println!("Only their keyed hashes are stored.");
+
+    println!("\n== 9. Phone lost: Alice signs in with a recovery code");
+    let typed = codes.expose_secret()[4].to_lowercase().replace('-', " ");
+    let redeemed = recovery.redeem(&alice, &typed).await?;
+    println!("{typed:?}: accepted; {} codes left.", redeemed.remaining);
+    match recovery.redeem(&alice, &typed).await {
+        Err(Error::Refused(reason)) => println!("The same code again: refused ({reason})."),
+        other => println!("The same code again: {other:?}"),
+    }
+    // Using a recovery code is a security event: trusted devices die.
+    devices.bump_epoch(&alice).await?;
+
+    println!("\n== 10. Regenerating voids every old code at once");
+    let fresh = recovery.generate(&alice).await?;
+    let old = codes.expose_secret()[0];
+    let refused = recovery.redeem(&alice, old).await.is_err();
+    println!(
+        "Old code {old}: {}.",
+        if refused { "refused" } else { "accepted?!" }
+    );
+    println!("New set: {} codes.", fresh.len());
+    clock.advance(Duration::seconds(2)); // let the failure back-off pass
+
+    println!("\n== 11. \"Don't ask again on this browser\"");
+    let (token, info) = devices.trust(&alice, "Chrome on Windows").await?;
+    println!(
+        "Trusted {} until {}; the cookie holds an opaque token.",
+        info.label, info.expires_at
+    );
+    clock.advance(Duration::days(3));
+    let check = devices.check(&alice, token.expose_secret()).await?;
+    println!("Three days later, same browser: {check:?} -> skip the second step.");
+    for device in devices.list(&alice).await? {
+        println!(
+            "  Your devices: {} (last used {})",
+            device.label, device.last_used_at
+        );
+    }
+    devices.revoke(&alice, &info.id).await?;
+    let check = devices.check(&alice, token.expose_secret()).await?;
+    assert_eq!(check, DeviceCheck::Revoked);
+    println!("After Alice revokes it: {check:?} -> ask for the second factor again.");
     Ok(())
 }

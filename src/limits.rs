@@ -142,6 +142,18 @@ pub enum Lockout {
     UntilReset,
 }
 
+impl Lockout {
+    /// The refusal to answer with, `None` when open.
+    #[must_use]
+    pub fn refusal(self) -> Option<crate::Refusal> {
+        match self {
+            Self::Open => None,
+            Self::Until(t) => Some(crate::Refusal::Locked { until: Some(t) }),
+            Self::UntilReset => Some(crate::Refusal::Locked { until: None }),
+        }
+    }
+}
+
 impl FailurePolicy {
     /// The delay imposed after `consecutive` failures (zero while within the
     /// free failures).

@@ -1,10 +1,12 @@
 //! The store conformance suite: run it against your [`Store`] adapter.
 //!
 //! ninsho's guarantees (a code verifies once, no wrong attempt is lost, no
-//! send limit is exceeded) hold only if the store keeps the contract of
-//! [`ChallengeStore`] and [`LimitStore`]: inserts that refuse duplicates, a
-//! real compare-and-set on the record version, counters that never lose an
-//! increment. This module checks that contract from the outside, the way
+//! send limit is exceeded, a recovery code redeems once, a bumped security
+//! epoch revokes every trusted device) hold only if the store keeps the
+//! contract of [`ChallengeStore`], [`LimitStore`], [`RecoveryStore`] and
+//! [`DeviceStore`]: inserts that refuse duplicates, a real compare-and-set
+//! on the record version (and, for recovery sets, the salt), counters that
+//! never lose an increment. This module checks that contract from the outside, the way
 //! `object_store`'s `integration` module checks an object store: each
 //! `check_*` function drives the store through the public traits and panics
 //! with a message naming the rule the store broke.
@@ -23,13 +25,30 @@
 //! - **counters**: fixed windows that start at the first hit and restart at
 //!   `now >= resets_at`; independent keys, whatever characters they hold;
 //!   failure runs that count, record the time, clear, and stay per account;
+//! - **recovery sets**: one per account, read back field for field (codes
+//!   used and unused, different key ids); an insert over an existing set is
+//!   a `Conflict`; a replace needs both the stored salt and version (a
+//!   stale version, a successor set with the same version, or an absent set
+//!   are `Conflict`s that change nothing); delete is idempotent; accounts
+//!   that differ only in case, hold separators, spaces or non-ASCII text, or
+//!   are prefixes of one another never share a set;
+//! - **devices and epochs**: devices read back field for field (revoked or
+//!   not) and are keyed by account *and* id; `devices` lists exactly one
+//!   account's; replace is a compare-and-set; `delete_device` and
+//!   `delete_devices` report exactly what they removed and touch no other
+//!   account; epochs start at 0, count 1, 2, 3… and are per account;
 //! - **races**: 64 tasks at once compare-and-set one record (one winner), run
 //!   read-modify-write loops (no lost update), hit one counter, record
-//!   failures for one account, insert one id (one winner);
+//!   failures for one account, insert one id (one winner), bump one epoch
+//!   (each of 1 to 64 once), compare-and-set one recovery set (one winner);
 //! - **through the flows**: [`Challenges`] on the store under test, 64
 //!   simultaneous verifications of one code (exactly one succeeds) and 64
 //!   simultaneous wrong codes (exactly the allowed attempts are counted, then
-//!   even the right code is refused);
+//!   even the right code is refused); [`RecoveryCodes`], 64 simultaneous
+//!   redemptions of one code (exactly one succeeds) or of all ten (each
+//!   succeeds once), and a regeneration racing redemptions (no old code
+//!   redeems once it returned); [`TrustedDevices`], an epoch bump racing
+//!   device checks (no check that starts after it returned is valid);
 //! - **two app instances** ([`race_two_instances`]): the same races through
 //!   two handles on one database, as two servers behind a load balancer.
 //!
@@ -91,8 +110,12 @@
 //! sleeps.
 //!
 //! [`Challenges`]: crate::flows::Challenges
+//! [`RecoveryCodes`]: crate::flows::RecoveryCodes
+//! [`TrustedDevices`]: crate::flows::TrustedDevices
 //! [`ChallengeStore`]: crate::store::ChallengeStore
 //! [`LimitStore`]: crate::store::LimitStore
+//! [`RecoveryStore`]: crate::store::RecoveryStore
+//! [`DeviceStore`]: crate::store::DeviceStore
 //! [`MemoryStore`]: crate::store::MemoryStore
 
 // The testkit's whole job is to assert: a store that breaks a rule must fail
@@ -102,6 +125,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use time::{Duration, OffsetDateTime, UtcOffset};
 use tokio::sync::Barrier;
@@ -110,12 +134,14 @@ use tokio::task::JoinHandle;
 use crate::ManualClock;
 use crate::challenge::CodePolicy;
 use crate::contact::Destination;
+use crate::device::{DeviceCheck, DeviceId, DeviceRecord};
 use crate::error::{Error, Refusal};
-use crate::flows::{Challenges, IssueRequest};
+use crate::flows::{Challenges, IssueRequest, Ports, RecoveryCodes, TrustedDevices};
 use crate::gateway::{Channel, Locale, RecordingGateway};
 use crate::hash::{HashKey, KeyId, KeyedHash, KeyedHasher, Tag};
-use crate::limits::{RateLimit, SendLimits};
+use crate::limits::{FailurePolicy, RateLimit, SendLimits};
 use crate::random::LockedRng;
+use crate::recovery::{RecoverySet, StoredRecoveryCode};
 use crate::store::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeState, LinkRecord, Purpose, SendRecord,
     Store, StoreError, StoreErrorKind, WindowCount,
@@ -152,13 +178,36 @@ where
     check_hit_window(new_store().await).await;
     check_hit_keys_independent(new_store().await).await;
     check_failures(new_store().await).await;
+    check_recovery_read_absent(new_store().await).await;
+    check_recovery_insert_and_read_back(new_store().await).await;
+    check_recovery_insert_existing_conflicts(new_store().await).await;
+    check_recovery_replace_with_expected_version(new_store().await).await;
+    check_recovery_replace_stale_version_conflicts(new_store().await).await;
+    check_recovery_replace_other_salt_conflicts(new_store().await).await;
+    check_recovery_replace_absent_conflicts(new_store().await).await;
+    check_recovery_delete(new_store().await).await;
+    check_recovery_accounts_independent(new_store().await).await;
+    check_device_insert_and_read_back(new_store().await).await;
+    check_device_insert_existing_conflicts(new_store().await).await;
+    check_device_ids_per_account(new_store().await).await;
+    check_devices_lists_one_account(new_store().await).await;
+    check_device_replace(new_store().await).await;
+    check_delete_device(new_store().await).await;
+    check_delete_devices(new_store().await).await;
+    check_epochs(new_store().await).await;
     check_race_replace(new_store().await).await;
     check_race_read_modify_write(new_store().await).await;
     check_race_hit(new_store().await).await;
     check_race_record_failure(new_store().await).await;
     check_race_insert(new_store().await).await;
+    check_race_bump_epoch(new_store().await).await;
+    check_race_recovery_replace(new_store().await).await;
     check_flows_verify_once(new_store().await).await;
     check_flows_attempts_counted(new_store().await).await;
+    check_flows_redeem_once(new_store().await).await;
+    check_flows_redeem_each_code_once(new_store().await).await;
+    check_flows_regenerate_voids_old_codes(new_store().await).await;
+    check_flows_bump_epoch_revokes(new_store().await).await;
 }
 
 /// Two handles to the SAME backend namespace through independent
@@ -171,7 +220,12 @@ where
 ///   and 32 through one built on `b` (same hashing key): exactly one
 ///   succeeds; 32 + 32 wrong codes on another challenge count exactly the
 ///   allowed attempts;
-/// - 32 + 32 hits on one counter return the counts 1 to 64.
+/// - 32 + 32 hits on one counter return the counts 1 to 64;
+/// - one recovery code is redeemed by 32 tasks through [`RecoveryCodes`]
+///   built on `a` and 32 through one built on `b` (same hashing key):
+///   exactly one succeeds;
+/// - 32 + 32 bumps of one account's security epoch return the epochs 1 to
+///   64.
 ///
 /// The namespace must be empty when this starts.
 ///
@@ -179,12 +233,15 @@ where
 /// When the stores break a rule; the message names it.
 ///
 /// [`Challenges`]: crate::flows::Challenges
+/// [`RecoveryCodes`]: crate::flows::RecoveryCodes
 pub async fn race_two_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let stores = [a, b];
     race_replace(&stores, 0xB1).await;
     flows_verify_once(&stores, 0xB2).await;
     flows_attempts_counted(&stores, 0xB3).await;
     race_hit(&stores, "testkit:two-instances:hit").await;
+    flows_redeem_once(&stores, 0xB4).await;
+    race_bump_epoch(&stores, "testkit:two-instances:epoch").await;
 }
 
 /// A typical pending sign-in challenge, version 0, whose id is derived from
@@ -226,6 +283,65 @@ pub fn sample_challenge(id_seed: u8, now: OffsetDateTime) -> ChallengeRecord {
         link: None,
         created_at: now,
         expires_at,
+    }
+}
+
+/// A fresh recovery set of 10 unused codes, version 0, whose salt and code
+/// hashes are derived from `seed` (distinct seeds give distinct salts and
+/// hashes).
+///
+/// `now` is truncated to whole seconds in UTC; the set was created at that
+/// instant. Codes are 12 characters long, hashed under key id 1.
+#[must_use]
+pub fn sample_recovery_set(seed: u8, now: OffsetDateTime) -> RecoverySet {
+    let now = whole_seconds(now);
+    let mut salt = [seed; 16];
+    salt[0] = 0x52;
+    salt[1] = 0x53;
+    RecoverySet {
+        salt,
+        version: 0,
+        created_at: now,
+        length: 12,
+        codes: (0..10u8)
+            .map(|i| {
+                let mut tag = [seed; 32];
+                tag[0] = i;
+                StoredRecoveryCode {
+                    hash: KeyedHash {
+                        key_id: KeyId(1),
+                        tag: Tag(tag),
+                    },
+                    used_at: None,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// A device of `account` trusted at `now` for 30 days, version 0, epoch 0,
+/// not revoked, whose id and token hash are derived from `id_seed` (distinct
+/// seeds give distinct ids; the same seed gives the same id whatever the
+/// account).
+///
+/// `now` is truncated to whole seconds in UTC.
+#[must_use]
+pub fn sample_device(account: &AccountId, id_seed: u8, now: OffsetDateTime) -> DeviceRecord {
+    let now = whole_seconds(now);
+    DeviceRecord {
+        account: account.clone(),
+        id: device_id(id_seed),
+        version: 0,
+        token: KeyedHash {
+            key_id: KeyId(1),
+            tag: Tag([id_seed; 32]),
+        },
+        label: format!("testkit device {id_seed}"),
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + Duration::days(30),
+        epoch: 0,
+        revoked_at: None,
     }
 }
 
@@ -798,6 +914,932 @@ pub async fn check_failures(store: Arc<dyn Store>) {
 }
 
 // ---------------------------------------------------------------------------
+// Recovery sets
+// ---------------------------------------------------------------------------
+
+/// Rule: reading the recovery set of an account that never had one returns
+/// `Ok(None)`, also when another account has a set.
+pub async fn check_recovery_read_absent(store: Arc<dyn Store>) {
+    let present = AccountId::new("testkit:recovery:present");
+    ok(
+        store
+            .insert_recovery_set(&present, &sample_recovery_set(1, base_time()))
+            .await,
+        "insert_recovery_set",
+    );
+    let absent = AccountId::new("testkit:recovery:absent");
+    let got = ok(
+        store.recovery_set(&absent).await,
+        "recovery_set of an account without one",
+    );
+    assert!(
+        got.is_none(),
+        "RecoveryStore::recovery_set must return None for an account that never had a set \
+         (got {got:?})"
+    );
+}
+
+/// Rule: a recovery set read back after `insert_recovery_set` equals what
+/// was inserted, field for field: the salt, a large version, the creation
+/// time, the code length, and every code in order, with its key id, tag and
+/// `used_at` (some used, some not). Sets of 1 and of 50 codes (the policy's
+/// bounds) and codes of 9 and 32 characters round-trip too.
+pub async fn check_recovery_insert_and_read_back(store: Arc<dyn Store>) {
+    let now = base_time();
+
+    // Used and unused codes under three key ids, a large version.
+    let mut mixed = sample_recovery_set(2, now);
+    mixed.version = 1 << 40;
+    mixed.created_at = now + Duration::seconds(7);
+    mixed.salt = std::array::from_fn(|i| u8::try_from(i * 17).expect("< 256"));
+    for (i, code) in mixed.codes.iter_mut().enumerate() {
+        code.hash.key_id = [KeyId(1), KeyId(2), KeyId(u32::MAX)][i % 3];
+        code.used_at =
+            (i % 2 == 1).then(|| now + Duration::seconds(61 * i64::try_from(i).expect("small")));
+    }
+    mixed.codes[9].hash.tag = Tag([0xFF; 32]);
+    mixed.codes[8].hash.tag = Tag([0x00; 32]);
+
+    // One code, every one used, the shortest length.
+    let mut single = sample_recovery_set(3, now);
+    single.codes.truncate(1);
+    single.codes[0].used_at = Some(now + Duration::days(2));
+    single.length = 9;
+
+    // Fifty codes, the longest length.
+    let mut large = sample_recovery_set(4, now);
+    large.length = 32;
+    large.codes = (0..50u8)
+        .map(|i| StoredRecoveryCode {
+            hash: KeyedHash {
+                key_id: KeyId(u32::from(i) + 1),
+                tag: Tag(std::array::from_fn(|j| {
+                    i.wrapping_mul(31)
+                        .wrapping_add(u8::try_from(j).expect("< 32"))
+                })),
+            },
+            used_at: (i % 7 == 0).then_some(now + Duration::seconds(i64::from(i))),
+        })
+        .collect();
+
+    let sets = [
+        (AccountId::new("testkit:recovery:mixed"), mixed),
+        (AccountId::new("testkit:recovery:single"), single),
+        (AccountId::new("testkit:recovery:large"), large),
+    ];
+    for (account, set) in &sets {
+        ok(
+            store.insert_recovery_set(account, set).await,
+            "insert_recovery_set for an account without a set",
+        );
+    }
+    for (account, set) in &sets {
+        let back = read_set(&*store, account, "recovery set after insert_recovery_set").await;
+        assert_same_set(
+            "a recovery set read back after insert_recovery_set must equal what was inserted",
+            account,
+            &back,
+            set,
+        );
+    }
+}
+
+/// Rule: inserting a recovery set for an account that has one fails with
+/// [`StoreErrorKind::Conflict`] and leaves the stored set unchanged (an
+/// insert is never an upsert: two first-time `generate`s racing must not
+/// both think they won).
+pub async fn check_recovery_insert_existing_conflicts(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:recovery:insert-twice");
+    let original = sample_recovery_set(5, base_time());
+    ok(
+        store.insert_recovery_set(&account, &original).await,
+        "insert_recovery_set",
+    );
+    let mut other = sample_recovery_set(6, base_time() + Duration::minutes(1));
+    other.version = 7;
+    other.codes.truncate(3);
+    expect_conflict(
+        store.insert_recovery_set(&account, &other).await,
+        "insert_recovery_set for an account that already has a set must fail with \
+         StoreErrorKind::Conflict",
+    );
+    let back = read_set(&*store, &account, "recovery set after a duplicate insert").await;
+    assert_same_set(
+        "a duplicate insert_recovery_set must leave the original set unchanged",
+        &account,
+        &back,
+        &original,
+    );
+}
+
+/// Rule: `replace_recovery_set(set, salt, v)` succeeds when the stored set
+/// has that salt and version `v`, and the new set is read back: a code
+/// marked used (same salt, version `v + 1`), then a regenerated set with
+/// another salt, then a code of that new set marked used from the new salt
+/// and version.
+pub async fn check_recovery_replace_with_expected_version(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:recovery:replace");
+    let now = base_time();
+    let original = sample_recovery_set(7, now);
+    ok(
+        store.insert_recovery_set(&account, &original).await,
+        "insert_recovery_set",
+    );
+
+    // Mark a code used.
+    let mut used = original.clone();
+    used.version = 1;
+    used.codes[4].used_at = Some(now + Duration::seconds(30));
+    ok(
+        store
+            .replace_recovery_set(&account, &used, &original.salt, 0)
+            .await,
+        "replace_recovery_set with the stored salt and version must succeed",
+    );
+    let back = read_set(&*store, &account, "recovery set after replace_recovery_set").await;
+    assert_same_set(
+        "after a successful replace_recovery_set the new set (and version) is read back",
+        &account,
+        &back,
+        &used,
+    );
+
+    // Regenerate: another salt, the version keeps rising.
+    let mut regenerated = sample_recovery_set(8, now + Duration::minutes(5));
+    regenerated.version = 2;
+    ok(
+        store
+            .replace_recovery_set(&account, &regenerated, &used.salt, 1)
+            .await,
+        "replace_recovery_set swapping in a set with another salt (a regeneration) must \
+         succeed",
+    );
+    let back = read_set(&*store, &account, "recovery set after a regeneration").await;
+    assert_same_set(
+        "after replace_recovery_set swaps in a regenerated set, that set is read back",
+        &account,
+        &back,
+        &regenerated,
+    );
+
+    // Use a code of the new set, from the new salt and version.
+    let mut next = regenerated.clone();
+    next.version = 3;
+    next.codes[0].used_at = Some(now + Duration::minutes(6));
+    ok(
+        store
+            .replace_recovery_set(&account, &next, &regenerated.salt, 2)
+            .await,
+        "replace_recovery_set from the regenerated set's salt and version must succeed",
+    );
+    let back = read_set(&*store, &account, "recovery set after three replaces").await;
+    assert_same_set(
+        "after a replace_recovery_set on a regenerated set the latest set is read back",
+        &account,
+        &back,
+        &next,
+    );
+}
+
+/// Rule: `replace_recovery_set` with the stored salt but a version other
+/// than the stored one (an older or a newer one) fails with
+/// [`StoreErrorKind::Conflict`] and changes nothing.
+pub async fn check_recovery_replace_stale_version_conflicts(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:recovery:stale");
+    let now = base_time();
+    let original = sample_recovery_set(9, now);
+    ok(
+        store.insert_recovery_set(&account, &original).await,
+        "insert_recovery_set",
+    );
+    let mut current = original.clone();
+    current.version = 1;
+    current.codes[0].used_at = Some(now);
+    ok(
+        store
+            .replace_recovery_set(&account, &current, &original.salt, 0)
+            .await,
+        "replace_recovery_set",
+    );
+
+    // A redemption that read version 0 before the replace above.
+    let mut stale = original.clone();
+    stale.version = 1;
+    stale.codes[1].used_at = Some(now);
+    expect_conflict(
+        store
+            .replace_recovery_set(&account, &stale, &original.salt, 0)
+            .await,
+        "replace_recovery_set with the stored salt but a stale expected version must fail \
+         with StoreErrorKind::Conflict",
+    );
+    // A writer that claims a version the store never had.
+    let mut ahead = original.clone();
+    ahead.version = 6;
+    ahead.codes[2].used_at = Some(now);
+    expect_conflict(
+        store
+            .replace_recovery_set(&account, &ahead, &original.salt, 5)
+            .await,
+        "replace_recovery_set with an expected version newer than the stored one must fail \
+         with StoreErrorKind::Conflict",
+    );
+    let back = read_set(&*store, &account, "recovery set after refused replaces").await;
+    assert_same_set(
+        "a replace_recovery_set that lost its compare-and-set must change nothing",
+        &account,
+        &back,
+        &current,
+    );
+}
+
+/// Rule (the ABA guard): `replace_recovery_set` with the stored version but
+/// another salt fails with [`StoreErrorKind::Conflict`] and changes
+/// nothing. In particular, a write prepared against a set that was deleted
+/// and replaced by a new set at the same version (2FA turned off and on
+/// again while a redemption was in flight) never lands on the new set: the
+/// version alone is not enough.
+pub async fn check_recovery_replace_other_salt_conflicts(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:recovery:aba");
+    let now = base_time();
+    let old = sample_recovery_set(10, now);
+    ok(
+        store.insert_recovery_set(&account, &old).await,
+        "insert_recovery_set",
+    );
+
+    // A redemption reads `old` (version 0) and prepares its write...
+    let mut late = old.clone();
+    late.version = 1;
+    late.codes[0].used_at = Some(now);
+    // ...meanwhile the set is deleted and a new one generated, version 0.
+    ok(
+        store.delete_recovery_set(&account).await,
+        "delete_recovery_set",
+    );
+    let new = sample_recovery_set(11, now + Duration::minutes(1));
+    ok(
+        store.insert_recovery_set(&account, &new).await,
+        "insert_recovery_set after delete_recovery_set",
+    );
+    expect_conflict(
+        store
+            .replace_recovery_set(&account, &late, &old.salt, 0)
+            .await,
+        "replace_recovery_set with the stored version but another salt (a write prepared \
+         against a set since deleted and regenerated) must fail with StoreErrorKind::Conflict: \
+         the salt must be compared as well as the version",
+    );
+    let back = read_set(&*store, &account, "recovery set after a refused replace").await;
+    assert_same_set(
+        "a replace_recovery_set with a salt other than the stored one must change nothing",
+        &account,
+        &back,
+        &new,
+    );
+
+    // The same with a set that was never deleted: a made-up salt.
+    let mut forged = new.clone();
+    forged.version = 1;
+    forged.codes[3].used_at = Some(now);
+    let mut other_salt = new.salt;
+    other_salt[15] ^= 0x01;
+    expect_conflict(
+        store
+            .replace_recovery_set(&account, &forged, &other_salt, 0)
+            .await,
+        "replace_recovery_set with the stored version but a salt differing in one bit must \
+         fail with StoreErrorKind::Conflict",
+    );
+    let back = read_set(&*store, &account, "recovery set after a refused replace").await;
+    assert_same_set(
+        "a replace_recovery_set with a salt other than the stored one must change nothing",
+        &account,
+        &back,
+        &new,
+    );
+}
+
+/// Rule: `replace_recovery_set` for an account without a set fails with
+/// [`StoreErrorKind::Conflict`] and does not create one (a replace is never
+/// an upsert), including after the account's set was deleted.
+pub async fn check_recovery_replace_absent_conflicts(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:recovery:absent");
+    let mut set = sample_recovery_set(12, base_time());
+    set.version = 1;
+    expect_conflict(
+        store
+            .replace_recovery_set(&account, &set, &set.salt, 0)
+            .await,
+        "replace_recovery_set for an account without a set must fail with \
+         StoreErrorKind::Conflict",
+    );
+    let got = ok(
+        store.recovery_set(&account).await,
+        "recovery_set after replacing an absent one",
+    );
+    assert!(
+        got.is_none(),
+        "replace_recovery_set for an account without a set must not create one (got {got:?})"
+    );
+
+    let deleted = AccountId::new("testkit:recovery:deleted");
+    let original = sample_recovery_set(13, base_time());
+    ok(
+        store.insert_recovery_set(&deleted, &original).await,
+        "insert_recovery_set",
+    );
+    ok(
+        store.delete_recovery_set(&deleted).await,
+        "delete_recovery_set",
+    );
+    let mut next = original.clone();
+    next.version = 1;
+    next.codes[0].used_at = Some(base_time());
+    expect_conflict(
+        store
+            .replace_recovery_set(&deleted, &next, &original.salt, 0)
+            .await,
+        "replace_recovery_set of a deleted set (with its old salt and version) must fail with \
+         StoreErrorKind::Conflict",
+    );
+    let got = ok(
+        store.recovery_set(&deleted).await,
+        "recovery_set after replacing a deleted set",
+    );
+    assert!(
+        got.is_none(),
+        "replace_recovery_set of a deleted set must not bring it back (got {got:?})"
+    );
+}
+
+/// Rule: after `delete_recovery_set` the account reads `None` and may get
+/// a first set again (`insert_recovery_set` succeeds); deleting an account
+/// that has no set (never had, or already deleted) is `Ok`.
+pub async fn check_recovery_delete(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:recovery:delete");
+    ok(
+        store
+            .insert_recovery_set(&account, &sample_recovery_set(14, base_time()))
+            .await,
+        "insert_recovery_set",
+    );
+    ok(
+        store.delete_recovery_set(&account).await,
+        "delete_recovery_set of an account with a set",
+    );
+    let got = ok(
+        store.recovery_set(&account).await,
+        "recovery_set after delete_recovery_set",
+    );
+    assert!(
+        got.is_none(),
+        "after delete_recovery_set the account's set must read None (got {got:?})"
+    );
+    ok(
+        store.delete_recovery_set(&account).await,
+        "delete_recovery_set of an already deleted set must be Ok",
+    );
+    ok(
+        store
+            .delete_recovery_set(&AccountId::new("testkit:recovery:never"))
+            .await,
+        "delete_recovery_set of an account that never had a set must be Ok",
+    );
+
+    let fresh = sample_recovery_set(15, base_time() + Duration::minutes(1));
+    ok(
+        store.insert_recovery_set(&account, &fresh).await,
+        "insert_recovery_set after delete_recovery_set must succeed (the account has no set)",
+    );
+    let back = read_set(&*store, &account, "recovery set inserted after a delete").await;
+    assert_same_set(
+        "a set inserted after delete_recovery_set must be read back",
+        &account,
+        &back,
+        &fresh,
+    );
+}
+
+/// Rule: recovery sets are per account, and any string is an account:
+/// accounts that differ only in case, hold `:` separators, spaces, quotes,
+/// wildcards or non-ASCII text, or are prefixes of one another each have
+/// their own set. Inserting, replacing or deleting one account's set
+/// leaves every other account's alone.
+pub async fn check_recovery_accounts_independent(store: Arc<dyn Store>) {
+    let now = base_time();
+    let accounts = awkward_accounts("testkit:recovery");
+    // Account i gets the set of seed 0x40 + i, its code i marked used.
+    let mut sets: Vec<Option<RecoverySet>> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let mut set = sample_recovery_set(0x40 + u8::try_from(i).expect("few"), now);
+            set.codes[i % 10].used_at = Some(now + Duration::seconds(1));
+            Some(set)
+        })
+        .collect();
+    // The first account has no set yet.
+    sets[0] = None;
+    for (account, set) in accounts.iter().zip(&sets) {
+        if let Some(set) = set {
+            ok(
+                store.insert_recovery_set(account, set).await,
+                "insert_recovery_set for an account without a set",
+            );
+        }
+    }
+    let rule = "recovery sets must be per account and any string must work as an account: \
+                another account's set leaked or was overwritten";
+    assert_sets(&*store, &accounts, &sets, rule).await;
+
+    // Now the first account gets one: nobody else changes.
+    let first = sample_recovery_set(0x3F, now);
+    ok(
+        store.insert_recovery_set(&accounts[0], &first).await,
+        "insert_recovery_set for an account whose prefix-sharing and case-variant neighbours \
+         have sets (they must not count as its set)",
+    );
+    sets[0] = Some(first);
+    assert_sets(&*store, &accounts, &sets, rule).await;
+
+    // Replace one account's set, delete another's.
+    let (replaced, deleted) = (2, 4);
+    let old = sets[replaced].clone().expect("inserted above");
+    let mut next = old.clone();
+    next.version = old.version + 1;
+    next.codes[9].used_at = Some(now + Duration::seconds(2));
+    ok(
+        store
+            .replace_recovery_set(&accounts[replaced], &next, &old.salt, old.version)
+            .await,
+        "replace_recovery_set",
+    );
+    sets[replaced] = Some(next);
+    ok(
+        store.delete_recovery_set(&accounts[deleted]).await,
+        "delete_recovery_set",
+    );
+    sets[deleted] = None;
+    assert_sets(
+        &*store,
+        &accounts,
+        &sets,
+        "replace_recovery_set and delete_recovery_set must touch only their own account's set",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Devices and epochs
+// ---------------------------------------------------------------------------
+
+/// Rule: a device read back after `insert_device` equals what was inserted,
+/// field for field: account, id, a large version, token key id and tag,
+/// a label full of awkward characters, the three instants, a large epoch,
+/// and `revoked_at` both `None` and `Some`. An absent id reads `None`.
+pub async fn check_device_insert_and_read_back(store: Arc<dyn Store>) {
+    let now = base_time();
+    let account = AccountId::new("testkit:device:アカウント 'quoted' %_");
+    let plain = sample_device(&account, 1, now);
+
+    let mut rich = sample_device(&account, 2, now);
+    rich.version = 1 << 40;
+    rich.token = KeyedHash {
+        key_id: KeyId(u32::MAX),
+        tag: Tag(std::array::from_fn(|i| u8::try_from(i * 8).expect("< 256"))),
+    };
+    rich.label = "Chrome on Windows · 東京 \"quoted\" 'single' \\ %_* \n new line 🚀".to_owned();
+    rich.created_at = now + Duration::seconds(1);
+    rich.last_used_at = now + Duration::seconds(61);
+    rich.expires_at = now + Duration::days(27);
+    rich.epoch = 1 << 40;
+    rich.revoked_at = Some(now + Duration::seconds(122));
+
+    let mut empty_label = sample_device(&account, 3, now);
+    empty_label.label = String::new();
+    empty_label.token.key_id = KeyId(0);
+
+    let devices = [plain, rich, empty_label];
+    for d in &devices {
+        ok(
+            store.insert_device(d).await,
+            "insert_device of a new account and id",
+        );
+    }
+    for d in &devices {
+        let back = read_device(&*store, &d.account, &d.id, "device after insert_device").await;
+        assert_same_device(
+            "a device read back after insert_device must equal what was inserted",
+            &back,
+            d,
+        );
+    }
+
+    let absent = ok(
+        store.device(&account, &device_id(4)).await,
+        "device of an absent id",
+    );
+    assert!(
+        absent.is_none(),
+        "DeviceStore::device must return None for an id never inserted (got {absent:?})"
+    );
+}
+
+/// Rule: inserting a device whose account and id exist fails with
+/// [`StoreErrorKind::Conflict`] and leaves the stored device unchanged (an
+/// insert is never an upsert).
+pub async fn check_device_insert_existing_conflicts(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:device:insert-twice");
+    let original = sample_device(&account, 5, base_time());
+    ok(store.insert_device(&original).await, "insert_device");
+    let mut other = sample_device(&account, 5, base_time() + Duration::minutes(1));
+    other.version = 7;
+    other.label = "another device with the same id".to_owned();
+    other.epoch = 3;
+    other.revoked_at = Some(base_time());
+    expect_conflict(
+        store.insert_device(&other).await,
+        "insert_device of an id the account already has must fail with \
+         StoreErrorKind::Conflict",
+    );
+    let back = read_device(
+        &*store,
+        &account,
+        &original.id,
+        "device after a duplicate insert",
+    )
+    .await;
+    assert_same_device(
+        "a duplicate insert_device must leave the original device unchanged",
+        &back,
+        &original,
+    );
+}
+
+/// Rule: a device is keyed by account **and** id. The same device id under
+/// two accounts (here differing only in case) is two independent devices:
+/// both inserts succeed, each reads back its own record, and replacing or
+/// deleting one leaves the other alone.
+pub async fn check_device_ids_per_account(store: Arc<dyn Store>) {
+    let now = base_time();
+    let alice = AccountId::new("testkit:device:alice");
+    let upper = AccountId::new("testkit:device:ALICE");
+    let mut a = sample_device(&alice, 6, now);
+    a.label = "alice's".to_owned();
+    let mut b = sample_device(&upper, 6, now + Duration::seconds(1));
+    b.label = "ALICE's".to_owned();
+    b.epoch = 2;
+    assert_eq!(a.id, b.id);
+    ok(store.insert_device(&a).await, "insert_device");
+    ok(
+        store.insert_device(&b).await,
+        "insert_device of a device id another account already has must succeed (devices are \
+         keyed by account and id)",
+    );
+    for d in [&a, &b] {
+        let back = read_device(&*store, &d.account, &d.id, "device after insert_device").await;
+        assert_same_device(
+            "the same device id under two accounts must be two independent devices",
+            &back,
+            d,
+        );
+    }
+
+    let mut a2 = a.clone();
+    a2.version = 1;
+    a2.revoked_at = Some(now + Duration::seconds(2));
+    ok(store.replace_device(&a2, 0).await, "replace_device");
+    let back = read_device(&*store, &upper, &b.id, "device after another's replace").await;
+    assert_same_device(
+        "replace_device must touch only the device of its own account (same id, other \
+         account)",
+        &back,
+        &b,
+    );
+    let existed = ok(store.delete_device(&alice, &a.id).await, "delete_device");
+    assert!(
+        existed,
+        "delete_device of an existing device must return true"
+    );
+    let back = read_device(&*store, &upper, &b.id, "device after another's delete").await;
+    assert_same_device(
+        "delete_device must delete only the device of its own account (same id, other \
+         account)",
+        &back,
+        &b,
+    );
+}
+
+/// Rule: `devices(account)` lists exactly the account's devices, each once
+/// and field for field: none of an account that differs only in case, or
+/// whose id is a prefix (or an extension) of this one, and an empty list
+/// for an account without devices.
+pub async fn check_devices_lists_one_account(store: Arc<dyn Store>) {
+    let now = base_time();
+    let accounts = awkward_accounts("testkit:devices");
+    // Account i gets i + 1 devices; device seed 0 is under every account.
+    let mut expected: Vec<Vec<DeviceRecord>> = Vec::new();
+    for (i, account) in accounts.iter().enumerate() {
+        let mut mine = Vec::new();
+        for n in 0..=i {
+            let seed = if n == 0 {
+                0
+            } else {
+                u8::try_from(16 * i + n).expect("few devices")
+            };
+            let mut d = sample_device(account, seed, now);
+            d.label = format!("device {n} of {account}");
+            d.revoked_at = (n % 2 == 1).then_some(now);
+            ok(store.insert_device(&d).await, "insert_device");
+            mine.push(d);
+        }
+        expected.push(mine);
+    }
+    for (account, want) in accounts.iter().zip(&expected) {
+        let mut got = ok(store.devices(account).await, "devices");
+        got.sort_by_key(|d| d.id);
+        let mut want = want.clone();
+        want.sort_by_key(|d| d.id);
+        let ids = |list: &[DeviceRecord]| list.iter().map(|d| d.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(&got),
+            ids(&want),
+            "devices({account:?}) must list exactly that account's devices, each once (none of \
+             an account differing in case, or a prefix or extension of it)"
+        );
+        assert!(
+            got.iter().all(|d| d.account == *account),
+            "devices({account:?}) returned a device of another account"
+        );
+        for (g, w) in got.iter().zip(&want) {
+            assert_same_device("devices must return every field of each device", g, w);
+        }
+    }
+    let none = ok(
+        store
+            .devices(&AccountId::new("testkit:devices:nobody"))
+            .await,
+        "devices of an account without devices",
+    );
+    assert!(
+        none.is_empty(),
+        "devices must return an empty list for an account without devices (got {none:?})"
+    );
+}
+
+/// Rule: `replace_device(record, v)` succeeds when the stored device has
+/// version `v` and the new record is read back; a stale or newer version,
+/// an absent id, or the same id under another account is a
+/// [`StoreErrorKind::Conflict`] that changes (or creates) nothing.
+pub async fn check_device_replace(store: Arc<dyn Store>) {
+    let now = base_time();
+    let account = AccountId::new("testkit:device:replace");
+    let original = sample_device(&account, 7, now);
+    ok(store.insert_device(&original).await, "insert_device");
+
+    // "Last used" refreshed.
+    let mut refreshed = original.clone();
+    refreshed.version = 1;
+    refreshed.last_used_at = now + Duration::hours(1);
+    ok(
+        store.replace_device(&refreshed, 0).await,
+        "replace_device with the stored version must succeed",
+    );
+    let back = read_device(&*store, &account, &original.id, "device after replace").await;
+    assert_same_device(
+        "after a successful replace_device the new record (and version) is read back",
+        &back,
+        &refreshed,
+    );
+    // Revoked, from the new version.
+    let mut revoked = refreshed.clone();
+    revoked.version = 2;
+    revoked.revoked_at = Some(now + Duration::hours(2));
+    ok(
+        store.replace_device(&revoked, 1).await,
+        "a second replace_device from the new version must succeed",
+    );
+    let back = read_device(&*store, &account, &original.id, "device after two replaces").await;
+    assert_same_device(
+        "after a second replace_device the latest record is read back",
+        &back,
+        &revoked,
+    );
+
+    // A refresh prepared against version 1, and one claiming version 5.
+    let mut stale = refreshed.clone();
+    stale.version = 2;
+    stale.last_used_at = now + Duration::hours(3);
+    expect_conflict(
+        store.replace_device(&stale, 1).await,
+        "replace_device with a stale expected version must fail with StoreErrorKind::Conflict \
+         (a late refresh must not undo a revocation)",
+    );
+    let mut ahead = revoked.clone();
+    ahead.version = 6;
+    ahead.revoked_at = None;
+    expect_conflict(
+        store.replace_device(&ahead, 5).await,
+        "replace_device with an expected version newer than the stored one must fail with \
+         StoreErrorKind::Conflict",
+    );
+    let back = read_device(
+        &*store,
+        &account,
+        &original.id,
+        "device after refused replaces",
+    )
+    .await;
+    assert_same_device(
+        "a replace_device that lost its compare-and-set must change nothing",
+        &back,
+        &revoked,
+    );
+
+    // Absent: another id, or this id under another account.
+    let mut absent = sample_device(&account, 8, now);
+    absent.version = 1;
+    let mut elsewhere = original.clone();
+    elsewhere.account = AccountId::new("testkit:device:replace:other");
+    elsewhere.version = 1;
+    for d in [&absent, &elsewhere] {
+        expect_conflict(
+            store.replace_device(d, 0).await,
+            "replace_device of an absent device (unknown id, or a known id under another \
+             account) must fail with StoreErrorKind::Conflict",
+        );
+        let got = ok(
+            store.device(&d.account, &d.id).await,
+            "device after replacing an absent one",
+        );
+        assert!(
+            got.is_none(),
+            "replace_device of an absent device must not create it (got {got:?})"
+        );
+    }
+}
+
+/// Rule: `delete_device` returns `true` when it removed the device and
+/// `false` when there was none (already deleted, never inserted, or only
+/// under another account); it removes only that device.
+pub async fn check_delete_device(store: Arc<dyn Store>) {
+    let now = base_time();
+    let account = AccountId::new("testkit:device:delete");
+    let neighbour = AccountId::new("testkit:device:delete:2");
+    let gone = sample_device(&account, 9, now);
+    let kept = sample_device(&account, 10, now);
+    let other = sample_device(&neighbour, 11, now);
+    for d in [&gone, &kept, &other] {
+        ok(store.insert_device(d).await, "insert_device");
+    }
+
+    let first = ok(
+        store.delete_device(&account, &gone.id).await,
+        "delete_device",
+    );
+    assert!(
+        first,
+        "delete_device of an existing device must return true"
+    );
+    let got = ok(
+        store.device(&account, &gone.id).await,
+        "device after delete_device",
+    );
+    assert!(
+        got.is_none(),
+        "after delete_device the device must read None (got {got:?})"
+    );
+    let second = ok(
+        store.delete_device(&account, &gone.id).await,
+        "delete_device",
+    );
+    assert!(
+        !second,
+        "delete_device of an already deleted device must return false"
+    );
+    let never = ok(
+        store.delete_device(&account, &device_id(12)).await,
+        "delete_device",
+    );
+    assert!(
+        !never,
+        "delete_device of a device never inserted must return false"
+    );
+    let wrong_account = ok(
+        store.delete_device(&account, &other.id).await,
+        "delete_device",
+    );
+    assert!(
+        !wrong_account,
+        "delete_device of another account's device id must return false (and delete nothing)"
+    );
+
+    for d in [&kept, &other] {
+        let back = read_device(&*store, &d.account, &d.id, "device after delete_device").await;
+        assert_same_device(
+            "delete_device must remove only the device it names",
+            &back,
+            d,
+        );
+    }
+}
+
+/// Rule: `delete_devices(account)` removes every device of the account
+/// (revoked or not) and returns exactly how many there were; devices of
+/// other accounts (differing in case, sharing a prefix) stay. Afterwards
+/// `devices` is empty, and a second call, or one for an account without
+/// devices, returns 0.
+pub async fn check_delete_devices(store: Arc<dyn Store>) {
+    let now = base_time();
+    let accounts = awkward_accounts("testkit:delete-devices");
+    let mut all = Vec::new();
+    for (i, account) in accounts.iter().enumerate() {
+        for n in 0..3u8 {
+            let mut d = sample_device(account, n, now);
+            d.revoked_at = (n == 1).then_some(now);
+            d.epoch = u64::try_from(i).expect("few");
+            ok(store.insert_device(&d).await, "insert_device");
+            all.push(d);
+        }
+    }
+    let target = &accounts[0];
+    let deleted = ok(store.delete_devices(target).await, "delete_devices");
+    assert_eq!(
+        deleted, 3,
+        "delete_devices must return exactly how many devices the account had (3)"
+    );
+    let left = ok(store.devices(target).await, "devices after delete_devices");
+    assert!(
+        left.is_empty(),
+        "after delete_devices the account must have no devices (got {left:?})"
+    );
+    for d in all.iter().filter(|d| d.account != *target) {
+        let back = read_device(&*store, &d.account, &d.id, "device after delete_devices").await;
+        assert_same_device(
+            "delete_devices must leave every other account's devices alone (accounts differing \
+             in case, or sharing a prefix, included)",
+            &back,
+            d,
+        );
+    }
+    let again = ok(
+        store.delete_devices(target).await,
+        "a second delete_devices",
+    );
+    assert_eq!(
+        again, 0,
+        "a second delete_devices must find nothing to delete and return 0"
+    );
+    let nobody = ok(
+        store
+            .delete_devices(&AccountId::new("testkit:delete-devices:nobody"))
+            .await,
+        "delete_devices of an account without devices",
+    );
+    assert_eq!(
+        nobody, 0,
+        "delete_devices of an account without devices must return 0"
+    );
+}
+
+/// Rule: an account's security epoch reads 0 until it is bumped;
+/// `bump_epoch` returns the new epoch, 1, 2, 3… and `epoch` reads the last
+/// one. Epochs are per account, for accounts differing only in case or
+/// sharing a prefix too.
+pub async fn check_epochs(store: Arc<dyn Store>) {
+    let accounts = awkward_accounts("testkit:epoch");
+    for account in &accounts {
+        let zero = ok(store.epoch(account).await, "epoch");
+        assert_eq!(
+            zero, 0,
+            "epoch must read 0 for an account never bumped ({account:?})"
+        );
+    }
+    // Bump account i (i + 1) times.
+    for (i, account) in accounts.iter().enumerate() {
+        for n in 1..=i + 1 {
+            let got = ok(store.bump_epoch(account).await, "bump_epoch");
+            assert_eq!(
+                got,
+                u64::try_from(n).expect("small"),
+                "bump_epoch must return the new epoch, 1, 2, 3… per account; account \
+                 {account:?} bumped {n} times returned {got}"
+            );
+        }
+    }
+    for (i, account) in accounts.iter().enumerate() {
+        let got = ok(store.epoch(account).await, "epoch");
+        assert_eq!(
+            got,
+            u64::try_from(i + 1).expect("small"),
+            "epochs must be per account: account {account:?}, bumped {} times, reads {got}",
+            i + 1
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Races
 // ---------------------------------------------------------------------------
 
@@ -926,6 +1968,64 @@ pub async fn check_race_insert(store: Arc<dyn Store>) {
     );
 }
 
+/// Rule: `bump_epoch` loses no increment. 64 concurrent bumps of one
+/// account's epoch return exactly the epochs 1 to 64, one each, and
+/// `epoch` then reads 64.
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+pub async fn check_race_bump_epoch(store: Arc<dyn Store>) {
+    race_bump_epoch(&[store], "testkit:race:epoch").await;
+}
+
+/// Rule: of 64 tasks that compare-and-set one recovery set from the same
+/// read (salt and version) at the same moment, each marking a code used,
+/// exactly one succeeds and 63 get [`StoreErrorKind::Conflict`]; the
+/// winner's set is what is stored.
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+pub async fn check_race_recovery_replace(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:race:recovery");
+    let now = base_time();
+    let set = sample_recovery_set(0x53, now);
+    ok(
+        store.insert_recovery_set(&account, &set).await,
+        "insert_recovery_set",
+    );
+    // Task i marks code i % 10 used at second i.
+    let prepared = |i: usize| {
+        let mut next = set.clone();
+        next.version = set.version + 1;
+        let n = next.codes.len();
+        next.codes[i % n].used_at = Some(now + Duration::seconds(i64::try_from(i).expect("small")));
+        next
+    };
+    let jobs = (0..TASKS)
+        .map(|i| {
+            let store = store.clone();
+            let account = account.clone();
+            let next = prepared(i);
+            let (salt, expected) = (set.salt, set.version);
+            async move {
+                store
+                    .replace_recovery_set(&account, &next, &salt, expected)
+                    .await
+            }
+        })
+        .collect();
+    let results = race(jobs).await;
+    let winner = single_winner(
+        &results,
+        "of concurrent replace_recovery_set calls from one read",
+    );
+    let back = read_set(&*store, &account, "recovery set after the race").await;
+    assert_same_set(
+        "after a compare-and-set race the stored recovery set must be the winner's",
+        &account,
+        &back,
+        &prepared(winner),
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Through the flows
 // ---------------------------------------------------------------------------
@@ -955,22 +2055,341 @@ pub async fn check_flows_attempts_counted(store: Arc<dyn Store>) {
     flows_attempts_counted(&[store], 0x61).await;
 }
 
+/// Rule (single use, end to end): [`RecoveryCodes`] on this store
+/// generates a set of 10; 64 tasks redeem the same code at once; exactly
+/// one succeeds (reporting 9 remaining), the 63 others are refused with
+/// [`Refusal::AlreadyUsed`], and `remaining` then reads 9.
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+///
+/// [`RecoveryCodes`]: crate::flows::RecoveryCodes
+pub async fn check_flows_redeem_once(store: Arc<dyn Store>) {
+    flows_redeem_once(&[store], 0x62).await;
+}
+
+/// Rule (each code once, end to end): [`RecoveryCodes`] on this store
+/// generates a set of 10; 64 tasks redeem its 10 different codes at once
+/// (task `i` redeems code `i % 10`, so each code by 6 or 7 tasks); each
+/// code succeeds exactly once (10 successes in all), the other tasks are
+/// refused with [`Refusal::AlreadyUsed`], the winners report 9, 8, … 0
+/// codes remaining, once each, and `remaining` then reads 0.
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+///
+/// [`RecoveryCodes`]: crate::flows::RecoveryCodes
+pub async fn check_flows_redeem_each_code_once(store: Arc<dyn Store>) {
+    let clock = ManualClock::new(base_time());
+    let service = recovery_codes(store, &clock, 0x63, 0);
+    let account = AccountId::new("testkit:flows:redeem-each");
+    let plain = generate(&service, &account).await;
+    let n = plain.len();
+
+    let jobs = (0..TASKS)
+        .map(|i| {
+            let service = service.clone();
+            let account = account.clone();
+            let code = plain[i % n].clone();
+            async move { service.redeem(&account, &code).await }
+        })
+        .collect();
+    let results = race(jobs).await;
+    let mut remaining: Vec<usize> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|r| r.remaining))
+        .collect();
+    let outcomes: Vec<Outcome> = results.into_iter().map(Outcome::from).collect();
+    assert_no_failures(&outcomes, "a redemption", &[]);
+    for k in 0..n {
+        let wins = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| i % n == k && **o == Outcome::Succeeded)
+            .count();
+        assert_eq!(
+            wins,
+            1,
+            "each recovery code must redeem exactly once: code #{k}, redeemed by {} concurrent \
+             tasks while the other codes were, succeeded {wins} times (replace_recovery_set \
+             must be a real compare-and-set)",
+            (k..TASKS).step_by(n).count()
+        );
+    }
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            Outcome::Succeeded | Outcome::Refused(Refusal::AlreadyUsed)
+        )),
+        "the {} losing redemptions must be refused as AlreadyUsed; got {outcomes:?}",
+        TASKS - n
+    );
+    remaining.sort_unstable();
+    let want: Vec<usize> = (0..n).collect();
+    assert_eq!(
+        remaining,
+        want,
+        "no redemption may be lost: the {n} successful redemptions must report {} … 0 codes \
+         remaining, once each (each must see every code used before it)",
+        n - 1
+    );
+    let left = remaining_codes(&service, &account).await;
+    assert_eq!(
+        left,
+        Some(0),
+        "after every code of the set was redeemed, remaining must read 0"
+    );
+}
+
+/// Rule (regenerating voids the old set, end to end): [`RecoveryCodes`] on
+/// this store generates a set; then one task generates a new set while 63
+/// tasks keep redeeming codes of the old one. Once `generate` has returned,
+/// no redemption that starts afterwards succeeds with an old code (each is
+/// refused with [`Refusal::WrongRecoveryCode`]); no old code redeems twice;
+/// and no redemption prepared against the old set lands on the new one: the
+/// new set still has all its codes, and they redeem.
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+///
+/// [`RecoveryCodes`]: crate::flows::RecoveryCodes
+pub async fn check_flows_regenerate_voids_old_codes(store: Arc<dyn Store>) {
+    let clock = ManualClock::new(base_time());
+    // Redeeming old codes after the regeneration counts failures: keep the
+    // account from locking so the answers stay WrongRecoveryCode.
+    let service = recovery_codes(store, &clock, 0x64, 0).with_failure_policy(FailurePolicy {
+        free_failures: u32::MAX,
+        base_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+        hard_stop: u32::MAX,
+    });
+    let account = AccountId::new("testkit:flows:regenerate");
+    let old = Arc::new(generate(&service, &account).await);
+    let regenerated = Arc::new(AtomicBool::new(false));
+
+    let jobs = (0..TASKS)
+        .map(|i| {
+            let service = service.clone();
+            let account = account.clone();
+            let old = old.clone();
+            let regenerated = regenerated.clone();
+            async move {
+                if i == 0 {
+                    let new = generate(&service, &account).await;
+                    regenerated.store(true, Ordering::SeqCst);
+                    return (Some(new), Vec::new());
+                }
+                // Redeem one old code again and again, until one attempt
+                // that started after the regeneration returned.
+                let code = &old[i % old.len()];
+                let mut attempts = Vec::new();
+                for _ in 0..TASKS {
+                    let after = regenerated.load(Ordering::SeqCst);
+                    attempts.push((after, Outcome::from(service.redeem(&account, code).await)));
+                    if after {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                (None, attempts)
+            }
+        })
+        .collect();
+    let results = race(jobs).await;
+    let mut new = None;
+    let mut wins = vec![0usize; old.len()];
+    for (i, (generated, attempts)) in results.into_iter().enumerate() {
+        if generated.is_some() {
+            new = generated;
+        }
+        let outcomes: Vec<Outcome> = attempts.iter().map(|(_, o)| o.clone()).collect();
+        assert_no_failures(&outcomes, "a redemption racing a regeneration", &[]);
+        for (after, outcome) in attempts {
+            if after {
+                assert_eq!(
+                    outcome,
+                    Outcome::Refused(Refusal::WrongRecoveryCode),
+                    "once RecoveryCodes::generate has returned, no code of the replaced set \
+                     may redeem: a redemption of old code #{} that started afterwards must be \
+                     refused as WrongRecoveryCode",
+                    i % old.len()
+                );
+            } else {
+                assert!(
+                    matches!(
+                        outcome,
+                        Outcome::Succeeded
+                            | Outcome::Refused(Refusal::AlreadyUsed | Refusal::WrongRecoveryCode)
+                    ),
+                    "a redemption of an old code racing a regeneration must succeed or be \
+                     refused as AlreadyUsed or WrongRecoveryCode; got {outcome:?}"
+                );
+            }
+            if outcome == Outcome::Succeeded {
+                wins[i % old.len()] += 1;
+            }
+        }
+    }
+    assert!(
+        wins.iter().all(|&w| w <= 1),
+        "single use: while a regeneration raced them, an old recovery code redeemed more than \
+         once (successes per old code: {wins:?})"
+    );
+    let new = new.expect("the regenerating task returns the new codes");
+
+    for (k, code) in old.iter().enumerate() {
+        let late = Outcome::from(service.redeem(&account, code).await);
+        assert_eq!(
+            late,
+            Outcome::Refused(Refusal::WrongRecoveryCode),
+            "after RecoveryCodes::generate returned, old code #{k} must be refused as \
+             WrongRecoveryCode"
+        );
+    }
+    let left = remaining_codes(&service, &account).await;
+    assert_eq!(
+        left,
+        Some(new.len()),
+        "no redemption prepared against the replaced set may land on the new set: after the \
+         race the regenerated set must still have all {} codes unused \
+         (replace_recovery_set must be an atomic compare-and-set on salt and version)",
+        new.len()
+    );
+    let first = service.redeem(&account, &new[0]).await;
+    match first {
+        Ok(r) => assert_eq!(
+            r.remaining,
+            new.len() - 1,
+            "redeeming a code of the regenerated set must leave the others"
+        ),
+        Err(e) => panic!(
+            "a code of the regenerated set must redeem after the race; it failed: {}",
+            error_chain(&e)
+        ),
+    }
+}
+
+/// Rule (an epoch bump revokes at once, end to end): [`TrustedDevices`] on
+/// this store trusts a device; then one task bumps the account's epoch
+/// while 63 tasks keep checking the device's token. Once `bump_epoch` has
+/// returned (epoch 1), no check that starts afterwards is
+/// [`DeviceCheck::Valid`]: each is [`DeviceCheck::Revoked`]; checks that
+/// started before are `Valid` or `Revoked`. Afterwards the token checks
+/// `Revoked` and the account lists no device.
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+///
+/// [`TrustedDevices`]: crate::flows::TrustedDevices
+pub async fn check_flows_bump_epoch_revokes(store: Arc<dyn Store>) {
+    let clock = ManualClock::new(base_time());
+    let service = trusted_devices(store, &clock, 0x65, 0);
+    let account = AccountId::new("testkit:flows:epoch");
+    let token = Arc::new(trust(&service, &account, "testkit browser").await);
+    let before = checked(service.check(&account, &token).await);
+    assert_eq!(
+        before,
+        Ok(DeviceCheck::Valid { refresh: false }),
+        "a device just trusted through TrustedDevices must check Valid"
+    );
+    let bumped = Arc::new(AtomicBool::new(false));
+
+    let jobs = (0..TASKS)
+        .map(|i| {
+            let service = service.clone();
+            let account = account.clone();
+            let token = token.clone();
+            let bumped = bumped.clone();
+            async move {
+                if i == 0 {
+                    let epoch = service
+                        .bump_epoch(&account)
+                        .await
+                        .map_err(|e| error_chain(&e));
+                    bumped.store(true, Ordering::SeqCst);
+                    return (Some(epoch), Vec::new());
+                }
+                // Check again and again, until one check that started
+                // after the bump returned.
+                let mut checks = Vec::new();
+                for _ in 0..TASKS {
+                    let after = bumped.load(Ordering::SeqCst);
+                    checks.push((after, checked(service.check(&account, &token).await)));
+                    if after {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                (None, checks)
+            }
+        })
+        .collect();
+    let results = race(jobs).await;
+    for (epoch, checks) in results {
+        if let Some(epoch) = epoch {
+            assert_eq!(
+                epoch,
+                Ok(1),
+                "TrustedDevices::bump_epoch of an account never bumped must return 1"
+            );
+        }
+        for (after, result) in checks {
+            let result = match result {
+                Ok(check) => check,
+                Err(e) => panic!(
+                    "a device check failed with an infrastructure error (the store should have \
+                     answered): {e}"
+                ),
+            };
+            if after {
+                assert_eq!(
+                    result,
+                    DeviceCheck::Revoked,
+                    "once bump_epoch has returned, every device trusted before it is dead: a \
+                     check that started afterwards must be Revoked (the store's epoch read \
+                     must see the bump)"
+                );
+            } else {
+                assert!(
+                    matches!(
+                        result,
+                        DeviceCheck::Valid { refresh: false } | DeviceCheck::Revoked
+                    ),
+                    "a device check racing an epoch bump must be Valid or Revoked; got \
+                     {result:?}"
+                );
+            }
+        }
+    }
+    let late = checked(service.check(&account, &token).await);
+    assert_eq!(
+        late,
+        Ok(DeviceCheck::Revoked),
+        "after bump_epoch the device trusted before it must check Revoked"
+    );
+    let listed = match service.list(&account).await {
+        Ok(list) => list,
+        Err(e) => panic!("TrustedDevices::list failed: {}", error_chain(&e)),
+    };
+    assert!(
+        listed.is_empty(),
+        "after bump_epoch no device trusted before it may be listed (got {listed:?})"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Shared races (one store, or two handles on one namespace)
 // ---------------------------------------------------------------------------
 
-/// What one verification returned, in a form tasks can hand back.
+/// What one verification or redemption returned, in a form tasks can hand
+/// back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
-    Verified,
+    Succeeded,
     Refused(Refusal),
     Failed(String),
 }
 
-impl From<Result<crate::flows::Verified, Error>> for Outcome {
-    fn from(result: Result<crate::flows::Verified, Error>) -> Self {
+impl<T> From<Result<T, Error>> for Outcome {
+    fn from(result: Result<T, Error>) -> Self {
         match result {
-            Ok(_) => Self::Verified,
+            Ok(_) => Self::Succeeded,
             Err(Error::Refused(reason)) => Self::Refused(reason),
             Err(e) => Self::Failed(error_chain(&e)),
         }
@@ -1076,7 +2495,10 @@ async fn flows_verify_once(stores: &[Arc<dyn Store>], seed: u8) {
             across(stores)
         );
     }
-    let verified = outcomes.iter().filter(|o| **o == Outcome::Verified).count();
+    let verified = outcomes
+        .iter()
+        .filter(|o| **o == Outcome::Succeeded)
+        .count();
     assert_eq!(
         verified,
         1,
@@ -1087,7 +2509,7 @@ async fn flows_verify_once(stores: &[Arc<dyn Store>], seed: u8) {
     assert!(
         outcomes.iter().all(|o| matches!(
             o,
-            Outcome::Verified | Outcome::Refused(Refusal::AlreadyUsed)
+            Outcome::Succeeded | Outcome::Refused(Refusal::AlreadyUsed)
         )),
         "the {} losing verifications must be refused as AlreadyUsed{}; got {outcomes:?}",
         TASKS - 1,
@@ -1141,7 +2563,7 @@ async fn flows_attempts_counted(stores: &[Arc<dyn Store>], seed: u8) {
         );
     }
     assert!(
-        !outcomes.contains(&Outcome::Verified),
+        !outcomes.contains(&Outcome::Succeeded),
         "a wrong code was accepted{}",
         across(stores)
     );
@@ -1196,6 +2618,105 @@ async fn flows_attempts_counted(stores: &[Arc<dyn Store>], seed: u8) {
     }
 }
 
+async fn race_bump_epoch(stores: &[Arc<dyn Store>], account: &str) {
+    let account = AccountId::new(account);
+    let jobs = (0..TASKS)
+        .map(|i| {
+            let store = pick(stores, i);
+            let account = account.clone();
+            async move { ok(store.bump_epoch(&account).await, "bump_epoch") }
+        })
+        .collect();
+    let mut seen = race(jobs).await;
+    seen.sort_unstable();
+    let want: Vec<u64> = (1..=u64::try_from(TASKS).expect("small")).collect();
+    assert_eq!(
+        seen,
+        want,
+        "{TASKS} concurrent bump_epoch calls must return each epoch 1..={TASKS} exactly once \
+         (an atomic increment){}",
+        across(stores)
+    );
+    for store in stores {
+        let epoch = ok(store.epoch(&account).await, "epoch");
+        assert_eq!(
+            epoch,
+            u64::try_from(TASKS).expect("small"),
+            "after {TASKS} concurrent bump_epoch calls the epoch must read {TASKS}{}",
+            across(stores)
+        );
+    }
+}
+
+async fn flows_redeem_once(stores: &[Arc<dyn Store>], seed: u8) {
+    let clock = ManualClock::new(base_time());
+    let services: Vec<RecoveryCodes> = stores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| recovery_codes(s.clone(), &clock, seed, i))
+        .collect();
+    let account = AccountId::new(format!("testkit:flows:redeem-once:{seed:02x}"));
+    let plain = generate(&services[0], &account).await;
+    let n = plain.len();
+    let code = Arc::new(plain[3].clone());
+
+    let jobs = (0..TASKS)
+        .map(|i| {
+            let service = services[i % services.len()].clone();
+            let account = account.clone();
+            let code = code.clone();
+            async move { service.redeem(&account, &code).await }
+        })
+        .collect();
+    let results = race(jobs).await;
+    let remaining: Vec<usize> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|r| r.remaining))
+        .collect();
+    let outcomes: Vec<Outcome> = results.into_iter().map(Outcome::from).collect();
+    assert_no_failures(&outcomes, "a redemption", stores);
+    assert_eq!(
+        remaining.len(),
+        1,
+        "single use: of {TASKS} concurrent redemptions of one recovery code exactly one must \
+         succeed{} (replace_recovery_set must be a real compare-and-set)",
+        across(stores)
+    );
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            Outcome::Succeeded | Outcome::Refused(Refusal::AlreadyUsed)
+        )),
+        "the {} losing redemptions must be refused as AlreadyUsed{}; got {outcomes:?}",
+        TASKS - 1,
+        across(stores)
+    );
+    assert_eq!(
+        remaining[0],
+        n - 1,
+        "the successful redemption must report {} codes remaining{}",
+        n - 1,
+        across(stores)
+    );
+    for service in &services {
+        let left = remaining_codes(service, &account).await;
+        assert_eq!(
+            left,
+            Some(n - 1),
+            "after one code of {n} was redeemed, remaining must read {}{}",
+            n - 1,
+            across(stores)
+        );
+        let again = Outcome::from(service.redeem(&account, &code).await);
+        assert_eq!(
+            again,
+            Outcome::Refused(Refusal::AlreadyUsed),
+            "a recovery code redeemed once must be refused as AlreadyUsed afterwards{}",
+            across(stores)
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
@@ -1233,15 +2754,13 @@ fn challenges(
         countries: Vec::new(),
         other_countries: None,
     };
-    let key = HashKey::new(KeyId(1), &[0x42; 32]).expect("a 32-byte key");
-    let rng_seed = u64::from(seed) << 8 | u64::try_from(instance).expect("few instances");
     Challenges::builder()
         .service_name("ninsho testkit")
         .store(store)
         .gateway(Arc::new(gateway.clone()))
-        .hasher(KeyedHasher::new(key))
+        .hasher(testkit_hasher())
         .clock(Arc::new(clock.clone()))
-        .rng(Arc::new(LockedRng::seeded(rng_seed)))
+        .rng(Arc::new(LockedRng::seeded(rng_seed(seed, instance))))
         .limits(limits)
         .locale(Locale::En)
         .build()
@@ -1455,4 +2974,250 @@ fn assert_same_record(rule: &str, got: &ChallengeRecord, want: &ChallengeRecord)
 /// both are test data).
 fn same_hash(a: &KeyedHash, b: &KeyedHash) -> bool {
     a.key_id == b.key_id && a.tag.0 == b.tag.0
+}
+
+/// The hashing key every flow check uses (two instances share it).
+fn testkit_hasher() -> KeyedHasher {
+    KeyedHasher::new(HashKey::new(KeyId(1), &[0x42; 32]).expect("a 32-byte key"))
+}
+
+/// A distinct rng seed per check and per instance.
+fn rng_seed(seed: u8, instance: usize) -> u64 {
+    u64::from(seed) << 8 | u64::try_from(instance).expect("few instances")
+}
+
+/// [`Ports`] over `store` with a manual clock, a seeded rng and the fixed
+/// hashing key.
+fn ports(store: Arc<dyn Store>, clock: &ManualClock, seed: u8, instance: usize) -> Ports {
+    Ports::new(store, testkit_hasher())
+        .with_clock(Arc::new(clock.clone()))
+        .with_rng(Arc::new(LockedRng::seeded(rng_seed(seed, instance))))
+}
+
+/// `RecoveryCodes` over `store` with the default policies.
+fn recovery_codes(
+    store: Arc<dyn Store>,
+    clock: &ManualClock,
+    seed: u8,
+    instance: usize,
+) -> RecoveryCodes {
+    // These checks test the store's compare-and-set, not the back-off: 64
+    // racing guesses would (rightly) lock the account under the default
+    // policy, since every guess is counted before it is checked.
+    RecoveryCodes::new(ports(store, clock, seed, instance)).with_failure_policy(FailurePolicy {
+        free_failures: u32::MAX,
+        hard_stop: u32::MAX,
+        ..FailurePolicy::default()
+    })
+}
+
+/// `TrustedDevices` over `store` with the default policy.
+fn trusted_devices(
+    store: Arc<dyn Store>,
+    clock: &ManualClock,
+    seed: u8,
+    instance: usize,
+) -> TrustedDevices {
+    TrustedDevices::new(ports(store, clock, seed, instance))
+}
+
+/// Generates a recovery set for `account`; returns the plain codes.
+async fn generate(service: &RecoveryCodes, account: &AccountId) -> Vec<String> {
+    match service.generate(account).await {
+        Ok(plain) => plain
+            .expose_secret()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        Err(e) => panic!(
+            "RecoveryCodes::generate failed on this store: {}",
+            error_chain(&e)
+        ),
+    }
+}
+
+/// The account's unused recovery codes, through the flow.
+async fn remaining_codes(service: &RecoveryCodes, account: &AccountId) -> Option<usize> {
+    match service.remaining(account).await {
+        Ok(left) => left,
+        Err(e) => panic!(
+            "RecoveryCodes::remaining failed on this store: {}",
+            error_chain(&e)
+        ),
+    }
+}
+
+/// Trusts a device for `account`; returns its token.
+async fn trust(service: &TrustedDevices, account: &AccountId, label: &str) -> String {
+    match service.trust(account, label).await {
+        Ok((token, _)) => token.expose_secret().to_owned(),
+        Err(e) => panic!(
+            "TrustedDevices::trust failed on this store: {}",
+            error_chain(&e)
+        ),
+    }
+}
+
+/// A device check with the error as text (tasks hand it back).
+fn checked(result: Result<DeviceCheck, Error>) -> Result<DeviceCheck, String> {
+    result.map_err(|e| error_chain(&e))
+}
+
+/// Panics on the first infrastructure error among the outcomes.
+fn assert_no_failures(outcomes: &[Outcome], what: &str, stores: &[Arc<dyn Store>]) {
+    if let Some(Outcome::Failed(e)) = outcomes.iter().find(|o| matches!(o, Outcome::Failed(_))) {
+        panic!(
+            "{what} failed with an infrastructure error (the store should have answered){}: {e}",
+            across(stores)
+        );
+    }
+}
+
+/// The device id derived from `seed`.
+fn device_id(seed: u8) -> DeviceId {
+    let mut bytes = [seed; 16];
+    bytes[0] = 0x44;
+    bytes[1] = 0x56;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    DeviceId::parse(&hex).expect("32 lower-case hex digits")
+}
+
+/// Accounts a store must keep apart: the first, one differing only in case
+/// (twice), prefixes and extensions of it, separators, spaces, quotes,
+/// wildcards and non-ASCII text. At most 15.
+fn awkward_accounts(prefix: &str) -> Vec<AccountId> {
+    let mut accounts: Vec<AccountId> = [
+        "alice",
+        "Alice",
+        "ALICE",
+        "alic",
+        "alice:2",
+        "alice 2",
+        "alice ",
+        "alice:",
+        "'quoted' \"double\" \\ %_*?[a-z]{}",
+        "アカウント:42",
+        "アカウント:4",
+    ]
+    .iter()
+    .map(|s| AccountId::new(format!("{prefix}:{s}")))
+    .collect();
+    accounts.push(AccountId::new(prefix));
+    accounts
+}
+
+/// Reads a recovery set that must exist.
+async fn read_set(store: &dyn Store, account: &AccountId, what: &str) -> RecoverySet {
+    match ok(store.recovery_set(account).await, what) {
+        Some(set) => set,
+        None => panic!(
+            "{what}: account {account:?} must have a recovery set but the store returned None"
+        ),
+    }
+}
+
+/// Asserts each account's set is the expected one (or absent).
+async fn assert_sets(
+    store: &dyn Store,
+    accounts: &[AccountId],
+    sets: &[Option<RecoverySet>],
+    rule: &str,
+) {
+    for (account, want) in accounts.iter().zip(sets) {
+        let got = ok(store.recovery_set(account).await, "recovery_set");
+        match (got, want) {
+            (None, None) => {}
+            (Some(got), Some(want)) => assert_same_set(rule, account, &got, want),
+            (got, want) => panic!(
+                "{rule}: account {account:?} reads {} recovery set, expected {}",
+                if got.is_some() { "a" } else { "no" },
+                if want.is_some() { "one" } else { "none" }
+            ),
+        }
+    }
+}
+
+/// Reads a device that must exist.
+async fn read_device(
+    store: &dyn Store,
+    account: &AccountId,
+    id: &DeviceId,
+    what: &str,
+) -> DeviceRecord {
+    match ok(store.device(account, id).await, what) {
+        Some(record) => record,
+        None => panic!(
+            "{what}: device {id} of account {account:?} must exist but the store returned None"
+        ),
+    }
+}
+
+/// Compares two recovery sets field by field, naming the first that
+/// differs.
+fn assert_same_set(rule: &str, account: &AccountId, got: &RecoverySet, want: &RecoverySet) {
+    macro_rules! same {
+        ($field:ident) => {
+            assert!(
+                got.$field == want.$field,
+                "{rule}: recovery set of {account:?}, field `{}` reads {:?}, expected {:?}",
+                stringify!($field),
+                got.$field,
+                want.$field
+            );
+        };
+    }
+    same!(salt);
+    same!(version);
+    same!(created_at);
+    same!(length);
+    assert_eq!(
+        got.codes.len(),
+        want.codes.len(),
+        "{rule}: recovery set of {account:?}, field `codes` has {} entries, expected {}",
+        got.codes.len(),
+        want.codes.len()
+    );
+    for (i, (g, w)) in got.codes.iter().zip(&want.codes).enumerate() {
+        assert!(
+            same_hash(&g.hash, &w.hash) && g.used_at == w.used_at,
+            "{rule}: recovery set of {account:?}, `codes[{i}]` reads {g:?} (key {}), expected \
+             {w:?} (key {})",
+            g.hash.key_id,
+            w.hash.key_id
+        );
+    }
+}
+
+/// Compares two devices field by field, naming the first that differs.
+fn assert_same_device(rule: &str, got: &DeviceRecord, want: &DeviceRecord) {
+    let (account, id) = (&want.account, want.id);
+    macro_rules! same {
+        ($field:ident) => {
+            assert!(
+                got.$field == want.$field,
+                "{rule}: device {id} of {account:?}, field `{}` reads {:?}, expected {:?}",
+                stringify!($field),
+                got.$field,
+                want.$field
+            );
+        };
+    }
+    same!(account);
+    same!(id);
+    same!(version);
+    same!(label);
+    same!(created_at);
+    same!(last_used_at);
+    same!(expires_at);
+    same!(epoch);
+    same!(revoked_at);
+    assert!(
+        same_hash(&got.token, &want.token),
+        "{rule}: device {id} of {account:?}, field `token` reads {:?} (key {}), expected {:?} \
+         (key {})",
+        got.token,
+        got.token.key_id,
+        want.token,
+        want.token.key_id
+    );
 }

@@ -4,6 +4,9 @@
 //! hand-written store that delegates to a real `MemoryStore` and fails on
 //! cue proves that nothing is lost when a call fails.
 
+use ninsho::device::{DeviceId, DeviceRecord};
+use ninsho::recovery::RecoverySet;
+use ninsho::store::{DeviceStore, RecoveryStore};
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +61,24 @@ mock! {
         ) -> Result<FailureRecord, StoreError>;
         async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError>;
         async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError>;
+    }
+    #[async_trait]
+    impl RecoveryStore for Db {
+        async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError>;
+        async fn insert_recovery_set(&self, account: &AccountId, set: &RecoverySet) -> Result<(), StoreError>;
+        async fn replace_recovery_set(&self, account: &AccountId, set: &RecoverySet, expected_salt: &[u8; 16], expected_version: u64) -> Result<(), StoreError>;
+        async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError>;
+    }
+    #[async_trait]
+    impl DeviceStore for Db {
+        async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError>;
+        async fn device(&self, account: &AccountId, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+        async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError>;
+        async fn replace_device(&self, record: &DeviceRecord, expected_version: u64) -> Result<(), StoreError>;
+        async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError>;
+        async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError>;
+        async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
+        async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
     }
 }
 
@@ -889,4 +910,68 @@ async fn transient_gateway_failure_is_not_retried_elsewhere() {
         matches!(&err, Error::Delivery { channel: Channel::Sms, source, .. } if source.kind() == DeliveryErrorKind::Transient)
     );
     assert!(err.is_infrastructure());
+}
+
+#[async_trait]
+impl RecoveryStore for Flaky {
+    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
+        self.inner.recovery_set(account).await
+    }
+    async fn insert_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+    ) -> Result<(), StoreError> {
+        self.inner.insert_recovery_set(account, set).await
+    }
+    async fn replace_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+        expected_salt: &[u8; 16],
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .replace_recovery_set(account, set, expected_salt, expected_version)
+            .await
+    }
+    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
+        self.inner.delete_recovery_set(account).await
+    }
+}
+
+#[async_trait]
+impl DeviceStore for Flaky {
+    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
+        self.inner.insert_device(record).await
+    }
+    async fn device(
+        &self,
+        account: &AccountId,
+        id: &DeviceId,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        self.inner.device(account, id).await
+    }
+    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.inner.devices(account).await
+    }
+    async fn replace_device(
+        &self,
+        record: &DeviceRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.replace_device(record, expected_version).await
+    }
+    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
+        self.inner.delete_device(account, id).await
+    }
+    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
+        self.inner.delete_devices(account).await
+    }
+    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        self.inner.epoch(account).await
+    }
+    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        self.inner.bump_epoch(account).await
+    }
 }

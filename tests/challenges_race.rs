@@ -10,6 +10,9 @@
 //! call (as a networked database would), so other tasks really do run
 //! between a read and the write that depends on it.
 
+use ninsho::device::{DeviceId, DeviceRecord};
+use ninsho::recovery::RecoverySet;
+use ninsho::store::{DeviceStore, RecoveryStore};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -577,5 +580,72 @@ async fn mixed_right_and_wrong_codes_in(mode: bool) {
             other => panic!("round {round}: left {other:?}"),
         }
         assert_eq!(env.verified_events(), ok);
+    }
+}
+
+#[async_trait]
+impl RecoveryStore for Yielding {
+    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
+        yielding(self.0.recovery_set(account).await).await
+    }
+    async fn insert_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+    ) -> Result<(), StoreError> {
+        yielding(self.0.insert_recovery_set(account, set).await).await
+    }
+    async fn replace_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+        expected_salt: &[u8; 16],
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        yielding(
+            self.0
+                .replace_recovery_set(account, set, expected_salt, expected_version)
+                .await,
+        )
+        .await
+    }
+    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
+        yielding(self.0.delete_recovery_set(account).await).await
+    }
+}
+
+#[async_trait]
+impl DeviceStore for Yielding {
+    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
+        yielding(self.0.insert_device(record).await).await
+    }
+    async fn device(
+        &self,
+        account: &AccountId,
+        id: &DeviceId,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        yielding(self.0.device(account, id).await).await
+    }
+    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
+        yielding(self.0.devices(account).await).await
+    }
+    async fn replace_device(
+        &self,
+        record: &DeviceRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        yielding(self.0.replace_device(record, expected_version).await).await
+    }
+    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
+        yielding(self.0.delete_device(account, id).await).await
+    }
+    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
+        yielding(self.0.delete_devices(account).await).await
+    }
+    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        yielding(self.0.epoch(account).await).await
+    }
+    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        yielding(self.0.bump_epoch(account).await).await
     }
 }

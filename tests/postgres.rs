@@ -14,12 +14,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
+use ninsho::device::{DeviceId, DeviceRecord};
+use ninsho::recovery::{RecoverySet, StoredRecoveryCode};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeStore, LimitStore, PgStore, Purpose, Store, StoreErrorKind,
+    AccountId, ChallengeId, ChallengeStore, DeviceStore, LimitStore, PgStore, Purpose,
+    RecoveryStore, Store, StoreError, StoreErrorKind,
 };
-use ninsho::testkit;
+use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use time::{Duration, OffsetDateTime};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -219,7 +222,7 @@ async fn migrate_is_idempotent_and_concurrent() {
     .fetch_all(&pool)
     .await
     .expect("read versions");
-    assert_eq!(versions, [1], "each migration is recorded once");
+    assert_eq!(versions, [1, 2], "each migration is recorded once");
 
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
@@ -234,7 +237,10 @@ async fn migrate_is_idempotent_and_concurrent() {
         [
             "ninsho_challenges",
             "ninsho_counters",
+            "ninsho_devices",
+            "ninsho_epochs",
             "ninsho_failures",
+            "ninsho_recovery_sets",
             "ninsho_schema_version"
         ],
         "every table lives in the store's schema"
@@ -306,7 +312,27 @@ async fn unreachable_server_is_unavailable() {
         store.failures(&account).await.err().map(|e| e.kind()),
         store.clear_failures(&account).await.err().map(|e| e.kind()),
     ];
-    for (i, kind) in kinds.into_iter().enumerate() {
+    let set = sample_set(1, now);
+    let device = sample_device(&account, 1, now);
+    let factor_kinds = [
+        kind(store.recovery_set(&account).await),
+        kind(store.insert_recovery_set(&account, &set).await),
+        kind(
+            store
+                .replace_recovery_set(&account, &set, &set.salt, 0)
+                .await,
+        ),
+        kind(store.delete_recovery_set(&account).await),
+        kind(store.insert_device(&device).await),
+        kind(store.device(&account, &device.id).await),
+        kind(store.devices(&account).await),
+        kind(store.replace_device(&device, 0).await),
+        kind(store.delete_device(&account, &device.id).await),
+        kind(store.delete_devices(&account).await),
+        kind(store.epoch(&account).await),
+        kind(store.bump_epoch(&account).await),
+    ];
+    for (i, kind) in kinds.into_iter().chain(factor_kinds).enumerate() {
         assert_eq!(kind, Some(StoreErrorKind::Unavailable), "call {i}");
     }
 
@@ -433,4 +459,433 @@ async fn times_keep_microseconds_and_records_keep_everything() {
         .await
         .expect_err("NUL in TEXT");
     assert_eq!(err.kind(), StoreErrorKind::Other);
+}
+
+// ---------------------------------------------------------------------------
+// Recovery sets, trusted devices and security epochs (schema version 2).
+// ---------------------------------------------------------------------------
+
+/// The kind of a call's error, `None` when it succeeded.
+fn kind<T>(result: Result<T, StoreError>) -> Option<StoreErrorKind> {
+    result.err().map(|e| e.kind())
+}
+
+/// A record as JSON, to compare records that don't implement `PartialEq`.
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("records serialise")
+}
+
+/// A recovery set whose salt and hashes derive from `seed`.
+fn sample_set(seed: u8, now: OffsetDateTime) -> RecoverySet {
+    RecoverySet {
+        salt: [seed; 16],
+        version: 0,
+        created_at: now,
+        length: 12,
+        codes: (0..10u8)
+            .map(|i| StoredRecoveryCode {
+                hash: KeyedHash {
+                    key_id: KeyId(7),
+                    tag: ninsho::hash::Tag([seed ^ i; 32]),
+                },
+                used_at: (i == 3).then_some(now),
+            })
+            .collect(),
+    }
+}
+
+/// A device of `account` whose id derives from `seed`.
+fn sample_device(account: &AccountId, seed: u8, now: OffsetDateTime) -> DeviceRecord {
+    DeviceRecord {
+        account: account.clone(),
+        id: DeviceId::parse(&format!("{seed:032x}")).expect("valid id"),
+        version: 0,
+        token: KeyedHash {
+            key_id: KeyId(2),
+            tag: ninsho::hash::Tag([seed; 32]),
+        },
+        label: format!("Chrome on Windows #{seed}"),
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + Duration::days(30),
+        epoch: 0,
+        revoked_at: None,
+    }
+}
+
+async fn count_rows(pool: &PgPool, schema: &str, table: &str) -> i64 {
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM \"{schema}\".{table}"
+    )))
+    .fetch_one(pool)
+    .await
+    .expect("count rows")
+}
+
+/// The schema the previous release's `migrate` left: version 1 applied and
+/// recorded, nothing of version 2.
+async fn version_1_schema(name: &str) {
+    let mut conn = PgConnection::connect(&url()).await.expect("connect");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE SCHEMA \"{name}\"; \
+         SET search_path TO \"{name}\"; \
+         CREATE TABLE ninsho_schema_version (\
+         version BIGINT PRIMARY KEY, \
+         applied_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("create the schema");
+    sqlx::raw_sql(include_str!("../migrations/postgres/0001_init.sql"))
+        .execute(&mut conn)
+        .await
+        .expect("apply version 1");
+    sqlx::query(
+        "INSERT INTO ninsho_schema_version (version, applied_at) \
+         VALUES (1, '2020-01-02T03:04:05Z')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("record version 1");
+    conn.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrates_a_version_1_schema_to_version_2() {
+    let Some(pool) = server("migrates_a_version_1_schema_to_version_2").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    version_1_schema(&name).await;
+    let store = PgStore::with_schema(pool.clone(), &name).expect("schema");
+
+    // Data written by the previous release.
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+    let challenge = testkit::sample_challenge(3, now);
+    store.insert_challenge(&challenge).await.expect("insert");
+    store.hit("k", Duration::hours(1), now).await.expect("hit");
+    store.record_failure(&alice, now).await.expect("failure");
+    // The version-2 tables are not there yet: a permanent error.
+    assert_eq!(kind(store.epoch(&alice).await), Some(StoreErrorKind::Other));
+
+    // Two instances of the new release start at once.
+    let other = store.clone();
+    let (a, b) = tokio::join!(store.migrate(), other.migrate());
+    a.expect("migrate a");
+    b.expect("migrate b");
+
+    let versions: Vec<(i64, OffsetDateTime)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT version, applied_at FROM \"{name}\".ninsho_schema_version ORDER BY version"
+    )))
+    .fetch_all(&pool)
+    .await
+    .expect("read versions");
+    assert_eq!(
+        versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [1, 2],
+        "version 2 applied once"
+    );
+    assert_eq!(
+        versions[0].1,
+        OffsetDateTime::from_unix_timestamp(1_577_934_245).expect("2020-01-02T03:04:05Z"),
+        "version 1 is not applied again"
+    );
+
+    // The old data is intact.
+    let back = store
+        .challenge(&challenge.id)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(json(&back), json(&challenge));
+    assert_eq!(
+        store
+            .hit("k", Duration::hours(1), now)
+            .await
+            .expect("hit")
+            .count,
+        2
+    );
+    assert_eq!(
+        store
+            .failures(&alice)
+            .await
+            .expect("read")
+            .map(|f| f.consecutive),
+        Some(1)
+    );
+
+    // The new tables work.
+    store
+        .insert_recovery_set(&alice, &sample_set(1, now))
+        .await
+        .expect("recovery set");
+    store
+        .insert_device(&sample_device(&alice, 1, now))
+        .await
+        .expect("device");
+    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), 1);
+    store.migrate().await.expect("migrate again");
+    assert_eq!(store.epoch(&alice).await.expect("epoch"), 1);
+    assert_eq!(count_rows(&pool, &name, "ninsho_schema_version").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn factor_tables_keep_hostile_accounts_apart() {
+    let Some(pool) = server("factor_tables_keep_hostile_accounts_apart").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let store = migrated(pool.clone(), &name).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let hostile = [
+        "'; DROP TABLE ninsho_devices; --",
+        "x' OR '1'='1",
+        "\"; DROP SCHEMA public CASCADE; --",
+        "$1",
+        "%",
+        "_",
+        "alice",
+        "alice ",
+        "ALICE",
+        "",
+        "東京\u{200b}",
+    ];
+    for (i, account) in hostile.iter().enumerate() {
+        let account = AccountId::new(*account);
+        let seed = u8::try_from(i).expect("small");
+        store
+            .insert_recovery_set(&account, &sample_set(seed, now))
+            .await
+            .expect("recovery set");
+        // The same two device ids for every account: the key is the pair.
+        for d in [1, 2] {
+            store
+                .insert_device(&sample_device(&account, d, now))
+                .await
+                .expect("device");
+        }
+        for _ in 0..=i {
+            store.bump_epoch(&account).await.expect("bump");
+        }
+    }
+    for (i, account) in hostile.iter().enumerate() {
+        let account = AccountId::new(*account);
+        let seed = u8::try_from(i).expect("small");
+        let set = store
+            .recovery_set(&account)
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(json(&set), json(&sample_set(seed, now)), "{account:?}");
+        let devices = store.devices(&account).await.expect("list");
+        assert_eq!(devices.len(), 2, "{account:?}");
+        assert!(devices.iter().all(|d| d.account == account), "{account:?}");
+        assert_eq!(
+            store.epoch(&account).await.expect("epoch"),
+            u64::try_from(i + 1).expect("small"),
+            "{account:?}"
+        );
+    }
+    // Deleting through wildcard-looking accounts touches only their rows.
+    let percent = AccountId::new("%");
+    assert_eq!(store.delete_devices(&percent).await.expect("delete"), 2);
+    let id = DeviceId::parse(&format!("{:032x}", 1)).expect("id");
+    assert!(
+        store
+            .delete_device(&AccountId::new("_"), &id)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_device(&AccountId::new("_"), &id)
+            .await
+            .expect("again")
+    );
+    store
+        .delete_recovery_set(&AccountId::new("x' OR '1'='1"))
+        .await
+        .expect("delete set");
+    let n = i64::try_from(hostile.len()).expect("small");
+    assert_eq!(count_rows(&pool, &name, "ninsho_devices").await, 2 * n - 3);
+    assert_eq!(
+        count_rows(&pool, &name, "ninsho_recovery_sets").await,
+        n - 1
+    );
+    assert_eq!(count_rows(&pool, &name, "ninsho_epochs").await, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn factor_tables_refuse_nul_accounts_but_keep_nul_labels() {
+    let Some(pool) = server("factor_tables_refuse_nul_accounts_but_keep_nul_labels").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let store = migrated(pool.clone(), &name).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+
+    // PostgreSQL's TEXT can't hold U+0000: an account id with one is a
+    // typed, permanent error on every call, and nothing is written.
+    let nul = AccountId::new("acct\u{0}x");
+    let set = sample_set(1, now);
+    let device = sample_device(&nul, 1, now);
+    let kinds = [
+        kind(store.recovery_set(&nul).await),
+        kind(store.insert_recovery_set(&nul, &set).await),
+        kind(store.replace_recovery_set(&nul, &set, &set.salt, 0).await),
+        kind(store.delete_recovery_set(&nul).await),
+        kind(store.insert_device(&device).await),
+        kind(store.device(&nul, &device.id).await),
+        kind(store.devices(&nul).await),
+        kind(store.replace_device(&device, 0).await),
+        kind(store.delete_device(&nul, &device.id).await),
+        kind(store.delete_devices(&nul).await),
+        kind(store.epoch(&nul).await),
+        kind(store.bump_epoch(&nul).await),
+    ];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        assert_eq!(kind, Some(StoreErrorKind::Other), "call {i}");
+    }
+    for table in ["ninsho_recovery_sets", "ninsho_devices", "ninsho_epochs"] {
+        assert_eq!(count_rows(&pool, &name, table).await, 0, "{table}");
+    }
+
+    // Inside the JSON record U+0000 is escaped, so a label keeps it, and
+    // the prefix account is unaffected by the refused calls.
+    let acct = AccountId::new("acct");
+    let mut device = sample_device(&acct, 1, now);
+    device.label = "nul\u{0}inside \"quoted\" \\ 東京".to_owned();
+    store.insert_device(&device).await.expect("insert");
+    let back = store
+        .device(&acct, &device.id)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(back.label, device.label);
+    assert_eq!(store.epoch(&acct).await.expect("epoch"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn factor_records_compare_and_set_on_every_bit() {
+    let Some(pool) = server("factor_records_compare_and_set_on_every_bit").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let store = migrated(pool.clone(), &name).await;
+    let now = OffsetDateTime::from_unix_timestamp_nanos(1_900_000_000_123_456_789)
+        .expect("valid instant");
+    let alice = AccountId::new("alice");
+
+    // Recovery sets: versions above i64::MAX, and the salt compared too.
+    let mut set = sample_set(1, now);
+    set.version = u64::MAX - 1;
+    store
+        .insert_recovery_set(&alice, &set)
+        .await
+        .expect("insert");
+    let read = store
+        .recovery_set(&alice)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(json(&read), json(&set), "nanoseconds and all");
+    let mut regenerated = sample_set(2, now);
+    regenerated.version = u64::MAX;
+    assert_eq!(
+        kind(
+            store
+                .replace_recovery_set(&alice, &regenerated, &[9; 16], u64::MAX - 1)
+                .await
+        ),
+        Some(StoreErrorKind::Conflict),
+        "another salt"
+    );
+    store
+        .replace_recovery_set(&alice, &regenerated, &set.salt, u64::MAX - 1)
+        .await
+        .expect("compare-and-set on a huge version, writing the new salt");
+    let read = store
+        .recovery_set(&alice)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(read.salt, [2; 16]);
+    assert_eq!(read.version, u64::MAX);
+    // A write prepared against the old set can't land on its successor,
+    // even at the same version.
+    let mut stale = sample_set(1, now);
+    stale.version = 0;
+    assert_eq!(
+        kind(
+            store
+                .replace_recovery_set(&alice, &stale, &set.salt, u64::MAX)
+                .await
+        ),
+        Some(StoreErrorKind::Conflict)
+    );
+    assert_eq!(
+        kind(store.insert_recovery_set(&alice, &set).await),
+        Some(StoreErrorKind::Conflict)
+    );
+
+    // Devices: huge versions; the device table's expiry column keeps
+    // microseconds while the record keeps nanoseconds.
+    let mut device = sample_device(&alice, 5, now);
+    device.version = u64::MAX - 1;
+    store.insert_device(&device).await.expect("insert");
+    let mut next = device.clone();
+    next.version = u64::MAX;
+    next.last_used_at = now + Duration::hours(2);
+    store
+        .replace_device(&next, u64::MAX - 1)
+        .await
+        .expect("compare-and-set");
+    assert_eq!(
+        kind(store.replace_device(&next, u64::MAX - 1).await),
+        Some(StoreErrorKind::Conflict)
+    );
+    let back = store
+        .device(&alice, &device.id)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(json(&back), json(&next));
+
+    // Epochs saturate at i64::MAX, and a foreign negative value is refused.
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO \"{name}\".ninsho_epochs (account, epoch) VALUES ('alice', $1)"
+    )))
+    .bind(i64::MAX - 1)
+    .execute(&pool)
+    .await
+    .expect("near the cap");
+    let cap = u64::try_from(i64::MAX).expect("positive");
+    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), cap);
+    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), cap);
+    assert_eq!(store.epoch(&alice).await.expect("epoch"), cap);
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE \"{name}\".ninsho_epochs SET epoch = -1"
+    )))
+    .execute(&pool)
+    .await
+    .expect("corrupt");
+    assert_eq!(kind(store.epoch(&alice).await), Some(StoreErrorKind::Other));
+
+    // A salt of the wrong length is refused on read, not truncated.
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE \"{name}\".ninsho_recovery_sets SET salt = '\\x0102'::bytea"
+    )))
+    .execute(&pool)
+    .await
+    .expect("corrupt");
+    assert_eq!(
+        kind(store.recovery_set(&alice).await),
+        Some(StoreErrorKind::Other)
+    );
 }

@@ -1,6 +1,7 @@
 //! `RedisStore` against a real Redis: the whole conformance kit, two app
 //! instances racing through independent connections, and the adapter's own
-//! promises (native expiry, error kinds, inert key characters, exact times).
+//! promises (native expiry, error kinds, inert key characters, exact times,
+//! accounts that never share keys).
 //!
 //! The server is `NINSHO_REDIS_URL` (default `redis://127.0.0.1:6379/`).
 //! When it can't be reached the tests print `SKIPPED` and pass, except
@@ -15,10 +16,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ninsho::device::{DeviceId, DeviceRecord};
+use ninsho::hash::Tag;
+use ninsho::recovery::{RecoverySet, StoredRecoveryCode};
 use ninsho::store::{
-    AccountId, ChallengeStore, LimitStore, RedisStore, Store, StoreError, StoreErrorKind,
+    AccountId, ChallengeStore, DeviceStore, LimitStore, RecoveryStore, RedisStore, Store,
+    StoreError, StoreErrorKind,
 };
 use ninsho::testkit;
+use ninsho::{KeyId, KeyedHash};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use time::{Duration, OffsetDateTime};
 
@@ -139,6 +145,58 @@ where
 
 fn challenge_key(store: &RedisStore, record: &ninsho::store::ChallengeRecord) -> String {
     format!("{}:challenge:{}", store.prefix(), record.id)
+}
+
+fn device_key(store: &RedisStore, account: &str, id: &DeviceId) -> String {
+    format!("{}:device:{}:{account}:{id}", store.prefix(), account.len())
+}
+
+/// A device id whose 16 bytes are all `seed`.
+fn device_id(seed: u8) -> DeviceId {
+    DeviceId::parse(&format!("{seed:02x}").repeat(16)).unwrap()
+}
+
+/// A device of `account` trusted at `now` for 30 days, version 0.
+fn sample_device(account: &str, seed: u8, now: OffsetDateTime) -> DeviceRecord {
+    DeviceRecord {
+        account: AccountId::new(account),
+        id: device_id(seed),
+        version: 0,
+        token: KeyedHash {
+            key_id: KeyId(1),
+            tag: Tag([seed; 32]),
+        },
+        label: format!("device {seed} of {account:?}"),
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + Duration::days(30),
+        epoch: 0,
+        revoked_at: None,
+    }
+}
+
+/// A set of three unused codes salted with `seed`, version 0.
+fn sample_recovery(seed: u8, now: OffsetDateTime) -> RecoverySet {
+    RecoverySet {
+        salt: [seed; 16],
+        version: 0,
+        created_at: now,
+        length: 12,
+        codes: (0..3)
+            .map(|n| StoredRecoveryCode {
+                hash: KeyedHash {
+                    key_id: KeyId(1),
+                    tag: Tag([seed ^ n; 32]),
+                },
+                used_at: None,
+            })
+            .collect(),
+    }
+}
+
+/// Records compare by their JSON (they are not `PartialEq`).
+fn json(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap()
 }
 
 async fn pttl(conn: &mut ConnectionManager, key: &str) -> i64 {
@@ -431,6 +489,60 @@ async fn unreachable_server_is_unavailable() {
         kind(store.clear_failures(&account).await),
         StoreErrorKind::Unavailable
     );
+    let set = sample_recovery(1, now);
+    assert_eq!(
+        kind(store.recovery_set(&account).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.insert_recovery_set(&account, &set).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(
+            store
+                .replace_recovery_set(&account, &set, &[1; 16], 0)
+                .await
+        ),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.delete_recovery_set(&account).await),
+        StoreErrorKind::Unavailable
+    );
+    let device = sample_device("a", 1, now);
+    assert_eq!(
+        kind(store.insert_device(&device).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.device(&account, &device.id).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.devices(&account).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.replace_device(&device, 0).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.delete_device(&account, &device.id).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.delete_devices(&account).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.epoch(&account).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.bump_epoch(&account).await),
+        StoreErrorKind::Unavailable
+    );
 
     // `connect` says the same after the manager's own retries.
     let err = RedisStore::connect("redis://127.0.0.1:1/", "p")
@@ -610,6 +722,543 @@ async fn odd_characters_in_keys_and_accounts_are_inert() {
         // The server still holds other data (nothing was flushed).
         let ping: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
         assert_eq!(ping, "PONG");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Recovery sets, trusted devices and epochs
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_expire_natively_and_the_rest_does_not() {
+    with_redis(|mut conn, prefixes| async move {
+        let now = OffsetDateTime::now_utc();
+        let hour: i64 = 3_600_000;
+        let day = 24 * hour;
+        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let set_key = format!("{}:devices:alice", store.prefix());
+
+        // 30 days of trust + 24 hours of retention, from the insert.
+        let device = sample_device("alice", 1, now);
+        store.insert_device(&device).await.unwrap();
+        let key = device_key(&store, "alice", &device.id);
+        let ttl = pttl(&mut conn, &key).await;
+        assert!(
+            ttl > 31 * day - 10_000 && ttl <= 31 * day,
+            "a device lives expires_at + 24 h (PTTL {ttl})"
+        );
+        let set_ttl = pttl(&mut conn, &set_key).await;
+        assert!(
+            set_ttl >= ttl - 1_000 && set_ttl <= 31 * day,
+            "the id set lives as long as its device (PTTL {set_ttl} vs {ttl})"
+        );
+
+        // The hash holds exactly the documented fields.
+        let fields: Vec<String> = redis::cmd("HKEYS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut fields = fields;
+        fields.sort();
+        assert_eq!(fields, ["expires_ms", "record", "version"]);
+
+        // Trust extended by a day: the deadline moves with it, and the set
+        // is stretched to cover it.
+        let mut extended = device.clone();
+        extended.version = 1;
+        extended.expires_at += Duration::days(1);
+        store.replace_device(&extended, 0).await.unwrap();
+        let moved = pttl(&mut conn, &key).await;
+        assert!(
+            moved > ttl + day - 10_000 && moved <= ttl + day,
+            "replace moves the deadline by as much as expires_at moved ({ttl} -> {moved})"
+        );
+        let set_moved = pttl(&mut conn, &set_key).await;
+        assert!(set_moved >= moved - 1_000, "{set_moved} vs {moved}");
+
+        // Expiring at once (at its creation): retention from now; the set
+        // is never shortened.
+        let mut ended = extended.clone();
+        ended.version = 2;
+        ended.expires_at = ended.created_at;
+        store.replace_device(&ended, 1).await.unwrap();
+        let back = pttl(&mut conn, &key).await;
+        assert!(
+            back > day - 10_000 && back <= day,
+            "an earlier expires_at brings the deadline in (PTTL {back})"
+        );
+        assert!(pttl(&mut conn, &set_key).await >= set_moved - 10_000);
+
+        // A shorter-lived second device leaves the set's expiry alone.
+        let mut short = sample_device("alice", 2, now);
+        short.expires_at = now + Duration::hours(1);
+        store.insert_device(&short).await.unwrap();
+        assert!(pttl(&mut conn, &set_key).await >= set_moved - 10_000);
+
+        // Configured retention applies to devices too.
+        let short_store =
+            RedisStore::new(conn.clone(), prefixes.new_prefix()).with_retention(Duration::hours(1));
+        short_store.insert_device(&device).await.unwrap();
+        let ttl = pttl(&mut conn, &device_key(&short_store, "alice", &device.id)).await;
+        assert!(
+            ttl > 30 * day + hour - 10_000 && ttl <= 30 * day + hour,
+            "PTTL {ttl}"
+        );
+
+        // Record times come from the host's clock: a device trusted a year
+        // ago (by a manual clock) or in a year still gets its full life.
+        for (seed, at) in [
+            (3, now - Duration::days(365)),
+            (4, now + Duration::days(365)),
+            (5, OffsetDateTime::UNIX_EPOCH),
+        ] {
+            let d = sample_device("bob", seed, at);
+            store.insert_device(&d).await.unwrap();
+            let ttl = pttl(&mut conn, &device_key(&store, "bob", &d.id)).await;
+            assert!(ttl > 31 * day - 10_000, "PTTL {ttl} for a device at {at}");
+            assert!(store.device(&d.account, &d.id).await.unwrap().is_some());
+        }
+
+        // Recovery sets and epochs live until deleted.
+        let alice = AccountId::new("alice");
+        let set = sample_recovery(7, now);
+        store.insert_recovery_set(&alice, &set).await.unwrap();
+        let recovery_key = format!("{}:recovery:alice", store.prefix());
+        assert_eq!(pttl(&mut conn, &recovery_key).await, -1);
+        let (salt, version): (String, String) = redis::cmd("HMGET")
+            .arg(&recovery_key)
+            .arg("salt")
+            .arg("version")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            (salt.as_str(), version.as_str()),
+            ("07".repeat(16).as_str(), "0")
+        );
+        assert_eq!(store.bump_epoch(&alice).await.unwrap(), 1);
+        let epoch_key = format!("{}:epoch:alice", store.prefix());
+        assert_eq!(pttl(&mut conn, &epoch_key).await, -1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn device_listing_forgets_what_redis_dropped() {
+    with_redis(|mut conn, prefixes| async move {
+        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let now = OffsetDateTime::now_utc();
+        let alice = AccountId::new("alice");
+        let set_key = format!("{}:devices:alice", store.prefix());
+        for seed in 1..=3 {
+            store
+                .insert_device(&sample_device("alice", seed, now))
+                .await
+                .unwrap();
+        }
+
+        // Redis drops one by itself (as native expiry would).
+        let _: i64 = redis::cmd("DEL")
+            .arg(device_key(&store, "alice", &device_id(2)))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+
+        let mut ids: Vec<_> = store
+            .devices(&alice)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, [device_id(1), device_id(3)]);
+        let members: i64 = redis::cmd("SCARD")
+            .arg(&set_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(members, 2, "the vanished id left the set");
+
+        // Deleting what Redis already dropped: it did not exist.
+        assert!(!store.delete_device(&alice, &device_id(2)).await.unwrap());
+        assert!(store.delete_device(&alice, &device_id(1)).await.unwrap());
+        assert!(!store.delete_device(&alice, &device_id(1)).await.unwrap());
+
+        // Again with one vanished: delete_devices counts what it deleted and
+        // leaves no key behind.
+        store
+            .insert_device(&sample_device("alice", 4, now))
+            .await
+            .unwrap();
+        let _: i64 = redis::cmd("DEL")
+            .arg(device_key(&store, "alice", &device_id(4)))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(store.delete_devices(&alice).await.unwrap(), 1);
+        let left: i64 = redis::cmd("EXISTS")
+            .arg(&set_key)
+            .arg(device_key(&store, "alice", &device_id(3)))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+        assert!(store.devices(&alice).await.unwrap().is_empty());
+        assert_eq!(store.delete_devices(&alice).await.unwrap(), 0);
+
+        // The last device deleted one by one takes the set with it.
+        store
+            .insert_device(&sample_device("alice", 5, now))
+            .await
+            .unwrap();
+        assert!(store.delete_device(&alice, &device_id(5)).await.unwrap());
+        let left: i64 = redis::cmd("EXISTS")
+            .arg(&set_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+    })
+    .await;
+}
+
+/// Versions compare as exact decimal strings (Lua numbers are doubles, which
+/// would confuse versions above 2⁵³), and a recovery set's compare-and-set
+/// needs both the salt and the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compare_and_set_is_exact_on_versions_and_salts() {
+    with_redis(|conn, prefixes| async move {
+        let store = RedisStore::new(conn, prefixes.new_prefix());
+        let now = OffsetDateTime::now_utc();
+        let alice = AccountId::new("alice");
+        let big = (1_u64 << 53) + 1;
+
+        let mut set = sample_recovery(1, now);
+        set.version = big;
+        store.insert_recovery_set(&alice, &set).await.unwrap();
+        assert!(
+            store
+                .insert_recovery_set(&alice, &sample_recovery(2, now))
+                .await
+                .unwrap_err()
+                .is_conflict()
+        );
+        let mut next = set.clone();
+        next.version = u64::MAX;
+        next.codes[0].used_at = Some(now);
+        // 2⁵³ as a double equals 2⁵³ + 1; as a string it does not.
+        for (salt, version) in [([1; 16], big - 1), ([1; 16], big + 1), ([2; 16], big)] {
+            let err = store
+                .replace_recovery_set(&alice, &next, &salt, version)
+                .await
+                .unwrap_err();
+            assert!(err.is_conflict(), "salt {salt:?} version {version}");
+        }
+        store
+            .replace_recovery_set(&alice, &next, &[1; 16], big)
+            .await
+            .unwrap();
+        let back = store.recovery_set(&alice).await.unwrap().unwrap();
+        assert_eq!(json(&back), json(&next));
+        // A regenerated set (new salt) replaces it; the old salt no longer
+        // matches even with the right version.
+        let mut regenerated = sample_recovery(3, now);
+        regenerated.version = 0;
+        store
+            .replace_recovery_set(&alice, &regenerated, &[1; 16], u64::MAX)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .replace_recovery_set(&alice, &next, &[1; 16], 0)
+                .await
+                .unwrap_err()
+                .is_conflict()
+        );
+        store.delete_recovery_set(&alice).await.unwrap();
+        store.delete_recovery_set(&alice).await.unwrap();
+        assert!(store.recovery_set(&alice).await.unwrap().is_none());
+        assert!(
+            store
+                .replace_recovery_set(&alice, &next, &[3; 16], 0)
+                .await
+                .unwrap_err()
+                .is_conflict(),
+            "replacing an absent set conflicts"
+        );
+
+        let mut device = sample_device("alice", 1, now);
+        device.version = big;
+        store.insert_device(&device).await.unwrap();
+        let mut refreshed = device.clone();
+        refreshed.version = big + 1;
+        refreshed.last_used_at = now + Duration::hours(1);
+        let err = store.replace_device(&refreshed, big - 1).await.unwrap_err();
+        assert!(err.is_conflict());
+        store.replace_device(&refreshed, big).await.unwrap();
+        let back = store.device(&alice, &device.id).await.unwrap().unwrap();
+        assert_eq!(json(&back), json(&refreshed));
+    })
+    .await;
+}
+
+/// Puts a recovery set, two devices (the same two ids for every account)
+/// and an epoch of `i + 1` on every account, then checks that each reads
+/// back its own, and that deleting one account's data touches no other.
+async fn assert_accounts_isolated(store: &RedisStore, accounts: &[String]) {
+    let now = OffsetDateTime::now_utc();
+    for (i, name) in accounts.iter().enumerate() {
+        let account = AccountId::new(name.clone());
+        let seed = u8::try_from(i + 1).unwrap();
+        store
+            .insert_recovery_set(&account, &sample_recovery(seed, now))
+            .await
+            .unwrap_or_else(|e| panic!("account {name:?}: {e}"));
+        for id in [0xA1, 0xA2] {
+            let mut device = sample_device(name, id, now);
+            device.epoch = u64::from(seed);
+            store
+                .insert_device(&device)
+                .await
+                .unwrap_or_else(|e| panic!("account {name:?}: {e}"));
+        }
+        for n in 1..=i + 1 {
+            let epoch = store.bump_epoch(&account).await.unwrap();
+            assert_eq!(epoch, u64::try_from(n).unwrap(), "account {name:?}");
+        }
+    }
+    for (i, name) in accounts.iter().enumerate() {
+        check_account(store, name, i).await;
+    }
+
+    // Wipe the first account: every other keeps everything.
+    let first = AccountId::new(accounts[0].clone());
+    assert_eq!(store.delete_devices(&first).await.unwrap(), 2);
+    store.delete_recovery_set(&first).await.unwrap();
+    assert!(store.devices(&first).await.unwrap().is_empty());
+    assert!(store.recovery_set(&first).await.unwrap().is_none());
+    // One device of the second account.
+    let second = AccountId::new(accounts[1].clone());
+    assert!(
+        store
+            .delete_device(&second, &device_id(0xA1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.devices(&second).await.unwrap().len(), 1);
+    for (i, name) in accounts.iter().enumerate().skip(2) {
+        check_account(store, name, i).await;
+    }
+}
+
+/// What [`assert_accounts_isolated`] put on the `i`-th account.
+async fn check_account(store: &RedisStore, name: &str, i: usize) {
+    let account = AccountId::new(name);
+    let seed = u8::try_from(i + 1).unwrap();
+    let set = store.recovery_set(&account).await.unwrap().unwrap();
+    assert_eq!(set.salt, [seed; 16], "account {name:?}");
+    let devices = store.devices(&account).await.unwrap();
+    assert_eq!(devices.len(), 2, "account {name:?}");
+    for d in &devices {
+        assert_eq!(d.account, account, "account {name:?}");
+        assert_eq!(d.epoch, u64::from(seed), "account {name:?}");
+    }
+    let one = store.device(&account, &device_id(0xA1)).await.unwrap();
+    assert_eq!(one.unwrap().epoch, u64::from(seed), "account {name:?}");
+    let epoch = store.epoch(&account).await.unwrap();
+    assert_eq!(epoch, u64::from(seed), "account {name:?}");
+}
+
+/// Account ids with `:` in them never share a key with another account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_with_colons_never_share_keys() {
+    with_redis(|mut conn, prefixes| async move {
+        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let id = device_id(0xA1);
+        let accounts: Vec<String> = [
+            "a".to_owned(),
+            "a:".to_owned(),
+            ":a".to_owned(),
+            "a:b".to_owned(),
+            "a:b:".to_owned(),
+            "1:a".to_owned(),
+            "3:a:b".to_owned(),
+            format!("a:{id}"),
+            format!("1:a:{id}"),
+            "alice".to_owned(),
+            "5:alice".to_owned(),
+            "alice:devices:alice".to_owned(),
+            "devices:alice".to_owned(),
+            "epoch:alice".to_owned(),
+            "recovery:alice".to_owned(),
+            "x:device:1:a".to_owned(),
+            ":".to_owned(),
+            "::".to_owned(),
+        ]
+        .into();
+        assert_accounts_isolated(&store, &accounts).await;
+
+        // The failure runs of the same accounts are separate too.
+        for (i, name) in accounts.iter().enumerate() {
+            let account = AccountId::new(name.clone());
+            for _ in 0..=i {
+                store
+                    .record_failure(&account, OffsetDateTime::now_utc())
+                    .await
+                    .unwrap();
+            }
+        }
+        for (i, name) in accounts.iter().enumerate() {
+            let run = store
+                .failures(&AccountId::new(name.clone()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(run.consecutive, u32::try_from(i + 1).unwrap(), "{name:?}");
+        }
+
+        // An operator's scan for one account's devices finds only those
+        // (verbatim, `device:alice:*` would also match "alice:devices:alice").
+        let mut found = scan(&mut conn, &format!("{}:device:5:alice:*", store.prefix())).await;
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                device_key(&store, "alice", &device_id(0xA1)),
+                device_key(&store, "alice", &device_id(0xA2)),
+            ]
+        );
+    })
+    .await;
+}
+
+async fn scan(conn: &mut ConnectionManager, pattern: &str) -> Vec<String> {
+    let mut cursor: u64 = 0;
+    let mut found = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .expect("SCAN");
+        found.extend(keys);
+        if next == 0 {
+            return found;
+        }
+        cursor = next;
+    }
+}
+
+/// Account ids that look like globs, other keys, protocol or Lua are just
+/// names for recovery sets, devices and epochs too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_account_names_are_inert_for_recovery_devices_and_epochs() {
+    with_redis(|mut conn, prefixes| async move {
+        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let canary = format!("{}:canary", store.prefix());
+        let _: () = redis::cmd("SET")
+            .arg(&canary)
+            .arg("alive")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let accounts: Vec<String> = [
+            "*".to_owned(),
+            String::new(),
+            "?".to_owned(),
+            "[a-z]".to_owned(),
+            "{prefix}".to_owned(),
+            "{a}".to_owned(),
+            "../devices:*".to_owned(),
+            "x\r\nFLUSHALL\r\n".to_owned(),
+            "') redis.call('FLUSHALL') --".to_owned(),
+            "]] redis.call('DEL', KEYS[1]) --[[".to_owned(),
+            "\0nul\0".to_owned(),
+            "宛先 ✓ 🚀".to_owned(),
+            "%s%d%n".to_owned(),
+            "a".repeat(10_000),
+        ]
+        .into();
+        assert_accounts_isolated(&store, &accounts).await;
+
+        let alive: String = redis::cmd("GET")
+            .arg(&canary)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(alive, "alive", "nothing else was touched");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unexpected_device_and_epoch_data_is_other() {
+    with_redis(|mut conn, prefixes| async move {
+        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let now = OffsetDateTime::now_utc();
+        let alice = AccountId::new("alice");
+
+        let device = sample_device("alice", 1, now);
+        store.insert_device(&device).await.unwrap();
+        let _: i64 = redis::cmd("HSET")
+            .arg(device_key(&store, "alice", &device.id))
+            .arg("record")
+            .arg("{not json")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for err in [
+            store.device(&alice, &device.id).await.unwrap_err(),
+            store.devices(&alice).await.unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), StoreErrorKind::Other);
+            let source = std::error::Error::source(&err).expect("a source");
+            assert!(source.is::<serde_json::Error>());
+        }
+
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}:epoch:alice", store.prefix()))
+            .arg("not a number")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(kind(store.epoch(&alice).await), StoreErrorKind::Other);
+        assert_eq!(kind(store.bump_epoch(&alice).await), StoreErrorKind::Other);
+
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}:recovery:alice", store.prefix()))
+            .arg("x")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            kind(store.recovery_set(&alice).await),
+            StoreErrorKind::Other
+        );
+        assert_eq!(
+            kind(
+                store
+                    .insert_recovery_set(&alice, &sample_recovery(1, now))
+                    .await
+            ),
+            StoreErrorKind::Conflict,
+            "a key of the wrong type is still a key: insert refuses"
+        );
+        assert_eq!(
+            kind(
+                store
+                    .replace_recovery_set(&alice, &sample_recovery(1, now), &[1; 16], 0)
+                    .await
+            ),
+            StoreErrorKind::Other
+        );
     })
     .await;
 }

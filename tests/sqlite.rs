@@ -10,10 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
+use ninsho::device::{DeviceId, DeviceRecord};
+use ninsho::recovery::{RecoverySet, StoredRecoveryCode};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeStore, LimitStore, Purpose, SqliteStore, Store, StoreErrorKind,
+    AccountId, ChallengeId, ChallengeStore, DeviceStore, LimitStore, Purpose, RecoveryStore,
+    SqliteStore, Store, StoreError, StoreErrorKind,
 };
-use ninsho::testkit;
+use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use time::{Duration, OffsetDateTime};
@@ -160,7 +163,25 @@ async fn migrate_is_idempotent_and_concurrent() {
             .fetch_all(&pool)
             .await
             .expect("read versions");
-    assert_eq!(versions, [1], "each migration is recorded once");
+    assert_eq!(versions, [1, 2], "each migration is recorded once");
+
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .fetch_all(&pool)
+            .await
+            .expect("list tables");
+    assert_eq!(
+        tables,
+        [
+            "ninsho_challenges",
+            "ninsho_counters",
+            "ninsho_devices",
+            "ninsho_epochs",
+            "ninsho_failures",
+            "ninsho_recovery_sets",
+            "ninsho_schema_version"
+        ]
+    );
     pool.close().await;
 }
 
@@ -205,7 +226,27 @@ async fn unopenable_database_is_unavailable() {
         store.failures(&account).await.err().map(|e| e.kind()),
         store.clear_failures(&account).await.err().map(|e| e.kind()),
     ];
-    for (i, kind) in kinds.into_iter().enumerate() {
+    let set = sample_set(1, now);
+    let device = sample_device(&account, 1, now);
+    let factor_kinds = [
+        kind(store.recovery_set(&account).await),
+        kind(store.insert_recovery_set(&account, &set).await),
+        kind(
+            store
+                .replace_recovery_set(&account, &set, &set.salt, 0)
+                .await,
+        ),
+        kind(store.delete_recovery_set(&account).await),
+        kind(store.insert_device(&device).await),
+        kind(store.device(&account, &device.id).await),
+        kind(store.devices(&account).await),
+        kind(store.replace_device(&device, 0).await),
+        kind(store.delete_device(&account, &device.id).await),
+        kind(store.delete_devices(&account).await),
+        kind(store.epoch(&account).await),
+        kind(store.bump_epoch(&account).await),
+    ];
+    for (i, kind) in kinds.into_iter().chain(factor_kinds).enumerate() {
         assert_eq!(kind, Some(StoreErrorKind::Unavailable), "call {i}");
     }
     let err = store.challenge(&id).await.expect_err("unopenable");
@@ -379,4 +420,395 @@ async fn in_memory_database_is_shared_by_the_pool() {
     }
     counts.sort_unstable();
     assert_eq!(counts, (2..=17).collect::<Vec<u64>>());
+}
+
+// ---------------------------------------------------------------------------
+// Recovery sets, trusted devices and security epochs (schema version 2).
+// ---------------------------------------------------------------------------
+
+/// The kind of a call's error, `None` when it succeeded.
+fn kind<T>(result: Result<T, StoreError>) -> Option<StoreErrorKind> {
+    result.err().map(|e| e.kind())
+}
+
+/// A record as JSON, to compare records that don't implement `PartialEq`.
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("records serialise")
+}
+
+/// A recovery set whose salt and hashes derive from `seed`.
+fn sample_set(seed: u8, now: OffsetDateTime) -> RecoverySet {
+    RecoverySet {
+        salt: [seed; 16],
+        version: 0,
+        created_at: now,
+        length: 12,
+        codes: (0..10u8)
+            .map(|i| StoredRecoveryCode {
+                hash: KeyedHash {
+                    key_id: KeyId(7),
+                    tag: ninsho::hash::Tag([seed ^ i; 32]),
+                },
+                used_at: (i == 3).then_some(now),
+            })
+            .collect(),
+    }
+}
+
+/// A device of `account` whose id derives from `seed`.
+fn sample_device(account: &AccountId, seed: u8, now: OffsetDateTime) -> DeviceRecord {
+    DeviceRecord {
+        account: account.clone(),
+        id: DeviceId::parse(&format!("{seed:032x}")).expect("valid id"),
+        version: 0,
+        token: KeyedHash {
+            key_id: KeyId(2),
+            tag: ninsho::hash::Tag([seed; 32]),
+        },
+        label: format!("Chrome on Windows #{seed}"),
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + Duration::days(30),
+        epoch: 0,
+        revoked_at: None,
+    }
+}
+
+async fn count_rows(pool: &SqlitePool, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(pool)
+        .await
+        .expect("count rows")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrates_a_version_1_database_to_version_2() {
+    let files = Files::default();
+    let path = files.fresh();
+    let pool = file_pool(&path).await;
+
+    // The database the previous release's `migrate` left: version 1
+    // applied and recorded, nothing of version 2.
+    sqlx::raw_sql(
+        "CREATE TABLE ninsho_schema_version (\
+         version INTEGER PRIMARY KEY NOT NULL, \
+         applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);",
+    )
+    .execute(&pool)
+    .await
+    .expect("version table");
+    sqlx::raw_sql(include_str!("../migrations/sqlite/0001_init.sql"))
+        .execute(&pool)
+        .await
+        .expect("apply version 1");
+    sqlx::query(
+        "INSERT INTO ninsho_schema_version (version, applied_at) \
+         VALUES (1, '2020-01-02 03:04:05')",
+    )
+    .execute(&pool)
+    .await
+    .expect("record version 1");
+
+    let store = SqliteStore::new(pool.clone());
+    let now = OffsetDateTime::from_unix_timestamp_nanos(1_900_000_000_123_456_789)
+        .expect("valid instant");
+    let alice = AccountId::new("alice");
+    let challenge = testkit::sample_challenge(3, now);
+    store.insert_challenge(&challenge).await.expect("insert");
+    store.hit("k", Duration::hours(1), now).await.expect("hit");
+    store.record_failure(&alice, now).await.expect("failure");
+    // The version-2 tables are not there yet: a permanent error.
+    assert_eq!(kind(store.epoch(&alice).await), Some(StoreErrorKind::Other));
+
+    // Two instances of the new release start at once, each with its pool.
+    let other = SqliteStore::new(file_pool(&path).await);
+    let (a, b) = tokio::join!(store.migrate(), other.migrate());
+    a.expect("migrate a");
+    b.expect("migrate b");
+
+    let versions: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, applied_at FROM ninsho_schema_version ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .expect("read versions");
+    assert_eq!(
+        versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [1, 2],
+        "version 2 applied once"
+    );
+    assert_eq!(
+        versions[0].1, "2020-01-02 03:04:05",
+        "version 1 is not applied again"
+    );
+
+    // The old data is intact.
+    let back = store
+        .challenge(&challenge.id)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(json(&back), json(&challenge));
+    assert_eq!(
+        store
+            .hit("k", Duration::hours(1), now)
+            .await
+            .expect("hit")
+            .count,
+        2
+    );
+    assert_eq!(
+        store
+            .failures(&alice)
+            .await
+            .expect("read")
+            .map(|f| (f.consecutive, f.last_failure_at)),
+        Some((1, now))
+    );
+
+    // The new tables work, from either instance.
+    store
+        .insert_recovery_set(&alice, &sample_set(1, now))
+        .await
+        .expect("recovery set");
+    other
+        .insert_device(&sample_device(&alice, 1, now))
+        .await
+        .expect("device");
+    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), 1);
+    assert_eq!(other.bump_epoch(&alice).await.expect("bump"), 2);
+    store.migrate().await.expect("migrate again");
+    assert_eq!(store.devices(&alice).await.expect("list").len(), 1);
+    assert_eq!(count_rows(&pool, "ninsho_schema_version").await, 2);
+    other.pool().close().await;
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn factor_tables_keep_hostile_accounts_apart() {
+    let pool = memory_pool().await;
+    let store = migrated(pool.clone()).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let hostile = [
+        "'; DROP TABLE ninsho_devices; --",
+        "x' OR '1'='1",
+        "\"; DROP TABLE ninsho_epochs; --",
+        "?1",
+        "%",
+        "_",
+        "alice",
+        "alice ",
+        "ALICE",
+        "",
+        "acct",
+        "acct\u{0}x",
+        "\u{0}",
+        "東京\u{200b}",
+    ];
+    for (i, account) in hostile.iter().enumerate() {
+        let account = AccountId::new(*account);
+        let seed = u8::try_from(i).expect("small");
+        store
+            .insert_recovery_set(&account, &sample_set(seed, now))
+            .await
+            .expect("recovery set");
+        // The same two device ids for every account: the key is the pair.
+        for d in [1, 2] {
+            let mut device = sample_device(&account, d, now);
+            device.label = format!("nul\u{0}inside {account:?}");
+            store.insert_device(&device).await.expect("device");
+        }
+        for _ in 0..=i {
+            store.bump_epoch(&account).await.expect("bump");
+        }
+    }
+    for (i, account) in hostile.iter().enumerate() {
+        let account = AccountId::new(*account);
+        let seed = u8::try_from(i).expect("small");
+        let set = store
+            .recovery_set(&account)
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(json(&set), json(&sample_set(seed, now)), "{account:?}");
+        let devices = store.devices(&account).await.expect("list");
+        assert_eq!(devices.len(), 2, "{account:?}");
+        for device in &devices {
+            assert_eq!(device.account, account);
+            assert_eq!(device.label, format!("nul\u{0}inside {account:?}"));
+        }
+        assert_eq!(
+            store.epoch(&account).await.expect("epoch"),
+            u64::try_from(i + 1).expect("small"),
+            "{account:?}"
+        );
+    }
+    // Deleting through wildcard-looking or NUL-prefixed accounts touches
+    // only their own rows.
+    assert_eq!(
+        store
+            .delete_devices(&AccountId::new("%"))
+            .await
+            .expect("delete"),
+        2
+    );
+    assert_eq!(
+        store
+            .delete_devices(&AccountId::new("acct"))
+            .await
+            .expect("delete"),
+        2
+    );
+    assert_eq!(
+        store
+            .devices(&AccountId::new("acct\u{0}x"))
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+    let id = DeviceId::parse(&format!("{:032x}", 1)).expect("id");
+    assert!(
+        store
+            .delete_device(&AccountId::new("_"), &id)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_device(&AccountId::new("_"), &id)
+            .await
+            .expect("again")
+    );
+    store
+        .delete_recovery_set(&AccountId::new("\u{0}"))
+        .await
+        .expect("delete set");
+    assert!(
+        store
+            .recovery_set(&AccountId::new(""))
+            .await
+            .expect("read")
+            .is_some()
+    );
+    let n = i64::try_from(hostile.len()).expect("small");
+    assert_eq!(count_rows(&pool, "ninsho_devices").await, 2 * n - 5);
+    assert_eq!(count_rows(&pool, "ninsho_recovery_sets").await, n - 1);
+    assert_eq!(count_rows(&pool, "ninsho_epochs").await, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn factor_records_compare_and_set_on_every_bit() {
+    let pool = memory_pool().await;
+    let store = migrated(pool.clone()).await;
+    let now = OffsetDateTime::from_unix_timestamp_nanos(1_900_000_000_123_456_789)
+        .expect("valid instant");
+    let alice = AccountId::new("alice");
+
+    // Recovery sets: versions above i64::MAX, and the salt compared too.
+    let mut set = sample_set(1, now);
+    set.version = u64::MAX - 1;
+    store
+        .insert_recovery_set(&alice, &set)
+        .await
+        .expect("insert");
+    let read = store
+        .recovery_set(&alice)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(json(&read), json(&set), "nanoseconds and all");
+    let mut regenerated = sample_set(2, now);
+    regenerated.version = u64::MAX;
+    assert_eq!(
+        kind(
+            store
+                .replace_recovery_set(&alice, &regenerated, &[9; 16], u64::MAX - 1)
+                .await
+        ),
+        Some(StoreErrorKind::Conflict),
+        "another salt"
+    );
+    store
+        .replace_recovery_set(&alice, &regenerated, &set.salt, u64::MAX - 1)
+        .await
+        .expect("compare-and-set on a huge version, writing the new salt");
+    let read = store
+        .recovery_set(&alice)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(read.salt, [2; 16]);
+    assert_eq!(read.version, u64::MAX);
+    // A write prepared against the old set can't land on its successor,
+    // even at the same version.
+    let mut stale = sample_set(1, now);
+    stale.version = 0;
+    assert_eq!(
+        kind(
+            store
+                .replace_recovery_set(&alice, &stale, &set.salt, u64::MAX)
+                .await
+        ),
+        Some(StoreErrorKind::Conflict)
+    );
+    assert_eq!(
+        kind(store.insert_recovery_set(&alice, &set).await),
+        Some(StoreErrorKind::Conflict)
+    );
+
+    // Devices: huge versions, nanoseconds kept in the expiry column too.
+    let mut device = sample_device(&alice, 5, now);
+    device.version = u64::MAX - 1;
+    store.insert_device(&device).await.expect("insert");
+    let mut next = device.clone();
+    next.version = u64::MAX;
+    next.last_used_at = now + Duration::hours(2);
+    store
+        .replace_device(&next, u64::MAX - 1)
+        .await
+        .expect("compare-and-set");
+    assert_eq!(
+        kind(store.replace_device(&next, u64::MAX - 1).await),
+        Some(StoreErrorKind::Conflict)
+    );
+    let back = store
+        .device(&alice, &device.id)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(json(&back), json(&next));
+    let expires: i64 = sqlx::query_scalar("SELECT expires_at FROM ninsho_devices")
+        .fetch_one(&pool)
+        .await
+        .expect("expiry column");
+    assert_eq!(
+        i128::from(expires),
+        device.expires_at.unix_timestamp_nanos()
+    );
+
+    // Epochs saturate at i64::MAX, and a foreign negative value is refused.
+    sqlx::query("INSERT INTO ninsho_epochs (account, epoch) VALUES ('alice', ?1)")
+        .bind(i64::MAX - 1)
+        .execute(&pool)
+        .await
+        .expect("near the cap");
+    let cap = u64::try_from(i64::MAX).expect("positive");
+    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), cap);
+    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), cap);
+    assert_eq!(store.epoch(&alice).await.expect("epoch"), cap);
+    sqlx::query("UPDATE ninsho_epochs SET epoch = -1")
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    assert_eq!(kind(store.epoch(&alice).await), Some(StoreErrorKind::Other));
+
+    // A salt of the wrong length is refused on read, not truncated.
+    sqlx::query("UPDATE ninsho_recovery_sets SET salt = x'0102'")
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    assert_eq!(
+        kind(store.recovery_set(&alice).await),
+        Some(StoreErrorKind::Other)
+    );
 }

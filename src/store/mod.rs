@@ -534,6 +534,6 @@ pub trait DeviceStore: Send + Sync + fmt::Debug {
 }
 
 /// Everything ninsho stores: implement the part traits and this comes free.
-pub trait Store: ChallengeStore + LimitStore {}
+pub trait Store: ChallengeStore + LimitStore + RecoveryStore + DeviceStore {}
 
-impl<T: ChallengeStore + LimitStore + ?Sized> Store for T {}
+impl<T: ChallengeStore + LimitStore + RecoveryStore + DeviceStore + ?Sized> Store for T {}

@@ -8,16 +8,24 @@ use sqlx::{PgPool, Postgres, SqlStr};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    consecutive_from_sql, count_from_sql, decode_record, encode_record, map_err, statement,
-    store_err, version_to_sql,
+    consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set, encode_record,
+    epoch_from_sql, map_err, statement, store_err, version_to_sql,
 };
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, FailureRecord, LimitStore, StoreError,
-    WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
+    LimitStore, RecoveryStore, StoreError, WindowCount,
 };
+use crate::device::{DeviceId, DeviceRecord};
+use crate::recovery::RecoverySet;
 
 /// The shipped migrations, in order: `(version, SQL)`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_factors.sql"),
+    ),
+];
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`); longer ones
 /// are silently truncated, so they are refused instead.
@@ -36,30 +44,62 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `hit` | `INSERT … ON CONFLICT (key) DO UPDATE SET count = CASE … END, resets_at = CASE … END RETURNING …` |
 /// | `record_failure` | `INSERT … ON CONFLICT (account) DO UPDATE SET consecutive = consecutive + 1 … RETURNING …` |
 /// | `purge_challenges` | `DELETE … WHERE expires_at < $1` (and, in the same statement, counters whose window has ended) |
+/// | `clear_failures` | `DELETE … WHERE account = $1` |
+/// | `insert_recovery_set` | `INSERT … ON CONFLICT (account) DO NOTHING`; no row inserted → conflict |
+/// | `replace_recovery_set` | `UPDATE … SET salt = $2, version = $3, record = $4 WHERE account = $1 AND salt = $expected_salt AND version = $expected`; no row updated → conflict |
+/// | `delete_recovery_set` | `DELETE … WHERE account = $1` |
+/// | `insert_device` | `INSERT … ON CONFLICT (account, id) DO NOTHING`; no row inserted → conflict |
+/// | `replace_device` | `UPDATE … WHERE account = $1 AND id = $2 AND version = $expected`; no row updated → conflict |
+/// | `delete_device` | `DELETE … WHERE account = $1 AND id = $2`; whether a row went |
+/// | `delete_devices` | `DELETE … WHERE account = $1`; how many rows went |
+/// | `bump_epoch` | `INSERT … VALUES ($1, 1) ON CONFLICT (account) DO UPDATE SET epoch = LEAST(epoch, 2⁶³ − 2) + 1 RETURNING epoch` |
+///
+/// Reads (`challenge`, `failures`, `recovery_set`, `device`, `devices`,
+/// `epoch`) are one `SELECT` each.
 ///
 /// # Tables
 ///
 /// [`migrate`](Self::migrate) creates, in the store's schema (`public`
 /// unless [`with_schema`](Self::with_schema) names another):
-/// `ninsho_challenges (id, version, expires_at, record)`,
-/// `ninsho_counters (key, count, resets_at)`,
-/// `ninsho_failures (account, consecutive, last_failure_at)` and
-/// `ninsho_schema_version (version, applied_at)`. The SQL is shipped in
+///
+/// - version 1: `ninsho_challenges (id, version, expires_at, record)`,
+///   `ninsho_counters (key, count, resets_at)`,
+///   `ninsho_failures (account, consecutive, last_failure_at)`;
+/// - version 2: `ninsho_recovery_sets (account, salt, version, record)`,
+///   `ninsho_devices (account, id, version, expires_at, record)` (primary
+///   key `(account, id)`), `ninsho_epochs (account, epoch)`;
+///
+/// and `ninsho_schema_version (version, applied_at)`. The SQL is shipped in
 /// `migrations/postgres/` for hosts that prefer their own migration tool.
 ///
-/// The record is JSON in a `TEXT` column, kept byte for byte (`JSONB` would
-/// refuse a U+0000 in a host-supplied string such as a device description);
-/// query it with `record::jsonb`. `TEXT` can't hold U+0000 itself, so a
-/// counter key or account id containing one fails with
+/// Records (challenges, recovery sets, devices) are JSON in a `TEXT` column,
+/// kept byte for byte (`JSONB` would refuse a U+0000 in a host-supplied
+/// string such as a device label); query them with `record::jsonb`. The
+/// columns beside them (version, salt, expiry) are written in the same
+/// statement and are authoritative when read back. `TEXT` can't hold U+0000
+/// itself, so a counter key or account id containing one fails, on reads
+/// and writes alike, with
 /// [`StoreErrorKind::Other`](super::StoreErrorKind::Other).
+///
+/// Versions are stored as their 64 bits (any `u64` compares and sets).
+/// Security epochs are ordered, so they are stored as plain non-negative
+/// `BIGINT`s and saturate at `i64::MAX` instead of `u64::MAX` (a bump per
+/// nanosecond would take 292 years to get there).
+///
+/// Devices are never deleted by
+/// [`purge_challenges`](super::ChallengeStore::purge_challenges): an expired
+/// device stays, so its token reads as expired rather than unknown, until
+/// it is revoked or pruned through the device flows. Hosts may also delete
+/// long-expired rows themselves (`expires_at` is indexed).
 ///
 /// # Time precision
 ///
 /// `TIMESTAMPTZ` keeps microseconds: the sub-microsecond part of a counter's
 /// `resets_at`, of a failure's `last_failure_at` and of the `expires_at`
-/// column used by the purge is dropped (times are truncated, and `now` is
-/// truncated the same way before it is compared). Challenge records are
-/// stored whole as JSON and come back exactly as written.
+/// columns (used by the purge, and by hosts' own queries on devices) is
+/// dropped (times are truncated, and `now` is truncated the same way before
+/// it is compared). Challenge, recovery-set and device records are stored
+/// whole as JSON and come back exactly as written.
 ///
 /// # Example
 ///
@@ -99,6 +139,18 @@ struct Statements {
     record_failure: SqlStr,
     failures: SqlStr,
     clear_failures: SqlStr,
+    recovery_set: SqlStr,
+    insert_recovery_set: SqlStr,
+    replace_recovery_set: SqlStr,
+    delete_recovery_set: SqlStr,
+    insert_device: SqlStr,
+    device: SqlStr,
+    devices: SqlStr,
+    replace_device: SqlStr,
+    delete_device: SqlStr,
+    delete_devices: SqlStr,
+    epoch: SqlStr,
+    bump_epoch: SqlStr,
     version_applied: SqlStr,
     create_version_table: SqlStr,
     record_version: SqlStr,
@@ -149,6 +201,54 @@ impl Statements {
             )),
             clear_failures: statement(format!(
                 "DELETE FROM {s}.ninsho_failures WHERE account = $1"
+            )),
+            recovery_set: statement(format!(
+                "SELECT salt, version, record FROM {s}.ninsho_recovery_sets WHERE account = $1"
+            )),
+            insert_recovery_set: statement(format!(
+                "INSERT INTO {s}.ninsho_recovery_sets (account, salt, version, record) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (account) DO NOTHING"
+            )),
+            // The new set may have a new salt (a regenerated set), so the
+            // salt is written as well as compared.
+            replace_recovery_set: statement(format!(
+                "UPDATE {s}.ninsho_recovery_sets \
+                 SET salt = $2, version = $3, record = $4 \
+                 WHERE account = $1 AND salt = $5 AND version = $6"
+            )),
+            delete_recovery_set: statement(format!(
+                "DELETE FROM {s}.ninsho_recovery_sets WHERE account = $1"
+            )),
+            insert_device: statement(format!(
+                "INSERT INTO {s}.ninsho_devices (account, id, version, expires_at, record) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (account, id) DO NOTHING"
+            )),
+            device: statement(format!(
+                "SELECT version, record FROM {s}.ninsho_devices WHERE account = $1 AND id = $2"
+            )),
+            devices: statement(format!(
+                "SELECT version, record FROM {s}.ninsho_devices WHERE account = $1"
+            )),
+            replace_device: statement(format!(
+                "UPDATE {s}.ninsho_devices \
+                 SET version = $3, expires_at = $4, record = $5 \
+                 WHERE account = $1 AND id = $2 AND version = $6"
+            )),
+            delete_device: statement(format!(
+                "DELETE FROM {s}.ninsho_devices WHERE account = $1 AND id = $2"
+            )),
+            delete_devices: statement(format!("DELETE FROM {s}.ninsho_devices WHERE account = $1")),
+            epoch: statement(format!(
+                "SELECT epoch FROM {s}.ninsho_epochs WHERE account = $1"
+            )),
+            bump_epoch: statement(format!(
+                "INSERT INTO {s}.ninsho_epochs AS t (account, epoch) \
+                 VALUES ($1, 1) \
+                 ON CONFLICT (account) DO UPDATE SET \
+                 epoch = LEAST(t.epoch, 9223372036854775806) + 1 \
+                 RETURNING epoch"
             )),
             version_applied: statement(format!(
                 "SELECT EXISTS (SELECT 1 FROM {s}.ninsho_schema_version WHERE version = $1)"
@@ -442,5 +542,176 @@ impl LimitStore for PgStore {
             .await
             .map_err(store_err(transient))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl RecoveryStore for PgStore {
+    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
+        let row: Option<(Vec<u8>, i64, String)> = sqlx::query_as(self.sql.recovery_set.clone())
+            .bind(&account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(salt, version, json)| decode_recovery_set(&salt, version, &json))
+            .transpose()
+    }
+
+    async fn insert_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(set)?;
+        let done = sqlx::query::<Postgres>(self.sql.insert_recovery_set.clone())
+            .bind(&account.0)
+            .bind(&set.salt[..])
+            .bind(version_to_sql(set.version))
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn replace_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+        expected_salt: &[u8; 16],
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(set)?;
+        let done = sqlx::query::<Postgres>(self.sql.replace_recovery_set.clone())
+            .bind(&account.0)
+            .bind(&set.salt[..])
+            .bind(version_to_sql(set.version))
+            .bind(json)
+            .bind(&expected_salt[..])
+            .bind(version_to_sql(expected_version))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
+        sqlx::query::<Postgres>(self.sql.delete_recovery_set.clone())
+            .bind(&account.0)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeviceStore for PgStore {
+    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Postgres>(self.sql.insert_device.clone())
+            .bind(&record.account.0)
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(record.expires_at)
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn device(
+        &self,
+        account: &AccountId,
+        id: &DeviceId,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(self.sql.device.clone())
+            .bind(&account.0)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(version, json)| decode_record(&json, version))
+            .transpose()
+    }
+
+    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(self.sql.devices.clone())
+            .bind(&account.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        rows.iter()
+            .map(|(version, json)| decode_record(json, *version))
+            .collect()
+    }
+
+    async fn replace_device(
+        &self,
+        record: &DeviceRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Postgres>(self.sql.replace_device.clone())
+            .bind(&record.account.0)
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(record.expires_at)
+            .bind(json)
+            .bind(version_to_sql(expected_version))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
+        let done = sqlx::query::<Postgres>(self.sql.delete_device.clone())
+            .bind(&account.0)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let done = sqlx::query::<Postgres>(self.sql.delete_devices.clone())
+            .bind(&account.0)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let epoch: Option<i64> = sqlx::query_scalar(self.sql.epoch.clone())
+            .bind(&account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        epoch.map_or(Ok(0), epoch_from_sql)
+    }
+
+    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let epoch: i64 = sqlx::query_scalar(self.sql.bump_epoch.clone())
+            .bind(&account.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        epoch_from_sql(epoch)
     }
 }

@@ -1,6 +1,17 @@
 //! What the SQL adapters share: error mapping, record (de)serialisation and
 //! the integer conversions between Rust's unsigned fields and SQL's signed
 //! `BIGINT`.
+//!
+//! Two kinds of integers cross that border, on purpose handled differently:
+//!
+//! - **versions** (challenges, recovery sets, devices) are only ever compared
+//!   for equality, so their 64 bits are stored as they are
+//!   ([`version_to_sql`]); every `u64` round-trips;
+//! - **counts** (counter hits, failure runs, security epochs) are ordered
+//!   and incremented in SQL, so they are plain non-negative `BIGINT`s that
+//!   the statements cap (`LEAST`/`MIN`) before they could overflow, and a
+//!   negative value read back is an error ([`count_from_sql`],
+//!   [`epoch_from_sql`]).
 
 #[cfg(feature = "postgres")]
 use std::sync::Arc;
@@ -8,7 +19,12 @@ use std::sync::Arc;
 #[cfg(feature = "postgres")]
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use super::{ChallengeRecord, StoreError};
+use crate::device::DeviceRecord;
+use crate::recovery::RecoverySet;
 
 /// How an adapter tells a transient database error (a busy or restarting
 /// server, a dropped connection) from a permanent one, by the error's code
@@ -50,18 +66,59 @@ pub(super) fn store_err(transient: TransientCode) -> impl Fn(sqlx::Error) -> Sto
     move |err| map_err(err, transient, false)
 }
 
+/// A record kept as JSON beside a `version` column.
+pub(super) trait Versioned: Serialize + DeserializeOwned {
+    /// Overwrites the record's version.
+    fn set_version(&mut self, version: u64);
+}
+
+impl Versioned for ChallengeRecord {
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+}
+
+impl Versioned for RecoverySet {
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+}
+
+impl Versioned for DeviceRecord {
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+}
+
 /// The record as JSON text.
-pub(super) fn encode_record(record: &ChallengeRecord) -> Result<String, StoreError> {
+///
+/// `serde_json` escapes U+0000 (as `\u0000`), so the text never holds a NUL
+/// and fits PostgreSQL's `TEXT` whatever the host-supplied strings hold.
+pub(super) fn encode_record<T: Versioned>(record: &T) -> Result<String, StoreError> {
     serde_json::to_string(record).map_err(StoreError::other)
 }
 
 /// A record from its JSON text. The `version` column, which the
 /// compare-and-set checks, is authoritative over the copy in the JSON (the
 /// two are always written together).
-pub(super) fn decode_record(json: &str, version: i64) -> Result<ChallengeRecord, StoreError> {
-    let mut record: ChallengeRecord = serde_json::from_str(json).map_err(StoreError::other)?;
-    record.version = version_from_sql(version);
+pub(super) fn decode_record<T: Versioned>(json: &str, version: i64) -> Result<T, StoreError> {
+    let mut record: T = serde_json::from_str(json).map_err(StoreError::other)?;
+    record.set_version(version_from_sql(version));
     Ok(record)
+}
+
+/// A recovery set from its row. The `salt` and `version` columns, which the
+/// compare-and-set checks, are authoritative over the copies in the JSON.
+pub(super) fn decode_recovery_set(
+    salt: &[u8],
+    version: i64,
+    json: &str,
+) -> Result<RecoverySet, StoreError> {
+    let mut set: RecoverySet = decode_record(json, version)?;
+    set.salt = salt.try_into().map_err(|_| {
+        StoreError::other(format!("recovery set salt of {} bytes, not 16", salt.len()))
+    })?;
+    Ok(set)
 }
 
 /// A record version as a `BIGINT`. Versions are only ever compared for
@@ -79,6 +136,14 @@ pub(super) fn version_from_sql(version: i64) -> u64 {
 /// A counter's value from SQL, which never stores a negative one.
 pub(super) fn count_from_sql(count: i64) -> Result<u64, StoreError> {
     u64::try_from(count).map_err(|_| StoreError::other(format!("negative counter value {count}")))
+}
+
+/// A security epoch from SQL. `bump_epoch` caps it at `i64::MAX` (not
+/// `u64::MAX`: epochs are compared by order, so they are stored as plain
+/// non-negative numbers, not as bit patterns like versions); a negative
+/// value can only come from a foreign write.
+pub(super) fn epoch_from_sql(epoch: i64) -> Result<u64, StoreError> {
+    u64::try_from(epoch).map_err(|_| StoreError::other(format!("negative security epoch {epoch}")))
 }
 
 /// A failure run's length from SQL (the statements cap it at `u32::MAX`).

@@ -7,16 +7,21 @@ use sqlx::{Sqlite, SqlitePool};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    consecutive_from_sql, count_from_sql, decode_record, encode_record, map_err, store_err,
-    version_to_sql,
+    consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set, encode_record,
+    epoch_from_sql, map_err, store_err, version_to_sql,
 };
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, FailureRecord, LimitStore, StoreError,
-    WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
+    LimitStore, RecoveryStore, StoreError, WindowCount,
 };
+use crate::device::{DeviceId, DeviceRecord};
+use crate::recovery::RecoverySet;
 
 /// The shipped migrations, in order: `(version, SQL)`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_factors.sql")),
+];
 
 const INSERT: &str = "INSERT INTO ninsho_challenges (id, version, expires_at, record) \
      VALUES (?1, ?2, ?3, ?4) \
@@ -56,6 +61,45 @@ const FAILURES: &str =
 
 const CLEAR_FAILURES: &str = "DELETE FROM ninsho_failures WHERE account = ?1";
 
+const RECOVERY_SET: &str =
+    "SELECT salt, version, record FROM ninsho_recovery_sets WHERE account = ?1";
+
+const INSERT_RECOVERY_SET: &str = "INSERT INTO ninsho_recovery_sets (account, salt, version, record) \
+     VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (account) DO NOTHING";
+
+// The new set may have a new salt (a regenerated set), so the salt is
+// written as well as compared.
+const REPLACE_RECOVERY_SET: &str = "UPDATE ninsho_recovery_sets \
+     SET salt = ?2, version = ?3, record = ?4 \
+     WHERE account = ?1 AND salt = ?5 AND version = ?6";
+
+const DELETE_RECOVERY_SET: &str = "DELETE FROM ninsho_recovery_sets WHERE account = ?1";
+
+const INSERT_DEVICE: &str = "INSERT INTO ninsho_devices (account, id, version, expires_at, record) \
+     VALUES (?1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT (account, id) DO NOTHING";
+
+const DEVICE: &str = "SELECT version, record FROM ninsho_devices WHERE account = ?1 AND id = ?2";
+
+const DEVICES: &str = "SELECT version, record FROM ninsho_devices WHERE account = ?1";
+
+const REPLACE_DEVICE: &str = "UPDATE ninsho_devices \
+     SET version = ?3, expires_at = ?4, record = ?5 \
+     WHERE account = ?1 AND id = ?2 AND version = ?6";
+
+const DELETE_DEVICE: &str = "DELETE FROM ninsho_devices WHERE account = ?1 AND id = ?2";
+
+const DELETE_DEVICES: &str = "DELETE FROM ninsho_devices WHERE account = ?1";
+
+const EPOCH: &str = "SELECT epoch FROM ninsho_epochs WHERE account = ?1";
+
+const BUMP_EPOCH: &str = "INSERT INTO ninsho_epochs (account, epoch) \
+     VALUES (?1, 1) \
+     ON CONFLICT (account) DO UPDATE SET \
+     epoch = MIN(epoch, 9223372036854775806) + 1 \
+     RETURNING epoch";
+
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS ninsho_schema_version (\
      version INTEGER PRIMARY KEY NOT NULL, \
      applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)";
@@ -79,14 +123,48 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// | `hit` | `INSERT … ON CONFLICT (key) DO UPDATE SET count = CASE … END, resets_at = CASE … END RETURNING …` |
 /// | `record_failure` | `INSERT … ON CONFLICT (account) DO UPDATE SET consecutive = consecutive + 1 … RETURNING …` |
 /// | `purge_challenges` | `DELETE … WHERE expires_at < ?1`, then a second `DELETE` of counters whose window has ended |
+/// | `clear_failures` | `DELETE … WHERE account = ?1` |
+/// | `insert_recovery_set` | `INSERT … ON CONFLICT (account) DO NOTHING`; no row inserted → conflict |
+/// | `replace_recovery_set` | `UPDATE … SET salt = ?2, version = ?3, record = ?4 WHERE account = ?1 AND salt = ?5 AND version = ?6`; no row updated → conflict |
+/// | `delete_recovery_set` | `DELETE … WHERE account = ?1` |
+/// | `insert_device` | `INSERT … ON CONFLICT (account, id) DO NOTHING`; no row inserted → conflict |
+/// | `replace_device` | `UPDATE … WHERE account = ?1 AND id = ?2 AND version = ?6`; no row updated → conflict |
+/// | `delete_device` | `DELETE … WHERE account = ?1 AND id = ?2`; whether a row went |
+/// | `delete_devices` | `DELETE … WHERE account = ?1`; how many rows went |
+/// | `bump_epoch` | `INSERT … VALUES (?1, 1) ON CONFLICT (account) DO UPDATE SET epoch = MIN(epoch, 2⁶³ − 2) + 1 RETURNING epoch` |
+///
+/// Reads (`challenge`, `failures`, `recovery_set`, `device`, `devices`,
+/// `epoch`) are one `SELECT` each.
 ///
 /// # Tables and times
 ///
-/// [`migrate`](Self::migrate) creates `ninsho_challenges (id, version,
-/// expires_at, record)` (the record as JSON text), `ninsho_counters (key,
-/// count, resets_at)`, `ninsho_failures (account, consecutive,
-/// last_failure_at)` and `ninsho_schema_version`. The SQL is shipped in
-/// `migrations/sqlite/`.
+/// [`migrate`](Self::migrate) creates
+///
+/// - version 1: `ninsho_challenges (id, version, expires_at, record)`,
+///   `ninsho_counters (key, count, resets_at)`, `ninsho_failures (account,
+///   consecutive, last_failure_at)`;
+/// - version 2: `ninsho_recovery_sets (account, salt, version, record)`,
+///   `ninsho_devices (account, id, version, expires_at, record)` (primary
+///   key `(account, id)`), `ninsho_epochs (account, epoch)`;
+///
+/// and `ninsho_schema_version`. The SQL is shipped in `migrations/sqlite/`.
+///
+/// Records (challenges, recovery sets, devices) are JSON text; the columns
+/// beside them (version, salt as a `BLOB`, expiry) are written in the same
+/// statement and are authoritative when read back. Keys are compared as
+/// exact bytes (SQLite's `BINARY` collation), so account ids holding U+0000,
+/// quotes or `LIKE` wildcards are just distinct accounts.
+///
+/// Versions are stored as their 64 bits (any `u64` compares and sets).
+/// Security epochs are ordered, so they are stored as plain non-negative
+/// integers and saturate at `i64::MAX` instead of `u64::MAX` (a bump per
+/// nanosecond would take 292 years to get there).
+///
+/// Devices are never deleted by
+/// [`purge_challenges`](super::ChallengeStore::purge_challenges): an expired
+/// device stays, so its token reads as expired rather than unknown, until
+/// it is revoked or pruned through the device flows. Hosts may also delete
+/// long-expired rows themselves (`expires_at` is indexed).
 ///
 /// Times are stored as `INTEGER` nanoseconds since the Unix epoch, UTC. That
 /// round-trips every instant exactly and compares correctly as a number
@@ -339,5 +417,176 @@ impl LimitStore for SqliteStore {
             .await
             .map_err(store_err(transient))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl RecoveryStore for SqliteStore {
+    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
+        let row: Option<(Vec<u8>, i64, String)> = sqlx::query_as(RECOVERY_SET)
+            .bind(&account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(salt, version, json)| decode_recovery_set(&salt, version, &json))
+            .transpose()
+    }
+
+    async fn insert_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(set)?;
+        let done = sqlx::query::<Sqlite>(INSERT_RECOVERY_SET)
+            .bind(&account.0)
+            .bind(&set.salt[..])
+            .bind(version_to_sql(set.version))
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn replace_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+        expected_salt: &[u8; 16],
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(set)?;
+        let done = sqlx::query::<Sqlite>(REPLACE_RECOVERY_SET)
+            .bind(&account.0)
+            .bind(&set.salt[..])
+            .bind(version_to_sql(set.version))
+            .bind(json)
+            .bind(&expected_salt[..])
+            .bind(version_to_sql(expected_version))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
+        sqlx::query::<Sqlite>(DELETE_RECOVERY_SET)
+            .bind(&account.0)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeviceStore for SqliteStore {
+    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Sqlite>(INSERT_DEVICE)
+            .bind(&record.account.0)
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(to_sql(record.expires_at))
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn device(
+        &self,
+        account: &AccountId,
+        id: &DeviceId,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(DEVICE)
+            .bind(&account.0)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(version, json)| decode_record(&json, version))
+            .transpose()
+    }
+
+    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(DEVICES)
+            .bind(&account.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        rows.iter()
+            .map(|(version, json)| decode_record(json, *version))
+            .collect()
+    }
+
+    async fn replace_device(
+        &self,
+        record: &DeviceRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Sqlite>(REPLACE_DEVICE)
+            .bind(&record.account.0)
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(to_sql(record.expires_at))
+            .bind(json)
+            .bind(version_to_sql(expected_version))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::conflict());
+        }
+        Ok(())
+    }
+
+    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
+        let done = sqlx::query::<Sqlite>(DELETE_DEVICE)
+            .bind(&account.0)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let done = sqlx::query::<Sqlite>(DELETE_DEVICES)
+            .bind(&account.0)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let epoch: Option<i64> = sqlx::query_scalar(EPOCH)
+            .bind(&account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        epoch.map_or(Ok(0), epoch_from_sql)
+    }
+
+    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let epoch: i64 = sqlx::query_scalar(BUMP_EPOCH)
+            .bind(&account.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        epoch_from_sql(epoch)
     }
 }

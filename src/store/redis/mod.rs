@@ -11,9 +11,11 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, FailureRecord, LimitStore, StoreError,
-    WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
+    LimitStore, RecoveryStore, StoreError, WindowCount,
 };
+use crate::device::{DeviceId, DeviceRecord};
+use crate::recovery::RecoverySet;
 
 static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("insert.lua")));
 static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replace.lua")));
@@ -21,6 +23,19 @@ static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purg
 static HIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("hit.lua")));
 static RECORD_FAILURE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("record_failure.lua")));
+static RECOVERY_INSERT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("recovery_insert.lua")));
+static RECOVERY_REPLACE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("recovery_replace.lua")));
+static DEVICE_INSERT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("device_insert.lua")));
+static DEVICE_REPLACE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("device_replace.lua")));
+static DEVICES: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("devices.lua")));
+static DEVICE_DELETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("device_delete.lua")));
+static DEVICES_DELETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("devices_delete.lua")));
 
 /// How long a challenge stays readable after its `expires_at`, by default.
 const DEFAULT_RETENTION: Duration = Duration::hours(24);
@@ -60,6 +75,12 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// large backlog never holds the server for long. Rate-limit counters
 /// expire at the end of their window; failure runs live until cleared.
 ///
+/// Trusted devices expire like challenges: `retention` after their
+/// `expires_at`. Each account's set of device ids lives at least as long
+/// as its longest-lived device and is trimmed of ids whose device Redis
+/// dropped whenever the devices are listed. Recovery sets and security
+/// epochs have no expiry: they live until deleted (an epoch never is).
+///
 /// # Keys
 ///
 /// Every key starts with the store's prefix and a colon, so several hosts
@@ -72,14 +93,45 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `{prefix}:challenges:by_expiry` | sorted set | challenge ids, scored by `expires_at` in whole milliseconds |
 /// | `{prefix}:limit:{key}` | hash | `count`, `resets_s`, `resets_ns` |
 /// | `{prefix}:failures:{account}` | hash | `consecutive`, `last_s`, `last_ns` |
+/// | `{prefix}:recovery:{account}` | hash | `record` (JSON), `salt` (32 hex digits), `version` |
+/// | `{prefix}:device:{len}:{account}:{id}` | hash | `record` (JSON), `version`, `expires_ms` |
+/// | `{prefix}:devices:{account}` | set | the account's device ids |
+/// | `{prefix}:epoch:{account}` | string | the security epoch (absent: 0) |
 ///
 /// Rate-limit keys and account ids go into key names verbatim. Redis keys
 /// are binary safe and the scripts receive them as `KEYS`, so no character
-/// in them has a meaning (no globbing, no escaping, no injection).
+/// in them has a meaning (no globbing, no escaping, no injection). No two
+/// accounts (or rate-limit keys) share a key, whatever characters they
+/// hold, `:` included: where the name is the key's whole tail (after
+/// `recovery:`, `devices:` and so on) distinct names give distinct keys, and
+/// in device keys, where the device id follows the account, the account is
+/// preceded by its length in bytes (`{len}`, decimal), so `a:b` with one id
+/// can never be `a` with another. An operator's
+/// `SCAN MATCH {prefix}:device:5:alice:*` therefore finds exactly alice's
+/// devices (glob characters in a name still need escaping there).
 ///
-/// The purge script builds challenge keys from their ids, which Redis
-/// Cluster does not allow; use a single Redis (with replicas or Sentinel
-/// as the host likes), which is what a [`ConnectionManager`] talks to.
+/// | script | what it does, atomically |
+/// |---|---|
+/// | `insert.lua` / `replace.lua` | a challenge: insert if absent / compare-and-set on `version`, moving its expiry and index entry |
+/// | `purge.lua` | up to 500 index entries: delete expired challenges and trim the index |
+/// | `hit.lua` | one hit on a fixed-window counter |
+/// | `record_failure.lua` | one more failure in an account's run |
+/// | `recovery_insert.lua` | a recovery set, only if the account has none |
+/// | `recovery_replace.lua` | a recovery set, only if the stored `salt` **and** `version` are the expected ones |
+/// | `device_insert.lua` | a device, only if absent; adds its id to the account's set and stretches the set's expiry |
+/// | `device_replace.lua` | a device, compare-and-set on `version`, moving its expiry as `expires_at` moved |
+/// | `devices.lua` | every record of the account's set, dropping ids whose device is gone |
+/// | `device_delete.lua` | one device and its set entry; whether it existed |
+/// | `devices_delete.lua` | every device of the set and the set; how many there were |
+///
+/// Reading a challenge, a recovery set or one device is one `HGET`;
+/// deleting a failure run or a recovery set one `DEL`; the epoch one `GET`
+/// or `INCR`.
+///
+/// The purge script and the device-listing and device-deleting scripts
+/// build keys from stored ids, which Redis Cluster does not allow; use a
+/// single Redis (with replicas or Sentinel as the host likes), which is
+/// what a [`ConnectionManager`] talks to.
 ///
 /// # Time
 ///
@@ -93,10 +145,10 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// as an instant (`PEXPIREAT`): record times come from the injected
 /// [`Clock`](crate::Clock), which need not agree with the Redis server's
 /// clock (a test's manual clock, or a skewed host), and an instant in the
-/// server's past would delete the key at once. A challenge lives
-/// `expires_at - created_at + retention` from its insert; a replace moves
-/// that deadline by exactly as much as `expires_at` moved. A counter lives
-/// until its window ends, plus one second. Expiry only collects garbage:
+/// server's past would delete the key at once. A challenge or a device
+/// lives `expires_at - created_at + retention` from its insert; a replace
+/// moves that deadline by exactly as much as `expires_at` moved. A counter
+/// lives until its window ends, plus one second. Expiry only collects garbage:
 /// every decision is taken on the stored times.
 ///
 /// # Errors
@@ -188,9 +240,9 @@ impl RedisStore {
         Ok(Self::new(manager, prefix))
     }
 
-    /// Keeps challenges readable for `retention` after their `expires_at`
-    /// before Redis drops them (24 hours by default; negative counts as
-    /// zero).
+    /// Keeps challenges and trusted devices readable for `retention` after
+    /// their `expires_at` before Redis drops them (24 hours by default;
+    /// negative counts as zero).
     #[must_use]
     pub fn with_retention(mut self, retention: Duration) -> Self {
         self.retention = retention.max(Duration::ZERO);
@@ -203,7 +255,7 @@ impl RedisStore {
         &self.prefix
     }
 
-    /// How long challenges stay after their `expires_at`.
+    /// How long challenges and devices stay after their `expires_at`.
     #[must_use]
     pub fn retention(&self) -> Duration {
         self.retention
@@ -227,6 +279,29 @@ impl RedisStore {
 
     fn failures_key(&self, account: &AccountId) -> String {
         format!("{}:failures:{}", self.prefix, account.0)
+    }
+
+    fn recovery_key(&self, account: &AccountId) -> String {
+        format!("{}:recovery:{}", self.prefix, account.0)
+    }
+
+    /// `{prefix}:device:{len}:{account}:`, the start of every device key of
+    /// the account. The account is length-prefixed because the id follows
+    /// it (see the module docs on keys).
+    fn device_key_prefix(&self, account: &AccountId) -> String {
+        format!("{}:device:{}:{}:", self.prefix, account.0.len(), account.0)
+    }
+
+    fn device_key(&self, account: &AccountId, id: &DeviceId) -> String {
+        format!("{}{id}", self.device_key_prefix(account))
+    }
+
+    fn devices_key(&self, account: &AccountId) -> String {
+        format!("{}:devices:{}", self.prefix, account.0)
+    }
+
+    fn epoch_key(&self, account: &AccountId) -> String {
+        format!("{}:epoch:{}", self.prefix, account.0)
     }
 }
 
@@ -402,6 +477,197 @@ impl LimitStore for RedisStore {
             .map_err(map_redis)?;
         Ok(())
     }
+}
+
+#[async_trait]
+impl RecoveryStore for RedisStore {
+    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
+        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
+            .arg(self.recovery_key(account))
+            .arg("record")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
+            .transpose()
+    }
+
+    async fn insert_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(set).map_err(StoreError::other)?;
+        let stored: i64 = RECOVERY_INSERT
+            .key(self.recovery_key(account))
+            .arg(json)
+            .arg(hex(&set.salt))
+            .arg(set.version)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        written(stored)
+    }
+
+    async fn replace_recovery_set(
+        &self,
+        account: &AccountId,
+        set: &RecoverySet,
+        expected_salt: &[u8; 16],
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(set).map_err(StoreError::other)?;
+        let replaced: i64 = RECOVERY_REPLACE
+            .key(self.recovery_key(account))
+            .arg(hex(expected_salt))
+            .arg(expected_version)
+            .arg(json)
+            .arg(hex(&set.salt))
+            .arg(set.version)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        written(replaced)
+    }
+
+    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
+        let _deleted: i64 = ::redis::cmd("DEL")
+            .arg(self.recovery_key(account))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeviceStore for RedisStore {
+    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(StoreError::other)?;
+        // Lives `retention` past `expires_at`, counted from the record's own
+        // creation time, as challenges do (see the module docs on time).
+        let lifetime = (record.expires_at - record.created_at).max(Duration::ZERO);
+        let ttl = ttl_ms(lifetime.saturating_add(self.retention));
+        let stored: i64 = DEVICE_INSERT
+            .key(self.device_key(&record.account, &record.id))
+            .key(self.devices_key(&record.account))
+            .arg(json)
+            .arg(record.version)
+            .arg(whole_ms(record.expires_at))
+            .arg(ttl)
+            .arg(record.id.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        written(stored)
+    }
+
+    async fn device(
+        &self,
+        account: &AccountId,
+        id: &DeviceId,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
+            .arg(self.device_key(account, id))
+            .arg("record")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
+            .transpose()
+    }
+
+    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
+        let records: Vec<Vec<u8>> = DEVICES
+            .key(self.devices_key(account))
+            .arg(self.device_key_prefix(account))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        records
+            .iter()
+            .map(|json| serde_json::from_slice(json).map_err(StoreError::other))
+            .collect()
+    }
+
+    async fn replace_device(
+        &self,
+        record: &DeviceRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(StoreError::other)?;
+        let replaced: i64 = DEVICE_REPLACE
+            .key(self.device_key(&record.account, &record.id))
+            .key(self.devices_key(&record.account))
+            .arg(expected_version)
+            .arg(json)
+            .arg(record.version)
+            .arg(whole_ms(record.expires_at))
+            .arg(record.id.to_string())
+            .arg(MAX_TTL_MS)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        written(replaced)
+    }
+
+    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
+        let deleted: i64 = DEVICE_DELETE
+            .key(self.device_key(account, id))
+            .key(self.devices_key(account))
+            .arg(id.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        Ok(deleted > 0)
+    }
+
+    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let deleted: u64 = DEVICES_DELETE
+            .key(self.devices_key(account))
+            .arg(self.device_key_prefix(account))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        Ok(deleted)
+    }
+
+    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let epoch: Option<u64> = ::redis::cmd("GET")
+            .arg(self.epoch_key(account))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        Ok(epoch.unwrap_or(0))
+    }
+
+    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
+        ::redis::cmd("INCR")
+            .arg(self.epoch_key(account))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)
+    }
+}
+
+/// A conditional write's reply: 1 when it landed, 0 when it lost.
+fn written(reply: i64) -> Result<(), StoreError> {
+    if reply == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::conflict())
+    }
+}
+
+/// Lower-case hex digits of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 /// Maps a Redis error to the store's kinds: anything that says "the server

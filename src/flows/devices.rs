@@ -1,0 +1,258 @@
+//! Trusted devices: trust, check, list, revoke, and the security epoch.
+
+use time::OffsetDateTime;
+
+use super::Ports;
+use crate::device::{self, DeviceCheck, DeviceId, DevicePolicy, DeviceRecord, DeviceToken};
+use crate::error::{Error, Refusal};
+use crate::events::Event;
+use crate::store::{AccountId, StoreError};
+
+/// A trusted device as the user sees it in "your devices" (au ID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeviceInfo {
+    /// Its id (to revoke it).
+    pub id: DeviceId,
+    /// The host's label ("Chrome on Windows").
+    pub label: String,
+    /// When it was trusted.
+    pub created_at: OffsetDateTime,
+    /// When it last skipped a second step (updated at most hourly).
+    pub last_used_at: OffsetDateTime,
+    /// When trust ends.
+    pub expires_at: OffsetDateTime,
+}
+
+impl From<&DeviceRecord> for DeviceInfo {
+    fn from(r: &DeviceRecord) -> Self {
+        Self {
+            id: r.id,
+            label: r.label.clone(),
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+/// "Don't ask again on this device" (nizima, Microsoft), with the device
+/// list and revocation au ID offers.
+///
+/// A convenience inside the host's session policy, not a factor: a valid
+/// device token lets the host skip the second step, never the password.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use ninsho::device::DeviceCheck;
+/// use ninsho::flows::{Ports, TrustedDevices};
+/// use ninsho::store::{AccountId, MemoryStore};
+/// use ninsho::{HashKey, KeyId, KeyedHasher};
+///
+/// let ports = Ports::new(
+///     Arc::new(MemoryStore::new()),
+///     KeyedHasher::new(HashKey::new(KeyId(1), &[9; 32]).unwrap()),
+/// );
+/// let devices = TrustedDevices::new(ports);
+/// let alice = AccountId::new("alice");
+///
+/// // After a successful second factor, with "trust this browser" ticked:
+/// let (token, _) = devices.trust(&alice, "Firefox on Linux").await.unwrap();
+/// // Next sign-in: the cookie skips the second step.
+/// let check = devices.check(&alice, token.expose_secret()).await.unwrap();
+/// assert!(matches!(check, DeviceCheck::Valid { .. }));
+///
+/// // Password changed: every trusted device is dead.
+/// devices.bump_epoch(&alice).await.unwrap();
+/// let check = devices.check(&alice, token.expose_secret()).await.unwrap();
+/// assert_eq!(check, DeviceCheck::Revoked);
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct TrustedDevices {
+    ports: Ports,
+    policy: DevicePolicy,
+}
+
+impl TrustedDevices {
+    /// Trusted devices on `ports` with the default policy (30 days).
+    #[must_use]
+    pub fn new(ports: Ports) -> Self {
+        Self {
+            ports,
+            policy: DevicePolicy::default(),
+        }
+    }
+
+    /// Sets lifetime and refresh interval.
+    #[must_use]
+    pub fn with_policy(mut self, policy: DevicePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Trusts the device the user just completed a second factor on.
+    /// Returns the token for the cookie and what to show in the device list.
+    ///
+    /// # Errors
+    /// [`Error::Store`], [`Error::Random`].
+    pub async fn trust(
+        &self,
+        account: &AccountId,
+        label: &str,
+    ) -> Result<(DeviceToken, DeviceInfo), Error> {
+        let p = &self.ports;
+        let epoch = p.store.epoch(account).await?;
+        let (token, record) = device::trust(
+            account,
+            label,
+            epoch,
+            &self.policy,
+            &p.hasher,
+            &*p.rng,
+            p.now(),
+        )?;
+        p.store.insert_device(&record).await?;
+        p.emit(Event::DeviceTrusted {
+            account: account.clone(),
+            device: record.id,
+        });
+        Ok((token, DeviceInfo::from(&record)))
+    }
+
+    /// Checks a device token for an account: valid, expired, revoked or
+    /// unknown (constant-time comparison; a token of another account is
+    /// unknown). A valid check refreshes "last used" at most once per
+    /// refresh interval; that write never changes the answer.
+    ///
+    /// # Errors
+    /// [`Error::Store`] — fail closed: treat as "ask for the second factor".
+    pub async fn check(&self, account: &AccountId, token: &str) -> Result<DeviceCheck, Error> {
+        let p = &self.ports;
+        let Some((id, secret)) = device::parse_token(token) else {
+            return Ok(DeviceCheck::Unknown);
+        };
+        let Some(record) = p.store.device(account, &id).await? else {
+            return Ok(DeviceCheck::Unknown);
+        };
+        let epoch = p.store.epoch(account).await?;
+        let now = p.now();
+        let result = device::check(
+            &record,
+            account,
+            &secret,
+            epoch,
+            &self.policy,
+            &p.hasher,
+            now,
+        );
+        if let DeviceCheck::Valid { refresh: true } = result {
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.last_used_at = now;
+            // A lost race means someone else just refreshed it.
+            let _ = p.store.replace_device(&next, record.version).await;
+        }
+        Ok(result)
+    }
+
+    /// The account's trusted devices that are still valid, newest first.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn list(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, Error> {
+        let p = &self.ports;
+        let epoch = p.store.epoch(account).await?;
+        let now = p.now();
+        let mut list: Vec<DeviceInfo> = p
+            .store
+            .devices(account)
+            .await?
+            .iter()
+            .filter(|d| d.epoch >= epoch && d.revoked_at.is_none() && now < d.expires_at)
+            .map(DeviceInfo::from)
+            .collect();
+        list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(list)
+    }
+
+    /// Revokes one device ("I don't recognise this one").
+    ///
+    /// # Errors
+    /// [`Refusal::Unknown`] when the account has no such device;
+    /// [`Error::Store`].
+    pub async fn revoke(&self, account: &AccountId, id: &DeviceId) -> Result<(), Error> {
+        let p = &self.ports;
+        for _ in 0..32 {
+            let Some(record) = p.store.device(account, id).await? else {
+                return Err(Error::Refused(Refusal::Unknown));
+            };
+            if record.revoked_at.is_some() {
+                return Ok(());
+            }
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.revoked_at = Some(p.now());
+            match p.store.replace_device(&next, record.version).await {
+                Ok(()) => {
+                    p.emit(Event::DeviceRevoked {
+                        account: account.clone(),
+                        device: *id,
+                    });
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::conflict().into())
+    }
+
+    /// Revokes every device of the account ("sign out everywhere") with one
+    /// atomic write: the security epoch moves on, and every token issued
+    /// before it checks as [`DeviceCheck::Revoked`].
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn revoke_all(&self, account: &AccountId) -> Result<(), Error> {
+        self.bump_epoch(account).await.map(drop)
+    }
+
+    /// Deletes the account's device records that can no longer be valid
+    /// (revoked, expired, or from an older epoch); returns how many. Or,
+    /// with `everything`, every record (the account is being deleted).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn purge(&self, account: &AccountId, everything: bool) -> Result<u64, Error> {
+        let p = &self.ports;
+        if everything {
+            return Ok(p.store.delete_devices(account).await?);
+        }
+        let epoch = p.store.epoch(account).await?;
+        let now = p.now();
+        let mut deleted = 0;
+        for d in p.store.devices(account).await? {
+            if d.epoch < epoch || d.revoked_at.is_some() || now >= d.expires_at {
+                deleted += u64::from(p.store.delete_device(account, &d.id).await?);
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Moves the account's security epoch on: every device token issued
+    /// before is dead. Call it on password change, 2FA disable,
+    /// recovery-code use and "sign out everywhere".
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn bump_epoch(&self, account: &AccountId) -> Result<u64, Error> {
+        let epoch = self.ports.store.bump_epoch(account).await?;
+        self.ports.emit(Event::EpochBumped {
+            account: account.clone(),
+            epoch,
+        });
+        Ok(epoch)
+    }
+}
