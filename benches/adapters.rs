@@ -1,0 +1,345 @@
+//! The store adapters against the local servers: each atomic operation
+//! against the raw round trip of the same kind, and the verify flow, at 1
+//! and 16 concurrent tasks.
+//!
+//! Needs PostgreSQL (`NINSHO_PG_URL`) and Redis (`NINSHO_REDIS_URL`):
+//! `cargo bench --all-features --bench adapters`. Per-operation p50/p99
+//! latencies are printed after the criterion runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use criterion::Criterion;
+use ninsho::contact::Destination;
+use ninsho::flows::{Challenges, IssueRequest, Ticket};
+use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
+use ninsho::limits::{RateLimit, SendLimits};
+use ninsho::store::{PgStore, Purpose, RedisStore, SqliteStore, Store};
+use ninsho::testkit::sample_challenge;
+use ninsho::{HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Random};
+use tokio::runtime::Runtime;
+
+const CONCURRENCY: [usize; 2] = [1, 16];
+
+/// Remembers the last code per destination.
+#[derive(Debug, Default)]
+struct Codes(Mutex<HashMap<String, String>>);
+
+#[async_trait]
+impl Gateway for Codes {
+    async fn send(&self, m: &Message) -> Result<Receipt, DeliveryError> {
+        if let Some(s) = &m.secret {
+            self.0
+                .lock()
+                .unwrap()
+                .insert(m.to.clone(), s.expose_secret().to_owned());
+        }
+        Ok(Receipt::new(None))
+    }
+}
+
+fn service(store: Arc<dyn Store>, gw: Arc<Codes>) -> Challenges {
+    let unlimited = RateLimit::new(u64::MAX, time::Duration::minutes(10));
+    Challenges::builder()
+        .service_name("Bench")
+        .store(store)
+        .gateway(gw)
+        .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()))
+        .clock(Arc::new(ManualClock::at_unix(1_763_683_200).unwrap()))
+        .rng(Arc::new(LockedRng::seeded(1)) as Arc<dyn Random>)
+        .limits(SendLimits {
+            per_destination: unlimited,
+            per_account: unlimited,
+            per_caller: unlimited,
+            ..SendLimits::default()
+        })
+        .build()
+        .unwrap()
+}
+
+/// A backend under test: its store and one raw round trip of the same kind
+/// as an atomic store write.
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn Store>,
+    raw: Arc<
+        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+    >,
+}
+
+async fn backends() -> Vec<Backend> {
+    let suffix = format!(
+        "{}_{}",
+        std::process::id(),
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    );
+    let mut out = Vec::new();
+
+    let pg_url = std::env::var("NINSHO_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .connect(&pg_url)
+        .await
+        .expect("PostgreSQL");
+    let schema = format!("ninsho_bench_{suffix}");
+    let pg = PgStore::with_schema(pool.clone(), &schema).unwrap();
+    pg.migrate().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {schema}.floor (id INT PRIMARY KEY, n BIGINT NOT NULL)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {schema}.floor SELECT g, 0 FROM generate_series(0, 15) g"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let floor_sql: &'static str = Box::leak(
+        format!("UPDATE {schema}.floor SET n = n + 1 WHERE id = $1 RETURNING n").into_boxed_str(),
+    );
+    let counter = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    out.push(Backend {
+        name: "postgres",
+        store: Arc::new(pg),
+        raw: Arc::new(move || {
+            let (pool, counter) = (pool.clone(), counter.clone());
+            Box::pin(async move {
+                let id = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16;
+                let _: (i64,) = sqlx::query_as(floor_sql)
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            })
+        }),
+    });
+
+    let redis_url =
+        std::env::var("NINSHO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let manager = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("Redis");
+    let prefix = format!("ninsho-bench:{suffix}");
+    let store = RedisStore::new(manager.clone(), prefix.clone());
+    let script = redis::Script::new("return redis.call('INCR', KEYS[1])");
+    out.push(Backend {
+        name: "redis",
+        store: Arc::new(store),
+        raw: Arc::new(move || {
+            let (mut conn, script, key) =
+                (manager.clone(), script.clone(), format!("{prefix}:floor"));
+            Box::pin(async move {
+                let _: i64 = script.key(key).invoke_async(&mut conn).await.unwrap();
+            })
+        }),
+    });
+
+    let path = std::env::temp_dir().join(format!("ninsho-bench-{suffix}.db"));
+    let sqlite = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal),
+        )
+        .await
+        .unwrap();
+    let lite = SqliteStore::new(sqlite.clone());
+    lite.migrate().await.unwrap();
+    sqlx::query("CREATE TABLE floor (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+        .execute(&sqlite)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO floor VALUES (1, 0)")
+        .execute(&sqlite)
+        .await
+        .unwrap();
+    out.push(Backend {
+        name: "sqlite",
+        store: Arc::new(lite),
+        raw: Arc::new(move || {
+            let pool = sqlite.clone();
+            Box::pin(async move {
+                let _: (i64,) =
+                    sqlx::query_as("UPDATE floor SET n = n + 1 WHERE id = 1 RETURNING n")
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+            })
+        }),
+    });
+    out
+}
+
+/// Runs `total` operations split over `tasks` tasks; returns the elapsed time.
+fn run_split<F, Fut>(rt: &Runtime, tasks: usize, total: u64, op: F) -> Duration
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        for t in 0..tasks as u64 {
+            let op = op.clone();
+            let share = total / tasks as u64 + u64::from(t < total % tasks as u64);
+            handles.push(tokio::spawn(async move {
+                for i in 0..share {
+                    op(t * 1_000_000_000 + i).await;
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    start.elapsed()
+}
+
+/// Issues `n` challenges ahead of a verify run (untimed).
+fn prepare(
+    rt: &Runtime,
+    svc: &Challenges,
+    gw: &Codes,
+    base: u64,
+    n: u64,
+) -> Vec<(Ticket, Destination, String)> {
+    rt.block_on(async {
+        let mut out = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let dest =
+                Destination::phone(&format!("+8190{:08}", (base + i) % 100_000_000)).unwrap();
+            let ticket = svc
+                .issue(IssueRequest::new(dest.clone(), Purpose::SignIn))
+                .await
+                .unwrap();
+            let code = gw.0.lock().unwrap().remove(dest.address()).unwrap();
+            out.push((ticket, dest, code));
+        }
+        out
+    })
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let all = rt.block_on(backends());
+    let mut c = Criterion::default()
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .configure_from_args();
+    let mut next = 0u64;
+    for b in &all {
+        let mut g = c.benchmark_group(b.name);
+        for tasks in CONCURRENCY {
+            let raw = b.raw.clone();
+            g.bench_function(format!("raw_round_trip/{tasks}"), |bench| {
+                bench.iter_custom(|iters| {
+                    let raw = raw.clone();
+                    run_split(&rt, tasks, iters, move |_| raw())
+                })
+            });
+
+            // One atomic store operation: compare-and-set on a challenge.
+            let store = b.store.clone();
+            let records: Vec<_> = (0..tasks)
+                .map(|i| {
+                    let mut r =
+                        sample_challenge(u8::try_from(i).unwrap(), time::OffsetDateTime::now_utc());
+                    r.id = ninsho::store::ChallengeId::from_bytes(
+                        [u8::try_from(i).unwrap().wrapping_add(next as u8); 16],
+                    );
+                    r
+                })
+                .collect();
+            next += 1;
+            rt.block_on(async {
+                for r in &records {
+                    store.insert_challenge(r).await.unwrap();
+                }
+            });
+            let records = Arc::new(records.into_iter().map(Mutex::new).collect::<Vec<_>>());
+            g.bench_function(format!("replace_challenge/{tasks}"), |bench| {
+                bench.iter_custom(|iters| {
+                    let (store, records) = (store.clone(), records.clone());
+                    run_split(&rt, tasks, iters, move |i| {
+                        let (store, records) = (store.clone(), records.clone());
+                        async move {
+                            let slot = &records[(i / 1_000_000_000) as usize];
+                            let mut next = slot.lock().unwrap().clone();
+                            let expected = next.version;
+                            next.version += 1;
+                            store.replace_challenge(&next, expected).await.unwrap();
+                            *slot.lock().unwrap() = next;
+                        }
+                    })
+                })
+            });
+
+            // The verify flow: read + compare-and-set.
+            let gw = Arc::new(Codes::default());
+            let svc = service(b.store.clone(), gw.clone());
+            g.bench_function(format!("verify/{tasks}"), |bench| {
+                bench.iter_custom(|iters| {
+                    next += 1;
+                    let work = Arc::new(Mutex::new(prepare(
+                        &rt,
+                        &svc,
+                        &gw,
+                        next * 10_000_000,
+                        iters,
+                    )));
+                    let svc = svc.clone();
+                    run_split(&rt, tasks, iters, move |_| {
+                        let (svc, work) = (svc.clone(), work.clone());
+                        async move {
+                            let (t, d, code) = work.lock().unwrap().pop().unwrap();
+                            svc.verify(&t.challenge_id, &code, &Purpose::SignIn, &d)
+                                .await
+                                .unwrap();
+                        }
+                    })
+                })
+            });
+        }
+        g.finish();
+    }
+
+    // Per-operation latency percentiles for the verify flow, single task.
+    for b in &all {
+        let gw = Arc::new(Codes::default());
+        let svc = service(b.store.clone(), gw.clone());
+        next += 1;
+        let work = prepare(&rt, &svc, &gw, next * 10_000_000, 1_000);
+        let mut lat: Vec<Duration> = rt.block_on(async {
+            let mut lat = Vec::with_capacity(work.len());
+            for (t, d, code) in work {
+                let start = Instant::now();
+                svc.verify(&t.challenge_id, &code, &Purpose::SignIn, &d)
+                    .await
+                    .unwrap();
+                lat.push(start.elapsed());
+            }
+            lat
+        });
+        lat.sort();
+        println!(
+            "{}: verify p50 {:?}, p99 {:?} (2 store round trips: read, compare-and-set)",
+            b.name,
+            lat[lat.len() / 2],
+            lat[lat.len() * 99 / 100]
+        );
+    }
+    c.final_summary();
+}
