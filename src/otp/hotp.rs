@@ -205,13 +205,14 @@ impl Hotp {
             .min(u64::MAX - 1);
         let mut found = subtle::Choice::from(0);
         let mut matched = 0u64;
-        for counter in next_counter..=last {
-            let hit = self.generator.value(counter).ct_eq(&input);
-            // Keep the latest match: if one code happens to match two
-            // counters, moving past both means it can't succeed twice.
-            matched.conditional_assign(&counter, hit);
-            found |= hit;
-        }
+        self.generator
+            .for_each_value(next_counter, last, |counter, value| {
+                let hit = value.ct_eq(&input);
+                // Keep the latest match: if one code happens to match two
+                // counters, moving past both means it can't succeed twice.
+                matched.conditional_assign(&counter, hit);
+                found |= hit;
+            });
         if bool::from(found) {
             Ok(HotpMatch {
                 counter: matched,

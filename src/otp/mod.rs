@@ -198,7 +198,8 @@ pub(crate) struct Generator {
     secret: OtpSecret,
     algorithm: Algorithm,
     digits: u8,
-    modulus: u64,
+    /// `10^digits` for fewer than ten digits (unused for ten).
+    modulus: u32,
     mac: PreparedMac,
 }
 
@@ -220,7 +221,7 @@ impl Generator {
             secret,
             algorithm,
             digits,
-            modulus: 10u64.pow(u32::from(digits)),
+            modulus: 10u32.pow(u32::from(digits.min(9))),
             mac,
         })
     }
@@ -229,13 +230,36 @@ impl Generator {
     /// reduced to `digits` decimal digits.
     #[inline]
     pub(crate) fn value(&self, counter: u64) -> u64 {
-        let msg = counter.to_be_bytes();
-        let bin = match &self.mac {
-            PreparedMac::Sha1(m) => truncate(&finish(m, &msg)),
-            PreparedMac::Sha256(m) => truncate(&finish(m, &msg)),
-            PreparedMac::Sha512(m) => truncate(&finish(m, &msg)),
-        };
-        u64::from(bin) % self.modulus
+        let mut out = 0;
+        self.for_each_value(counter, counter, |_, v| out = v);
+        out
+    }
+
+    /// Calls `f(counter, value)` for every counter in `first..=last`, with
+    /// the algorithm dispatch hoisted out of the loop (verification computes
+    /// a whole window of codes).
+    #[inline]
+    pub(crate) fn for_each_value(&self, first: u64, last: u64, mut f: impl FnMut(u64, u64)) {
+        match &self.mac {
+            PreparedMac::Sha1(m) => self.each(m, first, last, &mut f),
+            PreparedMac::Sha256(m) => self.each(m, first, last, &mut f),
+            PreparedMac::Sha512(m) => self.each(m, first, last, &mut f),
+        }
+    }
+
+    #[inline(always)]
+    fn each<M: Mac + Clone>(&self, mac: &M, first: u64, last: u64, f: &mut impl FnMut(u64, u64)) {
+        for counter in first..=last {
+            let bin = truncate(&finish(mac, &counter.to_be_bytes()));
+            // A truncated value has 31 bits, below 10^10: ten-digit codes
+            // are the value itself, shorter ones a 32-bit remainder.
+            let value = if self.digits >= 10 {
+                bin
+            } else {
+                bin % self.modulus
+            };
+            f(counter, u64::from(value));
+        }
     }
 
     pub(crate) fn code(&self, counter: u64) -> OtpCode {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use subtle::{ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::uri::{OtpAuthUri, UriKind};
 use super::{
@@ -285,19 +285,18 @@ impl Totp {
         let mut fresh = subtle::Choice::from(0);
         let mut stale = subtle::Choice::from(0);
         let mut best = 0u64;
-        for step in first..=last {
-            let hit = self.generator.value(step).ct_eq(&input);
-            let is_new = match last_step {
-                Some(used) => step.ct_gt(&used),
-                None => subtle::Choice::from(1),
-            };
+        self.generator.for_each_value(first, last, |step, value| {
+            let hit = value.ct_eq(&input);
+            // Steps and the last accepted step are public (time is), so a
+            // plain comparison is fine here; only the code is secret.
+            let is_new = subtle::Choice::from(u8::from(last_step.is_none_or(|used| step > used)));
             let new_hit = hit & is_new;
             // Keep the latest fresh matching step: persisting the highest one
             // refuses the most if one code happens to match two steps.
             best.conditional_assign(&step, new_hit);
             fresh |= new_hit;
             stale |= hit & !is_new;
-        }
+        });
 
         if bool::from(fresh) {
             let drift = if best >= current {
