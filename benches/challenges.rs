@@ -18,27 +18,40 @@ use ninsho::contact::Destination;
 use ninsho::flows::{Challenges, IssueRequest};
 use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
-use ninsho::store::{MemoryStore, Purpose};
-use ninsho::{HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Random};
+use ninsho::store::{ChallengeStore, LimitStore, MemoryStore, Purpose};
+use ninsho::{HashKey, KeyId, KeyedHasher};
 
-/// Accepts every message and remembers the last code per destination.
+/// Accepts every message and remembers the last code per destination
+/// (in 16 shards, so the bench's own bookkeeping doesn't serialise threads).
 #[derive(Debug, Default)]
 struct NoopGateway {
-    last: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    last: [std::sync::Mutex<std::collections::HashMap<String, String>>; 16],
+}
+
+impl NoopGateway {
+    fn shard(
+        &self,
+        to: &str,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        let i = to.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        self.last[i % 16].lock().unwrap()
+    }
 }
 
 #[async_trait]
 impl Gateway for NoopGateway {
     async fn send(&self, message: &Message) -> Result<Receipt, DeliveryError> {
         if let Some(s) = &message.secret {
-            let mut last = self.last.lock().unwrap();
-            last.insert(message.to.clone(), s.expose_secret().to_owned());
+            self.shard(&message.to)
+                .insert(message.to.clone(), s.expose_secret().to_owned());
         }
         Ok(Receipt::new(None))
     }
 }
 
-fn service(gateway: Arc<NoopGateway>) -> Challenges {
+fn service_on(store: Arc<MemoryStore>, gateway: Arc<NoopGateway>) -> Challenges {
     let unlimited = RateLimit::new(u64::MAX, time::Duration::minutes(10));
     let limits = SendLimits {
         per_destination: unlimited,
@@ -48,20 +61,20 @@ fn service(gateway: Arc<NoopGateway>) -> Challenges {
     };
     Challenges::builder()
         .service_name("Bench")
-        .store(Arc::new(MemoryStore::new()))
+        .store(store)
         .gateway(gateway)
         .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()))
-        .clock(Arc::new(ManualClock::at_unix(1_763_683_200).unwrap()))
-        .rng(Arc::new(LockedRng::seeded(1)) as Arc<dyn Random>)
+        // The production defaults: SystemClock and OsRandom.
         .limits(limits)
         .build()
         .unwrap()
 }
 
-/// A distinct destination per iteration keeps the per-destination
-/// counters from growing into one hot key.
+/// Destinations cycle through 4096 numbers: distinct enough that racing
+/// threads rarely share a counter, few enough that the store's maps stay
+/// the size a real deployment's would.
 fn phone(n: u64) -> Destination {
-    Destination::phone(&format!("+8190{:08}", n % 100_000_000)).unwrap()
+    Destination::phone(&format!("+8190{:08}", n % 4096)).unwrap()
 }
 
 async fn round_trip(svc: &Challenges, gw: &NoopGateway, n: u64) {
@@ -70,7 +83,7 @@ async fn round_trip(svc: &Challenges, gw: &NoopGateway, n: u64) {
         .issue(IssueRequest::new(dest.clone(), Purpose::SignIn))
         .await
         .unwrap();
-    let code = gw.last.lock().unwrap().remove(dest.address()).unwrap();
+    let code = gw.shard(dest.address()).remove(dest.address()).unwrap();
     svc.verify(&ticket.challenge_id, &code, &Purpose::SignIn, &dest)
         .await
         .unwrap();
@@ -84,8 +97,13 @@ fn benches(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
 
+    // The harness's own cost per iteration (entering the runtime), to
+    // subtract from the flow figures.
+    g.bench_function("block_on_empty", |b| b.iter(|| rt.block_on(async {})));
+
     let gw = Arc::new(NoopGateway::default());
-    let svc = service(gw.clone());
+    let svc_store = Arc::new(MemoryStore::new());
+    let svc = service_on(svc_store.clone(), gw.clone());
     let counter = AtomicU64::new(0);
     g.bench_function("issue_verify", |b| {
         b.iter(|| {
@@ -98,8 +116,11 @@ fn benches(c: &mut Criterion) {
     });
 
     // Wrong code: replace the challenge every 4 attempts (5 would kill it).
+    // The wrong code is the real one with its first digit changed, so it is
+    // well formed and hashed like an attacker's guess.
     let dest = phone(0);
     let mut ticket = None;
+    let mut wrong = String::new();
     let mut tries = 0u32;
     g.bench_function("verify_wrong", |b| {
         b.iter(|| {
@@ -110,11 +131,14 @@ fn benches(c: &mut Criterion) {
                             .await
                             .unwrap(),
                     );
+                    let code = gw.shard(dest.address()).remove(dest.address()).unwrap();
+                    let first = (code.as_bytes()[0] - b'0' + 1) % 10;
+                    wrong = format!("{first}{}", &code[1..]);
                 }
                 tries += 1;
                 let t = ticket.as_ref().unwrap();
                 let r = svc
-                    .verify(&t.challenge_id, "000000", &Purpose::SignIn, &dest)
+                    .verify(&t.challenge_id, &wrong, &Purpose::SignIn, &dest)
                     .await;
                 assert!(r.is_err());
             })
@@ -134,6 +158,72 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The store's share of a round trip: the five store calls issue and
+    // verify make (one limit hit, insert, two reads, one compare-and-set)
+    // on a record like the flow's.
+    let raw_store = MemoryStore::new();
+    let template = {
+        let dest = phone(1);
+        let ticket = rt
+            .block_on(svc.issue(IssueRequest::new(dest.clone(), Purpose::SignIn)))
+            .unwrap();
+        rt.block_on(svc_store.challenge(&ticket.challenge_id))
+            .unwrap()
+            .unwrap()
+    };
+    let mut n = 0u64;
+    g.bench_function("store_calls_only", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                n += 1;
+                let mut r = template.clone();
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&n.to_le_bytes());
+                r.id = ninsho::store::ChallengeId::from_bytes(id);
+                raw_store
+                    .hit(
+                        &format!("dest:{}", n % 4096),
+                        time::Duration::minutes(10),
+                        r.created_at,
+                    )
+                    .await
+                    .unwrap();
+                raw_store.insert_challenge(&r).await.unwrap();
+                let read = raw_store.challenge(&r.id).await.unwrap().unwrap();
+                let mut next = read.clone();
+                next.version += 1;
+                raw_store
+                    .replace_challenge(&next, read.version)
+                    .await
+                    .unwrap();
+                std::hint::black_box(raw_store.challenge(&r.id).await.unwrap());
+            })
+        })
+    });
+
+    // The machine's own scaling ceiling in the same run: the HMAC work
+    // alone, split over one or two OS threads.
+    for threads in [1u64, 2] {
+        let hasher = Arc::new(KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()));
+        g.bench_function(format!("hmac_only_{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|scope| {
+                    for t in 0..threads {
+                        let hasher = hasher.clone();
+                        let share = iters / threads + u64::from(t < iters % threads);
+                        scope.spawn(move || {
+                            for i in 0..share {
+                                std::hint::black_box(hasher.hash(&i.to_le_bytes(), b"123456"));
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+
     // The same round trips split over one or two worker threads.
     for threads in [1usize, 2] {
         let mt = tokio::runtime::Builder::new_multi_thread()
@@ -142,10 +232,15 @@ fn benches(c: &mut Criterion) {
             .unwrap();
         // One service and one store shared by every thread, as in a host.
         let gw = Arc::new(NoopGateway::default());
-        let svc = service(gw.clone());
+        let store = Arc::new(MemoryStore::new());
+        let svc = service_on(store.clone(), gw.clone());
         let counter = Arc::new(AtomicU64::new(1 << 40));
         g.bench_function(format!("issue_verify_{threads}_threads"), |b| {
             b.iter_custom(|iters| {
+                // Drop the consumed challenges of earlier samples (untimed),
+                // as a host's periodic purge would.
+                let far = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+                mt.block_on(store.purge_challenges(far)).unwrap();
                 let start = Instant::now();
                 mt.block_on(async {
                     let mut tasks = Vec::new();

@@ -6,7 +6,7 @@
 //! [`ManualClock`], which only moves when told to, so no test ever sleeps.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use time::{Duration, OffsetDateTime};
 
@@ -62,7 +62,7 @@ impl Clock for SystemClock {
 /// ```
 #[derive(Clone)]
 pub struct ManualClock {
-    now: Arc<Mutex<OffsetDateTime>>,
+    now: Arc<RwLock<OffsetDateTime>>,
 }
 
 impl ManualClock {
@@ -70,7 +70,7 @@ impl ManualClock {
     #[must_use]
     pub fn new(at: OffsetDateTime) -> Self {
         Self {
-            now: Arc::new(Mutex::new(at)),
+            now: Arc::new(RwLock::new(at)),
         }
     }
 
@@ -84,7 +84,7 @@ impl ManualClock {
 
     /// Moves every clone of this clock to `at`, forwards or backwards.
     pub fn set(&self, at: OffsetDateTime) {
-        *self.lock() = at;
+        *self.write() = at;
     }
 
     /// Moves every clone of this clock by `by` (negative moves it back).
@@ -92,7 +92,7 @@ impl ManualClock {
     /// The instant saturates at the limits the `time` crate can represent
     /// rather than overflowing.
     pub fn advance(&self, by: Duration) {
-        let mut now = self.lock();
+        let mut now = self.write();
         *now = now.checked_add(by).unwrap_or(if by.is_negative() {
             OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT)
         } else {
@@ -105,16 +105,16 @@ impl ManualClock {
         self.advance(-by);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, OffsetDateTime> {
-        // The guarded value is a plain instant: a panic elsewhere cannot leave
-        // it half-written, so a poisoned lock is safe to keep using.
-        self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    // The guarded value is a plain instant: a panic elsewhere cannot leave
+    // it half-written, so a poisoned lock is safe to keep using.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, OffsetDateTime> {
+        self.now.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        *self.lock()
+        *self.now.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

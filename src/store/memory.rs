@@ -1,6 +1,7 @@
 //! The in-memory reference store.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -13,16 +14,32 @@ use super::{
 use crate::device::{DeviceId, DeviceRecord};
 use crate::recovery::RecoverySet;
 
-/// Every record in one process's memory, behind one mutex.
+/// Every record in one process's memory.
 ///
-/// The reference implementation of the store traits: each method runs
-/// entirely under the lock, which makes it atomic. Suitable for tests and
-/// single-process hosts; records vanish on restart. Call
+/// The reference implementation of the store traits. Records live in 16
+/// shards, each behind its own mutex, chosen by the record's key (the
+/// challenge id, the counter key, the account): each method runs entirely
+/// under the lock of the one shard its key lives in, which makes it atomic,
+/// while requests for different keys rarely wait for each other. Suitable
+/// for tests and single-process hosts; records vanish on restart. Call
 /// [`purge_challenges`](ChallengeStore::purge_challenges) now and then to
-/// drop expired challenges (counters reset themselves).
-#[derive(Debug, Default)]
+/// drop expired challenges and counters.
+#[derive(Debug)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    shards: Vec<Mutex<Inner>>,
+    hasher: RandomState,
+}
+
+/// Number of shards.
+const SHARDS: usize = 16;
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Inner::default())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -42,17 +59,25 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every method leaves the maps consistent before any point that
-        // could panic, so a poisoned lock still guards valid data.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The shard `key` lives in, locked.
+    fn shard<K: Hash + ?Sized>(&self, key: &K) -> MutexGuard<'_, Inner> {
+        let index = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
+        lock(&self.shards[index])
     }
 }
+
+fn lock(shard: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    // Every method leaves the maps consistent before any point that could
+    // panic, so a poisoned lock still guards valid data.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl MemoryStore {}
 
 #[async_trait]
 impl ChallengeStore for MemoryStore {
     async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.shard(&record.id);
         if inner.challenges.contains_key(&record.id) {
             return Err(StoreError::conflict());
         }
@@ -61,7 +86,7 @@ impl ChallengeStore for MemoryStore {
     }
 
     async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
-        Ok(self.lock().challenges.get(id).cloned())
+        Ok(self.shard(id).challenges.get(id).cloned())
     }
 
     async fn replace_challenge(
@@ -69,7 +94,7 @@ impl ChallengeStore for MemoryStore {
         record: &ChallengeRecord,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.shard(&record.id);
         match inner.challenges.get_mut(&record.id) {
             Some(stored) if stored.version == expected_version => {
                 *stored = record.clone();
@@ -80,11 +105,15 @@ impl ChallengeStore for MemoryStore {
     }
 
     async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut inner = self.lock();
-        let was = inner.challenges.len();
-        inner.challenges.retain(|_, c| c.expires_at >= before);
-        inner.counters.retain(|_, c| c.resets_at > before);
-        Ok(u64::try_from(was - inner.challenges.len()).unwrap_or(u64::MAX))
+        let mut purged = 0usize;
+        for shard in &self.shards {
+            let mut inner = lock(shard);
+            let was = inner.challenges.len();
+            inner.challenges.retain(|_, c| c.expires_at >= before);
+            inner.counters.retain(|_, c| c.resets_at > before);
+            purged += was - inner.challenges.len();
+        }
+        Ok(u64::try_from(purged).unwrap_or(u64::MAX))
     }
 }
 
@@ -96,7 +125,7 @@ impl LimitStore for MemoryStore {
         window: Duration,
         now: OffsetDateTime,
     ) -> Result<WindowCount, StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.shard(key);
         let counter = inner.counters.entry(key.to_owned()).or_insert(WindowCount {
             count: 0,
             resets_at: now,
@@ -114,7 +143,7 @@ impl LimitStore for MemoryStore {
         account: &AccountId,
         now: OffsetDateTime,
     ) -> Result<FailureRecord, StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.shard(account);
         let run = inner
             .failures
             .entry(account.clone())
@@ -128,11 +157,11 @@ impl LimitStore for MemoryStore {
     }
 
     async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
-        Ok(self.lock().failures.get(account).copied())
+        Ok(self.shard(account).failures.get(account).copied())
     }
 
     async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.lock().failures.remove(account);
+        self.shard(account).failures.remove(account);
         Ok(())
     }
 }
@@ -140,7 +169,7 @@ impl LimitStore for MemoryStore {
 #[async_trait]
 impl RecoveryStore for MemoryStore {
     async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        Ok(self.lock().recovery.get(account).cloned())
+        Ok(self.shard(account).recovery.get(account).cloned())
     }
 
     async fn insert_recovery_set(
@@ -148,7 +177,7 @@ impl RecoveryStore for MemoryStore {
         account: &AccountId,
         set: &RecoverySet,
     ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.shard(account);
         if inner.recovery.contains_key(account) {
             return Err(StoreError::conflict());
         }
@@ -163,7 +192,7 @@ impl RecoveryStore for MemoryStore {
         expected_salt: &[u8; 16],
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.shard(account);
         match inner.recovery.get_mut(account) {
             Some(stored) if stored.salt == *expected_salt && stored.version == expected_version => {
                 *stored = set.clone();
@@ -174,7 +203,7 @@ impl RecoveryStore for MemoryStore {
     }
 
     async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.lock().recovery.remove(account);
+        self.shard(account).recovery.remove(account);
         Ok(())
     }
 }
@@ -182,7 +211,7 @@ impl RecoveryStore for MemoryStore {
 #[async_trait]
 impl DeviceStore for MemoryStore {
     async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.shard(&record.account);
         let key = (record.account.clone(), record.id);
         if inner.devices.contains_key(&key) {
             return Err(StoreError::conflict());
@@ -196,12 +225,16 @@ impl DeviceStore for MemoryStore {
         account: &AccountId,
         id: &DeviceId,
     ) -> Result<Option<DeviceRecord>, StoreError> {
-        Ok(self.lock().devices.get(&(account.clone(), *id)).cloned())
+        Ok(self
+            .shard(account)
+            .devices
+            .get(&(account.clone(), *id))
+            .cloned())
     }
 
     async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
         Ok(self
-            .lock()
+            .shard(account)
             .devices
             .values()
             .filter(|d| &d.account == account)
@@ -214,7 +247,7 @@ impl DeviceStore for MemoryStore {
         record: &DeviceRecord,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.shard(&record.account);
         match inner.devices.get_mut(&(record.account.clone(), record.id)) {
             Some(stored) if stored.version == expected_version => {
                 *stored = record.clone();
@@ -226,25 +259,30 @@ impl DeviceStore for MemoryStore {
 
     async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
         Ok(self
-            .lock()
+            .shard(account)
             .devices
             .remove(&(account.clone(), *id))
             .is_some())
     }
 
     async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.shard(account);
         let before = inner.devices.len();
         inner.devices.retain(|(a, _), _| a != account);
         Ok(u64::try_from(before - inner.devices.len()).unwrap_or(u64::MAX))
     }
 
     async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        Ok(self.lock().epochs.get(account).copied().unwrap_or(0))
+        Ok(self
+            .shard(account)
+            .epochs
+            .get(account)
+            .copied()
+            .unwrap_or(0))
     }
 
     async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.shard(account);
         let epoch = inner.epochs.entry(account.clone()).or_insert(0);
         *epoch = epoch.saturating_add(1);
         Ok(*epoch)
