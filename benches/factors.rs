@@ -85,7 +85,7 @@ fn benches(c: &mut Criterion) {
                 set.expose_secret()[9].to_owned()
             },
             |code| rt.block_on(codes.redeem(&alice, &code)).unwrap(),
-            BatchSize::SmallInput,
+            BatchSize::PerIteration,
         )
     });
     rt.block_on(codes.generate(&alice)).unwrap();

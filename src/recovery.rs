@@ -27,6 +27,18 @@ use crate::secret::SecretString;
 /// The symbols codes are made of: no `0`, `1`, `I`, `L` or `O`.
 pub const ALPHABET: &[u8; 31] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 
+/// Which ASCII bytes are in [`ALPHABET`] (a table, not a search: lookups
+/// run for every typed character).
+const IN_ALPHABET: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// Bits of entropy a code must have at least.
 pub const MIN_BITS: f64 = 40.0;
 
@@ -254,7 +266,9 @@ pub fn normalize(input: &str, length: u8) -> Option<zeroize::Zeroizing<Vec<u8>>>
             continue;
         }
         let b = u8::try_from(c.to_ascii_uppercase()).ok()?;
-        if !ALPHABET.contains(&b) || out.len() >= usize::from(length) {
+        if !IN_ALPHABET.get(usize::from(b)).copied().unwrap_or(false)
+            || out.len() >= usize::from(length)
+        {
             return None;
         }
         out.push(b);
