@@ -18,7 +18,7 @@ use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::store::{PgStore, Purpose, RedisStore, SqliteStore, Store};
 use ninsho::testkit::sample_challenge;
-use ninsho::{HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Random};
+use ninsho::{HashKey, KeyId, KeyedHasher, ManualClock};
 use tokio::runtime::Runtime;
 
 const CONCURRENCY: [usize; 2] = [1, 16];
@@ -48,7 +48,6 @@ fn service(store: Arc<dyn Store>, gw: Arc<Codes>) -> Challenges {
         .gateway(gw)
         .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()))
         .clock(Arc::new(ManualClock::at_unix(1_763_683_200).unwrap()))
-        .rng(Arc::new(LockedRng::seeded(1)) as Arc<dyn Random>)
         .limits(SendLimits {
             per_destination: unlimited,
             per_account: unlimited,

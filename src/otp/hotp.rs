@@ -203,7 +203,7 @@ impl Hotp {
         let last = next_counter
             .saturating_add(u64::from(self.look_ahead))
             .min(u64::MAX - 1);
-        let mut found = subtle::Choice::from(0);
+        let mut found = 0u8;
         let mut matched = 0u64;
         self.generator
             .for_each_value(next_counter, last, |counter, value| {
@@ -211,9 +211,9 @@ impl Hotp {
                 // Keep the latest match: if one code happens to match two
                 // counters, moving past both means it can't succeed twice.
                 matched.conditional_assign(&counter, hit);
-                found |= hit;
+                found |= hit.unwrap_u8();
             });
-        if bool::from(found) {
+        if found == 1 {
             Ok(HotpMatch {
                 counter: matched,
                 next_counter: matched + 1,

@@ -282,30 +282,33 @@ impl Totp {
         let first = current.saturating_sub(u64::from(self.window.behind));
         let last = current.saturating_add(u64::from(self.window.ahead));
 
-        let mut fresh = subtle::Choice::from(0);
-        let mut stale = subtle::Choice::from(0);
+        // Whether a step comes after `last_step` depends only on step
+        // numbers, which are public (time is), so it may branch; the code
+        // comparison is constant time, and its result is accumulated as
+        // plain bits (one optimisation barrier per step, not seven).
+        let mut fresh = 0u8;
+        let mut stale = 0u8;
         let mut best = 0u64;
         self.generator.for_each_value(first, last, |step, value| {
             let hit = value.ct_eq(&input);
-            // Steps and the last accepted step are public (time is), so a
-            // plain comparison is fine here; only the code is secret.
-            let is_new = subtle::Choice::from(u8::from(last_step.is_none_or(|used| step > used)));
-            let new_hit = hit & is_new;
-            // Keep the latest fresh matching step: persisting the highest one
-            // refuses the most if one code happens to match two steps.
-            best.conditional_assign(&step, new_hit);
-            fresh |= new_hit;
-            stale |= hit & !is_new;
+            if last_step.is_none_or(|used| step > used) {
+                // Keep the latest fresh matching step: persisting the
+                // highest one refuses the most if one code matches two steps.
+                best.conditional_assign(&step, hit);
+                fresh |= hit.unwrap_u8();
+            } else {
+                stale |= hit.unwrap_u8();
+            }
         });
 
-        if bool::from(fresh) {
+        if fresh == 1 {
             let drift = if best >= current {
                 i16::try_from(best - current).unwrap_or(i16::MAX)
             } else {
                 i16::try_from(current - best).map_or(i16::MIN, |d| -d)
             };
             Ok(TotpMatch { step: best, drift })
-        } else if bool::from(stale) {
+        } else if stale == 1 {
             Err(Rejection::Replayed)
         } else {
             Err(Rejection::Mismatch)
