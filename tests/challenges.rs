@@ -4,6 +4,8 @@
 //! Time only moves through `ManualClock`; codes and links are read from the
 //! `RecordingGateway`; audit events from `RecordingEvents`.
 
+mod support;
+
 use std::sync::Arc;
 
 use ninsho::challenge::CodePolicy;
@@ -13,19 +15,15 @@ use ninsho::flows::Challenges;
 use ninsho::flows::{
     ChallengesBuilder, ChannelReason, IssueRequest, LinkRequest, LinkStatus, Ticket, Verified,
 };
-use ninsho::gateway::{Channel, DeliveryErrorKind, Locale, RecordingGateway};
+use ninsho::gateway::{Channel, DeliveryErrorKind, RecordingGateway};
 use ninsho::limits::{CountryBudget, FailurePolicy, LimitKind, RateLimit, SendLimits};
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeState, ChallengeStore, LimitStore,
     MemoryStore, Purpose,
 };
-use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
+use ninsho::{Clock, Error, ManualClock, Refusal};
+use support::{BASE, PHONE, T0, challenges_builder, hasher, refusal, t0};
 use time::{Duration, OffsetDateTime};
-
-/// 2025-11-21 00:00:00 UTC.
-const T0: i64 = 1_763_683_200;
-const PHONE: &str = "+819012345678";
-const BASE: &str = "https://example.com/l/";
 
 struct Env {
     challenges: Challenges,
@@ -33,10 +31,6 @@ struct Env {
     events: RecordingEvents,
     clock: ManualClock,
     store: Arc<MemoryStore>,
-}
-
-fn hasher() -> KeyedHasher {
-    KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap())
 }
 
 fn env() -> Env {
@@ -48,16 +42,7 @@ fn env_with(configure: impl FnOnce(ChallengesBuilder) -> ChallengesBuilder) -> E
     let events = RecordingEvents::new();
     let clock = ManualClock::at_unix(T0).unwrap();
     let store = Arc::new(MemoryStore::new());
-    let builder = Challenges::builder()
-        .service_name("Example")
-        .store(store.clone())
-        .gateway(Arc::new(gateway.clone()))
-        .hasher(hasher())
-        .clock(Arc::new(clock.clone()))
-        .rng(Arc::new(LockedRng::seeded(7)))
-        .locale(Locale::En)
-        .link_base(BASE)
-        .events(Arc::new(events.clone()));
+    let builder = challenges_builder(store.clone(), Arc::new(gateway.clone()), &clock, &events, 7);
     Env {
         challenges: configure(builder).build().unwrap(),
         gateway,
@@ -77,10 +62,6 @@ fn generous_limits() -> SendLimits {
         countries: Vec::new(),
         other_countries: None,
     }
-}
-
-fn t0() -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(T0).unwrap()
 }
 
 fn phone() -> Destination {
@@ -110,14 +91,6 @@ fn last_lock(events: &RecordingEvents) -> Option<Event> {
         .into_iter()
         .rev()
         .find(|e| matches!(e, Event::Locked { .. }))
-}
-
-#[track_caller]
-fn refusal<T: std::fmt::Debug>(result: Result<T, Error>) -> Refusal {
-    match result {
-        Err(Error::Refused(r)) => r,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
 }
 
 impl Env {

@@ -4,9 +4,8 @@
 //! hand-written store that delegates to a real `MemoryStore` and fails on
 //! cue proves that nothing is lost when a call fails.
 
-use ninsho::device::{DeviceId, DeviceRecord};
-use ninsho::recovery::RecoverySet;
-use ninsho::store::{DeviceStore, RecoveryStore};
+mod support;
+
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,70 +16,17 @@ use ninsho::contact::Destination;
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::{Challenges, IssueRequest, LinkRequest, LinkStatus};
 use ninsho::gateway::{
-    Channel, DeliveryError, DeliveryErrorKind, Gateway, Locale, Message, Receipt, RecordingGateway,
+    Channel, DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt, RecordingGateway,
 };
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeState, ChallengeStore, FailureRecord,
     LimitStore, MemoryStore, Purpose, Store, StoreError, StoreErrorKind, WindowCount,
 };
-use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
+use ninsho::{Error, ManualClock, Refusal};
+use support::{
+    BASE, MockDb, PHONE, T0, challenges_builder, db_down, delegate_store, phone, refusal, take,
+};
 use time::{Duration, OffsetDateTime};
-
-const T0: i64 = 1_763_683_200;
-const PHONE: &str = "+819012345678";
-const BASE: &str = "https://example.com/l/";
-
-mock! {
-    #[derive(Debug)]
-    pub Db {}
-
-    #[async_trait]
-    impl ChallengeStore for Db {
-        async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError>;
-        async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError>;
-        async fn replace_challenge(
-            &self,
-            record: &ChallengeRecord,
-            expected_version: u64,
-        ) -> Result<(), StoreError>;
-        async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
-    }
-
-    #[async_trait]
-    impl LimitStore for Db {
-        async fn hit(
-            &self,
-            key: &str,
-            window: Duration,
-            now: OffsetDateTime,
-        ) -> Result<WindowCount, StoreError>;
-        async fn record_failure(
-            &self,
-            account: &AccountId,
-            now: OffsetDateTime,
-        ) -> Result<FailureRecord, StoreError>;
-        async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError>;
-        async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError>;
-    }
-    #[async_trait]
-    impl RecoveryStore for Db {
-        async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError>;
-        async fn insert_recovery_set(&self, account: &AccountId, set: &RecoverySet) -> Result<(), StoreError>;
-        async fn replace_recovery_set(&self, account: &AccountId, set: &RecoverySet, expected_salt: &[u8; 16], expected_version: u64) -> Result<(), StoreError>;
-        async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError>;
-    }
-    #[async_trait]
-    impl DeviceStore for Db {
-        async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError>;
-        async fn device(&self, account: &AccountId, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
-        async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError>;
-        async fn replace_device(&self, record: &DeviceRecord, expected_version: u64) -> Result<(), StoreError>;
-        async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError>;
-        async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError>;
-        async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
-        async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
-    }
-}
 
 mock! {
     #[derive(Debug)]
@@ -105,16 +51,6 @@ struct Flaky {
     /// `clear_failures` calls to fail with `Unavailable`.
     fail_clear: AtomicU32,
     replace_calls: AtomicU32,
-}
-
-fn take(counter: &AtomicU32) -> bool {
-    counter
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
-
-fn db_down() -> StoreError {
-    StoreError::unavailable("db down")
 }
 
 #[async_trait]
@@ -183,16 +119,10 @@ impl LimitStore for Flaky {
     }
 }
 
-fn hasher() -> KeyedHasher {
-    KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap())
-}
+delegate_store!([] Flaky, inner, support::directly => RecoveryStore, DeviceStore);
 
 fn clock() -> ManualClock {
     ManualClock::at_unix(T0).unwrap()
-}
-
-fn phone() -> Destination {
-    Destination::phone(PHONE).unwrap()
 }
 
 fn build(
@@ -201,16 +131,7 @@ fn build(
     clock: &ManualClock,
     events: &RecordingEvents,
 ) -> Challenges {
-    Challenges::builder()
-        .service_name("Example")
-        .store(store)
-        .gateway(gateway)
-        .hasher(hasher())
-        .clock(Arc::new(clock.clone()))
-        .rng(Arc::new(LockedRng::seeded(3)))
-        .locale(Locale::En)
-        .link_base(BASE)
-        .events(Arc::new(events.clone()))
+    challenges_builder(store, gateway, clock, events, 3)
         .build()
         .unwrap()
 }
@@ -269,14 +190,6 @@ fn assert_store_error<T: std::fmt::Debug>(result: Result<T, Error>, kind: StoreE
             }
         }
         other => panic!("expected a store error, got {other:?}"),
-    }
-}
-
-#[track_caller]
-fn refusal<T: std::fmt::Debug>(result: Result<T, Error>) -> Refusal {
-    match result {
-        Err(Error::Refused(r)) => r,
-        other => panic!("expected a refusal, got {other:?}"),
     }
 }
 
@@ -910,68 +823,4 @@ async fn transient_gateway_failure_is_not_retried_elsewhere() {
         matches!(&err, Error::Delivery { channel: Channel::Sms, source, .. } if source.kind() == DeliveryErrorKind::Transient)
     );
     assert!(err.is_infrastructure());
-}
-
-#[async_trait]
-impl RecoveryStore for Flaky {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        self.inner.recovery_set(account).await
-    }
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        self.inner.insert_recovery_set(account, set).await
-    }
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        self.inner
-            .replace_recovery_set(account, set, expected_salt, expected_version)
-            .await
-    }
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.inner.delete_recovery_set(account).await
-    }
-}
-
-#[async_trait]
-impl DeviceStore for Flaky {
-    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
-        self.inner.insert_device(record).await
-    }
-    async fn device(
-        &self,
-        account: &AccountId,
-        id: &DeviceId,
-    ) -> Result<Option<DeviceRecord>, StoreError> {
-        self.inner.device(account, id).await
-    }
-    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
-        self.inner.devices(account).await
-    }
-    async fn replace_device(
-        &self,
-        record: &DeviceRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        self.inner.replace_device(record, expected_version).await
-    }
-    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
-        self.inner.delete_device(account, id).await
-    }
-    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
-        self.inner.delete_devices(account).await
-    }
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        self.inner.epoch(account).await
-    }
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        self.inner.bump_epoch(account).await
-    }
 }

@@ -10,92 +10,19 @@
 //! call (as a networked database would), so other tasks really do run
 //! between a read and the write that depends on it.
 
-use ninsho::device::{DeviceId, DeviceRecord};
-use ninsho::recovery::RecoverySet;
-use ninsho::store::{DeviceStore, RecoveryStore};
+mod support;
+
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use ninsho::challenge::CodePolicy;
-use ninsho::contact::Destination;
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::{Challenges, ChallengesBuilder, IssueRequest, LinkRequest, LinkStatus};
-use ninsho::gateway::{Locale, RecordingGateway};
+use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{LimitKind, RateLimit, SendLimits};
-use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeState, ChallengeStore, FailureRecord,
-    LimitStore, MemoryStore, Purpose, Store, StoreError, WindowCount,
-};
-use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
-use time::{Duration, OffsetDateTime};
-use tokio::sync::Barrier;
-
-const T0: i64 = 1_763_683_200;
-const PHONE: &str = "+819012345678";
-const BASE: &str = "https://example.com/l/";
-const TASKS: usize = 64;
-
-/// Delegates to a shared `MemoryStore`, yielding to the scheduler after
-/// every call.
-#[derive(Debug)]
-struct Yielding(Arc<MemoryStore>);
-
-async fn yielding<T>(result: T) -> T {
-    tokio::task::yield_now().await;
-    result
-}
-
-#[async_trait]
-impl ChallengeStore for Yielding {
-    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        yielding(self.0.insert_challenge(record).await).await
-    }
-
-    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
-        yielding(self.0.challenge(id).await).await
-    }
-
-    async fn replace_challenge(
-        &self,
-        record: &ChallengeRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        yielding(self.0.replace_challenge(record, expected_version).await).await
-    }
-
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        yielding(self.0.purge_challenges(before).await).await
-    }
-}
-
-#[async_trait]
-impl LimitStore for Yielding {
-    async fn hit(
-        &self,
-        key: &str,
-        window: Duration,
-        now: OffsetDateTime,
-    ) -> Result<WindowCount, StoreError> {
-        yielding(self.0.hit(key, window, now).await).await
-    }
-
-    async fn record_failure(
-        &self,
-        account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
-        yielding(self.0.record_failure(account, now).await).await
-    }
-
-    async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
-        yielding(self.0.failures(account).await).await
-    }
-
-    async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError> {
-        yielding(self.0.clear_failures(account).await).await
-    }
-}
+use ninsho::store::{ChallengeId, ChallengeState, ChallengeStore, MemoryStore, Purpose, Store};
+use ninsho::{Error, ManualClock, Refusal};
+use support::{BASE, PHONE, T0, TASKS, Yielding, challenges_builder, phone};
+use time::Duration;
 
 /// Both ways of sharing the store.
 const MODES: [bool; 2] = [false, true];
@@ -121,16 +48,7 @@ fn env_with(
     } else {
         store.clone()
     };
-    let builder = Challenges::builder()
-        .service_name("Example")
-        .store(shared)
-        .gateway(Arc::new(gateway.clone()))
-        .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
-        .clock(Arc::new(clock.clone()))
-        .rng(Arc::new(LockedRng::seeded(11)))
-        .locale(Locale::En)
-        .link_base(BASE)
-        .events(Arc::new(events.clone()));
+    let builder = challenges_builder(shared, Arc::new(gateway.clone()), &clock, &events, 11);
     Env {
         challenges: configure(builder).build().unwrap(),
         gateway,
@@ -151,10 +69,6 @@ fn high_limits() -> SendLimits {
         countries: Vec::new(),
         other_countries: None,
     }
-}
-
-fn phone() -> Destination {
-    Destination::phone(PHONE).unwrap()
 }
 
 fn other_code(code: &str, k: usize) -> String {
@@ -194,22 +108,7 @@ where
     F: Fn(Challenges, usize) -> Fut,
     Fut: std::future::Future<Output = T> + Send + 'static,
 {
-    let barrier = Arc::new(Barrier::new(TASKS));
-    let handles: Vec<_> = (0..TASKS)
-        .map(|i| {
-            let work = job(challenges.clone(), i);
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                work.await
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(TASKS);
-    for handle in handles {
-        out.push(handle.await.expect("task did not panic"));
-    }
-    out
+    support::race(|i| job(challenges.clone(), i)).await
 }
 
 fn refusal_of<T: std::fmt::Debug>(result: &Result<T, Error>) -> Option<Refusal> {
@@ -580,72 +479,5 @@ async fn mixed_right_and_wrong_codes_in(mode: bool) {
             other => panic!("round {round}: left {other:?}"),
         }
         assert_eq!(env.verified_events(), ok);
-    }
-}
-
-#[async_trait]
-impl RecoveryStore for Yielding {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        yielding(self.0.recovery_set(account).await).await
-    }
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        yielding(self.0.insert_recovery_set(account, set).await).await
-    }
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        yielding(
-            self.0
-                .replace_recovery_set(account, set, expected_salt, expected_version)
-                .await,
-        )
-        .await
-    }
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        yielding(self.0.delete_recovery_set(account).await).await
-    }
-}
-
-#[async_trait]
-impl DeviceStore for Yielding {
-    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
-        yielding(self.0.insert_device(record).await).await
-    }
-    async fn device(
-        &self,
-        account: &AccountId,
-        id: &DeviceId,
-    ) -> Result<Option<DeviceRecord>, StoreError> {
-        yielding(self.0.device(account, id).await).await
-    }
-    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
-        yielding(self.0.devices(account).await).await
-    }
-    async fn replace_device(
-        &self,
-        record: &DeviceRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        yielding(self.0.replace_device(record, expected_version).await).await
-    }
-    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
-        yielding(self.0.delete_device(account, id).await).await
-    }
-    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
-        yielding(self.0.delete_devices(account).await).await
-    }
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        yielding(self.0.epoch(account).await).await
-    }
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        yielding(self.0.bump_epoch(account).await).await
     }
 }

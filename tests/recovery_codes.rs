@@ -8,14 +8,13 @@
 //! Time comes from a `ManualClock` (nothing sleeps) and randomness from a
 //! seeded `LockedRng`.
 
+mod support;
+
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use mockall::mock;
-use ninsho::contact::Destination;
-use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::{Challenges, IssueRequest, Ports, RecoveryCodes, Redeemed};
 use ninsho::gateway::{Locale, RecordingGateway};
@@ -24,29 +23,19 @@ use ninsho::recovery::{
     self, ALPHABET, MIN_BITS, PlainCodes, RecoveryPolicy, RecoveryPolicyError, RecoverySet,
 };
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
-    LimitStore, MemoryStore, Purpose, RecoveryStore, Store, StoreError, StoreErrorKind,
-    WindowCount,
+    AccountId, ChallengeId, FailureRecord, LimitStore, MemoryStore, Purpose, RecoveryStore,
+    StoreError, StoreErrorKind, WindowCount,
 };
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
+use support::{
+    MockDb, PHONE, T0, TASKS, Yielding, db_down, delegate_store, hasher, phone, ports, race,
+    refusal, store_error, t0, take,
+};
 use time::{Duration, OffsetDateTime};
-use tokio::sync::Barrier;
-
-const T0: i64 = 1_763_683_200;
-const TASKS: usize = 64;
-const PHONE: &str = "+819012345678";
 
 // ------------------------------------------------------------------ set-up
-
-fn t0() -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(T0).unwrap()
-}
-
-fn hasher() -> KeyedHasher {
-    KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap())
-}
 
 fn alice() -> AccountId {
     AccountId::new("alice")
@@ -63,13 +52,6 @@ fn lenient() -> FailurePolicy {
         hard_stop: u32::MAX,
         ..FailurePolicy::default()
     }
-}
-
-fn ports(store: Arc<dyn Store>, clock: &ManualClock, events: &RecordingEvents) -> Ports {
-    Ports::new(store, hasher())
-        .with_clock(Arc::new(clock.clone()))
-        .with_rng(Arc::new(LockedRng::seeded(42)))
-        .with_events(Arc::new(events.clone()))
 }
 
 struct Env {
@@ -113,22 +95,6 @@ fn owned(plain: &PlainCodes) -> Vec<String> {
 /// `ABCD-EFGH-JKMN` → `ABCDEFGHJKMN`.
 fn raw(code: &str) -> String {
     code.replace('-', "")
-}
-
-#[track_caller]
-fn refusal<T: std::fmt::Debug>(result: Result<T, Error>) -> Refusal {
-    match result {
-        Err(Error::Refused(r)) => r,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-#[track_caller]
-fn store_error<T: std::fmt::Debug>(result: Result<T, Error>) -> StoreErrorKind {
-    match result {
-        Err(Error::Store(e)) => e.kind(),
-        other => panic!("expected a store error, got {other:?}"),
-    }
 }
 
 impl Env {
@@ -987,10 +953,6 @@ impl Otp {
     }
 }
 
-fn phone() -> Destination {
-    Destination::phone(PHONE).unwrap()
-}
-
 fn other_otp(code: &str) -> String {
     let n: u32 = code.parse().unwrap();
     format!(
@@ -1067,82 +1029,6 @@ async fn no_set_is_unknown_and_delete_removes_the_set() {
 }
 
 // ----------------------------------------------------------- store failures
-
-mock! {
-    #[derive(Debug)]
-    pub Db {}
-
-    #[async_trait]
-    impl ChallengeStore for Db {
-        async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError>;
-        async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError>;
-        async fn replace_challenge(
-            &self,
-            record: &ChallengeRecord,
-            expected_version: u64,
-        ) -> Result<(), StoreError>;
-        async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
-    }
-
-    #[async_trait]
-    impl LimitStore for Db {
-        async fn hit(
-            &self,
-            key: &str,
-            window: Duration,
-            now: OffsetDateTime,
-        ) -> Result<WindowCount, StoreError>;
-        async fn record_failure(
-            &self,
-            account: &AccountId,
-            now: OffsetDateTime,
-        ) -> Result<FailureRecord, StoreError>;
-        async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError>;
-        async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError>;
-    }
-
-    #[async_trait]
-    impl RecoveryStore for Db {
-        async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError>;
-        async fn insert_recovery_set(
-            &self,
-            account: &AccountId,
-            set: &RecoverySet,
-        ) -> Result<(), StoreError>;
-        async fn replace_recovery_set(
-            &self,
-            account: &AccountId,
-            set: &RecoverySet,
-            expected_salt: &[u8; 16],
-            expected_version: u64,
-        ) -> Result<(), StoreError>;
-        async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError>;
-    }
-
-    #[async_trait]
-    impl DeviceStore for Db {
-        async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError>;
-        async fn device(
-            &self,
-            account: &AccountId,
-            id: &DeviceId,
-        ) -> Result<Option<DeviceRecord>, StoreError>;
-        async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError>;
-        async fn replace_device(
-            &self,
-            record: &DeviceRecord,
-            expected_version: u64,
-        ) -> Result<(), StoreError>;
-        async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError>;
-        async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError>;
-        async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
-        async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
-    }
-}
-
-fn db_down() -> StoreError {
-    StoreError::unavailable("db down")
-}
 
 /// A real set (as the engine makes it) and its plain codes.
 fn real_set() -> (RecoverySet, Vec<String>) {
@@ -1261,31 +1147,7 @@ struct Flaky {
     fail_clear: AtomicU32,
 }
 
-fn take(counter: &AtomicU32) -> bool {
-    counter
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
-
-#[async_trait]
-impl ChallengeStore for Flaky {
-    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        self.inner.insert_challenge(record).await
-    }
-    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
-        self.inner.challenge(id).await
-    }
-    async fn replace_challenge(
-        &self,
-        record: &ChallengeRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        self.inner.replace_challenge(record, expected_version).await
-    }
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.inner.purge_challenges(before).await
-    }
-}
+delegate_store!([] Flaky, inner, support::directly => ChallengeStore, DeviceStore);
 
 #[async_trait]
 impl LimitStore for Flaky {
@@ -1346,42 +1208,6 @@ impl RecoveryStore for Flaky {
     }
     async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
         self.inner.delete_recovery_set(account).await
-    }
-}
-
-#[async_trait]
-impl DeviceStore for Flaky {
-    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
-        self.inner.insert_device(record).await
-    }
-    async fn device(
-        &self,
-        account: &AccountId,
-        id: &DeviceId,
-    ) -> Result<Option<DeviceRecord>, StoreError> {
-        self.inner.device(account, id).await
-    }
-    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
-        self.inner.devices(account).await
-    }
-    async fn replace_device(
-        &self,
-        record: &DeviceRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        self.inner.replace_device(record, expected_version).await
-    }
-    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
-        self.inner.delete_device(account, id).await
-    }
-    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
-        self.inner.delete_devices(account).await
-    }
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        self.inner.epoch(account).await
-    }
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        self.inner.bump_epoch(account).await
     }
 }
 
@@ -1465,128 +1291,6 @@ async fn a_failed_reset_of_the_failure_run_does_not_undo_a_success() {
 
 // ------------------------------------------------------------- concurrency
 
-/// Delegates to a shared `MemoryStore`, yielding to the scheduler after
-/// every call, so other tasks run between a read and the write after it.
-#[derive(Debug)]
-struct Yielding(Arc<MemoryStore>);
-
-async fn yielding<T>(result: T) -> T {
-    tokio::task::yield_now().await;
-    result
-}
-
-#[async_trait]
-impl ChallengeStore for Yielding {
-    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        yielding(self.0.insert_challenge(record).await).await
-    }
-    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
-        yielding(self.0.challenge(id).await).await
-    }
-    async fn replace_challenge(
-        &self,
-        record: &ChallengeRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        yielding(self.0.replace_challenge(record, expected_version).await).await
-    }
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        yielding(self.0.purge_challenges(before).await).await
-    }
-}
-
-#[async_trait]
-impl LimitStore for Yielding {
-    async fn hit(
-        &self,
-        key: &str,
-        window: Duration,
-        now: OffsetDateTime,
-    ) -> Result<WindowCount, StoreError> {
-        yielding(self.0.hit(key, window, now).await).await
-    }
-    async fn record_failure(
-        &self,
-        account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
-        yielding(self.0.record_failure(account, now).await).await
-    }
-    async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
-        yielding(self.0.failures(account).await).await
-    }
-    async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError> {
-        yielding(self.0.clear_failures(account).await).await
-    }
-}
-
-#[async_trait]
-impl RecoveryStore for Yielding {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        yielding(self.0.recovery_set(account).await).await
-    }
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        yielding(self.0.insert_recovery_set(account, set).await).await
-    }
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        yielding(
-            self.0
-                .replace_recovery_set(account, set, expected_salt, expected_version)
-                .await,
-        )
-        .await
-    }
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        yielding(self.0.delete_recovery_set(account).await).await
-    }
-}
-
-#[async_trait]
-impl DeviceStore for Yielding {
-    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
-        yielding(self.0.insert_device(record).await).await
-    }
-    async fn device(
-        &self,
-        account: &AccountId,
-        id: &DeviceId,
-    ) -> Result<Option<DeviceRecord>, StoreError> {
-        yielding(self.0.device(account, id).await).await
-    }
-    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
-        yielding(self.0.devices(account).await).await
-    }
-    async fn replace_device(
-        &self,
-        record: &DeviceRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        yielding(self.0.replace_device(record, expected_version).await).await
-    }
-    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
-        yielding(self.0.delete_device(account, id).await).await
-    }
-    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
-        yielding(self.0.delete_devices(account).await).await
-    }
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        yielding(self.0.epoch(account).await).await
-    }
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        yielding(self.0.bump_epoch(account).await).await
-    }
-}
-
 /// `RecoveryCodes` on a `Yielding` store (no back-off, so racing wrong
 /// codes never turn into lockouts), and the `MemoryStore` under it.
 fn yielding_env(events: &RecordingEvents) -> (RecoveryCodes, Arc<MemoryStore>) {
@@ -1598,31 +1302,6 @@ fn yielding_env(events: &RecordingEvents) -> (RecoveryCodes, Arc<MemoryStore>) {
     ))
     .with_failure_policy(lenient());
     (codes, store)
-}
-
-/// Runs `TASKS` jobs (given their index), released together.
-async fn race<T, F, Fut>(job: F) -> Vec<T>
-where
-    T: Send + 'static,
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = T> + Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(TASKS));
-    let handles: Vec<_> = (0..TASKS)
-        .map(|i| {
-            let work = job(i);
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                work.await
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(TASKS);
-    for handle in handles {
-        out.push(handle.await.unwrap());
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,38 +6,25 @@
 //! Time comes from a `ManualClock` (nothing sleeps) and randomness from a
 //! seeded `LockedRng`.
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_trait::async_trait;
-use mockall::mock;
 use ninsho::device::{self, DeviceCheck, DeviceId, DevicePolicy, DeviceRecord, DeviceToken};
 use ninsho::events::{Event, RecordingEvents};
-use ninsho::flows::{DeviceInfo, Ports, TrustedDevices};
-use ninsho::recovery::RecoverySet;
-use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
-    LimitStore, MemoryStore, RecoveryStore, Store, StoreError, StoreErrorKind, WindowCount,
-};
-use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
-use time::{Duration, OffsetDateTime};
+use ninsho::flows::{DeviceInfo, TrustedDevices};
+use ninsho::store::{AccountId, DeviceStore, MemoryStore, StoreErrorKind};
+use ninsho::{Error, LockedRng, ManualClock, Refusal};
+use support::{MockDb, T0, TASKS, Yielding, db_down, hasher, ports, store_error, t0};
+use time::Duration;
 use tokio::sync::Barrier;
 
-const T0: i64 = 1_763_683_200;
-const TASKS: usize = 64;
 const ALICE: &str = "alice@example.com";
 const LABEL: &str = "Chrome on Windows";
 
 // ------------------------------------------------------------------ set-up
-
-fn t0() -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(T0).unwrap()
-}
-
-fn hasher() -> KeyedHasher {
-    KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap())
-}
 
 fn alice() -> AccountId {
     AccountId::new(ALICE)
@@ -45,13 +32,6 @@ fn alice() -> AccountId {
 
 fn bob() -> AccountId {
     AccountId::new("bob@example.com")
-}
-
-fn ports(store: Arc<dyn Store>, clock: &ManualClock, events: &RecordingEvents) -> Ports {
-    Ports::new(store, hasher())
-        .with_clock(Arc::new(clock.clone()))
-        .with_rng(Arc::new(LockedRng::seeded(42)))
-        .with_events(Arc::new(events.clone()))
 }
 
 struct Env {
@@ -98,14 +78,6 @@ impl Env {
 
 const VALID: DeviceCheck = DeviceCheck::Valid { refresh: false };
 const REFRESH: DeviceCheck = DeviceCheck::Valid { refresh: true };
-
-#[track_caller]
-fn store_error<T: std::fmt::Debug>(result: Result<T, Error>) -> StoreErrorKind {
-    match result {
-        Err(Error::Store(e)) => e.kind(),
-        other => panic!("expected a store error, got {other:?}"),
-    }
-}
 
 /// The token's secret part (after the last dot).
 fn secret_part(token: &str) -> &str {
@@ -545,128 +517,6 @@ async fn events_are_emitted_and_never_carry_the_token() {
 
 // ------------------------------------------------------------- concurrency
 
-/// Delegates to a shared `MemoryStore`, yielding to the scheduler after
-/// every call, so other tasks run between a read and the write after it.
-#[derive(Debug)]
-struct Yielding(Arc<MemoryStore>);
-
-async fn yielding<T>(result: T) -> T {
-    tokio::task::yield_now().await;
-    result
-}
-
-#[async_trait]
-impl ChallengeStore for Yielding {
-    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        yielding(self.0.insert_challenge(record).await).await
-    }
-    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
-        yielding(self.0.challenge(id).await).await
-    }
-    async fn replace_challenge(
-        &self,
-        record: &ChallengeRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        yielding(self.0.replace_challenge(record, expected_version).await).await
-    }
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        yielding(self.0.purge_challenges(before).await).await
-    }
-}
-
-#[async_trait]
-impl LimitStore for Yielding {
-    async fn hit(
-        &self,
-        key: &str,
-        window: Duration,
-        now: OffsetDateTime,
-    ) -> Result<WindowCount, StoreError> {
-        yielding(self.0.hit(key, window, now).await).await
-    }
-    async fn record_failure(
-        &self,
-        account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
-        yielding(self.0.record_failure(account, now).await).await
-    }
-    async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
-        yielding(self.0.failures(account).await).await
-    }
-    async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError> {
-        yielding(self.0.clear_failures(account).await).await
-    }
-}
-
-#[async_trait]
-impl RecoveryStore for Yielding {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        yielding(self.0.recovery_set(account).await).await
-    }
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        yielding(self.0.insert_recovery_set(account, set).await).await
-    }
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        yielding(
-            self.0
-                .replace_recovery_set(account, set, expected_salt, expected_version)
-                .await,
-        )
-        .await
-    }
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        yielding(self.0.delete_recovery_set(account).await).await
-    }
-}
-
-#[async_trait]
-impl DeviceStore for Yielding {
-    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
-        yielding(self.0.insert_device(record).await).await
-    }
-    async fn device(
-        &self,
-        account: &AccountId,
-        id: &DeviceId,
-    ) -> Result<Option<DeviceRecord>, StoreError> {
-        yielding(self.0.device(account, id).await).await
-    }
-    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
-        yielding(self.0.devices(account).await).await
-    }
-    async fn replace_device(
-        &self,
-        record: &DeviceRecord,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        yielding(self.0.replace_device(record, expected_version).await).await
-    }
-    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
-        yielding(self.0.delete_device(account, id).await).await
-    }
-    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
-        yielding(self.0.delete_devices(account).await).await
-    }
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        yielding(self.0.epoch(account).await).await
-    }
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        yielding(self.0.bump_epoch(account).await).await
-    }
-}
-
 fn yielding_env() -> (TrustedDevices, Arc<MemoryStore>, ManualClock) {
     let store = Arc::new(MemoryStore::new());
     let clock = ManualClock::at_unix(T0).unwrap();
@@ -818,82 +668,6 @@ async fn revoking_while_checks_refresh_still_revokes() {
 }
 
 // ----------------------------------------------------------- store failures
-
-mock! {
-    #[derive(Debug)]
-    pub Db {}
-
-    #[async_trait]
-    impl ChallengeStore for Db {
-        async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError>;
-        async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError>;
-        async fn replace_challenge(
-            &self,
-            record: &ChallengeRecord,
-            expected_version: u64,
-        ) -> Result<(), StoreError>;
-        async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
-    }
-
-    #[async_trait]
-    impl LimitStore for Db {
-        async fn hit(
-            &self,
-            key: &str,
-            window: Duration,
-            now: OffsetDateTime,
-        ) -> Result<WindowCount, StoreError>;
-        async fn record_failure(
-            &self,
-            account: &AccountId,
-            now: OffsetDateTime,
-        ) -> Result<FailureRecord, StoreError>;
-        async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError>;
-        async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError>;
-    }
-
-    #[async_trait]
-    impl RecoveryStore for Db {
-        async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError>;
-        async fn insert_recovery_set(
-            &self,
-            account: &AccountId,
-            set: &RecoverySet,
-        ) -> Result<(), StoreError>;
-        async fn replace_recovery_set(
-            &self,
-            account: &AccountId,
-            set: &RecoverySet,
-            expected_salt: &[u8; 16],
-            expected_version: u64,
-        ) -> Result<(), StoreError>;
-        async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError>;
-    }
-
-    #[async_trait]
-    impl DeviceStore for Db {
-        async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError>;
-        async fn device(
-            &self,
-            account: &AccountId,
-            id: &DeviceId,
-        ) -> Result<Option<DeviceRecord>, StoreError>;
-        async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError>;
-        async fn replace_device(
-            &self,
-            record: &DeviceRecord,
-            expected_version: u64,
-        ) -> Result<(), StoreError>;
-        async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError>;
-        async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError>;
-        async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
-        async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
-    }
-}
-
-fn db_down() -> StoreError {
-    StoreError::unavailable("db down")
-}
 
 /// A real record and its token, trusted at `t0`, as the engine makes them.
 fn real_device() -> (String, DeviceRecord) {

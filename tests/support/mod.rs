@@ -1,0 +1,403 @@
+//! What the integration tests share: the start instant and the keys, the
+//! store wrappers (`Yielding`, a mockall `MockDb`, and `delegate_store!`
+//! for hand-written wrappers that fail on cue), and the small helpers every
+//! flow's tests use.
+//!
+//! Cargo builds `tests/support/mod.rs` into each test that says
+//! `mod support;`, not as a test of its own. No test uses all of it, hence
+//! the `allow`s.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use mockall::mock;
+use ninsho::contact::Destination;
+use ninsho::device::{DeviceId, DeviceRecord};
+use ninsho::events::RecordingEvents;
+use ninsho::flows::{Challenges, ChallengesBuilder, Ports};
+use ninsho::gateway::{Gateway, Locale};
+use ninsho::recovery::RecoverySet;
+use ninsho::store::{
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
+    LimitStore, RecoveryStore, Store, StoreError, StoreErrorKind, WindowCount,
+};
+use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
+use time::{Duration, OffsetDateTime};
+use tokio::sync::Barrier;
+
+/// 2025-11-21 00:00:00 UTC.
+pub const T0: i64 = 1_763_683_200;
+pub const PHONE: &str = "+819012345678";
+pub const BASE: &str = "https://example.com/l/";
+/// How many tasks a race runs.
+pub const TASKS: usize = 64;
+
+// ------------------------------------------------------------------ set-up
+
+pub fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(T0).unwrap()
+}
+
+pub fn hasher() -> KeyedHasher {
+    KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap())
+}
+
+pub fn phone() -> Destination {
+    Destination::phone(PHONE).unwrap()
+}
+
+/// Ports for `RecoveryCodes` and `TrustedDevices`.
+pub fn ports(store: Arc<dyn Store>, clock: &ManualClock, events: &RecordingEvents) -> Ports {
+    Ports::new(store, hasher())
+        .with_clock(Arc::new(clock.clone()))
+        .with_rng(Arc::new(LockedRng::seeded(42)))
+        .with_events(Arc::new(events.clone()))
+}
+
+/// A `Challenges` builder with everything set, randomness seeded with `seed`.
+pub fn challenges_builder(
+    store: Arc<dyn Store>,
+    gateway: Arc<dyn Gateway>,
+    clock: &ManualClock,
+    events: &RecordingEvents,
+    seed: u64,
+) -> ChallengesBuilder {
+    Challenges::builder()
+        .service_name("Example")
+        .store(store)
+        .gateway(gateway)
+        .hasher(hasher())
+        .clock(Arc::new(clock.clone()))
+        .rng(Arc::new(LockedRng::seeded(seed)))
+        .locale(Locale::En)
+        .link_base(BASE)
+        .events(Arc::new(events.clone()))
+}
+
+// ----------------------------------------------------------------- results
+
+#[track_caller]
+pub fn refusal<T: std::fmt::Debug>(result: Result<T, Error>) -> Refusal {
+    match result {
+        Err(Error::Refused(r)) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[track_caller]
+pub fn store_error<T: std::fmt::Debug>(result: Result<T, Error>) -> StoreErrorKind {
+    match result {
+        Err(Error::Store(e)) => e.kind(),
+        other => panic!("expected a store error, got {other:?}"),
+    }
+}
+
+// ------------------------------------------------------------------ stores
+
+pub fn db_down() -> StoreError {
+    StoreError::unavailable("db down")
+}
+
+/// Takes one from a "fail the next n calls" counter: whether this call
+/// fails.
+pub fn take(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// Hands a store's answer back as it is (for `delegate_store!`).
+pub async fn directly<T>(result: T) -> T {
+    result
+}
+
+/// Hands a store's answer back after yielding to the scheduler (for
+/// `delegate_store!`).
+pub async fn yielding<T>(result: T) -> T {
+    tokio::task::yield_now().await;
+    result
+}
+
+/// Implements store traits for a wrapper by handing every call to one of
+/// its fields, and its answer to `then` (`directly` or `yielding`):
+///
+/// ```ignore
+/// delegate_store!([] Flaky, inner, support::directly => RecoveryStore, DeviceStore);
+/// ```
+///
+/// The generics in brackets go to every `impl`. A wrapper that fails on cue
+/// writes the traits it changes by hand and delegates the rest.
+macro_rules! delegate_store {
+    (@ChallengeStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
+        #[::async_trait::async_trait]
+        impl<$($g)*> ::ninsho::store::ChallengeStore for $ty {
+            async fn insert_challenge(
+                &self,
+                record: &::ninsho::store::ChallengeRecord,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.insert_challenge(record).await).await
+            }
+            async fn challenge(
+                &self,
+                id: &::ninsho::store::ChallengeId,
+            ) -> Result<Option<::ninsho::store::ChallengeRecord>, ::ninsho::store::StoreError> {
+                $then(self.$field.challenge(id).await).await
+            }
+            async fn replace_challenge(
+                &self,
+                record: &::ninsho::store::ChallengeRecord,
+                expected_version: u64,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.replace_challenge(record, expected_version).await).await
+            }
+            async fn purge_challenges(
+                &self,
+                before: ::time::OffsetDateTime,
+            ) -> Result<u64, ::ninsho::store::StoreError> {
+                $then(self.$field.purge_challenges(before).await).await
+            }
+        }
+    };
+    (@LimitStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
+        #[::async_trait::async_trait]
+        impl<$($g)*> ::ninsho::store::LimitStore for $ty {
+            async fn hit(
+                &self,
+                key: &str,
+                window: ::time::Duration,
+                now: ::time::OffsetDateTime,
+            ) -> Result<::ninsho::store::WindowCount, ::ninsho::store::StoreError> {
+                $then(self.$field.hit(key, window, now).await).await
+            }
+            async fn record_failure(
+                &self,
+                account: &::ninsho::store::AccountId,
+                now: ::time::OffsetDateTime,
+            ) -> Result<::ninsho::store::FailureRecord, ::ninsho::store::StoreError> {
+                $then(self.$field.record_failure(account, now).await).await
+            }
+            async fn failures(
+                &self,
+                account: &::ninsho::store::AccountId,
+            ) -> Result<Option<::ninsho::store::FailureRecord>, ::ninsho::store::StoreError> {
+                $then(self.$field.failures(account).await).await
+            }
+            async fn clear_failures(
+                &self,
+                account: &::ninsho::store::AccountId,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.clear_failures(account).await).await
+            }
+        }
+    };
+    (@RecoveryStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
+        #[::async_trait::async_trait]
+        impl<$($g)*> ::ninsho::store::RecoveryStore for $ty {
+            async fn recovery_set(
+                &self,
+                account: &::ninsho::store::AccountId,
+            ) -> Result<Option<::ninsho::recovery::RecoverySet>, ::ninsho::store::StoreError> {
+                $then(self.$field.recovery_set(account).await).await
+            }
+            async fn insert_recovery_set(
+                &self,
+                account: &::ninsho::store::AccountId,
+                set: &::ninsho::recovery::RecoverySet,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.insert_recovery_set(account, set).await).await
+            }
+            async fn replace_recovery_set(
+                &self,
+                account: &::ninsho::store::AccountId,
+                set: &::ninsho::recovery::RecoverySet,
+                expected_salt: &[u8; 16],
+                expected_version: u64,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(
+                    self.$field
+                        .replace_recovery_set(account, set, expected_salt, expected_version)
+                        .await,
+                )
+                .await
+            }
+            async fn delete_recovery_set(
+                &self,
+                account: &::ninsho::store::AccountId,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.delete_recovery_set(account).await).await
+            }
+        }
+    };
+    (@DeviceStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
+        #[::async_trait::async_trait]
+        impl<$($g)*> ::ninsho::store::DeviceStore for $ty {
+            async fn insert_device(
+                &self,
+                record: &::ninsho::device::DeviceRecord,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.insert_device(record).await).await
+            }
+            async fn device(
+                &self,
+                account: &::ninsho::store::AccountId,
+                id: &::ninsho::device::DeviceId,
+            ) -> Result<Option<::ninsho::device::DeviceRecord>, ::ninsho::store::StoreError> {
+                $then(self.$field.device(account, id).await).await
+            }
+            async fn devices(
+                &self,
+                account: &::ninsho::store::AccountId,
+            ) -> Result<Vec<::ninsho::device::DeviceRecord>, ::ninsho::store::StoreError> {
+                $then(self.$field.devices(account).await).await
+            }
+            async fn replace_device(
+                &self,
+                record: &::ninsho::device::DeviceRecord,
+                expected_version: u64,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.replace_device(record, expected_version).await).await
+            }
+            async fn delete_device(
+                &self,
+                account: &::ninsho::store::AccountId,
+                id: &::ninsho::device::DeviceId,
+            ) -> Result<bool, ::ninsho::store::StoreError> {
+                $then(self.$field.delete_device(account, id).await).await
+            }
+            async fn delete_devices(
+                &self,
+                account: &::ninsho::store::AccountId,
+            ) -> Result<u64, ::ninsho::store::StoreError> {
+                $then(self.$field.delete_devices(account).await).await
+            }
+            async fn epoch(
+                &self,
+                account: &::ninsho::store::AccountId,
+            ) -> Result<u64, ::ninsho::store::StoreError> {
+                $then(self.$field.epoch(account).await).await
+            }
+            async fn bump_epoch(
+                &self,
+                account: &::ninsho::store::AccountId,
+            ) -> Result<u64, ::ninsho::store::StoreError> {
+                $then(self.$field.bump_epoch(account).await).await
+            }
+        }
+    };
+    ($generics:tt $ty:ty, $field:tt, $then:path => $($store:ident),+ $(,)?) => {
+        $(delegate_store!(@$store $generics $ty, $field, $then);)+
+    };
+}
+#[allow(unused_imports)] // Used by the tests with a wrapper of their own.
+pub(crate) use delegate_store;
+
+/// Delegates to a shared store, yielding to the scheduler after every
+/// call, so other tasks run between a read and the write that depends on
+/// it (as with a networked database).
+#[derive(Debug)]
+pub struct Yielding<S>(pub Arc<S>);
+
+delegate_store!([S: Store] Yielding<S>, 0, yielding =>
+    ChallengeStore, LimitStore, RecoveryStore, DeviceStore);
+
+mock! {
+    #[derive(Debug)]
+    pub Db {}
+
+    #[async_trait]
+    impl ChallengeStore for Db {
+        async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError>;
+        async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError>;
+        async fn replace_challenge(
+            &self,
+            record: &ChallengeRecord,
+            expected_version: u64,
+        ) -> Result<(), StoreError>;
+        async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+    }
+
+    #[async_trait]
+    impl LimitStore for Db {
+        async fn hit(
+            &self,
+            key: &str,
+            window: Duration,
+            now: OffsetDateTime,
+        ) -> Result<WindowCount, StoreError>;
+        async fn record_failure(
+            &self,
+            account: &AccountId,
+            now: OffsetDateTime,
+        ) -> Result<FailureRecord, StoreError>;
+        async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError>;
+        async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError>;
+    }
+
+    #[async_trait]
+    impl RecoveryStore for Db {
+        async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError>;
+        async fn insert_recovery_set(
+            &self,
+            account: &AccountId,
+            set: &RecoverySet,
+        ) -> Result<(), StoreError>;
+        async fn replace_recovery_set(
+            &self,
+            account: &AccountId,
+            set: &RecoverySet,
+            expected_salt: &[u8; 16],
+            expected_version: u64,
+        ) -> Result<(), StoreError>;
+        async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError>;
+    }
+
+    #[async_trait]
+    impl DeviceStore for Db {
+        async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError>;
+        async fn device(
+            &self,
+            account: &AccountId,
+            id: &DeviceId,
+        ) -> Result<Option<DeviceRecord>, StoreError>;
+        async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError>;
+        async fn replace_device(
+            &self,
+            record: &DeviceRecord,
+            expected_version: u64,
+        ) -> Result<(), StoreError>;
+        async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError>;
+        async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError>;
+        async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
+        async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
+    }
+}
+
+// ------------------------------------------------------------------- races
+
+/// Runs `TASKS` jobs (given their index), released together.
+pub async fn race<T, F, Fut>(job: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let handles: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let work = job(i);
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                work.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(TASKS);
+    for handle in handles {
+        out.push(handle.await.expect("task did not panic"));
+    }
+    out
+}
