@@ -125,7 +125,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("verify_wrong", |b| {
         b.iter(|| {
             rt.block_on(async {
-                if tries % 4 == 0 {
+                if tries.is_multiple_of(4) {
                     ticket = Some(
                         svc.issue(IssueRequest::new(dest.clone(), Purpose::SignIn))
                             .await

@@ -36,10 +36,10 @@ impl Gateway for CarrierBlocksSms {
             );
             return Err(DeliveryError::refused("SMS from unknown senders refused"));
         }
-        if let Some(secret) = &message.secret {
-            if let Ok(mut last) = self.last_code.lock() {
-                *last = Some(secret.expose_secret().to_owned());
-            }
+        if let Some(secret) = &message.secret
+            && let Ok(mut last) = self.last_code.lock()
+        {
+            *last = Some(secret.expose_secret().to_owned());
         }
         self.console.send(message).await
     }

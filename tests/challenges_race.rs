@@ -395,7 +395,7 @@ async fn racing_approve_and_deny_decide_once_in(mode: bool) {
     .await;
     let ok: Vec<usize> = (0..TASKS).filter(|&i| results[i].is_ok()).collect();
     assert_eq!(ok.len(), 1, "{results:?}");
-    let approved = ok[0] % 2 == 0;
+    let approved = ok[0].is_multiple_of(2);
     let stored = env
         .store
         .challenge(&ticket.challenge_id)

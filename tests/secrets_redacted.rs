@@ -75,10 +75,10 @@ fn leaks(text: &str, secret: &[u8]) -> Vec<String> {
 
     for w in secret.windows(4) {
         // As raw text.
-        if let Ok(s) = std::str::from_utf8(w) {
-            if text.contains(s) {
-                found.push(format!("raw bytes {s:?}"));
-            }
+        if let Ok(s) = std::str::from_utf8(w)
+            && text.contains(s)
+        {
+            found.push(format!("raw bytes {s:?}"));
         }
         let dec = w.iter().map(u8::to_string).collect::<Vec<_>>();
         let hex2 = w.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>();

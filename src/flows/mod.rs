@@ -387,10 +387,10 @@ impl Challenges {
                 limits.per_caller,
             ));
         }
-        if destination.kind() == DestinationKind::Phone {
-            if let Some((prefix, limit)) = limits.country_budget(destination.address()) {
-                checks.push((LimitKind::Country, format!("country:{prefix}"), limit));
-            }
+        if destination.kind() == DestinationKind::Phone
+            && let Some((prefix, limit)) = limits.country_budget(destination.address())
+        {
+            checks.push((LimitKind::Country, format!("country:{prefix}"), limit));
         }
         for (kind, key, limit) in checks {
             let count = self.inner.store.hit(&key, limit.window, now).await?;

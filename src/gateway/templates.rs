@@ -470,23 +470,23 @@ impl Templates {
     /// secret where it must and nowhere it must not.
     fn checked(&self, locale: Locale, kind: TemplateKind) -> Result<&str, TemplateError> {
         let text = self.get(locale, kind);
-        if kind.is_subject() {
-            if let Some(placeholder) = [CODE, URL].into_iter().find(|p| text.contains(p)) {
-                return Err(TemplateError::SecretInSubject {
-                    locale,
-                    kind,
-                    placeholder,
-                });
-            }
+        if kind.is_subject()
+            && let Some(placeholder) = [CODE, URL].into_iter().find(|p| text.contains(p))
+        {
+            return Err(TemplateError::SecretInSubject {
+                locale,
+                kind,
+                placeholder,
+            });
         }
-        if let Some(placeholder) = kind.required_placeholder() {
-            if !text.contains(placeholder) {
-                return Err(TemplateError::MissingPlaceholder {
-                    locale,
-                    kind,
-                    placeholder,
-                });
-            }
+        if let Some(placeholder) = kind.required_placeholder()
+            && !text.contains(placeholder)
+        {
+            return Err(TemplateError::MissingPlaceholder {
+                locale,
+                kind,
+                placeholder,
+            });
         }
         Ok(text)
     }
