@@ -8,8 +8,8 @@ use sqlx::{PgPool, Postgres, SqlStr};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set, encode_record,
-    epoch_from_sql, map_err, statement, store_err, version_to_sql,
+    applied, consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set,
+    encode_record, epoch_from_sql, map_err, statement, store_err, version_to_sql,
 };
 use super::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
@@ -434,10 +434,7 @@ impl ChallengeStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(|e| map_err(e, transient, true))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
@@ -465,10 +462,7 @@ impl ChallengeStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(store_err(transient))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
@@ -571,10 +565,7 @@ impl RecoveryStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(|e| map_err(e, transient, true))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn replace_recovery_set(
@@ -595,10 +586,7 @@ impl RecoveryStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(store_err(transient))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
@@ -624,10 +612,7 @@ impl DeviceStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(|e| map_err(e, transient, true))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn device(
@@ -672,10 +657,7 @@ impl DeviceStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(store_err(transient))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {

@@ -158,3 +158,13 @@ pub(super) fn consecutive_from_sql(consecutive: i64) -> Result<u32, StoreError> 
 pub(super) fn statement(sql: String) -> SqlStr {
     AssertSqlSafe(Arc::<str>::from(sql)).into_sql_str()
 }
+
+/// A conditional write (insert-if-absent, update-if-version) took effect
+/// only if it touched a row; otherwise it lost and reads as a conflict.
+pub(super) fn applied(rows_affected: u64) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        Err(StoreError::conflict())
+    } else {
+        Ok(())
+    }
+}

@@ -7,8 +7,8 @@ use sqlx::{Sqlite, SqlitePool};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set, encode_record,
-    epoch_from_sql, map_err, store_err, version_to_sql,
+    applied, consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set,
+    encode_record, epoch_from_sql, map_err, store_err, version_to_sql,
 };
 use super::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
@@ -302,10 +302,7 @@ impl ChallengeStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(|e| map_err(e, transient, true))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
@@ -333,10 +330,7 @@ impl ChallengeStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(store_err(transient))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
@@ -446,10 +440,7 @@ impl RecoveryStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(|e| map_err(e, transient, true))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn replace_recovery_set(
@@ -470,10 +461,7 @@ impl RecoveryStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(store_err(transient))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
@@ -499,10 +487,7 @@ impl DeviceStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(|e| map_err(e, transient, true))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn device(
@@ -547,10 +532,7 @@ impl DeviceStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(store_err(transient))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::conflict());
-        }
-        Ok(())
+        applied(done.rows_affected())
     }
 
     async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
