@@ -224,7 +224,10 @@ pub fn parse_token(token: &str) -> Option<(DeviceId, Zeroizing<Vec<u8>>)> {
         secret,
     )?);
     let canonical = base32::encode(base32::Alphabet::Rfc4648Lower { padding: false }, &bytes);
-    (bytes.len() == 32 && canonical == secret).then_some((id, bytes))
+    // Both sides come from the caller's token, but compare in constant time
+    // anyway: nothing secret-shaped is compared with `==` in this crate.
+    let canonical = bool::from(canonical.as_bytes().ct_eq(secret.as_bytes()));
+    (bytes.len() == 32 && canonical).then_some((id, bytes))
 }
 
 /// What a device token is worth.
