@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod flows;
 pub mod gateway;
+pub mod grace;
 pub mod hash;
 pub mod limits;
 pub mod otp;
