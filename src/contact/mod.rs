@@ -1,12 +1,109 @@
-//! Contact destinations (phone numbers and email addresses) and masking.
+//! Contact destinations (phone numbers and email addresses), the policy
+//! for phone numbers, and masking.
 //!
-//! This module checks the *shape* of a destination: a phone number in E.164
-//! form (`+` and 8 to 15 digits) or a plausible email address. Country and
-//! number-type policy (mobile only, Japan only, …) builds on it.
+//! - [`Destination`] is a normalised address codes are sent to.
+//!   [`Destination::phone`] takes an international number (`+81 90-1234-5678`)
+//!   of any country and type; [`Destination::email`] an email address.
+//! - [`PhonePolicy`] decides which numbers a service accepts, and for which
+//!   channel: by default Japanese mobile numbers for SMS, and Japanese mobile
+//!   and fixed-line numbers for voice calls. It reads numbers the way people
+//!   type them (national or international, full-width, with any dashes) and
+//!   refuses the rest with a typed [`PhoneRefusal`]. See [Phone numbers](self#phone-numbers)
+//!   below for the defaults and the reasons for them.
+//! - [`EmailRefusal`] says why an email address was refused.
+//! - Masked forms (`+81 **-****-5678`, `***-****-5678`,
+//!   `ta*******@example.com`) are what screens and logs show.
+//!
+//! Every refusal carries no part of the address, so it is safe to log, and
+//! has a stable `code()` for translations.
+//!
+//! # Phone numbers
+//!
+//! Parsing uses libphonenumber's metadata (the `phonenumber` crate); no
+//! numbering tables are kept here.
+//!
+//! ## Folding
+//!
+//! Before parsing, input is folded the way Japanese users type it:
+//! full-width digits, `＋`, `（ ）` and dashes become ASCII; every dash-like
+//! character (`-`, `－`, `‐`…`―`, `−`, and the long-vowel marks `ー`/`ｰ` an
+//! input method produces in kana mode), spaces of any width, invisible marks,
+//! dots, slashes and parentheses are separators; `+81 (0)90-…` and
+//! `+81 090-…` drop the trunk `0`. Letters and other symbols make the input
+//! [`PhoneRefusal::NotANumber`].
+//!
+//! ## Policy defaults, and why
+//!
+//! [`PhonePolicy::default()`] accepts Japanese numbers only, written
+//! nationally (`090-1234-5678`) or internationally (`+81 90-1234-5678`):
+//!
+//! - **SMS: mobile numbers only** (`070`, `080`, `090`, and the newer `060`
+//!   mobile range). SMS reaches mobile handsets; a landline (`03`, `06`, …)
+//!   cannot receive it. `050` numbers are IP phones: many `050` services
+//!   cannot receive SMS at all, and they are not tied to a SIM in the user's
+//!   hand. `020` is the pager / M2M (IoT data SIM) range, which does not
+//!   reach a person. Free-dial (`0120`, `0800`), Navi Dial (`0570`) and
+//!   premium-rate (`0990`) numbers are service numbers that cannot receive
+//!   SMS, and are the raw material of SMS-pumping fraud.
+//! - **Voice: mobile and fixed-line numbers**, since a call to a landline
+//!   is the usual fallback for users without SMS
+//!   ([`PhoneType::FixedLineOrMobile`] is included for countries whose
+//!   numbering does not tell the two apart). IP phones are left out of voice
+//!   too: NIST SP 800-63B (rev. 3, §5.1.3.1) requires an out-of-band
+//!   authenticator to prove possession of a specific device and names VoIP
+//!   as a method that does not, and §5.1.3.3 asks verifiers to make sure a
+//!   telephone number is tied to a physical device.
+//! - **Foreign numbers are refused** ([`PhoneRefusal::RegionNotAllowed`]),
+//!   also for residents of Japan (as nizima does): international SMS routes
+//!   are the ones carriers block and fraudsters pump. An operator opens
+//!   other countries with [`PhonePolicy::allow_region`] or
+//!   [`PhonePolicy::allow_any_region`]. North American numbers are
+//!   [`PhoneType::FixedLineOrMobile`] (the numbering cannot tell), so
+//!   allowing `US` or `CA` for SMS also needs that type in
+//!   [`PhonePolicy::sms_types`].
+//!
+//! ```
+//! use ninsho::contact::{PhonePolicy, PhoneRefusal, PhoneType};
+//! use ninsho::gateway::Channel;
+//!
+//! let policy = PhonePolicy::default();
+//! let number = policy.check("０９０－１２３４－５６７８", Channel::Sms)?;
+//! assert_eq!(number.e164(), "+819012345678");
+//! assert_eq!(number.phone_type(), PhoneType::Mobile);
+//! assert_eq!(number.masked_national(), "***-****-5678");
+//!
+//! assert_eq!(
+//!     policy.check("03-1234-5678", Channel::Sms),
+//!     Err(PhoneRefusal::LandlineCannotReceiveSms)
+//! );
+//! assert!(policy.check("03-1234-5678", Channel::Voice).is_ok());
+//! assert_eq!(policy.check("050-1234-5678", Channel::Sms), Err(PhoneRefusal::IpPhone));
+//! assert_eq!(
+//!     policy.check("+1 415 555 2671", Channel::Sms).unwrap_err().code(),
+//!     "region_not_allowed"
+//! );
+//! # Ok::<(), PhoneRefusal>(())
+//! ```
+//!
+//! # Email addresses
+//!
+//! A conservative subset of RFC 5321: an unquoted ASCII local part of at
+//! most 64 bytes, a host-name domain (punycode `xn--` form for
+//! internationalised domains; no IP literals), 254 bytes in all. The input
+//! is trimmed and the domain lower-cased; the local part is kept as typed.
+//! Full-width input is refused with [`EmailRefusal::FullWidth`] rather than
+//! folded.
+
+mod email;
+mod mask;
+mod phone;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub use email::EmailRefusal;
+pub use phone::{AllowedRegions, PhoneNumber, PhonePolicy, PhoneRefusal, PhoneType, Region};
 
 /// What kind of address a destination is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -18,25 +115,47 @@ pub enum DestinationKind {
     Email,
 }
 
-/// A destination that failed the shape check. Carries no address, so it is
-/// safe to log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// A phone number or email address that was refused. Carries no part of
+/// the address, so it is safe to log; [`code`](Self::code) gives a stable
+/// identifier for translations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum ContactError {
-    /// Not a phone number in international form: `+`, a country code and
-    /// the number, 8 to 15 digits in all.
-    #[error("not an international phone number (+ then 8 to 15 digits)")]
-    InvalidPhone,
-    /// Not an email address.
-    #[error("not a valid email address")]
-    InvalidEmail,
+    /// The phone number was refused.
+    #[error(transparent)]
+    Phone(#[from] PhoneRefusal),
+    /// The email address was refused.
+    #[error(transparent)]
+    Email(#[from] EmailRefusal),
+}
+
+impl ContactError {
+    /// Which kind of contact was refused.
+    #[must_use]
+    pub fn kind(&self) -> DestinationKind {
+        match self {
+            Self::Phone(_) => DestinationKind::Phone,
+            Self::Email(_) => DestinationKind::Email,
+        }
+    }
+
+    /// The refusal's stable identifier ([`PhoneRefusal::code`] or
+    /// [`EmailRefusal::code`]); [`kind`](Self::kind) tells which.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Phone(r) => r.code(),
+            Self::Email(r) => r.code(),
+        }
+    }
 }
 
 /// A normalised phone number or email address that codes can be sent to.
 ///
-/// Phone numbers keep only `+` and digits (spaces, hyphens and parentheses
-/// are dropped; full-width forms are folded). Email addresses are trimmed
-/// and their domain lower-cased; the local part is kept as typed.
+/// Phone numbers are stored in E.164 form (`+819012345678`); email
+/// addresses trimmed, with the domain lower-cased and the local part as
+/// typed. `Debug` shows the masked form only: contact details are personal
+/// data.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Destination {
     kind: DestinationKind,
@@ -44,62 +163,43 @@ pub struct Destination {
 }
 
 impl Destination {
-    /// A phone number in international (E.164) form, e.g. `+81 90-1234-5678`.
+    /// A phone number in international form, e.g. `+81 90-1234-5678`,
+    /// normalised to E.164 (`+819012345678`).
+    ///
+    /// Input is folded as [`PhonePolicy`] folds it (full-width forms, any
+    /// dashes and spaces, `+81 (0)90…`), and must start with `+` and a
+    /// country calling code libphonenumber knows; the national number must
+    /// have a length used in that country. Any country and any number type
+    /// is accepted, and the number need not be assigned: this is the
+    /// policy-free constructor. To accept what users type into a form
+    /// (national numbers, mobile only, Japan only…), use
+    /// [`PhonePolicy::check`] and [`PhoneNumber::destination`].
     ///
     /// # Errors
-    /// [`ContactError::InvalidPhone`].
+    /// [`ContactError::Phone`]: [`PhoneRefusal::Empty`],
+    /// [`NotANumber`](PhoneRefusal::NotANumber),
+    /// [`MissingCountryCode`](PhoneRefusal::MissingCountryCode),
+    /// [`UnknownCountryCode`](PhoneRefusal::UnknownCountryCode),
+    /// [`TooShort`](PhoneRefusal::TooShort),
+    /// [`TooLong`](PhoneRefusal::TooLong) or
+    /// [`InvalidNumber`](PhoneRefusal::InvalidNumber).
     pub fn phone(input: &str) -> Result<Self, ContactError> {
-        let mut address = String::with_capacity(16);
-        for c in input.trim().chars() {
-            let c = fold_width(c);
-            match c {
-                '+' if address.is_empty() => address.push('+'),
-                '0'..='9' if !address.is_empty() => address.push(c),
-                ' ' | '-' | '(' | ')' | '.' | '\u{2010}'..='\u{2015}' | '\u{30FC}' | '\u{3000}' => {
-                }
-                _ => return Err(ContactError::InvalidPhone),
-            }
-        }
-        let digits = address.len().saturating_sub(1);
-        if !(8..=15).contains(&digits) || address.as_bytes().get(1) == Some(&b'0') {
-            return Err(ContactError::InvalidPhone);
-        }
         Ok(Self {
             kind: DestinationKind::Phone,
-            address,
+            address: phone::international(input)?,
         })
     }
 
-    /// An email address, e.g. `Taro@Example.COM` (stored as `Taro@example.com`).
+    /// An email address, e.g. `Taro@Example.COM` (stored as
+    /// `Taro@example.com`). See the [module documentation](self#email-addresses)
+    /// for what is accepted.
     ///
     /// # Errors
-    /// [`ContactError::InvalidEmail`].
+    /// [`ContactError::Email`] with the [`EmailRefusal`].
     pub fn email(input: &str) -> Result<Self, ContactError> {
-        let input = input.trim();
-        let (local, domain) = input.rsplit_once('@').ok_or(ContactError::InvalidEmail)?;
-        let valid_local = !local.is_empty()
-            && local.len() <= 64
-            && !local.starts_with('.')
-            && !local.ends_with('.')
-            && !local.contains("..")
-            && local
-                .chars()
-                .all(|c| c.is_ascii_graphic() && !"@\"(),:;<>[\\]".contains(c));
-        let valid_domain = domain.len() <= 253
-            && domain.contains('.')
-            && domain.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
-        if !valid_local || !valid_domain {
-            return Err(ContactError::InvalidEmail);
-        }
         Ok(Self {
             kind: DestinationKind::Email,
-            address: format!("{local}@{}", domain.to_ascii_lowercase()),
+            address: email::normalise(input)?,
         })
     }
 
@@ -125,13 +225,30 @@ impl Destination {
         }
     }
 
-    /// The address with most of it hidden, to show on screen:
-    /// `+81 ******-5678` or `ta*******@example.com`.
+    /// The address with most of it hidden, to show on screen and in logs:
+    /// `+81 **-****-5678` or `ta*******@example.com`.
+    ///
+    /// A phone number keeps its country code and last four digits (fewer
+    /// when the national number is shorter than eight digits, so that four
+    /// stay hidden), grouped `rest-4-4` from the right; for Japanese mobile
+    /// numbers that is libphonenumber's grouping. An email address keeps the
+    /// first two characters of its local part and its domain.
     #[must_use]
     pub fn masked(&self) -> String {
         match self.kind {
-            DestinationKind::Phone => mask_phone(&self.address),
-            DestinationKind::Email => mask_email(&self.address),
+            DestinationKind::Phone => mask::mask_phone(&self.address),
+            DestinationKind::Email => mask::mask_email(&self.address),
+        }
+    }
+
+    /// As [`masked`](Self::masked), but a phone number in national form,
+    /// with its trunk prefix: `***-****-5678` for `090-1234-5678`. An email
+    /// address is masked as by [`masked`](Self::masked).
+    #[must_use]
+    pub fn masked_national(&self) -> String {
+        match self.kind {
+            DestinationKind::Phone => mask::mask_phone_national(&self.address),
+            DestinationKind::Email => mask::mask_email(&self.address),
         }
     }
 
@@ -143,7 +260,7 @@ impl Destination {
             DestinationKind::Phone => {
                 let digits: String = typed
                     .chars()
-                    .map(fold_width)
+                    .map(phone::fold_char)
                     .filter(char::is_ascii_digit)
                     .collect();
                 let last4 = self.address.get(self.address.len().saturating_sub(4)..)?;
@@ -167,39 +284,6 @@ impl fmt::Debug for Destination {
     }
 }
 
-/// Folds full-width ASCII forms (`０`–`９`, `＋`, `－`, `（`, `）`) to ASCII.
-fn fold_width(c: char) -> char {
-    match c {
-        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
-        _ => c,
-    }
-}
-
-/// `+819012345678` → `+81 ******-5678`: the country code for context and
-/// the last four digits the user recognises.
-fn mask_phone(e164: &str) -> String {
-    let digits = e164.trim_start_matches('+');
-    // Country codes are one to three digits; show only the first two at
-    // most, which never reveals subscriber digits of an 8-digit minimum.
-    let cc_len = if digits.starts_with('1') || digits.starts_with('7') {
-        1
-    } else {
-        2
-    };
-    let (cc, rest) = digits.split_at(cc_len.min(digits.len()));
-    let (hidden, last) = rest.split_at(rest.len().saturating_sub(4));
-    format!("+{cc} {}-{last}", "*".repeat(hidden.len()))
-}
-
-/// `taro.yamada@example.com` → `ta*********@example.com`.
-fn mask_email(address: &str) -> String {
-    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
-    let shown = if local.chars().count() > 2 { 2 } else { 1 };
-    let head: String = local.chars().take(shown).collect();
-    let hidden = local.chars().count().saturating_sub(shown).max(1);
-    format!("{head}{}@{domain}", "*".repeat(hidden))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,24 +292,44 @@ mod tests {
     fn phones() {
         let p = Destination::phone("＋８１ 90-1234-5678").unwrap();
         assert_eq!(p.address(), "+819012345678");
-        assert_eq!(p.masked(), "+81 ******-5678");
-        assert_eq!(
-            Destination::phone("+1 (415) 555-2671").unwrap().masked(),
-            "+1 ******-2671"
-        );
-        for bad in [
-            "09012345678",
-            "+81",
-            "+8190a",
-            "+0123456789",
-            "+1234567890123456",
-            "",
-            "++8190",
+        assert_eq!(p.masked(), "+81 **-****-5678");
+        assert_eq!(p.masked_national(), "***-****-5678");
+        let us = Destination::phone("+1 (415) 555-2671").unwrap();
+        assert_eq!(us.address(), "+14155552671");
+        assert_eq!(us.masked(), "+1 **-****-2671");
+        for (bad, refusal) in [
+            ("09012345678", PhoneRefusal::MissingCountryCode),
+            ("+81", PhoneRefusal::TooShort),
+            ("+8190a", PhoneRefusal::NotANumber),
+            ("+0123456789", PhoneRefusal::UnknownCountryCode),
+            ("+1234567890123456", PhoneRefusal::TooLong),
+            ("", PhoneRefusal::Empty),
+            ("++8190", PhoneRefusal::NotANumber),
         ] {
             assert_eq!(
                 Destination::phone(bad).unwrap_err(),
-                ContactError::InvalidPhone,
+                ContactError::Phone(refusal),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn phone_accepts_every_country_and_type() {
+        for (input, e164) in [
+            ("+81 3-1234-5678", "+81312345678"),
+            ("+81 50-1234-5678", "+815012345678"),
+            ("+81 120-123-456", "+81120123456"),
+            ("+44 20 7946 0958", "+442079460958"),
+            ("+86 138 0013 8000", "+8613800138000"),
+            ("+82 10-1234-5678", "+821012345678"),
+            ("+800 1234 5678", "+80012345678"),
+            ("+39 06 698 12345", "+390669812345"),
+        ] {
+            assert_eq!(
+                Destination::phone(input).unwrap().address(),
+                e164,
+                "{input}"
             );
         }
     }
@@ -235,30 +339,58 @@ mod tests {
         let e = Destination::email(" Taro.Yamada@Example.COM ").unwrap();
         assert_eq!(e.address(), "Taro.Yamada@example.com");
         assert_eq!(e.masked(), "Ta*********@example.com");
+        assert_eq!(e.masked_national(), e.masked());
         assert_eq!(Destination::email("a@b.jp").unwrap().masked(), "a*@b.jp");
-        for bad in [
-            "",
-            "a",
-            "a@",
-            "@b.jp",
-            "a@b",
-            "a b@c.jp",
-            "a@-b.jp",
-            "a..b@c.jp",
-            "a@b..jp",
+        for (bad, refusal) in [
+            ("", EmailRefusal::Empty),
+            ("a", EmailRefusal::MissingAt),
+            ("a@", EmailRefusal::MissingDomain),
+            ("@b.jp", EmailRefusal::MissingLocalPart),
+            ("a@b", EmailRefusal::InvalidDomain),
+            ("a b@c.jp", EmailRefusal::InvalidLocalPart),
+            ("a@-b.jp", EmailRefusal::InvalidDomain),
+            ("a..b@c.jp", EmailRefusal::InvalidLocalPart),
+            ("a@b..jp", EmailRefusal::InvalidDomain),
         ] {
             assert_eq!(
                 Destination::email(bad).unwrap_err(),
-                ContactError::InvalidEmail,
+                ContactError::Email(refusal),
                 "{bad}"
             );
         }
     }
 
     #[test]
+    fn contact_error_codes() {
+        let e = ContactError::from(PhoneRefusal::LandlineCannotReceiveSms);
+        assert_eq!(e.code(), "landline_cannot_receive_sms");
+        assert_eq!(e.kind(), DestinationKind::Phone);
+        assert_eq!(
+            e.to_string(),
+            PhoneRefusal::LandlineCannotReceiveSms.to_string()
+        );
+        let e = ContactError::from(EmailRefusal::MissingAt);
+        assert_eq!((e.kind(), e.code()), (DestinationKind::Email, "missing_at"));
+        let e = crate::Error::from(e);
+        assert!(!e.is_infrastructure());
+    }
+
+    #[test]
     fn debug_is_masked() {
         let p = Destination::phone("+819012345678").unwrap();
         assert!(!format!("{p:?}").contains("9012345678"));
+        let n = PhonePolicy::default().parse("090-1234-5678").unwrap();
+        assert_eq!(n.destination(), p);
+        assert_eq!(Destination::from(n), p);
+    }
+
+    #[test]
+    fn masking_garbage_addresses_does_not_panic() {
+        // Destinations deserialised from a store are not re-validated.
+        let weird: Destination =
+            serde_json::from_str(r#"{"kind":"phone","address":"+é1234567890"}"#).unwrap();
+        assert!(weird.masked().ends_with("7890"));
+        assert!(!weird.masked_national().contains("123456"));
     }
 
     #[test]

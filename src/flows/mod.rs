@@ -29,7 +29,7 @@
 //!     .issue(IssueRequest::new(phone.clone(), Purpose::SignIn))
 //!     .await
 //!     .unwrap();
-//! assert_eq!(ticket.masked_destination, "+81 ******-5678");
+//! assert_eq!(ticket.masked_destination, "+81 **-****-5678");
 //!
 //! // The user reads the SMS and types the code.
 //! let code = gateway.last_secret_to(phone.address()).unwrap();
