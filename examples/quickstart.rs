@@ -8,9 +8,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ninsho::contact::Destination;
+use ninsho::contact::PhonePolicy;
 use ninsho::device::DeviceCheck;
-use ninsho::flows::{Challenges, IssueRequest, Ports, RecoveryCodes, TrustedDevices};
+use ninsho::flows::{
+    Challenges, Contacts, IssueRequest, Ports, RecoveryCodes, TrustedDevices, VerificationRequest,
+    Verifications,
+};
 use ninsho::gateway::{Channel, ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
+use ninsho::grace::GraceDecision;
 use ninsho::otp::{Rejection, Totp, TotpEnrollment};
 use ninsho::store::{AccountId, MemoryStore, Purpose};
 use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, ManualClock, OsRandom, Refusal};
@@ -22,8 +27,9 @@ use time::Duration;
 struct CarrierBlocksSms {
     blocked: String,
     console: ConsoleGateway,
-    /// The last code printed, standing in for "the user reads the message".
-    last_code: std::sync::Mutex<Option<String>>,
+    /// The codes printed, by recipient, standing in for "the user reads
+    /// the message".
+    codes: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 #[async_trait]
@@ -37,20 +43,45 @@ impl Gateway for CarrierBlocksSms {
             return Err(DeliveryError::refused("SMS from unknown senders refused"));
         }
         if let Some(secret) = &message.secret
-            && let Ok(mut last) = self.last_code.lock()
+            && let Ok(mut codes) = self.codes.lock()
         {
-            *last = Some(secret.expose_secret().to_owned());
+            codes.push((message.to.clone(), secret.expose_secret().to_owned()));
         }
         self.console.send(message).await
     }
 }
 
 impl CarrierBlocksSms {
+    fn new(blocked: &str) -> Arc<Self> {
+        Arc::new(Self {
+            blocked: blocked.to_owned(),
+            console: ConsoleGateway::new(),
+            codes: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The last code sent to anyone.
     fn code(&self) -> String {
-        self.last_code
-            .lock()
+        let codes = self.codes.lock().map(|c| c.last().cloned());
+        codes
             .ok()
-            .and_then(|c| c.clone())
+            .flatten()
+            .map(|(_, code)| code)
+            .unwrap_or_default()
+    }
+
+    /// The last code sent to `to`.
+    fn code_to(&self, to: &Destination) -> String {
+        let codes = self.codes.lock().map(|c| {
+            c.iter()
+                .rev()
+                .find(|(address, _)| address == to.address())
+                .cloned()
+        });
+        codes
+            .ok()
+            .flatten()
+            .map(|(_, code)| code)
             .unwrap_or_default()
     }
 }
@@ -61,6 +92,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     authenticator_app(&clock)?;
     codes_by_sms_and_voice(&clock).await?;
     recovery_codes_and_trusted_devices(&clock).await?;
+    contacts_and_grace_period(&clock).await?;
     println!("\nDone.");
     Ok(())
 }
@@ -120,11 +152,7 @@ fn authenticator_app(clock: &ManualClock) -> Result<(), Box<dyn std::error::Erro
 }
 
 async fn codes_by_sms_and_voice(clock: &ManualClock) -> Result<(), Box<dyn std::error::Error>> {
-    let gateway = Arc::new(CarrierBlocksSms {
-        blocked: "+818011112222".into(),
-        console: ConsoleGateway::new(),
-        last_code: std::sync::Mutex::new(None),
-    });
+    let gateway = CarrierBlocksSms::new("+818011112222");
     // In production: keys from your secret manager, and SystemClock.
     let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
     let challenges = Challenges::builder()
@@ -238,5 +266,84 @@ async fn recovery_codes_and_trusted_devices(
     let check = devices.check(&alice, token.expose_secret()).await?;
     assert_eq!(check, DeviceCheck::Revoked);
     println!("After Alice revokes it: {check:?} -> ask for the second factor again.");
+    Ok(())
+}
+
+async fn contacts_and_grace_period(clock: &ManualClock) -> Result<(), Box<dyn std::error::Error>> {
+    let gateway = CarrierBlocksSms::new("");
+    let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
+    let challenges = Challenges::builder()
+        .service_name("EZSMS")
+        .origin("example.com")
+        .store(Arc::new(MemoryStore::new()))
+        .gateway(gateway.clone())
+        .hasher(hasher)
+        .clock(Arc::new(clock.clone()))
+        .build()?;
+    let signup = Verifications::new(challenges.clone());
+    let contacts = Contacts::new(challenges);
+    let policy = PhonePolicy::default();
+
+    println!("\n== 12. Sign-up: email and mobile number verified together, in any order");
+    let typed = "０９０－１２３４－５６７８"; // as typed on a Japanese keyboard
+    let mobile = policy.check(typed, Channel::Sms)?.destination();
+    let email = Destination::email("Taro@Example.COM")?;
+    println!("{typed:?} reads as {}.", mobile.masked());
+    let ticket = signup
+        .start(VerificationRequest::new([email.clone(), mobile.clone()]))
+        .await?;
+    let step = signup
+        .verify(&ticket.id, 1, &gateway.code_to(&mobile))
+        .await?;
+    println!("Phone first: verified; members left: {:?}.", step.remaining);
+    let step = signup
+        .verify(&ticket.id, 0, &gateway.code_to(&email))
+        .await?;
+    println!("Then email: complete = {}.", step.completed);
+    let taro = AccountId::new("taro");
+    contacts
+        .adopt(&taro, &signup.take(&ticket.id).await?)
+        .await?;
+    for contact in contacts.list(&taro).await? {
+        println!(
+            "  Taro's contact: {} (verified)",
+            contact.masked_destination
+        );
+    }
+
+    println!("\n== 13. A landline is refused, with its reason");
+    match policy.check("03-1234-5678", Channel::Sms) {
+        Err(refusal) => println!("03-1234-5678: {refusal} [{}]", refusal.code()),
+        Ok(number) => println!("03-1234-5678: accepted?! {}", number.masked()),
+    }
+
+    println!("\n== 14. One number per account");
+    let hanako = AccountId::new("hanako");
+    match contacts.send_code(&hanako, &mobile, None).await {
+        Err(Error::Refused(reason)) => println!("Hanako tries Taro's number: {reason}."),
+        other => println!("Hanako tries Taro's number: {other:?}"),
+    }
+
+    println!("\n== 15. Grace period: 7 days to verify a contact, then sign-in is blocked");
+    let jiro = AccountId::new("jiro");
+    let old_phone = Destination::phone("+81 80-2222-3333")?;
+    contacts.create(&jiro).await?;
+    contacts.import(&jiro, &old_phone, false).await?; // on file, never verified
+    if let GraceDecision::Remind { deadline, .. } = contacts.grace(&jiro).await? {
+        println!("Day 0: allowed, with a reminder to verify before {deadline}.");
+    }
+    clock.advance(Duration::days(7));
+    if let GraceDecision::Blocked { paths, .. } = contacts.grace(&jiro).await? {
+        println!("Day 7: blocked until a contact is verified; still open: {paths:?}");
+    }
+    let ticket = contacts.send_code(&jiro, &old_phone, None).await?;
+    contacts
+        .confirm(&jiro, &ticket.challenge_id, &gateway.code())
+        .await?;
+    println!(
+        "Jiro verifies {}: {:?}.",
+        old_phone.masked(),
+        contacts.grace(&jiro).await?
+    );
     Ok(())
 }

@@ -79,6 +79,24 @@ pub enum Refusal {
     /// No further delivery channel is left for "use another option".
     #[error("no other way to send the code is available")]
     NoMoreOptions,
+    /// The contact is verified on another account; a phone number belongs to
+    /// at most one account.
+    #[error("that contact is already registered to another account")]
+    ContactInUse,
+    /// The contact is already on this account (and verified).
+    #[error("that contact is already registered to this account")]
+    ContactAlreadyAdded,
+    /// The contact is not on this account.
+    #[error("that contact is not registered to this account")]
+    NotAContact,
+    /// The account has as many contacts of this kind as the policy allows:
+    /// change one instead.
+    #[error("no more contacts of this kind can be added; change one instead")]
+    TooManyContacts,
+    /// Two-step sign-in sends codes to this contact: it can be changed to a
+    /// newly verified one, but not removed while two-step sign-in is on.
+    #[error("this contact is used for two-step sign-in; change it instead of removing it")]
+    ContactRequired,
 }
 
 /// Everything that can go wrong in ninsho.

@@ -2,11 +2,14 @@
 //!
 //! ninsho's guarantees (a code verifies once, no wrong attempt is lost, no
 //! send limit is exceeded, a recovery code redeems once, a bumped security
-//! epoch revokes every trusted device) hold only if the store keeps the
-//! contract of [`ChallengeStore`], [`LimitStore`], [`RecoveryStore`] and
-//! [`DeviceStore`]: inserts that refuse duplicates, a real compare-and-set
-//! on the record version (and, for recovery sets, the salt), counters that
-//! never lose an increment. This module checks that contract from the outside, the way
+//! epoch revokes every trusted device, a phone number belongs to one
+//! account, a combined verification completes once) hold only if the store
+//! keeps the contract of [`ChallengeStore`], [`LimitStore`],
+//! [`RecoveryStore`], [`DeviceStore`], [`ContactStore`] and
+//! [`VerificationStore`]: inserts that refuse duplicates, a real
+//! compare-and-set on the record version (and, for recovery sets, the
+//! salt), counters that never lose an increment, contact claims changed
+//! together with their book in one atomic step. This module checks that contract from the outside, the way
 //! `object_store`'s `integration` module checks an object store: each
 //! `check_*` function drives the store through the public traits and panics
 //! with a message naming the rule the store broke.
@@ -37,10 +40,28 @@
 //!   account's; replace is a compare-and-set; `delete_device` and
 //!   `delete_devices` report exactly what they removed and touch no other
 //!   account; epochs start at 0, count 1, 2, 3… and are per account;
+//! - **contact books and claims**: a first commit stores the book, which
+//!   reads back field for field; commits are a compare-and-set on the
+//!   book's version (a `Conflict` changes neither book nor claims); claims
+//!   name their account, and claiming a held key again is fine; a key held
+//!   by another account makes the commit [`ContactCommit::Taken`] (with the
+//!   index of that key) and writes nothing; releases touch only the
+//!   account's own keys; a swap (claim the new number, release the old)
+//!   is one commit; `delete_contacts` removes the book and every claim of
+//!   that account only; claim keys are exact strings;
+//! - **verifications**: read back field for field; an insert over an
+//!   existing id, or a replace from another version or of an absent id, is
+//!   a `Conflict` that changes nothing; the purge deletes exactly what
+//!   expired before the cut-off and leaves challenges alone (and the
+//!   challenge purge leaves verifications alone);
 //! - **races**: 64 tasks at once compare-and-set one record (one winner), run
 //!   read-modify-write loops (no lost update), hit one counter, record
 //!   failures for one account, insert one id (one winner), bump one epoch
 //!   (each of 1 to 64 once), compare-and-set one recovery set (one winner);
+//!   64 accounts claim one contact key (one commits, 63 are `Taken`, never
+//!   an error) or overlapping pairs of keys (no deadlock, no key held
+//!   twice); read-modify-commit loops on one contact book (no lost
+//!   update); compare-and-set one verification (one winner);
 //! - **through the flows**: [`Challenges`] on the store under test, 64
 //!   simultaneous verifications of one code (exactly one succeeds) and 64
 //!   simultaneous wrong codes (exactly the allowed attempts are counted, then
@@ -116,6 +137,8 @@
 //! [`LimitStore`]: crate::store::LimitStore
 //! [`RecoveryStore`]: crate::store::RecoveryStore
 //! [`DeviceStore`]: crate::store::DeviceStore
+//! [`ContactStore`]: crate::store::ContactStore
+//! [`VerificationStore`]: crate::store::VerificationStore
 //! [`MemoryStore`]: crate::store::MemoryStore
 
 // The testkit's whole job is to assert: a store that breaks a rule must fail
@@ -138,13 +161,15 @@ use crate::device::{DeviceCheck, DeviceId, DeviceRecord};
 use crate::error::{Error, Refusal};
 use crate::flows::{Challenges, IssueRequest, Ports, RecoveryCodes, TrustedDevices};
 use crate::gateway::{Channel, Locale, RecordingGateway};
+use crate::grace::{GraceEvent, GracePolicy, GraceState};
 use crate::hash::{HashKey, KeyId, KeyedHash, KeyedHasher, Tag};
 use crate::limits::{FailurePolicy, RateLimit, SendLimits};
 use crate::random::LockedRng;
 use crate::recovery::{RecoverySet, StoredRecoveryCode};
 use crate::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeState, LinkRecord, Purpose, SendRecord,
-    Store, StoreError, StoreErrorKind, WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeState, ClaimChanges, ContactBook,
+    ContactCommit, ContactEntry, LinkRecord, MemberRecord, Purpose, SendRecord, Store, StoreError,
+    StoreErrorKind, VerificationId, VerificationRecord, WindowCount,
 };
 
 /// Tasks in every race.
@@ -195,6 +220,18 @@ where
     check_delete_device(new_store().await).await;
     check_delete_devices(new_store().await).await;
     check_epochs(new_store().await).await;
+    check_contact_book_insert_and_read_back(new_store().await).await;
+    check_contact_book_compare_and_set(new_store().await).await;
+    check_contact_claims(new_store().await).await;
+    check_contact_claim_taken_writes_nothing(new_store().await).await;
+    check_contact_release_only_own(new_store().await).await;
+    check_contact_swap(new_store().await).await;
+    check_delete_contacts(new_store().await).await;
+    check_contact_claim_keys_independent(new_store().await).await;
+    check_verification_insert_and_read_back(new_store().await).await;
+    check_verification_insert_existing_conflicts(new_store().await).await;
+    check_verification_replace(new_store().await).await;
+    check_verification_purge(new_store().await).await;
     check_race_replace(new_store().await).await;
     check_race_read_modify_write(new_store().await).await;
     check_race_hit(new_store().await).await;
@@ -202,6 +239,10 @@ where
     check_race_insert(new_store().await).await;
     check_race_bump_epoch(new_store().await).await;
     check_race_recovery_replace(new_store().await).await;
+    check_race_claim(new_store().await).await;
+    check_race_claim_overlapping(new_store().await).await;
+    check_race_contact_book_read_modify_write(new_store().await).await;
+    check_race_verification_replace(new_store().await).await;
     check_flows_verify_once(new_store().await).await;
     check_flows_attempts_counted(new_store().await).await;
     check_flows_redeem_once(new_store().await).await;
@@ -225,7 +266,11 @@ where
 ///   built on `a` and 32 through one built on `b` (same hashing key):
 ///   exactly one succeeds;
 /// - 32 + 32 bumps of one account's security epoch return the epochs 1 to
-///   64.
+///   64;
+/// - 64 accounts, 32 on each handle, claim one contact key at once: exactly
+///   one commits, the others are `Taken`, and both handles name the winner;
+/// - 32 + 32 read-modify-commit loops on one contact book, each adding a
+///   contact and claiming a key: no update is lost.
 ///
 /// The namespace must be empty when this starts.
 ///
@@ -242,6 +287,8 @@ pub async fn race_two_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     race_hit(&stores, "testkit:two-instances:hit").await;
     flows_redeem_once(&stores, 0xB4).await;
     race_bump_epoch(&stores, "testkit:two-instances:epoch").await;
+    race_claim(&stores, "testkit:two-instances:claim").await;
+    race_contact_book(&stores, "testkit:two-instances:book").await;
 }
 
 /// A typical pending sign-in challenge, version 0, whose id is derived from
@@ -342,6 +389,87 @@ pub fn sample_device(account: &AccountId, id_seed: u8, now: OffsetDateTime) -> D
         expires_at: now + Duration::days(30),
         epoch: 0,
         revoked_at: None,
+    }
+}
+
+/// A contact book of `account` as its first commit stores it: version 1,
+/// created at `now`, with a verified phone number (`+819012345678`) that
+/// two-step sign-in uses and an unverified email address, and a grace state
+/// that records the account's creation and both contacts.
+///
+/// `now` is truncated to whole seconds in UTC.
+#[must_use]
+pub fn sample_contact_book(account: &AccountId, now: OffsetDateTime) -> ContactBook {
+    let now = whole_seconds(now);
+    let phone = phone();
+    let email = Destination::email("Taro.Yamada+2fa@Example.co.jp").expect("a valid email");
+    let policy = GracePolicy::new();
+    let mut grace = GraceState::new();
+    let _ = grace.apply(&policy, GraceEvent::AccountCreated, now);
+    let _ = grace.apply(&policy, GraceEvent::added(&phone, true), now);
+    let _ = grace.apply(&policy, GraceEvent::added(&email, false), now);
+    ContactBook {
+        account: account.clone(),
+        version: 1,
+        contacts: vec![
+            ContactEntry {
+                destination: phone,
+                added_at: now,
+                verified_at: Some(now + Duration::seconds(30)),
+                two_factor: true,
+            },
+            ContactEntry {
+                destination: email,
+                added_at: now + Duration::minutes(1),
+                verified_at: None,
+                two_factor: false,
+            },
+        ],
+        grace,
+        created_at: now,
+    }
+}
+
+/// A combined sign-up verification (email **and** phone), version 0, no
+/// account yet, no member verified, whose id and member challenge ids are
+/// derived from `id_seed` (distinct seeds give distinct ids).
+///
+/// `now` is truncated to whole seconds in UTC; the verification starts at
+/// that instant and expires 30 minutes later.
+#[must_use]
+pub fn sample_verification(id_seed: u8, now: OffsetDateTime) -> VerificationRecord {
+    let now = whole_seconds(now);
+    let mut id = [id_seed; 16];
+    id[0] = 0x56;
+    id[1] = 0x46;
+    let challenge = |member: u8| {
+        let mut bytes = [id_seed; 16];
+        bytes[0] = 0x4d;
+        bytes[1] = member;
+        ChallengeId::from_bytes(bytes)
+    };
+    VerificationRecord {
+        id: VerificationId::from_bytes(id),
+        version: 0,
+        purpose: Purpose::SignUp,
+        account: None,
+        members: vec![
+            MemberRecord {
+                destination: Destination::email("hanako@example.jp").expect("a valid email"),
+                challenge: challenge(0),
+                verified_at: None,
+            },
+            MemberRecord {
+                destination: phone(),
+                challenge: challenge(1),
+                verified_at: None,
+            },
+        ],
+        locale: Locale::Ja,
+        created_at: now,
+        expires_at: now + Duration::minutes(30),
+        completed_at: None,
+        taken_at: None,
     }
 }
 
@@ -1840,6 +1968,815 @@ pub async fn check_epochs(store: Arc<dyn Store>) {
 }
 
 // ---------------------------------------------------------------------------
+// Contact books and claims
+// ---------------------------------------------------------------------------
+
+/// Rule: an account without a book reads `None`; the first
+/// `commit_contacts` (expected version `None`) stores the book, which reads
+/// back equal, field for field (contacts, verification times, the
+/// two-factor flag, the grace state); a key nobody claimed has no owner.
+pub async fn check_contact_book_insert_and_read_back(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:contacts:insert");
+    let absent = ok(store.contact_book(&account).await, "contact_book");
+    assert!(
+        absent.is_none(),
+        "ContactStore::contact_book must return None for an account without a book \
+         (got {absent:?})"
+    );
+    let book = sample_contact_book(&account, base_time());
+    committed(
+        &*store,
+        &book,
+        None,
+        &[],
+        &[],
+        "the first commit_contacts of an account without a book",
+    )
+    .await;
+    let back = read_book(&*store, &account, "contact book after its first commit").await;
+    assert_same_book(
+        "a contact book read back after commit_contacts must equal what was committed",
+        &back,
+        &book,
+    );
+    let other = AccountId::new("testkit:contacts:insert:other");
+    let none = ok(store.contact_book(&other).await, "contact_book");
+    assert!(
+        none.is_none(),
+        "contact_book must return None for an account without a book, also when another \
+         account has one (got {none:?})"
+    );
+    let owner = ok(
+        store.claim_owner("+819099999999").await,
+        "claim_owner of a key never claimed",
+    );
+    assert!(
+        owner.is_none(),
+        "claim_owner must return None for a key never claimed (got {owner:?})"
+    );
+}
+
+/// Rule: `commit_contacts` is a compare-and-set on the book's version. A
+/// commit from the stored version succeeds and the new book is read back;
+/// a stale or newer version, or "no book" (`None`) when one exists, is a
+/// [`StoreErrorKind::Conflict`] that changes nothing, neither the book
+/// nor any claim (keys it would claim stay free, keys it would release
+/// stay held); an expected version for an account without a book is a
+/// `Conflict` that creates nothing.
+pub async fn check_contact_book_compare_and_set(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:contacts:cas");
+    let now = base_time();
+    let held = claim_key(0xCA, 0);
+    let wanted = claim_key(0xCA, 1);
+    let v1 = sample_contact_book(&account, now);
+    committed(&*store, &v1, None, &[&held], &[], "the first commit").await;
+
+    let v2 = next_book(&v1, "cas-2@example.com", now);
+    committed(
+        &*store,
+        &v2,
+        Some(1),
+        &[],
+        &[],
+        "commit_contacts from the stored version",
+    )
+    .await;
+    let back = read_book(&*store, &account, "contact book after a commit").await;
+    assert_same_book(
+        "after commit_contacts from the stored version the new book must be read back",
+        &back,
+        &v2,
+    );
+
+    let stale = next_book(&v1, "stale@example.com", now);
+    let mut newer = next_book(&v2, "newer@example.com", now);
+    newer.version = 9;
+    for (book, expected, what) in [
+        (&stale, Some(1), "a stale version"),
+        (&newer, Some(8), "a newer version"),
+        (&newer, None, "no book expected while one exists"),
+    ] {
+        expect_commit_conflict(
+            store
+                .commit_contacts(book, expected, &changes(&[&wanted], &[&held]))
+                .await,
+            &format!("commit_contacts with {what} must fail with StoreErrorKind::Conflict"),
+        );
+        let back = read_book(&*store, &account, "contact book after a conflict").await;
+        assert_same_book(
+            &format!("a commit_contacts with {what} must leave the book unchanged"),
+            &back,
+            &v2,
+        );
+        assert_owners(
+            &*store,
+            &[(&held, Some(&account)), (&wanted, None)],
+            &format!(
+                "a commit_contacts with {what} must change no claim (none claimed, none \
+                 released)"
+            ),
+        )
+        .await;
+    }
+
+    let ghost = AccountId::new("testkit:contacts:cas:ghost");
+    let mut phantom = sample_contact_book(&ghost, now);
+    phantom.version = 2;
+    expect_commit_conflict(
+        store
+            .commit_contacts(&phantom, Some(1), &changes(&[&wanted], &[]))
+            .await,
+        "commit_contacts with an expected version for an account without a book must fail \
+         with StoreErrorKind::Conflict (a compare-and-set is never an upsert)",
+    );
+    let none = ok(store.contact_book(&ghost).await, "contact_book");
+    assert!(
+        none.is_none(),
+        "a conflicting commit_contacts must not create a book (got {none:?})"
+    );
+    assert_owners(
+        &*store,
+        &[(&wanted, None)],
+        "a conflicting commit_contacts must claim nothing",
+    )
+    .await;
+}
+
+/// Rule: `commit_contacts` claims keys for the book's account, and
+/// `claim_owner` names it; claiming a key the account already holds again
+/// (in the next commit, or twice in one list) is fine and keeps it; keys
+/// never claimed have no owner.
+pub async fn check_contact_claims(store: Arc<dyn Store>) {
+    let account = AccountId::new("testkit:contacts:claims");
+    let now = base_time();
+    let (k0, k1, k2) = (claim_key(0xC1, 0), claim_key(0xC1, 1), claim_key(0xC1, 2));
+    let v1 = sample_contact_book(&account, now);
+    committed(
+        &*store,
+        &v1,
+        None,
+        &[&k0],
+        &[],
+        "a first commit claiming one key",
+    )
+    .await;
+    assert_owners(
+        &*store,
+        &[(&k0, Some(&account)), (&k1, None), (&k2, None)],
+        "after a commit claiming a key, claim_owner must name the account (and only that key \
+         is claimed)",
+    )
+    .await;
+
+    let v2 = next_book(&v1, "claims-2@example.com", now);
+    committed(
+        &*store,
+        &v2,
+        Some(1),
+        &[&k0, &k1, &k1],
+        &[],
+        "a commit claiming a held key again plus a new key (listed twice)",
+    )
+    .await;
+    assert_owners(
+        &*store,
+        &[(&k0, Some(&account)), (&k1, Some(&account)), (&k2, None)],
+        "claiming a key the account already holds must keep it, and a new key must be claimed",
+    )
+    .await;
+    let back = read_book(&*store, &account, "contact book after claims").await;
+    assert_same_book(
+        "a commit that claims keys must also store the book",
+        &back,
+        &v2,
+    );
+}
+
+/// Rule: a commit claiming a key held by **another** account returns
+/// [`ContactCommit::Taken`] with the index of the first such key in the
+/// claim list, and writes nothing: the book stays as it was (or absent),
+/// no other key in the list is claimed, and no key in the release list is
+/// released.
+pub async fn check_contact_claim_taken_writes_nothing(store: Arc<dyn Store>) {
+    let now = base_time();
+    let alice = AccountId::new("testkit:contacts:taken:alice");
+    let bob = AccountId::new("testkit:contacts:taken:bob");
+    let (a0, a1) = (claim_key(0x7A, 0), claim_key(0x7A, 1));
+    let (b0, free) = (claim_key(0x7A, 2), claim_key(0x7A, 3));
+    let alice_book = sample_contact_book(&alice, now);
+    committed(
+        &*store,
+        &alice_book,
+        None,
+        &[&a0, &a1],
+        &[],
+        "alice's first commit",
+    )
+    .await;
+
+    // Bob has no book yet: his first commit hits alice's key at index 1.
+    let bob_first = sample_contact_book(&bob, now);
+    let got = commit(
+        &*store,
+        &bob_first,
+        None,
+        &[&free, &a1, &a0],
+        &[],
+        "a commit claiming another account's key",
+    )
+    .await;
+    assert_eq!(
+        got,
+        ContactCommit::Taken { index: 1 },
+        "commit_contacts claiming [free, held by another, held by another] must return Taken \
+         with the index of the first key held by another account"
+    );
+    let none = ok(store.contact_book(&bob).await, "contact_book");
+    assert!(
+        none.is_none(),
+        "a Taken commit must not store the book (got {none:?})"
+    );
+    assert_owners(
+        &*store,
+        &[(&free, None), (&a0, Some(&alice)), (&a1, Some(&alice))],
+        "a Taken commit must claim nothing, not even the free keys before the taken one, and \
+         must leave the other account's claims alone",
+    )
+    .await;
+
+    // Bob with a book and a claim of his own: a Taken commit releases nothing.
+    committed(&*store, &bob_first, None, &[&b0], &[], "bob's first commit").await;
+    let bob_next = next_book(&bob_first, "bob-2@example.com", now);
+    let got = commit(
+        &*store,
+        &bob_next,
+        Some(1),
+        &[&a0],
+        &[&b0],
+        "a swap onto another account's key",
+    )
+    .await;
+    assert_eq!(
+        got,
+        ContactCommit::Taken { index: 0 },
+        "commit_contacts claiming a key held by another account must return Taken"
+    );
+    let back = read_book(&*store, &bob, "bob's book after a Taken commit").await;
+    assert_same_book(
+        "a Taken commit must leave the account's book unchanged",
+        &back,
+        &bob_first,
+    );
+    assert_owners(
+        &*store,
+        &[(&b0, Some(&bob)), (&a0, Some(&alice))],
+        "a Taken commit must release nothing (the account keeps its key)",
+    )
+    .await;
+    // The commit can be retried from the same version once it claims no
+    // taken key.
+    committed(
+        &*store,
+        &bob_next,
+        Some(1),
+        &[&free],
+        &[],
+        "the same commit without the taken key",
+    )
+    .await;
+}
+
+/// Rule: a commit releases only keys the book's account holds: keys held
+/// by another account and keys nobody holds are left as they are.
+pub async fn check_contact_release_only_own(store: Arc<dyn Store>) {
+    let now = base_time();
+    let alice = AccountId::new("testkit:contacts:release:alice");
+    let bob = AccountId::new("testkit:contacts:release:bob");
+    let (a0, a1, b0, free) = (
+        claim_key(0x2E, 0),
+        claim_key(0x2E, 1),
+        claim_key(0x2E, 2),
+        claim_key(0x2E, 3),
+    );
+    let alice_book = sample_contact_book(&alice, now);
+    committed(
+        &*store,
+        &alice_book,
+        None,
+        &[&a0, &a1],
+        &[],
+        "alice's first commit",
+    )
+    .await;
+    committed(
+        &*store,
+        &sample_contact_book(&bob, now),
+        None,
+        &[&b0],
+        &[],
+        "bob's first commit",
+    )
+    .await;
+    let next = next_book(&alice_book, "release@example.com", now);
+    committed(
+        &*store,
+        &next,
+        Some(1),
+        &[],
+        &[&a0, &b0, &free],
+        "a commit releasing its own key, another account's key and a free key",
+    )
+    .await;
+    assert_owners(
+        &*store,
+        &[
+            (&a0, None),
+            (&a1, Some(&alice)),
+            (&b0, Some(&bob)),
+            (&free, None),
+        ],
+        "commit_contacts must release only the keys the book's account holds (another \
+         account's key stays its own, a free key stays free, keys not listed stay held)",
+    )
+    .await;
+    // The released key is free for anyone.
+    let bob_book = read_book(&*store, &bob, "bob's book").await;
+    committed(
+        &*store,
+        &next_book(&bob_book, "bob-2@example.com", now),
+        Some(1),
+        &[&a0],
+        &[],
+        "claiming a released key",
+    )
+    .await;
+    assert_owners(
+        &*store,
+        &[(&a0, Some(&bob))],
+        "a released key must be claimable by another account",
+    )
+    .await;
+}
+
+/// Rule: a number changes hands in one commit: claiming the new key and
+/// releasing the old one together leaves the account holding the new key
+/// only, and the old key free for another account. A key released and
+/// claimed in the same commit stays claimed. A swap onto a key held by
+/// another account is `Taken`, and the old key stays held.
+pub async fn check_contact_swap(store: Arc<dyn Store>) {
+    let now = base_time();
+    let alice = AccountId::new("testkit:contacts:swap:alice");
+    let bob = AccountId::new("testkit:contacts:swap:bob");
+    let (old, new, bobs, both) = (
+        claim_key(0x5A, 0),
+        claim_key(0x5A, 1),
+        claim_key(0x5A, 2),
+        claim_key(0x5A, 3),
+    );
+    let v1 = sample_contact_book(&alice, now);
+    committed(
+        &*store,
+        &v1,
+        None,
+        &[&old, &both],
+        &[],
+        "alice's first commit",
+    )
+    .await;
+    committed(
+        &*store,
+        &sample_contact_book(&bob, now),
+        None,
+        &[&bobs],
+        &[],
+        "bob's first commit",
+    )
+    .await;
+
+    let refused = next_book(&v1, "swap-refused@example.com", now);
+    let got = commit(
+        &*store,
+        &refused,
+        Some(1),
+        &[&bobs],
+        &[&old],
+        "a swap onto another account's key",
+    )
+    .await;
+    assert_eq!(
+        got,
+        ContactCommit::Taken { index: 0 },
+        "a swap onto a key held by another account must return Taken"
+    );
+    assert_owners(
+        &*store,
+        &[(&old, Some(&alice)), (&bobs, Some(&bob))],
+        "a Taken swap must keep the old key held and the other account's key its own",
+    )
+    .await;
+
+    let v2 = next_book(&v1, "swap@example.com", now);
+    committed(
+        &*store,
+        &v2,
+        Some(1),
+        &[&new, &both],
+        &[&old, &both],
+        "a swap (claim the new key, release the old one)",
+    )
+    .await;
+    assert_owners(
+        &*store,
+        &[
+            (&new, Some(&alice)),
+            (&old, None),
+            (&both, Some(&alice)),
+            (&bobs, Some(&bob)),
+        ],
+        "after a swap the account must hold the new key and not the old one, and a key both \
+         released and claimed in one commit must stay claimed",
+    )
+    .await;
+    let back = read_book(&*store, &alice, "contact book after a swap").await;
+    assert_same_book("a swap must store the new book", &back, &v2);
+
+    let bob_book = read_book(&*store, &bob, "bob's book").await;
+    committed(
+        &*store,
+        &next_book(&bob_book, "bob-2@example.com", now),
+        Some(1),
+        &[&old],
+        &[],
+        "claiming the key released by a swap",
+    )
+    .await;
+    assert_owners(
+        &*store,
+        &[(&old, Some(&bob))],
+        "the key released by a swap must be claimable by another account",
+    )
+    .await;
+}
+
+/// Rule: `delete_contacts` removes the account's book and releases every
+/// key it holds, and nothing of any other account (accounts differing
+/// only in case or sharing a prefix included); deleting again, or an
+/// account that never had a book, is `Ok`; afterwards the account may
+/// start a new book (expected version `None`) and claim its keys again.
+pub async fn check_delete_contacts(store: Arc<dyn Store>) {
+    let now = base_time();
+    let accounts = awkward_accounts("testkit:contacts:delete");
+    let mut books = Vec::new();
+    for (i, account) in accounts.iter().enumerate() {
+        let seed = u8::try_from(i).expect("few accounts");
+        let book = sample_contact_book(account, now);
+        committed(
+            &*store,
+            &book,
+            None,
+            &[&claim_key(0xD0, 2 * seed), &claim_key(0xD0, 2 * seed + 1)],
+            &[],
+            "a first commit",
+        )
+        .await;
+        books.push(book);
+    }
+    let gone = &accounts[0];
+    ok(store.delete_contacts(gone).await, "delete_contacts");
+    let none = ok(store.contact_book(gone).await, "contact_book");
+    assert!(
+        none.is_none(),
+        "after delete_contacts the account must have no book (got {none:?})"
+    );
+    assert_owners(
+        &*store,
+        &[(&claim_key(0xD0, 0), None), (&claim_key(0xD0, 1), None)],
+        "delete_contacts must release every key the account held",
+    )
+    .await;
+    for (i, (account, book)) in accounts.iter().zip(&books).enumerate().skip(1) {
+        let seed = u8::try_from(i).expect("few accounts");
+        let back = read_book(&*store, account, "another account's book").await;
+        assert_same_book(
+            &format!("delete_contacts of {gone:?} must leave the book of {account:?} alone"),
+            &back,
+            book,
+        );
+        assert_owners(
+            &*store,
+            &[
+                (&claim_key(0xD0, 2 * seed), Some(account)),
+                (&claim_key(0xD0, 2 * seed + 1), Some(account)),
+            ],
+            &format!("delete_contacts of {gone:?} must leave the claims of {account:?} alone"),
+        )
+        .await;
+    }
+    ok(store.delete_contacts(gone).await, "delete_contacts again");
+    ok(
+        store
+            .delete_contacts(&AccountId::new("testkit:contacts:delete:never"))
+            .await,
+        "delete_contacts of an account without a book",
+    );
+    committed(
+        &*store,
+        &sample_contact_book(gone, now),
+        None,
+        &[&claim_key(0xD0, 1)],
+        &[],
+        "a first commit after delete_contacts",
+    )
+    .await;
+    assert_owners(
+        &*store,
+        &[
+            (&claim_key(0xD0, 1), Some(gone)),
+            (&claim_key(0xD0, 0), None),
+        ],
+        "after delete_contacts the account must be able to start again",
+    )
+    .await;
+}
+
+/// Rule: any string is a claim key, and keys are exact: numbers that are
+/// prefixes of one another, email addresses differing only in case,
+/// separators, spaces, quotes, SQL and glob wildcards and non-ASCII text
+/// are all distinct keys, each with its own owner.
+pub async fn check_contact_claim_keys_independent(store: Arc<dyn Store>) {
+    let now = base_time();
+    let keys = [
+        "+819012345678",
+        "+81901234567",
+        "+8190123456789",
+        "taro@example.com",
+        "Taro@example.com",
+        "taro@example.co",
+        "a:b",
+        "a",
+        "a b",
+        "'quoted' \"double\" \\ %_*?[a-z]{}",
+        "東京@例え.jp",
+    ];
+    // Account i claims key i.
+    let accounts: Vec<AccountId> = (0..keys.len())
+        .map(|i| AccountId::new(format!("testkit:contacts:keys:{i}")))
+        .collect();
+    for (account, key) in accounts.iter().zip(keys) {
+        committed(
+            &*store,
+            &sample_contact_book(account, now),
+            None,
+            &[key],
+            &[],
+            "a first commit claiming an awkward key",
+        )
+        .await;
+    }
+    for (account, key) in accounts.iter().zip(keys) {
+        assert_owners(
+            &*store,
+            &[(key, Some(account))],
+            "claim keys must be exact: a key that is a prefix of another, differs only in \
+             case or holds separators, wildcards or non-ASCII text is a key of its own",
+        )
+        .await;
+    }
+    // Releasing one key leaves its look-alikes held.
+    let book = read_book(&*store, &accounts[0], "contact book").await;
+    committed(
+        &*store,
+        &next_book(&book, "keys@example.com", now),
+        Some(1),
+        &[],
+        &[keys[0]],
+        "releasing one key",
+    )
+    .await;
+    assert_owners(
+        &*store,
+        &[
+            (keys[0], None),
+            (keys[1], Some(&accounts[1])),
+            (keys[2], Some(&accounts[2])),
+        ],
+        "releasing a key must not release keys that merely look like it",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Combined verifications
+// ---------------------------------------------------------------------------
+
+/// Rule: a verification read back after `insert_verification` equals what
+/// was inserted, field for field (members, verification times, purpose,
+/// account, times); an id never inserted reads `None`.
+pub async fn check_verification_insert_and_read_back(store: Arc<dyn Store>) {
+    let now = base_time();
+    let record = sample_verification(1, now);
+    ok(
+        store.insert_verification(&record).await,
+        "insert_verification of a new id",
+    );
+    let back = read_verification(&*store, &record.id, "verification after insert").await;
+    assert_eq!(
+        back, record,
+        "a verification read back after insert_verification must equal what was inserted"
+    );
+
+    // Every optional field set, another purpose and a large version.
+    let mut full = sample_verification(2, now);
+    full.version = u64::MAX - 1;
+    full.purpose = Purpose::Other("testkit:custom purpose".to_owned());
+    full.account = Some(AccountId::new("testkit:verification:アカウント"));
+    full.locale = Locale::En;
+    full.members[0].verified_at = Some(now + Duration::seconds(10));
+    full.members[1].verified_at = Some(now + Duration::seconds(20));
+    full.completed_at = Some(now + Duration::seconds(20));
+    full.taken_at = Some(now + Duration::seconds(21));
+    ok(
+        store.insert_verification(&full).await,
+        "insert_verification",
+    );
+    let back = read_verification(&*store, &full.id, "verification after insert").await;
+    assert_eq!(
+        back, full,
+        "every field of a verification must survive the round trip"
+    );
+
+    let absent = sample_verification(3, now).id;
+    let got = ok(
+        store.verification(&absent).await,
+        "verification of an absent id",
+    );
+    assert!(
+        got.is_none(),
+        "VerificationStore::verification must return None for an id never inserted (got \
+         {got:?})"
+    );
+}
+
+/// Rule: inserting a verification whose id exists fails with
+/// [`StoreErrorKind::Conflict`] and leaves the stored record unchanged.
+pub async fn check_verification_insert_existing_conflicts(store: Arc<dyn Store>) {
+    let now = base_time();
+    let original = sample_verification(4, now);
+    ok(
+        store.insert_verification(&original).await,
+        "insert_verification",
+    );
+    let mut other = sample_verification(4, now + Duration::minutes(1));
+    other.version = 7;
+    other.purpose = Purpose::ContactChange;
+    expect_conflict(
+        store.insert_verification(&other).await,
+        "insert_verification of an existing id must fail with StoreErrorKind::Conflict",
+    );
+    let back = read_verification(&*store, &original.id, "verification after a duplicate").await;
+    assert_eq!(
+        back, original,
+        "a duplicate insert_verification must leave the original record unchanged"
+    );
+}
+
+/// Rule: `replace_verification(record, v)` succeeds when the stored version
+/// is `v`, and the new record is read back (twice in a row); a stale or
+/// newer version, or an absent id, is a [`StoreErrorKind::Conflict`] that
+/// changes (or creates) nothing.
+pub async fn check_verification_replace(store: Arc<dyn Store>) {
+    let now = base_time();
+    let record = sample_verification(5, now);
+    ok(
+        store.insert_verification(&record).await,
+        "insert_verification",
+    );
+    let mut v1 = record.clone();
+    v1.version = 1;
+    v1.members[1].verified_at = Some(now + Duration::seconds(5));
+    ok(
+        store.replace_verification(&v1, 0).await,
+        "replace_verification from the stored version",
+    );
+    let mut v2 = v1.clone();
+    v2.version = 2;
+    v2.members[0].verified_at = Some(now + Duration::seconds(9));
+    v2.completed_at = Some(now + Duration::seconds(9));
+    v2.expires_at = now + Duration::hours(1);
+    ok(
+        store.replace_verification(&v2, 1).await,
+        "replace_verification from the new version",
+    );
+    let back = read_verification(&*store, &record.id, "verification after replaces").await;
+    assert_eq!(
+        back, v2,
+        "after replace_verification from the stored version the new record must be read back"
+    );
+
+    let mut stale = v1.clone();
+    stale.version = 2;
+    stale.taken_at = Some(now);
+    for expected in [0, 1, 3] {
+        expect_conflict(
+            store.replace_verification(&stale, expected).await,
+            &format!(
+                "replace_verification with version {expected} while 2 is stored must fail \
+                 with StoreErrorKind::Conflict"
+            ),
+        );
+    }
+    let back = read_verification(&*store, &record.id, "verification after conflicts").await;
+    assert_eq!(
+        back, v2,
+        "a conflicting replace_verification must change nothing"
+    );
+
+    let mut ghost = sample_verification(6, now);
+    ghost.version = 1;
+    expect_conflict(
+        store.replace_verification(&ghost, 0).await,
+        "replace_verification of an absent id must fail with StoreErrorKind::Conflict",
+    );
+    let got = ok(store.verification(&ghost.id).await, "verification");
+    assert!(
+        got.is_none(),
+        "replace_verification of an absent id must not create it (got {got:?})"
+    );
+}
+
+/// Rule: `purge_verifications(before)` deletes exactly the verifications
+/// whose `expires_at` is strictly before `before` and returns how many; one
+/// expiring at `before` stays. It leaves challenges alone, and
+/// `purge_challenges` leaves verifications alone.
+pub async fn check_verification_purge(store: Arc<dyn Store>) {
+    let now = base_time();
+    let cut = now + Duration::minutes(30);
+    // Expiring 1 s before, at, and 1 s after the cut-off; two before.
+    let offsets = [-60, -1, 0, 1];
+    let records: Vec<VerificationRecord> = offsets
+        .iter()
+        .zip(10u8..)
+        .map(|(offset, seed)| {
+            let mut record = sample_verification(seed, now);
+            record.expires_at = cut + Duration::seconds(*offset);
+            record
+        })
+        .collect();
+    for record in &records {
+        ok(
+            store.insert_verification(record).await,
+            "insert_verification",
+        );
+    }
+    let mut challenge = sample_challenge(0x9C, now);
+    challenge.expires_at = cut - Duration::minutes(5);
+    ok(store.insert_challenge(&challenge).await, "insert_challenge");
+
+    let purged_challenges = ok(store.purge_challenges(cut).await, "purge_challenges");
+    assert_eq!(
+        purged_challenges, 1,
+        "purge_challenges must count only the challenge (no verification)"
+    );
+    for record in &records {
+        let got = ok(store.verification(&record.id).await, "verification");
+        assert!(
+            got.is_some(),
+            "purge_challenges must not delete verifications"
+        );
+    }
+
+    let mut other = sample_challenge(0x9D, now);
+    other.expires_at = cut - Duration::minutes(5);
+    ok(store.insert_challenge(&other).await, "insert_challenge");
+    let purged = ok(store.purge_verifications(cut).await, "purge_verifications");
+    assert_eq!(
+        purged, 2,
+        "purge_verifications must delete, and count, exactly the verifications that expired \
+         strictly before the cut-off"
+    );
+    for (record, offset) in records.iter().zip(offsets) {
+        let got = ok(store.verification(&record.id).await, "verification");
+        assert_eq!(
+            got.is_some(),
+            offset >= 0,
+            "after purge_verifications(before) a verification expiring {offset} s from \
+             `before` must {}",
+            if offset >= 0 { "stay" } else { "be gone" }
+        );
+    }
+    let kept = ok(store.challenge(&other.id).await, "challenge");
+    assert!(
+        kept.is_some(),
+        "purge_verifications must not delete challenges"
+    );
+    let again = ok(
+        store.purge_verifications(cut).await,
+        "purge_verifications again",
+    );
+    assert_eq!(again, 0, "a second purge_verifications must delete nothing");
+}
+
+// ---------------------------------------------------------------------------
 // Races
 // ---------------------------------------------------------------------------
 
@@ -2023,6 +2960,157 @@ pub async fn check_race_recovery_replace(store: Arc<dyn Store>) {
         &account,
         &back,
         &prepared(winner),
+    );
+}
+
+/// Rule: of 64 accounts that each commit a first book claiming the same
+/// key at the same moment, exactly one gets [`ContactCommit::Committed`]
+/// and 63 get `Taken { index: 0 }` (never an error: a unique-key clash is
+/// a `Taken`); `claim_owner` names the winner, whose book is stored, and
+/// no loser has a book.
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+pub async fn check_race_claim(store: Arc<dyn Store>) {
+    race_claim(&[store], "testkit:race:claim").await;
+}
+
+/// Rule: claims of overlapping key sets never deadlock and never end with
+/// a key held twice. 64 accounts at once each claim two of four keys (a
+/// ring: keys `i` and `i + 1`, listed in either order) and release a third
+/// they don't hold; every commit ends `Committed` or `Taken` (no error:
+/// no deadlock, no unique-key failure); each key ends with at most one
+/// owner, every committed account holds both its keys, and each `Taken`
+/// names a key that another account holds.
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+pub async fn check_race_claim_overlapping(store: Arc<dyn Store>) {
+    let now = base_time();
+    let keys: Vec<String> = (0..4).map(|n| claim_key(0x0E, n)).collect();
+    let plan = |i: usize| {
+        let (a, b) = (keys[i % 4].clone(), keys[(i + 1) % 4].clone());
+        let claim = if i.is_multiple_of(2) {
+            vec![a, b]
+        } else {
+            vec![b, a]
+        };
+        (claim, vec![keys[(i + 2) % 4].clone()])
+    };
+    let account = |i: usize| AccountId::new(format!("testkit:race:overlap:{i}"));
+    let jobs = (0..TASKS)
+        .map(|i| {
+            let store = store.clone();
+            let book = sample_contact_book(&account(i), now);
+            let (claim, release) = plan(i);
+            async move {
+                store
+                    .commit_contacts(&book, None, &ClaimChanges { claim, release })
+                    .await
+                    .map_err(|e| describe(&e))
+            }
+        })
+        .collect();
+    let results = race(jobs).await;
+    let mut winners = Vec::new();
+    for (i, result) in results.iter().enumerate() {
+        match result {
+            Ok(ContactCommit::Committed) => winners.push(i),
+            Ok(ContactCommit::Taken { index }) => {
+                let (claim, _) = plan(i);
+                assert!(
+                    *index < claim.len(),
+                    "Taken must index into the claim list (got {index} of {})",
+                    claim.len()
+                );
+                let owner = ok(store.claim_owner(&claim[*index]).await, "claim_owner");
+                assert!(
+                    owner.is_some() && owner != Some(account(i)),
+                    "a Taken commit must name a key another account holds; key {index} of \
+                     task {i} is held by {owner:?}"
+                );
+                let none = ok(store.contact_book(&account(i)).await, "contact_book");
+                assert!(none.is_none(), "a Taken commit must not store the book");
+            }
+            Err(e) => panic!(
+                "of concurrent commit_contacts calls claiming overlapping keys, each must end \
+                 Committed or Taken; one failed (a deadlock or a unique-key error?): {e}"
+            ),
+        }
+    }
+    assert!(
+        !winners.is_empty(),
+        "of concurrent commits claiming free keys at least one must succeed"
+    );
+    for (n, key) in keys.iter().enumerate() {
+        let holders: Vec<usize> = winners
+            .iter()
+            .copied()
+            .filter(|&i| plan(i).0.contains(key))
+            .collect();
+        assert!(
+            holders.len() <= 1,
+            "key {n} was claimed by {} committed accounts at once (tasks {holders:?})",
+            holders.len()
+        );
+        let owner = ok(store.claim_owner(key).await, "claim_owner");
+        assert_eq!(
+            owner,
+            holders.first().map(|&i| account(i)),
+            "after the race key {n} must be held by the committed account that claimed it, \
+             and by nobody if none did"
+        );
+    }
+}
+
+/// Rule: no lost update on a contact book. 64 tasks each run read → add a
+/// contact of their own and claim a key of their own → `commit_contacts`
+/// from the version read, retrying on conflict; afterwards the book holds
+/// every task's contact exactly once, its version moved by exactly 64,
+/// and the account holds every task's key.
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+pub async fn check_race_contact_book_read_modify_write(store: Arc<dyn Store>) {
+    race_contact_book(&[store], "testkit:race:book").await;
+}
+
+/// Rule: of 64 tasks that compare-and-set one verification from the same
+/// version at the same moment, each marking a member verified at its own
+/// time, exactly one succeeds and 63 get [`StoreErrorKind::Conflict`]; the
+/// winner's record is what is stored.
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+pub async fn check_race_verification_replace(store: Arc<dyn Store>) {
+    let now = base_time();
+    let record = sample_verification(0x54, now);
+    ok(
+        store.insert_verification(&record).await,
+        "insert_verification",
+    );
+    let prepared = |i: usize| {
+        let mut next = record.clone();
+        next.version = record.version + 1;
+        let n = next.members.len();
+        next.members[i % n].verified_at =
+            Some(now + Duration::seconds(i64::try_from(i).expect("small")));
+        next
+    };
+    let jobs = (0..TASKS)
+        .map(|i| {
+            let store = store.clone();
+            let next = prepared(i);
+            let expected = record.version;
+            async move { store.replace_verification(&next, expected).await }
+        })
+        .collect();
+    let results = race(jobs).await;
+    let winner = single_winner(
+        &results,
+        "of concurrent replace_verification calls from one version",
+    );
+    let back = read_verification(&*store, &record.id, "verification after the race").await;
+    assert_eq!(
+        back,
+        prepared(winner),
+        "after a compare-and-set race the stored verification must be the winner's"
     );
 }
 
@@ -2717,6 +3805,156 @@ async fn flows_redeem_once(stores: &[Arc<dyn Store>], seed: u8) {
     }
 }
 
+async fn race_claim(stores: &[Arc<dyn Store>], name: &str) {
+    let now = base_time();
+    let key = format!("{name}:+819012345678");
+    let account = |i: usize| AccountId::new(format!("{name}:{i}"));
+    let jobs = (0..TASKS)
+        .map(|i| {
+            let store = pick(stores, i);
+            let book = sample_contact_book(&account(i), now);
+            let key = key.clone();
+            async move {
+                store
+                    .commit_contacts(&book, None, &changes(&[&key], &[]))
+                    .await
+                    .map_err(|e| describe(&e))
+            }
+        })
+        .collect();
+    let results = race(jobs).await;
+    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        panic!(
+            "of {TASKS} accounts claiming one key at once{}, each commit must end Committed or \
+             Taken, never an error (a unique-key clash must read as Taken): {e}",
+            across(stores)
+        );
+    }
+    let winners: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Ok(ContactCommit::Committed)))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "of {TASKS} accounts claiming one key at once{}, exactly one must commit; {} did",
+        across(stores),
+        winners.len()
+    );
+    let winner = winners[0];
+    assert!(
+        results
+            .iter()
+            .enumerate()
+            .all(|(i, r)| i == winner || matches!(r, Ok(ContactCommit::Taken { index: 0 }))),
+        "the {} losing claims must return Taken {{ index: 0 }}{}; got {results:?}",
+        TASKS - 1,
+        across(stores)
+    );
+    for store in stores {
+        let owner = ok(store.claim_owner(&key).await, "claim_owner");
+        assert_eq!(
+            owner,
+            Some(account(winner)),
+            "after a claim race claim_owner must name the winner{}",
+            across(stores)
+        );
+        for i in 0..TASKS {
+            let book = ok(store.contact_book(&account(i)).await, "contact_book");
+            assert_eq!(
+                book.is_some(),
+                i == winner,
+                "after a claim race only the winner may have a book (task {i}){}",
+                across(stores)
+            );
+        }
+    }
+}
+
+async fn race_contact_book(stores: &[Arc<dyn Store>], name: &str) {
+    let now = base_time();
+    let account = AccountId::new(name);
+    let first = sample_contact_book(&account, now);
+    committed(&*stores[0], &first, None, &[], &[], "the first commit").await;
+    let email = |i: usize| format!("race-{i}@example.com");
+    let key = |i: usize| format!("{name}:key:{i}");
+    let jobs = (0..TASKS)
+        .map(|i| {
+            let store = pick(stores, i);
+            let account = account.clone();
+            let (address, claim) = (email(i), key(i));
+            async move {
+                // Each lost round means another task won one; reads may be
+                // stale, so allow far more rounds than that bound.
+                for _ in 0..TASKS * TASKS {
+                    let current =
+                        read_book(&*store, &account, "contact book in a retry loop").await;
+                    let next = next_book(&current, &address, now);
+                    match store
+                        .commit_contacts(&next, Some(current.version), &changes(&[&claim], &[]))
+                        .await
+                    {
+                        Ok(ContactCommit::Committed) => return,
+                        Ok(other) => panic!(
+                            "commit_contacts claiming a free key returned {other:?} in a \
+                             read-modify-write loop"
+                        ),
+                        Err(e) if e.is_conflict() => tokio::task::yield_now().await,
+                        Err(e) => panic!(
+                            "commit_contacts failed in a read-modify-write loop: {}",
+                            describe(&e)
+                        ),
+                    }
+                }
+                panic!(
+                    "commit_contacts kept reporting Conflict in a read-modify-write loop \
+                     although every other writer had finished"
+                );
+            }
+        })
+        .collect();
+    race(jobs).await;
+    for store in stores {
+        let back = read_book(&**store, &account, "contact book after the race").await;
+        assert_eq!(
+            back.version,
+            first.version + u64::try_from(TASKS).expect("small"),
+            "{TASKS} successful commit_contacts calls must move the version by {TASKS}{}",
+            across(stores)
+        );
+        assert_eq!(
+            back.contacts.len(),
+            first.contacts.len() + TASKS,
+            "lost update: {TASKS} read-modify-commit loops must add exactly {TASKS} contacts \
+             (commit_contacts must compare and set atomically){}",
+            across(stores)
+        );
+        for i in 0..TASKS {
+            let address = email(i);
+            let n = back
+                .contacts
+                .iter()
+                .filter(|c| c.destination.address() == address)
+                .count();
+            assert_eq!(
+                n,
+                1,
+                "each task's contact must be in the book exactly once (task {i}: {n} times){}",
+                across(stores)
+            );
+            let owner = ok(store.claim_owner(&key(i)).await, "claim_owner");
+            assert_eq!(
+                owner.as_ref(),
+                Some(&account),
+                "each task's claim must be held after the race (task {i}){}",
+                across(stores)
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
@@ -3220,4 +4458,147 @@ fn assert_same_device(rule: &str, got: &DeviceRecord, want: &DeviceRecord) {
         want.token,
         want.token.key_id
     );
+}
+
+/// A claim key derived from `seed` and `n`: a Japanese-mobile-looking
+/// E.164 number (distinct pairs give distinct keys).
+fn claim_key(seed: u8, n: u8) -> String {
+    format!("+8180{seed:03}{n:05}")
+}
+
+/// Claim changes from string slices.
+fn changes(claim: &[&str], release: &[&str]) -> ClaimChanges {
+    ClaimChanges {
+        claim: claim.iter().map(|k| (*k).to_owned()).collect(),
+        release: release.iter().map(|k| (*k).to_owned()).collect(),
+    }
+}
+
+/// The book's successor: version + 1, with an email contact `address`
+/// added at `now`.
+fn next_book(book: &ContactBook, address: &str, now: OffsetDateTime) -> ContactBook {
+    let mut next = book.clone();
+    next.version = book.version + 1;
+    next.contacts.push(ContactEntry {
+        destination: Destination::email(address).expect("a valid email"),
+        added_at: whole_seconds(now),
+        verified_at: None,
+        two_factor: false,
+    });
+    next
+}
+
+/// A `commit_contacts` that must not fail.
+async fn commit(
+    store: &dyn Store,
+    book: &ContactBook,
+    expected: Option<u64>,
+    claim: &[&str],
+    release: &[&str],
+    what: &str,
+) -> ContactCommit {
+    ok(
+        store
+            .commit_contacts(book, expected, &changes(claim, release))
+            .await,
+        what,
+    )
+}
+
+/// A `commit_contacts` that must commit.
+async fn committed(
+    store: &dyn Store,
+    book: &ContactBook,
+    expected: Option<u64>,
+    claim: &[&str],
+    release: &[&str],
+    what: &str,
+) {
+    let got = commit(store, book, expected, claim, release, what).await;
+    assert_eq!(
+        got,
+        ContactCommit::Committed,
+        "{what}: commit_contacts must return Committed (no key it claims is held by another \
+         account)"
+    );
+}
+
+/// Asserts a [`StoreErrorKind::Conflict`] from `commit_contacts`.
+fn expect_commit_conflict(result: Result<ContactCommit, StoreError>, rule: &str) {
+    match result {
+        Err(e) if e.kind() == StoreErrorKind::Conflict => {}
+        Err(e) => panic!("{rule}; it failed with another error: {}", describe(&e)),
+        Ok(outcome) => panic!("{rule}; it returned {outcome:?}"),
+    }
+}
+
+/// Reads a contact book that must exist.
+async fn read_book(store: &dyn Store, account: &AccountId, what: &str) -> ContactBook {
+    match ok(store.contact_book(account).await, what) {
+        Some(book) => book,
+        None => panic!(
+            "{what}: account {account:?} must have a contact book but the store returned None"
+        ),
+    }
+}
+
+/// Asserts each key's owner.
+async fn assert_owners(store: &dyn Store, owners: &[(&str, Option<&AccountId>)], rule: &str) {
+    for (key, want) in owners {
+        let got = ok(store.claim_owner(key).await, "claim_owner");
+        assert!(
+            got.as_ref() == *want,
+            "{rule}: claim key {key:?} is held by {got:?}, expected {want:?}"
+        );
+    }
+}
+
+/// Compares two contact books, naming the first field that differs (the
+/// destinations' `Debug` is masked: their addresses are compared too).
+fn assert_same_book(rule: &str, got: &ContactBook, want: &ContactBook) {
+    let account = &want.account;
+    assert_eq!(
+        got.account, want.account,
+        "{rule}: contact book of {account:?}, field `account` differs"
+    );
+    assert_eq!(
+        got.version, want.version,
+        "{rule}: contact book of {account:?}, field `version` differs"
+    );
+    assert_eq!(
+        got.created_at, want.created_at,
+        "{rule}: contact book of {account:?}, field `created_at` differs"
+    );
+    assert_eq!(
+        got.contacts.len(),
+        want.contacts.len(),
+        "{rule}: contact book of {account:?}, field `contacts` has {} entries, expected {}",
+        got.contacts.len(),
+        want.contacts.len()
+    );
+    for (i, (g, w)) in got.contacts.iter().zip(&want.contacts).enumerate() {
+        assert!(
+            g == w && g.destination.address() == w.destination.address(),
+            "{rule}: contact book of {account:?}, `contacts[{i}]` reads {g:?} ({}), expected \
+             {w:?} ({})",
+            g.destination.address(),
+            w.destination.address()
+        );
+    }
+    assert_eq!(
+        got.grace, want.grace,
+        "{rule}: contact book of {account:?}, field `grace` differs"
+    );
+}
+
+/// Reads a verification that must exist.
+async fn read_verification(
+    store: &dyn Store,
+    id: &VerificationId,
+    what: &str,
+) -> VerificationRecord {
+    match ok(store.verification(id).await, what) {
+        Some(record) => record,
+        None => panic!("{what}: verification {id} must exist but the store returned None"),
+    }
 }

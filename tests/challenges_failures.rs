@@ -119,7 +119,8 @@ impl LimitStore for Flaky {
     }
 }
 
-delegate_store!([] Flaky, inner, support::directly => RecoveryStore, DeviceStore);
+delegate_store!([] Flaky, inner, support::directly =>
+    RecoveryStore, DeviceStore, ContactStore, VerificationStore);
 
 fn clock() -> ManualClock {
     ManualClock::at_unix(T0).unwrap()

@@ -17,8 +17,9 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::recovery::{RecoverySet, StoredRecoveryCode};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeStore, DeviceStore, LimitStore, PgStore, Purpose,
-    RecoveryStore, Store, StoreError, StoreErrorKind,
+    AccountId, ChallengeId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore,
+    LimitStore, PgStore, Purpose, RecoveryStore, Store, StoreError, StoreErrorKind,
+    VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::postgres::PgPoolOptions;
@@ -222,7 +223,7 @@ async fn migrate_is_idempotent_and_concurrent() {
     .fetch_all(&pool)
     .await
     .expect("read versions");
-    assert_eq!(versions, [1, 2], "each migration is recorded once");
+    assert_eq!(versions, [1, 2, 3], "each migration is recorded once");
 
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
@@ -236,12 +237,15 @@ async fn migrate_is_idempotent_and_concurrent() {
         tables,
         [
             "ninsho_challenges",
+            "ninsho_contact_books",
+            "ninsho_contact_claims",
             "ninsho_counters",
             "ninsho_devices",
             "ninsho_epochs",
             "ninsho_failures",
             "ninsho_recovery_sets",
-            "ninsho_schema_version"
+            "ninsho_schema_version",
+            "ninsho_verifications"
         ],
         "every table lives in the store's schema"
     );
@@ -332,7 +336,33 @@ async fn unreachable_server_is_unavailable() {
         kind(store.epoch(&account).await),
         kind(store.bump_epoch(&account).await),
     ];
-    for (i, kind) in kinds.into_iter().chain(factor_kinds).enumerate() {
+    let book = testkit::sample_contact_book(&account, now);
+    let verification = testkit::sample_verification(1, now);
+    let contact_kinds = [
+        kind(store.contact_book(&account).await),
+        kind(store.claim_owner("+819012345678").await),
+        kind(
+            store
+                .commit_contacts(&book, None, &claim(&["k"], &[]))
+                .await,
+        ),
+        kind(
+            store
+                .commit_contacts(&book, Some(1), &claim(&[], &[]))
+                .await,
+        ),
+        kind(store.delete_contacts(&account).await),
+        kind(store.insert_verification(&verification).await),
+        kind(store.verification(&verification.id).await),
+        kind(store.replace_verification(&verification, 0).await),
+        kind(store.purge_verifications(now).await),
+    ];
+    for (i, kind) in kinds
+        .into_iter()
+        .chain(factor_kinds)
+        .chain(contact_kinds)
+        .enumerate()
+    {
         assert_eq!(kind, Some(StoreErrorKind::Unavailable), "call {i}");
     }
 
@@ -584,8 +614,8 @@ async fn migrates_a_version_1_schema_to_version_2() {
     .expect("read versions");
     assert_eq!(
         versions.iter().map(|v| v.0).collect::<Vec<_>>(),
-        [1, 2],
-        "version 2 applied once"
+        [1, 2, 3],
+        "versions 2 and 3 applied once"
     );
     assert_eq!(
         versions[0].1,
@@ -629,7 +659,7 @@ async fn migrates_a_version_1_schema_to_version_2() {
     assert_eq!(store.bump_epoch(&alice).await.expect("bump"), 1);
     store.migrate().await.expect("migrate again");
     assert_eq!(store.epoch(&alice).await.expect("epoch"), 1);
-    assert_eq!(count_rows(&pool, &name, "ninsho_schema_version").await, 2);
+    assert_eq!(count_rows(&pool, &name, "ninsho_schema_version").await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -887,5 +917,205 @@ async fn factor_records_compare_and_set_on_every_bit() {
     assert_eq!(
         kind(store.recovery_set(&alice).await),
         Some(StoreErrorKind::Other)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Contact books, contact claims and verifications (schema version 3).
+// ---------------------------------------------------------------------------
+
+/// The schema the previous release's `migrate` left: versions 1 and 2
+/// applied and recorded, nothing of version 3.
+async fn version_2_schema(name: &str) {
+    version_1_schema(name).await;
+    let mut conn = PgConnection::connect(&url()).await.expect("connect");
+    sqlx::raw_sql(AssertSqlSafe(format!("SET search_path TO \"{name}\";")))
+        .execute(&mut conn)
+        .await
+        .expect("search path");
+    sqlx::raw_sql(include_str!("../migrations/postgres/0002_factors.sql"))
+        .execute(&mut conn)
+        .await
+        .expect("apply version 2");
+    sqlx::query(
+        "INSERT INTO ninsho_schema_version (version, applied_at) \
+         VALUES (2, '2021-01-02T03:04:05Z')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("record version 2");
+    conn.close().await.expect("close");
+}
+
+fn claim(keys: &[&str], release: &[&str]) -> ClaimChanges {
+    ClaimChanges {
+        claim: keys.iter().map(|k| (*k).to_owned()).collect(),
+        release: release.iter().map(|k| (*k).to_owned()).collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrates_a_version_2_schema_to_version_3() {
+    let Some(pool) = server("migrates_a_version_2_schema_to_version_3").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    version_2_schema(&name).await;
+    let store = PgStore::with_schema(pool.clone(), &name).expect("schema");
+
+    // Data written by the previous release.
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+    store
+        .insert_recovery_set(&alice, &sample_set(1, now))
+        .await
+        .expect("recovery set");
+    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), 1);
+    // The version-3 tables are not there yet: a permanent error.
+    assert_eq!(
+        kind(store.contact_book(&alice).await),
+        Some(StoreErrorKind::Other)
+    );
+
+    let other = store.clone();
+    let (a, b) = tokio::join!(store.migrate(), other.migrate());
+    a.expect("migrate a");
+    b.expect("migrate b");
+    let versions: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM \"{name}\".ninsho_schema_version ORDER BY version"
+    )))
+    .fetch_all(&pool)
+    .await
+    .expect("read versions");
+    assert_eq!(versions, [1, 2, 3], "version 3 applied once");
+
+    // The old data is intact and the new tables work.
+    let set = store
+        .recovery_set(&alice)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(json(&set), json(&sample_set(1, now)));
+    assert_eq!(store.epoch(&alice).await.expect("epoch"), 1);
+    let book = testkit::sample_contact_book(&alice, now);
+    assert_eq!(
+        store
+            .commit_contacts(&book, None, &claim(&["+819012345678"], &[]))
+            .await
+            .expect("commit"),
+        ContactCommit::Committed
+    );
+    let verification = testkit::sample_verification(1, now);
+    store
+        .insert_verification(&verification)
+        .await
+        .expect("verification");
+    store.migrate().await.expect("migrate again");
+    assert_eq!(
+        store.claim_owner("+819012345678").await.expect("owner"),
+        Some(alice)
+    );
+    assert_eq!(count_rows(&pool, &name, "ninsho_verifications").await, 1);
+}
+
+/// A commit that fails half-way (PostgreSQL's `TEXT` refuses U+0000, here
+/// in the second key to claim) is rolled back whole: no book, no claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_contact_commit_writes_nothing() {
+    let Some(pool) = server("a_failed_contact_commit_writes_nothing").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let store = migrated(pool.clone(), &name).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+    let book = testkit::sample_contact_book(&alice, now);
+    let got = store
+        .commit_contacts(&book, None, &claim(&["+819012345678", "bad\u{0}key"], &[]))
+        .await;
+    assert_eq!(kind(got), Some(StoreErrorKind::Other));
+    assert!(store.contact_book(&alice).await.expect("read").is_none());
+    assert_eq!(count_rows(&pool, &name, "ninsho_contact_books").await, 0);
+    assert_eq!(count_rows(&pool, &name, "ninsho_contact_claims").await, 0);
+
+    // The same commit without the bad key goes through, and a hostile
+    // account or key is just data.
+    let hostile = AccountId::new("'; DROP TABLE ninsho_contact_claims; --");
+    let got = store
+        .commit_contacts(
+            &testkit::sample_contact_book(&hostile, now),
+            None,
+            &claim(&["x' OR '1'='1", "%", "_"], &[]),
+        )
+        .await
+        .expect("commit");
+    assert_eq!(got, ContactCommit::Committed);
+    assert_eq!(
+        store.claim_owner("%").await.expect("owner"),
+        Some(hostile.clone())
+    );
+    assert_eq!(store.claim_owner("x").await.expect("owner"), None);
+    store.delete_contacts(&hostile).await.expect("delete");
+    assert_eq!(count_rows(&pool, &name, "ninsho_contact_claims").await, 0);
+}
+
+/// Verification versions are stored as their 64 bits, and the expiry
+/// column keeps microseconds while the record keeps nanoseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verifications_compare_and_set_on_every_bit() {
+    let Some(pool) = server("verifications_compare_and_set_on_every_bit").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let store = migrated(pool.clone(), &name).await;
+    let now = OffsetDateTime::from_unix_timestamp_nanos(1_900_000_000_123_456_789)
+        .expect("valid instant");
+    let mut record = testkit::sample_verification(1, now);
+    record.created_at = now;
+    record.expires_at = now + Duration::minutes(30);
+    record.version = u64::MAX - 1;
+    store.insert_verification(&record).await.expect("insert");
+    let mut next = record.clone();
+    next.version = u64::MAX;
+    next.members[0].verified_at = Some(now);
+    store
+        .replace_verification(&next, u64::MAX - 1)
+        .await
+        .expect("compare-and-set on a huge version");
+    assert_eq!(
+        kind(store.replace_verification(&next, u64::MAX - 1).await),
+        Some(StoreErrorKind::Conflict)
+    );
+    let back = store
+        .verification(&record.id)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(back, next, "nanoseconds and all");
+    let version: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM \"{name}\".ninsho_verifications"
+    )))
+    .fetch_one(&pool)
+    .await
+    .expect("version column");
+    assert_eq!(version, -1, "u64::MAX is stored as its bits");
+    // The purge compares microseconds: a cut-off in the expiry's own
+    // microsecond does not delete it, the next microsecond does.
+    assert_eq!(
+        store
+            .purge_verifications(next.expires_at)
+            .await
+            .expect("purge"),
+        0
+    );
+    assert_eq!(
+        store
+            .purge_verifications(next.expires_at + Duration::microseconds(1))
+            .await
+            .expect("purge"),
+        1
     );
 }

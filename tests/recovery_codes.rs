@@ -1147,7 +1147,8 @@ struct Flaky {
     fail_clear: AtomicU32,
 }
 
-delegate_store!([] Flaky, inner, support::directly => ChallengeStore, DeviceStore);
+delegate_store!([] Flaky, inner, support::directly =>
+    ChallengeStore, DeviceStore, ContactStore, VerificationStore);
 
 #[async_trait]
 impl LimitStore for Flaky {

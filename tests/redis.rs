@@ -20,8 +20,8 @@ use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::hash::Tag;
 use ninsho::recovery::{RecoverySet, StoredRecoveryCode};
 use ninsho::store::{
-    AccountId, ChallengeStore, DeviceStore, LimitStore, RecoveryStore, RedisStore, Store,
-    StoreError, StoreErrorKind,
+    AccountId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore, LimitStore,
+    RecoveryStore, RedisStore, Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::testkit;
 use ninsho::{KeyId, KeyedHash};
@@ -541,6 +541,44 @@ async fn unreachable_server_is_unavailable() {
     );
     assert_eq!(
         kind(store.bump_epoch(&account).await),
+        StoreErrorKind::Unavailable
+    );
+    let book = testkit::sample_contact_book(&account, now);
+    let verification = testkit::sample_verification(1, now);
+    assert_eq!(
+        kind(store.contact_book(&account).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.claim_owner("+819012345678").await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(
+            store
+                .commit_contacts(&book, None, &claim(&["k"], &[]))
+                .await
+        ),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.delete_contacts(&account).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.insert_verification(&verification).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.verification(&verification.id).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.replace_verification(&verification, 0).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(
+        kind(store.purge_verifications(now).await),
         StoreErrorKind::Unavailable
     );
 
@@ -1259,6 +1297,182 @@ async fn unexpected_device_and_epoch_data_is_other() {
             ),
             StoreErrorKind::Other
         );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Contact books, contact claims and verifications
+// ---------------------------------------------------------------------------
+
+fn claim(keys: &[&str], release: &[&str]) -> ClaimChanges {
+    ClaimChanges {
+        claim: keys.iter().map(|k| (*k).to_owned()).collect(),
+        release: release.iter().map(|k| (*k).to_owned()).collect(),
+    }
+}
+
+/// Contact books and claims never expire; verifications expire like
+/// challenges, `retention` after their `expires_at`, and a replace moves
+/// the deadline as `expires_at` moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contacts_never_expire_and_verifications_do() {
+    with_redis(|mut conn, prefixes| async move {
+        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let p = store.prefix().to_owned();
+        let now = OffsetDateTime::now_utc();
+        let alice = AccountId::new("alice");
+        let book = testkit::sample_contact_book(&alice, now);
+        assert_eq!(
+            store
+                .commit_contacts(&book, None, &claim(&["+819012345678"], &[]))
+                .await
+                .unwrap(),
+            ContactCommit::Committed
+        );
+        for key in [
+            format!("{p}:contacts:alice"),
+            format!("{p}:claims:alice"),
+            format!("{p}:claim:+819012345678"),
+        ] {
+            assert_eq!(pttl(&mut conn, &key).await, -1, "{key} has no expiry");
+        }
+        let owner: String = redis::cmd("GET")
+            .arg(format!("{p}:claim:+819012345678"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(owner, "alice");
+
+        // 30 minutes to live + 24 hours of retention.
+        let hour = 3_600_000;
+        let verification = testkit::sample_verification(1, now);
+        let lifetime = (verification.expires_at - verification.created_at).whole_milliseconds();
+        let lifetime = i64::try_from(lifetime).unwrap();
+        store.insert_verification(&verification).await.unwrap();
+        let key = format!("{p}:verification:{}", verification.id);
+        let ttl = pttl(&mut conn, &key).await;
+        assert!(
+            ttl > lifetime + 24 * hour - 10_000 && ttl <= lifetime + 24 * hour,
+            "{ttl}"
+        );
+        let mut next = verification.clone();
+        next.version = 1;
+        next.expires_at += Duration::hours(1);
+        store.replace_verification(&next, 0).await.unwrap();
+        let moved = pttl(&mut conn, &key).await;
+        assert!(
+            moved > ttl + hour - 10_000 && moved <= ttl + hour,
+            "{moved}"
+        );
+        let indexed: Option<f64> = redis::cmd("ZSCORE")
+            .arg(format!("{p}:verifications:by_expiry"))
+            .arg(verification.id.to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(indexed.is_some(), "the verification is in its own index");
+
+        // The purge uses the verifications' index only.
+        let challenges: i64 = redis::cmd("ZCARD")
+            .arg(format!("{p}:challenges:by_expiry"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(challenges, 0);
+        assert_eq!(
+            store
+                .purge_verifications(next.expires_at + Duration::seconds(1))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(pttl(&mut conn, &key).await, -2, "deleted");
+
+        store.delete_contacts(&alice).await.unwrap();
+        let left: Vec<String> = scan(&mut conn, &format!("{p}:*")).await;
+        assert!(left.is_empty(), "{left:?}");
+    })
+    .await;
+}
+
+/// Keys and accounts with colons, globs and look-alike names never share
+/// Redis keys, and `delete_contacts` releases a claim only while it still
+/// names the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_and_books_never_share_keys() {
+    with_redis(|mut conn, prefixes| async move {
+        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let p = store.prefix().to_owned();
+        let now = OffsetDateTime::now_utc();
+        let accounts = ["a", "a:b", "s:a", "*", "a b", "claims", ""];
+        for (i, name) in accounts.iter().enumerate() {
+            let account = AccountId::new(*name);
+            let keys = [
+                format!("{name}:{i}"),
+                format!("s:{name}"),
+                format!("[{i}]*"),
+            ];
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            assert_eq!(
+                store
+                    .commit_contacts(
+                        &testkit::sample_contact_book(&account, now),
+                        None,
+                        &claim(&keys, &[])
+                    )
+                    .await
+                    .unwrap(),
+                ContactCommit::Committed,
+                "{name:?}"
+            );
+        }
+        for (i, name) in accounts.iter().enumerate() {
+            let account = AccountId::new(*name);
+            assert_eq!(
+                store.contact_book(&account).await.unwrap().unwrap().account,
+                account
+            );
+            for key in [
+                format!("{name}:{i}"),
+                format!("s:{name}"),
+                format!("[{i}]*"),
+            ] {
+                assert_eq!(
+                    store.claim_owner(&key).await.unwrap(),
+                    Some(account.clone()),
+                    "{key:?}"
+                );
+            }
+        }
+        // A claim key the account's set still lists but that now names
+        // another account (written behind the store's back) stays.
+        let _: () = redis::cmd("SET")
+            .arg(format!("{p}:claim:s:a"))
+            .arg("someone else")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        store.delete_contacts(&AccountId::new("a")).await.unwrap();
+        assert!(
+            store
+                .contact_book(&AccountId::new("a"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.claim_owner("a:0").await.unwrap(), None);
+        assert_eq!(
+            store.claim_owner("s:a").await.unwrap(),
+            Some(AccountId::new("someone else"))
+        );
+        for (i, name) in accounts.iter().enumerate().skip(1) {
+            assert_eq!(
+                store.claim_owner(&format!("[{i}]*")).await.unwrap(),
+                Some(AccountId::new(*name)),
+                "{name:?}"
+            );
+        }
     })
     .await;
 }

@@ -13,8 +13,9 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::recovery::{RecoverySet, StoredRecoveryCode};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeStore, DeviceStore, LimitStore, Purpose, RecoveryStore,
-    SqliteStore, Store, StoreError, StoreErrorKind,
+    AccountId, ChallengeId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore,
+    LimitStore, Purpose, RecoveryStore, SqliteStore, Store, StoreError, StoreErrorKind,
+    VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::SqlitePool;
@@ -163,7 +164,7 @@ async fn migrate_is_idempotent_and_concurrent() {
             .fetch_all(&pool)
             .await
             .expect("read versions");
-    assert_eq!(versions, [1, 2], "each migration is recorded once");
+    assert_eq!(versions, [1, 2, 3], "each migration is recorded once");
 
     let tables: Vec<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
@@ -174,12 +175,15 @@ async fn migrate_is_idempotent_and_concurrent() {
         tables,
         [
             "ninsho_challenges",
+            "ninsho_contact_books",
+            "ninsho_contact_claims",
             "ninsho_counters",
             "ninsho_devices",
             "ninsho_epochs",
             "ninsho_failures",
             "ninsho_recovery_sets",
-            "ninsho_schema_version"
+            "ninsho_schema_version",
+            "ninsho_verifications"
         ]
     );
     pool.close().await;
@@ -246,7 +250,33 @@ async fn unopenable_database_is_unavailable() {
         kind(store.epoch(&account).await),
         kind(store.bump_epoch(&account).await),
     ];
-    for (i, kind) in kinds.into_iter().chain(factor_kinds).enumerate() {
+    let book = testkit::sample_contact_book(&account, now);
+    let verification = testkit::sample_verification(1, now);
+    let contact_kinds = [
+        kind(store.contact_book(&account).await),
+        kind(store.claim_owner("+819012345678").await),
+        kind(
+            store
+                .commit_contacts(&book, None, &claim(&["k"], &[]))
+                .await,
+        ),
+        kind(
+            store
+                .commit_contacts(&book, Some(1), &claim(&[], &[]))
+                .await,
+        ),
+        kind(store.delete_contacts(&account).await),
+        kind(store.insert_verification(&verification).await),
+        kind(store.verification(&verification.id).await),
+        kind(store.replace_verification(&verification, 0).await),
+        kind(store.purge_verifications(now).await),
+    ];
+    for (i, kind) in kinds
+        .into_iter()
+        .chain(factor_kinds)
+        .chain(contact_kinds)
+        .enumerate()
+    {
         assert_eq!(kind, Some(StoreErrorKind::Unavailable), "call {i}");
     }
     let err = store.challenge(&id).await.expect_err("unopenable");
@@ -533,8 +563,8 @@ async fn migrates_a_version_1_database_to_version_2() {
             .expect("read versions");
     assert_eq!(
         versions.iter().map(|v| v.0).collect::<Vec<_>>(),
-        [1, 2],
-        "version 2 applied once"
+        [1, 2, 3],
+        "versions 2 and 3 applied once"
     );
     assert_eq!(
         versions[0].1, "2020-01-02 03:04:05",
@@ -578,7 +608,7 @@ async fn migrates_a_version_1_database_to_version_2() {
     assert_eq!(other.bump_epoch(&alice).await.expect("bump"), 2);
     store.migrate().await.expect("migrate again");
     assert_eq!(store.devices(&alice).await.expect("list").len(), 1);
-    assert_eq!(count_rows(&pool, "ninsho_schema_version").await, 2);
+    assert_eq!(count_rows(&pool, "ninsho_schema_version").await, 3);
     other.pool().close().await;
     pool.close().await;
 }
@@ -811,4 +841,170 @@ async fn factor_records_compare_and_set_on_every_bit() {
         kind(store.recovery_set(&alice).await),
         Some(StoreErrorKind::Other)
     );
+}
+
+// ---------------------------------------------------------------------------
+// Contact books, contact claims and verifications (schema version 3).
+// ---------------------------------------------------------------------------
+
+fn claim(keys: &[&str], release: &[&str]) -> ClaimChanges {
+    ClaimChanges {
+        claim: keys.iter().map(|k| (*k).to_owned()).collect(),
+        release: release.iter().map(|k| (*k).to_owned()).collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrates_a_version_2_database_to_version_3() {
+    let files = Files::default();
+    let path = files.fresh();
+    let pool = file_pool(&path).await;
+
+    // The database the previous release's `migrate` left: versions 1 and 2
+    // applied and recorded, nothing of version 3.
+    sqlx::raw_sql(
+        "CREATE TABLE ninsho_schema_version (\
+         version INTEGER PRIMARY KEY NOT NULL, \
+         applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);",
+    )
+    .execute(&pool)
+    .await
+    .expect("version table");
+    for sql in [
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/sqlite/0002_factors.sql"),
+    ] {
+        sqlx::raw_sql(sql).execute(&pool).await.expect("apply");
+    }
+    sqlx::query(
+        "INSERT INTO ninsho_schema_version (version, applied_at) \
+         VALUES (1, '2020-01-02 03:04:05'), (2, '2021-01-02 03:04:05')",
+    )
+    .execute(&pool)
+    .await
+    .expect("record versions 1 and 2");
+
+    let store = SqliteStore::new(pool.clone());
+    let now = OffsetDateTime::from_unix_timestamp_nanos(1_900_000_000_123_456_789)
+        .expect("valid instant");
+    let alice = AccountId::new("alice");
+    store
+        .insert_recovery_set(&alice, &sample_set(1, now))
+        .await
+        .expect("recovery set");
+    // The version-3 tables are not there yet: a permanent error.
+    assert_eq!(
+        kind(store.contact_book(&alice).await),
+        Some(StoreErrorKind::Other)
+    );
+
+    let other = SqliteStore::new(file_pool(&path).await);
+    let (a, b) = tokio::join!(store.migrate(), other.migrate());
+    a.expect("migrate a");
+    b.expect("migrate b");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM ninsho_schema_version ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .expect("read versions");
+    assert_eq!(versions, [1, 2, 3], "version 3 applied once");
+
+    let set = store
+        .recovery_set(&alice)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(json(&set), json(&sample_set(1, now)));
+    let book = testkit::sample_contact_book(&alice, now);
+    assert_eq!(
+        other
+            .commit_contacts(&book, None, &claim(&["+819012345678"], &[]))
+            .await
+            .expect("commit"),
+        ContactCommit::Committed
+    );
+    assert_eq!(
+        store.claim_owner("+819012345678").await.expect("owner"),
+        Some(alice)
+    );
+    let mut verification = testkit::sample_verification(1, now);
+    verification.created_at = now;
+    verification.expires_at = now + Duration::minutes(30);
+    store
+        .insert_verification(&verification)
+        .await
+        .expect("verification");
+    assert_eq!(
+        other
+            .verification(&verification.id)
+            .await
+            .expect("read")
+            .expect("present"),
+        verification,
+        "nanoseconds and all"
+    );
+    store.migrate().await.expect("migrate again");
+    assert_eq!(count_rows(&pool, "ninsho_schema_version").await, 3);
+    other.pool().close().await;
+    pool.close().await;
+}
+
+/// Key lists reach SQLite as JSON arrays: keys holding quotes, backslashes,
+/// JSON and SQL syntax or non-ASCII text are claimed, released and read
+/// back exactly, and hostile accounts are just data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claim_keys_survive_the_json_key_lists() {
+    let pool = memory_pool().await;
+    let store = migrated(pool.clone()).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let keys = [
+        "\"],[\"x",
+        "\\",
+        "'; DROP TABLE ninsho_contact_claims; --",
+        "?1",
+        "東京@例え.jp",
+        "tab\there",
+        "null",
+        "[]",
+    ];
+    let account = AccountId::new("x' OR '1'='1");
+    let book = testkit::sample_contact_book(&account, now);
+    assert_eq!(
+        store
+            .commit_contacts(&book, None, &claim(&keys, &[]))
+            .await
+            .expect("commit"),
+        ContactCommit::Committed
+    );
+    for key in keys {
+        assert_eq!(
+            store.claim_owner(key).await.expect("owner"),
+            Some(account.clone()),
+            "{key:?}"
+        );
+    }
+    assert_eq!(
+        count_rows(&pool, "ninsho_contact_claims").await,
+        i64::try_from(keys.len()).expect("small")
+    );
+    let mut next = book.clone();
+    next.version = 2;
+    assert_eq!(
+        store
+            .commit_contacts(&next, Some(1), &claim(&[], &keys[..4]))
+            .await
+            .expect("release"),
+        ContactCommit::Committed
+    );
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            store.claim_owner(key).await.expect("owner").is_some(),
+            i >= 4,
+            "{key:?}"
+        );
+    }
+    store.delete_contacts(&account).await.expect("delete");
+    assert_eq!(count_rows(&pool, "ninsho_contact_claims").await, 0);
+    assert_eq!(count_rows(&pool, "ninsho_contact_books").await, 0);
+    pool.close().await;
 }

@@ -42,10 +42,12 @@
 //! ```
 
 mod codes;
+mod contacts;
 mod devices;
 mod links;
 mod ports;
 mod recovery;
+mod verifications;
 
 use std::fmt;
 use std::sync::Arc;
@@ -53,10 +55,15 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 pub use codes::{ChannelReason, IssueRequest, Ticket, Verified};
+pub use contacts::{ContactPolicy, ContactView, Contacts};
 pub use devices::{DeviceInfo, TrustedDevices};
 pub use links::{LinkRequest, LinkStatus, LinkTicket, LinkView};
 pub use ports::Ports;
 pub use recovery::{RecoveryCodes, Redeemed};
+pub use verifications::{
+    Completed, DEFAULT_VERIFICATION_LIFETIME, MemberStatus, MemberTicket, Progress,
+    VerificationRequest, VerificationStatus, VerificationTicket, Verifications,
+};
 
 use crate::challenge::CodePolicy;
 use crate::clock::{Clock, SystemClock};

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
-    LimitStore, RecoveryStore, StoreError, WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, RecoveryStore, StoreError,
+    VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use crate::device::{DeviceId, DeviceRecord};
 use crate::recovery::RecoverySet;
@@ -28,6 +29,15 @@ use crate::recovery::RecoverySet;
 pub struct MemoryStore {
     shards: Vec<Mutex<Inner>>,
     hasher: RandomState,
+    /// Contact books and claims live apart, behind one lock: a commit
+    /// touches one book and any number of claims atomically.
+    contacts: Mutex<Contacts>,
+}
+
+#[derive(Debug, Default)]
+struct Contacts {
+    books: HashMap<AccountId, ContactBook>,
+    claims: HashMap<String, AccountId>,
 }
 
 /// Number of shards.
@@ -38,6 +48,7 @@ impl Default for MemoryStore {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Inner::default())).collect(),
             hasher: RandomState::new(),
+            contacts: Mutex::new(Contacts::default()),
         }
     }
 }
@@ -50,6 +61,7 @@ struct Inner {
     recovery: HashMap<AccountId, RecoverySet>,
     devices: HashMap<(AccountId, DeviceId), DeviceRecord>,
     epochs: HashMap<AccountId, u64>,
+    verifications: HashMap<VerificationId, VerificationRecord>,
 }
 
 impl MemoryStore {
@@ -66,7 +78,7 @@ impl MemoryStore {
     }
 }
 
-fn lock(shard: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+fn lock<T>(shard: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every method leaves the maps consistent before any point that could
     // panic, so a poisoned lock still guards valid data.
     shard.lock().unwrap_or_else(PoisonError::into_inner)
@@ -286,5 +298,100 @@ impl DeviceStore for MemoryStore {
         let epoch = inner.epochs.entry(account.clone()).or_insert(0);
         *epoch = epoch.saturating_add(1);
         Ok(*epoch)
+    }
+}
+
+#[async_trait]
+impl ContactStore for MemoryStore {
+    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
+        Ok(lock(&self.contacts).books.get(account).cloned())
+    }
+
+    async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
+        Ok(lock(&self.contacts).claims.get(key).cloned())
+    }
+
+    async fn commit_contacts(
+        &self,
+        book: &ContactBook,
+        expected_version: Option<u64>,
+        changes: &ClaimChanges,
+    ) -> Result<ContactCommit, StoreError> {
+        let mut contacts = lock(&self.contacts);
+        let stored = contacts.books.get(&book.account).map(|b| b.version);
+        if stored != expected_version {
+            return Err(StoreError::conflict());
+        }
+        let taken = changes.claim.iter().position(|key| {
+            contacts
+                .claims
+                .get(key)
+                .is_some_and(|owner| owner != &book.account)
+        });
+        if let Some(index) = taken {
+            return Ok(ContactCommit::Taken { index });
+        }
+        for key in &changes.release {
+            if contacts.claims.get(key) == Some(&book.account) {
+                contacts.claims.remove(key);
+            }
+        }
+        for key in &changes.claim {
+            contacts.claims.insert(key.clone(), book.account.clone());
+        }
+        contacts.books.insert(book.account.clone(), book.clone());
+        Ok(ContactCommit::Committed)
+    }
+
+    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
+        let mut contacts = lock(&self.contacts);
+        contacts.books.remove(account);
+        contacts.claims.retain(|_, owner| owner != account);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl VerificationStore for MemoryStore {
+    async fn insert_verification(&self, record: &VerificationRecord) -> Result<(), StoreError> {
+        let mut inner = self.shard(&record.id);
+        if inner.verifications.contains_key(&record.id) {
+            return Err(StoreError::conflict());
+        }
+        inner.verifications.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    async fn verification(
+        &self,
+        id: &VerificationId,
+    ) -> Result<Option<VerificationRecord>, StoreError> {
+        Ok(self.shard(id).verifications.get(id).cloned())
+    }
+
+    async fn replace_verification(
+        &self,
+        record: &VerificationRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.shard(&record.id);
+        match inner.verifications.get_mut(&record.id) {
+            Some(stored) if stored.version == expected_version => {
+                *stored = record.clone();
+                Ok(())
+            }
+            _ => Err(StoreError::conflict()),
+        }
+    }
+
+    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut purged = 0usize;
+        for shard in &self.shards {
+            let mut inner = lock(shard);
+            let was = inner.verifications.len();
+            inner.verifications.retain(|_, v| v.expires_at >= before);
+            purged += was - inner.verifications.len();
+        }
+        Ok(u64::try_from(purged).unwrap_or(u64::MAX))
     }
 }

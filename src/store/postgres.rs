@@ -4,16 +4,18 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Postgres, SqlStr};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    applied, consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set,
-    encode_record, epoch_from_sql, map_err, statement, store_err, version_to_sql,
+    applied, consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set, distinct,
+    encode_record, epoch_from_sql, first_taken, map_err, statement, store_err, version_to_sql,
 };
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
-    LimitStore, RecoveryStore, StoreError, WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, RecoveryStore, StoreError,
+    VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use crate::device::{DeviceId, DeviceRecord};
 use crate::recovery::RecoverySet;
@@ -25,7 +27,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_factors.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_contacts.sql"),
+    ),
 ];
+
+/// Takes the transaction-level advisory locks whose ids `$1` lists, in
+/// that order (`unnest` yields the array in order).
+const LOCK_CLAIMS: &str =
+    "SELECT count(pg_catalog.pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k";
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`); longer ones
 /// are silently truncated, so they are refused instead.
@@ -34,8 +45,11 @@ const MAX_IDENTIFIER: usize = 63;
 /// Every record in PostgreSQL, through a [`sqlx::PgPool`].
 ///
 /// Each method that changes state is **one SQL statement**, atomic in the
-/// database: no application locks, no transactions, no read-modify-write
-/// round trips. Any number of app instances may share the tables.
+/// database: no application locks, no read-modify-write round trips. The
+/// two exceptions, which change several rows, are one transaction each:
+/// `commit_contacts` and `delete_contacts` (see [Contact
+/// claims](#contact-claims)). Any number of app instances may share the
+/// tables.
 ///
 /// | method | statement |
 /// |---|---|
@@ -53,9 +67,39 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `delete_device` | `DELETE … WHERE account = $1 AND id = $2`; whether a row went |
 /// | `delete_devices` | `DELETE … WHERE account = $1`; how many rows went |
 /// | `bump_epoch` | `INSERT … VALUES ($1, 1) ON CONFLICT (account) DO UPDATE SET epoch = LEAST(epoch, 2⁶³ − 2) + 1 RETURNING epoch` |
+/// | `commit_contacts` | one transaction, see [Contact claims](#contact-claims) |
+/// | `delete_contacts` | one transaction: `DELETE` the book, then `DELETE … WHERE account = $1` from the claims |
+/// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
+/// | `replace_verification` | `UPDATE … WHERE id = $1 AND version = $expected`; no row updated → conflict |
+/// | `purge_verifications` | `DELETE … WHERE expires_at < $1` |
 ///
 /// Reads (`challenge`, `failures`, `recovery_set`, `device`, `devices`,
-/// `epoch`) are one `SELECT` each.
+/// `epoch`, `contact_book`, `claim_owner`, `verification`) are one
+/// `SELECT` each.
+///
+/// # Contact claims
+///
+/// `commit_contacts` runs in one `READ COMMITTED` transaction:
+///
+/// 1. it takes a transaction-level advisory lock per claim key it claims
+///    or releases (`pg_advisory_xact_lock`, on 64 bits of SHA-256 of the
+///    schema and the key), in ascending order of lock id, so two commits
+///    touching one key run one after the other and commits touching
+///    several keys never deadlock;
+/// 2. it writes the book: `UPDATE … WHERE account = $1 AND version =
+///    $expected` (or, for a first book, `INSERT … ON CONFLICT (account) DO
+///    NOTHING`); no row written → rolled back, a conflict;
+/// 3. it reads who holds the keys to claim: one held by another account →
+///    rolled back, [`ContactCommit::Taken`] with nothing written;
+/// 4. it deletes the released keys the account holds, then inserts the
+///    claims (`ON CONFLICT (key) DO NOTHING`, keeping those it holds), and
+///    commits.
+///
+/// Under the locks a claim key can only change hands inside another
+/// commit that holds its lock, so of two accounts claiming one number the
+/// second waits for the first and then reads it as taken: never a
+/// unique-key error, never two owners. The primary key on the claim key
+/// backs this up.
 ///
 /// # Tables
 ///
@@ -68,18 +112,23 @@ const MAX_IDENTIFIER: usize = 63;
 /// - version 2: `ninsho_recovery_sets (account, salt, version, record)`,
 ///   `ninsho_devices (account, id, version, expires_at, record)` (primary
 ///   key `(account, id)`), `ninsho_epochs (account, epoch)`;
+/// - version 3: `ninsho_contact_books (account, version, record)`,
+///   `ninsho_contact_claims (key, account)` (indexed on account),
+///   `ninsho_verifications (id, version, expires_at, record)`;
 ///
 /// and `ninsho_schema_version (version, applied_at)`. The SQL is shipped in
 /// `migrations/postgres/` for hosts that prefer their own migration tool.
 ///
-/// Records (challenges, recovery sets, devices) are JSON in a `TEXT` column,
+/// Records (challenges, recovery sets, devices, contact books,
+/// verifications) are JSON in a `TEXT` column,
 /// kept byte for byte (`JSONB` would refuse a U+0000 in a host-supplied
 /// string such as a device label); query them with `record::jsonb`. The
 /// columns beside them (version, salt, expiry) are written in the same
 /// statement and are authoritative when read back. `TEXT` can't hold U+0000
 /// itself, so a counter key or account id containing one fails, on reads
 /// and writes alike, with
-/// [`StoreErrorKind::Other`](super::StoreErrorKind::Other).
+/// [`StoreErrorKind::Other`](super::StoreErrorKind::Other); so does a
+/// claim key holding one.
 ///
 /// Versions are stored as their 64 bits (any `u64` compares and sets).
 /// Security epochs are ordered, so they are stored as plain non-negative
@@ -151,6 +200,19 @@ struct Statements {
     delete_devices: SqlStr,
     epoch: SqlStr,
     bump_epoch: SqlStr,
+    contact_book: SqlStr,
+    claim_owner: SqlStr,
+    insert_book: SqlStr,
+    update_book: SqlStr,
+    claim_holders: SqlStr,
+    release_claims: SqlStr,
+    insert_claims: SqlStr,
+    delete_book: SqlStr,
+    delete_claims: SqlStr,
+    insert_verification: SqlStr,
+    verification: SqlStr,
+    replace_verification: SqlStr,
+    purge_verifications: SqlStr,
     version_applied: SqlStr,
     create_version_table: SqlStr,
     record_version: SqlStr,
@@ -249,6 +311,55 @@ impl Statements {
                  ON CONFLICT (account) DO UPDATE SET \
                  epoch = LEAST(t.epoch, 9223372036854775806) + 1 \
                  RETURNING epoch"
+            )),
+            contact_book: statement(format!(
+                "SELECT version, record FROM {s}.ninsho_contact_books WHERE account = $1"
+            )),
+            claim_owner: statement(format!(
+                "SELECT account FROM {s}.ninsho_contact_claims WHERE key = $1"
+            )),
+            insert_book: statement(format!(
+                "INSERT INTO {s}.ninsho_contact_books (account, version, record) \
+                 VALUES ($1, $2, $3) \
+                 ON CONFLICT (account) DO NOTHING"
+            )),
+            update_book: statement(format!(
+                "UPDATE {s}.ninsho_contact_books \
+                 SET version = $2, record = $3 \
+                 WHERE account = $1 AND version = $4"
+            )),
+            claim_holders: statement(format!(
+                "SELECT key, account FROM {s}.ninsho_contact_claims WHERE key = ANY($1)"
+            )),
+            release_claims: statement(format!(
+                "DELETE FROM {s}.ninsho_contact_claims WHERE key = ANY($1) AND account = $2"
+            )),
+            insert_claims: statement(format!(
+                "INSERT INTO {s}.ninsho_contact_claims (key, account) \
+                 SELECT k, $2 FROM unnest($1::text[]) AS k \
+                 ON CONFLICT (key) DO NOTHING"
+            )),
+            delete_book: statement(format!(
+                "DELETE FROM {s}.ninsho_contact_books WHERE account = $1"
+            )),
+            delete_claims: statement(format!(
+                "DELETE FROM {s}.ninsho_contact_claims WHERE account = $1"
+            )),
+            insert_verification: statement(format!(
+                "INSERT INTO {s}.ninsho_verifications (id, version, expires_at, record) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING"
+            )),
+            verification: statement(format!(
+                "SELECT version, record FROM {s}.ninsho_verifications WHERE id = $1"
+            )),
+            replace_verification: statement(format!(
+                "UPDATE {s}.ninsho_verifications \
+                 SET version = $2, expires_at = $3, record = $4 \
+                 WHERE id = $1 AND version = $5"
+            )),
+            purge_verifications: statement(format!(
+                "DELETE FROM {s}.ninsho_verifications WHERE expires_at < $1"
             )),
             version_applied: statement(format!(
                 "SELECT EXISTS (SELECT 1 FROM {s}.ninsho_schema_version WHERE version = $1)"
@@ -695,5 +806,217 @@ impl DeviceStore for PgStore {
             .await
             .map_err(store_err(transient))?;
         epoch_from_sql(epoch)
+    }
+}
+
+/// The advisory lock ids guarding `keys` in `schema`: 64 bits of SHA-256
+/// of both, sorted ascending and without repeats, the order every commit
+/// takes them in.
+fn claim_locks<'a>(schema: &str, keys: impl Iterator<Item = &'a str>) -> Vec<i64> {
+    let mut locks: Vec<i64> = keys
+        .map(|key| {
+            let mut hash = Sha256::new();
+            hash.update(b"ninsho contact claim\0");
+            hash.update(schema.as_bytes());
+            hash.update(b"\0");
+            hash.update(key.as_bytes());
+            let digest = hash.finalize();
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&digest[..8]);
+            i64::from_be_bytes(id)
+        })
+        .collect();
+    locks.sort_unstable();
+    locks.dedup();
+    locks
+}
+
+#[async_trait]
+impl ContactStore for PgStore {
+    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(self.sql.contact_book.clone())
+            .bind(&account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(version, json)| decode_record(&json, version))
+            .transpose()
+    }
+
+    async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
+        let owner: Option<String> = sqlx::query_scalar(self.sql.claim_owner.clone())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(owner.map(AccountId))
+    }
+
+    async fn commit_contacts(
+        &self,
+        book: &ContactBook,
+        expected_version: Option<u64>,
+        changes: &ClaimChanges,
+    ) -> Result<ContactCommit, StoreError> {
+        let err = store_err(transient);
+        let json = encode_record(book)?;
+        let account = book.account.0.as_str();
+        let claim = distinct(&changes.claim);
+        let release = distinct(&changes.release);
+        let locks = claim_locks(&self.schema, claim.iter().chain(&release).copied());
+
+        let mut tx = self.pool.begin().await.map_err(&err)?;
+        if !locks.is_empty() {
+            sqlx::query::<Postgres>(LOCK_CLAIMS)
+                .bind(&locks)
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+        }
+
+        let written = match expected_version {
+            None => sqlx::query::<Postgres>(self.sql.insert_book.clone())
+                .bind(account)
+                .bind(version_to_sql(book.version))
+                .bind(&json)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err(e, transient, true))?,
+            Some(expected) => sqlx::query::<Postgres>(self.sql.update_book.clone())
+                .bind(account)
+                .bind(version_to_sql(book.version))
+                .bind(&json)
+                .bind(version_to_sql(expected))
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?,
+        };
+        if written.rows_affected() == 0 {
+            tx.rollback().await.map_err(&err)?;
+            return Err(StoreError::conflict());
+        }
+
+        let holders: Vec<(String, String)> = if claim.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(self.sql.claim_holders.clone())
+                .bind(&claim)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(&err)?
+        };
+        if let Some(index) = first_taken(&changes.claim, &holders, account) {
+            tx.rollback().await.map_err(&err)?;
+            return Ok(ContactCommit::Taken { index });
+        }
+
+        if !release.is_empty() {
+            sqlx::query::<Postgres>(self.sql.release_claims.clone())
+                .bind(&release)
+                .bind(account)
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+        }
+        if !claim.is_empty() {
+            let inserted = sqlx::query::<Postgres>(self.sql.insert_claims.clone())
+                .bind(&claim)
+                .bind(account)
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+            // Every key not already held (after the releases) must have
+            // been inserted; anything else means a claim changed hands
+            // outside the locks, so nothing is written.
+            let kept = claim
+                .iter()
+                .filter(|key| {
+                    !release.contains(key) && holders.iter().any(|(held, _)| held == *key)
+                })
+                .count();
+            let wanted = u64::try_from(claim.len() - kept).unwrap_or(u64::MAX);
+            if inserted.rows_affected() != wanted {
+                tx.rollback().await.map_err(&err)?;
+                return Err(StoreError::conflict());
+            }
+        }
+        tx.commit().await.map_err(&err)?;
+        Ok(ContactCommit::Committed)
+    }
+
+    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
+        let err = store_err(transient);
+        let mut tx = self.pool.begin().await.map_err(&err)?;
+        // The book first: a commit in flight for the account holds its row,
+        // so this waits for it, and the claims are then read afresh (each
+        // statement of a READ COMMITTED transaction sees every commit that
+        // finished before it started).
+        sqlx::query::<Postgres>(self.sql.delete_book.clone())
+            .bind(&account.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(&err)?;
+        sqlx::query::<Postgres>(self.sql.delete_claims.clone())
+            .bind(&account.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(&err)?;
+        tx.commit().await.map_err(&err)
+    }
+}
+
+#[async_trait]
+impl VerificationStore for PgStore {
+    async fn insert_verification(&self, record: &VerificationRecord) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Postgres>(self.sql.insert_verification.clone())
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(record.expires_at)
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        applied(done.rows_affected())
+    }
+
+    async fn verification(
+        &self,
+        id: &VerificationId,
+    ) -> Result<Option<VerificationRecord>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(self.sql.verification.clone())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(version, json)| decode_record(&json, version))
+            .transpose()
+    }
+
+    async fn replace_verification(
+        &self,
+        record: &VerificationRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Postgres>(self.sql.replace_verification.clone())
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(record.expires_at)
+            .bind(json)
+            .bind(version_to_sql(expected_version))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        applied(done.rows_affected())
+    }
+
+    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query::<Postgres>(self.sql.purge_verifications.clone())
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(done.rows_affected())
     }
 }

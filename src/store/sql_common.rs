@@ -4,9 +4,9 @@
 //!
 //! Two kinds of integers cross that border, on purpose handled differently:
 //!
-//! - **versions** (challenges, recovery sets, devices) are only ever compared
-//!   for equality, so their 64 bits are stored as they are
-//!   ([`version_to_sql`]); every `u64` round-trips;
+//! - **versions** (challenges, recovery sets, devices, contact books,
+//!   verifications) are only ever compared for equality, so their 64 bits
+//!   are stored as they are ([`version_to_sql`]); every `u64` round-trips;
 //! - **counts** (counter hits, failure runs, security epochs) are ordered
 //!   and incremented in SQL, so they are plain non-negative `BIGINT`s that
 //!   the statements cap (`LEAST`/`MIN`) before they could overflow, and a
@@ -22,7 +22,7 @@ use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ChallengeRecord, StoreError};
+use super::{ChallengeRecord, ContactBook, StoreError, VerificationRecord};
 use crate::device::DeviceRecord;
 use crate::recovery::RecoverySet;
 
@@ -85,6 +85,18 @@ impl Versioned for RecoverySet {
 }
 
 impl Versioned for DeviceRecord {
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+}
+
+impl Versioned for ContactBook {
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+}
+
+impl Versioned for VerificationRecord {
     fn set_version(&mut self, version: u64) {
         self.version = version;
     }
@@ -167,4 +179,32 @@ pub(super) fn applied(rows_affected: u64) -> Result<(), StoreError> {
     } else {
         Ok(())
     }
+}
+
+/// The index in `claim` of the first key that `holders` (key, account
+/// pairs read from the claims table) give to an account other than
+/// `account`: what [`ContactCommit::Taken`](super::ContactCommit::Taken)
+/// reports.
+pub(super) fn first_taken(
+    claim: &[String],
+    holders: &[(String, String)],
+    account: &str,
+) -> Option<usize> {
+    claim.iter().position(|key| {
+        holders
+            .iter()
+            .any(|(held, owner)| held == key && owner != account)
+    })
+}
+
+/// `keys` without repeats, in their first order (a statement that claims
+/// or releases a list of keys touches each once).
+pub(super) fn distinct(keys: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::with_capacity(keys.len());
+    for key in keys {
+        if !out.contains(&key.as_str()) {
+            out.push(key);
+        }
+    }
+    out
 }

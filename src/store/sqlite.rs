@@ -7,12 +7,13 @@ use sqlx::{Sqlite, SqlitePool};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    applied, consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set,
-    encode_record, epoch_from_sql, map_err, store_err, version_to_sql,
+    applied, consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set, distinct,
+    encode_record, epoch_from_sql, first_taken, map_err, store_err, version_to_sql,
 };
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
-    LimitStore, RecoveryStore, StoreError, WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, RecoveryStore, StoreError,
+    VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use crate::device::{DeviceId, DeviceRecord};
 use crate::recovery::RecoverySet;
@@ -21,6 +22,7 @@ use crate::recovery::RecoverySet;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_factors.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_contacts.sql")),
 ];
 
 const INSERT: &str = "INSERT INTO ninsho_challenges (id, version, expires_at, record) \
@@ -100,6 +102,45 @@ const BUMP_EPOCH: &str = "INSERT INTO ninsho_epochs (account, epoch) \
      epoch = MIN(epoch, 9223372036854775806) + 1 \
      RETURNING epoch";
 
+const CONTACT_BOOK: &str = "SELECT version, record FROM ninsho_contact_books WHERE account = ?1";
+
+const CLAIM_OWNER: &str = "SELECT account FROM ninsho_contact_claims WHERE key = ?1";
+
+const INSERT_BOOK: &str = "INSERT INTO ninsho_contact_books (account, version, record) \
+     VALUES (?1, ?2, ?3) \
+     ON CONFLICT (account) DO NOTHING";
+
+const UPDATE_BOOK: &str = "UPDATE ninsho_contact_books \
+     SET version = ?2, record = ?3 \
+     WHERE account = ?1 AND version = ?4";
+
+// Key lists travel as one JSON array of strings, unpacked by `json_each`.
+const CLAIM_HOLDERS: &str = "SELECT key, account FROM ninsho_contact_claims \
+     WHERE key IN (SELECT value FROM json_each(?1))";
+
+const RELEASE_CLAIMS: &str = "DELETE FROM ninsho_contact_claims \
+     WHERE key IN (SELECT value FROM json_each(?1)) AND account = ?2";
+
+const INSERT_CLAIMS: &str = "INSERT INTO ninsho_contact_claims (key, account) \
+     SELECT value, ?2 FROM json_each(?1) WHERE true \
+     ON CONFLICT (key) DO NOTHING";
+
+const DELETE_BOOK: &str = "DELETE FROM ninsho_contact_books WHERE account = ?1";
+
+const DELETE_CLAIMS: &str = "DELETE FROM ninsho_contact_claims WHERE account = ?1";
+
+const INSERT_VERIFICATION: &str = "INSERT INTO ninsho_verifications (id, version, expires_at, record) \
+     VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (id) DO NOTHING";
+
+const VERIFICATION: &str = "SELECT version, record FROM ninsho_verifications WHERE id = ?1";
+
+const REPLACE_VERIFICATION: &str = "UPDATE ninsho_verifications \
+     SET version = ?2, expires_at = ?3, record = ?4 \
+     WHERE id = ?1 AND version = ?5";
+
+const PURGE_VERIFICATIONS: &str = "DELETE FROM ninsho_verifications WHERE expires_at < ?1";
+
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS ninsho_schema_version (\
      version INTEGER PRIMARY KEY NOT NULL, \
      applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)";
@@ -113,8 +154,11 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 ///
 /// Each method that changes state is **one SQL statement**, atomic in the
 /// database (SQLite runs one writer at a time and supports `UPSERT` and
-/// `RETURNING`): no application locks, no transactions. Several processes
-/// may share one database file.
+/// `RETURNING`): no application locks, no read-modify-write round trips.
+/// The two exceptions, which change several rows, are one `BEGIN
+/// IMMEDIATE` transaction each (holding SQLite's write lock from its first
+/// statement, so nothing interleaves): `commit_contacts` and
+/// `delete_contacts`. Several processes may share one database file.
 ///
 /// | method | statement |
 /// |---|---|
@@ -132,9 +176,16 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// | `delete_device` | `DELETE … WHERE account = ?1 AND id = ?2`; whether a row went |
 /// | `delete_devices` | `DELETE … WHERE account = ?1`; how many rows went |
 /// | `bump_epoch` | `INSERT … VALUES (?1, 1) ON CONFLICT (account) DO UPDATE SET epoch = MIN(epoch, 2⁶³ − 2) + 1 RETURNING epoch` |
+/// | `commit_contacts` | `BEGIN IMMEDIATE`; the book: `UPDATE … WHERE account = ?1 AND version = ?4` (a first book: `INSERT … ON CONFLICT (account) DO NOTHING`), no row written → rollback, conflict; the claim keys' holders: one held by another account → rollback, `Taken`; `DELETE` the released keys the account holds; `INSERT … ON CONFLICT (key) DO NOTHING` the claimed ones; `COMMIT` |
+/// | `delete_contacts` | `BEGIN IMMEDIATE`; `DELETE` the book; `DELETE … WHERE account = ?1` from the claims; `COMMIT` |
+/// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
+/// | `replace_verification` | `UPDATE … WHERE id = ?1 AND version = ?5`; no row updated → conflict |
+/// | `purge_verifications` | `DELETE … WHERE expires_at < ?1` |
 ///
 /// Reads (`challenge`, `failures`, `recovery_set`, `device`, `devices`,
-/// `epoch`) are one `SELECT` each.
+/// `epoch`, `contact_book`, `claim_owner`, `verification`) are one
+/// `SELECT` each. Key lists go to SQLite as one JSON array, unpacked with
+/// `json_each`.
 ///
 /// # Tables and times
 ///
@@ -146,10 +197,14 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// - version 2: `ninsho_recovery_sets (account, salt, version, record)`,
 ///   `ninsho_devices (account, id, version, expires_at, record)` (primary
 ///   key `(account, id)`), `ninsho_epochs (account, epoch)`;
+/// - version 3: `ninsho_contact_books (account, version, record)`,
+///   `ninsho_contact_claims (key, account)` (indexed on account),
+///   `ninsho_verifications (id, version, expires_at, record)`;
 ///
 /// and `ninsho_schema_version`. The SQL is shipped in `migrations/sqlite/`.
 ///
-/// Records (challenges, recovery sets, devices) are JSON text; the columns
+/// Records (challenges, recovery sets, devices, contact books,
+/// verifications) are JSON text; the columns
 /// beside them (version, salt as a `BLOB`, expiry) are written in the same
 /// statement and are authoritative when read back. Keys are compared as
 /// exact bytes (SQLite's `BINARY` collation), so account ids holding U+0000,
@@ -570,5 +625,182 @@ impl DeviceStore for SqliteStore {
             .await
             .map_err(store_err(transient))?;
         epoch_from_sql(epoch)
+    }
+}
+
+/// A key list as the JSON array the statements unpack with `json_each`.
+fn json_keys(keys: &[&str]) -> Result<String, StoreError> {
+    serde_json::to_string(keys).map_err(StoreError::other)
+}
+
+#[async_trait]
+impl ContactStore for SqliteStore {
+    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(CONTACT_BOOK)
+            .bind(&account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(version, json)| decode_record(&json, version))
+            .transpose()
+    }
+
+    async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
+        let owner: Option<String> = sqlx::query_scalar(CLAIM_OWNER)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(owner.map(AccountId))
+    }
+
+    async fn commit_contacts(
+        &self,
+        book: &ContactBook,
+        expected_version: Option<u64>,
+        changes: &ClaimChanges,
+    ) -> Result<ContactCommit, StoreError> {
+        let err = store_err(transient);
+        let json = encode_record(book)?;
+        let account = book.account.0.as_str();
+        let claim = distinct(&changes.claim);
+        let release = distinct(&changes.release);
+        let claim_json = json_keys(&claim)?;
+
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(&err)?;
+        let written = match expected_version {
+            None => sqlx::query::<Sqlite>(INSERT_BOOK)
+                .bind(account)
+                .bind(version_to_sql(book.version))
+                .bind(&json)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err(e, transient, true))?,
+            Some(expected) => sqlx::query::<Sqlite>(UPDATE_BOOK)
+                .bind(account)
+                .bind(version_to_sql(book.version))
+                .bind(&json)
+                .bind(version_to_sql(expected))
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?,
+        };
+        if written.rows_affected() == 0 {
+            tx.rollback().await.map_err(&err)?;
+            return Err(StoreError::conflict());
+        }
+
+        let holders: Vec<(String, String)> = if claim.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(CLAIM_HOLDERS)
+                .bind(&claim_json)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(&err)?
+        };
+        if let Some(index) = first_taken(&changes.claim, &holders, account) {
+            tx.rollback().await.map_err(&err)?;
+            return Ok(ContactCommit::Taken { index });
+        }
+
+        if !release.is_empty() {
+            sqlx::query::<Sqlite>(RELEASE_CLAIMS)
+                .bind(json_keys(&release)?)
+                .bind(account)
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+        }
+        if !claim.is_empty() {
+            sqlx::query::<Sqlite>(INSERT_CLAIMS)
+                .bind(&claim_json)
+                .bind(account)
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+        }
+        tx.commit().await.map_err(&err)?;
+        Ok(ContactCommit::Committed)
+    }
+
+    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
+        let err = store_err(transient);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(&err)?;
+        sqlx::query::<Sqlite>(DELETE_BOOK)
+            .bind(&account.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(&err)?;
+        sqlx::query::<Sqlite>(DELETE_CLAIMS)
+            .bind(&account.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(&err)?;
+        tx.commit().await.map_err(&err)
+    }
+}
+
+#[async_trait]
+impl VerificationStore for SqliteStore {
+    async fn insert_verification(&self, record: &VerificationRecord) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Sqlite>(INSERT_VERIFICATION)
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(to_sql(record.expires_at))
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        applied(done.rows_affected())
+    }
+
+    async fn verification(
+        &self,
+        id: &VerificationId,
+    ) -> Result<Option<VerificationRecord>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(VERIFICATION)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        row.map(|(version, json)| decode_record(&json, version))
+            .transpose()
+    }
+
+    async fn replace_verification(
+        &self,
+        record: &VerificationRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Sqlite>(REPLACE_VERIFICATION)
+            .bind(record.id.to_string())
+            .bind(version_to_sql(record.version))
+            .bind(to_sql(record.expires_at))
+            .bind(json)
+            .bind(version_to_sql(expected_version))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        applied(done.rows_affected())
+    }
+
+    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query::<Sqlite>(PURGE_VERIFICATIONS)
+            .bind(to_sql(before))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(done.rows_affected())
     }
 }

@@ -21,8 +21,9 @@ use ninsho::flows::{Challenges, ChallengesBuilder, Ports};
 use ninsho::gateway::{Gateway, Locale};
 use ninsho::recovery::RecoverySet;
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
-    LimitStore, RecoveryStore, Store, StoreError, StoreErrorKind, WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, RecoveryStore, Store,
+    StoreError, StoreErrorKind, VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use time::{Duration, OffsetDateTime};
@@ -287,6 +288,68 @@ macro_rules! delegate_store {
             }
         }
     };
+    (@ContactStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
+        #[::async_trait::async_trait]
+        impl<$($g)*> ::ninsho::store::ContactStore for $ty {
+            async fn contact_book(
+                &self,
+                account: &::ninsho::store::AccountId,
+            ) -> Result<Option<::ninsho::store::ContactBook>, ::ninsho::store::StoreError> {
+                $then(self.$field.contact_book(account).await).await
+            }
+            async fn claim_owner(
+                &self,
+                key: &str,
+            ) -> Result<Option<::ninsho::store::AccountId>, ::ninsho::store::StoreError> {
+                $then(self.$field.claim_owner(key).await).await
+            }
+            async fn commit_contacts(
+                &self,
+                book: &::ninsho::store::ContactBook,
+                expected_version: Option<u64>,
+                changes: &::ninsho::store::ClaimChanges,
+            ) -> Result<::ninsho::store::ContactCommit, ::ninsho::store::StoreError> {
+                $then(self.$field.commit_contacts(book, expected_version, changes).await).await
+            }
+            async fn delete_contacts(
+                &self,
+                account: &::ninsho::store::AccountId,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.delete_contacts(account).await).await
+            }
+        }
+    };
+    (@VerificationStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
+        #[::async_trait::async_trait]
+        impl<$($g)*> ::ninsho::store::VerificationStore for $ty {
+            async fn insert_verification(
+                &self,
+                record: &::ninsho::store::VerificationRecord,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.insert_verification(record).await).await
+            }
+            async fn verification(
+                &self,
+                id: &::ninsho::store::VerificationId,
+            ) -> Result<Option<::ninsho::store::VerificationRecord>, ::ninsho::store::StoreError>
+            {
+                $then(self.$field.verification(id).await).await
+            }
+            async fn replace_verification(
+                &self,
+                record: &::ninsho::store::VerificationRecord,
+                expected_version: u64,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.replace_verification(record, expected_version).await).await
+            }
+            async fn purge_verifications(
+                &self,
+                before: ::time::OffsetDateTime,
+            ) -> Result<u64, ::ninsho::store::StoreError> {
+                $then(self.$field.purge_verifications(before).await).await
+            }
+        }
+    };
     ($generics:tt $ty:ty, $field:tt, $then:path => $($store:ident),+ $(,)?) => {
         $(delegate_store!(@$store $generics $ty, $field, $then);)+
     };
@@ -301,7 +364,7 @@ pub(crate) use delegate_store;
 pub struct Yielding<S>(pub Arc<S>);
 
 delegate_store!([S: Store] Yielding<S>, 0, yielding =>
-    ChallengeStore, LimitStore, RecoveryStore, DeviceStore);
+    ChallengeStore, LimitStore, RecoveryStore, DeviceStore, ContactStore, VerificationStore);
 
 mock! {
     #[derive(Debug)]
@@ -372,6 +435,34 @@ mock! {
         async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError>;
         async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
         async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
+    }
+
+    #[async_trait]
+    impl ContactStore for Db {
+        async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError>;
+        async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError>;
+        async fn commit_contacts(
+            &self,
+            book: &ContactBook,
+            expected_version: Option<u64>,
+            changes: &ClaimChanges,
+        ) -> Result<ContactCommit, StoreError>;
+        async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError>;
+    }
+
+    #[async_trait]
+    impl VerificationStore for Db {
+        async fn insert_verification(&self, record: &VerificationRecord) -> Result<(), StoreError>;
+        async fn verification(
+            &self,
+            id: &VerificationId,
+        ) -> Result<Option<VerificationRecord>, StoreError>;
+        async fn replace_verification(
+            &self,
+            record: &VerificationRecord,
+            expected_version: u64,
+        ) -> Result<(), StoreError>;
+        async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
     }
 }
 

@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, DeviceStore, FailureRecord,
-    LimitStore, RecoveryStore, StoreError, WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, RecoveryStore, StoreError,
+    VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use crate::device::{DeviceId, DeviceRecord};
 use crate::recovery::RecoverySet;
@@ -36,6 +37,10 @@ static DEVICE_DELETE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("device_delete.lua")));
 static DEVICES_DELETE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("devices_delete.lua")));
+static CONTACTS_COMMIT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("contacts_commit.lua")));
+static CONTACTS_DELETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("contacts_delete.lua")));
 
 /// How long a challenge stays readable after its `expires_at`, by default.
 const DEFAULT_RETENTION: Duration = Duration::hours(24);
@@ -75,11 +80,14 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// large backlog never holds the server for long. Rate-limit counters
 /// expire at the end of their window; failure runs live until cleared.
 ///
-/// Trusted devices expire like challenges: `retention` after their
-/// `expires_at`. Each account's set of device ids lives at least as long
+/// Trusted devices and combined verifications expire like challenges:
+/// `retention` after their `expires_at` (verifications have an expiry index
+/// and an exact [`purge_verifications`](VerificationStore::purge_verifications)
+/// of their own). Each account's set of device ids lives at least as long
 /// as its longest-lived device and is trimmed of ids whose device Redis
 /// dropped whenever the devices are listed. Recovery sets and security
-/// epochs have no expiry: they live until deleted (an epoch never is).
+/// epochs have no expiry: they live until deleted (an epoch never is);
+/// neither have contact books and contact claims.
 ///
 /// # Keys
 ///
@@ -97,6 +105,11 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `{prefix}:device:{len}:{account}:{id}` | hash | `record` (JSON), `version`, `expires_ms` |
 /// | `{prefix}:devices:{account}` | set | the account's device ids |
 /// | `{prefix}:epoch:{account}` | string | the security epoch (absent: 0) |
+/// | `{prefix}:contacts:{account}` | hash | `record` (JSON), `version` |
+/// | `{prefix}:claim:{key}` | string | the account holding the claim key |
+/// | `{prefix}:claims:{account}` | set | the claim keys the account holds |
+/// | `{prefix}:verification:{id}` | hash | as a challenge's: `record` (JSON), `version`, `expires_ms`, `expires_s`, `expires_ns` |
+/// | `{prefix}:verifications:by_expiry` | sorted set | verification ids, scored by `expires_at` in whole milliseconds |
 ///
 /// Rate-limit keys and account ids go into key names verbatim. Redis keys
 /// are binary safe and the scripts receive them as `KEYS`, so no character
@@ -123,13 +136,20 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `devices.lua` | every record of the account's set, dropping ids whose device is gone |
 /// | `device_delete.lua` | one device and its set entry; whether it existed |
 /// | `devices_delete.lua` | every device of the set and the set; how many there were |
+/// | `contacts_commit.lua` | a contact book, compare-and-set on `version` (or insert if absent), with its claims: nothing written if a key to claim names another account; else the released keys the account holds deleted, the claimed ones set, the account's claim set kept in step |
+/// | `contacts_delete.lua` | the book, every claim key of the account's claim set that still names it, and the set |
 ///
-/// Reading a challenge, a recovery set or one device is one `HGET`;
+/// Combined verifications go through the challenge scripts (`insert.lua`,
+/// `replace.lua`, `purge.lua`) on their own keys and index: the same
+/// records-with-expiry operations.
+///
+/// Reading a challenge, a recovery set, one device, a contact book or a
+/// verification is one `HGET`, a claim's owner one `GET`;
 /// deleting a failure run or a recovery set one `DEL`; the epoch one `GET`
 /// or `INCR`.
 ///
-/// The purge script and the device-listing and device-deleting scripts
-/// build keys from stored ids, which Redis Cluster does not allow; use a
+/// The purge script, the device-listing and device-deleting scripts and
+/// `contacts_delete.lua` build keys from stored ids, which Redis Cluster does not allow; use a
 /// single Redis (with replicas or Sentinel as the host likes), which is
 /// what a [`ConnectionManager`] talks to.
 ///
@@ -303,6 +323,64 @@ impl RedisStore {
     fn epoch_key(&self, account: &AccountId) -> String {
         format!("{}:epoch:{}", self.prefix, account.0)
     }
+
+    fn contacts_key(&self, account: &AccountId) -> String {
+        format!("{}:contacts:{}", self.prefix, account.0)
+    }
+
+    fn claims_key(&self, account: &AccountId) -> String {
+        format!("{}:claims:{}", self.prefix, account.0)
+    }
+
+    fn claim_key_prefix(&self) -> String {
+        format!("{}:claim:", self.prefix)
+    }
+
+    fn claim_key(&self, key: &str) -> String {
+        format!("{}:claim:{key}", self.prefix)
+    }
+
+    fn verification_key_prefix(&self) -> String {
+        format!("{}:verification:", self.prefix)
+    }
+
+    fn verification_key(&self, id: &VerificationId) -> String {
+        format!("{}:verification:{id}", self.prefix)
+    }
+
+    fn verification_index_key(&self) -> String {
+        format!("{}:verifications:by_expiry", self.prefix)
+    }
+
+    /// Runs `purge.lua` over the expiry index `index` of the records whose
+    /// keys start with `key_prefix`, batch after batch; returns how many
+    /// records it deleted.
+    async fn purge_index(
+        &self,
+        index: String,
+        key_prefix: String,
+        before: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let (secs, nanos) = split(before);
+        let mut conn = self.conn.clone();
+        let mut total: u64 = 0;
+        loop {
+            let (deleted, more): (u64, i64) = PURGE
+                .key(&index)
+                .arg(whole_ms(before))
+                .arg(secs)
+                .arg(nanos)
+                .arg(&key_prefix)
+                .arg(PURGE_BATCH)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(map_redis)?;
+            total = total.saturating_add(deleted);
+            if more == 0 {
+                return Ok(total);
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -380,25 +458,8 @@ impl ChallengeStore for RedisStore {
     /// Runs as a series of scripts of at most 500 index entries each, so a
     /// large backlog never blocks the server; each script is atomic.
     async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let (secs, nanos) = split(before);
-        let mut conn = self.conn.clone();
-        let mut total: u64 = 0;
-        loop {
-            let (deleted, more): (u64, i64) = PURGE
-                .key(self.index_key())
-                .arg(whole_ms(before))
-                .arg(secs)
-                .arg(nanos)
-                .arg(self.challenge_key_prefix())
-                .arg(PURGE_BATCH)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(map_redis)?;
-            total = total.saturating_add(deleted);
-            if more == 0 {
-                return Ok(total);
-            }
-        }
+        self.purge_index(self.index_key(), self.challenge_key_prefix(), before)
+            .await
     }
 }
 
@@ -647,6 +708,157 @@ impl DeviceStore for RedisStore {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(map_redis)
+    }
+}
+
+#[async_trait]
+impl ContactStore for RedisStore {
+    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
+        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
+            .arg(self.contacts_key(account))
+            .arg("record")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
+            .transpose()
+    }
+
+    async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
+        let owner: Option<String> = ::redis::cmd("GET")
+            .arg(self.claim_key(key))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        Ok(owner.map(AccountId))
+    }
+
+    /// One script (`contacts_commit.lua`) that gets the book key, the
+    /// account's claim set and every claim key as `KEYS`: Redis runs it
+    /// without interleaving, so the version check, the claim checks and
+    /// every write are one atomic step.
+    async fn commit_contacts(
+        &self,
+        book: &ContactBook,
+        expected_version: Option<u64>,
+        changes: &ClaimChanges,
+    ) -> Result<ContactCommit, StoreError> {
+        let json = serde_json::to_string(book).map_err(StoreError::other)?;
+        let mut invocation = CONTACTS_COMMIT.key(self.contacts_key(&book.account));
+        invocation.key(self.claims_key(&book.account));
+        for key in changes.claim.iter().chain(&changes.release) {
+            invocation.key(self.claim_key(key));
+        }
+        invocation
+            .arg(expected_version.map_or_else(String::new, |v| v.to_string()))
+            .arg(json)
+            .arg(book.version)
+            .arg(&book.account.0)
+            .arg(changes.claim.len());
+        for key in changes.claim.iter().chain(&changes.release) {
+            invocation.arg(key);
+        }
+        let (outcome, index): (i64, usize) = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        match outcome {
+            0 => Ok(ContactCommit::Committed),
+            1 => Err(StoreError::conflict()),
+            2 => Ok(ContactCommit::Taken { index }),
+            other => Err(StoreError::other(format!(
+                "contacts_commit.lua replied {other}, not 0, 1 or 2"
+            ))),
+        }
+    }
+
+    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
+        let _done: i64 = CONTACTS_DELETE
+            .key(self.contacts_key(account))
+            .key(self.claims_key(account))
+            .arg(self.claim_key_prefix())
+            .arg(&account.0)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl VerificationStore for RedisStore {
+    async fn insert_verification(&self, record: &VerificationRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(StoreError::other)?;
+        let (secs, nanos) = split(record.expires_at);
+        // Lives `retention` past `expires_at`, counted from the record's
+        // own creation time, as challenges do.
+        let lifetime = (record.expires_at - record.created_at).max(Duration::ZERO);
+        let ttl = ttl_ms(lifetime.saturating_add(self.retention));
+        let stored: i64 = INSERT
+            .key(self.verification_key(&record.id))
+            .key(self.verification_index_key())
+            .arg(json)
+            .arg(record.version)
+            .arg(whole_ms(record.expires_at))
+            .arg(secs)
+            .arg(nanos)
+            .arg(ttl)
+            .arg(record.id.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        written(stored)
+    }
+
+    async fn verification(
+        &self,
+        id: &VerificationId,
+    ) -> Result<Option<VerificationRecord>, StoreError> {
+        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
+            .arg(self.verification_key(id))
+            .arg("record")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
+            .transpose()
+    }
+
+    async fn replace_verification(
+        &self,
+        record: &VerificationRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(StoreError::other)?;
+        let (secs, nanos) = split(record.expires_at);
+        let replaced: i64 = REPLACE
+            .key(self.verification_key(&record.id))
+            .key(self.verification_index_key())
+            .arg(expected_version)
+            .arg(json)
+            .arg(record.version)
+            .arg(whole_ms(record.expires_at))
+            .arg(secs)
+            .arg(nanos)
+            .arg(record.id.to_string())
+            .arg(MAX_TTL_MS)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        written(replaced)
+    }
+
+    /// Deletes the verifications whose `expires_at` is before `before`, as
+    /// [`purge_challenges`](ChallengeStore::purge_challenges) does for
+    /// challenges (in batches; those Redis already dropped are not
+    /// counted).
+    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        self.purge_index(
+            self.verification_index_key(),
+            self.verification_key_prefix(),
+            before,
+        )
+        .await
     }
 }
 

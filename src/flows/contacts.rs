@@ -1,0 +1,745 @@
+//! The contact registry: an account's verified phone numbers and email
+//! addresses, one owner per phone number, and the grace period.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::verifications::Completed;
+use super::{Challenges, IssueRequest, MAX_ROUNDS, Ticket};
+use crate::contact::{Destination, DestinationKind, PhonePolicy};
+use crate::error::{Error, Refusal};
+use crate::events::Event;
+use crate::gateway::Channel;
+use crate::grace::{ContactKey, GraceDecision, GraceEvent, GracePolicy, GraceState};
+use crate::store::{
+    AccountId, ChallengeId, ClaimChanges, ContactBook, ContactCommit, ContactEntry, Purpose,
+    StoreError,
+};
+
+/// What the registry allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ContactPolicy {
+    /// Which phone numbers may be registered (default: Japanese mobile
+    /// numbers, which can receive SMS).
+    pub phone: PhonePolicy,
+    /// Phone numbers per account (default 1, as nizima: change it rather
+    /// than add a second).
+    pub max_phones: usize,
+    /// Email addresses per account (default 3).
+    pub max_emails: usize,
+    /// Whether a verified phone number belongs to at most one account
+    /// (default `true`).
+    pub unique_phones: bool,
+    /// Whether a verified email address belongs to at most one account
+    /// (default `false`: the host's own account table usually owns that
+    /// rule for the sign-in address).
+    pub unique_emails: bool,
+}
+
+impl Default for ContactPolicy {
+    fn default() -> Self {
+        Self {
+            phone: PhonePolicy::default(),
+            max_phones: 1,
+            max_emails: 3,
+            unique_phones: true,
+            unique_emails: false,
+        }
+    }
+}
+
+impl ContactPolicy {
+    /// The default policy.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses `phone` for phone numbers.
+    #[must_use]
+    pub fn with_phone_policy(mut self, phone: PhonePolicy) -> Self {
+        self.phone = phone;
+        self
+    }
+
+    /// At most `phones` phone numbers and `emails` email addresses per
+    /// account.
+    #[must_use]
+    pub fn with_limits(mut self, phones: usize, emails: usize) -> Self {
+        self.max_phones = phones;
+        self.max_emails = emails;
+        self
+    }
+
+    /// Whether phone numbers and email addresses are one-owner.
+    #[must_use]
+    pub fn with_unique(mut self, phones: bool, emails: bool) -> Self {
+        self.unique_phones = phones;
+        self.unique_emails = emails;
+        self
+    }
+
+    fn unique(&self, kind: DestinationKind) -> bool {
+        match kind {
+            DestinationKind::Phone => self.unique_phones,
+            DestinationKind::Email => self.unique_emails,
+        }
+    }
+
+    fn max(&self, kind: DestinationKind) -> usize {
+        match kind {
+            DestinationKind::Phone => self.max_phones,
+            DestinationKind::Email => self.max_emails,
+        }
+    }
+}
+
+/// One contact, for display and for the host's own use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContactView {
+    /// The contact (its `Debug` is masked).
+    pub destination: Destination,
+    /// The masked form to show.
+    pub masked_destination: String,
+    /// Whether it is verified.
+    pub verified: bool,
+    /// Whether two-step sign-in sends codes here.
+    pub two_factor: bool,
+    /// When it was added.
+    pub added_at: OffsetDateTime,
+    /// When it was last verified.
+    pub verified_at: Option<OffsetDateTime>,
+}
+
+impl From<&ContactEntry> for ContactView {
+    fn from(entry: &ContactEntry) -> Self {
+        Self {
+            destination: entry.destination.clone(),
+            masked_destination: entry.destination.masked(),
+            verified: entry.is_verified(),
+            two_factor: entry.two_factor,
+            added_at: entry.added_at,
+            verified_at: entry.verified_at,
+        }
+    }
+}
+
+/// An account's contacts: add and verify, change, remove, one owner per
+/// phone number, and the grace period that makes users verify them.
+///
+/// - **Adding or verifying** a contact sends a one-time code
+///   ([`send_code`](Self::send_code)); the contact is written (and, for a
+///   phone number, claimed) only when the code is confirmed
+///   ([`confirm`](Self::confirm)).
+/// - **One owner per number.** A verified phone number is claimed for the
+///   account in the same atomic store write that records it; of two
+///   accounts racing for one number exactly one gets it, the other gets
+///   [`Refusal::ContactInUse`].
+/// - **Changing** a number ([`send_change_code`](Self::send_change_code),
+///   [`confirm_change`](Self::confirm_change)) verifies the new number
+///   first, then swaps it in, claims it and releases the old one in one
+///   write. A new number is a new authenticator (NIST SP 800-63B): the
+///   account's security epoch is bumped, so every trusted device dies, and
+///   codes in flight to the old number no longer match the account's
+///   contact.
+/// - **Removing** a contact that two-step sign-in uses is refused
+///   ([`Refusal::ContactRequired`]): change it instead.
+/// - **Grace period**: every change feeds the account's
+///   [`GraceState`]; [`grace`](Self::grace) answers at sign-in.
+///
+/// Cheap to clone; share one.
+#[derive(Debug, Clone)]
+pub struct Contacts {
+    challenges: Challenges,
+    policy: ContactPolicy,
+    grace: GracePolicy,
+}
+
+/// How a write to the book ended, inside [`Contacts::update`].
+type Edit<T> = Result<(T, ClaimChanges, Vec<GraceEvent>), Error>;
+
+impl Contacts {
+    /// A registry sending its codes through `challenges`, with the default
+    /// [`ContactPolicy`] and [`GracePolicy`].
+    #[must_use]
+    pub fn new(challenges: Challenges) -> Self {
+        Self {
+            challenges,
+            policy: ContactPolicy::default(),
+            grace: GracePolicy::default(),
+        }
+    }
+
+    /// Uses `policy`.
+    #[must_use]
+    pub fn with_policy(mut self, policy: ContactPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Uses `grace` for the grace period.
+    #[must_use]
+    pub fn with_grace_policy(mut self, grace: GracePolicy) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The registry's policy.
+    #[must_use]
+    pub fn policy(&self) -> &ContactPolicy {
+        &self.policy
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.challenges.now()
+    }
+
+    /// Refuses a destination the policy does not allow.
+    fn admit(&self, destination: &Destination) -> Result<(), Error> {
+        if destination.kind() == DestinationKind::Phone {
+            self.policy
+                .phone
+                .check(destination.address(), Channel::Sms)
+                .map_err(|refusal| Error::Contact(refusal.into()))?;
+        }
+        Ok(())
+    }
+
+    /// Reads, edits and writes the account's book with compare-and-set,
+    /// retrying on conflict. `edit` returns its answer, the claims to change
+    /// and the grace events that happened; it may run more than once.
+    async fn update<T>(
+        &self,
+        account: &AccountId,
+        mut edit: impl FnMut(&mut ContactBook) -> Edit<T>,
+    ) -> Result<T, Error> {
+        let store = &self.challenges.inner.store;
+        for _ in 0..MAX_ROUNDS {
+            let now = self.now();
+            let stored = store.contact_book(account).await?;
+            let expected = stored.as_ref().map(|b| b.version);
+            let mut book = stored.unwrap_or_else(|| self.new_book(account, now));
+            let (answer, changes, events) = edit(&mut book)?;
+            for event in events {
+                book.grace.apply(&self.grace, event, now);
+            }
+            book.version = expected.map_or(1, |v| v.wrapping_add(1));
+            match store.commit_contacts(&book, expected, &changes).await {
+                Ok(ContactCommit::Committed) => return Ok(answer),
+                Ok(ContactCommit::Taken { .. }) => {
+                    return Err(self.refuse(account, Refusal::ContactInUse));
+                }
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::conflict().into())
+    }
+
+    fn new_book(&self, account: &AccountId, now: OffsetDateTime) -> ContactBook {
+        let mut grace = GraceState::new();
+        grace.apply(&self.grace, GraceEvent::AccountCreated, now);
+        ContactBook {
+            account: account.clone(),
+            version: 0,
+            contacts: Vec::new(),
+            grace,
+            created_at: now,
+        }
+    }
+
+    fn refuse(&self, account: &AccountId, reason: Refusal) -> Error {
+        self.challenges.emit(Event::Failed {
+            challenge: None,
+            account: Some(account.clone()),
+            reason,
+        });
+        Error::Refused(reason)
+    }
+
+    fn claims_for(&self, destination: &Destination) -> Vec<String> {
+        if self.policy.unique(destination.kind()) {
+            vec![destination.limit_key()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Starts the account's contact book when the account is created, which
+    /// starts the grace period under [`GraceStart::AccountCreated`].
+    /// Accounts that predate the registry get a book on first use instead
+    /// (their grace period then runs from that moment, or from the
+    /// roll-out date under [`GraceStart::Rollout`]). Idempotent.
+    ///
+    /// [`GraceStart::AccountCreated`]: crate::grace::GraceStart::AccountCreated
+    /// [`GraceStart::Rollout`]: crate::grace::GraceStart::Rollout
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn create(&self, account: &AccountId) -> Result<(), Error> {
+        self.update(account, |_| Ok(((), ClaimChanges::default(), Vec::new())))
+            .await
+    }
+
+    /// Brings in a contact the host already has (from before ninsho), as
+    /// verified or not. An unverified contact is what the grace period
+    /// asks the user to verify. A verified unique phone number is claimed.
+    ///
+    /// # Errors
+    /// [`Refusal::ContactInUse`], [`Refusal::TooManyContacts`];
+    /// [`Error::Store`]. The phone policy is not applied (the host had the
+    /// number already); it applies when the user verifies it.
+    pub async fn import(
+        &self,
+        account: &AccountId,
+        destination: &Destination,
+        verified: bool,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        self.update(account, |book| {
+            if book
+                .contacts
+                .iter()
+                .any(|c| c.destination.limit_key() == destination.limit_key())
+            {
+                return Err(Refusal::ContactAlreadyAdded.into());
+            }
+            self.check_room(book, destination.kind())?;
+            book.contacts.push(ContactEntry {
+                destination: destination.clone(),
+                added_at: now,
+                verified_at: verified.then_some(now),
+                two_factor: false,
+            });
+            let claim = if verified {
+                self.claims_for(destination)
+            } else {
+                Vec::new()
+            };
+            Ok((
+                (),
+                ClaimChanges {
+                    claim,
+                    release: Vec::new(),
+                },
+                vec![GraceEvent::added(destination, verified)],
+            ))
+        })
+        .await
+    }
+
+    fn check_room(&self, book: &ContactBook, kind: DestinationKind) -> Result<(), Error> {
+        let count = book.contacts.iter().filter(|c| c.kind() == kind).count();
+        if count >= self.policy.max(kind) {
+            return Err(Refusal::TooManyContacts.into());
+        }
+        Ok(())
+    }
+
+    /// The account's contacts, oldest first (empty if it has none).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn list(&self, account: &AccountId) -> Result<Vec<ContactView>, Error> {
+        let book = self.challenges.inner.store.contact_book(account).await?;
+        Ok(book
+            .map(|b| b.contacts.iter().map(ContactView::from).collect())
+            .unwrap_or_default())
+    }
+
+    /// The account whose verified contact this is, if the contact is
+    /// one-owner and claimed. For the host's own checks (support tools,
+    /// say): don't show it to users, who could probe for other people's
+    /// numbers.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn owner(&self, destination: &Destination) -> Result<Option<AccountId>, Error> {
+        Ok(self
+            .challenges
+            .inner
+            .store
+            .claim_owner(&destination.limit_key())
+            .await?)
+    }
+
+    /// Sends a code to add `destination` to the account, or to verify it if
+    /// it is registered unverified. [`confirm`](Self::confirm) finishes.
+    ///
+    /// # Errors
+    /// [`Error::Contact`] when the phone policy refuses the number (a
+    /// landline, a foreign number, …, with the reason);
+    /// [`Refusal::ContactAlreadyAdded`] when it is on the account and
+    /// verified; [`Refusal::TooManyContacts`]; [`Refusal::ContactInUse`] when
+    /// another account holds it; otherwise as for [`Challenges::issue`].
+    pub async fn send_code(
+        &self,
+        account: &AccountId,
+        destination: &Destination,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        self.admit(destination)?;
+        let store = &self.challenges.inner.store;
+        if let Some(book) = store.contact_book(account).await? {
+            match find(&book, destination) {
+                Some(entry) if entry.is_verified() => {
+                    return Err(self.refuse(account, Refusal::ContactAlreadyAdded));
+                }
+                Some(_) => {}
+                None => self.check_room(&book, destination.kind())?,
+            }
+        }
+        self.check_owner(account, destination).await?;
+        self.issue(account, destination, caller).await
+    }
+
+    /// Refuses early when another account holds the contact (the commit
+    /// re-checks atomically).
+    async fn check_owner(
+        &self,
+        account: &AccountId,
+        destination: &Destination,
+    ) -> Result<(), Error> {
+        if !self.policy.unique(destination.kind()) {
+            return Ok(());
+        }
+        let owner = self
+            .challenges
+            .inner
+            .store
+            .claim_owner(&destination.limit_key())
+            .await?;
+        match owner {
+            Some(owner) if &owner != account => Err(self.refuse(account, Refusal::ContactInUse)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn issue(
+        &self,
+        account: &AccountId,
+        destination: &Destination,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        let mut request =
+            IssueRequest::new(destination.clone(), Purpose::ContactChange).account(account.clone());
+        if let Some(caller) = caller {
+            request = request.caller(caller);
+        }
+        self.challenges.issue(request).await
+    }
+
+    /// The destination a contact-change challenge of this account was sent
+    /// to, after checking the code. Consumes the challenge.
+    async fn verify_code(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+        code: &str,
+    ) -> Result<Destination, Error> {
+        let record = self.challenges.load(challenge).await?;
+        if record.account.as_ref() != Some(account) {
+            // Someone else's challenge: as unknown as a made-up id.
+            return Err(self.refuse(account, Refusal::Unknown));
+        }
+        let verified = self
+            .challenges
+            .verify(
+                challenge,
+                code,
+                &Purpose::ContactChange,
+                &record.destination,
+            )
+            .await?;
+        Ok(verified.destination)
+    }
+
+    /// Checks the code sent by [`send_code`](Self::send_code) and records
+    /// the contact as verified (adding it if new), claiming a unique phone
+    /// number for the account. Returns the contact.
+    ///
+    /// # Errors
+    /// As for [`Challenges::verify`]; [`Refusal::ContactInUse`] when another
+    /// account claimed the number meanwhile (exactly one of racing accounts
+    /// wins); [`Refusal::TooManyContacts`]; [`Error::Store`].
+    pub async fn confirm(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+        code: &str,
+    ) -> Result<ContactView, Error> {
+        let destination = self.verify_code(account, challenge, code).await?;
+        let now = self.now();
+        self.update(account, |book| {
+            let key = destination.limit_key();
+            let event = match book
+                .contacts
+                .iter_mut()
+                .find(|c| c.destination.limit_key() == key)
+            {
+                Some(entry) => {
+                    entry.verified_at = Some(now);
+                    GraceEvent::verified(&entry.destination)
+                }
+                None => {
+                    self.check_room(book, destination.kind())?;
+                    book.contacts.push(ContactEntry {
+                        destination: destination.clone(),
+                        added_at: now,
+                        verified_at: Some(now),
+                        two_factor: false,
+                    });
+                    GraceEvent::added(&destination, true)
+                }
+            };
+            let view = find(book, &destination).map(ContactView::from);
+            let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
+            Ok((
+                view,
+                ClaimChanges {
+                    claim: self.claims_for(&destination),
+                    release: Vec::new(),
+                },
+                vec![event],
+            ))
+        })
+        .await
+    }
+
+    /// Sends a code to `new`, the number (or address) to replace `old` with.
+    /// [`confirm_change`](Self::confirm_change) finishes.
+    ///
+    /// # Errors
+    /// [`Refusal::NotAContact`] when `old` is not on the account;
+    /// [`Error::Config`] when `old` and `new` are of different kinds;
+    /// otherwise as for [`send_code`](Self::send_code).
+    pub async fn send_change_code(
+        &self,
+        account: &AccountId,
+        old: &Destination,
+        new: &Destination,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        if old.kind() != new.kind() {
+            return Err(Error::Config(
+                "a contact can only be changed to one of the same kind".into(),
+            ));
+        }
+        self.admit(new)?;
+        let book = self.challenges.inner.store.contact_book(account).await?;
+        let Some(book) = book.filter(|b| find(b, old).is_some()) else {
+            return Err(self.refuse(account, Refusal::NotAContact));
+        };
+        if find(&book, new).is_some() {
+            return Err(self.refuse(account, Refusal::ContactAlreadyAdded));
+        }
+        self.check_owner(account, new).await?;
+        self.issue(account, new, caller).await
+    }
+
+    /// Checks the code sent to the new contact by
+    /// [`send_change_code`](Self::send_change_code), then in one atomic
+    /// write puts it in place of `old` (keeping its two-step role), claims
+    /// it and releases `old`. Before that write the account's security
+    /// epoch is bumped: trusted devices die with the old number (if the
+    /// write then fails, they stay dead — the safe side).
+    ///
+    /// # Errors
+    /// As for [`confirm`](Self::confirm); [`Refusal::NotAContact`] when
+    /// `old` is no longer on the account.
+    pub async fn confirm_change(
+        &self,
+        account: &AccountId,
+        old: &Destination,
+        challenge: &ChallengeId,
+        code: &str,
+    ) -> Result<ContactView, Error> {
+        let new = self.verify_code(account, challenge, code).await?;
+        if new.kind() != old.kind() {
+            return Err(self.refuse(account, Refusal::DestinationMismatch));
+        }
+        let store = &self.challenges.inner.store;
+        store.bump_epoch(account).await?;
+        let now = self.now();
+        let view = self
+            .update(account, |book| {
+                let old_key = old.limit_key();
+                if book
+                    .contacts
+                    .iter()
+                    .any(|c| c.destination.limit_key() == new.limit_key())
+                {
+                    return Err(Refusal::ContactAlreadyAdded.into());
+                }
+                let entry = book
+                    .contacts
+                    .iter_mut()
+                    .find(|c| c.destination.limit_key() == old_key)
+                    .ok_or(Error::Refused(Refusal::NotAContact))?;
+                let event = GraceEvent::ContactChanged {
+                    old: ContactKey::from(&entry.destination),
+                    new: ContactKey::from(&new),
+                    kind: new.kind(),
+                    verified: true,
+                };
+                let released = entry.destination.limit_key();
+                entry.destination = new.clone();
+                entry.added_at = now;
+                entry.verified_at = Some(now);
+                let view = ContactView::from(&*entry);
+                Ok((
+                    view,
+                    ClaimChanges {
+                        claim: self.claims_for(&new),
+                        release: vec![released],
+                    },
+                    vec![event],
+                ))
+            })
+            .await?;
+        Ok(view)
+    }
+
+    /// Removes a contact and releases its claim.
+    ///
+    /// # Errors
+    /// [`Refusal::NotAContact`]; [`Refusal::ContactRequired`] when two-step
+    /// sign-in uses it (change it instead, or turn two-step sign-in off
+    /// first); [`Error::Store`].
+    pub async fn remove(
+        &self,
+        account: &AccountId,
+        destination: &Destination,
+    ) -> Result<(), Error> {
+        let result = self
+            .update(account, |book| {
+                let key = destination.limit_key();
+                let index = book
+                    .contacts
+                    .iter()
+                    .position(|c| c.destination.limit_key() == key)
+                    .ok_or(Error::Refused(Refusal::NotAContact))?;
+                if book.contacts[index].two_factor {
+                    return Err(Refusal::ContactRequired.into());
+                }
+                let entry = book.contacts.remove(index);
+                Ok((
+                    (),
+                    ClaimChanges {
+                        claim: Vec::new(),
+                        release: vec![key],
+                    },
+                    vec![GraceEvent::ContactRemoved {
+                        key: ContactKey::from(&entry.destination),
+                    }],
+                ))
+            })
+            .await;
+        if let Err(Error::Refused(reason)) = &result {
+            return Err(self.refuse(account, *reason));
+        }
+        result
+    }
+
+    /// Marks whether two-step sign-in sends codes to a (verified) contact.
+    /// While it does, the contact can't be removed.
+    ///
+    /// # Errors
+    /// [`Refusal::NotAContact`] when it is not on the account or not
+    /// verified; [`Error::Store`].
+    pub async fn set_two_factor(
+        &self,
+        account: &AccountId,
+        destination: &Destination,
+        on: bool,
+    ) -> Result<(), Error> {
+        self.update(account, |book| {
+            let key = destination.limit_key();
+            let entry = book
+                .contacts
+                .iter_mut()
+                .find(|c| c.destination.limit_key() == key && c.is_verified())
+                .ok_or(Error::Refused(Refusal::NotAContact))?;
+            entry.two_factor = on;
+            Ok(((), ClaimChanges::default(), Vec::new()))
+        })
+        .await
+    }
+
+    /// Registers the contacts of a completed combined verification (the
+    /// EZSMS sign-up) as verified contacts of `account`, claiming unique
+    /// ones — all or none.
+    ///
+    /// # Errors
+    /// [`Refusal::ContactInUse`] when another account holds one of them
+    /// (nothing is registered); [`Refusal::TooManyContacts`];
+    /// [`Error::Store`].
+    pub async fn adopt(&self, account: &AccountId, completed: &Completed) -> Result<(), Error> {
+        let now = self.now();
+        self.update(account, |book| {
+            let mut claims = ClaimChanges::default();
+            let mut events = Vec::new();
+            for destination in &completed.destinations {
+                let key = destination.limit_key();
+                match book
+                    .contacts
+                    .iter_mut()
+                    .find(|c| c.destination.limit_key() == key)
+                {
+                    Some(entry) => {
+                        entry.verified_at = Some(now);
+                        events.push(GraceEvent::verified(destination));
+                    }
+                    None => {
+                        self.check_room(book, destination.kind())?;
+                        book.contacts.push(ContactEntry {
+                            destination: destination.clone(),
+                            added_at: now,
+                            verified_at: Some(now),
+                            two_factor: false,
+                        });
+                        events.push(GraceEvent::added(destination, true));
+                    }
+                }
+                claims.claim.extend(self.claims_for(destination));
+            }
+            Ok(((), claims, events))
+        })
+        .await
+    }
+
+    /// The grace-period decision for the account now: allow, allow with a
+    /// reminder (the deadline and the contacts to verify), or blocked
+    /// until a contact is verified (with the paths still open: verify a
+    /// contact, or add a new one when none can be reached).
+    ///
+    /// An account without a book is evaluated as one with no contacts,
+    /// enrolled now (nothing is written).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn grace(&self, account: &AccountId) -> Result<GraceDecision, Error> {
+        let now = self.now();
+        let book = self.challenges.inner.store.contact_book(account).await?;
+        let book = book.unwrap_or_else(|| self.new_book(account, now));
+        Ok(book.grace.evaluate(&self.grace, now))
+    }
+
+    /// Deletes every contact of the account and releases its claims (the
+    /// account is being deleted).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn delete_all(&self, account: &AccountId) -> Result<(), Error> {
+        Ok(self.challenges.inner.store.delete_contacts(account).await?)
+    }
+}
+
+fn find<'a>(book: &'a ContactBook, destination: &Destination) -> Option<&'a ContactEntry> {
+    let key = destination.limit_key();
+    book.contacts
+        .iter()
+        .find(|c| c.destination.limit_key() == key)
+}

@@ -1,0 +1,581 @@
+//! Combined verification: several contacts (EZSMS's email **and** mobile
+//! number) verified in any order, completing once when all are.
+
+use time::{Duration, OffsetDateTime};
+
+use super::{Challenges, IssueRequest, MAX_ROUNDS, Ticket};
+use crate::contact::{Destination, DestinationKind};
+use crate::error::{Error, Refusal};
+use crate::gateway::Locale;
+use crate::store::{
+    AccountId, MemberRecord, Purpose, StoreError, VerificationId, VerificationRecord,
+};
+
+/// How long a combined verification lives by default: 30 minutes, long
+/// enough to read an SMS and an email and type two codes, short enough that
+/// an abandoned sign-up dies the same session.
+pub const DEFAULT_VERIFICATION_LIFETIME: Duration = Duration::minutes(30);
+
+/// What to verify together.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct VerificationRequest {
+    members: Vec<Destination>,
+    purpose: Purpose,
+    account: Option<AccountId>,
+    locale: Option<Locale>,
+    caller: Option<String>,
+}
+
+impl VerificationRequest {
+    /// Verify every one of `members` (at least one; no duplicates), for
+    /// [`Purpose::SignUp`].
+    pub fn new(members: impl IntoIterator<Item = Destination>) -> Self {
+        Self {
+            members: members.into_iter().collect(),
+            purpose: Purpose::SignUp,
+            account: None,
+            locale: None,
+            caller: None,
+        }
+    }
+
+    /// For another purpose than sign-up.
+    pub fn purpose(mut self, purpose: Purpose) -> Self {
+        self.purpose = purpose;
+        self
+    }
+
+    /// For an existing account (its limits and lockout apply).
+    pub fn account(mut self, account: AccountId) -> Self {
+        self.account = Some(account);
+        self
+    }
+
+    /// Messages in `locale` instead of the service default.
+    pub fn locale(mut self, locale: Locale) -> Self {
+        self.locale = Some(locale);
+        self
+    }
+
+    /// The requester (an IP address, say) for the per-caller send limit.
+    pub fn caller(mut self, key: impl Into<String>) -> Self {
+        self.caller = Some(key.into());
+        self
+    }
+}
+
+/// One member as started: the code went out, or its delivery failed and
+/// the user should press "resend".
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MemberTicket {
+    /// Its index: pass it to [`Verifications::verify`] and
+    /// [`Verifications::resend`].
+    pub index: usize,
+    /// Phone or email.
+    pub kind: DestinationKind,
+    /// The contact, masked for display.
+    pub masked_destination: String,
+    /// The delivery, or `None` when no channel delivered (resend it).
+    pub sent: Option<Ticket>,
+}
+
+/// A started combined verification.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VerificationTicket {
+    /// Keep it in the session; it identifies the verification.
+    pub id: VerificationId,
+    /// When the whole verification stops, whatever its codes say.
+    pub expires_at: OffsetDateTime,
+    /// The members, in the order given.
+    pub members: Vec<MemberTicket>,
+}
+
+/// The answer to a right code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// The member just verified.
+    pub verified: usize,
+    /// Members still to verify (empty once complete).
+    pub remaining: Vec<usize>,
+    /// `true` for exactly one call per verification: the one that verified
+    /// its last member.
+    pub completed: bool,
+}
+
+/// One member's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemberStatus {
+    /// Its index.
+    pub index: usize,
+    /// Phone or email.
+    pub kind: DestinationKind,
+    /// The contact, masked for display.
+    pub masked_destination: String,
+    /// Whether its code was verified.
+    pub verified: bool,
+}
+
+/// Where a combined verification stands (after a page reload, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerificationStatus {
+    /// Its id.
+    pub id: VerificationId,
+    /// The members.
+    pub members: Vec<MemberStatus>,
+    /// When it stops.
+    pub expires_at: OffsetDateTime,
+    /// Whether every member is verified.
+    pub completed: bool,
+    /// Whether [`Verifications::take`] has collected it.
+    pub taken: bool,
+    /// Whether it has expired (and was not completed in time).
+    pub expired: bool,
+}
+
+/// A completed verification, collected once by [`Verifications::take`]:
+/// proof that the user received codes at every one of `destinations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Completed {
+    /// Its id.
+    pub id: VerificationId,
+    /// The account given at the start, if any.
+    pub account: Option<AccountId>,
+    /// The verified contacts, in the order given.
+    pub destinations: Vec<Destination>,
+    /// When its last member was verified.
+    pub completed_at: OffsetDateTime,
+}
+
+/// Combined verification on top of [`Challenges`].
+///
+/// Each member gets its own one-time code (so each has its own attempts,
+/// resends and fallback channel); the combined record remembers which are
+/// verified, so progress survives resends, reloads and restarts. It
+/// completes exactly once — [`Progress::completed`] is `true` for one call
+/// only, even when the last two codes are typed at once — and expires as a
+/// whole after [`DEFAULT_VERIFICATION_LIFETIME`] unless configured.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use ninsho::contact::Destination;
+/// use ninsho::flows::{Challenges, VerificationRequest, Verifications};
+/// use ninsho::gateway::RecordingGateway;
+/// use ninsho::store::MemoryStore;
+/// use ninsho::{HashKey, KeyId, KeyedHasher};
+///
+/// let gateway = RecordingGateway::new();
+/// let challenges = Challenges::builder()
+///     .service_name("EZSMS")
+///     .store(Arc::new(MemoryStore::new()))
+///     .gateway(Arc::new(gateway.clone()))
+///     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
+///     .build()
+///     .unwrap();
+/// let signup = Verifications::new(challenges);
+///
+/// let email = Destination::email("taro@example.com").unwrap();
+/// let phone = Destination::phone("+81 90-1234-5678").unwrap();
+/// let ticket = signup
+///     .start(VerificationRequest::new([email.clone(), phone.clone()]))
+///     .await
+///     .unwrap();
+///
+/// // Phone first, then email: any order works.
+/// let sms = gateway.last_secret_to(phone.address()).unwrap();
+/// let step = signup.verify(&ticket.id, 1, sms.expose_secret()).await.unwrap();
+/// assert!(!step.completed);
+/// let mail = gateway.last_secret_to(email.address()).unwrap();
+/// let step = signup.verify(&ticket.id, 0, mail.expose_secret()).await.unwrap();
+/// assert!(step.completed);
+///
+/// let done = signup.take(&ticket.id).await.unwrap();
+/// assert_eq!(done.destinations, vec![email, phone]);
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct Verifications {
+    challenges: Challenges,
+    lifetime: Duration,
+}
+
+impl Verifications {
+    /// Combined verification sending its codes through `challenges`.
+    #[must_use]
+    pub fn new(challenges: Challenges) -> Self {
+        Self {
+            challenges,
+            lifetime: DEFAULT_VERIFICATION_LIFETIME,
+        }
+    }
+
+    /// Lets a verification live `lifetime` as a whole (at least a minute).
+    #[must_use]
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime.max(Duration::MINUTE);
+        self
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.challenges.now()
+    }
+
+    /// Sends a code to every member and starts the verification.
+    ///
+    /// A member whose delivery failed on every channel is still part of the
+    /// verification ([`MemberTicket::sent`] is `None`): the user resends it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when there are no members or the same contact is
+    /// given twice; otherwise as for [`Challenges::issue`] (a refusal or an
+    /// infrastructure failure of any member stops the start; codes already
+    /// sent to earlier members then simply expire unused).
+    pub async fn start(&self, request: VerificationRequest) -> Result<VerificationTicket, Error> {
+        let VerificationRequest {
+            members,
+            purpose,
+            account,
+            locale,
+            caller,
+        } = request;
+        if members.is_empty() {
+            return Err(Error::Config(
+                "a verification needs at least one contact".into(),
+            ));
+        }
+        for (i, member) in members.iter().enumerate() {
+            if members[..i]
+                .iter()
+                .any(|m| m.limit_key() == member.limit_key())
+            {
+                return Err(Error::Config("the same contact is given twice".into()));
+            }
+        }
+        let inner = &self.challenges.inner;
+        let id = VerificationId::random(&*inner.rng)?;
+        let now = self.now();
+        let locale = locale.unwrap_or(inner.locale);
+        let mut records = Vec::with_capacity(members.len());
+        let mut tickets = Vec::with_capacity(members.len());
+        for (index, destination) in members.into_iter().enumerate() {
+            let masked_destination = destination.masked();
+            let kind = destination.kind();
+            let mut issue = IssueRequest::new(destination.clone(), purpose.clone()).locale(locale);
+            if let Some(account) = &account {
+                issue = issue.account(account.clone());
+            }
+            if let Some(caller) = &caller {
+                issue = issue.caller(caller.clone());
+            }
+            let (challenge, sent) = match self.challenges.issue(issue).await {
+                Ok(ticket) => (ticket.challenge_id, Some(ticket)),
+                Err(Error::Delivery {
+                    challenge: Some(challenge),
+                    ..
+                }) => (challenge, None),
+                Err(e) => return Err(e),
+            };
+            records.push(MemberRecord {
+                destination,
+                challenge,
+                verified_at: None,
+            });
+            tickets.push(MemberTicket {
+                index,
+                kind,
+                masked_destination,
+                sent,
+            });
+        }
+        let record = VerificationRecord {
+            id,
+            version: 1,
+            purpose,
+            account,
+            members: records,
+            locale,
+            created_at: now,
+            expires_at: now.saturating_add(self.lifetime),
+            completed_at: None,
+            taken_at: None,
+        };
+        inner.store.insert_verification(&record).await?;
+        Ok(VerificationTicket {
+            id,
+            expires_at: record.expires_at,
+            members: tickets,
+        })
+    }
+
+    async fn load(&self, id: &VerificationId) -> Result<VerificationRecord, Error> {
+        self.challenges
+            .inner
+            .store
+            .verification(id)
+            .await?
+            .ok_or(Error::Refused(Refusal::Unknown))
+    }
+
+    /// The record, if `member` of it can still be worked on now.
+    fn open_member(
+        record: &VerificationRecord,
+        member: usize,
+        now: OffsetDateTime,
+    ) -> Result<&MemberRecord, Error> {
+        if record.completed_at.is_some() {
+            return Err(Refusal::AlreadyUsed.into());
+        }
+        if now >= record.expires_at {
+            return Err(Refusal::Expired.into());
+        }
+        let m = record.members.get(member).ok_or(Refusal::Unknown)?;
+        if m.verified_at.is_some() {
+            return Err(Refusal::AlreadyUsed.into());
+        }
+        Ok(m)
+    }
+
+    /// Sends a new code to one member (the "resend" button), honouring the
+    /// cooldown and send limits.
+    ///
+    /// When the member's challenge can't be resent any more — its codes
+    /// expired, it was exhausted by wrong codes, or it was consumed without
+    /// the verification noticing (a crash in between) — a fresh challenge
+    /// replaces it, within the verification's own lifetime and the send
+    /// limits.
+    ///
+    /// # Errors
+    /// [`Refusal::Unknown`], [`Refusal::Expired`] (the verification as a
+    /// whole), [`Refusal::AlreadyUsed`] (member verified or verification
+    /// complete); otherwise as for [`Challenges::resend`].
+    pub async fn resend(
+        &self,
+        id: &VerificationId,
+        member: usize,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        self.send_again(id, member, caller, false).await
+    }
+
+    /// "Use another option" for one member: its next channel (SMS → voice).
+    ///
+    /// # Errors
+    /// As for [`resend`](Self::resend), plus [`Refusal::NoMoreOptions`].
+    pub async fn another_option(
+        &self,
+        id: &VerificationId,
+        member: usize,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        self.send_again(id, member, caller, true).await
+    }
+
+    async fn send_again(
+        &self,
+        id: &VerificationId,
+        member: usize,
+        caller: Option<&str>,
+        next_channel: bool,
+    ) -> Result<Ticket, Error> {
+        let record = self.load(id).await?;
+        let m = Self::open_member(&record, member, self.now())?;
+        let challenge = m.challenge;
+        let again = if next_channel {
+            self.challenges.another_option(&challenge, caller).await
+        } else {
+            self.challenges.resend(&challenge, caller).await
+        };
+        match again {
+            Err(Error::Refused(
+                Refusal::Expired | Refusal::TooManyAttempts | Refusal::AlreadyUsed,
+            )) => self.restart_member(record, member, caller).await,
+            other => other,
+        }
+    }
+
+    /// Replaces a dead member challenge with a fresh one.
+    async fn restart_member(
+        &self,
+        mut record: VerificationRecord,
+        member: usize,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        let destination = Self::open_member(&record, member, self.now())?
+            .destination
+            .clone();
+        let mut issue =
+            IssueRequest::new(destination, record.purpose.clone()).locale(record.locale);
+        if let Some(account) = &record.account {
+            issue = issue.account(account.clone());
+        }
+        if let Some(caller) = caller {
+            issue = issue.caller(caller);
+        }
+        let (challenge, outcome) = match self.challenges.issue(issue).await {
+            Ok(ticket) => (ticket.challenge_id, Ok(ticket)),
+            Err(
+                e @ Error::Delivery {
+                    challenge: Some(challenge),
+                    ..
+                },
+            ) => (challenge, Err(e)),
+            Err(e) => return Err(e),
+        };
+        let store = &self.challenges.inner.store;
+        for _ in 0..MAX_ROUNDS {
+            Self::open_member(&record, member, self.now())?;
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.members[member].challenge = challenge;
+            match store.replace_verification(&next, record.version).await {
+                Ok(()) => return outcome,
+                Err(e) if e.is_conflict() => record = self.load(&record.id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::conflict().into())
+    }
+
+    /// Checks one member's code. Members may be verified in any order; the
+    /// call that verifies the last one gets [`Progress::completed`].
+    ///
+    /// # Errors
+    /// [`Refusal::Unknown`], [`Refusal::Expired`] (the verification as a
+    /// whole), [`Refusal::AlreadyUsed`] (member already verified, or the
+    /// verification complete); otherwise as for [`Challenges::verify`]
+    /// (wrong code with attempts left, too many attempts, …).
+    pub async fn verify(
+        &self,
+        id: &VerificationId,
+        member: usize,
+        code: &str,
+    ) -> Result<Progress, Error> {
+        let mut record = self.load(id).await?;
+        let now = self.now();
+        let m = Self::open_member(&record, member, now)?;
+        self.challenges
+            .verify(&m.challenge, code, &record.purpose, &m.destination)
+            .await?;
+        let store = &self.challenges.inner.store;
+        for _ in 0..MAX_ROUNDS {
+            // The code is consumed: record it even if the verification
+            // expired in the meantime (it then simply can't complete).
+            let Some(slot) = record.members.get(member) else {
+                return Err(Refusal::Unknown.into());
+            };
+            if slot.verified_at.is_some() {
+                return Err(Refusal::AlreadyUsed.into());
+            }
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.members[member].verified_at = Some(now);
+            let remaining: Vec<usize> = next
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.verified_at.is_none())
+                .map(|(i, _)| i)
+                .collect();
+            let completed = remaining.is_empty() && next.completed_at.is_none();
+            if completed {
+                next.completed_at = Some(now);
+            }
+            match store.replace_verification(&next, record.version).await {
+                Ok(()) => {
+                    return Ok(Progress {
+                        verified: member,
+                        remaining,
+                        completed,
+                    });
+                }
+                Err(e) if e.is_conflict() => record = self.load(id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::conflict().into())
+    }
+
+    /// Where the verification stands.
+    ///
+    /// # Errors
+    /// [`Refusal::Unknown`]; [`Error::Store`].
+    pub async fn status(&self, id: &VerificationId) -> Result<VerificationStatus, Error> {
+        let record = self.load(id).await?;
+        let now = self.now();
+        Ok(VerificationStatus {
+            id: record.id,
+            members: record
+                .members
+                .iter()
+                .enumerate()
+                .map(|(index, m)| MemberStatus {
+                    index,
+                    kind: m.destination.kind(),
+                    masked_destination: m.destination.masked(),
+                    verified: m.verified_at.is_some(),
+                })
+                .collect(),
+            expires_at: record.expires_at,
+            completed: record.completed_at.is_some(),
+            taken: record.taken_at.is_some(),
+            expired: record.completed_at.is_none() && now >= record.expires_at,
+        })
+    }
+
+    /// Collects a completed verification — once: the host creates the
+    /// account (or adds the contacts) from it. A second call is refused, so
+    /// one verification can't register contacts twice.
+    ///
+    /// A completed verification can be taken until an hour after its
+    /// expiry (it completed in time; the host may be slow to collect).
+    ///
+    /// # Errors
+    /// [`Refusal::Unknown`]; [`Refusal::Expired`] when it expired
+    /// incomplete or was not collected in time; [`Refusal::AlreadyUsed`]
+    /// when already taken; [`Error::Config`] when it is not complete yet
+    /// (taking it early is a bug in the host); [`Error::Store`].
+    pub async fn take(&self, id: &VerificationId) -> Result<Completed, Error> {
+        let mut record = self.load(id).await?;
+        let store = &self.challenges.inner.store;
+        let now = self.now();
+        for _ in 0..MAX_ROUNDS {
+            if record.taken_at.is_some() {
+                return Err(Refusal::AlreadyUsed.into());
+            }
+            let Some(completed_at) = record.completed_at else {
+                if now >= record.expires_at {
+                    return Err(Refusal::Expired.into());
+                }
+                return Err(Error::Config(
+                    "the verification is not complete: verify every member first".into(),
+                ));
+            };
+            if now >= record.expires_at.saturating_add(Duration::HOUR) {
+                return Err(Refusal::Expired.into());
+            }
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.taken_at = Some(now);
+            match store.replace_verification(&next, record.version).await {
+                Ok(()) => {
+                    return Ok(Completed {
+                        id: record.id,
+                        account: record.account,
+                        destinations: record.members.into_iter().map(|m| m.destination).collect(),
+                        completed_at,
+                    });
+                }
+                Err(e) if e.is_conflict() => record = self.load(id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::conflict().into())
+    }
+}

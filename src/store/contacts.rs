@@ -1,0 +1,216 @@
+//! Storage ports for an account's contacts (with the one-owner claims on
+//! phone numbers) and for combined verifications.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{AccountId, ChallengeId, Purpose, StoreError, VerificationId};
+use crate::contact::{Destination, DestinationKind};
+use crate::gateway::Locale;
+use crate::grace::GraceState;
+
+/// One contact (phone number or email address) of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactEntry {
+    /// The normalised address.
+    pub destination: Destination,
+    /// When it was added to the account.
+    pub added_at: OffsetDateTime,
+    /// When the user last proved they receive codes there; `None` while
+    /// unverified (a contact the host imported, say).
+    pub verified_at: Option<OffsetDateTime>,
+    /// Whether the account's two-step sign-in sends codes here. Such a
+    /// contact can be changed (to a newly verified one) but not removed.
+    pub two_factor: bool,
+}
+
+impl ContactEntry {
+    /// Whether the contact is verified.
+    #[must_use]
+    pub fn is_verified(&self) -> bool {
+        self.verified_at.is_some()
+    }
+
+    /// Phone or email.
+    #[must_use]
+    pub fn kind(&self) -> DestinationKind {
+        self.destination.kind()
+    }
+}
+
+/// Everything ninsho keeps about an account's contacts: the list, and the
+/// grace-period state that follows from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactBook {
+    /// Whose contacts.
+    pub account: AccountId,
+    /// Bumped by every write; the compare-and-set key (the first write
+    /// stores version 1).
+    pub version: u64,
+    /// The contacts, oldest first.
+    pub contacts: Vec<ContactEntry>,
+    /// Where the account stands in the grace-period machine.
+    pub grace: GraceState,
+    /// When the book was created.
+    pub created_at: OffsetDateTime,
+}
+
+/// Claims to change together with a [`ContactBook`] write.
+///
+/// A claim key is a contact's [`Destination::limit_key`]: the E.164 number
+/// for a phone, the lower-cased address for an email. A key claimed by one
+/// account cannot be claimed by another until released.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimChanges {
+    /// Keys to claim for the book's account. Keys it already holds are fine.
+    pub claim: Vec<String>,
+    /// Keys to release. Only keys held by the book's account are released;
+    /// others are left alone.
+    pub release: Vec<String>,
+}
+
+/// The result of [`ContactStore::commit_contacts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContactCommit {
+    /// The book was written and the claims changed.
+    Committed,
+    /// `ClaimChanges::claim[index]` belongs to another account: nothing was
+    /// written.
+    Taken {
+        /// Index into [`ClaimChanges::claim`].
+        index: usize,
+    },
+}
+
+/// Storage of contact books and contact claims.
+///
+/// The one state-changing call, [`commit_contacts`](Self::commit_contacts),
+/// is atomic over the book **and** the claims: a phone number changes hands
+/// (new one claimed, old one released, book rewritten) in one step, and of
+/// two accounts racing to claim one number exactly one succeeds.
+#[async_trait]
+pub trait ContactStore: Send + Sync + fmt::Debug {
+    /// The account's contact book, if it has one.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError>;
+
+    /// The account holding the claim on `key`, if any.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError>;
+
+    /// In one atomic step: checks that the stored book of `book.account`
+    /// has version `expected_version` (`None`: that the account has no
+    /// book), checks that no other account holds any key in
+    /// `changes.claim`, then claims those keys for the account, releases
+    /// the keys in `changes.release` that the account holds, and stores
+    /// `book` (whose version the caller has already advanced).
+    ///
+    /// # Errors
+    /// A [`StoreErrorKind::Conflict`](super::StoreErrorKind::Conflict)
+    /// error when the book's version differs (or a book exists when
+    /// `expected_version` is `None`); backend failures otherwise. A claim
+    /// held by another account is not an error but
+    /// [`ContactCommit::Taken`], with nothing written.
+    async fn commit_contacts(
+        &self,
+        book: &ContactBook,
+        expected_version: Option<u64>,
+        changes: &ClaimChanges,
+    ) -> Result<ContactCommit, StoreError>;
+
+    /// Deletes the account's book and releases every claim it holds (the
+    /// account is being deleted). Ok when there is nothing to delete.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError>;
+}
+
+/// One member of a combined verification: a contact verified by its own
+/// one-time-code challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// The contact being verified.
+    pub destination: Destination,
+    /// The challenge carrying its code (replaced when a dead challenge is
+    /// restarted by a resend).
+    pub challenge: ChallengeId,
+    /// When its code was verified.
+    pub verified_at: Option<OffsetDateTime>,
+}
+
+/// A combined verification (EZSMS's sign-up: email **and** phone): every
+/// member must be verified, in any order, before it completes, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerificationRecord {
+    /// Its id.
+    pub id: VerificationId,
+    /// Bumped by every write; the compare-and-set key.
+    pub version: u64,
+    /// What the members' codes were issued for.
+    pub purpose: Purpose,
+    /// The account, if it exists yet (none during sign-up).
+    pub account: Option<AccountId>,
+    /// The contacts to verify, in the order given.
+    pub members: Vec<MemberRecord>,
+    /// The language of its messages.
+    pub locale: Locale,
+    /// When it started.
+    pub created_at: OffsetDateTime,
+    /// When it stops, as a whole, whatever its members' codes say.
+    pub expires_at: OffsetDateTime,
+    /// When its last member was verified.
+    pub completed_at: Option<OffsetDateTime>,
+    /// When the host took the result ([`Verifications::take`]); a
+    /// verification is taken at most once.
+    ///
+    /// [`Verifications::take`]: crate::flows::Verifications::take
+    pub taken_at: Option<OffsetDateTime>,
+}
+
+/// Storage of combined verifications.
+#[async_trait]
+pub trait VerificationStore: Send + Sync + fmt::Debug {
+    /// Stores a new verification.
+    ///
+    /// # Errors
+    /// A [`StoreErrorKind::Conflict`](super::StoreErrorKind::Conflict)
+    /// error when one with this id exists; backend failures otherwise.
+    async fn insert_verification(&self, record: &VerificationRecord) -> Result<(), StoreError>;
+
+    /// A verification by id.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn verification(
+        &self,
+        id: &VerificationId,
+    ) -> Result<Option<VerificationRecord>, StoreError>;
+
+    /// Replaces a verification **only if** its stored version is still
+    /// `expected_version`.
+    ///
+    /// # Errors
+    /// A [`StoreErrorKind::Conflict`](super::StoreErrorKind::Conflict)
+    /// error when the version differs or the record is gone; backend
+    /// failures otherwise.
+    async fn replace_verification(
+        &self,
+        record: &VerificationRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes verifications that expired before `before`; returns how many.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
