@@ -1,349 +1,451 @@
-//! A narrated tour of ninsho: `cargo run --example quickstart`.
+//! A narrated tour of ninsho's journeys: `cargo run --example quickstart`.
 //!
-//! Everything runs against a manual clock and an in-memory store, and
-//! messages are printed instead of sent, so the tour is instant and
-//! repeatable: time moves only when the tour says so.
+//! One `TwoFactor` service plays every journey of the five services our
+//! seed documents describe — EZSMS's sign-up, nizima's two-step sign-in,
+//! SMSLINK's voice fallback, au ID's one-time link and device list, and
+//! Microsoft's contact check with its grace period — against a manual
+//! clock and an in-memory store. Messages are printed instead of sent, so
+//! the tour is instant and repeatable: time moves only when it says so.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ninsho::contact::Destination;
-use ninsho::contact::PhonePolicy;
-use ninsho::device::DeviceCheck;
-use ninsho::flows::{
-    Challenges, Contacts, IssueRequest, Ports, RecoveryCodes, TrustedDevices, VerificationRequest,
-    Verifications,
-};
+use ninsho::contact::{ContactError, Destination};
 use ninsho::gateway::{Channel, ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
 use ninsho::grace::GraceDecision;
-use ninsho::otp::{Rejection, Totp, TotpEnrollment};
-use ninsho::store::{AccountId, MemoryStore, Purpose};
-use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, ManualClock, OsRandom, Refusal};
+use ninsho::otp::Totp;
+use ninsho::service::{Method, MethodKind, Proof, SignInStart, TwoFactor};
+use ninsho::store::{AccountId, MemoryStore};
+use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, ManualClock};
 use time::Duration;
 
-/// A console gateway behind a carrier that blocks SMS to one number, as
-/// when a user's refusal settings block messages from unknown senders.
+/// A console gateway that remembers the codes it printed (standing in for
+/// "the user reads the message"), behind a carrier that refuses SMS to one
+/// number, as when a user's refusal settings block unknown senders.
 #[derive(Debug)]
-struct CarrierBlocksSms {
-    blocked: String,
+struct Phones {
+    blocked_sms: String,
     console: ConsoleGateway,
-    /// The codes printed, by recipient, standing in for "the user reads
-    /// the message".
-    codes: std::sync::Mutex<Vec<(String, String)>>,
+    inbox: Mutex<Vec<(String, String)>>,
+    quiet: Mutex<bool>,
 }
 
 #[async_trait]
-impl Gateway for CarrierBlocksSms {
+impl Gateway for Phones {
     async fn send(&self, message: &Message) -> Result<Receipt, DeliveryError> {
-        if message.channel == Channel::Sms && message.to == self.blocked {
+        if message.channel == Channel::Sms && message.to == self.blocked_sms {
             println!(
-                "  [carrier] SMS to {} blocked by the user's refusal settings",
+                "  [carrier] SMS to {} refused by the user's settings",
                 message.to
             );
             return Err(DeliveryError::refused("SMS from unknown senders refused"));
         }
-        if let Some(secret) = &message.secret
-            && let Ok(mut codes) = self.codes.lock()
-        {
-            codes.push((message.to.clone(), secret.expose_secret().to_owned()));
+        if let (Some(secret), Ok(mut inbox)) = (&message.secret, self.inbox.lock()) {
+            inbox.push((message.to.clone(), secret.expose_secret().to_owned()));
+        }
+        if self.quiet.lock().map(|q| *q).unwrap_or(false) {
+            println!("  [{} to {}]", message.channel, message.to);
+            return Ok(Receipt::default());
         }
         self.console.send(message).await
     }
 }
 
-impl CarrierBlocksSms {
-    fn new(blocked: &str) -> Arc<Self> {
-        Arc::new(Self {
-            blocked: blocked.to_owned(),
-            console: ConsoleGateway::new(),
-            codes: std::sync::Mutex::new(Vec::new()),
-        })
-    }
-
-    /// The last code sent to anyone.
-    fn code(&self) -> String {
-        let codes = self.codes.lock().map(|c| c.last().cloned());
-        codes
-            .ok()
-            .flatten()
-            .map(|(_, code)| code)
-            .unwrap_or_default()
-    }
-
-    /// The last code sent to `to`.
-    fn code_to(&self, to: &Destination) -> String {
-        let codes = self.codes.lock().map(|c| {
-            c.iter()
+impl Phones {
+    /// What the user reads: the last code or link sent to `to`.
+    fn read(&self, to: &str) -> String {
+        let inbox = self.inbox.lock().map(|inbox| {
+            inbox
+                .iter()
                 .rev()
-                .find(|(address, _)| address == to.address())
-                .cloned()
+                .find(|(address, _)| address == to)
+                .map(|(_, secret)| secret.clone())
         });
-        codes
-            .ok()
-            .flatten()
-            .map(|(_, code)| code)
-            .unwrap_or_default()
+        inbox.ok().flatten().unwrap_or_default()
+    }
+
+    /// Prints only one line per message from now on.
+    fn hush(&self) {
+        if let Ok(mut quiet) = self.quiet.lock() {
+            *quiet = true;
+        }
     }
 }
+
+const TARO_PHONE: &str = "+819012345678";
+const TARO_NEW_PHONE: &str = "+818098765432";
+const HANAKO_PHONE: &str = "+818011112222";
 
 #[tokio::main(flavor = "current_thread")]
 pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::at_unix(1_763_683_200)?; // 2025-11-21 00:00:00 UTC
-    authenticator_app(&clock)?;
-    codes_by_sms_and_voice(&clock).await?;
-    recovery_codes_and_trusted_devices(&clock).await?;
-    contacts_and_grace_period(&clock).await?;
+    let phones = Arc::new(Phones {
+        blocked_sms: HANAKO_PHONE.into(),
+        console: ConsoleGateway::new(),
+        inbox: Mutex::new(Vec::new()),
+        quiet: Mutex::new(false),
+    });
+    // In production: keys from your secret manager, a Sealer for
+    // authenticator seeds, your database's store, SystemClock.
+    let service = TwoFactor::builder()
+        .service_name("Example")
+        .origin("example.com")
+        .link_base("https://example.com/l/")
+        .store(Arc::new(MemoryStore::new()))
+        .gateway(phones.clone())
+        .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?))
+        .clock(Arc::new(clock.clone()))
+        .build()?;
+    let tour = Tour {
+        service,
+        phones,
+        clock,
+    };
+    tour.sign_up().await?;
+    tour.two_step_on_and_sign_in().await?;
+    tour.fallback_and_link().await?;
+    tour.authenticator_and_phone_change().await?;
+    tour.lost_phone_and_off().await?;
+    tour.grace_period_and_recovery().await?;
     println!("\nDone.");
     Ok(())
 }
 
-fn authenticator_app(clock: &ManualClock) -> Result<(), Box<dyn std::error::Error>> {
-    println!("== 1. Adding an authenticator app");
-    let enrolment = TotpEnrollment::start(&OsRandom, "Example", "alice@example.com")?;
-    let uri = enrolment.uri();
-    println!(
-        "Show this to Alice as a QR code:\n  {}",
-        uri.expose_secret()
-    );
-
-    // Alice's phone app reads the same URI.
-    let phone = Totp::from_uri(uri.expose_secret())?;
-    let first = phone.code_at(clock.unix_seconds()).to_string();
-    println!("Alice types the code her app shows: {first}");
-    let confirmed = enrolment.confirm(&first, clock.unix_seconds())?;
-    let mut last_step = confirmed.last_step;
-    println!("Confirmed. Store the authenticator and last step {last_step}.");
-
-    println!("\n== 2. Signing in with the app a minute later");
-    clock.advance(Duration::minutes(1));
-    let code = phone.code_at(clock.unix_seconds()).to_string();
-    let accepted = confirmed
-        .totp
-        .verify(&code, clock.unix_seconds(), Some(last_step))?;
-    last_step = accepted.step;
-    println!(
-        "{code}: accepted at step {} (drift {}).",
-        accepted.step, accepted.drift
-    );
-
-    println!("\n== 3. Someone replays the same code");
-    let replay = confirmed
-        .totp
-        .verify(&code, clock.unix_seconds(), Some(last_step));
-    assert_eq!(replay, Err(Rejection::Replayed));
-    println!("{code}: refused ({}).", Rejection::Replayed);
-
-    println!("\n== 4. A code typed with a space, in full-width digits");
-    clock.advance(Duration::seconds(30));
-    let fresh = phone.code_at(clock.unix_seconds()).to_string();
-    let wide: String = fresh
-        .chars()
-        .enumerate()
-        .flat_map(|(i, c)| {
-            let wide = char::from_u32(u32::from(c) - u32::from('0') + 0xFF10).unwrap_or(c);
-            (i == 3).then_some(' ').into_iter().chain([wide])
-        })
-        .collect();
-    let accepted = confirmed
-        .totp
-        .verify(&wide, clock.unix_seconds(), Some(last_step))?;
-    println!("{wide}: accepted at step {}.", accepted.step);
-    Ok(())
+struct Tour {
+    service: TwoFactor,
+    phones: Arc<Phones>,
+    clock: ManualClock,
 }
 
-async fn codes_by_sms_and_voice(clock: &ManualClock) -> Result<(), Box<dyn std::error::Error>> {
-    let gateway = CarrierBlocksSms::new("+818011112222");
-    // In production: keys from your secret manager, and SystemClock.
-    let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
-    let challenges = Challenges::builder()
-        .service_name("Example")
-        .origin("example.com")
-        .store(Arc::new(MemoryStore::new()))
-        .gateway(gateway.clone())
-        .hasher(hasher)
-        .clock(Arc::new(clock.clone()))
-        .build()?;
+fn taro() -> AccountId {
+    AccountId::new("taro")
+}
 
-    println!("\n== 5. A code by SMS");
-    let phone = Destination::phone("+81 90-1234-5678")?;
-    let ticket = challenges
-        .issue(IssueRequest::new(phone.clone(), Purpose::SignIn))
-        .await?;
-    println!(
-        "Sent by {} to {}; valid until {}, resend from {}.",
-        ticket.channel, ticket.masked_destination, ticket.expires_at, ticket.resend_available_at
-    );
+fn first_of(methods: &[Method], kind: MethodKind) -> Result<&Method, Box<dyn std::error::Error>> {
+    methods
+        .iter()
+        .find(|m| m.kind == kind)
+        .ok_or_else(|| format!("no {kind:?} method offered").into())
+}
 
-    println!("\n== 6. A wrong code, then the right one");
-    match challenges
-        .verify(&ticket.challenge_id, "000000", &Purpose::SignIn, &phone)
-        .await
-    {
-        Err(Error::Refused(Refusal::WrongCode { attempts_left })) => {
-            println!("000000: wrong code, {attempts_left} attempts left.");
+impl Tour {
+    /// EZSMS: email and mobile verified together, in any order.
+    async fn sign_up(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let s = &self.service;
+        println!("== 1. Sign-up: email and mobile number together (EZSMS)");
+        let typed = "０９０－１２３４－５６７８"; // as typed on a Japanese keyboard
+        let ticket = s.signup_start("Taro@Example.COM", typed, None).await?;
+        self.phones.hush();
+        let step = s
+            .signup_verify(&ticket.id, 1, &self.phones.read(TARO_PHONE))
+            .await?;
+        println!("Phone code first: still to verify {:?}.", step.remaining);
+        let step = s
+            .signup_verify(&ticket.id, 0, &self.phones.read("Taro@example.com"))
+            .await?;
+        println!("Then the email code: complete = {}.", step.completed);
+        for contact in s.signup_complete(&ticket.id, &taro()).await? {
+            println!("  Taro's contact: {}", contact.masked_destination);
         }
-        other => println!("000000: {other:?}"),
-    }
-    let code = gateway.code();
-    let verified = challenges
-        .verify(&ticket.challenge_id, &code, &Purpose::SignIn, &phone)
-        .await?;
-    println!(
-        "{code}: verified {} for {:?}.",
-        verified.destination.masked(),
-        verified.purpose
-    );
 
-    println!("\n== 7. SMS refused by the carrier: the plan falls back to a voice call");
-    let blocked = Destination::phone("+81 80-1111-2222")?;
-    let ticket = challenges
-        .issue(IssueRequest::new(blocked.clone(), Purpose::SignUp))
+        println!("\n== 2. A landline can't receive the code (nizima, EZSMS)");
+        match s
+            .signup_start("jiro@example.com", "03-1234-5678", None)
+            .await
+        {
+            Err(Error::Contact(ContactError::Phone(reason))) => {
+                println!("03-1234-5678: {reason} [{}]", reason.code());
+            }
+            other => println!("03-1234-5678: {other:?}"),
+        }
+        // One number per account. Asking can't tell whether a number is
+        // taken; only whoever receives its code learns that.
+        let hanako = AccountId::new("hanako");
+        let ticket = s
+            .phone_send_code(&hanako, "090-1234-5678", None, None)
+            .await?;
+        let code = self.phones.read(TARO_PHONE);
+        match s
+            .phone_confirm(&hanako, &ticket.challenge_id, &code, false)
+            .await
+        {
+            Err(Error::Refused(reason)) => println!("Hanako tries Taro's number: {reason}."),
+            other => println!("Hanako tries Taro's number: {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// nizima: two-step on, sign in by SMS, trust the browser.
+    async fn two_step_on_and_sign_in(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let s = &self.service;
+        println!("\n== 3. Two-step sign-in on: ten recovery codes, shown once (nizima)");
+        let codes = s.enable_two_factor(&taro()).await?;
+        println!("  {}", codes.expose_secret().join("  "));
+
+        println!("\n== 4. Next sign-in: the second step");
+        let SignInStart::Required { methods } = s.sign_in_begin(&taro(), None).await? else {
+            return Err("two-step sign-in should be required".into());
+        };
+        for m in &methods {
+            println!(
+                "  offer: {:?} {}",
+                m.kind,
+                m.masked_destination.as_deref().unwrap_or("")
+            );
+        }
+        let sms = first_of(&methods, MethodKind::Sms)?;
+        let ticket = s.sign_in_send_code(&taro(), sms, None, None).await?;
+        let wrong = s
+            .sign_in_complete(
+                &taro(),
+                Proof::Code {
+                    challenge: &ticket.challenge_id,
+                    code: "000000",
+                },
+                None,
+            )
+            .await;
+        if let Err(Error::Refused(reason)) = wrong {
+            println!("000000: {reason}");
+        }
+        let code = self.phones.read(TARO_PHONE);
+        let signed_in = s
+            .sign_in_complete(
+                &taro(),
+                Proof::Code {
+                    challenge: &ticket.challenge_id,
+                    code: &code,
+                },
+                Some("Firefox on macOS"),
+            )
+            .await?;
+        println!(
+            "{code}: signed in by {:?}; \"don't ask again on this browser\" ticked.",
+            signed_in.method
+        );
+        let Some((token, _)) = signed_in.device else {
+            return Err("the browser should be trusted".into());
+        };
+        self.clock.advance(Duration::days(3));
+        let again = s
+            .sign_in_begin(&taro(), Some(token.expose_secret()))
+            .await?;
+        println!("Three days later, same browser: {again:?}.");
+        Ok(())
+    }
+
+    /// SMSLINK: SMS refused → voice; au ID: one-time link and device list.
+    async fn fallback_and_link(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let s = &self.service;
+        let hanako = AccountId::new("hanako");
+        println!("\n== 5. SMS refused by the carrier: the code comes by voice call (SMSLINK)");
+        let ticket = s
+            .phone_send_code(&hanako, "080-1111-2222", None, None)
+            .await?;
+        println!("Delivered by {} ({:?}).", ticket.channel, ticket.reason);
+        s.phone_confirm(
+            &hanako,
+            &ticket.challenge_id,
+            &self.phones.read(HANAKO_PHONE),
+            true,
+        )
         .await?;
-    println!("Delivered by {} ({:?}).", ticket.channel, ticket.reason);
-    let code = gateway.code();
-    challenges
-        .verify(&ticket.challenge_id, &code, &Purpose::SignUp, &blocked)
+        println!("Hanako confirmed her number from the call; two-step sign-in is on.");
+
+        println!("\n== 6. A one-time link by SMS, approved on the phone (au ID)");
+        let SignInStart::Required { methods } = s.sign_in_begin(&taro(), None).await? else {
+            return Err("two-step sign-in should be required".into());
+        };
+        let link = first_of(&methods, MethodKind::Link)?;
+        let ticket = s
+            .sign_in_send_link(&taro(), link, "Chrome on Windows, Osaka", None)
+            .await?;
+        let url = self.phones.read(TARO_PHONE);
+        let token = url.rsplit('/').next().unwrap_or_default();
+        let view = s.open_link(token).await?;
+        println!("The phone shows who is asking: {:?}.", view.device);
+        let pending = s
+            .sign_in_poll_link(&taro(), &ticket.challenge_id, None)
+            .await?;
+        println!(
+            "The PC polls: {}.",
+            if pending.is_none() {
+                "waiting"
+            } else {
+                "done?!"
+            }
+        );
+        s.approve_link(token).await?;
+        let polled = s
+            .sign_in_poll_link(&taro(), &ticket.challenge_id, Some("Chrome on Windows"))
+            .await?;
+        println!("Approved; the PC signs in: {:?}.", polled.map(|p| p.method));
+        for device in s.devices(&taro()).await? {
+            println!(
+                "  authorised device: {} (last used {})",
+                device.label, device.last_used_at
+            );
+        }
+        Ok(())
+    }
+
+    /// Microsoft: authenticator app; nizima: change the phone.
+    async fn authenticator_and_phone_change(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let s = &self.service;
+        println!("\n== 7. Adding an authenticator app needs a fresh second factor (Microsoft)");
+        let step_up = self.sign_in_by_sms().await?;
+        let setup = s.authenticator_start(&taro(), Some(&step_up)).await?;
+        println!("QR code of: {}", setup.uri.expose_secret());
+        let app = Totp::from_uri(setup.uri.expose_secret())?;
+        let first = app.code_at(self.clock.unix_seconds()).to_string();
+        s.authenticator_confirm(&taro(), &first).await?;
+        println!("Confirmed with {first}.");
+        self.clock.advance(Duration::seconds(30));
+        let code = app.code_at(self.clock.unix_seconds()).to_string();
+        let signed_in = s
+            .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None)
+            .await?;
+        println!("Signed in with the app: {code} ({:?}).", signed_in.method);
+        match s
+            .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None)
+            .await
+        {
+            Err(Error::Refused(reason)) => println!("The same code again: {reason}."),
+            other => println!("The same code again: {other:?}"),
+        }
+
+        println!("\n== 8. Changing the phone number (nizima): verify the new one first");
+        let ticket = s
+            .phone_send_code(&taro(), "080-9876-5432", Some(&signed_in.step_up), None)
+            .await?;
+        let done = s
+            .phone_confirm(
+                &taro(),
+                &ticket.challenge_id,
+                &self.phones.read(TARO_NEW_PHONE),
+                false,
+            )
+            .await?;
+        println!(
+            "Now {} (changed: {}); every trusted device was signed out.",
+            done.contact.masked_destination, done.changed
+        );
+        match s.phone_remove(&taro()).await {
+            Err(Error::Refused(reason)) => println!("Removing it: {reason}."),
+            other => println!("Removing it: {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// nizima: lost phone → recovery code; regenerate; turn two-step off.
+    async fn lost_phone_and_off(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let s = &self.service;
+        println!("\n== 9. Phone lost: a recovery code signs in (nizima)");
+        self.clock.advance(Duration::minutes(1));
+        let step_up = self.sign_in_by_sms().await?;
+        let codes = s.regenerate_recovery_codes(&taro(), &step_up).await?;
+        let typed = codes.expose_secret()[3].to_lowercase().replace('-', " ");
+        let signed_in = s
+            .sign_in_complete(&taro(), Proof::RecoveryCode { code: &typed }, None)
+            .await?;
+        println!(
+            "{typed:?}: signed in; {} codes left; trusted devices revoked.",
+            signed_in.recovery_codes_left.unwrap_or_default()
+        );
+        match s
+            .sign_in_complete(&taro(), Proof::RecoveryCode { code: &typed }, None)
+            .await
+        {
+            Err(Error::Refused(reason)) => println!("The same code again: {reason}."),
+            other => println!("The same code again: {other:?}"),
+        }
+
+        println!("\n== 10. Turning two-step sign-in off needs a fresh second factor");
+        self.clock.advance(Duration::minutes(11));
+        match s.disable_two_factor(&taro(), &signed_in.step_up).await {
+            Err(Error::Refused(reason)) => println!("With an 11-minute-old proof: {reason}."),
+            other => println!("With an 11-minute-old proof: {other:?}"),
+        }
+        let step_up = self.sign_in_by_sms().await?;
+        s.disable_two_factor(&taro(), &step_up).await?;
+        println!("Off: {:?}.", s.sign_in_begin(&taro(), None).await?);
+        let codes = s.enable_two_factor(&taro()).await?;
+        println!("On again: a new set of {} codes.", codes.len());
+        Ok(())
+    }
+
+    /// Microsoft: the grace period; OWASP: find an account by a contact.
+    async fn grace_period_and_recovery(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let s = &self.service;
+        println!("\n== 11. Contacts must be verified within 7 days (Microsoft)");
+        let jiro = AccountId::new("jiro");
+        let old_phone = Destination::phone("+81 70-2222-3333")?;
+        s.contacts().create(&jiro).await?;
+        s.contacts().import(&jiro, &old_phone, false).await?; // on file, never verified
+        if let GraceDecision::Remind { deadline, .. } = s.contact_check(&jiro).await?.decision {
+            println!("Day 0: allowed, with a reminder to verify before {deadline}.");
+        }
+        self.clock.advance(Duration::days(7));
+        if let GraceDecision::Blocked { paths, .. } = s.contact_check(&jiro).await?.decision {
+            println!(
+                "Day 7: blocked until a contact is verified; open paths: {}.",
+                paths.len()
+            );
+        }
+        // "I can't reach any of these": Jiro adds his new email and verifies it.
+        let email = Destination::email("jiro@example.com")?;
+        let ticket = s.contact_send_code(&jiro, &email, None, None).await?;
+        s.contact_confirm(
+            &jiro,
+            &ticket.challenge_id,
+            &self.phones.read(email.address()),
+        )
         .await?;
-    println!("{code}: verified from the voice call.");
-    Ok(())
+        println!(
+            "Jiro verifies a new email: {:?}.",
+            s.contact_check(&jiro).await?.decision
+        );
+
+        println!("\n== 12. \"I can't sign in\": find the account by its phone number");
+        let ticket = s.recover_start("080-9876-5432", None).await?;
+        let found = s
+            .recover_verify(&ticket.challenge_id, &self.phones.read(TARO_NEW_PHONE))
+            .await?;
+        println!("Code confirmed; the number belongs to {:?}.", found.account);
+        let ticket = s.recover_start("090-8765-4321", None).await?;
+        println!(
+            "An unregistered number gets the same answer ({}) until its code is typed.",
+            ticket.masked_destination
+        );
+        Ok(())
+    }
+
+    /// Passes the second step by SMS; returns the step-up proof.
+    async fn sign_in_by_sms(&self) -> Result<ninsho::service::StepUp, Box<dyn std::error::Error>> {
+        let s = &self.service;
+        let methods = s.methods(&taro()).await?;
+        let sms = first_of(&methods, MethodKind::Sms)?;
+        let ticket = s.sign_in_send_code(&taro(), sms, None, None).await?;
+        let to = sms_address(sms);
+        let code = self.phones.read(&to);
+        let signed_in = s
+            .sign_in_complete(
+                &taro(),
+                Proof::Code {
+                    challenge: &ticket.challenge_id,
+                    code: &code,
+                },
+                None,
+            )
+            .await?;
+        Ok(signed_in.step_up)
+    }
 }
 
-async fn recovery_codes_and_trusted_devices(
-    clock: &ManualClock,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
-    let ports =
-        Ports::new(Arc::new(MemoryStore::new()), hasher).with_clock(Arc::new(clock.clone()));
-    let recovery = RecoveryCodes::new(ports.clone());
-    let devices = TrustedDevices::new(ports);
-    let alice = AccountId::new("alice");
-
-    println!("\n== 8. Recovery codes, shown once");
-    let codes = recovery.generate(&alice).await?;
-    for code in codes.expose_secret() {
-        println!("  {code}");
+/// Which of Taro's numbers a method's masked form stands for.
+fn sms_address(method: &Method) -> String {
+    match method.masked_destination.as_deref() {
+        Some(masked) if masked.ends_with("5432") => TARO_NEW_PHONE.into(),
+        _ => TARO_PHONE.into(),
     }
-    println!("Only their keyed hashes are stored.");
-
-    println!("\n== 9. Phone lost: Alice signs in with a recovery code");
-    let typed = codes.expose_secret()[4].to_lowercase().replace('-', " ");
-    let redeemed = recovery.redeem(&alice, &typed).await?;
-    println!("{typed:?}: accepted; {} codes left.", redeemed.remaining);
-    match recovery.redeem(&alice, &typed).await {
-        Err(Error::Refused(reason)) => println!("The same code again: refused ({reason})."),
-        other => println!("The same code again: {other:?}"),
-    }
-    // Using a recovery code is a security event: trusted devices die.
-    devices.bump_epoch(&alice).await?;
-
-    println!("\n== 10. Regenerating voids every old code at once");
-    let fresh = recovery.generate(&alice).await?;
-    let old = codes.expose_secret()[0];
-    let refused = recovery.redeem(&alice, old).await.is_err();
-    println!(
-        "Old code {old}: {}.",
-        if refused { "refused" } else { "accepted?!" }
-    );
-    println!("New set: {} codes.", fresh.len());
-    clock.advance(Duration::seconds(2)); // let the failure back-off pass
-
-    println!("\n== 11. \"Don't ask again on this browser\"");
-    let (token, info) = devices.trust(&alice, "Chrome on Windows").await?;
-    println!(
-        "Trusted {} until {}; the cookie holds an opaque token.",
-        info.label, info.expires_at
-    );
-    clock.advance(Duration::days(3));
-    let check = devices.check(&alice, token.expose_secret()).await?;
-    println!("Three days later, same browser: {check:?} -> skip the second step.");
-    for device in devices.list(&alice).await? {
-        println!(
-            "  Your devices: {} (last used {})",
-            device.label, device.last_used_at
-        );
-    }
-    devices.revoke(&alice, &info.id).await?;
-    let check = devices.check(&alice, token.expose_secret()).await?;
-    assert_eq!(check, DeviceCheck::Revoked);
-    println!("After Alice revokes it: {check:?} -> ask for the second factor again.");
-    Ok(())
-}
-
-async fn contacts_and_grace_period(clock: &ManualClock) -> Result<(), Box<dyn std::error::Error>> {
-    let gateway = CarrierBlocksSms::new("");
-    let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
-    let challenges = Challenges::builder()
-        .service_name("EZSMS")
-        .origin("example.com")
-        .store(Arc::new(MemoryStore::new()))
-        .gateway(gateway.clone())
-        .hasher(hasher)
-        .clock(Arc::new(clock.clone()))
-        .build()?;
-    let signup = Verifications::new(challenges.clone());
-    let contacts = Contacts::new(challenges);
-    let policy = PhonePolicy::default();
-
-    println!("\n== 12. Sign-up: email and mobile number verified together, in any order");
-    let typed = "０９０－１２３４－５６７８"; // as typed on a Japanese keyboard
-    let mobile = policy.check(typed, Channel::Sms)?.destination();
-    let email = Destination::email("Taro@Example.COM")?;
-    println!("{typed:?} reads as {}.", mobile.masked());
-    let ticket = signup
-        .start(VerificationRequest::new([email.clone(), mobile.clone()]))
-        .await?;
-    let step = signup
-        .verify(&ticket.id, 1, &gateway.code_to(&mobile))
-        .await?;
-    println!("Phone first: verified; members left: {:?}.", step.remaining);
-    let step = signup
-        .verify(&ticket.id, 0, &gateway.code_to(&email))
-        .await?;
-    println!("Then email: complete = {}.", step.completed);
-    let taro = AccountId::new("taro");
-    contacts
-        .adopt(&taro, &signup.take(&ticket.id).await?)
-        .await?;
-    for contact in contacts.list(&taro).await? {
-        println!(
-            "  Taro's contact: {} (verified)",
-            contact.masked_destination
-        );
-    }
-
-    println!("\n== 13. A landline is refused, with its reason");
-    match policy.check("03-1234-5678", Channel::Sms) {
-        Err(refusal) => println!("03-1234-5678: {refusal} [{}]", refusal.code()),
-        Ok(number) => println!("03-1234-5678: accepted?! {}", number.masked()),
-    }
-
-    println!("\n== 14. One number per account");
-    let hanako = AccountId::new("hanako");
-    match contacts.send_code(&hanako, &mobile, None).await {
-        Err(Error::Refused(reason)) => println!("Hanako tries Taro's number: {reason}."),
-        other => println!("Hanako tries Taro's number: {other:?}"),
-    }
-
-    println!("\n== 15. Grace period: 7 days to verify a contact, then sign-in is blocked");
-    let jiro = AccountId::new("jiro");
-    let old_phone = Destination::phone("+81 80-2222-3333")?;
-    contacts.create(&jiro).await?;
-    contacts.import(&jiro, &old_phone, false).await?; // on file, never verified
-    if let GraceDecision::Remind { deadline, .. } = contacts.grace(&jiro).await? {
-        println!("Day 0: allowed, with a reminder to verify before {deadline}.");
-    }
-    clock.advance(Duration::days(7));
-    if let GraceDecision::Blocked { paths, .. } = contacts.grace(&jiro).await? {
-        println!("Day 7: blocked until a contact is verified; still open: {paths:?}");
-    }
-    let ticket = contacts.send_code(&jiro, &old_phone, None).await?;
-    contacts
-        .confirm(&jiro, &ticket.challenge_id, &gateway.code())
-        .await?;
-    println!(
-        "Jiro verifies {}: {:?}.",
-        old_phone.masked(),
-        contacts.grace(&jiro).await?
-    );
-    Ok(())
 }

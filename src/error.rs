@@ -97,6 +97,20 @@ pub enum Refusal {
     /// newly verified one, but not removed while two-step sign-in is on.
     #[error("this contact is used for two-step sign-in; change it instead of removing it")]
     ContactRequired,
+    /// A sensitive action needs a fresh second factor: pass the second step
+    /// again and retry with its proof.
+    #[error("confirm it's you with a second factor first")]
+    StepUpRequired,
+    /// Two-step sign-in is already on.
+    #[error("two-step sign-in is already on")]
+    TwoFactorAlreadyOn,
+    /// Two-step sign-in is off, and the action needs it on.
+    #[error("two-step sign-in is off")]
+    TwoFactorOff,
+    /// No second factor to use (a verified phone, an authenticator app):
+    /// add one first, or keep the last one.
+    #[error("add a verified phone number or an authenticator app first")]
+    NoSecondFactor,
 }
 
 /// Everything that can go wrong in ninsho.

@@ -130,6 +130,26 @@ pub enum Event {
         /// The new epoch.
         epoch: u64,
     },
+    /// Two-step sign-in was turned on.
+    TwoFactorEnabled {
+        /// The account.
+        account: AccountId,
+    },
+    /// Two-step sign-in was turned off.
+    TwoFactorDisabled {
+        /// The account.
+        account: AccountId,
+    },
+    /// An authenticator app was confirmed.
+    AuthenticatorAdded {
+        /// The account.
+        account: AccountId,
+    },
+    /// An authenticator app was removed.
+    AuthenticatorRemoved {
+        /// The account.
+        account: AccountId,
+    },
 }
 
 /// Receives events. Called synchronously inside flows: keep it fast (push to

@@ -15,12 +15,14 @@ pub mod events;
 pub mod flows;
 pub mod gateway;
 pub mod grace;
+pub mod guide;
 pub mod hash;
 pub mod limits;
 pub mod otp;
 pub mod random;
 pub mod recovery;
 pub mod secret;
+pub mod service;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -167,9 +167,9 @@ use crate::limits::{FailurePolicy, RateLimit, SendLimits};
 use crate::random::LockedRng;
 use crate::recovery::{RecoverySet, StoredRecoveryCode};
 use crate::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeState, ClaimChanges, ContactBook,
-    ContactCommit, ContactEntry, LinkRecord, MemberRecord, Purpose, SendRecord, Store, StoreError,
-    StoreErrorKind, VerificationId, VerificationRecord, WindowCount,
+    AccountId, AuthenticatorRecord, ChallengeId, ChallengeRecord, ChallengeState, ClaimChanges,
+    ContactBook, ContactCommit, ContactEntry, Factors, LinkRecord, MemberRecord, Purpose,
+    SendRecord, Store, StoreError, StoreErrorKind, VerificationId, VerificationRecord, WindowCount,
 };
 
 /// Tasks in every race.
@@ -427,6 +427,15 @@ pub fn sample_contact_book(account: &AccountId, now: OffsetDateTime) -> ContactB
         ],
         grace,
         created_at: now,
+        factors: Factors {
+            two_factor_since: Some(now),
+            authenticator: Some(AuthenticatorRecord::new(
+                "GEZDGNBVGY3TQOJQ".into(),
+                Some(58_789_456),
+                now,
+            )),
+            pending_authenticator: None,
+        },
     }
 }
 
@@ -470,6 +479,7 @@ pub fn sample_verification(id_seed: u8, now: OffsetDateTime) -> VerificationReco
         expires_at: now + Duration::minutes(30),
         completed_at: None,
         taken_at: None,
+        taken_by: None,
     }
 }
 

@@ -166,10 +166,13 @@ async fn the_phone_policy_refuses_with_its_reason() {
 async fn a_number_belongs_to_one_account() {
     let env = env();
     env.add(&taro(), &mobile()).await.unwrap();
+    // The code goes out (asking can't tell whether the number is taken);
+    // only the one who receives it learns that it is.
     assert_eq!(
-        refusal(env.contacts.send_code(&hanako(), &mobile(), None).await),
+        refusal(env.add(&hanako(), &mobile()).await),
         Refusal::ContactInUse
     );
+    assert!(env.contacts.list(&hanako()).await.unwrap().is_empty());
 
     // Both asked for codes before either confirmed: the second confirm loses.
     let env = self::env();
@@ -365,13 +368,29 @@ async fn change_refusals() {
         ),
         Refusal::NotAContact
     );
+    let ticket = env
+        .contacts
+        .send_change_code(&taro(), &mobile(), &other_mobile(), None)
+        .await
+        .unwrap();
     assert_eq!(
         refusal(
             env.contacts
-                .send_change_code(&taro(), &mobile(), &other_mobile(), None)
+                .confirm_change(
+                    &taro(),
+                    &mobile(),
+                    &ticket.challenge_id,
+                    &env.code(&other_mobile())
+                )
                 .await
         ),
         Refusal::ContactInUse
+    );
+    // Nothing moved.
+    assert_eq!(env.contacts.owner(&mobile()).await.unwrap(), Some(taro()));
+    assert_eq!(
+        env.contacts.owner(&other_mobile()).await.unwrap(),
+        Some(hanako())
     );
     assert!(matches!(
         env.contacts
@@ -542,8 +561,13 @@ async fn a_custom_policy_allows_more() {
         .confirm(&taro(), &ticket.challenge_id, &env.code(&email()))
         .await
         .unwrap();
+    let ticket = contacts.send_code(&hanako(), &email(), None).await.unwrap();
     assert_eq!(
-        refusal(contacts.send_code(&hanako(), &email(), None).await),
+        refusal(
+            contacts
+                .confirm(&hanako(), &ticket.challenge_id, &env.code(&email()))
+                .await
+        ),
         Refusal::ContactInUse
     );
     let book = env.store.contact_book(&taro()).await.unwrap().unwrap();

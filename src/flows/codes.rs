@@ -33,6 +33,10 @@ pub struct IssueRequest {
     /// confirm the contact on file (last four digits of the phone, or the
     /// whole email address). When set, nothing is sent unless it matches.
     pub confirmation: Option<String>,
+    /// The channel to start with (it must be in the plan for the
+    /// destination: "call me instead"); the rest of the plan stays as
+    /// fallback.
+    pub channel: Option<Channel>,
 }
 
 impl IssueRequest {
@@ -46,6 +50,7 @@ impl IssueRequest {
             caller: None,
             locale: None,
             confirmation: None,
+            channel: None,
         }
     }
 
@@ -74,6 +79,13 @@ impl IssueRequest {
     #[must_use]
     pub fn confirmation(mut self, typed: impl Into<String>) -> Self {
         self.confirmation = Some(typed.into());
+        self
+    }
+
+    /// Starts on `channel` (a voice call, say) instead of the plan's first.
+    #[must_use]
+    pub fn channel(mut self, channel: Channel) -> Self {
+        self.channel = Some(channel);
         self
     }
 }
@@ -182,9 +194,20 @@ impl Challenges {
     /// [`Error::Refused`] with [`Refusal::ContactNotConfirmed`],
     /// [`Refusal::Locked`] or [`Refusal::RateLimited`]; [`Error::Delivery`]
     /// when no channel delivered (the challenge exists and can be resent);
-    /// [`Error::Store`] / [`Error::Random`] for infrastructure failures.
+    /// [`Error::Store`] / [`Error::Random`] for infrastructure failures;
+    /// [`Error::Config`] when the requested first channel is not in the plan.
     pub async fn issue(&self, request: IssueRequest) -> Result<Ticket, Error> {
         let now = self.now();
+        let mut channels = self.channels_for(&request.destination);
+        if let Some(first) = request.channel {
+            let Some(at) = channels.iter().position(|c| *c == first) else {
+                return Err(Error::Config(format!(
+                    "{first} is not in the delivery plan for this destination"
+                )));
+            };
+            channels.remove(at);
+            channels.insert(0, first);
+        }
         let account = request.account.as_ref();
         if let Some(typed) = &request.confirmation {
             self.check_confirmation(&request.destination, typed, account, now)
@@ -204,7 +227,6 @@ impl Challenges {
         let inner = &self.inner;
         let id = ChallengeId::random(&*inner.rng)?;
         let code = generate_code(&*inner.rng, inner.policy.digits())?;
-        let channels = self.channels_for(&request.destination);
         let expires_at = now.saturating_add(inner.policy.lifetime);
         let record = ChallengeRecord {
             id,
@@ -389,24 +411,39 @@ impl Challenges {
         purpose: &Purpose,
         destination: &Destination,
     ) -> Result<Verified, Error> {
+        let record = self.load(id).await?;
+        self.verify_loaded(record, input, purpose, destination)
+            .await
+    }
+
+    /// [`verify`](Self::verify) from a record the caller has just read (to
+    /// check whose it is), sparing a second read: the compare-and-set
+    /// still refuses the write if it changed since.
+    pub(crate) async fn verify_loaded(
+        &self,
+        mut record: ChallengeRecord,
+        input: &str,
+        purpose: &Purpose,
+        destination: &Destination,
+    ) -> Result<Verified, Error> {
         let now = self.now();
         let inner = &self.inner;
-        let mut record = self.load(id).await?;
+        let id = record.id;
         if let Some(account) = &record.account {
-            self.check_lockout(Some(*id), account, now).await?;
+            self.check_lockout(Some(id), account, now).await?;
         }
         for _ in 0..MAX_ROUNDS {
             let (next, refusal) =
                 match decide(&record, input, purpose, destination, &inner.hasher, now) {
                     Decision::Refuse(reason) => {
-                        return Err(self.refuse(Some(*id), record.account, reason));
+                        return Err(self.refuse(Some(id), record.account, reason));
                     }
                     Decision::Accept(next) => (next, None),
                     Decision::Reject(next, reason) => (next, Some(reason)),
                 };
             match inner.store.replace_challenge(&next, record.version).await {
                 Ok(()) => return self.settle(&next, refusal, now).await,
-                Err(e) if e.is_conflict() => record = self.load(id).await?,
+                Err(e) if e.is_conflict() => record = self.load(&id).await?,
                 Err(e) => return Err(e.into()),
             }
         }

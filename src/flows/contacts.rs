@@ -12,8 +12,8 @@ use crate::events::Event;
 use crate::gateway::Channel;
 use crate::grace::{ContactKey, GraceDecision, GraceEvent, GracePolicy, GraceState};
 use crate::store::{
-    AccountId, ChallengeId, ClaimChanges, ContactBook, ContactCommit, ContactEntry, Purpose,
-    StoreError,
+    AccountId, ChallengeId, ClaimChanges, ContactBook, ContactCommit, ContactEntry, Factors,
+    Purpose, StoreError,
 };
 
 /// What the registry allows.
@@ -158,7 +158,7 @@ pub struct Contacts {
 }
 
 /// How a write to the book ended, inside [`Contacts::update`].
-type Edit<T> = Result<(T, ClaimChanges, Vec<GraceEvent>), Error>;
+pub(crate) type Edit<T> = Result<(T, ClaimChanges, Vec<GraceEvent>), Error>;
 
 impl Contacts {
     /// A registry sending its codes through `challenges`, with the default
@@ -210,7 +210,7 @@ impl Contacts {
     /// Reads, edits and writes the account's book with compare-and-set,
     /// retrying on conflict. `edit` returns its answer, the claims to change
     /// and the grace events that happened; it may run more than once.
-    async fn update<T>(
+    pub(crate) async fn update<T>(
         &self,
         account: &AccountId,
         mut edit: impl FnMut(&mut ContactBook) -> Edit<T>,
@@ -247,6 +247,7 @@ impl Contacts {
             contacts: Vec::new(),
             grace,
             created_at: now,
+            factors: Factors::default(),
         }
     }
 
@@ -372,8 +373,14 @@ impl Contacts {
     /// [`Error::Contact`] when the phone policy refuses the number (a
     /// landline, a foreign number, …, with the reason);
     /// [`Refusal::ContactAlreadyAdded`] when it is on the account and
-    /// verified; [`Refusal::TooManyContacts`]; [`Refusal::ContactInUse`] when
-    /// another account holds it; otherwise as for [`Challenges::issue`].
+    /// verified; [`Refusal::TooManyContacts`]; otherwise as for
+    /// [`Challenges::issue`].
+    ///
+    /// Whether another account holds the contact is **not** checked here:
+    /// that would let anyone probe which numbers are registered. The code
+    /// goes out either way, and [`confirm`](Self::confirm) refuses with
+    /// [`Refusal::ContactInUse`] — telling only the person who proved they
+    /// receive codes there.
     pub async fn send_code(
         &self,
         account: &AccountId,
@@ -391,30 +398,7 @@ impl Contacts {
                 None => self.check_room(&book, destination.kind())?,
             }
         }
-        self.check_owner(account, destination).await?;
         self.issue(account, destination, caller).await
-    }
-
-    /// Refuses early when another account holds the contact (the commit
-    /// re-checks atomically).
-    async fn check_owner(
-        &self,
-        account: &AccountId,
-        destination: &Destination,
-    ) -> Result<(), Error> {
-        if !self.policy.unique(destination.kind()) {
-            return Ok(());
-        }
-        let owner = self
-            .challenges
-            .inner
-            .store
-            .claim_owner(&destination.limit_key())
-            .await?;
-        match owner {
-            Some(owner) if &owner != account => Err(self.refuse(account, Refusal::ContactInUse)),
-            _ => Ok(()),
-        }
     }
 
     async fn issue(
@@ -535,7 +519,6 @@ impl Contacts {
         if find(&book, new).is_some() {
             return Err(self.refuse(account, Refusal::ContactAlreadyAdded));
         }
-        self.check_owner(account, new).await?;
         self.issue(account, new, caller).await
     }
 

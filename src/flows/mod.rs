@@ -310,7 +310,7 @@ impl Challenges {
         Ok(self.inner.store.clear_failures(account).await?)
     }
 
-    fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         self.inner.clock.now()
     }
 
@@ -340,7 +340,7 @@ impl Challenges {
         }
     }
 
-    async fn load(&self, id: &ChallengeId) -> Result<ChallengeRecord, Error> {
+    pub(crate) async fn load(&self, id: &ChallengeId) -> Result<ChallengeRecord, Error> {
         match self.inner.store.challenge(id).await? {
             Some(record) => Ok(record),
             None => Err(self.refuse(Some(*id), None, Refusal::Unknown)),

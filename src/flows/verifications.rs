@@ -305,6 +305,7 @@ impl Verifications {
             expires_at: now.saturating_add(self.lifetime),
             completed_at: None,
             taken_at: None,
+            taken_by: None,
         };
         inner.store.insert_verification(&record).await?;
         Ok(VerificationTicket {
@@ -542,13 +543,32 @@ impl Verifications {
     /// when already taken; [`Error::Config`] when it is not complete yet
     /// (taking it early is a bug in the host); [`Error::Store`].
     pub async fn take(&self, id: &VerificationId) -> Result<Completed, Error> {
+        self.take_as(id, None).await
+    }
+
+    /// [`take`](Self::take) for `account`: the same account may take it
+    /// again (to retry whatever failed after the first take, such as
+    /// registering the contacts), any other is refused.
+    ///
+    /// # Errors
+    /// As for [`take`](Self::take).
+    pub async fn take_for(
+        &self,
+        id: &VerificationId,
+        account: &AccountId,
+    ) -> Result<Completed, Error> {
+        self.take_as(id, Some(account)).await
+    }
+
+    async fn take_as(
+        &self,
+        id: &VerificationId,
+        account: Option<&AccountId>,
+    ) -> Result<Completed, Error> {
         let mut record = self.load(id).await?;
         let store = &self.challenges.inner.store;
         let now = self.now();
         for _ in 0..MAX_ROUNDS {
-            if record.taken_at.is_some() {
-                return Err(Refusal::AlreadyUsed.into());
-            }
             let Some(completed_at) = record.completed_at else {
                 if now >= record.expires_at {
                     return Err(Refusal::Expired.into());
@@ -560,18 +580,25 @@ impl Verifications {
             if now >= record.expires_at.saturating_add(Duration::HOUR) {
                 return Err(Refusal::Expired.into());
             }
+            let again = record.taken_at.is_some();
+            if again && (account.is_none() || record.taken_by.as_ref() != account) {
+                return Err(Refusal::AlreadyUsed.into());
+            }
+            let completed = |record: VerificationRecord| Completed {
+                id: record.id,
+                account: record.account,
+                destinations: record.members.into_iter().map(|m| m.destination).collect(),
+                completed_at,
+            };
+            if again {
+                return Ok(completed(record));
+            }
             let mut next = record.clone();
             next.version = record.version.wrapping_add(1);
             next.taken_at = Some(now);
+            next.taken_by = account.cloned();
             match store.replace_verification(&next, record.version).await {
-                Ok(()) => {
-                    return Ok(Completed {
-                        id: record.id,
-                        account: record.account,
-                        destinations: record.members.into_iter().map(|m| m.destination).collect(),
-                        completed_at,
-                    });
-                }
+                Ok(()) => return Ok(completed(record)),
                 Err(e) if e.is_conflict() => record = self.load(id).await?,
                 Err(e) => return Err(e.into()),
             }

@@ -160,8 +160,9 @@ impl Receipt {
 #[non_exhaustive]
 pub enum DeliveryErrorKind {
     /// The number or address cannot receive anything (does not exist, is
-    /// malformed, is not a mobile number for SMS). Permanent: ask the user
-    /// for another contact.
+    /// malformed). Permanent: ask the user for another contact. (A number
+    /// that only can't take SMS, such as a landline, is
+    /// [`Refused`](Self::Refused): a voice call may still reach it.)
     InvalidDestination,
     /// Blocked by the carrier, the provider or the user's own settings (SMS
     /// refusal, international-route blocking, an unsubscribed address).
@@ -334,8 +335,8 @@ impl From<DeliveryErrorKind> for DeliveryError {
 ///
 /// | the provider says | return |
 /// |---|---|
-/// | unknown, malformed or unreachable number; landline for SMS; bounced / non-existent mailbox | [`DeliveryError::invalid_destination`] |
-/// | blocked by carrier or route, recipient opted out or refuses SMS, spam-blocked, channel not supported | [`DeliveryError::refused`] |
+/// | unknown, malformed or unreachable number; bounced / non-existent mailbox | [`DeliveryError::invalid_destination`] |
+/// | landline (or other non-mobile number) for SMS — a voice call may still reach it; blocked by carrier or route, recipient opted out or refuses SMS, spam-blocked, channel not supported | [`DeliveryError::refused`] |
 /// | timeout, connection error, 5xx, provider outage | [`DeliveryError::transient`] |
 /// | HTTP 429, quota or throughput exceeded | [`DeliveryError::rate_limited`] with `Retry-After` if given |
 ///

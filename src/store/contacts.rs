@@ -56,6 +56,66 @@ pub struct ContactBook {
     pub grace: GraceState,
     /// When the book was created.
     pub created_at: OffsetDateTime,
+    /// The account's two-step settings and its authenticator app, kept in
+    /// the same record so that turning two-step sign-in on or off, and the
+    /// contacts it relies on, change together.
+    #[serde(default)]
+    pub factors: Factors,
+}
+
+/// An account's two-step settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Factors {
+    /// When two-step sign-in was turned on; `None` while it is off.
+    pub two_factor_since: Option<OffsetDateTime>,
+    /// The confirmed authenticator app, if any.
+    pub authenticator: Option<AuthenticatorRecord>,
+    /// An authenticator app being set up: shown to the user, not yet
+    /// confirmed by a first code.
+    pub pending_authenticator: Option<AuthenticatorRecord>,
+}
+
+/// An authenticator app (TOTP) of an account.
+///
+/// The seed has to be recomputed at every sign-in, so it can't be hashed;
+/// it is kept as its `otpauth://` URI **sealed** by the host's
+/// [`Sealer`](crate::service::Sealer) (encrypted with a key the database
+/// never sees), as base32 text.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AuthenticatorRecord {
+    /// The sealed key URI, base32.
+    pub sealed_uri: String,
+    /// The step of the last accepted code: that code and every older one
+    /// are refused (replay).
+    pub last_step: Option<u64>,
+    /// When it was added.
+    pub added_at: OffsetDateTime,
+}
+
+impl AuthenticatorRecord {
+    /// A record for a sealed key URI.
+    #[must_use]
+    pub fn new(sealed_uri: String, last_step: Option<u64>, added_at: OffsetDateTime) -> Self {
+        Self {
+            sealed_uri,
+            last_step,
+            added_at,
+        }
+    }
+}
+
+impl fmt::Debug for AuthenticatorRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Sealed, but still not for logs.
+        f.debug_struct("AuthenticatorRecord")
+            .field("sealed_uri", &"[sealed]")
+            .field("last_step", &self.last_step)
+            .field("added_at", &self.added_at)
+            .finish()
+    }
 }
 
 /// Claims to change together with a [`ContactBook`] write.
@@ -174,6 +234,11 @@ pub struct VerificationRecord {
     ///
     /// [`Verifications::take`]: crate::flows::Verifications::take
     pub taken_at: Option<OffsetDateTime>,
+    /// The account it was taken for, when taken with
+    /// [`Verifications::take_for`](crate::flows::Verifications::take_for):
+    /// that account may take it again (a retry after a failure).
+    #[serde(default)]
+    pub taken_by: Option<AccountId>,
 }
 
 /// Storage of combined verifications.

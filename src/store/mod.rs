@@ -36,8 +36,8 @@ use time::{Duration, OffsetDateTime};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use contacts::{
-    ClaimChanges, ContactBook, ContactCommit, ContactEntry, ContactStore, MemberRecord,
-    VerificationRecord, VerificationStore,
+    AuthenticatorRecord, ClaimChanges, ContactBook, ContactCommit, ContactEntry, ContactStore,
+    Factors, MemberRecord, VerificationRecord, VerificationStore,
 };
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;

@@ -492,3 +492,35 @@ where
     }
     out
 }
+
+// ------------------------------------------------------------- the service
+
+/// A `TwoFactor` builder for `service` on `store` and `gateway`, with the
+/// manual clock, randomness seeded with `seed`, the test keys and English
+/// messages; add policies, then `build()`.
+pub fn two_factor(
+    service: &str,
+    store: Arc<dyn Store>,
+    gateway: &ninsho::gateway::RecordingGateway,
+    clock: &ManualClock,
+    seed: u64,
+) -> ninsho::service::TwoFactorBuilder {
+    ninsho::service::TwoFactor::builder()
+        .service_name(service)
+        .store(store)
+        .gateway(Arc::new(gateway.clone()))
+        .hasher(hasher())
+        .clock(Arc::new(clock.clone()))
+        .rng(Arc::new(LockedRng::seeded(seed)))
+        .locale(Locale::En)
+}
+
+/// The bare secret (code or URL) of the last message delivered to `to`.
+#[track_caller]
+pub fn secret_to(gateway: &ninsho::gateway::RecordingGateway, to: &str) -> String {
+    gateway
+        .last_secret_to(to)
+        .expect("a message with a secret was delivered")
+        .expose_secret()
+        .to_owned()
+}

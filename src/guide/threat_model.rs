@@ -1,0 +1,258 @@
+//! Threat model: who attacks a second factor, what stops each of them, and
+//! what stays the host's job.
+//!
+//! # Assumptions
+//!
+//! The attacker may know the victim's account name, phone number and email
+//! address, and usually the password (a second factor exists because
+//! passwords leak). They can send any number of requests, from many
+//! addresses, concurrently, to every instance of the host; they can read a
+//! copy of the database or the logs; they can measure response times. They
+//! can't read the host's memory or its configuration (the hashing keys, the
+//! key that seals authenticator seeds), and they don't control the host's
+//! code.
+//!
+//! Each section names a threat, what ninsho does about it, and what is left
+//! to the host.
+//!
+//! # Online guessing
+//!
+//! *Typing codes until one works.*
+//!
+//! - A challenge allows 5 wrong codes across all its resends; then it is
+//!   dead and even the right code is refused. With the defaults one
+//!   challenge gives at most a 25-in-a-million chance (see
+//!   [`defaults`](super::defaults)).
+//! - An account's consecutive failures, across all its challenges and
+//!   recovery codes, bring an exponential back-off and, at 100, a hard stop
+//!   until an operator resets the account (NIST SP 800-63B §5.2.2).
+//! - New challenges cost sends, and sends are limited per destination, per
+//!   account, per caller and per country prefix.
+//! - Counters are atomic increments in the store, and recovery-code guesses
+//!   are counted before they are checked, so concurrent guesses can't slip
+//!   past any limit.
+//!
+//! **Left to the host:** a challenge issued without an account (sign-up)
+//! has no failure run to count against; its guesses are bounded by the
+//! per-challenge attempts and the send limits. Pass a caller key
+//! ([`IssueRequest::caller`]) so the per-caller limit applies, and put a
+//! bot check in front of sign-up if it is a target.
+//!
+//! # Interception and replay
+//!
+//! *A code or link read from a notification preview, a shared screen or a
+//! compromised mailbox, and used again or elsewhere.*
+//!
+//! - Single use: a verified code consumes its challenge, written with
+//!   compare-and-set, so it can never verify again, not even in a racing
+//!   request. An approved one-time link is collected by exactly one poll.
+//! - Expiry: codes and links stop working after 10 minutes by default.
+//! - Binding: a code verifies only for the [`Purpose`] and the destination
+//!   it was issued for (a sign-up code can't approve a phone change), and
+//!   its hash is bound to its challenge.
+//! - Authenticator codes: a code of the last accepted step, or of any
+//!   earlier one, is refused ([`Rejection::Replayed`]).
+//! - Email subjects never contain the code or link (templates that would
+//!   are refused), since subjects show in previews and logs.
+//!
+//! # Racing requests and several app instances
+//!
+//! *Submitting the same code, or the same recovery code, many times at
+//! once, hoping two requests both succeed; or spreading attempts over
+//! instances so no single counter sees them all.*
+//!
+//! Every state change is one atomic store call: an insert that refuses
+//! duplicates, a compare-and-set on the record version, an atomic
+//! increment. The state lives in the shared store, not in process memory,
+//! so every instance sees every attempt. The conformance suite checks this
+//! for every store with 64 concurrent tasks and through two store handles
+//! on one database (`testkit::run_all` and `testkit::race_two_instances`,
+//! feature `testkit`); see [`security_model`](super::security_model#atomic-single-use).
+//!
+//! # SMS pumping and toll fraud
+//!
+//! *Making the service send SMS or place calls to numbers the attacker is
+//! paid for (premium-rate ranges, or routes where a complicit carrier
+//! shares the fees).*
+//!
+//! - Send limits per destination, account and caller, a cooldown and a
+//!   per-challenge cap on resends.
+//! - Budgets per country prefix ([`SendLimits::countries`] and
+//!   [`SendLimits::other_countries`]): a ceiling on traffic to each
+//!   country, set by the operator.
+//! - The default [`PhonePolicy`] refuses foreign numbers, premium-rate,
+//!   free-dial and Navi Dial numbers, IP phones and M2M ranges, and sends
+//!   SMS to mobile numbers only. The contact registry ([`Contacts`])
+//!   applies it to every number it registers.
+//!
+//! **Left to the host:** [`Challenges`] sends to any
+//! [`Destination`](crate::contact::Destination) it is given. A host that
+//! issues codes to numbers that did not come through the registry checks
+//! them with [`PhonePolicy::check`] first. Set country budgets before
+//! opening other regions, and watch the delivery events for unusual
+//! destinations.
+//!
+//! # SIM swap and recycled numbers
+//!
+//! *Taking over the victim's number at the carrier, or receiving it after
+//! the victim gave it up.*
+//!
+//! ninsho can't see what happens at a carrier, and NIST SP 800-63B (rev. 3,
+//! §5.1.3.3) treats codes over the phone network as a *restricted*
+//! authenticator for this reason. What it does:
+//!
+//! - Changing a contact ([`Contacts::confirm_change`]) needs a code from
+//!   the new contact, and bumps the account's security epoch, so every
+//!   trusted device dies with the old number.
+//! - A verified phone number belongs to one account at a time: whoever
+//!   holds a number next can't attach it to a second account while the
+//!   first holds it.
+//! - Recovery codes and authenticator apps don't depend on the phone
+//!   number; offer them.
+//!
+//! [`TwoFactor`](crate::service::TwoFactor) bumps the epoch when a
+//! recovery code signs in and when two-step sign-in is turned off.
+//!
+//! **Left to the host:** bump the epoch ([`TrustedDevices::bump_epoch`])
+//! on password change and "sign out everywhere" (and on recovery-code use
+//! when calling [`RecoveryCodes`](crate::flows::RecoveryCodes) directly);
+//! encourage an authenticator app over SMS for accounts worth stealing.
+//!
+//! # Phishing
+//!
+//! *A fake site asks for the password and the code, and relays them to the
+//! real one in real time.*
+//!
+//! No one-time code or link is phishing-resistant: a user who types a code
+//! into the wrong site gives it away. ninsho narrows the opening:
+//!
+//! - SMS codes can end with an origin-bound line (`@example.com #123456`,
+//!   [`ChallengesBuilder::origin`]): browsers that support WebOTP and
+//!   iOS autofill offer the code only on that site, so a user who relies on
+//!   autofill gets no offer on the phishing page;
+//! - every built-in message tells the user never to share the code (the
+//!   service's staff never ask for it) and not to open a sign-in link for a
+//!   sign-in they did not start;
+//! - a one-time link shows the device that asked to sign in before it is
+//!   approved, and can be denied.
+//!
+//! **Left to the host:** phishing-resistant authenticators (WebAuthn,
+//! passkeys) are outside ninsho.
+//!
+//! # Enumeration
+//!
+//! *Learning whether an account, phone number or email address is
+//! registered from the answers a journey gives.*
+//!
+//! - Journeys that take a contact answer the same way whether or not it
+//!   is registered, and make the same store and gateway calls:
+//!   [`TwoFactor::recover_start`](crate::service::TwoFactor::recover_start)
+//!   ("I can't sign in") sends a code to any allowed number or address and
+//!   tells who holds it only after that code is typed;
+//!   [`TwoFactor::signup_start`](crate::service::TwoFactor::signup_start)
+//!   doesn't look at registrations; adding a number another account holds
+//!   sends the code all the same, and only its confirmation is refused
+//!   ([`Refusal::ContactInUse`](crate::Refusal::ContactInUse)), so only
+//!   whoever receives codes there learns it is taken;
+//!   [`TwoFactor::sign_in_begin`](crate::service::TwoFactor::sign_in_begin)
+//!   answers an unknown account as one with two-step sign-in off.
+//!   `tests/enumeration.rs` compares the answers and the store calls in
+//!   pairs.
+//! - Challenge, verification and device ids are 128 random bits, so they
+//!   can't be guessed or walked. A one-time link with an unknown id and one
+//!   with a wrong secret get the same refusal
+//!   ([`Refusal::Unknown`](crate::Refusal::Unknown)).
+//!
+//! **Left to the host:** keep the host's own pages (sign-up with a taken
+//! email, password reset) just as discreet, and answer them in the same
+//! time.
+//!
+//! # A copy of the database
+//!
+//! *A backup, a dump or a read-only SQL injection.*
+//!
+//! - Codes, link tokens, recovery codes and device tokens are stored only
+//!   as keyed hashes; without the key, which the database never holds,
+//!   nothing can be verified or guessed offline.
+//! - Hashes carry their key id, so a suspected key can be replaced while
+//!   old records keep verifying, then retired.
+//! - Authenticator seeds must be recomputed, so they are the one secret
+//!   stored recoverably: the host seals them with a key kept elsewhere.
+//!
+//! **Left to the host:** keep the hashing and sealing keys out of the
+//! database and its backups. If a hashing key leaks *together with* the
+//! data, live six-digit codes can be found by trying all of them, and
+//! recovery codes (about 59 bits each) become open to a costly offline
+//! search; the 256-bit link and device tokens stay out of reach. Rotate
+//! the key, and have the affected users regenerate their recovery codes.
+//!
+//! # Logs
+//!
+//! *Reading application logs, error reports or traces.*
+//!
+//! Secret types print `[redacted]`; errors carry no secret; events carry
+//! no code or token and only masked destinations; [`Destination`](crate::contact::Destination)
+//! and [`PhoneNumber`](crate::contact::PhoneNumber) mask the address in
+//! `Debug`; gateway messages redact their body. See
+//! [`security_model`](super::security_model#secrets-never-print).
+//!
+//! **Left to the host:** a gateway must not log [`Message::body`] or
+//! [`Message::secret`], and neither may the provider's request logging.
+//!
+//! # Timing
+//!
+//! *Measuring response times to learn how much of a code or token was
+//! right.*
+//!
+//! Every secret comparison is constant-time and looks at every candidate
+//! (every live code of a challenge, every step of a TOTP window, every code
+//! of a recovery set) without stopping at a match. Store latency and the
+//! parsing of input are not secret-dependent.
+//!
+//! # Denial of service against a user
+//!
+//! *Locking the victim out by failing on their behalf, or using up their
+//! send limits.*
+//!
+//! This is the price of the limits above: an attacker who knows an account
+//! can push it into back-off and, with enough patience, to the hard stop,
+//! and can use up the sends to a phone number for ten minutes at a time.
+//! The back-off is capped at 15 minutes so a user is never shut out for
+//! long by it.
+//!
+//! **Left to the host:** ask for the password before the second step, so
+//! only someone who has it can spend the account's attempts; pass caller
+//! keys; give operators [`Challenges::reset_failures`] behind their own
+//! authentication; offer recovery codes.
+//!
+//! # Out of scope
+//!
+//! - **Transport security**: TLS between the user, the host and the
+//!   providers.
+//! - **Sessions**: what the host does once ninsho says "verified"; the
+//!   trusted-device token must travel in an `HttpOnly`, `Secure`,
+//!   `SameSite` cookie, and remembering a device skips the second step, not
+//!   the password.
+//! - **The first factor**: storing and checking passwords.
+//! - **Key management**: generating, storing and rotating the hashing keys
+//!   and the key that seals authenticator seeds.
+//! - **The providers**: the security of the SMS, voice and email services
+//!   and the carriers behind them.
+//! - **Bot detection, CAPTCHAs and fraud scoring** beyond the limits here.
+//!
+//! [`IssueRequest::caller`]: crate::flows::IssueRequest::caller
+//! [`Purpose`]: crate::store::Purpose
+//! [`Rejection::Replayed`]: crate::otp::Rejection::Replayed
+//! [`SendLimits::countries`]: crate::limits::SendLimits::countries
+//! [`SendLimits::other_countries`]: crate::limits::SendLimits::other_countries
+//! [`PhonePolicy`]: crate::contact::PhonePolicy
+//! [`PhonePolicy::check`]: crate::contact::PhonePolicy::check
+//! [`Contacts`]: crate::flows::Contacts
+//! [`Contacts::confirm_change`]: crate::flows::Contacts::confirm_change
+//! [`Challenges`]: crate::flows::Challenges
+//! [`Challenges::reset_failures`]: crate::flows::Challenges::reset_failures
+//! [`ChallengesBuilder::origin`]: crate::flows::ChallengesBuilder::origin
+//! [`TrustedDevices::bump_epoch`]: crate::flows::TrustedDevices::bump_epoch
+//! [`Refusal::ContactInUse`]: crate::Refusal::ContactInUse
+//! [`Message::body`]: crate::gateway::Message::body
+//! [`Message::secret`]: crate::gateway::Message::secret

@@ -1,0 +1,679 @@
+//! The journeys around the second step: sign-up, phone registration,
+//! turning two-step sign-in on and off, the authenticator app, the
+//! contact check with its grace period, and finding an account by a
+//! contact.
+
+use super::{StepUp, TwoFactor};
+use crate::contact::{Destination, DestinationKind};
+use crate::error::{Error, Refusal};
+use crate::events::Event;
+use crate::flows::{
+    ContactView, Progress, Ticket, VerificationRequest, VerificationStatus, VerificationTicket,
+    begin_guess,
+};
+use crate::gateway::Channel;
+use crate::grace::GraceDecision;
+use crate::otp::TotpEnrollment;
+use crate::recovery::PlainCodes;
+use crate::secret::SecretString;
+use crate::store::{
+    AccountId, AuthenticatorRecord, ChallengeId, ClaimChanges, ContactBook, Purpose, VerificationId,
+};
+
+/// A confirmed phone number (nizima's registration or change).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PhoneConfirmed {
+    /// The phone, now verified and (one owner per number) claimed.
+    pub contact: ContactView,
+    /// Whether it replaced another number (trusted devices were revoked).
+    pub changed: bool,
+    /// When two-step sign-in was turned on in the same step: the recovery
+    /// codes, to show once.
+    pub recovery_codes: Option<PlainCodes>,
+}
+
+/// The contact check at sign-in (Microsoft): the grace decision and the
+/// account's contacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContactCheck {
+    /// Allow, remind (with the deadline), or blocked until a contact is
+    /// verified (with the paths still open).
+    pub decision: GraceDecision,
+    /// The contacts, to offer "verify this one" or "I can't reach any of
+    /// these: add a new one".
+    pub contacts: Vec<ContactView>,
+}
+
+/// The result of finding an account by a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovered {
+    /// The contact the user proved they receive codes at.
+    pub destination: Destination,
+    /// The account holding it, when it is a one-owner contact (a phone
+    /// number, by default) claimed by an account; otherwise look it up in
+    /// your own records.
+    pub account: Option<AccountId>,
+}
+
+/// A new authenticator app to show: a QR code of `uri`, or `manual_key` to
+/// type.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AuthenticatorSetup {
+    /// The `otpauth://` key URI (for the QR code).
+    pub uri: SecretString,
+    /// The seed in base32, for typing in.
+    pub manual_key: SecretString,
+}
+
+impl TwoFactor {
+    // ---------------------------------------------------------------- sign-up
+
+    /// Sign-up (EZSMS): sends codes to the email address (member 0) and the
+    /// mobile number (member 1) at once. The number must pass the phone
+    /// policy for SMS. Nothing here depends on whether the contacts are
+    /// registered already, so the answer can't be used to probe for them.
+    ///
+    /// # Errors
+    /// [`Error::Contact`] with the typed reason for a refused number or
+    /// address; otherwise as for
+    /// [`Verifications::start`](crate::flows::Verifications::start).
+    pub async fn signup_start(
+        &self,
+        email: &str,
+        phone: &str,
+        caller: Option<&str>,
+    ) -> Result<VerificationTicket, Error> {
+        let email = Destination::email(email)?;
+        let phone = self
+            .inner
+            .contacts
+            .policy()
+            .phone
+            .check(phone, Channel::Sms)
+            .map_err(|r| Error::Contact(r.into()))?
+            .destination();
+        let mut request = VerificationRequest::new([email, phone]);
+        if let Some(caller) = caller {
+            request = request.caller(caller);
+        }
+        self.inner.verifications.start(request).await
+    }
+
+    /// Checks one sign-up code (member 0: email, 1: phone), in any order.
+    ///
+    /// # Errors
+    /// As for [`Verifications::verify`](crate::flows::Verifications::verify).
+    pub async fn signup_verify(
+        &self,
+        id: &VerificationId,
+        member: usize,
+        code: &str,
+    ) -> Result<Progress, Error> {
+        self.inner.verifications.verify(id, member, code).await
+    }
+
+    /// Resends one sign-up code.
+    ///
+    /// # Errors
+    /// As for [`Verifications::resend`](crate::flows::Verifications::resend).
+    pub async fn signup_resend(
+        &self,
+        id: &VerificationId,
+        member: usize,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        self.inner.verifications.resend(id, member, caller).await
+    }
+
+    /// Where a sign-up stands (after a reload).
+    ///
+    /// # Errors
+    /// As for [`Verifications::status`](crate::flows::Verifications::status).
+    pub async fn signup_status(&self, id: &VerificationId) -> Result<VerificationStatus, Error> {
+        self.inner.verifications.status(id).await
+    }
+
+    /// Completes a verified sign-up for the account the host just created:
+    /// the contacts become its verified contacts, the number claimed. For
+    /// one account only; calling it again for the same account (after a
+    /// failure) is safe.
+    ///
+    /// # Errors
+    /// [`Refusal::ContactInUse`] when another account holds the number
+    /// (the user proved they receive codes there, so telling them is no
+    /// leak); otherwise as for
+    /// [`Verifications::take`](crate::flows::Verifications::take).
+    pub async fn signup_complete(
+        &self,
+        id: &VerificationId,
+        account: &AccountId,
+    ) -> Result<Vec<ContactView>, Error> {
+        // Taken for this account, so a retry after a failure below (a store
+        // outage) can take it again; no other account can.
+        let completed = self.inner.verifications.take_for(id, account).await?;
+        self.inner.contacts.adopt(account, &completed).await?;
+        self.inner.contacts.list(account).await
+    }
+
+    // ------------------------------------------------------------------ phone
+
+    async fn phone_of(&self, account: &AccountId) -> Result<Option<Destination>, Error> {
+        let book = self.store().contact_book(account).await?;
+        Ok(book.and_then(|b| {
+            b.contacts
+                .iter()
+                .find(|c| c.kind() == DestinationKind::Phone && c.is_verified())
+                .map(|c| c.destination.clone())
+        }))
+    }
+
+    /// Registers or changes the account's phone (nizima): sends a 6-digit
+    /// code to the number as typed (`090-1234-5678`, full-width, `+81 …`).
+    /// Changing a number while two-step sign-in is on needs a fresh
+    /// [`StepUp`].
+    ///
+    /// # Errors
+    /// [`Error::Contact`] with the typed reason (landline, IP phone,
+    /// foreign number, …); [`Refusal::StepUpRequired`];
+    /// [`Refusal::ContactInUse`]; [`Refusal::ContactAlreadyAdded`];
+    /// otherwise as for [`Challenges::issue`](crate::flows::Challenges::issue).
+    pub async fn phone_send_code(
+        &self,
+        account: &AccountId,
+        number: &str,
+        step_up: Option<&StepUp>,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        let contacts = &self.inner.contacts;
+        let new = contacts
+            .policy()
+            .phone
+            .check(number, Channel::Sms)
+            .map_err(|r| Error::Contact(r.into()))?
+            .destination();
+        match self.phone_of(account).await? {
+            Some(old) if old.limit_key() != new.limit_key() => {
+                self.step_up_if_enabled(account, step_up).await?;
+                contacts.send_change_code(account, &old, &new, caller).await
+            }
+            _ => contacts.send_code(account, &new, caller).await,
+        }
+    }
+
+    /// Resends the phone code (the "resend" button).
+    ///
+    /// # Errors
+    /// [`Refusal::Unknown`] for another account's challenge; otherwise as
+    /// for [`Challenges::resend`](crate::flows::Challenges::resend).
+    pub async fn phone_resend(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        let record = self.inner.challenges.load(challenge).await?;
+        if record.account.as_ref() != Some(account) {
+            return Err(Refusal::Unknown.into());
+        }
+        self.inner.challenges.resend(challenge, caller).await
+    }
+
+    /// Confirms the phone code: the number becomes the account's (in place
+    /// of the old one, whose trusted devices die). With `enable_two_factor`,
+    /// two-step sign-in is turned on in the same step and the recovery
+    /// codes come back, to show once.
+    ///
+    /// # Errors
+    /// As for [`Contacts::confirm`](crate::flows::Contacts::confirm) and
+    /// [`enable_two_factor`](Self::enable_two_factor).
+    pub async fn phone_confirm(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+        code: &str,
+        enable_two_factor: bool,
+    ) -> Result<PhoneConfirmed, Error> {
+        let record = self.inner.challenges.load(challenge).await?;
+        if record.account.as_ref() != Some(account) {
+            return Err(Refusal::Unknown.into());
+        }
+        let contacts = &self.inner.contacts;
+        let (contact, changed) = match self.phone_of(account).await? {
+            Some(old) if old.limit_key() != record.destination.limit_key() => (
+                contacts
+                    .confirm_change(account, &old, challenge, code)
+                    .await?,
+                true,
+            ),
+            _ => (contacts.confirm(account, challenge, code).await?, false),
+        };
+        let recovery_codes = if enable_two_factor && !self.two_factor_enabled(account).await? {
+            Some(self.enable_two_factor(account).await?)
+        } else {
+            None
+        };
+        // Turning two-step sign-in on changed the contact's role: answer
+        // with what is stored now.
+        let contact = if recovery_codes.is_some() {
+            let key = contact.destination.limit_key();
+            contacts
+                .list(account)
+                .await?
+                .into_iter()
+                .find(|c| c.destination.limit_key() == key)
+                .unwrap_or(contact)
+        } else {
+            contact
+        };
+        Ok(PhoneConfirmed {
+            contact,
+            changed,
+            recovery_codes,
+        })
+    }
+
+    /// Removes the account's phone. Refused while two-step sign-in uses it
+    /// (nizima: change it instead, or turn two-step sign-in off first).
+    ///
+    /// # Errors
+    /// [`Refusal::ContactRequired`]; [`Refusal::NotAContact`] when there is
+    /// no phone; [`Error::Store`].
+    pub async fn phone_remove(&self, account: &AccountId) -> Result<(), Error> {
+        let phone = self
+            .phone_of(account)
+            .await?
+            .ok_or(Error::Refused(Refusal::NotAContact))?;
+        self.inner.contacts.remove(account, &phone).await
+    }
+
+    // -------------------------------------------------------- two-step on/off
+
+    /// Turns two-step sign-in on: the account's verified phone numbers
+    /// become its second factor (they can then be changed but not
+    /// removed), and a fresh set of recovery codes comes back, to show
+    /// once. Turning it on again after turning it off issues a new set.
+    ///
+    /// # Errors
+    /// [`Refusal::TwoFactorAlreadyOn`]; [`Refusal::NoSecondFactor`] when the
+    /// account has no verified phone, no authenticator app (and no verified
+    /// email, where email counts); [`Error::Store`].
+    pub async fn enable_two_factor(&self, account: &AccountId) -> Result<PlainCodes, Error> {
+        let now = self.now();
+        let email_counts = self.inner.email_second_factor;
+        self.inner
+            .contacts
+            .update(account, |book| {
+                if book.factors.two_factor_since.is_some() {
+                    return Err(Refusal::TwoFactorAlreadyOn.into());
+                }
+                let usable = book.factors.authenticator.is_some()
+                    || book.contacts.iter().any(|c| {
+                        c.is_verified()
+                            && (c.kind() == DestinationKind::Phone
+                                || (email_counts && c.kind() == DestinationKind::Email))
+                    });
+                if !usable {
+                    return Err(Refusal::NoSecondFactor.into());
+                }
+                book.factors.two_factor_since = Some(now);
+                for c in &mut book.contacts {
+                    c.two_factor = c.is_verified() && c.kind() == DestinationKind::Phone;
+                }
+                Ok(((), ClaimChanges::default(), Vec::new()))
+            })
+            .await?;
+        self.inner.ports.emit(Event::TwoFactorEnabled {
+            account: account.clone(),
+        });
+        self.inner.recovery.generate(account).await
+    }
+
+    /// Turns two-step sign-in off: needs a fresh second factor. Recovery
+    /// codes and the authenticator app are deleted, phones become
+    /// removable, and every trusted device is revoked (security epoch).
+    ///
+    /// # Errors
+    /// [`Refusal::StepUpRequired`]; [`Refusal::TwoFactorOff`] when it is
+    /// off already; [`Error::Store`].
+    pub async fn disable_two_factor(
+        &self,
+        account: &AccountId,
+        step_up: &StepUp,
+    ) -> Result<(), Error> {
+        self.check_step_up(account, step_up)?;
+        self.inner
+            .contacts
+            .update(account, |book| {
+                if book.factors.two_factor_since.is_none() {
+                    return Err(Refusal::TwoFactorOff.into());
+                }
+                book.factors.two_factor_since = None;
+                book.factors.authenticator = None;
+                book.factors.pending_authenticator = None;
+                for c in &mut book.contacts {
+                    c.two_factor = false;
+                }
+                Ok(((), ClaimChanges::default(), Vec::new()))
+            })
+            .await?;
+        self.inner.recovery.delete(account).await?;
+        self.inner.devices.bump_epoch(account).await?;
+        self.inner.ports.emit(Event::TwoFactorDisabled {
+            account: account.clone(),
+        });
+        Ok(())
+    }
+
+    /// A new set of recovery codes (the old set dies at once); needs a
+    /// fresh second factor.
+    ///
+    /// # Errors
+    /// [`Refusal::StepUpRequired`]; [`Refusal::TwoFactorOff`];
+    /// [`Error::Store`].
+    pub async fn regenerate_recovery_codes(
+        &self,
+        account: &AccountId,
+        step_up: &StepUp,
+    ) -> Result<PlainCodes, Error> {
+        self.check_step_up(account, step_up)?;
+        if !self.two_factor_enabled(account).await? {
+            return Err(Refusal::TwoFactorOff.into());
+        }
+        self.inner.recovery.generate(account).await
+    }
+
+    // ---------------------------------------------------------- authenticator
+
+    /// Starts setting up an authenticator app (Microsoft's prompt): a new
+    /// seed, shown as an `otpauth://` URI for a QR code and as a key to
+    /// type. It counts only once confirmed by a first code. Needs a fresh
+    /// [`StepUp`] when two-step sign-in is on (so a hijacked session can't
+    /// add the attacker's app).
+    ///
+    /// # Errors
+    /// [`Refusal::StepUpRequired`]; [`Error::Random`]; [`Error::Store`].
+    pub async fn authenticator_start(
+        &self,
+        account: &AccountId,
+        step_up: Option<&StepUp>,
+    ) -> Result<AuthenticatorSetup, Error> {
+        self.step_up_if_enabled(account, step_up).await?;
+        let i = &self.inner;
+        let enrollment = TotpEnrollment::start(&*i.ports.rng, &i.service, &account.0)?;
+        let uri = enrollment.uri();
+        let sealed = self.seal(account, uri.expose_secret())?;
+        let now = self.now();
+        i.contacts
+            .update(account, |book| {
+                book.factors.pending_authenticator =
+                    Some(AuthenticatorRecord::new(sealed.clone(), None, now));
+                Ok(((), ClaimChanges::default(), Vec::new()))
+            })
+            .await?;
+        Ok(AuthenticatorSetup {
+            uri,
+            manual_key: enrollment.manual_entry_key(),
+        })
+    }
+
+    fn seal(&self, account: &AccountId, uri: &str) -> Result<String, Error> {
+        let sealed = self
+            .inner
+            .sealer
+            .seal(&account.0, uri.as_bytes())
+            .map_err(crate::store::StoreError::other)?;
+        Ok(base32::encode(
+            base32::Alphabet::Rfc4648 { padding: false },
+            &sealed,
+        ))
+    }
+
+    /// Confirms the app with the first code it shows; it then replaces any
+    /// previous app. Wrong codes count against the account like any other
+    /// factor.
+    ///
+    /// # Errors
+    /// [`Refusal::WrongCode`]; [`Refusal::Unknown`] when no setup is
+    /// pending; [`Refusal::Locked`]; [`Error::Store`].
+    pub async fn authenticator_confirm(
+        &self,
+        account: &AccountId,
+        code: &str,
+    ) -> Result<(), Error> {
+        let i = &self.inner;
+        let store = self.store();
+        let now = self.now();
+        let book = store
+            .contact_book(account)
+            .await?
+            .ok_or(Error::Refused(Refusal::Unknown))?;
+        let pending = book
+            .factors
+            .pending_authenticator
+            .as_ref()
+            .ok_or(Error::Refused(Refusal::Unknown))?;
+        let run = store.failures(account).await?;
+        if let Some(reason) = i.failures.lockout(run.as_ref(), now).refusal() {
+            return Err(reason.into());
+        }
+        let seen = run.map_or(0, |r| r.consecutive);
+        if let Err(reason) =
+            begin_guess(store, &i.failures, &*i.ports.events, account, seen, now).await?
+        {
+            return Err(reason.into());
+        }
+        let totp = self.open_totp(account, &pending.sealed_uri)?;
+        let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let confirmed = match TotpEnrollment::with_totp(totp).confirm(code, unix) {
+            Ok(confirmed) => confirmed,
+            Err(_) => {
+                let run = store.failures(account).await?;
+                let left = i
+                    .failures
+                    .hard_stop
+                    .saturating_sub(run.map_or(0, |r| r.consecutive));
+                return Err(Refusal::WrongCode {
+                    attempts_left: left,
+                }
+                .into());
+            }
+        };
+        let sealed = pending.sealed_uri.clone();
+        i.contacts
+            .update(account, |book| {
+                // Only the setup that was checked may become the app.
+                match &book.factors.pending_authenticator {
+                    Some(p) if p.sealed_uri == sealed => {}
+                    _ => return Err(Refusal::Unknown.into()),
+                }
+                book.factors.pending_authenticator = None;
+                book.factors.authenticator = Some(AuthenticatorRecord::new(
+                    sealed.clone(),
+                    Some(confirmed.last_step),
+                    now,
+                ));
+                Ok(((), ClaimChanges::default(), Vec::new()))
+            })
+            .await?;
+        let _ = store.clear_failures(account).await;
+        i.ports.emit(Event::AuthenticatorAdded {
+            account: account.clone(),
+        });
+        Ok(())
+    }
+
+    /// Removes the authenticator app; needs a fresh second factor. Refused
+    /// when it is the only second factor left while two-step sign-in is on.
+    ///
+    /// # Errors
+    /// [`Refusal::StepUpRequired`]; [`Refusal::NoSecondFactor`];
+    /// [`Refusal::Unknown`] when there is none; [`Error::Store`].
+    pub async fn authenticator_remove(
+        &self,
+        account: &AccountId,
+        step_up: &StepUp,
+    ) -> Result<(), Error> {
+        self.check_step_up(account, step_up)?;
+        let email_counts = self.inner.email_second_factor;
+        self.inner
+            .contacts
+            .update(account, |book| {
+                if book.factors.authenticator.is_none() {
+                    return Err(Refusal::Unknown.into());
+                }
+                if book.factors.two_factor_since.is_some()
+                    && !has_contact_factor(book, email_counts)
+                {
+                    return Err(Refusal::NoSecondFactor.into());
+                }
+                book.factors.authenticator = None;
+                Ok(((), ClaimChanges::default(), Vec::new()))
+            })
+            .await?;
+        self.inner.ports.emit(Event::AuthenticatorRemoved {
+            account: account.clone(),
+        });
+        Ok(())
+    }
+
+    // ---------------------------------------------------------- contact check
+
+    /// The contact check at sign-in (Microsoft): allow, remind until the
+    /// deadline, or blocked until a contact is verified — with the
+    /// account's contacts, so the user can verify one, or add a new one
+    /// when none can be reached ([`contact_send_code`](Self::contact_send_code)).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn contact_check(&self, account: &AccountId) -> Result<ContactCheck, Error> {
+        let contacts = &self.inner.contacts;
+        Ok(ContactCheck {
+            decision: contacts.grace(account).await?,
+            contacts: contacts.list(account).await?,
+        })
+    }
+
+    /// Sends a code to verify one of the account's contacts, or to add a
+    /// new one ("I can't reach any of these"). Allowed while blocked.
+    ///
+    /// While two-step sign-in is on, a **new** contact is a new second
+    /// factor, so adding one needs a fresh [`StepUp`] (a hijacked session
+    /// must not add the attacker's address); verifying a contact already on
+    /// the account does not.
+    ///
+    /// # Errors
+    /// [`Refusal::StepUpRequired`]; otherwise as for
+    /// [`Contacts::send_code`](crate::flows::Contacts::send_code).
+    pub async fn contact_send_code(
+        &self,
+        account: &AccountId,
+        destination: &Destination,
+        step_up: Option<&StepUp>,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        let book = self.store().contact_book(account).await?;
+        if let Some(book) = &book
+            && book.factors.two_factor_since.is_some()
+            && !book
+                .contacts
+                .iter()
+                .any(|c| c.destination.limit_key() == destination.limit_key())
+        {
+            let proof = step_up.ok_or(Error::Refused(Refusal::StepUpRequired))?;
+            self.check_step_up(account, proof)?;
+        }
+        self.inner
+            .contacts
+            .send_code(account, destination, caller)
+            .await
+    }
+
+    /// Confirms a contact code; verifying restores full access.
+    ///
+    /// # Errors
+    /// As for [`Contacts::confirm`](crate::flows::Contacts::confirm).
+    pub async fn contact_confirm(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+        code: &str,
+    ) -> Result<ContactView, Error> {
+        self.inner.contacts.confirm(account, challenge, code).await
+    }
+
+    // ------------------------------------------------- find account by contact
+
+    /// "I can't sign in": the user types a phone number or email address
+    /// and a code is sent to it — **whether or not any account uses it**.
+    /// The store and gateway see the same calls either way and the answer
+    /// has the same shape, so the call can't be used to find out who is
+    /// registered (OWASP's forgot-password rule). Who the contact belongs
+    /// to is told only to whoever proves they receive codes there
+    /// ([`recover_verify`](Self::recover_verify)).
+    ///
+    /// # Errors
+    /// [`Error::Contact`] for input that is not a number or address the
+    /// policy allows (independent of registration); otherwise as for
+    /// [`Challenges::issue`](crate::flows::Challenges::issue).
+    pub async fn recover_start(
+        &self,
+        contact: &str,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        let destination = if contact.contains('@') || contact.contains('＠') {
+            Destination::email(contact)?
+        } else {
+            self.inner
+                .contacts
+                .policy()
+                .phone
+                .check(contact, Channel::Sms)
+                .map_err(|r| Error::Contact(r.into()))?
+                .destination()
+        };
+        let mut request = crate::flows::IssueRequest::new(destination, Purpose::Recovery);
+        if let Some(caller) = caller {
+            request = request.caller(caller);
+        }
+        self.inner.challenges.issue(request).await
+    }
+
+    /// Checks the code from [`recover_start`](Self::recover_start) and says
+    /// which account, if any, holds the contact.
+    ///
+    /// # Errors
+    /// As for [`Challenges::verify`](crate::flows::Challenges::verify).
+    pub async fn recover_verify(
+        &self,
+        challenge: &ChallengeId,
+        code: &str,
+    ) -> Result<Recovered, Error> {
+        let record = self.inner.challenges.load(challenge).await?;
+        let destination = record.destination.clone();
+        let verified = self
+            .inner
+            .challenges
+            .verify_loaded(record, code, &Purpose::Recovery, &destination)
+            .await?;
+        let account = self
+            .store()
+            .claim_owner(&verified.destination.limit_key())
+            .await?;
+        Ok(Recovered {
+            destination: verified.destination,
+            account,
+        })
+    }
+}
+
+fn has_contact_factor(book: &ContactBook, email_counts: bool) -> bool {
+    book.contacts.iter().any(|c| {
+        c.is_verified()
+            && (c.kind() == DestinationKind::Phone
+                || (email_counts && c.kind() == DestinationKind::Email))
+    })
+}

@@ -1,0 +1,566 @@
+//! The two-factor service: every user journey of the seed documents in a
+//! few calls on one type, [`TwoFactor`].
+//!
+//! The engines and flows below it are parts; this is the assembled thing a
+//! host holds. It wires the store, gateway, clock, randomness, hashing keys
+//! and every policy together once, and keeps the rules that are easy to get
+//! wrong when wiring by hand: a recovery code bumps the security epoch,
+//! turning two-step sign-in off needs a fresh second factor, a changed
+//! phone number kills trusted devices, and journeys that take a contact
+//! answer the same way whether or not it is registered.
+//!
+//! | journey | seed | calls |
+//! | --- | --- | --- |
+//! | sign-up, email **and** phone | EZSMS | [`signup_start`](TwoFactor::signup_start), [`signup_verify`](TwoFactor::signup_verify), [`signup_resend`](TwoFactor::signup_resend), [`signup_complete`](TwoFactor::signup_complete) |
+//! | register or change a phone | nizima | [`phone_send_code`](TwoFactor::phone_send_code), [`phone_resend`](TwoFactor::phone_resend), [`phone_confirm`](TwoFactor::phone_confirm), [`phone_remove`](TwoFactor::phone_remove) |
+//! | two-step sign-in on / off | nizima | [`enable_two_factor`](TwoFactor::enable_two_factor), [`disable_two_factor`](TwoFactor::disable_two_factor), [`regenerate_recovery_codes`](TwoFactor::regenerate_recovery_codes) |
+//! | authenticator app | Microsoft | [`authenticator_start`](TwoFactor::authenticator_start), [`authenticator_confirm`](TwoFactor::authenticator_confirm), [`authenticator_remove`](TwoFactor::authenticator_remove) |
+//! | sign-in second step | all | [`sign_in_begin`](TwoFactor::sign_in_begin), [`sign_in_send_code`](TwoFactor::sign_in_send_code), [`sign_in_send_link`](TwoFactor::sign_in_send_link), [`sign_in_complete`](TwoFactor::sign_in_complete) |
+//! | one-time link on the phone | au ID | [`open_link`](TwoFactor::open_link), [`approve_link`](TwoFactor::approve_link), [`deny_link`](TwoFactor::deny_link) |
+//! | contact check, grace period | Microsoft | [`contact_check`](TwoFactor::contact_check), [`contact_send_code`](TwoFactor::contact_send_code), [`contact_confirm`](TwoFactor::contact_confirm) |
+//! | step-up for sensitive actions | all | a [`StepUp`] from [`sign_in_complete`](TwoFactor::sign_in_complete), checked by [`check_step_up`](TwoFactor::check_step_up) |
+//! | "I can't sign in": find the account by a contact | OWASP | [`recover_start`](TwoFactor::recover_start), [`recover_verify`](TwoFactor::recover_verify) |
+//! | trusted devices | nizima, au ID | [`devices`](TwoFactor::devices), [`revoke_device`](TwoFactor::revoke_device) |
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use ninsho::gateway::RecordingGateway;
+//! use ninsho::service::{Proof, SignInStart, TwoFactor};
+//! use ninsho::store::{AccountId, MemoryStore};
+//! use ninsho::{HashKey, KeyId, KeyedHasher};
+//!
+//! let gateway = RecordingGateway::new();
+//! let service = TwoFactor::builder()
+//!     .service_name("nizima")
+//!     .store(Arc::new(MemoryStore::new()))
+//!     .gateway(Arc::new(gateway.clone()))
+//!     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
+//!     .build()
+//!     .unwrap();
+//! let taro = AccountId::new("taro");
+//!
+//! // Register a phone and turn two-step sign-in on in the same step.
+//! let ticket = service.phone_send_code(&taro, "090-1234-5678", None, None).await.unwrap();
+//! let code = gateway.last_secret_to("+819012345678").unwrap();
+//! let done = service
+//!     .phone_confirm(&taro, &ticket.challenge_id, code.expose_secret(), true)
+//!     .await
+//!     .unwrap();
+//! assert_eq!(done.recovery_codes.unwrap().len(), 10); // shown once
+//!
+//! // Next sign-in: the second step asks for a code.
+//! let SignInStart::Required { methods } = service.sign_in_begin(&taro, None).await.unwrap() else {
+//!     panic!("two-step sign-in is on");
+//! };
+//! let ticket = service.sign_in_send_code(&taro, &methods[0], None, None).await.unwrap();
+//! let code = gateway.last_secret_to("+819012345678").unwrap();
+//! let signed_in = service
+//!     .sign_in_complete(&taro, Proof::Code { challenge: &ticket.challenge_id, code: code.expose_secret() }, None)
+//!     .await
+//!     .unwrap();
+//! assert!(service.check_step_up(&taro, &signed_in.step_up).is_ok());
+//! # });
+//! ```
+
+mod journeys;
+mod seal;
+mod sign_in;
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+pub use journeys::{AuthenticatorSetup, ContactCheck, PhoneConfirmed, Recovered};
+pub use seal::{SealError, Sealer, UnsealedStorage};
+pub use sign_in::{Method, MethodKind, Proof, SignInStart, SignedIn, Skip};
+
+use crate::challenge::CodePolicy;
+use crate::clock::Clock;
+use crate::device::DevicePolicy;
+use crate::error::{Error, Refusal};
+use crate::events::EventSink;
+use crate::flows::{
+    Challenges, ChallengesBuilder, ContactPolicy, Contacts, Ports, RecoveryCodes, TrustedDevices,
+    Verifications,
+};
+use crate::gateway::{Channel, Gateway, Locale, Templates};
+use crate::grace::GracePolicy;
+use crate::hash::{KeyedHash, KeyedHasher};
+use crate::limits::{FailurePolicy, SendLimits};
+use crate::random::Random;
+use crate::recovery::RecoveryPolicy;
+use crate::store::{AccountId, Store};
+
+/// How long a second factor counts as fresh for sensitive actions by
+/// default: 10 minutes.
+pub const DEFAULT_STEP_UP_WINDOW: Duration = Duration::minutes(10);
+
+/// Contact verification and two-step sign-in for a service: every journey,
+/// one type.
+///
+/// Build one at start-up with [`TwoFactor::builder`] and share it: it is
+/// cheap to clone (one `Arc`), `Send` and `Sync`, and holds its ports as
+/// `Arc<dyn …>`, so its type never changes with the store or gateway.
+#[derive(Clone)]
+pub struct TwoFactor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    challenges: Challenges,
+    ports: Ports,
+    recovery: RecoveryCodes,
+    devices: TrustedDevices,
+    contacts: Contacts,
+    verifications: Verifications,
+    sealer: Arc<dyn Sealer>,
+    service: String,
+    step_up_window: Duration,
+    confirm_masked: bool,
+    email_second_factor: bool,
+    links: bool,
+    failures: FailurePolicy,
+}
+
+impl fmt::Debug for TwoFactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("TwoFactor")
+            .field("service", &i.service)
+            .field("challenges", &i.challenges)
+            .field("contacts", &i.contacts)
+            .field("sealer", &i.sealer)
+            .field("step_up_window", &i.step_up_window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`TwoFactor`]. `store`, `gateway`, `hasher` and `service_name`
+/// are required; everything else has a safe default.
+#[must_use]
+pub struct TwoFactorBuilder {
+    challenges: ChallengesBuilder,
+    store: Option<Arc<dyn Store>>,
+    hasher: Option<KeyedHasher>,
+    clock: Option<Arc<dyn Clock>>,
+    rng: Option<Arc<dyn Random>>,
+    events: Option<Arc<dyn EventSink>>,
+    service: Option<String>,
+    recovery: RecoveryPolicy,
+    devices: DevicePolicy,
+    contacts: ContactPolicy,
+    grace: GracePolicy,
+    failures: FailurePolicy,
+    verification_lifetime: Option<Duration>,
+    sealer: Option<Arc<dyn Sealer>>,
+    step_up_window: Duration,
+    confirm_masked: bool,
+    email_second_factor: bool,
+    links: bool,
+}
+
+impl fmt::Debug for TwoFactorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwoFactorBuilder")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TwoFactorBuilder {
+    fn default() -> Self {
+        Self {
+            challenges: Challenges::builder(),
+            store: None,
+            hasher: None,
+            clock: None,
+            rng: None,
+            events: None,
+            service: None,
+            recovery: RecoveryPolicy::default(),
+            devices: DevicePolicy::default(),
+            contacts: ContactPolicy::default(),
+            grace: GracePolicy::default(),
+            failures: FailurePolicy::default(),
+            verification_lifetime: None,
+            sealer: None,
+            step_up_window: DEFAULT_STEP_UP_WINDOW,
+            confirm_masked: false,
+            email_second_factor: true,
+            links: false,
+        }
+    }
+}
+
+impl TwoFactorBuilder {
+    /// Where records live (required).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.challenges = self.challenges.store(store.clone());
+        self.store = Some(store);
+        self
+    }
+
+    /// How messages leave (required).
+    pub fn gateway(mut self, gateway: Arc<dyn Gateway>) -> Self {
+        self.challenges = self.challenges.gateway(gateway);
+        self
+    }
+
+    /// The keys every secret at rest is hashed with (required).
+    pub fn hasher(mut self, hasher: KeyedHasher) -> Self {
+        self.challenges = self.challenges.hasher(hasher.clone());
+        self.hasher = Some(hasher);
+        self
+    }
+
+    /// The name users see in messages and authenticator apps (required).
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.challenges = self.challenges.service_name(name.clone());
+        self.service = Some(name);
+        self
+    }
+
+    /// The web origin's domain, for the WebOTP line in SMS
+    /// (`@example.com #123456`).
+    pub fn origin(mut self, domain: impl Into<String>) -> Self {
+        self.challenges = self.challenges.origin(domain);
+        self
+    }
+
+    /// The default language of messages (default Japanese).
+    pub fn locale(mut self, locale: Locale) -> Self {
+        self.challenges = self.challenges.locale(locale);
+        self
+    }
+
+    /// Message templates.
+    pub fn templates(mut self, templates: Templates) -> Self {
+        self.challenges = self.challenges.templates(templates);
+        self
+    }
+
+    /// Turns on one-time sign-in links (au ID), opened at `url` followed by
+    /// the token.
+    pub fn link_base(mut self, url: impl Into<String>) -> Self {
+        self.challenges = self.challenges.link_base(url);
+        self.links = true;
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.challenges = self.challenges.clock(clock.clone());
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The random source (default: the operating system's).
+    pub fn rng(mut self, rng: Arc<dyn Random>) -> Self {
+        self.challenges = self.challenges.rng(rng.clone());
+        self.rng = Some(rng);
+        self
+    }
+
+    /// Where audit events go (default: nowhere).
+    pub fn events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.challenges = self.challenges.events(sink.clone());
+        self.events = Some(sink);
+        self
+    }
+
+    /// One-time code length, lifetime, attempts, resends.
+    pub fn code_policy(mut self, policy: CodePolicy) -> Self {
+        self.challenges = self.challenges.policy(policy);
+        self
+    }
+
+    /// Send limits per destination, account, caller and country.
+    pub fn limits(mut self, limits: SendLimits) -> Self {
+        self.challenges = self.challenges.limits(limits);
+        self
+    }
+
+    /// The per-account back-off and hard stop, shared by every factor.
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.challenges = self.challenges.failure_policy(policy);
+        self.failures = policy;
+        self
+    }
+
+    /// The fallback plan for phones (default SMS, then voice).
+    pub fn phone_channels(mut self, channels: Vec<Channel>) -> Self {
+        self.challenges = self.challenges.phone_channels(channels);
+        self
+    }
+
+    /// Recovery-code count and length.
+    pub fn recovery_policy(mut self, policy: RecoveryPolicy) -> Self {
+        self.recovery = policy;
+        self
+    }
+
+    /// Trusted-device lifetime.
+    pub fn device_policy(mut self, policy: DevicePolicy) -> Self {
+        self.devices = policy;
+        self
+    }
+
+    /// Which contacts may be registered (phone policy, one owner per
+    /// number, limits).
+    pub fn contact_policy(mut self, policy: ContactPolicy) -> Self {
+        self.contacts = policy;
+        self
+    }
+
+    /// The grace period.
+    pub fn grace_policy(mut self, policy: GracePolicy) -> Self {
+        self.grace = policy;
+        self
+    }
+
+    /// How long a combined sign-up verification lives (default 30 minutes).
+    pub fn verification_lifetime(mut self, lifetime: Duration) -> Self {
+        self.verification_lifetime = Some(lifetime);
+        self
+    }
+
+    /// How authenticator seeds are sealed at rest. Without one, seeds are
+    /// stored unsealed ([`UnsealedStorage`]); use a sealer backed by your
+    /// key management in production.
+    pub fn sealer(mut self, sealer: Arc<dyn Sealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// How long a second factor counts as fresh for sensitive actions
+    /// (default 10 minutes).
+    pub fn step_up_window(mut self, window: Duration) -> Self {
+        self.step_up_window = window;
+        self
+    }
+
+    /// Whether a code is sent only after the user types the masked contact
+    /// in full (the last four digits, or the whole email address), as
+    /// Microsoft does (default off).
+    pub fn confirm_masked_contacts(mut self, on: bool) -> Self {
+        self.confirm_masked = on;
+        self
+    }
+
+    /// Whether verified email addresses count as a second factor (default
+    /// on, as Microsoft; turn off where the email address also resets the
+    /// password).
+    pub fn email_as_second_factor(mut self, on: bool) -> Self {
+        self.email_second_factor = on;
+        self
+    }
+
+    /// Builds the service.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the missing part or the bad value.
+    pub fn build(self) -> Result<TwoFactor, Error> {
+        let challenges = self.challenges.build()?;
+        let service = self
+            .service
+            .ok_or_else(|| Error::Config("a service name is required".into()))?;
+        let (Some(store), Some(hasher)) = (self.store, self.hasher) else {
+            return Err(Error::Config("a store and a hasher are required".into()));
+        };
+        if self.step_up_window <= Duration::ZERO {
+            return Err(Error::Config("the step-up window must be positive".into()));
+        }
+        let mut ports = Ports::new(store, hasher);
+        if let Some(clock) = self.clock {
+            ports = ports.with_clock(clock);
+        }
+        if let Some(rng) = self.rng {
+            ports = ports.with_rng(rng);
+        }
+        if let Some(events) = self.events {
+            ports = ports.with_events(events);
+        }
+        let mut verifications = Verifications::new(challenges.clone());
+        if let Some(lifetime) = self.verification_lifetime {
+            verifications = verifications.with_lifetime(lifetime);
+        }
+        Ok(TwoFactor {
+            inner: Arc::new(Inner {
+                recovery: RecoveryCodes::new(ports.clone())
+                    .with_policy(self.recovery)
+                    .with_failure_policy(self.failures),
+                devices: TrustedDevices::new(ports.clone()).with_policy(self.devices),
+                contacts: Contacts::new(challenges.clone())
+                    .with_policy(self.contacts)
+                    .with_grace_policy(self.grace),
+                verifications,
+                challenges,
+                ports,
+                sealer: self.sealer.unwrap_or_else(|| Arc::new(UnsealedStorage)),
+                service,
+                step_up_window: self.step_up_window,
+                confirm_masked: self.confirm_masked,
+                email_second_factor: self.email_second_factor,
+                links: self.links,
+                failures: self.failures,
+            }),
+        })
+    }
+}
+
+/// Proof that the user passed a second factor at `at`: hand it to the
+/// sensitive actions (change phone, turn two-step off, regenerate recovery
+/// codes, authenticator changes) within the step-up window.
+///
+/// Keep it in the server-side session (it is serde-serialisable). It is
+/// bound to the account and carries a keyed hash, so a forged or edited
+/// one is refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepUp {
+    account: AccountId,
+    at: OffsetDateTime,
+    method: MethodKind,
+    tag: KeyedHash,
+}
+
+impl StepUp {
+    /// When the second factor was passed.
+    #[must_use]
+    pub fn at(&self) -> OffsetDateTime {
+        self.at
+    }
+
+    /// With which method.
+    #[must_use]
+    pub fn method(&self) -> MethodKind {
+        self.method
+    }
+
+    /// The account.
+    #[must_use]
+    pub fn account(&self) -> &AccountId {
+        &self.account
+    }
+}
+
+/// What a [`StepUp`]'s tag covers: account, instant, method.
+fn step_up_context(account: &AccountId, at: OffsetDateTime, method: MethodKind) -> Vec<u8> {
+    let mut message = Vec::with_capacity(account.0.len() + 32);
+    message.extend_from_slice(&at.unix_timestamp_nanos().to_be_bytes());
+    message.push(method as u8);
+    message.extend_from_slice(account.0.as_bytes());
+    message
+}
+
+const STEP_UP: &[u8] = b"ninsho/step-up/v1";
+
+impl TwoFactor {
+    /// Starts a builder.
+    pub fn builder() -> TwoFactorBuilder {
+        TwoFactorBuilder::default()
+    }
+
+    /// The one-time-code flow underneath, for anything the journeys don't
+    /// cover.
+    #[must_use]
+    pub fn challenges(&self) -> &Challenges {
+        &self.inner.challenges
+    }
+
+    /// The contact registry underneath.
+    #[must_use]
+    pub fn contacts(&self) -> &Contacts {
+        &self.inner.contacts
+    }
+
+    /// The recovery codes underneath.
+    #[must_use]
+    pub fn recovery_codes(&self) -> &RecoveryCodes {
+        &self.inner.recovery
+    }
+
+    /// The trusted devices underneath.
+    #[must_use]
+    pub fn trusted_devices(&self) -> &TrustedDevices {
+        &self.inner.devices
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.inner.ports.clock.now()
+    }
+
+    fn store(&self) -> &dyn Store {
+        &*self.inner.ports.store
+    }
+
+    pub(crate) fn step_up(&self, account: &AccountId, method: MethodKind) -> StepUp {
+        let at = self.now();
+        let tag = self
+            .inner
+            .ports
+            .hasher
+            .hash(STEP_UP, &step_up_context(account, at, method));
+        StepUp {
+            account: account.clone(),
+            at,
+            method,
+            tag,
+        }
+    }
+
+    /// Checks that `proof` is this account's, genuine, and fresh (within
+    /// the step-up window).
+    ///
+    /// # Errors
+    /// [`Refusal::StepUpRequired`] otherwise: ask for a second factor again
+    /// ([`sign_in_begin`](Self::sign_in_begin) without a device token, then
+    /// [`sign_in_complete`](Self::sign_in_complete)).
+    pub fn check_step_up(&self, account: &AccountId, proof: &StepUp) -> Result<(), Error> {
+        let genuine = self
+            .inner
+            .ports
+            .hasher
+            .verify(
+                STEP_UP,
+                &step_up_context(&proof.account, proof.at, proof.method),
+                &proof.tag,
+            )
+            .unwrap_or(false);
+        let now = self.now();
+        let fresh = proof.at <= now && now - proof.at <= self.inner.step_up_window;
+        if genuine && &proof.account == account && fresh {
+            Ok(())
+        } else {
+            Err(Refusal::StepUpRequired.into())
+        }
+    }
+
+    /// Requires a fresh step-up when two-step sign-in is on.
+    async fn step_up_if_enabled(
+        &self,
+        account: &AccountId,
+        proof: Option<&StepUp>,
+    ) -> Result<(), Error> {
+        if self.two_factor_enabled(account).await? {
+            let proof = proof.ok_or(Error::Refused(Refusal::StepUpRequired))?;
+            self.check_step_up(account, proof)?;
+        }
+        Ok(())
+    }
+
+    /// Whether two-step sign-in is on for the account.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn two_factor_enabled(&self, account: &AccountId) -> Result<bool, Error> {
+        Ok(self
+            .store()
+            .contact_book(account)
+            .await?
+            .is_some_and(|b| b.factors.two_factor_since.is_some()))
+    }
+}

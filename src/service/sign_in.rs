@@ -1,0 +1,561 @@
+//! The second step of signing in, and the trusted devices it can skip.
+
+use serde::{Deserialize, Serialize};
+
+use super::{StepUp, TwoFactor};
+use crate::contact::{Destination, DestinationKind};
+use crate::device::{DeviceCheck, DeviceId, DeviceToken};
+use crate::error::{Error, Refusal};
+use crate::flows::{
+    DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket, begin_guess,
+};
+use crate::gateway::Channel;
+use crate::otp::{Rejection, Totp};
+use crate::store::{AccountId, ChallengeId, ContactBook, Purpose, StoreError};
+
+/// Most compare-and-set rounds for an authenticator's replay marker.
+const MAX_ROUNDS: usize = 64;
+
+/// A way to pass the second step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MethodKind {
+    /// A code by SMS.
+    Sms,
+    /// A code read out by a voice call.
+    Voice,
+    /// A code by email.
+    Email,
+    /// A one-time link by SMS or email, approved on the phone (au ID).
+    Link,
+    /// A code from the authenticator app.
+    Authenticator,
+    /// One of the account's recovery codes.
+    RecoveryCode,
+}
+
+/// One method the account can use now, to show as a choice ("Text
+/// ***-****-5678", "Use your authenticator app", …).
+///
+/// It serialises (for the browser) to its kind, masked destination and
+/// whether confirmation is required — never the full contact. It can't be
+/// deserialised: when the user picks one, call
+/// [`methods`](TwoFactor::methods) again and take the same index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Method {
+    /// What kind.
+    pub kind: MethodKind,
+    /// Where the code or link goes, masked (none for the app and recovery
+    /// codes).
+    pub masked_destination: Option<String>,
+    /// Whether the user must first type the masked contact in full (the
+    /// last four digits, or the whole email address).
+    pub confirmation_required: bool,
+    #[serde(skip)]
+    destination: Option<Destination>,
+}
+
+impl Method {
+    fn contact(kind: MethodKind, destination: &Destination, confirm: bool) -> Self {
+        Self {
+            kind,
+            masked_destination: Some(destination.masked()),
+            confirmation_required: confirm,
+            destination: Some(destination.clone()),
+        }
+    }
+
+    fn local(kind: MethodKind) -> Self {
+        Self {
+            kind,
+            masked_destination: None,
+            confirmation_required: false,
+            destination: None,
+        }
+    }
+}
+
+/// Why the second step is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Skip {
+    /// Two-step sign-in is off for the account (also the answer for an
+    /// account ninsho has never seen, so the two can't be told apart).
+    TwoFactorOff,
+    /// "Don't ask again on this device": the device token is valid.
+    TrustedDevice,
+}
+
+/// The start of the second step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignInStart {
+    /// No second step needed.
+    NotNeeded(Skip),
+    /// Ask for one of `methods` (in order of preference; never empty).
+    Required {
+        /// The choices.
+        methods: Vec<Method>,
+    },
+}
+
+/// What the user proves the second step with.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Proof<'a> {
+    /// The code sent by [`TwoFactor::sign_in_send_code`].
+    Code {
+        /// The ticket's challenge.
+        challenge: &'a ChallengeId,
+        /// What the user typed.
+        code: &'a str,
+    },
+    /// A code from the authenticator app.
+    Authenticator {
+        /// What the user typed.
+        code: &'a str,
+    },
+    /// A recovery code.
+    RecoveryCode {
+        /// What the user typed.
+        code: &'a str,
+    },
+}
+
+/// The second step passed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SignedIn {
+    /// How.
+    pub method: MethodKind,
+    /// The new trusted-device token and its entry, when asked to trust the
+    /// device: put the token in an `HttpOnly`, `Secure` cookie.
+    pub device: Option<(DeviceToken, DeviceInfo)>,
+    /// After a recovery code: how many are left (prompt for new ones when
+    /// few are). Every trusted device was revoked.
+    pub recovery_codes_left: Option<usize>,
+    /// Proof of a fresh second factor, for sensitive actions.
+    pub step_up: StepUp,
+}
+
+impl TwoFactor {
+    /// Starts the second step after the password: either no second step is
+    /// needed (two-step sign-in is off, or `device_token` is a valid
+    /// trusted-device token), or the methods the account can use.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn sign_in_begin(
+        &self,
+        account: &AccountId,
+        device_token: Option<&str>,
+    ) -> Result<SignInStart, Error> {
+        let book = self.store().contact_book(account).await?;
+        let Some(book) = book.filter(|b| b.factors.two_factor_since.is_some()) else {
+            return Ok(SignInStart::NotNeeded(Skip::TwoFactorOff));
+        };
+        if let Some(token) = device_token
+            && let DeviceCheck::Valid { .. } = self.inner.devices.check(account, token).await?
+        {
+            return Ok(SignInStart::NotNeeded(Skip::TrustedDevice));
+        }
+        let methods = self.methods_of(account, &book).await?;
+        Ok(SignInStart::Required { methods })
+    }
+
+    /// Every method the account can pass a second step with now, whether
+    /// or not two-step sign-in is on (for a step-up, say).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn methods(&self, account: &AccountId) -> Result<Vec<Method>, Error> {
+        match self.store().contact_book(account).await? {
+            Some(book) => self.methods_of(account, &book).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn methods_of(
+        &self,
+        account: &AccountId,
+        book: &ContactBook,
+    ) -> Result<Vec<Method>, Error> {
+        let i = &self.inner;
+        let confirm = i.confirm_masked;
+        let mut methods = Vec::new();
+        if book.factors.authenticator.is_some() {
+            methods.push(Method::local(MethodKind::Authenticator));
+        }
+        // Phones first (SMS, voice, link), then email: the order users
+        // expect to be offered them.
+        let verified = || book.contacts.iter().filter(|c| c.is_verified());
+        for to in verified()
+            .map(|c| &c.destination)
+            .filter(|d| d.kind() == DestinationKind::Phone)
+        {
+            methods.push(Method::contact(MethodKind::Sms, to, confirm));
+            let phone = &i.contacts.policy().phone;
+            if phone.check_destination(to, Channel::Voice).is_ok() {
+                methods.push(Method::contact(MethodKind::Voice, to, confirm));
+            }
+            if i.links {
+                methods.push(Method::contact(MethodKind::Link, to, confirm));
+            }
+        }
+        if i.email_second_factor {
+            for to in verified()
+                .map(|c| &c.destination)
+                .filter(|d| d.kind() == DestinationKind::Email)
+            {
+                methods.push(Method::contact(MethodKind::Email, to, confirm));
+                if i.links {
+                    methods.push(Method::contact(MethodKind::Link, to, confirm));
+                }
+            }
+        }
+        if i.recovery.remaining(account).await?.is_some_and(|n| n > 0) {
+            methods.push(Method::local(MethodKind::RecoveryCode));
+        }
+        Ok(methods)
+    }
+
+    /// The method's contact, if it is still a verified contact of the
+    /// account.
+    async fn contact_of(&self, account: &AccountId, method: &Method) -> Result<Destination, Error> {
+        let Some(to) = &method.destination else {
+            return Err(Error::Config(
+                "this method sends nothing: pass its code to sign_in_complete".into(),
+            ));
+        };
+        if to.kind() == DestinationKind::Email && !self.inner.email_second_factor {
+            return Err(Refusal::NotAContact.into());
+        }
+        let book = self.store().contact_book(account).await?;
+        let current = book.is_some_and(|b| {
+            b.contacts
+                .iter()
+                .any(|c| c.is_verified() && c.destination.limit_key() == to.limit_key())
+        });
+        if current {
+            Ok(to.clone())
+        } else {
+            Err(Refusal::NotAContact.into())
+        }
+    }
+
+    /// Sends a sign-in code by the method's channel (SMS, voice or email).
+    /// When the method requires it, `confirmation` is what the user typed
+    /// for the masked contact; nothing is sent unless it matches.
+    ///
+    /// # Errors
+    /// [`Refusal::NotAContact`] when the contact is no longer the
+    /// account's; [`Refusal::ContactNotConfirmed`]; otherwise as for
+    /// [`Challenges::issue`](crate::flows::Challenges::issue).
+    pub async fn sign_in_send_code(
+        &self,
+        account: &AccountId,
+        method: &Method,
+        confirmation: Option<&str>,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        let channel = match method.kind {
+            MethodKind::Sms => Channel::Sms,
+            MethodKind::Voice => Channel::Voice,
+            MethodKind::Email => Channel::Email,
+            _ => {
+                return Err(Error::Config(
+                    "sign_in_send_code takes an SMS, voice or email method".into(),
+                ));
+            }
+        };
+        let to = self.contact_of(account, method).await?;
+        let mut request = IssueRequest::new(to, Purpose::SignIn)
+            .account(account.clone())
+            .channel(channel);
+        if method.confirmation_required || confirmation.is_some() {
+            request = request.confirmation(confirmation.unwrap_or_default());
+        }
+        if let Some(caller) = caller {
+            request = request.caller(caller);
+        }
+        self.inner.challenges.issue(request).await
+    }
+
+    /// Sends a one-time sign-in link (au ID): the user opens it on the
+    /// phone, sees `device` (the device asking to sign in) and approves or
+    /// denies; the waiting sign-in polls with
+    /// [`sign_in_poll_link`](Self::sign_in_poll_link).
+    ///
+    /// # Errors
+    /// As for [`sign_in_send_code`](Self::sign_in_send_code), and
+    /// [`Error::Config`] when links are not configured.
+    pub async fn sign_in_send_link(
+        &self,
+        account: &AccountId,
+        method: &Method,
+        device: &str,
+        caller: Option<&str>,
+    ) -> Result<LinkTicket, Error> {
+        if method.kind != MethodKind::Link {
+            return Err(Error::Config(
+                "sign_in_send_link takes a link method".into(),
+            ));
+        }
+        let to = self.contact_of(account, method).await?;
+        let mut request = LinkRequest::new(to, Purpose::SignIn, device).account(account.clone());
+        if let Some(caller) = caller {
+            request = request.caller(caller);
+        }
+        self.inner.challenges.issue_link(request).await
+    }
+
+    /// What the phone shows when the link is opened (does not consume it).
+    ///
+    /// # Errors
+    /// As for [`Challenges::open_link`](crate::flows::Challenges::open_link).
+    pub async fn open_link(&self, token: &str) -> Result<LinkView, Error> {
+        self.inner.challenges.open_link(token).await
+    }
+
+    /// The user approves the sign-in on the phone.
+    ///
+    /// # Errors
+    /// As for [`Challenges::approve_link`](crate::flows::Challenges::approve_link).
+    pub async fn approve_link(&self, token: &str) -> Result<(), Error> {
+        self.inner.challenges.approve_link(token).await
+    }
+
+    /// The user did not try to sign in: deny.
+    ///
+    /// # Errors
+    /// As for [`Challenges::deny_link`](crate::flows::Challenges::deny_link).
+    pub async fn deny_link(&self, token: &str) -> Result<(), Error> {
+        self.inner.challenges.deny_link(token).await
+    }
+
+    /// The waiting sign-in polls: `None` while the user has not decided;
+    /// the sign-in once approved (collected by exactly one poll).
+    ///
+    /// # Errors
+    /// [`Refusal::Denied`], [`Refusal::Expired`], [`Refusal::AlreadyUsed`],
+    /// [`Refusal::Unknown`] (also for another account's link).
+    pub async fn sign_in_poll_link(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+        trust_device: Option<&str>,
+    ) -> Result<Option<SignedIn>, Error> {
+        let record = self.inner.challenges.load(challenge).await?;
+        if record.account.as_ref() != Some(account) {
+            return Err(Refusal::Unknown.into());
+        }
+        match self
+            .inner
+            .challenges
+            .poll_link(challenge, &Purpose::SignIn)
+            .await?
+        {
+            LinkStatus::Pending { .. } => Ok(None),
+            LinkStatus::Approved(_) => self
+                .signed_in(account, MethodKind::Link, None, trust_device)
+                .await
+                .map(Some),
+        }
+    }
+
+    /// Completes the second step with any method, optionally trusting the
+    /// device ("don't ask again on this device", with its label).
+    ///
+    /// A recovery code is a security event: every trusted device of the
+    /// account is revoked (the security epoch moves on) before this
+    /// device is trusted, and the answer says how many codes are left.
+    ///
+    /// # Errors
+    /// The refusal of the method ([`Refusal::WrongCode`],
+    /// [`Refusal::WrongRecoveryCode`], [`Refusal::AlreadyUsed`] for a
+    /// replayed authenticator code, [`Refusal::Locked`], …);
+    /// [`Refusal::Unknown`] for another account's challenge;
+    /// [`Error::Store`].
+    pub async fn sign_in_complete(
+        &self,
+        account: &AccountId,
+        proof: Proof<'_>,
+        trust_device: Option<&str>,
+    ) -> Result<SignedIn, Error> {
+        match proof {
+            Proof::Code { challenge, code } => {
+                let record = self.inner.challenges.load(challenge).await?;
+                if record.account.as_ref() != Some(account) {
+                    return Err(Refusal::Unknown.into());
+                }
+                let method = Method::contact(MethodKind::Sms, &record.destination, false);
+                // The contact must still be the account's: a code in flight
+                // to a number changed since is dead.
+                let to = self
+                    .contact_of(account, &method)
+                    .await
+                    .map_err(|e| match e {
+                        Error::Refused(Refusal::NotAContact) => Refusal::DestinationMismatch.into(),
+                        e => e,
+                    })?;
+                let verified = self
+                    .inner
+                    .challenges
+                    .verify_loaded(record, code, &Purpose::SignIn, &to)
+                    .await?;
+                let kind = match verified.channel {
+                    Channel::Voice => MethodKind::Voice,
+                    Channel::Email => MethodKind::Email,
+                    _ => MethodKind::Sms,
+                };
+                self.signed_in(account, kind, None, trust_device).await
+            }
+            Proof::Authenticator { code } => {
+                self.check_authenticator(account, code).await?;
+                self.signed_in(account, MethodKind::Authenticator, None, trust_device)
+                    .await
+            }
+            Proof::RecoveryCode { code } => {
+                let redeemed = self.inner.recovery.redeem(account, code).await?;
+                self.inner.devices.bump_epoch(account).await?;
+                self.signed_in(
+                    account,
+                    MethodKind::RecoveryCode,
+                    Some(redeemed.remaining),
+                    trust_device,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn signed_in(
+        &self,
+        account: &AccountId,
+        method: MethodKind,
+        recovery_codes_left: Option<usize>,
+        trust_device: Option<&str>,
+    ) -> Result<SignedIn, Error> {
+        let device = match trust_device {
+            Some(label) => Some(self.inner.devices.trust(account, label).await?),
+            None => None,
+        };
+        Ok(SignedIn {
+            method,
+            device,
+            recovery_codes_left,
+            step_up: self.step_up(account, method),
+        })
+    }
+
+    /// Checks an authenticator code: counted against the account's failure
+    /// run before it is checked (so racing guesses can't slip past the
+    /// limits), replay refused, the accepted step written with
+    /// compare-and-set so one code signs in once.
+    pub(super) async fn check_authenticator(
+        &self,
+        account: &AccountId,
+        code: &str,
+    ) -> Result<(), Error> {
+        let i = &self.inner;
+        let store = self.store();
+        let now = self.now();
+        let run = store.failures(account).await?;
+        if let Some(reason) = i.failures.lockout(run.as_ref(), now).refusal() {
+            return Err(reason.into());
+        }
+        let seen = run.map_or(0, |r| r.consecutive);
+        if let Err(reason) =
+            begin_guess(store, &i.failures, &*i.ports.events, account, seen, now).await?
+        {
+            return Err(reason.into());
+        }
+        let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        for _ in 0..MAX_ROUNDS {
+            let Some(book) = store.contact_book(account).await? else {
+                return Err(Refusal::Unknown.into());
+            };
+            let Some(app) = &book.factors.authenticator else {
+                return Err(Refusal::Unknown.into());
+            };
+            let totp = self.open_totp(account, &app.sealed_uri)?;
+            let step = match totp.verify(code, unix, app.last_step) {
+                Ok(accepted) => accepted.step,
+                Err(Rejection::Replayed) => return Err(Refusal::AlreadyUsed.into()),
+                Err(_) => {
+                    let run = store.failures(account).await?;
+                    let left = i
+                        .failures
+                        .hard_stop
+                        .saturating_sub(run.map_or(0, |r| r.consecutive));
+                    return Err(Refusal::WrongCode {
+                        attempts_left: left,
+                    }
+                    .into());
+                }
+            };
+            let mut next = book.clone();
+            next.version = book.version.wrapping_add(1);
+            if let Some(app) = &mut next.factors.authenticator {
+                app.last_step = Some(step);
+            }
+            match store
+                .commit_contacts(&next, Some(book.version), &Default::default())
+                .await
+            {
+                Ok(_) => {
+                    // Right: the guess counted above is cleared with the run.
+                    let _ = store.clear_failures(account).await;
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::conflict().into())
+    }
+
+    pub(super) fn open_totp(&self, account: &AccountId, sealed: &str) -> Result<Totp, Error> {
+        let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, sealed)
+            .ok_or_else(|| StoreError::other("an authenticator record is not base32"))?;
+        let plain = self
+            .inner
+            .sealer
+            .open(&account.0, &bytes)
+            .map_err(StoreError::other)?;
+        let uri = std::str::from_utf8(plain.expose_secret())
+            .map_err(|_| StoreError::other("an opened authenticator seed is not a key URI"))?;
+        Ok(Totp::from_uri(uri)?)
+    }
+
+    /// The account's trusted devices.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, Error> {
+        self.inner.devices.list(account).await
+    }
+
+    /// Revokes one trusted device (au ID's device list).
+    ///
+    /// # Errors
+    /// As for [`TrustedDevices::revoke`](crate::flows::TrustedDevices::revoke).
+    pub async fn revoke_device(&self, account: &AccountId, id: &DeviceId) -> Result<(), Error> {
+        self.inner.devices.revoke(account, id).await
+    }
+
+    /// Whether a device token is valid for the account (without starting a
+    /// sign-in).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn check_device(
+        &self,
+        account: &AccountId,
+        token: &str,
+    ) -> Result<DeviceCheck, Error> {
+        self.inner.devices.check(account, token).await
+    }
+}

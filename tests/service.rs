@@ -1,0 +1,432 @@
+//! `TwoFactor` itself: what `build()` refuses, step-up proofs that can't be
+//! forged, moved to another account or kept past their window, and the
+//! second step under a race (one authenticator code, one SMS code, one
+//! recovery code: each signs in exactly once among 64 tasks).
+
+mod support;
+
+use std::sync::Arc;
+
+use ninsho::gateway::RecordingGateway;
+use ninsho::limits::{FailurePolicy, RateLimit, SendLimits};
+use ninsho::otp::Totp;
+use ninsho::service::{MethodKind, Proof, SignInStart, StepUp, TwoFactor, TwoFactorBuilder};
+use ninsho::store::{AccountId, MemoryStore, Store};
+use ninsho::{Clock, Error, LockedRng, ManualClock, Refusal};
+use support::{T0, TASKS, Yielding, hasher, race, refusal};
+use time::Duration;
+
+const PHONE: &str = "+819012345678";
+
+fn builder(
+    store: Arc<dyn Store>,
+    gateway: &RecordingGateway,
+    clock: &ManualClock,
+) -> TwoFactorBuilder {
+    let lots = RateLimit::new(1_000_000, Duration::minutes(10));
+    TwoFactor::builder()
+        .service_name("Example")
+        .store(store)
+        .gateway(Arc::new(gateway.clone()))
+        .hasher(hasher())
+        .clock(Arc::new(clock.clone()))
+        .rng(Arc::new(LockedRng::seeded(3)))
+        .limits(SendLimits {
+            per_destination: lots,
+            per_account: lots,
+            per_caller: lots,
+            countries: Vec::new(),
+            other_countries: None,
+        })
+}
+
+struct Env {
+    service: TwoFactor,
+    gateway: RecordingGateway,
+    clock: ManualClock,
+}
+
+fn env_on(store: Arc<dyn Store>) -> Env {
+    let gateway = RecordingGateway::new();
+    let clock = ManualClock::at_unix(T0).unwrap();
+    Env {
+        service: builder(store, &gateway, &clock).build().unwrap(),
+        gateway,
+        clock,
+    }
+}
+
+fn env() -> Env {
+    env_on(Arc::new(MemoryStore::new()))
+}
+
+fn taro() -> AccountId {
+    AccountId::new("taro")
+}
+
+impl Env {
+    fn sms(&self) -> String {
+        self.gateway
+            .last_secret_to(PHONE)
+            .unwrap()
+            .expose_secret()
+            .to_owned()
+    }
+
+    /// A phone registered and two-step sign-in on; returns the recovery codes.
+    async fn enrol(&self) -> Vec<String> {
+        let ticket = self
+            .service
+            .phone_send_code(&taro(), "090-1234-5678", None, None)
+            .await
+            .unwrap();
+        let done = self
+            .service
+            .phone_confirm(&taro(), &ticket.challenge_id, &self.sms(), true)
+            .await
+            .unwrap();
+        done.recovery_codes
+            .unwrap()
+            .expose_secret()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    async fn step_up(&self) -> StepUp {
+        let methods = self.service.methods(&taro()).await.unwrap();
+        let sms = methods.iter().find(|m| m.kind == MethodKind::Sms).unwrap();
+        let ticket = self
+            .service
+            .sign_in_send_code(&taro(), sms, None, None)
+            .await
+            .unwrap();
+        let code = self.sms();
+        self.service
+            .sign_in_complete(
+                &taro(),
+                Proof::Code {
+                    challenge: &ticket.challenge_id,
+                    code: &code,
+                },
+                None,
+            )
+            .await
+            .unwrap()
+            .step_up
+    }
+}
+
+#[test]
+fn the_service_is_clone_send_sync() {
+    fn assert<T: Clone + Send + Sync + 'static>() {}
+    assert::<TwoFactor>();
+}
+
+#[test]
+fn build_names_what_is_missing() {
+    let gateway = RecordingGateway::new();
+    let clock = ManualClock::at_unix(T0).unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let cases: Vec<(&str, TwoFactorBuilder)> = vec![
+        (
+            "service",
+            TwoFactor::builder()
+                .store(store.clone())
+                .gateway(Arc::new(gateway.clone()))
+                .hasher(hasher()),
+        ),
+        (
+            "store",
+            TwoFactor::builder()
+                .service_name("x")
+                .gateway(Arc::new(gateway.clone()))
+                .hasher(hasher()),
+        ),
+        (
+            "gateway",
+            TwoFactor::builder()
+                .service_name("x")
+                .store(store.clone())
+                .hasher(hasher()),
+        ),
+        (
+            "hasher",
+            TwoFactor::builder()
+                .service_name("x")
+                .store(store.clone())
+                .gateway(Arc::new(gateway.clone())),
+        ),
+        (
+            "step-up",
+            builder(store.clone(), &gateway, &clock).step_up_window(Duration::ZERO),
+        ),
+    ];
+    for (what, b) in cases {
+        match b.build() {
+            Err(Error::Config(message)) => assert!(
+                message.contains(what) || what == "service" && message.contains("name"),
+                "{what}: {message}"
+            ),
+            other => panic!("{what}: expected a configuration error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn step_up_proofs_are_bound_fresh_and_unforgeable() {
+    let env = env();
+    env.enrol().await;
+    let proof = env.step_up().await;
+    assert!(env.service.check_step_up(&taro(), &proof).is_ok());
+    assert_eq!(proof.method(), MethodKind::Sms);
+    assert_eq!(proof.at(), env.clock.now());
+
+    // Another account can't use it.
+    assert_eq!(
+        refusal(env.service.check_step_up(&AccountId::new("jiro"), &proof)),
+        Refusal::StepUpRequired
+    );
+    // Edited in the session store: moved to another account, or made newer.
+    let mut json: serde_json::Value = serde_json::to_value(&proof).unwrap();
+    json["account"] = serde_json::json!("jiro");
+    let moved: StepUp = serde_json::from_value(json).unwrap();
+    assert_eq!(
+        refusal(env.service.check_step_up(&AccountId::new("jiro"), &moved)),
+        Refusal::StepUpRequired
+    );
+    let mut json: serde_json::Value = serde_json::to_value(&proof).unwrap();
+    let later = env.clock.now() + Duration::minutes(9);
+    json["at"] = serde_json::to_value(later).unwrap();
+    let newer: StepUp = serde_json::from_value(json).unwrap();
+    env.clock
+        .advance(Duration::minutes(10) + Duration::seconds(1));
+    assert_eq!(
+        refusal(env.service.check_step_up(&taro(), &newer)),
+        Refusal::StepUpRequired
+    );
+    // The genuine one: fresh for exactly 10 minutes.
+    assert_eq!(
+        refusal(env.service.check_step_up(&taro(), &proof)),
+        Refusal::StepUpRequired
+    );
+    env.clock.rewind(Duration::seconds(1));
+    assert!(env.service.check_step_up(&taro(), &proof).is_ok());
+    // Sensitive actions ask for it.
+    env.clock.advance(Duration::seconds(1));
+    assert_eq!(
+        refusal(env.service.disable_two_factor(&taro(), &proof).await),
+        Refusal::StepUpRequired
+    );
+    assert_eq!(
+        refusal(env.service.regenerate_recovery_codes(&taro(), &proof).await),
+        Refusal::StepUpRequired
+    );
+    assert_eq!(
+        refusal(env.service.authenticator_start(&taro(), None).await),
+        Refusal::StepUpRequired
+    );
+}
+
+/// 64 tasks hold the same authenticator code: one signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_authenticator_code_signs_in_once() {
+    // No back-off in the way: every racing guess reaches the check, so only
+    // the compare-and-set on the replay marker keeps the code single-use.
+    let memory = Arc::new(MemoryStore::new());
+    let gateway = RecordingGateway::new();
+    let clock = ManualClock::at_unix(T0).unwrap();
+    let env = Arc::new(Env {
+        service: builder(Arc::new(Yielding(memory)), &gateway, &clock)
+            .failure_policy(FailurePolicy {
+                free_failures: 10_000,
+                hard_stop: 10_000,
+                ..FailurePolicy::default()
+            })
+            .build()
+            .unwrap(),
+        gateway,
+        clock,
+    });
+    env.enrol().await;
+    let step_up = env.step_up().await;
+    let setup = env
+        .service
+        .authenticator_start(&taro(), Some(&step_up))
+        .await
+        .unwrap();
+    let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();
+    let unix = env.clock.unix_seconds();
+    env.service
+        .authenticator_confirm(&taro(), &app.code_at(unix).to_string())
+        .await
+        .unwrap();
+    env.clock.advance(Duration::seconds(30));
+    let code = Arc::new(app.code_at(env.clock.unix_seconds()).to_string());
+    let outcomes = race(|_| {
+        let env = env.clone();
+        let code = code.clone();
+        async move {
+            env.service
+                .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None)
+                .await
+        }
+    })
+    .await;
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    for o in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert_eq!(o.refusal(), Some(Refusal::AlreadyUsed), "{o:?}");
+    }
+}
+
+/// 64 tasks hold the same SMS code, or the same recovery code: each signs
+/// in once, and the recovery code revokes the devices once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_sms_code_and_one_recovery_code_sign_in_once() {
+    let memory = Arc::new(MemoryStore::new());
+    let env = Arc::new(env_on(Arc::new(Yielding(memory))));
+    let codes = env.enrol().await;
+    let SignInStart::Required { methods } = env.service.sign_in_begin(&taro(), None).await.unwrap()
+    else {
+        panic!("two-step sign-in is on");
+    };
+    let ticket = env
+        .service
+        .sign_in_send_code(&taro(), &methods[0], None, None)
+        .await
+        .unwrap();
+    let sms = Arc::new((ticket.challenge_id, env.sms()));
+    let outcomes = race(|_| {
+        let env = env.clone();
+        let sms = sms.clone();
+        async move {
+            env.service
+                .sign_in_complete(
+                    &taro(),
+                    Proof::Code {
+                        challenge: &sms.0,
+                        code: &sms.1,
+                    },
+                    None,
+                )
+                .await
+        }
+    })
+    .await;
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+
+    let code = Arc::new(codes[0].clone());
+    let outcomes = race(|_| {
+        let env = env.clone();
+        let code = code.clone();
+        async move {
+            env.service
+                .sign_in_complete(&taro(), Proof::RecoveryCode { code: &code }, None)
+                .await
+        }
+    })
+    .await;
+    let wins: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(wins.len(), 1);
+    assert_eq!(wins[0].recovery_codes_left, Some(9));
+    assert_eq!(
+        env.service
+            .recovery_codes()
+            .remaining(&taro())
+            .await
+            .unwrap(),
+        Some(9)
+    );
+    assert_eq!(outcomes.len(), TASKS);
+}
+
+#[tokio::test]
+async fn methods_follow_the_policy() {
+    let env = env();
+    env.enrol().await;
+    let email = ninsho::contact::Destination::email("taro@example.com").unwrap();
+    // A new contact is a new second factor: it needs a fresh step-up.
+    assert_eq!(
+        refusal(
+            env.service
+                .contact_send_code(&taro(), &email, None, None)
+                .await
+        ),
+        Refusal::StepUpRequired
+    );
+    let step_up = env.step_up().await;
+    let ticket = env
+        .service
+        .contact_send_code(&taro(), &email, Some(&step_up), None)
+        .await
+        .unwrap();
+    let code = env
+        .gateway
+        .last_secret_to("taro@example.com")
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    env.service
+        .contact_confirm(&taro(), &ticket.challenge_id, &code)
+        .await
+        .unwrap();
+    let kinds = |methods: Vec<ninsho::service::Method>| -> Vec<MethodKind> {
+        methods.into_iter().map(|m| m.kind).collect()
+    };
+    assert_eq!(
+        kinds(env.service.methods(&taro()).await.unwrap()),
+        vec![
+            MethodKind::Sms,
+            MethodKind::Voice,
+            MethodKind::Email,
+            MethodKind::RecoveryCode
+        ]
+    );
+
+    // Without email as a second factor, email is neither offered nor sent to.
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let strict = Env {
+        service: builder(store, &env.gateway, &env.clock)
+            .email_as_second_factor(false)
+            .build()
+            .unwrap(),
+        gateway: env.gateway.clone(),
+        clock: env.clock.clone(),
+    };
+    strict.enrol().await;
+    let strict_step_up = strict.step_up().await;
+    let email_method = env
+        .service
+        .methods(&taro())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.kind == MethodKind::Email)
+        .unwrap();
+    let ticket = strict
+        .service
+        .contact_send_code(&taro(), &email, Some(&strict_step_up), None)
+        .await
+        .unwrap();
+    let code = strict
+        .gateway
+        .last_secret_to("taro@example.com")
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    strict
+        .service
+        .contact_confirm(&taro(), &ticket.challenge_id, &code)
+        .await
+        .unwrap();
+    assert!(!kinds(strict.service.methods(&taro()).await.unwrap()).contains(&MethodKind::Email));
+    assert_eq!(
+        refusal(
+            strict
+                .service
+                .sign_in_send_code(&taro(), &email_method, None, None)
+                .await
+        ),
+        Refusal::NotAContact
+    );
+}
