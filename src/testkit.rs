@@ -156,7 +156,7 @@ use tokio::task::JoinHandle;
 
 use crate::ManualClock;
 use crate::challenge::CodePolicy;
-use crate::contact::Destination;
+use crate::contact::{Destination, PhoneType};
 use crate::device::{DeviceCheck, DeviceId, DeviceRecord};
 use crate::error::{Error, Refusal};
 use crate::flows::{Challenges, IssueRequest, Ports, RecoveryCodes, TrustedDevices};
@@ -417,12 +417,14 @@ pub fn sample_contact_book(account: &AccountId, now: OffsetDateTime) -> ContactB
                 added_at: now,
                 verified_at: Some(now + Duration::seconds(30)),
                 two_factor: true,
+                phone_type: Some(PhoneType::Mobile),
             },
             ContactEntry {
                 destination: email,
                 added_at: now + Duration::minutes(1),
                 verified_at: None,
                 two_factor: false,
+                phone_type: None,
             },
         ],
         grace,
@@ -4494,6 +4496,7 @@ fn next_book(book: &ContactBook, address: &str, now: OffsetDateTime) -> ContactB
         added_at: whole_seconds(now),
         verified_at: None,
         two_factor: false,
+        phone_type: None,
     });
     next
 }

@@ -430,3 +430,52 @@ async fn methods_follow_the_policy() {
         Refusal::NotAContact
     );
 }
+
+#[tokio::test]
+async fn resend_and_another_option_stay_with_the_account() {
+    let env = env();
+    env.enrol().await;
+    let methods = env.service.methods(&taro()).await.unwrap();
+    let ticket = env
+        .service
+        .sign_in_send_code(&taro(), &methods[0], None, None)
+        .await
+        .unwrap();
+    let jiro = AccountId::new("jiro");
+    let id = &ticket.challenge_id;
+    assert_eq!(
+        refusal(env.service.sign_in_resend(&jiro, id, None).await),
+        Refusal::Unknown
+    );
+    assert_eq!(
+        refusal(env.service.sign_in_another_option(&jiro, id, None).await),
+        Refusal::Unknown
+    );
+    assert!(matches!(
+        refusal(env.service.sign_in_resend(&taro(), id, None).await),
+        Refusal::RateLimited { .. }
+    ));
+    let call = env
+        .service
+        .sign_in_another_option(&taro(), id, None)
+        .await
+        .unwrap();
+    assert_eq!(call.channel, ninsho::gateway::Channel::Voice);
+    env.clock.advance(Duration::minutes(1));
+    let again = env.service.sign_in_resend(&taro(), id, None).await.unwrap();
+    assert_eq!(again.channel, ninsho::gateway::Channel::Voice);
+    let code = env.sms();
+    let done = env
+        .service
+        .sign_in_complete(
+            &taro(),
+            Proof::Code {
+                challenge: id,
+                code: &code,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.method, MethodKind::Voice);
+}

@@ -12,8 +12,8 @@ use crate::events::Event;
 use crate::gateway::Channel;
 use crate::grace::{ContactKey, GraceDecision, GraceEvent, GracePolicy, GraceState};
 use crate::store::{
-    AccountId, ChallengeId, ClaimChanges, ContactBook, ContactCommit, ContactEntry, Factors,
-    Purpose, StoreError,
+    AccountId, ChallengeId, ChallengeRecord, ClaimChanges, ContactBook, ContactCommit,
+    ContactEntry, Factors, Purpose, StoreError,
 };
 
 /// What the registry allows.
@@ -308,12 +308,8 @@ impl Contacts {
                 return Err(Refusal::ContactAlreadyAdded.into());
             }
             self.check_room(book, destination.kind())?;
-            book.contacts.push(ContactEntry {
-                destination: destination.clone(),
-                added_at: now,
-                verified_at: verified.then_some(now),
-                two_factor: false,
-            });
+            book.contacts
+                .push(self.entry(destination.clone(), now, verified.then_some(now)));
             let claim = if verified {
                 self.claims_for(destination)
             } else {
@@ -329,6 +325,26 @@ impl Contacts {
             ))
         })
         .await
+    }
+
+    /// A new entry; a phone's number type is read once, here.
+    fn entry(
+        &self,
+        destination: Destination,
+        now: OffsetDateTime,
+        verified_at: Option<OffsetDateTime>,
+    ) -> ContactEntry {
+        let phone_type = (destination.kind() == DestinationKind::Phone)
+            .then(|| self.policy.phone.parse(destination.address()).ok())
+            .flatten()
+            .map(|number| number.phone_type());
+        ContactEntry {
+            destination,
+            added_at: now,
+            verified_at,
+            two_factor: false,
+            phone_type,
+        }
     }
 
     fn check_room(&self, book: &ContactBook, kind: DestinationKind) -> Result<(), Error> {
@@ -424,18 +440,24 @@ impl Contacts {
         code: &str,
     ) -> Result<Destination, Error> {
         let record = self.challenges.load(challenge).await?;
+        self.verify_record(account, record, code).await
+    }
+
+    /// [`verify_code`](Self::verify_code) on a record just read.
+    async fn verify_record(
+        &self,
+        account: &AccountId,
+        record: ChallengeRecord,
+        code: &str,
+    ) -> Result<Destination, Error> {
         if record.account.as_ref() != Some(account) {
             // Someone else's challenge: as unknown as a made-up id.
             return Err(self.refuse(account, Refusal::Unknown));
         }
+        let destination = record.destination.clone();
         let verified = self
             .challenges
-            .verify(
-                challenge,
-                code,
-                &Purpose::ContactChange,
-                &record.destination,
-            )
+            .verify_loaded(record, code, &Purpose::ContactChange, &destination)
             .await?;
         Ok(verified.destination)
     }
@@ -455,6 +477,32 @@ impl Contacts {
         code: &str,
     ) -> Result<ContactView, Error> {
         let destination = self.verify_code(account, challenge, code).await?;
+        self.record_verified(account, destination).await
+    }
+
+    /// [`confirm`](Self::confirm) or [`confirm_change`](Self::confirm_change)
+    /// on a challenge record the caller has just read (sparing a read):
+    /// a change when `replacing` is given.
+    pub(crate) async fn confirm_record(
+        &self,
+        account: &AccountId,
+        record: ChallengeRecord,
+        code: &str,
+        replacing: Option<&Destination>,
+    ) -> Result<ContactView, Error> {
+        let new = self.verify_record(account, record, code).await?;
+        match replacing {
+            Some(old) => self.swap_in(account, old, new).await,
+            None => self.record_verified(account, new).await,
+        }
+    }
+
+    /// Writes a verified contact: added, or marked verified.
+    async fn record_verified(
+        &self,
+        account: &AccountId,
+        destination: Destination,
+    ) -> Result<ContactView, Error> {
         let now = self.now();
         self.update(account, |book| {
             let key = destination.limit_key();
@@ -469,12 +517,8 @@ impl Contacts {
                 }
                 None => {
                     self.check_room(book, destination.kind())?;
-                    book.contacts.push(ContactEntry {
-                        destination: destination.clone(),
-                        added_at: now,
-                        verified_at: Some(now),
-                        two_factor: false,
-                    });
+                    book.contacts
+                        .push(self.entry(destination.clone(), now, Some(now)));
                     GraceEvent::added(&destination, true)
                 }
             };
@@ -540,6 +584,17 @@ impl Contacts {
         code: &str,
     ) -> Result<ContactView, Error> {
         let new = self.verify_code(account, challenge, code).await?;
+        self.swap_in(account, old, new).await
+    }
+
+    /// Puts the verified `new` in place of `old` (see
+    /// [`confirm_change`](Self::confirm_change)).
+    async fn swap_in(
+        &self,
+        account: &AccountId,
+        old: &Destination,
+        new: Destination,
+    ) -> Result<ContactView, Error> {
         if new.kind() != old.kind() {
             return Err(self.refuse(account, Refusal::DestinationMismatch));
         }
@@ -568,7 +623,9 @@ impl Contacts {
                     verified: true,
                 };
                 let released = entry.destination.limit_key();
-                entry.destination = new.clone();
+                let fresh = self.entry(new.clone(), now, Some(now));
+                entry.destination = fresh.destination;
+                entry.phone_type = fresh.phone_type;
                 entry.added_at = now;
                 entry.verified_at = Some(now);
                 let view = ContactView::from(&*entry);
@@ -677,12 +734,8 @@ impl Contacts {
                     }
                     None => {
                         self.check_room(book, destination.kind())?;
-                        book.contacts.push(ContactEntry {
-                            destination: destination.clone(),
-                            added_at: now,
-                            verified_at: Some(now),
-                            two_factor: false,
-                        });
+                        book.contacts
+                            .push(self.entry(destination.clone(), now, Some(now)));
                         events.push(GraceEvent::added(destination, true));
                     }
                 }

@@ -129,6 +129,24 @@ impl TwoFactor {
         self.inner.verifications.resend(id, member, caller).await
     }
 
+    /// "Use another option" for one sign-up code: the phone's code by voice
+    /// call.
+    ///
+    /// # Errors
+    /// As for
+    /// [`Verifications::another_option`](crate::flows::Verifications::another_option).
+    pub async fn signup_another_option(
+        &self,
+        id: &VerificationId,
+        member: usize,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        self.inner
+            .verifications
+            .another_option(id, member, caller)
+            .await
+    }
+
     /// Where a sign-up stands (after a reload).
     ///
     /// # Errors
@@ -215,10 +233,7 @@ impl TwoFactor {
         challenge: &ChallengeId,
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
-        let record = self.inner.challenges.load(challenge).await?;
-        if record.account.as_ref() != Some(account) {
-            return Err(Refusal::Unknown.into());
-        }
+        self.own_challenge(account, challenge).await?;
         self.inner.challenges.resend(challenge, caller).await
     }
 
@@ -242,15 +257,14 @@ impl TwoFactor {
             return Err(Refusal::Unknown.into());
         }
         let contacts = &self.inner.contacts;
-        let (contact, changed) = match self.phone_of(account).await? {
-            Some(old) if old.limit_key() != record.destination.limit_key() => (
-                contacts
-                    .confirm_change(account, &old, challenge, code)
-                    .await?,
-                true,
-            ),
-            _ => (contacts.confirm(account, challenge, code).await?, false),
-        };
+        let old = self
+            .phone_of(account)
+            .await?
+            .filter(|old| old.limit_key() != record.destination.limit_key());
+        let changed = old.is_some();
+        let contact = contacts
+            .confirm_record(account, record, code, old.as_ref())
+            .await?;
         let recovery_codes = if enable_two_factor && !self.two_factor_enabled(account).await? {
             Some(self.enable_two_factor(account).await?)
         } else {

@@ -191,13 +191,17 @@ impl TwoFactor {
         // Phones first (SMS, voice, link), then email: the order users
         // expect to be offered them.
         let verified = || book.contacts.iter().filter(|c| c.is_verified());
-        for to in verified()
-            .map(|c| &c.destination)
-            .filter(|d| d.kind() == DestinationKind::Phone)
-        {
+        let phone = &i.contacts.policy().phone;
+        for entry in verified().filter(|c| c.kind() == DestinationKind::Phone) {
+            let to = &entry.destination;
             methods.push(Method::contact(MethodKind::Sms, to, confirm));
-            let phone = &i.contacts.policy().phone;
-            if phone.check_destination(to, Channel::Voice).is_ok() {
+            // The type read at registration spares parsing the number at
+            // every sign-in; older entries are parsed.
+            let callable = match entry.phone_type {
+                Some(kind) => phone.types_for(Channel::Voice).contains(&kind),
+                None => phone.check_destination(to, Channel::Voice).is_ok(),
+            };
+            if callable {
                 methods.push(Method::contact(MethodKind::Voice, to, confirm));
             }
             if i.links {
@@ -281,6 +285,56 @@ impl TwoFactor {
             request = request.caller(caller);
         }
         self.inner.challenges.issue(request).await
+    }
+
+    /// Sends the sign-in code again (the "resend" button), after the
+    /// cooldown.
+    ///
+    /// # Errors
+    /// [`Refusal::Unknown`] for another account's challenge; otherwise as
+    /// for [`Challenges::resend`](crate::flows::Challenges::resend).
+    pub async fn sign_in_resend(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        self.own_challenge(account, challenge).await?;
+        self.inner.challenges.resend(challenge, caller).await
+    }
+
+    /// "Use another option" for the sign-in code: the next channel of the
+    /// plan (SMS → voice call). To use another contact, send a code for
+    /// another [`Method`] instead.
+    ///
+    /// # Errors
+    /// As for [`sign_in_resend`](Self::sign_in_resend), plus
+    /// [`Refusal::NoMoreOptions`].
+    pub async fn sign_in_another_option(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        self.own_challenge(account, challenge).await?;
+        self.inner
+            .challenges
+            .another_option(challenge, caller)
+            .await
+    }
+
+    /// Refuses a challenge that is not the account's, as if unknown.
+    pub(super) async fn own_challenge(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+    ) -> Result<(), Error> {
+        let record = self.inner.challenges.load(challenge).await?;
+        if record.account.as_ref() == Some(account) {
+            Ok(())
+        } else {
+            Err(Refusal::Unknown.into())
+        }
     }
 
     /// Sends a one-time sign-in link (au ID): the user opens it on the

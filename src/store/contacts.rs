@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{AccountId, ChallengeId, Purpose, StoreError, VerificationId};
-use crate::contact::{Destination, DestinationKind};
+use crate::contact::{Destination, DestinationKind, PhoneType};
 use crate::gateway::Locale;
 use crate::grace::GraceState;
 
@@ -25,6 +25,12 @@ pub struct ContactEntry {
     /// Whether the account's two-step sign-in sends codes here. Such a
     /// contact can be changed (to a newly verified one) but not removed.
     pub two_factor: bool,
+    /// For a phone: its number type (mobile, fixed line, …) as read when
+    /// it was registered, so sign-in can tell which channels reach it
+    /// without parsing the number again. `None` for email, and for phones
+    /// recorded before this field existed (they are parsed when needed).
+    #[serde(default)]
+    pub phone_type: Option<PhoneType>,
 }
 
 impl ContactEntry {
