@@ -154,10 +154,7 @@ async fn registering_a_phone_with_two_step_on_shows_ten_recovery_codes_once() {
     assert!(first.chars().all(|c| c.is_ascii_digit()));
 
     // "Resend": not before the cooldown; not someone else's challenge.
-    let early = env
-        .service
-        .phone_resend(&taro, &ticket.challenge_id, None)
-        .await;
+    let early = env.service.resend(&taro, &ticket.challenge_id, None).await;
     assert_eq!(
         refusal(early),
         Refusal::RateLimited {
@@ -168,12 +165,12 @@ async fn registering_a_phone_with_two_step_on_shows_ten_recovery_codes_once() {
     env.clock.advance(Duration::seconds(60));
     let theirs = env
         .service
-        .phone_resend(&hanako(), &ticket.challenge_id, None)
+        .resend(&hanako(), &ticket.challenge_id, None)
         .await;
     assert_eq!(refusal(theirs), Refusal::Unknown);
     let resent = env
         .service
-        .phone_resend(&taro, &ticket.challenge_id, None)
+        .resend(&taro, &ticket.challenge_id, None)
         .await
         .unwrap();
     assert_eq!(resent.challenge_id, ticket.challenge_id);

@@ -143,10 +143,7 @@ async fn a_code_works_for_ten_minutes_and_not_a_second_longer() {
     let late = env.complete(&b.challenge_id, code_b.expose_secret()).await;
     assert_eq!(refusal(late), Refusal::Expired);
     // An expired challenge can't be resent either: ask for a new code.
-    let resend = env
-        .service
-        .phone_resend(&env.taro, &b.challenge_id, None)
-        .await;
+    let resend = env.service.resend(&env.taro, &b.challenge_id, None).await;
     assert_eq!(refusal(resend), Refusal::Expired);
     let fresh = env
         .service
@@ -324,7 +321,7 @@ async fn a_temporary_failure_names_the_challenge_and_a_resend_delivers_once_heal
     env.clock.advance(Duration::seconds(60));
     let ticket = env
         .service
-        .phone_resend(&env.taro, &challenge, None)
+        .resend(&env.taro, &challenge, None)
         .await
         .unwrap();
     assert_eq!(ticket.challenge_id, challenge);

@@ -444,25 +444,21 @@ async fn resend_and_another_option_stay_with_the_account() {
     let jiro = AccountId::new("jiro");
     let id = &ticket.challenge_id;
     assert_eq!(
-        refusal(env.service.sign_in_resend(&jiro, id, None).await),
+        refusal(env.service.resend(&jiro, id, None).await),
         Refusal::Unknown
     );
     assert_eq!(
-        refusal(env.service.sign_in_another_option(&jiro, id, None).await),
+        refusal(env.service.another_option(&jiro, id, None).await),
         Refusal::Unknown
     );
     assert!(matches!(
-        refusal(env.service.sign_in_resend(&taro(), id, None).await),
+        refusal(env.service.resend(&taro(), id, None).await),
         Refusal::RateLimited { .. }
     ));
-    let call = env
-        .service
-        .sign_in_another_option(&taro(), id, None)
-        .await
-        .unwrap();
+    let call = env.service.another_option(&taro(), id, None).await.unwrap();
     assert_eq!(call.channel, ninsho::gateway::Channel::Voice);
     env.clock.advance(Duration::minutes(1));
-    let again = env.service.sign_in_resend(&taro(), id, None).await.unwrap();
+    let again = env.service.resend(&taro(), id, None).await.unwrap();
     assert_eq!(again.channel, ninsho::gateway::Channel::Voice);
     let code = env.sms();
     let done = env

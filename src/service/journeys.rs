@@ -222,21 +222,6 @@ impl TwoFactor {
         }
     }
 
-    /// Resends the phone code (the "resend" button).
-    ///
-    /// # Errors
-    /// [`Refusal::Unknown`] for another account's challenge; otherwise as
-    /// for [`Challenges::resend`](crate::flows::Challenges::resend).
-    pub async fn phone_resend(
-        &self,
-        account: &AccountId,
-        challenge: &ChallengeId,
-        caller: Option<&str>,
-    ) -> Result<Ticket, Error> {
-        self.own_challenge(account, challenge).await?;
-        self.inner.challenges.resend(challenge, caller).await
-    }
-
     /// Confirms the phone code: the number becomes the account's (in place
     /// of the old one, whose trusted devices die). With `enable_two_factor`,
     /// two-step sign-in is turned on in the same step and the recovery

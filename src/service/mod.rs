@@ -12,10 +12,10 @@
 //! | journey | seed | calls |
 //! | --- | --- | --- |
 //! | sign-up, email **and** phone | EZSMS | [`signup_start`](TwoFactor::signup_start), [`signup_verify`](TwoFactor::signup_verify), [`signup_resend`](TwoFactor::signup_resend), [`signup_another_option`](TwoFactor::signup_another_option), [`signup_complete`](TwoFactor::signup_complete) |
-//! | register or change a phone | nizima | [`phone_send_code`](TwoFactor::phone_send_code), [`phone_resend`](TwoFactor::phone_resend), [`phone_confirm`](TwoFactor::phone_confirm), [`phone_remove`](TwoFactor::phone_remove) |
+//! | register or change a phone | nizima | [`phone_send_code`](TwoFactor::phone_send_code), [`resend`](TwoFactor::resend), [`phone_confirm`](TwoFactor::phone_confirm), [`phone_remove`](TwoFactor::phone_remove) |
 //! | two-step sign-in on / off | nizima | [`enable_two_factor`](TwoFactor::enable_two_factor), [`disable_two_factor`](TwoFactor::disable_two_factor), [`regenerate_recovery_codes`](TwoFactor::regenerate_recovery_codes) |
 //! | authenticator app | Microsoft | [`authenticator_start`](TwoFactor::authenticator_start), [`authenticator_confirm`](TwoFactor::authenticator_confirm), [`authenticator_remove`](TwoFactor::authenticator_remove) |
-//! | sign-in second step | all | [`sign_in_begin`](TwoFactor::sign_in_begin), [`sign_in_send_code`](TwoFactor::sign_in_send_code), [`sign_in_resend`](TwoFactor::sign_in_resend), [`sign_in_another_option`](TwoFactor::sign_in_another_option), [`sign_in_send_link`](TwoFactor::sign_in_send_link), [`sign_in_complete`](TwoFactor::sign_in_complete) |
+//! | sign-in second step | all | [`sign_in_begin`](TwoFactor::sign_in_begin), [`sign_in_send_code`](TwoFactor::sign_in_send_code), [`resend`](TwoFactor::resend), [`another_option`](TwoFactor::another_option), [`sign_in_send_link`](TwoFactor::sign_in_send_link), [`sign_in_complete`](TwoFactor::sign_in_complete) |
 //! | one-time link on the phone | au ID | [`open_link`](TwoFactor::open_link), [`approve_link`](TwoFactor::approve_link), [`deny_link`](TwoFactor::deny_link) |
 //! | contact check, grace period | Microsoft | [`contact_check`](TwoFactor::contact_check), [`contact_send_code`](TwoFactor::contact_send_code), [`contact_confirm`](TwoFactor::contact_confirm) |
 //! | step-up for sensitive actions | all | a [`StepUp`] from [`sign_in_complete`](TwoFactor::sign_in_complete), checked by [`check_step_up`](TwoFactor::check_step_up) |

@@ -287,13 +287,14 @@ impl TwoFactor {
         self.inner.challenges.issue(request).await
     }
 
-    /// Sends the sign-in code again (the "resend" button), after the
-    /// cooldown.
+    /// Sends a code of the account's again (the "resend" button), after
+    /// the cooldown: a sign-in code, or one sent to register, change or
+    /// verify a contact.
     ///
     /// # Errors
     /// [`Refusal::Unknown`] for another account's challenge; otherwise as
     /// for [`Challenges::resend`](crate::flows::Challenges::resend).
-    pub async fn sign_in_resend(
+    pub async fn resend(
         &self,
         account: &AccountId,
         challenge: &ChallengeId,
@@ -303,14 +304,14 @@ impl TwoFactor {
         self.inner.challenges.resend(challenge, caller).await
     }
 
-    /// "Use another option" for the sign-in code: the next channel of the
-    /// plan (SMS → voice call). To use another contact, send a code for
-    /// another [`Method`] instead.
+    /// "Use another option" for a code of the account's: the next channel
+    /// of the plan (SMS → voice call). To use another contact at sign-in,
+    /// send a code for another [`Method`] instead.
     ///
     /// # Errors
-    /// As for [`sign_in_resend`](Self::sign_in_resend), plus
+    /// As for [`resend`](Self::resend), plus
     /// [`Refusal::NoMoreOptions`].
-    pub async fn sign_in_another_option(
+    pub async fn another_option(
         &self,
         account: &AccountId,
         challenge: &ChallengeId,

@@ -9,8 +9,9 @@ use sqlx::{PgPool, Postgres, SqlStr};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    applied, consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set, distinct,
-    encode_record, epoch_from_sql, first_taken, map_err, statement, store_err, version_to_sql,
+    IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_record,
+    decode_recovery_set, distinct, encode_record, epoch_from_sql, first_taken, map_err, statement,
+    store_err, version_to_sql,
 };
 use super::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
@@ -533,24 +534,18 @@ fn quote(name: &str) -> String {
     format!("\"{name}\"")
 }
 
-#[async_trait]
-impl ChallengeStore for PgStore {
-    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        let json = encode_record(record)?;
-        let done = sqlx::query::<Postgres>(self.sql.insert.clone())
-            .bind(record.id.to_string())
-            .bind(version_to_sql(record.version))
-            .bind(record.expires_at)
-            .bind(json)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_err(e, transient, true))?;
-        applied(done.rows_affected())
-    }
-
-    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
-        let row: Option<(i64, String)> = sqlx::query_as(self.sql.select.clone())
-            .bind(id.to_string())
+/// The reads and writes that challenges and combined verifications share,
+/// each kind on its own table through its own statements (contact books
+/// are read the same way too).
+impl PgStore {
+    /// The record that `sql` selects (`version, record`) by `key`.
+    async fn fetch_record<T: Versioned>(
+        &self,
+        sql: &SqlStr,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(sql.clone())
+            .bind(key)
             .fetch_optional(&self.pool)
             .await
             .map_err(store_err(transient))?;
@@ -558,16 +553,34 @@ impl ChallengeStore for PgStore {
             .transpose()
     }
 
-    async fn replace_challenge(
+    /// Inserts `record` with `sql` (`INSERT … ON CONFLICT (id) DO
+    /// NOTHING`); no row inserted, or a unique violation, → conflict.
+    async fn insert_record<T: IdRecord>(&self, sql: &SqlStr, record: &T) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Postgres>(sql.clone())
+            .bind(record.key())
+            .bind(version_to_sql(record.version()))
+            .bind(record.expires_at())
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        applied(done.rows_affected())
+    }
+
+    /// Replaces the stored record with `record` with `sql` (`UPDATE … WHERE
+    /// id = $1 AND version = $5`); no row updated → conflict.
+    async fn replace_record<T: IdRecord>(
         &self,
-        record: &ChallengeRecord,
+        sql: &SqlStr,
+        record: &T,
         expected_version: u64,
     ) -> Result<(), StoreError> {
         let json = encode_record(record)?;
-        let done = sqlx::query::<Postgres>(self.sql.replace.clone())
-            .bind(record.id.to_string())
-            .bind(version_to_sql(record.version))
-            .bind(record.expires_at)
+        let done = sqlx::query::<Postgres>(sql.clone())
+            .bind(record.key())
+            .bind(version_to_sql(record.version()))
+            .bind(record.expires_at())
             .bind(json)
             .bind(version_to_sql(expected_version))
             .execute(&self.pool)
@@ -576,13 +589,38 @@ impl ChallengeStore for PgStore {
         applied(done.rows_affected())
     }
 
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = sqlx::query::<Postgres>(self.sql.purge.clone())
+    /// Runs the purge `sql` with `before` as `$1`; how many rows it deleted.
+    async fn purge(&self, sql: &SqlStr, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query::<Postgres>(sql.clone())
             .bind(before)
             .execute(&self.pool)
             .await
             .map_err(store_err(transient))?;
         Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for PgStore {
+    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
+        self.insert_record(&self.sql.insert, record).await
+    }
+
+    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
+        self.fetch_record(&self.sql.select, &id.to_string()).await
+    }
+
+    async fn replace_challenge(
+        &self,
+        record: &ChallengeRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.replace_record(&self.sql.replace, record, expected_version)
+            .await
+    }
+
+    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        self.purge(&self.sql.purge, before).await
     }
 }
 
@@ -834,13 +872,7 @@ fn claim_locks<'a>(schema: &str, keys: impl Iterator<Item = &'a str>) -> Vec<i64
 #[async_trait]
 impl ContactStore for PgStore {
     async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        let row: Option<(i64, String)> = sqlx::query_as(self.sql.contact_book.clone())
-            .bind(&account.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        row.map(|(version, json)| decode_record(&json, version))
-            .transpose()
+        self.fetch_record(&self.sql.contact_book, &account.0).await
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
@@ -968,29 +1000,16 @@ impl ContactStore for PgStore {
 #[async_trait]
 impl VerificationStore for PgStore {
     async fn insert_verification(&self, record: &VerificationRecord) -> Result<(), StoreError> {
-        let json = encode_record(record)?;
-        let done = sqlx::query::<Postgres>(self.sql.insert_verification.clone())
-            .bind(record.id.to_string())
-            .bind(version_to_sql(record.version))
-            .bind(record.expires_at)
-            .bind(json)
-            .execute(&self.pool)
+        self.insert_record(&self.sql.insert_verification, record)
             .await
-            .map_err(|e| map_err(e, transient, true))?;
-        applied(done.rows_affected())
     }
 
     async fn verification(
         &self,
         id: &VerificationId,
     ) -> Result<Option<VerificationRecord>, StoreError> {
-        let row: Option<(i64, String)> = sqlx::query_as(self.sql.verification.clone())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
+        self.fetch_record(&self.sql.verification, &id.to_string())
             .await
-            .map_err(store_err(transient))?;
-        row.map(|(version, json)| decode_record(&json, version))
-            .transpose()
     }
 
     async fn replace_verification(
@@ -998,25 +1017,11 @@ impl VerificationStore for PgStore {
         record: &VerificationRecord,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let json = encode_record(record)?;
-        let done = sqlx::query::<Postgres>(self.sql.replace_verification.clone())
-            .bind(record.id.to_string())
-            .bind(version_to_sql(record.version))
-            .bind(record.expires_at)
-            .bind(json)
-            .bind(version_to_sql(expected_version))
-            .execute(&self.pool)
+        self.replace_record(&self.sql.replace_verification, record, expected_version)
             .await
-            .map_err(store_err(transient))?;
-        applied(done.rows_affected())
     }
 
     async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = sqlx::query::<Postgres>(self.sql.purge_verifications.clone())
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        Ok(done.rows_affected())
+        self.purge(&self.sql.purge_verifications, before).await
     }
 }

@@ -21,6 +21,7 @@ use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
 
 use super::{ChallengeRecord, ContactBook, StoreError, VerificationRecord};
 use crate::device::DeviceRecord;
@@ -99,6 +100,43 @@ impl Versioned for ContactBook {
 impl Versioned for VerificationRecord {
     fn set_version(&mut self, version: u64) {
         self.version = version;
+    }
+}
+
+/// A record kept by its id in a table of the shape `(id, version,
+/// expires_at, record)`: challenges and combined verifications, which the
+/// adapters read and write with the same code, each through the statements
+/// on its own table.
+pub(super) trait IdRecord: Versioned {
+    /// The `id` column.
+    fn key(&self) -> String;
+    /// The `version` column, before [`version_to_sql`].
+    fn version(&self) -> u64;
+    /// The `expires_at` column.
+    fn expires_at(&self) -> OffsetDateTime;
+}
+
+impl IdRecord for ChallengeRecord {
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+}
+
+impl IdRecord for VerificationRecord {
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
     }
 }
 

@@ -7,8 +7,9 @@ use sqlx::{Sqlite, SqlitePool};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    applied, consecutive_from_sql, count_from_sql, decode_record, decode_recovery_set, distinct,
-    encode_record, epoch_from_sql, first_taken, map_err, store_err, version_to_sql,
+    IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_record,
+    decode_recovery_set, distinct, encode_record, epoch_from_sql, first_taken, map_err, store_err,
+    version_to_sql,
 };
 use super::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
@@ -345,24 +346,18 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl ChallengeStore for SqliteStore {
-    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        let json = encode_record(record)?;
-        let done = sqlx::query::<Sqlite>(INSERT)
-            .bind(record.id.to_string())
-            .bind(version_to_sql(record.version))
-            .bind(to_sql(record.expires_at))
-            .bind(json)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_err(e, transient, true))?;
-        applied(done.rows_affected())
-    }
-
-    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
-        let row: Option<(i64, String)> = sqlx::query_as(SELECT)
-            .bind(id.to_string())
+/// The reads and writes that challenges and combined verifications share,
+/// each kind on its own table through its own statements (contact books
+/// are read the same way too).
+impl SqliteStore {
+    /// The record that `sql` selects (`version, record`) by `key`.
+    async fn fetch_record<T: Versioned>(
+        &self,
+        sql: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(sql)
+            .bind(key)
             .fetch_optional(&self.pool)
             .await
             .map_err(store_err(transient))?;
@@ -370,16 +365,38 @@ impl ChallengeStore for SqliteStore {
             .transpose()
     }
 
-    async fn replace_challenge(
+    /// Inserts `record` with `sql` (`INSERT … ON CONFLICT (id) DO
+    /// NOTHING`); no row inserted, or a unique violation, → conflict.
+    async fn insert_record<T: IdRecord>(
         &self,
-        record: &ChallengeRecord,
+        sql: &'static str,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        let json = encode_record(record)?;
+        let done = sqlx::query::<Sqlite>(sql)
+            .bind(record.key())
+            .bind(version_to_sql(record.version()))
+            .bind(to_sql(record.expires_at()))
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        applied(done.rows_affected())
+    }
+
+    /// Replaces the stored record with `record` with `sql` (`UPDATE … WHERE
+    /// id = ?1 AND version = ?5`); no row updated → conflict.
+    async fn replace_record<T: IdRecord>(
+        &self,
+        sql: &'static str,
+        record: &T,
         expected_version: u64,
     ) -> Result<(), StoreError> {
         let json = encode_record(record)?;
-        let done = sqlx::query::<Sqlite>(REPLACE)
-            .bind(record.id.to_string())
-            .bind(version_to_sql(record.version))
-            .bind(to_sql(record.expires_at))
+        let done = sqlx::query::<Sqlite>(sql)
+            .bind(record.key())
+            .bind(version_to_sql(record.version()))
+            .bind(to_sql(record.expires_at()))
             .bind(json)
             .bind(version_to_sql(expected_version))
             .execute(&self.pool)
@@ -388,21 +405,41 @@ impl ChallengeStore for SqliteStore {
         applied(done.rows_affected())
     }
 
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let before = to_sql(before);
-        let done = sqlx::query::<Sqlite>(PURGE_CHALLENGES)
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        // A counter whose window has ended acts as absent, so dropping it
-        // separately changes nothing a concurrent `hit` could observe.
-        sqlx::query::<Sqlite>(PURGE_COUNTERS)
-            .bind(before)
+    /// Runs the purge `sql` with `before` as `?1`; how many rows it deleted.
+    async fn purge(&self, sql: &'static str, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query::<Sqlite>(sql)
+            .bind(to_sql(before))
             .execute(&self.pool)
             .await
             .map_err(store_err(transient))?;
         Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for SqliteStore {
+    async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
+        self.insert_record(INSERT, record).await
+    }
+
+    async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
+        self.fetch_record(SELECT, &id.to_string()).await
+    }
+
+    async fn replace_challenge(
+        &self,
+        record: &ChallengeRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.replace_record(REPLACE, record, expected_version).await
+    }
+
+    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let purged = self.purge(PURGE_CHALLENGES, before).await?;
+        // A counter whose window has ended acts as absent, so dropping it
+        // separately changes nothing a concurrent `hit` could observe.
+        self.purge(PURGE_COUNTERS, before).await?;
+        Ok(purged)
     }
 }
 
@@ -636,13 +673,7 @@ fn json_keys(keys: &[&str]) -> Result<String, StoreError> {
 #[async_trait]
 impl ContactStore for SqliteStore {
     async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        let row: Option<(i64, String)> = sqlx::query_as(CONTACT_BOOK)
-            .bind(&account.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        row.map(|(version, json)| decode_record(&json, version))
-            .transpose()
+        self.fetch_record(CONTACT_BOOK, &account.0).await
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
@@ -752,29 +783,14 @@ impl ContactStore for SqliteStore {
 #[async_trait]
 impl VerificationStore for SqliteStore {
     async fn insert_verification(&self, record: &VerificationRecord) -> Result<(), StoreError> {
-        let json = encode_record(record)?;
-        let done = sqlx::query::<Sqlite>(INSERT_VERIFICATION)
-            .bind(record.id.to_string())
-            .bind(version_to_sql(record.version))
-            .bind(to_sql(record.expires_at))
-            .bind(json)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_err(e, transient, true))?;
-        applied(done.rows_affected())
+        self.insert_record(INSERT_VERIFICATION, record).await
     }
 
     async fn verification(
         &self,
         id: &VerificationId,
     ) -> Result<Option<VerificationRecord>, StoreError> {
-        let row: Option<(i64, String)> = sqlx::query_as(VERIFICATION)
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        row.map(|(version, json)| decode_record(&json, version))
-            .transpose()
+        self.fetch_record(VERIFICATION, &id.to_string()).await
     }
 
     async fn replace_verification(
@@ -782,25 +798,11 @@ impl VerificationStore for SqliteStore {
         record: &VerificationRecord,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let json = encode_record(record)?;
-        let done = sqlx::query::<Sqlite>(REPLACE_VERIFICATION)
-            .bind(record.id.to_string())
-            .bind(version_to_sql(record.version))
-            .bind(to_sql(record.expires_at))
-            .bind(json)
-            .bind(version_to_sql(expected_version))
-            .execute(&self.pool)
+        self.replace_record(REPLACE_VERIFICATION, record, expected_version)
             .await
-            .map_err(store_err(transient))?;
-        applied(done.rows_affected())
     }
 
     async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = sqlx::query::<Sqlite>(PURGE_VERIFICATIONS)
-            .bind(to_sql(before))
-            .execute(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        Ok(done.rows_affected())
+        self.purge(PURGE_VERIFICATIONS, before).await
     }
 }

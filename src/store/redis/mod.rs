@@ -8,6 +8,8 @@ use std::sync::LazyLock;
 use ::redis::aio::ConnectionManager;
 use ::redis::{Client, ErrorKind, RedisError, Script, ServerErrorKind};
 use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use time::{Duration, OffsetDateTime};
 
 use super::{
@@ -352,6 +354,82 @@ impl RedisStore {
         format!("{}:verifications:by_expiry", self.prefix)
     }
 
+    /// The record (JSON) in the `record` field of the hash at `key`, if any.
+    async fn fetch_record<T: DeserializeOwned>(
+        &self,
+        key: String,
+    ) -> Result<Option<T>, StoreError> {
+        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
+            .arg(key)
+            .arg("record")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
+            .transpose()
+    }
+
+    /// Runs `insert.lua`: `record` into the hash at `key` if it is absent,
+    /// listed in the expiry index `index`; otherwise a conflict.
+    async fn insert_indexed<T: Indexed>(
+        &self,
+        key: String,
+        index: String,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(StoreError::other)?;
+        let expires_at = record.expires_at();
+        let (secs, nanos) = split(expires_at);
+        // Lives `retention` past `expires_at`, counted from the record's
+        // own creation time (see the module docs on time).
+        let lifetime = (expires_at - record.created_at()).max(Duration::ZERO);
+        let ttl = ttl_ms(lifetime.saturating_add(self.retention));
+        let stored: i64 = INSERT
+            .key(key)
+            .key(index)
+            .arg(json)
+            .arg(record.version())
+            .arg(whole_ms(expires_at))
+            .arg(secs)
+            .arg(nanos)
+            .arg(ttl)
+            .arg(record.id())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        written(stored)
+    }
+
+    /// Runs `replace.lua`: `record` into the hash at `key` if its stored
+    /// version is `expected_version`, moving its expiry and its entry in the
+    /// expiry index `index`; otherwise a conflict.
+    async fn replace_indexed<T: Indexed>(
+        &self,
+        key: String,
+        index: String,
+        record: &T,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(StoreError::other)?;
+        let expires_at = record.expires_at();
+        let (secs, nanos) = split(expires_at);
+        let replaced: i64 = REPLACE
+            .key(key)
+            .key(index)
+            .arg(expected_version)
+            .arg(json)
+            .arg(record.version())
+            .arg(whole_ms(expires_at))
+            .arg(secs)
+            .arg(nanos)
+            .arg(record.id())
+            .arg(MAX_TTL_MS)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        written(replaced)
+    }
+
     /// Runs `purge.lua` over the expiry index `index` of the records whose
     /// keys start with `key_prefix`, batch after batch; returns how many
     /// records it deleted.
@@ -383,44 +461,59 @@ impl RedisStore {
     }
 }
 
+/// A record kept in a hash with an entry in an expiry index, through
+/// `insert.lua`, `replace.lua` and `purge.lua`: challenges and combined
+/// verifications, each on its own keys and index.
+trait Indexed: Serialize {
+    /// The id, as the index member.
+    fn id(&self) -> String;
+    /// The version the compare-and-set checks.
+    fn version(&self) -> u64;
+    /// When it was created, the start of its key's lifetime.
+    fn created_at(&self) -> OffsetDateTime;
+    /// When it expires, the index score.
+    fn expires_at(&self) -> OffsetDateTime;
+}
+
+impl Indexed for ChallengeRecord {
+    fn id(&self) -> String {
+        self.id.to_string()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn created_at(&self) -> OffsetDateTime {
+        self.created_at
+    }
+    fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+}
+
+impl Indexed for VerificationRecord {
+    fn id(&self) -> String {
+        self.id.to_string()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn created_at(&self) -> OffsetDateTime {
+        self.created_at
+    }
+    fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+}
+
 #[async_trait]
 impl ChallengeStore for RedisStore {
     async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(record).map_err(StoreError::other)?;
-        let (secs, nanos) = split(record.expires_at);
-        // Lives `retention` past `expires_at`, counted from the record's
-        // own creation time (see the module docs on time).
-        let lifetime = (record.expires_at - record.created_at).max(Duration::ZERO);
-        let ttl = ttl_ms(lifetime.saturating_add(self.retention));
-        let stored: i64 = INSERT
-            .key(self.challenge_key(&record.id))
-            .key(self.index_key())
-            .arg(json)
-            .arg(record.version)
-            .arg(whole_ms(record.expires_at))
-            .arg(secs)
-            .arg(nanos)
-            .arg(ttl)
-            .arg(record.id.to_string())
-            .invoke_async(&mut self.conn.clone())
+        self.insert_indexed(self.challenge_key(&record.id), self.index_key(), record)
             .await
-            .map_err(map_redis)?;
-        if stored == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::conflict())
-        }
     }
 
     async fn challenge(&self, id: &ChallengeId) -> Result<Option<ChallengeRecord>, StoreError> {
-        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
-            .arg(self.challenge_key(id))
-            .arg("record")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(map_redis)?;
-        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
-            .transpose()
+        self.fetch_record(self.challenge_key(id)).await
     }
 
     async fn replace_challenge(
@@ -428,27 +521,9 @@ impl ChallengeStore for RedisStore {
         record: &ChallengeRecord,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(record).map_err(StoreError::other)?;
-        let (secs, nanos) = split(record.expires_at);
-        let replaced: i64 = REPLACE
-            .key(self.challenge_key(&record.id))
-            .key(self.index_key())
-            .arg(expected_version)
-            .arg(json)
-            .arg(record.version)
-            .arg(whole_ms(record.expires_at))
-            .arg(secs)
-            .arg(nanos)
-            .arg(record.id.to_string())
-            .arg(MAX_TTL_MS)
-            .invoke_async(&mut self.conn.clone())
+        let key = self.challenge_key(&record.id);
+        self.replace_indexed(key, self.index_key(), record, expected_version)
             .await
-            .map_err(map_redis)?;
-        if replaced == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::conflict())
-        }
     }
 
     /// Deletes the challenges whose `expires_at` is before `before` and
@@ -543,14 +618,7 @@ impl LimitStore for RedisStore {
 #[async_trait]
 impl RecoveryStore for RedisStore {
     async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
-            .arg(self.recovery_key(account))
-            .arg("record")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(map_redis)?;
-        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
-            .transpose()
+        self.fetch_record(self.recovery_key(account)).await
     }
 
     async fn insert_recovery_set(
@@ -628,14 +696,7 @@ impl DeviceStore for RedisStore {
         account: &AccountId,
         id: &DeviceId,
     ) -> Result<Option<DeviceRecord>, StoreError> {
-        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
-            .arg(self.device_key(account, id))
-            .arg("record")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(map_redis)?;
-        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
-            .transpose()
+        self.fetch_record(self.device_key(account, id)).await
     }
 
     async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -714,14 +775,7 @@ impl DeviceStore for RedisStore {
 #[async_trait]
 impl ContactStore for RedisStore {
     async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
-            .arg(self.contacts_key(account))
-            .arg("record")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(map_redis)?;
-        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
-            .transpose()
+        self.fetch_record(self.contacts_key(account)).await
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
@@ -788,40 +842,16 @@ impl ContactStore for RedisStore {
 #[async_trait]
 impl VerificationStore for RedisStore {
     async fn insert_verification(&self, record: &VerificationRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(record).map_err(StoreError::other)?;
-        let (secs, nanos) = split(record.expires_at);
-        // Lives `retention` past `expires_at`, counted from the record's
-        // own creation time, as challenges do.
-        let lifetime = (record.expires_at - record.created_at).max(Duration::ZERO);
-        let ttl = ttl_ms(lifetime.saturating_add(self.retention));
-        let stored: i64 = INSERT
-            .key(self.verification_key(&record.id))
-            .key(self.verification_index_key())
-            .arg(json)
-            .arg(record.version)
-            .arg(whole_ms(record.expires_at))
-            .arg(secs)
-            .arg(nanos)
-            .arg(ttl)
-            .arg(record.id.to_string())
-            .invoke_async(&mut self.conn.clone())
+        let key = self.verification_key(&record.id);
+        self.insert_indexed(key, self.verification_index_key(), record)
             .await
-            .map_err(map_redis)?;
-        written(stored)
     }
 
     async fn verification(
         &self,
         id: &VerificationId,
     ) -> Result<Option<VerificationRecord>, StoreError> {
-        let json: Option<Vec<u8>> = ::redis::cmd("HGET")
-            .arg(self.verification_key(id))
-            .arg("record")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(map_redis)?;
-        json.map(|json| serde_json::from_slice(&json).map_err(StoreError::other))
-            .transpose()
+        self.fetch_record(self.verification_key(id)).await
     }
 
     async fn replace_verification(
@@ -829,23 +859,9 @@ impl VerificationStore for RedisStore {
         record: &VerificationRecord,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(record).map_err(StoreError::other)?;
-        let (secs, nanos) = split(record.expires_at);
-        let replaced: i64 = REPLACE
-            .key(self.verification_key(&record.id))
-            .key(self.verification_index_key())
-            .arg(expected_version)
-            .arg(json)
-            .arg(record.version)
-            .arg(whole_ms(record.expires_at))
-            .arg(secs)
-            .arg(nanos)
-            .arg(record.id.to_string())
-            .arg(MAX_TTL_MS)
-            .invoke_async(&mut self.conn.clone())
+        let key = self.verification_key(&record.id);
+        self.replace_indexed(key, self.verification_index_key(), record, expected_version)
             .await
-            .map_err(map_redis)?;
-        written(replaced)
     }
 
     /// Deletes the verifications whose `expires_at` is before `before`, as
