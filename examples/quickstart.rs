@@ -258,7 +258,7 @@ impl Tour {
         };
         let link = first_of(&methods, MethodKind::Link)?;
         let ticket = s
-            .sign_in_send_link(&taro(), link, "Chrome on Windows, Osaka", None)
+            .sign_in_send_link(&taro(), link, "Chrome on Windows, Osaka", None, None)
             .await?;
         let url = self.phones.read(TARO_PHONE);
         let token = url.rsplit('/').next().unwrap_or_default();

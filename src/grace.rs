@@ -491,8 +491,11 @@ impl Transition {
 }
 
 /// What a blocked (or reminded) user may still do to get access back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+///
+/// Not serialisable on purpose: it names contacts by their full
+/// [`ContactKey`]. Show users the masked forms (the service's contact
+/// views) instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum VerificationPath {
     /// Send a code to this registered contact and enter it.
@@ -509,8 +512,11 @@ pub enum VerificationPath {
 }
 
 /// What to do at sign-in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+///
+/// Not serialisable on purpose: it names contacts by their full
+/// [`ContactKey`], which must not reach a browser before the second step.
+/// Map keys to masked forms (the service's contact views) for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GraceDecision {
     /// Full access.

@@ -594,7 +594,6 @@ impl ContactStore for FlakyContacts {
 }
 
 #[tokio::test]
-
 async fn a_completion_that_failed_on_the_store_can_be_retried() {
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(T0).unwrap();

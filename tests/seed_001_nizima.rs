@@ -250,7 +250,6 @@ async fn registering_a_phone_with_two_step_on_shows_ten_recovery_codes_once() {
 }
 
 #[tokio::test]
-
 async fn the_confirmed_phone_says_two_step_sign_in_uses_it() {
     let env = env();
     let taro = taro();

@@ -98,7 +98,7 @@ impl Env {
         let link = self.method(MethodKind::Link, n).await;
         let ticket = self
             .service
-            .sign_in_send_link(&self.taro, &link, device, None)
+            .sign_in_send_link(&self.taro, &link, device, None, None)
             .await
             .unwrap();
         let to = self.gateway.messages().last().unwrap().to.clone();
@@ -189,7 +189,7 @@ async fn the_second_step_offers_a_one_time_url_beside_the_codes() {
     assert!(methods.iter().all(|m| m.kind != MethodKind::Link));
     let sms = methods[0].clone();
     let r = plain
-        .sign_in_send_link(&hanako, &sms, "Chrome on Windows", None)
+        .sign_in_send_link(&hanako, &sms, "Chrome on Windows", None, None)
         .await;
     assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
 }

@@ -395,7 +395,8 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
     assert_eq!(refusal(early), Refusal::Unknown);
 
     // A typo, then the code the app shows. Every guess counts against the
-    // account's hard stop (100), the one above included.
+    // account's hard stop (100); the attempt above, with no app to check
+    // against, was no guess.
     let now_code = totp_code(&uri, t0());
     let typo = if now_code == "000000" {
         "111111"
@@ -403,7 +404,7 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
         "000000"
     };
     let r = env.service.authenticator_confirm(&env.taro, typo).await;
-    assert_eq!(refusal(r), Refusal::WrongCode { attempts_left: 98 });
+    assert_eq!(refusal(r), Refusal::WrongCode { attempts_left: 99 });
     env.service
         .authenticator_confirm(&env.taro, &now_code)
         .await
@@ -673,7 +674,6 @@ async fn a_contact_verified_within_the_grace_period_never_blocks() {
 }
 
 #[tokio::test]
-
 async fn the_methods_as_json_show_only_the_masked_contacts() {
     let env = env().await;
     let SignInStart::Required { methods } =
@@ -691,7 +691,6 @@ async fn the_methods_as_json_show_only_the_masked_contacts() {
 }
 
 #[tokio::test]
-
 async fn a_session_without_a_step_up_cannot_add_a_second_factor() {
     let env = env().await;
     // A hijacked session (password only, or a stolen cookie) adds the

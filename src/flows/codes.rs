@@ -482,6 +482,19 @@ impl Challenges {
         }
     }
 
+    /// Masked-contact confirmation for a send that doesn't go through
+    /// [`issue`](Self::issue) (a one-time link): the account's lockout,
+    /// then the constant-time check; a mismatch counts as a failure.
+    pub(crate) async fn confirm_contact(
+        &self,
+        destination: &Destination,
+        typed: &str,
+        account: Option<&AccountId>,
+    ) -> Result<(), Error> {
+        self.check_confirmation(destination, typed, account, self.now())
+            .await
+    }
+
     /// Masked-contact confirmation, in constant time; a mismatch counts as a
     /// failure for the account and sends nothing.
     async fn check_confirmation(

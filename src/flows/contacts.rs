@@ -35,6 +35,10 @@ pub struct ContactPolicy {
     /// (default `false`: the host's own account table usually owns that
     /// rule for the sign-in address).
     pub unique_emails: bool,
+    /// Whether a verified email address counts as a second factor (default
+    /// `true`); decides which removals would leave two-step sign-in with
+    /// none. The service's `email_as_second_factor` sets it.
+    pub email_second_factor: bool,
 }
 
 impl Default for ContactPolicy {
@@ -45,6 +49,7 @@ impl Default for ContactPolicy {
             max_emails: 3,
             unique_phones: true,
             unique_emails: false,
+            email_second_factor: true,
         }
     }
 }
@@ -77,6 +82,13 @@ impl ContactPolicy {
     pub fn with_unique(mut self, phones: bool, emails: bool) -> Self {
         self.unique_phones = phones;
         self.unique_emails = emails;
+        self
+    }
+
+    /// Whether emails count as a second factor.
+    #[must_use]
+    pub fn with_email_second_factor(mut self, counts: bool) -> Self {
+        self.email_second_factor = counts;
         self
     }
 
@@ -522,6 +534,16 @@ impl Contacts {
                     GraceEvent::added(&destination, true)
                 }
             };
+            // While two-step sign-in is on, a verified phone is one of its
+            // factors (changeable, not removable), as when it was turned on.
+            if book.factors.two_factor_since.is_some()
+                && let Some(entry) = book
+                    .contacts
+                    .iter_mut()
+                    .find(|c| c.destination.limit_key() == key)
+            {
+                entry.two_factor |= entry.kind() == DestinationKind::Phone;
+            }
             let view = find(book, &destination).map(ContactView::from);
             let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
             Ok((
@@ -661,7 +683,9 @@ impl Contacts {
                     .iter()
                     .position(|c| c.destination.limit_key() == key)
                     .ok_or(Error::Refused(Refusal::NotAContact))?;
-                if book.contacts[index].two_factor {
+                let last_factor = book.factors.two_factor_since.is_some()
+                    && !has_second_factor(book, self.policy.email_second_factor, Some(index));
+                if book.contacts[index].two_factor || last_factor {
                     return Err(Refusal::ContactRequired.into());
                 }
                 let entry = book.contacts.remove(index);
@@ -771,6 +795,23 @@ impl Contacts {
     pub async fn delete_all(&self, account: &AccountId) -> Result<(), Error> {
         Ok(self.challenges.inner.store.delete_contacts(account).await?)
     }
+}
+
+/// Whether the account has a second factor — its authenticator app, a
+/// verified phone, or (where email counts) a verified email — leaving out
+/// the contact at `except`.
+pub(crate) fn has_second_factor(
+    book: &ContactBook,
+    email_counts: bool,
+    except: Option<usize>,
+) -> bool {
+    book.factors.authenticator.is_some()
+        || book.contacts.iter().enumerate().any(|(i, c)| {
+            Some(i) != except
+                && c.is_verified()
+                && (c.kind() == DestinationKind::Phone
+                    || (email_counts && c.kind() == DestinationKind::Email))
+        })
 }
 
 fn find<'a>(book: &'a ContactBook, destination: &Destination) -> Option<&'a ContactEntry> {

@@ -9,7 +9,7 @@ use crate::error::{Error, Refusal};
 use crate::events::Event;
 use crate::flows::{
     ContactView, Progress, Ticket, VerificationRequest, VerificationStatus, VerificationTicket,
-    begin_guess,
+    begin_guess, has_second_factor,
 };
 use crate::gateway::Channel;
 use crate::grace::GraceDecision;
@@ -191,7 +191,8 @@ impl TwoFactor {
 
     /// Registers or changes the account's phone (nizima): sends a 6-digit
     /// code to the number as typed (`090-1234-5678`, full-width, `+81 …`).
-    /// Changing a number while two-step sign-in is on needs a fresh
+    /// While two-step sign-in is on, changing the number — or adding one
+    /// to an account that signs in with an app or email — needs a fresh
     /// [`StepUp`].
     ///
     /// # Errors
@@ -218,7 +219,10 @@ impl TwoFactor {
                 self.step_up_if_enabled(account, step_up).await?;
                 contacts.send_change_code(account, &old, &new, caller).await
             }
-            _ => contacts.send_code(account, &new, caller).await,
+            _ => {
+                self.step_up_for_new_contact(account, &new, step_up).await?;
+                contacts.send_code(account, &new, caller).await
+            }
         }
     }
 
@@ -240,6 +244,10 @@ impl TwoFactor {
         let record = self.inner.challenges.load(challenge).await?;
         if record.account.as_ref() != Some(account) {
             return Err(Refusal::Unknown.into());
+        }
+        if record.destination.kind() != DestinationKind::Phone {
+            // Not a phone code: refuse before spending it.
+            return Err(Refusal::DestinationMismatch.into());
         }
         let contacts = &self.inner.contacts;
         let old = self
@@ -309,13 +317,7 @@ impl TwoFactor {
                 if book.factors.two_factor_since.is_some() {
                     return Err(Refusal::TwoFactorAlreadyOn.into());
                 }
-                let usable = book.factors.authenticator.is_some()
-                    || book.contacts.iter().any(|c| {
-                        c.is_verified()
-                            && (c.kind() == DestinationKind::Phone
-                                || (email_counts && c.kind() == DestinationKind::Email))
-                    });
-                if !usable {
+                if !has_second_factor(book, email_counts, None) {
                     return Err(Refusal::NoSecondFactor.into());
                 }
                 book.factors.two_factor_since = Some(now);
@@ -344,6 +346,9 @@ impl TwoFactor {
         step_up: &StepUp,
     ) -> Result<(), Error> {
         self.check_step_up(account, step_up)?;
+        // Devices die first: if a later write fails, the account is left
+        // stricter, never looser.
+        self.inner.devices.bump_epoch(account).await?;
         self.inner
             .contacts
             .update(account, |book| {
@@ -360,7 +365,6 @@ impl TwoFactor {
             })
             .await?;
         self.inner.recovery.delete(account).await?;
-        self.inner.devices.bump_epoch(account).await?;
         self.inner.ports.emit(Event::TwoFactorDisabled {
             account: account.clone(),
         });
@@ -455,6 +459,9 @@ impl TwoFactor {
             .pending_authenticator
             .as_ref()
             .ok_or(Error::Refused(Refusal::Unknown))?;
+        // Open the seed before the guess is counted: an outage of the key
+        // service is not a wrong code.
+        let totp = self.open_totp(account, &pending.sealed_uri)?;
         let run = store.failures(account).await?;
         if let Some(reason) = i.failures.lockout(run.as_ref(), now).refusal() {
             return Err(reason.into());
@@ -465,7 +472,6 @@ impl TwoFactor {
         {
             return Err(reason.into());
         }
-        let totp = self.open_totp(account, &pending.sealed_uri)?;
         let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let confirmed = match TotpEnrollment::with_totp(totp).confirm(code, unix) {
             Ok(confirmed) => confirmed,
@@ -524,9 +530,7 @@ impl TwoFactor {
                 if book.factors.authenticator.is_none() {
                     return Err(Refusal::Unknown.into());
                 }
-                if book.factors.two_factor_since.is_some()
-                    && !has_contact_factor(book, email_counts)
-                {
+                if book.factors.two_factor_since.is_some() && !contact_factor(book, email_counts) {
                     return Err(Refusal::NoSecondFactor.into());
                 }
                 book.factors.authenticator = None;
@@ -574,6 +578,22 @@ impl TwoFactor {
         step_up: Option<&StepUp>,
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
+        self.step_up_for_new_contact(account, destination, step_up)
+            .await?;
+        self.inner
+            .contacts
+            .send_code(account, destination, caller)
+            .await
+    }
+
+    /// While two-step sign-in is on, a contact not yet on the account is a
+    /// new second factor: adding it needs a fresh step-up.
+    async fn step_up_for_new_contact(
+        &self,
+        account: &AccountId,
+        destination: &Destination,
+        step_up: Option<&StepUp>,
+    ) -> Result<(), Error> {
         let book = self.store().contact_book(account).await?;
         if let Some(book) = &book
             && book.factors.two_factor_since.is_some()
@@ -585,10 +605,7 @@ impl TwoFactor {
             let proof = step_up.ok_or(Error::Refused(Refusal::StepUpRequired))?;
             self.check_step_up(account, proof)?;
         }
-        self.inner
-            .contacts
-            .send_code(account, destination, caller)
-            .await
+        Ok(())
     }
 
     /// Confirms a contact code; verifying restores full access.
@@ -669,10 +686,9 @@ impl TwoFactor {
     }
 }
 
-fn has_contact_factor(book: &ContactBook, email_counts: bool) -> bool {
-    book.contacts.iter().any(|c| {
-        c.is_verified()
-            && (c.kind() == DestinationKind::Phone
-                || (email_counts && c.kind() == DestinationKind::Email))
-    })
+/// A second factor other than the authenticator app.
+fn contact_factor(book: &ContactBook, email_counts: bool) -> bool {
+    let mut without_app = book.clone();
+    without_app.factors.authenticator = None;
+    has_second_factor(&without_app, email_counts, None)
 }

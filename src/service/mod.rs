@@ -395,7 +395,10 @@ impl TwoFactorBuilder {
                     .with_failure_policy(self.failures),
                 devices: TrustedDevices::new(ports.clone()).with_policy(self.devices),
                 contacts: Contacts::new(challenges.clone())
-                    .with_policy(self.contacts)
+                    .with_policy(
+                        self.contacts
+                            .with_email_second_factor(self.email_second_factor),
+                    )
                     .with_grace_policy(self.grace),
                 verifications,
                 challenges,

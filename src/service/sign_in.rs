@@ -341,7 +341,8 @@ impl TwoFactor {
     /// Sends a one-time sign-in link (au ID): the user opens it on the
     /// phone, sees `device` (the device asking to sign in) and approves or
     /// denies; the waiting sign-in polls with
-    /// [`sign_in_poll_link`](Self::sign_in_poll_link).
+    /// [`sign_in_poll_link`](Self::sign_in_poll_link). `confirmation` is
+    /// the masked contact as typed, when the method requires it.
     ///
     /// # Errors
     /// As for [`sign_in_send_code`](Self::sign_in_send_code), and
@@ -351,6 +352,7 @@ impl TwoFactor {
         account: &AccountId,
         method: &Method,
         device: &str,
+        confirmation: Option<&str>,
         caller: Option<&str>,
     ) -> Result<LinkTicket, Error> {
         if method.kind != MethodKind::Link {
@@ -359,6 +361,12 @@ impl TwoFactor {
             ));
         }
         let to = self.contact_of(account, method).await?;
+        if method.confirmation_required || confirmation.is_some() {
+            self.inner
+                .challenges
+                .confirm_contact(&to, confirmation.unwrap_or_default(), Some(account))
+                .await?;
+        }
         let mut request = LinkRequest::new(to, Purpose::SignIn, device).account(account.clone());
         if let Some(caller) = caller {
             request = request.caller(caller);
@@ -406,6 +414,15 @@ impl TwoFactor {
         if record.account.as_ref() != Some(account) {
             return Err(Refusal::Unknown.into());
         }
+        // A link in flight to a contact the account has since changed or
+        // removed is dead, like a code (see `sign_in_complete`).
+        let method = Method::contact(MethodKind::Link, &record.destination, false);
+        self.contact_of(account, &method)
+            .await
+            .map_err(|e| match e {
+                Error::Refused(Refusal::NotAContact) => Refusal::DestinationMismatch.into(),
+                e => e,
+            })?;
         match self
             .inner
             .challenges
@@ -521,6 +538,19 @@ impl TwoFactor {
         if let Some(reason) = i.failures.lockout(run.as_ref(), now).refusal() {
             return Err(reason.into());
         }
+        // Read and open the seed before the guess is counted: an outage of
+        // the store or the key service is not a wrong code.
+        let mut book = store
+            .contact_book(account)
+            .await?
+            .ok_or(Error::Refused(Refusal::Unknown))?;
+        let sealed = book
+            .factors
+            .authenticator
+            .as_ref()
+            .map(|app| app.sealed_uri.clone())
+            .ok_or(Error::Refused(Refusal::Unknown))?;
+        let totp = self.open_totp(account, &sealed)?;
         let seen = run.map_or(0, |r| r.consecutive);
         if let Err(reason) =
             begin_guess(store, &i.failures, &*i.ports.events, account, seen, now).await?
@@ -529,14 +559,12 @@ impl TwoFactor {
         }
         let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         for _ in 0..MAX_ROUNDS {
-            let Some(book) = store.contact_book(account).await? else {
-                return Err(Refusal::Unknown.into());
+            // The same app as the seed opened above, or the check is void.
+            let last_step = match &book.factors.authenticator {
+                Some(app) if app.sealed_uri == sealed => app.last_step,
+                _ => return Err(Refusal::Unknown.into()),
             };
-            let Some(app) = &book.factors.authenticator else {
-                return Err(Refusal::Unknown.into());
-            };
-            let totp = self.open_totp(account, &app.sealed_uri)?;
-            let step = match totp.verify(code, unix, app.last_step) {
+            let step = match totp.verify(code, unix, last_step) {
                 Ok(accepted) => accepted.step,
                 Err(Rejection::Replayed) => return Err(Refusal::AlreadyUsed.into()),
                 Err(_) => {
@@ -565,7 +593,12 @@ impl TwoFactor {
                     let _ = store.clear_failures(account).await;
                     return Ok(());
                 }
-                Err(e) if e.is_conflict() => {}
+                Err(e) if e.is_conflict() => {
+                    book = store
+                        .contact_book(account)
+                        .await?
+                        .ok_or(Error::Refused(Refusal::Unknown))?;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
