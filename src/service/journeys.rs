@@ -70,6 +70,15 @@ pub struct AuthenticatorSetup {
 }
 
 impl TwoFactor {
+    /// A phone number as typed, if the phone policy lets it receive SMS.
+    fn sms_number(&self, input: &str) -> Result<Destination, Error> {
+        let policy = &self.inner.contacts.policy().phone;
+        match policy.check(input, Channel::Sms) {
+            Ok(number) => Ok(number.destination()),
+            Err(refusal) => Err(Error::Contact(refusal.into())),
+        }
+    }
+
     // ---------------------------------------------------------------- sign-up
 
     /// Sign-up (EZSMS): sends codes to the email address (member 0) and the
@@ -88,14 +97,7 @@ impl TwoFactor {
         caller: Option<&str>,
     ) -> Result<VerificationTicket, Error> {
         let email = Destination::email(email)?;
-        let phone = self
-            .inner
-            .contacts
-            .policy()
-            .phone
-            .check(phone, Channel::Sms)
-            .map_err(|r| Error::Contact(r.into()))?
-            .destination();
+        let phone = self.sms_number(phone)?;
         let mut request = VerificationRequest::new([email, phone]);
         if let Some(caller) = caller {
             request = request.caller(caller);
@@ -208,12 +210,7 @@ impl TwoFactor {
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
         let contacts = &self.inner.contacts;
-        let new = contacts
-            .policy()
-            .phone
-            .check(number, Channel::Sms)
-            .map_err(|r| Error::Contact(r.into()))?
-            .destination();
+        let new = self.sms_number(number)?;
         match self.phone_of(account).await? {
             Some(old) if old.limit_key() != new.limit_key() => {
                 self.step_up_if_enabled(account, step_up).await?;
@@ -303,6 +300,12 @@ impl TwoFactor {
     /// become its second factor (they can then be changed but not
     /// removed), and a fresh set of recovery codes comes back, to show
     /// once. Turning it on again after turning it off issues a new set.
+    ///
+    /// Two-step sign-in is switched on first and the codes generated after:
+    /// if generating them fails (an outage), it stays on — the account is
+    /// no weaker — and the user gets codes from
+    /// [`regenerate_recovery_codes`](Self::regenerate_recovery_codes)
+    /// after a step-up by phone.
     ///
     /// # Errors
     /// [`Refusal::TwoFactorAlreadyOn`]; [`Refusal::NoSecondFactor`] when the
@@ -643,13 +646,7 @@ impl TwoFactor {
         let destination = if contact.contains('@') || contact.contains('＠') {
             Destination::email(contact)?
         } else {
-            self.inner
-                .contacts
-                .policy()
-                .phone
-                .check(contact, Channel::Sms)
-                .map_err(|r| Error::Contact(r.into()))?
-                .destination()
+            self.sms_number(contact)?
         };
         let mut request = crate::flows::IssueRequest::new(destination, Purpose::Recovery);
         if let Some(caller) = caller {

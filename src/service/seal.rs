@@ -54,6 +54,10 @@ impl SealError {
 /// Stores seeds as they are: for tests, and for hosts whose database is
 /// itself encrypted with keys the application controls. The default when
 /// no sealer is configured.
+///
+/// **Security:** with it, a copy of the database is enough to compute
+/// every user's authenticator codes. Configure a real [`Sealer`] in
+/// production.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UnsealedStorage;
 
