@@ -3,7 +3,7 @@
 //! contact check with its grace period, and finding an account by a
 //! contact.
 
-use super::{StepUp, TwoFactor};
+use super::{StepUp, TwoFactor, same_seed};
 use crate::contact::{Destination, DestinationKind};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
@@ -495,7 +495,7 @@ impl TwoFactor {
             .update(account, |book| {
                 // Only the setup that was checked may become the app.
                 match &book.factors.pending_authenticator {
-                    Some(p) if p.sealed_uri == sealed => {}
+                    Some(p) if same_seed(&p.sealed_uri, &sealed) => {}
                     _ => return Err(Refusal::Unknown.into()),
                 }
                 book.factors.pending_authenticator = None;

@@ -461,6 +461,13 @@ fn step_up_context(account: &AccountId, at: OffsetDateTime, method: MethodKind) 
 
 const STEP_UP: &[u8] = b"ninsho/step-up/v1";
 
+/// Whether two stored (sealed) seeds are the same app's. In constant time:
+/// with [`UnsealedStorage`] they are the seeds themselves.
+fn same_seed(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
 impl TwoFactor {
     /// Starts a builder.
     pub fn builder() -> TwoFactorBuilder {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{StepUp, TwoFactor};
+use super::{StepUp, TwoFactor, same_seed};
 use crate::contact::{Destination, DestinationKind};
 use crate::device::{DeviceCheck, DeviceId, DeviceToken};
 use crate::error::{Error, Refusal};
@@ -561,7 +561,7 @@ impl TwoFactor {
         for _ in 0..MAX_ROUNDS {
             // The same app as the seed opened above, or the check is void.
             let last_step = match &book.factors.authenticator {
-                Some(app) if app.sealed_uri == sealed => app.last_step,
+                Some(app) if same_seed(&app.sealed_uri, &sealed) => app.last_step,
                 _ => return Err(Refusal::Unknown.into()),
             };
             let step = match totp.verify(code, unix, last_step) {
