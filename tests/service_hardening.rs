@@ -458,3 +458,64 @@ async fn an_outage_is_not_a_wrong_authenticator_code() {
         after.map(|s| s.method)
     );
 }
+
+/// A sign-in code in flight to a number changed since is neither resent
+/// nor accepted.
+#[tokio::test]
+async fn a_code_in_flight_to_a_changed_number_is_not_resent() {
+    let env = env();
+    env.register_phone("090-1234-5678", PHONE, true).await;
+    let step_up = env.sms_step_up(PHONE).await;
+    let methods = env.service.methods(&taro()).await.unwrap();
+    let sms = methods.iter().find(|m| m.kind == MethodKind::Sms).unwrap();
+    let ticket = env
+        .service
+        .sign_in_send_code(&taro(), sms, None, None)
+        .await
+        .unwrap();
+    let old_code = secret_to(&env.gateway, PHONE);
+    let change = env
+        .service
+        .phone_send_code(&taro(), "090-8765-4321", Some(&step_up), None)
+        .await
+        .unwrap();
+    env.service
+        .phone_confirm(
+            &taro(),
+            &change.challenge_id,
+            &secret_to(&env.gateway, PHONE2),
+            false,
+        )
+        .await
+        .unwrap();
+    env.clock.advance(time::Duration::minutes(1));
+    let sent_before = env.gateway.messages().len();
+    for again in [
+        env.service
+            .resend(&taro(), &ticket.challenge_id, None)
+            .await
+            .map(|_| ()),
+        env.service
+            .another_option(&taro(), &ticket.challenge_id, None)
+            .await
+            .map(|_| ()),
+        env.service
+            .sign_in_complete(
+                &taro(),
+                Proof::Code {
+                    challenge: &ticket.challenge_id,
+                    code: &old_code,
+                },
+                None,
+            )
+            .await
+            .map(|_| ()),
+    ] {
+        assert_eq!(refusal(again), Refusal::DestinationMismatch);
+    }
+    assert_eq!(
+        env.gateway.messages().len(),
+        sent_before,
+        "nothing was sent"
+    );
+}

@@ -249,6 +249,21 @@ impl TwoFactor {
         }
     }
 
+    /// `destination`, if it is still a verified contact of the account that
+    /// may carry a second factor; [`Refusal::DestinationMismatch`] if not
+    /// (a code or link in flight to a contact changed since is dead).
+    async fn still_contact(
+        &self,
+        account: &AccountId,
+        destination: &Destination,
+    ) -> Result<Destination, Error> {
+        let method = Method::contact(MethodKind::Sms, destination, false);
+        match self.contact_of(account, &method).await {
+            Err(Error::Refused(Refusal::NotAContact)) => Err(Refusal::DestinationMismatch.into()),
+            other => other,
+        }
+    }
+
     /// Sends a sign-in code by the method's channel (SMS, voice or email).
     /// When the method requires it, `confirmation` is what the user typed
     /// for the masked contact; nothing is sent unless it matches.
@@ -292,8 +307,10 @@ impl TwoFactor {
     /// verify a contact.
     ///
     /// # Errors
-    /// [`Refusal::Unknown`] for another account's challenge; otherwise as
-    /// for [`Challenges::resend`](crate::flows::Challenges::resend).
+    /// [`Refusal::Unknown`] for another account's challenge;
+    /// [`Refusal::DestinationMismatch`] for a sign-in code whose contact
+    /// the account no longer has; otherwise as for
+    /// [`Challenges::resend`](crate::flows::Challenges::resend).
     pub async fn resend(
         &self,
         account: &AccountId,
@@ -325,17 +342,21 @@ impl TwoFactor {
     }
 
     /// Refuses a challenge that is not the account's, as if unknown.
+    /// A sign-in code is resent only to a contact the account still has
+    /// (a code for a number changed since is dead anyway).
     pub(super) async fn own_challenge(
         &self,
         account: &AccountId,
         challenge: &ChallengeId,
     ) -> Result<(), Error> {
         let record = self.inner.challenges.load(challenge).await?;
-        if record.account.as_ref() == Some(account) {
-            Ok(())
-        } else {
-            Err(Refusal::Unknown.into())
+        if record.account.as_ref() != Some(account) {
+            return Err(Refusal::Unknown.into());
         }
+        if record.purpose == Purpose::SignIn {
+            self.still_contact(account, &record.destination).await?;
+        }
+        Ok(())
     }
 
     /// Sends a one-time sign-in link (au ID): the user opens it on the
@@ -416,13 +437,7 @@ impl TwoFactor {
         }
         // A link in flight to a contact the account has since changed or
         // removed is dead, like a code (see `sign_in_complete`).
-        let method = Method::contact(MethodKind::Link, &record.destination, false);
-        self.contact_of(account, &method)
-            .await
-            .map_err(|e| match e {
-                Error::Refused(Refusal::NotAContact) => Refusal::DestinationMismatch.into(),
-                e => e,
-            })?;
+        self.still_contact(account, &record.destination).await?;
         match self
             .inner
             .challenges
@@ -462,16 +477,9 @@ impl TwoFactor {
                 if record.account.as_ref() != Some(account) {
                     return Err(Refusal::Unknown.into());
                 }
-                let method = Method::contact(MethodKind::Sms, &record.destination, false);
                 // The contact must still be the account's: a code in flight
                 // to a number changed since is dead.
-                let to = self
-                    .contact_of(account, &method)
-                    .await
-                    .map_err(|e| match e {
-                        Error::Refused(Refusal::NotAContact) => Refusal::DestinationMismatch.into(),
-                        e => e,
-                    })?;
+                let to = self.still_contact(account, &record.destination).await?;
                 let verified = self
                     .inner
                     .challenges
