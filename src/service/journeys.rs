@@ -183,12 +183,7 @@ impl TwoFactor {
 
     async fn phone_of(&self, account: &AccountId) -> Result<Option<Destination>, Error> {
         let book = self.store().contact_book(account).await?;
-        Ok(book.and_then(|b| {
-            b.contacts
-                .iter()
-                .find(|c| c.kind() == DestinationKind::Phone && c.is_verified())
-                .map(|c| c.destination.clone())
-        }))
+        Ok(phone_in(book.as_ref()))
     }
 
     /// Registers or changes the account's phone (nizima): sends a 6-digit
@@ -211,13 +206,15 @@ impl TwoFactor {
     ) -> Result<Ticket, Error> {
         let contacts = &self.inner.contacts;
         let new = self.sms_number(number)?;
-        match self.phone_of(account).await? {
+        // One read decides both the branch and whether a step-up is due.
+        let book = self.store().contact_book(account).await?;
+        match phone_in(book.as_ref()) {
             Some(old) if old.limit_key() != new.limit_key() => {
-                self.step_up_if_enabled(account, step_up).await?;
+                self.require_step_up(account, new_factor(book.as_ref(), None), step_up)?;
                 contacts.send_change_code(account, &old, &new, caller).await
             }
             _ => {
-                self.step_up_for_new_contact(account, &new, step_up).await?;
+                self.require_step_up(account, new_factor(book.as_ref(), Some(&new)), step_up)?;
                 contacts.send_code(account, &new, caller).await
             }
         }
@@ -598,13 +595,21 @@ impl TwoFactor {
         step_up: Option<&StepUp>,
     ) -> Result<(), Error> {
         let book = self.store().contact_book(account).await?;
-        if let Some(book) = &book
-            && book.factors.two_factor_since.is_some()
-            && !book
-                .contacts
-                .iter()
-                .any(|c| c.destination.limit_key() == destination.limit_key())
-        {
+        self.require_step_up(
+            account,
+            new_factor(book.as_ref(), Some(destination)),
+            step_up,
+        )
+    }
+
+    /// Checks a fresh step-up when `needed`.
+    fn require_step_up(
+        &self,
+        account: &AccountId,
+        needed: bool,
+        step_up: Option<&StepUp>,
+    ) -> Result<(), Error> {
+        if needed {
             let proof = step_up.ok_or(Error::Refused(Refusal::StepUpRequired))?;
             self.check_step_up(account, proof)?;
         }
@@ -688,4 +693,28 @@ fn contact_factor(book: &ContactBook, email_counts: bool) -> bool {
     let mut without_app = book.clone();
     without_app.factors.authenticator = None;
     has_second_factor(&without_app, email_counts, None)
+}
+
+/// The account's verified phone, if any.
+fn phone_in(book: Option<&ContactBook>) -> Option<Destination> {
+    book?
+        .contacts
+        .iter()
+        .find(|c| c.kind() == DestinationKind::Phone && c.is_verified())
+        .map(|c| c.destination.clone())
+}
+
+/// Whether a change needs a step-up: two-step sign-in is on, and the change
+/// replaces a factor (`adding` is `None`) or adds a contact not yet on the
+/// account.
+fn new_factor(book: Option<&ContactBook>, adding: Option<&Destination>) -> bool {
+    book.is_some_and(|book| {
+        book.factors.two_factor_since.is_some()
+            && adding.is_none_or(|new| {
+                !book
+                    .contacts
+                    .iter()
+                    .any(|c| c.destination.limit_key() == new.limit_key())
+            })
+    })
 }
