@@ -284,12 +284,13 @@ impl LimitStore for Counting {
     ) -> Result<WindowCount, StoreError> {
         counted!(self.hit(key, window, now))
     }
-    async fn record_failure(
+    async fn replace_failures(
         &self,
         account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
-        counted!(self.record_failure(account, now))
+        expected: Option<FailureRecord>,
+        next: Option<FailureRecord>,
+    ) -> Result<(), StoreError> {
+        counted!(self.replace_failures(account, expected, next))
     }
     async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
         counted!(self.failures(account))

@@ -309,31 +309,47 @@ impl LimitStore for MyStore {
         })
     }
 
+    /// A compare-and-set on the whole run, one statement per case:
+    ///
     /// ```sql
-    /// INSERT INTO failure_runs (account, consecutive, last_failure_at) VALUES ($1, 1, $2)
-    /// ON CONFLICT (account) DO UPDATE SET
-    ///   consecutive = failure_runs.consecutive + 1, last_failure_at = $2
-    /// RETURNING consecutive, last_failure_at;
+    /// -- no run expected:
+    /// INSERT INTO failure_runs (account, consecutive, last_failure_at) VALUES ($1, $2, $3)
+    /// ON CONFLICT (account) DO NOTHING;
+    /// -- the stored run expected (DELETE … with the same WHERE to end it):
+    /// UPDATE failure_runs SET consecutive = $4, last_failure_at = $5
+    /// WHERE account = $1 AND consecutive = $2 AND last_failure_at = $3;
     /// ```
-    async fn record_failure(
+    ///
+    /// No row touched is a conflict.
+    async fn replace_failures(
         &self,
         account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
+        expected: Option<FailureRecord>,
+        next: Option<FailureRecord>,
+    ) -> Result<(), StoreError> {
         self.transaction(|t| {
-            let consecutive = t
-                .failure_runs
-                .get(account)
-                .map_or(1, |row| row.consecutive.saturating_add(1));
-            let row = FailureRow {
-                consecutive,
-                last_failure_at: now,
-            };
-            t.failure_runs.insert(account.clone(), row);
-            Ok(FailureRecord {
+            let stored = t.failure_runs.get(account).map(|row| FailureRecord {
                 consecutive: row.consecutive,
                 last_failure_at: row.last_failure_at,
-            })
+            });
+            if stored != expected {
+                return Err(StoreError::conflict());
+            }
+            match next {
+                Some(run) => {
+                    t.failure_runs.insert(
+                        account.clone(),
+                        FailureRow {
+                            consecutive: run.consecutive,
+                            last_failure_at: run.last_failure_at,
+                        },
+                    );
+                }
+                None => {
+                    t.failure_runs.remove(account);
+                }
+            }
+            Ok(())
         })
     }
 

@@ -168,8 +168,9 @@ use crate::random::LockedRng;
 use crate::recovery::{RecoverySet, StoredRecoveryCode};
 use crate::store::{
     AccountId, AuthenticatorRecord, ChallengeId, ChallengeRecord, ChallengeState, ClaimChanges,
-    ContactBook, ContactCommit, ContactEntry, Factors, LinkRecord, MemberRecord, Purpose,
-    SendRecord, Store, StoreError, StoreErrorKind, VerificationId, VerificationRecord, WindowCount,
+    ContactBook, ContactCommit, ContactEntry, Factors, FailureRecord, LinkRecord, MemberRecord,
+    Purpose, SendRecord, Store, StoreError, StoreErrorKind, VerificationId, VerificationRecord,
+    WindowCount,
 };
 
 /// Tasks in every race.
@@ -235,7 +236,7 @@ where
     check_race_replace(new_store().await).await;
     check_race_read_modify_write(new_store().await).await;
     check_race_hit(new_store().await).await;
-    check_race_record_failure(new_store().await).await;
+    check_race_replace_failures(new_store().await).await;
     check_race_insert(new_store().await).await;
     check_race_bump_epoch(new_store().await).await;
     check_race_recovery_replace(new_store().await).await;
@@ -245,6 +246,7 @@ where
     check_race_verification_replace(new_store().await).await;
     check_flows_verify_once(new_store().await).await;
     check_flows_attempts_counted(new_store().await).await;
+    check_flows_guesses_counted_first(new_store().await).await;
     check_flows_redeem_once(new_store().await).await;
     check_flows_redeem_each_code_once(new_store().await).await;
     check_flows_regenerate_voids_old_codes(new_store().await).await;
@@ -284,6 +286,8 @@ pub async fn race_two_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     race_replace(&stores, 0xB1).await;
     flows_verify_once(&stores, 0xB2).await;
     flows_attempts_counted(&stores, 0xB3).await;
+    flows_guesses_counted_first(&stores, 0xB5).await;
+    race_failures(&stores, "testkit:two-instances:failures").await;
     race_hit(&stores, "testkit:two-instances:hit").await;
     flows_redeem_once(&stores, 0xB4).await;
     race_bump_epoch(&stores, "testkit:two-instances:epoch").await;
@@ -980,77 +984,134 @@ pub async fn check_hit_keys_independent(store: Arc<dyn Store>) {
     }
 }
 
-/// Rule: `record_failure` increments the account's run and stores the time
-/// of the latest failure; `failures` reads the run (`None` for an account
-/// with none); `clear_failures` ends it (the next failure counts 1 again);
-/// accounts are independent; clearing an account without failures is `Ok`.
+/// Rule: `replace_failures` is a compare-and-set on the whole run. From no
+/// run (`expected` `None`) it creates one; with the stored run as
+/// `expected` it replaces it (or, with `next` `None`, ends it); any other
+/// `expected` — a stale count, another instant, a run where there is none,
+/// none where there is one — is a [`StoreErrorKind::Conflict`] that changes
+/// nothing. `failures` reads the run exactly as written (`None` for an
+/// account with none); `clear_failures` ends it unconditionally; accounts
+/// are independent; clearing an account without failures is `Ok`.
 pub async fn check_failures(store: Arc<dyn Store>) {
     let t0 = base_time();
     let alice = AccountId::new("testkit:alice");
     let bob = AccountId::new("testkit:ボブ 'quoted' %_");
-    let none = ok(store.failures(&alice).await, "failures");
+    let run = |consecutive, last_failure_at| FailureRecord {
+        consecutive,
+        last_failure_at,
+    };
+    let read = |store: Arc<dyn Store>, account: AccountId| async move {
+        ok(store.failures(&account).await, "failures")
+    };
+    let none = read(store.clone(), alice.clone()).await;
     assert!(
         none.is_none(),
         "failures must be None for an account that never failed (got {none:?})"
     );
 
-    let first = ok(store.record_failure(&alice, t0).await, "record_failure");
+    let first = run(1, t0);
+    ok(
+        store.replace_failures(&alice, None, Some(first)).await,
+        "replace_failures from no run",
+    );
     assert_eq!(
-        (first.consecutive, first.last_failure_at),
-        (1, t0),
-        "the first record_failure must return consecutive 1 and last_failure_at = now"
+        read(store.clone(), alice.clone()).await,
+        Some(first),
+        "failures must return the run replace_failures wrote"
     );
     let t1 = t0 + Duration::seconds(42);
-    let second = ok(store.record_failure(&alice, t1).await, "record_failure");
-    assert_eq!(
-        (second.consecutive, second.last_failure_at),
-        (2, t1),
-        "record_failure must increment consecutive and set last_failure_at to the latest now"
+    let cases: [(Option<FailureRecord>, &str); 3] = [
+        (None, "no run expected while one is stored"),
+        (Some(run(7, t0)), "a stale consecutive count"),
+        (Some(run(1, t1)), "the right count at another instant"),
+    ];
+    for (expected, why) in cases {
+        let got = store
+            .replace_failures(&alice, expected, Some(run(9, t1)))
+            .await;
+        assert_conflict(got, &format!("replace_failures with {why}"));
+        assert_eq!(
+            read(store.clone(), alice.clone()).await,
+            Some(first),
+            "a replace_failures that conflicted ({why}) must leave the run alone"
+        );
+    }
+    let second = run(2, t1);
+    ok(
+        store
+            .replace_failures(&alice, Some(first), Some(second))
+            .await,
+        "replace_failures from the stored run",
     );
-    let read_back = ok(store.failures(&alice).await, "failures");
     assert_eq!(
-        read_back.map(|r| (r.consecutive, r.last_failure_at)),
-        Some((2, t1)),
-        "failures must return the run record_failure wrote"
+        read(store.clone(), alice.clone()).await,
+        Some(second),
+        "replace_failures must store the new run (count and instant)"
     );
 
-    let other = ok(store.failures(&bob).await, "failures");
     assert!(
-        other.is_none(),
-        "failure runs must be per account: another account's failures leaked ({other:?})"
+        read(store.clone(), bob.clone()).await.is_none(),
+        "failure runs must be per account: another account's run leaked"
     );
-    let bob_first = ok(store.record_failure(&bob, t1).await, "record_failure");
+    ok(
+        store.replace_failures(&bob, None, Some(run(1, t1))).await,
+        "replace_failures for a second account",
+    );
     assert_eq!(
-        bob_first.consecutive, 1,
-        "failure runs must be per account: a new account's first failure must count 1"
+        read(store.clone(), bob.clone())
+            .await
+            .map(|r| r.consecutive),
+        Some(1),
+        "failure runs must be per account"
     );
 
-    ok(store.clear_failures(&alice).await, "clear_failures");
-    let cleared = ok(store.failures(&alice).await, "failures");
+    let ended = store.replace_failures(&alice, Some(first), None).await;
+    assert_conflict(ended, "replace_failures ending a run from a stale one");
+    ok(
+        store.replace_failures(&alice, Some(second), None).await,
+        "replace_failures ending the stored run",
+    );
     assert!(
-        cleared.is_none_or(|r| r.consecutive == 0),
-        "after clear_failures, failures must be None (or a zero run), got {cleared:?}"
+        read(store.clone(), alice.clone()).await.is_none(),
+        "replace_failures with next None must end the run"
+    );
+    ok(
+        store.replace_failures(&alice, None, None).await,
+        "replace_failures from no run to no run",
     );
     let t2 = t1 + Duration::minutes(3);
-    let again = ok(store.record_failure(&alice, t2).await, "record_failure");
-    assert_eq!(
-        (again.consecutive, again.last_failure_at),
-        (1, t2),
-        "after clear_failures, the next record_failure must count 1 again"
+    ok(
+        store.replace_failures(&alice, None, Some(run(1, t2))).await,
+        "replace_failures starting a new run",
     );
-    let bob_now = ok(store.failures(&bob).await, "failures");
+    ok(store.clear_failures(&alice).await, "clear_failures");
+    let cleared = read(store.clone(), alice.clone()).await;
+    assert!(
+        cleared.is_none(),
+        "after clear_failures, failures must be None, got {cleared:?}"
+    );
     assert_eq!(
-        bob_now.map(|r| r.consecutive),
+        read(store.clone(), bob.clone())
+            .await
+            .map(|r| r.consecutive),
         Some(1),
         "clear_failures of one account must not touch another's run"
     );
-
     ok(
         store
             .clear_failures(&AccountId::new("testkit:never-failed"))
             .await,
         "clear_failures of an account without failures must be Ok",
     );
+}
+
+/// Panics unless `result` is a [`StoreErrorKind::Conflict`].
+fn assert_conflict(result: Result<(), StoreError>, what: &str) {
+    match result {
+        Err(e) if e.is_conflict() => {}
+        Err(e) => panic!("{what} must be a Conflict, got {}", describe(&e)),
+        Ok(()) => panic!("{what} must be a Conflict, but it was applied"),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -2861,36 +2922,58 @@ pub async fn check_race_hit(store: Arc<dyn Store>) {
     race_hit(&[store], "testkit:race:hit").await;
 }
 
-/// Rule: `record_failure` loses no increment. 64 concurrent failures for
-/// one account return the runs 1 to 64, one each, and `failures` then reads
-/// 64.
+/// Rule: `replace_failures` loses no count. 64 tasks each read the run and
+/// compare-and-set it one longer, re-reading after a conflict, until their
+/// write lands: the runs they wrote are 1 to 64, one each, and `failures`
+/// then reads 64.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](self)).
-pub async fn check_race_record_failure(store: Arc<dyn Store>) {
-    let account = AccountId::new("testkit:race:failures");
+pub async fn check_race_replace_failures(store: Arc<dyn Store>) {
+    race_failures(&[store], "testkit:race:failures").await;
+}
+
+async fn race_failures(stores: &[Arc<dyn Store>], account: &str) {
+    let account = AccountId::new(account);
     let now = base_time();
     let jobs = (0..TASKS)
-        .map(|_| {
-            let store = store.clone();
+        .map(|i| {
+            let store = pick(stores, i);
             let account = account.clone();
-            async move { ok(store.record_failure(&account, now).await, "record_failure") }
+            async move {
+                loop {
+                    let seen = ok(store.failures(&account).await, "failures");
+                    let next = FailureRecord {
+                        consecutive: seen.map_or(0, |r| r.consecutive) + 1,
+                        last_failure_at: now,
+                    };
+                    match store.replace_failures(&account, seen, Some(next)).await {
+                        Ok(()) => return next.consecutive,
+                        Err(e) if e.is_conflict() => {}
+                        Err(e) => panic!("the store failed in replace_failures: {}", describe(&e)),
+                    }
+                }
+            }
         })
         .collect();
-    let runs = race(jobs).await;
-    let mut seen: Vec<u32> = runs.iter().map(|r| r.consecutive).collect();
+    let mut seen = race(jobs).await;
     seen.sort_unstable();
     let want: Vec<u32> = (1..=u32::try_from(TASKS).expect("small")).collect();
     assert_eq!(
-        seen, want,
-        "{TASKS} concurrent record_failure calls must return each of 1..={TASKS} exactly once \
-         (an atomic increment)"
+        seen,
+        want,
+        "{TASKS} concurrent read/compare-and-set loops on one failure run must each land \
+         one count, 1..={TASKS} once each{}",
+        across(stores)
     );
-    let stored = ok(store.failures(&account).await, "failures");
-    assert_eq!(
-        stored.map(|r| r.consecutive),
-        Some(u32::try_from(TASKS).expect("small")),
-        "after {TASKS} concurrent record_failure calls the run must be {TASKS}"
-    );
+    for store in stores {
+        let stored = ok(store.failures(&account).await, "failures");
+        assert_eq!(
+            stored.map(|r| r.consecutive),
+            Some(u32::try_from(TASKS).expect("small")),
+            "after {TASKS} counted failures the run must read {TASKS}{}",
+            across(stores)
+        );
+    }
 }
 
 /// Rule: of 64 concurrent inserts of one id, exactly one succeeds and 63
@@ -3718,6 +3801,183 @@ async fn flows_attempts_counted(stores: &[Arc<dyn Store>], seed: u8) {
     }
 }
 
+/// Rule (through the flows): every guess is counted against the account's
+/// failure run **before** it is checked, so racing guesses can't outrun
+/// the limits. Under the default [`FailurePolicy`] (3 free failures, then
+/// back-off, hard stop at 100):
+///
+/// - with 99 failures on record, 64 racing wrong codes for one account are
+///   checked at most once — every other one is refused as `Locked` without
+///   being compared — and the run ends at exactly 100;
+/// - with none on record, 64 racing wrong codes at one instant are checked
+///   exactly 3 times and the run ends at 3;
+/// - the right code signs in once and ends the run;
+/// - the same for recovery codes ([`RecoveryCodes`]).
+///
+/// Needs a multi-thread runtime to race (see the [module docs](self)).
+pub async fn check_flows_guesses_counted_first(store: Arc<dyn Store>) {
+    flows_guesses_counted_first(&[store], 0x61).await;
+}
+
+async fn flows_guesses_counted_first(stores: &[Arc<dyn Store>], seed: u8) {
+    let now = base_time();
+    let clock = ManualClock::new(now);
+    let gateway = RecordingGateway::new();
+    let codes: Vec<Challenges> = stores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| challenges(s.clone(), &clock, &gateway, seed, i))
+        .collect();
+    let ports = |i: usize| ports(stores[i].clone(), &clock, seed, i);
+    let recovery: Vec<RecoveryCodes> = (0..stores.len())
+        .map(|i| RecoveryCodes::new(ports(i)))
+        .collect();
+    let hard_stop = FailurePolicy::default().hard_stop;
+    let free = FailurePolicy::default().free_failures;
+
+    for (on_record, checked_at_most, run_after) in [(hard_stop - 1, 1, hard_stop), (0, free, free)]
+    {
+        let account = AccountId::new(format!("testkit:guesses:{seed:02x}:code:{on_record}"));
+        put_failures(stores, &account, on_record, now).await;
+        let (id, code) = issue_for(&codes[0], &gateway, &account).await;
+        let right: u32 = code.parse().expect("a numeric code");
+        let jobs = (0..TASKS)
+            .map(|i| {
+                let service = codes[i % codes.len()].clone();
+                let wrong = format!(
+                    "{:06}",
+                    (right + 1 + u32::try_from(i).expect("small")) % 1_000_000
+                );
+                async move {
+                    Outcome::from(
+                        service
+                            .verify(&id, &wrong, &Purpose::SignIn, &phone())
+                            .await,
+                    )
+                }
+            })
+            .collect();
+        let outcomes = race(jobs).await;
+        let checked = checked_guesses(&outcomes, "a wrong code", stores);
+        assert!(
+            checked <= checked_at_most,
+            "with {on_record} failures on record, {TASKS} racing wrong codes must be compared \
+             at most {checked_at_most} time(s): every other one is refused as Locked before it \
+             is checked; {checked} were compared{}",
+            across(stores)
+        );
+        assert_run(stores, &account, run_after, "wrong codes").await;
+    }
+
+    // The right code, after two failures: signs in once and ends the run.
+    let account = AccountId::new(format!("testkit:guesses:{seed:02x}:code:right"));
+    put_failures(stores, &account, free - 1, now).await;
+    let (id, code) = issue_for(&codes[0], &gateway, &account).await;
+    let first = Outcome::from(
+        codes[0]
+            .verify(&id, &code, &Purpose::SignIn, &phone())
+            .await,
+    );
+    assert_eq!(
+        first,
+        Outcome::Succeeded,
+        "the right code must verify with {} failures on record{}",
+        free - 1,
+        across(stores)
+    );
+    assert_run(stores, &account, 0, "the right code").await;
+    let again = Outcome::from(
+        codes[codes.len() - 1]
+            .verify(&id, &code, &Purpose::SignIn, &phone())
+            .await,
+    );
+    assert_eq!(
+        again,
+        Outcome::Refused(Refusal::AlreadyUsed),
+        "a verified code must not verify again{}",
+        across(stores)
+    );
+
+    for (on_record, checked_at_most, run_after) in [(hard_stop - 1, 1, hard_stop), (0, free, free)]
+    {
+        let account = AccountId::new(format!("testkit:guesses:{seed:02x}:recovery:{on_record}"));
+        let plain = generate(&recovery[0], &account).await;
+        put_failures(stores, &account, on_record, now).await;
+        let jobs = (0..TASKS)
+            .map(|i| {
+                let service = recovery[i % recovery.len()].clone();
+                let account = account.clone();
+                // A well-formed code that is not in the set.
+                let wrong = plain[0].chars().rev().collect::<String>();
+                async move { Outcome::from(service.redeem(&account, &wrong).await) }
+            })
+            .collect();
+        let outcomes = race(jobs).await;
+        let checked = checked_guesses(&outcomes, "a wrong recovery code", stores);
+        assert!(
+            checked <= checked_at_most,
+            "with {on_record} failures on record, {TASKS} racing wrong recovery codes must be \
+             compared at most {checked_at_most} time(s); {checked} were compared{}",
+            across(stores)
+        );
+        assert_run(stores, &account, run_after, "wrong recovery codes").await;
+    }
+}
+
+/// Puts a run of `consecutive` failures on record for `account`, the last
+/// one long enough ago that no back-off is running.
+async fn put_failures(
+    stores: &[Arc<dyn Store>],
+    account: &AccountId,
+    consecutive: u32,
+    now: OffsetDateTime,
+) {
+    if consecutive == 0 {
+        return;
+    }
+    let run = FailureRecord {
+        consecutive,
+        last_failure_at: now - Duration::hours(1),
+    };
+    ok(
+        stores[0].replace_failures(account, None, Some(run)).await,
+        "replace_failures",
+    );
+}
+
+/// How many of the outcomes were compared (refused as wrong rather than
+/// as locked); panics on successes and infrastructure errors.
+fn checked_guesses(outcomes: &[Outcome], what: &str, stores: &[Arc<dyn Store>]) -> u32 {
+    assert_no_failures(outcomes, what, stores);
+    let mut checked = 0;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Refused(
+                Refusal::WrongCode { .. } | Refusal::TooManyAttempts | Refusal::WrongRecoveryCode,
+            ) => checked += 1,
+            Outcome::Refused(Refusal::Locked { .. }) => {}
+            other => panic!(
+                "{what} must be refused as wrong or as Locked{}; got {other:?}",
+                across(stores)
+            ),
+        }
+    }
+    checked
+}
+
+/// Panics unless every handle reads a run of `want` (0: no run).
+async fn assert_run(stores: &[Arc<dyn Store>], account: &AccountId, want: u32, after: &str) {
+    for store in stores {
+        let run = ok(store.failures(account).await, "failures");
+        assert_eq!(
+            run.map_or(0, |r| r.consecutive),
+            want,
+            "after {after} the account's failure run must be {want}{}",
+            across(stores)
+        );
+    }
+}
+
 async fn race_bump_epoch(stores: &[Arc<dyn Store>], account: &str) {
     let account = AccountId::new(account);
     let jobs = (0..TASKS)
@@ -4035,6 +4295,27 @@ async fn issue(service: &Challenges, gateway: &RecordingGateway) -> (ChallengeId
         .expose_secret()
         .to_owned();
     (ticket.challenge_id, code)
+}
+
+/// Issues a sign-in code for `account` to [`PHONE`]; returns its id and the
+/// code.
+async fn issue_for(
+    service: &Challenges,
+    gateway: &RecordingGateway,
+    account: &AccountId,
+) -> (ChallengeId, String) {
+    let request = IssueRequest::new(phone(), Purpose::SignIn).account(account.clone());
+    let ticket = match service.issue(request).await {
+        Ok(ticket) => ticket,
+        Err(e) => panic!(
+            "Challenges::issue failed on this store: {}",
+            error_chain(&e)
+        ),
+    };
+    let code = gateway
+        .last_secret_to(PHONE)
+        .expect("the recording gateway holds the code just sent");
+    (ticket.challenge_id, code.expose_secret().to_owned())
 }
 
 /// Runs the jobs as tasks released together by a barrier; returns their

@@ -99,12 +99,13 @@ impl LimitStore for Flaky {
         self.inner.hit(key, window, now).await
     }
 
-    async fn record_failure(
+    async fn replace_failures(
         &self,
         account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
-        self.inner.record_failure(account, now).await
+        expected: Option<FailureRecord>,
+        next: Option<FailureRecord>,
+    ) -> Result<(), StoreError> {
+        self.inner.replace_failures(account, expected, next).await
     }
 
     async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
@@ -243,12 +244,21 @@ async fn store_error_on_replace_during_verify_is_never_ok() {
 }
 
 #[tokio::test]
-async fn store_error_on_replace_with_an_account_counts_nothing() {
+async fn store_error_on_replace_with_an_account_leaves_the_guess_counted() {
+    // Every guess is counted before it is checked; when the challenge can't
+    // be written the guess stays counted (the strict side) and nothing is
+    // cleared, right code or not.
     let account = AccountId::new("user-1");
     let (record, code) = real_challenge(Some(account.clone())).await;
     let mut db = db_failing_replace(&record, 2);
     db.expect_failures().times(2).returning(|_| Ok(None));
-    db.expect_record_failure().times(0);
+    db.expect_replace_failures()
+        .times(2)
+        .returning(|_, expected, next| {
+            assert!(expected.is_none());
+            assert_eq!(next.map(|r| r.consecutive), Some(1));
+            Ok(())
+        });
     db.expect_clear_failures().times(0);
     let challenges = build(
         Arc::new(db),

@@ -88,13 +88,14 @@ impl LimitStore for Counting {
         self.log("hit");
         self.inner.hit(key, window, now).await
     }
-    async fn record_failure(
+    async fn replace_failures(
         &self,
         account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
-        self.log("record_failure");
-        self.inner.record_failure(account, now).await
+        expected: Option<FailureRecord>,
+        next: Option<FailureRecord>,
+    ) -> Result<(), StoreError> {
+        self.log("replace_failures");
+        self.inner.replace_failures(account, expected, next).await
     }
     async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
         self.log("failures");

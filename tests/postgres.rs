@@ -18,7 +18,7 @@ use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::recovery::{RecoverySet, StoredRecoveryCode};
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore,
-    LimitStore, PgStore, Purpose, RecoveryStore, Store, StoreError, StoreErrorKind,
+    FailureRecord, LimitStore, PgStore, Purpose, RecoveryStore, Store, StoreError, StoreErrorKind,
     VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
@@ -308,8 +308,7 @@ async fn unreachable_server_is_unavailable() {
             .await
             .err()
             .map(|e| e.kind()),
-        store
-            .record_failure(&account, now)
+        record_failure(&store, &account, now)
             .await
             .err()
             .map(|e| e.kind()),
@@ -398,7 +397,9 @@ async fn sql_injection_is_inert() {
         let got = store.hit(key, Duration::hours(1), now).await.expect("hit");
         assert_eq!(got.count, 1, "{key:?} is its own counter");
         let account = AccountId::new(*key);
-        let run = store.record_failure(&account, now).await.expect("failure");
+        let run = record_failure(&store, &account, now)
+            .await
+            .expect("failure");
         assert_eq!(run.consecutive, 1, "{key:?} is its own account");
         if i % 2 == 0 {
             store.clear_failures(&account).await.expect("clear");
@@ -438,11 +439,21 @@ async fn times_keep_microseconds_and_records_keep_everything() {
         .await
         .expect("hit");
     assert_eq!(got.resets_at, micros + Duration::seconds(1));
-    let run = store
-        .record_failure(&AccountId::new("precise"), now)
+    let run = record_failure(&store, &AccountId::new("precise"), now)
         .await
         .expect("failure");
     assert_eq!(run.last_failure_at, micros);
+    // A run is compared the way it is stored: the instant as the flow wrote
+    // it (nanoseconds) matches the microseconds kept, so a flow can compare
+    // and set the run it wrote without reading it back.
+    let written = FailureRecord {
+        consecutive: 1,
+        last_failure_at: now,
+    };
+    store
+        .replace_failures(&AccountId::new("precise"), Some(written), None)
+        .await
+        .expect("the written run compares equal at the stored precision");
 
     // A challenge record comes back exactly, nanoseconds included, and a
     // replace with a u64 version above i64::MAX still compares and sets.
@@ -484,8 +495,7 @@ async fn times_keep_microseconds_and_records_keep_everything() {
         .expect("present");
     assert_eq!(back.purpose, odd.purpose);
     assert_eq!(back.account, odd.account);
-    let err = store
-        .record_failure(&AccountId::new("acct\u{0}x"), now)
+    let err = record_failure(&store, &AccountId::new("acct\u{0}x"), now)
         .await
         .expect_err("NUL in TEXT");
     assert_eq!(err.kind(), StoreErrorKind::Other);
@@ -596,7 +606,7 @@ async fn migrates_a_version_1_schema_to_version_2() {
     let challenge = testkit::sample_challenge(3, now);
     store.insert_challenge(&challenge).await.expect("insert");
     store.hit("k", Duration::hours(1), now).await.expect("hit");
-    store.record_failure(&alice, now).await.expect("failure");
+    record_failure(&store, &alice, now).await.expect("failure");
     // The version-2 tables are not there yet: a permanent error.
     assert_eq!(kind(store.epoch(&alice).await), Some(StoreErrorKind::Other));
 
@@ -1118,4 +1128,25 @@ async fn verifications_compare_and_set_on_every_bit() {
             .expect("purge"),
         1
     );
+}
+
+/// One more failure in the account's run, counted the way the flows count
+/// one (read, then compare-and-set one longer); the run as stored.
+async fn record_failure<S: LimitStore + ?Sized>(
+    store: &S,
+    account: &AccountId,
+    now: OffsetDateTime,
+) -> Result<FailureRecord, StoreError> {
+    loop {
+        let seen = store.failures(account).await?;
+        let next = FailureRecord {
+            consecutive: seen.map_or(0, |r| r.consecutive) + 1,
+            last_failure_at: now,
+        };
+        match store.replace_failures(account, seen, Some(next)).await {
+            Ok(()) => return Ok(store.failures(account).await?.unwrap_or(next)),
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

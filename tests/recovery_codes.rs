@@ -1062,12 +1062,9 @@ async fn a_failed_write_during_redeem_is_a_store_error_never_success() {
         .times(1)
         .returning(|_, _, _, _| Err(db_down()));
     // The guess is counted before it is checked; nothing clears it.
-    db.expect_record_failure().times(1).returning(|_, now| {
-        Ok(ninsho::store::FailureRecord {
-            consecutive: 1,
-            last_failure_at: now,
-        })
-    });
+    db.expect_replace_failures()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     db.expect_clear_failures().times(0);
     let events = RecordingEvents::new();
     let codes_flow = on_mock(db, &events);
@@ -1088,7 +1085,7 @@ async fn a_failed_read_of_the_set_is_a_store_error() {
     db.expect_recovery_set().returning(|_| Err(db_down()));
     db.expect_replace_recovery_set().times(0);
     db.expect_insert_recovery_set().times(0);
-    db.expect_record_failure().times(0);
+    db.expect_replace_failures().times(0);
     db.expect_clear_failures().times(0);
     let codes = on_mock(db, &RecordingEvents::new());
     assert_eq!(
@@ -1108,11 +1105,13 @@ async fn a_failed_read_of_the_set_is_a_store_error() {
 
 #[tokio::test]
 async fn a_failed_read_of_the_failure_run_is_a_store_error() {
+    let (set, codes) = real_set();
     let mut db = MockDb::new();
     db.expect_failures().returning(|_| Err(db_down()));
-    db.expect_recovery_set().times(0);
+    db.expect_recovery_set()
+        .returning(move |_| Ok(Some(set.clone())));
+    db.expect_replace_failures().times(0);
     db.expect_replace_recovery_set().times(0);
-    let (_, codes) = real_set();
     let flow = on_mock(db, &RecordingEvents::new());
     assert_eq!(
         store_error(flow.redeem(&alice(), &codes[0]).await),
@@ -1127,9 +1126,9 @@ async fn a_wrong_code_that_cannot_be_counted_is_a_store_error() {
     db.expect_failures().returning(|_| Ok(None));
     db.expect_recovery_set()
         .returning(move |_| Ok(Some(set.clone())));
-    db.expect_record_failure()
+    db.expect_replace_failures()
         .times(1)
-        .returning(|_, _| Err(db_down()));
+        .returning(|_, _, _| Err(db_down()));
     db.expect_replace_recovery_set().times(0);
     let flow = on_mock(db, &RecordingEvents::new());
     assert_eq!(
@@ -1160,12 +1159,13 @@ impl LimitStore for Flaky {
     ) -> Result<WindowCount, StoreError> {
         self.inner.hit(key, window, now).await
     }
-    async fn record_failure(
+    async fn replace_failures(
         &self,
         account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
-        self.inner.record_failure(account, now).await
+        expected: Option<FailureRecord>,
+        next: Option<FailureRecord>,
+    ) -> Result<(), StoreError> {
+        self.inner.replace_failures(account, expected, next).await
     }
     async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
         self.inner.failures(account).await

@@ -143,6 +143,28 @@ pub(crate) enum Decision {
     Refuse(Refusal),
 }
 
+/// Why a code typed for this challenge would be refused without being
+/// compared at all (used, exhausted, expired, or not a code challenge);
+/// `None` when it would be compared. Such an attempt is no guess, so it is
+/// not counted against the account.
+pub(crate) fn refusal_before_check(
+    record: &ChallengeRecord,
+    now: OffsetDateTime,
+) -> Option<Refusal> {
+    match record.state {
+        ChallengeState::Pending => {}
+        ChallengeState::Exhausted => return Some(Refusal::TooManyAttempts),
+        _ => return Some(Refusal::AlreadyUsed),
+    }
+    if record.link.is_some() {
+        return Some(Refusal::Unknown);
+    }
+    if now >= record.expires_at || record.sends.iter().all(|s| now >= s.expires_at) {
+        return Some(Refusal::Expired);
+    }
+    None
+}
+
 /// Decides a verification attempt. Every live code of the challenge is
 /// compared in constant time, with one HMAC per hashing key.
 pub(crate) fn decide(
@@ -153,16 +175,8 @@ pub(crate) fn decide(
     hasher: &KeyedHasher,
     now: OffsetDateTime,
 ) -> Decision {
-    match record.state {
-        ChallengeState::Pending => {}
-        ChallengeState::Exhausted => return Decision::Refuse(Refusal::TooManyAttempts),
-        _ => return Decision::Refuse(Refusal::AlreadyUsed),
-    }
-    if record.link.is_some() {
-        return Decision::Refuse(Refusal::Unknown);
-    }
-    if now >= record.expires_at || record.sends.iter().all(|s| now >= s.expires_at) {
-        return Decision::Refuse(Refusal::Expired);
+    if let Some(reason) = refusal_before_check(record, now) {
+        return Decision::Refuse(reason);
     }
 
     let context_ok = &record.purpose == purpose && &record.destination == destination;

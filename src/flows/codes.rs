@@ -4,7 +4,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::{Challenges, MAX_ROUNDS};
-use crate::challenge::{Decision, decide, generate_code, hash_code};
+use crate::challenge::{Decision, decide, generate_code, hash_code, refusal_before_check};
 use crate::contact::Destination;
 use crate::error::{Error, Refusal};
 use crate::events::Event;
@@ -210,10 +210,10 @@ impl Challenges {
         }
         let account = request.account.as_ref();
         if let Some(typed) = &request.confirmation {
+            // Counting the confirmation as a guess checks the lockout too.
             self.check_confirmation(&request.destination, typed, account, now)
                 .await?;
-        }
-        if let Some(account) = account {
+        } else if let Some(account) = account {
             self.check_lockout(None, account, now).await?;
         }
         self.charge_send_limits(
@@ -429,9 +429,15 @@ impl Challenges {
         let now = self.now();
         let inner = &self.inner;
         let id = record.id;
-        if let Some(account) = &record.account {
-            self.check_lockout(Some(id), account, now).await?;
+        if let Some(reason) = refusal_before_check(&record, now) {
+            return Err(self.refuse(Some(id), record.account, reason));
         }
+        // Counted before it is compared, so racing guesses can't outrun the
+        // back-off or the hard stop.
+        let counted = match &record.account {
+            Some(account) => Some(self.count_guess(Some(id), account, now).await?),
+            None => None,
+        };
         for _ in 0..MAX_ROUNDS {
             let (next, refusal) =
                 match decide(&record, input, purpose, destination, &inner.hasher, now) {
@@ -442,7 +448,17 @@ impl Challenges {
                     Decision::Reject(next, reason) => (next, Some(reason)),
                 };
             match inner.store.replace_challenge(&next, record.version).await {
-                Ok(()) => return self.settle(&next, refusal, now).await,
+                Ok(()) => {
+                    return match refusal {
+                        None => Ok(self.verified(&next).await),
+                        Some(reason) => {
+                            if let Some(counted) = &counted {
+                                counted.wrong(&inner.failures, &*inner.events, now);
+                            }
+                            Err(self.refuse(Some(id), next.account, reason))
+                        }
+                    };
+                }
                 Err(e) if e.is_conflict() => record = self.load(&id).await?,
                 Err(e) => return Err(e.into()),
             }
@@ -450,36 +466,20 @@ impl Challenges {
         Err(crate::store::StoreError::conflict().into())
     }
 
-    /// After a verification was written: update the account's failure run
-    /// and report.
-    pub(super) async fn settle(
-        &self,
-        record: &ChallengeRecord,
-        refusal: Option<Refusal>,
-        now: OffsetDateTime,
-    ) -> Result<Verified, Error> {
-        match refusal {
-            None => {
-                // The code is consumed and verified: that is the answer, even
-                // if ending the failure run fails (the run then stays a little
-                // stricter than it should until the next success).
-                if let Some(account) = &record.account {
-                    let _ = self.inner.store.clear_failures(account).await;
-                }
-                self.emit(Event::Verified {
-                    challenge: record.id,
-                    purpose: record.purpose.clone(),
-                    account: record.account.clone(),
-                });
-                Ok(Verified::from_record(record))
-            }
-            Some(reason) => {
-                if let Some(account) = &record.account {
-                    self.count_failure(account, now).await?;
-                }
-                Err(self.refuse(Some(record.id), record.account.clone(), reason))
-            }
+    /// A challenge was just written as verified (a code, or a collected
+    /// link approval): a second factor was proven, so the account's failure
+    /// run ends. That is bookkeeping: a store error there leaves the run a
+    /// little stricter until the next success, and the answer stands.
+    pub(super) async fn verified(&self, record: &ChallengeRecord) -> Verified {
+        if let Some(account) = &record.account {
+            let _ = self.inner.store.clear_failures(account).await;
         }
+        self.emit(Event::Verified {
+            challenge: record.id,
+            purpose: record.purpose.clone(),
+            account: record.account.clone(),
+        });
+        Verified::from_record(record)
     }
 
     /// Masked-contact confirmation for a send that doesn't go through
@@ -495,8 +495,11 @@ impl Challenges {
             .await
     }
 
-    /// Masked-contact confirmation, in constant time; a mismatch counts as a
-    /// failure for the account and sends nothing.
+    /// Masked-contact confirmation, in constant time. The answer is
+    /// counted as a guess against the account first (which refuses while
+    /// it is locked); a right answer takes the count back — it proves
+    /// nothing the account doesn't already show — and a wrong one keeps it
+    /// and sends nothing.
     async fn check_confirmation(
         &self,
         destination: &Destination,
@@ -504,19 +507,24 @@ impl Challenges {
         account: Option<&AccountId>,
         now: OffsetDateTime,
     ) -> Result<(), Error> {
-        if let Some(account) = account {
-            self.check_lockout(None, account, now).await?;
-        }
+        let counted = match account {
+            Some(account) => Some(self.count_guess(None, account, now).await?),
+            None => None,
+        };
         let matches = destination
             .confirmation_form(typed)
             .is_some_and(|(typed, expected)| {
                 bool::from(typed.as_bytes().ct_eq(expected.as_bytes()))
             });
+        let inner = &self.inner;
         if matches {
+            if let Some(counted) = counted {
+                counted.refund(&*inner.store).await;
+            }
             return Ok(());
         }
-        if let Some(account) = account {
-            self.count_failure(account, now).await?;
+        if let Some(counted) = &counted {
+            counted.wrong(&inner.failures, &*inner.events, now);
         }
         Err(self.refuse(None, account.cloned(), Refusal::ContactNotConfirmed))
     }

@@ -282,8 +282,7 @@ impl Challenges {
                 .await
             {
                 Ok(()) => {
-                    let verified = self.settle(&next, None, self.now()).await?;
-                    return Ok(LinkStatus::Approved(verified));
+                    return Ok(LinkStatus::Approved(self.verified(&next).await));
                 }
                 Err(e) if e.is_conflict() => record = self.load(id).await?,
                 Err(e) => return Err(e.into()),
@@ -331,6 +330,12 @@ impl Challenges {
 
     /// Finds the challenge a token names and checks the token in constant
     /// time. Every failure reads as [`Refusal::Unknown`].
+    ///
+    /// A token is a guess like a code: for an account's link it is counted
+    /// against the account before it is compared (a 256-bit token can't be
+    /// guessed, but nothing is compared uncounted). A right token takes the
+    /// count back: opening or deciding proves nothing yet; the sign-in that
+    /// collects the approval ends the run.
     async fn find_link(&self, token: &str) -> Result<ChallengeRecord, Error> {
         let unknown = || self.refuse(None, None, Refusal::Unknown);
         let (id, secret) = token.trim().split_once('.').ok_or_else(unknown)?;
@@ -341,6 +346,11 @@ impl Challenges {
         );
         let record = self.inner.store.challenge(&id).await?.ok_or_else(unknown)?;
         let link = record.link.as_ref().ok_or_else(unknown)?;
+        let now = self.now();
+        let counted = match &record.account {
+            Some(account) => Some(self.count_guess(Some(id), account, now).await?),
+            None => None,
+        };
         let tag = self
             .inner
             .hasher
@@ -353,9 +363,16 @@ impl Challenges {
             base32::encode(base32::Alphabet::Rfc4648Lower { padding: false }, &secret)
         );
         let canonical = bool::from(canonical.as_bytes().ct_eq(token.trim().as_bytes()));
+        let inner = &self.inner;
         if bool::from(tag.ct_eq(&link.token.tag)) && secret.len() == 32 && canonical {
+            if let Some(counted) = counted {
+                counted.refund(&*inner.store).await;
+            }
             Ok(record)
         } else {
+            if let Some(counted) = &counted {
+                counted.wrong(&inner.failures, &*inner.events, now);
+            }
             Err(unknown())
         }
     }

@@ -44,6 +44,7 @@
 mod codes;
 mod contacts;
 mod devices;
+pub(crate) mod guess;
 mod links;
 mod ports;
 mod recovery;
@@ -75,7 +76,8 @@ use crate::gateway::{Channel, Gateway, Locale, Templates};
 use crate::hash::KeyedHasher;
 use crate::limits::{FailurePolicy, LimitKind, SendLimits};
 use crate::random::{OsRandom, Random};
-use crate::store::{AccountId, ChallengeId, ChallengeRecord, Store, StoreError};
+use crate::store::{AccountId, ChallengeId, ChallengeRecord, Store};
+use guess::Counted;
 
 /// Most compare-and-set rounds one operation makes before giving up with a
 /// conflict. Each lost round means another writer made progress, and a
@@ -355,16 +357,26 @@ impl Challenges {
         account: &AccountId,
         now: OffsetDateTime,
     ) -> Result<(), Error> {
-        match locked(&*self.inner.store, &self.inner.failures, account, now).await? {
+        let run = self.inner.store.failures(account).await?;
+        match self.inner.failures.lockout(run.as_ref(), now).refusal() {
             None => Ok(()),
             Some(reason) => Err(self.refuse(challenge, Some(account.clone()), reason)),
         }
     }
 
-    /// Counts one more failure for the account and reports a lockout.
-    async fn count_failure(&self, account: &AccountId, now: OffsetDateTime) -> Result<(), Error> {
+    /// Counts a guess against the account before it is checked (see
+    /// [`guess`]); refuses when the account may not guess now.
+    async fn count_guess(
+        &self,
+        challenge: Option<ChallengeId>,
+        account: &AccountId,
+        now: OffsetDateTime,
+    ) -> Result<Counted, Error> {
         let i = &self.inner;
-        Ok(count_failure(&*i.store, &i.failures, &*i.events, account, now).await?)
+        match guess::count(&*i.store, &i.failures, account, now).await? {
+            Ok(counted) => Ok(counted),
+            Err(reason) => Err(self.refuse(challenge, Some(account.clone()), reason)),
+        }
     }
 
     /// Charges every send limit that applies; refuses at the first exceeded.
@@ -415,73 +427,4 @@ impl Challenges {
         }
         Ok(())
     }
-}
-
-/// The refusal when the account's failure run locks it now.
-pub(crate) async fn locked(
-    store: &dyn Store,
-    policy: &FailurePolicy,
-    account: &AccountId,
-    now: OffsetDateTime,
-) -> Result<Option<Refusal>, StoreError> {
-    let run = store.failures(account).await?;
-    Ok(policy.lockout(run.as_ref(), now).refusal())
-}
-
-/// Adds a failure to the account's run (shared by one-time codes and
-/// recovery codes) and reports when that locks the account.
-pub(crate) async fn count_failure(
-    store: &dyn Store,
-    policy: &FailurePolicy,
-    events: &dyn EventSink,
-    account: &AccountId,
-    now: OffsetDateTime,
-) -> Result<(), StoreError> {
-    let run = store.record_failure(account, now).await?;
-    if let Some(Refusal::Locked { until }) = policy.lockout(Some(&run), now).refusal() {
-        events.record(&Event::Locked {
-            account: account.clone(),
-            consecutive: run.consecutive,
-            until,
-        });
-    }
-    Ok(())
-}
-
-/// Counts a guess against the account's failure run **before** it is
-/// checked, so concurrent guesses can't all slip in under the limits: the
-/// increment is atomic, and the guess numbered past the hard stop (or
-/// inside a back-off another racing guess just started) is refused. The
-/// caller clears the run when the guess turns out right.
-///
-/// `seen` is the run read just before (by the ordinary lockout check).
-pub(crate) async fn begin_guess(
-    store: &dyn Store,
-    policy: &FailurePolicy,
-    events: &dyn EventSink,
-    account: &AccountId,
-    seen: u32,
-    now: OffsetDateTime,
-) -> Result<Result<(), Refusal>, StoreError> {
-    let run = store.record_failure(account, now).await?;
-    let before = run.consecutive.saturating_sub(1);
-    let refusal = if run.consecutive > policy.hard_stop {
-        Some(Refusal::Locked { until: None })
-    } else if before > seen && policy.delay(before) > time::Duration::ZERO {
-        // Racing guesses were counted since our lockout check: this one
-        // falls inside the back-off they started.
-        Some(Refusal::Locked {
-            until: Some(now.saturating_add(policy.delay(before))),
-        })
-    } else {
-        None
-    };
-    if let Some(Refusal::Locked { until }) = policy.lockout(Some(&run), now).refusal() {
-        events.record(&Event::Locked {
-            account: account.clone(),
-            consecutive: run.consecutive,
-            until,
-        });
-    }
-    Ok(refusal.map_or(Ok(()), Err))
 }

@@ -1,8 +1,6 @@
 //! Recovery codes: generate (show once), redeem once, regenerate.
 
-use time::OffsetDateTime;
-
-use super::Ports;
+use super::{Ports, guess};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
 use crate::limits::FailurePolicy;
@@ -133,22 +131,23 @@ impl RecoveryCodes {
     pub async fn redeem(&self, account: &AccountId, input: &str) -> Result<Redeemed, Error> {
         let p = &self.ports;
         let now = p.now();
-        let seen = self.check_lockout(account, now).await?;
         let Some(mut set) = p.store.recovery_set(account).await? else {
             return Err(self.refuse(account, Refusal::Unknown));
         };
-        // The guess is counted before it is checked (and the count cleared
-        // if it is right), so racing guesses can't outrun the limits.
-        let counted =
-            super::begin_guess(&*p.store, &self.failures, &*p.events, account, seen, now).await?;
-        if let Err(reason) = counted {
-            return Err(self.refuse(account, reason));
-        }
+        // Counted before it is checked (and cleared if it is right), so
+        // racing guesses can't outrun the limits.
+        let counted = match guess::count(&*p.store, &self.failures, account, now).await? {
+            Ok(counted) => counted,
+            Err(reason) => return Err(self.refuse(account, reason)),
+        };
         for _ in 0..MAX_ROUNDS {
             let index = match recovery::find(&set, input, &p.hasher) {
                 Lookup::Unused(i) => i,
                 Lookup::Used => return Err(self.refuse(account, Refusal::AlreadyUsed)),
-                _ => return Err(self.refuse(account, Refusal::WrongRecoveryCode)),
+                _ => {
+                    counted.wrong(&self.failures, &*p.events, now);
+                    return Err(self.refuse(account, Refusal::WrongRecoveryCode));
+                }
             };
             let mut next = set.clone();
             next.version = set.version.wrapping_add(1);
@@ -161,9 +160,7 @@ impl RecoveryCodes {
                 .await
             {
                 Ok(()) => {
-                    // Verified: ending the failure run is bookkeeping and
-                    // must not turn the success into an error.
-                    let _ = p.store.clear_failures(account).await;
+                    counted.right(&*p.store).await;
                     let remaining = next.remaining();
                     let running_low = remaining <= usize::from(self.policy.low_threshold);
                     p.emit(Event::RecoveryCodeUsed {
@@ -219,14 +216,5 @@ impl RecoveryCodes {
             reason,
         });
         Error::Refused(reason)
-    }
-
-    /// Refuses while the account is locked; returns the failures seen.
-    async fn check_lockout(&self, account: &AccountId, now: OffsetDateTime) -> Result<u32, Error> {
-        let run = self.ports.store.failures(account).await?;
-        match self.failures.lockout(run.as_ref(), now).refusal() {
-            None => Ok(run.map_or(0, |r| r.consecutive)),
-            Some(reason) => Err(self.refuse(account, reason)),
-        }
     }
 }

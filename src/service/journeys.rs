@@ -9,7 +9,7 @@ use crate::error::{Error, Refusal};
 use crate::events::Event;
 use crate::flows::{
     ContactView, Progress, Ticket, VerificationRequest, VerificationStatus, VerificationTicket,
-    begin_guess, has_second_factor,
+    guess, has_second_factor,
 };
 use crate::gateway::Channel;
 use crate::grace::GraceDecision;
@@ -462,27 +462,17 @@ impl TwoFactor {
         // Open the seed before the guess is counted: an outage of the key
         // service is not a wrong code.
         let totp = self.open_totp(account, &pending.sealed_uri)?;
-        let run = store.failures(account).await?;
-        if let Some(reason) = i.failures.lockout(run.as_ref(), now).refusal() {
-            return Err(reason.into());
-        }
-        let seen = run.map_or(0, |r| r.consecutive);
-        if let Err(reason) =
-            begin_guess(store, &i.failures, &*i.ports.events, account, seen, now).await?
-        {
-            return Err(reason.into());
-        }
+        let counted = match guess::count(store, &i.failures, account, now).await? {
+            Ok(counted) => counted,
+            Err(reason) => return Err(reason.into()),
+        };
         let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let confirmed = match TotpEnrollment::with_totp(totp).confirm(code, unix) {
             Ok(confirmed) => confirmed,
             Err(_) => {
-                let run = store.failures(account).await?;
-                let left = i
-                    .failures
-                    .hard_stop
-                    .saturating_sub(run.map_or(0, |r| r.consecutive));
+                counted.wrong(&i.failures, &*i.ports.events, now);
                 return Err(Refusal::WrongCode {
-                    attempts_left: left,
+                    attempts_left: counted.left(&i.failures),
                 }
                 .into());
             }
@@ -504,7 +494,7 @@ impl TwoFactor {
                 Ok(((), ClaimChanges::default(), Vec::new()))
             })
             .await?;
-        let _ = store.clear_failures(account).await;
+        counted.right(store).await;
         i.ports.emit(Event::AuthenticatorAdded {
             account: account.clone(),
         });

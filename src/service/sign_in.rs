@@ -7,7 +7,7 @@ use crate::contact::{Destination, DestinationKind};
 use crate::device::{DeviceCheck, DeviceId, DeviceToken};
 use crate::error::{Error, Refusal};
 use crate::flows::{
-    DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket, begin_guess,
+    DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket, guess,
 };
 use crate::gateway::Channel;
 use crate::otp::{Rejection, Totp};
@@ -542,10 +542,6 @@ impl TwoFactor {
         let i = &self.inner;
         let store = self.store();
         let now = self.now();
-        let run = store.failures(account).await?;
-        if let Some(reason) = i.failures.lockout(run.as_ref(), now).refusal() {
-            return Err(reason.into());
-        }
         // Read and open the seed before the guess is counted: an outage of
         // the store or the key service is not a wrong code.
         let mut book = store
@@ -559,12 +555,10 @@ impl TwoFactor {
             .map(|app| app.sealed_uri.clone())
             .ok_or(Error::Refused(Refusal::Unknown))?;
         let totp = self.open_totp(account, &sealed)?;
-        let seen = run.map_or(0, |r| r.consecutive);
-        if let Err(reason) =
-            begin_guess(store, &i.failures, &*i.ports.events, account, seen, now).await?
-        {
-            return Err(reason.into());
-        }
+        let counted = match guess::count(store, &i.failures, account, now).await? {
+            Ok(counted) => counted,
+            Err(reason) => return Err(reason.into()),
+        };
         let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         for _ in 0..MAX_ROUNDS {
             // The same app as the seed opened above, or the check is void.
@@ -576,13 +570,9 @@ impl TwoFactor {
                 Ok(accepted) => accepted.step,
                 Err(Rejection::Replayed) => return Err(Refusal::AlreadyUsed.into()),
                 Err(_) => {
-                    let run = store.failures(account).await?;
-                    let left = i
-                        .failures
-                        .hard_stop
-                        .saturating_sub(run.map_or(0, |r| r.consecutive));
+                    counted.wrong(&i.failures, &*i.ports.events, now);
                     return Err(Refusal::WrongCode {
-                        attempts_left: left,
+                        attempts_left: counted.left(&i.failures),
                     }
                     .into());
                 }
@@ -597,8 +587,7 @@ impl TwoFactor {
                 .await
             {
                 Ok(_) => {
-                    // Right: the guess counted above is cleared with the run.
-                    let _ = store.clear_failures(account).await;
+                    counted.right(store).await;
                     return Ok(());
                 }
                 Err(e) if e.is_conflict() => {

@@ -150,22 +150,21 @@ impl LimitStore for MemoryStore {
         Ok(*counter)
     }
 
-    async fn record_failure(
+    async fn replace_failures(
         &self,
         account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
+        expected: Option<FailureRecord>,
+        next: Option<FailureRecord>,
+    ) -> Result<(), StoreError> {
         let mut inner = self.shard(account);
-        let run = inner
-            .failures
-            .entry(account.clone())
-            .or_insert(FailureRecord {
-                consecutive: 0,
-                last_failure_at: now,
-            });
-        run.consecutive = run.consecutive.saturating_add(1);
-        run.last_failure_at = now;
-        Ok(*run)
+        if inner.failures.get(account).copied() != expected {
+            return Err(StoreError::conflict());
+        }
+        match next {
+            Some(run) => inner.failures.insert(account.clone(), run),
+            None => inner.failures.remove(account),
+        };
+        Ok(())
     }
 
     async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {

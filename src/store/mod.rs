@@ -427,16 +427,28 @@ pub trait LimitStore: Send + Sync + fmt::Debug {
         now: OffsetDateTime,
     ) -> Result<WindowCount, StoreError>;
 
-    /// Atomically records one more consecutive verification failure for
-    /// `account` at `now` and returns the run.
+    /// Replaces the account's failure run **only if** it still equals
+    /// `expected` (`None`: only if the account has no run), with `next`
+    /// (`None` ends the run).
+    ///
+    /// This compare-and-set is how a guess is counted *before* it is
+    /// checked: the flow reads the run, decides from the policy whether a
+    /// guess may be tried now, and writes the run one longer. Of racing
+    /// guesses that read the same run exactly one is counted; the others
+    /// re-read and decide again, so none slips past a back-off or the hard
+    /// stop another one just reached. Compare both fields exactly as stored
+    /// (a backend that keeps microseconds compares the instant the same way
+    /// it stores it).
     ///
     /// # Errors
-    /// Backend failures.
-    async fn record_failure(
+    /// A [`StoreErrorKind::Conflict`] error when the stored run differs
+    /// from `expected`; backend failures otherwise.
+    async fn replace_failures(
         &self,
         account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError>;
+        expected: Option<FailureRecord>,
+        next: Option<FailureRecord>,
+    ) -> Result<(), StoreError>;
 
     /// The account's current failure run, if any.
     ///

@@ -57,7 +57,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `insert_challenge` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_challenge` | `UPDATE … WHERE id = $1 AND version = $expected`; no row updated → conflict |
 /// | `hit` | `INSERT … ON CONFLICT (key) DO UPDATE SET count = CASE … END, resets_at = CASE … END RETURNING …` |
-/// | `record_failure` | `INSERT … ON CONFLICT (account) DO UPDATE SET consecutive = consecutive + 1 … RETURNING …` |
+/// | `replace_failures` | from no run: `INSERT … ON CONFLICT (account) DO NOTHING`; from a run: `UPDATE` (or `DELETE`) `… WHERE account = $1 AND consecutive = $expected AND last_failure_at = $expected`; no row touched → conflict |
 /// | `purge_challenges` | `DELETE … WHERE expires_at < $1` (and, in the same statement, counters whose window has ended) |
 /// | `clear_failures` | `DELETE … WHERE account = $1` |
 /// | `insert_recovery_set` | `INSERT … ON CONFLICT (account) DO NOTHING`; no row inserted → conflict |
@@ -186,7 +186,9 @@ struct Statements {
     replace: SqlStr,
     purge: SqlStr,
     hit: SqlStr,
-    record_failure: SqlStr,
+    insert_failures: SqlStr,
+    update_failures: SqlStr,
+    delete_failures: SqlStr,
     failures: SqlStr,
     clear_failures: SqlStr,
     recovery_set: SqlStr,
@@ -251,13 +253,17 @@ impl Statements {
                              ELSE t.resets_at END \
                  RETURNING count, resets_at"
             )),
-            record_failure: statement(format!(
-                "INSERT INTO {s}.ninsho_failures AS t (account, consecutive, last_failure_at) \
-                 VALUES ($1, 1, $2) \
-                 ON CONFLICT (account) DO UPDATE SET \
-                 consecutive = LEAST(t.consecutive + 1, 4294967295), \
-                 last_failure_at = EXCLUDED.last_failure_at \
-                 RETURNING consecutive, last_failure_at"
+            insert_failures: statement(format!(
+                "INSERT INTO {s}.ninsho_failures (account, consecutive, last_failure_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (account) DO NOTHING"
+            )),
+            update_failures: statement(format!(
+                "UPDATE {s}.ninsho_failures SET consecutive = $4, last_failure_at = $5 \
+                 WHERE account = $1 AND consecutive = $2 AND last_failure_at = $3"
+            )),
+            delete_failures: statement(format!(
+                "DELETE FROM {s}.ninsho_failures \
+                 WHERE account = $1 AND consecutive = $2 AND last_failure_at = $3"
             )),
             failures: statement(format!(
                 "SELECT consecutive, last_failure_at FROM {s}.ninsho_failures WHERE account = $1"
@@ -645,22 +651,38 @@ impl LimitStore for PgStore {
         })
     }
 
-    async fn record_failure(
+    async fn replace_failures(
         &self,
         account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
-        let (consecutive, last_failure_at): (i64, OffsetDateTime) =
-            sqlx::query_as(self.sql.record_failure.clone())
+        expected: Option<FailureRecord>,
+        next: Option<FailureRecord>,
+    ) -> Result<(), StoreError> {
+        let done = match (expected, next) {
+            (None, None) => {
+                return match self.failures(account).await? {
+                    None => Ok(()),
+                    Some(_) => Err(StoreError::conflict()),
+                };
+            }
+            (None, Some(run)) => sqlx::query::<Postgres>(self.sql.insert_failures.clone())
                 .bind(&account.0)
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(store_err(transient))?;
-        Ok(FailureRecord {
-            consecutive: consecutive_from_sql(consecutive)?,
-            last_failure_at,
-        })
+                .bind(i64::from(run.consecutive))
+                .bind(run.last_failure_at),
+            (Some(old), Some(run)) => sqlx::query::<Postgres>(self.sql.update_failures.clone())
+                .bind(&account.0)
+                .bind(i64::from(old.consecutive))
+                .bind(old.last_failure_at)
+                .bind(i64::from(run.consecutive))
+                .bind(run.last_failure_at),
+            (Some(old), None) => sqlx::query::<Postgres>(self.sql.delete_failures.clone())
+                .bind(&account.0)
+                .bind(i64::from(old.consecutive))
+                .bind(old.last_failure_at),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(store_err(transient))?;
+        applied(done.rows_affected())
     }
 
     async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {

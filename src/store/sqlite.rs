@@ -52,12 +52,14 @@ const HIT: &str = "INSERT INTO ninsho_counters (key, count, resets_at) \
                  ELSE resets_at END \
      RETURNING count, resets_at";
 
-const RECORD_FAILURE: &str = "INSERT INTO ninsho_failures (account, consecutive, last_failure_at) \
-     VALUES (?1, 1, ?2) \
-     ON CONFLICT (account) DO UPDATE SET \
-     consecutive = MIN(consecutive + 1, 4294967295), \
-     last_failure_at = excluded.last_failure_at \
-     RETURNING consecutive, last_failure_at";
+const INSERT_FAILURES: &str = "INSERT INTO ninsho_failures (account, consecutive, last_failure_at) \
+     VALUES (?1, ?2, ?3) ON CONFLICT (account) DO NOTHING";
+
+const UPDATE_FAILURES: &str = "UPDATE ninsho_failures SET consecutive = ?4, last_failure_at = ?5 \
+     WHERE account = ?1 AND consecutive = ?2 AND last_failure_at = ?3";
+
+const DELETE_FAILURES: &str = "DELETE FROM ninsho_failures \
+     WHERE account = ?1 AND consecutive = ?2 AND last_failure_at = ?3";
 
 const FAILURES: &str =
     "SELECT consecutive, last_failure_at FROM ninsho_failures WHERE account = ?1";
@@ -166,7 +168,7 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// | `insert_challenge` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_challenge` | `UPDATE … WHERE id = ?1 AND version = ?5`; no row updated → conflict |
 /// | `hit` | `INSERT … ON CONFLICT (key) DO UPDATE SET count = CASE … END, resets_at = CASE … END RETURNING …` |
-/// | `record_failure` | `INSERT … ON CONFLICT (account) DO UPDATE SET consecutive = consecutive + 1 … RETURNING …` |
+/// | `replace_failures` | from no run: `INSERT … ON CONFLICT (account) DO NOTHING`; from a run: `UPDATE` (or `DELETE`) `… WHERE account = ?1 AND consecutive = ?2 AND last_failure_at = ?3`; no row touched → conflict |
 /// | `purge_challenges` | `DELETE … WHERE expires_at < ?1`, then a second `DELETE` of counters whose window has ended |
 /// | `clear_failures` | `DELETE … WHERE account = ?1` |
 /// | `insert_recovery_set` | `INSERT … ON CONFLICT (account) DO NOTHING`; no row inserted → conflict |
@@ -464,21 +466,38 @@ impl LimitStore for SqliteStore {
         })
     }
 
-    async fn record_failure(
+    async fn replace_failures(
         &self,
         account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
-        let (consecutive, last_failure_at): (i64, i64) = sqlx::query_as(RECORD_FAILURE)
-            .bind(&account.0)
-            .bind(to_sql(now))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        Ok(FailureRecord {
-            consecutive: consecutive_from_sql(consecutive)?,
-            last_failure_at: from_sql(last_failure_at)?,
-        })
+        expected: Option<FailureRecord>,
+        next: Option<FailureRecord>,
+    ) -> Result<(), StoreError> {
+        let done = match (expected, next) {
+            (None, None) => {
+                return match self.failures(account).await? {
+                    None => Ok(()),
+                    Some(_) => Err(StoreError::conflict()),
+                };
+            }
+            (None, Some(run)) => sqlx::query::<Sqlite>(INSERT_FAILURES)
+                .bind(&account.0)
+                .bind(i64::from(run.consecutive))
+                .bind(to_sql(run.last_failure_at)),
+            (Some(old), Some(run)) => sqlx::query::<Sqlite>(UPDATE_FAILURES)
+                .bind(&account.0)
+                .bind(i64::from(old.consecutive))
+                .bind(to_sql(old.last_failure_at))
+                .bind(i64::from(run.consecutive))
+                .bind(to_sql(run.last_failure_at)),
+            (Some(old), None) => sqlx::query::<Sqlite>(DELETE_FAILURES)
+                .bind(&account.0)
+                .bind(i64::from(old.consecutive))
+                .bind(to_sql(old.last_failure_at)),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(store_err(transient))?;
+        applied(done.rows_affected())
     }
 
     async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {

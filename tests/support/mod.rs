@@ -173,12 +173,13 @@ macro_rules! delegate_store {
             ) -> Result<::ninsho::store::WindowCount, ::ninsho::store::StoreError> {
                 $then(self.$field.hit(key, window, now).await).await
             }
-            async fn record_failure(
+            async fn replace_failures(
                 &self,
                 account: &::ninsho::store::AccountId,
-                now: ::time::OffsetDateTime,
-            ) -> Result<::ninsho::store::FailureRecord, ::ninsho::store::StoreError> {
-                $then(self.$field.record_failure(account, now).await).await
+                expected: Option<::ninsho::store::FailureRecord>,
+                next: Option<::ninsho::store::FailureRecord>,
+            ) -> Result<(), ::ninsho::store::StoreError> {
+                $then(self.$field.replace_failures(account, expected, next).await).await
             }
             async fn failures(
                 &self,
@@ -390,11 +391,12 @@ mock! {
             window: Duration,
             now: OffsetDateTime,
         ) -> Result<WindowCount, StoreError>;
-        async fn record_failure(
+        async fn replace_failures(
             &self,
             account: &AccountId,
-            now: OffsetDateTime,
-        ) -> Result<FailureRecord, StoreError>;
+            expected: Option<FailureRecord>,
+            next: Option<FailureRecord>,
+        ) -> Result<(), StoreError>;
         async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError>;
         async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError>;
     }

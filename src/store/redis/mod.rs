@@ -24,8 +24,8 @@ static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("ins
 static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replace.lua")));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purge.lua")));
 static HIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("hit.lua")));
-static RECORD_FAILURE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("record_failure.lua")));
+static REPLACE_FAILURES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("replace_failures.lua")));
 static RECOVERY_INSERT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("recovery_insert.lua")));
 static RECOVERY_REPLACE: LazyLock<Script> =
@@ -130,7 +130,7 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `insert.lua` / `replace.lua` | a challenge: insert if absent / compare-and-set on `version`, moving its expiry and index entry |
 /// | `purge.lua` | up to 500 index entries: delete expired challenges and trim the index |
 /// | `hit.lua` | one hit on a fixed-window counter |
-/// | `record_failure.lua` | one more failure in an account's run |
+/// | `replace_failures.lua` | compare-and-set an account's failure run |
 /// | `recovery_insert.lua` | a recovery set, only if the account has none |
 /// | `recovery_replace.lua` | a recovery set, only if the stored `salt` **and** `version` are the expected ones |
 /// | `device_insert.lua` | a device, only if absent; adds its id to the account's set and stretches the set's expiry |
@@ -567,23 +567,41 @@ impl LimitStore for RedisStore {
         })
     }
 
-    async fn record_failure(
+    async fn replace_failures(
         &self,
         account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<FailureRecord, StoreError> {
-        let (secs, nanos) = split(now);
-        let (consecutive, secs, nanos): (u32, i64, i64) = RECORD_FAILURE
+        expected: Option<FailureRecord>,
+        next: Option<FailureRecord>,
+    ) -> Result<(), StoreError> {
+        let fields = |run: Option<FailureRecord>| {
+            let (secs, nanos) = run.map_or((0, 0), |r| split(r.last_failure_at));
+            (
+                if run.is_some() { "1" } else { "0" },
+                run.map_or(0, |r| r.consecutive),
+                secs,
+                nanos,
+            )
+        };
+        let (had, old_n, old_s, old_ns) = fields(expected);
+        let (has, new_n, new_s, new_ns) = fields(next);
+        let replaced: i64 = REPLACE_FAILURES
             .key(self.failures_key(account))
-            .arg(secs)
-            .arg(nanos)
+            .arg(had)
+            .arg(old_n)
+            .arg(old_s)
+            .arg(old_ns)
+            .arg(has)
+            .arg(new_n)
+            .arg(new_s)
+            .arg(new_ns)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(map_redis)?;
-        Ok(FailureRecord {
-            consecutive,
-            last_failure_at: join(secs, nanos)?,
-        })
+        if replaced == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::conflict())
+        }
     }
 
     async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {

@@ -1,0 +1,117 @@
+//! Counting a guess before it is checked: the one protocol every secret
+//! goes through (sent codes, one-time links, the masked-contact
+//! confirmation, recovery codes, authenticator codes).
+//!
+//! A guess is charged to the account's failure run **first**, with a
+//! compare-and-set that refuses it if the run, as it stands at that moment,
+//! locks the account (a back-off still running, or the hard stop). Only a
+//! guess that was counted is compared with the secret. Racing guesses that
+//! read the same run can't all be counted: one wins the compare-and-set, the
+//! others re-read the longer run and decide again, so no number of parallel
+//! requests gets more comparisons than the back-off allows, and the run
+//! never grows past the hard stop.
+//!
+//! After the comparison the caller settles the guess: [`Counted::right`]
+//! ends the run (a second factor was proven), [`Counted::wrong`] leaves it
+//! counted and reports a new lockout, and [`Counted::refund`] takes the
+//! count back when the secret was right but proves nothing on its own (the
+//! masked-contact confirmation, a link token that was only opened).
+
+use time::OffsetDateTime;
+
+use crate::error::Refusal;
+use crate::events::{Event, EventSink};
+use crate::limits::FailurePolicy;
+use crate::store::{AccountId, FailureRecord, Store, StoreError};
+
+/// Most compare-and-set rounds one guess makes before giving up with a
+/// conflict. Each lost round means another guess was counted or a run
+/// ended. Under a back-off only a few guesses are ever counted at once (the
+/// rest are refused without a write), so this bound matters only to hosts
+/// that switch the back-off off and let many racing guesses through.
+const MAX_ROUNDS: usize = 256;
+
+/// A guess charged to an account's failure run, waiting to be settled.
+#[derive(Debug)]
+#[must_use = "a counted guess is settled with right, wrong or refund"]
+pub(crate) struct Counted {
+    account: AccountId,
+    before: Option<FailureRecord>,
+    run: FailureRecord,
+}
+
+/// Charges one guess to `account`'s failure run if the policy lets the
+/// account guess at `now`; the refusal (`Locked`) if not.
+///
+/// # Errors
+/// Store failures: nothing was counted or checked then.
+pub(crate) async fn count(
+    store: &dyn Store,
+    policy: &FailurePolicy,
+    account: &AccountId,
+    now: OffsetDateTime,
+) -> Result<Result<Counted, Refusal>, StoreError> {
+    let mut before = store.failures(account).await?;
+    for _ in 0..MAX_ROUNDS {
+        if let Some(refusal) = policy.lockout(before.as_ref(), now).refusal() {
+            return Ok(Err(refusal));
+        }
+        let run = FailureRecord {
+            consecutive: before.map_or(0, |r| r.consecutive).saturating_add(1),
+            last_failure_at: now,
+        };
+        match store.replace_failures(account, before, Some(run)).await {
+            Ok(()) => {
+                return Ok(Ok(Counted {
+                    account: account.clone(),
+                    before,
+                    run,
+                }));
+            }
+            Err(e) if e.is_conflict() => before = store.failures(account).await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::conflict())
+}
+
+impl Counted {
+    /// The guess was right and proves a factor: the run ends. Bookkeeping
+    /// that must not turn a success into an error, so a store failure here
+    /// leaves the run counted (stricter than it should be until the next
+    /// success).
+    pub(crate) async fn right(self, store: &dyn Store) {
+        let _ = store.clear_failures(&self.account).await;
+    }
+
+    /// The guess was wrong: it stays counted. Reports when this failure
+    /// locks the account.
+    pub(crate) fn wrong(
+        &self,
+        policy: &FailurePolicy,
+        events: &dyn EventSink,
+        now: OffsetDateTime,
+    ) {
+        if let Some(Refusal::Locked { until }) = policy.lockout(Some(&self.run), now).refusal() {
+            events.record(&Event::Locked {
+                account: self.account.clone(),
+                consecutive: self.run.consecutive,
+                until,
+            });
+        }
+    }
+
+    /// The secret was right but proves nothing by itself: the count is
+    /// taken back, unless another guess was counted since (then it stays,
+    /// the strict side).
+    pub(crate) async fn refund(self, store: &dyn Store) {
+        let _ = store
+            .replace_failures(&self.account, Some(self.run), self.before)
+            .await;
+    }
+
+    /// Guesses left before the hard stop, this one counted.
+    pub(crate) fn left(&self, policy: &FailurePolicy) -> u32 {
+        policy.hard_stop.saturating_sub(self.run.consecutive)
+    }
+}
