@@ -69,13 +69,11 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
-use ninsho::recovery::RecoverySet;
 use ninsho::service::{MethodKind, Proof, SignInStart, Skip, TwoFactor};
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, MemoryStore,
-    RecoveryStore, Store, StoreError, VerificationId, VerificationRecord, VerificationStore,
-    WindowCount,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, MemoryStore, Store,
+    StoreError, VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use ninsho::{HashKey, KeyId, KeyedHasher};
 use time::OffsetDateTime;
@@ -301,32 +299,6 @@ impl LimitStore for Counting {
 }
 
 #[async_trait]
-impl RecoveryStore for Counting {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        counted!(self.recovery_set(account))
-    }
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        counted!(self.insert_recovery_set(account, set))
-    }
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        counted!(self.replace_recovery_set(account, set, expected_salt, expected_version))
-    }
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        counted!(self.delete_recovery_set(account))
-    }
-}
-
-#[async_trait]
 impl DeviceStore for Counting {
     async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
         counted!(self.insert_device(record))
@@ -353,12 +325,6 @@ impl DeviceStore for Counting {
     }
     async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
         counted!(self.delete_devices(account))
-    }
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        counted!(self.epoch(account))
-    }
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        counted!(self.bump_epoch(account))
     }
 }
 

@@ -38,11 +38,10 @@ use ninsho::contact::Destination;
 use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::flows::{Challenges, IssueRequest};
 use ninsho::gateway::{Locale, RecordingGateway};
-use ninsho::recovery::RecoverySet;
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, Purpose, RecoveryStore,
-    Store, StoreError, VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, Purpose, Store,
+    StoreError, VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, ManualClock, Refusal};
 use serde::Serialize;
@@ -67,18 +66,6 @@ use time::{Duration, OffsetDateTime};
 struct VersionedRow {
     version: u64,
     expires_at: OffsetDateTime,
-    body: String,
-}
-
-/// A row of `recovery_sets` (primary key: the account).
-///
-/// The salt is a column of its own: the compare-and-set checks it together
-/// with the version, so a write prepared against a replaced set never lands
-/// on its successor.
-#[derive(Debug, Clone)]
-struct RecoveryRow {
-    salt: [u8; 16],
-    version: u64,
     body: String,
 }
 
@@ -111,13 +98,10 @@ struct Tables {
     verifications: HashMap<VerificationId, VersionedRow>,
     rate_counters: HashMap<String, CounterRow>,
     failure_runs: HashMap<AccountId, FailureRow>,
-    recovery_sets: HashMap<AccountId, RecoveryRow>,
     /// Partitioned by account, then keyed by device id: listing or deleting
     /// one account's devices touches only its partition, as an index on
     /// `(account, id)` would.
     devices: HashMap<AccountId, HashMap<DeviceId, Row>>,
-    /// `security_epochs (account PRIMARY KEY, epoch bigint)`.
-    security_epochs: HashMap<AccountId, u64>,
     contact_books: HashMap<AccountId, Row>,
     /// `contact_claims (key text PRIMARY KEY, account text NOT NULL)`: the
     /// primary key is what makes "one number per account" hold.
@@ -373,72 +357,6 @@ impl LimitStore for MyStore {
 }
 
 #[async_trait]
-impl RecoveryStore for MyStore {
-    /// `SELECT body FROM recovery_sets WHERE account = $1`
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        let body =
-            self.transaction(|t| Ok(t.recovery_sets.get(account).map(|row| row.body.clone())))?;
-        body.as_deref().map(from_json).transpose()
-    }
-
-    /// ```sql
-    /// INSERT INTO recovery_sets (account, salt, version, body)
-    /// VALUES ($1, $2, $3, $4);            -- unique violation → Conflict
-    /// ```
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        let row = RecoveryRow {
-            salt: set.salt,
-            version: set.version,
-            body: to_json(set)?,
-        };
-        self.transaction(|t| {
-            if t.recovery_sets.contains_key(account) {
-                return Err(StoreError::conflict());
-            }
-            t.recovery_sets.insert(account.clone(), row);
-            Ok(())
-        })
-    }
-
-    /// ```sql
-    /// UPDATE recovery_sets SET salt = $2, version = $3, body = $4
-    /// WHERE account = $1 AND salt = $5 AND version = $6;   -- 0 rows → Conflict
-    /// ```
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let row = RecoveryRow {
-            salt: set.salt,
-            version: set.version,
-            body: to_json(set)?,
-        };
-        self.transaction(|t| match t.recovery_sets.get_mut(account) {
-            Some(stored) if stored.salt == *expected_salt && stored.version == expected_version => {
-                *stored = row;
-                Ok(())
-            }
-            _ => Err(StoreError::conflict()),
-        })
-    }
-
-    /// `DELETE FROM recovery_sets WHERE account = $1` (0 rows is fine)
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.transaction(|t| {
-            t.recovery_sets.remove(account);
-            Ok(())
-        })
-    }
-}
-
-#[async_trait]
 impl DeviceStore for MyStore {
     /// ```sql
     /// INSERT INTO devices (account, id, version, body)
@@ -523,27 +441,6 @@ impl DeviceStore for MyStore {
     /// `DELETE FROM devices WHERE account = $1` (rows affected)
     async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
         self.transaction(|t| Ok(count(t.devices.remove(account).map_or(0, |p| p.len()))))
-    }
-
-    /// `SELECT coalesce((SELECT epoch FROM security_epochs WHERE account = $1), 0)`
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        self.transaction(|t| Ok(t.security_epochs.get(account).copied().unwrap_or(0)))
-    }
-
-    /// ```sql
-    /// INSERT INTO security_epochs (account, epoch) VALUES ($1, 1)
-    /// ON CONFLICT (account) DO UPDATE SET epoch = security_epochs.epoch + 1
-    /// RETURNING epoch;
-    /// ```
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        self.transaction(|t| {
-            let epoch = t
-                .security_epochs
-                .get(account)
-                .map_or(1, |e| e.saturating_add(1));
-            t.security_epochs.insert(account.clone(), epoch);
-            Ok(epoch)
-        })
     }
 }
 

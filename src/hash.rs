@@ -138,6 +138,16 @@ impl ConstantTimeEq for Tag {
     }
 }
 
+/// `==` on tags is the constant-time comparison: no early exit, so code
+/// that compares stored records can't leak how much of a tag matched.
+impl PartialEq for Tag {
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(other).into()
+    }
+}
+
+impl Eq for Tag {}
+
 impl fmt::Debug for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not reversible without the key, but there is no reason to print it.
@@ -145,8 +155,9 @@ impl fmt::Debug for Tag {
     }
 }
 
-/// What is stored in place of a secret: the key id and the tag.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+/// What is stored in place of a secret: the key id and the tag. Its `==`
+/// compares the tag in constant time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyedHash {
     /// The key that made [`tag`](Self::tag).
     pub key_id: KeyId,

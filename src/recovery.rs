@@ -120,7 +120,7 @@ impl RecoveryPolicy {
 }
 
 /// One stored code: its keyed hash and when it was used.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRecoveryCode {
     /// Keyed hash of the normalised code under the set's salt.
     pub hash: KeyedHash,
@@ -129,7 +129,7 @@ pub struct StoredRecoveryCode {
 }
 
 /// A stored recovery set (never the plain codes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoverySet {
     /// The set's random salt (also its identity: a regenerated set has
     /// another one).

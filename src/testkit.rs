@@ -1,18 +1,19 @@
 //! The store conformance suite: run it against your [`Store`] adapter.
 //!
-//! ninsho's guarantees (a code verifies once, no wrong attempt is lost, no
-//! send limit is exceeded, a recovery code redeems once, a bumped security
-//! epoch revokes every trusted device, a phone number belongs to one
-//! account, a combined verification completes once) hold only if the store
-//! keeps the contract of [`ChallengeStore`], [`LimitStore`],
-//! [`RecoveryStore`], [`DeviceStore`], [`ContactStore`] and
+//! ninsho's guarantees (a code verifies once, every guess is counted
+//! before it is checked, no send limit is exceeded, a recovery code redeems
+//! once, a bumped security epoch revokes every trusted device, a phone
+//! number belongs to one account, a combined verification completes once)
+//! hold only if the store keeps the contract of [`ChallengeStore`],
+//! [`LimitStore`], [`DeviceStore`], [`ContactStore`] and
 //! [`VerificationStore`]: inserts that refuse duplicates, a real
-//! compare-and-set on the record version (and, for recovery sets, the
-//! salt), counters that never lose an increment, contact claims changed
-//! together with their book in one atomic step. This module checks that contract from the outside, the way
-//! `object_store`'s `integration` module checks an object store: each
-//! `check_*` function drives the store through the public traits and panics
-//! with a message naming the rule the store broke.
+//! compare-and-set on the record version (and, for failure runs, on the
+//! whole run), counters that never lose an increment, contact claims
+//! changed together with their book in one atomic step. This module checks
+//! that contract from the outside, the way `object_store`'s `integration`
+//! module checks an object store: each `check_*` function drives the store
+//! through the public traits and panics with a message naming the rule the
+//! store broke.
 //!
 //! What is checked:
 //!
@@ -27,37 +28,33 @@
 //!   implement it);
 //! - **counters**: fixed windows that start at the first hit and restart at
 //!   `now >= resets_at`; independent keys, whatever characters they hold;
-//!   failure runs that count, record the time, clear, and stay per account;
-//! - **recovery sets**: one per account, read back field for field (codes
-//!   used and unused, different key ids); an insert over an existing set is
-//!   a `Conflict`; a replace needs both the stored salt and version (a
-//!   stale version, a successor set with the same version, or an absent set
-//!   are `Conflict`s that change nothing); delete is idempotent; accounts
-//!   that differ only in case, hold separators, spaces or non-ASCII text, or
-//!   are prefixes of one another never share a set;
-//! - **devices and epochs**: devices read back field for field (revoked or
-//!   not) and are keyed by account *and* id; `devices` lists exactly one
-//!   account's; replace is a compare-and-set; `delete_device` and
-//!   `delete_devices` report exactly what they removed and touch no other
-//!   account; epochs start at 0, count 1, 2, 3… and are per account;
+//! - **failure runs**: a compare-and-set on the whole run (count and
+//!   instant) that creates, replaces and ends a run, refuses every other
+//!   expectation with a `Conflict` that changes nothing, and stays per
+//!   account;
+//! - **devices**: devices read back field for field (revoked or not) and
+//!   are keyed by account *and* id; `devices` lists exactly one account's;
+//!   replace is a compare-and-set; `delete_device` and `delete_devices`
+//!   report exactly what they removed and touch no other account;
 //! - **contact books and claims**: a first commit stores the book, which
-//!   reads back field for field; commits are a compare-and-set on the
-//!   book's version (a `Conflict` changes neither book nor claims); claims
-//!   name their account, and claiming a held key again is fine; a key held
-//!   by another account makes the commit [`ContactCommit::Taken`] (with the
-//!   index of that key) and writes nothing; releases touch only the
-//!   account's own keys; a swap (claim the new number, release the old)
-//!   is one commit; `delete_contacts` removes the book and every claim of
-//!   that account only; claim keys are exact strings;
+//!   reads back field for field (with its recovery codes, authenticator and
+//!   security epoch); commits are a compare-and-set on the book's version
+//!   (a `Conflict` changes neither book nor claims); claims name their
+//!   account, and claiming a held key again is fine; a key held by another
+//!   account makes the commit [`ContactCommit::Taken`] (with the index of
+//!   that key) and writes nothing; releases touch only the account's own
+//!   keys; a swap (claim the new number, release the old) is one commit;
+//!   `delete_contacts` removes the book and every claim of that account
+//!   only; claim keys are exact strings;
 //! - **verifications**: read back field for field; an insert over an
 //!   existing id, or a replace from another version or of an absent id, is
 //!   a `Conflict` that changes nothing; the purge deletes exactly what
 //!   expired before the cut-off and leaves challenges alone (and the
 //!   challenge purge leaves verifications alone);
 //! - **races**: 64 tasks at once compare-and-set one record (one winner), run
-//!   read-modify-write loops (no lost update), hit one counter, record
-//!   failures for one account, insert one id (one winner), bump one epoch
-//!   (each of 1 to 64 once), compare-and-set one recovery set (one winner);
+//!   read-modify-write loops (no lost update), hit one counter, count
+//!   failures for one account by compare-and-set (no lost count), insert
+//!   one id (one winner), bump one account's epoch (each of 1 to 64 once);
 //!   64 accounts claim one contact key (one commits, 63 are `Taken`, never
 //!   an error) or overlapping pairs of keys (no deadlock, no key held
 //!   twice); read-modify-commit loops on one contact book (no lost
@@ -65,11 +62,14 @@
 //! - **through the flows**: [`Challenges`] on the store under test, 64
 //!   simultaneous verifications of one code (exactly one succeeds) and 64
 //!   simultaneous wrong codes (exactly the allowed attempts are counted, then
-//!   even the right code is refused); [`RecoveryCodes`], 64 simultaneous
-//!   redemptions of one code (exactly one succeeds) or of all ten (each
-//!   succeeds once), and a regeneration racing redemptions (no old code
-//!   redeems once it returned); [`TrustedDevices`], an epoch bump racing
-//!   device checks (no check that starts after it returned is valid);
+//!   even the right code is refused); racing wrong codes and recovery codes
+//!   for one account with 99 failures on record (at most one compared, the
+//!   run ends at 100) and with none (no more compared than the back-off
+//!   allows); [`RecoveryCodes`], 64 simultaneous redemptions of one code
+//!   (exactly one succeeds) or of all ten (each succeeds once), and a
+//!   regeneration racing redemptions (no old code redeems once it
+//!   returned); [`TrustedDevices`], an epoch bump racing device checks (no
+//!   check that starts after it returned is valid);
 //! - **two app instances** ([`race_two_instances`]): the same races through
 //!   two handles on one database, as two servers behind a load balancer.
 //!
@@ -135,7 +135,6 @@
 //! [`TrustedDevices`]: crate::flows::TrustedDevices
 //! [`ChallengeStore`]: crate::store::ChallengeStore
 //! [`LimitStore`]: crate::store::LimitStore
-//! [`RecoveryStore`]: crate::store::RecoveryStore
 //! [`DeviceStore`]: crate::store::DeviceStore
 //! [`ContactStore`]: crate::store::ContactStore
 //! [`VerificationStore`]: crate::store::VerificationStore
@@ -204,15 +203,6 @@ where
     check_hit_window(new_store().await).await;
     check_hit_keys_independent(new_store().await).await;
     check_failures(new_store().await).await;
-    check_recovery_read_absent(new_store().await).await;
-    check_recovery_insert_and_read_back(new_store().await).await;
-    check_recovery_insert_existing_conflicts(new_store().await).await;
-    check_recovery_replace_with_expected_version(new_store().await).await;
-    check_recovery_replace_stale_version_conflicts(new_store().await).await;
-    check_recovery_replace_other_salt_conflicts(new_store().await).await;
-    check_recovery_replace_absent_conflicts(new_store().await).await;
-    check_recovery_delete(new_store().await).await;
-    check_recovery_accounts_independent(new_store().await).await;
     check_device_insert_and_read_back(new_store().await).await;
     check_device_insert_existing_conflicts(new_store().await).await;
     check_device_ids_per_account(new_store().await).await;
@@ -220,7 +210,6 @@ where
     check_device_replace(new_store().await).await;
     check_delete_device(new_store().await).await;
     check_delete_devices(new_store().await).await;
-    check_epochs(new_store().await).await;
     check_contact_book_insert_and_read_back(new_store().await).await;
     check_contact_book_compare_and_set(new_store().await).await;
     check_contact_claims(new_store().await).await;
@@ -239,7 +228,6 @@ where
     check_race_replace_failures(new_store().await).await;
     check_race_insert(new_store().await).await;
     check_race_bump_epoch(new_store().await).await;
-    check_race_recovery_replace(new_store().await).await;
     check_race_claim(new_store().await).await;
     check_race_claim_overlapping(new_store().await).await;
     check_race_contact_book_read_modify_write(new_store().await).await;
@@ -263,6 +251,11 @@ where
 ///   and 32 through one built on `b` (same hashing key): exactly one
 ///   succeeds; 32 + 32 wrong codes on another challenge count exactly the
 ///   allowed attempts;
+/// - 32 + 32 wrong codes, then wrong recovery codes, for one account with
+///   99 failures on record are compared at most once and end the run at
+///   100; with none on record, no more are compared than the back-off
+///   allows (3);
+/// - 32 + 32 read/compare-and-set loops on one failure run lose no count;
 /// - 32 + 32 hits on one counter return the counts 1 to 64;
 /// - one recovery code is redeemed by 32 tasks through [`RecoveryCodes`]
 ///   built on `a` and 32 through one built on `b` (same hashing key):
@@ -441,7 +434,9 @@ pub fn sample_contact_book(account: &AccountId, now: OffsetDateTime) -> ContactB
                 now,
             )),
             pending_authenticator: None,
+            recovery: Some(sample_recovery_set(0x5B, now)),
         },
+        epoch: u64::MAX - 7,
     }
 }
 
@@ -1115,484 +1110,7 @@ fn assert_conflict(result: Result<(), StoreError>, what: &str) {
 }
 
 // ---------------------------------------------------------------------------
-// Recovery sets
-// ---------------------------------------------------------------------------
-
-/// Rule: reading the recovery set of an account that never had one returns
-/// `Ok(None)`, also when another account has a set.
-pub async fn check_recovery_read_absent(store: Arc<dyn Store>) {
-    let present = AccountId::new("testkit:recovery:present");
-    ok(
-        store
-            .insert_recovery_set(&present, &sample_recovery_set(1, base_time()))
-            .await,
-        "insert_recovery_set",
-    );
-    let absent = AccountId::new("testkit:recovery:absent");
-    let got = ok(
-        store.recovery_set(&absent).await,
-        "recovery_set of an account without one",
-    );
-    assert!(
-        got.is_none(),
-        "RecoveryStore::recovery_set must return None for an account that never had a set \
-         (got {got:?})"
-    );
-}
-
-/// Rule: a recovery set read back after `insert_recovery_set` equals what
-/// was inserted, field for field: the salt, a large version, the creation
-/// time, the code length, and every code in order, with its key id, tag and
-/// `used_at` (some used, some not). Sets of 1 and of 50 codes (the policy's
-/// bounds) and codes of 9 and 32 characters round-trip too.
-pub async fn check_recovery_insert_and_read_back(store: Arc<dyn Store>) {
-    let now = base_time();
-
-    // Used and unused codes under three key ids, a large version.
-    let mut mixed = sample_recovery_set(2, now);
-    mixed.version = 1 << 40;
-    mixed.created_at = now + Duration::seconds(7);
-    mixed.salt = std::array::from_fn(|i| u8::try_from(i * 17).expect("< 256"));
-    for (i, code) in mixed.codes.iter_mut().enumerate() {
-        code.hash.key_id = [KeyId(1), KeyId(2), KeyId(u32::MAX)][i % 3];
-        code.used_at =
-            (i % 2 == 1).then(|| now + Duration::seconds(61 * i64::try_from(i).expect("small")));
-    }
-    mixed.codes[9].hash.tag = Tag([0xFF; 32]);
-    mixed.codes[8].hash.tag = Tag([0x00; 32]);
-
-    // One code, every one used, the shortest length.
-    let mut single = sample_recovery_set(3, now);
-    single.codes.truncate(1);
-    single.codes[0].used_at = Some(now + Duration::days(2));
-    single.length = 9;
-
-    // Fifty codes, the longest length.
-    let mut large = sample_recovery_set(4, now);
-    large.length = 32;
-    large.codes = (0..50u8)
-        .map(|i| StoredRecoveryCode {
-            hash: KeyedHash {
-                key_id: KeyId(u32::from(i) + 1),
-                tag: Tag(std::array::from_fn(|j| {
-                    i.wrapping_mul(31)
-                        .wrapping_add(u8::try_from(j).expect("< 32"))
-                })),
-            },
-            used_at: (i % 7 == 0).then_some(now + Duration::seconds(i64::from(i))),
-        })
-        .collect();
-
-    let sets = [
-        (AccountId::new("testkit:recovery:mixed"), mixed),
-        (AccountId::new("testkit:recovery:single"), single),
-        (AccountId::new("testkit:recovery:large"), large),
-    ];
-    for (account, set) in &sets {
-        ok(
-            store.insert_recovery_set(account, set).await,
-            "insert_recovery_set for an account without a set",
-        );
-    }
-    for (account, set) in &sets {
-        let back = read_set(&*store, account, "recovery set after insert_recovery_set").await;
-        assert_same_set(
-            "a recovery set read back after insert_recovery_set must equal what was inserted",
-            account,
-            &back,
-            set,
-        );
-    }
-}
-
-/// Rule: inserting a recovery set for an account that has one fails with
-/// [`StoreErrorKind::Conflict`] and leaves the stored set unchanged (an
-/// insert is never an upsert: two first-time `generate`s racing must not
-/// both think they won).
-pub async fn check_recovery_insert_existing_conflicts(store: Arc<dyn Store>) {
-    let account = AccountId::new("testkit:recovery:insert-twice");
-    let original = sample_recovery_set(5, base_time());
-    ok(
-        store.insert_recovery_set(&account, &original).await,
-        "insert_recovery_set",
-    );
-    let mut other = sample_recovery_set(6, base_time() + Duration::minutes(1));
-    other.version = 7;
-    other.codes.truncate(3);
-    expect_conflict(
-        store.insert_recovery_set(&account, &other).await,
-        "insert_recovery_set for an account that already has a set must fail with \
-         StoreErrorKind::Conflict",
-    );
-    let back = read_set(&*store, &account, "recovery set after a duplicate insert").await;
-    assert_same_set(
-        "a duplicate insert_recovery_set must leave the original set unchanged",
-        &account,
-        &back,
-        &original,
-    );
-}
-
-/// Rule: `replace_recovery_set(set, salt, v)` succeeds when the stored set
-/// has that salt and version `v`, and the new set is read back: a code
-/// marked used (same salt, version `v + 1`), then a regenerated set with
-/// another salt, then a code of that new set marked used from the new salt
-/// and version.
-pub async fn check_recovery_replace_with_expected_version(store: Arc<dyn Store>) {
-    let account = AccountId::new("testkit:recovery:replace");
-    let now = base_time();
-    let original = sample_recovery_set(7, now);
-    ok(
-        store.insert_recovery_set(&account, &original).await,
-        "insert_recovery_set",
-    );
-
-    // Mark a code used.
-    let mut used = original.clone();
-    used.version = 1;
-    used.codes[4].used_at = Some(now + Duration::seconds(30));
-    ok(
-        store
-            .replace_recovery_set(&account, &used, &original.salt, 0)
-            .await,
-        "replace_recovery_set with the stored salt and version must succeed",
-    );
-    let back = read_set(&*store, &account, "recovery set after replace_recovery_set").await;
-    assert_same_set(
-        "after a successful replace_recovery_set the new set (and version) is read back",
-        &account,
-        &back,
-        &used,
-    );
-
-    // Regenerate: another salt, the version keeps rising.
-    let mut regenerated = sample_recovery_set(8, now + Duration::minutes(5));
-    regenerated.version = 2;
-    ok(
-        store
-            .replace_recovery_set(&account, &regenerated, &used.salt, 1)
-            .await,
-        "replace_recovery_set swapping in a set with another salt (a regeneration) must \
-         succeed",
-    );
-    let back = read_set(&*store, &account, "recovery set after a regeneration").await;
-    assert_same_set(
-        "after replace_recovery_set swaps in a regenerated set, that set is read back",
-        &account,
-        &back,
-        &regenerated,
-    );
-
-    // Use a code of the new set, from the new salt and version.
-    let mut next = regenerated.clone();
-    next.version = 3;
-    next.codes[0].used_at = Some(now + Duration::minutes(6));
-    ok(
-        store
-            .replace_recovery_set(&account, &next, &regenerated.salt, 2)
-            .await,
-        "replace_recovery_set from the regenerated set's salt and version must succeed",
-    );
-    let back = read_set(&*store, &account, "recovery set after three replaces").await;
-    assert_same_set(
-        "after a replace_recovery_set on a regenerated set the latest set is read back",
-        &account,
-        &back,
-        &next,
-    );
-}
-
-/// Rule: `replace_recovery_set` with the stored salt but a version other
-/// than the stored one (an older or a newer one) fails with
-/// [`StoreErrorKind::Conflict`] and changes nothing.
-pub async fn check_recovery_replace_stale_version_conflicts(store: Arc<dyn Store>) {
-    let account = AccountId::new("testkit:recovery:stale");
-    let now = base_time();
-    let original = sample_recovery_set(9, now);
-    ok(
-        store.insert_recovery_set(&account, &original).await,
-        "insert_recovery_set",
-    );
-    let mut current = original.clone();
-    current.version = 1;
-    current.codes[0].used_at = Some(now);
-    ok(
-        store
-            .replace_recovery_set(&account, &current, &original.salt, 0)
-            .await,
-        "replace_recovery_set",
-    );
-
-    // A redemption that read version 0 before the replace above.
-    let mut stale = original.clone();
-    stale.version = 1;
-    stale.codes[1].used_at = Some(now);
-    expect_conflict(
-        store
-            .replace_recovery_set(&account, &stale, &original.salt, 0)
-            .await,
-        "replace_recovery_set with the stored salt but a stale expected version must fail \
-         with StoreErrorKind::Conflict",
-    );
-    // A writer that claims a version the store never had.
-    let mut ahead = original.clone();
-    ahead.version = 6;
-    ahead.codes[2].used_at = Some(now);
-    expect_conflict(
-        store
-            .replace_recovery_set(&account, &ahead, &original.salt, 5)
-            .await,
-        "replace_recovery_set with an expected version newer than the stored one must fail \
-         with StoreErrorKind::Conflict",
-    );
-    let back = read_set(&*store, &account, "recovery set after refused replaces").await;
-    assert_same_set(
-        "a replace_recovery_set that lost its compare-and-set must change nothing",
-        &account,
-        &back,
-        &current,
-    );
-}
-
-/// Rule (the ABA guard): `replace_recovery_set` with the stored version but
-/// another salt fails with [`StoreErrorKind::Conflict`] and changes
-/// nothing. In particular, a write prepared against a set that was deleted
-/// and replaced by a new set at the same version (2FA turned off and on
-/// again while a redemption was in flight) never lands on the new set: the
-/// version alone is not enough.
-pub async fn check_recovery_replace_other_salt_conflicts(store: Arc<dyn Store>) {
-    let account = AccountId::new("testkit:recovery:aba");
-    let now = base_time();
-    let old = sample_recovery_set(10, now);
-    ok(
-        store.insert_recovery_set(&account, &old).await,
-        "insert_recovery_set",
-    );
-
-    // A redemption reads `old` (version 0) and prepares its write...
-    let mut late = old.clone();
-    late.version = 1;
-    late.codes[0].used_at = Some(now);
-    // ...meanwhile the set is deleted and a new one generated, version 0.
-    ok(
-        store.delete_recovery_set(&account).await,
-        "delete_recovery_set",
-    );
-    let new = sample_recovery_set(11, now + Duration::minutes(1));
-    ok(
-        store.insert_recovery_set(&account, &new).await,
-        "insert_recovery_set after delete_recovery_set",
-    );
-    expect_conflict(
-        store
-            .replace_recovery_set(&account, &late, &old.salt, 0)
-            .await,
-        "replace_recovery_set with the stored version but another salt (a write prepared \
-         against a set since deleted and regenerated) must fail with StoreErrorKind::Conflict: \
-         the salt must be compared as well as the version",
-    );
-    let back = read_set(&*store, &account, "recovery set after a refused replace").await;
-    assert_same_set(
-        "a replace_recovery_set with a salt other than the stored one must change nothing",
-        &account,
-        &back,
-        &new,
-    );
-
-    // The same with a set that was never deleted: a made-up salt.
-    let mut forged = new.clone();
-    forged.version = 1;
-    forged.codes[3].used_at = Some(now);
-    let mut other_salt = new.salt;
-    other_salt[15] ^= 0x01;
-    expect_conflict(
-        store
-            .replace_recovery_set(&account, &forged, &other_salt, 0)
-            .await,
-        "replace_recovery_set with the stored version but a salt differing in one bit must \
-         fail with StoreErrorKind::Conflict",
-    );
-    let back = read_set(&*store, &account, "recovery set after a refused replace").await;
-    assert_same_set(
-        "a replace_recovery_set with a salt other than the stored one must change nothing",
-        &account,
-        &back,
-        &new,
-    );
-}
-
-/// Rule: `replace_recovery_set` for an account without a set fails with
-/// [`StoreErrorKind::Conflict`] and does not create one (a replace is never
-/// an upsert), including after the account's set was deleted.
-pub async fn check_recovery_replace_absent_conflicts(store: Arc<dyn Store>) {
-    let account = AccountId::new("testkit:recovery:absent");
-    let mut set = sample_recovery_set(12, base_time());
-    set.version = 1;
-    expect_conflict(
-        store
-            .replace_recovery_set(&account, &set, &set.salt, 0)
-            .await,
-        "replace_recovery_set for an account without a set must fail with \
-         StoreErrorKind::Conflict",
-    );
-    let got = ok(
-        store.recovery_set(&account).await,
-        "recovery_set after replacing an absent one",
-    );
-    assert!(
-        got.is_none(),
-        "replace_recovery_set for an account without a set must not create one (got {got:?})"
-    );
-
-    let deleted = AccountId::new("testkit:recovery:deleted");
-    let original = sample_recovery_set(13, base_time());
-    ok(
-        store.insert_recovery_set(&deleted, &original).await,
-        "insert_recovery_set",
-    );
-    ok(
-        store.delete_recovery_set(&deleted).await,
-        "delete_recovery_set",
-    );
-    let mut next = original.clone();
-    next.version = 1;
-    next.codes[0].used_at = Some(base_time());
-    expect_conflict(
-        store
-            .replace_recovery_set(&deleted, &next, &original.salt, 0)
-            .await,
-        "replace_recovery_set of a deleted set (with its old salt and version) must fail with \
-         StoreErrorKind::Conflict",
-    );
-    let got = ok(
-        store.recovery_set(&deleted).await,
-        "recovery_set after replacing a deleted set",
-    );
-    assert!(
-        got.is_none(),
-        "replace_recovery_set of a deleted set must not bring it back (got {got:?})"
-    );
-}
-
-/// Rule: after `delete_recovery_set` the account reads `None` and may get
-/// a first set again (`insert_recovery_set` succeeds); deleting an account
-/// that has no set (never had, or already deleted) is `Ok`.
-pub async fn check_recovery_delete(store: Arc<dyn Store>) {
-    let account = AccountId::new("testkit:recovery:delete");
-    ok(
-        store
-            .insert_recovery_set(&account, &sample_recovery_set(14, base_time()))
-            .await,
-        "insert_recovery_set",
-    );
-    ok(
-        store.delete_recovery_set(&account).await,
-        "delete_recovery_set of an account with a set",
-    );
-    let got = ok(
-        store.recovery_set(&account).await,
-        "recovery_set after delete_recovery_set",
-    );
-    assert!(
-        got.is_none(),
-        "after delete_recovery_set the account's set must read None (got {got:?})"
-    );
-    ok(
-        store.delete_recovery_set(&account).await,
-        "delete_recovery_set of an already deleted set must be Ok",
-    );
-    ok(
-        store
-            .delete_recovery_set(&AccountId::new("testkit:recovery:never"))
-            .await,
-        "delete_recovery_set of an account that never had a set must be Ok",
-    );
-
-    let fresh = sample_recovery_set(15, base_time() + Duration::minutes(1));
-    ok(
-        store.insert_recovery_set(&account, &fresh).await,
-        "insert_recovery_set after delete_recovery_set must succeed (the account has no set)",
-    );
-    let back = read_set(&*store, &account, "recovery set inserted after a delete").await;
-    assert_same_set(
-        "a set inserted after delete_recovery_set must be read back",
-        &account,
-        &back,
-        &fresh,
-    );
-}
-
-/// Rule: recovery sets are per account, and any string is an account:
-/// accounts that differ only in case, hold `:` separators, spaces, quotes,
-/// wildcards or non-ASCII text, or are prefixes of one another each have
-/// their own set. Inserting, replacing or deleting one account's set
-/// leaves every other account's alone.
-pub async fn check_recovery_accounts_independent(store: Arc<dyn Store>) {
-    let now = base_time();
-    let accounts = awkward_accounts("testkit:recovery");
-    // Account i gets the set of seed 0x40 + i, its code i marked used.
-    let mut sets: Vec<Option<RecoverySet>> = accounts
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
-            let mut set = sample_recovery_set(0x40 + u8::try_from(i).expect("few"), now);
-            set.codes[i % 10].used_at = Some(now + Duration::seconds(1));
-            Some(set)
-        })
-        .collect();
-    // The first account has no set yet.
-    sets[0] = None;
-    for (account, set) in accounts.iter().zip(&sets) {
-        if let Some(set) = set {
-            ok(
-                store.insert_recovery_set(account, set).await,
-                "insert_recovery_set for an account without a set",
-            );
-        }
-    }
-    let rule = "recovery sets must be per account and any string must work as an account: \
-                another account's set leaked or was overwritten";
-    assert_sets(&*store, &accounts, &sets, rule).await;
-
-    // Now the first account gets one: nobody else changes.
-    let first = sample_recovery_set(0x3F, now);
-    ok(
-        store.insert_recovery_set(&accounts[0], &first).await,
-        "insert_recovery_set for an account whose prefix-sharing and case-variant neighbours \
-         have sets (they must not count as its set)",
-    );
-    sets[0] = Some(first);
-    assert_sets(&*store, &accounts, &sets, rule).await;
-
-    // Replace one account's set, delete another's.
-    let (replaced, deleted) = (2, 4);
-    let old = sets[replaced].clone().expect("inserted above");
-    let mut next = old.clone();
-    next.version = old.version + 1;
-    next.codes[9].used_at = Some(now + Duration::seconds(2));
-    ok(
-        store
-            .replace_recovery_set(&accounts[replaced], &next, &old.salt, old.version)
-            .await,
-        "replace_recovery_set",
-    );
-    sets[replaced] = Some(next);
-    ok(
-        store.delete_recovery_set(&accounts[deleted]).await,
-        "delete_recovery_set",
-    );
-    sets[deleted] = None;
-    assert_sets(
-        &*store,
-        &accounts,
-        &sets,
-        "replace_recovery_set and delete_recovery_set must touch only their own account's set",
-    )
-    .await;
-}
-
-// ---------------------------------------------------------------------------
-// Devices and epochs
+// Devices
 // ---------------------------------------------------------------------------
 
 /// Rule: a device read back after `insert_device` equals what was inserted,
@@ -2002,42 +1520,6 @@ pub async fn check_delete_devices(store: Arc<dyn Store>) {
         nobody, 0,
         "delete_devices of an account without devices must return 0"
     );
-}
-
-/// Rule: an account's security epoch reads 0 until it is bumped;
-/// `bump_epoch` returns the new epoch, 1, 2, 3… and `epoch` reads the last
-/// one. Epochs are per account, for accounts differing only in case or
-/// sharing a prefix too.
-pub async fn check_epochs(store: Arc<dyn Store>) {
-    let accounts = awkward_accounts("testkit:epoch");
-    for account in &accounts {
-        let zero = ok(store.epoch(account).await, "epoch");
-        assert_eq!(
-            zero, 0,
-            "epoch must read 0 for an account never bumped ({account:?})"
-        );
-    }
-    // Bump account i (i + 1) times.
-    for (i, account) in accounts.iter().enumerate() {
-        for n in 1..=i + 1 {
-            let got = ok(store.bump_epoch(account).await, "bump_epoch");
-            assert_eq!(
-                got,
-                u64::try_from(n).expect("small"),
-                "bump_epoch must return the new epoch, 1, 2, 3… per account; account \
-                 {account:?} bumped {n} times returned {got}"
-            );
-        }
-    }
-    for (i, account) in accounts.iter().enumerate() {
-        let got = ok(store.epoch(account).await, "epoch");
-        assert_eq!(
-            got,
-            u64::try_from(i + 1).expect("small"),
-            "epochs must be per account: account {account:?}, bumped {} times, reads {got}",
-            i + 1
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -3000,62 +2482,14 @@ pub async fn check_race_insert(store: Arc<dyn Store>) {
     );
 }
 
-/// Rule: `bump_epoch` loses no increment. 64 concurrent bumps of one
-/// account's epoch return exactly the epochs 1 to 64, one each, and
-/// `epoch` then reads 64.
+/// Rule: no epoch bump is lost. 64 concurrent bumps of one account's
+/// security epoch through [`TrustedDevices::bump_epoch`] (each a
+/// compare-and-set of the account's contact book) return exactly the
+/// epochs 1 to 64, one each, and the book then holds 64.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](self)).
 pub async fn check_race_bump_epoch(store: Arc<dyn Store>) {
     race_bump_epoch(&[store], "testkit:race:epoch").await;
-}
-
-/// Rule: of 64 tasks that compare-and-set one recovery set from the same
-/// read (salt and version) at the same moment, each marking a code used,
-/// exactly one succeeds and 63 get [`StoreErrorKind::Conflict`]; the
-/// winner's set is what is stored.
-///
-/// Needs a multi-thread runtime to race (see the [module docs](self)).
-pub async fn check_race_recovery_replace(store: Arc<dyn Store>) {
-    let account = AccountId::new("testkit:race:recovery");
-    let now = base_time();
-    let set = sample_recovery_set(0x53, now);
-    ok(
-        store.insert_recovery_set(&account, &set).await,
-        "insert_recovery_set",
-    );
-    // Task i marks code i % 10 used at second i.
-    let prepared = |i: usize| {
-        let mut next = set.clone();
-        next.version = set.version + 1;
-        let n = next.codes.len();
-        next.codes[i % n].used_at = Some(now + Duration::seconds(i64::try_from(i).expect("small")));
-        next
-    };
-    let jobs = (0..TASKS)
-        .map(|i| {
-            let store = store.clone();
-            let account = account.clone();
-            let next = prepared(i);
-            let (salt, expected) = (set.salt, set.version);
-            async move {
-                store
-                    .replace_recovery_set(&account, &next, &salt, expected)
-                    .await
-            }
-        })
-        .collect();
-    let results = race(jobs).await;
-    let winner = single_winner(
-        &results,
-        "of concurrent replace_recovery_set calls from one read",
-    );
-    let back = read_set(&*store, &account, "recovery set after the race").await;
-    assert_same_set(
-        "after a compare-and-set race the stored recovery set must be the winner's",
-        &account,
-        &back,
-        &prepared(winner),
-    );
 }
 
 /// Rule: of 64 accounts that each commit a first book claiming the same
@@ -3980,11 +3414,22 @@ async fn assert_run(stores: &[Arc<dyn Store>], account: &AccountId, want: u32, a
 
 async fn race_bump_epoch(stores: &[Arc<dyn Store>], account: &str) {
     let account = AccountId::new(account);
+    let clock = ManualClock::new(base_time());
+    let flows: Vec<TrustedDevices> = stores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| trusted_devices(s.clone(), &clock, 0x5E, i))
+        .collect();
     let jobs = (0..TASKS)
         .map(|i| {
-            let store = pick(stores, i);
+            let flow = flows[i % flows.len()].clone();
             let account = account.clone();
-            async move { ok(store.bump_epoch(&account).await, "bump_epoch") }
+            async move {
+                match flow.bump_epoch(&account).await {
+                    Ok(epoch) => epoch,
+                    Err(e) => panic!("bump_epoch failed on this store: {}", error_chain(&e)),
+                }
+            }
         })
         .collect();
     let mut seen = race(jobs).await;
@@ -3993,16 +3438,16 @@ async fn race_bump_epoch(stores: &[Arc<dyn Store>], account: &str) {
     assert_eq!(
         seen,
         want,
-        "{TASKS} concurrent bump_epoch calls must return each epoch 1..={TASKS} exactly once \
-         (an atomic increment){}",
+        "{TASKS} concurrent epoch bumps (each a compare-and-set of the account's contact book) \
+         must return each epoch 1..={TASKS} exactly once{}",
         across(stores)
     );
     for store in stores {
-        let epoch = ok(store.epoch(&account).await, "epoch");
+        let book = ok(store.contact_book(&account).await, "contact_book");
         assert_eq!(
-            epoch,
-            u64::try_from(TASKS).expect("small"),
-            "after {TASKS} concurrent bump_epoch calls the epoch must read {TASKS}{}",
+            book.map(|b| b.epoch),
+            Some(u64::try_from(TASKS).expect("small")),
+            "after {TASKS} concurrent epoch bumps the book's epoch must read {TASKS}{}",
             across(stores)
         );
     }
@@ -4637,37 +4082,6 @@ fn awkward_accounts(prefix: &str) -> Vec<AccountId> {
     accounts
 }
 
-/// Reads a recovery set that must exist.
-async fn read_set(store: &dyn Store, account: &AccountId, what: &str) -> RecoverySet {
-    match ok(store.recovery_set(account).await, what) {
-        Some(set) => set,
-        None => panic!(
-            "{what}: account {account:?} must have a recovery set but the store returned None"
-        ),
-    }
-}
-
-/// Asserts each account's set is the expected one (or absent).
-async fn assert_sets(
-    store: &dyn Store,
-    accounts: &[AccountId],
-    sets: &[Option<RecoverySet>],
-    rule: &str,
-) {
-    for (account, want) in accounts.iter().zip(sets) {
-        let got = ok(store.recovery_set(account).await, "recovery_set");
-        match (got, want) {
-            (None, None) => {}
-            (Some(got), Some(want)) => assert_same_set(rule, account, &got, want),
-            (got, want) => panic!(
-                "{rule}: account {account:?} reads {} recovery set, expected {}",
-                if got.is_some() { "a" } else { "no" },
-                if want.is_some() { "one" } else { "none" }
-            ),
-        }
-    }
-}
-
 /// Reads a device that must exist.
 async fn read_device(
     store: &dyn Store,
@@ -4680,42 +4094,6 @@ async fn read_device(
         None => panic!(
             "{what}: device {id} of account {account:?} must exist but the store returned None"
         ),
-    }
-}
-
-/// Compares two recovery sets field by field, naming the first that
-/// differs.
-fn assert_same_set(rule: &str, account: &AccountId, got: &RecoverySet, want: &RecoverySet) {
-    macro_rules! same {
-        ($field:ident) => {
-            assert!(
-                got.$field == want.$field,
-                "{rule}: recovery set of {account:?}, field `{}` reads {:?}, expected {:?}",
-                stringify!($field),
-                got.$field,
-                want.$field
-            );
-        };
-    }
-    same!(salt);
-    same!(version);
-    same!(created_at);
-    same!(length);
-    assert_eq!(
-        got.codes.len(),
-        want.codes.len(),
-        "{rule}: recovery set of {account:?}, field `codes` has {} entries, expected {}",
-        got.codes.len(),
-        want.codes.len()
-    );
-    for (i, (g, w)) in got.codes.iter().zip(&want.codes).enumerate() {
-        assert!(
-            same_hash(&g.hash, &w.hash) && g.used_at == w.used_at,
-            "{rule}: recovery set of {account:?}, `codes[{i}]` reads {g:?} (key {}), expected \
-             {w:?} (key {})",
-            g.hash.key_id,
-            w.hash.key_id
-        );
     }
 }
 

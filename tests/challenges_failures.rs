@@ -121,7 +121,7 @@ impl LimitStore for Flaky {
 }
 
 delegate_store!([] Flaky, inner, support::directly =>
-    RecoveryStore, DeviceStore, ContactStore, VerificationStore);
+    DeviceStore, ContactStore, VerificationStore);
 
 fn clock() -> ManualClock {
     ManualClock::at_unix(T0).unwrap()

@@ -16,12 +16,11 @@ use ninsho::contact::Destination;
 use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::flows::{ChannelReason, Ticket, VerificationTicket};
 use ninsho::gateway::{Channel, Message, RecordingGateway};
-use ninsho::recovery::RecoverySet;
 use ninsho::service::{SignInStart, Skip, TwoFactor};
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, MemoryStore,
-    RecoveryStore, StoreError, VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, MemoryStore, StoreError,
+    VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use ninsho::{ManualClock, Refusal};
 use support::{T0, refusal, secret_to, two_factor};
@@ -108,38 +107,6 @@ impl LimitStore for Counting {
 }
 
 #[async_trait]
-impl RecoveryStore for Counting {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        self.log("recovery_set");
-        self.inner.recovery_set(account).await
-    }
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        self.log("insert_recovery_set");
-        self.inner.insert_recovery_set(account, set).await
-    }
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        self.log("replace_recovery_set");
-        self.inner
-            .replace_recovery_set(account, set, expected_salt, expected_version)
-            .await
-    }
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.log("delete_recovery_set");
-        self.inner.delete_recovery_set(account).await
-    }
-}
-
-#[async_trait]
 impl DeviceStore for Counting {
     async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
         self.log("insert_device");
@@ -172,14 +139,6 @@ impl DeviceStore for Counting {
     async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
         self.log("delete_devices");
         self.inner.delete_devices(account).await
-    }
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        self.log("epoch");
-        self.inner.epoch(account).await
-    }
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        self.log("bump_epoch");
-        self.inner.bump_epoch(account).await
     }
 }
 

@@ -15,10 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use ninsho::device::{DeviceId, DeviceRecord};
-use ninsho::recovery::{RecoverySet, StoredRecoveryCode};
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore,
-    FailureRecord, LimitStore, PgStore, Purpose, RecoveryStore, Store, StoreError, StoreErrorKind,
+    FailureRecord, LimitStore, PgStore, Purpose, Store, StoreError, StoreErrorKind,
     VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
@@ -315,25 +314,14 @@ async fn unreachable_server_is_unavailable() {
         store.failures(&account).await.err().map(|e| e.kind()),
         store.clear_failures(&account).await.err().map(|e| e.kind()),
     ];
-    let set = sample_set(1, now);
     let device = sample_device(&account, 1, now);
     let factor_kinds = [
-        kind(store.recovery_set(&account).await),
-        kind(store.insert_recovery_set(&account, &set).await),
-        kind(
-            store
-                .replace_recovery_set(&account, &set, &set.salt, 0)
-                .await,
-        ),
-        kind(store.delete_recovery_set(&account).await),
         kind(store.insert_device(&device).await),
         kind(store.device(&account, &device.id).await),
         kind(store.devices(&account).await),
         kind(store.replace_device(&device, 0).await),
         kind(store.delete_device(&account, &device.id).await),
         kind(store.delete_devices(&account).await),
-        kind(store.epoch(&account).await),
-        kind(store.bump_epoch(&account).await),
     ];
     let book = testkit::sample_contact_book(&account, now);
     let verification = testkit::sample_verification(1, now);
@@ -515,25 +503,6 @@ fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("records serialise")
 }
 
-/// A recovery set whose salt and hashes derive from `seed`.
-fn sample_set(seed: u8, now: OffsetDateTime) -> RecoverySet {
-    RecoverySet {
-        salt: [seed; 16],
-        version: 0,
-        created_at: now,
-        length: 12,
-        codes: (0..10u8)
-            .map(|i| StoredRecoveryCode {
-                hash: KeyedHash {
-                    key_id: KeyId(7),
-                    tag: ninsho::hash::Tag([seed ^ i; 32]),
-                },
-                used_at: (i == 3).then_some(now),
-            })
-            .collect(),
-    }
-}
-
 /// A device of `account` whose id derives from `seed`.
 fn sample_device(account: &AccountId, seed: u8, now: OffsetDateTime) -> DeviceRecord {
     DeviceRecord {
@@ -608,7 +577,10 @@ async fn migrates_a_version_1_schema_to_version_2() {
     store.hit("k", Duration::hours(1), now).await.expect("hit");
     record_failure(&store, &alice, now).await.expect("failure");
     // The version-2 tables are not there yet: a permanent error.
-    assert_eq!(kind(store.epoch(&alice).await), Some(StoreErrorKind::Other));
+    assert_eq!(
+        kind(store.devices(&alice).await),
+        Some(StoreErrorKind::Other)
+    );
 
     // Two instances of the new release start at once.
     let other = store.clone();
@@ -659,16 +631,11 @@ async fn migrates_a_version_1_schema_to_version_2() {
 
     // The new tables work.
     store
-        .insert_recovery_set(&alice, &sample_set(1, now))
-        .await
-        .expect("recovery set");
-    store
         .insert_device(&sample_device(&alice, 1, now))
         .await
         .expect("device");
-    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), 1);
     store.migrate().await.expect("migrate again");
-    assert_eq!(store.epoch(&alice).await.expect("epoch"), 1);
+    assert_eq!(store.devices(&alice).await.expect("devices").len(), 1);
     assert_eq!(count_rows(&pool, &name, "ninsho_schema_version").await, 3);
 }
 
@@ -694,13 +661,8 @@ async fn factor_tables_keep_hostile_accounts_apart() {
         "",
         "東京\u{200b}",
     ];
-    for (i, account) in hostile.iter().enumerate() {
+    for account in &hostile {
         let account = AccountId::new(*account);
-        let seed = u8::try_from(i).expect("small");
-        store
-            .insert_recovery_set(&account, &sample_set(seed, now))
-            .await
-            .expect("recovery set");
         // The same two device ids for every account: the key is the pair.
         for d in [1, 2] {
             store
@@ -708,27 +670,12 @@ async fn factor_tables_keep_hostile_accounts_apart() {
                 .await
                 .expect("device");
         }
-        for _ in 0..=i {
-            store.bump_epoch(&account).await.expect("bump");
-        }
     }
-    for (i, account) in hostile.iter().enumerate() {
+    for account in &hostile {
         let account = AccountId::new(*account);
-        let seed = u8::try_from(i).expect("small");
-        let set = store
-            .recovery_set(&account)
-            .await
-            .expect("read")
-            .expect("present");
-        assert_eq!(json(&set), json(&sample_set(seed, now)), "{account:?}");
         let devices = store.devices(&account).await.expect("list");
         assert_eq!(devices.len(), 2, "{account:?}");
         assert!(devices.iter().all(|d| d.account == account), "{account:?}");
-        assert_eq!(
-            store.epoch(&account).await.expect("epoch"),
-            u64::try_from(i + 1).expect("small"),
-            "{account:?}"
-        );
     }
     // Deleting through wildcard-looking accounts touches only their rows.
     let percent = AccountId::new("%");
@@ -746,17 +693,8 @@ async fn factor_tables_keep_hostile_accounts_apart() {
             .await
             .expect("again")
     );
-    store
-        .delete_recovery_set(&AccountId::new("x' OR '1'='1"))
-        .await
-        .expect("delete set");
     let n = i64::try_from(hostile.len()).expect("small");
     assert_eq!(count_rows(&pool, &name, "ninsho_devices").await, 2 * n - 3);
-    assert_eq!(
-        count_rows(&pool, &name, "ninsho_recovery_sets").await,
-        n - 1
-    );
-    assert_eq!(count_rows(&pool, &name, "ninsho_epochs").await, n);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -772,28 +710,19 @@ async fn factor_tables_refuse_nul_accounts_but_keep_nul_labels() {
     // PostgreSQL's TEXT can't hold U+0000: an account id with one is a
     // typed, permanent error on every call, and nothing is written.
     let nul = AccountId::new("acct\u{0}x");
-    let set = sample_set(1, now);
     let device = sample_device(&nul, 1, now);
     let kinds = [
-        kind(store.recovery_set(&nul).await),
-        kind(store.insert_recovery_set(&nul, &set).await),
-        kind(store.replace_recovery_set(&nul, &set, &set.salt, 0).await),
-        kind(store.delete_recovery_set(&nul).await),
         kind(store.insert_device(&device).await),
         kind(store.device(&nul, &device.id).await),
         kind(store.devices(&nul).await),
         kind(store.replace_device(&device, 0).await),
         kind(store.delete_device(&nul, &device.id).await),
         kind(store.delete_devices(&nul).await),
-        kind(store.epoch(&nul).await),
-        kind(store.bump_epoch(&nul).await),
     ];
     for (i, kind) in kinds.into_iter().enumerate() {
         assert_eq!(kind, Some(StoreErrorKind::Other), "call {i}");
     }
-    for table in ["ninsho_recovery_sets", "ninsho_devices", "ninsho_epochs"] {
-        assert_eq!(count_rows(&pool, &name, table).await, 0, "{table}");
-    }
+    assert_eq!(count_rows(&pool, &name, "ninsho_devices").await, 0);
 
     // Inside the JSON record U+0000 is escaped, so a label keeps it, and
     // the prefix account is unaffected by the refused calls.
@@ -807,7 +736,6 @@ async fn factor_tables_refuse_nul_accounts_but_keep_nul_labels() {
         .expect("read")
         .expect("present");
     assert_eq!(back.label, device.label);
-    assert_eq!(store.epoch(&acct).await.expect("epoch"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -821,58 +749,6 @@ async fn factor_records_compare_and_set_on_every_bit() {
     let now = OffsetDateTime::from_unix_timestamp_nanos(1_900_000_000_123_456_789)
         .expect("valid instant");
     let alice = AccountId::new("alice");
-
-    // Recovery sets: versions above i64::MAX, and the salt compared too.
-    let mut set = sample_set(1, now);
-    set.version = u64::MAX - 1;
-    store
-        .insert_recovery_set(&alice, &set)
-        .await
-        .expect("insert");
-    let read = store
-        .recovery_set(&alice)
-        .await
-        .expect("read")
-        .expect("present");
-    assert_eq!(json(&read), json(&set), "nanoseconds and all");
-    let mut regenerated = sample_set(2, now);
-    regenerated.version = u64::MAX;
-    assert_eq!(
-        kind(
-            store
-                .replace_recovery_set(&alice, &regenerated, &[9; 16], u64::MAX - 1)
-                .await
-        ),
-        Some(StoreErrorKind::Conflict),
-        "another salt"
-    );
-    store
-        .replace_recovery_set(&alice, &regenerated, &set.salt, u64::MAX - 1)
-        .await
-        .expect("compare-and-set on a huge version, writing the new salt");
-    let read = store
-        .recovery_set(&alice)
-        .await
-        .expect("read")
-        .expect("present");
-    assert_eq!(read.salt, [2; 16]);
-    assert_eq!(read.version, u64::MAX);
-    // A write prepared against the old set can't land on its successor,
-    // even at the same version.
-    let mut stale = sample_set(1, now);
-    stale.version = 0;
-    assert_eq!(
-        kind(
-            store
-                .replace_recovery_set(&alice, &stale, &set.salt, u64::MAX)
-                .await
-        ),
-        Some(StoreErrorKind::Conflict)
-    );
-    assert_eq!(
-        kind(store.insert_recovery_set(&alice, &set).await),
-        Some(StoreErrorKind::Conflict)
-    );
 
     // Devices: huge versions; the device table's expiry column keeps
     // microseconds while the record keeps nanoseconds.
@@ -896,38 +772,6 @@ async fn factor_records_compare_and_set_on_every_bit() {
         .expect("read")
         .expect("present");
     assert_eq!(json(&back), json(&next));
-
-    // Epochs saturate at i64::MAX, and a foreign negative value is refused.
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO \"{name}\".ninsho_epochs (account, epoch) VALUES ('alice', $1)"
-    )))
-    .bind(i64::MAX - 1)
-    .execute(&pool)
-    .await
-    .expect("near the cap");
-    let cap = u64::try_from(i64::MAX).expect("positive");
-    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), cap);
-    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), cap);
-    assert_eq!(store.epoch(&alice).await.expect("epoch"), cap);
-    sqlx::query(AssertSqlSafe(format!(
-        "UPDATE \"{name}\".ninsho_epochs SET epoch = -1"
-    )))
-    .execute(&pool)
-    .await
-    .expect("corrupt");
-    assert_eq!(kind(store.epoch(&alice).await), Some(StoreErrorKind::Other));
-
-    // A salt of the wrong length is refused on read, not truncated.
-    sqlx::query(AssertSqlSafe(format!(
-        "UPDATE \"{name}\".ninsho_recovery_sets SET salt = '\\x0102'::bytea"
-    )))
-    .execute(&pool)
-    .await
-    .expect("corrupt");
-    assert_eq!(
-        kind(store.recovery_set(&alice).await),
-        Some(StoreErrorKind::Other)
-    );
 }
 
 // ---------------------------------------------------------------------------
@@ -977,11 +821,8 @@ async fn migrates_a_version_2_schema_to_version_3() {
     // Data written by the previous release.
     let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
     let alice = AccountId::new("alice");
-    store
-        .insert_recovery_set(&alice, &sample_set(1, now))
-        .await
-        .expect("recovery set");
-    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), 1);
+    let device = sample_device(&alice, 1, now);
+    store.insert_device(&device).await.expect("device");
     // The version-3 tables are not there yet: a permanent error.
     assert_eq!(
         kind(store.contact_book(&alice).await),
@@ -1001,13 +842,12 @@ async fn migrates_a_version_2_schema_to_version_3() {
     assert_eq!(versions, [1, 2, 3], "version 3 applied once");
 
     // The old data is intact and the new tables work.
-    let set = store
-        .recovery_set(&alice)
+    let back = store
+        .device(&alice, &device.id)
         .await
         .expect("read")
         .expect("kept");
-    assert_eq!(json(&set), json(&sample_set(1, now)));
-    assert_eq!(store.epoch(&alice).await.expect("epoch"), 1);
+    assert_eq!(json(&back), json(&device));
     let book = testkit::sample_contact_book(&alice, now);
     assert_eq!(
         store

@@ -18,13 +18,15 @@ use async_trait::async_trait;
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::{Challenges, IssueRequest, Ports, RecoveryCodes, Redeemed};
 use ninsho::gateway::{Locale, RecordingGateway};
+use ninsho::grace::GraceState;
 use ninsho::limits::FailurePolicy;
 use ninsho::recovery::{
     self, ALPHABET, MIN_BITS, PlainCodes, RecoveryPolicy, RecoveryPolicyError, RecoverySet,
 };
 use ninsho::store::{
-    AccountId, ChallengeId, FailureRecord, LimitStore, MemoryStore, Purpose, RecoveryStore,
-    StoreError, StoreErrorKind, WindowCount,
+    AccountId, ChallengeId, ClaimChanges, ContactBook, ContactCommit, ContactStore, Factors,
+    FailureRecord, LimitStore, MemoryStore, Purpose, Store, StoreError, StoreErrorKind,
+    WindowCount,
 };
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use proptest::prelude::*;
@@ -111,7 +113,7 @@ impl Env {
     }
 
     async fn stored(&self, account: &AccountId) -> RecoverySet {
-        self.store.recovery_set(account).await.unwrap().unwrap()
+        stored_set(&*self.store, account).await.unwrap()
     }
 
     /// `(remaining, low?)` of every `RecoveryCodeUsed` / `RecoveryCodesLow`.
@@ -1011,7 +1013,7 @@ async fn no_set_is_unknown_and_delete_removes_the_set() {
     env.generate(&bob()).await;
     env.codes.delete(&alice()).await.unwrap();
     assert_eq!(env.remaining(&alice()).await, None);
-    assert!(env.store.recovery_set(&alice()).await.unwrap().is_none());
+    assert!(stored_set(&*env.store, &alice()).await.is_none());
     assert_eq!(
         refusal(env.redeem(&alice(), &codes[0]).await),
         Refusal::Unknown
@@ -1042,6 +1044,30 @@ fn real_set() -> (RecoverySet, Vec<String>) {
     (set, owned(&plain))
 }
 
+/// The recovery set kept in the account's record, if any.
+async fn stored_set(store: &dyn Store, account: &AccountId) -> Option<RecoverySet> {
+    store
+        .contact_book(account)
+        .await
+        .unwrap()
+        .and_then(|b| b.factors.recovery)
+}
+
+/// An account record holding `set`.
+fn book_with(set: RecoverySet) -> ContactBook {
+    let mut factors = Factors::default();
+    factors.recovery = Some(set);
+    ContactBook {
+        account: alice(),
+        version: 1,
+        contacts: Vec::new(),
+        grace: GraceState::new(),
+        created_at: t0(),
+        factors,
+        epoch: 0,
+    }
+}
+
 fn on_mock(db: MockDb, events: &RecordingEvents) -> RecoveryCodes {
     RecoveryCodes::new(ports(
         Arc::new(db),
@@ -1055,12 +1081,12 @@ async fn a_failed_write_during_redeem_is_a_store_error_never_success() {
     let (set, codes) = real_set();
     let mut db = MockDb::new();
     db.expect_failures().returning(|_| Ok(None));
-    db.expect_recovery_set()
+    db.expect_contact_book()
         .times(1)
-        .returning(move |_| Ok(Some(set.clone())));
-    db.expect_replace_recovery_set()
+        .returning(move |_| Ok(Some(book_with(set.clone()))));
+    db.expect_commit_contacts()
         .times(1)
-        .returning(|_, _, _, _| Err(db_down()));
+        .returning(|_, _, _| Err(db_down()));
     // The guess is counted before it is checked; nothing clears it.
     db.expect_replace_failures()
         .times(1)
@@ -1082,9 +1108,8 @@ async fn a_failed_write_during_redeem_is_a_store_error_never_success() {
 async fn a_failed_read_of_the_set_is_a_store_error() {
     let mut db = MockDb::new();
     db.expect_failures().returning(|_| Ok(None));
-    db.expect_recovery_set().returning(|_| Err(db_down()));
-    db.expect_replace_recovery_set().times(0);
-    db.expect_insert_recovery_set().times(0);
+    db.expect_contact_book().returning(|_| Err(db_down()));
+    db.expect_commit_contacts().times(0);
     db.expect_replace_failures().times(0);
     db.expect_clear_failures().times(0);
     let codes = on_mock(db, &RecordingEvents::new());
@@ -1108,10 +1133,10 @@ async fn a_failed_read_of_the_failure_run_is_a_store_error() {
     let (set, codes) = real_set();
     let mut db = MockDb::new();
     db.expect_failures().returning(|_| Err(db_down()));
-    db.expect_recovery_set()
-        .returning(move |_| Ok(Some(set.clone())));
+    db.expect_contact_book()
+        .returning(move |_| Ok(Some(book_with(set.clone()))));
     db.expect_replace_failures().times(0);
-    db.expect_replace_recovery_set().times(0);
+    db.expect_commit_contacts().times(0);
     let flow = on_mock(db, &RecordingEvents::new());
     assert_eq!(
         store_error(flow.redeem(&alice(), &codes[0]).await),
@@ -1124,12 +1149,12 @@ async fn a_wrong_code_that_cannot_be_counted_is_a_store_error() {
     let (set, _) = real_set();
     let mut db = MockDb::new();
     db.expect_failures().returning(|_| Ok(None));
-    db.expect_recovery_set()
-        .returning(move |_| Ok(Some(set.clone())));
+    db.expect_contact_book()
+        .returning(move |_| Ok(Some(book_with(set.clone()))));
     db.expect_replace_failures()
         .times(1)
         .returning(|_, _, _| Err(db_down()));
-    db.expect_replace_recovery_set().times(0);
+    db.expect_commit_contacts().times(0);
     let flow = on_mock(db, &RecordingEvents::new());
     assert_eq!(
         store_error(flow.redeem(&alice(), "2222-2222-2222").await),
@@ -1141,13 +1166,12 @@ async fn a_wrong_code_that_cannot_be_counted_is_a_store_error() {
 #[derive(Debug, Default)]
 struct Flaky {
     inner: MemoryStore,
-    fail_replace_set: AtomicU32,
-    fail_insert_set: AtomicU32,
+    fail_commit: AtomicU32,
     fail_clear: AtomicU32,
 }
 
 delegate_store!([] Flaky, inner, support::directly =>
-    ChallengeStore, DeviceStore, ContactStore, VerificationStore);
+    ChallengeStore, DeviceStore, VerificationStore);
 
 #[async_trait]
 impl LimitStore for Flaky {
@@ -1179,36 +1203,28 @@ impl LimitStore for Flaky {
 }
 
 #[async_trait]
-impl RecoveryStore for Flaky {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        self.inner.recovery_set(account).await
+impl ContactStore for Flaky {
+    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
+        self.inner.contact_book(account).await
     }
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        if take(&self.fail_insert_set) {
-            return Err(db_down());
-        }
-        self.inner.insert_recovery_set(account, set).await
+    async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
+        self.inner.claim_owner(key).await
     }
-    async fn replace_recovery_set(
+    async fn commit_contacts(
         &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        if take(&self.fail_replace_set) {
+        book: &ContactBook,
+        expected_version: Option<u64>,
+        changes: &ClaimChanges,
+    ) -> Result<ContactCommit, StoreError> {
+        if take(&self.fail_commit) {
             return Err(db_down());
         }
         self.inner
-            .replace_recovery_set(account, set, expected_salt, expected_version)
+            .commit_contacts(book, expected_version, changes)
             .await
     }
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.inner.delete_recovery_set(account).await
+    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
+        self.inner.delete_contacts(account).await
     }
 }
 
@@ -1227,7 +1243,7 @@ fn on_flaky() -> (RecoveryCodes, Arc<Flaky>, RecordingEvents) {
 async fn a_failed_write_consumes_nothing_and_the_retry_succeeds() {
     let (flow, flaky, events) = on_flaky();
     let codes = owned(&flow.generate(&alice()).await.unwrap());
-    flaky.fail_replace_set.store(1, Ordering::SeqCst);
+    flaky.fail_commit.store(1, Ordering::SeqCst);
     assert_eq!(
         store_error(flow.redeem(&alice(), &codes[0]).await),
         StoreErrorKind::Unavailable
@@ -1261,14 +1277,14 @@ async fn a_failed_write_consumes_nothing_and_the_retry_succeeds() {
 #[tokio::test]
 async fn a_failed_regeneration_keeps_the_old_set() {
     let (flow, flaky, _) = on_flaky();
-    flaky.fail_insert_set.store(1, Ordering::SeqCst);
+    flaky.fail_commit.store(1, Ordering::SeqCst);
     assert_eq!(
         store_error(flow.generate(&alice()).await),
         StoreErrorKind::Unavailable
     );
     assert_eq!(flow.remaining(&alice()).await.unwrap(), None);
     let old = owned(&flow.generate(&alice()).await.unwrap());
-    flaky.fail_replace_set.store(1, Ordering::SeqCst);
+    flaky.fail_commit.store(1, Ordering::SeqCst);
     assert_eq!(
         store_error(flow.generate(&alice()).await),
         StoreErrorKind::Unavailable
@@ -1365,7 +1381,7 @@ async fn racing_redemptions_of_ten_codes_each_succeed_once() {
         assert_eq!(won, (0..10).collect::<Vec<_>>(), "round {round}");
         // Every success saw its own decrement: 9, 8, …, 0.
         assert_eq!(left, (0..10).collect::<BTreeSet<_>>(), "round {round}");
-        let set = store.recovery_set(&alice()).await.unwrap().unwrap();
+        let set = stored_set(&*store, &alice()).await.unwrap();
         assert_eq!(set.remaining(), 0);
     }
 }

@@ -18,11 +18,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::hash::Tag;
-use ninsho::recovery::{RecoverySet, StoredRecoveryCode};
 use ninsho::store::{
     AccountId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore,
-    FailureRecord, LimitStore, RecoveryStore, RedisStore, Store, StoreError, StoreErrorKind,
-    VerificationStore,
+    FailureRecord, LimitStore, RedisStore, Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::testkit;
 use ninsho::{KeyId, KeyedHash};
@@ -173,25 +171,6 @@ fn sample_device(account: &str, seed: u8, now: OffsetDateTime) -> DeviceRecord {
         expires_at: now + Duration::days(30),
         epoch: 0,
         revoked_at: None,
-    }
-}
-
-/// A set of three unused codes salted with `seed`, version 0.
-fn sample_recovery(seed: u8, now: OffsetDateTime) -> RecoverySet {
-    RecoverySet {
-        salt: [seed; 16],
-        version: 0,
-        created_at: now,
-        length: 12,
-        codes: (0..3)
-            .map(|n| StoredRecoveryCode {
-                hash: KeyedHash {
-                    key_id: KeyId(1),
-                    tag: Tag([seed ^ n; 32]),
-                },
-                used_at: None,
-            })
-            .collect(),
     }
 }
 
@@ -490,27 +469,6 @@ async fn unreachable_server_is_unavailable() {
         kind(store.clear_failures(&account).await),
         StoreErrorKind::Unavailable
     );
-    let set = sample_recovery(1, now);
-    assert_eq!(
-        kind(store.recovery_set(&account).await),
-        StoreErrorKind::Unavailable
-    );
-    assert_eq!(
-        kind(store.insert_recovery_set(&account, &set).await),
-        StoreErrorKind::Unavailable
-    );
-    assert_eq!(
-        kind(
-            store
-                .replace_recovery_set(&account, &set, &[1; 16], 0)
-                .await
-        ),
-        StoreErrorKind::Unavailable
-    );
-    assert_eq!(
-        kind(store.delete_recovery_set(&account).await),
-        StoreErrorKind::Unavailable
-    );
     let device = sample_device("a", 1, now);
     assert_eq!(
         kind(store.insert_device(&device).await),
@@ -534,14 +492,6 @@ async fn unreachable_server_is_unavailable() {
     );
     assert_eq!(
         kind(store.delete_devices(&account).await),
-        StoreErrorKind::Unavailable
-    );
-    assert_eq!(
-        kind(store.epoch(&account).await),
-        StoreErrorKind::Unavailable
-    );
-    assert_eq!(
-        kind(store.bump_epoch(&account).await),
         StoreErrorKind::Unavailable
     );
     let book = testkit::sample_contact_book(&account, now);
@@ -859,27 +809,6 @@ async fn devices_expire_natively_and_the_rest_does_not() {
             assert!(ttl > 31 * day - 10_000, "PTTL {ttl} for a device at {at}");
             assert!(store.device(&d.account, &d.id).await.unwrap().is_some());
         }
-
-        // Recovery sets and epochs live until deleted.
-        let alice = AccountId::new("alice");
-        let set = sample_recovery(7, now);
-        store.insert_recovery_set(&alice, &set).await.unwrap();
-        let recovery_key = format!("{}:recovery:alice", store.prefix());
-        assert_eq!(pttl(&mut conn, &recovery_key).await, -1);
-        let (salt, version): (String, String) = redis::cmd("HMGET")
-            .arg(&recovery_key)
-            .arg("salt")
-            .arg("version")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(
-            (salt.as_str(), version.as_str()),
-            ("07".repeat(16).as_str(), "0")
-        );
-        assert_eq!(store.bump_epoch(&alice).await.unwrap(), 1);
-        let epoch_key = format!("{}:epoch:alice", store.prefix());
-        assert_eq!(pttl(&mut conn, &epoch_key).await, -1);
     })
     .await;
 }
@@ -975,60 +904,6 @@ async fn compare_and_set_is_exact_on_versions_and_salts() {
         let alice = AccountId::new("alice");
         let big = (1_u64 << 53) + 1;
 
-        let mut set = sample_recovery(1, now);
-        set.version = big;
-        store.insert_recovery_set(&alice, &set).await.unwrap();
-        assert!(
-            store
-                .insert_recovery_set(&alice, &sample_recovery(2, now))
-                .await
-                .unwrap_err()
-                .is_conflict()
-        );
-        let mut next = set.clone();
-        next.version = u64::MAX;
-        next.codes[0].used_at = Some(now);
-        // 2⁵³ as a double equals 2⁵³ + 1; as a string it does not.
-        for (salt, version) in [([1; 16], big - 1), ([1; 16], big + 1), ([2; 16], big)] {
-            let err = store
-                .replace_recovery_set(&alice, &next, &salt, version)
-                .await
-                .unwrap_err();
-            assert!(err.is_conflict(), "salt {salt:?} version {version}");
-        }
-        store
-            .replace_recovery_set(&alice, &next, &[1; 16], big)
-            .await
-            .unwrap();
-        let back = store.recovery_set(&alice).await.unwrap().unwrap();
-        assert_eq!(json(&back), json(&next));
-        // A regenerated set (new salt) replaces it; the old salt no longer
-        // matches even with the right version.
-        let mut regenerated = sample_recovery(3, now);
-        regenerated.version = 0;
-        store
-            .replace_recovery_set(&alice, &regenerated, &[1; 16], u64::MAX)
-            .await
-            .unwrap();
-        assert!(
-            store
-                .replace_recovery_set(&alice, &next, &[1; 16], 0)
-                .await
-                .unwrap_err()
-                .is_conflict()
-        );
-        store.delete_recovery_set(&alice).await.unwrap();
-        store.delete_recovery_set(&alice).await.unwrap();
-        assert!(store.recovery_set(&alice).await.unwrap().is_none());
-        assert!(
-            store
-                .replace_recovery_set(&alice, &next, &[3; 16], 0)
-                .await
-                .unwrap_err()
-                .is_conflict(),
-            "replacing an absent set conflicts"
-        );
-
         let mut device = sample_device("alice", 1, now);
         device.version = big;
         store.insert_device(&device).await.unwrap();
@@ -1050,12 +925,7 @@ async fn compare_and_set_is_exact_on_versions_and_salts() {
 async fn assert_accounts_isolated(store: &RedisStore, accounts: &[String]) {
     let now = OffsetDateTime::now_utc();
     for (i, name) in accounts.iter().enumerate() {
-        let account = AccountId::new(name.clone());
         let seed = u8::try_from(i + 1).unwrap();
-        store
-            .insert_recovery_set(&account, &sample_recovery(seed, now))
-            .await
-            .unwrap_or_else(|e| panic!("account {name:?}: {e}"));
         for id in [0xA1, 0xA2] {
             let mut device = sample_device(name, id, now);
             device.epoch = u64::from(seed);
@@ -1063,10 +933,6 @@ async fn assert_accounts_isolated(store: &RedisStore, accounts: &[String]) {
                 .insert_device(&device)
                 .await
                 .unwrap_or_else(|e| panic!("account {name:?}: {e}"));
-        }
-        for n in 1..=i + 1 {
-            let epoch = store.bump_epoch(&account).await.unwrap();
-            assert_eq!(epoch, u64::try_from(n).unwrap(), "account {name:?}");
         }
     }
     for (i, name) in accounts.iter().enumerate() {
@@ -1076,9 +942,7 @@ async fn assert_accounts_isolated(store: &RedisStore, accounts: &[String]) {
     // Wipe the first account: every other keeps everything.
     let first = AccountId::new(accounts[0].clone());
     assert_eq!(store.delete_devices(&first).await.unwrap(), 2);
-    store.delete_recovery_set(&first).await.unwrap();
     assert!(store.devices(&first).await.unwrap().is_empty());
-    assert!(store.recovery_set(&first).await.unwrap().is_none());
     // One device of the second account.
     let second = AccountId::new(accounts[1].clone());
     assert!(
@@ -1097,8 +961,6 @@ async fn assert_accounts_isolated(store: &RedisStore, accounts: &[String]) {
 async fn check_account(store: &RedisStore, name: &str, i: usize) {
     let account = AccountId::new(name);
     let seed = u8::try_from(i + 1).unwrap();
-    let set = store.recovery_set(&account).await.unwrap().unwrap();
-    assert_eq!(set.salt, [seed; 16], "account {name:?}");
     let devices = store.devices(&account).await.unwrap();
     assert_eq!(devices.len(), 2, "account {name:?}");
     for d in &devices {
@@ -1107,8 +969,6 @@ async fn check_account(store: &RedisStore, name: &str, i: usize) {
     }
     let one = store.device(&account, &device_id(0xA1)).await.unwrap();
     assert_eq!(one.unwrap().epoch, u64::from(seed), "account {name:?}");
-    let epoch = store.epoch(&account).await.unwrap();
-    assert_eq!(epoch, u64::from(seed), "account {name:?}");
 }
 
 /// Account ids with `:` in them never share a key with another account.
@@ -1260,43 +1120,6 @@ async fn unexpected_device_and_epoch_data_is_other() {
             let source = std::error::Error::source(&err).expect("a source");
             assert!(source.is::<serde_json::Error>());
         }
-
-        let _: () = redis::cmd("SET")
-            .arg(format!("{}:epoch:alice", store.prefix()))
-            .arg("not a number")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(kind(store.epoch(&alice).await), StoreErrorKind::Other);
-        assert_eq!(kind(store.bump_epoch(&alice).await), StoreErrorKind::Other);
-
-        let _: () = redis::cmd("SET")
-            .arg(format!("{}:recovery:alice", store.prefix()))
-            .arg("x")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(
-            kind(store.recovery_set(&alice).await),
-            StoreErrorKind::Other
-        );
-        assert_eq!(
-            kind(
-                store
-                    .insert_recovery_set(&alice, &sample_recovery(1, now))
-                    .await
-            ),
-            StoreErrorKind::Conflict,
-            "a key of the wrong type is still a key: insert refuses"
-        );
-        assert_eq!(
-            kind(
-                store
-                    .replace_recovery_set(&alice, &sample_recovery(1, now), &[1; 16], 0)
-                    .await
-            ),
-            StoreErrorKind::Other
-        );
     })
     .await;
 }

@@ -565,7 +565,7 @@ struct FlakyContacts {
 }
 
 delegate_store!([] FlakyContacts, inner, support::directly =>
-    ChallengeStore, LimitStore, RecoveryStore, DeviceStore, VerificationStore);
+    ChallengeStore, LimitStore, DeviceStore, VerificationStore);
 
 #[async_trait::async_trait]
 impl ContactStore for FlakyContacts {

@@ -394,8 +394,8 @@ async fn a_step_up_is_fresh_for_ten_minutes_for_its_own_account_only() {
     assert_eq!(proof.account(), &taro);
 
     env.clock.advance(Duration::minutes(10));
-    env.service.check_step_up(&taro, &proof).unwrap();
-    let theirs = env.service.check_step_up(&hanako(), &proof);
+    env.service.check_step_up(&taro, &proof).await.unwrap();
+    let theirs = env.service.check_step_up(&hanako(), &proof).await;
     assert_eq!(refusal(theirs), Refusal::StepUpRequired);
 
     // A forged proof (its instant moved on) is refused even while fresh.
@@ -403,13 +403,13 @@ async fn a_step_up_is_fresh_for_ten_minutes_for_its_own_account_only() {
     json["at"] = serde_json::to_value(t0() + Duration::minutes(5)).unwrap();
     let forged: StepUp = serde_json::from_value(json).unwrap();
     assert_eq!(
-        refusal(env.service.check_step_up(&taro, &forged)),
+        refusal(env.service.check_step_up(&taro, &forged).await),
         Refusal::StepUpRequired
     );
 
     env.clock.advance(Duration::seconds(1));
     assert_eq!(
-        refusal(env.service.check_step_up(&taro, &proof)),
+        refusal(env.service.check_step_up(&taro, &proof).await),
         Refusal::StepUpRequired
     );
     let stale = env
@@ -725,7 +725,10 @@ async fn a_lost_phone_is_replaced_by_a_recovery_code_which_revokes_trusted_brows
         Some(8)
     );
     // A recovery code is a fresh second factor.
-    env.service.check_step_up(&taro, &next.step_up).unwrap();
+    env.service
+        .check_step_up(&taro, &next.step_up)
+        .await
+        .unwrap();
     assert_eq!(next.step_up.method(), MethodKind::RecoveryCode);
 }
 
@@ -830,10 +833,15 @@ async fn turning_two_step_off_needs_a_step_up_and_on_again_issues_new_codes() {
         .sign_in_complete(&taro, Proof::RecoveryCode { code: &first[0] }, None)
         .await;
     assert_eq!(refusal(r), Refusal::Unknown, "no set any more");
+    // Turning it off moved the security epoch on: the step-up that did it
+    // is spent. A fresh one hears that two-step sign-in is off already.
     let r = env
         .service
         .disable_two_factor(&taro, &trusted.step_up)
         .await;
+    assert_eq!(refusal(r), Refusal::StepUpRequired);
+    let fresh = step_up(&env, &taro).await;
+    let r = env.service.disable_two_factor(&taro, &fresh).await;
     assert_eq!(refusal(r), Refusal::TwoFactorOff);
 
     // On again: a new set, the old one still dead.

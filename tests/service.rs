@@ -178,13 +178,17 @@ async fn step_up_proofs_are_bound_fresh_and_unforgeable() {
     let env = env();
     env.enrol().await;
     let proof = env.step_up().await;
-    assert!(env.service.check_step_up(&taro(), &proof).is_ok());
+    assert!(env.service.check_step_up(&taro(), &proof).await.is_ok());
     assert_eq!(proof.method(), MethodKind::Sms);
     assert_eq!(proof.at(), env.clock.now());
 
     // Another account can't use it.
     assert_eq!(
-        refusal(env.service.check_step_up(&AccountId::new("jiro"), &proof)),
+        refusal(
+            env.service
+                .check_step_up(&AccountId::new("jiro"), &proof)
+                .await
+        ),
         Refusal::StepUpRequired
     );
     // Edited in the session store: moved to another account, or made newer.
@@ -192,7 +196,11 @@ async fn step_up_proofs_are_bound_fresh_and_unforgeable() {
     json["account"] = serde_json::json!("jiro");
     let moved: StepUp = serde_json::from_value(json).unwrap();
     assert_eq!(
-        refusal(env.service.check_step_up(&AccountId::new("jiro"), &moved)),
+        refusal(
+            env.service
+                .check_step_up(&AccountId::new("jiro"), &moved)
+                .await
+        ),
         Refusal::StepUpRequired
     );
     let mut json: serde_json::Value = serde_json::to_value(&proof).unwrap();
@@ -202,16 +210,16 @@ async fn step_up_proofs_are_bound_fresh_and_unforgeable() {
     env.clock
         .advance(Duration::minutes(10) + Duration::seconds(1));
     assert_eq!(
-        refusal(env.service.check_step_up(&taro(), &newer)),
+        refusal(env.service.check_step_up(&taro(), &newer).await),
         Refusal::StepUpRequired
     );
     // The genuine one: fresh for exactly 10 minutes.
     assert_eq!(
-        refusal(env.service.check_step_up(&taro(), &proof)),
+        refusal(env.service.check_step_up(&taro(), &proof).await),
         Refusal::StepUpRequired
     );
     env.clock.rewind(Duration::seconds(1));
-    assert!(env.service.check_step_up(&taro(), &proof).is_ok());
+    assert!(env.service.check_step_up(&taro(), &proof).await.is_ok());
     // Sensitive actions ask for it.
     env.clock.advance(Duration::seconds(1));
     assert_eq!(

@@ -11,11 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use ninsho::device::{DeviceId, DeviceRecord};
-use ninsho::recovery::{RecoverySet, StoredRecoveryCode};
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore,
-    FailureRecord, LimitStore, Purpose, RecoveryStore, SqliteStore, Store, StoreError,
-    StoreErrorKind, VerificationStore,
+    FailureRecord, LimitStore, Purpose, SqliteStore, Store, StoreError, StoreErrorKind,
+    VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::SqlitePool;
@@ -229,25 +228,14 @@ async fn unopenable_database_is_unavailable() {
         store.failures(&account).await.err().map(|e| e.kind()),
         store.clear_failures(&account).await.err().map(|e| e.kind()),
     ];
-    let set = sample_set(1, now);
     let device = sample_device(&account, 1, now);
     let factor_kinds = [
-        kind(store.recovery_set(&account).await),
-        kind(store.insert_recovery_set(&account, &set).await),
-        kind(
-            store
-                .replace_recovery_set(&account, &set, &set.salt, 0)
-                .await,
-        ),
-        kind(store.delete_recovery_set(&account).await),
         kind(store.insert_device(&device).await),
         kind(store.device(&account, &device.id).await),
         kind(store.devices(&account).await),
         kind(store.replace_device(&device, 0).await),
         kind(store.delete_device(&account, &device.id).await),
         kind(store.delete_devices(&account).await),
-        kind(store.epoch(&account).await),
-        kind(store.bump_epoch(&account).await),
     ];
     let book = testkit::sample_contact_book(&account, now);
     let verification = testkit::sample_verification(1, now);
@@ -464,25 +452,6 @@ fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("records serialise")
 }
 
-/// A recovery set whose salt and hashes derive from `seed`.
-fn sample_set(seed: u8, now: OffsetDateTime) -> RecoverySet {
-    RecoverySet {
-        salt: [seed; 16],
-        version: 0,
-        created_at: now,
-        length: 12,
-        codes: (0..10u8)
-            .map(|i| StoredRecoveryCode {
-                hash: KeyedHash {
-                    key_id: KeyId(7),
-                    tag: ninsho::hash::Tag([seed ^ i; 32]),
-                },
-                used_at: (i == 3).then_some(now),
-            })
-            .collect(),
-    }
-}
-
 /// A device of `account` whose id derives from `seed`.
 fn sample_device(account: &AccountId, seed: u8, now: OffsetDateTime) -> DeviceRecord {
     DeviceRecord {
@@ -546,7 +515,10 @@ async fn migrates_a_version_1_database_to_version_2() {
     store.hit("k", Duration::hours(1), now).await.expect("hit");
     record_failure(&store, &alice, now).await.expect("failure");
     // The version-2 tables are not there yet: a permanent error.
-    assert_eq!(kind(store.epoch(&alice).await), Some(StoreErrorKind::Other));
+    assert_eq!(
+        kind(store.devices(&alice).await),
+        Some(StoreErrorKind::Other)
+    );
 
     // Two instances of the new release start at once, each with its pool.
     let other = SqliteStore::new(file_pool(&path).await);
@@ -594,16 +566,10 @@ async fn migrates_a_version_1_database_to_version_2() {
     );
 
     // The new tables work, from either instance.
-    store
-        .insert_recovery_set(&alice, &sample_set(1, now))
-        .await
-        .expect("recovery set");
     other
         .insert_device(&sample_device(&alice, 1, now))
         .await
         .expect("device");
-    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), 1);
-    assert_eq!(other.bump_epoch(&alice).await.expect("bump"), 2);
     store.migrate().await.expect("migrate again");
     assert_eq!(store.devices(&alice).await.expect("list").len(), 1);
     assert_eq!(count_rows(&pool, "ninsho_schema_version").await, 3);
@@ -632,43 +598,23 @@ async fn factor_tables_keep_hostile_accounts_apart() {
         "\u{0}",
         "東京\u{200b}",
     ];
-    for (i, account) in hostile.iter().enumerate() {
+    for account in &hostile {
         let account = AccountId::new(*account);
-        let seed = u8::try_from(i).expect("small");
-        store
-            .insert_recovery_set(&account, &sample_set(seed, now))
-            .await
-            .expect("recovery set");
         // The same two device ids for every account: the key is the pair.
         for d in [1, 2] {
             let mut device = sample_device(&account, d, now);
             device.label = format!("nul\u{0}inside {account:?}");
             store.insert_device(&device).await.expect("device");
         }
-        for _ in 0..=i {
-            store.bump_epoch(&account).await.expect("bump");
-        }
     }
-    for (i, account) in hostile.iter().enumerate() {
+    for account in &hostile {
         let account = AccountId::new(*account);
-        let seed = u8::try_from(i).expect("small");
-        let set = store
-            .recovery_set(&account)
-            .await
-            .expect("read")
-            .expect("present");
-        assert_eq!(json(&set), json(&sample_set(seed, now)), "{account:?}");
         let devices = store.devices(&account).await.expect("list");
         assert_eq!(devices.len(), 2, "{account:?}");
         for device in &devices {
             assert_eq!(device.account, account);
             assert_eq!(device.label, format!("nul\u{0}inside {account:?}"));
         }
-        assert_eq!(
-            store.epoch(&account).await.expect("epoch"),
-            u64::try_from(i + 1).expect("small"),
-            "{account:?}"
-        );
     }
     // Deleting through wildcard-looking or NUL-prefixed accounts touches
     // only their own rows.
@@ -707,21 +653,8 @@ async fn factor_tables_keep_hostile_accounts_apart() {
             .await
             .expect("again")
     );
-    store
-        .delete_recovery_set(&AccountId::new("\u{0}"))
-        .await
-        .expect("delete set");
-    assert!(
-        store
-            .recovery_set(&AccountId::new(""))
-            .await
-            .expect("read")
-            .is_some()
-    );
     let n = i64::try_from(hostile.len()).expect("small");
     assert_eq!(count_rows(&pool, "ninsho_devices").await, 2 * n - 5);
-    assert_eq!(count_rows(&pool, "ninsho_recovery_sets").await, n - 1);
-    assert_eq!(count_rows(&pool, "ninsho_epochs").await, n);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -731,58 +664,6 @@ async fn factor_records_compare_and_set_on_every_bit() {
     let now = OffsetDateTime::from_unix_timestamp_nanos(1_900_000_000_123_456_789)
         .expect("valid instant");
     let alice = AccountId::new("alice");
-
-    // Recovery sets: versions above i64::MAX, and the salt compared too.
-    let mut set = sample_set(1, now);
-    set.version = u64::MAX - 1;
-    store
-        .insert_recovery_set(&alice, &set)
-        .await
-        .expect("insert");
-    let read = store
-        .recovery_set(&alice)
-        .await
-        .expect("read")
-        .expect("present");
-    assert_eq!(json(&read), json(&set), "nanoseconds and all");
-    let mut regenerated = sample_set(2, now);
-    regenerated.version = u64::MAX;
-    assert_eq!(
-        kind(
-            store
-                .replace_recovery_set(&alice, &regenerated, &[9; 16], u64::MAX - 1)
-                .await
-        ),
-        Some(StoreErrorKind::Conflict),
-        "another salt"
-    );
-    store
-        .replace_recovery_set(&alice, &regenerated, &set.salt, u64::MAX - 1)
-        .await
-        .expect("compare-and-set on a huge version, writing the new salt");
-    let read = store
-        .recovery_set(&alice)
-        .await
-        .expect("read")
-        .expect("present");
-    assert_eq!(read.salt, [2; 16]);
-    assert_eq!(read.version, u64::MAX);
-    // A write prepared against the old set can't land on its successor,
-    // even at the same version.
-    let mut stale = sample_set(1, now);
-    stale.version = 0;
-    assert_eq!(
-        kind(
-            store
-                .replace_recovery_set(&alice, &stale, &set.salt, u64::MAX)
-                .await
-        ),
-        Some(StoreErrorKind::Conflict)
-    );
-    assert_eq!(
-        kind(store.insert_recovery_set(&alice, &set).await),
-        Some(StoreErrorKind::Conflict)
-    );
 
     // Devices: huge versions, nanoseconds kept in the expiry column too.
     let mut device = sample_device(&alice, 5, now);
@@ -812,32 +693,6 @@ async fn factor_records_compare_and_set_on_every_bit() {
     assert_eq!(
         i128::from(expires),
         device.expires_at.unix_timestamp_nanos()
-    );
-
-    // Epochs saturate at i64::MAX, and a foreign negative value is refused.
-    sqlx::query("INSERT INTO ninsho_epochs (account, epoch) VALUES ('alice', ?1)")
-        .bind(i64::MAX - 1)
-        .execute(&pool)
-        .await
-        .expect("near the cap");
-    let cap = u64::try_from(i64::MAX).expect("positive");
-    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), cap);
-    assert_eq!(store.bump_epoch(&alice).await.expect("bump"), cap);
-    assert_eq!(store.epoch(&alice).await.expect("epoch"), cap);
-    sqlx::query("UPDATE ninsho_epochs SET epoch = -1")
-        .execute(&pool)
-        .await
-        .expect("corrupt");
-    assert_eq!(kind(store.epoch(&alice).await), Some(StoreErrorKind::Other));
-
-    // A salt of the wrong length is refused on read, not truncated.
-    sqlx::query("UPDATE ninsho_recovery_sets SET salt = x'0102'")
-        .execute(&pool)
-        .await
-        .expect("corrupt");
-    assert_eq!(
-        kind(store.recovery_set(&alice).await),
-        Some(StoreErrorKind::Other)
     );
 }
 
@@ -886,10 +741,8 @@ async fn migrates_a_version_2_database_to_version_3() {
     let now = OffsetDateTime::from_unix_timestamp_nanos(1_900_000_000_123_456_789)
         .expect("valid instant");
     let alice = AccountId::new("alice");
-    store
-        .insert_recovery_set(&alice, &sample_set(1, now))
-        .await
-        .expect("recovery set");
+    let device = sample_device(&alice, 1, now);
+    store.insert_device(&device).await.expect("device");
     // The version-3 tables are not there yet: a permanent error.
     assert_eq!(
         kind(store.contact_book(&alice).await),
@@ -907,12 +760,12 @@ async fn migrates_a_version_2_database_to_version_3() {
             .expect("read versions");
     assert_eq!(versions, [1, 2, 3], "version 3 applied once");
 
-    let set = store
-        .recovery_set(&alice)
+    let back = store
+        .device(&alice, &device.id)
         .await
         .expect("read")
         .expect("kept");
-    assert_eq!(json(&set), json(&sample_set(1, now)));
+    assert_eq!(json(&back), json(&device));
     let book = testkit::sample_contact_book(&alice, now);
     assert_eq!(
         other

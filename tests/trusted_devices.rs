@@ -697,7 +697,7 @@ async fn a_failed_device_read_during_check_is_a_store_error() {
     let (token, _) = real_device();
     let mut db = MockDb::new();
     db.expect_device().times(1).returning(|_, _| Err(db_down()));
-    db.expect_epoch().returning(|_| Ok(0));
+    db.expect_contact_book().returning(|_| Ok(None));
     db.expect_replace_device().times(0);
     let devices = on_mock(db, &RecordingEvents::new());
     assert_eq!(
@@ -712,7 +712,9 @@ async fn a_failed_epoch_read_during_check_is_a_store_error() {
     let mut db = MockDb::new();
     db.expect_device()
         .returning(move |_, _| Ok(Some(record.clone())));
-    db.expect_epoch().times(1).returning(|_| Err(db_down()));
+    db.expect_contact_book()
+        .times(1)
+        .returning(|_| Err(db_down()));
     db.expect_replace_device().times(0);
     let devices = on_mock(db, &RecordingEvents::new());
     assert_eq!(
@@ -729,7 +731,7 @@ async fn the_mock_sees_a_real_valid_device() {
     let mut db = MockDb::new();
     db.expect_device()
         .returning(move |_, _| Ok(Some(record.clone())));
-    db.expect_epoch().returning(|_| Ok(0));
+    db.expect_contact_book().returning(|_| Ok(None));
     db.expect_replace_device()
         .times(1)
         .withf(|next, expected| {
@@ -746,7 +748,7 @@ async fn a_failed_refresh_write_does_not_change_the_answer() {
     let mut db = MockDb::new();
     db.expect_device()
         .returning(move |_, _| Ok(Some(record.clone())));
-    db.expect_epoch().returning(|_| Ok(0));
+    db.expect_contact_book().returning(|_| Ok(None));
     db.expect_replace_device()
         .times(1)
         .returning(|_, _| Err(db_down()));
@@ -761,7 +763,7 @@ async fn failed_writes_are_store_errors_without_events() {
 
     // trust: the epoch read fails, nothing is inserted.
     let mut db = MockDb::new();
-    db.expect_epoch().returning(|_| Err(db_down()));
+    db.expect_contact_book().returning(|_| Err(db_down()));
     db.expect_insert_device().times(0);
     let events = RecordingEvents::new();
     let devices = on_mock(db, &events);
@@ -772,7 +774,7 @@ async fn failed_writes_are_store_errors_without_events() {
 
     // trust: the insert fails.
     let mut db = MockDb::new();
-    db.expect_epoch().returning(|_| Ok(0));
+    db.expect_contact_book().returning(|_| Ok(None));
     db.expect_insert_device()
         .times(1)
         .returning(|_| Err(db_down()));
@@ -784,7 +786,7 @@ async fn failed_writes_are_store_errors_without_events() {
 
     // bump_epoch fails: no "epoch bumped" for the host to trust.
     let mut db = MockDb::new();
-    db.expect_bump_epoch().returning(|_| Err(db_down()));
+    db.expect_contact_book().returning(|_| Err(db_down()));
     let devices = on_mock(db, &events);
     assert_eq!(
         store_error(devices.bump_epoch(&alice()).await),
@@ -808,7 +810,7 @@ async fn failed_writes_are_store_errors_without_events() {
 
     // list: the read fails.
     let mut db = MockDb::new();
-    db.expect_epoch().returning(|_| Ok(0));
+    db.expect_contact_book().returning(|_| Ok(None));
     db.expect_devices().returning(|_| Err(db_down()));
     let devices = on_mock(db, &events);
     assert_eq!(

@@ -5,15 +5,14 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::verifications::Completed;
-use super::{Challenges, IssueRequest, MAX_ROUNDS, Ticket};
+use super::{Challenges, IssueRequest, Ticket, account};
 use crate::contact::{Destination, DestinationKind, PhonePolicy};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
 use crate::gateway::Channel;
-use crate::grace::{ContactKey, GraceDecision, GraceEvent, GracePolicy, GraceState};
+use crate::grace::{ContactKey, GraceDecision, GraceEvent, GracePolicy, Phase};
 use crate::store::{
-    AccountId, ChallengeId, ChallengeRecord, ClaimChanges, ContactBook, ContactCommit,
-    ContactEntry, Factors, Purpose, StoreError,
+    AccountId, ChallengeId, ChallengeRecord, ClaimChanges, ContactBook, ContactEntry, Purpose,
 };
 
 /// What the registry allows.
@@ -159,7 +158,7 @@ impl From<&ContactEntry> for ContactView {
 /// - **Removing** a contact that two-step sign-in uses is refused
 ///   ([`Refusal::ContactRequired`]): change it instead.
 /// - **Grace period**: every change feeds the account's
-///   [`GraceState`]; [`grace`](Self::grace) answers at sign-in.
+///   [`GraceState`](crate::grace::GraceState); [`grace`](Self::grace) answers at sign-in.
 ///
 /// Cheap to clone; share one.
 #[derive(Debug, Clone)]
@@ -221,45 +220,37 @@ impl Contacts {
 
     /// Reads, edits and writes the account's book with compare-and-set,
     /// retrying on conflict. `edit` returns its answer, the claims to change
-    /// and the grace events that happened; it may run more than once.
+    /// and the grace events that happened; it may run more than once. The
+    /// first time the contact flows see an account, its grace period starts
+    /// (an [`AccountCreated`](GraceEvent::AccountCreated) event, now).
     pub(crate) async fn update<T>(
         &self,
         account: &AccountId,
         mut edit: impl FnMut(&mut ContactBook) -> Edit<T>,
     ) -> Result<T, Error> {
-        let store = &self.challenges.inner.store;
-        for _ in 0..MAX_ROUNDS {
-            let now = self.now();
-            let stored = store.contact_book(account).await?;
-            let expected = stored.as_ref().map(|b| b.version);
-            let mut book = stored.unwrap_or_else(|| self.new_book(account, now));
-            let (answer, changes, events) = edit(&mut book)?;
+        let store = &*self.challenges.inner.store;
+        let now = self.now();
+        let result = account::update(store, account, now, |book| {
+            self.enroll(book, now);
+            let (answer, changes, events) = edit(book)?;
             for event in events {
                 book.grace.apply(&self.grace, event, now);
             }
-            book.version = expected.map_or(1, |v| v.wrapping_add(1));
-            match store.commit_contacts(&book, expected, &changes).await {
-                Ok(ContactCommit::Committed) => return Ok(answer),
-                Ok(ContactCommit::Taken { .. }) => {
-                    return Err(self.refuse(account, Refusal::ContactInUse));
-                }
-                Err(e) if e.is_conflict() => {}
-                Err(e) => return Err(e.into()),
-            }
+            Ok((answer, changes))
+        })
+        .await;
+        if let Err(Error::Refused(reason @ Refusal::ContactInUse)) = &result {
+            return Err(self.refuse(account, *reason));
         }
-        Err(StoreError::conflict().into())
+        result
     }
 
-    fn new_book(&self, account: &AccountId, now: OffsetDateTime) -> ContactBook {
-        let mut grace = GraceState::new();
-        grace.apply(&self.grace, GraceEvent::AccountCreated, now);
-        ContactBook {
-            account: account.clone(),
-            version: 0,
-            contacts: Vec::new(),
-            grace,
-            created_at: now,
-            factors: Factors::default(),
+    /// Starts the grace period of an account the contact flows see for the
+    /// first time.
+    fn enroll(&self, book: &mut ContactBook, now: OffsetDateTime) {
+        if book.grace.phase() == Phase::NotStarted {
+            book.grace
+                .apply(&self.grace, GraceEvent::AccountCreated, now);
         }
     }
 
@@ -591,9 +582,9 @@ impl Contacts {
     /// Checks the code sent to the new contact by
     /// [`send_change_code`](Self::send_change_code), then in one atomic
     /// write puts it in place of `old` (keeping its two-step role), claims
-    /// it and releases `old`. Before that write the account's security
-    /// epoch is bumped: trusted devices die with the old number (if the
-    /// write then fails, they stay dead — the safe side).
+    /// it and releases `old`. The same write moves the account's security
+    /// epoch on: trusted devices and step-up proofs die with the old
+    /// number.
     ///
     /// # Errors
     /// As for [`confirm`](Self::confirm); [`Refusal::NotAContact`] when
@@ -620,10 +611,8 @@ impl Contacts {
         if new.kind() != old.kind() {
             return Err(self.refuse(account, Refusal::DestinationMismatch));
         }
-        let store = &self.challenges.inner.store;
-        store.bump_epoch(account).await?;
         let now = self.now();
-        let view = self
+        let (view, epoch) = self
             .update(account, |book| {
                 let old_key = old.limit_key();
                 if book
@@ -651,8 +640,11 @@ impl Contacts {
                 entry.added_at = now;
                 entry.verified_at = Some(now);
                 let view = ContactView::from(&*entry);
+                // A new number is a new authenticator: devices trusted and
+                // step-ups proven before die in this same write.
+                book.epoch = book.epoch.saturating_add(1);
                 Ok((
-                    view,
+                    (view, book.epoch),
                     ClaimChanges {
                         claim: self.claims_for(&new),
                         release: vec![released],
@@ -661,6 +653,10 @@ impl Contacts {
                 ))
             })
             .await?;
+        self.challenges.emit(Event::EpochBumped {
+            account: account.clone(),
+            epoch,
+        });
         Ok(view)
     }
 
@@ -775,16 +771,35 @@ impl Contacts {
     /// until a contact is verified (with the paths still open: verify a
     /// contact, or add a new one when none can be reached).
     ///
-    /// An account without a book is evaluated as one with no contacts,
-    /// enrolled now (nothing is written).
+    /// The first check of an account ninsho has never seen starts its grace
+    /// period and **stores** that start, so the deadline is fixed from then
+    /// on and later checks can't move it.
     ///
     /// # Errors
     /// [`Error::Store`].
     pub async fn grace(&self, account: &AccountId) -> Result<GraceDecision, Error> {
-        let now = self.now();
-        let book = self.challenges.inner.store.contact_book(account).await?;
-        let book = book.unwrap_or_else(|| self.new_book(account, now));
-        Ok(book.grace.evaluate(&self.grace, now))
+        let book = self.book(account).await?;
+        Ok(self.decide_grace(&book))
+    }
+
+    /// The grace decision for an account's book, now.
+    pub(crate) fn decide_grace(&self, book: &ContactBook) -> GraceDecision {
+        book.grace.evaluate(&self.grace, self.now())
+    }
+
+    /// The account's book with its grace period started (written, if this
+    /// is the first time the contact flows see the account).
+    pub(crate) async fn book(&self, account: &AccountId) -> Result<ContactBook, Error> {
+        let stored = self.challenges.inner.store.contact_book(account).await?;
+        match stored {
+            Some(book) if book.grace.phase() != Phase::NotStarted => Ok(book),
+            _ => {
+                self.update(account, |book| {
+                    Ok((book.clone(), ClaimChanges::default(), Vec::new()))
+                })
+                .await
+            }
+        }
     }
 
     /// Deletes every contact of the account and releases its claims (the

@@ -2,11 +2,11 @@
 
 use time::OffsetDateTime;
 
-use super::Ports;
+use super::{Ports, account};
 use crate::device::{self, DeviceCheck, DeviceId, DevicePolicy, DeviceRecord, DeviceToken};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
-use crate::store::{AccountId, StoreError};
+use crate::store::{AccountId, ClaimChanges, StoreError};
 
 /// A trusted device as the user sees it in "your devices" (au ID).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,8 +102,19 @@ impl TrustedDevices {
         account: &AccountId,
         label: &str,
     ) -> Result<(DeviceToken, DeviceInfo), Error> {
+        let epoch = account::epoch(&*self.ports.store, account).await?;
+        self.trust_at(account, label, epoch).await
+    }
+
+    /// [`trust`](Self::trust) at the account's security epoch `epoch`, just
+    /// read by the caller.
+    pub(crate) async fn trust_at(
+        &self,
+        account: &AccountId,
+        label: &str,
+        epoch: u64,
+    ) -> Result<(DeviceToken, DeviceInfo), Error> {
         let p = &self.ports;
-        let epoch = p.store.epoch(account).await?;
         let (token, record) = device::trust(
             account,
             label,
@@ -129,6 +140,18 @@ impl TrustedDevices {
     /// # Errors
     /// [`Error::Store`] — fail closed: treat as "ask for the second factor".
     pub async fn check(&self, account: &AccountId, token: &str) -> Result<DeviceCheck, Error> {
+        let epoch = account::epoch(&*self.ports.store, account).await?;
+        self.check_at(account, token, epoch).await
+    }
+
+    /// [`check`](Self::check) against the account's security epoch `epoch`,
+    /// just read by the caller.
+    pub(crate) async fn check_at(
+        &self,
+        account: &AccountId,
+        token: &str,
+        epoch: u64,
+    ) -> Result<DeviceCheck, Error> {
         let p = &self.ports;
         let Some((id, secret)) = device::parse_token(token) else {
             return Ok(DeviceCheck::Unknown);
@@ -136,7 +159,6 @@ impl TrustedDevices {
         let Some(record) = p.store.device(account, &id).await? else {
             return Ok(DeviceCheck::Unknown);
         };
-        let epoch = p.store.epoch(account).await?;
         let now = p.now();
         let result = device::check(
             &record,
@@ -163,7 +185,7 @@ impl TrustedDevices {
     /// [`Error::Store`].
     pub async fn list(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, Error> {
         let p = &self.ports;
-        let epoch = p.store.epoch(account).await?;
+        let epoch = account::epoch(&*p.store, account).await?;
         let now = p.now();
         let mut list: Vec<DeviceInfo> = p
             .store
@@ -230,7 +252,7 @@ impl TrustedDevices {
         if everything {
             return Ok(p.store.delete_devices(account).await?);
         }
-        let epoch = p.store.epoch(account).await?;
+        let epoch = account::epoch(&*p.store, account).await?;
         let now = p.now();
         let mut deleted = 0;
         for d in p.store.devices(account).await? {
@@ -248,7 +270,12 @@ impl TrustedDevices {
     /// # Errors
     /// [`Error::Store`].
     pub async fn bump_epoch(&self, account: &AccountId) -> Result<u64, Error> {
-        let epoch = self.ports.store.bump_epoch(account).await?;
+        let p = &self.ports;
+        let epoch = account::update(&*p.store, account, p.now(), |book| {
+            book.epoch = book.epoch.saturating_add(1);
+            Ok((book.epoch, ClaimChanges::default()))
+        })
+        .await?;
         self.ports.emit(Event::EpochBumped {
             account: account.clone(),
             epoch,

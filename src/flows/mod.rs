@@ -41,6 +41,7 @@
 //! # });
 //! ```
 
+pub(crate) mod account;
 mod codes;
 mod contacts;
 mod devices;

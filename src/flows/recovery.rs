@@ -1,14 +1,19 @@
 //! Recovery codes: generate (show once), redeem once, regenerate.
 
-use super::{Ports, guess};
+//!
+//! The codes live in the account's record, so using one and moving the
+//! security epoch on are one compare-and-set: a failure can't spend a code
+//! and leave the account's devices trusted, or the other way round.
+
+use super::{Ports, account, guess};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
 use crate::limits::FailurePolicy;
-use crate::recovery::{self, Lookup, PlainCodes, RecoveryPolicy};
-use crate::store::{AccountId, StoreError};
+use crate::recovery::{self, Lookup, PlainCodes, RecoveryPolicy, RecoverySet};
+use crate::store::{AccountId, ClaimChanges, StoreError};
 
-/// Most compare-and-set rounds before giving up with a conflict: each lost
-/// round means another writer used a code, and a set has few codes.
+/// Most compare-and-set rounds of a redemption before giving up with a
+/// conflict: each lost round means another change of the account landed.
 const MAX_ROUNDS: usize = 128;
 
 /// A successful redemption.
@@ -20,6 +25,9 @@ pub struct Redeemed {
     /// Whether that is at or below the policy's "running low" threshold:
     /// prompt the user to generate a new set.
     pub running_low: bool,
+    /// The account's security epoch after the redemption (moved on by it:
+    /// every trusted device and step-up proof from before is dead).
+    pub epoch: u64,
 }
 
 /// Recovery codes of accounts (nizima: 10 single-use codes; regenerating
@@ -78,6 +86,36 @@ impl RecoveryCodes {
         self
     }
 
+    /// A new set for the account, not yet stored: the plain codes (show
+    /// once) and the record. The service stores it in the same write that
+    /// turns two-step sign-in on.
+    pub(crate) fn fresh_set(&self) -> Result<(PlainCodes, RecoverySet), Error> {
+        let p = &self.ports;
+        Ok(recovery::generate(
+            &self.policy,
+            &p.hasher,
+            &*p.rng,
+            p.now(),
+        )?)
+    }
+
+    /// Stores `set` in `book` in place of any earlier set. Versions keep
+    /// rising across sets.
+    pub(crate) fn put(book: &mut crate::store::ContactBook, mut set: RecoverySet) {
+        if let Some(old) = &book.factors.recovery {
+            set.version = old.version.wrapping_add(1);
+        }
+        book.factors.recovery = Some(set);
+    }
+
+    /// Reports a set that was just stored.
+    pub(crate) fn generated(&self, account: &AccountId, count: usize) {
+        self.ports.emit(Event::RecoveryCodesGenerated {
+            account: account.clone(),
+            count,
+        });
+    }
+
     /// Generates a new set for the account, replacing any previous set in
     /// one atomic write: every old code stops working at once. Returns the
     /// plain codes, to show the user exactly once.
@@ -86,43 +124,27 @@ impl RecoveryCodes {
     /// [`Error::Store`], [`Error::Random`].
     pub async fn generate(&self, account: &AccountId) -> Result<PlainCodes, Error> {
         let p = &self.ports;
-        let now = p.now();
-        let (plain, mut set) = recovery::generate(&self.policy, &p.hasher, &*p.rng, now)?;
-        for _ in 0..MAX_ROUNDS {
-            let written = match p.store.recovery_set(account).await? {
-                None => p.store.insert_recovery_set(account, &set).await,
-                Some(old) => {
-                    // Versions keep rising across sets, so nothing prepared
-                    // against the old set can ever match the new one.
-                    set.version = old.version.wrapping_add(1);
-                    p.store
-                        .replace_recovery_set(account, &set, &old.salt, old.version)
-                        .await
-                }
-            };
-            match written {
-                Ok(()) => {
-                    p.emit(Event::RecoveryCodesGenerated {
-                        account: account.clone(),
-                        count: plain.len(),
-                    });
-                    return Ok(plain);
-                }
-                Err(e) if e.is_conflict() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::conflict().into())
+        let (plain, set) = self.fresh_set()?;
+        account::update(&*p.store, account, p.now(), |book| {
+            Self::put(book, set.clone());
+            Ok(((), ClaimChanges::default()))
+        })
+        .await?;
+        self.generated(account, plain.len());
+        Ok(plain)
     }
 
     /// Redeems a code as the user typed it (case, spaces, hyphens and
-    /// full-width characters don't matter). The code is marked used
-    /// atomically: of racing redemptions of one code exactly one succeeds.
+    /// full-width characters don't matter). The code is marked used, and
+    /// the account's security epoch moved on (a recovery code is used when
+    /// the usual factor is lost: every trusted device dies), in one
+    /// compare-and-set: of racing redemptions of one code exactly one
+    /// succeeds, and no failure spends the code without moving the epoch.
     ///
     /// Every guess is counted against the account's failure back-off
-    /// *before* it is checked (one atomic increment) and the run is cleared
-    /// when it is right, so no number of concurrent guesses gets past the
-    /// hard stop. A used code typed again counts like a wrong one.
+    /// *before* it is checked, and the run ends when it is right, so no
+    /// number of concurrent guesses gets past the back-off or the hard
+    /// stop. A used code typed again counts like a wrong one.
     ///
     /// # Errors
     /// [`Refusal::WrongRecoveryCode`], [`Refusal::AlreadyUsed`],
@@ -131,17 +153,25 @@ impl RecoveryCodes {
     pub async fn redeem(&self, account: &AccountId, input: &str) -> Result<Redeemed, Error> {
         let p = &self.ports;
         let now = p.now();
-        let Some(mut set) = p.store.recovery_set(account).await? else {
+        let store = &*p.store;
+        let mut book = store.contact_book(account).await?;
+        if book.as_ref().is_none_or(|b| b.factors.recovery.is_none()) {
             return Err(self.refuse(account, Refusal::Unknown));
-        };
+        }
         // Counted before it is checked (and cleared if it is right), so
         // racing guesses can't outrun the limits.
-        let counted = match guess::count(&*p.store, &self.failures, account, now).await? {
+        let counted = match guess::count(store, &self.failures, account, now).await? {
             Ok(counted) => counted,
             Err(reason) => return Err(self.refuse(account, reason)),
         };
         for _ in 0..MAX_ROUNDS {
-            let index = match recovery::find(&set, input, &p.hasher) {
+            let Some(mut next) = book.take() else {
+                return Err(self.refuse(account, Refusal::Unknown));
+            };
+            let Some(set) = next.factors.recovery.as_mut() else {
+                return Err(self.refuse(account, Refusal::Unknown));
+            };
+            let index = match recovery::find(set, input, &p.hasher) {
                 Lookup::Unused(i) => i,
                 Lookup::Used => return Err(self.refuse(account, Refusal::AlreadyUsed)),
                 _ => {
@@ -149,23 +179,28 @@ impl RecoveryCodes {
                     return Err(self.refuse(account, Refusal::WrongRecoveryCode));
                 }
             };
-            let mut next = set.clone();
-            next.version = set.version.wrapping_add(1);
-            if let Some(code) = next.codes.get_mut(index) {
+            set.version = set.version.wrapping_add(1);
+            if let Some(code) = set.codes.get_mut(index) {
                 code.used_at = Some(now);
             }
-            match p
-                .store
-                .replace_recovery_set(account, &next, &set.salt, set.version)
+            let remaining = set.remaining();
+            let expected = next.version;
+            next.version = expected.wrapping_add(1);
+            next.epoch = next.epoch.saturating_add(1);
+            match store
+                .commit_contacts(&next, Some(expected), &ClaimChanges::default())
                 .await
             {
-                Ok(()) => {
-                    counted.right(&*p.store).await;
-                    let remaining = next.remaining();
+                Ok(_) => {
+                    counted.right(store).await;
                     let running_low = remaining <= usize::from(self.policy.low_threshold);
                     p.emit(Event::RecoveryCodeUsed {
                         account: account.clone(),
                         remaining,
+                    });
+                    p.emit(Event::EpochBumped {
+                        account: account.clone(),
+                        epoch: next.epoch,
                     });
                     if running_low {
                         p.emit(Event::RecoveryCodesLow {
@@ -176,12 +211,10 @@ impl RecoveryCodes {
                     return Ok(Redeemed {
                         remaining,
                         running_low,
+                        epoch: next.epoch,
                     });
                 }
-                Err(e) if e.is_conflict() => match p.store.recovery_set(account).await? {
-                    Some(fresh) => set = fresh,
-                    None => return Err(self.refuse(account, Refusal::Unknown)),
-                },
+                Err(e) if e.is_conflict() => book = store.contact_book(account).await?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -193,12 +226,8 @@ impl RecoveryCodes {
     /// # Errors
     /// [`Error::Store`].
     pub async fn remaining(&self, account: &AccountId) -> Result<Option<usize>, Error> {
-        Ok(self
-            .ports
-            .store
-            .recovery_set(account)
-            .await?
-            .map(|s| s.remaining()))
+        let book = self.ports.store.contact_book(account).await?;
+        Ok(book.and_then(|b| b.factors.recovery.map(|s| s.remaining())))
     }
 
     /// Deletes the account's codes (2FA turned off).
@@ -206,7 +235,12 @@ impl RecoveryCodes {
     /// # Errors
     /// [`Error::Store`].
     pub async fn delete(&self, account: &AccountId) -> Result<(), Error> {
-        Ok(self.ports.store.delete_recovery_set(account).await?)
+        let p = &self.ports;
+        account::update(&*p.store, account, p.now(), |book| {
+            book.factors.recovery = None;
+            Ok(((), ClaimChanges::default()))
+        })
+        .await
     }
 
     fn refuse(&self, account: &AccountId, reason: Refusal) -> Error {

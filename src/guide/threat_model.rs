@@ -110,13 +110,20 @@
 //! - Recovery codes and authenticator apps don't depend on the phone
 //!   number; offer them.
 //!
-//! [`TwoFactor`](crate::service::TwoFactor) bumps the epoch when a
-//! recovery code signs in and when two-step sign-in is turned off.
+//! The epoch moves on with every change of a second factor — a phone
+//! changed, the authenticator app replaced or removed, two-step sign-in
+//! turned off — and with every recovery-code sign-in, **in the same store
+//! write** as the change (the epoch lives in the account's record), so no
+//! failure can spend a recovery code and leave the old devices trusted.
+//! Step-up proofs carry the epoch they were proven at: after any of these,
+//! an earlier proof no longer unlocks a sensitive action.
 //!
-//! **Left to the host:** bump the epoch ([`TrustedDevices::bump_epoch`])
-//! on password change and "sign out everywhere" (and on recovery-code use
-//! when calling [`RecoveryCodes`](crate::flows::RecoveryCodes) directly);
-//! encourage an authenticator app over SMS for accounts worth stealing.
+//! **Left to the host:** call
+//! [`sign_out_everywhere`](crate::service::TwoFactor::sign_out_everywhere)
+//! when the user asks for it and
+//! [`password_changed`](crate::service::TwoFactor::password_changed) when
+//! the password changes; encourage an authenticator app over SMS for
+//! accounts worth stealing.
 //!
 //! # Phishing
 //!
@@ -252,7 +259,6 @@
 //! [`Challenges`]: crate::flows::Challenges
 //! [`Challenges::reset_failures`]: crate::flows::Challenges::reset_failures
 //! [`ChallengesBuilder::origin`]: crate::flows::ChallengesBuilder::origin
-//! [`TrustedDevices::bump_epoch`]: crate::flows::TrustedDevices::bump_epoch
 //! [`Refusal::ContactInUse`]: crate::Refusal::ContactInUse
 //! [`Message::body`]: crate::gateway::Message::body
 //! [`Message::secret`]: crate::gateway::Message::secret

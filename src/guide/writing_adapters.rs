@@ -5,7 +5,7 @@
 //! ports are small object-safe traits, held as `Arc<dyn …>`:
 //!
 //! - [`Store`] is every part trait together: [`ChallengeStore`],
-//!   [`LimitStore`], [`RecoveryStore`], [`DeviceStore`], [`ContactStore`]
+//!   [`LimitStore`], [`DeviceStore`], [`ContactStore`]
 //!   and [`VerificationStore`]. Implement the six and `Store` comes free.
 //! - [`Gateway`] sends one [`Message`] by SMS, voice call or email.
 //!
@@ -23,13 +23,12 @@
 //!
 //! | kind | methods | contract |
 //! |---|---|---|
-//! | insert if absent | `insert_challenge`, `insert_recovery_set`, `insert_device`, `insert_verification` | a record with that key already there → [`StoreError::conflict()`], and the stored record is left alone |
+//! | insert if absent | `insert_challenge`, `insert_device`, `insert_verification` | a record with that key already there → [`StoreError::conflict()`], and the stored record is left alone |
 //! | compare-and-set | `replace_challenge`, `replace_device`, `replace_verification` | replace only if the stored `version` equals `expected_version`; otherwise, or if the record is gone → conflict, nothing written. The new record's `version` is already `expected_version + 1`: store it as given |
-//! | compare-and-set on two fields | `replace_recovery_set` | the stored set must still have `expected_salt` **and** `expected_version`, so a write prepared against a set that was regenerated since never lands on its successor |
 //! | compare-and-set on a value | `replace_failures` | replace (or, with `next` `None`, delete) the account's failure run only if the stored run equals `expected` field for field (`None`: only if there is none) → otherwise conflict, nothing written. Compare the instant exactly as you store it: a backend that keeps microseconds must compare the microseconds the way it truncated them on write |
-//! | atomic increment | `hit`, `bump_epoch` | read, add one and write back in one step, returning the new value; no increment is ever lost. `hit` keeps a fixed window: a counter that is absent, or whose `resets_at` is at or before `now`, restarts at 1 with `resets_at = now + window` |
+//! | atomic increment | `hit` | read, add one and write back in one step, returning the new value; no increment is ever lost. `hit` keeps a fixed window: a counter that is absent, or whose `resets_at` is at or before `now`, restarts at 1 with `resets_at = now + window` |
 //! | atomic commit | `commit_contacts` | in one step: compare-and-set the contact book (`None`: the account has no book yet), check that no *other* account holds a key to claim, then claim, release and write. A key held by another account is not an error: return [`ContactCommit::Taken`] and write nothing |
-//! | delete | `delete_recovery_set`, `delete_device`, `delete_devices`, `delete_contacts`, `clear_failures` | idempotent; report exactly what went. `delete_contacts` also releases every claim of the account |
+//! | delete | `delete_device`, `delete_devices`, `delete_contacts`, `clear_failures` | idempotent; report exactly what went. `delete_contacts` also releases every claim of the account |
 //! | purge | `purge_challenges`, `purge_verifications` | delete what expired before the cut-off and return the exact count (a store with native expiry still implements it) |
 //! | read | everything else | may be stale: every decision that matters is re-checked by the compare-and-set that follows |
 //!
@@ -355,7 +354,6 @@
 //! [`Store`]: crate::store::Store
 //! [`ChallengeStore`]: crate::store::ChallengeStore
 //! [`LimitStore`]: crate::store::LimitStore
-//! [`RecoveryStore`]: crate::store::RecoveryStore
 //! [`DeviceStore`]: crate::store::DeviceStore
 //! [`ContactStore`]: crate::store::ContactStore
 //! [`VerificationStore`]: crate::store::VerificationStore

@@ -210,11 +210,21 @@ impl TwoFactor {
         let book = self.store().contact_book(account).await?;
         match phone_in(book.as_ref()) {
             Some(old) if old.limit_key() != new.limit_key() => {
-                self.require_step_up(account, new_factor(book.as_ref(), None), step_up)?;
+                self.require_step_up(
+                    account,
+                    book.as_ref(),
+                    new_factor(book.as_ref(), None),
+                    step_up,
+                )?;
                 contacts.send_change_code(account, &old, &new, caller).await
             }
             _ => {
-                self.require_step_up(account, new_factor(book.as_ref(), Some(&new)), step_up)?;
+                self.require_step_up(
+                    account,
+                    book.as_ref(),
+                    new_factor(book.as_ref(), Some(&new)),
+                    step_up,
+                )?;
                 contacts.send_code(account, &new, caller).await
             }
         }
@@ -298,11 +308,8 @@ impl TwoFactor {
     /// removed), and a fresh set of recovery codes comes back, to show
     /// once. Turning it on again after turning it off issues a new set.
     ///
-    /// Two-step sign-in is switched on first and the codes generated after:
-    /// if generating them fails (an outage), it stays on — the account is
-    /// no weaker — and the user gets codes from
-    /// [`regenerate_recovery_codes`](Self::regenerate_recovery_codes)
-    /// after a step-up by phone.
+    /// Two-step sign-in and the codes are stored in one write: an outage
+    /// leaves neither behind.
     ///
     /// # Errors
     /// [`Refusal::TwoFactorAlreadyOn`]; [`Refusal::NoSecondFactor`] when the
@@ -311,6 +318,8 @@ impl TwoFactor {
     pub async fn enable_two_factor(&self, account: &AccountId) -> Result<PlainCodes, Error> {
         let now = self.now();
         let email_counts = self.inner.email_second_factor;
+        let recovery = &self.inner.recovery;
+        let (plain, set) = recovery.fresh_set()?;
         self.inner
             .contacts
             .update(account, |book| {
@@ -324,18 +333,21 @@ impl TwoFactor {
                 for c in &mut book.contacts {
                     c.two_factor = c.is_verified() && c.kind() == DestinationKind::Phone;
                 }
+                crate::flows::RecoveryCodes::put(book, set.clone());
                 Ok(((), ClaimChanges::default(), Vec::new()))
             })
             .await?;
         self.inner.ports.emit(Event::TwoFactorEnabled {
             account: account.clone(),
         });
-        self.inner.recovery.generate(account).await
+        recovery.generated(account, plain.len());
+        Ok(plain)
     }
 
     /// Turns two-step sign-in off: needs a fresh second factor. Recovery
     /// codes and the authenticator app are deleted, phones become
-    /// removable, and every trusted device is revoked (security epoch).
+    /// removable, and every trusted device and step-up proof is revoked
+    /// (the security epoch moves on) — all in one write.
     ///
     /// # Errors
     /// [`Refusal::StepUpRequired`]; [`Refusal::TwoFactorOff`] when it is
@@ -345,30 +357,39 @@ impl TwoFactor {
         account: &AccountId,
         step_up: &StepUp,
     ) -> Result<(), Error> {
-        self.check_step_up(account, step_up)?;
-        // Devices die first: if a later write fails, the account is left
-        // stricter, never looser.
-        self.inner.devices.bump_epoch(account).await?;
-        self.inner
+        // One write: the step-up is checked against the epoch it moves on,
+        // and the factors, the codes and every trusted device go together.
+        let epoch = self
+            .inner
             .contacts
             .update(account, |book| {
+                self.verify_step_up(account, step_up, book.epoch)?;
                 if book.factors.two_factor_since.is_none() {
                     return Err(Refusal::TwoFactorOff.into());
                 }
                 book.factors.two_factor_since = None;
                 book.factors.authenticator = None;
                 book.factors.pending_authenticator = None;
+                book.factors.recovery = None;
                 for c in &mut book.contacts {
                     c.two_factor = false;
                 }
-                Ok(((), ClaimChanges::default(), Vec::new()))
+                book.epoch = book.epoch.saturating_add(1);
+                Ok((book.epoch, ClaimChanges::default(), Vec::new()))
             })
             .await?;
-        self.inner.recovery.delete(account).await?;
+        self.emit_epoch(account, epoch);
         self.inner.ports.emit(Event::TwoFactorDisabled {
             account: account.clone(),
         });
         Ok(())
+    }
+
+    fn emit_epoch(&self, account: &AccountId, epoch: u64) {
+        self.inner.ports.emit(Event::EpochBumped {
+            account: account.clone(),
+            epoch,
+        });
     }
 
     /// A new set of recovery codes (the old set dies at once); needs a
@@ -382,11 +403,21 @@ impl TwoFactor {
         account: &AccountId,
         step_up: &StepUp,
     ) -> Result<PlainCodes, Error> {
-        self.check_step_up(account, step_up)?;
-        if !self.two_factor_enabled(account).await? {
-            return Err(Refusal::TwoFactorOff.into());
-        }
-        self.inner.recovery.generate(account).await
+        let recovery = &self.inner.recovery;
+        let (plain, set) = recovery.fresh_set()?;
+        self.inner
+            .contacts
+            .update(account, |book| {
+                self.verify_step_up(account, step_up, book.epoch)?;
+                if book.factors.two_factor_since.is_none() {
+                    return Err(Refusal::TwoFactorOff.into());
+                }
+                crate::flows::RecoveryCodes::put(book, set.clone());
+                Ok(((), ClaimChanges::default(), Vec::new()))
+            })
+            .await?;
+        recovery.generated(account, plain.len());
+        Ok(plain)
     }
 
     // ---------------------------------------------------------- authenticator
@@ -478,7 +509,8 @@ impl TwoFactor {
             }
         };
         let sealed = pending.sealed_uri.clone();
-        i.contacts
+        let bumped = i
+            .contacts
             .update(account, |book| {
                 // Only the setup that was checked may become the app.
                 match &book.factors.pending_authenticator {
@@ -486,15 +518,28 @@ impl TwoFactor {
                     _ => return Err(Refusal::Unknown.into()),
                 }
                 book.factors.pending_authenticator = None;
+                let replaced = book.factors.authenticator.is_some();
                 book.factors.authenticator = Some(AuthenticatorRecord::new(
                     sealed.clone(),
                     Some(confirmed.last_step),
                     now,
                 ));
-                Ok(((), ClaimChanges::default(), Vec::new()))
+                // Replacing the app changes a second factor: devices and
+                // step-ups from before die in this same write.
+                if replaced {
+                    book.epoch = book.epoch.saturating_add(1);
+                }
+                Ok((
+                    replaced.then_some(book.epoch),
+                    ClaimChanges::default(),
+                    Vec::new(),
+                ))
             })
             .await?;
         counted.right(store).await;
+        if let Some(epoch) = bumped {
+            self.emit_epoch(account, epoch);
+        }
         i.ports.emit(Event::AuthenticatorAdded {
             account: account.clone(),
         });
@@ -512,11 +557,12 @@ impl TwoFactor {
         account: &AccountId,
         step_up: &StepUp,
     ) -> Result<(), Error> {
-        self.check_step_up(account, step_up)?;
         let email_counts = self.inner.email_second_factor;
-        self.inner
+        let epoch = self
+            .inner
             .contacts
             .update(account, |book| {
+                self.verify_step_up(account, step_up, book.epoch)?;
                 if book.factors.authenticator.is_none() {
                     return Err(Refusal::Unknown.into());
                 }
@@ -524,9 +570,13 @@ impl TwoFactor {
                     return Err(Refusal::NoSecondFactor.into());
                 }
                 book.factors.authenticator = None;
-                Ok(((), ClaimChanges::default(), Vec::new()))
+                // A second factor removed: devices and step-ups from before
+                // die in this same write.
+                book.epoch = book.epoch.saturating_add(1);
+                Ok((book.epoch, ClaimChanges::default(), Vec::new()))
             })
             .await?;
+        self.emit_epoch(account, epoch);
         self.inner.ports.emit(Event::AuthenticatorRemoved {
             account: account.clone(),
         });
@@ -543,10 +593,13 @@ impl TwoFactor {
     /// # Errors
     /// [`Error::Store`].
     pub async fn contact_check(&self, account: &AccountId) -> Result<ContactCheck, Error> {
+        // The first check of an account ninsho has never seen starts and
+        // stores its grace period: the deadline can't move after that.
         let contacts = &self.inner.contacts;
+        let book = contacts.book(account).await?;
         Ok(ContactCheck {
-            decision: contacts.grace(account).await?,
-            contacts: contacts.list(account).await?,
+            decision: contacts.decide_grace(&book),
+            contacts: book.contacts.iter().map(ContactView::from).collect(),
         })
     }
 
@@ -587,21 +640,23 @@ impl TwoFactor {
         let book = self.store().contact_book(account).await?;
         self.require_step_up(
             account,
+            book.as_ref(),
             new_factor(book.as_ref(), Some(destination)),
             step_up,
         )
     }
 
-    /// Checks a fresh step-up when `needed`.
+    /// Checks a fresh step-up when `needed`, against the epoch in `book`.
     fn require_step_up(
         &self,
         account: &AccountId,
+        book: Option<&ContactBook>,
         needed: bool,
         step_up: Option<&StepUp>,
     ) -> Result<(), Error> {
         if needed {
             let proof = step_up.ok_or(Error::Refused(Refusal::StepUpRequired))?;
-            self.check_step_up(account, proof)?;
+            self.verify_step_up(account, proof, book.map_or(0, |b| b.epoch))?;
         }
         Ok(())
     }

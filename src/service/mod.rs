@@ -59,7 +59,7 @@
 //!     .sign_in_complete(&taro, Proof::Code { challenge: &ticket.challenge_id, code: code.expose_secret() }, None)
 //!     .await
 //!     .unwrap();
-//! assert!(service.check_step_up(&taro, &signed_in.step_up).is_ok());
+//! assert!(service.check_step_up(&taro, &signed_in.step_up).await.is_ok());
 //! # });
 //! ```
 
@@ -84,7 +84,7 @@ use crate::error::{Error, Refusal};
 use crate::events::EventSink;
 use crate::flows::{
     Challenges, ChallengesBuilder, ContactPolicy, Contacts, Ports, RecoveryCodes, TrustedDevices,
-    Verifications,
+    Verifications, account,
 };
 use crate::gateway::{Channel, Gateway, Locale, Templates};
 use crate::grace::GracePolicy;
@@ -420,13 +420,16 @@ impl TwoFactorBuilder {
 /// codes, authenticator changes) within the step-up window.
 ///
 /// Keep it in the server-side session (it is serde-serialisable). It is
-/// bound to the account and carries a keyed hash, so a forged or edited
-/// one is refused.
+/// bound to the account and to the account's security epoch, and carries a
+/// keyed hash, so a forged or edited one is refused, and so is one proven
+/// before the epoch moved on ("sign out everywhere", a password change, a
+/// recovery-code sign-in, a changed or removed second factor).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepUp {
     account: AccountId,
     at: OffsetDateTime,
     method: MethodKind,
+    epoch: u64,
     tag: KeyedHash,
 }
 
@@ -448,18 +451,30 @@ impl StepUp {
     pub fn account(&self) -> &AccountId {
         &self.account
     }
+
+    /// The account's security epoch it was proven at.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
 }
 
-/// What a [`StepUp`]'s tag covers: account, instant, method.
-fn step_up_context(account: &AccountId, at: OffsetDateTime, method: MethodKind) -> Vec<u8> {
+/// What a [`StepUp`]'s tag covers: account, instant, method, epoch.
+fn step_up_context(
+    account: &AccountId,
+    at: OffsetDateTime,
+    method: MethodKind,
+    epoch: u64,
+) -> Vec<u8> {
     let mut message = Vec::with_capacity(account.0.len() + 32);
     message.extend_from_slice(&at.unix_timestamp_nanos().to_be_bytes());
     message.push(method as u8);
+    message.extend_from_slice(&epoch.to_be_bytes());
     message.extend_from_slice(account.0.as_bytes());
     message
 }
 
-const STEP_UP: &[u8] = b"ninsho/step-up/v1";
+const STEP_UP: &[u8] = b"ninsho/step-up/v2";
 
 /// Whether two stored (sealed) seeds are the same app's. In constant time:
 /// with [`UnsealedStorage`] they are the seeds themselves.
@@ -507,42 +522,57 @@ impl TwoFactor {
         &*self.inner.ports.store
     }
 
-    pub(crate) fn step_up(&self, account: &AccountId, method: MethodKind) -> StepUp {
+    /// A step-up proof for a second factor passed now, at the account's
+    /// security epoch `epoch`.
+    pub(crate) fn step_up(&self, account: &AccountId, method: MethodKind, epoch: u64) -> StepUp {
         let at = self.now();
         let tag = self
             .inner
             .ports
             .hasher
-            .hash(STEP_UP, &step_up_context(account, at, method));
+            .hash(STEP_UP, &step_up_context(account, at, method, epoch));
         StepUp {
             account: account.clone(),
             at,
             method,
+            epoch,
             tag,
         }
     }
 
-    /// Checks that `proof` is this account's, genuine, and fresh (within
-    /// the step-up window).
+    /// Checks that `proof` is this account's, genuine, fresh (within the
+    /// step-up window) and proven at the account's current security epoch.
     ///
     /// # Errors
     /// [`Refusal::StepUpRequired`] otherwise: ask for a second factor again
     /// ([`sign_in_begin`](Self::sign_in_begin) without a device token, then
-    /// [`sign_in_complete`](Self::sign_in_complete)).
-    pub fn check_step_up(&self, account: &AccountId, proof: &StepUp) -> Result<(), Error> {
+    /// [`sign_in_complete`](Self::sign_in_complete)); [`Error::Store`].
+    pub async fn check_step_up(&self, account: &AccountId, proof: &StepUp) -> Result<(), Error> {
+        let epoch = account::epoch(self.store(), account).await?;
+        self.verify_step_up(account, proof, epoch)
+    }
+
+    /// [`check_step_up`](Self::check_step_up) against the epoch `epoch`,
+    /// read by the caller (inside the write it guards, where it can).
+    pub(crate) fn verify_step_up(
+        &self,
+        account: &AccountId,
+        proof: &StepUp,
+        epoch: u64,
+    ) -> Result<(), Error> {
         let genuine = self
             .inner
             .ports
             .hasher
             .verify(
                 STEP_UP,
-                &step_up_context(&proof.account, proof.at, proof.method),
+                &step_up_context(&proof.account, proof.at, proof.method, proof.epoch),
                 &proof.tag,
             )
             .unwrap_or(false);
         let now = self.now();
         let fresh = proof.at <= now && now - proof.at <= self.inner.step_up_window;
-        if genuine && &proof.account == account && fresh {
+        if genuine && &proof.account == account && fresh && proof.epoch == epoch {
             Ok(())
         } else {
             Err(Refusal::StepUpRequired.into())
@@ -555,11 +585,33 @@ impl TwoFactor {
         account: &AccountId,
         proof: Option<&StepUp>,
     ) -> Result<(), Error> {
-        if self.two_factor_enabled(account).await? {
+        let book = self.store().contact_book(account).await?;
+        if let Some(book) = book.filter(|b| b.factors.two_factor_since.is_some()) {
             let proof = proof.ok_or(Error::Refused(Refusal::StepUpRequired))?;
-            self.check_step_up(account, proof)?;
+            self.verify_step_up(account, proof, book.epoch)?;
         }
         Ok(())
+    }
+
+    /// Moves the account's security epoch on: every trusted device and
+    /// every step-up proof issued before is dead. Call it when the user
+    /// asks to sign out everywhere, and when the password changes (see
+    /// [`password_changed`](Self::password_changed)).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn sign_out_everywhere(&self, account: &AccountId) -> Result<(), Error> {
+        self.inner.devices.bump_epoch(account).await.map(drop)
+    }
+
+    /// The account's password changed: as
+    /// [`sign_out_everywhere`](Self::sign_out_everywhere), every trusted
+    /// device and step-up proof from before dies.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn password_changed(&self, account: &AccountId) -> Result<(), Error> {
+        self.sign_out_everywhere(account).await
     }
 
     /// Whether two-step sign-in is on for the account.

@@ -157,7 +157,11 @@ impl TwoFactor {
             return Ok(SignInStart::NotNeeded(Skip::TwoFactorOff));
         };
         if let Some(token) = device_token
-            && let DeviceCheck::Valid { .. } = self.inner.devices.check(account, token).await?
+            && let DeviceCheck::Valid { .. } = self
+                .inner
+                .devices
+                .check_at(account, token, book.epoch)
+                .await?
         {
             return Ok(SignInStart::NotNeeded(Skip::TrustedDevice));
         }
@@ -233,10 +237,20 @@ impl TwoFactor {
                 "this method sends nothing: pass its code to sign_in_complete".into(),
             ));
         };
+        let book = self.store().contact_book(account).await?;
+        self.contact_in(book.as_ref(), to)
+    }
+
+    /// `to`, if it is a verified contact in `book` that may carry a second
+    /// factor; [`Refusal::NotAContact`] if not.
+    fn contact_in(
+        &self,
+        book: Option<&ContactBook>,
+        to: &Destination,
+    ) -> Result<Destination, Error> {
         if to.kind() == DestinationKind::Email && !self.inner.email_second_factor {
             return Err(Refusal::NotAContact.into());
         }
-        let book = self.store().contact_book(account).await?;
         let current = book.is_some_and(|b| {
             b.contacts
                 .iter()
@@ -250,17 +264,19 @@ impl TwoFactor {
     }
 
     /// `destination`, if it is still a verified contact of the account that
-    /// may carry a second factor; [`Refusal::DestinationMismatch`] if not
-    /// (a code or link in flight to a contact changed since is dead).
+    /// may carry a second factor, with the account's security epoch;
+    /// [`Refusal::DestinationMismatch`] if not (a code or link in flight to
+    /// a contact changed since is dead).
     async fn still_contact(
         &self,
         account: &AccountId,
         destination: &Destination,
-    ) -> Result<Destination, Error> {
-        let method = Method::contact(MethodKind::Sms, destination, false);
-        match self.contact_of(account, &method).await {
+    ) -> Result<(Destination, u64), Error> {
+        let book = self.store().contact_book(account).await?;
+        match self.contact_in(book.as_ref(), destination) {
+            Ok(to) => Ok((to, book.map_or(0, |b| b.epoch))),
             Err(Error::Refused(Refusal::NotAContact)) => Err(Refusal::DestinationMismatch.into()),
-            other => other,
+            Err(e) => Err(e),
         }
     }
 
@@ -437,7 +453,7 @@ impl TwoFactor {
         }
         // A link in flight to a contact the account has since changed or
         // removed is dead, like a code (see `sign_in_complete`).
-        self.still_contact(account, &record.destination).await?;
+        let (_, epoch) = self.still_contact(account, &record.destination).await?;
         match self
             .inner
             .challenges
@@ -446,7 +462,7 @@ impl TwoFactor {
         {
             LinkStatus::Pending { .. } => Ok(None),
             LinkStatus::Approved(_) => self
-                .signed_in(account, MethodKind::Link, None, trust_device)
+                .signed_in(account, MethodKind::Link, None, trust_device, epoch)
                 .await
                 .map(Some),
         }
@@ -479,7 +495,7 @@ impl TwoFactor {
                 }
                 // The contact must still be the account's: a code in flight
                 // to a number changed since is dead.
-                let to = self.still_contact(account, &record.destination).await?;
+                let (to, epoch) = self.still_contact(account, &record.destination).await?;
                 let verified = self
                     .inner
                     .challenges
@@ -490,21 +506,30 @@ impl TwoFactor {
                     Channel::Email => MethodKind::Email,
                     _ => MethodKind::Sms,
                 };
-                self.signed_in(account, kind, None, trust_device).await
-            }
-            Proof::Authenticator { code } => {
-                self.check_authenticator(account, code).await?;
-                self.signed_in(account, MethodKind::Authenticator, None, trust_device)
+                self.signed_in(account, kind, None, trust_device, epoch)
                     .await
             }
+            Proof::Authenticator { code } => {
+                let epoch = self.check_authenticator(account, code).await?;
+                self.signed_in(
+                    account,
+                    MethodKind::Authenticator,
+                    None,
+                    trust_device,
+                    epoch,
+                )
+                .await
+            }
             Proof::RecoveryCode { code } => {
+                // Spending the code moves the epoch on in the same write:
+                // every device trusted before dies.
                 let redeemed = self.inner.recovery.redeem(account, code).await?;
-                self.inner.devices.bump_epoch(account).await?;
                 self.signed_in(
                     account,
                     MethodKind::RecoveryCode,
                     Some(redeemed.remaining),
                     trust_device,
+                    redeemed.epoch,
                 )
                 .await
             }
@@ -517,28 +542,30 @@ impl TwoFactor {
         method: MethodKind,
         recovery_codes_left: Option<usize>,
         trust_device: Option<&str>,
+        epoch: u64,
     ) -> Result<SignedIn, Error> {
         let device = match trust_device {
-            Some(label) => Some(self.inner.devices.trust(account, label).await?),
+            Some(label) => Some(self.inner.devices.trust_at(account, label, epoch).await?),
             None => None,
         };
         Ok(SignedIn {
             method,
             device,
             recovery_codes_left,
-            step_up: self.step_up(account, method),
+            step_up: self.step_up(account, method, epoch),
         })
     }
 
     /// Checks an authenticator code: counted against the account's failure
     /// run before it is checked (so racing guesses can't slip past the
     /// limits), replay refused, the accepted step written with
-    /// compare-and-set so one code signs in once.
+    /// compare-and-set so one code signs in once. Returns the account's
+    /// security epoch.
     pub(super) async fn check_authenticator(
         &self,
         account: &AccountId,
         code: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         let i = &self.inner;
         let store = self.store();
         let now = self.now();
@@ -588,7 +615,7 @@ impl TwoFactor {
             {
                 Ok(_) => {
                     counted.right(store).await;
-                    return Ok(());
+                    return Ok(next.epoch);
                 }
                 Err(e) if e.is_conflict() => {
                     book = store

@@ -11,6 +11,7 @@ use super::{AccountId, ChallengeId, Purpose, StoreError, VerificationId};
 use crate::contact::{Destination, DestinationKind, PhoneType};
 use crate::gateway::Locale;
 use crate::grace::GraceState;
+use crate::recovery::RecoverySet;
 
 /// One contact (phone number or email address) of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,11 +63,18 @@ pub struct ContactBook {
     pub grace: GraceState,
     /// When the book was created.
     pub created_at: OffsetDateTime,
-    /// The account's two-step settings and its authenticator app, kept in
-    /// the same record so that turning two-step sign-in on or off, and the
-    /// contacts it relies on, change together.
+    /// The account's two-step settings, its authenticator app and its
+    /// recovery codes, kept in the same record so that turning two-step
+    /// sign-in on or off, and the contacts it relies on, change together.
     #[serde(default)]
     pub factors: Factors,
+    /// The account's security epoch (0 until first bumped). Bumping it
+    /// revokes every trusted device and every step-up proof issued before;
+    /// it moves on in the same write as the change that calls for it (a
+    /// second factor changed or removed, a recovery code used, two-step
+    /// sign-in turned off), so the two can't come apart.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// An account's two-step settings.
@@ -81,6 +89,10 @@ pub struct Factors {
     /// An authenticator app being set up: shown to the user, not yet
     /// confirmed by a first code.
     pub pending_authenticator: Option<AuthenticatorRecord>,
+    /// The account's recovery codes (keyed hashes only), if any. Kept in
+    /// the account's record so that using one and moving the security
+    /// epoch on are one write.
+    pub recovery: Option<RecoverySet>,
 }
 
 /// An authenticator app (TOTP) of an account.

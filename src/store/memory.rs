@@ -9,11 +9,10 @@ use time::{Duration, OffsetDateTime};
 
 use super::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, RecoveryStore, StoreError,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, StoreError,
     VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use crate::device::{DeviceId, DeviceRecord};
-use crate::recovery::RecoverySet;
 
 /// Every record in one process's memory.
 ///
@@ -58,9 +57,7 @@ struct Inner {
     challenges: HashMap<ChallengeId, ChallengeRecord>,
     counters: HashMap<String, WindowCount>,
     failures: HashMap<AccountId, FailureRecord>,
-    recovery: HashMap<AccountId, RecoverySet>,
     devices: HashMap<(AccountId, DeviceId), DeviceRecord>,
-    epochs: HashMap<AccountId, u64>,
     verifications: HashMap<VerificationId, VerificationRecord>,
 }
 
@@ -178,48 +175,6 @@ impl LimitStore for MemoryStore {
 }
 
 #[async_trait]
-impl RecoveryStore for MemoryStore {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        Ok(self.shard(account).recovery.get(account).cloned())
-    }
-
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.shard(account);
-        if inner.recovery.contains_key(account) {
-            return Err(StoreError::conflict());
-        }
-        inner.recovery.insert(account.clone(), set.clone());
-        Ok(())
-    }
-
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.shard(account);
-        match inner.recovery.get_mut(account) {
-            Some(stored) if stored.salt == *expected_salt && stored.version == expected_version => {
-                *stored = set.clone();
-                Ok(())
-            }
-            _ => Err(StoreError::conflict()),
-        }
-    }
-
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.shard(account).recovery.remove(account);
-        Ok(())
-    }
-}
-
-#[async_trait]
 impl DeviceStore for MemoryStore {
     async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
         let mut inner = self.shard(&record.account);
@@ -281,22 +236,6 @@ impl DeviceStore for MemoryStore {
         let before = inner.devices.len();
         inner.devices.retain(|(a, _), _| a != account);
         Ok(u64::try_from(before - inner.devices.len()).unwrap_or(u64::MAX))
-    }
-
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        Ok(self
-            .shard(account)
-            .epochs
-            .get(account)
-            .copied()
-            .unwrap_or(0))
-    }
-
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        let mut inner = self.shard(account);
-        let epoch = inner.epochs.entry(account.clone()).or_insert(0);
-        *epoch = epoch.saturating_add(1);
-        Ok(*epoch)
     }
 }
 

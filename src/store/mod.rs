@@ -50,7 +50,6 @@ use crate::contact::Destination;
 use crate::device::{DeviceId, DeviceRecord};
 use crate::gateway::{Channel, Locale};
 use crate::hash::KeyedHash;
-use crate::recovery::RecoverySet;
 
 /// What went wrong in a store, with the backend's own error kept as the
 /// source.
@@ -464,51 +463,8 @@ pub trait LimitStore: Send + Sync + fmt::Debug {
     async fn clear_failures(&self, account: &AccountId) -> Result<(), StoreError>;
 }
 
-/// Storage of recovery-code sets, one per account.
-#[async_trait]
-pub trait RecoveryStore: Send + Sync + fmt::Debug {
-    /// The account's current set, if any.
-    ///
-    /// # Errors
-    /// Backend failures.
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError>;
-
-    /// Stores a first set for an account that has none.
-    ///
-    /// # Errors
-    /// A [`StoreErrorKind::Conflict`] error when the account already has a
-    /// set; backend failures otherwise.
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError>;
-
-    /// Replaces the account's set **only if** the stored one still has
-    /// `expected_salt` and `expected_version` (marking a code used, or
-    /// swapping in a regenerated set). Comparing the salt as well as the
-    /// version means a write prepared against a set that has since been
-    /// replaced can never land on its successor.
-    ///
-    /// # Errors
-    /// A [`StoreErrorKind::Conflict`] error when the stored set differs or
-    /// is gone; backend failures otherwise.
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError>;
-
-    /// Deletes the account's set (2FA turned off); Ok when there is none.
-    ///
-    /// # Errors
-    /// Backend failures.
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError>;
-}
-
-/// Storage of trusted devices and each account's security epoch.
+/// Storage of trusted devices (their security epoch lives in the
+/// account's [`ContactBook`]).
 #[async_trait]
 pub trait DeviceStore: Send + Sync + fmt::Debug {
     /// Stores a newly trusted device.
@@ -557,34 +513,15 @@ pub trait DeviceStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Backend failures.
     async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError>;
-
-    /// The account's security epoch (0 when never bumped).
-    ///
-    /// # Errors
-    /// Backend failures.
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
-
-    /// Atomically increments the account's security epoch and returns the
-    /// new value: every device trusted before it is dead.
-    ///
-    /// # Errors
-    /// Backend failures.
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
 }
 
 /// Everything ninsho stores: implement the part traits and this comes free.
 pub trait Store:
-    ChallengeStore + LimitStore + RecoveryStore + DeviceStore + ContactStore + VerificationStore
+    ChallengeStore + LimitStore + DeviceStore + ContactStore + VerificationStore
 {
 }
 
 impl<T> Store for T where
-    T: ChallengeStore
-        + LimitStore
-        + RecoveryStore
-        + DeviceStore
-        + ContactStore
-        + VerificationStore
-        + ?Sized
+    T: ChallengeStore + LimitStore + DeviceStore + ContactStore + VerificationStore + ?Sized
 {
 }

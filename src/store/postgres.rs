@@ -9,17 +9,15 @@ use sqlx::{PgPool, Postgres, SqlStr};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_record,
-    decode_recovery_set, distinct, encode_record, epoch_from_sql, first_taken, map_err, statement,
-    store_err, version_to_sql,
+    IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_record, distinct,
+    encode_record, first_taken, map_err, statement, store_err, version_to_sql,
 };
 use super::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, RecoveryStore, StoreError,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, StoreError,
     VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use crate::device::{DeviceId, DeviceRecord};
-use crate::recovery::RecoverySet;
 
 /// The shipped migrations, in order: `(version, SQL)`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -60,22 +58,17 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `replace_failures` | from no run: `INSERT … ON CONFLICT (account) DO NOTHING`; from a run: `UPDATE` (or `DELETE`) `… WHERE account = $1 AND consecutive = $expected AND last_failure_at = $expected`; no row touched → conflict |
 /// | `purge_challenges` | `DELETE … WHERE expires_at < $1` (and, in the same statement, counters whose window has ended) |
 /// | `clear_failures` | `DELETE … WHERE account = $1` |
-/// | `insert_recovery_set` | `INSERT … ON CONFLICT (account) DO NOTHING`; no row inserted → conflict |
-/// | `replace_recovery_set` | `UPDATE … SET salt = $2, version = $3, record = $4 WHERE account = $1 AND salt = $expected_salt AND version = $expected`; no row updated → conflict |
-/// | `delete_recovery_set` | `DELETE … WHERE account = $1` |
 /// | `insert_device` | `INSERT … ON CONFLICT (account, id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_device` | `UPDATE … WHERE account = $1 AND id = $2 AND version = $expected`; no row updated → conflict |
 /// | `delete_device` | `DELETE … WHERE account = $1 AND id = $2`; whether a row went |
 /// | `delete_devices` | `DELETE … WHERE account = $1`; how many rows went |
-/// | `bump_epoch` | `INSERT … VALUES ($1, 1) ON CONFLICT (account) DO UPDATE SET epoch = LEAST(epoch, 2⁶³ − 2) + 1 RETURNING epoch` |
 /// | `commit_contacts` | one transaction, see [Contact claims](#contact-claims) |
 /// | `delete_contacts` | one transaction: `DELETE` the book, then `DELETE … WHERE account = $1` from the claims |
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = $1 AND version = $expected`; no row updated → conflict |
 /// | `purge_verifications` | `DELETE … WHERE expires_at < $1` |
 ///
-/// Reads (`challenge`, `failures`, `recovery_set`, `device`, `devices`,
-/// `epoch`, `contact_book`, `claim_owner`, `verification`) are one
+/// Reads (`challenge`, `failures`, `device`, `devices`, `contact_book`, `claim_owner`, `verification`) are one
 /// `SELECT` each.
 ///
 /// # Contact claims
@@ -110,9 +103,11 @@ const MAX_IDENTIFIER: usize = 63;
 /// - version 1: `ninsho_challenges (id, version, expires_at, record)`,
 ///   `ninsho_counters (key, count, resets_at)`,
 ///   `ninsho_failures (account, consecutive, last_failure_at)`;
-/// - version 2: `ninsho_recovery_sets (account, salt, version, record)`,
-///   `ninsho_devices (account, id, version, expires_at, record)` (primary
-///   key `(account, id)`), `ninsho_epochs (account, epoch)`;
+/// - version 2: `ninsho_devices (account, id, version, expires_at, record)`
+///   (primary key `(account, id)`), and `ninsho_recovery_sets` and
+///   `ninsho_epochs`, which this release no longer uses (recovery codes and
+///   the security epoch now live in the account's contact book; drop the two
+///   tables once no older instance runs);
 /// - version 3: `ninsho_contact_books (account, version, record)`,
 ///   `ninsho_contact_claims (key, account)` (indexed on account),
 ///   `ninsho_verifications (id, version, expires_at, record)`;
@@ -120,8 +115,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// and `ninsho_schema_version (version, applied_at)`. The SQL is shipped in
 /// `migrations/postgres/` for hosts that prefer their own migration tool.
 ///
-/// Records (challenges, recovery sets, devices, contact books,
-/// verifications) are JSON in a `TEXT` column,
+/// Records (challenges, devices, contact books, verifications) are JSON in a `TEXT` column,
 /// kept byte for byte (`JSONB` would refuse a U+0000 in a host-supplied
 /// string such as a device label); query them with `record::jsonb`. The
 /// columns beside them (version, salt, expiry) are written in the same
@@ -132,9 +126,6 @@ const MAX_IDENTIFIER: usize = 63;
 /// claim key holding one.
 ///
 /// Versions are stored as their 64 bits (any `u64` compares and sets).
-/// Security epochs are ordered, so they are stored as plain non-negative
-/// `BIGINT`s and saturate at `i64::MAX` instead of `u64::MAX` (a bump per
-/// nanosecond would take 292 years to get there).
 ///
 /// Devices are never deleted by
 /// [`purge_challenges`](super::ChallengeStore::purge_challenges): an expired
@@ -148,7 +139,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// `resets_at`, of a failure's `last_failure_at` and of the `expires_at`
 /// columns (used by the purge, and by hosts' own queries on devices) is
 /// dropped (times are truncated, and `now` is truncated the same way before
-/// it is compared). Challenge, recovery-set and device records are stored
+/// it is compared). Challenge, device and contact-book records are stored
 /// whole as JSON and come back exactly as written.
 ///
 /// # Example
@@ -191,18 +182,12 @@ struct Statements {
     delete_failures: SqlStr,
     failures: SqlStr,
     clear_failures: SqlStr,
-    recovery_set: SqlStr,
-    insert_recovery_set: SqlStr,
-    replace_recovery_set: SqlStr,
-    delete_recovery_set: SqlStr,
     insert_device: SqlStr,
     device: SqlStr,
     devices: SqlStr,
     replace_device: SqlStr,
     delete_device: SqlStr,
     delete_devices: SqlStr,
-    epoch: SqlStr,
-    bump_epoch: SqlStr,
     contact_book: SqlStr,
     claim_owner: SqlStr,
     insert_book: SqlStr,
@@ -271,24 +256,8 @@ impl Statements {
             clear_failures: statement(format!(
                 "DELETE FROM {s}.ninsho_failures WHERE account = $1"
             )),
-            recovery_set: statement(format!(
-                "SELECT salt, version, record FROM {s}.ninsho_recovery_sets WHERE account = $1"
-            )),
-            insert_recovery_set: statement(format!(
-                "INSERT INTO {s}.ninsho_recovery_sets (account, salt, version, record) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (account) DO NOTHING"
-            )),
             // The new set may have a new salt (a regenerated set), so the
             // salt is written as well as compared.
-            replace_recovery_set: statement(format!(
-                "UPDATE {s}.ninsho_recovery_sets \
-                 SET salt = $2, version = $3, record = $4 \
-                 WHERE account = $1 AND salt = $5 AND version = $6"
-            )),
-            delete_recovery_set: statement(format!(
-                "DELETE FROM {s}.ninsho_recovery_sets WHERE account = $1"
-            )),
             insert_device: statement(format!(
                 "INSERT INTO {s}.ninsho_devices (account, id, version, expires_at, record) \
                  VALUES ($1, $2, $3, $4, $5) \
@@ -309,16 +278,6 @@ impl Statements {
                 "DELETE FROM {s}.ninsho_devices WHERE account = $1 AND id = $2"
             )),
             delete_devices: statement(format!("DELETE FROM {s}.ninsho_devices WHERE account = $1")),
-            epoch: statement(format!(
-                "SELECT epoch FROM {s}.ninsho_epochs WHERE account = $1"
-            )),
-            bump_epoch: statement(format!(
-                "INSERT INTO {s}.ninsho_epochs AS t (account, epoch) \
-                 VALUES ($1, 1) \
-                 ON CONFLICT (account) DO UPDATE SET \
-                 epoch = LEAST(t.epoch, 9223372036854775806) + 1 \
-                 RETURNING epoch"
-            )),
             contact_book: statement(format!(
                 "SELECT version, record FROM {s}.ninsho_contact_books WHERE account = $1"
             )),
@@ -711,66 +670,6 @@ impl LimitStore for PgStore {
 }
 
 #[async_trait]
-impl RecoveryStore for PgStore {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        let row: Option<(Vec<u8>, i64, String)> = sqlx::query_as(self.sql.recovery_set.clone())
-            .bind(&account.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        row.map(|(salt, version, json)| decode_recovery_set(&salt, version, &json))
-            .transpose()
-    }
-
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        let json = encode_record(set)?;
-        let done = sqlx::query::<Postgres>(self.sql.insert_recovery_set.clone())
-            .bind(&account.0)
-            .bind(&set.salt[..])
-            .bind(version_to_sql(set.version))
-            .bind(json)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_err(e, transient, true))?;
-        applied(done.rows_affected())
-    }
-
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let json = encode_record(set)?;
-        let done = sqlx::query::<Postgres>(self.sql.replace_recovery_set.clone())
-            .bind(&account.0)
-            .bind(&set.salt[..])
-            .bind(version_to_sql(set.version))
-            .bind(json)
-            .bind(&expected_salt[..])
-            .bind(version_to_sql(expected_version))
-            .execute(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        applied(done.rows_affected())
-    }
-
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        sqlx::query::<Postgres>(self.sql.delete_recovery_set.clone())
-            .bind(&account.0)
-            .execute(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        Ok(())
-    }
-}
-
-#[async_trait]
 impl DeviceStore for PgStore {
     async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
         let json = encode_record(record)?;
@@ -848,24 +747,6 @@ impl DeviceStore for PgStore {
             .await
             .map_err(store_err(transient))?;
         Ok(done.rows_affected())
-    }
-
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        let epoch: Option<i64> = sqlx::query_scalar(self.sql.epoch.clone())
-            .bind(&account.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        epoch.map_or(Ok(0), epoch_from_sql)
-    }
-
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        let epoch: i64 = sqlx::query_scalar(self.sql.bump_epoch.clone())
-            .bind(&account.0)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        epoch_from_sql(epoch)
     }
 }
 

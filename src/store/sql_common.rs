@@ -25,7 +25,6 @@ use time::OffsetDateTime;
 
 use super::{ChallengeRecord, ContactBook, StoreError, VerificationRecord};
 use crate::device::DeviceRecord;
-use crate::recovery::RecoverySet;
 
 /// How an adapter tells a transient database error (a busy or restarting
 /// server, a dropped connection) from a permanent one, by the error's code
@@ -74,12 +73,6 @@ pub(super) trait Versioned: Serialize + DeserializeOwned {
 }
 
 impl Versioned for ChallengeRecord {
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-}
-
-impl Versioned for RecoverySet {
     fn set_version(&mut self, version: u64) {
         self.version = version;
     }
@@ -157,20 +150,6 @@ pub(super) fn decode_record<T: Versioned>(json: &str, version: i64) -> Result<T,
     Ok(record)
 }
 
-/// A recovery set from its row. The `salt` and `version` columns, which the
-/// compare-and-set checks, are authoritative over the copies in the JSON.
-pub(super) fn decode_recovery_set(
-    salt: &[u8],
-    version: i64,
-    json: &str,
-) -> Result<RecoverySet, StoreError> {
-    let mut set: RecoverySet = decode_record(json, version)?;
-    set.salt = salt.try_into().map_err(|_| {
-        StoreError::other(format!("recovery set salt of {} bytes, not 16", salt.len()))
-    })?;
-    Ok(set)
-}
-
 /// A record version as a `BIGINT`. Versions are only ever compared for
 /// equality, so the bits are kept as they are: every `u64` round-trips,
 /// and versions below 2⁶³ (all of them, in practice) read the same in SQL.
@@ -186,14 +165,6 @@ pub(super) fn version_from_sql(version: i64) -> u64 {
 /// A counter's value from SQL, which never stores a negative one.
 pub(super) fn count_from_sql(count: i64) -> Result<u64, StoreError> {
     u64::try_from(count).map_err(|_| StoreError::other(format!("negative counter value {count}")))
-}
-
-/// A security epoch from SQL. `bump_epoch` caps it at `i64::MAX` (not
-/// `u64::MAX`: epochs are compared by order, so they are stored as plain
-/// non-negative numbers, not as bit patterns like versions); a negative
-/// value can only come from a foreign write.
-pub(super) fn epoch_from_sql(epoch: i64) -> Result<u64, StoreError> {
-    u64::try_from(epoch).map_err(|_| StoreError::other(format!("negative security epoch {epoch}")))
 }
 
 /// A failure run's length from SQL (the statements cap it at `u32::MAX`).

@@ -7,17 +7,15 @@ use sqlx::{Sqlite, SqlitePool};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_record,
-    decode_recovery_set, distinct, encode_record, epoch_from_sql, first_taken, map_err, store_err,
-    version_to_sql,
+    IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_record, distinct,
+    encode_record, first_taken, map_err, store_err, version_to_sql,
 };
 use super::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, RecoveryStore, StoreError,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, StoreError,
     VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use crate::device::{DeviceId, DeviceRecord};
-use crate::recovery::RecoverySet;
 
 /// The shipped migrations, in order: `(version, SQL)`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -66,21 +64,8 @@ const FAILURES: &str =
 
 const CLEAR_FAILURES: &str = "DELETE FROM ninsho_failures WHERE account = ?1";
 
-const RECOVERY_SET: &str =
-    "SELECT salt, version, record FROM ninsho_recovery_sets WHERE account = ?1";
-
-const INSERT_RECOVERY_SET: &str = "INSERT INTO ninsho_recovery_sets (account, salt, version, record) \
-     VALUES (?1, ?2, ?3, ?4) \
-     ON CONFLICT (account) DO NOTHING";
-
 // The new set may have a new salt (a regenerated set), so the salt is
 // written as well as compared.
-const REPLACE_RECOVERY_SET: &str = "UPDATE ninsho_recovery_sets \
-     SET salt = ?2, version = ?3, record = ?4 \
-     WHERE account = ?1 AND salt = ?5 AND version = ?6";
-
-const DELETE_RECOVERY_SET: &str = "DELETE FROM ninsho_recovery_sets WHERE account = ?1";
-
 const INSERT_DEVICE: &str = "INSERT INTO ninsho_devices (account, id, version, expires_at, record) \
      VALUES (?1, ?2, ?3, ?4, ?5) \
      ON CONFLICT (account, id) DO NOTHING";
@@ -96,14 +81,6 @@ const REPLACE_DEVICE: &str = "UPDATE ninsho_devices \
 const DELETE_DEVICE: &str = "DELETE FROM ninsho_devices WHERE account = ?1 AND id = ?2";
 
 const DELETE_DEVICES: &str = "DELETE FROM ninsho_devices WHERE account = ?1";
-
-const EPOCH: &str = "SELECT epoch FROM ninsho_epochs WHERE account = ?1";
-
-const BUMP_EPOCH: &str = "INSERT INTO ninsho_epochs (account, epoch) \
-     VALUES (?1, 1) \
-     ON CONFLICT (account) DO UPDATE SET \
-     epoch = MIN(epoch, 9223372036854775806) + 1 \
-     RETURNING epoch";
 
 const CONTACT_BOOK: &str = "SELECT version, record FROM ninsho_contact_books WHERE account = ?1";
 
@@ -171,22 +148,17 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// | `replace_failures` | from no run: `INSERT … ON CONFLICT (account) DO NOTHING`; from a run: `UPDATE` (or `DELETE`) `… WHERE account = ?1 AND consecutive = ?2 AND last_failure_at = ?3`; no row touched → conflict |
 /// | `purge_challenges` | `DELETE … WHERE expires_at < ?1`, then a second `DELETE` of counters whose window has ended |
 /// | `clear_failures` | `DELETE … WHERE account = ?1` |
-/// | `insert_recovery_set` | `INSERT … ON CONFLICT (account) DO NOTHING`; no row inserted → conflict |
-/// | `replace_recovery_set` | `UPDATE … SET salt = ?2, version = ?3, record = ?4 WHERE account = ?1 AND salt = ?5 AND version = ?6`; no row updated → conflict |
-/// | `delete_recovery_set` | `DELETE … WHERE account = ?1` |
 /// | `insert_device` | `INSERT … ON CONFLICT (account, id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_device` | `UPDATE … WHERE account = ?1 AND id = ?2 AND version = ?6`; no row updated → conflict |
 /// | `delete_device` | `DELETE … WHERE account = ?1 AND id = ?2`; whether a row went |
 /// | `delete_devices` | `DELETE … WHERE account = ?1`; how many rows went |
-/// | `bump_epoch` | `INSERT … VALUES (?1, 1) ON CONFLICT (account) DO UPDATE SET epoch = MIN(epoch, 2⁶³ − 2) + 1 RETURNING epoch` |
 /// | `commit_contacts` | `BEGIN IMMEDIATE`; the book: `UPDATE … WHERE account = ?1 AND version = ?4` (a first book: `INSERT … ON CONFLICT (account) DO NOTHING`), no row written → rollback, conflict; the claim keys' holders: one held by another account → rollback, `Taken`; `DELETE` the released keys the account holds; `INSERT … ON CONFLICT (key) DO NOTHING` the claimed ones; `COMMIT` |
 /// | `delete_contacts` | `BEGIN IMMEDIATE`; `DELETE` the book; `DELETE … WHERE account = ?1` from the claims; `COMMIT` |
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = ?1 AND version = ?5`; no row updated → conflict |
 /// | `purge_verifications` | `DELETE … WHERE expires_at < ?1` |
 ///
-/// Reads (`challenge`, `failures`, `recovery_set`, `device`, `devices`,
-/// `epoch`, `contact_book`, `claim_owner`, `verification`) are one
+/// Reads (`challenge`, `failures`, `device`, `devices`, `contact_book`, `claim_owner`, `verification`) are one
 /// `SELECT` each. Key lists go to SQLite as one JSON array, unpacked with
 /// `json_each`.
 ///
@@ -197,26 +169,24 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// - version 1: `ninsho_challenges (id, version, expires_at, record)`,
 ///   `ninsho_counters (key, count, resets_at)`, `ninsho_failures (account,
 ///   consecutive, last_failure_at)`;
-/// - version 2: `ninsho_recovery_sets (account, salt, version, record)`,
-///   `ninsho_devices (account, id, version, expires_at, record)` (primary
-///   key `(account, id)`), `ninsho_epochs (account, epoch)`;
+/// - version 2: `ninsho_devices (account, id, version, expires_at, record)`
+///   (primary key `(account, id)`), and `ninsho_recovery_sets` and
+///   `ninsho_epochs`, which this release no longer uses (recovery codes and
+///   the security epoch now live in the account's contact book; drop the two
+///   tables once no older instance runs);
 /// - version 3: `ninsho_contact_books (account, version, record)`,
 ///   `ninsho_contact_claims (key, account)` (indexed on account),
 ///   `ninsho_verifications (id, version, expires_at, record)`;
 ///
 /// and `ninsho_schema_version`. The SQL is shipped in `migrations/sqlite/`.
 ///
-/// Records (challenges, recovery sets, devices, contact books,
-/// verifications) are JSON text; the columns
-/// beside them (version, salt as a `BLOB`, expiry) are written in the same
+/// Records (challenges, devices, contact books, verifications) are JSON
+/// text; the columns beside them (version, expiry) are written in the same
 /// statement and are authoritative when read back. Keys are compared as
 /// exact bytes (SQLite's `BINARY` collation), so account ids holding U+0000,
 /// quotes or `LIKE` wildcards are just distinct accounts.
 ///
 /// Versions are stored as their 64 bits (any `u64` compares and sets).
-/// Security epochs are ordered, so they are stored as plain non-negative
-/// integers and saturate at `i64::MAX` instead of `u64::MAX` (a bump per
-/// nanosecond would take 292 years to get there).
 ///
 /// Devices are never deleted by
 /// [`purge_challenges`](super::ChallengeStore::purge_challenges): an expired
@@ -526,66 +496,6 @@ impl LimitStore for SqliteStore {
 }
 
 #[async_trait]
-impl RecoveryStore for SqliteStore {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        let row: Option<(Vec<u8>, i64, String)> = sqlx::query_as(RECOVERY_SET)
-            .bind(&account.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        row.map(|(salt, version, json)| decode_recovery_set(&salt, version, &json))
-            .transpose()
-    }
-
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        let json = encode_record(set)?;
-        let done = sqlx::query::<Sqlite>(INSERT_RECOVERY_SET)
-            .bind(&account.0)
-            .bind(&set.salt[..])
-            .bind(version_to_sql(set.version))
-            .bind(json)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_err(e, transient, true))?;
-        applied(done.rows_affected())
-    }
-
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let json = encode_record(set)?;
-        let done = sqlx::query::<Sqlite>(REPLACE_RECOVERY_SET)
-            .bind(&account.0)
-            .bind(&set.salt[..])
-            .bind(version_to_sql(set.version))
-            .bind(json)
-            .bind(&expected_salt[..])
-            .bind(version_to_sql(expected_version))
-            .execute(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        applied(done.rows_affected())
-    }
-
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        sqlx::query::<Sqlite>(DELETE_RECOVERY_SET)
-            .bind(&account.0)
-            .execute(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        Ok(())
-    }
-}
-
-#[async_trait]
 impl DeviceStore for SqliteStore {
     async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
         let json = encode_record(record)?;
@@ -663,24 +573,6 @@ impl DeviceStore for SqliteStore {
             .await
             .map_err(store_err(transient))?;
         Ok(done.rows_affected())
-    }
-
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        let epoch: Option<i64> = sqlx::query_scalar(EPOCH)
-            .bind(&account.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        epoch.map_or(Ok(0), epoch_from_sql)
-    }
-
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        let epoch: i64 = sqlx::query_scalar(BUMP_EPOCH)
-            .bind(&account.0)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        epoch_from_sql(epoch)
     }
 }
 

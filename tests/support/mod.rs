@@ -19,11 +19,10 @@ use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::events::RecordingEvents;
 use ninsho::flows::{Challenges, ChallengesBuilder, Ports};
 use ninsho::gateway::{Gateway, Locale};
-use ninsho::recovery::RecoverySet;
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, RecoveryStore, Store,
-    StoreError, StoreErrorKind, VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, Store, StoreError,
+    StoreErrorKind, VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use time::{Duration, OffsetDateTime};
@@ -126,7 +125,7 @@ pub async fn yielding<T>(result: T) -> T {
 /// its fields, and its answer to `then` (`directly` or `yielding`):
 ///
 /// ```ignore
-/// delegate_store!([] Flaky, inner, support::directly => RecoveryStore, DeviceStore);
+/// delegate_store!([] Flaky, inner, support::directly => DeviceStore);
 /// ```
 ///
 /// The generics in brackets go to every `impl`. A wrapper that fails on cue
@@ -195,44 +194,6 @@ macro_rules! delegate_store {
             }
         }
     };
-    (@RecoveryStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
-        #[::async_trait::async_trait]
-        impl<$($g)*> ::ninsho::store::RecoveryStore for $ty {
-            async fn recovery_set(
-                &self,
-                account: &::ninsho::store::AccountId,
-            ) -> Result<Option<::ninsho::recovery::RecoverySet>, ::ninsho::store::StoreError> {
-                $then(self.$field.recovery_set(account).await).await
-            }
-            async fn insert_recovery_set(
-                &self,
-                account: &::ninsho::store::AccountId,
-                set: &::ninsho::recovery::RecoverySet,
-            ) -> Result<(), ::ninsho::store::StoreError> {
-                $then(self.$field.insert_recovery_set(account, set).await).await
-            }
-            async fn replace_recovery_set(
-                &self,
-                account: &::ninsho::store::AccountId,
-                set: &::ninsho::recovery::RecoverySet,
-                expected_salt: &[u8; 16],
-                expected_version: u64,
-            ) -> Result<(), ::ninsho::store::StoreError> {
-                $then(
-                    self.$field
-                        .replace_recovery_set(account, set, expected_salt, expected_version)
-                        .await,
-                )
-                .await
-            }
-            async fn delete_recovery_set(
-                &self,
-                account: &::ninsho::store::AccountId,
-            ) -> Result<(), ::ninsho::store::StoreError> {
-                $then(self.$field.delete_recovery_set(account).await).await
-            }
-        }
-    };
     (@DeviceStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
         #[::async_trait::async_trait]
         impl<$($g)*> ::ninsho::store::DeviceStore for $ty {
@@ -274,18 +235,6 @@ macro_rules! delegate_store {
                 account: &::ninsho::store::AccountId,
             ) -> Result<u64, ::ninsho::store::StoreError> {
                 $then(self.$field.delete_devices(account).await).await
-            }
-            async fn epoch(
-                &self,
-                account: &::ninsho::store::AccountId,
-            ) -> Result<u64, ::ninsho::store::StoreError> {
-                $then(self.$field.epoch(account).await).await
-            }
-            async fn bump_epoch(
-                &self,
-                account: &::ninsho::store::AccountId,
-            ) -> Result<u64, ::ninsho::store::StoreError> {
-                $then(self.$field.bump_epoch(account).await).await
             }
         }
     };
@@ -365,7 +314,7 @@ pub(crate) use delegate_store;
 pub struct Yielding<S>(pub Arc<S>);
 
 delegate_store!([S: Store] Yielding<S>, 0, yielding =>
-    ChallengeStore, LimitStore, RecoveryStore, DeviceStore, ContactStore, VerificationStore);
+    ChallengeStore, LimitStore, DeviceStore, ContactStore, VerificationStore);
 
 mock! {
     #[derive(Debug)]
@@ -402,24 +351,6 @@ mock! {
     }
 
     #[async_trait]
-    impl RecoveryStore for Db {
-        async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError>;
-        async fn insert_recovery_set(
-            &self,
-            account: &AccountId,
-            set: &RecoverySet,
-        ) -> Result<(), StoreError>;
-        async fn replace_recovery_set(
-            &self,
-            account: &AccountId,
-            set: &RecoverySet,
-            expected_salt: &[u8; 16],
-            expected_version: u64,
-        ) -> Result<(), StoreError>;
-        async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError>;
-    }
-
-    #[async_trait]
     impl DeviceStore for Db {
         async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError>;
         async fn device(
@@ -435,8 +366,6 @@ mock! {
         ) -> Result<(), StoreError>;
         async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError>;
         async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError>;
-        async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
-        async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError>;
     }
 
     #[async_trait]

@@ -14,11 +14,10 @@ use time::{Duration, OffsetDateTime};
 
 use super::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, RecoveryStore, StoreError,
+    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, StoreError,
     VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use crate::device::{DeviceId, DeviceRecord};
-use crate::recovery::RecoverySet;
 
 static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("insert.lua")));
 static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replace.lua")));
@@ -26,10 +25,6 @@ static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purg
 static HIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("hit.lua")));
 static REPLACE_FAILURES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("replace_failures.lua")));
-static RECOVERY_INSERT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("recovery_insert.lua")));
-static RECOVERY_REPLACE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("recovery_replace.lua")));
 static DEVICE_INSERT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("device_insert.lua")));
 static DEVICE_REPLACE: LazyLock<Script> =
@@ -87,9 +82,9 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// and an exact [`purge_verifications`](VerificationStore::purge_verifications)
 /// of their own). Each account's set of device ids lives at least as long
 /// as its longest-lived device and is trimmed of ids whose device Redis
-/// dropped whenever the devices are listed. Recovery sets and security
-/// epochs have no expiry: they live until deleted (an epoch never is);
-/// neither have contact books and contact claims.
+/// dropped whenever the devices are listed. Contact books (which hold the
+/// recovery codes and the security epoch) and contact claims have no
+/// expiry: they live until deleted.
 ///
 /// # Keys
 ///
@@ -103,10 +98,8 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `{prefix}:challenges:by_expiry` | sorted set | challenge ids, scored by `expires_at` in whole milliseconds |
 /// | `{prefix}:limit:{key}` | hash | `count`, `resets_s`, `resets_ns` |
 /// | `{prefix}:failures:{account}` | hash | `consecutive`, `last_s`, `last_ns` |
-/// | `{prefix}:recovery:{account}` | hash | `record` (JSON), `salt` (32 hex digits), `version` |
 /// | `{prefix}:device:{len}:{account}:{id}` | hash | `record` (JSON), `version`, `expires_ms` |
 /// | `{prefix}:devices:{account}` | set | the account's device ids |
-/// | `{prefix}:epoch:{account}` | string | the security epoch (absent: 0) |
 /// | `{prefix}:contacts:{account}` | hash | `record` (JSON), `version` |
 /// | `{prefix}:claim:{key}` | string | the account holding the claim key |
 /// | `{prefix}:claims:{account}` | set | the claim keys the account holds |
@@ -118,7 +111,7 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// in them has a meaning (no globbing, no escaping, no injection). No two
 /// accounts (or rate-limit keys) share a key, whatever characters they
 /// hold, `:` included: where the name is the key's whole tail (after
-/// `recovery:`, `devices:` and so on) distinct names give distinct keys, and
+/// `contacts:`, `devices:` and so on) distinct names give distinct keys, and
 /// in device keys, where the device id follows the account, the account is
 /// preceded by its length in bytes (`{len}`, decimal), so `a:b` with one id
 /// can never be `a` with another. An operator's
@@ -131,8 +124,6 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `purge.lua` | up to 500 index entries: delete expired challenges and trim the index |
 /// | `hit.lua` | one hit on a fixed-window counter |
 /// | `replace_failures.lua` | compare-and-set an account's failure run |
-/// | `recovery_insert.lua` | a recovery set, only if the account has none |
-/// | `recovery_replace.lua` | a recovery set, only if the stored `salt` **and** `version` are the expected ones |
 /// | `device_insert.lua` | a device, only if absent; adds its id to the account's set and stretches the set's expiry |
 /// | `device_replace.lua` | a device, compare-and-set on `version`, moving its expiry as `expires_at` moved |
 /// | `devices.lua` | every record of the account's set, dropping ids whose device is gone |
@@ -145,10 +136,8 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// `replace.lua`, `purge.lua`) on their own keys and index: the same
 /// records-with-expiry operations.
 ///
-/// Reading a challenge, a recovery set, one device, a contact book or a
-/// verification is one `HGET`, a claim's owner one `GET`;
-/// deleting a failure run or a recovery set one `DEL`; the epoch one `GET`
-/// or `INCR`.
+/// Reading a challenge, one device, a contact book or a verification is
+/// one `HGET`, a claim's owner one `GET`; deleting a failure run one `DEL`.
 ///
 /// The purge script, the device-listing and device-deleting scripts and
 /// `contacts_delete.lua` build keys from stored ids, which Redis Cluster does not allow; use a
@@ -303,10 +292,6 @@ impl RedisStore {
         format!("{}:failures:{}", self.prefix, account.0)
     }
 
-    fn recovery_key(&self, account: &AccountId) -> String {
-        format!("{}:recovery:{}", self.prefix, account.0)
-    }
-
     /// `{prefix}:device:{len}:{account}:`, the start of every device key of
     /// the account. The account is length-prefixed because the id follows
     /// it (see the module docs on keys).
@@ -320,10 +305,6 @@ impl RedisStore {
 
     fn devices_key(&self, account: &AccountId) -> String {
         format!("{}:devices:{}", self.prefix, account.0)
-    }
-
-    fn epoch_key(&self, account: &AccountId) -> String {
-        format!("{}:epoch:{}", self.prefix, account.0)
     }
 
     fn contacts_key(&self, account: &AccountId) -> String {
@@ -634,60 +615,6 @@ impl LimitStore for RedisStore {
 }
 
 #[async_trait]
-impl RecoveryStore for RedisStore {
-    async fn recovery_set(&self, account: &AccountId) -> Result<Option<RecoverySet>, StoreError> {
-        self.fetch_record(self.recovery_key(account)).await
-    }
-
-    async fn insert_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-    ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(set).map_err(StoreError::other)?;
-        let stored: i64 = RECOVERY_INSERT
-            .key(self.recovery_key(account))
-            .arg(json)
-            .arg(hex(&set.salt))
-            .arg(set.version)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(map_redis)?;
-        written(stored)
-    }
-
-    async fn replace_recovery_set(
-        &self,
-        account: &AccountId,
-        set: &RecoverySet,
-        expected_salt: &[u8; 16],
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(set).map_err(StoreError::other)?;
-        let replaced: i64 = RECOVERY_REPLACE
-            .key(self.recovery_key(account))
-            .arg(hex(expected_salt))
-            .arg(expected_version)
-            .arg(json)
-            .arg(hex(&set.salt))
-            .arg(set.version)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(map_redis)?;
-        written(replaced)
-    }
-
-    async fn delete_recovery_set(&self, account: &AccountId) -> Result<(), StoreError> {
-        let _deleted: i64 = ::redis::cmd("DEL")
-            .arg(self.recovery_key(account))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(map_redis)?;
-        Ok(())
-    }
-}
-
-#[async_trait]
 impl DeviceStore for RedisStore {
     async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(record).map_err(StoreError::other)?;
@@ -770,23 +697,6 @@ impl DeviceStore for RedisStore {
             .await
             .map_err(map_redis)?;
         Ok(deleted)
-    }
-
-    async fn epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        let epoch: Option<u64> = ::redis::cmd("GET")
-            .arg(self.epoch_key(account))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(map_redis)?;
-        Ok(epoch.unwrap_or(0))
-    }
-
-    async fn bump_epoch(&self, account: &AccountId) -> Result<u64, StoreError> {
-        ::redis::cmd("INCR")
-            .arg(self.epoch_key(account))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(map_redis)
     }
 }
 
@@ -903,17 +813,6 @@ fn written(reply: i64) -> Result<(), StoreError> {
     } else {
         Err(StoreError::conflict())
     }
-}
-
-/// Lower-case hex digits of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 /// Maps a Redis error to the store's kinds: anything that says "the server

@@ -1,0 +1,67 @@
+//! The account's record (its [`ContactBook`]): contacts, two-step
+//! settings, authenticator app, recovery codes and security epoch, changed
+//! together by one compare-and-set.
+
+use time::OffsetDateTime;
+
+use crate::error::{Error, Refusal};
+use crate::grace::GraceState;
+use crate::store::{
+    AccountId, ClaimChanges, ContactBook, ContactCommit, Factors, Store, StoreError,
+};
+
+/// Most compare-and-set rounds one change makes before giving up with a
+/// conflict. Each lost round means another change of the same account
+/// landed; even 64 racing changes of one account settle well within it.
+const MAX_ROUNDS: usize = 128;
+
+/// The record of an account ninsho has not seen before: no contacts, no
+/// factors, epoch 0, and a grace period not yet started (the contact flows
+/// start it the first time they see the account).
+pub(crate) fn fresh_book(account: &AccountId, now: OffsetDateTime) -> ContactBook {
+    ContactBook {
+        account: account.clone(),
+        version: 0,
+        contacts: Vec::new(),
+        grace: GraceState::new(),
+        created_at: now,
+        factors: Factors::default(),
+        epoch: 0,
+    }
+}
+
+/// The account's security epoch (0 for an account without a record).
+pub(crate) async fn epoch(store: &dyn Store, account: &AccountId) -> Result<u64, StoreError> {
+    Ok(store.contact_book(account).await?.map_or(0, |b| b.epoch))
+}
+
+/// Reads the account's record (a fresh one if it has none), lets `edit`
+/// change it and return its answer with the claims to change, and writes it
+/// back with compare-and-set, re-reading and editing again after a
+/// conflict (so `edit` may run more than once). An error from `edit`
+/// writes nothing.
+///
+/// # Errors
+/// What `edit` returns; [`Refusal::ContactInUse`] when a claim is held by
+/// another account; [`Error::Store`].
+pub(crate) async fn update<T>(
+    store: &dyn Store,
+    account: &AccountId,
+    now: OffsetDateTime,
+    mut edit: impl FnMut(&mut ContactBook) -> Result<(T, ClaimChanges), Error>,
+) -> Result<T, Error> {
+    for _ in 0..MAX_ROUNDS {
+        let stored = store.contact_book(account).await?;
+        let expected = stored.as_ref().map(|b| b.version);
+        let mut book = stored.unwrap_or_else(|| fresh_book(account, now));
+        let (answer, changes) = edit(&mut book)?;
+        book.version = expected.map_or(1, |v| v.wrapping_add(1));
+        match store.commit_contacts(&book, expected, &changes).await {
+            Ok(ContactCommit::Committed) => return Ok(answer),
+            Ok(ContactCommit::Taken { .. }) => return Err(Refusal::ContactInUse.into()),
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::conflict().into())
+}

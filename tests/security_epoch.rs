@@ -1,0 +1,270 @@
+//! The security epoch: every change of a second factor, "sign out
+//! everywhere", a password change and a recovery-code sign-in move it on,
+//! and with it die every trusted device and every step-up proof issued
+//! before.
+
+mod support;
+
+use std::sync::Arc;
+
+use ninsho::device::DeviceCheck;
+use ninsho::gateway::RecordingGateway;
+use ninsho::limits::{RateLimit, SendLimits};
+use ninsho::otp::Totp;
+use ninsho::service::{MethodKind, Proof, SignedIn, StepUp, TwoFactor};
+use ninsho::store::{AccountId, MemoryStore};
+use ninsho::{Clock, ManualClock, Refusal};
+use support::{PHONE, T0, refusal, secret_to, two_factor};
+use time::Duration;
+
+struct Env {
+    service: TwoFactor,
+    gateway: RecordingGateway,
+    clock: ManualClock,
+}
+
+fn taro() -> AccountId {
+    AccountId::new("taro")
+}
+
+/// Taro with a phone, two-step sign-in on, and his recovery codes.
+async fn env() -> (Env, Vec<String>) {
+    let gateway = RecordingGateway::new();
+    let clock = ManualClock::at_unix(T0).unwrap();
+    let lots = RateLimit::new(1_000_000, Duration::minutes(10));
+    let service = two_factor("Example", Arc::new(MemoryStore::new()), &gateway, &clock, 5)
+        .limits(SendLimits {
+            per_destination: lots,
+            per_account: lots,
+            per_caller: lots,
+            countries: Vec::new(),
+            other_countries: None,
+        })
+        .build()
+        .unwrap();
+    let env = Env {
+        service,
+        gateway,
+        clock,
+    };
+    let ticket = env
+        .service
+        .phone_send_code(&taro(), "090-1234-5678", None, None)
+        .await
+        .unwrap();
+    let done = env
+        .service
+        .phone_confirm(
+            &taro(),
+            &ticket.challenge_id,
+            &secret_to(&env.gateway, PHONE),
+            true,
+        )
+        .await
+        .unwrap();
+    let codes = done
+        .recovery_codes
+        .unwrap()
+        .expose_secret()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    (env, codes)
+}
+
+impl Env {
+    /// Signs in by SMS, trusting the browser.
+    async fn sms_sign_in(&self) -> SignedIn {
+        let methods = self.service.methods(&taro()).await.unwrap();
+        let sms = methods.iter().find(|m| m.kind == MethodKind::Sms).unwrap();
+        let ticket = self
+            .service
+            .sign_in_send_code(&taro(), sms, None, None)
+            .await
+            .unwrap();
+        self.service
+            .sign_in_complete(
+                &taro(),
+                Proof::Code {
+                    challenge: &ticket.challenge_id,
+                    code: &secret_to(&self.gateway, PHONE),
+                },
+                Some("Firefox on Linux"),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Sets up and confirms an authenticator app (a step-up first).
+    async fn add_app(&self) -> Totp {
+        let step_up = self.sms_sign_in().await.step_up;
+        let setup = self
+            .service
+            .authenticator_start(&taro(), Some(&step_up))
+            .await
+            .unwrap();
+        let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();
+        let now = ninsho::clock::unix_seconds(self.clock.now());
+        self.service
+            .authenticator_confirm(&taro(), &app.code_at(now).to_string())
+            .await
+            .unwrap();
+        self.clock.advance(Duration::seconds(30));
+        app
+    }
+
+    async fn device_check(&self, signed_in: &SignedIn) -> DeviceCheck {
+        let (token, _) = signed_in.device.as_ref().unwrap();
+        self.service
+            .check_device(&taro(), token.expose_secret())
+            .await
+            .unwrap()
+    }
+
+    async fn step_up_refused(&self, proof: &StepUp) -> bool {
+        refusal(self.service.check_step_up(&taro(), proof).await) == Refusal::StepUpRequired
+    }
+}
+
+#[tokio::test]
+async fn removing_the_authenticator_revokes_devices_and_step_ups() {
+    let (env, _) = env().await;
+    env.add_app().await;
+    let before = env.sms_sign_in().await;
+    assert!(matches!(
+        env.device_check(&before).await,
+        DeviceCheck::Valid { .. }
+    ));
+    env.service
+        .authenticator_remove(&taro(), &before.step_up)
+        .await
+        .unwrap();
+    assert_eq!(env.device_check(&before).await, DeviceCheck::Revoked);
+    assert!(env.step_up_refused(&before.step_up).await);
+    // A new sign-in works as before.
+    let after = env.sms_sign_in().await;
+    assert!(matches!(
+        env.device_check(&after).await,
+        DeviceCheck::Valid { .. }
+    ));
+    env.service
+        .check_step_up(&taro(), &after.step_up)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn replacing_the_authenticator_revokes_devices_and_step_ups() {
+    let (env, _) = env().await;
+    env.add_app().await;
+    let before = env.sms_sign_in().await;
+    // A second app replaces the first.
+    env.add_app().await;
+    assert_eq!(env.device_check(&before).await, DeviceCheck::Revoked);
+    assert!(env.step_up_refused(&before.step_up).await);
+}
+
+#[tokio::test]
+async fn a_first_authenticator_adds_a_factor_and_revokes_nothing() {
+    let (env, _) = env().await;
+    let before = env.sms_sign_in().await;
+    env.add_app().await;
+    assert!(matches!(
+        env.device_check(&before).await,
+        DeviceCheck::Valid { .. }
+    ));
+}
+
+#[tokio::test]
+async fn sign_out_everywhere_and_a_password_change_refuse_earlier_step_ups() {
+    let (env, _) = env().await;
+    let first = env.sms_sign_in().await;
+    env.service.sign_out_everywhere(&taro()).await.unwrap();
+    assert!(env.step_up_refused(&first.step_up).await);
+    assert_eq!(env.device_check(&first).await, DeviceCheck::Revoked);
+    // Sensitive actions refuse it too, not only the check.
+    assert_eq!(
+        refusal(
+            env.service
+                .regenerate_recovery_codes(&taro(), &first.step_up)
+                .await
+        ),
+        Refusal::StepUpRequired
+    );
+    assert_eq!(
+        refusal(
+            env.service
+                .disable_two_factor(&taro(), &first.step_up)
+                .await
+        ),
+        Refusal::StepUpRequired
+    );
+
+    let second = env.sms_sign_in().await;
+    env.service.password_changed(&taro()).await.unwrap();
+    assert!(env.step_up_refused(&second.step_up).await);
+    assert_eq!(
+        refusal(
+            env.service
+                .phone_send_code(&taro(), "080-1111-2222", Some(&second.step_up), None)
+                .await
+        ),
+        Refusal::StepUpRequired
+    );
+}
+
+#[tokio::test]
+async fn a_recovery_code_sign_in_refuses_earlier_step_ups_but_not_its_own() {
+    let (env, codes) = env().await;
+    let before = env.sms_sign_in().await;
+    let recovered = env
+        .service
+        .sign_in_complete(&taro(), Proof::RecoveryCode { code: &codes[0] }, None)
+        .await
+        .unwrap();
+    assert!(env.step_up_refused(&before.step_up).await);
+    assert_eq!(env.device_check(&before).await, DeviceCheck::Revoked);
+    // The recovery sign-in's own proof is at the new epoch.
+    env.service
+        .check_step_up(&taro(), &recovered.step_up)
+        .await
+        .unwrap();
+    env.service
+        .regenerate_recovery_codes(&taro(), &recovered.step_up)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_phone_change_refuses_earlier_step_ups() {
+    let (env, _) = env().await;
+    let before = env.sms_sign_in().await;
+    let ticket = env
+        .service
+        .phone_send_code(&taro(), "080-1111-2222", Some(&before.step_up), None)
+        .await
+        .unwrap();
+    env.service
+        .phone_confirm(
+            &taro(),
+            &ticket.challenge_id,
+            &secret_to(&env.gateway, "+818011112222"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(env.step_up_refused(&before.step_up).await);
+    assert_eq!(env.device_check(&before).await, DeviceCheck::Revoked);
+}
+
+#[tokio::test]
+async fn an_edited_epoch_is_a_forged_step_up() {
+    let (env, _) = env().await;
+    let proof = env.sms_sign_in().await.step_up;
+    env.service.sign_out_everywhere(&taro()).await.unwrap();
+    // Move the stale proof to the current epoch by hand: the tag refuses it.
+    let mut json = serde_json::to_value(&proof).unwrap();
+    json["epoch"] = serde_json::json!(proof.epoch() + 1);
+    let edited: StepUp = serde_json::from_value(json).unwrap();
+    assert!(env.step_up_refused(&edited).await);
+}
