@@ -5,14 +5,29 @@
 //! consecutive characters), the raw bytes as text, and any 4 consecutive
 //! bytes as a decimal or hex list or as contiguous hex, in `{:?}` and
 //! `{:#?}`; for codes, the code's digits.
+//!
+//! Personal data is checked too: after a journey through the service, no
+//! public value it handed out, nor the store, gateway or events behind it,
+//! prints a full phone number, email address or caller IP address.
 
+mod support;
+
+use std::sync::Arc;
+
+use ninsho::contact::Destination;
+use ninsho::events::RecordingEvents;
+use ninsho::flows::{IssueRequest, LinkRequest, VerificationRequest};
+use ninsho::gateway::{DeliveryErrorKind, RecordingGateway};
 use ninsho::hash::{HashKey, KeyId, KeyedHash, KeyedHasher, Tag};
 use ninsho::otp::{
     ConfirmedTotp, Hotp, HotpBuilder, OtpCode, OtpError, OtpSecret, Totp, TotpBuilder,
     TotpEnrollment, UriError,
 };
-use ninsho::{LockedRng, Random, SecretBytes, SecretString};
+use ninsho::service::{Proof, SignInStart};
+use ninsho::store::{AccountId, ChallengeStore, ClaimChanges, ContactStore, MemoryStore, Purpose};
+use ninsho::{LockedRng, ManualClock, Random, SecretBytes, SecretString};
 use proptest::prelude::*;
+use support::{T0, secret_to, two_factor};
 
 /// 20 printable bytes, unlike anything a `Debug` output contains.
 const SEED: &[u8; 20] = b"Zq9@wXv%K7#r!pJ^m2&Y";
@@ -449,4 +464,188 @@ proptest! {
             }
         }
     }
+}
+
+// ------------------------------------------------------------ personal data
+
+const MOBILE: &str = "+819012345678";
+const EMAIL: &str = "taro.yamada@example.com";
+const CALLER: &str = "203.0.113.7";
+
+/// Collects every value whose `{:?}` or `{:#?}` shows the mobile number
+/// (international, national or bare), the email address or the caller's
+/// IP address, so one run names every leak.
+#[derive(Default)]
+struct Leaks(Vec<String>);
+
+impl Leaks {
+    fn check<T: std::fmt::Debug>(&mut self, what: &str, value: &T) {
+        for text in [format!("{value:?}"), format!("{value:#?}")] {
+            let squeezed = without_whitespace(&text).to_lowercase();
+            for needle in [MOBILE, "09012345678", "9012345678", EMAIL, CALLER] {
+                if squeezed.contains(needle) {
+                    self.0.push(format!("{what} shows {needle} in {text}"));
+                }
+            }
+        }
+    }
+
+    #[track_caller]
+    fn assert_none(&self) {
+        assert!(self.0.is_empty(), "{}", self.0.join("\n"));
+    }
+}
+
+#[tokio::test]
+async fn no_phone_number_email_address_or_caller_in_debug_after_a_journey() {
+    let store = Arc::new(MemoryStore::new());
+    let gateway = RecordingGateway::new();
+    let events = RecordingEvents::new();
+    let clock = ManualClock::at_unix(T0).unwrap();
+    let service = two_factor("Example", store.clone(), &gateway, &clock, 11)
+        .events(Arc::new(events.clone()))
+        .email_as_second_factor(true)
+        .build()
+        .unwrap();
+    let taro = AccountId::new("taro");
+    let phone = Destination::phone(MOBILE).unwrap();
+    let email = Destination::email(EMAIL).unwrap();
+
+    let mut leaks = Leaks::default();
+
+    // Sign-up with both contacts, the email's first send failing.
+    gateway.fail_next(DeliveryErrorKind::Transient);
+    let ticket = service
+        .signup_start(EMAIL, "090-1234-5678", Some(CALLER))
+        .await
+        .unwrap();
+    assert!(ticket.members[0].sent.is_none());
+    leaks.check("VerificationTicket", &ticket);
+    clock.advance(time::Duration::seconds(60));
+    let resent = service.signup_resend(&ticket.id, 0, Some(CALLER)).await;
+    leaks.check("Ticket (resent)", &resent);
+    resent.unwrap();
+    let progress = service
+        .signup_verify(&ticket.id, 1, &secret_to(&gateway, MOBILE))
+        .await
+        .unwrap();
+    leaks.check("Progress", &progress);
+    service
+        .signup_verify(&ticket.id, 0, &secret_to(&gateway, EMAIL))
+        .await
+        .unwrap();
+    leaks.check("signup_status", &service.signup_status(&ticket.id).await);
+    let views = service.signup_complete(&ticket.id, &taro).await.unwrap();
+    leaks.check("ContactView", &views);
+
+    // Two-step sign-in on, then a sign-in by SMS from the caller's address.
+    let codes = service.enable_two_factor(&taro).await.unwrap();
+    leaks.check("PlainCodes", &codes);
+    let start = service.sign_in_begin(&taro, None).await.unwrap();
+    leaks.check("SignInStart", &start);
+    let SignInStart::Required { methods } = start else {
+        panic!("two-step sign-in is on");
+    };
+    let ticket = service
+        .sign_in_send_code(&taro, &methods[0], None, Some(CALLER))
+        .await
+        .unwrap();
+    leaks.check("Ticket", &ticket);
+    let code = secret_to(&gateway, MOBILE);
+    let signed_in = service
+        .sign_in_complete(
+            &taro,
+            Proof::Code {
+                challenge: &ticket.challenge_id,
+                code: &code,
+            },
+            Some("Firefox on Linux"),
+        )
+        .await
+        .unwrap();
+    leaks.check("SignedIn", &signed_in);
+    leaks.check("ContactCheck", &service.contact_check(&taro).await);
+    leaks.check(
+        "Contacts::list",
+        &service.contacts().list(&taro).await.unwrap(),
+    );
+
+    // "I can't sign in": find the account by its number.
+    let ticket = service
+        .recover_start("090-1234-5678", Some(CALLER))
+        .await
+        .unwrap();
+    let recovered = service
+        .recover_verify(&ticket.challenge_id, &secret_to(&gateway, MOBILE))
+        .await
+        .unwrap();
+    leaks.check("Recovered", &recovered);
+
+    // A request with a caller key and a confirmation (for an email, the
+    // whole address), as a host might log it before sending.
+    let request = IssueRequest::new(email.clone(), Purpose::StepUp)
+        .account(taro.clone())
+        .caller(CALLER)
+        .confirmation(EMAIL);
+    leaks.check("IssueRequest", &request);
+    let ticket = service.challenges().issue(request).await.unwrap();
+    let verified = service
+        .challenges()
+        .verify(
+            &ticket.challenge_id,
+            &secret_to(&gateway, EMAIL),
+            &Purpose::StepUp,
+            &email,
+        )
+        .await
+        .unwrap();
+    leaks.check("Verified", &verified);
+
+    // The other requests that carry a caller key.
+    leaks.check(
+        "LinkRequest",
+        &LinkRequest::new(phone.clone(), Purpose::SignIn, "Firefox on Linux")
+            .account(taro.clone())
+            .caller(CALLER),
+    );
+    leaks.check(
+        "VerificationRequest",
+        &VerificationRequest::new([email.clone(), phone.clone()]).caller(CALLER),
+    );
+
+    // The claims a contact change would write.
+    let changes = ClaimChanges {
+        claim: vec![phone.limit_key(), email.limit_key()],
+        release: vec![phone.limit_key()],
+    };
+    leaks.check("ClaimChanges", &changes);
+
+    // What the journey left behind: messages, attempts (one failed),
+    // records, counters (keyed by destination and caller), claims, events.
+    let messages = gateway.messages();
+    assert!(messages.len() >= 5, "{}", messages.len());
+    leaks.check("Message", &messages);
+    let attempts = gateway.attempts();
+    assert!(attempts.iter().any(|a| a.result.is_err()));
+    leaks.check("Attempt", &attempts);
+    leaks.check("RecordingGateway", &gateway);
+    let record = store.challenge(&ticket.challenge_id).await.unwrap();
+    leaks.check("ChallengeRecord", &record);
+    let book = store.contact_book(&taro).await.unwrap();
+    leaks.check("ContactBook", &book);
+    leaks.check("MemoryStore", &store);
+    leaks.check("TwoFactor", &service);
+    leaks.check("Event", &events.events());
+
+    leaks.assert_none();
+
+    // Masked, not dropped: what is shown is still useful.
+    let shown = format!("{:?}", messages[messages.len() - 1]);
+    assert!(shown.contains("ta*********@example.com"), "{shown}");
+    let shown = format!("{attempts:?}");
+    assert!(shown.contains("+81 **-****-5678"), "{shown}");
+    let shown = format!("{changes:?}");
+    assert!(shown.contains("+81 **-****-5678"), "{shown}");
+    let shown = format!("{store:?}");
+    assert!(shown.contains("claims: 1"), "{shown}");
 }

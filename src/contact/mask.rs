@@ -131,6 +131,17 @@ pub(crate) fn mask_email(address: &str) -> String {
     format!("{head}{}@{domain}", "*".repeat(hidden))
 }
 
+/// An address whose kind is not known (a gateway message's recipient, a
+/// claim key), masked by its shape: with an `@` as an email address,
+/// otherwise as a phone number (anything not E.164 keeps only a short tail).
+pub(crate) fn mask_address(address: &str) -> String {
+    if address.contains('@') {
+        mask_email(address)
+    } else {
+        mask_phone(address)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +190,18 @@ mod tests {
         assert_eq!(mask_phone(""), "");
         assert_eq!(mask_phone_national("é"), "*");
         assert!(!mask_phone("nonsense-9012345678").contains("901234"));
+    }
+
+    #[test]
+    fn addresses_are_masked_by_shape() {
+        assert_eq!(mask_address("+819012345678"), "+81 **-****-5678");
+        assert_eq!(
+            mask_address("taro.yamada@example.com"),
+            "ta*********@example.com"
+        );
+        // Not E.164: only a short tail shows.
+        assert_eq!(mask_address("09012345678"), "*******5678");
+        assert_eq!(mask_address(""), "");
     }
 
     #[test]

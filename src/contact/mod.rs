@@ -103,6 +103,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use email::EmailRefusal;
+pub(crate) use mask::mask_address;
 pub use phone::{AllowedRegions, PhoneNumber, PhonePolicy, PhoneRefusal, PhoneType, Region};
 
 /// What kind of address a destination is.

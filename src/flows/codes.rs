@@ -1,5 +1,7 @@
 //! One-time codes: issue, resend, another option, verify.
 
+use std::fmt;
+
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
@@ -16,7 +18,11 @@ use crate::secret::SecretString;
 use crate::store::{AccountId, ChallengeId, ChallengeRecord, ChallengeState, Purpose, SendRecord};
 
 /// A request to send a code.
-#[derive(Debug, Clone)]
+///
+/// `Debug` masks the destination and redacts the caller key (often an IP
+/// address) and the typed confirmation (the whole email address, for an
+/// email): requests can be logged.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct IssueRequest {
     /// Where to send it.
@@ -37,6 +43,23 @@ pub struct IssueRequest {
     /// destination: "call me instead"); the rest of the plan stays as
     /// fallback.
     pub channel: Option<Channel>,
+}
+
+impl fmt::Debug for IssueRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssueRequest")
+            .field("destination", &self.destination)
+            .field("purpose", &self.purpose)
+            .field("account", &self.account)
+            .field("caller", &self.caller.as_ref().map(|_| "[redacted]"))
+            .field("locale", &self.locale)
+            .field(
+                "confirmation",
+                &self.confirmation.as_ref().map(|_| "[redacted]"),
+            )
+            .field("channel", &self.channel)
+            .finish()
+    }
 }
 
 impl IssueRequest {

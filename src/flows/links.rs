@@ -5,6 +5,8 @@
 //! the user then approves or denies. The waiting sign-in polls and collects
 //! an approval exactly once.
 
+use std::fmt;
+
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -20,7 +22,10 @@ use crate::secret::SecretString;
 use crate::store::{AccountId, ChallengeId, ChallengeRecord, ChallengeState, LinkRecord, Purpose};
 
 /// A request to send a one-time sign-in link.
-#[derive(Debug, Clone)]
+///
+/// `Debug` masks the destination and redacts the caller key (often an IP
+/// address).
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct LinkRequest {
     /// Where to send it (a phone for SMS, or an email address).
@@ -36,6 +41,19 @@ pub struct LinkRequest {
     pub caller: Option<String>,
     /// Message language (default: the service's).
     pub locale: Option<Locale>,
+}
+
+impl fmt::Debug for LinkRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkRequest")
+            .field("destination", &self.destination)
+            .field("purpose", &self.purpose)
+            .field("account", &self.account)
+            .field("device", &self.device)
+            .field("caller", &self.caller.as_ref().map(|_| "[redacted]"))
+            .field("locale", &self.locale)
+            .finish()
+    }
 }
 
 impl LinkRequest {

@@ -1,6 +1,8 @@
 //! Combined verification: several contacts (EZSMS's email **and** mobile
 //! number) verified in any order, completing once when all are.
 
+use std::fmt;
+
 use time::{Duration, OffsetDateTime};
 
 use super::{Challenges, IssueRequest, MAX_ROUNDS, Ticket};
@@ -17,7 +19,10 @@ use crate::store::{
 pub const DEFAULT_VERIFICATION_LIFETIME: Duration = Duration::minutes(30);
 
 /// What to verify together.
-#[derive(Debug, Clone)]
+///
+/// `Debug` masks the members and redacts the caller key (often an IP
+/// address).
+#[derive(Clone)]
 #[must_use]
 pub struct VerificationRequest {
     members: Vec<Destination>,
@@ -25,6 +30,18 @@ pub struct VerificationRequest {
     account: Option<AccountId>,
     locale: Option<Locale>,
     caller: Option<String>,
+}
+
+impl fmt::Debug for VerificationRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerificationRequest")
+            .field("members", &self.members)
+            .field("purpose", &self.purpose)
+            .field("account", &self.account)
+            .field("locale", &self.locale)
+            .field("caller", &self.caller.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 impl VerificationRequest {

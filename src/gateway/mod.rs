@@ -62,7 +62,8 @@ impl fmt::Display for Channel {
 ///
 /// `body` is the full text to deliver (for voice, the text to speak); it
 /// contains the code or link, so it is a [`SecretString`] and `Debug` redacts
-/// it, as it does `secret`. A gateway whose provider renders its own
+/// it, as it does `secret`. `Debug` shows `to` masked (`+81 **-****-5678`,
+/// `ta*********@example.com`): the recipient is personal data. A gateway whose provider renders its own
 /// template (a pre-approved SMS template, a voice script) uses `secret`, the
 /// bare code or URL, instead of `body`.
 #[derive(Clone)]
@@ -125,7 +126,7 @@ impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Message")
             .field("channel", &self.channel)
-            .field("to", &self.to)
+            .field("to", &crate::contact::mask_address(&self.to))
             .field("subject", &self.subject)
             .field("body", &"[redacted]")
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
@@ -485,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn message_debug_redacts_body_and_secret() {
+    fn message_debug_redacts_body_and_secret_and_masks_the_recipient() {
         let m = Message::new(
             Channel::Sms,
             "+819012345678",
@@ -496,7 +497,8 @@ mod tests {
         .with_secret("482913".to_owned());
         let debug = format!("{m:?}");
         assert!(!debug.contains("482913"), "{debug}");
-        assert!(debug.contains("+819012345678"));
+        assert!(!debug.contains("+819012345678"), "{debug}");
+        assert!(debug.contains(r#"to: "+81 **-****-5678""#), "{debug}");
         assert!(debug.contains("secret: Some(\"[redacted]\")"));
         assert_eq!(m.clone().secret.unwrap().expose_secret(), "482913");
     }

@@ -1,13 +1,16 @@
 //! A gateway that records messages instead of sending them, for tests.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{Channel, DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt};
 use crate::secret::SecretString;
 
 /// One call to [`RecordingGateway::send`](Gateway::send), delivered or not.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows `to` masked, as [`Message`]'s does.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Attempt {
     /// The channel the message was for.
@@ -18,6 +21,16 @@ pub struct Attempt {
     /// [`messages`](RecordingGateway::messages)), otherwise the scripted
     /// failure.
     pub result: Result<(), DeliveryErrorKind>,
+}
+
+impl fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attempt")
+            .field("channel", &self.channel)
+            .field("to", &crate::contact::mask_address(&self.to))
+            .field("result", &self.result)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]

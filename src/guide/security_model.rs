@@ -150,6 +150,16 @@
 //!   destinations are masked (`+81 **-****-5678`), and
 //!   [`Destination`](crate::contact::Destination)'s own `Debug` masks the
 //!   address.
+//! - Contacts and callers are personal data, so no public type prints them
+//!   under `Debug` either: a gateway [`Message`](crate::gateway::Message)
+//!   (and a recorded [`Attempt`](crate::gateway::Attempt)) shows its
+//!   recipient masked, [`ClaimChanges`](crate::store::ClaimChanges) its
+//!   keys masked; [`IssueRequest`](crate::flows::IssueRequest),
+//!   [`LinkRequest`](crate::flows::LinkRequest) and
+//!   [`VerificationRequest`](crate::flows::VerificationRequest) redact the
+//!   caller key (often an IP address) and the typed confirmation (a whole
+//!   email address); [`MemoryStore`](crate::store::MemoryStore) prints how
+//!   many records it holds, not their keys.
 //!
 //! # Typed errors that fail closed
 //!

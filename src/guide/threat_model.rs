@@ -200,7 +200,10 @@
 //! Secret types print `[redacted]`; errors carry no secret; events carry
 //! no code or token and only masked destinations; [`Destination`](crate::contact::Destination)
 //! and [`PhoneNumber`](crate::contact::PhoneNumber) mask the address in
-//! `Debug`; gateway messages redact their body. See
+//! `Debug`; gateway messages redact their body and mask their recipient;
+//! requests redact the caller key and the typed confirmation; the memory
+//! store prints counts, never the counter keys or claims that name contacts
+//! and callers. See
 //! [`security_model`](super::security_model#secrets-never-print).
 //!
 //! **Left to the host:** a gateway must not log [`Message::body`] or

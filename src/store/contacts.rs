@@ -141,13 +141,30 @@ impl fmt::Debug for AuthenticatorRecord {
 /// A claim key is a contact's [`Destination::limit_key`]: the E.164 number
 /// for a phone, the lower-cased address for an email. A key claimed by one
 /// account cannot be claimed by another until released.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The keys are full contacts, so `Debug` shows them masked
+/// (`+81 **-****-5678`).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ClaimChanges {
     /// Keys to claim for the book's account. Keys it already holds are fine.
     pub claim: Vec<String>,
     /// Keys to release. Only keys held by the book's account are released;
     /// others are left alone.
     pub release: Vec<String>,
+}
+
+impl fmt::Debug for ClaimChanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let masked = |keys: &[String]| -> Vec<String> {
+            keys.iter()
+                .map(|k| crate::contact::mask_address(k))
+                .collect()
+        };
+        f.debug_struct("ClaimChanges")
+            .field("claim", &masked(&self.claim))
+            .field("release", &masked(&self.release))
+            .finish()
+    }
 }
 
 /// The result of [`ContactStore::commit_contacts`].
