@@ -35,13 +35,16 @@ async fn env() -> Env {
 }
 
 /// taro has a verified mobile number (two-step sign-in on) and a verified
-/// contact email address; the gateway's record starts empty.
+/// contact email address; the gateway's record starts empty. au ID sends
+/// codes and links by email too, so email counts as a second factor here
+/// (it does not by default).
 async fn env_with(locale: Locale) -> Env {
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(T0).unwrap();
     let service = two_factor("au ID", Arc::new(MemoryStore::new()), &gateway, &clock, 3)
         .link_base(BASE)
         .locale(locale)
+        .email_as_second_factor(true)
         .build()
         .unwrap();
     let taro = AccountId::new("taro");

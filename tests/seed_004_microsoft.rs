@@ -33,9 +33,10 @@ struct Env {
     taro: AccountId,
 }
 
-/// Masked-contact confirmation on. taro has a verified phone (two-step
-/// sign-in on) and a verified email address; the gateway's record starts
-/// empty.
+/// Masked-contact confirmation on, and email as a second factor (Microsoft
+/// sends codes by email; it is off by default). taro has a verified phone
+/// (two-step sign-in on) and a verified email address; the gateway's record
+/// starts empty.
 async fn env() -> Env {
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(T0).unwrap();
@@ -47,6 +48,7 @@ async fn env() -> Env {
         4,
     )
     .confirm_masked_contacts(true)
+    .email_as_second_factor(true)
     .build()
     .unwrap();
     let taro = AccountId::new("taro");

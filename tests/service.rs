@@ -353,7 +353,17 @@ async fn one_sms_code_and_one_recovery_code_sign_in_once() {
 
 #[tokio::test]
 async fn methods_follow_the_policy() {
-    let env = env();
+    // With email as a second factor (off by default).
+    let gateway = RecordingGateway::new();
+    let clock = ManualClock::at_unix(T0).unwrap();
+    let env = Env {
+        service: builder(Arc::new(MemoryStore::new()), &gateway, &clock)
+            .email_as_second_factor(true)
+            .build()
+            .unwrap(),
+        gateway,
+        clock,
+    };
     env.enrol().await;
     let email = ninsho::contact::Destination::email("taro@example.com").unwrap();
     // A new contact is a new second factor: it needs a fresh step-up.

@@ -250,11 +250,11 @@ async fn the_last_second_factor_cannot_be_removed_while_two_step_is_on() {
     );
 }
 
-/// Two-step sign-in on with a verified email as the only factor: the email
-/// can't be removed.
+/// Two-step sign-in on with a verified email as the only factor (where the
+/// service counts email as one): the email can't be removed.
 #[tokio::test]
 async fn an_email_second_factor_cannot_be_removed_while_it_is_the_last() {
-    let env = env();
+    let env = env_with(|b| b.email_as_second_factor(true));
     let email = Destination::email(EMAIL).unwrap();
     let ticket = env
         .service
@@ -518,4 +518,96 @@ async fn a_code_in_flight_to_a_changed_number_is_not_resent() {
         sent_before,
         "nothing was sent"
     );
+}
+
+/// Email is not a second factor unless the service turns it on (NIST SP
+/// 800-63B §5.1.3.1 rules email out for out-of-band authentication): a
+/// service built with the defaults offers no email method, refuses one
+/// handed to it anyway, and won't turn two-step sign-in on with an email
+/// as the only factor.
+#[tokio::test]
+async fn email_is_not_a_second_factor_by_default() {
+    let store = Arc::new(MemoryStore::new());
+    let gateway = RecordingGateway::new();
+    let clock = ManualClock::at_unix(T0).unwrap();
+    let build = |on: Option<bool>| {
+        let builder = two_factor("Example", store.clone(), &gateway, &clock, 11).limits(lots());
+        match on {
+            Some(on) => builder.email_as_second_factor(on),
+            None => builder,
+        }
+        .build()
+        .unwrap()
+    };
+    let service = build(None);
+    // The same records, seen by a service that chose email as a factor.
+    let email_on = build(Some(true));
+    let email = Destination::email(EMAIL).unwrap();
+    let add_email = |account: AccountId| {
+        let (service, gateway, email) = (&service, &gateway, &email);
+        async move {
+            let ticket = service
+                .contact_send_code(&account, email, None, None)
+                .await
+                .unwrap();
+            service
+                .contact_confirm(&account, &ticket.challenge_id, &secret_to(gateway, EMAIL))
+                .await
+                .unwrap();
+        }
+    };
+
+    // Only a verified email: two-step sign-in has no factor to use.
+    let hanako = AccountId::new("hanako");
+    add_email(hanako.clone()).await;
+    assert_eq!(
+        refusal(service.enable_two_factor(&hanako).await),
+        Refusal::NoSecondFactor
+    );
+    assert!(!service.two_factor_enabled(&hanako).await.unwrap());
+    assert!(email_on.enable_two_factor(&hanako).await.is_ok());
+
+    // A verified phone (two-step on) and a verified email: only the phone
+    // is offered.
+    add_email(taro()).await;
+    let ticket = service
+        .phone_send_code(&taro(), "090-1234-5678", None, None)
+        .await
+        .unwrap();
+    service
+        .phone_confirm(
+            &taro(),
+            &ticket.challenge_id,
+            &secret_to(&gateway, PHONE),
+            true,
+        )
+        .await
+        .unwrap();
+    let SignInStart::Required { methods } = service.sign_in_begin(&taro(), None).await.unwrap()
+    else {
+        panic!("two-step sign-in is on");
+    };
+    let kinds: Vec<MethodKind> = methods.iter().map(|m| m.kind).collect();
+    assert!(kinds.contains(&MethodKind::Sms), "{kinds:?}");
+    assert!(!kinds.contains(&MethodKind::Email), "{kinds:?}");
+    assert_eq!(service.methods(&taro()).await.unwrap(), methods);
+
+    // An email method from elsewhere is refused, and nothing is sent.
+    let forged = email_on
+        .methods(&taro())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.kind == MethodKind::Email)
+        .expect("the email method, where email counts");
+    let sent = gateway.sent_to(EMAIL).len();
+    assert_eq!(
+        refusal(
+            service
+                .sign_in_send_code(&taro(), &forged, None, None)
+                .await
+        ),
+        Refusal::NotAContact
+    );
+    assert_eq!(gateway.sent_to(EMAIL).len(), sent);
 }

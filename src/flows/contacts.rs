@@ -35,8 +35,9 @@ pub struct ContactPolicy {
     /// rule for the sign-in address).
     pub unique_emails: bool,
     /// Whether a verified email address counts as a second factor (default
-    /// `true`); decides which removals would leave two-step sign-in with
-    /// none. The service's `email_as_second_factor` sets it.
+    /// `false`: NIST SP 800-63B §5.1.3.1 rules email out for out-of-band
+    /// authentication); decides which removals would leave two-step sign-in
+    /// with none. The service's `email_as_second_factor` sets it.
     pub email_second_factor: bool,
 }
 
@@ -48,7 +49,7 @@ impl Default for ContactPolicy {
             max_emails: 3,
             unique_phones: true,
             unique_emails: false,
-            email_second_factor: true,
+            email_second_factor: false,
         }
     }
 }

@@ -108,6 +108,7 @@
 //! | email addresses per account | 3 | |
 //! | one owner per verified phone number | yes | a number can't be used to take over a second account |
 //! | one owner per verified email address | no | the host's account table usually owns that rule for the sign-in address |
+//! | email as a second factor | no ([`TwoFactorBuilder::email_as_second_factor`]) | NIST SP 800-63B (§5.1.3.1) rules email out for out-of-band authentication: the mailbox opens with a password, often one the account's own reset controls. Off, sign-in offers and accepts no email method, and a verified email alone can't turn two-step sign-in on |
 //! | channels for a phone number | SMS, then voice ([`ChallengesBuilder::phone_channels`]) | a refused SMS falls back to a call |
 //!
 //! # Hashing keys
@@ -172,6 +173,7 @@
 //! let contacts = ContactPolicy::default();
 //! assert_eq!((contacts.max_phones, contacts.max_emails), (1, 3));
 //! assert!(contacts.unique_phones && !contacts.unique_emails);
+//! assert!(!contacts.email_second_factor);
 //! let phones = PhonePolicy::default();
 //! assert_eq!(phones.allowed_regions, AllowedRegions::Only(vec![Region::JP]));
 //! assert_eq!(phones.sms_types, [PhoneType::Mobile]);
@@ -189,4 +191,5 @@
 //! [`DevicePolicy::refresh_every`]: crate::device::DevicePolicy::refresh_every
 //! [`GracePolicy`]: crate::grace::GracePolicy
 //! [`ContactPolicy`]: crate::flows::ContactPolicy
+//! [`TwoFactorBuilder::email_as_second_factor`]: crate::service::TwoFactorBuilder::email_as_second_factor
 //! [`PhonePolicy`]: crate::contact::PhonePolicy

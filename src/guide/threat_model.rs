@@ -118,6 +118,15 @@
 //! Step-up proofs carry the epoch they were proven at: after any of these,
 //! an earlier proof no longer unlocks a sensitive action.
 //!
+//! A mailbox is a weaker channel still: it opens with a password, often
+//! the same one, or one that the account's own "forgot password" mail
+//! resets. NIST SP 800-63B (§5.1.3.1) rules email out for out-of-band
+//! authentication, so by default a verified email address is not a second
+//! factor: sign-in neither offers nor accepts an email method, and an
+//! email alone can't turn two-step sign-in on.
+//! [`email_as_second_factor`](crate::service::TwoFactorBuilder::email_as_second_factor)
+//! turns it on for services that accept the risk.
+//!
 //! **Left to the host:** call
 //! [`sign_out_everywhere`](crate::service::TwoFactor::sign_out_everywhere)
 //! when the user asks for it and

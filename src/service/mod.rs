@@ -189,7 +189,7 @@ impl Default for TwoFactorBuilder {
             sealer: None,
             step_up_window: DEFAULT_STEP_UP_WINDOW,
             confirm_masked: false,
-            email_second_factor: true,
+            email_second_factor: false,
             links: false,
         }
     }
@@ -352,8 +352,16 @@ impl TwoFactorBuilder {
     }
 
     /// Whether verified email addresses count as a second factor (default
-    /// on, as Microsoft; turn off where the email address also resets the
-    /// password).
+    /// off).
+    ///
+    /// NIST SP 800-63B (§5.1.3.1) rules email out for out-of-band
+    /// authentication: a mailbox is reached with a password, often the
+    /// same one or one the account's own password reset controls, so it
+    /// proves little that the password didn't. Off, sign-in offers no
+    /// email method and refuses one, and an account with only a verified
+    /// email has no second factor to turn two-step sign-in on with. Some
+    /// services choose it anyway (au ID, Microsoft); turn it on to do the
+    /// same, knowing the mailbox then guards the account.
     pub fn email_as_second_factor(mut self, on: bool) -> Self {
         self.email_second_factor = on;
         self
