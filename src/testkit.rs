@@ -322,6 +322,7 @@ pub fn sample_challenge(id_seed: u8, now: OffsetDateTime) -> ChallengeRecord {
                 key_id: KeyId(1),
                 tag: Tag([id_seed; 32]),
             },
+            failed_transiently: false,
         }],
         delivery_attempts: 1,
         link: None,
@@ -605,6 +606,7 @@ pub async fn check_round_trip_every_field(store: Arc<dyn Store>) {
                 key_id: KeyId(1),
                 tag: Tag([0xA1; 32]),
             },
+            failed_transiently: false,
         },
         SendRecord {
             channel: Channel::Sms,
@@ -614,6 +616,7 @@ pub async fn check_round_trip_every_field(store: Arc<dyn Store>) {
                 key_id: KeyId(2),
                 tag: Tag(std::array::from_fn(|i| u8::try_from(i).expect("< 32"))),
             },
+            failed_transiently: true,
         },
         SendRecord {
             channel: Channel::Voice,
@@ -623,6 +626,7 @@ pub async fn check_round_trip_every_field(store: Arc<dyn Store>) {
                 key_id: KeyId(u32::MAX),
                 tag: Tag([0xFF; 32]),
             },
+            failed_transiently: false,
         },
     ];
     rich.created_at = now - Duration::seconds(5);
@@ -3921,7 +3925,8 @@ fn assert_same_record(rule: &str, got: &ChallengeRecord, want: &ChallengeRecord)
             g.channel == w.channel
                 && g.sent_at == w.sent_at
                 && g.expires_at == w.expires_at
-                && same_hash(&g.code, &w.code),
+                && same_hash(&g.code, &w.code)
+                && g.failed_transiently == w.failed_transiently,
             "{rule}: challenge {id}, `sends[{i}]` reads {g:?} (key {}), expected {w:?} (key {})",
             g.code.key_id,
             w.code.key_id

@@ -695,6 +695,132 @@ async fn resend_waits_for_the_cooldown() {
     );
 }
 
+/// The challenge a failed delivery names.
+#[track_caller]
+fn undelivered(result: Result<Ticket, Error>, kind: DeliveryErrorKind) -> ChallengeId {
+    match result {
+        Err(Error::Delivery {
+            challenge: Some(id),
+            source,
+            ..
+        }) if source.kind() == kind => id,
+        other => panic!("expected a {kind:?} delivery error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_send_that_failed_transiently_starts_no_cooldown() {
+    let env = env();
+    env.gateway.fail_next(DeliveryErrorKind::Transient);
+    let id = undelivered(
+        env.challenges
+            .issue(IssueRequest::new(phone(), Purpose::SignIn))
+            .await,
+        DeliveryErrorKind::Transient,
+    );
+    assert!(env.record(&id).await.sends[0].failed_transiently);
+
+    // Nothing reached the user: "resend" works at once, and delivers.
+    let ticket = env.challenges.resend(&id, None).await.unwrap();
+    assert_eq!(ticket.challenge_id, id);
+    assert_eq!(env.gateway.sent_to(PHONE).len(), 1);
+    // The cooldown counts from this send; the failed one used a send.
+    assert_eq!(ticket.resend_available_at, t0() + Duration::seconds(60));
+    assert_eq!(ticket.sends_left, 3);
+    let record = env.record(&id).await;
+    assert!(!record.sends[1].failed_transiently);
+    assert_eq!(record.delivery_attempts, 2);
+
+    // After a send that went out, the cooldown holds.
+    assert_eq!(
+        refusal(env.challenges.resend(&id, None).await),
+        Refusal::RateLimited {
+            limit: LimitKind::Cooldown,
+            retry_at: t0() + Duration::seconds(60),
+        }
+    );
+
+    // A later resend that fails transiently doesn't restart it either: the
+    // next one counts from the last send that went out.
+    env.clock.advance(Duration::seconds(60));
+    env.gateway.fail_next(DeliveryErrorKind::RateLimited);
+    undelivered(
+        env.challenges.resend(&id, None).await,
+        DeliveryErrorKind::RateLimited,
+    );
+    let again = env.challenges.resend(&id, None).await.unwrap();
+    assert_eq!(again.resend_available_at, env.now() + Duration::seconds(60));
+    assert_eq!(again.sends_left, 1);
+    let code = env.secret_to(PHONE);
+    env.verify(&id, &code, &phone()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_send_that_failed_permanently_keeps_the_cooldown() {
+    // Resending on the same channel can't help: "another option" can.
+    let env = env();
+    env.gateway.fail_next(DeliveryErrorKind::InvalidDestination);
+    let id = undelivered(
+        env.challenges
+            .issue(IssueRequest::new(phone(), Purpose::SignIn))
+            .await,
+        DeliveryErrorKind::InvalidDestination,
+    );
+    assert!(!env.record(&id).await.sends[0].failed_transiently);
+    assert_eq!(
+        refusal(env.challenges.resend(&id, None).await),
+        Refusal::RateLimited {
+            limit: LimitKind::Cooldown,
+            retry_at: t0() + Duration::seconds(60),
+        }
+    );
+    env.challenges.another_option(&id, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn sends_that_failed_transiently_still_count_toward_the_limits() {
+    let env = env();
+    env.gateway
+        .fail_channel(Channel::Sms, DeliveryErrorKind::Transient);
+    let id = undelivered(
+        env.challenges
+            .issue(IssueRequest::new(phone(), Purpose::SignIn))
+            .await,
+        DeliveryErrorKind::Transient,
+    );
+    for _ in 0..4 {
+        undelivered(
+            env.challenges.resend(&id, None).await,
+            DeliveryErrorKind::Transient,
+        );
+    }
+    assert_eq!(env.gateway.attempts().len(), 5);
+    assert!(env.gateway.messages().is_empty());
+
+    // The challenge has used its five sends…
+    assert!(matches!(
+        refusal(env.challenges.resend(&id, None).await),
+        Refusal::RateLimited {
+            limit: LimitKind::Challenge,
+            ..
+        }
+    ));
+    // …and the number its five per ten minutes, even with SMS working again.
+    env.gateway.heal();
+    assert_eq!(
+        refusal(
+            env.challenges
+                .issue(IssueRequest::new(phone(), Purpose::SignIn))
+                .await
+        ),
+        Refusal::RateLimited {
+            limit: LimitKind::Destination,
+            retry_at: t0() + Duration::minutes(10),
+        }
+    );
+    assert_eq!(env.gateway.attempts().len(), 5);
+}
+
 #[tokio::test]
 async fn earlier_code_still_verifies_after_a_resend() {
     let env = env();

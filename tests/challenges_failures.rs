@@ -18,6 +18,7 @@ use ninsho::flows::{Challenges, IssueRequest, LinkRequest, LinkStatus};
 use ninsho::gateway::{
     Channel, DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt, RecordingGateway,
 };
+use ninsho::limits::LimitKind;
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeState, ChallengeStore, FailureRecord,
     LimitStore, MemoryStore, Purpose, Store, StoreError, StoreErrorKind, WindowCount,
@@ -834,4 +835,59 @@ async fn transient_gateway_failure_is_not_retried_elsewhere() {
         matches!(&err, Error::Delivery { channel: Channel::Sms, source, .. } if source.kind() == DeliveryErrorKind::Transient)
     );
     assert!(err.is_infrastructure());
+}
+
+/// A send that failed transiently is marked in the store so the resend
+/// cooldown skips it. The mark is best effort: when the store can't take it
+/// the caller still gets the delivery error and the cooldown stays (the
+/// strict side); a conflict is retried on a fresh read.
+#[tokio::test]
+async fn marking_a_transiently_failed_send_never_hides_the_delivery_error() {
+    let store = Arc::new(Flaky::default());
+    let gateway = RecordingGateway::new();
+    let challenges = build(
+        store.clone(),
+        Arc::new(gateway.clone()),
+        &clock(),
+        &RecordingEvents::new(),
+    );
+    let issue_failing = || async {
+        gateway.fail_next(DeliveryErrorKind::Transient);
+        match challenges
+            .issue(IssueRequest::new(phone(), Purpose::SignIn))
+            .await
+        {
+            Err(Error::Delivery {
+                challenge: Some(id),
+                source,
+                ..
+            }) if source.kind() == DeliveryErrorKind::Transient => id,
+            other => panic!("expected the transient delivery error, got {other:?}"),
+        }
+    };
+
+    // The store is down when the mark is written.
+    store.fail_replace.store(1, Ordering::SeqCst);
+    let id = issue_failing().await;
+    assert_eq!(store.replace_calls.load(Ordering::SeqCst), 1);
+    let record = store.challenge(&id).await.unwrap().unwrap();
+    assert!(!record.sends[0].failed_transiently);
+    assert_eq!(
+        refusal(challenges.resend(&id, None).await),
+        Refusal::RateLimited {
+            limit: LimitKind::Cooldown,
+            retry_at: OffsetDateTime::from_unix_timestamp(T0).unwrap() + Duration::seconds(60),
+        }
+    );
+
+    // Another writer gets in first: the mark is written on a fresh read,
+    // keeping that writer's change.
+    store.race_replace.store(1, Ordering::SeqCst);
+    let id = issue_failing().await;
+    let record = store.challenge(&id).await.unwrap().unwrap();
+    assert!(record.sends[0].failed_transiently);
+    assert_eq!(record.failed_attempts, 1);
+    let ticket = challenges.resend(&id, None).await.unwrap();
+    assert_eq!(ticket.challenge_id, id);
+    assert_eq!(gateway.sent_to(PHONE).len(), 1);
 }

@@ -25,9 +25,12 @@ pub struct CodePolicy {
     pub lifetime: Duration,
     /// Wrong codes allowed per challenge, across resends (default 5).
     pub max_attempts: u32,
-    /// Wait between sends of one challenge (default 60 s).
+    /// Wait between sends of one challenge (default 60 s), counted from the
+    /// last send the gateway did not fail transiently: after a timeout or
+    /// an outage nothing is on its way, so "resend" works at once.
     pub resend_cooldown: Duration,
-    /// Sends per challenge, the first included (default 5).
+    /// Sends per challenge, the first included (default 5). Sends the
+    /// gateway failed count too.
     pub max_sends: u32,
     /// How long a one-time link works (default 10 minutes).
     pub link_lifetime: Duration,

@@ -144,9 +144,10 @@ pub struct Ticket {
     pub masked_destination: String,
     /// When this code stops working.
     pub expires_at: OffsetDateTime,
-    /// When "resend" may be pressed.
+    /// When "resend" may be pressed: the cooldown after this send.
     pub resend_available_at: OffsetDateTime,
-    /// Sends left on this challenge.
+    /// Sends left on this challenge (sends the gateway failed used one
+    /// too).
     pub sends_left: u32,
 }
 
@@ -216,7 +217,8 @@ impl Challenges {
     /// # Errors
     /// [`Error::Refused`] with [`Refusal::ContactNotConfirmed`],
     /// [`Refusal::Locked`] or [`Refusal::RateLimited`]; [`Error::Delivery`]
-    /// when no channel delivered (the challenge exists and can be resent);
+    /// when no channel delivered (the challenge exists and can be resent,
+    /// at once when the failure was not permanent);
     /// [`Error::Store`] / [`Error::Random`] for infrastructure failures;
     /// [`Error::Config`] when the requested first channel is not in the plan.
     pub async fn issue(&self, request: IssueRequest) -> Result<Ticket, Error> {
@@ -263,6 +265,7 @@ impl Challenges {
                 sent_at: now,
                 expires_at,
                 code: hash_code(&inner.hasher, &id, &code),
+                failed_transiently: false,
             }],
             channels,
             channel_index: 0,
@@ -283,9 +286,13 @@ impl Challenges {
             destination: record.destination.masked(),
         });
         let code = SecretString::new(code.to_string());
-        let delivered = self
+        let delivered = match self
             .deliver(&record, 0, &Payload::Code(code.expose_secret()), false)
-            .await?;
+            .await
+        {
+            Ok(delivered) => delivered,
+            Err(e) => return Err(self.note_undelivered(record, e).await),
+        };
         let record = self.note_channel(record, delivered.index).await;
         Ok(self.ticket(&record, delivered.reason))
     }
@@ -295,6 +302,16 @@ impl Challenges {
     /// Honours the cooldown and the per-challenge send limit, and charges
     /// the send limits. The codes of earlier sends stay valid until their own
     /// expiry (a late SMS still works); wrong attempts are shared.
+    ///
+    /// The cooldown counts from the last send that the gateway did not fail
+    /// transiently ([`DeliveryErrorKind::Transient`] or
+    /// [`RateLimited`](DeliveryErrorKind::RateLimited)): after such a
+    /// failure the user is waiting for nothing, so a resend may follow at
+    /// once. The failed send still counts toward the per-challenge and
+    /// per-destination limits, because a provider that timed out may have
+    /// delivered after all, and those limits bound what a phone or inbox
+    /// receives. After a permanent failure the cooldown holds: the same
+    /// channel can't succeed, [`another_option`](Self::another_option) can.
     ///
     /// # Errors
     /// As for [`issue`](Self::issue), plus [`Refusal::Unknown`],
@@ -343,6 +360,7 @@ impl Challenges {
                 sent_at: now,
                 expires_at,
                 code: hash_code(&inner.hasher, id, &code),
+                failed_transiently: false,
             });
             next.channel_index = index;
             next.delivery_attempts = record.delivery_attempts.saturating_add(1);
@@ -357,14 +375,18 @@ impl Challenges {
             }
         };
         let code = SecretString::new(code.to_string());
-        let delivered = self
+        let delivered = match self
             .deliver(
                 &record,
                 index,
                 &Payload::Code(code.expose_secret()),
                 next_channel,
             )
-            .await?;
+            .await
+        {
+            Ok(delivered) => delivered,
+            Err(e) => return Err(self.note_undelivered(record, e).await),
+        };
         let record = self.note_channel(record, delivered.index).await;
         Ok(self.ticket(&record, delivered.reason))
     }
@@ -403,15 +425,33 @@ impl Challenges {
             }
             return Ok(index);
         }
-        let last = record.sends.last().map_or(record.created_at, |s| s.sent_at);
-        let ready = last.saturating_add(self.inner.policy.resend_cooldown);
-        if now < ready {
+        if let Some(ready) = self.cooldown_ends(record)
+            && now < ready
+        {
             return refuse(Refusal::RateLimited {
                 limit: LimitKind::Cooldown,
                 retry_at: ready,
             });
         }
         Ok(record.channel_index)
+    }
+
+    /// When "resend" may be pressed: the cooldown counts from the last send
+    /// that did not fail transiently (a record without sends counts from its
+    /// creation). `None` when every send failed transiently: the user can't
+    /// be waiting for any of them.
+    fn cooldown_ends(&self, record: &ChallengeRecord) -> Option<OffsetDateTime> {
+        let from = if record.sends.is_empty() {
+            Some(record.created_at)
+        } else {
+            record
+                .sends
+                .iter()
+                .rev()
+                .find(|s| !s.failed_transiently)
+                .map(|s| s.sent_at)
+        };
+        from.map(|t| t.saturating_add(self.inner.policy.resend_cooldown))
     }
 
     /// Checks a code and consumes the challenge if it is right.
@@ -660,6 +700,49 @@ impl Challenges {
         }
     }
 
+    /// After the last send of `record` failed to deliver: when the failure
+    /// was not permanent (a timeout, an outage, the provider throttling),
+    /// marks the send as [`failed_transiently`](SendRecord::failed_transiently),
+    /// so that "resend" needn't wait out a cooldown for a message that is
+    /// not on its way. Returns `error` as it was.
+    ///
+    /// The send still counts toward the per-challenge and per-destination
+    /// limits: a provider that timed out may have sent the message after
+    /// all, and the limits must bound what a phone or inbox receives
+    /// whatever the gateway reports.
+    ///
+    /// Best effort: if the mark can't be written (the store fails, or keeps
+    /// losing the compare-and-set), the cooldown stays — the stricter side —
+    /// and the caller still gets the delivery error.
+    async fn note_undelivered(&self, mut record: ChallengeRecord, error: Error) -> Error {
+        let transient = matches!(&error, Error::Delivery { source, .. } if !source.is_permanent());
+        // Sends are only ever appended, so the index stays ours on a reload.
+        let Some(index) = record.sends.len().checked_sub(1).filter(|_| transient) else {
+            return error;
+        };
+        for _ in 0..MAX_ROUNDS {
+            if record.sends.get(index).is_none_or(|s| s.failed_transiently) {
+                break;
+            }
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.sends[index].failed_transiently = true;
+            match self
+                .inner
+                .store
+                .replace_challenge(&next, record.version)
+                .await
+            {
+                Err(e) if e.is_conflict() => match self.inner.store.challenge(&record.id).await {
+                    Ok(Some(fresh)) => record = fresh,
+                    _ => break,
+                },
+                _ => break,
+            }
+        }
+        error
+    }
+
     /// Records that a fallback moved the challenge to another channel.
     /// Cosmetic (the code is the same on every channel, and the message is
     /// already delivered), so it never fails the send: a store error here
@@ -704,9 +787,9 @@ impl Challenges {
             reason,
             masked_destination: record.destination.masked(),
             expires_at: last.map_or(record.expires_at, |s| s.expires_at),
-            resend_available_at: last
-                .map_or(record.created_at, |s| s.sent_at)
-                .saturating_add(self.inner.policy.resend_cooldown),
+            resend_available_at: self
+                .cooldown_ends(record)
+                .unwrap_or_else(|| last.map_or(record.created_at, |s| s.sent_at)),
             sends_left: self
                 .inner
                 .policy

@@ -16,8 +16,8 @@
 //! | digits | 6 (6–10 with [`with_digits`](crate::challenge::CodePolicy::with_digits); 4–5 only through [`dangerous_short_digits`](crate::challenge::CodePolicy::dangerous_short_digits)) | NIST SP 800-63B asks for out-of-band secrets of at least 20 bits and counts six decimal digits (19.93 bits) as about 20; every user knows the shape |
 //! | lifetime of a code | 10 minutes | NIST SP 800-63B (rev. 3, §5.1.3.2): an out-of-band authentication not completed within 10 minutes is invalid |
 //! | wrong attempts per challenge | 5, across resends | then the challenge is dead and even the right code is refused; the same figure as Twilio Verify's checks per verification |
-//! | resend cooldown | 60 s | no standard: long enough for a slow SMS to arrive before the user asks again, short enough not to strand anyone |
-//! | sends per challenge | 5, the first included | a stuck "resend" button can't flood a phone; matches the per-destination limit below |
+//! | resend cooldown | 60 s, from the last send the gateway did not fail transiently | no standard: long enough for a slow SMS to arrive before the user asks again, short enough not to strand anyone; after a timeout or outage no message is on its way, so none is waited for |
+//! | sends per challenge | 5, the first included, failed sends too | a stuck "resend" button can't flood a phone; matches the per-destination limit below. A send the gateway failed still counts (here and per destination): a provider that timed out may have delivered after all |
 //! | lifetime of a one-time link | 10 minutes | a link is an out-of-band secret too: the same NIST rule |
 //!
 //! A resend keeps the earlier codes of the challenge valid until their own

@@ -295,6 +295,13 @@ pub struct SendRecord {
     pub expires_at: OffsetDateTime,
     /// The keyed hash of the code (never the code).
     pub code: KeyedHash,
+    /// Whether the gateway failed this send with an error that is not
+    /// permanent ([`Transient`](crate::gateway::DeliveryErrorKind::Transient)
+    /// or [`RateLimited`](crate::gateway::DeliveryErrorKind::RateLimited)).
+    /// The resend cooldown does not count from such a send; the send limits
+    /// still count it. `false` in records written before this field existed.
+    #[serde(default)]
+    pub failed_transiently: bool,
 }
 
 /// The one-time-link part of a challenge.
