@@ -11,8 +11,10 @@
 //!   refuses the rest with a typed [`PhoneRefusal`]. See [Phone numbers](self#phone-numbers)
 //!   below for the defaults and the reasons for them.
 //! - [`EmailRefusal`] says why an email address was refused.
-//! - Masked forms (`+81 **-****-5678`, `***-****-5678`,
-//!   `ta*******@example.com`) are what screens and logs show.
+//! - Masked forms hide most of a contact: [`Destination::masked_for`] for
+//!   screens (`+81 **-****-**78`), [`Destination::masked`] for logs
+//!   (`+81 **-****-5678`). A [`MaskPolicy`] sets how much screens show and
+//!   what confirming a masked contact asks for.
 //!
 //! Every refusal carries no part of the address, so it is safe to log, and
 //! has a stable `code()` for translations.
@@ -104,6 +106,7 @@ use serde::{Deserialize, Serialize};
 
 pub use email::EmailRefusal;
 pub(crate) use mask::mask_address;
+pub use mask::{MaskPolicy, MaskPolicyError};
 pub use phone::{AllowedRegions, PhoneNumber, PhonePolicy, PhoneRefusal, PhoneType, Region};
 
 /// What kind of address a destination is.
@@ -226,14 +229,19 @@ impl Destination {
         }
     }
 
-    /// The address with most of it hidden, to show on screen and in logs:
-    /// `+81 **-****-5678` or `ta*******@example.com`.
+    /// The address with most of it hidden, **for logs and support tools**:
+    /// `+81 **-****-5678` or `ta*******@example.com`. Events and `Debug`
+    /// show this form.
     ///
     /// A phone number keeps its country code and last four digits (fewer
     /// when the national number is shorter than eight digits, so that four
     /// stay hidden), grouped `rest-4-4` from the right; for Japanese mobile
     /// numbers that is libphonenumber's grouping. An email address keeps the
     /// first two characters of its local part and its domain.
+    ///
+    /// Don't show it to users: four digits are what the masked-contact
+    /// confirmation asks for by default. Screens use
+    /// [`masked_for`](Self::masked_for).
     #[must_use]
     pub fn masked(&self) -> String {
         match self.kind {
@@ -244,7 +252,8 @@ impl Destination {
 
     /// As [`masked`](Self::masked), but a phone number in national form,
     /// with its trunk prefix: `***-****-5678` for `090-1234-5678`. An email
-    /// address is masked as by [`masked`](Self::masked).
+    /// address is masked as by [`masked`](Self::masked). For logs too;
+    /// screens use [`masked_national_for`](Self::masked_national_for).
     #[must_use]
     pub fn masked_national(&self) -> String {
         match self.kind {
@@ -253,10 +262,62 @@ impl Destination {
         }
     }
 
+    /// The address masked **for a screen**, as `policy` says:
+    /// `+81 **-****-**78` or `ta**@example.com` with the default policy.
+    ///
+    /// A phone number shows its last
+    /// [`phone_digits_shown`](MaskPolicy::phone_digits_shown) digits, and
+    /// fewer when the national number is short, so that at least four
+    /// digits stay hidden and it always shows fewer than
+    /// [`confirmation_digits`](Self::confirmation_digits). An email address
+    /// shows the first
+    /// [`email_chars_shown`](MaskPolicy::email_chars_shown) characters of
+    /// its local part, and always hides at least one.
+    #[must_use]
+    pub fn masked_for(&self, policy: &MaskPolicy) -> String {
+        match self.kind {
+            DestinationKind::Phone => mask::mask_phone_for(&self.address, policy),
+            DestinationKind::Email => mask::mask_email_for(&self.address, policy),
+        }
+    }
+
+    /// As [`masked_for`](Self::masked_for), but a phone number in national
+    /// form: `***-****-**78` for `090-1234-5678` with the default policy.
+    #[must_use]
+    pub fn masked_national_for(&self, policy: &MaskPolicy) -> String {
+        match self.kind {
+            DestinationKind::Phone => mask::mask_phone_national_for(&self.address, policy),
+            DestinationKind::Email => mask::mask_email_for(&self.address, policy),
+        }
+    }
+
+    /// For a phone number: how many of its last digits the masked-contact
+    /// confirmation asks for under `policy` — the policy's
+    /// [`phone_digits_asked`](MaskPolicy::phone_digits_asked), or every
+    /// digit of a shorter national number. Use it in the prompt ("type the
+    /// last 4 digits"). `None` for an email address (the whole address is
+    /// asked for), and for a stored number that is not valid E.164, which
+    /// can't be confirmed.
+    #[must_use]
+    pub fn confirmation_digits(&self, policy: &MaskPolicy) -> Option<u8> {
+        match self.kind {
+            DestinationKind::Phone => mask::phone_answer(&self.address, policy)
+                .and_then(|answer| u8::try_from(answer.len()).ok()),
+            DestinationKind::Email => None,
+        }
+    }
+
     /// What a user types to prove they know the full contact before a code
-    /// is sent to it (Microsoft's check): the last four digits of a phone,
-    /// the whole email address (case-insensitive domain).
-    pub(crate) fn confirmation_form(&self, typed: &str) -> Option<(String, String)> {
+    /// is sent to it (Microsoft's check), and what it must equal: the last
+    /// [`confirmation_digits`](Self::confirmation_digits) digits of a phone
+    /// (typed in any width, with any separators), or the whole email
+    /// address (case-insensitive). `None` when `typed` can't be an answer
+    /// or the contact can't be confirmed.
+    pub(crate) fn confirmation_form(
+        &self,
+        typed: &str,
+        policy: &MaskPolicy,
+    ) -> Option<(String, String)> {
         match self.kind {
             DestinationKind::Phone => {
                 let digits: String = typed
@@ -264,8 +325,8 @@ impl Destination {
                     .map(phone::fold_char)
                     .filter(char::is_ascii_digit)
                     .collect();
-                let last4 = self.address.get(self.address.len().saturating_sub(4)..)?;
-                Some((digits, last4.to_owned()))
+                let answer = mask::phone_answer(&self.address, policy)?;
+                Some((digits, answer.to_owned()))
             }
             DestinationKind::Email => {
                 let typed = Self::email(typed).ok()?;
@@ -396,16 +457,47 @@ mod tests {
 
     #[test]
     fn confirmation_forms() {
+        let policy = MaskPolicy::default();
         let p = Destination::phone("+819012345678").unwrap();
         assert_eq!(
-            p.confirmation_form("５６７８"),
+            p.confirmation_form("５６７８", &policy),
             Some(("5678".into(), "5678".into()))
         );
+        assert_eq!(
+            p.confirmation_form("－1234－5678", &MaskPolicy::new(1, 6).unwrap()),
+            Some(("12345678".into(), "345678".into()))
+        );
+        assert_eq!(p.confirmation_digits(&policy), Some(4));
         let e = Destination::email("taro@example.com").unwrap();
         assert_eq!(
-            e.confirmation_form("Taro@EXAMPLE.com"),
+            e.confirmation_form("Taro@EXAMPLE.com", &policy),
             Some(("taro@example.com".into(), "taro@example.com".into()))
         );
-        assert_eq!(e.confirmation_form("nope"), None);
+        assert_eq!(e.confirmation_form("nope", &policy), None);
+        assert_eq!(e.confirmation_digits(&policy), None);
+    }
+
+    #[test]
+    fn garbage_phone_numbers_cannot_be_confirmed() {
+        for address in ["", "+", "+é1234567890"] {
+            let weird: Destination =
+                serde_json::from_str(&format!(r#"{{"kind":"phone","address":"{address}"}}"#))
+                    .unwrap();
+            let policy = MaskPolicy::default();
+            assert_eq!(weird.confirmation_form("", &policy), None, "{address}");
+            assert_eq!(weird.confirmation_form("7890", &policy), None, "{address}");
+            assert_eq!(weird.confirmation_digits(&policy), None, "{address}");
+        }
+    }
+
+    #[test]
+    fn screen_forms() {
+        let policy = MaskPolicy::default();
+        let p = Destination::phone("+819012345678").unwrap();
+        assert_eq!(p.masked_for(&policy), "+81 **-****-**78");
+        assert_eq!(p.masked_national_for(&policy), "***-****-**78");
+        let e = Destination::email("Taro.Yamada@Example.COM").unwrap();
+        assert_eq!(e.masked_for(&policy), "Ta*********@example.com");
+        assert_eq!(e.masked_national_for(&policy), e.masked_for(&policy));
     }
 }

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::{Challenges, MAX_ROUNDS};
 use crate::challenge::{Decision, decide, generate_code, hash_code, refusal_before_check};
-use crate::contact::Destination;
+use crate::contact::{Destination, MaskPolicy};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
 use crate::gateway::{
@@ -575,7 +575,7 @@ impl Challenges {
             None => None,
         };
         let matches = destination
-            .confirmation_form(typed)
+            .confirmation_form(typed, &MaskPolicy::default())
             .is_some_and(|(typed, expected)| {
                 bool::from(typed.as_bytes().ct_eq(expected.as_bytes()))
             });
