@@ -158,7 +158,7 @@ async fn issue_returns_a_complete_ticket() {
 
     assert_eq!(ticket.channel, Channel::Sms);
     assert_eq!(ticket.reason, ChannelReason::FirstChoice);
-    assert_eq!(ticket.masked_destination, "+81 **-****-5678");
+    assert_eq!(ticket.masked_destination, "+81 **-****-**78");
     assert_eq!(ticket.expires_at, t0() + Duration::minutes(10));
     assert_eq!(ticket.resend_available_at, t0() + Duration::seconds(60));
     assert_eq!(ticket.sends_left, 4);
@@ -675,7 +675,7 @@ async fn resend_waits_for_the_cooldown() {
     assert_eq!(again.challenge_id, id);
     assert_eq!(again.channel, Channel::Sms);
     assert_eq!(again.reason, ChannelReason::FirstChoice);
-    assert_eq!(again.masked_destination, "+81 **-****-5678");
+    assert_eq!(again.masked_destination, "+81 **-****-**78");
     assert_eq!(
         again.expires_at,
         t0() + Duration::seconds(60) + Duration::minutes(10)
@@ -1655,7 +1655,7 @@ async fn link_message_carries_url_device_and_warning() {
         .unwrap();
     assert_eq!(ticket.channel, Channel::Sms);
     assert_eq!(ticket.reason, ChannelReason::FirstChoice);
-    assert_eq!(ticket.masked_destination, "+81 **-****-5678");
+    assert_eq!(ticket.masked_destination, "+81 **-****-**78");
     assert_eq!(ticket.expires_at, t0() + Duration::minutes(10));
 
     let message = env.gateway.last_to(PHONE).unwrap();

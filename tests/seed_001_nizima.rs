@@ -147,7 +147,7 @@ async fn registering_a_phone_with_two_step_on_shows_ten_recovery_codes_once() {
         .await
         .unwrap();
     assert_eq!(ticket.channel, Channel::Sms);
-    assert_eq!(ticket.masked_destination, "+81 **-****-5678");
+    assert_eq!(ticket.masked_destination, "+81 **-****-**78");
     assert_eq!(ticket.expires_at, t0() + Duration::minutes(10));
     let first = secret_to(&env.gateway, PHONE);
     assert_eq!(first.len(), 6, "a 6-digit code");
@@ -243,7 +243,7 @@ async fn registering_a_phone_with_two_step_on_shows_ten_recovery_codes_once() {
     };
     assert_eq!(
         methods[0].masked_destination.as_deref(),
-        Some("+81 **-****-5678")
+        Some("+81 **-****-**78")
     );
     assert!(methods.iter().all(|m| !m.confirmation_required));
     assert_eq!(methods[2].masked_destination, None);
@@ -321,7 +321,7 @@ async fn changing_the_phone_needs_a_fresh_second_factor_and_kills_trusted_device
         .phone_send_code(&taro, "080-9876-5432", Some(&trusted.step_up), None)
         .await
         .unwrap();
-    assert_eq!(ticket.masked_destination, "+81 **-****-5432");
+    assert_eq!(ticket.masked_destination, "+81 **-****-**32");
     let code = secret_to(&env.gateway, NEW_PHONE);
     let done = env
         .service
@@ -359,7 +359,7 @@ async fn changing_the_phone_needs_a_fresh_second_factor_and_kills_trusted_device
         method(&methods, MethodKind::Sms)
             .masked_destination
             .as_deref(),
-        Some("+81 **-****-5432")
+        Some("+81 **-****-**32")
     );
     // A new number is a new authenticator: the trusted browser must pass the
     // second step again.

@@ -176,7 +176,7 @@ async fn sms_refused_by_the_carrier_falls_back_to_a_voice_call() {
             kind: DeliveryErrorKind::Refused,
         }
     );
-    assert_eq!(ticket.masked_destination, "+81 **-****-5678");
+    assert_eq!(ticket.masked_destination, "+81 **-****-**78");
     assert_eq!(
         attempts(&env.gateway),
         vec![
@@ -346,7 +346,7 @@ async fn signing_in_by_voice_reads_the_code_aloud() {
     let voice = env.method(MethodKind::Voice).await;
     assert_eq!(
         voice.masked_destination.as_deref(),
-        Some("+81 **-****-5678")
+        Some("+81 **-****-**78")
     );
     let ticket = env
         .service

@@ -164,7 +164,7 @@ async fn the_second_step_offers_a_one_time_url_beside_the_codes() {
     );
     assert_eq!(
         methods[2].masked_destination.as_deref(),
-        Some("+81 **-****-5678")
+        Some("+81 **-****-**78")
     );
     assert_eq!(
         methods[4].masked_destination.as_deref(),
@@ -203,7 +203,7 @@ async fn the_phone_sees_the_device_then_approves_and_the_sign_in_is_collected_on
     let (ticket, token) = env.send_link(0, "Chrome on Windows").await;
     assert_eq!(ticket.channel, Channel::Sms);
     assert_eq!(ticket.reason, ChannelReason::FirstChoice);
-    assert_eq!(ticket.masked_destination, "+81 **-****-5678");
+    assert_eq!(ticket.masked_destination, "+81 **-****-**78");
     assert_eq!(ticket.expires_at, t0() + Duration::minutes(10));
 
     // The SMS names the device and warns.

@@ -1,6 +1,7 @@
 //! Seed 004, Microsoft account contact verification: the user first
-//! confirms the masked contact (the last four digits of the phone, or the
-//! whole email address) and only then is a code sent, by email, SMS or a
+//! confirms the masked contact (the last four digits of a phone shown with
+//! only its last two, or the whole email address shown with most of its
+//! local part hidden) and only then is a code sent, by email, SMS or a
 //! voice call; "don't ask again on this device"; "use another option";
 //! authenticator-app setup; and a 7-day grace period for unverified
 //! contacts after which sign-in is blocked until a contact is verified —
@@ -147,8 +148,8 @@ async fn every_contact_method_asks_for_the_masked_contact_first() {
     assert_eq!(
         shown,
         vec![
-            (MethodKind::Sms, Some("+81 **-****-5678"), true),
-            (MethodKind::Voice, Some("+81 **-****-5678"), true),
+            (MethodKind::Sms, Some("+81 **-****-**78"), true),
+            (MethodKind::Voice, Some("+81 **-****-**78"), true),
             (MethodKind::Email, Some("ta**@example.com"), true),
             (MethodKind::RecoveryCode, None, false),
         ]
@@ -159,7 +160,9 @@ async fn every_contact_method_asks_for_the_masked_contact_first() {
 async fn a_wrong_last_four_sends_nothing_and_the_right_one_sends_the_code() {
     let env = env().await;
     let sms = env.method(&env.taro, MethodKind::Sms).await;
-    for typed in [Some("1234"), None] {
+    assert_eq!(sms.confirmation_digits, Some(4));
+    // The two digits on screen are not the answer.
+    for typed in [Some("1234"), None, Some("78")] {
         let r = env
             .service
             .sign_in_send_code(&env.taro, &sms, typed, None)
@@ -167,6 +170,8 @@ async fn a_wrong_last_four_sends_nothing_and_the_right_one_sends_the_code() {
         assert_eq!(refusal(r), Refusal::ContactNotConfirmed, "{typed:?}");
     }
     assert!(env.gateway.attempts().is_empty(), "nothing was sent");
+    // Past the back-off the third miss started.
+    env.clock.advance(Duration::seconds(1));
 
     // Typed in full width: still the last four digits.
     let ticket = env
@@ -684,10 +689,11 @@ async fn the_methods_as_json_show_only_the_masked_contacts() {
         panic!("two-step sign-in is on");
     };
     let json = serde_json::to_string(&methods).unwrap();
-    assert!(json.contains("+81 **-****-5678"), "{json}");
+    assert!(json.contains("+81 **-****-**78"), "{json}");
+    assert!(json.contains(r#""confirmation_digits":4"#), "{json}");
     assert!(
-        !json.contains("9012345678"),
-        "the full number leaks: {json}"
+        !json.contains("5678"),
+        "the digits the confirmation asks for leak: {json}"
     );
     assert!(!json.contains(EMAIL), "the full address leaks: {json}");
 }

@@ -264,6 +264,8 @@ impl Destination {
 
     /// The address masked **for a screen**, as `policy` says:
     /// `+81 **-****-**78` or `ta**@example.com` with the default policy.
+    /// This is what every view, ticket and sign-in method of the flows
+    /// shows.
     ///
     /// A phone number shows its last
     /// [`phone_digits_shown`](MaskPolicy::phone_digits_shown) digits, and

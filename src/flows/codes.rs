@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::{Challenges, MAX_ROUNDS};
 use crate::challenge::{Decision, decide, generate_code, hash_code, refusal_before_check};
-use crate::contact::{Destination, MaskPolicy};
+use crate::contact::Destination;
 use crate::error::{Error, Refusal};
 use crate::events::Event;
 use crate::gateway::{
@@ -36,8 +36,10 @@ pub struct IssueRequest {
     /// Message language (default: the service's).
     pub locale: Option<Locale>,
     /// Masked-contact confirmation: what the user typed when asked to
-    /// confirm the contact on file (last four digits of the phone, or the
-    /// whole email address). When set, nothing is sent unless it matches.
+    /// confirm the contact on file (the last digits of the phone that the
+    /// [`MaskPolicy`](crate::contact::MaskPolicy) asks for, 4 by default, or
+    /// the whole email address). When set, nothing is sent unless it
+    /// matches.
     pub confirmation: Option<String>,
     /// The channel to start with (it must be in the plan for the
     /// destination: "call me instead"); the rest of the plan stays as
@@ -140,7 +142,8 @@ pub struct Ticket {
     pub channel: Channel,
     /// Why that channel.
     pub reason: ChannelReason,
-    /// The destination, masked for display.
+    /// The destination, masked for display as the
+    /// [`mask_policy`](Challenges::mask_policy) says (`+81 **-****-**78`).
     pub masked_destination: String,
     /// When this code stops working.
     pub expires_at: OffsetDateTime,
@@ -575,7 +578,7 @@ impl Challenges {
             None => None,
         };
         let matches = destination
-            .confirmation_form(typed, &MaskPolicy::default())
+            .confirmation_form(typed, &self.inner.mask)
             .is_some_and(|(typed, expected)| {
                 bool::from(typed.as_bytes().ct_eq(expected.as_bytes()))
             });
@@ -785,7 +788,7 @@ impl Challenges {
             challenge_id: record.id,
             channel: current_channel(record),
             reason,
-            masked_destination: record.destination.masked(),
+            masked_destination: record.destination.masked_for(&self.inner.mask),
             expires_at: last.map_or(record.expires_at, |s| s.expires_at),
             resend_available_at: self
                 .cooldown_ends(record)

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::verifications::Completed;
 use super::{Challenges, IssueRequest, Ticket, account};
-use crate::contact::{Destination, DestinationKind, PhonePolicy};
+use crate::contact::{Destination, DestinationKind, MaskPolicy, PhonePolicy};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
 use crate::gateway::Channel;
@@ -113,7 +113,9 @@ impl ContactPolicy {
 pub struct ContactView {
     /// The contact (its `Debug` is masked).
     pub destination: Destination,
-    /// The masked form to show.
+    /// The masked form to show, as the
+    /// [`mask_policy`](crate::flows::Challenges::mask_policy) says
+    /// (`+81 **-****-**78`).
     pub masked_destination: String,
     /// Whether it is verified.
     pub verified: bool,
@@ -125,11 +127,23 @@ pub struct ContactView {
     pub verified_at: Option<OffsetDateTime>,
 }
 
+impl ContactView {
+    /// The view of `entry`, masked as `policy` says.
+    pub(crate) fn masked_with(entry: &ContactEntry, policy: &MaskPolicy) -> Self {
+        Self {
+            masked_destination: entry.destination.masked_for(policy),
+            ..Self::from(entry)
+        }
+    }
+}
+
+/// The view of an entry masked as the default [`MaskPolicy`] says; the
+/// registry's own views follow its policy.
 impl From<&ContactEntry> for ContactView {
     fn from(entry: &ContactEntry) -> Self {
         Self {
             destination: entry.destination.clone(),
-            masked_destination: entry.destination.masked(),
+            masked_destination: entry.destination.masked_for(&MaskPolicy::default()),
             verified: entry.is_verified(),
             two_factor: entry.two_factor,
             added_at: entry.added_at,
@@ -206,6 +220,11 @@ impl Contacts {
 
     fn now(&self) -> OffsetDateTime {
         self.challenges.now()
+    }
+
+    /// An entry as screens may show it.
+    fn view(&self, entry: &ContactEntry) -> ContactView {
+        ContactView::masked_with(entry, self.challenges.mask_policy())
     }
 
     /// Refuses a destination the policy does not allow.
@@ -366,7 +385,7 @@ impl Contacts {
     pub async fn list(&self, account: &AccountId) -> Result<Vec<ContactView>, Error> {
         let book = self.challenges.inner.store.contact_book(account).await?;
         Ok(book
-            .map(|b| b.contacts.iter().map(ContactView::from).collect())
+            .map(|b| b.contacts.iter().map(|c| self.view(c)).collect())
             .unwrap_or_default())
     }
 
@@ -536,7 +555,7 @@ impl Contacts {
             {
                 entry.two_factor |= entry.kind() == DestinationKind::Phone;
             }
-            let view = find(book, &destination).map(ContactView::from);
+            let view = find(book, &destination).map(|c| self.view(c));
             let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
             Ok((
                 view,
@@ -640,7 +659,7 @@ impl Contacts {
                 entry.phone_type = fresh.phone_type;
                 entry.added_at = now;
                 entry.verified_at = Some(now);
-                let view = ContactView::from(&*entry);
+                let view = self.view(entry);
                 // A new number is a new authenticator: devices trusted and
                 // step-ups proven before die in this same write.
                 book.epoch = book.epoch.saturating_add(1);

@@ -95,7 +95,8 @@ pub struct LinkTicket {
     pub channel: Channel,
     /// Why that channel.
     pub reason: ChannelReason,
-    /// The destination, masked.
+    /// The destination, masked for display as the
+    /// [`mask_policy`](Challenges::mask_policy) says.
     pub masked_destination: String,
     /// When the link stops working.
     pub expires_at: OffsetDateTime,
@@ -209,7 +210,7 @@ impl Challenges {
             challenge_id: id,
             channel: current_channel(&record),
             reason: delivered.reason,
-            masked_destination: record.destination.masked(),
+            masked_destination: record.destination.masked_for(&inner.mask),
             expires_at,
         })
     }

@@ -29,7 +29,9 @@
 //!     .issue(IssueRequest::new(phone.clone(), Purpose::SignIn))
 //!     .await
 //!     .unwrap();
-//! assert_eq!(ticket.masked_destination, "+81 **-****-5678");
+//! // Screens show less of the number than a masked-contact confirmation
+//! // asks for (see `MaskPolicy`).
+//! assert_eq!(ticket.masked_destination, "+81 **-****-**78");
 //!
 //! // The user reads the SMS and types the code.
 //! let code = gateway.last_secret_to(phone.address()).unwrap();
@@ -70,7 +72,7 @@ pub use verifications::{
 
 use crate::challenge::CodePolicy;
 use crate::clock::{Clock, SystemClock};
-use crate::contact::{Destination, DestinationKind};
+use crate::contact::{Destination, DestinationKind, MaskPolicy};
 use crate::error::{Error, Refusal};
 use crate::events::{Event, EventSink, NoEvents};
 use crate::gateway::{Channel, Gateway, Locale, Templates};
@@ -110,6 +112,7 @@ struct Inner {
     link_base: Option<String>,
     events: Arc<dyn EventSink>,
     phone_channels: Vec<Channel>,
+    mask: MaskPolicy,
 }
 
 impl fmt::Debug for Challenges {
@@ -126,6 +129,7 @@ impl fmt::Debug for Challenges {
             .field("service", &i.service)
             .field("origin", &i.origin)
             .field("locale", &i.locale)
+            .field("mask", &i.mask)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +154,7 @@ pub struct ChallengesBuilder {
     link_base: Option<String>,
     events: Option<Arc<dyn EventSink>>,
     phone_channels: Option<Vec<Channel>>,
+    mask: MaskPolicy,
 }
 
 impl fmt::Debug for ChallengesBuilder {
@@ -253,6 +258,20 @@ impl ChallengesBuilder {
         self
     }
 
+    /// How much of a contact screens show, and what confirming a masked
+    /// contact asks for (default [`MaskPolicy::default`]: the last 2 digits
+    /// of a phone number shown, the last 4 asked for; the whole email
+    /// address asked for).
+    ///
+    /// Every ticket returned shows the contact masked this way, whether or
+    /// not its send asked for a confirmation, so that no screen of any
+    /// journey gives away the answer to another's question.
+    /// [`IssueRequest::confirmation`] is checked against it.
+    pub fn mask_policy(mut self, policy: MaskPolicy) -> Self {
+        self.mask = policy;
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -294,6 +313,7 @@ impl ChallengesBuilder {
                 link_base: self.link_base,
                 events: self.events.unwrap_or_else(|| Arc::new(NoEvents)),
                 phone_channels,
+                mask: self.mask,
             }),
         })
     }
@@ -303,6 +323,13 @@ impl Challenges {
     /// Starts a builder.
     pub fn builder() -> ChallengesBuilder {
         ChallengesBuilder::default()
+    }
+
+    /// How contacts are masked on screen and confirmed
+    /// ([`ChallengesBuilder::mask_policy`]).
+    #[must_use]
+    pub fn mask_policy(&self) -> &MaskPolicy {
+        &self.inner.mask
     }
 
     /// Clears an account's run of failures: after a hard stop, this is the

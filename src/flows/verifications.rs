@@ -92,7 +92,8 @@ pub struct MemberTicket {
     pub index: usize,
     /// Phone or email.
     pub kind: DestinationKind,
-    /// The contact, masked for display.
+    /// The contact, masked for display as the
+    /// [`mask_policy`](crate::flows::Challenges::mask_policy) says.
     pub masked_destination: String,
     /// The delivery, or `None` when no channel delivered (resend it).
     pub sent: Option<Ticket>,
@@ -131,7 +132,8 @@ pub struct MemberStatus {
     pub index: usize,
     /// Phone or email.
     pub kind: DestinationKind,
-    /// The contact, masked for display.
+    /// The contact, masked for display as the
+    /// [`mask_policy`](crate::flows::Challenges::mask_policy) says.
     pub masked_destination: String,
     /// Whether its code was verified.
     pub verified: bool,
@@ -282,7 +284,7 @@ impl Verifications {
         let mut records = Vec::with_capacity(members.len());
         let mut tickets = Vec::with_capacity(members.len());
         for (index, destination) in members.into_iter().enumerate() {
-            let masked_destination = destination.masked();
+            let masked_destination = destination.masked_for(&inner.mask);
             let kind = destination.kind();
             let mut issue = IssueRequest::new(destination.clone(), purpose.clone()).locale(locale);
             if let Some(account) = &account {
@@ -536,7 +538,7 @@ impl Verifications {
                 .map(|(index, m)| MemberStatus {
                     index,
                     kind: m.destination.kind(),
-                    masked_destination: m.destination.masked(),
+                    masked_destination: m.destination.masked_for(self.challenges.mask_policy()),
                     verified: m.verified_at.is_some(),
                 })
                 .collect(),

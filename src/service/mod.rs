@@ -79,6 +79,7 @@ pub use sign_in::{Method, MethodKind, Proof, SignInStart, SignedIn, Skip};
 
 use crate::challenge::CodePolicy;
 use crate::clock::Clock;
+use crate::contact::MaskPolicy;
 use crate::device::DevicePolicy;
 use crate::error::{Error, Refusal};
 use crate::events::EventSink;
@@ -343,11 +344,29 @@ impl TwoFactorBuilder {
         self
     }
 
-    /// Whether a code is sent only after the user types the masked contact
-    /// in full (the last four digits, or the whole email address), as
-    /// Microsoft does (default off).
+    /// Whether a sign-in code or link is sent only after the user proves
+    /// they know the masked contact, as Microsoft does (default off): the
+    /// last digits of the phone number (4 by default), or the whole email
+    /// address. [`mask_policy`](Self::mask_policy) sets how many digits are
+    /// asked for and how many screens show; a wrong answer counts against
+    /// the account's back-off.
     pub fn confirm_masked_contacts(mut self, on: bool) -> Self {
         self.confirm_masked = on;
+        self
+    }
+
+    /// How much of a contact screens show, and what confirming a masked
+    /// contact asks for (default [`MaskPolicy::default`]: the last 2 digits
+    /// of a phone number shown and the last 4 asked for; at most 2
+    /// characters of an email address's local part shown and the whole
+    /// address asked for).
+    ///
+    /// Every masked contact the service returns for display follows it —
+    /// sign-in methods, tickets, contact views, sign-up members — so no
+    /// screen shows what a confirmation asks for, whichever journey it
+    /// belongs to. Events and logs keep [`Destination::masked`](crate::contact::Destination::masked).
+    pub fn mask_policy(mut self, policy: MaskPolicy) -> Self {
+        self.challenges = self.challenges.mask_policy(policy);
         self
     }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{StepUp, TwoFactor, same_seed};
-use crate::contact::{Destination, DestinationKind};
+use crate::contact::{Destination, DestinationKind, MaskPolicy};
 use crate::device::{DeviceCheck, DeviceId, DeviceToken};
 use crate::error::{Error, Refusal};
 use crate::flows::{
@@ -36,10 +36,10 @@ pub enum MethodKind {
 }
 
 /// One method the account can use now, to show as a choice ("Text
-/// ***-****-5678", "Use your authenticator app", …).
+/// ***-****-**78", "Use your authenticator app", …).
 ///
 /// It serialises (for the browser) to its kind, masked destination and
-/// whether confirmation is required — never the full contact. It can't be
+/// what confirmation it requires — never the full contact. It can't be
 /// deserialised: when the user picks one, call
 /// [`methods`](TwoFactor::methods) again and take the same index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,22 +47,33 @@ pub enum MethodKind {
 pub struct Method {
     /// What kind.
     pub kind: MethodKind,
-    /// Where the code or link goes, masked (none for the app and recovery
-    /// codes).
+    /// Where the code or link goes, masked as the service's
+    /// [`MaskPolicy`] says (`+81 **-****-**78`; none for the app and
+    /// recovery codes). It always shows less than a confirmation asks for.
     pub masked_destination: Option<String>,
-    /// Whether the user must first type the masked contact in full (the
-    /// last four digits, or the whole email address).
+    /// Whether the user must first prove they know the masked contact (the
+    /// last [`confirmation_digits`](Self::confirmation_digits) digits of
+    /// the phone, or the whole email address) before anything is sent.
     pub confirmation_required: bool,
+    /// When confirmation is required for a phone number: how many of its
+    /// last digits to ask for ("type the last 4 digits"). `None` otherwise.
+    pub confirmation_digits: Option<u8>,
     #[serde(skip)]
     destination: Option<Destination>,
 }
 
 impl Method {
-    fn contact(kind: MethodKind, destination: &Destination, confirm: bool) -> Self {
+    fn contact(
+        kind: MethodKind,
+        destination: &Destination,
+        confirm: bool,
+        mask: &MaskPolicy,
+    ) -> Self {
         Self {
             kind,
-            masked_destination: Some(destination.masked()),
+            masked_destination: Some(destination.masked_for(mask)),
             confirmation_required: confirm,
+            confirmation_digits: destination.confirmation_digits(mask).filter(|_| confirm),
             destination: Some(destination.clone()),
         }
     }
@@ -72,6 +83,7 @@ impl Method {
             kind,
             masked_destination: None,
             confirmation_required: false,
+            confirmation_digits: None,
             destination: None,
         }
     }
@@ -188,6 +200,7 @@ impl TwoFactor {
     ) -> Result<Vec<Method>, Error> {
         let i = &self.inner;
         let confirm = i.confirm_masked;
+        let mask = i.challenges.mask_policy();
         let mut methods = Vec::new();
         if book.factors.authenticator.is_some() {
             methods.push(Method::local(MethodKind::Authenticator));
@@ -198,7 +211,7 @@ impl TwoFactor {
         let phone = &i.contacts.policy().phone;
         for entry in verified().filter(|c| c.kind() == DestinationKind::Phone) {
             let to = &entry.destination;
-            methods.push(Method::contact(MethodKind::Sms, to, confirm));
+            methods.push(Method::contact(MethodKind::Sms, to, confirm, mask));
             // The type read at registration spares parsing the number at
             // every sign-in; older entries are parsed.
             let callable = match entry.phone_type {
@@ -206,10 +219,10 @@ impl TwoFactor {
                 None => phone.check_destination(to, Channel::Voice).is_ok(),
             };
             if callable {
-                methods.push(Method::contact(MethodKind::Voice, to, confirm));
+                methods.push(Method::contact(MethodKind::Voice, to, confirm, mask));
             }
             if i.links {
-                methods.push(Method::contact(MethodKind::Link, to, confirm));
+                methods.push(Method::contact(MethodKind::Link, to, confirm, mask));
             }
         }
         if i.email_second_factor {
@@ -217,9 +230,9 @@ impl TwoFactor {
                 .map(|c| &c.destination)
                 .filter(|d| d.kind() == DestinationKind::Email)
             {
-                methods.push(Method::contact(MethodKind::Email, to, confirm));
+                methods.push(Method::contact(MethodKind::Email, to, confirm, mask));
                 if i.links {
-                    methods.push(Method::contact(MethodKind::Link, to, confirm));
+                    methods.push(Method::contact(MethodKind::Link, to, confirm, mask));
                 }
             }
         }
