@@ -66,8 +66,9 @@ pub enum Refusal {
         /// When a retry can succeed.
         retry_at: OffsetDateTime,
     },
-    /// The user's confirmation of the masked contact (last four digits, or
-    /// the whole email) does not match: nothing was sent.
+    /// The user's confirmation of the masked contact (the last digits the
+    /// [`MaskPolicy`](crate::contact::MaskPolicy) asks for, or the whole
+    /// email address) does not match: nothing was sent.
     #[error("that does not match the contact on file")]
     ContactNotConfirmed,
     /// The user denied the sign-in from the one-time link.

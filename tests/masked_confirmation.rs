@@ -43,7 +43,9 @@ async fn env_with(configure: impl FnOnce(TwoFactorBuilder) -> TwoFactorBuilder) 
         &clock,
         11,
     )
-    .confirm_masked_contacts(true);
+    .confirm_masked_contacts(true)
+    // The email tests sign in by email, which counts only when chosen.
+    .email_as_second_factor(true);
     let service = configure(builder).build().unwrap();
     let taro = AccountId::new("taro");
     let ticket = service

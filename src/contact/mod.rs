@@ -14,7 +14,8 @@
 //! - Masked forms hide most of a contact: [`Destination::masked_for`] for
 //!   screens (`+81 **-****-**78`), [`Destination::masked`] for logs
 //!   (`+81 **-****-5678`). A [`MaskPolicy`] sets how much screens show and
-//!   what confirming a masked contact asks for.
+//!   what confirming a masked contact asks for; see
+//!   [Masking](self#masking-and-confirmation).
 //!
 //! Every refusal carries no part of the address, so it is safe to log, and
 //! has a stable `code()` for translations.
@@ -95,6 +96,48 @@
 //! is trimmed and the domain lower-cased; the local part is kept as typed.
 //! Full-width input is refused with [`EmailRefusal::FullWidth`] rather than
 //! folded.
+//!
+//! # Masking and confirmation
+//!
+//! Before a code is sent to a contact on file, a service may ask the user to
+//! prove they know it in full (Microsoft's check, turned on with
+//! [`confirm_masked_contacts`](crate::service::TwoFactorBuilder::confirm_masked_contacts)):
+//! the last digits of the phone number, or the whole email address. That
+//! check is worth nothing if the screen already shows the answer, so the
+//! masked forms come in two families:
+//!
+//! | form | phone | email | where |
+//! | --- | --- | --- | --- |
+//! | screen, [`masked_for`](Destination::masked_for) | `+81 **-****-**78` | `ta**@example.com` | every ticket, view and sign-in method the flows return |
+//! | log, [`masked`](Destination::masked) | `+81 **-****-5678` | `ta**@example.com` | events, `Debug`, support tools |
+//! | confirmation asks for | `5678` | `taro@example.com` | [`IssueRequest::confirmation`](crate::flows::IssueRequest::confirmation) |
+//!
+//! The screen forms and the question follow one [`MaskPolicy`] (set with
+//! [`ChallengesBuilder::mask_policy`](crate::flows::ChallengesBuilder::mask_policy)
+//! or [`TwoFactorBuilder::mask_policy`](crate::service::TwoFactorBuilder::mask_policy)).
+//! Its default is Microsoft's: show the last 2 digits, ask for the last 4;
+//! show at most 2 characters of an email address's local part, ask for the
+//! whole address. It refuses settings whose screen would show what the
+//! question asks: a confirmation asks for at least two digits more than a
+//! screen shows. Numbers with few digits show fewer still (at least four
+//! digits of a national number stay hidden) and are asked for at most all
+//! of their digits, so a screen never shows as many digits as the answer.
+//!
+//! ```
+//! use ninsho::contact::{Destination, MaskPolicy};
+//!
+//! let policy = MaskPolicy::default();
+//! let phone = Destination::phone("+81 90-1234-5678")?;
+//! assert_eq!(phone.masked_for(&policy), "+81 **-****-**78");
+//! assert_eq!(phone.masked_national_for(&policy), "***-****-**78");
+//! assert_eq!(phone.confirmation_digits(&policy), Some(4)); // "5678"
+//! assert_eq!(phone.masked(), "+81 **-****-5678"); // logs only
+//!
+//! let email = Destination::email("taro@example.com")?;
+//! assert_eq!(email.masked_for(&policy), "ta**@example.com");
+//! assert_eq!(email.confirmation_digits(&policy), None); // the whole address
+//! # Ok::<(), ninsho::contact::ContactError>(())
+//! ```
 
 mod email;
 mod mask;

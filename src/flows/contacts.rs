@@ -223,7 +223,7 @@ impl Contacts {
     }
 
     /// An entry as screens may show it.
-    fn view(&self, entry: &ContactEntry) -> ContactView {
+    pub(crate) fn view(&self, entry: &ContactEntry) -> ContactView {
         ContactView::masked_with(entry, self.challenges.mask_policy())
     }
 

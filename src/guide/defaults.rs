@@ -111,6 +111,26 @@
 //! | email as a second factor | no ([`TwoFactorBuilder::email_as_second_factor`]) | NIST SP 800-63B (§5.1.3.1) rules email out for out-of-band authentication: the mailbox opens with a password, often one the account's own reset controls. Off, sign-in offers and accepts no email method, and a verified email alone can't turn two-step sign-in on |
 //! | channels for a phone number | SMS, then voice ([`ChallengesBuilder::phone_channels`]) | a refused SMS falls back to a call |
 //!
+//! # Masked contacts
+//!
+//! [`MaskPolicy`], passed to [`ChallengesBuilder::mask_policy`] or
+//! [`TwoFactorBuilder::mask_policy`]; the confirmation itself is turned on
+//! with [`TwoFactorBuilder::confirm_masked_contacts`] (default off) or per
+//! send with [`IssueRequest::confirmation`].
+//!
+//! | setting | default | why |
+//! |---|---|---|
+//! | phone digits shown on screen | the last 2 (`+81 **-****-**78`); fewer for short numbers, so that at least 4 of their digits stay hidden | Microsoft's figure (seed `004`): enough to tell a user's numbers apart |
+//! | phone digits a confirmation asks for | the last 4 (2–8, at least 2 more than shown; never more than the number has) | Microsoft's figure (seed `004`); the two unseen digits are not on any screen, so a password alone doesn't pass |
+//! | email characters shown | the first 2 of the local part (0–4), at least one always hidden | Microsoft shows the start of the address and asks the user to complete it |
+//! | email confirmation | the whole address, case-insensitive | seed `004` |
+//! | log form (events, `Debug`) | the last 4 digits, first 2 characters of an email address | support staff tell contacts apart; never shown on a screen |
+//!
+//! The confirmation is a speed bump, not a factor: two unseen digits are
+//! 100 possible answers, and every wrong one counts against the account's
+//! failure run above, so trying them all takes the whole run up to the
+//! hard stop. Ask for more digits where that is too little.
+//!
 //! # Hashing keys
 //!
 //! A [`HashKey`](crate::HashKey) has at least 32 random bytes
@@ -121,7 +141,7 @@
 //!
 //! ```
 //! use ninsho::challenge::CodePolicy;
-//! use ninsho::contact::{AllowedRegions, PhonePolicy, PhoneType, Region};
+//! use ninsho::contact::{AllowedRegions, MaskPolicy, PhonePolicy, PhoneType, Region};
 //! use ninsho::device::DevicePolicy;
 //! use ninsho::flows::{ContactPolicy, DEFAULT_VERIFICATION_LIFETIME};
 //! use ninsho::grace::GracePolicy;
@@ -177,6 +197,13 @@
 //! let phones = PhonePolicy::default();
 //! assert_eq!(phones.allowed_regions, AllowedRegions::Only(vec![Region::JP]));
 //! assert_eq!(phones.sms_types, [PhoneType::Mobile]);
+//!
+//! let masks = MaskPolicy::default();
+//! assert_eq!((masks.phone_digits_shown(), masks.phone_digits_asked()), (2, 4));
+//! assert_eq!(masks.email_chars_shown(), 2);
+//! assert_eq!((MaskPolicy::MIN_DIGITS_ASKED, MaskPolicy::MAX_DIGITS_ASKED), (2, 8));
+//! assert_eq!(MaskPolicy::MIN_DIGITS_UNSEEN, 2);
+//! assert_eq!(MaskPolicy::MAX_EMAIL_CHARS_SHOWN, 4);
 //! ```
 //!
 //! [`CodePolicy`]: crate::challenge::CodePolicy
@@ -193,3 +220,8 @@
 //! [`ContactPolicy`]: crate::flows::ContactPolicy
 //! [`TwoFactorBuilder::email_as_second_factor`]: crate::service::TwoFactorBuilder::email_as_second_factor
 //! [`PhonePolicy`]: crate::contact::PhonePolicy
+//! [`MaskPolicy`]: crate::contact::MaskPolicy
+//! [`ChallengesBuilder::mask_policy`]: crate::flows::ChallengesBuilder::mask_policy
+//! [`TwoFactorBuilder::mask_policy`]: crate::service::TwoFactorBuilder::mask_policy
+//! [`TwoFactorBuilder::confirm_masked_contacts`]: crate::service::TwoFactorBuilder::confirm_masked_contacts
+//! [`IssueRequest::confirmation`]: crate::flows::IssueRequest::confirmation

@@ -86,9 +86,10 @@
 //! - **one-time links and trusted devices**: the token's tag, its canonical
 //!   spelling and (for devices) the account are all compared in constant
 //!   time;
-//! - **masked-contact confirmation** (the last four digits of the phone, or
-//!   the whole email address, before a code is sent) is compared in
-//!   constant time too;
+//! - **masked-contact confirmation** (the last digits of the phone that the
+//!   [`MaskPolicy`](crate::contact::MaskPolicy) asks for — four by default,
+//!   two more than any screen shows — or the whole email address, before a
+//!   code is sent) is compared in constant time too;
 //! - [`SecretBytes`](crate::SecretBytes), [`SecretString`](crate::SecretString)
 //!   and [`OtpSecret`](crate::otp::OtpSecret) have no `PartialEq`: their
 //!   equality is [`subtle::ConstantTimeEq`].

@@ -92,6 +92,31 @@
 //! opening other regions, and watch the delivery events for unusual
 //! destinations.
 //!
+//! # Reading contacts off the second-step screen
+//!
+//! *Signing in with a leaked password to learn the victim's phone number or
+//! email address from the methods offered, or to fire codes at them.*
+//!
+//! - Every masked contact the flows return for a screen (sign-in methods,
+//!   tickets, contact views) follows one [`MaskPolicy`]: by default a phone
+//!   number shows its last two digits and an email address at most two
+//!   characters of its local part. The log form, with four digits, is kept
+//!   for events and `Debug`.
+//! - With masked-contact confirmation on
+//!   ([`confirm_masked_contacts`](crate::service::TwoFactorBuilder::confirm_masked_contacts)),
+//!   nothing is sent until the user types what no screen shows: the last
+//!   four digits (two of them unseen) or the whole email address. Each
+//!   wrong answer counts against the account's failure run. The policy
+//!   refuses settings whose screen would show the answer.
+//!
+//! **Left to the host:** the confirmation slows guessing; it does not stop
+//! it. Two unseen digits are 100 possible answers, which fit within the
+//! hard stop after about 22 hours of back-off: ask for more digits
+//! ([`MaskPolicy::new`]) where that matters. Screens of your own that a
+//! password alone reaches show contacts through
+//! [`Destination::masked_for`](crate::contact::Destination::masked_for),
+//! never [`Destination::masked`](crate::contact::Destination::masked).
+//!
 //! # SIM swap and recycled numbers
 //!
 //! *Taking over the victim's number at the carrier, or receiving it after
@@ -265,6 +290,8 @@
 //! [`SendLimits::countries`]: crate::limits::SendLimits::countries
 //! [`SendLimits::other_countries`]: crate::limits::SendLimits::other_countries
 //! [`PhonePolicy`]: crate::contact::PhonePolicy
+//! [`MaskPolicy`]: crate::contact::MaskPolicy
+//! [`MaskPolicy::new`]: crate::contact::MaskPolicy::new
 //! [`PhonePolicy::check`]: crate::contact::PhonePolicy::check
 //! [`Contacts`]: crate::flows::Contacts
 //! [`Contacts::confirm_change`]: crate::flows::Contacts::confirm_change

@@ -599,7 +599,7 @@ impl TwoFactor {
         let book = contacts.book(account).await?;
         Ok(ContactCheck {
             decision: contacts.decide_grace(&book),
-            contacts: book.contacts.iter().map(ContactView::from).collect(),
+            contacts: book.contacts.iter().map(|c| contacts.view(c)).collect(),
         })
     }
 
