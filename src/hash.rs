@@ -32,7 +32,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
-/// Identifies a hashing key, stored beside every hash it made.
+/// Identifies a key: a hashing key, stored beside every hash it made, or a
+/// [sealing key](crate::seal::SealKey), stored in every seed it sealed.
+/// Hashing and sealing ids are separate namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct KeyId(pub u32);
 
@@ -42,7 +44,8 @@ impl fmt::Display for KeyId {
     }
 }
 
-/// Problems with hashing keys. None of them carries key material.
+/// Problems with hashing and sealing keys. None of them carries key
+/// material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
@@ -55,14 +58,25 @@ pub enum KeyError {
         /// Its length in bytes.
         len: usize,
     },
-    /// Two keys given to one hasher share an id.
-    #[error("hashing key id {0} is used twice; give every key its own id")]
+    /// Two keys given to one hasher or one sealer share an id.
+    #[error("key id {0} is used twice; give every key its own id")]
     DuplicateId(KeyId),
     /// A stored hash names a key this hasher does not hold: it was retired
     /// too early, or the record comes from another deployment. The record
     /// cannot be verified and must be treated as not matching.
     #[error("no hashing key with id {0} is configured; the record cannot be verified")]
     UnknownKeyId(KeyId),
+    /// A sealing key is not exactly `expected` bytes long; generate one
+    /// with a CSPRNG.
+    #[error("sealing key {id} is {len} bytes; exactly {expected} random bytes are required")]
+    WrongLength {
+        /// The key's id.
+        id: KeyId,
+        /// Its length in bytes.
+        len: usize,
+        /// The length required.
+        expected: usize,
+    },
 }
 
 /// Minimum key length in bytes.

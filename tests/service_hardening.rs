@@ -14,6 +14,7 @@ use ninsho::contact::Destination;
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{FailurePolicy, RateLimit, SendLimits};
 use ninsho::otp::Totp;
+use ninsho::seal::AeadSealer;
 use ninsho::service::{
     MethodKind, Proof, SealError, Sealer, SignInStart, StepUp, TwoFactor, TwoFactorBuilder,
 };
@@ -402,21 +403,31 @@ async fn phone_confirm_does_not_burn_an_email_code() {
 }
 
 /// A sealer backed by a key service that can go down.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct KmsSealer {
+    inner: Arc<AeadSealer>,
     down: AtomicBool,
 }
 
+impl Default for KmsSealer {
+    fn default() -> Self {
+        Self {
+            inner: support::sealer(),
+            down: AtomicBool::new(false),
+        }
+    }
+}
+
 impl Sealer for KmsSealer {
-    fn seal(&self, _account: &str, plain: &[u8]) -> Result<Vec<u8>, SealError> {
-        Ok(plain.to_vec())
+    fn seal(&self, account: &str, plain: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.inner.seal(account, plain)
     }
 
-    fn open(&self, _account: &str, sealed: &[u8]) -> Result<SecretBytes, SealError> {
+    fn open(&self, account: &str, sealed: &[u8]) -> Result<SecretBytes, SealError> {
         if self.down.load(Ordering::SeqCst) {
-            Err(SealError::opaque())
+            Err(SealError::new(std::io::Error::other("key service down")))
         } else {
-            Ok(SecretBytes::new(sealed.to_vec()))
+            self.inner.open(account, sealed)
         }
     }
 }

@@ -64,7 +64,6 @@
 //! ```
 
 mod journeys;
-mod seal;
 mod sign_in;
 
 use std::fmt;
@@ -73,8 +72,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+#[allow(deprecated)]
+pub use crate::seal::UnsealedStorage;
+pub use crate::seal::{SealError, Sealer};
 pub use journeys::{AuthenticatorSetup, ContactCheck, PhoneConfirmed, Recovered};
-pub use seal::{SealError, Sealer, UnsealedStorage};
 pub use sign_in::{Method, MethodKind, Proof, SignInStart, SignedIn, Skip};
 
 use crate::challenge::CodePolicy;
@@ -93,6 +94,7 @@ use crate::hash::{KeyedHash, KeyedHasher};
 use crate::limits::{FailurePolicy, SendLimits};
 use crate::random::Random;
 use crate::recovery::RecoveryPolicy;
+use crate::seal::DangerousUnsealed;
 use crate::store::{AccountId, Store};
 
 /// How long a second factor counts as fresh for sensitive actions by
@@ -330,7 +332,8 @@ impl TwoFactorBuilder {
     }
 
     /// How authenticator seeds are sealed at rest. Without one, seeds are
-    /// stored unsealed ([`UnsealedStorage`]); use a sealer backed by your
+    /// stored unsealed ([`DangerousUnsealed`]); use
+    /// [`AeadSealer`](crate::seal::AeadSealer) or a sealer backed by your
     /// key management in production.
     pub fn sealer(mut self, sealer: Arc<dyn Sealer>) -> Self {
         self.sealer = Some(sealer);
@@ -430,7 +433,7 @@ impl TwoFactorBuilder {
                 verifications,
                 challenges,
                 ports,
-                sealer: self.sealer.unwrap_or_else(|| Arc::new(UnsealedStorage)),
+                sealer: self.sealer.unwrap_or_else(|| Arc::new(DangerousUnsealed)),
                 service,
                 step_up_window: self.step_up_window,
                 confirm_masked: self.confirm_masked,
@@ -504,7 +507,7 @@ fn step_up_context(
 const STEP_UP: &[u8] = b"ninsho/step-up/v2";
 
 /// Whether two stored (sealed) seeds are the same app's. In constant time:
-/// with [`UnsealedStorage`] they are the seeds themselves.
+/// with [`DangerousUnsealed`] they are the seeds themselves.
 fn same_seed(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))

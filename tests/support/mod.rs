@@ -426,6 +426,14 @@ where
 
 // ------------------------------------------------------------- the service
 
+/// The test sealer: XChaCha20-Poly1305 under a fixed key, nonces from the
+/// operating system.
+pub fn sealer() -> Arc<ninsho::seal::AeadSealer> {
+    Arc::new(ninsho::seal::AeadSealer::new(
+        ninsho::seal::SealKey::new(KeyId(1), &[0x5E; 32]).expect("a 32-byte key"),
+    ))
+}
+
 /// A `TwoFactor` builder for `service` on `store` and `gateway`, with the
 /// manual clock, randomness seeded with `seed`, the test keys and English
 /// messages; add policies, then `build()`.
