@@ -75,7 +75,7 @@ use ninsho::store::{
     ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, MemoryStore, Store,
     StoreError, VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
-use ninsho::{HashKey, KeyId, KeyedHasher};
+use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, SealKey};
 use time::OffsetDateTime;
 
 /// Accounts per journey.
@@ -123,6 +123,9 @@ fn service_on(store: Arc<dyn Store>, gateway: Arc<NoopGateway>) -> TwoFactor {
         .store(store)
         .gateway(gateway)
         .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()))
+        .sealer(Arc::new(AeadSealer::new(
+            SealKey::new(KeyId(1), &[4; 32]).unwrap(),
+        )))
         // The production defaults: SystemClock and OsRandom.
         .limits(limits)
         .build()

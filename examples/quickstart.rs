@@ -16,8 +16,11 @@ use ninsho::grace::GraceDecision;
 use ninsho::otp::Totp;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, TwoFactor};
 use ninsho::store::{AccountId, MemoryStore};
-use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, ManualClock};
+use ninsho::{
+    AeadSealer, Clock, Error, HashKey, KeyId, KeyedHasher, ManualClock, OsRandom, SealKey,
+};
 use time::Duration;
+use zeroize::Zeroizing;
 
 /// A console gateway that remembers the codes it printed (standing in for
 /// "the user reads the message"), behind a carrier that refuses SMS to one
@@ -72,6 +75,26 @@ impl Phones {
     }
 }
 
+/// The key that seals authenticator seeds: 64 hex digits from
+/// `NINSHO_SEAL_KEY` when it is set, the way a deployment reads its secret
+/// manager, or else a fresh random key. A fresh key is enough here because
+/// the store lives in memory and is gone with it; with a database, a lost
+/// key means every authenticator app has to be set up again.
+fn seal_key() -> Result<SealKey, Box<dyn std::error::Error>> {
+    match std::env::var("NINSHO_SEAL_KEY") {
+        Ok(hex) => {
+            let hex = hex.trim();
+            let bytes: Option<Vec<u8>> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect();
+            let bytes = Zeroizing::new(bytes.ok_or("NINSHO_SEAL_KEY must be 64 hex digits")?);
+            Ok(SealKey::new(KeyId(1), &bytes)?)
+        }
+        Err(_) => Ok(SealKey::generate(KeyId(1), &OsRandom)?),
+    }
+}
+
 const TARO_PHONE: &str = "+819012345678";
 const TARO_NEW_PHONE: &str = "+818098765432";
 const HANAKO_PHONE: &str = "+818011112222";
@@ -85,8 +108,8 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
         inbox: Mutex::new(Vec::new()),
         quiet: Mutex::new(false),
     });
-    // In production: keys from your secret manager, a Sealer for
-    // authenticator seeds, your database's store, SystemClock.
+    // In production: keys from your secret manager, your database's
+    // store, SystemClock.
     let service = TwoFactor::builder()
         .service_name("Example")
         .origin("example.com")
@@ -94,6 +117,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .store(Arc::new(MemoryStore::new()))
         .gateway(phones.clone())
         .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?))
+        .sealer(Arc::new(AeadSealer::new(seal_key()?)))
         .clock(Arc::new(clock.clone()))
         .build()?;
     let tour = Tour {

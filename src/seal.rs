@@ -5,7 +5,8 @@
 //! so it can't be hashed. It is encrypted instead, with a key the database
 //! never sees: a [`Sealer`] turns the seed's `otpauth://` URI into opaque
 //! bytes before anything is written, and back when a code is checked.
-//! Pass [`AeadSealer`] (or your own implementation backed by a KMS) to
+//! [`TwoFactor`](crate::service::TwoFactor) requires one: pass
+//! [`AeadSealer`] (or your own implementation backed by a KMS) to
 //! [`TwoFactorBuilder::sealer`](crate::service::TwoFactorBuilder::sealer).
 //!
 //! ```
@@ -87,8 +88,9 @@
 //!
 //! [`DangerousUnsealed`] stores the URI as it is; a copy of the database is
 //! then enough to compute every user's codes. It exists for tests that need
-//! to look at the stored seed. For now it is also what
-//! [`TwoFactor`](crate::service::TwoFactor) uses when no sealer is given.
+//! to look at the stored seed, and is selected with
+//! [`TwoFactorBuilder::dangerous_unsealed_seeds`](crate::service::TwoFactorBuilder::dangerous_unsealed_seeds),
+//! a name meant to stand out in review.
 
 use std::fmt;
 use std::sync::Arc;
@@ -487,7 +489,9 @@ impl Sealer for AeadSealer {
 ///
 /// **Security:** with it, a copy of the database is enough to compute every
 /// user's authenticator codes. It is for tests that need to see the stored
-/// seed; use [`AeadSealer`] or a KMS-backed [`Sealer`] everywhere else.
+/// seed. Select it with
+/// [`TwoFactorBuilder::dangerous_unsealed_seeds`](crate::service::TwoFactorBuilder::dangerous_unsealed_seeds);
+/// use [`AeadSealer`] or a KMS-backed [`Sealer`] everywhere else.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DangerousUnsealed;
 

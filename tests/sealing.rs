@@ -1,10 +1,15 @@
 //! The seed sealer through the public API: what opens, what does not, how
-//! keys rotate.
+//! keys rotate, and that a service can't be built without a sealer.
+
+mod support;
 
 use std::sync::Arc;
 
+use ninsho::gateway::RecordingGateway;
 use ninsho::hash::KeyError;
 use ninsho::seal::{AeadSealer, DangerousUnsealed, SealError, SealErrorKind, SealKey, Sealer};
+use ninsho::service::TwoFactor;
+use ninsho::store::MemoryStore;
 use ninsho::{Error, KeyId, LockedRng, Random, RandomError};
 
 const URI: &[u8] =
@@ -184,6 +189,29 @@ fn debug_shows_key_ids_only() {
     for leak in ["171", "205", "ab", "AB", "cd", "CD"] {
         assert!(!text.contains(leak), "{leak} in {text}");
     }
+}
+
+/// The service can't be built without a sealer; the error says so and how
+/// to fix it. The unsealed option has to be asked for by name.
+#[test]
+fn the_builder_requires_a_sealer() {
+    let gateway = RecordingGateway::new();
+    let builder = || {
+        TwoFactor::builder()
+            .service_name("Example")
+            .store(Arc::new(MemoryStore::new()))
+            .gateway(Arc::new(gateway.clone()))
+            .hasher(support::hasher())
+    };
+    match builder().build() {
+        Err(Error::Config(message)) => {
+            assert!(message.contains("sealer"), "{message}");
+            assert!(message.contains("dangerous_unsealed_seeds"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert!(builder().sealer(support::sealer()).build().is_ok());
+    assert!(builder().dangerous_unsealed_seeds().build().is_ok());
 }
 
 /// The old paths keep compiling: the trait and error from `service`, the

@@ -13,7 +13,7 @@ use ninsho::otp::Totp;
 use ninsho::service::{MethodKind, Proof, SignInStart, StepUp, TwoFactor, TwoFactorBuilder};
 use ninsho::store::{AccountId, MemoryStore, Store};
 use ninsho::{Clock, Error, LockedRng, ManualClock, Refusal};
-use support::{T0, TASKS, Yielding, hasher, race, refusal};
+use support::{T0, TASKS, Yielding, hasher, race, refusal, sealer};
 use time::Duration;
 
 const PHONE: &str = "+819012345678";
@@ -29,6 +29,7 @@ fn builder(
         .store(store)
         .gateway(Arc::new(gateway.clone()))
         .hasher(hasher())
+        .sealer(sealer())
         .clock(Arc::new(clock.clone()))
         .rng(Arc::new(LockedRng::seeded(3)))
         .limits(SendLimits {
@@ -160,6 +161,14 @@ fn build_names_what_is_missing() {
         (
             "step-up",
             builder(store.clone(), &gateway, &clock).step_up_window(Duration::ZERO),
+        ),
+        (
+            "sealer",
+            TwoFactor::builder()
+                .service_name("x")
+                .store(store.clone())
+                .gateway(Arc::new(gateway.clone()))
+                .hasher(hasher()),
         ),
     ];
     for (what, b) in cases {

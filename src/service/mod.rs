@@ -28,7 +28,7 @@
 //! use ninsho::gateway::RecordingGateway;
 //! use ninsho::service::{Proof, SignInStart, TwoFactor};
 //! use ninsho::store::{AccountId, MemoryStore};
-//! use ninsho::{HashKey, KeyId, KeyedHasher};
+//! use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, SealKey};
 //!
 //! let gateway = RecordingGateway::new();
 //! let service = TwoFactor::builder()
@@ -36,6 +36,7 @@
 //!     .store(Arc::new(MemoryStore::new()))
 //!     .gateway(Arc::new(gateway.clone()))
 //!     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
+//!     .sealer(Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32]).unwrap())))
 //!     .build()
 //!     .unwrap();
 //! let taro = AccountId::new("taro");
@@ -141,8 +142,9 @@ impl fmt::Debug for TwoFactor {
     }
 }
 
-/// Builds a [`TwoFactor`]. `store`, `gateway`, `hasher` and `service_name`
-/// are required; everything else has a safe default.
+/// Builds a [`TwoFactor`]. `store`, `gateway`, `hasher`, `service_name`
+/// and a [`sealer`](Self::sealer) are required; everything else has a safe
+/// default.
 #[must_use]
 pub struct TwoFactorBuilder {
     challenges: ChallengesBuilder,
@@ -331,12 +333,22 @@ impl TwoFactorBuilder {
         self
     }
 
-    /// How authenticator seeds are sealed at rest. Without one, seeds are
-    /// stored unsealed ([`DangerousUnsealed`]); use
-    /// [`AeadSealer`](crate::seal::AeadSealer) or a sealer backed by your
-    /// key management in production.
+    /// How authenticator seeds are sealed at rest (required):
+    /// [`AeadSealer`](crate::seal::AeadSealer) with a key from your secret
+    /// manager, or your own [`Sealer`] backed by a KMS.
     pub fn sealer(mut self, sealer: Arc<dyn Sealer>) -> Self {
         self.sealer = Some(sealer);
+        self
+    }
+
+    /// Stores authenticator seeds unencrypted ([`DangerousUnsealed`])
+    /// instead of requiring a [`sealer`](Self::sealer).
+    ///
+    /// **Security:** a copy of the database then yields every user's
+    /// authenticator codes. For tests that need to see the stored seed;
+    /// never in production.
+    pub fn dangerous_unsealed_seeds(mut self) -> Self {
+        self.sealer = Some(Arc::new(DangerousUnsealed));
         self
     }
 
@@ -404,6 +416,13 @@ impl TwoFactorBuilder {
         if self.step_up_window <= Duration::ZERO {
             return Err(Error::Config("the step-up window must be positive".into()));
         }
+        let sealer = self.sealer.ok_or_else(|| {
+            Error::Config(
+                "a sealer for authenticator seeds is required: call .sealer(…) \
+                 (ninsho::seal::AeadSealer), or .dangerous_unsealed_seeds() in tests"
+                    .into(),
+            )
+        })?;
         let mut ports = Ports::new(store, hasher);
         if let Some(clock) = self.clock {
             ports = ports.with_clock(clock);
@@ -433,7 +452,7 @@ impl TwoFactorBuilder {
                 verifications,
                 challenges,
                 ports,
-                sealer: self.sealer.unwrap_or_else(|| Arc::new(DangerousUnsealed)),
+                sealer,
                 service,
                 step_up_window: self.step_up_window,
                 confirm_masked: self.confirm_masked,

@@ -435,8 +435,8 @@ pub fn sealer() -> Arc<ninsho::seal::AeadSealer> {
 }
 
 /// A `TwoFactor` builder for `service` on `store` and `gateway`, with the
-/// manual clock, randomness seeded with `seed`, the test keys and English
-/// messages; add policies, then `build()`.
+/// manual clock, randomness seeded with `seed`, the test keys (the sealer
+/// included) and English messages; add policies, then `build()`.
 pub fn two_factor(
     service: &str,
     store: Arc<dyn Store>,
@@ -449,6 +449,7 @@ pub fn two_factor(
         .store(store)
         .gateway(Arc::new(gateway.clone()))
         .hasher(hasher())
+        .sealer(sealer())
         .clock(Arc::new(clock.clone()))
         .rng(Arc::new(LockedRng::seeded(seed)))
         .locale(Locale::En)
