@@ -4,7 +4,8 @@
 //! ninsho makes six promises. Each section below says how one is kept, and
 //! where in the code to check it.
 //!
-//! 1. **No secret at rest in clear**, except what must be recomputed.
+//! 1. **No secret at rest in clear**: hashed, or sealed where it must be
+//!    recomputed.
 //! 2. **Every secret comparison is constant-time**, with no early exit.
 //! 3. **Single use is atomic**, across racing requests and app instances.
 //! 4. **Secrets never print**, and their memory is wiped.
@@ -19,7 +20,8 @@
 //! | one-time link token (256 random bits) | a [`KeyedHash`] in [`LinkRecord::token`] | `link:` and the challenge id |
 //! | recovery code | a [`KeyedHash`] per code, in [`StoredRecoveryCode::hash`] | `recovery:` and the set's random 16-byte salt |
 //! | trusted-device token (256 random bits) | a [`KeyedHash`] in [`DeviceRecord::token`] | `device:`, the account and the device id |
-//! | TOTP / HOTP seed | the seed itself, kept by the host (see below) | — |
+//! | TOTP seed of an authenticator app | its key URI sealed with XChaCha20-Poly1305, in [`AuthenticatorRecord::sealed_uri`] (see below) | the account, as associated data |
+//! | TOTP / HOTP seed used with the engines alone | whatever the host stores: seal it with a [`Sealer`](crate::seal::Sealer) too | — |
 //! | phone number, email address | the normalised address, in clear | — |
 //!
 //! A [`KeyedHash`] is HMAC-SHA-256 over the length-prefixed context and the
@@ -54,13 +56,24 @@
 //! retiring a key too early fails closed, locking users out of their old
 //! recovery codes rather than letting anything through.
 //!
+//! **Sealed, not hashed: authenticator seeds.** A TOTP seed
+//! ([`OtpSecret`](crate::otp::OtpSecret)) has to be read back to compute
+//! the expected code at every sign-in, so it can't be hashed. The
+//! [`TwoFactor`](crate::service::TwoFactor) builder refuses to start
+//! without a [`Sealer`](crate::seal::Sealer): with
+//! [`AeadSealer`](crate::seal::AeadSealer) the key URI is encrypted with
+//! XChaCha20-Poly1305 under a 256-bit key the database never sees, with a
+//! fresh 192-bit random nonce, and authenticated together with the account
+//! id, so a dump yields no seed and a sealed seed copied into another
+//! account's record does not open. Sealing keys carry ids and rotate like
+//! hashing keys; [`crate::seal`] describes the format and the procedure.
+//! Only [`dangerous_unsealed_seeds`](crate::service::TwoFactorBuilder::dangerous_unsealed_seeds),
+//! meant for tests, stores seeds in clear. `tests/seeds_at_rest.rs` runs
+//! a journey on PostgreSQL and searches every row for the seed in every
+//! common encoding.
+//!
 //! **What is stored in clear, and why.**
 //!
-//! - *Authenticator seeds* ([`OtpSecret`](crate::otp::OtpSecret)) have to
-//!   be read back to compute the expected code at every sign-in, so they
-//!   can't be hashed. Seal them before storing (encrypt them with a key kept
-//!   outside the database, in a KMS for instance) so a database dump alone
-//!   yields no seed.
 //! - *Phone numbers and email addresses* are needed in clear to send the
 //!   next message. They are personal data rather than secrets: ninsho keeps
 //!   them out of its logs and events (see below); encrypting them at rest
@@ -197,6 +210,7 @@
 //! [`LinkRecord::token`]: crate::store::LinkRecord::token
 //! [`StoredRecoveryCode::hash`]: crate::recovery::StoredRecoveryCode::hash
 //! [`DeviceRecord::token`]: crate::device::DeviceRecord::token
+//! [`AuthenticatorRecord::sealed_uri`]: crate::store::AuthenticatorRecord::sealed_uri
 //! [`subtle`]: https://docs.rs/subtle
 //! [`subtle::ConstantTimeEq`]: https://docs.rs/subtle/latest/subtle/trait.ConstantTimeEq.html
 //! [`zeroize`]: https://docs.rs/zeroize

@@ -218,10 +218,21 @@
 //! - Hashes carry their key id, so a suspected key can be replaced while
 //!   old records keep verifying, then retired.
 //! - Authenticator seeds must be recomputed, so they are the one secret
-//!   stored recoverably: the host seals them with a key kept elsewhere.
+//!   stored recoverably, and they are stored sealed: the service can't be
+//!   built without a [`Sealer`](crate::seal::Sealer), and
+//!   [`AeadSealer`](crate::seal::AeadSealer) encrypts each seed with a key
+//!   the database never holds, bound to its account. An attacker who can
+//!   also *write* to the database can't move their own authenticator's
+//!   sealed seed into a victim's record: it does not open there. (They
+//!   can put back an older sealed seed of the *same* account; see
+//!   [`crate::seal`].)
 //!
 //! **Left to the host:** keep the hashing and sealing keys out of the
-//! database and its backups. If a hashing key leaks *together with* the
+//! database and its backups, and never ship
+//! [`dangerous_unsealed_seeds`](crate::service::TwoFactorBuilder::dangerous_unsealed_seeds)
+//! outside tests. If the sealing key leaks together with the data, every
+//! seed is readable: rotate the key and have users set up their
+//! authenticator apps again. If a hashing key leaks *together with* the
 //! data, live six-digit codes can be found by trying all of them, and
 //! recovery codes (about 59 bits each) become open to a costly offline
 //! search; the 256-bit link and device tokens stay out of reach. Rotate
