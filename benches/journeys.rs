@@ -193,6 +193,7 @@ async fn sign_in_code(
                 code: &code,
             },
             trust,
+            None,
         )
         .await
         .unwrap();
@@ -204,7 +205,7 @@ async fn sign_in_recovery(svc: &TwoFactor, account: &AccountId, code: &str) {
     let methods = begin_required(svc, account).await;
     assert!(methods.iter().any(|m| m.kind == MethodKind::RecoveryCode));
     let done = svc
-        .sign_in_complete(account, Proof::RecoveryCode { code }, None)
+        .sign_in_complete(account, Proof::RecoveryCode { code }, None, None)
         .await
         .unwrap();
     assert!(done.recovery_codes_left.is_some());
@@ -430,7 +431,7 @@ fn print_round_trips(rt: &tokio::runtime::Runtime) {
             challenge: &ticket.challenge_id,
             code: &code,
         };
-        svc.sign_in_complete(&on, proof, None).await.unwrap();
+        svc.sign_in_complete(&on, proof, None, None).await.unwrap();
         let complete = step(&store);
         println!(
             "journeys: sign-in second step: begin {begin} + send {send} + complete {complete}"
@@ -446,7 +447,7 @@ fn print_round_trips(rt: &tokio::runtime::Runtime) {
             challenge: &ticket.challenge_id,
             code: &code,
         };
-        svc.sign_in_complete(&on, proof, Some("bench"))
+        svc.sign_in_complete(&on, proof, Some("bench"), None)
             .await
             .unwrap();
         println!(
@@ -465,7 +466,7 @@ fn print_round_trips(rt: &tokio::runtime::Runtime) {
         // Recovery code (last: it revokes the trusted devices).
         begin_required(&svc, &on).await;
         let begin = step(&store);
-        svc.sign_in_complete(&on, Proof::RecoveryCode { code: &codes[0] }, None)
+        svc.sign_in_complete(&on, Proof::RecoveryCode { code: &codes[0] }, None, None)
             .await
             .unwrap();
         let complete = step(&store);

@@ -227,6 +227,7 @@ impl Tour {
                     code: "000000",
                 },
                 None,
+                None,
             )
             .await;
         if let Err(Error::Refused(reason)) = wrong {
@@ -241,6 +242,7 @@ impl Tour {
                     code: &code,
                 },
                 Some("Firefox on macOS"),
+                None,
             )
             .await?;
         println!(
@@ -289,7 +291,7 @@ impl Tour {
         let view = s.open_link(token).await?;
         println!("The phone shows who is asking: {:?}.", view.device);
         let pending = s
-            .sign_in_poll_link(&taro(), &ticket.challenge_id, None)
+            .sign_in_poll_link(&taro(), &ticket.challenge_id, None, None)
             .await?;
         println!(
             "The PC polls: {}.",
@@ -301,7 +303,12 @@ impl Tour {
         );
         s.approve_link(token).await?;
         let polled = s
-            .sign_in_poll_link(&taro(), &ticket.challenge_id, Some("Chrome on Windows"))
+            .sign_in_poll_link(
+                &taro(),
+                &ticket.challenge_id,
+                Some("Chrome on Windows"),
+                None,
+            )
             .await?;
         println!("Approved; the PC signs in: {:?}.", polled.map(|p| p.method));
         for device in s.devices(&taro()).await? {
@@ -327,11 +334,11 @@ impl Tour {
         self.clock.advance(Duration::seconds(30));
         let code = app.code_at(self.clock.unix_seconds()).to_string();
         let signed_in = s
-            .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None)
+            .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None, None)
             .await?;
         println!("Signed in with the app: {code} ({:?}).", signed_in.method);
         match s
-            .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None)
+            .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None, None)
             .await
         {
             Err(Error::Refused(reason)) => println!("The same code again: {reason}."),
@@ -370,14 +377,14 @@ impl Tour {
         let codes = s.regenerate_recovery_codes(&taro(), &step_up).await?;
         let typed = codes.expose_secret()[3].to_lowercase().replace('-', " ");
         let signed_in = s
-            .sign_in_complete(&taro(), Proof::RecoveryCode { code: &typed }, None)
+            .sign_in_complete(&taro(), Proof::RecoveryCode { code: &typed }, None, None)
             .await?;
         println!(
             "{typed:?}: signed in; {} codes left; trusted devices revoked.",
             signed_in.recovery_codes_left.unwrap_or_default()
         );
         match s
-            .sign_in_complete(&taro(), Proof::RecoveryCode { code: &typed }, None)
+            .sign_in_complete(&taro(), Proof::RecoveryCode { code: &typed }, None, None)
             .await
         {
             Err(Error::Refused(reason)) => println!("The same code again: {reason}."),
@@ -459,6 +466,7 @@ impl Tour {
                     challenge: &ticket.challenge_id,
                     code: &code,
                 },
+                None,
                 None,
             )
             .await?;

@@ -116,6 +116,13 @@ pub enum Event {
         /// The device.
         device: DeviceId,
     },
+    /// A sign-in succeeded and asked to trust the device, but the device
+    /// could not be stored (a store outage): the sign-in stands and the
+    /// device will be asked for a second factor again next time.
+    DeviceTrustFailed {
+        /// The account.
+        account: AccountId,
+    },
     /// A trusted device was revoked.
     DeviceRevoked {
         /// The account.

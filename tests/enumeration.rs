@@ -584,6 +584,7 @@ async fn changing_to_a_number_another_account_holds_answers_like_a_free_one_unti
                     code: &code,
                 },
                 None,
+                None,
             )
             .await
             .unwrap();

@@ -115,6 +115,7 @@ async fn env() -> Env {
                 code: &secret_to(&env.gateway, PHONE),
             },
             None,
+            None,
         )
         .await
         .unwrap()
@@ -225,6 +226,7 @@ async fn wrong_guess(
                         code: &guess,
                     },
                     None,
+                    None,
                 )
                 .await
                 .map(drop)
@@ -245,11 +247,17 @@ async fn wrong_guess(
                     code: "zzzz-zzzz-zzzz",
                 },
                 None,
+                None,
             )
             .await
             .map(drop),
         Kind::Authenticator => service
-            .sign_in_complete(&taro(), Proof::Authenticator { code: &wrong_app }, None)
+            .sign_in_complete(
+                &taro(),
+                Proof::Authenticator { code: &wrong_app },
+                None,
+                None,
+            )
             .await
             .map(drop),
     }
@@ -361,6 +369,7 @@ async fn the_right_secret_still_works_and_ends_the_run() {
                         code: &code,
                     },
                     None,
+                    None,
                 )
                 .await
         }
@@ -388,6 +397,7 @@ async fn the_right_secret_still_works_and_ends_the_run() {
                 code: &env.recovery[0],
             },
             None,
+            None,
         )
         .await
         .unwrap();
@@ -399,6 +409,7 @@ async fn the_right_secret_still_works_and_ends_the_run() {
             Proof::Authenticator {
                 code: &env.app_code(0),
             },
+            None,
             None,
         )
         .await
@@ -421,7 +432,7 @@ async fn the_right_secret_still_works_and_ends_the_run() {
     assert_eq!(env.run().await, 2, "approving alone is not the sign-in");
     let signed_in = env
         .service
-        .sign_in_poll_link(&taro(), &challenge, None)
+        .sign_in_poll_link(&taro(), &challenge, None, None)
         .await
         .unwrap();
     assert!(signed_in.is_some());

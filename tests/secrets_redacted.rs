@@ -560,6 +560,7 @@ async fn no_phone_number_email_address_or_caller_in_debug_after_a_journey() {
                 code: &code,
             },
             Some("Firefox on Linux"),
+            None,
         )
         .await
         .unwrap();

@@ -90,6 +90,7 @@ impl Env {
                     code: &secret_to(&self.gateway, PHONE),
                 },
                 Some("Firefox on Linux"),
+                None,
             )
             .await
             .unwrap()
@@ -219,7 +220,7 @@ async fn a_recovery_code_sign_in_refuses_earlier_step_ups_but_not_its_own() {
     let before = env.sms_sign_in().await;
     let recovered = env
         .service
-        .sign_in_complete(&taro(), Proof::RecoveryCode { code: &codes[0] }, None)
+        .sign_in_complete(&taro(), Proof::RecoveryCode { code: &codes[0] }, None, None)
         .await
         .unwrap();
     assert!(env.step_up_refused(&before.step_up).await);

@@ -113,6 +113,7 @@ async fn sign_in_by_sms(env: &Env, account: &AccountId, trust: Option<&str>) -> 
                 code: &code,
             },
             trust,
+            None,
         )
         .await
         .unwrap()
@@ -556,6 +557,7 @@ async fn trusting_the_browser_skips_the_second_step_next_time() {
                 code: wrong,
             },
             Some("Chrome on Windows"),
+            None,
         )
         .await;
     assert_eq!(refusal(r), Refusal::WrongCode { attempts_left: 4 });
@@ -568,6 +570,7 @@ async fn trusting_the_browser_skips_the_second_step_next_time() {
                 challenge: &ticket.challenge_id,
                 code: &code,
             },
+            None,
             None,
         )
         .await;
@@ -582,6 +585,7 @@ async fn trusting_the_browser_skips_the_second_step_next_time() {
                 code: &code,
             },
             Some("Chrome on Windows"),
+            None,
         )
         .await
         .unwrap();
@@ -599,6 +603,7 @@ async fn trusting_the_browser_skips_the_second_step_next_time() {
                 challenge: &ticket.challenge_id,
                 code: &code,
             },
+            None,
             None,
         )
         .await;
@@ -668,6 +673,7 @@ async fn a_lost_phone_is_replaced_by_a_recovery_code_which_revokes_trusted_brows
                 code: "AAAA-AAAA-AAAA",
             },
             None,
+            None,
         )
         .await;
     assert_eq!(refusal(wrong), Refusal::WrongRecoveryCode);
@@ -675,7 +681,12 @@ async fn a_lost_phone_is_replaced_by_a_recovery_code_which_revokes_trusted_brows
     let typed = codes[3].to_lowercase().replace('-', " ");
     let signed_in = env
         .service
-        .sign_in_complete(&taro, Proof::RecoveryCode { code: &typed }, Some("New PC"))
+        .sign_in_complete(
+            &taro,
+            Proof::RecoveryCode { code: &typed },
+            Some("New PC"),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(signed_in.method, MethodKind::RecoveryCode);
@@ -711,12 +722,12 @@ async fn a_lost_phone_is_replaced_by_a_recovery_code_which_revokes_trusted_brows
     // A used code never works again; the others do, and the count goes down.
     let reused = env
         .service
-        .sign_in_complete(&taro, Proof::RecoveryCode { code: &codes[3] }, None)
+        .sign_in_complete(&taro, Proof::RecoveryCode { code: &codes[3] }, None, None)
         .await;
     assert_eq!(refusal(reused), Refusal::AlreadyUsed);
     let next = env
         .service
-        .sign_in_complete(&taro, Proof::RecoveryCode { code: &codes[0] }, None)
+        .sign_in_complete(&taro, Proof::RecoveryCode { code: &codes[0] }, None, None)
         .await
         .unwrap();
     assert_eq!(next.recovery_codes_left, Some(8));
@@ -766,7 +777,7 @@ async fn regenerating_recovery_codes_voids_the_old_set() {
     for code in &old {
         let r = env
             .service
-            .sign_in_complete(&taro, Proof::RecoveryCode { code }, None)
+            .sign_in_complete(&taro, Proof::RecoveryCode { code }, None, None)
             .await;
         assert_eq!(refusal(r), Refusal::WrongRecoveryCode);
         // Past the failure back-off (at most 15 minutes) before the next.
@@ -774,7 +785,7 @@ async fn regenerating_recovery_codes_voids_the_old_set() {
     }
     let signed_in = env
         .service
-        .sign_in_complete(&taro, Proof::RecoveryCode { code: &new[9] }, None)
+        .sign_in_complete(&taro, Proof::RecoveryCode { code: &new[9] }, None, None)
         .await
         .unwrap();
     assert_eq!(signed_in.recovery_codes_left, Some(9));
@@ -830,7 +841,7 @@ async fn turning_two_step_off_needs_a_step_up_and_on_again_issues_new_codes() {
     );
     let r = env
         .service
-        .sign_in_complete(&taro, Proof::RecoveryCode { code: &first[0] }, None)
+        .sign_in_complete(&taro, Proof::RecoveryCode { code: &first[0] }, None, None)
         .await;
     assert_eq!(refusal(r), Refusal::Unknown, "no set any more");
     // Turning it off moved the security epoch on: the step-up that did it
@@ -860,12 +871,12 @@ async fn turning_two_step_off_needs_a_step_up_and_on_again_issues_new_codes() {
     );
     let r = env
         .service
-        .sign_in_complete(&taro, Proof::RecoveryCode { code: &first[0] }, None)
+        .sign_in_complete(&taro, Proof::RecoveryCode { code: &first[0] }, None, None)
         .await;
     assert_eq!(refusal(r), Refusal::WrongRecoveryCode);
     let signed_in = env
         .service
-        .sign_in_complete(&taro, Proof::RecoveryCode { code: &second[0] }, None)
+        .sign_in_complete(&taro, Proof::RecoveryCode { code: &second[0] }, None, None)
         .await
         .unwrap();
     assert_eq!(signed_in.recovery_codes_left, Some(9));

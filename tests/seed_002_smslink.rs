@@ -65,7 +65,7 @@ impl Env {
 
     async fn complete(&self, challenge: &ChallengeId, code: &str) -> Result<MethodKind, Error> {
         self.service
-            .sign_in_complete(&self.taro, Proof::Code { challenge, code }, None)
+            .sign_in_complete(&self.taro, Proof::Code { challenge, code }, None, None)
             .await
             .map(|s| s.method)
     }
@@ -200,6 +200,7 @@ async fn sms_refused_by_the_carrier_falls_back_to_a_voice_call() {
                 challenge: &ticket.challenge_id,
                 code: &code,
             },
+            None,
             None,
         )
         .await

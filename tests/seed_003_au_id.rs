@@ -119,7 +119,7 @@ impl Env {
         trust: Option<&str>,
     ) -> Result<Option<SignedIn>, Error> {
         self.service
-            .sign_in_poll_link(&self.taro, &ticket.challenge_id, trust)
+            .sign_in_poll_link(&self.taro, &ticket.challenge_id, trust, None)
             .await
     }
 
@@ -140,6 +140,7 @@ impl Env {
                     code: &code,
                 },
                 trust,
+                None,
             )
             .await
             .unwrap()
@@ -248,7 +249,7 @@ async fn the_phone_sees_the_device_then_approves_and_the_sign_in_is_collected_on
     );
     let theirs = env
         .service
-        .sign_in_poll_link(&AccountId::new("hanako"), &ticket.challenge_id, None)
+        .sign_in_poll_link(&AccountId::new("hanako"), &ticket.challenge_id, None, None)
         .await;
     assert_eq!(refusal(theirs), Refusal::Unknown);
 

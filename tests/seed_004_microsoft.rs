@@ -102,7 +102,7 @@ impl Env {
         trust: Option<&str>,
     ) -> Result<SignedIn, Error> {
         self.service
-            .sign_in_complete(&self.taro, Proof::Code { challenge, code }, trust)
+            .sign_in_complete(&self.taro, Proof::Code { challenge, code }, trust, None)
             .await
     }
 
@@ -397,6 +397,7 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
                 code: &totp_code(&uri, t0()),
             },
             None,
+            None,
         )
         .await;
     assert_eq!(refusal(early), Refusal::Unknown);
@@ -431,7 +432,12 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
     // The confirming code can't sign in: it was used.
     let replay = env
         .service
-        .sign_in_complete(&env.taro, Proof::Authenticator { code: &now_code }, None)
+        .sign_in_complete(
+            &env.taro,
+            Proof::Authenticator { code: &now_code },
+            None,
+            None,
+        )
         .await;
     assert_eq!(refusal(replay), Refusal::AlreadyUsed);
 
@@ -444,6 +450,7 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
             &env.taro,
             Proof::Authenticator { code: &next },
             Some("Surface"),
+            None,
         )
         .await
         .unwrap();
@@ -452,7 +459,7 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
     assert!(signed_in.device.is_some());
     let replay = env
         .service
-        .sign_in_complete(&env.taro, Proof::Authenticator { code: &next }, None)
+        .sign_in_complete(&env.taro, Proof::Authenticator { code: &next }, None, None)
         .await;
     assert_eq!(refusal(replay), Refusal::AlreadyUsed);
 }
@@ -495,6 +502,7 @@ async fn an_authenticator_can_be_the_only_second_factor() {
             Proof::Authenticator {
                 code: &totp_code(&uri, t0() + Duration::seconds(30)),
             },
+            None,
             None,
         )
         .await

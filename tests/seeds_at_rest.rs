@@ -269,7 +269,7 @@ async fn journey(builder: TwoFactorBuilder, clock: &ManualClock) -> Seed {
     );
     assert!(
         service
-            .sign_in_complete(&taro, Proof::Authenticator { code: &wrong }, None)
+            .sign_in_complete(&taro, Proof::Authenticator { code: &wrong }, None, None)
             .await
             .is_err()
     );
@@ -280,6 +280,7 @@ async fn journey(builder: TwoFactorBuilder, clock: &ManualClock) -> Seed {
                 code: &code.to_string(),
             },
             Some("taro's laptop"),
+            None,
         )
         .await
         .expect("the right code signs in");

@@ -111,6 +111,7 @@ impl Env {
                     code: &code,
                 },
                 None,
+                None,
             )
             .await
             .unwrap()
@@ -285,7 +286,7 @@ async fn one_authenticator_code_signs_in_once() {
         let code = code.clone();
         async move {
             env.service
-                .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None)
+                .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None, None)
                 .await
         }
     })
@@ -325,6 +326,7 @@ async fn one_sms_code_and_one_recovery_code_sign_in_once() {
                         code: &sms.1,
                     },
                     None,
+                    None,
                 )
                 .await
         }
@@ -341,7 +343,7 @@ async fn one_sms_code_and_one_recovery_code_sign_in_once() {
         let code = code.clone();
         async move {
             env.service
-                .sign_in_complete(&taro(), Proof::RecoveryCode { code: &code }, None)
+                .sign_in_complete(&taro(), Proof::RecoveryCode { code: &code }, None, None)
                 .await
         }
     })
@@ -499,6 +501,7 @@ async fn resend_and_another_option_stay_with_the_account() {
                 challenge: id,
                 code: &code,
             },
+            None,
             None,
         )
         .await

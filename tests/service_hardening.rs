@@ -114,6 +114,7 @@ impl Env {
                     code: &code,
                 },
                 None,
+                None,
             )
             .await
             .unwrap()
@@ -142,7 +143,7 @@ impl Env {
         self.clock.advance(Duration::seconds(30));
         let code = app.code_at(self.clock.unix_seconds()).to_string();
         self.service
-            .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None)
+            .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None, None)
             .await
             .unwrap()
             .step_up
@@ -327,7 +328,7 @@ async fn a_link_in_flight_to_a_changed_number_is_dead() {
     env.service.approve_link(&token).await.unwrap();
     let polled = env
         .service
-        .sign_in_poll_link(&taro(), &ticket.challenge_id, None)
+        .sign_in_poll_link(&taro(), &ticket.challenge_id, None, None)
         .await;
     assert!(
         polled.is_err(),
@@ -453,7 +454,7 @@ async fn an_outage_is_not_a_wrong_authenticator_code() {
     for _ in 0..3 {
         let outage = env
             .service
-            .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None)
+            .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None, None)
             .await;
         assert!(matches!(outage, Err(Error::Store(_))), "{outage:?}");
     }
@@ -461,7 +462,7 @@ async fn an_outage_is_not_a_wrong_authenticator_code() {
 
     let after = env
         .service
-        .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None)
+        .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None, None)
         .await;
     assert!(
         after.is_ok(),
@@ -517,6 +518,7 @@ async fn a_code_in_flight_to_a_changed_number_is_not_resent() {
                     challenge: &ticket.challenge_id,
                     code: &old_code,
                 },
+                None,
                 None,
             )
             .await

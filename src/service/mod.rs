@@ -57,7 +57,7 @@
 //! let ticket = service.sign_in_send_code(&taro, &methods[0], None, None).await.unwrap();
 //! let code = gateway.last_secret_to("+819012345678").unwrap();
 //! let signed_in = service
-//!     .sign_in_complete(&taro, Proof::Code { challenge: &ticket.challenge_id, code: code.expose_secret() }, None)
+//!     .sign_in_complete(&taro, Proof::Code { challenge: &ticket.challenge_id, code: code.expose_secret() }, None, None)
 //!     .await
 //!     .unwrap();
 //! assert!(service.check_step_up(&taro, &signed_in.step_up).await.is_ok());
@@ -77,7 +77,7 @@ use time::{Duration, OffsetDateTime};
 pub use crate::seal::UnsealedStorage;
 pub use crate::seal::{SealError, Sealer};
 pub use journeys::{AuthenticatorSetup, ContactCheck, PhoneConfirmed, Recovered};
-pub use sign_in::{Method, MethodKind, Proof, SignInStart, SignedIn, Skip};
+pub use sign_in::{Method, MethodKind, Proof, SignInAttempt, SignInStart, SignedIn, Skip};
 
 use crate::challenge::CodePolicy;
 use crate::clock::Clock;
@@ -525,6 +525,8 @@ fn step_up_context(
 
 const STEP_UP: &[u8] = b"ninsho/step-up/v2";
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Whether two stored (sealed) seeds are the same app's. In constant time:
 /// with [`DangerousUnsealed`] they are the seeds themselves.
 fn same_seed(a: &str, b: &str) -> bool {
@@ -640,6 +642,23 @@ impl TwoFactor {
             self.verify_step_up(account, proof, book.epoch)?;
         }
         Ok(())
+    }
+
+    /// A fresh sign-in attempt id (128 random bits): make one when the
+    /// password is accepted and keep it with the pending sign-in (see
+    /// [`SignInAttempt`]).
+    ///
+    /// # Errors
+    /// [`Error::Random`] when the random source fails.
+    pub fn new_attempt(&self) -> Result<SignInAttempt, Error> {
+        let mut bytes = [0u8; 16];
+        self.inner.ports.rng.fill(&mut bytes)?;
+        let hex = bytes.iter().fold(String::with_capacity(32), |mut out, b| {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+            out
+        });
+        Ok(SignInAttempt::new(hex))
     }
 
     /// Moves the account's security epoch on: every trusted device and

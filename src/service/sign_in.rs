@@ -1,11 +1,14 @@
 //! The second step of signing in, and the trusted devices it can skip.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use super::{StepUp, TwoFactor, same_seed};
 use crate::contact::{Destination, DestinationKind, MaskPolicy};
 use crate::device::{DeviceCheck, DeviceId, DeviceToken};
 use crate::error::{Error, Refusal};
+use crate::events::Event;
 use crate::flows::{
     DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket, guess,
 };
@@ -136,6 +139,47 @@ pub enum Proof<'a> {
     },
 }
 
+/// Identifies one sign-in attempt: the pending sign-in of one browser,
+/// from the password to the second step.
+///
+/// Pass the same attempt to every [`sign_in_complete`](TwoFactor::sign_in_complete)
+/// (and [`sign_in_poll_link`](TwoFactor::sign_in_poll_link)) of that
+/// sign-in. ninsho records it, as a keyed hash, with the secret the sign-in
+/// spends. When the store's reply to that write is lost (a timeout, a
+/// dropped connection) the host sees an error although the code was used;
+/// a retry **from the same attempt** with the same proof then succeeds
+/// again, while a replay of the proof from any other attempt stays refused
+/// (the way payment APIs use idempotency keys).
+///
+/// Make one with [`TwoFactor::new_attempt`] when the password is accepted
+/// and keep it server-side with the pending sign-in, or wrap an
+/// unguessable id the host already has for it ([`SignInAttempt::new`]).
+/// Never use something an attacker can learn or choose, such as a user
+/// name. Its `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SignInAttempt(String);
+
+impl SignInAttempt {
+    /// Wraps the host's own unguessable id for the pending sign-in.
+    #[must_use]
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id, to keep with the pending sign-in.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SignInAttempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SignInAttempt([redacted])")
+    }
+}
+
 /// The second step passed.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -145,6 +189,11 @@ pub struct SignedIn {
     /// The new trusted-device token and its entry, when asked to trust the
     /// device: put the token in an `HttpOnly`, `Secure` cookie.
     pub device: Option<(DeviceToken, DeviceInfo)>,
+    /// Whether trusting the device was asked for but could not be done (a
+    /// store outage). The sign-in stands: "trust this device" is a
+    /// convenience, and failing to store it never undoes a second factor
+    /// that was passed. The device is asked again next time.
+    pub trust_failed: bool,
     /// After a recovery code: how many are left (prompt for new ones when
     /// few are). Every trusted device was revoked.
     pub recovery_codes_left: Option<usize>,
@@ -459,6 +508,7 @@ impl TwoFactor {
         account: &AccountId,
         challenge: &ChallengeId,
         trust_device: Option<&str>,
+        _attempt: Option<&SignInAttempt>,
     ) -> Result<Option<SignedIn>, Error> {
         let record = self.inner.challenges.load(challenge).await?;
         if record.account.as_ref() != Some(account) {
@@ -499,6 +549,7 @@ impl TwoFactor {
         account: &AccountId,
         proof: Proof<'_>,
         trust_device: Option<&str>,
+        _attempt: Option<&SignInAttempt>,
     ) -> Result<SignedIn, Error> {
         match proof {
             Proof::Code { challenge, code } => {
@@ -557,13 +608,25 @@ impl TwoFactor {
         trust_device: Option<&str>,
         epoch: u64,
     ) -> Result<SignedIn, Error> {
-        let device = match trust_device {
-            Some(label) => Some(self.inner.devices.trust_at(account, label, epoch).await?),
-            None => None,
+        // The second factor is passed and its secret spent: from here on
+        // nothing may turn the sign-in into an error. Trusting the device
+        // is optional and reported.
+        let (device, trust_failed) = match trust_device {
+            Some(label) => match self.inner.devices.trust_at(account, label, epoch).await {
+                Ok(trusted) => (Some(trusted), false),
+                Err(_) => {
+                    self.inner.ports.emit(Event::DeviceTrustFailed {
+                        account: account.clone(),
+                    });
+                    (None, true)
+                }
+            },
+            None => (None, false),
         };
         Ok(SignedIn {
             method,
             device,
+            trust_failed,
             recovery_codes_left,
             step_up: self.step_up(account, method, epoch),
         })
