@@ -126,6 +126,11 @@ pub struct StoredRecoveryCode {
     pub hash: KeyedHash,
     /// When it was redeemed; `None` while unused.
     pub used_at: Option<OffsetDateTime>,
+    /// The keyed hash of the sign-in attempt that redeemed it, if the host
+    /// passed one: a retry from that attempt succeeds again (its reply may
+    /// have been lost), a replay from any other is refused.
+    #[serde(default)]
+    pub used_by: Option<KeyedHash>,
 }
 
 /// A stored recovery set (never the plain codes).
@@ -218,6 +223,7 @@ pub fn generate(
         codes.push(StoredRecoveryCode {
             hash: hasher.hash(&ctx, &raw),
             used_at: None,
+            used_by: None,
         });
         plain.push(SecretString::new(display_form(&raw)));
     }
@@ -282,8 +288,8 @@ pub fn normalize(input: &str, length: u8) -> Option<zeroize::Zeroizing<Vec<u8>>>
 pub enum Lookup {
     /// The unused code at this index.
     Unused(usize),
-    /// A code of the set that was already used.
-    Used,
+    /// The code at this index, already used.
+    Used(usize),
     /// No code of the set.
     NoMatch,
 }
@@ -300,6 +306,7 @@ pub fn find(set: &RecoverySet, input: &str, hasher: &KeyedHasher) -> Lookup {
     let mut unused = Choice::from(0);
     let mut used = Choice::from(0);
     let mut index = 0u64;
+    let mut used_index = 0u64;
     for (i, stored) in set.codes.iter().enumerate() {
         let tag = match cached {
             Some((id, tag)) if id == stored.hash.key_id => Some(tag),
@@ -311,14 +318,16 @@ pub fn find(set: &RecoverySet, input: &str, hasher: &KeyedHasher) -> Lookup {
         let hit = tag.ct_eq(&stored.hash.tag);
         let is_unused = Choice::from(u8::from(stored.used_at.is_none()));
         let fresh = hit & is_unused;
+        let spent = hit & !is_unused;
         subtle::ConditionallySelectable::conditional_assign(&mut index, &(i as u64), fresh);
+        subtle::ConditionallySelectable::conditional_assign(&mut used_index, &(i as u64), spent);
         unused |= fresh;
-        used |= hit & !is_unused;
+        used |= spent;
     }
     if bool::from(unused) {
         Lookup::Unused(usize::try_from(index).unwrap_or(usize::MAX))
     } else if bool::from(used) {
-        Lookup::Used
+        Lookup::Used(usize::try_from(used_index).unwrap_or(usize::MAX))
     } else {
         Lookup::NoMatch
     }
@@ -379,7 +388,7 @@ mod tests {
         assert_eq!(find(&set, "", &h), Lookup::NoMatch);
         let mut used = set.clone();
         used.codes[7].used_at = Some(OffsetDateTime::UNIX_EPOCH);
-        assert_eq!(find(&used, codes[7], &h), Lookup::Used);
+        assert_eq!(find(&used, codes[7], &h), Lookup::Used(7));
     }
 
     #[test]

@@ -328,15 +328,17 @@ pub fn sample_challenge(id_seed: u8, now: OffsetDateTime) -> ChallengeRecord {
         link: None,
         created_at: now,
         expires_at,
+        consumed_by: None,
     }
 }
 
-/// A fresh recovery set of 10 unused codes, version 0, whose salt and code
+/// A recovery set of 10 codes, version 0, whose salt and code
 /// hashes are derived from `seed` (distinct seeds give distinct salts and
 /// hashes).
 ///
 /// `now` is truncated to whole seconds in UTC; the set was created at that
-/// instant. Codes are 12 characters long, hashed under key id 1.
+/// instant. Codes are 12 characters long, hashed under key id 1; code 3
+/// was used five minutes later, by a sign-in attempt.
 #[must_use]
 pub fn sample_recovery_set(seed: u8, now: OffsetDateTime) -> RecoverySet {
     let now = whole_seconds(now);
@@ -352,12 +354,18 @@ pub fn sample_recovery_set(seed: u8, now: OffsetDateTime) -> RecoverySet {
             .map(|i| {
                 let mut tag = [seed; 32];
                 tag[0] = i;
+                // Code 3 was used by a sign-in attempt.
+                let used = i == 3;
                 StoredRecoveryCode {
                     hash: KeyedHash {
                         key_id: KeyId(1),
                         tag: Tag(tag),
                     },
-                    used_at: None,
+                    used_at: used.then_some(now + Duration::minutes(5)),
+                    used_by: used.then_some(KeyedHash {
+                        key_id: KeyId(2),
+                        tag: Tag([seed ^ 0x5A; 32]),
+                    }),
                 }
             })
             .collect(),
@@ -579,6 +587,11 @@ pub async fn check_round_trip_every_field(store: Arc<dyn Store>) {
         let seed = 0x20 + u8::try_from(i).expect("few states");
         let mut r = sample_challenge(seed, now);
         r.state = *state;
+        // A consumed one remembers the sign-in attempt that consumed it.
+        r.consumed_by = (*state == ChallengeState::Consumed).then_some(KeyedHash {
+            key_id: KeyId(3),
+            tag: Tag([seed; 32]),
+        });
         records.push(r);
     }
 

@@ -216,6 +216,24 @@ pub(crate) fn decide(
     Decision::Reject(next, refusal)
 }
 
+/// Whether `input` is the code of one of the challenge's live sends, for
+/// `purpose` and `destination`, whatever the challenge's state: used to
+/// recognise a retry of the very code that consumed it.
+pub(crate) fn is_live_code(
+    record: &ChallengeRecord,
+    input: &str,
+    purpose: &Purpose,
+    destination: &Destination,
+    hasher: &KeyedHasher,
+    now: OffsetDateTime,
+) -> bool {
+    let context_ok = &record.purpose == purpose && &record.destination == destination;
+    let matched = parse_code(input, record.digits)
+        .map(|value| matches_live_code(record, value, hasher, now))
+        .unwrap_or_else(|| Choice::from(0));
+    context_ok && bool::from(matched)
+}
+
 fn matches_live_code(
     record: &ChallengeRecord,
     value: u64,

@@ -6,7 +6,9 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::{Challenges, MAX_ROUNDS};
-use crate::challenge::{Decision, decide, generate_code, hash_code, refusal_before_check};
+use crate::challenge::{
+    Decision, decide, generate_code, hash_code, is_live_code, refusal_before_check,
+};
 use crate::contact::Destination;
 use crate::error::{Error, Refusal};
 use crate::events::Event;
@@ -280,6 +282,7 @@ impl Challenges {
             link: None,
             created_at: now,
             expires_at,
+            consumed_by: None,
         };
         inner.store.insert_challenge(&record).await?;
         self.emit(Event::Issued {
@@ -478,24 +481,33 @@ impl Challenges {
         destination: &Destination,
     ) -> Result<Verified, Error> {
         let record = self.load(id).await?;
-        self.verify_loaded(record, input, purpose, destination)
+        self.verify_loaded(record, input, purpose, destination, None)
             .await
     }
 
     /// [`verify`](Self::verify) from a record the caller has just read (to
     /// check whose it is), sparing a second read: the compare-and-set
     /// still refuses the write if it changed since.
+    ///
+    /// With a sign-in `attempt`, the consumed challenge records it, and a
+    /// retry of the same code from the same attempt — whose reply was lost
+    /// after the write landed — gets the same success; from any other
+    /// attempt it stays [`Refusal::AlreadyUsed`].
     pub(crate) async fn verify_loaded(
         &self,
         mut record: ChallengeRecord,
         input: &str,
         purpose: &Purpose,
         destination: &Destination,
+        attempt: Option<&str>,
     ) -> Result<Verified, Error> {
         let now = self.now();
         let inner = &self.inner;
         let id = record.id;
-        if let Some(reason) = refusal_before_check(&record, now) {
+        let scope = challenge_scope(&id);
+        let retry = record.state == ChallengeState::Consumed
+            && super::same_attempt(&inner.hasher, &scope, attempt, record.consumed_by.as_ref());
+        if !retry && let Some(reason) = refusal_before_check(&record, now) {
             return Err(self.refuse(Some(id), record.account, reason));
         }
         // Counted before it is compared, so racing guesses can't outrun the
@@ -504,13 +516,29 @@ impl Challenges {
             Some(account) => Some(self.count_guess(Some(id), account, now).await?),
             None => None,
         };
+        if retry {
+            if is_live_code(&record, input, purpose, destination, &inner.hasher, now) {
+                if let Some(counted) = counted {
+                    counted.right(&*inner.store).await;
+                }
+                return Ok(Verified::from_record(&record));
+            }
+            if let Some(counted) = &counted {
+                counted.wrong(&inner.failures, &*inner.events, now);
+            }
+            return Err(self.refuse(Some(id), record.account, Refusal::AlreadyUsed));
+        }
+        let consumed_by = attempt.map(|a| super::attempt_hash(&inner.hasher, &scope, a));
         for _ in 0..MAX_ROUNDS {
             let (next, refusal) =
                 match decide(&record, input, purpose, destination, &inner.hasher, now) {
                     Decision::Refuse(reason) => {
                         return Err(self.refuse(Some(id), record.account, reason));
                     }
-                    Decision::Accept(next) => (next, None),
+                    Decision::Accept(mut next) => {
+                        next.consumed_by = consumed_by;
+                        (next, None)
+                    }
                     Decision::Reject(next, reason) => (next, Some(reason)),
                 };
             match inner.store.replace_challenge(&next, record.version).await {
@@ -800,4 +828,12 @@ impl Challenges {
                 .saturating_sub(record.delivery_attempts),
         }
     }
+}
+
+/// What a challenge's attempt hash is bound to: the challenge.
+pub(super) fn challenge_scope(id: &ChallengeId) -> [u8; 26] {
+    let mut scope = [0u8; 26];
+    scope[..10].copy_from_slice(b"challenge:");
+    scope[10..].copy_from_slice(id.as_bytes());
+    scope
 }

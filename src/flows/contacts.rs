@@ -480,7 +480,7 @@ impl Contacts {
         let destination = record.destination.clone();
         let verified = self
             .challenges
-            .verify_loaded(record, code, &Purpose::ContactChange, &destination)
+            .verify_loaded(record, code, &Purpose::ContactChange, &destination, None)
             .await?;
         Ok(verified.destination)
     }

@@ -187,6 +187,7 @@ impl Challenges {
             }),
             created_at: now,
             expires_at,
+            consumed_by: None,
         };
         inner.store.insert_challenge(&record).await?;
         self.emit(Event::Issued {
@@ -267,6 +268,20 @@ impl Challenges {
         id: &ChallengeId,
         purpose: &Purpose,
     ) -> Result<LinkStatus, Error> {
+        self.poll_link_from(id, purpose, None).await
+    }
+
+    /// [`poll_link`](Self::poll_link) for a sign-in attempt: the collected
+    /// approval records it, and a poll from the same attempt that comes
+    /// again (its reply was lost) collects the same approval.
+    pub(crate) async fn poll_link_from(
+        &self,
+        id: &ChallengeId,
+        purpose: &Purpose,
+        attempt: Option<&str>,
+    ) -> Result<LinkStatus, Error> {
+        let hasher = &self.inner.hasher;
+        let scope = super::codes::challenge_scope(id);
         let mut record = self.load(id).await?;
         for _ in 0..MAX_ROUNDS {
             let refuse = |reason| Err(self.refuse(Some(*id), record.account.clone(), reason));
@@ -277,6 +292,12 @@ impl Challenges {
                 return refuse(Refusal::PurposeMismatch);
             }
             let expired = self.now() >= record.expires_at;
+            if record.state == ChallengeState::Consumed
+                && !expired
+                && super::same_attempt(hasher, &scope, attempt, record.consumed_by.as_ref())
+            {
+                return Ok(LinkStatus::Approved(Verified::from_record(&record)));
+            }
             match record.state {
                 // An approval must be collected while the link is valid.
                 ChallengeState::Approved | ChallengeState::Pending if expired => {
@@ -294,6 +315,7 @@ impl Challenges {
             let mut next = record.clone();
             next.version = record.version.wrapping_add(1);
             next.state = ChallengeState::Consumed;
+            next.consumed_by = attempt.map(|a| super::attempt_hash(hasher, &scope, a));
             match self
                 .inner
                 .store

@@ -76,7 +76,7 @@ use crate::contact::{Destination, DestinationKind, MaskPolicy};
 use crate::error::{Error, Refusal};
 use crate::events::{Event, EventSink, NoEvents};
 use crate::gateway::{Channel, Gateway, Locale, Templates};
-use crate::hash::KeyedHasher;
+use crate::hash::{KeyedHash, KeyedHasher};
 use crate::limits::{FailurePolicy, LimitKind, SendLimits};
 use crate::random::{OsRandom, Random};
 use crate::store::{AccountId, ChallengeId, ChallengeRecord, Store};
@@ -87,6 +87,36 @@ use guess::Counted;
 /// challenge accepts only a bounded number of writes, so this is never
 /// reached in practice.
 const MAX_ROUNDS: usize = 64;
+
+/// The keyed hash a spent secret records of the sign-in attempt that spent
+/// it, bound to `scope` (the challenge, or the account and the kind of
+/// secret) so a hash copied elsewhere never matches.
+pub(crate) fn attempt_hash(hasher: &KeyedHasher, scope: &[u8], attempt: &str) -> KeyedHash {
+    hasher.hash(&attempt_context(scope), attempt.as_bytes())
+}
+
+/// Whether `attempt` is the one `stored` records (in constant time; a hash
+/// under a retired key matches nothing).
+pub(crate) fn same_attempt(
+    hasher: &KeyedHasher,
+    scope: &[u8],
+    attempt: Option<&str>,
+    stored: Option<&KeyedHash>,
+) -> bool {
+    match (attempt, stored) {
+        (Some(attempt), Some(stored)) => hasher
+            .verify(&attempt_context(scope), attempt.as_bytes(), stored)
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+fn attempt_context(scope: &[u8]) -> Vec<u8> {
+    let mut context = Vec::with_capacity(8 + scope.len());
+    context.extend_from_slice(b"attempt:");
+    context.extend_from_slice(scope);
+    context
+}
 
 /// One-time codes and links: issue, deliver with fallback, verify once.
 ///

@@ -151,7 +151,20 @@ impl RecoveryCodes {
     /// [`Refusal::Locked`], [`Refusal::Unknown`] (no set); [`Error::Store`]
     /// — then nothing was consumed.
     pub async fn redeem(&self, account: &AccountId, input: &str) -> Result<Redeemed, Error> {
+        self.redeem_from(account, input, None).await
+    }
+
+    /// [`redeem`](Self::redeem) for a sign-in attempt: the code records the
+    /// attempt, and a retry from the same attempt (whose reply was lost)
+    /// gets the same success instead of "already used".
+    pub(crate) async fn redeem_from(
+        &self,
+        account: &AccountId,
+        input: &str,
+        attempt: Option<&str>,
+    ) -> Result<Redeemed, Error> {
         let p = &self.ports;
+        let scope = attempt_scope(account);
         let now = p.now();
         let store = &*p.store;
         let mut book = store.contact_book(account).await?;
@@ -173,7 +186,21 @@ impl RecoveryCodes {
             };
             let index = match recovery::find(set, input, &p.hasher) {
                 Lookup::Unused(i) => i,
-                Lookup::Used => return Err(self.refuse(account, Refusal::AlreadyUsed)),
+                Lookup::Used(i) => {
+                    let by = set.codes.get(i).and_then(|c| c.used_by.as_ref());
+                    if !super::same_attempt(&p.hasher, &scope, attempt, by) {
+                        return Err(self.refuse(account, Refusal::AlreadyUsed));
+                    }
+                    // The attempt that spent it, retrying after a lost
+                    // reply: the same success, nothing written again.
+                    counted.right(store).await;
+                    let remaining = set.remaining();
+                    return Ok(Redeemed {
+                        remaining,
+                        running_low: remaining <= usize::from(self.policy.low_threshold),
+                        epoch: next.epoch,
+                    });
+                }
                 _ => {
                     counted.wrong(&self.failures, &*p.events, now);
                     return Err(self.refuse(account, Refusal::WrongRecoveryCode));
@@ -182,6 +209,7 @@ impl RecoveryCodes {
             set.version = set.version.wrapping_add(1);
             if let Some(code) = set.codes.get_mut(index) {
                 code.used_at = Some(now);
+                code.used_by = attempt.map(|a| super::attempt_hash(&p.hasher, &scope, a));
             }
             let remaining = set.remaining();
             let expected = next.version;
@@ -251,4 +279,11 @@ impl RecoveryCodes {
         });
         Error::Refused(reason)
     }
+}
+
+/// What a recovery code's attempt hash is bound to: the account.
+fn attempt_scope(account: &AccountId) -> Vec<u8> {
+    let mut scope = b"recovery:".to_vec();
+    scope.extend_from_slice(account.0.as_bytes());
+    scope
 }

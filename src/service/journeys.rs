@@ -720,7 +720,7 @@ impl TwoFactor {
         let verified = self
             .inner
             .challenges
-            .verify_loaded(record, code, &Purpose::Recovery, &destination)
+            .verify_loaded(record, code, &Purpose::Recovery, &destination, None)
             .await?;
         let account = self
             .store()

@@ -10,7 +10,8 @@ use crate::device::{DeviceCheck, DeviceId, DeviceToken};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
 use crate::flows::{
-    DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket, guess,
+    DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket, attempt_hash,
+    guess, same_attempt,
 };
 use crate::gateway::Channel;
 use crate::otp::{Rejection, Totp};
@@ -508,8 +509,9 @@ impl TwoFactor {
         account: &AccountId,
         challenge: &ChallengeId,
         trust_device: Option<&str>,
-        _attempt: Option<&SignInAttempt>,
+        attempt: Option<&SignInAttempt>,
     ) -> Result<Option<SignedIn>, Error> {
+        let attempt = attempt.map(SignInAttempt::as_str);
         let record = self.inner.challenges.load(challenge).await?;
         if record.account.as_ref() != Some(account) {
             return Err(Refusal::Unknown.into());
@@ -520,7 +522,7 @@ impl TwoFactor {
         match self
             .inner
             .challenges
-            .poll_link(challenge, &Purpose::SignIn)
+            .poll_link_from(challenge, &Purpose::SignIn, attempt)
             .await?
         {
             LinkStatus::Pending { .. } => Ok(None),
@@ -549,8 +551,9 @@ impl TwoFactor {
         account: &AccountId,
         proof: Proof<'_>,
         trust_device: Option<&str>,
-        _attempt: Option<&SignInAttempt>,
+        attempt: Option<&SignInAttempt>,
     ) -> Result<SignedIn, Error> {
+        let attempt = attempt.map(SignInAttempt::as_str);
         match proof {
             Proof::Code { challenge, code } => {
                 let record = self.inner.challenges.load(challenge).await?;
@@ -563,7 +566,7 @@ impl TwoFactor {
                 let verified = self
                     .inner
                     .challenges
-                    .verify_loaded(record, code, &Purpose::SignIn, &to)
+                    .verify_loaded(record, code, &Purpose::SignIn, &to, attempt)
                     .await?;
                 let kind = match verified.channel {
                     Channel::Voice => MethodKind::Voice,
@@ -574,7 +577,7 @@ impl TwoFactor {
                     .await
             }
             Proof::Authenticator { code } => {
-                let epoch = self.check_authenticator(account, code).await?;
+                let epoch = self.check_authenticator(account, code, attempt).await?;
                 self.signed_in(
                     account,
                     MethodKind::Authenticator,
@@ -587,7 +590,11 @@ impl TwoFactor {
             Proof::RecoveryCode { code } => {
                 // Spending the code moves the epoch on in the same write:
                 // every device trusted before dies.
-                let redeemed = self.inner.recovery.redeem(account, code).await?;
+                let redeemed = self
+                    .inner
+                    .recovery
+                    .redeem_from(account, code, attempt)
+                    .await?;
                 self.signed_in(
                     account,
                     MethodKind::RecoveryCode,
@@ -641,6 +648,7 @@ impl TwoFactor {
         &self,
         account: &AccountId,
         code: &str,
+        attempt: Option<&str>,
     ) -> Result<u64, Error> {
         let i = &self.inner;
         let store = self.store();
@@ -663,13 +671,24 @@ impl TwoFactor {
             Err(reason) => return Err(reason.into()),
         };
         let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let scope = authenticator_scope(account);
         for _ in 0..MAX_ROUNDS {
             // The same app as the seed opened above, or the check is void.
-            let last_step = match &book.factors.authenticator {
-                Some(app) if same_seed(&app.sealed_uri, &sealed) => app.last_step,
+            let (last_step, retry) = match &book.factors.authenticator {
+                Some(app) if same_seed(&app.sealed_uri, &sealed) => (
+                    app.last_step,
+                    same_attempt(&i.ports.hasher, &scope, attempt, app.last_attempt.as_ref()),
+                ),
                 _ => return Err(Refusal::Unknown.into()),
             };
-            let step = match totp.verify(code, unix, last_step) {
+            // The attempt that made the last accepted step may present that
+            // step's code again (its reply was lost): the same success.
+            let floor = if retry {
+                last_step.and_then(|s| s.checked_sub(1))
+            } else {
+                last_step
+            };
+            let step = match totp.verify(code, unix, floor) {
                 Ok(accepted) => accepted.step,
                 Err(Rejection::Replayed) => return Err(Refusal::AlreadyUsed.into()),
                 Err(_) => {
@@ -680,10 +699,15 @@ impl TwoFactor {
                     .into());
                 }
             };
+            if retry && Some(step) == last_step {
+                counted.right(store).await;
+                return Ok(book.epoch);
+            }
             let mut next = book.clone();
             next.version = book.version.wrapping_add(1);
             if let Some(app) = &mut next.factors.authenticator {
                 app.last_step = Some(step);
+                app.last_attempt = attempt.map(|a| attempt_hash(&i.ports.hasher, &scope, a));
             }
             match store
                 .commit_contacts(&next, Some(book.version), &Default::default())
@@ -746,4 +770,11 @@ impl TwoFactor {
     ) -> Result<DeviceCheck, Error> {
         self.inner.devices.check(account, token).await
     }
+}
+
+/// What an authenticator's attempt hash is bound to: the account.
+fn authenticator_scope(account: &AccountId) -> Vec<u8> {
+    let mut scope = b"authenticator:".to_vec();
+    scope.extend_from_slice(account.0.as_bytes());
+    scope
 }

@@ -11,6 +11,7 @@ use super::{AccountId, ChallengeId, Purpose, StoreError, VerificationId};
 use crate::contact::{Destination, DestinationKind, PhoneType};
 use crate::gateway::Locale;
 use crate::grace::GraceState;
+use crate::hash::KeyedHash;
 use crate::recovery::RecoverySet;
 
 /// One contact (phone number or email address) of an account.
@@ -111,6 +112,11 @@ pub struct AuthenticatorRecord {
     pub last_step: Option<u64>,
     /// When it was added.
     pub added_at: OffsetDateTime,
+    /// The keyed hash of the sign-in attempt that made `last_step`, if the
+    /// host passed one: that attempt may present the same code again (its
+    /// reply was lost) and succeed; any other attempt gets a replay refusal.
+    #[serde(default)]
+    pub last_attempt: Option<KeyedHash>,
 }
 
 impl AuthenticatorRecord {
@@ -118,6 +124,7 @@ impl AuthenticatorRecord {
     #[must_use]
     pub fn new(sealed_uri: String, last_step: Option<u64>, added_at: OffsetDateTime) -> Self {
         Self {
+            last_attempt: None,
             sealed_uri,
             last_step,
             added_at,
@@ -132,6 +139,10 @@ impl fmt::Debug for AuthenticatorRecord {
             .field("sealed_uri", &"[sealed]")
             .field("last_step", &self.last_step)
             .field("added_at", &self.added_at)
+            .field(
+                "last_attempt",
+                &self.last_attempt.as_ref().map(|_| "[hash]"),
+            )
             .finish()
     }
 }

@@ -354,6 +354,11 @@ pub struct ChallengeRecord {
     /// the record some time after this (keep it a while so late attempts get
     /// "expired" rather than "unknown").
     pub expires_at: OffsetDateTime,
+    /// The keyed hash of the sign-in attempt that consumed it, if the host
+    /// passed one: a retry of the same code from that attempt succeeds again
+    /// (its reply may have been lost), a replay from any other is refused.
+    #[serde(default)]
+    pub consumed_by: Option<KeyedHash>,
 }
 
 /// A fixed-window counter after an increment.
