@@ -446,6 +446,7 @@ pub fn sample_contact_book(account: &AccountId, now: OffsetDateTime) -> ContactB
             recovery: Some(sample_recovery_set(0x5B, now)),
         },
         epoch: u64::MAX - 7,
+        last_change: Some(ChallengeId::from_bytes([0x5C; 16])),
     }
 }
 

@@ -1065,6 +1065,7 @@ fn book_with(set: RecoverySet) -> ContactBook {
         created_at: t0(),
         factors,
         epoch: 0,
+        last_change: None,
     }
 }
 

@@ -27,6 +27,7 @@ pub(crate) fn fresh_book(account: &AccountId, now: OffsetDateTime) -> ContactBoo
         created_at: now,
         factors: Factors::default(),
         epoch: 0,
+        last_change: None,
     }
 }
 

@@ -5,6 +5,7 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
+use super::guess::Counted;
 use super::{Challenges, MAX_ROUNDS};
 use crate::challenge::{
     Decision, decide, generate_code, hash_code, is_live_code, refusal_before_check,
@@ -495,18 +496,83 @@ impl Challenges {
     /// attempt it stays [`Refusal::AlreadyUsed`].
     pub(crate) async fn verify_loaded(
         &self,
-        mut record: ChallengeRecord,
+        record: ChallengeRecord,
         input: &str,
         purpose: &Purpose,
         destination: &Destination,
         attempt: Option<&str>,
     ) -> Result<Verified, Error> {
+        let code = Code {
+            input,
+            purpose,
+            destination,
+            attempt,
+        };
+        match self.check(record, &code, true).await? {
+            Checked::Again(verified) => Ok(verified),
+            Checked::Right(record) => Ok(self.verified(&record).await),
+        }
+    }
+
+    /// Checks a code **without spending it** (a wrong one is counted and
+    /// written as usual): for journeys that apply their change first and
+    /// spend the code last, with [`spend`](Self::spend), so a failure in
+    /// between leaves the code usable for a retry.
+    pub(crate) async fn check_code(
+        &self,
+        record: ChallengeRecord,
+        input: &str,
+        purpose: &Purpose,
+        destination: &Destination,
+    ) -> Result<Checked, Error> {
+        let code = Code {
+            input,
+            purpose,
+            destination,
+            attempt: None,
+        };
+        self.check(record, &code, false).await
+    }
+
+    /// Spends a code [`check_code`](Self::check_code) found right (deciding
+    /// again on the freshest record). Of racing spends exactly one
+    /// succeeds; the others are refused as used.
+    pub(crate) async fn spend(
+        &self,
+        record: ChallengeRecord,
+        input: &str,
+        purpose: &Purpose,
+        destination: &Destination,
+    ) -> Result<Verified, Error> {
+        let code = Code {
+            input,
+            purpose,
+            destination,
+            attempt: None,
+        };
+        let record = self.decide_and_write(record, &code, None, true).await?;
+        Ok(self.verified(&record).await)
+    }
+
+    /// Counts the guess, then decides and writes: a wrong code is written
+    /// as one more failure; a right one is spent when `spend` is set.
+    async fn check(
+        &self,
+        record: ChallengeRecord,
+        code: &Code<'_>,
+        spend: bool,
+    ) -> Result<Checked, Error> {
         let now = self.now();
         let inner = &self.inner;
         let id = record.id;
         let scope = challenge_scope(&id);
         let retry = record.state == ChallengeState::Consumed
-            && super::same_attempt(&inner.hasher, &scope, attempt, record.consumed_by.as_ref());
+            && super::same_attempt(
+                &inner.hasher,
+                &scope,
+                code.attempt,
+                record.consumed_by.as_ref(),
+            );
         if !retry && let Some(reason) = refusal_before_check(&record, now) {
             return Err(self.refuse(Some(id), record.account, reason));
         }
@@ -517,41 +583,74 @@ impl Challenges {
             None => None,
         };
         if retry {
-            if is_live_code(&record, input, purpose, destination, &inner.hasher, now) {
+            if is_live_code(
+                &record,
+                code.input,
+                code.purpose,
+                code.destination,
+                &inner.hasher,
+                now,
+            ) {
                 if let Some(counted) = counted {
                     counted.right(&*inner.store).await;
                 }
-                return Ok(Verified::from_record(&record));
+                return Ok(Checked::Again(Verified::from_record(&record)));
             }
             if let Some(counted) = &counted {
                 counted.wrong(&inner.failures, &*inner.events, now);
             }
             return Err(self.refuse(Some(id), record.account, Refusal::AlreadyUsed));
         }
-        let consumed_by = attempt.map(|a| super::attempt_hash(&inner.hasher, &scope, a));
+        // A right code ends the run when it is spent ([`verified`]).
+        let record = self.decide_and_write(record, code, counted, spend).await?;
+        Ok(Checked::Right(Box::new(record)))
+    }
+
+    /// The compare-and-set loop of a check: decides on the freshest record
+    /// and writes a failure (or, with `spend`, the consumption); on a right
+    /// code without `spend`, writes nothing and hands back the record read.
+    async fn decide_and_write(
+        &self,
+        mut record: ChallengeRecord,
+        code: &Code<'_>,
+        counted: Option<Counted>,
+        spend: bool,
+    ) -> Result<ChallengeRecord, Error> {
+        let now = self.now();
+        let inner = &self.inner;
+        let id = record.id;
+        let consumed_by = code
+            .attempt
+            .map(|a| super::attempt_hash(&inner.hasher, &challenge_scope(&id), a));
         for _ in 0..MAX_ROUNDS {
-            let (next, refusal) =
-                match decide(&record, input, purpose, destination, &inner.hasher, now) {
-                    Decision::Refuse(reason) => {
-                        return Err(self.refuse(Some(id), record.account, reason));
-                    }
-                    Decision::Accept(mut next) => {
-                        next.consumed_by = consumed_by;
-                        (next, None)
-                    }
-                    Decision::Reject(next, reason) => (next, Some(reason)),
-                };
+            let decision = decide(
+                &record,
+                code.input,
+                code.purpose,
+                code.destination,
+                &inner.hasher,
+                now,
+            );
+            let (next, refusal) = match decision {
+                Decision::Refuse(reason) => {
+                    return Err(self.refuse(Some(id), record.account, reason));
+                }
+                Decision::Accept(_) if !spend => return Ok(record),
+                Decision::Accept(mut next) => {
+                    next.consumed_by = consumed_by;
+                    (next, None)
+                }
+                Decision::Reject(next, reason) => (next, Some(reason)),
+            };
             match inner.store.replace_challenge(&next, record.version).await {
                 Ok(()) => {
-                    return match refusal {
-                        None => Ok(self.verified(&next).await),
-                        Some(reason) => {
-                            if let Some(counted) = &counted {
-                                counted.wrong(&inner.failures, &*inner.events, now);
-                            }
-                            Err(self.refuse(Some(id), next.account, reason))
-                        }
+                    let Some(reason) = refusal else {
+                        return Ok(next);
                     };
+                    if let Some(counted) = &counted {
+                        counted.wrong(&inner.failures, &*inner.events, now);
+                    }
+                    return Err(self.refuse(Some(id), next.account, reason));
                 }
                 Err(e) if e.is_conflict() => record = self.load(&id).await?,
                 Err(e) => return Err(e.into()),
@@ -836,4 +935,21 @@ pub(super) fn challenge_scope(id: &ChallengeId) -> [u8; 26] {
     scope[..10].copy_from_slice(b"challenge:");
     scope[10..].copy_from_slice(id.as_bytes());
     scope
+}
+
+/// A typed code and what it must be for.
+pub(crate) struct Code<'a> {
+    input: &'a str,
+    purpose: &'a Purpose,
+    destination: &'a Destination,
+    attempt: Option<&'a str>,
+}
+
+/// A code found right by [`Challenges::check_code`].
+pub(crate) enum Checked {
+    /// Right: the record as read (not yet spent), or as written (spent).
+    Right(Box<ChallengeRecord>),
+    /// The attempt that already spent this code, retrying: the same
+    /// success, nothing written.
+    Again(Verified),
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::verifications::Completed;
+use super::codes::Checked;
 use super::{Challenges, IssueRequest, Ticket, account};
 use crate::contact::{Destination, DestinationKind, MaskPolicy, PhonePolicy};
 use crate::error::{Error, Refusal};
@@ -454,40 +455,14 @@ impl Contacts {
         self.challenges.issue(request).await
     }
 
-    /// The destination a contact-change challenge of this account was sent
-    /// to, after checking the code. Consumes the challenge.
-    async fn verify_code(
-        &self,
-        account: &AccountId,
-        challenge: &ChallengeId,
-        code: &str,
-    ) -> Result<Destination, Error> {
-        let record = self.challenges.load(challenge).await?;
-        self.verify_record(account, record, code).await
-    }
-
-    /// [`verify_code`](Self::verify_code) on a record just read.
-    async fn verify_record(
-        &self,
-        account: &AccountId,
-        record: ChallengeRecord,
-        code: &str,
-    ) -> Result<Destination, Error> {
-        if record.account.as_ref() != Some(account) {
-            // Someone else's challenge: as unknown as a made-up id.
-            return Err(self.refuse(account, Refusal::Unknown));
-        }
-        let destination = record.destination.clone();
-        let verified = self
-            .challenges
-            .verify_loaded(record, code, &Purpose::ContactChange, &destination, None)
-            .await?;
-        Ok(verified.destination)
-    }
-
     /// Checks the code sent by [`send_code`](Self::send_code) and records
     /// the contact as verified (adding it if new), claiming a unique phone
     /// number for the account. Returns the contact.
+    ///
+    /// The contact is written **before** the code is spent: if anything
+    /// fails in between, the code still works and a retry finishes the job
+    /// (it finds the change made and only spends the code), so no failure
+    /// loses both.
     ///
     /// # Errors
     /// As for [`Challenges::verify`]; [`Refusal::ContactInUse`] when another
@@ -499,74 +474,120 @@ impl Contacts {
         challenge: &ChallengeId,
         code: &str,
     ) -> Result<ContactView, Error> {
-        let destination = self.verify_code(account, challenge, code).await?;
-        self.record_verified(account, destination).await
+        let record = self.challenges.load(challenge).await?;
+        self.confirm_record(account, record, code, None, |_| Ok(()))
+            .await
     }
 
     /// [`confirm`](Self::confirm) or [`confirm_change`](Self::confirm_change)
-    /// on a challenge record the caller has just read (sparing a read):
-    /// a change when `replacing` is given.
+    /// on a challenge record the caller has just read (sparing a read): a
+    /// change when `replacing` is given. `also` changes the book further in
+    /// the same write (turning two-step sign-in on with the new phone).
     pub(crate) async fn confirm_record(
         &self,
         account: &AccountId,
         record: ChallengeRecord,
         code: &str,
         replacing: Option<&Destination>,
+        mut also: impl FnMut(&mut ContactBook) -> Result<(), Error>,
     ) -> Result<ContactView, Error> {
-        let new = self.verify_record(account, record, code).await?;
-        match replacing {
-            Some(old) => self.swap_in(account, old, new).await,
-            None => self.record_verified(account, new).await,
+        if record.account.as_ref() != Some(account) {
+            // Someone else's challenge: as unknown as a made-up id.
+            return Err(self.refuse(account, Refusal::Unknown));
         }
+        let id = record.id;
+        let new = record.destination.clone();
+        if let Some(old) = replacing
+            && new.kind() != old.kind()
+        {
+            return Err(self.refuse(account, Refusal::DestinationMismatch));
+        }
+        let purpose = Purpose::ContactChange;
+        // Checked, not spent: a wrong code is counted here as always.
+        let record = match self
+            .challenges
+            .check_code(record, code, &purpose, &new)
+            .await?
+        {
+            Checked::Right(record) => *record,
+            Checked::Again(_) => return Err(self.refuse(account, Refusal::AlreadyUsed)),
+        };
+        let now = self.now();
+        let (view, epoch) = self
+            .update(account, |book| {
+                if book.last_change == Some(id) {
+                    // Made by an earlier try whose code was not spent.
+                    let view = find(book, &new).map(|c| self.view(c));
+                    let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
+                    return Ok(((view, None), ClaimChanges::default(), Vec::new()));
+                }
+                let (_, claims, events) = match replacing {
+                    Some(old) => self.swap(book, old, &new, now)?,
+                    None => self.mark_verified(book, &new, now)?,
+                };
+                also(book)?;
+                book.last_change = Some(id);
+                // As stored, after `also` (which may make it a factor).
+                let view = find(book, &new).map(|c| self.view(c));
+                let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
+                let epoch = replacing.is_some().then_some(book.epoch);
+                Ok(((view, epoch), claims, events))
+            })
+            .await?;
+        self.challenges.spend(record, code, &purpose, &new).await?;
+        if let Some(epoch) = epoch {
+            self.challenges.emit(Event::EpochBumped {
+                account: account.clone(),
+                epoch,
+            });
+        }
+        Ok(view)
     }
 
-    /// Writes a verified contact: added, or marked verified.
-    async fn record_verified(
+    /// Marks `destination` verified in `book` (adding it if new).
+    fn mark_verified(
         &self,
-        account: &AccountId,
-        destination: Destination,
-    ) -> Result<ContactView, Error> {
-        let now = self.now();
-        self.update(account, |book| {
-            let key = destination.limit_key();
-            let event = match book
+        book: &mut ContactBook,
+        destination: &Destination,
+        now: OffsetDateTime,
+    ) -> Edit<ContactView> {
+        let key = destination.limit_key();
+        let event = match book
+            .contacts
+            .iter_mut()
+            .find(|c| c.destination.limit_key() == key)
+        {
+            Some(entry) => {
+                entry.verified_at = Some(now);
+                GraceEvent::verified(&entry.destination)
+            }
+            None => {
+                self.check_room(book, destination.kind())?;
+                book.contacts
+                    .push(self.entry(destination.clone(), now, Some(now)));
+                GraceEvent::added(destination, true)
+            }
+        };
+        // While two-step sign-in is on, a verified phone is one of its
+        // factors (changeable, not removable), as when it was turned on.
+        if book.factors.two_factor_since.is_some()
+            && let Some(entry) = book
                 .contacts
                 .iter_mut()
                 .find(|c| c.destination.limit_key() == key)
-            {
-                Some(entry) => {
-                    entry.verified_at = Some(now);
-                    GraceEvent::verified(&entry.destination)
-                }
-                None => {
-                    self.check_room(book, destination.kind())?;
-                    book.contacts
-                        .push(self.entry(destination.clone(), now, Some(now)));
-                    GraceEvent::added(&destination, true)
-                }
-            };
-            // While two-step sign-in is on, a verified phone is one of its
-            // factors (changeable, not removable), as when it was turned on.
-            if book.factors.two_factor_since.is_some()
-                && let Some(entry) = book
-                    .contacts
-                    .iter_mut()
-                    .find(|c| c.destination.limit_key() == key)
-            {
-                entry.two_factor |= entry.kind() == DestinationKind::Phone;
-            }
-            let view = find(book, &destination).map(|c| self.view(c));
-            let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
-            Ok((
-                view,
-                ClaimChanges {
-                    claim: self.claims_for(&destination),
-                    release: Vec::new(),
-                },
-                vec![event],
-            ))
-        })
-        .await
+        {
+            entry.two_factor |= entry.kind() == DestinationKind::Phone;
+        }
+        let view = find(book, destination).map(|c| self.view(c));
+        let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
+        Ok((
+            view,
+            ClaimChanges {
+                claim: self.claims_for(destination),
+                release: Vec::new(),
+            },
+            vec![event],
+        ))
     }
 
     /// Sends a code to `new`, the number (or address) to replace `old` with.
@@ -616,68 +637,57 @@ impl Contacts {
         challenge: &ChallengeId,
         code: &str,
     ) -> Result<ContactView, Error> {
-        let new = self.verify_code(account, challenge, code).await?;
-        self.swap_in(account, old, new).await
+        let record = self.challenges.load(challenge).await?;
+        self.confirm_record(account, record, code, Some(old), |_| Ok(()))
+            .await
     }
 
-    /// Puts the verified `new` in place of `old` (see
+    /// Puts the verified `new` in place of `old` in `book` (see
     /// [`confirm_change`](Self::confirm_change)).
-    async fn swap_in(
+    fn swap(
         &self,
-        account: &AccountId,
+        book: &mut ContactBook,
         old: &Destination,
-        new: Destination,
-    ) -> Result<ContactView, Error> {
-        if new.kind() != old.kind() {
-            return Err(self.refuse(account, Refusal::DestinationMismatch));
+        new: &Destination,
+        now: OffsetDateTime,
+    ) -> Edit<ContactView> {
+        let old_key = old.limit_key();
+        if book
+            .contacts
+            .iter()
+            .any(|c| c.destination.limit_key() == new.limit_key())
+        {
+            return Err(Refusal::ContactAlreadyAdded.into());
         }
-        let now = self.now();
-        let (view, epoch) = self
-            .update(account, |book| {
-                let old_key = old.limit_key();
-                if book
-                    .contacts
-                    .iter()
-                    .any(|c| c.destination.limit_key() == new.limit_key())
-                {
-                    return Err(Refusal::ContactAlreadyAdded.into());
-                }
-                let entry = book
-                    .contacts
-                    .iter_mut()
-                    .find(|c| c.destination.limit_key() == old_key)
-                    .ok_or(Error::Refused(Refusal::NotAContact))?;
-                let event = GraceEvent::ContactChanged {
-                    old: ContactKey::from(&entry.destination),
-                    new: ContactKey::from(&new),
-                    kind: new.kind(),
-                    verified: true,
-                };
-                let released = entry.destination.limit_key();
-                let fresh = self.entry(new.clone(), now, Some(now));
-                entry.destination = fresh.destination;
-                entry.phone_type = fresh.phone_type;
-                entry.added_at = now;
-                entry.verified_at = Some(now);
-                let view = self.view(entry);
-                // A new number is a new authenticator: devices trusted and
-                // step-ups proven before die in this same write.
-                book.epoch = book.epoch.saturating_add(1);
-                Ok((
-                    (view, book.epoch),
-                    ClaimChanges {
-                        claim: self.claims_for(&new),
-                        release: vec![released],
-                    },
-                    vec![event],
-                ))
-            })
-            .await?;
-        self.challenges.emit(Event::EpochBumped {
-            account: account.clone(),
-            epoch,
-        });
-        Ok(view)
+        let entry = book
+            .contacts
+            .iter_mut()
+            .find(|c| c.destination.limit_key() == old_key)
+            .ok_or(Error::Refused(Refusal::NotAContact))?;
+        let event = GraceEvent::ContactChanged {
+            old: ContactKey::from(&entry.destination),
+            new: ContactKey::from(new),
+            kind: new.kind(),
+            verified: true,
+        };
+        let released = entry.destination.limit_key();
+        let fresh = self.entry(new.clone(), now, Some(now));
+        entry.destination = fresh.destination;
+        entry.phone_type = fresh.phone_type;
+        entry.added_at = now;
+        entry.verified_at = Some(now);
+        let view = self.view(entry);
+        // A new number is a new authenticator: devices trusted and
+        // step-ups proven before die in this same write.
+        book.epoch = book.epoch.saturating_add(1);
+        Ok((
+            view,
+            ClaimChanges {
+                claim: self.claims_for(new),
+                release: vec![released],
+            },
+            vec![event],
+        ))
     }
 
     /// Removes a contact and releases its claim.

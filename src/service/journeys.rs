@@ -231,9 +231,14 @@ impl TwoFactor {
     }
 
     /// Confirms the phone code: the number becomes the account's (in place
-    /// of the old one, whose trusted devices die). With `enable_two_factor`,
-    /// two-step sign-in is turned on in the same step and the recovery
-    /// codes come back, to show once.
+    /// of the old one, whose trusted devices and step-up proofs die). With
+    /// `enable_two_factor`, two-step sign-in is turned on in the same write
+    /// and the recovery codes come back, to show once.
+    ///
+    /// The change is written before the code is spent, so a failure in
+    /// between leaves the code working and a retry finishes. (Should the
+    /// reply of that write be lost, the retry finds two-step sign-in on and
+    /// returns no codes: generate new ones after a step-up.)
     ///
     /// # Errors
     /// As for [`Contacts::confirm`](crate::flows::Contacts::confirm) and
@@ -253,32 +258,40 @@ impl TwoFactor {
             // Not a phone code: refuse before spending it.
             return Err(Refusal::DestinationMismatch.into());
         }
-        let contacts = &self.inner.contacts;
         let old = self
             .phone_of(account)
             .await?
             .filter(|old| old.limit_key() != record.destination.limit_key());
         let changed = old.is_some();
-        let contact = contacts
-            .confirm_record(account, record, code, old.as_ref())
-            .await?;
-        let recovery_codes = if enable_two_factor && !self.two_factor_enabled(account).await? {
-            Some(self.enable_two_factor(account).await?)
+        // Two-step sign-in goes on in the same write as the phone.
+        let fresh = if enable_two_factor {
+            Some(self.inner.recovery.fresh_set()?)
         } else {
             None
         };
-        // Turning two-step sign-in on changed the contact's role: answer
-        // with what is stored now.
-        let contact = if recovery_codes.is_some() {
-            let key = contact.destination.limit_key();
-            contacts
-                .list(account)
-                .await?
-                .into_iter()
-                .find(|c| c.destination.limit_key() == key)
-                .unwrap_or(contact)
-        } else {
-            contact
+        let now = self.now();
+        let email_counts = self.inner.email_second_factor;
+        let mut enabled = false;
+        let contact = self
+            .inner
+            .contacts
+            .confirm_record(account, record, code, old.as_ref(), |book| {
+                enabled = false;
+                if let Some((_, set)) = &fresh
+                    && book.factors.two_factor_since.is_none()
+                {
+                    turn_on(book, now, email_counts, set.clone())?;
+                    enabled = true;
+                }
+                Ok(())
+            })
+            .await?;
+        let recovery_codes = match fresh {
+            Some((plain, _)) if enabled => {
+                self.two_factor_enabled_events(account, plain.len());
+                Some(plain)
+            }
+            _ => None,
         };
         Ok(PhoneConfirmed {
             contact,
@@ -318,30 +331,23 @@ impl TwoFactor {
     pub async fn enable_two_factor(&self, account: &AccountId) -> Result<PlainCodes, Error> {
         let now = self.now();
         let email_counts = self.inner.email_second_factor;
-        let recovery = &self.inner.recovery;
-        let (plain, set) = recovery.fresh_set()?;
+        let (plain, set) = self.inner.recovery.fresh_set()?;
         self.inner
             .contacts
             .update(account, |book| {
-                if book.factors.two_factor_since.is_some() {
-                    return Err(Refusal::TwoFactorAlreadyOn.into());
-                }
-                if !has_second_factor(book, email_counts, None) {
-                    return Err(Refusal::NoSecondFactor.into());
-                }
-                book.factors.two_factor_since = Some(now);
-                for c in &mut book.contacts {
-                    c.two_factor = c.is_verified() && c.kind() == DestinationKind::Phone;
-                }
-                crate::flows::RecoveryCodes::put(book, set.clone());
+                turn_on(book, now, email_counts, set.clone())?;
                 Ok(((), ClaimChanges::default(), Vec::new()))
             })
             .await?;
+        self.two_factor_enabled_events(account, plain.len());
+        Ok(plain)
+    }
+
+    fn two_factor_enabled_events(&self, account: &AccountId, codes: usize) {
         self.inner.ports.emit(Event::TwoFactorEnabled {
             account: account.clone(),
         });
-        recovery.generated(account, plain.len());
-        Ok(plain)
+        self.inner.recovery.generated(account, codes);
     }
 
     /// Turns two-step sign-in off: needs a fresh second factor. Recovery
@@ -762,4 +768,26 @@ fn new_factor(book: Option<&ContactBook>, adding: Option<&Destination>) -> bool 
                     .any(|c| c.destination.limit_key() == new.limit_key())
             })
     })
+}
+
+/// Turns two-step sign-in on in `book`: the verified phones become its
+/// factors and `set` its recovery codes.
+fn turn_on(
+    book: &mut ContactBook,
+    now: time::OffsetDateTime,
+    email_counts: bool,
+    set: crate::recovery::RecoverySet,
+) -> Result<(), Error> {
+    if book.factors.two_factor_since.is_some() {
+        return Err(Refusal::TwoFactorAlreadyOn.into());
+    }
+    if !has_second_factor(book, email_counts, None) {
+        return Err(Refusal::NoSecondFactor.into());
+    }
+    book.factors.two_factor_since = Some(now);
+    for c in &mut book.contacts {
+        c.two_factor = c.is_verified() && c.kind() == DestinationKind::Phone;
+    }
+    crate::flows::RecoveryCodes::put(book, set);
+    Ok(())
 }

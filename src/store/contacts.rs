@@ -76,6 +76,11 @@ pub struct ContactBook {
     /// sign-in turned off), so the two can't come apart.
     #[serde(default)]
     pub epoch: u64,
+    /// The contact-change challenge whose change this book applied last.
+    /// A change is written before its code is spent, so a retry after a
+    /// failure in between finds it here and only spends the code.
+    #[serde(default)]
+    pub last_change: Option<ChallengeId>,
 }
 
 /// An account's two-step settings.
