@@ -1,16 +1,23 @@
 //! Security model: what ninsho stores, compares, writes and prints, and
 //! how.
 //!
-//! ninsho makes six promises. Each section below says how one is kept, and
+//! ninsho makes nine promises. Each section below says how one is kept, and
 //! where in the code to check it.
 //!
 //! 1. **No secret at rest in clear**: hashed, or sealed where it must be
 //!    recomputed.
 //! 2. **Every secret comparison is constant-time**, with no early exit.
 //! 3. **Single use is atomic**, across racing requests and app instances.
-//! 4. **Secrets never print**, and their memory is wiped.
-//! 5. **Errors are typed and fail closed**: nothing but `Ok` means verified.
-//! 6. **Time and randomness are injected**, never read from globals.
+//! 4. **Every guess is counted before it is checked**, for every kind of
+//!    secret, so racing guesses can't pass a back-off or the hard stop.
+//! 5. **Nothing is lost half-way**: a failure after a secret is spent never
+//!    leaves the user signed out and without it.
+//! 6. **Secure by default**: seeds sealed, email no second factor, a masked
+//!    contact showing less than its confirmation asks, unless the host
+//!    says otherwise.
+//! 7. **Secrets never print**, and their memory is wiped.
+//! 8. **Errors are typed and fail closed**: nothing but `Ok` means verified.
+//! 9. **Time and randomness are injected**, never read from globals.
 //!
 //! # At rest: keyed hashes
 //!
@@ -119,22 +126,21 @@
 //!
 //! - an **insert** that fails with a conflict if the record exists;
 //! - a **compare-and-set** that replaces a record only if its stored
-//!   version is still the one that was read (for recovery sets, the salt
-//!   too, so a write prepared against a replaced set never lands on its
-//!   successor);
-//! - an **increment** that returns the new value: rate-limit counters,
-//!   failure runs and security epochs never lose a hit;
-//! - a **contact commit** that writes an account's contact book and
-//!   claims or releases phone numbers in the same step, so of two accounts
-//!   claiming one number exactly one wins.
+//!   version is still the one that was read, or, for an account's failure
+//!   run, only if the whole run is still the one that was read;
+//! - an **increment** that returns the new value: rate-limit counters
+//!   never lose a hit;
+//! - a **contact commit** that writes an account's record (its contacts,
+//!   two-step settings, authenticator app, recovery codes and security
+//!   epoch) and claims or releases phone numbers in the same step, so of
+//!   two accounts claiming one number exactly one wins, and what must
+//!   change together does.
 //!
 //! The flows read a record, let a pure engine decide, and write the result
 //! with compare-and-set; on a conflict they read again and decide again.
 //! A code therefore verifies at most once, every wrong attempt is counted
 //! exactly once, and after the last allowed attempt even the right code is
-//! refused. A recovery-code guess is counted against the account *before*
-//! it is checked, so concurrent guesses can't slip past the back-off or the
-//! hard stop. Reads may be stale; every decision that matters is re-checked
+//! refused. Reads may be stale; every decision that matters is re-checked
 //! by the compare-and-set that follows.
 //!
 //! The contract is tested from the outside: the `testkit` module (feature
@@ -144,6 +150,56 @@
 //! database, as two servers behind a load balancer. Every shipped adapter
 //! passes it; see [`writing_adapters`](super::writing_adapters) for how
 //! they do it.
+//!
+//! # Every guess counted before it is checked
+//!
+//! One protocol serves every secret a user types or presents — a sent
+//! code, a one-time link token, the masked-contact confirmation, a
+//! recovery code, an authenticator code: read the account's failure run,
+//! let the [`FailurePolicy`](crate::limits::FailurePolicy) decide whether a
+//! guess may be tried now (not inside a back-off, not at the hard stop),
+//! and write the run one longer with compare-and-set; only then compare.
+//! Racing guesses that read the same run can't all be counted: one wins,
+//! the others read again and are refused as soon as the run locks the
+//! account. A right code ends the run; a right confirmation answer, or a
+//! link token that is only opened or decided, takes its own count back. A
+//! refusal that needs no comparison (an expired or used code) is not
+//! counted.
+//!
+//! # Nothing lost half-way
+//!
+//! - **One write where both must happen.** The account's record holds its
+//!   contacts, two-step settings, authenticator app, recovery codes and
+//!   security epoch. Using a recovery code marks it used and moves the
+//!   epoch on in one compare-and-set; turning two-step sign-in on stores
+//!   its recovery codes with it; turning it off drops factors, codes and
+//!   devices together; replacing or removing a factor moves the epoch on
+//!   with it.
+//! - **Change first, spend last.** A contact confirm writes its change,
+//!   with the challenge id as a marker, before it spends the code; a retry
+//!   after a failure in between finds the marker and only spends the code.
+//! - **Optional follow-ups are reported.** A sign-in whose trusted-device
+//!   record can't be written succeeds with
+//!   [`trust_failed`](crate::service::SignedIn::trust_failed) set.
+//! - **Lost replies.** The spent secret records a keyed hash of the sign-in
+//!   attempt that spent it ([`SignInAttempt`](crate::service::SignInAttempt));
+//!   a retry of the same proof from the same attempt gets the same success,
+//!   from any other it is refused as used.
+//!
+//! # Secure by default
+//!
+//! - Authenticator seeds are sealed: the service can't be built without a
+//!   sealer unless the host calls
+//!   [`dangerous_unsealed_seeds`](crate::service::TwoFactorBuilder::dangerous_unsealed_seeds).
+//! - Email is not a second factor (NIST SP 800-63B §5.1.3.1) unless the host
+//!   turns on
+//!   [`email_as_second_factor`](crate::service::TwoFactorBuilder::email_as_second_factor).
+//! - A masked contact on screen shows fewer digits than the masked-contact
+//!   confirmation asks for ([`MaskPolicy`](crate::contact::MaskPolicy)
+//!   refuses settings that would give the answer away).
+//! - A step-up proof is bound to the security epoch, and the grace period
+//!   of an account ninsho has never seen starts, and is stored, at its
+//!   first contact check.
 //!
 //! # Secrets never print
 //!

@@ -28,9 +28,18 @@
 //!   until an operator resets the account (NIST SP 800-63B §5.2.2).
 //! - New challenges cost sends, and sends are limited per destination, per
 //!   account, per caller and per country prefix.
-//! - Counters are atomic increments in the store, and recovery-code guesses
-//!   are counted before they are checked, so concurrent guesses can't slip
-//!   past any limit.
+//! - **Every guess is counted before it is checked**, whatever the secret:
+//!   a sent code, a one-time link token, the masked-contact confirmation, a
+//!   recovery code or an authenticator code. The guess is charged to the
+//!   account's failure run with a compare-and-set that refuses it while the
+//!   run locks the account; only a guess that was counted is compared. Of
+//!   racing guesses for one account no more are compared than the back-off
+//!   lets through (three at one instant by default), and with 99 failures
+//!   on record at most one more is compared and the run stops at 100. A
+//!   right code ends the run; a right confirmation answer or an opened link
+//!   takes its own count back (they prove nothing by themselves). Send
+//!   counters are atomic increments. `tests/guesses.rs` and the conformance
+//!   kit race these on every store, also with two app instances.
 //!
 //! **Left to the host:** a challenge issued without an account (sign-up)
 //! has no failure run to count against; its guesses are bounded by the
@@ -62,9 +71,11 @@
 //! instances so no single counter sees them all.*
 //!
 //! Every state change is one atomic store call: an insert that refuses
-//! duplicates, a compare-and-set on the record version, an atomic
-//! increment. The state lives in the shared store, not in process memory,
-//! so every instance sees every attempt. The conformance suite checks this
+//! duplicates, a compare-and-set on the record version (or, for failure
+//! runs, on the whole run), an atomic increment. The state lives in the
+//! shared store, not in process memory, so every instance sees every
+//! attempt, and every guess is counted before it is compared (see
+//! [Online guessing](#online-guessing)). The conformance suite checks this
 //! for every store with 64 concurrent tasks and through two store handles
 //! on one database (`testkit::run_all` and `testkit::race_two_instances`,
 //! feature `testkit`); see [`security_model`](super::security_model#atomic-single-use).
@@ -158,6 +169,69 @@
 //! [`password_changed`](crate::service::TwoFactor::password_changed) when
 //! the password changes; encourage an authenticator app over SMS for
 //! accounts worth stealing.
+//!
+//! # A hijacked session
+//!
+//! *Someone who got hold of a signed-in session (a stolen cookie, an
+//! unlocked computer) tries to make the account theirs: add their own
+//! phone or authenticator app, turn two-step sign-in off, take the recovery
+//! codes.*
+//!
+//! - Every such action needs a fresh [`StepUp`](crate::service::StepUp): a
+//!   second factor passed within the last 10 minutes. A step-up is keyed,
+//!   bound to its account, and bound to the account's **security epoch**:
+//!   after "sign out everywhere", a password change, a recovery-code
+//!   sign-in or a second factor changed or removed, every earlier step-up
+//!   is refused, like every trusted device. The actions that change
+//!   factors check it inside the very write they make.
+//! - Adding a contact while two-step sign-in is on counts as adding a
+//!   factor and needs a step-up too.
+//!
+//! **Left to the host:** call
+//! [`sign_out_everywhere`](crate::service::TwoFactor::sign_out_everywhere)
+//! and [`password_changed`](crate::service::TwoFactor::password_changed) at
+//! those moments; keep step-ups server-side, with the session.
+//!
+//! # Failures half-way and lost replies
+//!
+//! *A store outage, a timeout or a dropped connection in the middle of a
+//! journey, by accident or provoked, leaving the user locked out: the code
+//! spent but nothing gained.*
+//!
+//! - What must change together changes in one write: using a recovery code
+//!   and moving the security epoch on; turning two-step sign-in off with
+//!   its factors, recovery codes and devices; turning it on with its
+//!   recovery codes (also when it comes with a new phone); replacing or
+//!   removing a factor and moving the epoch on. They all live in the
+//!   account's record.
+//! - A contact confirm writes its change before it spends the code, and the
+//!   record remembers the change: a failure in between leaves the code
+//!   working, and the retry only spends it.
+//! - "Trust this device" is optional: a sign-in whose device record can't
+//!   be written still succeeds and says so
+//!   ([`SignedIn::trust_failed`](crate::service::SignedIn::trust_failed)).
+//! - When the store's reply is lost after the write that spent a code,
+//!   link approval, recovery code or authenticator step has landed, the
+//!   host sees an error; the retry of the same proof **from the same sign-in
+//!   attempt** ([`SignInAttempt`](crate::service::SignInAttempt)) gets the
+//!   same success, while the proof replayed from any other attempt is still
+//!   refused as used.
+//!
+//! **Left to the host:** pass an attempt id to
+//! [`sign_in_complete`](crate::service::TwoFactor::sign_in_complete), kept
+//! with the pending sign-in, and retry a completion that failed with an
+//! infrastructure error.
+//!
+//! # Dodging the contact check
+//!
+//! *Never verifying a contact and still signing in, by relying on the
+//! grace period never running out.*
+//!
+//! The grace period starts the first time ninsho sees the account (at its
+//! creation, or at its first contact check) and that start is **stored**:
+//! the deadline never moves, however often the check runs, and no adding
+//! and removing of contacts extends it. From the deadline on, sign-in is
+//! blocked until a contact is verified.
 //!
 //! # Phishing
 //!
@@ -274,6 +348,11 @@
 //! and can use up the sends to a phone number for ten minutes at a time.
 //! The back-off is capped at 15 minutes so a user is never shut out for
 //! long by it.
+//!
+//! A send that failed for a reason that may clear (the provider timed out
+//! or throttled) starts no resend cooldown, since the user could not have
+//! received it; it still counts toward the send budgets, which cap what a
+//! phone or inbox receives.
 //!
 //! **Left to the host:** ask for the password before the second step, so
 //! only someone who has it can spend the account's attempts; pass caller
