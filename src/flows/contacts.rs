@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::verifications::Completed;
 use super::codes::Checked;
+use super::verifications::Completed;
 use super::{Challenges, IssueRequest, Ticket, account};
 use crate::contact::{Destination, DestinationKind, MaskPolicy, PhonePolicy};
 use crate::error::{Error, Refusal};

@@ -44,7 +44,7 @@
 //! ```
 
 pub(crate) mod account;
-mod codes;
+pub(crate) mod codes;
 mod contacts;
 mod devices;
 pub(crate) mod guess;

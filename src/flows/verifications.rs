@@ -5,6 +5,7 @@ use std::fmt;
 
 use time::{Duration, OffsetDateTime};
 
+use super::codes::Checked;
 use super::{Challenges, IssueRequest, MAX_ROUNDS, Ticket};
 use crate::contact::{Destination, DestinationKind};
 use crate::error::{Error, Refusal};
@@ -479,47 +480,65 @@ impl Verifications {
     ) -> Result<Progress, Error> {
         let mut record = self.load(id).await?;
         let now = self.now();
-        let m = Self::open_member(&record, member, now)?;
-        self.challenges
-            .verify(&m.challenge, code, &record.purpose, &m.destination)
-            .await?;
+        if record.completed_at.is_none() && now >= record.expires_at {
+            return Err(Refusal::Expired.into());
+        }
+        let m = record.members.get(member).ok_or(Refusal::Unknown)?.clone();
+        let purpose = record.purpose.clone();
+        let challenge = self.challenges.load(&m.challenge).await?;
+        // Checked, not yet spent: the member is recorded first, so a failure
+        // in between leaves the code working and a retry finishes.
+        let challenge = match self
+            .challenges
+            .check_code(challenge, code, &purpose, &m.destination)
+            .await?
+        {
+            Checked::Right(challenge) => *challenge,
+            Checked::Again(_) => return Err(Refusal::AlreadyUsed.into()),
+        };
         let store = &self.challenges.inner.store;
+        let mut progress = None;
         for _ in 0..MAX_ROUNDS {
-            // The code is consumed: record it even if the verification
-            // expired in the meantime (it then simply can't complete).
             let Some(slot) = record.members.get(member) else {
                 return Err(Refusal::Unknown.into());
             };
             if slot.verified_at.is_some() {
-                return Err(Refusal::AlreadyUsed.into());
+                // Recorded by an earlier try (or a racing one) whose code was
+                // not spent yet: whichever spends it answers.
+                let remaining = unverified(&record);
+                progress = Some(Progress {
+                    verified: member,
+                    completed: remaining.is_empty(),
+                    remaining,
+                });
+                break;
             }
             let mut next = record.clone();
             next.version = record.version.wrapping_add(1);
             next.members[member].verified_at = Some(now);
-            let remaining: Vec<usize> = next
-                .members
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| m.verified_at.is_none())
-                .map(|(i, _)| i)
-                .collect();
+            let remaining = unverified(&next);
             let completed = remaining.is_empty() && next.completed_at.is_none();
             if completed {
                 next.completed_at = Some(now);
             }
             match store.replace_verification(&next, record.version).await {
                 Ok(()) => {
-                    return Ok(Progress {
+                    progress = Some(Progress {
                         verified: member,
                         remaining,
                         completed,
                     });
+                    break;
                 }
                 Err(e) if e.is_conflict() => record = self.load(id).await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(StoreError::conflict().into())
+        let progress = progress.ok_or_else(StoreError::conflict)?;
+        self.challenges
+            .spend(challenge, code, &purpose, &m.destination)
+            .await?;
+        Ok(progress)
     }
 
     /// Where the verification stands.
@@ -624,4 +643,15 @@ impl Verifications {
         }
         Err(StoreError::conflict().into())
     }
+}
+
+/// The members not verified yet.
+fn unverified(record: &VerificationRecord) -> Vec<usize> {
+    record
+        .members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.verified_at.is_none())
+        .map(|(i, _)| i)
+        .collect()
 }

@@ -7,6 +7,7 @@ use super::{StepUp, TwoFactor, same_seed};
 use crate::contact::{Destination, DestinationKind};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
+use crate::flows::codes::Checked;
 use crate::flows::{
     ContactView, Progress, Ticket, VerificationRequest, VerificationStatus, VerificationTicket,
     guess, has_second_factor,
@@ -721,16 +722,22 @@ impl TwoFactor {
         challenge: &ChallengeId,
         code: &str,
     ) -> Result<Recovered, Error> {
-        let record = self.inner.challenges.load(challenge).await?;
+        let challenges = &self.inner.challenges;
+        let record = challenges.load(challenge).await?;
         let destination = record.destination.clone();
-        let verified = self
-            .inner
-            .challenges
-            .verify_loaded(record, code, &Purpose::Recovery, &destination, None)
-            .await?;
-        let account = self
-            .store()
-            .claim_owner(&verified.destination.limit_key())
+        let purpose = Purpose::Recovery;
+        // Checked, then the owner read, then spent: a failed read leaves
+        // the code working for a retry.
+        let record = match challenges
+            .check_code(record, code, &purpose, &destination)
+            .await?
+        {
+            Checked::Right(record) => *record,
+            Checked::Again(_) => return Err(Refusal::AlreadyUsed.into()),
+        };
+        let account = self.store().claim_owner(&destination.limit_key()).await?;
+        let verified = challenges
+            .spend(record, code, &purpose, &destination)
             .await?;
         Ok(Recovered {
             destination: verified.destination,
