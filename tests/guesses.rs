@@ -15,12 +15,14 @@ mod support;
 use std::sync::Arc;
 
 use ninsho::gateway::RecordingGateway;
-use ninsho::limits::{FailurePolicy, RateLimit, SendLimits};
+use ninsho::limits::FailurePolicy;
 use ninsho::otp::Totp;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, TwoFactor};
 use ninsho::store::{AccountId, FailureRecord, LimitStore, MemoryStore};
 use ninsho::{Clock, Error, ManualClock, Refusal};
-use support::{BASE, PHONE, T0, Yielding, race, refusal, secret_to, two_factor};
+use support::{
+    BASE, PHONE, T0, Yielding, enrol, no_send_limits, race, refusal, secret_to, two_factor,
+};
 use time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +59,6 @@ async fn env() -> Env {
     let store = Arc::new(MemoryStore::new());
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(T0).unwrap();
-    let lots = RateLimit::new(1_000_000, Duration::minutes(10));
     let service = two_factor(
         "Example",
         Arc::new(Yielding(store.clone())),
@@ -65,38 +66,12 @@ async fn env() -> Env {
         &clock,
         11,
     )
-    .limits(SendLimits {
-        per_destination: lots,
-        per_account: lots,
-        per_caller: lots,
-        countries: Vec::new(),
-        other_countries: None,
-    })
+    .limits(no_send_limits())
     .link_base(BASE)
     .confirm_masked_contacts(true)
     .build()
     .unwrap();
-
-    let ticket = service
-        .phone_send_code(&taro(), "090-1234-5678", None, None)
-        .await
-        .unwrap();
-    let done = service
-        .phone_confirm(
-            &taro(),
-            &ticket.challenge_id,
-            &secret_to(&gateway, PHONE),
-            true,
-        )
-        .await
-        .unwrap();
-    let recovery = done
-        .recovery_codes
-        .unwrap()
-        .expose_secret()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let recovery = enrol(&service, &gateway, &taro()).await;
     let mut env = Env {
         service,
         gateway,

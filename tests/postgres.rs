@@ -10,6 +10,8 @@
 
 #![cfg(all(feature = "postgres", feature = "testkit"))]
 
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
@@ -307,7 +309,7 @@ async fn unreachable_server_is_unavailable() {
             .await
             .err()
             .map(|e| e.kind()),
-        record_failure(&store, &account, now)
+        support::record_failure(&store, &account, now)
             .await
             .err()
             .map(|e| e.kind()),
@@ -385,7 +387,7 @@ async fn sql_injection_is_inert() {
         let got = store.hit(key, Duration::hours(1), now).await.expect("hit");
         assert_eq!(got.count, 1, "{key:?} is its own counter");
         let account = AccountId::new(*key);
-        let run = record_failure(&store, &account, now)
+        let run = support::record_failure(&store, &account, now)
             .await
             .expect("failure");
         assert_eq!(run.consecutive, 1, "{key:?} is its own account");
@@ -427,7 +429,7 @@ async fn times_keep_microseconds_and_records_keep_everything() {
         .await
         .expect("hit");
     assert_eq!(got.resets_at, micros + Duration::seconds(1));
-    let run = record_failure(&store, &AccountId::new("precise"), now)
+    let run = support::record_failure(&store, &AccountId::new("precise"), now)
         .await
         .expect("failure");
     assert_eq!(run.last_failure_at, micros);
@@ -483,7 +485,7 @@ async fn times_keep_microseconds_and_records_keep_everything() {
         .expect("present");
     assert_eq!(back.purpose, odd.purpose);
     assert_eq!(back.account, odd.account);
-    let err = record_failure(&store, &AccountId::new("acct\u{0}x"), now)
+    let err = support::record_failure(&store, &AccountId::new("acct\u{0}x"), now)
         .await
         .expect_err("NUL in TEXT");
     assert_eq!(err.kind(), StoreErrorKind::Other);
@@ -575,7 +577,9 @@ async fn migrates_a_version_1_schema_to_version_2() {
     let challenge = testkit::sample_challenge(3, now);
     store.insert_challenge(&challenge).await.expect("insert");
     store.hit("k", Duration::hours(1), now).await.expect("hit");
-    record_failure(&store, &alice, now).await.expect("failure");
+    support::record_failure(&store, &alice, now)
+        .await
+        .expect("failure");
     // The version-2 tables are not there yet: a permanent error.
     assert_eq!(
         kind(store.devices(&alice).await),
@@ -968,25 +972,4 @@ async fn verifications_compare_and_set_on_every_bit() {
             .expect("purge"),
         1
     );
-}
-
-/// One more failure in the account's run, counted the way the flows count
-/// one (read, then compare-and-set one longer); the run as stored.
-async fn record_failure<S: LimitStore + ?Sized>(
-    store: &S,
-    account: &AccountId,
-    now: OffsetDateTime,
-) -> Result<FailureRecord, StoreError> {
-    loop {
-        let seen = store.failures(account).await?;
-        let next = FailureRecord {
-            consecutive: seen.map_or(0, |r| r.consecutive) + 1,
-            last_failure_at: now,
-        };
-        match store.replace_failures(account, seen, Some(next)).await {
-            Ok(()) => return Ok(store.failures(account).await?.unwrap_or(next)),
-            Err(e) if e.is_conflict() => {}
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -11,6 +11,8 @@
 
 #![cfg(all(feature = "redis", feature = "testkit"))]
 
+mod support;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,8 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::hash::Tag;
 use ninsho::store::{
-    AccountId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore,
-    FailureRecord, LimitStore, RedisStore, Store, StoreError, StoreErrorKind, VerificationStore,
+    AccountId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore, LimitStore,
+    RedisStore, Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::testkit;
 use ninsho::{KeyId, KeyedHash};
@@ -291,7 +293,9 @@ async fn challenges_and_counters_expire_natively() {
 
         // A failure run has no expiry.
         let account = AccountId::new("alice");
-        record_failure(&store, &account, now).await.unwrap();
+        support::record_failure(&store, &account, now)
+            .await
+            .unwrap();
         let ttl = pttl(&mut conn, &format!("{}:failures:alice", store.prefix())).await;
         assert_eq!(ttl, -1, "a failure run lives until cleared");
     })
@@ -349,7 +353,9 @@ async fn times_keep_every_nanosecond() {
         assert_eq!((third.count, third.resets_at), (1, now + window + window));
 
         let account = AccountId::new("bob");
-        let run = record_failure(&store, &account, now).await.unwrap();
+        let run = support::record_failure(&store, &account, now)
+            .await
+            .unwrap();
         assert_eq!(run.last_failure_at, now);
         assert_eq!(store.failures(&account).await.unwrap(), Some(run));
 
@@ -458,7 +464,7 @@ async fn unreachable_server_is_unavailable() {
     );
     let account = AccountId::new("a");
     assert_eq!(
-        kind(record_failure(&store, &account, now).await),
+        kind(support::record_failure(&store, &account, now).await),
         StoreErrorKind::Unavailable
     );
     assert_eq!(
@@ -647,7 +653,9 @@ async fn odd_characters_in_keys_and_accounts_are_inert() {
             }
             let account = AccountId::new(key.clone());
             for n in 1..=i + 1 {
-                let got = record_failure(&store, &account, now).await.unwrap();
+                let got = support::record_failure(&store, &account, now)
+                    .await
+                    .unwrap();
                 assert_eq!(
                     got.consecutive,
                     u32::try_from(n).unwrap(),
@@ -1004,7 +1012,7 @@ async fn accounts_with_colons_never_share_keys() {
         for (i, name) in accounts.iter().enumerate() {
             let account = AccountId::new(name.clone());
             for _ in 0..=i {
-                record_failure(&store, &account, OffsetDateTime::now_utc())
+                support::record_failure(&store, &account, OffsetDateTime::now_utc())
                     .await
                     .unwrap();
             }
@@ -1298,25 +1306,4 @@ async fn claims_and_books_never_share_keys() {
         }
     })
     .await;
-}
-
-/// One more failure in the account's run, counted the way the flows count
-/// one (read, then compare-and-set one longer); the run as stored.
-async fn record_failure<S: LimitStore + ?Sized>(
-    store: &S,
-    account: &AccountId,
-    now: OffsetDateTime,
-) -> Result<FailureRecord, StoreError> {
-    loop {
-        let seen = store.failures(account).await?;
-        let next = FailureRecord {
-            consecutive: seen.map_or(0, |r| r.consecutive) + 1,
-            last_failure_at: now,
-        };
-        match store.replace_failures(account, seen, Some(next)).await {
-            Ok(()) => return Ok(store.failures(account).await?.unwrap_or(next)),
-            Err(e) if e.is_conflict() => {}
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use ninsho::gateway::RecordingGateway;
-use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::otp::Totp;
 use ninsho::service::{MethodKind, Proof, SignInAttempt, SignedIn, TwoFactor};
 use ninsho::store::{
@@ -21,7 +20,10 @@ use ninsho::store::{
     ContactStore, MemoryStore, StoreError, StoreErrorKind,
 };
 use ninsho::{Clock, Error, ManualClock, Refusal};
-use support::{BASE, PHONE, T0, delegate_store, refusal, secret_to, store_error, two_factor};
+use support::{
+    BASE, PHONE, T0, delegate_store, enrol, no_send_limits, refusal, secret_to, sms_sign_in,
+    store_error, two_factor,
+};
 use time::{Duration, OffsetDateTime};
 
 /// A `MemoryStore` whose next challenge replace or contact commit, once
@@ -117,38 +119,12 @@ async fn env() -> Env {
     let store = Arc::new(LostReply::default());
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(T0).unwrap();
-    let lots = RateLimit::new(1_000_000, Duration::minutes(10));
     let service = two_factor("Example", store.clone(), &gateway, &clock, 9)
-        .limits(SendLimits {
-            per_destination: lots,
-            per_account: lots,
-            per_caller: lots,
-            countries: Vec::new(),
-            other_countries: None,
-        })
+        .limits(no_send_limits())
         .link_base(BASE)
         .build()
         .unwrap();
-    let ticket = service
-        .phone_send_code(&taro(), "090-1234-5678", None, None)
-        .await
-        .unwrap();
-    let done = service
-        .phone_confirm(
-            &taro(),
-            &ticket.challenge_id,
-            &secret_to(&gateway, PHONE),
-            true,
-        )
-        .await
-        .unwrap();
-    let recovery = done
-        .recovery_codes
-        .unwrap()
-        .expose_secret()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let recovery = enrol(&service, &gateway, &taro()).await;
     Env {
         service,
         store,
@@ -244,23 +220,8 @@ async fn a_recovery_code_whose_reply_was_lost_signs_in_on_retry() {
 #[tokio::test]
 async fn an_authenticator_code_whose_reply_was_lost_signs_in_on_retry() {
     let env = env().await;
-    let methods = env.service.methods(&taro()).await.unwrap();
-    let sms = methods.iter().find(|m| m.kind == MethodKind::Sms).unwrap();
-    let ticket = env
-        .service
-        .sign_in_send_code(&taro(), sms, None, None)
+    let step_up = sms_sign_in(&env.service, &env.gateway, &taro(), None)
         .await
-        .unwrap();
-    let step_up = env
-        .complete(
-            Proof::Code {
-                challenge: &ticket.challenge_id,
-                code: &secret_to(&env.gateway, PHONE),
-            },
-            None,
-        )
-        .await
-        .unwrap()
         .step_up;
     let setup = env
         .service

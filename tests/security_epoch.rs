@@ -9,12 +9,11 @@ use std::sync::Arc;
 
 use ninsho::device::DeviceCheck;
 use ninsho::gateway::RecordingGateway;
-use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::otp::Totp;
-use ninsho::service::{MethodKind, Proof, SignedIn, StepUp, TwoFactor};
+use ninsho::service::{Proof, SignedIn, StepUp, TwoFactor};
 use ninsho::store::{AccountId, MemoryStore};
 use ninsho::{Clock, ManualClock, Refusal};
-use support::{PHONE, T0, refusal, secret_to, two_factor};
+use support::{T0, enrol, no_send_limits, refusal, secret_to, sms_sign_in, two_factor};
 use time::Duration;
 
 struct Env {
@@ -31,69 +30,29 @@ fn taro() -> AccountId {
 async fn env() -> (Env, Vec<String>) {
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(T0).unwrap();
-    let lots = RateLimit::new(1_000_000, Duration::minutes(10));
     let service = two_factor("Example", Arc::new(MemoryStore::new()), &gateway, &clock, 5)
-        .limits(SendLimits {
-            per_destination: lots,
-            per_account: lots,
-            per_caller: lots,
-            countries: Vec::new(),
-            other_countries: None,
-        })
+        .limits(no_send_limits())
         .build()
         .unwrap();
+    let codes = enrol(&service, &gateway, &taro()).await;
     let env = Env {
         service,
         gateway,
         clock,
     };
-    let ticket = env
-        .service
-        .phone_send_code(&taro(), "090-1234-5678", None, None)
-        .await
-        .unwrap();
-    let done = env
-        .service
-        .phone_confirm(
-            &taro(),
-            &ticket.challenge_id,
-            &secret_to(&env.gateway, PHONE),
-            true,
-        )
-        .await
-        .unwrap();
-    let codes = done
-        .recovery_codes
-        .unwrap()
-        .expose_secret()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
     (env, codes)
 }
 
 impl Env {
     /// Signs in by SMS, trusting the browser.
     async fn sms_sign_in(&self) -> SignedIn {
-        let methods = self.service.methods(&taro()).await.unwrap();
-        let sms = methods.iter().find(|m| m.kind == MethodKind::Sms).unwrap();
-        let ticket = self
-            .service
-            .sign_in_send_code(&taro(), sms, None, None)
-            .await
-            .unwrap();
-        self.service
-            .sign_in_complete(
-                &taro(),
-                Proof::Code {
-                    challenge: &ticket.challenge_id,
-                    code: &secret_to(&self.gateway, PHONE),
-                },
-                Some("Firefox on Linux"),
-                None,
-            )
-            .await
-            .unwrap()
+        sms_sign_in(
+            &self.service,
+            &self.gateway,
+            &taro(),
+            Some("Firefox on Linux"),
+        )
+        .await
     }
 
     /// Sets up and confirms an authenticator app (a step-up first).

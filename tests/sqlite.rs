@@ -5,6 +5,8 @@
 
 #![cfg(all(feature = "sqlite", feature = "testkit"))]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,8 +15,7 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::store::{
     AccountId, ChallengeId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore,
-    FailureRecord, LimitStore, Purpose, SqliteStore, Store, StoreError, StoreErrorKind,
-    VerificationStore,
+    LimitStore, Purpose, SqliteStore, Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::SqlitePool;
@@ -221,7 +222,7 @@ async fn unopenable_database_is_unavailable() {
             .await
             .err()
             .map(|e| e.kind()),
-        record_failure(&store, &account, now)
+        support::record_failure(&store, &account, now)
             .await
             .err()
             .map(|e| e.kind()),
@@ -303,7 +304,7 @@ async fn sql_injection_is_inert() {
         let got = store.hit(key, Duration::hours(1), now).await.expect("hit");
         assert_eq!(got.count, 1, "{key:?} is its own counter");
         let account = AccountId::new(*key);
-        let run = record_failure(&store, &account, now)
+        let run = support::record_failure(&store, &account, now)
             .await
             .expect("failure");
         assert_eq!(run.consecutive, 1, "{key:?} is its own account");
@@ -343,7 +344,7 @@ async fn times_round_trip_to_the_nanosecond() {
         .await
         .expect("hit");
     assert_eq!(later.count, 1);
-    let run = record_failure(&store, &AccountId::new("precise"), now)
+    let run = support::record_failure(&store, &AccountId::new("precise"), now)
         .await
         .expect("failure");
     assert_eq!(run.last_failure_at, now);
@@ -381,10 +382,10 @@ async fn times_round_trip_to_the_nanosecond() {
         .expect("present");
     assert_eq!(back.purpose, odd.purpose);
     assert_eq!(back.account, odd.account);
-    let a = record_failure(&store, &AccountId::new("acct\u{0}x"), now)
+    let a = support::record_failure(&store, &AccountId::new("acct\u{0}x"), now)
         .await
         .expect("NUL in a key");
-    let b = record_failure(&store, &AccountId::new("acct"), now)
+    let b = support::record_failure(&store, &AccountId::new("acct"), now)
         .await
         .expect("its prefix");
     assert_eq!((a.consecutive, b.consecutive), (1, 1), "distinct accounts");
@@ -513,7 +514,9 @@ async fn migrates_a_version_1_database_to_version_2() {
     let challenge = testkit::sample_challenge(3, now);
     store.insert_challenge(&challenge).await.expect("insert");
     store.hit("k", Duration::hours(1), now).await.expect("hit");
-    record_failure(&store, &alice, now).await.expect("failure");
+    support::record_failure(&store, &alice, now)
+        .await
+        .expect("failure");
     // The version-2 tables are not there yet: a permanent error.
     assert_eq!(
         kind(store.devices(&alice).await),
@@ -858,25 +861,4 @@ async fn claim_keys_survive_the_json_key_lists() {
     assert_eq!(count_rows(&pool, "ninsho_contact_claims").await, 0);
     assert_eq!(count_rows(&pool, "ninsho_contact_books").await, 0);
     pool.close().await;
-}
-
-/// One more failure in the account's run, counted the way the flows count
-/// one (read, then compare-and-set one longer); the run as stored.
-async fn record_failure<S: LimitStore + ?Sized>(
-    store: &S,
-    account: &AccountId,
-    now: OffsetDateTime,
-) -> Result<FailureRecord, StoreError> {
-    loop {
-        let seen = store.failures(account).await?;
-        let next = FailureRecord {
-            consecutive: seen.map_or(0, |r| r.consecutive) + 1,
-            last_failure_at: now,
-        };
-        match store.replace_failures(account, seen, Some(next)).await {
-            Ok(()) => return Ok(store.failures(account).await?.unwrap_or(next)),
-            Err(e) if e.is_conflict() => {}
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -464,3 +464,96 @@ pub fn secret_to(gateway: &ninsho::gateway::RecordingGateway, to: &str) -> Strin
         .expose_secret()
         .to_owned()
 }
+
+/// Send limits out of the way, for tests that are not about them.
+pub fn no_send_limits() -> ninsho::limits::SendLimits {
+    let lots = ninsho::limits::RateLimit::new(1_000_000, Duration::minutes(10));
+    ninsho::limits::SendLimits {
+        per_destination: lots,
+        per_account: lots,
+        per_caller: lots,
+        countries: Vec::new(),
+        other_countries: None,
+    }
+}
+
+/// Registers `typed` (E.164 `PHONE`) as `account`'s phone with two-step
+/// sign-in turned on in the same step; returns the recovery codes.
+pub async fn enrol(
+    service: &ninsho::service::TwoFactor,
+    gateway: &ninsho::gateway::RecordingGateway,
+    account: &AccountId,
+) -> Vec<String> {
+    let ticket = service
+        .phone_send_code(account, "090-1234-5678", None, None)
+        .await
+        .unwrap();
+    let done = service
+        .phone_confirm(
+            account,
+            &ticket.challenge_id,
+            &secret_to(gateway, PHONE),
+            true,
+        )
+        .await
+        .unwrap();
+    done.recovery_codes
+        .unwrap()
+        .expose_secret()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Signs `account` in by an SMS code to `PHONE` (its first SMS method),
+/// trusting the device when `trust` names it.
+pub async fn sms_sign_in(
+    service: &ninsho::service::TwoFactor,
+    gateway: &ninsho::gateway::RecordingGateway,
+    account: &AccountId,
+    trust: Option<&str>,
+) -> ninsho::service::SignedIn {
+    use ninsho::service::{MethodKind, Proof};
+    let methods = service.methods(account).await.unwrap();
+    let sms = methods
+        .iter()
+        .find(|m| m.kind == MethodKind::Sms)
+        .expect("an SMS method");
+    let ticket = service
+        .sign_in_send_code(account, sms, None, None)
+        .await
+        .unwrap();
+    service
+        .sign_in_complete(
+            account,
+            Proof::Code {
+                challenge: &ticket.challenge_id,
+                code: &secret_to(gateway, PHONE),
+            },
+            trust,
+            None,
+        )
+        .await
+        .unwrap()
+}
+
+/// One more failure in the account's run, counted the way the flows count
+/// one (read, then compare-and-set one longer); the run as stored.
+pub async fn record_failure<S: LimitStore + ?Sized>(
+    store: &S,
+    account: &AccountId,
+    now: OffsetDateTime,
+) -> Result<FailureRecord, StoreError> {
+    loop {
+        let seen = store.failures(account).await?;
+        let next = FailureRecord {
+            consecutive: seen.map_or(0, |r| r.consecutive) + 1,
+            last_failure_at: now,
+        };
+        match store.replace_failures(account, seen, Some(next)).await {
+            Ok(()) => return Ok(store.failures(account).await?.unwrap_or(next)),
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
