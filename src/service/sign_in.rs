@@ -227,7 +227,7 @@ impl TwoFactor {
         {
             return Ok(SignInStart::NotNeeded(Skip::TrustedDevice));
         }
-        let methods = self.methods_of(account, &book).await?;
+        let methods = self.methods_of(&book);
         Ok(SignInStart::Required { methods })
     }
 
@@ -238,16 +238,13 @@ impl TwoFactor {
     /// [`Error::Store`].
     pub async fn methods(&self, account: &AccountId) -> Result<Vec<Method>, Error> {
         match self.store().contact_book(account).await? {
-            Some(book) => self.methods_of(account, &book).await,
+            Some(book) => Ok(self.methods_of(&book)),
             None => Ok(Vec::new()),
         }
     }
 
-    async fn methods_of(
-        &self,
-        account: &AccountId,
-        book: &ContactBook,
-    ) -> Result<Vec<Method>, Error> {
+    /// The methods `book` offers (pure: everything is in the record).
+    fn methods_of(&self, book: &ContactBook) -> Vec<Method> {
         let i = &self.inner;
         let confirm = i.confirm_masked;
         let mask = i.challenges.mask_policy();
@@ -286,10 +283,16 @@ impl TwoFactor {
                 }
             }
         }
-        if i.recovery.remaining(account).await?.is_some_and(|n| n > 0) {
+        // The codes live in the same record: no second read.
+        if book
+            .factors
+            .recovery
+            .as_ref()
+            .is_some_and(|set| set.remaining() > 0)
+        {
             methods.push(Method::local(MethodKind::RecoveryCode));
         }
-        Ok(methods)
+        methods
     }
 
     /// The method's contact, if it is still a verified contact of the
