@@ -5,18 +5,22 @@
 //!
 //! - **the caller's input or configuration is wrong** (a malformed key URI,
 //!   a short key): fix the input; retrying the same call fails the same way;
-//! - **infrastructure failed** (the random source, later the store or the
-//!   gateway): nothing was changed or issued; retry later.
+//! - **infrastructure failed** (the random source, the store, the
+//!   gateway, or a stored record made with a key this deployment no longer
+//!   holds): nothing was changed or issued; retry later, or once an
+//!   operator has fixed the cause.
 //!
 //! A code that is simply wrong is not an error of either kind: verification
 //! returns a typed [`Rejection`](crate::otp::Rejection) for that. No error
 //! carries secret material, so every error is safe to log.
 
+use std::fmt;
+
 use time::OffsetDateTime;
 
 use crate::contact::ContactError;
 use crate::gateway::{Channel, DeliveryError, DeliveryErrorKind};
-use crate::hash::KeyError;
+use crate::hash::{KeyError, KeyId};
 use crate::limits::LimitKind;
 use crate::otp::OtpError;
 use crate::random::RandomError;
@@ -114,6 +118,121 @@ pub enum Refusal {
     NoSecondFactor,
 }
 
+/// The kind of stored secret a [`RetiredKey`] error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SecretKind {
+    /// A one-time code sent by SMS, voice or email (hashing key).
+    OneTimeCode,
+    /// A one-time sign-in link (hashing key).
+    Link,
+    /// A recovery code (hashing key).
+    RecoveryCode,
+    /// A trusted-device token (hashing key).
+    TrustedDevice,
+    /// An authenticator app's seed (sealing key).
+    Authenticator,
+}
+
+impl SecretKind {
+    /// Whether this secret is stored under a hashing or a sealing key.
+    #[must_use]
+    pub fn key_kind(self) -> KeyKind {
+        match self {
+            Self::Authenticator => KeyKind::Sealing,
+            _ => KeyKind::Hashing,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Self::OneTimeCode => "a one-time code",
+            Self::Link => "a one-time link",
+            Self::RecoveryCode => "a recovery code",
+            Self::TrustedDevice => "a trusted-device token",
+            Self::Authenticator => "an authenticator seed",
+        }
+    }
+
+    /// What the user can do when the key can't be brought back.
+    fn remedy(self) -> &'static str {
+        match self {
+            Self::OneTimeCode => "have the user ask for a new code",
+            Self::Link => "have the user ask for a new link",
+            Self::RecoveryCode => {
+                "have the user sign in another way and regenerate their recovery codes"
+            }
+            Self::TrustedDevice => "have the user pass a second factor and trust the device again",
+            Self::Authenticator => "have the user set up the authenticator app again",
+        }
+    }
+}
+
+/// The two sets of keys a deployment holds. Their [`KeyId`]s are separate
+/// namespaces: hashing key 1 and sealing key 1 are unrelated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// A hashing key of the [`KeyedHasher`](crate::hash::KeyedHasher).
+    Hashing,
+    /// A sealing key of the [`Sealer`](crate::seal::Sealer).
+    Sealing,
+}
+
+/// A stored secret can't be checked: it was hashed or sealed with a key
+/// this deployment no longer holds.
+///
+/// The user did nothing wrong, so this is never a [`Refusal`]: the guess
+/// that met it is not counted against the account, and no failure is
+/// recorded. The key was retired too early (or is not yet configured on
+/// this instance, during a rolling deploy), or the record comes from
+/// another deployment. Configure the key again as a previous key
+/// ([`KeyedHasher::with_previous`](crate::hash::KeyedHasher::with_previous),
+/// [`AeadSealer::with_previous`](crate::seal::AeadSealer::with_previous)),
+/// or have the user replace the secret. It carries the key's id, never key material or the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct RetiredKey {
+    /// What kind of secret the record holds.
+    pub secret: SecretKind,
+    /// The id of the missing key, in the namespace of
+    /// [`secret.key_kind()`](SecretKind::key_kind).
+    pub key_id: KeyId,
+}
+
+impl RetiredKey {
+    /// The error for a record of `secret` made with key `key_id`.
+    #[must_use]
+    pub fn new(secret: SecretKind, key_id: KeyId) -> Self {
+        Self { secret, key_id }
+    }
+
+    /// Whether the missing key is a hashing or a sealing key.
+    #[must_use]
+    pub fn key_kind(&self) -> KeyKind {
+        self.secret.key_kind()
+    }
+}
+
+impl std::error::Error for RetiredKey {}
+
+impl fmt::Display for RetiredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (done, kind) = match self.key_kind() {
+            KeyKind::Hashing => ("hashed", "hashing"),
+            KeyKind::Sealing => ("sealed", "sealing"),
+        };
+        write!(
+            f,
+            "{} was {done} with {kind} key {}, which this deployment no longer holds: \
+             configure that key again as a previous key, or {}",
+            self.secret.noun(),
+            self.key_id,
+            self.secret.remedy()
+        )
+    }
+}
+
 /// Everything that can go wrong in ninsho.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -152,15 +271,27 @@ pub enum Error {
     /// The service is misconfigured.
     #[error("configuration error: {0}")]
     Config(String),
+    /// A stored secret was hashed or sealed with a key this deployment no
+    /// longer holds, so it could not be checked. Not the user's failure:
+    /// nothing was counted against the account and nothing was consumed.
+    /// An operator must configure the key again as a previous key, or the
+    /// user must replace the secret (see [`RetiredKey`]).
+    #[error(transparent)]
+    RetiredKey(#[from] RetiredKey),
 }
 
 impl Error {
     /// Whether this is an infrastructure failure (worth retrying later)
     /// rather than bad input or configuration.
+    ///
+    /// [`Error::RetiredKey`] counts as infrastructure: the user did nothing
+    /// wrong, and a retry succeeds once the key is configured again (at
+    /// once, during a rolling deploy, on an instance that already holds
+    /// it).
     #[must_use]
     pub fn is_infrastructure(&self) -> bool {
         match self {
-            Self::Random(_) | Self::Store(_) => true,
+            Self::Random(_) | Self::Store(_) | Self::RetiredKey(_) => true,
             Self::Delivery { source, .. } => matches!(
                 source.kind(),
                 DeliveryErrorKind::Transient | DeliveryErrorKind::RateLimited
@@ -189,5 +320,19 @@ mod tests {
         assert!(Error::from(RandomError::new(std::io::Error::other("x"))).is_infrastructure());
         let e = Error::from(RandomError::new(std::io::Error::other("x")));
         assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn retired_key_says_what_to_do() {
+        let e = Error::from(RetiredKey::new(SecretKind::RecoveryCode, KeyId(3)));
+        assert!(e.is_infrastructure());
+        assert_eq!(e.refusal(), None);
+        let text = e.to_string();
+        assert!(text.contains("hashing key 3"), "{text}");
+        assert!(text.contains("previous key"), "{text}");
+        assert!(text.contains("regenerate"), "{text}");
+        let seed = RetiredKey::new(SecretKind::Authenticator, KeyId(4));
+        assert_eq!(seed.key_kind(), KeyKind::Sealing);
+        assert!(seed.to_string().contains("sealing key 4"), "{seed}");
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use time::OffsetDateTime;
 
 use crate::device::DeviceId;
-use crate::error::Refusal;
+use crate::error::{Refusal, RetiredKey};
 use crate::gateway::{Channel, DeliveryErrorKind};
 use crate::store::{AccountId, ChallengeId, Purpose};
 
@@ -156,6 +156,17 @@ pub enum Event {
     AuthenticatorRemoved {
         /// The account.
         account: AccountId,
+    },
+    /// A stored secret could not be checked: it was made with a key this
+    /// deployment no longer holds. Nothing was counted against the user.
+    /// For an operator: configure the key again as a previous key (see
+    /// [`RetiredKey`]). Reported with every
+    /// [`Error::RetiredKey`](crate::Error::RetiredKey).
+    RetiredKey {
+        /// The account, if known.
+        account: Option<AccountId>,
+        /// The kind of secret and the missing key's id.
+        retired: RetiredKey,
     },
 }
 

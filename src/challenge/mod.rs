@@ -144,6 +144,13 @@ pub(crate) enum Decision {
     Reject(ChallengeRecord, Refusal),
     /// Refuse without writing anything.
     Refuse(Refusal),
+    /// No live code matched, and a live code was hashed with a key the
+    /// hasher no longer holds, so the input may be that code: neither right
+    /// nor wrong. Refund the guess and report the retired key. When live
+    /// codes under keys the hasher holds were compared too, the record
+    /// (one more failure on the challenge) is to be written first, so that
+    /// those codes stay bounded by the challenge's attempts.
+    RetiredKey(KeyId, Option<ChallengeRecord>),
 }
 
 /// Why a code typed for this challenge would be refused without being
@@ -183,17 +190,23 @@ pub(crate) fn decide(
     }
 
     let context_ok = &record.purpose == purpose && &record.destination == destination;
-    let matched = parse_code(input, record.digits)
+    let live = parse_code(input, record.digits)
         .map(|value| matches_live_code(record, value, hasher, now))
-        .unwrap_or_else(|| Choice::from(0));
+        .unwrap_or_default();
 
     let mut next = record.clone();
     next.version = record.version.wrapping_add(1);
-    if context_ok && bool::from(matched) {
+    if context_ok && bool::from(live.found) {
         next.state = ChallengeState::Consumed;
         return Decision::Accept(next);
     }
     next.failed_attempts = record.failed_attempts.saturating_add(1);
+    if next.failed_attempts >= record.max_attempts {
+        next.state = ChallengeState::Exhausted;
+    }
+    if context_ok && let Some(key_id) = live.retired {
+        return Decision::RetiredKey(key_id, live.compared.then_some(next));
+    }
     let refusal = if !context_ok {
         if &record.purpose == purpose {
             Refusal::DestinationMismatch
@@ -210,15 +223,16 @@ pub(crate) fn decide(
             }
         }
     };
-    if next.failed_attempts >= record.max_attempts {
-        next.state = ChallengeState::Exhausted;
-    }
     Decision::Reject(next, refusal)
 }
 
 /// Whether `input` is the code of one of the challenge's live sends, for
 /// `purpose` and `destination`, whatever the challenge's state: used to
 /// recognise a retry of the very code that consumed it.
+///
+/// # Errors
+/// The id of a retired key when no live code matched and a live code was
+/// hashed with that key: the input may be that code.
 pub(crate) fn is_live_code(
     record: &ChallengeRecord,
     input: &str,
@@ -226,12 +240,40 @@ pub(crate) fn is_live_code(
     destination: &Destination,
     hasher: &KeyedHasher,
     now: OffsetDateTime,
-) -> bool {
+) -> Result<bool, KeyId> {
     let context_ok = &record.purpose == purpose && &record.destination == destination;
-    let matched = parse_code(input, record.digits)
+    let live = parse_code(input, record.digits)
         .map(|value| matches_live_code(record, value, hasher, now))
-        .unwrap_or_else(|| Choice::from(0));
-    context_ok && bool::from(matched)
+        .unwrap_or_default();
+    if context_ok && bool::from(live.found) {
+        return Ok(true);
+    }
+    match live.retired {
+        Some(key_id) if context_ok => Err(key_id),
+        _ => Ok(false),
+    }
+}
+
+/// What comparing a typed code with the live codes of a challenge found.
+struct LiveMatch {
+    /// A live code matched (under a key the hasher holds).
+    found: Choice,
+    /// The key of a live code that could not be compared: the hasher no
+    /// longer holds it.
+    retired: Option<KeyId>,
+    /// Whether any live code was compared at all.
+    compared: bool,
+}
+
+impl Default for LiveMatch {
+    /// Nothing compared, nothing found (input that is not a code).
+    fn default() -> Self {
+        Self {
+            found: Choice::from(0),
+            retired: None,
+            compared: false,
+        }
+    }
 }
 
 fn matches_live_code(
@@ -239,25 +281,31 @@ fn matches_live_code(
     value: u64,
     hasher: &KeyedHasher,
     now: OffsetDateTime,
-) -> Choice {
+) -> LiveMatch {
     let (buf, len) = ascii_code(value, record.digits);
     let ctx = code_context(&record.id);
     let mut cached: Option<(KeyId, Tag)> = None;
-    let mut found = Choice::from(0);
+    let mut out = LiveMatch::default();
     for send in &record.sends {
+        // Expiry and key ids are not secret: skipping on them leaks nothing.
+        let is_live = now < send.expires_at;
         let tag = match cached {
             Some((id, tag)) if id == send.code.key_id => Some(tag),
             _ => hasher.tag_with(send.code.key_id, &ctx, &buf[..len]).ok(),
         };
         let Some(tag) = tag else {
-            // A retired key: that send can't match (fail closed).
+            // A retired key: this send can't be compared, so it neither
+            // matches nor proves the input wrong.
+            if is_live && out.retired.is_none() {
+                out.retired = Some(send.code.key_id);
+            }
             continue;
         };
         cached = Some((send.code.key_id, tag));
-        let live = Choice::from(u8::from(now < send.expires_at));
-        found |= tag.ct_eq(&send.code.tag) & live;
+        out.compared |= is_live;
+        out.found |= tag.ct_eq(&send.code.tag) & Choice::from(u8::from(is_live));
     }
-    found
+    out
 }
 
 #[cfg(test)]

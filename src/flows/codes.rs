@@ -11,11 +11,12 @@ use crate::challenge::{
     Decision, decide, generate_code, hash_code, is_live_code, refusal_before_check,
 };
 use crate::contact::Destination;
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::gateway::{
     Channel, CodeParams, DeliveryErrorKind, LinkParams, Locale, Message, TemplateError,
 };
+use crate::hash::KeyId;
 use crate::limits::LimitKind;
 use crate::secret::SecretString;
 use crate::store::{AccountId, ChallengeId, ChallengeRecord, ChallengeState, Purpose, SendRecord};
@@ -583,7 +584,7 @@ impl Challenges {
             None => None,
         };
         if retry {
-            if is_live_code(
+            match is_live_code(
                 &record,
                 code.input,
                 code.purpose,
@@ -591,10 +592,18 @@ impl Challenges {
                 &inner.hasher,
                 now,
             ) {
-                if let Some(counted) = counted {
-                    counted.right(&*inner.store).await;
+                Ok(true) => {
+                    if let Some(counted) = counted {
+                        counted.right(&*inner.store).await;
+                    }
+                    return Ok(Checked::Again(Verified::from_record(&record)));
                 }
-                return Ok(Checked::Again(Verified::from_record(&record)));
+                Ok(false) => {}
+                Err(key_id) => {
+                    return Err(self
+                        .retired(counted, record.account, SecretKind::OneTimeCode, key_id)
+                        .await);
+                }
             }
             if let Some(counted) = &counted {
                 counted.wrong(&inner.failures, &*inner.events, now);
@@ -613,7 +622,7 @@ impl Challenges {
         &self,
         mut record: ChallengeRecord,
         code: &Code<'_>,
-        counted: Option<Counted>,
+        mut counted: Option<Counted>,
         spend: bool,
     ) -> Result<ChallengeRecord, Error> {
         let now = self.now();
@@ -631,27 +640,40 @@ impl Challenges {
                 &inner.hasher,
                 now,
             );
-            let (next, refusal) = match decision {
+            let (next, outcome) = match decision {
                 Decision::Refuse(reason) => {
                     return Err(self.refuse(Some(id), record.account, reason));
                 }
                 Decision::Accept(_) if !spend => return Ok(record),
                 Decision::Accept(mut next) => {
                     next.consumed_by = consumed_by;
-                    (next, None)
+                    (next, Outcome::Right)
                 }
-                Decision::Reject(next, reason) => (next, Some(reason)),
+                Decision::Reject(next, reason) => (next, Outcome::Wrong(reason)),
+                Decision::RetiredKey(key_id, None) => {
+                    let account = record.account;
+                    return Err(self
+                        .retired(counted, account, SecretKind::OneTimeCode, key_id)
+                        .await);
+                }
+                Decision::RetiredKey(key_id, Some(next)) => (next, Outcome::Retired(key_id)),
             };
             match inner.store.replace_challenge(&next, record.version).await {
-                Ok(()) => {
-                    let Some(reason) = refusal else {
-                        return Ok(next);
-                    };
-                    if let Some(counted) = &counted {
-                        counted.wrong(&inner.failures, &*inner.events, now);
+                Ok(()) => match outcome {
+                    Outcome::Right => return Ok(next),
+                    Outcome::Wrong(reason) => {
+                        if let Some(counted) = &counted {
+                            counted.wrong(&inner.failures, &*inner.events, now);
+                        }
+                        return Err(self.refuse(Some(id), next.account, reason));
                     }
-                    return Err(self.refuse(Some(id), next.account, reason));
-                }
+                    Outcome::Retired(key_id) => {
+                        let counted = counted.take();
+                        return Err(self
+                            .retired(counted, next.account, SecretKind::OneTimeCode, key_id)
+                            .await);
+                    }
+                },
                 Err(e) if e.is_conflict() => record = self.load(&id).await?,
                 Err(e) => return Err(e.into()),
             }
@@ -927,6 +949,18 @@ impl Challenges {
                 .saturating_sub(record.delivery_attempts),
         }
     }
+}
+
+/// What a written check means, once its write landed.
+enum Outcome {
+    /// The code was right and is spent.
+    Right,
+    /// The code was wrong: refuse with this.
+    Wrong(Refusal),
+    /// The code may be one hashed with this retired key: the challenge's
+    /// other live codes were compared (and the attempt written), but the
+    /// account's run takes the guess back.
+    Retired(KeyId),
 }
 
 /// What a challenge's attempt hash is bound to: the challenge.

@@ -15,7 +15,7 @@ use super::codes::{ChannelReason, Payload, Verified, current_channel};
 use super::{Challenges, MAX_ROUNDS};
 use crate::challenge::link_context;
 use crate::contact::Destination;
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::gateway::{Channel, Locale};
 use crate::secret::SecretString;
@@ -370,7 +370,10 @@ impl Challenges {
     }
 
     /// Finds the challenge a token names and checks the token in constant
-    /// time. Every failure reads as [`Refusal::Unknown`].
+    /// time. Every failure reads as [`Refusal::Unknown`], except a
+    /// well-formed token for a link whose hash was made with a key the
+    /// hasher no longer holds: that can't be checked, and is
+    /// [`Error::RetiredKey`] with the count taken back.
     ///
     /// A token is a guess like a code: for an account's link it is counted
     /// against the account before it is compared (a 256-bit token can't be
@@ -392,20 +395,33 @@ impl Challenges {
             Some(account) => Some(self.count_guess(Some(id), account, now).await?),
             None => None,
         };
-        let tag = self
-            .inner
-            .hasher
-            .tag_with(link.token.key_id, &link_context(&id), &secret)
-            .map_err(|_| unknown())?;
         // Only the canonical spelling of a token is accepted (base32's last
         // character carries spare bits; hex ids could be upper case).
         let canonical = format!(
             "{id}.{}",
             base32::encode(base32::Alphabet::Rfc4648Lower { padding: false }, &secret)
         );
-        let canonical = bool::from(canonical.as_bytes().ct_eq(token.trim().as_bytes()));
+        let well_formed =
+            bool::from(canonical.as_bytes().ct_eq(token.trim().as_bytes())) && secret.len() == 32;
         let inner = &self.inner;
-        if bool::from(tag.ct_eq(&link.token.tag)) && secret.len() == 32 && canonical {
+        let Ok(tag) = inner
+            .hasher
+            .tag_with(link.token.key_id, &link_context(&id), &secret)
+        else {
+            // A token of the right shape may be the right one: it can't be
+            // told from a wrong one without the key.
+            if well_formed {
+                let account = record.account.clone();
+                return Err(self
+                    .retired(counted, account, SecretKind::Link, link.token.key_id)
+                    .await);
+            }
+            if let Some(counted) = &counted {
+                counted.wrong(&inner.failures, &*inner.events, now);
+            }
+            return Err(unknown());
+        };
+        if bool::from(tag.ct_eq(&link.token.tag)) && well_formed {
             if let Some(counted) = counted {
                 counted.refund(&*inner.store).await;
             }

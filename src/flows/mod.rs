@@ -73,10 +73,10 @@ pub use verifications::{
 use crate::challenge::CodePolicy;
 use crate::clock::{Clock, SystemClock};
 use crate::contact::{Destination, DestinationKind, MaskPolicy};
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Refusal, RetiredKey, SecretKind};
 use crate::events::{Event, EventSink, NoEvents};
 use crate::gateway::{Channel, Gateway, Locale, Templates};
-use crate::hash::{KeyedHash, KeyedHasher};
+use crate::hash::{KeyId, KeyedHash, KeyedHasher};
 use crate::limits::{FailurePolicy, LimitKind, SendLimits};
 use crate::random::{OsRandom, Random};
 use crate::store::{AccountId, ChallengeId, ChallengeRecord, Store};
@@ -109,6 +109,19 @@ pub(crate) fn same_attempt(
             .unwrap_or(false),
         _ => false,
     }
+}
+
+/// Reports a secret that could not be checked because its key is no longer
+/// held, and makes the error to hand back.
+pub(crate) fn retired_key(
+    events: &dyn EventSink,
+    account: Option<AccountId>,
+    secret: SecretKind,
+    key_id: KeyId,
+) -> Error {
+    let retired = RetiredKey::new(secret, key_id);
+    events.record(&Event::RetiredKey { account, retired });
+    Error::RetiredKey(retired)
 }
 
 fn attempt_context(scope: &[u8]) -> Vec<u8> {
@@ -392,6 +405,22 @@ impl Challenges {
             reason,
         });
         Error::Refused(reason)
+    }
+
+    /// A secret of `account` could not be checked because its key is no
+    /// longer held: the guess is taken back (it was neither right nor
+    /// wrong), the retired key reported, and the error to hand back made.
+    async fn retired(
+        &self,
+        counted: Option<Counted>,
+        account: Option<AccountId>,
+        secret: SecretKind,
+        key_id: KeyId,
+    ) -> Error {
+        if let Some(counted) = counted {
+            counted.refund(&*self.inner.store).await;
+        }
+        retired_key(&*self.inner.events, account, secret, key_id)
     }
 
     fn channels_for(&self, destination: &Destination) -> Vec<Channel> {

@@ -1,0 +1,359 @@
+//! Key rotation never silently kills secrets.
+//!
+//! One store, three deployments of the same service over it: `before` holds
+//! hashing key 1 and sealing key 1; `rotated` writes with key 2 and keeps
+//! key 1 as a previous key; `retired` holds key 2 only (key 1 was retired
+//! too early). A secret made before the rotation must
+//!
+//! - still work on `rotated`, and move to key 2 where the plain secret is at
+//!   hand (a trusted-device token at its check, an authenticator seed at its
+//!   use);
+//! - on `retired`, give the distinct `Error::RetiredKey` (for a trusted
+//!   device, the answer `DeviceCheck::RetiredKey`), never a wrong guess: the
+//!   account's failure run is the same afterwards and no failure is
+//!   recorded.
+
+mod support;
+
+use std::sync::Arc;
+
+use ninsho::error::{RetiredKey, SecretKind};
+use ninsho::events::{Event, RecordingEvents};
+use ninsho::gateway::RecordingGateway;
+use ninsho::limits::{RateLimit, SendLimits};
+use ninsho::service::{Method, MethodKind, Proof, SignInStart, TwoFactor};
+use ninsho::store::{AccountId, ChallengeId, LimitStore, MemoryStore};
+use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
+use support::{BASE, PHONE, T0, refusal, secret_to, two_factor};
+use time::Duration;
+
+fn taro() -> AccountId {
+    AccountId::new("taro")
+}
+
+fn hash_key(id: u32) -> HashKey {
+    // Key 1 is the one `support::hasher` uses.
+    let byte = if id == 1 {
+        7
+    } else {
+        0x70 + u8::try_from(id).unwrap()
+    };
+    HashKey::new(KeyId(id), &[byte; 32]).unwrap()
+}
+
+fn seal_key(id: u32) -> ninsho::SealKey {
+    // Key 1 is the one `support::sealer` uses.
+    let byte = if id == 1 {
+        0x5E
+    } else {
+        0x60 + u8::try_from(id).unwrap()
+    };
+    ninsho::SealKey::new(KeyId(id), &[byte; 32]).unwrap()
+}
+
+/// One deployment of the service, with its own keys and event log.
+struct Deployment {
+    service: TwoFactor,
+    events: RecordingEvents,
+}
+
+impl Deployment {
+    fn failures_recorded(&self) -> usize {
+        self.events
+            .events()
+            .iter()
+            .filter(|e| matches!(e, Event::Failed { .. } | Event::Locked { .. }))
+            .count()
+    }
+
+    fn retired_reported(&self) -> Vec<RetiredKey> {
+        self.events
+            .events()
+            .iter()
+            .filter_map(|e| match e {
+                Event::RetiredKey { retired, .. } => Some(*retired),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+struct Env {
+    store: Arc<MemoryStore>,
+    gateway: RecordingGateway,
+    clock: ManualClock,
+    /// Keys 1 only.
+    before: Deployment,
+    /// Key 2 current, key 1 previous.
+    rotated: Deployment,
+    /// Key 2 only.
+    retired: Deployment,
+}
+
+fn deployment(
+    store: &Arc<MemoryStore>,
+    gateway: &RecordingGateway,
+    clock: &ManualClock,
+    seed: u64,
+    hasher: KeyedHasher,
+    sealer: ninsho::AeadSealer,
+) -> Deployment {
+    let events = RecordingEvents::new();
+    let lots = RateLimit::new(1_000_000, Duration::minutes(10));
+    let service = two_factor("Example", store.clone(), gateway, clock, seed)
+        .hasher(hasher)
+        .sealer(Arc::new(
+            sealer.with_rng(Arc::new(LockedRng::seeded(seed + 100))),
+        ))
+        .events(Arc::new(events.clone()))
+        .limits(SendLimits {
+            per_destination: lots,
+            per_account: lots,
+            per_caller: lots,
+            countries: Vec::new(),
+            other_countries: None,
+        })
+        .link_base(BASE)
+        .build()
+        .unwrap();
+    Deployment { service, events }
+}
+
+/// Taro with a phone and two-step sign-in on, set up on `before`.
+async fn env() -> Env {
+    let store = Arc::new(MemoryStore::new());
+    let gateway = RecordingGateway::new();
+    let clock = ManualClock::at_unix(T0).unwrap();
+    let before = deployment(
+        &store,
+        &gateway,
+        &clock,
+        1,
+        KeyedHasher::new(hash_key(1)),
+        ninsho::AeadSealer::new(seal_key(1)),
+    );
+    let rotated = deployment(
+        &store,
+        &gateway,
+        &clock,
+        2,
+        KeyedHasher::new(hash_key(2))
+            .with_previous(hash_key(1))
+            .unwrap(),
+        ninsho::AeadSealer::new(seal_key(2))
+            .with_previous(seal_key(1))
+            .unwrap(),
+    );
+    let retired = deployment(
+        &store,
+        &gateway,
+        &clock,
+        3,
+        KeyedHasher::new(hash_key(2)),
+        ninsho::AeadSealer::new(seal_key(2)),
+    );
+    enrol(&before.service, &gateway, &taro(), "090-1234-5678", PHONE).await;
+    Env {
+        store,
+        gateway,
+        clock,
+        before,
+        rotated,
+        retired,
+    }
+}
+
+/// Registers a phone for `account` and turns two-step sign-in on; returns
+/// the recovery codes.
+async fn enrol(
+    service: &TwoFactor,
+    gateway: &RecordingGateway,
+    account: &AccountId,
+    typed: &str,
+    e164: &str,
+) -> Vec<String> {
+    let ticket = service
+        .phone_send_code(account, typed, None, None)
+        .await
+        .unwrap();
+    let done = service
+        .phone_confirm(
+            account,
+            &ticket.challenge_id,
+            &secret_to(gateway, e164),
+            true,
+        )
+        .await
+        .unwrap();
+    done.recovery_codes
+        .unwrap()
+        .expose_secret()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[track_caller]
+fn retired<T: std::fmt::Debug>(result: Result<T, Error>) -> RetiredKey {
+    match result {
+        Err(Error::RetiredKey(retired)) => retired,
+        other => panic!("expected a retired key, got {other:?}"),
+    }
+}
+
+async fn method(service: &TwoFactor, kind: MethodKind) -> Method {
+    match service.sign_in_begin(&taro(), None).await.unwrap() {
+        SignInStart::Required { methods } => methods.into_iter().find(|m| m.kind == kind).unwrap(),
+        other => panic!("two-step sign-in is on: {other:?}"),
+    }
+}
+
+impl Env {
+    /// Taro's run of consecutive failures.
+    async fn run(&self) -> u32 {
+        self.store
+            .failures(&taro())
+            .await
+            .unwrap()
+            .map_or(0, |r| r.consecutive)
+    }
+
+    /// Sends a sign-in code by SMS from `service`; its challenge and code.
+    async fn send_code(&self, service: &TwoFactor) -> (ChallengeId, String) {
+        let sms = method(service, MethodKind::Sms).await;
+        let ticket = service
+            .sign_in_send_code(&taro(), &sms, None, None)
+            .await
+            .unwrap();
+        (ticket.challenge_id, secret_to(&self.gateway, PHONE))
+    }
+
+    /// A code that is not `code`.
+    fn other_than(code: &str) -> String {
+        if code == "000000" { "111111" } else { "000000" }.to_owned()
+    }
+}
+
+async fn complete_code(
+    service: &TwoFactor,
+    challenge: &ChallengeId,
+    code: &str,
+) -> Result<ninsho::service::SignedIn, Error> {
+    service
+        .sign_in_complete(&taro(), Proof::Code { challenge, code }, None, None)
+        .await
+}
+
+// ---------------------------------------------------------- one-time codes
+
+#[tokio::test]
+async fn a_code_under_a_retired_key_is_an_error_not_a_wrong_guess() {
+    let env = env().await;
+    let (challenge, code) = env.send_code(&env.before.service).await;
+    let want = RetiredKey::new(SecretKind::OneTimeCode, KeyId(1));
+    // Right or wrong, the retired deployment can't tell: neither is a
+    // guess held against the user.
+    for typed in [code.clone(), Env::other_than(&code)] {
+        let got = retired(complete_code(&env.retired.service, &challenge, &typed).await);
+        assert_eq!(got, want);
+        assert_eq!(got.key_kind(), ninsho::error::KeyKind::Hashing);
+    }
+    assert_eq!(env.run().await, 0);
+    assert_eq!(env.retired.failures_recorded(), 0);
+    assert_eq!(env.retired.retired_reported(), vec![want, want]);
+    // The code is not spent nor worn down: with key 1 kept as a previous
+    // key, it signs in.
+    complete_code(&env.rotated.service, &challenge, &code)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_right_code_under_a_held_key_verifies_beside_a_retired_one() {
+    let env = env().await;
+    let (challenge, old_code) = env.send_code(&env.before.service).await;
+    // A resend from the deployment without key 1: the challenge has a live
+    // code under each key.
+    env.clock.advance(Duration::seconds(61));
+    env.retired
+        .service
+        .resend(&taro(), &challenge, None)
+        .await
+        .unwrap();
+    let new_code = secret_to(&env.gateway, PHONE);
+    assert_ne!(old_code, new_code);
+    // The first code can't be checked there...
+    assert_eq!(
+        retired(complete_code(&env.retired.service, &challenge, &old_code).await),
+        RetiredKey::new(SecretKind::OneTimeCode, KeyId(1))
+    );
+    assert_eq!(env.run().await, 0);
+    // ...and the second one, under a key it holds, signs in.
+    complete_code(&env.retired.service, &challenge, &new_code)
+        .await
+        .unwrap();
+    assert_eq!(env.retired.failures_recorded(), 0);
+}
+
+#[tokio::test]
+async fn guesses_at_a_half_retired_challenge_stay_bounded() {
+    let env = env().await;
+    let (challenge, old_code) = env.send_code(&env.before.service).await;
+    env.clock.advance(Duration::seconds(61));
+    env.retired
+        .service
+        .resend(&taro(), &challenge, None)
+        .await
+        .unwrap();
+    let new_code = secret_to(&env.gateway, PHONE);
+    // Wrong guesses were compared with the code under key 2: they are not
+    // held against the account, but they use up the challenge's attempts
+    // (5), so they can't go on for ever.
+    let mut wrong = (0..)
+        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
+        .filter(|c| *c != old_code && *c != new_code);
+    for _ in 0..5 {
+        let guess = wrong.next().unwrap();
+        retired(complete_code(&env.retired.service, &challenge, &guess).await);
+    }
+    assert_eq!(env.run().await, 0);
+    assert_eq!(
+        refusal(complete_code(&env.retired.service, &challenge, &new_code).await),
+        Refusal::TooManyAttempts
+    );
+}
+
+// ------------------------------------------------------------------- links
+
+#[tokio::test]
+async fn a_link_under_a_retired_key_is_an_error_not_a_wrong_guess() {
+    let env = env().await;
+    let link = method(&env.before.service, MethodKind::Link).await;
+    let ticket = env
+        .before
+        .service
+        .sign_in_send_link(&taro(), &link, "Firefox on Linux", None, None)
+        .await
+        .unwrap();
+    let url = secret_to(&env.gateway, PHONE);
+    let token = url.strip_prefix(BASE).unwrap();
+    let want = RetiredKey::new(SecretKind::Link, KeyId(1));
+    assert_eq!(retired(env.retired.service.open_link(token).await), want);
+    assert_eq!(retired(env.retired.service.approve_link(token).await), want);
+    assert_eq!(env.run().await, 0);
+    assert_eq!(env.retired.failures_recorded(), 0);
+    // A token that is not even well formed is still just unknown.
+    assert_eq!(
+        refusal(env.retired.service.open_link(&format!("{token}x")).await),
+        Refusal::Unknown
+    );
+    // With key 1 kept, the link works.
+    env.rotated.service.approve_link(token).await.unwrap();
+    let signed_in = env
+        .rotated
+        .service
+        .sign_in_poll_link(&taro(), &ticket.challenge_id, None, None)
+        .await
+        .unwrap();
+    assert!(signed_in.is_some());
+}
