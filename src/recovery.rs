@@ -292,10 +292,20 @@ pub enum Lookup {
     Used(usize),
     /// No code of the set.
     NoMatch,
+    /// No code matched, but unused codes of the set were hashed with this
+    /// key, which the hasher no longer holds: the input may be one of them.
+    /// Neither right nor wrong; see
+    /// [`Error::RetiredKey`](crate::Error::RetiredKey).
+    RetiredKey(KeyId),
 }
 
 /// Finds what `input` is in `set`, in constant time over the set: one HMAC
 /// per hashing key, every code compared, no early exit.
+///
+/// A match under a key the hasher holds wins. Otherwise, when an unused
+/// code was hashed with a key the hasher no longer holds, the answer is
+/// [`Lookup::RetiredKey`]: that code can't be compared, so the input is
+/// not known to be wrong.
 #[must_use]
 pub fn find(set: &RecoverySet, input: &str, hasher: &KeyedHasher) -> Lookup {
     let Some(code) = normalize(input, set.length) else {
@@ -307,13 +317,20 @@ pub fn find(set: &RecoverySet, input: &str, hasher: &KeyedHasher) -> Lookup {
     let mut used = Choice::from(0);
     let mut index = 0u64;
     let mut used_index = 0u64;
+    let mut retired = None;
     for (i, stored) in set.codes.iter().enumerate() {
         let tag = match cached {
             Some((id, tag)) if id == stored.hash.key_id => Some(tag),
             _ => hasher.tag_with(stored.hash.key_id, &ctx, &code).ok(),
         };
-        // A retired key: that code can't match (fail closed).
-        let Some(tag) = tag else { continue };
+        // A retired key: that code can't be compared. Key ids and use are
+        // not secret, so noting it leaks nothing.
+        let Some(tag) = tag else {
+            if stored.used_at.is_none() && retired.is_none() {
+                retired = Some(stored.hash.key_id);
+            }
+            continue;
+        };
         cached = Some((stored.hash.key_id, tag));
         let hit = tag.ct_eq(&stored.hash.tag);
         let is_unused = Choice::from(u8::from(stored.used_at.is_none()));
@@ -328,6 +345,8 @@ pub fn find(set: &RecoverySet, input: &str, hasher: &KeyedHasher) -> Lookup {
         Lookup::Unused(usize::try_from(index).unwrap_or(usize::MAX))
     } else if bool::from(used) {
         Lookup::Used(usize::try_from(used_index).unwrap_or(usize::MAX))
+    } else if let Some(key_id) = retired {
+        Lookup::RetiredKey(key_id)
     } else {
         Lookup::NoMatch
     }
@@ -389,6 +408,40 @@ mod tests {
         let mut used = set.clone();
         used.codes[7].used_at = Some(OffsetDateTime::UNIX_EPOCH);
         assert_eq!(find(&used, codes[7], &h), Lookup::Used(7));
+    }
+
+    #[test]
+    fn codes_under_a_retired_key_are_not_wrong() {
+        let old = hasher();
+        let (plain, set) = generate(
+            &RecoveryPolicy::default(),
+            &old,
+            &LockedRng::seeded(3),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let codes = plain.expose_secret();
+        let new = KeyedHasher::new(HashKey::new(KeyId(2), &[2; 32]).unwrap());
+        assert_eq!(find(&set, codes[0], &new), Lookup::RetiredKey(KeyId(1)));
+        assert_eq!(
+            find(&set, "AAAA-AAAA-AAAA", &new),
+            Lookup::RetiredKey(KeyId(1))
+        );
+        // Input that can't be a code is wrong whatever the key.
+        assert_eq!(find(&set, "", &new), Lookup::NoMatch);
+        // A match under a held key wins over codes under a retired one.
+        let mut mixed = set.clone();
+        let ctx = context(&set.salt);
+        let raw = normalize(codes[4], set.length).unwrap();
+        mixed.codes[4].hash = new.hash(&ctx, &raw);
+        assert_eq!(find(&mixed, codes[4], &new), Lookup::Unused(4));
+        assert_eq!(find(&mixed, codes[5], &new), Lookup::RetiredKey(KeyId(1)));
+        // Used codes under a retired key can't be redeemed anyway.
+        let mut spent = set.clone();
+        for code in &mut spent.codes {
+            code.used_at = Some(OffsetDateTime::UNIX_EPOCH);
+        }
+        assert_eq!(find(&spent, codes[0], &new), Lookup::NoMatch);
     }
 
     #[test]

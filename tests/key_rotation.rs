@@ -88,6 +88,8 @@ struct Env {
     rotated: Deployment,
     /// Key 2 only.
     retired: Deployment,
+    /// Taro's recovery codes, hashed with key 1.
+    recovery: Vec<String>,
 }
 
 fn deployment(
@@ -152,7 +154,7 @@ async fn env() -> Env {
         KeyedHasher::new(hash_key(2)),
         ninsho::AeadSealer::new(seal_key(2)),
     );
-    enrol(&before.service, &gateway, &taro(), "090-1234-5678", PHONE).await;
+    let recovery = enrol(&before.service, &gateway, &taro(), "090-1234-5678", PHONE).await;
     Env {
         store,
         gateway,
@@ -160,6 +162,7 @@ async fn env() -> Env {
         before,
         rotated,
         retired,
+        recovery,
     }
 }
 
@@ -356,4 +359,63 @@ async fn a_link_under_a_retired_key_is_an_error_not_a_wrong_guess() {
         .await
         .unwrap();
     assert!(signed_in.is_some());
+}
+
+// ---------------------------------------------------------- recovery codes
+
+async fn redeem(service: &TwoFactor, code: &str) -> Result<ninsho::service::SignedIn, Error> {
+    service
+        .sign_in_complete(&taro(), Proof::RecoveryCode { code }, None, None)
+        .await
+}
+
+#[tokio::test]
+async fn recovery_codes_under_a_retired_key_are_an_error_not_a_wrong_guess() {
+    let env = env().await;
+    let want = RetiredKey::new(SecretKind::RecoveryCode, KeyId(1));
+    // The right code, and one that is no code of the set: neither can be
+    // told apart without key 1.
+    for typed in [env.recovery[0].as_str(), "AAAA-BBBB-CCCC"] {
+        assert_eq!(retired(redeem(&env.retired.service, typed).await), want);
+    }
+    assert_eq!(env.run().await, 0);
+    assert_eq!(env.retired.failures_recorded(), 0);
+    assert_eq!(env.retired.retired_reported(), vec![want, want]);
+    // Input that can't be a recovery code at all is wrong whatever the key.
+    assert_eq!(
+        refusal(redeem(&env.retired.service, "0000").await),
+        Refusal::WrongRecoveryCode
+    );
+    assert_eq!(env.run().await, 1);
+    // Nothing was spent: with key 1 kept, the code signs in.
+    let signed_in = redeem(&env.rotated.service, &env.recovery[0])
+        .await
+        .unwrap();
+    assert_eq!(signed_in.recovery_codes_left, Some(9));
+    assert_eq!(env.run().await, 0);
+}
+
+#[tokio::test]
+async fn regenerated_recovery_codes_work_without_the_old_key() {
+    let env = env().await;
+    // Signed in on the rotated deployment, the user regenerates: the new
+    // set is hashed with key 2, and the deployment without key 1 takes it.
+    let step_up = redeem(&env.rotated.service, &env.recovery[1])
+        .await
+        .unwrap()
+        .step_up;
+    let fresh = env
+        .rotated
+        .service
+        .regenerate_recovery_codes(&taro(), &step_up)
+        .await
+        .unwrap();
+    let fresh = fresh.expose_secret()[0].to_owned();
+    redeem(&env.retired.service, &fresh).await.unwrap();
+    // And a wrong code is a wrong code again.
+    assert_eq!(
+        refusal(redeem(&env.retired.service, &env.recovery[2]).await),
+        Refusal::WrongRecoveryCode
+    );
+    assert_eq!(env.run().await, 1);
 }

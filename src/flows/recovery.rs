@@ -6,7 +6,7 @@
 //! and leave the account's devices trusted, or the other way round.
 
 use super::{Ports, account, guess};
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::limits::FailurePolicy;
 use crate::recovery::{self, Lookup, PlainCodes, RecoveryPolicy, RecoverySet};
@@ -149,7 +149,9 @@ impl RecoveryCodes {
     /// # Errors
     /// [`Refusal::WrongRecoveryCode`], [`Refusal::AlreadyUsed`],
     /// [`Refusal::Locked`], [`Refusal::Unknown`] (no set); [`Error::Store`]
-    /// — then nothing was consumed.
+    /// — then nothing was consumed; [`Error::RetiredKey`] when no code
+    /// matched and unused codes were hashed with a key the hasher no longer
+    /// holds (the guess is not counted).
     pub async fn redeem(&self, account: &AccountId, input: &str) -> Result<Redeemed, Error> {
         self.redeem_from(account, input, None).await
     }
@@ -200,6 +202,16 @@ impl RecoveryCodes {
                         running_low: remaining <= usize::from(self.policy.low_threshold),
                         epoch: next.epoch,
                     });
+                }
+                Lookup::RetiredKey(key_id) => {
+                    // Neither right nor wrong: take the guess back.
+                    counted.refund(store).await;
+                    return Err(super::retired_key(
+                        &*p.events,
+                        Some(account.clone()),
+                        SecretKind::RecoveryCode,
+                        key_id,
+                    ));
                 }
                 _ => {
                     counted.wrong(&self.failures, &*p.events, now);

@@ -548,7 +548,9 @@ impl TwoFactor {
     /// [`Refusal::WrongRecoveryCode`], [`Refusal::AlreadyUsed`] for a
     /// replayed authenticator code, [`Refusal::Locked`], …);
     /// [`Refusal::Unknown`] for another account's challenge;
-    /// [`Error::Store`].
+    /// [`Error::Store`]; [`Error::RetiredKey`] when the code, recovery code
+    /// or authenticator seed was hashed or sealed with a key this
+    /// deployment no longer holds (not counted as a failure).
     pub async fn sign_in_complete(
         &self,
         account: &AccountId,
