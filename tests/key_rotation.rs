@@ -21,9 +21,10 @@ use ninsho::error::{RetiredKey, SecretKind};
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{RateLimit, SendLimits};
+use ninsho::otp::Totp;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, TwoFactor};
 use ninsho::store::{AccountId, ChallengeId, LimitStore, MemoryStore};
-use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
+use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use support::{BASE, PHONE, T0, refusal, secret_to, two_factor};
 use time::Duration;
 
@@ -418,4 +419,108 @@ async fn regenerated_recovery_codes_work_without_the_old_key() {
         Refusal::WrongRecoveryCode
     );
     assert_eq!(env.run().await, 1);
+}
+
+// ---------------------------------------------------- authenticator seeds
+
+impl Env {
+    /// A step-up from an SMS sign-in on `service`.
+    async fn step_up(&self, service: &TwoFactor) -> ninsho::service::StepUp {
+        let (challenge, code) = self.send_code(service).await;
+        complete_code(service, &challenge, &code)
+            .await
+            .unwrap()
+            .step_up
+    }
+
+    /// Starts setting up an authenticator app on `service`.
+    async fn start_app(&self, service: &TwoFactor) -> Totp {
+        let step_up = self.step_up(service).await;
+        let setup = service
+            .authenticator_start(&taro(), Some(&step_up))
+            .await
+            .unwrap();
+        Totp::from_uri(setup.uri.expose_secret()).unwrap()
+    }
+
+    /// Sets up and confirms an authenticator app on `service`, then moves
+    /// to the next time step.
+    async fn add_app(&self, service: &TwoFactor) -> Totp {
+        let app = self.start_app(service).await;
+        service
+            .authenticator_confirm(&taro(), &self.app_code(&app))
+            .await
+            .unwrap();
+        self.clock.advance(Duration::seconds(30));
+        app
+    }
+
+    fn app_code(&self, app: &Totp) -> String {
+        app.code_at(ninsho::clock::unix_seconds(self.clock.now()))
+            .to_string()
+    }
+
+    /// The key id sealed into Taro's confirmed (or pending) seed.
+    async fn seed_key(&self, pending: bool) -> Option<KeyId> {
+        use ninsho::store::ContactStore;
+        let book = self.store.contact_book(&taro()).await.unwrap().unwrap();
+        let record = if pending {
+            book.factors.pending_authenticator
+        } else {
+            book.factors.authenticator
+        };
+        let sealed = base32::decode(
+            base32::Alphabet::Rfc4648 { padding: false },
+            &record?.sealed_uri,
+        )
+        .unwrap();
+        ninsho::AeadSealer::key_id_of(&sealed)
+    }
+}
+
+async fn app_sign_in(service: &TwoFactor, code: &str) -> Result<ninsho::service::SignedIn, Error> {
+    service
+        .sign_in_complete(&taro(), Proof::Authenticator { code }, None, None)
+        .await
+}
+
+#[tokio::test]
+async fn a_seed_under_a_retired_sealing_key_is_an_error_not_a_store_failure() {
+    let env = env().await;
+    let app = env.add_app(&env.before.service).await;
+    assert_eq!(env.seed_key(false).await, Some(KeyId(1)));
+    let want = RetiredKey::new(SecretKind::Authenticator, KeyId(1));
+    for typed in [env.app_code(&app), Env::other_than(&env.app_code(&app))] {
+        let got = retired(app_sign_in(&env.retired.service, &typed).await);
+        assert_eq!(got, want);
+        assert_eq!(got.key_kind(), ninsho::error::KeyKind::Sealing);
+    }
+    assert_eq!(env.run().await, 0);
+    assert_eq!(env.retired.failures_recorded(), 0);
+    assert_eq!(env.retired.retired_reported(), vec![want, want]);
+    // With key 1 kept as a previous key, the app signs in.
+    app_sign_in(&env.rotated.service, &env.app_code(&app))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_pending_seed_under_a_retired_sealing_key_is_an_error_not_a_store_failure() {
+    let env = env().await;
+    let app = env.start_app(&env.before.service).await;
+    assert_eq!(
+        retired(
+            env.retired
+                .service
+                .authenticator_confirm(&taro(), &env.app_code(&app))
+                .await
+        ),
+        RetiredKey::new(SecretKind::Authenticator, KeyId(1))
+    );
+    assert_eq!(env.run().await, 0);
+    env.rotated
+        .service
+        .authenticator_confirm(&taro(), &env.app_code(&app))
+        .await
+        .unwrap();
 }

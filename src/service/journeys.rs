@@ -479,7 +479,9 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Refusal::WrongCode`]; [`Refusal::Unknown`] when no setup is
-    /// pending; [`Refusal::Locked`]; [`Error::Store`].
+    /// pending; [`Refusal::Locked`]; [`Error::Store`];
+    /// [`Error::RetiredKey`] when the pending seed was sealed with a key
+    /// the sealer no longer holds (nothing is counted: start again).
     pub async fn authenticator_confirm(
         &self,
         account: &AccountId,

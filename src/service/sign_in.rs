@@ -7,14 +7,15 @@ use serde::{Deserialize, Serialize};
 use super::{StepUp, TwoFactor, same_seed};
 use crate::contact::{Destination, DestinationKind, MaskPolicy};
 use crate::device::{DeviceCheck, DeviceId, DeviceToken};
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::flows::{
     DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket, attempt_hash,
-    guess, same_attempt,
+    guess, retired_key, same_attempt,
 };
 use crate::gateway::Channel;
 use crate::otp::{Rejection, Totp};
+use crate::seal::SealErrorKind;
 use crate::store::{AccountId, ChallengeId, ContactBook, Purpose, StoreError};
 
 /// Most compare-and-set rounds for an authenticator's replay marker.
@@ -734,6 +735,9 @@ impl TwoFactor {
         Err(StoreError::conflict().into())
     }
 
+    /// Opens a stored (sealed, base32) seed. A seed sealed with a key the
+    /// sealer no longer holds is [`Error::RetiredKey`]; any other failure
+    /// to open is the store's (a damaged record) or the key service's.
     pub(super) fn open_totp(&self, account: &AccountId, sealed: &str) -> Result<Totp, Error> {
         let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, sealed)
             .ok_or_else(|| StoreError::other("an authenticator record is not base32"))?;
@@ -741,7 +745,15 @@ impl TwoFactor {
             .inner
             .sealer
             .open(&account.0, &bytes)
-            .map_err(StoreError::other)?;
+            .map_err(|e| match e.kind() {
+                SealErrorKind::UnknownKey(key_id) => retired_key(
+                    &*self.inner.ports.events,
+                    Some(account.clone()),
+                    SecretKind::Authenticator,
+                    key_id,
+                ),
+                _ => StoreError::other(e).into(),
+            })?;
         let uri = std::str::from_utf8(plain.expose_secret())
             .map_err(|_| StoreError::other("an opened authenticator seed is not a key URI"))?;
         Ok(Totp::from_uri(uri)?)
