@@ -23,7 +23,7 @@ use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use crate::hash::{KeyedHash, KeyedHasher};
+use crate::hash::{KeyError, KeyId, KeyedHash, KeyedHasher};
 use crate::random::{Random, RandomError};
 use crate::secret::SecretString;
 use crate::store::AccountId;
@@ -247,9 +247,27 @@ pub enum DeviceCheck {
     Revoked,
     /// Not a token of this account (malformed, forged, or another account's).
     Unknown,
+    /// The device's record was hashed with a key the hasher no longer
+    /// holds, so the token can't be checked: ask for the second factor
+    /// (and offer to trust the device again).
+    ///
+    /// An answer rather than an error, on purpose: a trusted device only
+    /// spares the user a second step they can still take, so a retired key
+    /// costs them one prompt, never a sign-in. It is still distinct from
+    /// [`Unknown`](Self::Unknown) so that the host can see that a key was
+    /// retired while records still used it (the flows also report
+    /// [`Event::RetiredKey`](crate::events::Event::RetiredKey)).
+    RetiredKey {
+        /// The id of the hashing key the record names.
+        key_id: KeyId,
+    },
 }
 
 /// Checks a token's secret against its record, in constant time.
+///
+/// A record hashed with a key `hasher` no longer holds is
+/// [`DeviceCheck::RetiredKey`]: its token can't be checked, so it is not
+/// trusted.
 #[must_use]
 pub fn check(
     record: &DeviceRecord,
@@ -260,11 +278,14 @@ pub fn check(
     hasher: &KeyedHasher,
     now: OffsetDateTime,
 ) -> DeviceCheck {
-    let matches = hasher
-        .matches(&context(account, &record.id), secret, &record.token)
-        .map(bool::from)
-        .unwrap_or(false);
     let same_account = bool::from(record.account.0.as_bytes().ct_eq(account.0.as_bytes()));
+    let matches = match hasher.matches(&context(account, &record.id), secret, &record.token) {
+        Ok(choice) => bool::from(choice),
+        Err(KeyError::UnknownKeyId(key_id)) if same_account => {
+            return DeviceCheck::RetiredKey { key_id };
+        }
+        Err(_) => false,
+    };
     if !(matches && same_account) {
         DeviceCheck::Unknown
     } else if record.epoch < current_epoch || record.revoked_at.is_some() {
@@ -276,6 +297,17 @@ pub fn check(
             refresh: now >= record.last_used_at.saturating_add(policy.refresh_every),
         }
     }
+}
+
+/// The hash of a device token's `secret` with the hasher's current key, to
+/// move a record checked valid off a key about to be retired.
+pub(crate) fn rehash(
+    record: &DeviceRecord,
+    account: &AccountId,
+    secret: &[u8],
+    hasher: &KeyedHasher,
+) -> KeyedHash {
+    hasher.hash(&context(account, &record.id), secret)
 }
 
 #[cfg(test)]
@@ -338,6 +370,32 @@ mod tests {
         assert_eq!(
             check(&record, &alice, &[0u8; 32], 4, &p, &h, now),
             DeviceCheck::Unknown
+        );
+    }
+
+    #[test]
+    fn a_retired_key_is_not_an_unknown_token() {
+        let (h, rng, now) = setup();
+        let alice = AccountId::new("alice");
+        let p = DevicePolicy::default();
+        let (token, record) = trust(&alice, "x", 0, &p, &h, &rng, now).unwrap();
+        let (_, secret) = parse_token(token.expose_secret()).unwrap();
+        let new = KeyedHasher::new(HashKey::new(KeyId(2), &[5; 32]).unwrap());
+        assert_eq!(
+            check(&record, &alice, &secret, 0, &p, &new, now),
+            DeviceCheck::RetiredKey { key_id: KeyId(1) }
+        );
+        // Re-hashed under the current key, it checks again.
+        let rotated = new
+            .clone()
+            .with_previous(HashKey::new(KeyId(1), &[4; 32]).unwrap())
+            .unwrap();
+        let mut moved = record.clone();
+        moved.token = rehash(&record, &alice, &secret, &rotated);
+        assert_eq!(moved.token.key_id, KeyId(2));
+        assert_eq!(
+            check(&moved, &alice, &secret, 0, &p, &new, now),
+            DeviceCheck::Valid { refresh: false }
         );
     }
 

@@ -161,7 +161,10 @@ pub enum Event {
     /// deployment no longer holds. Nothing was counted against the user.
     /// For an operator: configure the key again as a previous key (see
     /// [`RetiredKey`]). Reported with every
-    /// [`Error::RetiredKey`](crate::Error::RetiredKey).
+    /// [`Error::RetiredKey`](crate::Error::RetiredKey), and for a trusted
+    /// device, whose check answers
+    /// [`DeviceCheck::RetiredKey`](crate::device::DeviceCheck::RetiredKey)
+    /// instead of failing.
     RetiredKey {
         /// The account, if known.
         account: Option<AccountId>,

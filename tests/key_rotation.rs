@@ -16,16 +16,22 @@
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use ninsho::device::{DeviceCheck, DeviceId, DeviceRecord};
 
 use ninsho::error::{RetiredKey, SecretKind};
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::otp::Totp;
-use ninsho::service::{Method, MethodKind, Proof, SignInStart, TwoFactor};
-use ninsho::store::{AccountId, ChallengeId, LimitStore, MemoryStore};
+use ninsho::service::{Method, MethodKind, Proof, SignInStart, Skip, TwoFactor};
+use ninsho::store::{
+    AccountId, ChallengeId, DeviceStore, LimitStore, MemoryStore, Store, StoreError,
+};
 use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
-use support::{BASE, PHONE, T0, refusal, secret_to, two_factor};
+use support::{BASE, PHONE, T0, delegate_store, refusal, secret_to, two_factor};
 use time::Duration;
 
 fn taro() -> AccountId {
@@ -94,7 +100,7 @@ struct Env {
 }
 
 fn deployment(
-    store: &Arc<MemoryStore>,
+    store: Arc<dyn Store>,
     gateway: &RecordingGateway,
     clock: &ManualClock,
     seed: u64,
@@ -103,7 +109,7 @@ fn deployment(
 ) -> Deployment {
     let events = RecordingEvents::new();
     let lots = RateLimit::new(1_000_000, Duration::minutes(10));
-    let service = two_factor("Example", store.clone(), gateway, clock, seed)
+    let service = two_factor("Example", store, gateway, clock, seed)
         .hasher(hasher)
         .sealer(Arc::new(
             sealer.with_rng(Arc::new(LockedRng::seeded(seed + 100))),
@@ -128,7 +134,7 @@ async fn env() -> Env {
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(T0).unwrap();
     let before = deployment(
-        &store,
+        store.clone(),
         &gateway,
         &clock,
         1,
@@ -136,7 +142,7 @@ async fn env() -> Env {
         ninsho::AeadSealer::new(seal_key(1)),
     );
     let rotated = deployment(
-        &store,
+        store.clone(),
         &gateway,
         &clock,
         2,
@@ -148,7 +154,7 @@ async fn env() -> Env {
             .unwrap(),
     );
     let retired = deployment(
-        &store,
+        store.clone(),
         &gateway,
         &clock,
         3,
@@ -523,4 +529,171 @@ async fn a_pending_seed_under_a_retired_sealing_key_is_an_error_not_a_store_fail
         .authenticator_confirm(&taro(), &env.app_code(&app))
         .await
         .unwrap();
+}
+
+// ---------------------------------------------------------- trusted devices
+
+impl Env {
+    /// Signs in by SMS on `service`, trusting the browser; its token.
+    async fn trust(&self, service: &TwoFactor) -> String {
+        let (challenge, code) = self.send_code(service).await;
+        let signed_in = service
+            .sign_in_complete(
+                &taro(),
+                Proof::Code {
+                    challenge: &challenge,
+                    code: &code,
+                },
+                Some("Firefox on Linux"),
+                None,
+            )
+            .await
+            .unwrap();
+        let (token, _) = signed_in.device.unwrap();
+        token.expose_secret().to_owned()
+    }
+
+    /// The hashing key id of the stored record of the device `token` names.
+    async fn device_key(&self, token: &str) -> KeyId {
+        let (id, _) = ninsho::device::parse_token(token).unwrap();
+        self.store
+            .device(&taro(), &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .key_id
+    }
+}
+
+#[tokio::test]
+async fn a_device_under_a_retired_key_asks_for_the_second_factor() {
+    let env = env().await;
+    let token = env.trust(&env.before.service).await;
+    let service = &env.retired.service;
+    assert_eq!(
+        service.check_device(&taro(), &token).await.unwrap(),
+        DeviceCheck::RetiredKey { key_id: KeyId(1) }
+    );
+    // Sign-in goes on to the second step: one prompt, never a lock-out.
+    assert!(matches!(
+        service.sign_in_begin(&taro(), Some(&token)).await.unwrap(),
+        SignInStart::Required { .. }
+    ));
+    assert_eq!(env.run().await, 0);
+    assert_eq!(env.retired.failures_recorded(), 0);
+    let want = RetiredKey::new(SecretKind::TrustedDevice, KeyId(1));
+    assert_eq!(env.retired.retired_reported(), vec![want, want]);
+    // Nothing was changed: with key 1 kept, the device is trusted.
+    assert!(matches!(
+        env.rotated
+            .service
+            .check_device(&taro(), &token)
+            .await
+            .unwrap(),
+        DeviceCheck::Valid { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_device_checked_with_the_old_key_kept_moves_to_the_current_key() {
+    let env = env().await;
+    let token = env.trust(&env.before.service).await;
+    assert_eq!(env.device_key(&token).await, KeyId(1));
+    // Well within the refresh interval: the write is for the key alone.
+    assert!(matches!(
+        env.rotated
+            .service
+            .check_device(&taro(), &token)
+            .await
+            .unwrap(),
+        DeviceCheck::Valid { refresh: false }
+    ));
+    assert_eq!(env.device_key(&token).await, KeyId(2));
+    // Key 1 can go now: the device is still trusted, sign-in skips the
+    // second step.
+    let service = &env.retired.service;
+    assert!(matches!(
+        service.check_device(&taro(), &token).await.unwrap(),
+        DeviceCheck::Valid { .. }
+    ));
+    assert_eq!(
+        service.sign_in_begin(&taro(), Some(&token)).await.unwrap(),
+        SignInStart::NotNeeded(Skip::TrustedDevice)
+    );
+    // The device list is unchanged.
+    assert_eq!(service.devices(&taro()).await.unwrap().len(), 1);
+}
+
+/// A `MemoryStore` whose device writes lose a race, then fail.
+#[derive(Debug)]
+struct DeviceWritesFail {
+    inner: Arc<MemoryStore>,
+    writes: AtomicU32,
+}
+
+delegate_store!([] DeviceWritesFail, inner, support::directly =>
+    ChallengeStore, LimitStore, ContactStore, VerificationStore);
+
+#[async_trait]
+impl DeviceStore for DeviceWritesFail {
+    async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
+        self.inner.insert_device(record).await
+    }
+    async fn device(
+        &self,
+        account: &AccountId,
+        id: &DeviceId,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        self.inner.device(account, id).await
+    }
+    async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.inner.devices(account).await
+    }
+    async fn replace_device(
+        &self,
+        _record: &DeviceRecord,
+        _expected_version: u64,
+    ) -> Result<(), StoreError> {
+        if self.writes.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(StoreError::conflict())
+        } else {
+            Err(support::db_down())
+        }
+    }
+    async fn delete_device(&self, account: &AccountId, id: &DeviceId) -> Result<bool, StoreError> {
+        self.inner.delete_device(account, id).await
+    }
+    async fn delete_devices(&self, account: &AccountId) -> Result<u64, StoreError> {
+        self.inner.delete_devices(account).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_rehash_never_changes_the_answer() {
+    let env = env().await;
+    let token = env.trust(&env.before.service).await;
+    let failing = Arc::new(DeviceWritesFail {
+        inner: env.store.clone(),
+        writes: AtomicU32::new(0),
+    });
+    let rotated = deployment(
+        failing.clone(),
+        &env.gateway,
+        &env.clock,
+        4,
+        KeyedHasher::new(hash_key(2))
+            .with_previous(hash_key(1))
+            .unwrap(),
+        ninsho::AeadSealer::new(seal_key(2)),
+    );
+    // A lost race, then a store outage: the device is trusted all the same.
+    for _ in 0..2 {
+        assert!(matches!(
+            rotated.service.check_device(&taro(), &token).await.unwrap(),
+            DeviceCheck::Valid { .. }
+        ));
+    }
+    assert_eq!(failing.writes.load(Ordering::SeqCst), 2);
+    assert_eq!(env.device_key(&token).await, KeyId(1));
 }

@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 
 use super::{Ports, account};
 use crate::device::{self, DeviceCheck, DeviceId, DevicePolicy, DeviceRecord, DeviceToken};
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Refusal, RetiredKey, SecretKind};
 use crate::events::Event;
 use crate::store::{AccountId, ClaimChanges, StoreError};
 
@@ -137,6 +137,13 @@ impl TrustedDevices {
     /// unknown). A valid check refreshes "last used" at most once per
     /// refresh interval; that write never changes the answer.
     ///
+    /// Key rotation: a valid token whose record was hashed with a previous
+    /// key is hashed again with the current one, in the same best-effort
+    /// compare-and-set (a lost race or a store error leaves the record as
+    /// it was, and the answer stands). A record under a key the hasher no
+    /// longer holds is [`DeviceCheck::RetiredKey`], reported as
+    /// [`Event::RetiredKey`]: ask for the second factor.
+    ///
     /// # Errors
     /// [`Error::Store`] — fail closed: treat as "ask for the second factor".
     pub async fn check(&self, account: &AccountId, token: &str) -> Result<DeviceCheck, Error> {
@@ -169,12 +176,32 @@ impl TrustedDevices {
             &p.hasher,
             now,
         );
-        if let DeviceCheck::Valid { refresh: true } = result {
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.last_used_at = now;
-            // A lost race means someone else just refreshed it.
-            let _ = p.store.replace_device(&next, record.version).await;
+        match result {
+            DeviceCheck::Valid { refresh } => {
+                let rehash = p.hasher.needs_rehash(&record.token);
+                if refresh || rehash {
+                    let mut next = record.clone();
+                    next.version = record.version.wrapping_add(1);
+                    if refresh {
+                        next.last_used_at = now;
+                    }
+                    if rehash {
+                        next.token = device::rehash(&record, account, &secret, &p.hasher);
+                    }
+                    // Best effort: a lost race means someone else just
+                    // wrote it (a later check moves it on), and a store
+                    // error changes nothing the user sees.
+                    let _ = p.store.replace_device(&next, record.version).await;
+                }
+            }
+            DeviceCheck::RetiredKey { key_id } => {
+                // Not an error for the user, but the operator must know.
+                p.emit(Event::RetiredKey {
+                    account: Some(account.clone()),
+                    retired: RetiredKey::new(SecretKind::TrustedDevice, key_id),
+                });
+            }
+            _ => {}
         }
         Ok(result)
     }

@@ -206,7 +206,10 @@ pub struct SignedIn {
 impl TwoFactor {
     /// Starts the second step after the password: either no second step is
     /// needed (two-step sign-in is off, or `device_token` is a valid
-    /// trusted-device token), or the methods the account can use.
+    /// trusted-device token), or the methods the account can use. A device
+    /// token that can't be checked because its key was retired
+    /// ([`DeviceCheck::RetiredKey`]) is not trusted: the second step is
+    /// asked for, never refused.
     ///
     /// # Errors
     /// [`Error::Store`].
@@ -776,7 +779,9 @@ impl TwoFactor {
     }
 
     /// Whether a device token is valid for the account (without starting a
-    /// sign-in).
+    /// sign-in). A valid token whose record was hashed with a previous key
+    /// moves to the current key (see
+    /// [`TrustedDevices::check`](crate::flows::TrustedDevices::check)).
     ///
     /// # Errors
     /// [`Error::Store`].
