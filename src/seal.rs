@@ -126,6 +126,23 @@ pub trait Sealer: Send + Sync + fmt::Debug {
     /// [`SealErrorKind::UnknownKey`] when its key is not held,
     /// [`SealErrorKind::Unavailable`] when the key service fails.
     fn open(&self, account: &str, sealed: &[u8]) -> Result<SecretBytes, SealError>;
+
+    /// Whether `sealed` (which [`open`](Self::open)s) was sealed with a key
+    /// other than the one [`seal`](Self::seal) uses now, and should be
+    /// sealed again while its plain seed is at hand.
+    ///
+    /// [`TwoFactor`](crate::service::TwoFactor) asks after every accepted
+    /// authenticator code (at sign-in and when confirming a new app) and
+    /// reseals in the same compare-and-set that records the code, so seeds
+    /// move to the current key as their users sign in.
+    ///
+    /// The default answers `false`: right for a sealer with a single key,
+    /// or one whose key service re-encrypts on its own. A sealer that
+    /// rotates keys overrides it, as [`AeadSealer`] does.
+    fn needs_reseal(&self, sealed: &[u8]) -> bool {
+        let _ = sealed;
+        false
+    }
 }
 
 /// What went wrong while sealing or opening.
@@ -468,6 +485,11 @@ impl Sealer for AeadSealer {
         }
     }
 
+    fn needs_reseal(&self, sealed: &[u8]) -> bool {
+        // The inherent method, which callers without the trait in scope use.
+        AeadSealer::needs_reseal(self, sealed)
+    }
+
     fn open(&self, account: &str, sealed: &[u8]) -> Result<SecretBytes, SealError> {
         let parts = Parts::split(sealed).ok_or_else(SealError::authentication_failed)?;
         let key = self
@@ -565,6 +587,18 @@ mod tests {
         let empty = sealer.seal("a", b"").unwrap();
         assert_eq!(empty.len(), 45);
         assert!(sealer.open("a", &empty).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_trait_asks_to_reseal_only_what_a_rotating_sealer_should() {
+        let old = AeadSealer::new(key(1, 1));
+        let sealed = old.seal("a", b"seed").unwrap();
+        let rotated: &dyn Sealer = &AeadSealer::new(key(2, 2)).with_previous(key(1, 1)).unwrap();
+        assert!(rotated.needs_reseal(&sealed));
+        let resealed = rotated.seal("a", b"seed").unwrap();
+        assert!(!rotated.needs_reseal(&resealed));
+        let plain: &dyn Sealer = &DangerousUnsealed;
+        assert!(!plain.needs_reseal(b"otpauth://totp/x"));
     }
 
     #[test]

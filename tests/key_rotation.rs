@@ -511,6 +511,84 @@ async fn a_seed_under_a_retired_sealing_key_is_an_error_not_a_store_failure() {
 }
 
 #[tokio::test]
+async fn a_seed_used_with_the_old_key_kept_moves_to_the_current_key() {
+    let env = env().await;
+    let app = env.add_app(&env.before.service).await;
+    assert_eq!(env.seed_key(false).await, Some(KeyId(1)));
+    app_sign_in(&env.rotated.service, &env.app_code(&app))
+        .await
+        .unwrap();
+    // Sealed again with key 2 in the write that took the code.
+    assert_eq!(env.seed_key(false).await, Some(KeyId(2)));
+    // The code is spent all the same: it can't sign in twice.
+    assert_eq!(
+        refusal(app_sign_in(&env.rotated.service, &env.app_code(&app)).await),
+        Refusal::AlreadyUsed
+    );
+    // Key 1 can go now: the same app signs in on the next step.
+    env.clock.advance(Duration::seconds(30));
+    app_sign_in(&env.retired.service, &env.app_code(&app))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn racing_sign_ins_that_reseal_still_see_one_app() {
+    let env = env().await;
+    let app = env.add_app(&env.before.service).await;
+    let rotated = deployment(
+        Arc::new(support::Yielding(env.store.clone())),
+        &env.gateway,
+        &env.clock,
+        5,
+        KeyedHasher::new(hash_key(2))
+            .with_previous(hash_key(1))
+            .unwrap(),
+        ninsho::AeadSealer::new(seal_key(2))
+            .with_previous(seal_key(1))
+            .unwrap(),
+    );
+    let code = env.app_code(&app);
+    let service = rotated.service.clone();
+    let results = support::race(move |_| {
+        let service = service.clone();
+        let code = code.clone();
+        async move { app_sign_in(&service, &code).await.map(|_| ()) }
+    })
+    .await;
+    // One sign-in took the code (and resealed the seed); those that lost
+    // the race to it read the resealed seed as the same app: the code is
+    // used, not unknown.
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    for result in results.into_iter().filter(Result::is_err) {
+        let refused = refusal(result);
+        assert!(
+            matches!(refused, Refusal::AlreadyUsed | Refusal::Locked { .. }),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(env.seed_key(false).await, Some(KeyId(2)));
+}
+
+#[tokio::test]
+async fn confirming_a_seed_with_the_old_key_kept_seals_it_with_the_current_key() {
+    let env = env().await;
+    let app = env.start_app(&env.before.service).await;
+    assert_eq!(env.seed_key(true).await, Some(KeyId(1)));
+    env.rotated
+        .service
+        .authenticator_confirm(&taro(), &env.app_code(&app))
+        .await
+        .unwrap();
+    assert_eq!(env.seed_key(true).await, None);
+    assert_eq!(env.seed_key(false).await, Some(KeyId(2)));
+    env.clock.advance(Duration::seconds(30));
+    app_sign_in(&env.retired.service, &env.app_code(&app))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_pending_seed_under_a_retired_sealing_key_is_an_error_not_a_store_failure() {
     let env = env().await;
     let app = env.start_app(&env.before.service).await;

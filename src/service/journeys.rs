@@ -501,7 +501,11 @@ impl TwoFactor {
             .ok_or(Error::Refused(Refusal::Unknown))?;
         // Open the seed before the guess is counted: an outage of the key
         // service is not a wrong code.
-        let totp = self.open_totp(account, &pending.sealed_uri)?;
+        let plain = self.open_seed(account, &pending.sealed_uri)?;
+        let totp = Self::totp_of(&plain)?;
+        // Sealed again with the current key, if it is under an older one,
+        // in the write that confirms it.
+        let resealed = self.reseal(account, &pending.sealed_uri, &plain);
         let counted = match guess::count(store, &i.failures, account, now).await? {
             Ok(counted) => counted,
             Err(reason) => return Err(reason.into()),
@@ -521,15 +525,21 @@ impl TwoFactor {
         let bumped = i
             .contacts
             .update(account, |book| {
-                // Only the setup that was checked may become the app.
-                match &book.factors.pending_authenticator {
-                    Some(p) if same_seed(&p.sealed_uri, &sealed) => {}
+                // Only the setup that was checked may become the app (sealed
+                // again since, it still is).
+                let stored = match &book.factors.pending_authenticator {
+                    Some(p) if same_seed(&p.sealed_uri, &sealed) => {
+                        resealed.clone().unwrap_or_else(|| sealed.clone())
+                    }
+                    Some(p) if self.same_app(account, &p.sealed_uri, &sealed, &plain) => {
+                        p.sealed_uri.clone()
+                    }
                     _ => return Err(Refusal::Unknown.into()),
-                }
+                };
                 book.factors.pending_authenticator = None;
                 let replaced = book.factors.authenticator.is_some();
                 book.factors.authenticator = Some(AuthenticatorRecord::new(
-                    sealed.clone(),
+                    stored,
                     Some(confirmed.last_step),
                     now,
                 ));

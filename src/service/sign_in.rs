@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use super::{StepUp, TwoFactor, same_seed};
 use crate::contact::{Destination, DestinationKind, MaskPolicy};
@@ -16,6 +17,7 @@ use crate::flows::{
 use crate::gateway::Channel;
 use crate::otp::{Rejection, Totp};
 use crate::seal::SealErrorKind;
+use crate::secret::SecretBytes;
 use crate::store::{AccountId, ChallengeId, ContactBook, Purpose, StoreError};
 
 /// Most compare-and-set rounds for an authenticator's replay marker.
@@ -674,7 +676,11 @@ impl TwoFactor {
             .as_ref()
             .map(|app| app.sealed_uri.clone())
             .ok_or(Error::Refused(Refusal::Unknown))?;
-        let totp = self.open_totp(account, &sealed)?;
+        let plain = self.open_seed(account, &sealed)?;
+        let totp = Self::totp_of(&plain)?;
+        // Sealed again with the current key, if it is under an older one:
+        // written with the accepted step, in the same compare-and-set.
+        let resealed = self.reseal(account, &sealed, &plain);
         let counted = match guess::count(store, &i.failures, account, now).await? {
             Ok(counted) => counted,
             Err(reason) => return Err(reason.into()),
@@ -683,10 +689,17 @@ impl TwoFactor {
         let scope = authenticator_scope(account);
         for _ in 0..MAX_ROUNDS {
             // The same app as the seed opened above, or the check is void.
-            let (last_step, retry) = match &book.factors.authenticator {
+            // A racing sign-in may have sealed it again: then it stays so.
+            let (last_step, retry, reseal_to) = match &book.factors.authenticator {
                 Some(app) if same_seed(&app.sealed_uri, &sealed) => (
                     app.last_step,
                     same_attempt(&i.ports.hasher, &scope, attempt, app.last_attempt.as_ref()),
+                    resealed.clone(),
+                ),
+                Some(app) if self.same_app(account, &app.sealed_uri, &sealed, &plain) => (
+                    app.last_step,
+                    same_attempt(&i.ports.hasher, &scope, attempt, app.last_attempt.as_ref()),
+                    None,
                 ),
                 _ => return Err(Refusal::Unknown.into()),
             };
@@ -717,6 +730,9 @@ impl TwoFactor {
             if let Some(app) = &mut next.factors.authenticator {
                 app.last_step = Some(step);
                 app.last_attempt = attempt.map(|a| attempt_hash(&i.ports.hasher, &scope, a));
+                if let Some(resealed) = reseal_to {
+                    app.sealed_uri = resealed;
+                }
             }
             match store
                 .commit_contacts(&next, Some(book.version), &Default::default())
@@ -738,14 +754,18 @@ impl TwoFactor {
         Err(StoreError::conflict().into())
     }
 
-    /// Opens a stored (sealed, base32) seed. A seed sealed with a key the
-    /// sealer no longer holds is [`Error::RetiredKey`]; any other failure
-    /// to open is the store's (a damaged record) or the key service's.
-    pub(super) fn open_totp(&self, account: &AccountId, sealed: &str) -> Result<Totp, Error> {
+    /// Opens a stored (sealed, base32) seed to its key URI. A seed sealed
+    /// with a key the sealer no longer holds is [`Error::RetiredKey`]; any
+    /// other failure to open is the store's (a damaged record) or the key
+    /// service's.
+    pub(super) fn open_seed(
+        &self,
+        account: &AccountId,
+        sealed: &str,
+    ) -> Result<SecretBytes, Error> {
         let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, sealed)
             .ok_or_else(|| StoreError::other("an authenticator record is not base32"))?;
-        let plain = self
-            .inner
+        self.inner
             .sealer
             .open(&account.0, &bytes)
             .map_err(|e| match e.kind() {
@@ -756,10 +776,54 @@ impl TwoFactor {
                     key_id,
                 ),
                 _ => StoreError::other(e).into(),
-            })?;
+            })
+    }
+
+    /// The authenticator an opened seed describes.
+    pub(super) fn totp_of(plain: &SecretBytes) -> Result<Totp, Error> {
         let uri = std::str::from_utf8(plain.expose_secret())
             .map_err(|_| StoreError::other("an opened authenticator seed is not a key URI"))?;
         Ok(Totp::from_uri(uri)?)
+    }
+
+    /// The seed `sealed` (opened to `plain`) sealed again with the sealer's
+    /// current key, when the sealer says it should be; `None` when not, or
+    /// when sealing fails (best effort: the seed still opens as it is).
+    pub(super) fn reseal(
+        &self,
+        account: &AccountId,
+        sealed: &str,
+        plain: &SecretBytes,
+    ) -> Option<String> {
+        let sealer = &self.inner.sealer;
+        let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, sealed)?;
+        if !sealer.needs_reseal(&bytes) {
+            return None;
+        }
+        let resealed = sealer.seal(&account.0, plain.expose_secret()).ok()?;
+        Some(base32::encode(
+            base32::Alphabet::Rfc4648 { padding: false },
+            &resealed,
+        ))
+    }
+
+    /// Whether the stored seed `stored` is the app whose seed was read as
+    /// `sealed` and opened to `plain`: the same bytes, or the same seed
+    /// sealed again since (by a racing sign-in on a rotated key). In
+    /// constant time.
+    pub(super) fn same_app(
+        &self,
+        account: &AccountId,
+        stored: &str,
+        sealed: &str,
+        plain: &SecretBytes,
+    ) -> bool {
+        if same_seed(stored, sealed) {
+            return true;
+        }
+        base32::decode(base32::Alphabet::Rfc4648 { padding: false }, stored)
+            .and_then(|bytes| self.inner.sealer.open(&account.0, &bytes).ok())
+            .is_some_and(|other| bool::from(other.ct_eq(plain)))
     }
 
     /// The account's trusted devices.
