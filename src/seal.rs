@@ -143,6 +143,17 @@ pub trait Sealer: Send + Sync + fmt::Debug {
         let _ = sealed;
         false
     }
+
+    /// The id of the key that sealed `sealed`, if the format says, without
+    /// opening it: for reports of which keys stored seeds still use
+    /// ([`TwoFactor::key_usage`](crate::service::TwoFactor::key_usage)).
+    ///
+    /// The default answers `None` (such seeds are counted apart, as
+    /// unlabelled); [`AeadSealer`] reads the id it wrote.
+    fn sealed_key_id(&self, sealed: &[u8]) -> Option<KeyId> {
+        let _ = sealed;
+        None
+    }
 }
 
 /// What went wrong while sealing or opening.
@@ -490,6 +501,10 @@ impl Sealer for AeadSealer {
         AeadSealer::needs_reseal(self, sealed)
     }
 
+    fn sealed_key_id(&self, sealed: &[u8]) -> Option<KeyId> {
+        Self::key_id_of(sealed)
+    }
+
     fn open(&self, account: &str, sealed: &[u8]) -> Result<SecretBytes, SealError> {
         let parts = Parts::split(sealed).ok_or_else(SealError::authentication_failed)?;
         let key = self
@@ -597,8 +612,11 @@ mod tests {
         assert!(rotated.needs_reseal(&sealed));
         let resealed = rotated.seal("a", b"seed").unwrap();
         assert!(!rotated.needs_reseal(&resealed));
+        assert_eq!(rotated.sealed_key_id(&sealed), Some(KeyId(1)));
+        assert_eq!(rotated.sealed_key_id(&resealed), Some(KeyId(2)));
         let plain: &dyn Sealer = &DangerousUnsealed;
         assert!(!plain.needs_reseal(b"otpauth://totp/x"));
+        assert_eq!(plain.sealed_key_id(b"otpauth://totp/x"), None);
     }
 
     #[test]

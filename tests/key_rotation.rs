@@ -775,3 +775,122 @@ async fn a_failed_rehash_never_changes_the_answer() {
     assert_eq!(failing.writes.load(Ordering::SeqCst), 2);
     assert_eq!(env.device_key(&token).await, KeyId(1));
 }
+
+// --------------------------------------------------------------- key usage
+
+fn jiro() -> AccountId {
+    AccountId::new("jiro")
+}
+
+fn keys(pairs: &[(u32, u64)]) -> std::collections::BTreeMap<KeyId, u64> {
+    pairs.iter().map(|&(k, n)| (KeyId(k), n)).collect()
+}
+
+#[tokio::test]
+async fn key_usage_counts_what_still_needs_each_key_and_sums_over_accounts() {
+    let env = env().await;
+    let app = env.add_app(&env.before.service).await;
+    let token = env.trust(&env.before.service).await;
+    // A revoked device needs no key.
+    let revoked = env.trust(&env.before.service).await;
+    let (revoked_id, _) = ninsho::device::parse_token(&revoked).unwrap();
+    env.before
+        .service
+        .revoke_device(&taro(), &revoked_id)
+        .await
+        .unwrap();
+    enrol(
+        &env.before.service,
+        &env.gateway,
+        &jiro(),
+        "080-1111-2222",
+        "+818011112222",
+    )
+    .await;
+
+    let service = &env.rotated.service;
+    let taro_before = service.key_usage(&taro()).await.unwrap();
+    assert_eq!(taro_before.recovery_codes, keys(&[(1, 10)]));
+    assert_eq!(taro_before.trusted_devices, keys(&[(1, 1)]));
+    assert_eq!(taro_before.authenticators, keys(&[(1, 1)]));
+    assert_eq!(taro_before.authenticators_unlabelled, 0);
+    assert_eq!(taro_before.hashing(KeyId(1)), 11);
+    assert_eq!(taro_before.sealing(KeyId(1)), 1);
+    let jiro_usage = service.key_usage(&jiro()).await.unwrap();
+    assert_eq!(jiro_usage.hashing(KeyId(1)), 10);
+    assert_eq!(
+        service.key_usage(&AccountId::new("nobody")).await.unwrap(),
+        ninsho::service::KeyUsage::default()
+    );
+
+    // Taro signs in with the app and the trusted device: both move.
+    app_sign_in(service, &env.app_code(&app)).await.unwrap();
+    service.check_device(&taro(), &token).await.unwrap();
+    let taro_after = service.key_usage(&taro()).await.unwrap();
+    assert_eq!(taro_after.recovery_codes, keys(&[(1, 10)]));
+    assert_eq!(taro_after.trusted_devices, keys(&[(2, 1)]));
+    assert_eq!(taro_after.authenticators, keys(&[(2, 1)]));
+    // The recovery codes can't move without their plain text: they hold
+    // key 1 until Taro regenerates them.
+    assert_eq!(taro_after.hashing(KeyId(1)), 10);
+
+    let total: ninsho::service::KeyUsage = [&taro_after, &jiro_usage].into_iter().sum();
+    assert_eq!(total.recovery_codes, keys(&[(1, 20)]));
+    assert_eq!(total.trusted_devices, keys(&[(2, 1)]));
+    assert_eq!(total.authenticators, keys(&[(2, 1)]));
+    let mut extended = taro_after.clone();
+    extended.extend([jiro_usage.clone()]);
+    assert_eq!(extended, total);
+
+    env.clock.advance(Duration::seconds(30));
+    let step_up = app_sign_in(service, &env.app_code(&app))
+        .await
+        .unwrap()
+        .step_up;
+    service
+        .regenerate_recovery_codes(&taro(), &step_up)
+        .await
+        .unwrap();
+    let migrated = service.key_usage(&taro()).await.unwrap();
+    assert_eq!(migrated.hashing(KeyId(1)), 0);
+    assert_eq!(migrated.sealing(KeyId(1)), 0);
+    assert_eq!(migrated.recovery_codes, keys(&[(2, 10)]));
+}
+
+#[tokio::test]
+async fn reseal_authenticator_moves_every_seed_ahead_of_use() {
+    let env = env().await;
+    let app = env.add_app(&env.before.service).await;
+    // A second app being set up, not yet confirmed.
+    env.start_app(&env.before.service).await;
+    assert_eq!(env.seed_key(false).await, Some(KeyId(1)));
+    assert_eq!(env.seed_key(true).await, Some(KeyId(1)));
+
+    // Without key 1 nothing can be moved, and nothing is written.
+    assert_eq!(
+        retired(env.retired.service.reseal_authenticator(&taro()).await),
+        RetiredKey::new(SecretKind::Authenticator, KeyId(1))
+    );
+    assert_eq!(env.seed_key(false).await, Some(KeyId(1)));
+
+    let service = &env.rotated.service;
+    assert_eq!(service.reseal_authenticator(&taro()).await.unwrap(), 2);
+    assert_eq!(env.seed_key(false).await, Some(KeyId(2)));
+    assert_eq!(env.seed_key(true).await, Some(KeyId(2)));
+    assert_eq!(service.reseal_authenticator(&taro()).await.unwrap(), 0);
+    assert_eq!(
+        service
+            .reseal_authenticator(&AccountId::new("nobody"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        service.key_usage(&taro()).await.unwrap().sealing(KeyId(1)),
+        0
+    );
+    // Key 1 can go: the app signs in without it.
+    app_sign_in(&env.retired.service, &env.app_code(&app))
+        .await
+        .unwrap();
+}

@@ -66,3 +66,33 @@ pub(crate) async fn update<T>(
     }
     Err(StoreError::conflict().into())
 }
+
+/// Like [`update`], for an account that has a record: nothing is written
+/// when it has none, or when `edit` answers `None` (nothing to change).
+///
+/// # Errors
+/// What `edit` returns; [`Refusal::ContactInUse`] when a claim is held by
+/// another account; [`Error::Store`].
+pub(crate) async fn update_existing<T>(
+    store: &dyn Store,
+    account: &AccountId,
+    mut edit: impl FnMut(&mut ContactBook) -> Result<Option<(T, ClaimChanges)>, Error>,
+) -> Result<Option<T>, Error> {
+    for _ in 0..MAX_ROUNDS {
+        let Some(mut book) = store.contact_book(account).await? else {
+            return Ok(None);
+        };
+        let expected = book.version;
+        let Some((answer, changes)) = edit(&mut book)? else {
+            return Ok(None);
+        };
+        book.version = expected.wrapping_add(1);
+        match store.commit_contacts(&book, Some(expected), &changes).await {
+            Ok(ContactCommit::Committed) => return Ok(Some(answer)),
+            Ok(ContactCommit::Taken { .. }) => return Err(Refusal::ContactInUse.into()),
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::conflict().into())
+}

@@ -21,6 +21,7 @@
 //! | step-up for sensitive actions | all | a [`StepUp`] from [`sign_in_complete`](TwoFactor::sign_in_complete), checked by [`check_step_up`](TwoFactor::check_step_up) |
 //! | "I can't sign in": find the account by a contact | OWASP | [`recover_start`](TwoFactor::recover_start), [`recover_verify`](TwoFactor::recover_verify) |
 //! | trusted devices | nizima, au ID | [`devices`](TwoFactor::devices), [`revoke_device`](TwoFactor::revoke_device) |
+//! | key rotation (operators) | — | [`key_usage`](TwoFactor::key_usage), [`reseal_authenticator`](TwoFactor::reseal_authenticator) |
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -65,6 +66,7 @@
 //! ```
 
 mod journeys;
+mod keys;
 mod sign_in;
 
 use std::fmt;
@@ -77,6 +79,7 @@ use time::{Duration, OffsetDateTime};
 pub use crate::seal::UnsealedStorage;
 pub use crate::seal::{SealError, Sealer};
 pub use journeys::{AuthenticatorSetup, ContactCheck, PhoneConfirmed, Recovered};
+pub use keys::KeyUsage;
 pub use sign_in::{Method, MethodKind, Proof, SignInAttempt, SignInStart, SignedIn, Skip};
 
 use crate::challenge::CodePolicy;
