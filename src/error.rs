@@ -189,7 +189,9 @@ pub enum KeyKind {
 /// another deployment. Configure the key again as a previous key
 /// ([`KeyedHasher::with_previous`](crate::hash::KeyedHasher::with_previous),
 /// [`AeadSealer::with_previous`](crate::seal::AeadSealer::with_previous)),
-/// or have the user replace the secret. It carries the key's id, never key material or the secret.
+/// or have the user replace the secret; the
+/// [key rotation guide](crate::guide::key_rotation) says how to avoid it
+/// and what each user can do. It carries the key's id, never key material or the secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct RetiredKey {

@@ -7,7 +7,9 @@
 //!
 //! Keys rotate: a [`KeyedHasher`] writes with its *current* key and still
 //! verifies hashes made with the *previous* keys it was given, so a host can
-//! introduce a new key, let old records expire, then retire the old key.
+//! introduce a new key, let old records expire or move, then retire the old
+//! key: the [key rotation guide](crate::guide::key_rotation) gives the
+//! steps.
 //!
 //! ```
 //! use ninsho::hash::{HashKey, KeyId, KeyedHasher};
@@ -63,7 +65,9 @@ pub enum KeyError {
     DuplicateId(KeyId),
     /// A stored hash names a key this hasher does not hold: it was retired
     /// too early, or the record comes from another deployment. The record
-    /// cannot be verified and must be treated as not matching.
+    /// cannot be verified: it neither matches nor proves the input wrong.
+    /// The flows report it as [`Error::RetiredKey`](crate::Error::RetiredKey),
+    /// never as a wrong guess.
     #[error("no hashing key with id {0} is configured; the record cannot be verified")]
     UnknownKeyId(KeyId),
     /// A sealing key is not exactly `expected` bytes long; generate one
@@ -230,7 +234,8 @@ impl KeyedHasher {
     ///
     /// # Errors
     /// [`KeyError::UnknownKeyId`] when `stored` was made with a key this
-    /// hasher does not hold; treat the record as not matching.
+    /// hasher does not hold: the record can't be checked (never accept it;
+    /// don't count it as a wrong guess either).
     pub fn verify(
         &self,
         context: &[u8],

@@ -69,20 +69,22 @@
 //! 1. Deploy the new key as current, and the old one as previous:
 //!    `AeadSealer::new(new).with_previous(old)?`. New seeds are sealed with
 //!    the new key; existing ones still open.
-//! 2. Reseal the existing records: for each account's contact book, decode
-//!    the authenticator records whose sealed bytes
-//!    [`needs_reseal`](AeadSealer::needs_reseal), [`open`](Sealer::open)
-//!    them, [`seal`](Sealer::seal) again for the same account, and write
-//!    the book back with the store's compare-and-set
-//!    ([`ContactStore::commit_contacts`](crate::store::ContactStore::commit_contacts)).
-//!    [`AeadSealer::key_id_of`] tells which key a record uses, for progress
-//!    reports.
+//! 2. Let the seeds move: [`TwoFactor`](crate::service::TwoFactor) seals a
+//!    seed again with the current key when it is used (an accepted code at
+//!    sign-in, or the first code of a new app), in the same write that
+//!    records the code, and
+//!    [`TwoFactor::reseal_authenticator`](crate::service::TwoFactor::reseal_authenticator)
+//!    moves one account's seeds ahead of use.
+//!    [`TwoFactor::key_usage`](crate::service::TwoFactor::key_usage) counts
+//!    the seeds per key, for progress reports.
 //! 3. When no record uses the old key any more, drop it from the sealer.
 //!
-//! A seed whose key the sealer no longer holds fails with
-//! [`SealErrorKind::UnknownKey`], which is never mistaken for a wrong code
-//! or a tampered record: the key was retired too early, or the record comes
-//! from another deployment.
+//! The [key rotation guide](crate::guide::key_rotation) has the full
+//! procedure, for several instances too. A seed whose key the sealer no
+//! longer holds fails with [`SealErrorKind::UnknownKey`], which is never
+//! mistaken for a wrong code or a tampered record (the service reports it
+//! as [`Error::RetiredKey`](crate::Error::RetiredKey)): the key was retired
+//! too early, or the record comes from another deployment.
 //!
 //! # Without sealing
 //!

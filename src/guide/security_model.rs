@@ -58,10 +58,10 @@
 //! old one as previous, and retire the old key once nothing that matters
 //! was hashed with it: challenges expire within minutes, trusted devices
 //! after their lifetime (30 days by default), but **recovery sets live
-//! until they are regenerated**. A record whose key id the hasher does not
-//! hold never matches ([`KeyError::UnknownKeyId`](crate::hash::KeyError::UnknownKeyId)):
-//! retiring a key too early fails closed, locking users out of their old
-//! recovery codes rather than letting anything through.
+//! until they are regenerated**. A record whose key the hasher no longer
+//! holds is neither a match nor a wrong guess: the flows report the retired
+//! key ([`Error::RetiredKey`](crate::Error::RetiredKey)) and count nothing
+//! against the user (the steps are in [`key_rotation`](super::key_rotation)).
 //!
 //! **Sealed, not hashed: authenticator seeds.** A TOTP seed
 //! ([`OtpSecret`](crate::otp::OtpSecret)) has to be read back to compute

@@ -290,7 +290,8 @@
 //!   as keyed hashes; without the key, which the database never holds,
 //!   nothing can be verified or guessed offline.
 //! - Hashes carry their key id, so a suspected key can be replaced while
-//!   old records keep verifying, then retired.
+//!   old records keep verifying, then retired. The steps, and how to tell
+//!   when the old key can go, are in [`key_rotation`](super::key_rotation).
 //! - Authenticator seeds must be recomputed, so they are the one secret
 //!   stored recoverably, and they are stored sealed: the service can't be
 //!   built without a [`Sealer`](crate::seal::Sealer), and

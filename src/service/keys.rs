@@ -1,5 +1,7 @@
 //! Key rotation: which keys an account's records still use, and moving
 //! its authenticator seeds to the current sealing key ahead of use.
+//!
+//! The procedure is in the [key rotation guide](crate::guide::key_rotation).
 
 use std::collections::BTreeMap;
 use std::iter::Sum;
@@ -16,7 +18,7 @@ use crate::store::{AccountId, ClaimChanges, StoreError};
 /// A hashing key can be retired once no account's report names it in
 /// [`recovery_codes`](Self::recovery_codes) or
 /// [`trusted_devices`](Self::trusted_devices) (and the short-lived records
-/// have expired); a sealing
+/// have expired, see the [guide](crate::guide::key_rotation)); a sealing
 /// key once none names it in [`authenticators`](Self::authenticators).
 ///
 /// Reports add up: sum them over the host's accounts with
@@ -137,7 +139,7 @@ impl TwoFactor {
     /// One-time codes, links, combined verifications and step-up proofs are
     /// not counted: they live minutes, and their key can go once the
     /// longest of their lifetimes has passed since the new key became
-    /// current.
+    /// current (see the [guide](crate::guide::key_rotation)).
     ///
     /// # Errors
     /// [`Error::Store`].

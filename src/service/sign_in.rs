@@ -556,7 +556,8 @@ impl TwoFactor {
     /// [`Refusal::Unknown`] for another account's challenge;
     /// [`Error::Store`]; [`Error::RetiredKey`] when the code, recovery code
     /// or authenticator seed was hashed or sealed with a key this
-    /// deployment no longer holds (not counted as a failure).
+    /// deployment no longer holds (not counted as a failure; see the
+    /// [key rotation guide](crate::guide::key_rotation)).
     pub async fn sign_in_complete(
         &self,
         account: &AccountId,
