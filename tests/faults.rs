@@ -45,9 +45,9 @@ use ninsho::limits::{FailurePolicy, RateLimit, SendLimits};
 use ninsho::otp::Totp;
 use ninsho::service::{MethodKind, Proof, SignInAttempt, SignedIn, TwoFactor};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactEntry, ContactStore, DeviceStore, FailureRecord, LimitStore, MemoryStore,
-    StoreError, VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeState, ChallengeStore, ClaimChanges,
+    ContactBook, ContactCommit, ContactEntry, ContactStore, DeviceStore, FailureRecord, LimitStore,
+    MemoryStore, StoreError, VerificationId, VerificationRecord, VerificationStore, WindowCount,
 };
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{BASE, PHONE, T0, secret_to, two_factor};
@@ -1808,12 +1808,15 @@ async fn find_account(env: Env, fault: Option<Fault>) -> Verdict {
         Err(e) => {
             injected(&e)?;
             let state = env.snapshot(Some(&id)).await;
+            // Spent if the write that landed consumed the challenge (the
+            // first compare-and-set only holds it; the last spends it).
+            let spent = env
+                .store
+                .challenge(&id)
+                .await
+                .unwrap()
+                .is_some_and(|c| c.state == ChallengeState::Consumed);
             let retry = env.service.recover_verify(&id, &code).await;
-            let spent = fault.is_some_and(|f| f.mode == Mode::LostReply)
-                && env
-                    .faulty
-                    .fired()
-                    .is_some_and(|c| c.name == "replace_challenge");
             if spent {
                 ensure!(
                     refusal_of(&retry) == Some(Refusal::AlreadyUsed),

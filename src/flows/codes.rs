@@ -535,24 +535,29 @@ impl Challenges {
         self.check(record, &code, false).await
     }
 
-    /// Spends a code [`check_code`](Self::check_code) found right (deciding
-    /// again on the freshest record). Of racing spends exactly one
-    /// succeeds; the others are refused as used.
-    pub(crate) async fn spend(
-        &self,
-        record: ChallengeRecord,
-        input: &str,
-        purpose: &Purpose,
-        destination: &Destination,
-    ) -> Result<Verified, Error> {
-        let code = Code {
-            input,
-            purpose,
-            destination,
-            attempt: None,
-        };
-        let record = self.decide_and_write(record, &code, None, true).await?;
-        Ok(self.verified(&record).await)
+    /// Spends a code [`check_code`](Self::check_code) found right, given
+    /// the record it handed back. Of racing spends exactly one succeeds; the
+    /// others are refused as used.
+    pub(crate) async fn spend(&self, record: ChallengeRecord) -> Result<Verified, Error> {
+        let id = record.id;
+        let mut record = record;
+        for _ in 0..MAX_ROUNDS {
+            // The code was found right on this version, within its
+            // attempts: later wrong guesses don't undo that. Only a racing
+            // spend of the same code wins over it.
+            if record.state == ChallengeState::Consumed {
+                return Err(self.refuse(Some(id), record.account, Refusal::AlreadyUsed));
+            }
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.state = ChallengeState::Consumed;
+            match self.inner.store.replace_challenge(&next, record.version).await {
+                Ok(()) => return Ok(self.verified(&next).await),
+                Err(e) if e.is_conflict() => record = self.load(&id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(crate::store::StoreError::conflict().into())
     }
 
     /// Counts the guess, then decides and writes: a wrong code is written
@@ -616,8 +621,9 @@ impl Challenges {
     }
 
     /// The compare-and-set loop of a check: decides on the freshest record
-    /// and writes a failure (or, with `spend`, the consumption); on a right
-    /// code without `spend`, writes nothing and hands back the record read.
+    /// and writes a failure, or, for a right code, the consumption (with
+    /// `spend`) or the record with its version moved on (without: see
+    /// [`spend`](Self::spend)).
     async fn decide_and_write(
         &self,
         mut record: ChallengeRecord,
@@ -644,7 +650,15 @@ impl Challenges {
                 Decision::Refuse(reason) => {
                     return Err(self.refuse(Some(id), record.account, reason));
                 }
-                Decision::Accept(_) if !spend => return Ok(record),
+                Decision::Accept(_) if !spend => {
+                    // Right, kept for later: write the record unchanged but
+                    // for its version, so a comparison made on a stale read
+                    // (after another request used up the last attempt)
+                    // conflicts here and is decided again.
+                    let mut held = record.clone();
+                    held.version = record.version.wrapping_add(1);
+                    (held, Outcome::Right)
+                }
                 Decision::Accept(mut next) => {
                     next.consumed_by = consumed_by;
                     (next, Outcome::Right)

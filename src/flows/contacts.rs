@@ -534,7 +534,7 @@ impl Contacts {
                 Ok(((view, epoch), claims, events))
             })
             .await?;
-        self.challenges.spend(record, code, &purpose, &new).await?;
+        self.challenges.spend(record).await?;
         if let Some(epoch) = epoch {
             self.challenges.emit(Event::EpochBumped {
                 account: account.clone(),

@@ -497,7 +497,7 @@ impl Verifications {
             Checked::Again(_) => return Err(Refusal::AlreadyUsed.into()),
         };
         let store = &self.challenges.inner.store;
-        let mut progress = None;
+        let mut recorded = false;
         for _ in 0..MAX_ROUNDS {
             let Some(slot) = record.members.get(member) else {
                 return Err(Refusal::Unknown.into());
@@ -505,40 +505,64 @@ impl Verifications {
             if slot.verified_at.is_some() {
                 // Recorded by an earlier try (or a racing one) whose code was
                 // not spent yet: whichever spends it answers.
-                let remaining = unverified(&record);
-                progress = Some(Progress {
-                    verified: member,
-                    completed: remaining.is_empty(),
-                    remaining,
-                });
+                recorded = true;
                 break;
             }
             let mut next = record.clone();
             next.version = record.version.wrapping_add(1);
             next.members[member].verified_at = Some(now);
-            let remaining = unverified(&next);
-            let completed = remaining.is_empty() && next.completed_at.is_none();
-            if completed {
-                next.completed_at = Some(now);
-            }
             match store.replace_verification(&next, record.version).await {
                 Ok(()) => {
-                    progress = Some(Progress {
-                        verified: member,
-                        remaining,
-                        completed,
-                    });
+                    record = next;
+                    recorded = true;
                     break;
                 }
                 Err(e) if e.is_conflict() => record = self.load(id).await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        let progress = progress.ok_or_else(StoreError::conflict)?;
-        self.challenges
-            .spend(challenge, code, &purpose, &m.destination)
-            .await?;
-        Ok(progress)
+        if !recorded {
+            return Err(StoreError::conflict().into());
+        }
+        // One success per member: the call that spends its code.
+        self.challenges.spend(challenge).await?;
+        // One completion: the spend that finds every member verified and
+        // marks the verification complete first.
+        let (completed, record) = self.mark_complete(record, now).await?;
+        Ok(Progress {
+            verified: member,
+            remaining: unverified(&record),
+            completed,
+        })
+    }
+
+    /// Marks the verification complete when every member is verified and
+    /// no one has yet: whether this call did, and the record as last read.
+    /// Should this fail, the members stay verified and
+    /// [`take`](Self::take) still completes a verification whose members
+    /// all are.
+    async fn mark_complete(
+        &self,
+        record: VerificationRecord,
+        now: OffsetDateTime,
+    ) -> Result<(bool, VerificationRecord), Error> {
+        let store = &self.challenges.inner.store;
+        // Fresh: racing members may have been verified since.
+        let mut record = self.load(&record.id).await?;
+        for _ in 0..MAX_ROUNDS {
+            if record.completed_at.is_some() || !unverified(&record).is_empty() {
+                return Ok((false, record));
+            }
+            let mut next = record.clone();
+            next.version = record.version.wrapping_add(1);
+            next.completed_at = Some(now);
+            match store.replace_verification(&next, record.version).await {
+                Ok(()) => return Ok((true, next)),
+                Err(e) if e.is_conflict() => record = self.load(&record.id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::conflict().into())
     }
 
     /// Where the verification stands.
@@ -562,7 +586,7 @@ impl Verifications {
                 })
                 .collect(),
             expires_at: record.expires_at,
-            completed: record.completed_at.is_some(),
+            completed: record.completed_at.is_some() || unverified(&record).is_empty(),
             taken: record.taken_at.is_some(),
             expired: record.completed_at.is_none() && now >= record.expires_at,
         })
@@ -607,7 +631,14 @@ impl Verifications {
         let store = &self.challenges.inner.store;
         let now = self.now();
         for _ in 0..MAX_ROUNDS {
-            let Some(completed_at) = record.completed_at else {
+            // Complete when marked so, or when every member is verified (the
+            // marking write may have failed after the last member's code).
+            let all_verified = unverified(&record).is_empty();
+            let last_verified = record.members.iter().filter_map(|m| m.verified_at).max();
+            let Some(completed_at) = record
+                .completed_at
+                .or(last_verified.filter(|_| all_verified))
+            else {
                 if now >= record.expires_at {
                     return Err(Refusal::Expired.into());
                 }
@@ -633,6 +664,7 @@ impl Verifications {
             }
             let mut next = record.clone();
             next.version = record.version.wrapping_add(1);
+            next.completed_at = Some(completed_at);
             next.taken_at = Some(now);
             next.taken_by = account.cloned();
             match store.replace_verification(&next, record.version).await {

@@ -749,7 +749,7 @@ impl TwoFactor {
         };
         let account = self.store().claim_owner(&destination.limit_key()).await?;
         let verified = challenges
-            .spend(record, code, &purpose, &destination)
+            .spend(record)
             .await?;
         Ok(Recovered {
             destination: verified.destination,
