@@ -6,7 +6,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::guess::Counted;
-use super::{Challenges, MAX_ROUNDS};
+use super::{Attempt, Challenges, MAX_ROUNDS};
 use crate::challenge::{
     Decision, decide, generate_code, hash_code, is_live_code, refusal_before_check,
 };
@@ -501,7 +501,7 @@ impl Challenges {
         input: &str,
         purpose: &Purpose,
         destination: &Destination,
-        attempt: Option<&str>,
+        attempt: Option<Attempt<'_>>,
     ) -> Result<Verified, Error> {
         let code = Code {
             input,
@@ -551,7 +551,12 @@ impl Challenges {
             let mut next = record.clone();
             next.version = record.version.wrapping_add(1);
             next.state = ChallengeState::Consumed;
-            match self.inner.store.replace_challenge(&next, record.version).await {
+            match self
+                .inner
+                .store
+                .replace_challenge(&next, record.version)
+                .await
+            {
                 Ok(()) => return Ok(self.verified(&next).await),
                 Err(e) if e.is_conflict() => record = self.load(&id).await?,
                 Err(e) => return Err(e.into()),
@@ -990,7 +995,7 @@ pub(crate) struct Code<'a> {
     input: &'a str,
     purpose: &'a Purpose,
     destination: &'a Destination,
-    attempt: Option<&'a str>,
+    attempt: Option<Attempt<'a>>,
 }
 
 /// A code found right by [`Challenges::check_code`].

@@ -278,7 +278,7 @@ impl Challenges {
         &self,
         id: &ChallengeId,
         purpose: &Purpose,
-        attempt: Option<&str>,
+        attempt: Option<super::Attempt<'_>>,
     ) -> Result<LinkStatus, Error> {
         let hasher = &self.inner.hasher;
         let scope = super::codes::challenge_scope(id);

@@ -88,24 +88,41 @@ use guess::Counted;
 /// reached in practice.
 const MAX_ROUNDS: usize = 64;
 
+/// A sign-in attempt presenting a proof, with the account's security
+/// epoch as the attempt read it. The epoch is part of what a spent secret
+/// records, so once it moves on ("sign out everywhere", a password change)
+/// not even the attempt that spent a secret can present it again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempt<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) epoch: u64,
+}
+
 /// The keyed hash a spent secret records of the sign-in attempt that spent
 /// it, bound to `scope` (the challenge, or the account and the kind of
 /// secret) so a hash copied elsewhere never matches.
-pub(crate) fn attempt_hash(hasher: &KeyedHasher, scope: &[u8], attempt: &str) -> KeyedHash {
-    hasher.hash(&attempt_context(scope), attempt.as_bytes())
+pub(crate) fn attempt_hash(hasher: &KeyedHasher, scope: &[u8], attempt: Attempt<'_>) -> KeyedHash {
+    hasher.hash(
+        &attempt_context(scope, attempt.epoch),
+        attempt.id.as_bytes(),
+    )
 }
 
-/// Whether `attempt` is the one `stored` records (in constant time; a hash
-/// under a retired key matches nothing).
+/// Whether `attempt` is the one `stored` records, at the same epoch (in
+/// constant time; a hash under a retired key matches nothing).
 pub(crate) fn same_attempt(
     hasher: &KeyedHasher,
     scope: &[u8],
-    attempt: Option<&str>,
+    attempt: Option<Attempt<'_>>,
     stored: Option<&KeyedHash>,
 ) -> bool {
     match (attempt, stored) {
         (Some(attempt), Some(stored)) => hasher
-            .verify(&attempt_context(scope), attempt.as_bytes(), stored)
+            .verify(
+                &attempt_context(scope, attempt.epoch),
+                attempt.id.as_bytes(),
+                stored,
+            )
             .unwrap_or(false),
         _ => false,
     }
@@ -124,9 +141,10 @@ pub(crate) fn retired_key(
     Error::RetiredKey(retired)
 }
 
-fn attempt_context(scope: &[u8]) -> Vec<u8> {
-    let mut context = Vec::with_capacity(8 + scope.len());
+fn attempt_context(scope: &[u8], epoch: u64) -> Vec<u8> {
+    let mut context = Vec::with_capacity(16 + scope.len());
     context.extend_from_slice(b"attempt:");
+    context.extend_from_slice(&epoch.to_be_bytes());
     context.extend_from_slice(scope);
     context
 }

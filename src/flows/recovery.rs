@@ -5,12 +5,17 @@
 //! security epoch on are one compare-and-set: a failure can't spend a code
 //! and leave the account's devices trusted, or the other way round.
 
-use super::{Ports, account, guess};
+use super::{Attempt, Ports, account, guess};
 use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::limits::FailurePolicy;
 use crate::recovery::{self, Lookup, PlainCodes, RecoveryPolicy, RecoverySet};
 use crate::store::{AccountId, ClaimChanges, StoreError};
+
+/// How long after a recovery code was used the sign-in attempt that used it
+/// may present it again and get the same success (its reply was lost): as
+/// long as a sent code lives.
+const RETRY_WINDOW: time::Duration = time::Duration::minutes(10);
 
 /// Most compare-and-set rounds of a redemption before giving up with a
 /// conflict: each lost round means another change of the account landed.
@@ -189,8 +194,19 @@ impl RecoveryCodes {
             let index = match recovery::find(set, input, &p.hasher) {
                 Lookup::Unused(i) => i,
                 Lookup::Used(i) => {
-                    let by = set.codes.get(i).and_then(|c| c.used_by.as_ref());
-                    if !super::same_attempt(&p.hasher, &scope, attempt, by) {
+                    // The attempt that spent it may present it again, to
+                    // learn the answer it lost: soon after, and only while
+                    // the epoch it moved to is still the account's.
+                    let code = set.codes.get(i);
+                    let recent = code
+                        .and_then(|c| c.used_at)
+                        .is_some_and(|at| now < at.saturating_add(RETRY_WINDOW));
+                    let by = code.and_then(|c| c.used_by.as_ref());
+                    let attempt = attempt.map(|id| Attempt {
+                        id,
+                        epoch: next.epoch,
+                    });
+                    if !(recent && super::same_attempt(&p.hasher, &scope, attempt, by)) {
                         return Err(self.refuse(account, Refusal::AlreadyUsed));
                     }
                     // The attempt that spent it, retrying after a lost
@@ -219,14 +235,17 @@ impl RecoveryCodes {
                 }
             };
             set.version = set.version.wrapping_add(1);
+            // Recorded at the epoch this redemption moves to.
+            let epoch = next.epoch.saturating_add(1);
             if let Some(code) = set.codes.get_mut(index) {
                 code.used_at = Some(now);
-                code.used_by = attempt.map(|a| super::attempt_hash(&p.hasher, &scope, a));
+                code.used_by =
+                    attempt.map(|id| super::attempt_hash(&p.hasher, &scope, Attempt { id, epoch }));
             }
             let remaining = set.remaining();
             let expected = next.version;
             next.version = expected.wrapping_add(1);
-            next.epoch = next.epoch.saturating_add(1);
+            next.epoch = epoch;
             match store
                 .commit_contacts(&next, Some(expected), &ClaimChanges::default())
                 .await

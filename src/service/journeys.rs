@@ -748,9 +748,7 @@ impl TwoFactor {
             Checked::Again(_) => return Err(Refusal::AlreadyUsed.into()),
         };
         let account = self.store().claim_owner(&destination.limit_key()).await?;
-        let verified = challenges
-            .spend(record)
-            .await?;
+        let verified = challenges.spend(record).await?;
         Ok(Recovered {
             destination: verified.destination,
             account,

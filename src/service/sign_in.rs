@@ -11,8 +11,8 @@ use crate::device::{DeviceCheck, DeviceId, DeviceToken};
 use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::flows::{
-    DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket, attempt_hash,
-    guess, retired_key, same_attempt,
+    Attempt, DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket,
+    attempt_hash, guess, retired_key, same_attempt,
 };
 use crate::gateway::Channel;
 use crate::otp::{Rejection, Totp};
@@ -520,7 +520,6 @@ impl TwoFactor {
         trust_device: Option<&str>,
         attempt: Option<&SignInAttempt>,
     ) -> Result<Option<SignedIn>, Error> {
-        let attempt = attempt.map(SignInAttempt::as_str);
         let record = self.inner.challenges.load(challenge).await?;
         if record.account.as_ref() != Some(account) {
             return Err(Refusal::Unknown.into());
@@ -528,6 +527,10 @@ impl TwoFactor {
         // A link in flight to a contact the account has since changed or
         // removed is dead, like a code (see `sign_in_complete`).
         let (_, epoch) = self.still_contact(account, &record.destination).await?;
+        let attempt = attempt.map(|a| Attempt {
+            id: a.as_str(),
+            epoch,
+        });
         match self
             .inner
             .challenges
@@ -566,6 +569,9 @@ impl TwoFactor {
         attempt: Option<&SignInAttempt>,
     ) -> Result<SignedIn, Error> {
         let attempt = attempt.map(SignInAttempt::as_str);
+        // A proof presented again by the attempt that spent it counts only
+        // at the epoch it was spent at.
+        let at = |epoch| attempt.map(|id| Attempt { id, epoch });
         match proof {
             Proof::Code { challenge, code } => {
                 let record = self.inner.challenges.load(challenge).await?;
@@ -578,7 +584,7 @@ impl TwoFactor {
                 let verified = self
                     .inner
                     .challenges
-                    .verify_loaded(record, code, &Purpose::SignIn, &to, attempt)
+                    .verify_loaded(record, code, &Purpose::SignIn, &to, at(epoch))
                     .await?;
                 let kind = match verified.channel {
                     Channel::Voice => MethodKind::Voice,
@@ -689,17 +695,21 @@ impl TwoFactor {
         let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let scope = authenticator_scope(account);
         for _ in 0..MAX_ROUNDS {
+            let at = attempt.map(|id| Attempt {
+                id,
+                epoch: book.epoch,
+            });
             // The same app as the seed opened above, or the check is void.
             // A racing sign-in may have sealed it again: then it stays so.
             let (last_step, retry, reseal_to) = match &book.factors.authenticator {
                 Some(app) if same_seed(&app.sealed_uri, &sealed) => (
                     app.last_step,
-                    same_attempt(&i.ports.hasher, &scope, attempt, app.last_attempt.as_ref()),
+                    same_attempt(&i.ports.hasher, &scope, at, app.last_attempt.as_ref()),
                     resealed.clone(),
                 ),
                 Some(app) if self.same_app(account, &app.sealed_uri, &sealed, &plain) => (
                     app.last_step,
-                    same_attempt(&i.ports.hasher, &scope, attempt, app.last_attempt.as_ref()),
+                    same_attempt(&i.ports.hasher, &scope, at, app.last_attempt.as_ref()),
                     None,
                 ),
                 _ => return Err(Refusal::Unknown.into()),
@@ -730,7 +740,7 @@ impl TwoFactor {
             next.version = book.version.wrapping_add(1);
             if let Some(app) = &mut next.factors.authenticator {
                 app.last_step = Some(step);
-                app.last_attempt = attempt.map(|a| attempt_hash(&i.ports.hasher, &scope, a));
+                app.last_attempt = at.map(|a| attempt_hash(&i.ports.hasher, &scope, a));
                 if let Some(resealed) = reseal_to {
                     app.sealed_uri = resealed;
                 }
