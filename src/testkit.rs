@@ -329,6 +329,7 @@ pub fn sample_challenge(id_seed: u8, now: OffsetDateTime) -> ChallengeRecord {
         created_at: now,
         expires_at,
         consumed_by: None,
+        epoch: Some(u64::MAX - 3),
     }
 }
 

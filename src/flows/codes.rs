@@ -49,6 +49,9 @@ pub struct IssueRequest {
     /// destination: "call me instead"); the rest of the plan stays as
     /// fallback.
     pub channel: Option<Channel>,
+    /// For a code that changes the account's factors: the account's
+    /// security epoch it is issued under (see [`ChallengeRecord::epoch`]).
+    pub(crate) epoch: Option<u64>,
 }
 
 impl fmt::Debug for IssueRequest {
@@ -80,6 +83,7 @@ impl IssueRequest {
             locale: None,
             confirmation: None,
             channel: None,
+            epoch: None,
         }
     }
 
@@ -285,6 +289,7 @@ impl Challenges {
             created_at: now,
             expires_at,
             consumed_by: None,
+            epoch: request.epoch,
         };
         inner.store.insert_challenge(&record).await?;
         self.emit(Event::Issued {

@@ -429,26 +429,32 @@ impl Contacts {
     ) -> Result<Ticket, Error> {
         self.admit(destination)?;
         let store = &self.challenges.inner.store;
-        if let Some(book) = store.contact_book(account).await? {
-            match find(&book, destination) {
+        let book = store.contact_book(account).await?;
+        if let Some(book) = &book {
+            match find(book, destination) {
                 Some(entry) if entry.is_verified() => {
                     return Err(self.refuse(account, Refusal::ContactAlreadyAdded));
                 }
                 Some(_) => {}
-                None => self.check_room(&book, destination.kind())?,
+                None => self.check_room(book, destination.kind())?,
             }
         }
-        self.issue(account, destination, caller).await
+        let epoch = book.map_or(0, |b| b.epoch);
+        self.issue(account, destination, epoch, caller).await
     }
 
+    /// Sends a contact-change code, bound to the account's security epoch
+    /// `epoch`: it confirms nothing once the epoch has moved on.
     async fn issue(
         &self,
         account: &AccountId,
         destination: &Destination,
+        epoch: u64,
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
         let mut request =
             IssueRequest::new(destination.clone(), Purpose::ContactChange).account(account.clone());
+        request.epoch = Some(epoch);
         if let Some(caller) = caller {
             request = request.caller(caller);
         }
@@ -496,6 +502,7 @@ impl Contacts {
             return Err(self.refuse(account, Refusal::Unknown));
         }
         let id = record.id;
+        let issued_at_epoch = record.epoch;
         let new = record.destination.clone();
         if let Some(old) = replacing
             && new.kind() != old.kind()
@@ -520,6 +527,12 @@ impl Contacts {
                     let view = find(book, &new).map(|c| self.view(c));
                     let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
                     return Ok(((view, None), ClaimChanges::default(), Vec::new()));
+                }
+                // A change started before "sign out everywhere", a password
+                // change or a factor change was authorised under the old
+                // epoch: it is void now.
+                if issued_at_epoch.is_some_and(|e| e != book.epoch) {
+                    return Err(Refusal::StepUpRequired.into());
                 }
                 let (_, claims, events) = match replacing {
                     Some(old) => self.swap(book, old, &new, now)?,
@@ -617,7 +630,7 @@ impl Contacts {
         if find(&book, new).is_some() {
             return Err(self.refuse(account, Refusal::ContactAlreadyAdded));
         }
-        self.issue(account, new, caller).await
+        self.issue(account, new, book.epoch, caller).await
     }
 
     /// Checks the code sent to the new contact by
@@ -679,7 +692,7 @@ impl Contacts {
         let view = self.view(entry);
         // A new number is a new authenticator: devices trusted and
         // step-ups proven before die in this same write.
-        book.epoch = book.epoch.saturating_add(1);
+        crate::flows::account::move_epoch(book);
         Ok((
             view,
             ClaimChanges {

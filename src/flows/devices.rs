@@ -299,7 +299,7 @@ impl TrustedDevices {
     pub async fn bump_epoch(&self, account: &AccountId) -> Result<u64, Error> {
         let p = &self.ports;
         let epoch = account::update(&*p.store, account, p.now(), |book| {
-            book.epoch = book.epoch.saturating_add(1);
+            crate::flows::account::move_epoch(book);
             Ok((book.epoch, ClaimChanges::default()))
         })
         .await?;

@@ -188,6 +188,7 @@ impl Challenges {
             created_at: now,
             expires_at,
             consumed_by: None,
+            epoch: None,
         };
         inner.store.insert_challenge(&record).await?;
         self.emit(Event::Issued {

@@ -243,9 +243,9 @@ impl RecoveryCodes {
                     attempt.map(|id| super::attempt_hash(&p.hasher, &scope, Attempt { id, epoch }));
             }
             let remaining = set.remaining();
+            account::move_epoch(&mut next);
             let expected = next.version;
             next.version = expected.wrapping_add(1);
-            next.epoch = epoch;
             match store
                 .commit_contacts(&next, Some(expected), &ClaimChanges::default())
                 .await

@@ -381,7 +381,7 @@ impl TwoFactor {
                 for c in &mut book.contacts {
                     c.two_factor = false;
                 }
-                book.epoch = book.epoch.saturating_add(1);
+                crate::flows::account::move_epoch(book);
                 Ok((book.epoch, ClaimChanges::default(), Vec::new()))
             })
             .await?;
@@ -546,7 +546,7 @@ impl TwoFactor {
                 // Replacing the app changes a second factor: devices and
                 // step-ups from before die in this same write.
                 if replaced {
-                    book.epoch = book.epoch.saturating_add(1);
+                    crate::flows::account::move_epoch(book);
                 }
                 Ok((
                     replaced.then_some(book.epoch),
@@ -591,7 +591,7 @@ impl TwoFactor {
                 book.factors.authenticator = None;
                 // A second factor removed: devices and step-ups from before
                 // die in this same write.
-                book.epoch = book.epoch.saturating_add(1);
+                crate::flows::account::move_epoch(book);
                 Ok((book.epoch, ClaimChanges::default(), Vec::new()))
             })
             .await?;
@@ -802,6 +802,9 @@ fn turn_on(
         return Err(Refusal::NoSecondFactor.into());
     }
     book.factors.two_factor_since = Some(now);
+    // An app set up while two-step sign-in was off was never vouched for by
+    // a step-up: it must be set up again.
+    book.factors.pending_authenticator = None;
     for c in &mut book.contacts {
         c.two_factor = c.is_verified() && c.kind() == DestinationKind::Phone;
     }

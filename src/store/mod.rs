@@ -359,6 +359,13 @@ pub struct ChallengeRecord {
     /// (its reply may have been lost), a replay from any other is refused.
     #[serde(default)]
     pub consumed_by: Option<KeyedHash>,
+    /// For a code that changes the account's contacts or factors: the
+    /// account's security epoch when it was issued. Once the epoch moves on
+    /// ("sign out everywhere", a password change, a factor changed) the
+    /// change it would make is refused: it was authorised under the old
+    /// epoch.
+    #[serde(default)]
+    pub epoch: Option<u64>,
 }
 
 /// A fixed-window counter after an increment.
