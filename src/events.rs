@@ -26,7 +26,9 @@ pub enum Event {
         purpose: Purpose,
         /// The account, if any.
         account: Option<AccountId>,
-        /// The destination, masked.
+        /// The destination, masked as screens show it (the service's
+        /// [`MaskPolicy`](crate::contact::MaskPolicy)): events feed activity
+        /// pages, so they never show the digits a confirmation asks for.
         destination: String,
     },
     /// The gateway accepted a message.

@@ -296,7 +296,7 @@ impl Challenges {
             challenge: id,
             purpose: record.purpose.clone(),
             account: record.account.clone(),
-            destination: record.destination.masked(),
+            destination: record.destination.masked_for(&inner.mask),
         });
         let code = SecretString::new(code.to_string());
         let delivered = match self

@@ -703,7 +703,10 @@ impl Contacts {
         ))
     }
 
-    /// Removes a contact and releases its claim.
+    /// Removes a contact and releases its claim. Removing a verified
+    /// contact that can carry a second factor (a phone, or an email where
+    /// email counts) moves the account's security epoch on in the same
+    /// write: devices trusted and step-ups proven with it die.
     ///
     /// # Errors
     /// [`Refusal::NotAContact`]; [`Refusal::ContactRequired`] when two-step
@@ -728,8 +731,13 @@ impl Contacts {
                     return Err(Refusal::ContactRequired.into());
                 }
                 let entry = book.contacts.remove(index);
+                // A contact that could carry a second factor is a factor
+                // removed: devices and step-ups proven with it die too.
+                let factor = entry.is_verified()
+                    && (entry.kind() == DestinationKind::Phone || self.policy.email_second_factor);
+                let epoch = factor.then(|| account::move_epoch(book));
                 Ok((
-                    (),
+                    epoch,
                     ClaimChanges {
                         claim: Vec::new(),
                         release: vec![key],
@@ -740,10 +748,19 @@ impl Contacts {
                 ))
             })
             .await;
-        if let Err(Error::Refused(reason)) = &result {
-            return Err(self.refuse(account, *reason));
+        match result {
+            Err(Error::Refused(reason)) => Err(self.refuse(account, reason)),
+            Err(e) => Err(e),
+            Ok(epoch) => {
+                if let Some(epoch) = epoch {
+                    self.challenges.emit(Event::EpochBumped {
+                        account: account.clone(),
+                        epoch,
+                    });
+                }
+                Ok(())
+            }
         }
-        result
     }
 
     /// Marks whether two-step sign-in sends codes to a (verified) contact.

@@ -195,7 +195,7 @@ impl Challenges {
             challenge: id,
             purpose: record.purpose.clone(),
             account: record.account.clone(),
-            destination: record.destination.masked(),
+            destination: record.destination.masked_for(&inner.mask),
         });
         let device = record
             .link

@@ -381,7 +381,9 @@ impl TwoFactor {
         let mut request = IssueRequest::new(to, Purpose::SignIn)
             .account(account.clone())
             .channel(channel);
-        if method.confirmation_required || confirmation.is_some() {
+        // The service's setting decides, not the method handed back (its
+        // public fields can be edited).
+        if method.confirmation_required || self.inner.confirm_masked || confirmation.is_some() {
             request = request.confirmation(confirmation.unwrap_or_default());
         }
         if let Some(caller) = caller {
@@ -470,7 +472,9 @@ impl TwoFactor {
             ));
         }
         let to = self.contact_of(account, method).await?;
-        if method.confirmation_required || confirmation.is_some() {
+        // The service's setting decides, not the method handed back (its
+        // public fields can be edited).
+        if method.confirmation_required || self.inner.confirm_masked || confirmation.is_some() {
             self.inner
                 .challenges
                 .confirm_contact(&to, confirmation.unwrap_or_default(), Some(account))
