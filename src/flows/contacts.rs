@@ -483,12 +483,15 @@ impl Contacts {
         let record = self.challenges.load(challenge).await?;
         self.confirm_record(account, record, code, None, |_| Ok(()))
             .await
+            .map(|(view, _)| view)
     }
 
     /// [`confirm`](Self::confirm) or [`confirm_change`](Self::confirm_change)
     /// on a challenge record the caller has just read (sparing a read): a
     /// change when `replacing` is given. `also` changes the book further in
     /// the same write (turning two-step sign-in on with the new phone).
+    /// Also says whether the change was made by an earlier try (whose
+    /// caller saw an error), this call only spending the code.
     pub(crate) async fn confirm_record(
         &self,
         account: &AccountId,
@@ -496,7 +499,7 @@ impl Contacts {
         code: &str,
         replacing: Option<&Destination>,
         mut also: impl FnMut(&mut ContactBook) -> Result<(), Error>,
-    ) -> Result<ContactView, Error> {
+    ) -> Result<(ContactView, bool), Error> {
         if record.account.as_ref() != Some(account) {
             // Someone else's challenge: as unknown as a made-up id.
             return Err(self.refuse(account, Refusal::Unknown));
@@ -520,13 +523,13 @@ impl Contacts {
             Checked::Again(_) => return Err(self.refuse(account, Refusal::AlreadyUsed)),
         };
         let now = self.now();
-        let (view, epoch) = self
+        let (view, epoch, earlier) = self
             .update(account, |book| {
                 if book.last_change == Some(id) {
                     // Made by an earlier try whose code was not spent.
                     let view = find(book, &new).map(|c| self.view(c));
                     let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
-                    return Ok(((view, None), ClaimChanges::default(), Vec::new()));
+                    return Ok(((view, None, true), ClaimChanges::default(), Vec::new()));
                 }
                 // A change started before "sign out everywhere", a password
                 // change or a factor change was authorised under the old
@@ -544,7 +547,7 @@ impl Contacts {
                 let view = find(book, &new).map(|c| self.view(c));
                 let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
                 let epoch = replacing.is_some().then_some(book.epoch);
-                Ok(((view, epoch), claims, events))
+                Ok(((view, epoch, false), claims, events))
             })
             .await?;
         self.challenges.spend(record).await?;
@@ -554,7 +557,7 @@ impl Contacts {
                 epoch,
             });
         }
-        Ok(view)
+        Ok((view, earlier))
     }
 
     /// Marks `destination` verified in `book` (adding it if new).
@@ -653,6 +656,7 @@ impl Contacts {
         let record = self.challenges.load(challenge).await?;
         self.confirm_record(account, record, code, Some(old), |_| Ok(()))
             .await
+            .map(|(view, _)| view)
     }
 
     /// Puts the verified `new` in place of `old` in `book` (see

@@ -237,9 +237,9 @@ impl TwoFactor {
     /// and the recovery codes come back, to show once.
     ///
     /// The change is written before the code is spent, so a failure in
-    /// between leaves the code working and a retry finishes. (Should the
-    /// reply of that write be lost, the retry finds two-step sign-in on and
-    /// returns no codes: generate new ones after a step-up.)
+    /// between leaves the code working and a retry finishes. A retry that
+    /// finds two-step sign-in turned on by an earlier try whose answer was
+    /// lost replaces the unseen recovery codes with a set it returns.
     ///
     /// # Errors
     /// As for [`Contacts::confirm`](crate::flows::Contacts::confirm) and
@@ -273,7 +273,7 @@ impl TwoFactor {
         let now = self.now();
         let email_counts = self.inner.email_second_factor;
         let mut enabled = false;
-        let contact = self
+        let (contact, earlier) = self
             .inner
             .contacts
             .confirm_record(account, record, code, old.as_ref(), |book| {
@@ -291,6 +291,13 @@ impl TwoFactor {
             Some((plain, _)) if enabled => {
                 self.two_factor_enabled_events(account, plain.len());
                 Some(plain)
+            }
+            // An earlier try turned two-step sign-in on and failed before
+            // answering: its codes were never shown. This call has now
+            // spent the code (so that try can't answer any more): replace
+            // them with a set to show.
+            Some(_) if earlier && self.two_factor_enabled(account).await? => {
+                Some(self.fresh_codes_if_on(account).await?)
             }
             _ => None,
         };
@@ -341,6 +348,24 @@ impl TwoFactor {
             })
             .await?;
         self.two_factor_enabled_events(account, plain.len());
+        Ok(plain)
+    }
+
+    /// A new recovery set for an account whose two-step sign-in is on.
+    async fn fresh_codes_if_on(&self, account: &AccountId) -> Result<PlainCodes, Error> {
+        let recovery = &self.inner.recovery;
+        let (plain, set) = recovery.fresh_set()?;
+        self.inner
+            .contacts
+            .update(account, |book| {
+                if book.factors.two_factor_since.is_none() {
+                    return Err(Refusal::TwoFactorOff.into());
+                }
+                crate::flows::RecoveryCodes::put(book, set.clone());
+                Ok(((), ClaimChanges::default(), Vec::new()))
+            })
+            .await?;
+        recovery.generated(account, plain.len());
         Ok(plain)
     }
 
