@@ -168,7 +168,7 @@ impl MaskPolicy {
     }
 
     /// Shows `chars` characters of an email address's local part (default
-    /// 2; always at least one stays hidden). A confirmation always asks for
+    /// 2; at least two always stay hidden). A confirmation always asks for
     /// the whole address.
     ///
     /// # Errors
@@ -386,12 +386,14 @@ pub(crate) fn mask_address(address: &str) -> String {
 }
 
 /// `taro.yamada@example.com` → `ta*********@example.com` with the default
-/// policy; at least one character of the local part stays hidden
-/// (`a@b.jp` → `*@b.jp`).
+/// policy; at least two characters of the local part stay hidden
+/// (`bob@b.jp` → `b**@b.jp`, `a@b.jp` → `*@b.jp`).
 pub(crate) fn mask_email_for(address: &str, policy: &MaskPolicy) -> String {
     let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
     let count = local.chars().count();
-    let shown = usize::from(policy.email_chars_shown).min(count.saturating_sub(1));
+    // At least two characters stay hidden: a short local part must not
+    // leave a one-character guess between the screen and the answer.
+    let shown = usize::from(policy.email_chars_shown).min(count.saturating_sub(2));
     let head: String = local.chars().take(shown).collect();
     let hidden = count.saturating_sub(shown).max(1);
     format!("{head}{}@{domain}", "*".repeat(hidden))
@@ -513,7 +515,9 @@ mod tests {
             mask_email_for("taro.yamada@example.com", &p),
             "ta*********@example.com"
         );
-        assert_eq!(mask_email_for("ab@b.jp", &p), "a*@b.jp");
+        // At least two characters stay hidden.
+        assert_eq!(mask_email_for("bob@b.jp", &p), "b**@b.jp");
+        assert_eq!(mask_email_for("ab@b.jp", &p), "**@b.jp");
         assert_eq!(mask_email_for("a@b.jp", &p), "*@b.jp");
         assert_eq!(mask_email_for("", &p), "*@");
         let none = p.with_email_chars_shown(0).unwrap();
@@ -524,7 +528,7 @@ mod tests {
         let four = p.with_email_chars_shown(4).unwrap();
         assert_eq!(
             mask_email_for("taro@example.com", &four),
-            "tar*@example.com"
+            "ta**@example.com"
         );
     }
 
