@@ -650,3 +650,23 @@ async fn no_phone_number_email_address_or_caller_in_debug_after_a_journey() {
     let shown = format!("{store:?}");
     assert!(shown.contains("claims: 1"), "{shown}");
 }
+
+#[test]
+fn a_proof_never_prints_what_the_user_typed() {
+    let challenge = ninsho::store::ChallengeId::from_bytes([7; 16]);
+    for proof in [
+        Proof::Code {
+            challenge: &challenge,
+            code: "493817",
+        },
+        Proof::Authenticator { code: "493817" },
+        Proof::RecoveryCode {
+            code: "4938-17ab-cdef",
+        },
+    ] {
+        for shown in [format!("{proof:?}"), format!("{proof:#?}")] {
+            assert!(!shown.contains("4938"), "{shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+    }
+}

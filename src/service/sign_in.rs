@@ -120,8 +120,9 @@ pub enum SignInStart {
     },
 }
 
-/// What the user proves the second step with.
-#[derive(Debug, Clone, Copy)]
+/// What the user proves the second step with. Its `Debug` never shows
+/// what the user typed.
+#[derive(Clone, Copy)]
 #[non_exhaustive]
 pub enum Proof<'a> {
     /// The code sent by [`TwoFactor::sign_in_send_code`].
@@ -141,6 +142,26 @@ pub enum Proof<'a> {
         /// What the user typed.
         code: &'a str,
     },
+}
+
+impl fmt::Debug for Proof<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Code { challenge, .. } => f
+                .debug_struct("Code")
+                .field("challenge", challenge)
+                .field("code", &"[redacted]")
+                .finish(),
+            Self::Authenticator { .. } => f
+                .debug_struct("Authenticator")
+                .field("code", &"[redacted]")
+                .finish(),
+            Self::RecoveryCode { .. } => f
+                .debug_struct("RecoveryCode")
+                .field("code", &"[redacted]")
+                .finish(),
+        }
+    }
 }
 
 /// Identifies one sign-in attempt: the pending sign-in of one browser,
@@ -393,8 +414,8 @@ impl TwoFactor {
     }
 
     /// Sends a code of the account's again (the "resend" button), after
-    /// the cooldown: a sign-in code, or one sent to register, change or
-    /// verify a contact.
+    /// the cooldown (none after a send that failed transiently): a sign-in
+    /// code, or one sent to register, change or verify a contact.
     ///
     /// # Errors
     /// [`Refusal::Unknown`] for another account's challenge;
