@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::Criterion;
-use ninsho::contact::Destination;
 use ninsho::flows::{Challenges, IssueRequest, Ticket};
 use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
-use ninsho::store::{PgStore, Purpose, RedisStore, SqliteStore, Store};
+use ninsho::model::{Destination, Purpose};
+use ninsho::store::{PgStore, RedisStore, SqliteStore, Store};
 use ninsho::testkit::sample_challenge;
 use ninsho::{HashKey, KeyId, KeyedHasher, ManualClock};
 use tokio::runtime::Runtime;
@@ -256,7 +256,7 @@ fn main() {
                 .map(|i| {
                     let mut r =
                         sample_challenge(u8::try_from(i).unwrap(), time::OffsetDateTime::now_utc());
-                    r.id = ninsho::store::ChallengeId::from_bytes(
+                    r.id = ninsho::model::ChallengeId::from_bytes(
                         [u8::try_from(i).unwrap().wrapping_add(next as u8); 16],
                     );
                     r

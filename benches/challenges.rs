@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
-use ninsho::contact::Destination;
 use ninsho::flows::{Challenges, IssueRequest};
 use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
-use ninsho::store::{ChallengeStore, LimitStore, MemoryStore, Purpose};
+use ninsho::model::{Destination, Purpose};
+use ninsho::store::{ChallengeStore, LimitStore, MemoryStore};
 use ninsho::{HashKey, KeyId, KeyedHasher};
 
 /// Accepts every message and remembers the last code per destination
@@ -187,7 +187,7 @@ fn benches(c: &mut Criterion) {
                 let mut r = template.clone();
                 let mut id = [0u8; 16];
                 id[..8].copy_from_slice(&n.to_le_bytes());
-                r.id = ninsho::store::ChallengeId::from_bytes(id);
+                r.id = ninsho::model::ChallengeId::from_bytes(id);
                 raw_store
                     .hit(
                         &format!("dest:{}", n % 4096),

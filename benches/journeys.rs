@@ -66,14 +66,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
+use ninsho::model::{
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
+    VerificationId, VerificationRecord,
+};
 use ninsho::service::{MethodKind, Proof, SignInStart, Skip, TwoFactor};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, MemoryStore, Store,
-    StoreError, VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore,
+    MemoryStore, Store, StoreError, VerificationStore, WindowCount,
 };
 use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, SealKey};
 use time::OffsetDateTime;
@@ -333,23 +335,26 @@ impl DeviceStore for Counting {
 }
 
 #[async_trait]
-impl ContactStore for Counting {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        counted!(self.contact_book(account))
+impl AccountStore for Counting {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        counted!(self.account_record(account))
     }
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
         counted!(self.claim_owner(key))
     }
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
-        counted!(self.commit_contacts(book, expected_version, changes))
+    ) -> Result<AccountCommit, StoreError> {
+        counted!(self.commit_account(book, expected_version, changes))
     }
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
-        counted!(self.delete_contacts(account))
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
+        counted!(self.delete_account(account))
     }
 }
 
@@ -376,7 +381,7 @@ impl VerificationStore for Counting {
     }
 }
 
-/// One step's count, as `5 (contact_book, failures, …)`.
+/// One step's count, as `5 (account_record, failures, …)`.
 fn step(store: &Counting) -> String {
     let (n, names) = store.take();
     format!("{n} ({})", names.join(", "))

@@ -34,12 +34,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use ninsho::contact::Destination;
 use ninsho::flows::{Challenges, IssueRequest};
-use ninsho::gateway::{
-    Channel, DeliveryError, DeliveryErrorKind, Gateway, Locale, Message, Receipt,
-};
-use ninsho::store::{MemoryStore, Purpose};
+use ninsho::gateway::{DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt};
+use ninsho::model::{Channel, Destination, Locale, Purpose};
+use ninsho::store::MemoryStore;
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, ManualClock, SecretString};
 use serde::Deserialize;
 use time::Duration;

@@ -9,7 +9,7 @@
 //! state-changing store method is **one atomic call**: an insert that fails
 //! when the row exists, a compare-and-set on the row's version, an
 //! increment that returns the new value, or (for contacts) one transaction
-//! over a book and its claims. Reads may be stale: every decision that
+//! over a record and its claims. Reads may be stale: every decision that
 //! matters is re-checked by the compare-and-set that follows.
 //!
 //! This example writes such an adapter the way a host would, using only
@@ -34,14 +34,15 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ninsho::contact::Destination;
-use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::flows::{Challenges, IssueRequest};
-use ninsho::gateway::{Locale, RecordingGateway};
+use ninsho::gateway::RecordingGateway;
+use ninsho::model::{
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, Destination, DeviceId, DeviceRecord,
+    FailureRecord, Locale, Purpose, VerificationId, VerificationRecord,
+};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, Purpose, Store,
-    StoreError, VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, Store,
+    StoreError, VerificationStore, WindowCount,
 };
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, ManualClock, Refusal};
 use serde::Serialize;
@@ -445,9 +446,12 @@ impl DeviceStore for MyStore {
 }
 
 #[async_trait]
-impl ContactStore for MyStore {
+impl AccountStore for MyStore {
     /// `SELECT body FROM contact_books WHERE account = $1`
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
         let body =
             self.transaction(|t| Ok(t.contact_books.get(account).map(|row| row.body.clone())))?;
         body.as_deref().map(from_json).transpose()
@@ -458,7 +462,7 @@ impl ContactStore for MyStore {
         self.transaction(|t| Ok(t.contact_claims.get(key).cloned()))
     }
 
-    /// One transaction over the book and the claims:
+    /// One transaction over the record and the claims:
     ///
     /// ```sql
     /// BEGIN;
@@ -476,12 +480,12 @@ impl ContactStore for MyStore {
     ///
     /// Every check happens before the first write, so `Conflict` and
     /// `Taken` leave both tables untouched.
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
+    ) -> Result<AccountCommit, StoreError> {
         let row = Row {
             version: book.version,
             body: to_json(book)?,
@@ -498,7 +502,7 @@ impl ContactStore for MyStore {
                     .is_some_and(|owner| owner != account)
             };
             if let Some(index) = changes.claim.iter().position(held_by_other) {
-                return Ok(ContactCommit::Taken { index });
+                return Ok(AccountCommit::Taken { index });
             }
             // Checks done; now the writes.
             for key in &changes.release {
@@ -510,7 +514,7 @@ impl ContactStore for MyStore {
                 t.contact_claims.insert(key.clone(), account.clone());
             }
             t.contact_books.insert(account.clone(), row);
-            Ok(ContactCommit::Committed)
+            Ok(AccountCommit::Committed)
         })
     }
 
@@ -520,7 +524,7 @@ impl ContactStore for MyStore {
     /// DELETE FROM contact_claims WHERE account = $1;
     /// COMMIT;
     /// ```
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
         self.transaction(|t| {
             t.contact_books.remove(account);
             t.contact_claims.retain(|_, owner| owner != account);

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use ninsho::contact::Destination;
 use ninsho::flows::{Challenges, IssueRequest};
 use ninsho::gateway::{ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
-use ninsho::store::{AccountId, ChallengeStore, LimitStore, PgStore, Purpose};
+use ninsho::model::{AccountId, Destination, Purpose};
+use ninsho::store::{ChallengeStore, LimitStore, PgStore};
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, Refusal};
 use sqlx::postgres::PgPoolOptions;
 use time::{Duration, OffsetDateTime};

@@ -10,12 +10,13 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ninsho::contact::{ContactError, Destination};
-use ninsho::gateway::{Channel, ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
+use ninsho::contact::ContactError;
+use ninsho::gateway::{ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
 use ninsho::grace::GraceDecision;
+use ninsho::model::{AccountId, Channel, Destination};
 use ninsho::otp::Totp;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, TwoFactor};
-use ninsho::store::{AccountId, MemoryStore};
+use ninsho::store::MemoryStore;
 use ninsho::{
     AeadSealer, Clock, Error, HashKey, KeyId, KeyedHasher, ManualClock, OsRandom, SealKey,
 };

@@ -24,9 +24,9 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use crate::hash::{KeyError, KeyId, KeyedHash, KeyedHasher};
+use crate::model::{AccountId, DeviceId, DeviceRecord};
 use crate::random::{Random, RandomError};
 use crate::secret::SecretString;
-use crate::store::AccountId;
 
 /// Token format version tag.
 const TAG: &str = "nd1";
@@ -48,90 +48,6 @@ impl Default for DevicePolicy {
             refresh_every: Duration::hours(1),
         }
     }
-}
-
-/// A trusted device's id: 128 random bits, 32 hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
-pub struct DeviceId([u8; 16]);
-
-impl DeviceId {
-    /// The id's bytes.
-    #[must_use]
-    pub fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
-
-    /// Parses the 32-hex-digit form (lower case only: the canonical form).
-    ///
-    /// # Errors
-    /// [`InvalidDeviceId`] for anything else.
-    pub fn parse(text: &str) -> Result<Self, InvalidDeviceId> {
-        if text.len() != 32 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(InvalidDeviceId);
-        }
-        let mut out = [0u8; 16];
-        for (i, byte) in out.iter_mut().enumerate() {
-            let pair = text.get(i * 2..i * 2 + 2).ok_or(InvalidDeviceId)?;
-            *byte = u8::from_str_radix(pair, 16).map_err(|_| InvalidDeviceId)?;
-        }
-        Ok(Self(out))
-    }
-}
-
-/// Text that is not a device id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not a device id (32 lower-case hexadecimal digits)")]
-pub struct InvalidDeviceId;
-
-impl fmt::Display for DeviceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-impl fmt::Debug for DeviceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DeviceId({self})")
-    }
-}
-
-impl From<DeviceId> for String {
-    fn from(id: DeviceId) -> Self {
-        id.to_string()
-    }
-}
-
-impl TryFrom<String> for DeviceId {
-    type Error = InvalidDeviceId;
-    fn try_from(value: String) -> Result<Self, InvalidDeviceId> {
-        Self::parse(&value)
-    }
-}
-
-/// A stored trusted device (never the token).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeviceRecord {
-    /// The account that trusted it.
-    pub account: AccountId,
-    /// Its id.
-    pub id: DeviceId,
-    /// Bumped by every write; the compare-and-set key.
-    pub version: u64,
-    /// Keyed hash of the token's secret, bound to account and id.
-    pub token: KeyedHash,
-    /// The host's label ("Chrome on Windows").
-    pub label: String,
-    /// When it was trusted.
-    pub created_at: OffsetDateTime,
-    /// When it last skipped a second step (written at most hourly).
-    pub last_used_at: OffsetDateTime,
-    /// When trust ends.
-    pub expires_at: OffsetDateTime,
-    /// The account's security epoch when it was trusted.
-    pub epoch: u64,
-    /// When the user revoked it, if they did.
-    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// The cookie value for a trusted device.

@@ -19,12 +19,13 @@ use std::fmt;
 use time::OffsetDateTime;
 
 use crate::contact::ContactError;
-use crate::gateway::{Channel, DeliveryError, DeliveryErrorKind};
+use crate::gateway::{DeliveryError, DeliveryErrorKind};
 use crate::hash::{KeyError, KeyId};
 use crate::limits::LimitKind;
+use crate::model::{ChallengeId, Channel};
 use crate::otp::OtpError;
 use crate::random::RandomError;
-use crate::store::{ChallengeId, StoreError};
+use crate::store::StoreError;
 
 /// Why a request from the user was refused: the user's side of things, to
 /// show in the UI. Never an infrastructure failure, and never success.

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
-use crate::device::DeviceId;
 use crate::error::{Refusal, RetiredKey};
-use crate::gateway::{Channel, DeliveryErrorKind};
-use crate::store::{AccountId, ChallengeId, Purpose};
+use crate::gateway::DeliveryErrorKind;
+use crate::model::{AccountId, ChallengeId, Channel, DeviceId, Purpose};
 
 /// Something that happened.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@ pub mod grace;
 pub mod guide;
 pub mod hash;
 pub mod limits;
+pub mod model;
 pub mod otp;
 pub mod random;
 pub mod recovery;

@@ -8,7 +8,9 @@
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::store::{FailureRecord, WindowCount};
+use crate::store::WindowCount;
+
+use crate::model::FailureRecord;
 
 /// At most `max` events per fixed window of length `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

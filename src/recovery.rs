@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use subtle::{Choice, ConstantTimeEq};
 use time::OffsetDateTime;
 
-use crate::hash::{KeyId, KeyedHash, KeyedHasher, Tag};
+use crate::hash::{KeyId, KeyedHasher, Tag};
+use crate::model::{RecoverySet, StoredRecoveryCode};
 use crate::random::{Random, RandomError, uniform_below};
 use crate::secret::SecretString;
 
@@ -116,44 +117,6 @@ impl RecoveryPolicy {
     #[must_use]
     pub fn bits(&self) -> f64 {
         f64::from(self.length) * 31f64.log2()
-    }
-}
-
-/// One stored code: its keyed hash and when it was used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredRecoveryCode {
-    /// Keyed hash of the normalised code under the set's salt.
-    pub hash: KeyedHash,
-    /// When it was redeemed; `None` while unused.
-    pub used_at: Option<OffsetDateTime>,
-    /// The keyed hash of the sign-in attempt that redeemed it, if the host
-    /// passed one: a retry from that attempt succeeds again (its reply may
-    /// have been lost), a replay from any other is refused.
-    #[serde(default)]
-    pub used_by: Option<KeyedHash>,
-}
-
-/// A stored recovery set (never the plain codes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecoverySet {
-    /// The set's random salt (also its identity: a regenerated set has
-    /// another one).
-    pub salt: [u8; 16],
-    /// Bumped by every write; the compare-and-set key.
-    pub version: u64,
-    /// When the set was generated.
-    pub created_at: OffsetDateTime,
-    /// Characters per code.
-    pub length: u8,
-    /// The codes.
-    pub codes: Vec<StoredRecoveryCode>,
-}
-
-impl RecoverySet {
-    /// Codes not yet used.
-    #[must_use]
-    pub fn remaining(&self) -> usize {
-        self.codes.iter().filter(|c| c.used_at.is_none()).count()
     }
 }
 

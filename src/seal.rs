@@ -38,7 +38,7 @@
 //! seal: at that size, random nonces don't collide in any realistic number
 //! of seals under one key. [`TwoFactor`](crate::service::TwoFactor) stores
 //! these bytes base32-encoded (RFC 4648, no padding) in
-//! [`AuthenticatorRecord::sealed_uri`](crate::store::AuthenticatorRecord::sealed_uri).
+//! [`AuthenticatorRecord::sealed_uri`](crate::model::AuthenticatorRecord::sealed_uri).
 //!
 //! # What the tag covers
 //!

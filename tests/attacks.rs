@@ -19,19 +19,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use ninsho::challenge::CodePolicy;
-use ninsho::contact::Destination;
 use ninsho::device::DeviceCheck;
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::{IssueRequest, LinkRequest};
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::FailurePolicy;
+use ninsho::model::{AccountId, AccountRecord, ChallengeId, ChallengeRecord, Destination, Purpose};
 use ninsho::otp::Totp;
 use ninsho::service::{
     Method, MethodKind, Proof, SignInStart, SignedIn, TwoFactor, TwoFactorBuilder,
 };
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, LimitStore, MemoryStore, Purpose, StoreError,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, LimitStore, MemoryStore, StoreError,
 };
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{
@@ -114,22 +113,25 @@ impl ChallengeStore for Rigged {
 }
 
 #[async_trait]
-impl ContactStore for Rigged {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        self.inner.contact_book(account).await
+impl AccountStore for Rigged {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        self.inner.account_record(account).await
     }
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
         self.inner.claim_owner(key).await
     }
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
+    ) -> Result<AccountCommit, StoreError> {
         let result = self
             .inner
-            .commit_contacts(book, expected_version, changes)
+            .commit_account(book, expected_version, changes)
             .await;
         match result {
             Ok(_) if self.lose_commit.swap(false, Ordering::SeqCst) => {
@@ -138,8 +140,8 @@ impl ContactStore for Rigged {
             other => other,
         }
     }
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.inner.delete_contacts(account).await
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
+        self.inner.delete_account(account).await
     }
 }
 
@@ -911,7 +913,7 @@ fn calls() -> u64 {
 struct Counting(MemoryStore);
 
 delegate_store!([] Counting, 0, count_call =>
-    ChallengeStore, LimitStore, DeviceStore, ContactStore, VerificationStore);
+    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore);
 
 fn counted_service(gateway: &RecordingGateway) -> TwoFactor {
     let clock = ManualClock::at_unix(T0).unwrap();

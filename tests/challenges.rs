@@ -9,18 +9,17 @@ mod support;
 use std::sync::Arc;
 
 use ninsho::challenge::CodePolicy;
-use ninsho::contact::Destination;
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::Challenges;
 use ninsho::flows::{
     ChallengesBuilder, ChannelReason, IssueRequest, LinkRequest, LinkStatus, Ticket, Verified,
 };
-use ninsho::gateway::{Channel, DeliveryErrorKind, RecordingGateway};
+use ninsho::gateway::{DeliveryErrorKind, RecordingGateway};
 use ninsho::limits::{CountryBudget, FailurePolicy, LimitKind, RateLimit, SendLimits};
-use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeState, ChallengeStore, LimitStore,
-    MemoryStore, Purpose,
+use ninsho::model::{
+    AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, Purpose,
 };
+use ninsho::store::{ChallengeStore, LimitStore, MemoryStore};
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{BASE, PHONE, T0, challenges_builder, hasher, refusal, t0};
 use time::{Duration, OffsetDateTime};

@@ -12,16 +12,18 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use mockall::{Sequence, mock};
-use ninsho::contact::Destination;
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::{Challenges, IssueRequest, LinkRequest, LinkStatus};
 use ninsho::gateway::{
-    Channel, DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt, RecordingGateway,
+    DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt, RecordingGateway,
 };
 use ninsho::limits::LimitKind;
+use ninsho::model::{
+    AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, FailureRecord,
+    Purpose,
+};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeState, ChallengeStore, FailureRecord,
-    LimitStore, MemoryStore, Purpose, Store, StoreError, StoreErrorKind, WindowCount,
+    ChallengeStore, LimitStore, MemoryStore, Store, StoreError, StoreErrorKind, WindowCount,
 };
 use ninsho::{Error, ManualClock, Refusal};
 use support::{
@@ -122,7 +124,7 @@ impl LimitStore for Flaky {
 }
 
 delegate_store!([] Flaky, inner, support::directly =>
-    DeviceStore, ContactStore, VerificationStore);
+    DeviceStore, AccountStore, VerificationStore);
 
 fn clock() -> ManualClock {
     ManualClock::at_unix(T0).unwrap()

@@ -8,7 +8,6 @@ mod support;
 
 use std::sync::Arc;
 
-use ninsho::contact::Destination;
 use ninsho::device::DeviceCheck;
 use ninsho::events::RecordingEvents;
 use ninsho::flows::{
@@ -18,7 +17,8 @@ use ninsho::flows::{
 use ninsho::gateway::RecordingGateway;
 use ninsho::grace::{GraceDecision, GracePolicy, VerificationPath};
 use ninsho::limits::{RateLimit, SendLimits};
-use ninsho::store::{AccountId, ContactStore, MemoryStore, Purpose, Store};
+use ninsho::model::{AccountId, Destination, Purpose};
+use ninsho::store::{AccountStore, MemoryStore, Store};
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{T0, TASKS, Yielding, challenges_builder, ports, race, refusal};
 use time::Duration;
@@ -239,7 +239,7 @@ async fn someone_elses_challenge_is_unknown() {
 
 /// 64 accounts, each holding a right code for the same number, confirm at
 /// once on a store that yields between every read and write: exactly one
-/// owns the number, and only its book lists it.
+/// owns the number, and only its record lists it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_accounts_claim_a_number_once() {
     let memory = Arc::new(MemoryStore::new());
@@ -570,6 +570,6 @@ async fn a_custom_policy_allows_more() {
         ),
         Refusal::ContactInUse
     );
-    let book = env.store.contact_book(&taro()).await.unwrap().unwrap();
+    let book = env.store.account_record(&taro()).await.unwrap().unwrap();
     assert_eq!(book.contacts.len(), 3);
 }

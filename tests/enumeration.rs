@@ -12,15 +12,16 @@ mod support;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use ninsho::contact::Destination;
-use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::flows::{ChannelReason, Ticket, VerificationTicket};
-use ninsho::gateway::{Channel, Message, RecordingGateway};
+use ninsho::gateway::{Message, RecordingGateway};
+use ninsho::model::{
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, Channel, Destination, DeviceId,
+    DeviceRecord, FailureRecord, VerificationId, VerificationRecord,
+};
 use ninsho::service::{SignInStart, Skip, TwoFactor};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, MemoryStore, StoreError,
-    VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore,
+    MemoryStore, StoreError, VerificationStore, WindowCount,
 };
 use ninsho::{ManualClock, Refusal};
 use support::{T0, refusal, secret_to, two_factor};
@@ -143,29 +144,32 @@ impl DeviceStore for Counting {
 }
 
 #[async_trait]
-impl ContactStore for Counting {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        self.log("contact_book");
-        self.inner.contact_book(account).await
+impl AccountStore for Counting {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        self.log("account_record");
+        self.inner.account_record(account).await
     }
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
         self.log("claim_owner");
         self.inner.claim_owner(key).await
     }
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
-        self.log("commit_contacts");
+    ) -> Result<AccountCommit, StoreError> {
+        self.log("commit_account");
         self.inner
-            .commit_contacts(book, expected_version, changes)
+            .commit_account(book, expected_version, changes)
             .await
     }
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.log("delete_contacts");
-        self.inner.delete_contacts(account).await
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
+        self.log("delete_account");
+        self.inner.delete_account(account).await
     }
 }
 
@@ -346,7 +350,7 @@ async fn finding_an_account_by_phone_answers_alike_for_held_and_free_numbers() {
     assert!(!calls_a.is_empty());
     assert_eq!(calls_a, calls_b, "the same store calls");
     assert!(
-        !calls_a.contains(&"claim_owner") && !calls_a.contains(&"contact_book"),
+        !calls_a.contains(&"claim_owner") && !calls_a.contains(&"account_record"),
         "nothing is looked up before the code is proven: {calls_a:?}"
     );
     let (sent_a, sent_b) = (messages(&held.gateway), messages(&free.gateway));
@@ -496,7 +500,7 @@ async fn the_second_step_of_an_unknown_account_looks_like_one_with_two_step_off(
         let unknown_calls = w.store.take();
         assert_eq!(known, SignInStart::NotNeeded(Skip::TwoFactorOff));
         assert_eq!(unknown, known);
-        assert_eq!(known_calls, vec!["contact_book"]);
+        assert_eq!(known_calls, vec!["account_record"]);
         assert_eq!(unknown_calls, known_calls);
     }
     assert!(w.gateway.attempts().is_empty());

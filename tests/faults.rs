@@ -38,16 +38,18 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use ninsho::contact::Destination;
-use ninsho::device::{DeviceCheck, DeviceId, DeviceRecord};
+use ninsho::device::DeviceCheck;
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{FailurePolicy, RateLimit, SendLimits};
+use ninsho::model::{
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, ChallengeState, ContactEntry,
+    Destination, DeviceId, DeviceRecord, FailureRecord, VerificationId, VerificationRecord,
+};
 use ninsho::otp::Totp;
 use ninsho::service::{MethodKind, Proof, SignInAttempt, SignedIn, TwoFactor};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeState, ChallengeStore, ClaimChanges,
-    ContactBook, ContactCommit, ContactEntry, ContactStore, DeviceStore, FailureRecord, LimitStore,
-    MemoryStore, StoreError, VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore,
+    MemoryStore, StoreError, VerificationStore, WindowCount,
 };
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{BASE, PHONE, T0, secret_to, two_factor};
@@ -289,26 +291,29 @@ impl DeviceStore for Faulty {
 }
 
 #[async_trait]
-impl ContactStore for Faulty {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        self.read("contact_book", self.inner.contact_book(account))
+impl AccountStore for Faulty {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        self.read("account_record", self.inner.account_record(account))
             .await
     }
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
         self.read("claim_owner", self.inner.claim_owner(key)).await
     }
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
-        let call = self.inner.commit_contacts(book, expected_version, changes);
-        self.write("commit_contacts", call).await
+    ) -> Result<AccountCommit, StoreError> {
+        let call = self.inner.commit_account(book, expected_version, changes);
+        self.write("commit_account", call).await
     }
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
-        let call = self.inner.delete_contacts(account);
-        self.write("delete_contacts", call).await
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
+        let call = self.inner.delete_account(account);
+        self.write("delete_account", call).await
     }
 }
 
@@ -565,8 +570,8 @@ impl Env {
     }
 
     /// Taro's record as stored (an empty one when there is none).
-    async fn book(&self) -> Option<ContactBook> {
-        self.store.contact_book(&taro()).await.unwrap()
+    async fn book(&self) -> Option<AccountRecord> {
+        self.store.account_record(&taro()).await.unwrap()
     }
 
     async fn epoch(&self) -> u64 {

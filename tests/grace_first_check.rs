@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use ninsho::gateway::RecordingGateway;
 use ninsho::grace::GraceDecision;
-use ninsho::store::{AccountId, MemoryStore};
+use ninsho::model::AccountId;
+use ninsho::store::MemoryStore;
 use ninsho::{Clock, ManualClock};
 use support::{T0, two_factor};
 use time::Duration;

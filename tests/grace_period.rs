@@ -12,11 +12,11 @@
 //!
 //! CI runs the properties with `PROPTEST_CASES=256`.
 
-use ninsho::contact::{Destination, DestinationKind};
 use ninsho::grace::{
-    ContactKey, GraceContact, GraceDecision, GraceEvent, GracePolicy, GraceStart, GraceState,
-    KindFilter, Phase, Requirement, Transition, VerificationPath,
+    GraceDecision, GraceEvent, GracePolicy, GraceStart, KindFilter, Requirement, Transition,
+    VerificationPath,
 };
+use ninsho::model::{ContactKey, Destination, DestinationKind, GraceContact, GraceState, Phase};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use time::{Duration, OffsetDateTime};

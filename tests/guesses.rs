@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::FailurePolicy;
+use ninsho::model::{AccountId, FailureRecord};
 use ninsho::otp::Totp;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, TwoFactor};
-use ninsho::store::{AccountId, FailureRecord, LimitStore, MemoryStore};
+use ninsho::store::{LimitStore, MemoryStore};
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{
     BASE, PHONE, T0, Yielding, enrol, no_send_limits, race, refusal, secret_to, two_factor,
@@ -123,7 +124,7 @@ impl Env {
     }
 
     /// Sends a sign-in code (or link) to the phone; returns its challenge.
-    async fn send(&self, kind: Kind) -> ninsho::store::ChallengeId {
+    async fn send(&self, kind: Kind) -> ninsho::model::ChallengeId {
         let methods = self.methods().await;
         if kind == Kind::Link {
             let link = self.method(&methods, MethodKind::Link);
@@ -184,7 +185,7 @@ impl Env {
 async fn wrong_guess(
     service: TwoFactor,
     kind: Kind,
-    challenge: Option<ninsho::store::ChallengeId>,
+    challenge: Option<ninsho::model::ChallengeId>,
     link_token: Option<String>,
     wrong_app: String,
     i: usize,

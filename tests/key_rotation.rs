@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use ninsho::device::{DeviceCheck, DeviceId, DeviceRecord};
+use ninsho::device::DeviceCheck;
+use ninsho::model::{AccountId, ChallengeId, DeviceId, DeviceRecord};
 
 use ninsho::error::{RetiredKey, SecretKind};
 use ninsho::events::{Event, RecordingEvents};
@@ -27,9 +28,7 @@ use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::otp::Totp;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, Skip, TwoFactor};
-use ninsho::store::{
-    AccountId, ChallengeId, DeviceStore, LimitStore, MemoryStore, Store, StoreError,
-};
+use ninsho::store::{DeviceStore, LimitStore, MemoryStore, Store, StoreError};
 use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use support::{BASE, PHONE, T0, delegate_store, refusal, secret_to, two_factor};
 use time::Duration;
@@ -468,8 +467,8 @@ impl Env {
 
     /// The key id sealed into Taro's confirmed (or pending) seed.
     async fn seed_key(&self, pending: bool) -> Option<KeyId> {
-        use ninsho::store::ContactStore;
-        let book = self.store.contact_book(&taro()).await.unwrap().unwrap();
+        use ninsho::store::AccountStore;
+        let book = self.store.account_record(&taro()).await.unwrap().unwrap();
         let record = if pending {
             book.factors.pending_authenticator
         } else {
@@ -711,7 +710,7 @@ struct DeviceWritesFail {
 }
 
 delegate_store!([] DeviceWritesFail, inner, support::directly =>
-    ChallengeStore, LimitStore, ContactStore, VerificationStore);
+    ChallengeStore, LimitStore, AccountStore, VerificationStore);
 
 #[async_trait]
 impl DeviceStore for DeviceWritesFail {

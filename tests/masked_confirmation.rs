@@ -10,12 +10,14 @@ mod support;
 
 use std::sync::Arc;
 
-use ninsho::contact::{Destination, MaskPolicy, MaskPolicyError};
+use ninsho::contact::{MaskPolicy, MaskPolicyError};
+
 use ninsho::events::RecordingEvents;
 use ninsho::flows::IssueRequest;
-use ninsho::gateway::{Channel, RecordingGateway};
+use ninsho::gateway::RecordingGateway;
+use ninsho::model::{AccountId, Channel, Destination, Purpose};
 use ninsho::service::{Method, MethodKind, SignInStart, TwoFactor, TwoFactorBuilder};
-use ninsho::store::{AccountId, MemoryStore, Purpose};
+use ninsho::store::MemoryStore;
 use ninsho::{ManualClock, Refusal};
 use proptest::prelude::*;
 use support::{PHONE, T0, challenges_builder, refusal, secret_to, two_factor};
@@ -186,7 +188,7 @@ async fn no_screen_shows_the_four_digits_asked_for() {
         check
             .contacts
             .iter()
-            .filter(|c| c.destination.kind() == ninsho::contact::DestinationKind::Phone)
+            .filter(|c| c.destination.kind() == ninsho::model::DestinationKind::Phone)
             .map(|c| c.masked_destination.clone()),
     );
     assert_eq!(shown.len(), 4);

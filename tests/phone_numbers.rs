@@ -13,10 +13,10 @@
 //! CI runs the properties with `PROPTEST_CASES=256`.
 
 use ninsho::contact::{
-    AllowedRegions, ContactError, Destination, EmailRefusal, PhonePolicy, PhoneRefusal, PhoneType,
-    Region,
+    AllowedRegions, ContactError, EmailRefusal, PhonePolicy, PhoneRefusal, Region,
 };
-use ninsho::gateway::Channel;
+
+use ninsho::model::{Channel, Destination, PhoneType};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------

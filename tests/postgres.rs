@@ -16,11 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
-use ninsho::device::{DeviceId, DeviceRecord};
+use ninsho::model::{AccountId, ChallengeId, DeviceId, DeviceRecord, FailureRecord, Purpose};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore,
-    FailureRecord, LimitStore, PgStore, Purpose, Store, StoreError, StoreErrorKind,
-    VerificationStore,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, PgStore,
+    Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::postgres::PgPoolOptions;
@@ -328,19 +327,11 @@ async fn unreachable_server_is_unavailable() {
     let book = testkit::sample_contact_book(&account, now);
     let verification = testkit::sample_verification(1, now);
     let contact_kinds = [
-        kind(store.contact_book(&account).await),
+        kind(store.account_record(&account).await),
         kind(store.claim_owner("+819012345678").await),
-        kind(
-            store
-                .commit_contacts(&book, None, &claim(&["k"], &[]))
-                .await,
-        ),
-        kind(
-            store
-                .commit_contacts(&book, Some(1), &claim(&[], &[]))
-                .await,
-        ),
-        kind(store.delete_contacts(&account).await),
+        kind(store.commit_account(&book, None, &claim(&["k"], &[])).await),
+        kind(store.commit_account(&book, Some(1), &claim(&[], &[])).await),
+        kind(store.delete_account(&account).await),
         kind(store.insert_verification(&verification).await),
         kind(store.verification(&verification.id).await),
         kind(store.replace_verification(&verification, 0).await),
@@ -779,7 +770,7 @@ async fn factor_records_compare_and_set_on_every_bit() {
 }
 
 // ---------------------------------------------------------------------------
-// Contact books, contact claims and verifications (schema version 3).
+// Account records, contact claims and verifications (schema version 3).
 // ---------------------------------------------------------------------------
 
 /// The schema the previous release's `migrate` left: versions 1 and 2
@@ -829,7 +820,7 @@ async fn migrates_a_version_2_schema_to_version_3() {
     store.insert_device(&device).await.expect("device");
     // The version-3 tables are not there yet: a permanent error.
     assert_eq!(
-        kind(store.contact_book(&alice).await),
+        kind(store.account_record(&alice).await),
         Some(StoreErrorKind::Other)
     );
 
@@ -855,10 +846,10 @@ async fn migrates_a_version_2_schema_to_version_3() {
     let book = testkit::sample_contact_book(&alice, now);
     assert_eq!(
         store
-            .commit_contacts(&book, None, &claim(&["+819012345678"], &[]))
+            .commit_account(&book, None, &claim(&["+819012345678"], &[]))
             .await
             .expect("commit"),
-        ContactCommit::Committed
+        AccountCommit::Committed
     );
     let verification = testkit::sample_verification(1, now);
     store
@@ -874,7 +865,7 @@ async fn migrates_a_version_2_schema_to_version_3() {
 }
 
 /// A commit that fails half-way (PostgreSQL's `TEXT` refuses U+0000, here
-/// in the second key to claim) is rolled back whole: no book, no claim.
+/// in the second key to claim) is rolled back whole: no record, no claim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_contact_commit_writes_nothing() {
     let Some(pool) = server("a_failed_contact_commit_writes_nothing").await else {
@@ -887,10 +878,10 @@ async fn a_failed_contact_commit_writes_nothing() {
     let alice = AccountId::new("alice");
     let book = testkit::sample_contact_book(&alice, now);
     let got = store
-        .commit_contacts(&book, None, &claim(&["+819012345678", "bad\u{0}key"], &[]))
+        .commit_account(&book, None, &claim(&["+819012345678", "bad\u{0}key"], &[]))
         .await;
     assert_eq!(kind(got), Some(StoreErrorKind::Other));
-    assert!(store.contact_book(&alice).await.expect("read").is_none());
+    assert!(store.account_record(&alice).await.expect("read").is_none());
     assert_eq!(count_rows(&pool, &name, "ninsho_contact_books").await, 0);
     assert_eq!(count_rows(&pool, &name, "ninsho_contact_claims").await, 0);
 
@@ -898,20 +889,20 @@ async fn a_failed_contact_commit_writes_nothing() {
     // account or key is just data.
     let hostile = AccountId::new("'; DROP TABLE ninsho_contact_claims; --");
     let got = store
-        .commit_contacts(
+        .commit_account(
             &testkit::sample_contact_book(&hostile, now),
             None,
             &claim(&["x' OR '1'='1", "%", "_"], &[]),
         )
         .await
         .expect("commit");
-    assert_eq!(got, ContactCommit::Committed);
+    assert_eq!(got, AccountCommit::Committed);
     assert_eq!(
         store.claim_owner("%").await.expect("owner"),
         Some(hostile.clone())
     );
     assert_eq!(store.claim_owner("x").await.expect("owner"), None);
-    store.delete_contacts(&hostile).await.expect("delete");
+    store.delete_account(&hostile).await.expect("delete");
     assert_eq!(count_rows(&pool, &name, "ninsho_contact_claims").await, 0);
 }
 

@@ -17,16 +17,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::{Challenges, IssueRequest, Ports, RecoveryCodes, Redeemed};
-use ninsho::gateway::{Locale, RecordingGateway};
-use ninsho::grace::GraceState;
+use ninsho::gateway::RecordingGateway;
 use ninsho::limits::FailurePolicy;
-use ninsho::recovery::{
-    self, ALPHABET, MIN_BITS, PlainCodes, RecoveryPolicy, RecoveryPolicyError, RecoverySet,
+use ninsho::model::{
+    AccountId, AccountRecord, ChallengeId, Factors, FailureRecord, GraceState, Locale, Purpose,
+    RecoverySet,
 };
+use ninsho::recovery::{self, ALPHABET, MIN_BITS, PlainCodes, RecoveryPolicy, RecoveryPolicyError};
 use ninsho::store::{
-    AccountId, ChallengeId, ClaimChanges, ContactBook, ContactCommit, ContactStore, Factors,
-    FailureRecord, LimitStore, MemoryStore, Purpose, Store, StoreError, StoreErrorKind,
-    WindowCount,
+    AccountCommit, AccountStore, ClaimChanges, LimitStore, MemoryStore, Store, StoreError,
+    StoreErrorKind, WindowCount,
 };
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use proptest::prelude::*;
@@ -1046,17 +1046,17 @@ fn real_set() -> (RecoverySet, Vec<String>) {
 /// The recovery set kept in the account's record, if any.
 async fn stored_set(store: &dyn Store, account: &AccountId) -> Option<RecoverySet> {
     store
-        .contact_book(account)
+        .account_record(account)
         .await
         .unwrap()
         .and_then(|b| b.factors.recovery)
 }
 
 /// An account record holding `set`.
-fn book_with(set: RecoverySet) -> ContactBook {
+fn book_with(set: RecoverySet) -> AccountRecord {
     let mut factors = Factors::default();
     factors.recovery = Some(set);
-    ContactBook {
+    AccountRecord {
         account: alice(),
         version: 1,
         contacts: Vec::new(),
@@ -1081,10 +1081,10 @@ async fn a_failed_write_during_redeem_is_a_store_error_never_success() {
     let (set, codes) = real_set();
     let mut db = MockDb::new();
     db.expect_failures().returning(|_| Ok(None));
-    db.expect_contact_book()
+    db.expect_account_record()
         .times(1)
         .returning(move |_| Ok(Some(book_with(set.clone()))));
-    db.expect_commit_contacts()
+    db.expect_commit_account()
         .times(1)
         .returning(|_, _, _| Err(db_down()));
     // The guess is counted before it is checked; nothing clears it.
@@ -1108,8 +1108,8 @@ async fn a_failed_write_during_redeem_is_a_store_error_never_success() {
 async fn a_failed_read_of_the_set_is_a_store_error() {
     let mut db = MockDb::new();
     db.expect_failures().returning(|_| Ok(None));
-    db.expect_contact_book().returning(|_| Err(db_down()));
-    db.expect_commit_contacts().times(0);
+    db.expect_account_record().returning(|_| Err(db_down()));
+    db.expect_commit_account().times(0);
     db.expect_replace_failures().times(0);
     db.expect_clear_failures().times(0);
     let codes = on_mock(db, &RecordingEvents::new());
@@ -1133,10 +1133,10 @@ async fn a_failed_read_of_the_failure_run_is_a_store_error() {
     let (set, codes) = real_set();
     let mut db = MockDb::new();
     db.expect_failures().returning(|_| Err(db_down()));
-    db.expect_contact_book()
+    db.expect_account_record()
         .returning(move |_| Ok(Some(book_with(set.clone()))));
     db.expect_replace_failures().times(0);
-    db.expect_commit_contacts().times(0);
+    db.expect_commit_account().times(0);
     let flow = on_mock(db, &RecordingEvents::new());
     assert_eq!(
         store_error(flow.redeem(&alice(), &codes[0]).await),
@@ -1149,12 +1149,12 @@ async fn a_wrong_code_that_cannot_be_counted_is_a_store_error() {
     let (set, _) = real_set();
     let mut db = MockDb::new();
     db.expect_failures().returning(|_| Ok(None));
-    db.expect_contact_book()
+    db.expect_account_record()
         .returning(move |_| Ok(Some(book_with(set.clone()))));
     db.expect_replace_failures()
         .times(1)
         .returning(|_, _, _| Err(db_down()));
-    db.expect_commit_contacts().times(0);
+    db.expect_commit_account().times(0);
     let flow = on_mock(db, &RecordingEvents::new());
     assert_eq!(
         store_error(flow.redeem(&alice(), "2222-2222-2222").await),
@@ -1203,28 +1203,31 @@ impl LimitStore for Flaky {
 }
 
 #[async_trait]
-impl ContactStore for Flaky {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        self.inner.contact_book(account).await
+impl AccountStore for Flaky {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        self.inner.account_record(account).await
     }
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
         self.inner.claim_owner(key).await
     }
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
+    ) -> Result<AccountCommit, StoreError> {
         if take(&self.fail_commit) {
             return Err(db_down());
         }
         self.inner
-            .commit_contacts(book, expected_version, changes)
+            .commit_account(book, expected_version, changes)
             .await
     }
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.inner.delete_contacts(account).await
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
+        self.inner.delete_account(account).await
     }
 }
 

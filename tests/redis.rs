@@ -18,11 +18,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::hash::Tag;
+use ninsho::model::{AccountId, DeviceId, DeviceRecord};
 use ninsho::store::{
-    AccountId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore, LimitStore,
-    RedisStore, Store, StoreError, StoreErrorKind, VerificationStore,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, RedisStore,
+    Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::testkit;
 use ninsho::{KeyId, KeyedHash};
@@ -144,7 +144,7 @@ where
     }
 }
 
-fn challenge_key(store: &RedisStore, record: &ninsho::store::ChallengeRecord) -> String {
+fn challenge_key(store: &RedisStore, record: &ninsho::model::ChallengeRecord) -> String {
     format!("{}:challenge:{}", store.prefix(), record.id)
 }
 
@@ -400,7 +400,7 @@ async fn purge_skips_what_redis_already_dropped_and_works_in_batches() {
             let mut r = testkit::sample_challenge(0, now - Duration::hours(2));
             let mut id = [0u8; 16];
             id[..4].copy_from_slice(&n.to_be_bytes());
-            r.id = ninsho::store::ChallengeId::from_bytes(id);
+            r.id = ninsho::model::ChallengeId::from_bytes(id);
             store.insert_challenge(&r).await.unwrap();
             ids.push(r);
         }
@@ -503,7 +503,7 @@ async fn unreachable_server_is_unavailable() {
     let book = testkit::sample_contact_book(&account, now);
     let verification = testkit::sample_verification(1, now);
     assert_eq!(
-        kind(store.contact_book(&account).await),
+        kind(store.account_record(&account).await),
         StoreErrorKind::Unavailable
     );
     assert_eq!(
@@ -511,15 +511,11 @@ async fn unreachable_server_is_unavailable() {
         StoreErrorKind::Unavailable
     );
     assert_eq!(
-        kind(
-            store
-                .commit_contacts(&book, None, &claim(&["k"], &[]))
-                .await
-        ),
+        kind(store.commit_account(&book, None, &claim(&["k"], &[])).await),
         StoreErrorKind::Unavailable
     );
     assert_eq!(
-        kind(store.delete_contacts(&account).await),
+        kind(store.delete_account(&account).await),
         StoreErrorKind::Unavailable
     );
     assert_eq!(
@@ -1133,7 +1129,7 @@ async fn unexpected_device_and_epoch_data_is_other() {
 }
 
 // ---------------------------------------------------------------------------
-// Contact books, contact claims and verifications
+// Account records, contact claims and verifications
 // ---------------------------------------------------------------------------
 
 fn claim(keys: &[&str], release: &[&str]) -> ClaimChanges {
@@ -1143,7 +1139,7 @@ fn claim(keys: &[&str], release: &[&str]) -> ClaimChanges {
     }
 }
 
-/// Contact books and claims never expire; verifications expire like
+/// Account records and claims never expire; verifications expire like
 /// challenges, `retention` after their `expires_at`, and a replace moves
 /// the deadline as `expires_at` moved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1156,10 +1152,10 @@ async fn contacts_never_expire_and_verifications_do() {
         let book = testkit::sample_contact_book(&alice, now);
         assert_eq!(
             store
-                .commit_contacts(&book, None, &claim(&["+819012345678"], &[]))
+                .commit_account(&book, None, &claim(&["+819012345678"], &[]))
                 .await
                 .unwrap(),
-            ContactCommit::Committed
+            AccountCommit::Committed
         );
         for key in [
             format!("{p}:contacts:alice"),
@@ -1220,7 +1216,7 @@ async fn contacts_never_expire_and_verifications_do() {
         );
         assert_eq!(pttl(&mut conn, &key).await, -2, "deleted");
 
-        store.delete_contacts(&alice).await.unwrap();
+        store.delete_account(&alice).await.unwrap();
         let left: Vec<String> = scan(&mut conn, &format!("{p}:*")).await;
         assert!(left.is_empty(), "{left:?}");
     })
@@ -1228,7 +1224,7 @@ async fn contacts_never_expire_and_verifications_do() {
 }
 
 /// Keys and accounts with colons, globs and look-alike names never share
-/// Redis keys, and `delete_contacts` releases a claim only while it still
+/// Redis keys, and `delete_account` releases a claim only while it still
 /// names the account.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claims_and_books_never_share_keys() {
@@ -1247,21 +1243,26 @@ async fn claims_and_books_never_share_keys() {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             assert_eq!(
                 store
-                    .commit_contacts(
+                    .commit_account(
                         &testkit::sample_contact_book(&account, now),
                         None,
                         &claim(&keys, &[])
                     )
                     .await
                     .unwrap(),
-                ContactCommit::Committed,
+                AccountCommit::Committed,
                 "{name:?}"
             );
         }
         for (i, name) in accounts.iter().enumerate() {
             let account = AccountId::new(*name);
             assert_eq!(
-                store.contact_book(&account).await.unwrap().unwrap().account,
+                store
+                    .account_record(&account)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .account,
                 account
             );
             for key in [
@@ -1284,10 +1285,10 @@ async fn claims_and_books_never_share_keys() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        store.delete_contacts(&AccountId::new("a")).await.unwrap();
+        store.delete_account(&AccountId::new("a")).await.unwrap();
         assert!(
             store
-                .contact_book(&AccountId::new("a"))
+                .account_record(&AccountId::new("a"))
                 .await
                 .unwrap()
                 .is_none()

@@ -13,11 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use ninsho::gateway::RecordingGateway;
+use ninsho::model::{AccountId, AccountRecord, ChallengeRecord};
 use ninsho::otp::Totp;
 use ninsho::service::{MethodKind, Proof, SignInAttempt, SignedIn, TwoFactor};
 use ninsho::store::{
-    AccountId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook, ContactCommit,
-    ContactStore, MemoryStore, StoreError, StoreErrorKind,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, MemoryStore, StoreError,
+    StoreErrorKind,
 };
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{
@@ -59,7 +60,7 @@ impl ChallengeStore for LostReply {
     }
     async fn challenge(
         &self,
-        id: &ninsho::store::ChallengeId,
+        id: &ninsho::model::ChallengeId,
     ) -> Result<Option<ChallengeRecord>, StoreError> {
         self.inner.challenge(id).await
     }
@@ -69,7 +70,7 @@ impl ChallengeStore for LostReply {
         expected_version: u64,
     ) -> Result<(), StoreError> {
         // Only the write that consumes: the one the reply of matters.
-        let consumes = record.state == ninsho::store::ChallengeState::Consumed;
+        let consumes = record.state == ninsho::model::ChallengeState::Consumed;
         let result = self.inner.replace_challenge(record, expected_version).await;
         if consumes { self.lost(result) } else { result }
     }
@@ -79,27 +80,30 @@ impl ChallengeStore for LostReply {
 }
 
 #[async_trait]
-impl ContactStore for LostReply {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        self.inner.contact_book(account).await
+impl AccountStore for LostReply {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        self.inner.account_record(account).await
     }
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
         self.inner.claim_owner(key).await
     }
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
+    ) -> Result<AccountCommit, StoreError> {
         let result = self
             .inner
-            .commit_contacts(book, expected_version, changes)
+            .commit_account(book, expected_version, changes)
             .await;
         self.lost(result)
     }
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.inner.delete_contacts(account).await
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
+        self.inner.delete_account(account).await
     }
 }
 

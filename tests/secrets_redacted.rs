@@ -14,17 +14,17 @@ mod support;
 
 use std::sync::Arc;
 
-use ninsho::contact::Destination;
 use ninsho::events::RecordingEvents;
 use ninsho::flows::{IssueRequest, LinkRequest, VerificationRequest};
 use ninsho::gateway::{DeliveryErrorKind, RecordingGateway};
 use ninsho::hash::{HashKey, KeyId, KeyedHash, KeyedHasher, Tag};
+use ninsho::model::{AccountId, Destination, Purpose};
 use ninsho::otp::{
     ConfirmedTotp, Hotp, HotpBuilder, OtpCode, OtpError, OtpSecret, Totp, TotpBuilder,
     TotpEnrollment, UriError,
 };
 use ninsho::service::{Proof, SignInStart};
-use ninsho::store::{AccountId, ChallengeStore, ClaimChanges, ContactStore, MemoryStore, Purpose};
+use ninsho::store::{AccountStore, ChallengeStore, ClaimChanges, MemoryStore};
 use ninsho::{LockedRng, ManualClock, Random, SecretBytes, SecretString};
 use proptest::prelude::*;
 use support::{T0, secret_to, two_factor};
@@ -632,8 +632,8 @@ async fn no_phone_number_email_address_or_caller_in_debug_after_a_journey() {
     leaks.check("RecordingGateway", &gateway);
     let record = store.challenge(&ticket.challenge_id).await.unwrap();
     leaks.check("ChallengeRecord", &record);
-    let book = store.contact_book(&taro).await.unwrap();
-    leaks.check("ContactBook", &book);
+    let book = store.account_record(&taro).await.unwrap();
+    leaks.check("AccountRecord", &book);
     leaks.check("MemoryStore", &store);
     leaks.check("TwoFactor", &service);
     leaks.check("Event", &events.events());
@@ -653,7 +653,7 @@ async fn no_phone_number_email_address_or_caller_in_debug_after_a_journey() {
 
 #[test]
 fn a_proof_never_prints_what_the_user_typed() {
-    let challenge = ninsho::store::ChallengeId::from_bytes([7; 16]);
+    let challenge = ninsho::model::ChallengeId::from_bytes([7; 16]);
     for proof in [
         Proof::Code {
             challenge: &challenge,

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use ninsho::device::DeviceCheck;
 use ninsho::gateway::RecordingGateway;
+use ninsho::model::AccountId;
 use ninsho::otp::Totp;
 use ninsho::service::{Proof, SignedIn, StepUp, TwoFactor};
-use ninsho::store::{AccountId, MemoryStore};
+use ninsho::store::MemoryStore;
 use ninsho::{Clock, ManualClock, Refusal};
 use support::{T0, enrol, no_send_limits, refusal, secret_to, sms_sign_in, two_factor};
 use time::Duration;

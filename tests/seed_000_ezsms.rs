@@ -13,16 +13,14 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use ninsho::contact::{
-    ContactError, Destination, DestinationKind, PhonePolicy, PhoneRefusal, Region,
-};
+use ninsho::contact::{ContactError, PhonePolicy, PhoneRefusal, Region};
+
 use ninsho::flows::{ContactPolicy, Progress, VerificationTicket};
-use ninsho::gateway::{Channel, RecordingGateway};
+use ninsho::gateway::RecordingGateway;
 use ninsho::limits::LimitKind;
+use ninsho::model::{AccountId, AccountRecord, Channel, Destination, DestinationKind};
 use ninsho::service::TwoFactor;
-use ninsho::store::{
-    AccountId, ClaimChanges, ContactBook, ContactCommit, ContactStore, MemoryStore, StoreError,
-};
+use ninsho::store::{AccountCommit, AccountStore, ClaimChanges, MemoryStore, StoreError};
 use ninsho::{Error, ManualClock, Refusal};
 use support::{T0, db_down, delegate_store, refusal, secret_to, t0, take, two_factor};
 use time::Duration;
@@ -551,7 +549,7 @@ async fn a_sign_up_completes_exactly_once() {
             .is_empty()
     );
     // A made-up id is unknown.
-    let made_up = ninsho::store::VerificationId::parse(&"9".repeat(32)).unwrap();
+    let made_up = ninsho::model::VerificationId::parse(&"9".repeat(32)).unwrap();
     let unknown = env.service.signup_status(&made_up).await;
     assert_eq!(refusal(unknown), Refusal::Unknown);
 }
@@ -568,28 +566,31 @@ delegate_store!([] FlakyContacts, inner, support::directly =>
     ChallengeStore, LimitStore, DeviceStore, VerificationStore);
 
 #[async_trait::async_trait]
-impl ContactStore for FlakyContacts {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        self.inner.contact_book(account).await
+impl AccountStore for FlakyContacts {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        self.inner.account_record(account).await
     }
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
         self.inner.claim_owner(key).await
     }
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
+    ) -> Result<AccountCommit, StoreError> {
         if take(&self.fail_commits) {
             return Err(db_down());
         }
         self.inner
-            .commit_contacts(book, expected_version, changes)
+            .commit_account(book, expected_version, changes)
             .await
     }
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
-        self.inner.delete_contacts(account).await
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
+        self.inner.delete_account(account).await
     }
 }
 

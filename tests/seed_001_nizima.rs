@@ -13,13 +13,15 @@ mod support;
 
 use std::sync::Arc;
 
-use ninsho::contact::{ContactError, Destination, PhoneRefusal, Region};
+use ninsho::contact::{ContactError, PhoneRefusal, Region};
+
 use ninsho::device::DeviceCheck;
-use ninsho::gateway::{Channel, RecordingGateway};
+use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{LimitKind, RateLimit, SendLimits};
+use ninsho::model::{AccountId, Channel, Destination};
 use ninsho::recovery::PlainCodes;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, SignedIn, Skip, StepUp, TwoFactor};
-use ninsho::store::{AccountId, MemoryStore};
+use ninsho::store::MemoryStore;
 use ninsho::{Error, ManualClock, Refusal};
 use support::{T0, refusal, secret_to, t0, two_factor};
 use time::Duration;

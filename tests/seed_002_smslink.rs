@@ -11,9 +11,10 @@ mod support;
 use std::sync::Arc;
 
 use ninsho::flows::ChannelReason;
-use ninsho::gateway::{Attempt, Channel, DeliveryErrorKind, RecordingGateway};
+use ninsho::gateway::{Attempt, DeliveryErrorKind, RecordingGateway};
+use ninsho::model::{AccountId, ChallengeId, Channel};
 use ninsho::service::{Method, MethodKind, Proof, TwoFactor};
-use ninsho::store::{AccountId, ChallengeId, MemoryStore};
+use ninsho::store::MemoryStore;
 use ninsho::{Error, ManualClock, Refusal};
 use support::{T0, refusal, secret_to, t0, two_factor};
 use time::Duration;

@@ -10,12 +10,12 @@ mod support;
 
 use std::sync::Arc;
 
-use ninsho::contact::Destination;
 use ninsho::device::DeviceCheck;
 use ninsho::flows::{ChannelReason, LinkTicket};
-use ninsho::gateway::{Channel, Locale, RecordingGateway};
+use ninsho::gateway::RecordingGateway;
+use ninsho::model::{AccountId, Channel, Destination, Locale, Purpose};
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, SignedIn, Skip, TwoFactor};
-use ninsho::store::{AccountId, MemoryStore, Purpose};
+use ninsho::store::MemoryStore;
 use ninsho::{Error, ManualClock, Refusal};
 use support::{BASE, T0, refusal, secret_to, t0, two_factor};
 use time::Duration;

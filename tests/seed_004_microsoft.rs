@@ -13,13 +13,13 @@ mod support;
 
 use std::sync::Arc;
 
-use ninsho::contact::Destination;
 use ninsho::flows::ChannelReason;
-use ninsho::gateway::{Channel, RecordingGateway};
-use ninsho::grace::{ContactKey, GraceDecision, KindFilter, VerificationPath};
+use ninsho::gateway::RecordingGateway;
+use ninsho::grace::{GraceDecision, KindFilter, VerificationPath};
+use ninsho::model::{AccountId, ChallengeId, Channel, ContactKey, Destination};
 use ninsho::otp::Totp;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, SignedIn, Skip, StepUp, TwoFactor};
-use ninsho::store::{AccountId, ChallengeId, MemoryStore};
+use ninsho::store::MemoryStore;
 use ninsho::{Error, ManualClock, Refusal};
 use support::{T0, refusal, secret_to, t0, two_factor};
 use time::Duration;

@@ -20,9 +20,10 @@ mod support;
 use std::sync::Arc;
 
 use ninsho::gateway::RecordingGateway;
+use ninsho::model::AccountId;
 use ninsho::otp::Totp;
 use ninsho::service::{Proof, SignInStart, TwoFactorBuilder};
-use ninsho::store::{AccountId, ContactStore, DeviceStore, LimitStore, MemoryStore, Store};
+use ninsho::store::{AccountStore, DeviceStore, LimitStore, MemoryStore, Store};
 use ninsho::{Clock, ManualClock};
 use support::T0;
 use time::Duration;
@@ -298,7 +299,7 @@ fn builder(store: Arc<dyn Store>, clock: &ManualClock) -> TwoFactorBuilder {
 /// records' `Debug` text.
 async fn memory_records(store: &MemoryStore) -> Vec<u8> {
     let taro = AccountId::new("taro");
-    let book = store.contact_book(&taro).await.unwrap();
+    let book = store.account_record(&taro).await.unwrap();
     let devices = store.devices(&taro).await.unwrap();
     let failures = store.failures(&taro).await.unwrap();
     let mut out = serde_json::to_vec(&(&book, &devices, &failures)).unwrap();

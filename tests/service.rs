@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{FailurePolicy, RateLimit, SendLimits};
+use ninsho::model::AccountId;
 use ninsho::otp::Totp;
 use ninsho::service::{MethodKind, Proof, SignInStart, StepUp, TwoFactor, TwoFactorBuilder};
-use ninsho::store::{AccountId, MemoryStore, Store};
+use ninsho::store::{MemoryStore, Store};
 use ninsho::{Clock, Error, LockedRng, ManualClock, Refusal};
 use support::{T0, TASKS, Yielding, hasher, race, refusal, sealer};
 use time::Duration;
@@ -376,7 +377,7 @@ async fn methods_follow_the_policy() {
         clock,
     };
     env.enrol().await;
-    let email = ninsho::contact::Destination::email("taro@example.com").unwrap();
+    let email = ninsho::model::Destination::email("taro@example.com").unwrap();
     // A new contact is a new second factor: it needs a fresh step-up.
     assert_eq!(
         refusal(
@@ -488,10 +489,10 @@ async fn resend_and_another_option_stay_with_the_account() {
         Refusal::RateLimited { .. }
     ));
     let call = env.service.another_option(&taro(), id, None).await.unwrap();
-    assert_eq!(call.channel, ninsho::gateway::Channel::Voice);
+    assert_eq!(call.channel, ninsho::model::Channel::Voice);
     env.clock.advance(Duration::minutes(1));
     let again = env.service.resend(&taro(), id, None).await.unwrap();
-    assert_eq!(again.channel, ninsho::gateway::Channel::Voice);
+    assert_eq!(again.channel, ninsho::model::Channel::Voice);
     let code = env.sms();
     let done = env
         .service

@@ -10,15 +10,15 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ninsho::contact::Destination;
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{FailurePolicy, RateLimit, SendLimits};
+use ninsho::model::{AccountId, Destination};
 use ninsho::otp::Totp;
 use ninsho::seal::AeadSealer;
 use ninsho::service::{
     MethodKind, Proof, SealError, Sealer, SignInStart, StepUp, TwoFactor, TwoFactorBuilder,
 };
-use ninsho::store::{AccountId, MemoryStore};
+use ninsho::store::MemoryStore;
 use ninsho::{Clock, Error, ManualClock, Refusal, SecretBytes};
 use support::{BASE, PHONE, T0, refusal, secret_to, two_factor};
 use time::Duration;

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
-use ninsho::device::{DeviceId, DeviceRecord};
+use ninsho::model::{AccountId, ChallengeId, DeviceId, DeviceRecord, Purpose};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeStore, ClaimChanges, ContactCommit, ContactStore, DeviceStore,
-    LimitStore, Purpose, SqliteStore, Store, StoreError, StoreErrorKind, VerificationStore,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore,
+    SqliteStore, Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::SqlitePool;
@@ -241,19 +241,11 @@ async fn unopenable_database_is_unavailable() {
     let book = testkit::sample_contact_book(&account, now);
     let verification = testkit::sample_verification(1, now);
     let contact_kinds = [
-        kind(store.contact_book(&account).await),
+        kind(store.account_record(&account).await),
         kind(store.claim_owner("+819012345678").await),
-        kind(
-            store
-                .commit_contacts(&book, None, &claim(&["k"], &[]))
-                .await,
-        ),
-        kind(
-            store
-                .commit_contacts(&book, Some(1), &claim(&[], &[]))
-                .await,
-        ),
-        kind(store.delete_contacts(&account).await),
+        kind(store.commit_account(&book, None, &claim(&["k"], &[])).await),
+        kind(store.commit_account(&book, Some(1), &claim(&[], &[])).await),
+        kind(store.delete_account(&account).await),
         kind(store.insert_verification(&verification).await),
         kind(store.verification(&verification.id).await),
         kind(store.replace_verification(&verification, 0).await),
@@ -700,7 +692,7 @@ async fn factor_records_compare_and_set_on_every_bit() {
 }
 
 // ---------------------------------------------------------------------------
-// Contact books, contact claims and verifications (schema version 3).
+// Account records, contact claims and verifications (schema version 3).
 // ---------------------------------------------------------------------------
 
 fn claim(keys: &[&str], release: &[&str]) -> ClaimChanges {
@@ -748,7 +740,7 @@ async fn migrates_a_version_2_database_to_version_3() {
     store.insert_device(&device).await.expect("device");
     // The version-3 tables are not there yet: a permanent error.
     assert_eq!(
-        kind(store.contact_book(&alice).await),
+        kind(store.account_record(&alice).await),
         Some(StoreErrorKind::Other)
     );
 
@@ -772,10 +764,10 @@ async fn migrates_a_version_2_database_to_version_3() {
     let book = testkit::sample_contact_book(&alice, now);
     assert_eq!(
         other
-            .commit_contacts(&book, None, &claim(&["+819012345678"], &[]))
+            .commit_account(&book, None, &claim(&["+819012345678"], &[]))
             .await
             .expect("commit"),
-        ContactCommit::Committed
+        AccountCommit::Committed
     );
     assert_eq!(
         store.claim_owner("+819012345678").await.expect("owner"),
@@ -825,10 +817,10 @@ async fn claim_keys_survive_the_json_key_lists() {
     let book = testkit::sample_contact_book(&account, now);
     assert_eq!(
         store
-            .commit_contacts(&book, None, &claim(&keys, &[]))
+            .commit_account(&book, None, &claim(&keys, &[]))
             .await
             .expect("commit"),
-        ContactCommit::Committed
+        AccountCommit::Committed
     );
     for key in keys {
         assert_eq!(
@@ -845,10 +837,10 @@ async fn claim_keys_survive_the_json_key_lists() {
     next.version = 2;
     assert_eq!(
         store
-            .commit_contacts(&next, Some(1), &claim(&[], &keys[..4]))
+            .commit_account(&next, Some(1), &claim(&[], &keys[..4]))
             .await
             .expect("release"),
-        ContactCommit::Committed
+        AccountCommit::Committed
     );
     for (i, key) in keys.iter().enumerate() {
         assert_eq!(
@@ -857,7 +849,7 @@ async fn claim_keys_survive_the_json_key_lists() {
             "{key:?}"
         );
     }
-    store.delete_contacts(&account).await.expect("delete");
+    store.delete_account(&account).await.expect("delete");
     assert_eq!(count_rows(&pool, "ninsho_contact_claims").await, 0);
     assert_eq!(count_rows(&pool, "ninsho_contact_books").await, 0);
     pool.close().await;

@@ -12,10 +12,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ninsho::device::{self, DeviceCheck, DeviceId, DevicePolicy, DeviceRecord, DeviceToken};
+use ninsho::device::{self, DeviceCheck, DevicePolicy, DeviceToken};
+
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::{DeviceInfo, TrustedDevices};
-use ninsho::store::{AccountId, DeviceStore, MemoryStore, StoreErrorKind};
+use ninsho::model::{AccountId, DeviceId, DeviceRecord};
+use ninsho::store::{DeviceStore, MemoryStore, StoreErrorKind};
 use ninsho::{Error, LockedRng, ManualClock, Refusal};
 use support::{MockDb, T0, TASKS, Yielding, db_down, hasher, ports, store_error, t0};
 use time::Duration;
@@ -697,7 +699,7 @@ async fn a_failed_device_read_during_check_is_a_store_error() {
     let (token, _) = real_device();
     let mut db = MockDb::new();
     db.expect_device().times(1).returning(|_, _| Err(db_down()));
-    db.expect_contact_book().returning(|_| Ok(None));
+    db.expect_account_record().returning(|_| Ok(None));
     db.expect_replace_device().times(0);
     let devices = on_mock(db, &RecordingEvents::new());
     assert_eq!(
@@ -712,7 +714,7 @@ async fn a_failed_epoch_read_during_check_is_a_store_error() {
     let mut db = MockDb::new();
     db.expect_device()
         .returning(move |_, _| Ok(Some(record.clone())));
-    db.expect_contact_book()
+    db.expect_account_record()
         .times(1)
         .returning(|_| Err(db_down()));
     db.expect_replace_device().times(0);
@@ -731,7 +733,7 @@ async fn the_mock_sees_a_real_valid_device() {
     let mut db = MockDb::new();
     db.expect_device()
         .returning(move |_, _| Ok(Some(record.clone())));
-    db.expect_contact_book().returning(|_| Ok(None));
+    db.expect_account_record().returning(|_| Ok(None));
     db.expect_replace_device()
         .times(1)
         .withf(|next, expected| {
@@ -748,7 +750,7 @@ async fn a_failed_refresh_write_does_not_change_the_answer() {
     let mut db = MockDb::new();
     db.expect_device()
         .returning(move |_, _| Ok(Some(record.clone())));
-    db.expect_contact_book().returning(|_| Ok(None));
+    db.expect_account_record().returning(|_| Ok(None));
     db.expect_replace_device()
         .times(1)
         .returning(|_, _| Err(db_down()));
@@ -763,7 +765,7 @@ async fn failed_writes_are_store_errors_without_events() {
 
     // trust: the epoch read fails, nothing is inserted.
     let mut db = MockDb::new();
-    db.expect_contact_book().returning(|_| Err(db_down()));
+    db.expect_account_record().returning(|_| Err(db_down()));
     db.expect_insert_device().times(0);
     let events = RecordingEvents::new();
     let devices = on_mock(db, &events);
@@ -774,7 +776,7 @@ async fn failed_writes_are_store_errors_without_events() {
 
     // trust: the insert fails.
     let mut db = MockDb::new();
-    db.expect_contact_book().returning(|_| Ok(None));
+    db.expect_account_record().returning(|_| Ok(None));
     db.expect_insert_device()
         .times(1)
         .returning(|_| Err(db_down()));
@@ -786,7 +788,7 @@ async fn failed_writes_are_store_errors_without_events() {
 
     // bump_epoch fails: no "epoch bumped" for the host to trust.
     let mut db = MockDb::new();
-    db.expect_contact_book().returning(|_| Err(db_down()));
+    db.expect_account_record().returning(|_| Err(db_down()));
     let devices = on_mock(db, &events);
     assert_eq!(
         store_error(devices.bump_epoch(&alice()).await),
@@ -810,7 +812,7 @@ async fn failed_writes_are_store_errors_without_events() {
 
     // list: the read fails.
     let mut db = MockDb::new();
-    db.expect_contact_book().returning(|_| Ok(None));
+    db.expect_account_record().returning(|_| Ok(None));
     db.expect_devices().returning(|_| Err(db_down()));
     let devices = on_mock(db, &events);
     assert_eq!(

@@ -7,12 +7,12 @@ mod support;
 
 use std::sync::Arc;
 
-use ninsho::contact::Destination;
 use ninsho::events::RecordingEvents;
 use ninsho::flows::{Challenges, Progress, VerificationRequest, Verifications};
 use ninsho::gateway::{DeliveryErrorKind, RecordingGateway};
 use ninsho::limits::{RateLimit, SendLimits};
-use ninsho::store::{AccountId, MemoryStore, Store, VerificationId, VerificationStore};
+use ninsho::model::{AccountId, Destination, VerificationId};
+use ninsho::store::{MemoryStore, Store, VerificationStore};
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{T0, TASKS, Yielding, challenges_builder, race, refusal};
 use time::Duration;
@@ -268,7 +268,7 @@ async fn resend_honours_the_cooldown_and_verified_members() {
     env.flow.resend(&id, 1, None).await.unwrap();
     // "Another option" moves the phone to a voice call.
     let ticket = env.flow.another_option(&id, 1, None).await.unwrap();
-    assert_eq!(ticket.channel, ninsho::gateway::Channel::Voice);
+    assert_eq!(ticket.channel, ninsho::model::Channel::Voice);
     env.verify(&id, 1).await.unwrap();
 }
 
@@ -304,10 +304,8 @@ async fn bad_requests_are_refused() {
 #[tokio::test]
 async fn a_failed_delivery_is_resent() {
     let env = env();
-    env.gateway.fail_channel(
-        ninsho::gateway::Channel::Email,
-        DeliveryErrorKind::Transient,
-    );
+    env.gateway
+        .fail_channel(ninsho::model::Channel::Email, DeliveryErrorKind::Transient);
     let ticket = env
         .flow
         .start(VerificationRequest::new([email(), phone()]).account(AccountId::new("taro")))

@@ -9,12 +9,11 @@ use serde::{Deserialize, Serialize};
 use subtle::{Choice, ConstantTimeEq};
 use time::{Duration, OffsetDateTime};
 
-use crate::contact::Destination;
 use crate::error::Refusal;
 use crate::hash::{KeyId, KeyedHash, KeyedHasher, Tag};
+use crate::model::{ChallengeId, ChallengeRecord, ChallengeState, Destination, Purpose};
 use crate::otp::{OtpCode, parse_code};
 use crate::random::{Random, RandomError, uniform_below_u64};
-use crate::store::{ChallengeId, ChallengeRecord, ChallengeState, Purpose};
 
 /// Rules for one-time codes and links (every one a knob with a default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,7 +61,8 @@ fn visible_tail(len: usize) -> usize {
 /// defaults), so a bad configuration file is an error, not a weak policy.
 ///
 /// ```
-/// use ninsho::contact::{Destination, MaskPolicy, MaskPolicyError};
+/// use ninsho::contact::{MaskPolicy, MaskPolicyError};
+/// use ninsho::model::Destination;
 ///
 /// let phone = Destination::phone("+81 90-1234-5678")?;
 /// let policy = MaskPolicy::default();

@@ -66,8 +66,9 @@
 //!   [`PhonePolicy::sms_types`].
 //!
 //! ```
-//! use ninsho::contact::{PhonePolicy, PhoneRefusal, PhoneType};
-//! use ninsho::gateway::Channel;
+//! use ninsho::contact::{PhonePolicy, PhoneRefusal};
+//! use ninsho::model::PhoneType;
+//! use ninsho::model::Channel;
 //!
 //! let policy = PhonePolicy::default();
 //! let number = policy.check("０９０－１２３４－５６７８", Channel::Sms)?;
@@ -124,7 +125,8 @@
 //! of their digits, so a screen never shows as many digits as the answer.
 //!
 //! ```
-//! use ninsho::contact::{Destination, MaskPolicy};
+//! use ninsho::contact::MaskPolicy;
+//! use ninsho::model::Destination;
 //!
 //! let policy = MaskPolicy::default();
 //! let phone = Destination::phone("+81 90-1234-5678")?;
@@ -145,22 +147,12 @@ mod phone;
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 pub use email::EmailRefusal;
 pub(crate) use mask::mask_address;
 pub use mask::{MaskPolicy, MaskPolicyError};
-pub use phone::{AllowedRegions, PhoneNumber, PhonePolicy, PhoneRefusal, PhoneType, Region};
+pub use phone::{AllowedRegions, PhoneNumber, PhonePolicy, PhoneRefusal, Region};
 
-/// What kind of address a destination is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DestinationKind {
-    /// A phone number (SMS or voice).
-    Phone,
-    /// An email address.
-    Email,
-}
+use crate::model::{Destination, DestinationKind};
 
 /// A phone number or email address that was refused. Carries no part of
 /// the address, so it is safe to log; [`code`](Self::code) gives a stable
@@ -195,18 +187,6 @@ impl ContactError {
             Self::Email(r) => r.code(),
         }
     }
-}
-
-/// A normalised phone number or email address that codes can be sent to.
-///
-/// Phone numbers are stored in E.164 form (`+819012345678`); email
-/// addresses trimmed, with the domain lower-cased and the local part as
-/// typed. `Debug` shows the masked form only: contact details are personal
-/// data.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Destination {
-    kind: DestinationKind,
-    address: String,
 }
 
 impl Destination {

@@ -10,8 +10,9 @@ use phonenumber::metadata::DATABASE;
 use phonenumber::{Mode, ParseError, country};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Destination, DestinationKind, mask};
-use crate::gateway::Channel;
+use super::mask;
+
+use crate::model::{Channel, Destination, DestinationKind, PhoneType};
 
 /// The most digits a typed number may have: `010` (Japan's international
 /// prefix), a country code and a 15-digit E.164 number. Longer input is
@@ -187,38 +188,6 @@ impl<'de> Deserialize<'de> for Region {
         Self::new(&code)
             .ok_or_else(|| serde::de::Error::custom(format_args!("unknown region code {code:?}")))
     }
-}
-
-/// What kind of line a number belongs to, from libphonenumber's metadata.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum PhoneType {
-    /// A mobile number (`070`/`080`/`090`/`060` in Japan).
-    Mobile,
-    /// A fixed-line (landline) number (`03`, `06`, …).
-    FixedLine,
-    /// Fixed-line or mobile: the numbering does not tell (the US, Canada).
-    FixedLineOrMobile,
-    /// A toll-free number (`0120`, `0800`).
-    TollFree,
-    /// A premium-rate number (`0990`).
-    PremiumRate,
-    /// A shared-cost number.
-    SharedCost,
-    /// A voice-over-IP number (`050`).
-    Voip,
-    /// A personal number that forwards elsewhere (`060` with 10 digits).
-    PersonalNumber,
-    /// A pager or machine-to-machine number (`020`).
-    Pager,
-    /// A company number routed to offices ("universal access number",
-    /// `0570` Navi Dial).
-    Uan,
-    /// A voicemail access number.
-    Voicemail,
-    /// None of the above, or not known.
-    Unknown,
 }
 
 impl PhoneType {
@@ -433,8 +402,9 @@ impl AllowedRegions {
 /// [module documentation](crate::contact) for the defaults and the reasons for them.
 ///
 /// ```
-/// use ninsho::contact::{PhonePolicy, PhoneType, Region};
-/// use ninsho::gateway::Channel;
+/// use ninsho::contact::{PhonePolicy, Region};
+/// use ninsho::model::PhoneType;
+/// use ninsho::model::Channel;
 ///
 /// // EZSMS: Japanese mobiles by default, the US too when the operator
 /// // opens it (US numbers do not say whether they are mobile).

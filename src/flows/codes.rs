@@ -10,16 +10,16 @@ use super::{Attempt, Challenges, MAX_ROUNDS};
 use crate::challenge::{
     Decision, decide, generate_code, hash_code, is_live_code, refusal_before_check,
 };
-use crate::contact::Destination;
 use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
-use crate::gateway::{
-    Channel, CodeParams, DeliveryErrorKind, LinkParams, Locale, Message, TemplateError,
-};
+use crate::gateway::{CodeParams, DeliveryErrorKind, LinkParams, Message, TemplateError};
 use crate::hash::KeyId;
 use crate::limits::LimitKind;
+use crate::model::{
+    AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, Locale, Purpose,
+    SendRecord,
+};
 use crate::secret::SecretString;
-use crate::store::{AccountId, ChallengeId, ChallengeRecord, ChallengeState, Purpose, SendRecord};
 
 /// A request to send a code.
 ///

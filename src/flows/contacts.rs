@@ -7,14 +7,15 @@ use time::OffsetDateTime;
 use super::codes::Checked;
 use super::verifications::Completed;
 use super::{Challenges, IssueRequest, Ticket, account};
-use crate::contact::{Destination, DestinationKind, MaskPolicy, PhonePolicy};
+use crate::contact::{MaskPolicy, PhonePolicy};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
-use crate::gateway::Channel;
-use crate::grace::{ContactKey, GraceDecision, GraceEvent, GracePolicy, Phase};
-use crate::store::{
-    AccountId, ChallengeId, ChallengeRecord, ClaimChanges, ContactBook, ContactEntry, Purpose,
+use crate::grace::{GraceDecision, GraceEvent, GracePolicy};
+use crate::model::{
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, Channel, ContactEntry, ContactKey,
+    Destination, DestinationKind, Phase, Purpose,
 };
+use crate::store::ClaimChanges;
 
 /// What the registry allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,7 +175,7 @@ impl From<&ContactEntry> for ContactView {
 /// - **Removing** a contact that two-step sign-in uses is refused
 ///   ([`Refusal::ContactRequired`]): change it instead.
 /// - **Grace period**: every change feeds the account's
-///   [`GraceState`](crate::grace::GraceState); [`grace`](Self::grace) answers at sign-in.
+///   [`GraceState`](crate::model::GraceState); [`grace`](Self::grace) answers at sign-in.
 ///
 /// Cheap to clone; share one.
 #[derive(Debug, Clone)]
@@ -184,7 +185,7 @@ pub struct Contacts {
     grace: GracePolicy,
 }
 
-/// How a write to the book ended, inside [`Contacts::update`].
+/// How a write to the record ended, inside [`Contacts::update`].
 pub(crate) type Edit<T> = Result<(T, ClaimChanges, Vec<GraceEvent>), Error>;
 
 impl Contacts {
@@ -239,7 +240,7 @@ impl Contacts {
         Ok(())
     }
 
-    /// Reads, edits and writes the account's book with compare-and-set,
+    /// Reads, edits and writes the account's record with compare-and-set,
     /// retrying on conflict. `edit` returns its answer, the claims to change
     /// and the grace events that happened; it may run more than once. The
     /// first time the contact flows see an account, its grace period starts
@@ -247,7 +248,7 @@ impl Contacts {
     pub(crate) async fn update<T>(
         &self,
         account: &AccountId,
-        mut edit: impl FnMut(&mut ContactBook) -> Edit<T>,
+        mut edit: impl FnMut(&mut AccountRecord) -> Edit<T>,
     ) -> Result<T, Error> {
         let store = &*self.challenges.inner.store;
         let now = self.now();
@@ -268,7 +269,7 @@ impl Contacts {
 
     /// Starts the grace period of an account the contact flows see for the
     /// first time.
-    fn enroll(&self, book: &mut ContactBook, now: OffsetDateTime) {
+    fn enroll(&self, book: &mut AccountRecord, now: OffsetDateTime) {
         if book.grace.phase() == Phase::NotStarted {
             book.grace
                 .apply(&self.grace, GraceEvent::AccountCreated, now);
@@ -292,9 +293,9 @@ impl Contacts {
         }
     }
 
-    /// Starts the account's contact book when the account is created, which
+    /// Starts the account's account record when the account is created, which
     /// starts the grace period under [`GraceStart::AccountCreated`].
-    /// Accounts that predate the registry get a book on first use instead
+    /// Accounts that predate the registry get a record on first use instead
     /// (their grace period then runs from that moment, or from the
     /// roll-out date under [`GraceStart::Rollout`]). Idempotent.
     ///
@@ -371,7 +372,7 @@ impl Contacts {
         }
     }
 
-    fn check_room(&self, book: &ContactBook, kind: DestinationKind) -> Result<(), Error> {
+    fn check_room(&self, book: &AccountRecord, kind: DestinationKind) -> Result<(), Error> {
         let count = book.contacts.iter().filter(|c| c.kind() == kind).count();
         if count >= self.policy.max(kind) {
             return Err(Refusal::TooManyContacts.into());
@@ -384,7 +385,7 @@ impl Contacts {
     /// # Errors
     /// [`Error::Store`].
     pub async fn list(&self, account: &AccountId) -> Result<Vec<ContactView>, Error> {
-        let book = self.challenges.inner.store.contact_book(account).await?;
+        let book = self.challenges.inner.store.account_record(account).await?;
         Ok(book
             .map(|b| b.contacts.iter().map(|c| self.view(c)).collect())
             .unwrap_or_default())
@@ -429,7 +430,7 @@ impl Contacts {
     ) -> Result<Ticket, Error> {
         self.admit(destination)?;
         let store = &self.challenges.inner.store;
-        let book = store.contact_book(account).await?;
+        let book = store.account_record(account).await?;
         if let Some(book) = &book {
             match find(book, destination) {
                 Some(entry) if entry.is_verified() => {
@@ -488,7 +489,7 @@ impl Contacts {
 
     /// [`confirm`](Self::confirm) or [`confirm_change`](Self::confirm_change)
     /// on a challenge record the caller has just read (sparing a read): a
-    /// change when `replacing` is given. `also` changes the book further in
+    /// change when `replacing` is given. `also` changes the record further in
     /// the same write (turning two-step sign-in on with the new phone).
     /// Also says whether the change was made by an earlier try (whose
     /// caller saw an error), this call only spending the code.
@@ -498,7 +499,7 @@ impl Contacts {
         record: ChallengeRecord,
         code: &str,
         replacing: Option<&Destination>,
-        mut also: impl FnMut(&mut ContactBook) -> Result<(), Error>,
+        mut also: impl FnMut(&mut AccountRecord) -> Result<(), Error>,
     ) -> Result<(ContactView, bool), Error> {
         if record.account.as_ref() != Some(account) {
             // Someone else's challenge: as unknown as a made-up id.
@@ -560,10 +561,10 @@ impl Contacts {
         Ok((view, earlier))
     }
 
-    /// Marks `destination` verified in `book` (adding it if new).
+    /// Marks `destination` verified in `record` (adding it if new).
     fn mark_verified(
         &self,
-        book: &mut ContactBook,
+        book: &mut AccountRecord,
         destination: &Destination,
         now: OffsetDateTime,
     ) -> Edit<ContactView> {
@@ -626,7 +627,7 @@ impl Contacts {
             ));
         }
         self.admit(new)?;
-        let book = self.challenges.inner.store.contact_book(account).await?;
+        let book = self.challenges.inner.store.account_record(account).await?;
         let Some(book) = book.filter(|b| find(b, old).is_some()) else {
             return Err(self.refuse(account, Refusal::NotAContact));
         };
@@ -659,11 +660,11 @@ impl Contacts {
             .map(|(view, _)| view)
     }
 
-    /// Puts the verified `new` in place of `old` in `book` (see
+    /// Puts the verified `new` in place of `old` in `record` (see
     /// [`confirm_change`](Self::confirm_change)).
     fn swap(
         &self,
-        book: &mut ContactBook,
+        book: &mut AccountRecord,
         old: &Destination,
         new: &Destination,
         now: OffsetDateTime,
@@ -846,15 +847,15 @@ impl Contacts {
         Ok(self.decide_grace(&book))
     }
 
-    /// The grace decision for an account's book, now.
-    pub(crate) fn decide_grace(&self, book: &ContactBook) -> GraceDecision {
+    /// The grace decision for an account's record, now.
+    pub(crate) fn decide_grace(&self, book: &AccountRecord) -> GraceDecision {
         book.grace.evaluate(&self.grace, self.now())
     }
 
-    /// The account's book with its grace period started (written, if this
+    /// The account's record with its grace period started (written, if this
     /// is the first time the contact flows see the account).
-    pub(crate) async fn book(&self, account: &AccountId) -> Result<ContactBook, Error> {
-        let stored = self.challenges.inner.store.contact_book(account).await?;
+    pub(crate) async fn book(&self, account: &AccountId) -> Result<AccountRecord, Error> {
+        let stored = self.challenges.inner.store.account_record(account).await?;
         match stored {
             Some(book) if book.grace.phase() != Phase::NotStarted => Ok(book),
             _ => {
@@ -872,7 +873,7 @@ impl Contacts {
     /// # Errors
     /// [`Error::Store`].
     pub async fn delete_all(&self, account: &AccountId) -> Result<(), Error> {
-        Ok(self.challenges.inner.store.delete_contacts(account).await?)
+        Ok(self.challenges.inner.store.delete_account(account).await?)
     }
 }
 
@@ -880,7 +881,7 @@ impl Contacts {
 /// verified phone, or (where email counts) a verified email — leaving out
 /// the contact at `except`.
 pub(crate) fn has_second_factor(
-    book: &ContactBook,
+    book: &AccountRecord,
     email_counts: bool,
     except: Option<usize>,
 ) -> bool {
@@ -893,7 +894,7 @@ pub(crate) fn has_second_factor(
         })
 }
 
-fn find<'a>(book: &'a ContactBook, destination: &Destination) -> Option<&'a ContactEntry> {
+fn find<'a>(book: &'a AccountRecord, destination: &Destination) -> Option<&'a ContactEntry> {
     let key = destination.limit_key();
     book.contacts
         .iter()

@@ -3,10 +3,11 @@
 use time::OffsetDateTime;
 
 use super::{Ports, account};
-use crate::device::{self, DeviceCheck, DeviceId, DevicePolicy, DeviceRecord, DeviceToken};
+use crate::device::{self, DeviceCheck, DevicePolicy, DeviceToken};
 use crate::error::{Error, Refusal, RetiredKey, SecretKind};
 use crate::events::Event;
-use crate::store::{AccountId, ClaimChanges, StoreError};
+use crate::model::{AccountId, DeviceId, DeviceRecord};
+use crate::store::{ClaimChanges, StoreError};
 
 /// A trusted device as the user sees it in "your devices" (au ID).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +48,8 @@ impl From<&DeviceRecord> for DeviceInfo {
 /// use std::sync::Arc;
 /// use ninsho::device::DeviceCheck;
 /// use ninsho::flows::{Ports, TrustedDevices};
-/// use ninsho::store::{AccountId, MemoryStore};
+/// use ninsho::store::MemoryStore;
+/// use ninsho::model::AccountId;
 /// use ninsho::{HashKey, KeyId, KeyedHasher};
 ///
 /// let ports = Ports::new(

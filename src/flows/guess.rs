@@ -22,7 +22,8 @@ use time::OffsetDateTime;
 use crate::error::Refusal;
 use crate::events::{Event, EventSink};
 use crate::limits::FailurePolicy;
-use crate::store::{AccountId, FailureRecord, Store, StoreError};
+use crate::model::{AccountId, FailureRecord};
+use crate::store::{Store, StoreError};
 
 /// Most compare-and-set rounds one guess makes before giving up with a
 /// conflict. Each lost round means another guess was counted or a run

@@ -14,12 +14,13 @@ use zeroize::Zeroizing;
 use super::codes::{ChannelReason, Payload, Verified, current_channel};
 use super::{Challenges, MAX_ROUNDS};
 use crate::challenge::link_context;
-use crate::contact::Destination;
 use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
-use crate::gateway::{Channel, Locale};
+use crate::model::{
+    AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, LinkRecord,
+    Locale, Purpose,
+};
 use crate::secret::SecretString;
-use crate::store::{AccountId, ChallengeId, ChallengeRecord, ChallengeState, LinkRecord, Purpose};
 
 /// A request to send a one-time sign-in link.
 ///

@@ -8,10 +8,11 @@
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::sync::Arc;
-//! use ninsho::contact::Destination;
+//! use ninsho::model::Destination;
 //! use ninsho::flows::{Challenges, IssueRequest};
 //! use ninsho::gateway::RecordingGateway;
-//! use ninsho::store::{MemoryStore, Purpose};
+//! use ninsho::store::MemoryStore;
+//! use ninsho::model::Purpose;
 //! use ninsho::{HashKey, KeyId, KeyedHasher, ManualClock};
 //!
 //! let gateway = RecordingGateway::new();
@@ -72,14 +73,17 @@ pub use verifications::{
 
 use crate::challenge::CodePolicy;
 use crate::clock::{Clock, SystemClock};
-use crate::contact::{Destination, DestinationKind, MaskPolicy};
+use crate::contact::MaskPolicy;
 use crate::error::{Error, Refusal, RetiredKey, SecretKind};
 use crate::events::{Event, EventSink, NoEvents};
-use crate::gateway::{Channel, Gateway, Locale, Templates};
+use crate::gateway::{Gateway, Templates};
 use crate::hash::{KeyId, KeyedHash, KeyedHasher};
 use crate::limits::{FailurePolicy, LimitKind, SendLimits};
+use crate::model::{
+    AccountId, ChallengeId, ChallengeRecord, Channel, Destination, DestinationKind, Locale,
+};
 use crate::random::{OsRandom, Random};
-use crate::store::{AccountId, ChallengeId, ChallengeRecord, Store};
+use crate::store::Store;
 use guess::Counted;
 
 /// Most compare-and-set rounds one operation makes before giving up with a

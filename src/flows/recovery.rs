@@ -9,8 +9,9 @@ use super::{Attempt, Ports, account, guess};
 use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::limits::FailurePolicy;
-use crate::recovery::{self, Lookup, PlainCodes, RecoveryPolicy, RecoverySet};
-use crate::store::{AccountId, ClaimChanges, StoreError};
+use crate::model::{AccountId, RecoverySet};
+use crate::recovery::{self, Lookup, PlainCodes, RecoveryPolicy};
+use crate::store::{ClaimChanges, StoreError};
 
 /// How long after a recovery code was used the sign-in attempt that used it
 /// may present it again and get the same success (its reply was lost): as
@@ -42,7 +43,8 @@ pub struct Redeemed {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::sync::Arc;
 /// use ninsho::flows::{Ports, RecoveryCodes};
-/// use ninsho::store::{AccountId, MemoryStore};
+/// use ninsho::store::MemoryStore;
+/// use ninsho::model::AccountId;
 /// use ninsho::{HashKey, KeyId, KeyedHasher};
 ///
 /// let ports = Ports::new(
@@ -104,9 +106,9 @@ impl RecoveryCodes {
         )?)
     }
 
-    /// Stores `set` in `book` in place of any earlier set. Versions keep
+    /// Stores `set` in `record` in place of any earlier set. Versions keep
     /// rising across sets.
-    pub(crate) fn put(book: &mut crate::store::ContactBook, mut set: RecoverySet) {
+    pub(crate) fn put(book: &mut crate::model::AccountRecord, mut set: RecoverySet) {
         if let Some(old) = &book.factors.recovery {
             set.version = old.version.wrapping_add(1);
         }
@@ -174,7 +176,7 @@ impl RecoveryCodes {
         let scope = attempt_scope(account);
         let now = p.now();
         let store = &*p.store;
-        let mut book = store.contact_book(account).await?;
+        let mut book = store.account_record(account).await?;
         if book.as_ref().is_none_or(|b| b.factors.recovery.is_none()) {
             return Err(self.refuse(account, Refusal::Unknown));
         }
@@ -247,7 +249,7 @@ impl RecoveryCodes {
             let expected = next.version;
             next.version = expected.wrapping_add(1);
             match store
-                .commit_contacts(&next, Some(expected), &ClaimChanges::default())
+                .commit_account(&next, Some(expected), &ClaimChanges::default())
                 .await
             {
                 Ok(_) => {
@@ -273,7 +275,7 @@ impl RecoveryCodes {
                         epoch: next.epoch,
                     });
                 }
-                Err(e) if e.is_conflict() => book = store.contact_book(account).await?,
+                Err(e) if e.is_conflict() => book = store.account_record(account).await?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -285,7 +287,7 @@ impl RecoveryCodes {
     /// # Errors
     /// [`Error::Store`].
     pub async fn remaining(&self, account: &AccountId) -> Result<Option<usize>, Error> {
-        let book = self.ports.store.contact_book(account).await?;
+        let book = self.ports.store.account_record(account).await?;
         Ok(book.and_then(|b| b.factors.recovery.map(|s| s.remaining())))
     }
 

@@ -7,12 +7,12 @@ use time::{Duration, OffsetDateTime};
 
 use super::codes::Checked;
 use super::{Challenges, IssueRequest, MAX_ROUNDS, Ticket};
-use crate::contact::{Destination, DestinationKind};
 use crate::error::{Error, Refusal};
-use crate::gateway::Locale;
-use crate::store::{
-    AccountId, MemberRecord, Purpose, StoreError, VerificationId, VerificationRecord,
+use crate::model::{
+    AccountId, Destination, DestinationKind, Locale, MemberRecord, Purpose, VerificationId,
+    VerificationRecord,
 };
+use crate::store::StoreError;
 
 /// How long a combined verification lives by default: 30 minutes, long
 /// enough to read an SMS and an email and type two codes, short enough that
@@ -185,7 +185,7 @@ pub struct Completed {
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::sync::Arc;
-/// use ninsho::contact::Destination;
+/// use ninsho::model::Destination;
 /// use ninsho::flows::{Challenges, VerificationRequest, Verifications};
 /// use ninsho::gateway::RecordingGateway;
 /// use ninsho::store::MemoryStore;

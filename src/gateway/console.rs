@@ -61,7 +61,7 @@ impl Gateway for ConsoleGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::{Channel, Locale};
+    use crate::model::{Channel, Locale};
 
     #[test]
     fn renders_a_readable_block() {

@@ -26,37 +26,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::{Channel, Locale};
 use crate::secret::SecretString;
 
 pub use console::ConsoleGateway;
 pub use recording::{Attempt, RecordingGateway};
 pub use sms::{SmsEncoding, SmsInfo, sms_info};
-pub use templates::{
-    CodeParams, LinkParams, Locale, Rendered, TemplateError, TemplateKind, Templates,
-};
-
-/// How a message reaches the user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Channel {
-    /// A text message to a mobile number.
-    Sms,
-    /// A phone call where a voice reads the code (landlines too).
-    Voice,
-    /// An email.
-    Email,
-}
-
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Sms => "SMS",
-            Self::Voice => "voice call",
-            Self::Email => "email",
-        })
-    }
-}
+pub use templates::{CodeParams, LinkParams, Rendered, TemplateError, TemplateKind, Templates};
 
 /// One outbound message, ready for a [`Gateway`].
 ///
@@ -353,7 +329,8 @@ impl From<DeliveryErrorKind> for DeliveryError {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use ninsho::gateway::{Channel, DeliveryError, Gateway, Locale, Message, Receipt};
+/// use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
+/// use ninsho::model::{Channel, Locale};
 ///
 /// /// What an imaginary SMS provider's client returns.
 /// enum ApiError {

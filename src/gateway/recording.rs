@@ -4,7 +4,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{Channel, DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt};
+use super::{DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt};
+
+use crate::model::Channel;
 use crate::secret::SecretString;
 
 /// One call to [`RecordingGateway::send`](Gateway::send), delivered or not.
@@ -57,7 +59,8 @@ struct State {
 /// channel until [`heal`](Self::heal).
 ///
 /// ```
-/// use ninsho::gateway::{Channel, DeliveryErrorKind, Gateway, Locale, Message, RecordingGateway};
+/// use ninsho::gateway::{DeliveryErrorKind, Gateway, Message, RecordingGateway};
+/// use ninsho::model::{Channel, Locale};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -193,7 +196,7 @@ impl Gateway for RecordingGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::Locale;
+    use crate::model::Locale;
 
     fn msg(channel: Channel, to: &str, secret: &str) -> Message {
         Message::new(channel, to, None, format!("code {secret}"), Locale::En)

@@ -42,7 +42,8 @@
 //!   [`TemplateError::UnsupportedChannel`].
 //!
 //! ```
-//! use ninsho::gateway::{Channel, CodeParams, Locale, TemplateKind, Templates};
+//! use ninsho::gateway::{CodeParams, TemplateKind, Templates};
+//! use ninsho::model::{Channel, Locale};
 //!
 //! let templates = Templates::default().with(
 //!     Locale::En,
@@ -70,36 +71,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::Channel;
-
-/// The language of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Locale {
-    /// Japanese, the default.
-    #[default]
-    Ja,
-    /// English.
-    En,
-}
-
-impl Locale {
-    /// The BCP 47 language tag: `"ja"` or `"en"`.
-    #[must_use]
-    pub fn tag(self) -> &'static str {
-        match self {
-            Self::Ja => "ja",
-            Self::En => "en",
-        }
-    }
-}
-
-impl fmt::Display for Locale {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.tag())
-    }
-}
+use crate::model::{Channel, Locale};
 
 /// Which text of a [`Templates`] set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -141,7 +141,8 @@
 //!
 //! ```
 //! use ninsho::challenge::CodePolicy;
-//! use ninsho::contact::{AllowedRegions, MaskPolicy, PhonePolicy, PhoneType, Region};
+//! use ninsho::contact::{AllowedRegions, MaskPolicy, PhonePolicy, Region};
+//! use ninsho::model::PhoneType;
 //! use ninsho::device::DevicePolicy;
 //! use ninsho::flows::{ContactPolicy, DEFAULT_VERIFICATION_LIFETIME};
 //! use ninsho::grace::GracePolicy;

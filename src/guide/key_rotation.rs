@@ -145,7 +145,7 @@
 //!
 //! ```
 //! use ninsho::service::{KeyUsage, TwoFactor};
-//! use ninsho::store::AccountId;
+//! use ninsho::model::AccountId;
 //! use ninsho::{Error, KeyId};
 //!
 //! /// Whether hashing key `old` can be retired: no account of the host's

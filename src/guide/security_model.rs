@@ -218,7 +218,7 @@
 //! - No error carries secret material, so every error is safe to log.
 //! - [`Event`](crate::events::Event)s carry no code, token or full address:
 //!   destinations are masked (`+81 **-****-5678`), and
-//!   [`Destination`](crate::contact::Destination)'s own `Debug` masks the
+//!   [`Destination`](crate::model::Destination)'s own `Debug` masks the
 //!   address.
 //! - Contacts and callers are personal data, so no public type prints them
 //!   under `Debug` either: a gateway [`Message`](crate::gateway::Message)
@@ -262,11 +262,11 @@
 //! [`KeyId`]: crate::hash::KeyId
 //! [`KeyedHasher::new`]: crate::hash::KeyedHasher::new
 //! [`KeyedHasher::with_previous`]: crate::hash::KeyedHasher::with_previous
-//! [`SendRecord::code`]: crate::store::SendRecord::code
-//! [`LinkRecord::token`]: crate::store::LinkRecord::token
-//! [`StoredRecoveryCode::hash`]: crate::recovery::StoredRecoveryCode::hash
-//! [`DeviceRecord::token`]: crate::device::DeviceRecord::token
-//! [`AuthenticatorRecord::sealed_uri`]: crate::store::AuthenticatorRecord::sealed_uri
+//! [`SendRecord::code`]: crate::model::SendRecord::code
+//! [`LinkRecord::token`]: crate::model::LinkRecord::token
+//! [`StoredRecoveryCode::hash`]: crate::model::StoredRecoveryCode::hash
+//! [`DeviceRecord::token`]: crate::model::DeviceRecord::token
+//! [`AuthenticatorRecord::sealed_uri`]: crate::model::AuthenticatorRecord::sealed_uri
 //! [`subtle`]: https://docs.rs/subtle
 //! [`subtle::ConstantTimeEq`]: https://docs.rs/subtle/latest/subtle/trait.ConstantTimeEq.html
 //! [`zeroize`]: https://docs.rs/zeroize

@@ -97,7 +97,7 @@
 //!   applies it to every number it registers.
 //!
 //! **Left to the host:** [`Challenges`] sends to any
-//! [`Destination`](crate::contact::Destination) it is given. A host that
+//! [`Destination`](crate::model::Destination) it is given. A host that
 //! issues codes to numbers that did not come through the registry checks
 //! them with [`PhonePolicy::check`] first. Set country budgets before
 //! opening other regions, and watch the delivery events for unusual
@@ -125,8 +125,8 @@
 //! hard stop after about 22 hours of back-off: ask for more digits
 //! ([`MaskPolicy::new`]) where that matters. Screens of your own that a
 //! password alone reaches show contacts through
-//! [`Destination::masked_for`](crate::contact::Destination::masked_for),
-//! never [`Destination::masked`](crate::contact::Destination::masked).
+//! [`Destination::masked_for`](crate::model::Destination::masked_for),
+//! never [`Destination::masked`](crate::model::Destination::masked).
 //!
 //! # SIM swap and recycled numbers
 //!
@@ -318,7 +318,7 @@
 //! *Reading application logs, error reports or traces.*
 //!
 //! Secret types print `[redacted]`; errors carry no secret; events carry
-//! no code or token and only masked destinations; [`Destination`](crate::contact::Destination)
+//! no code or token and only masked destinations; [`Destination`](crate::model::Destination)
 //! and [`PhoneNumber`](crate::contact::PhoneNumber) mask the address in
 //! `Debug`; gateway messages redact their body and mask their recipient;
 //! requests redact the caller key and the typed confirmation; the memory
@@ -376,7 +376,7 @@
 //! - **Bot detection, CAPTCHAs and fraud scoring** beyond the limits here.
 //!
 //! [`IssueRequest::caller`]: crate::flows::IssueRequest::caller
-//! [`Purpose`]: crate::store::Purpose
+//! [`Purpose`]: crate::model::Purpose
 //! [`Rejection::Replayed`]: crate::otp::Rejection::Replayed
 //! [`SendLimits::countries`]: crate::limits::SendLimits::countries
 //! [`SendLimits::other_countries`]: crate::limits::SendLimits::other_countries

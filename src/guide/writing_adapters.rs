@@ -5,7 +5,7 @@
 //! ports are small object-safe traits, held as `Arc<dyn …>`:
 //!
 //! - [`Store`] is every part trait together: [`ChallengeStore`],
-//!   [`LimitStore`], [`DeviceStore`], [`ContactStore`]
+//!   [`LimitStore`], [`DeviceStore`], [`AccountStore`]
 //!   and [`VerificationStore`]. Implement the six and `Store` comes free.
 //! - [`Gateway`] sends one [`Message`] by SMS, voice call or email.
 //!
@@ -27,8 +27,8 @@
 //! | compare-and-set | `replace_challenge`, `replace_device`, `replace_verification` | replace only if the stored `version` equals `expected_version`; otherwise, or if the record is gone → conflict, nothing written. The new record's `version` is already `expected_version + 1`: store it as given |
 //! | compare-and-set on a value | `replace_failures` | replace (or, with `next` `None`, delete) the account's failure run only if the stored run equals `expected` field for field (`None`: only if there is none) → otherwise conflict, nothing written. Compare the instant exactly as you store it: a backend that keeps microseconds must compare the microseconds the way it truncated them on write |
 //! | atomic increment | `hit` | read, add one and write back in one step, returning the new value; no increment is ever lost. `hit` keeps a fixed window: a counter that is absent, or whose `resets_at` is at or before `now`, restarts at 1 with `resets_at = now + window` |
-//! | atomic commit | `commit_contacts` | in one step: compare-and-set the contact book (`None`: the account has no book yet), check that no *other* account holds a key to claim, then claim, release and write. A key held by another account is not an error: return [`ContactCommit::Taken`] and write nothing |
-//! | delete | `delete_device`, `delete_devices`, `delete_contacts`, `clear_failures` | idempotent; report exactly what went. `delete_contacts` also releases every claim of the account |
+//! | atomic commit | `commit_account` | in one step: compare-and-set the account's record (`None`: the account has no record yet), check that no *other* account holds a key to claim, then claim, release and write. A key held by another account is not an error: return [`AccountCommit::Taken`] and write nothing |
+//! | delete | `delete_device`, `delete_devices`, `delete_account`, `clear_failures` | idempotent; report exactly what went. `delete_account` also releases every claim of the account |
 //! | purge | `purge_challenges`, `purge_verifications` | delete what expired before the cut-off and return the exact count (a store with native expiry still implements it) |
 //! | read | everything else | may be stale: every decision that matters is re-checked by the compare-and-set that follows |
 //!
@@ -75,10 +75,8 @@
 //! use std::sync::{Arc, Mutex, MutexGuard};
 //!
 //! use async_trait::async_trait;
-//! use ninsho::store::{
-//!     AccountId, ChallengeId, ChallengeRecord, ChallengeStore, FailureRecord, LimitStore,
-//!     StoreError, WindowCount,
-//! };
+//! use ninsho::model::{AccountId, ChallengeId, ChallengeRecord, FailureRecord};
+//! use ninsho::store::{ChallengeStore, LimitStore, StoreError, WindowCount};
 //! use time::{Duration, OffsetDateTime};
 //!
 //! #[derive(Debug, Default)]
@@ -195,10 +193,11 @@
 //! assert_eq!(store.hit(key, window, t0 + window).await.unwrap().count, 1);
 //!
 //! // A real challenge record to play with: issue one on the in-memory store.
-//! # use ninsho::contact::Destination;
+//! # use ninsho::model::Destination;
 //! # use ninsho::flows::{Challenges, IssueRequest};
 //! # use ninsho::gateway::RecordingGateway;
-//! # use ninsho::store::{MemoryStore, Purpose};
+//! # use ninsho::model::Purpose;
+//! # use ninsho::store::MemoryStore;
 //! # use ninsho::{HashKey, KeyId, KeyedHasher, ManualClock};
 //! let memory = Arc::new(MemoryStore::new());
 //! let challenges = Challenges::builder()
@@ -229,7 +228,7 @@
 //! ```
 //!
 //! The other four part traits follow the same pattern; the contact commit
-//! is the one that touches several records at once (the book and the
+//! is the one that touches several records at once (the record and the
 //! claims) and so needs the most care in a database.
 //!
 //! # Proving it: the conformance suite
@@ -301,8 +300,8 @@
 //! | store | feature | how each call is atomic |
 //! |---|---|---|
 //! | [`MemoryStore`](crate::store::MemoryStore) | `memory` (default) | one mutex held for the whole call |
-//! | `PgStore` | `postgres` | one conditional statement per method: `INSERT … ON CONFLICT DO NOTHING` (no row inserted → conflict), `UPDATE … WHERE id = $1 AND version = $expected` (no row updated → conflict), `INSERT … ON CONFLICT DO UPDATE … RETURNING` for counters and epochs. `commit_contacts` is one `READ COMMITTED` transaction that first takes a transaction-level advisory lock per claim key, in ascending order of lock id, so commits on one key queue up and commits on several keys never deadlock |
-//! | `SqliteStore` | `sqlite` | the same single statements (SQLite has one writer at a time, `UPSERT` and `RETURNING`); the multi-row `commit_contacts` and `delete_contacts` run in a `BEGIN IMMEDIATE` transaction, which holds the write lock from its first statement |
+//! | `PgStore` | `postgres` | one conditional statement per method: `INSERT … ON CONFLICT DO NOTHING` (no row inserted → conflict), `UPDATE … WHERE id = $1 AND version = $expected` (no row updated → conflict), `INSERT … ON CONFLICT DO UPDATE … RETURNING` for counters and epochs. `commit_account` is one `READ COMMITTED` transaction that first takes a transaction-level advisory lock per claim key, in ascending order of lock id, so commits on one key queue up and commits on several keys never deadlock |
+//! | `SqliteStore` | `sqlite` | the same single statements (SQLite has one writer at a time, `UPSERT` and `RETURNING`); the multi-row `commit_account` and `delete_account` run in a `BEGIN IMMEDIATE` transaction, which holds the write lock from its first statement |
 //! | `RedisStore` | `redis` | one Lua script per operation (`EVALSHA`, loaded on first use) or a single command: Redis runs a script without interleaving. Records expire natively some time after `expires_at`, and a sorted index keeps the purges exact |
 //!
 //! Each passes the conformance suite, two-instance race included (the
@@ -355,9 +354,9 @@
 //! [`ChallengeStore`]: crate::store::ChallengeStore
 //! [`LimitStore`]: crate::store::LimitStore
 //! [`DeviceStore`]: crate::store::DeviceStore
-//! [`ContactStore`]: crate::store::ContactStore
+//! [`AccountStore`]: crate::store::AccountStore
 //! [`VerificationStore`]: crate::store::VerificationStore
-//! [`ContactCommit::Taken`]: crate::store::ContactCommit::Taken
+//! [`AccountCommit::Taken`]: crate::store::AccountCommit::Taken
 //! [`StoreError::conflict()`]: crate::store::StoreError::conflict
 //! [`StoreError::unavailable`]: crate::store::StoreError::unavailable
 //! [`StoreError::other`]: crate::store::StoreError::other
@@ -369,7 +368,7 @@
 //! [`Message::subject`]: crate::gateway::Message::subject
 //! [`Message::secret`]: crate::gateway::Message::secret
 //! [`Message::new`]: crate::gateway::Message::new
-//! [`Channel`]: crate::gateway::Channel
+//! [`Channel`]: crate::model::Channel
 //! [`Receipt`]: crate::gateway::Receipt
 //! [`DeliveryError`]: crate::gateway::DeliveryError
 //! [`DeliveryErrorKind`]: crate::gateway::DeliveryErrorKind

@@ -4,7 +4,6 @@
 //! contact.
 
 use super::{StepUp, TwoFactor, same_seed};
-use crate::contact::{Destination, DestinationKind};
 use crate::error::{Error, Refusal};
 use crate::events::Event;
 use crate::flows::codes::Checked;
@@ -12,14 +11,15 @@ use crate::flows::{
     ContactView, Progress, Ticket, VerificationRequest, VerificationStatus, VerificationTicket,
     guess, has_second_factor,
 };
-use crate::gateway::Channel;
 use crate::grace::GraceDecision;
+use crate::model::{
+    AccountId, AccountRecord, AuthenticatorRecord, ChallengeId, Channel, Destination,
+    DestinationKind, Purpose, VerificationId,
+};
 use crate::otp::TotpEnrollment;
 use crate::recovery::PlainCodes;
 use crate::secret::SecretString;
-use crate::store::{
-    AccountId, AuthenticatorRecord, ChallengeId, ClaimChanges, ContactBook, Purpose, VerificationId,
-};
+use crate::store::ClaimChanges;
 
 /// A confirmed phone number (nizima's registration or change).
 #[derive(Debug)]
@@ -183,7 +183,7 @@ impl TwoFactor {
     // ------------------------------------------------------------------ phone
 
     async fn phone_of(&self, account: &AccountId) -> Result<Option<Destination>, Error> {
-        let book = self.store().contact_book(account).await?;
+        let book = self.store().account_record(account).await?;
         Ok(phone_in(book.as_ref()))
     }
 
@@ -208,7 +208,7 @@ impl TwoFactor {
         let contacts = &self.inner.contacts;
         let new = self.sms_number(number)?;
         // One read decides both the branch and whether a step-up is due.
-        let book = self.store().contact_book(account).await?;
+        let book = self.store().account_record(account).await?;
         match phone_in(book.as_ref()) {
             Some(old) if old.limit_key() != new.limit_key() => {
                 self.require_step_up(
@@ -516,7 +516,7 @@ impl TwoFactor {
         let store = self.store();
         let now = self.now();
         let book = store
-            .contact_book(account)
+            .account_record(account)
             .await?
             .ok_or(Error::Refused(Refusal::Unknown))?;
         let pending = book
@@ -681,7 +681,7 @@ impl TwoFactor {
         destination: &Destination,
         step_up: Option<&StepUp>,
     ) -> Result<(), Error> {
-        let book = self.store().contact_book(account).await?;
+        let book = self.store().account_record(account).await?;
         self.require_step_up(
             account,
             book.as_ref(),
@@ -690,11 +690,11 @@ impl TwoFactor {
         )
     }
 
-    /// Checks a fresh step-up when `needed`, against the epoch in `book`.
+    /// Checks a fresh step-up when `needed`, against the epoch in `record`.
     fn require_step_up(
         &self,
         account: &AccountId,
-        book: Option<&ContactBook>,
+        book: Option<&AccountRecord>,
         needed: bool,
         step_up: Option<&StepUp>,
     ) -> Result<(), Error> {
@@ -782,14 +782,14 @@ impl TwoFactor {
 }
 
 /// A second factor other than the authenticator app.
-fn contact_factor(book: &ContactBook, email_counts: bool) -> bool {
+fn contact_factor(book: &AccountRecord, email_counts: bool) -> bool {
     let mut without_app = book.clone();
     without_app.factors.authenticator = None;
     has_second_factor(&without_app, email_counts, None)
 }
 
 /// The account's verified phone, if any.
-fn phone_in(book: Option<&ContactBook>) -> Option<Destination> {
+fn phone_in(book: Option<&AccountRecord>) -> Option<Destination> {
     book?
         .contacts
         .iter()
@@ -800,7 +800,7 @@ fn phone_in(book: Option<&ContactBook>) -> Option<Destination> {
 /// Whether a change needs a step-up: two-step sign-in is on, and the change
 /// replaces a factor (`adding` is `None`) or adds a contact not yet on the
 /// account.
-fn new_factor(book: Option<&ContactBook>, adding: Option<&Destination>) -> bool {
+fn new_factor(book: Option<&AccountRecord>, adding: Option<&Destination>) -> bool {
     book.is_some_and(|book| {
         book.factors.two_factor_since.is_some()
             && adding.is_none_or(|new| {
@@ -812,13 +812,13 @@ fn new_factor(book: Option<&ContactBook>, adding: Option<&Destination>) -> bool 
     })
 }
 
-/// Turns two-step sign-in on in `book`: the verified phones become its
+/// Turns two-step sign-in on in `record`: the verified phones become its
 /// factors and `set` its recovery codes.
 fn turn_on(
-    book: &mut ContactBook,
+    book: &mut AccountRecord,
     now: time::OffsetDateTime,
     email_counts: bool,
-    set: crate::recovery::RecoverySet,
+    set: crate::model::RecoverySet,
 ) -> Result<(), Error> {
     if book.factors.two_factor_since.is_some() {
         return Err(Refusal::TwoFactorAlreadyOn.into());

@@ -10,7 +10,8 @@ use super::{TwoFactor, same_seed};
 use crate::error::Error;
 use crate::flows::account;
 use crate::hash::KeyId;
-use crate::store::{AccountId, ClaimChanges, StoreError};
+use crate::model::AccountId;
+use crate::store::{ClaimChanges, StoreError};
 
 /// Which keys the long-lived records of one account (or, summed, of many)
 /// still use, from [`TwoFactor::key_usage`].
@@ -145,7 +146,7 @@ impl TwoFactor {
     /// [`Error::Store`].
     pub async fn key_usage(&self, account: &AccountId) -> Result<KeyUsage, Error> {
         let mut usage = KeyUsage::default();
-        let book = self.store().contact_book(account).await?;
+        let book = self.store().account_record(account).await?;
         let epoch = book.as_ref().map_or(0, |b| b.epoch);
         if let Some(book) = &book {
             if let Some(set) = &book.factors.recovery {
@@ -200,7 +201,7 @@ impl TwoFactor {
     /// previous key, or have the user set up the app again);
     /// [`Error::Store`], also when the key service fails.
     pub async fn reseal_authenticator(&self, account: &AccountId) -> Result<usize, Error> {
-        let Some(book) = self.store().contact_book(account).await? else {
+        let Some(book) = self.store().account_record(account).await? else {
             return Ok(0);
         };
         // Opened and sealed before the write: a key service may be slow,

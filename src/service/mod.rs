@@ -28,7 +28,8 @@
 //! use std::sync::Arc;
 //! use ninsho::gateway::RecordingGateway;
 //! use ninsho::service::{Proof, SignInStart, TwoFactor};
-//! use ninsho::store::{AccountId, MemoryStore};
+//! use ninsho::store::MemoryStore;
+//! use ninsho::model::AccountId;
 //! use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, SealKey};
 //!
 //! let gateway = RecordingGateway::new();
@@ -92,14 +93,15 @@ use crate::flows::{
     Challenges, ChallengesBuilder, ContactPolicy, Contacts, Ports, RecoveryCodes, TrustedDevices,
     Verifications, account,
 };
-use crate::gateway::{Channel, Gateway, Locale, Templates};
+use crate::gateway::{Gateway, Templates};
 use crate::grace::GracePolicy;
 use crate::hash::{KeyedHash, KeyedHasher};
 use crate::limits::{FailurePolicy, SendLimits};
+use crate::model::{AccountId, Channel, Locale};
 use crate::random::Random;
 use crate::recovery::RecoveryPolicy;
 use crate::seal::DangerousUnsealed;
-use crate::store::{AccountId, Store};
+use crate::store::Store;
 
 /// How long a second factor counts as fresh for sensitive actions by
 /// default: 10 minutes.
@@ -382,7 +384,7 @@ impl TwoFactorBuilder {
     /// Every masked contact the service returns for display follows it —
     /// sign-in methods, tickets, contact views, sign-up members — so no
     /// screen shows what a confirmation asks for, whichever journey it
-    /// belongs to. Events and logs keep [`Destination::masked`](crate::contact::Destination::masked).
+    /// belongs to. Events and logs keep [`Destination::masked`](crate::model::Destination::masked).
     pub fn mask_policy(mut self, policy: MaskPolicy) -> Self {
         self.challenges = self.challenges.mask_policy(policy);
         self
@@ -639,7 +641,7 @@ impl TwoFactor {
         account: &AccountId,
         proof: Option<&StepUp>,
     ) -> Result<(), Error> {
-        let book = self.store().contact_book(account).await?;
+        let book = self.store().account_record(account).await?;
         if let Some(book) = book.filter(|b| b.factors.two_factor_since.is_some()) {
             let proof = proof.ok_or(Error::Refused(Refusal::StepUpRequired))?;
             self.verify_step_up(account, proof, book.epoch)?;
@@ -692,7 +694,7 @@ impl TwoFactor {
     pub async fn two_factor_enabled(&self, account: &AccountId) -> Result<bool, Error> {
         Ok(self
             .store()
-            .contact_book(account)
+            .account_record(account)
             .await?
             .is_some_and(|b| b.factors.two_factor_since.is_some()))
     }

@@ -6,19 +6,21 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::{StepUp, TwoFactor, same_seed};
-use crate::contact::{Destination, DestinationKind, MaskPolicy};
-use crate::device::{DeviceCheck, DeviceId, DeviceToken};
+use crate::contact::MaskPolicy;
+use crate::device::{DeviceCheck, DeviceToken};
 use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::flows::{
     Attempt, DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket,
     attempt_hash, guess, retired_key, same_attempt,
 };
-use crate::gateway::Channel;
+use crate::model::{
+    AccountId, AccountRecord, ChallengeId, Channel, Destination, DestinationKind, DeviceId, Purpose,
+};
 use crate::otp::{Rejection, Totp};
 use crate::seal::SealErrorKind;
 use crate::secret::SecretBytes;
-use crate::store::{AccountId, ChallengeId, ContactBook, Purpose, StoreError};
+use crate::store::StoreError;
 
 /// Most compare-and-set rounds for an authenticator's replay marker.
 const MAX_ROUNDS: usize = 64;
@@ -241,7 +243,7 @@ impl TwoFactor {
         account: &AccountId,
         device_token: Option<&str>,
     ) -> Result<SignInStart, Error> {
-        let book = self.store().contact_book(account).await?;
+        let book = self.store().account_record(account).await?;
         let Some(book) = book.filter(|b| b.factors.two_factor_since.is_some()) else {
             return Ok(SignInStart::NotNeeded(Skip::TwoFactorOff));
         };
@@ -264,14 +266,14 @@ impl TwoFactor {
     /// # Errors
     /// [`Error::Store`].
     pub async fn methods(&self, account: &AccountId) -> Result<Vec<Method>, Error> {
-        match self.store().contact_book(account).await? {
+        match self.store().account_record(account).await? {
             Some(book) => Ok(self.methods_of(&book)),
             None => Ok(Vec::new()),
         }
     }
 
-    /// The methods `book` offers (pure: everything is in the record).
-    fn methods_of(&self, book: &ContactBook) -> Vec<Method> {
+    /// The methods `record` offers (pure: everything is in the record).
+    fn methods_of(&self, book: &AccountRecord) -> Vec<Method> {
         let i = &self.inner;
         let confirm = i.confirm_masked;
         let mask = i.challenges.mask_policy();
@@ -330,15 +332,15 @@ impl TwoFactor {
                 "this method sends nothing: pass its code to sign_in_complete".into(),
             ));
         };
-        let book = self.store().contact_book(account).await?;
+        let book = self.store().account_record(account).await?;
         self.contact_in(book.as_ref(), to)
     }
 
-    /// `to`, if it is a verified contact in `book` that may carry a second
+    /// `to`, if it is a verified contact in `record` that may carry a second
     /// factor; [`Refusal::NotAContact`] if not.
     fn contact_in(
         &self,
-        book: Option<&ContactBook>,
+        book: Option<&AccountRecord>,
         to: &Destination,
     ) -> Result<Destination, Error> {
         if to.kind() == DestinationKind::Email && !self.inner.email_second_factor {
@@ -365,7 +367,7 @@ impl TwoFactor {
         account: &AccountId,
         destination: &Destination,
     ) -> Result<(Destination, u64), Error> {
-        let book = self.store().contact_book(account).await?;
+        let book = self.store().account_record(account).await?;
         match self.contact_in(book.as_ref(), destination) {
             Ok(to) => Ok((to, book.map_or(0, |b| b.epoch))),
             Err(Error::Refused(Refusal::NotAContact)) => Err(Refusal::DestinationMismatch.into()),
@@ -699,7 +701,7 @@ impl TwoFactor {
         // Read and open the seed before the guess is counted: an outage of
         // the store or the key service is not a wrong code.
         let mut book = store
-            .contact_book(account)
+            .account_record(account)
             .await?
             .ok_or(Error::Refused(Refusal::Unknown))?;
         let sealed = book
@@ -771,7 +773,7 @@ impl TwoFactor {
                 }
             }
             match store
-                .commit_contacts(&next, Some(book.version), &Default::default())
+                .commit_account(&next, Some(book.version), &Default::default())
                 .await
             {
                 Ok(_) => {
@@ -780,7 +782,7 @@ impl TwoFactor {
                 }
                 Err(e) if e.is_conflict() => {
                     book = store
-                        .contact_book(account)
+                        .account_record(account)
                         .await?
                         .ok_or(Error::Refused(Refusal::Unknown))?;
                 }

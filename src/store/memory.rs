@@ -9,11 +9,14 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, StoreError,
-    VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, StoreError,
+    VerificationStore, WindowCount,
 };
-use crate::device::{DeviceId, DeviceRecord};
+
+use crate::model::{
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
+    VerificationId, VerificationRecord,
+};
 
 /// Every record in one process's memory.
 ///
@@ -32,14 +35,14 @@ use crate::device::{DeviceId, DeviceRecord};
 pub struct MemoryStore {
     shards: Vec<Mutex<Inner>>,
     hasher: RandomState,
-    /// Contact books and claims live apart, behind one lock: a commit
-    /// touches one book and any number of claims atomically.
+    /// Account records and claims live apart, behind one lock: a commit
+    /// touches one record and any number of claims atomically.
     contacts: Mutex<Contacts>,
 }
 
 #[derive(Default)]
 struct Contacts {
-    books: HashMap<AccountId, ContactBook>,
+    books: HashMap<AccountId, AccountRecord>,
     claims: HashMap<String, AccountId>,
 }
 
@@ -274,8 +277,11 @@ impl DeviceStore for MemoryStore {
 }
 
 #[async_trait]
-impl ContactStore for MemoryStore {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
+impl AccountStore for MemoryStore {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
         Ok(lock(&self.contacts).books.get(account).cloned())
     }
 
@@ -283,12 +289,12 @@ impl ContactStore for MemoryStore {
         Ok(lock(&self.contacts).claims.get(key).cloned())
     }
 
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
+    ) -> Result<AccountCommit, StoreError> {
         let mut contacts = lock(&self.contacts);
         let stored = contacts.books.get(&book.account).map(|b| b.version);
         if stored != expected_version {
@@ -301,7 +307,7 @@ impl ContactStore for MemoryStore {
                 .is_some_and(|owner| owner != &book.account)
         });
         if let Some(index) = taken {
-            return Ok(ContactCommit::Taken { index });
+            return Ok(AccountCommit::Taken { index });
         }
         for key in &changes.release {
             if contacts.claims.get(key) == Some(&book.account) {
@@ -312,10 +318,10 @@ impl ContactStore for MemoryStore {
             contacts.claims.insert(key.clone(), book.account.clone());
         }
         contacts.books.insert(book.account.clone(), book.clone());
-        Ok(ContactCommit::Committed)
+        Ok(AccountCommit::Committed)
     }
 
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
         let mut contacts = lock(&self.contacts);
         contacts.books.remove(account);
         contacts.claims.retain(|_, owner| owner != account);

@@ -13,11 +13,13 @@ use super::sql_common::{
     encode_record, first_taken, map_err, statement, store_err, version_to_sql,
 };
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, StoreError,
-    VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, StoreError,
+    VerificationStore, WindowCount,
 };
-use crate::device::{DeviceId, DeviceRecord};
+use crate::model::{
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
+    VerificationId, VerificationRecord,
+};
 
 /// The shipped migrations, in order: `(version, SQL)`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -46,7 +48,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// Each method that changes state is **one SQL statement**, atomic in the
 /// database: no application locks, no read-modify-write round trips. The
 /// two exceptions, which change several rows, are one transaction each:
-/// `commit_contacts` and `delete_contacts` (see [Contact
+/// `commit_account` and `delete_account` (see [Contact
 /// claims](#contact-claims)). Any number of app instances may share the
 /// tables.
 ///
@@ -62,29 +64,29 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `replace_device` | `UPDATE … WHERE account = $1 AND id = $2 AND version = $expected`; no row updated → conflict |
 /// | `delete_device` | `DELETE … WHERE account = $1 AND id = $2`; whether a row went |
 /// | `delete_devices` | `DELETE … WHERE account = $1`; how many rows went |
-/// | `commit_contacts` | one transaction, see [Contact claims](#contact-claims) |
-/// | `delete_contacts` | one transaction: `DELETE` the book, then `DELETE … WHERE account = $1` from the claims |
+/// | `commit_account` | one transaction, see [Contact claims](#contact-claims) |
+/// | `delete_account` | one transaction: `DELETE` the record, then `DELETE … WHERE account = $1` from the claims |
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = $1 AND version = $expected`; no row updated → conflict |
 /// | `purge_verifications` | `DELETE … WHERE expires_at < $1` |
 ///
-/// Reads (`challenge`, `failures`, `device`, `devices`, `contact_book`, `claim_owner`, `verification`) are one
+/// Reads (`challenge`, `failures`, `device`, `devices`, `account_record`, `claim_owner`, `verification`) are one
 /// `SELECT` each.
 ///
 /// # Contact claims
 ///
-/// `commit_contacts` runs in one `READ COMMITTED` transaction:
+/// `commit_account` runs in one `READ COMMITTED` transaction:
 ///
 /// 1. it takes a transaction-level advisory lock per claim key it claims
 ///    or releases (`pg_advisory_xact_lock`, on 64 bits of SHA-256 of the
 ///    schema and the key), in ascending order of lock id, so two commits
 ///    touching one key run one after the other and commits touching
 ///    several keys never deadlock;
-/// 2. it writes the book: `UPDATE … WHERE account = $1 AND version =
-///    $expected` (or, for a first book, `INSERT … ON CONFLICT (account) DO
+/// 2. it writes the record: `UPDATE … WHERE account = $1 AND version =
+///    $expected` (or, for a first record, `INSERT … ON CONFLICT (account) DO
 ///    NOTHING`); no row written → rolled back, a conflict;
 /// 3. it reads who holds the keys to claim: one held by another account →
-///    rolled back, [`ContactCommit::Taken`] with nothing written;
+///    rolled back, [`AccountCommit::Taken`] with nothing written;
 /// 4. it deletes the released keys the account holds, then inserts the
 ///    claims (`ON CONFLICT (key) DO NOTHING`, keeping those it holds), and
 ///    commits.
@@ -106,7 +108,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// - version 2: `ninsho_devices (account, id, version, expires_at, record)`
 ///   (primary key `(account, id)`), and `ninsho_recovery_sets` and
 ///   `ninsho_epochs`, which this release no longer uses (recovery codes and
-///   the security epoch now live in the account's contact book; drop the two
+///   the security epoch now live in the account's account record; drop the two
 ///   tables once no older instance runs);
 /// - version 3: `ninsho_contact_books (account, version, record)`,
 ///   `ninsho_contact_claims (key, account)` (indexed on account),
@@ -115,7 +117,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// and `ninsho_schema_version (version, applied_at)`. The SQL is shipped in
 /// `migrations/postgres/` for hosts that prefer their own migration tool.
 ///
-/// Records (challenges, devices, contact books, verifications) are JSON in a `TEXT` column,
+/// Records (challenges, devices, account records, verifications) are JSON in a `TEXT` column,
 /// kept byte for byte (`JSONB` would refuse a U+0000 in a host-supplied
 /// string such as a device label); query them with `record::jsonb`. The
 /// columns beside them (version, salt, expiry) are written in the same
@@ -139,7 +141,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// `resets_at`, of a failure's `last_failure_at` and of the `expires_at`
 /// columns (used by the purge, and by hosts' own queries on devices) is
 /// dropped (times are truncated, and `now` is truncated the same way before
-/// it is compared). Challenge, device and contact-book records are stored
+/// it is compared). Challenge, device and account records are stored
 /// whole as JSON and come back exactly as written.
 ///
 /// # Example
@@ -188,7 +190,7 @@ struct Statements {
     replace_device: SqlStr,
     delete_device: SqlStr,
     delete_devices: SqlStr,
-    contact_book: SqlStr,
+    account_record: SqlStr,
     claim_owner: SqlStr,
     insert_book: SqlStr,
     update_book: SqlStr,
@@ -278,7 +280,7 @@ impl Statements {
                 "DELETE FROM {s}.ninsho_devices WHERE account = $1 AND id = $2"
             )),
             delete_devices: statement(format!("DELETE FROM {s}.ninsho_devices WHERE account = $1")),
-            contact_book: statement(format!(
+            account_record: statement(format!(
                 "SELECT version, record FROM {s}.ninsho_contact_books WHERE account = $1"
             )),
             claim_owner: statement(format!(
@@ -500,7 +502,7 @@ fn quote(name: &str) -> String {
 }
 
 /// The reads and writes that challenges and combined verifications share,
-/// each kind on its own table through its own statements (contact books
+/// each kind on its own table through its own statements (account records
 /// are read the same way too).
 impl PgStore {
     /// The record that `sql` selects (`version, record`) by `key`.
@@ -773,9 +775,13 @@ fn claim_locks<'a>(schema: &str, keys: impl Iterator<Item = &'a str>) -> Vec<i64
 }
 
 #[async_trait]
-impl ContactStore for PgStore {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
-        self.fetch_record(&self.sql.contact_book, &account.0).await
+impl AccountStore for PgStore {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        self.fetch_record(&self.sql.account_record, &account.0)
+            .await
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
@@ -787,12 +793,12 @@ impl ContactStore for PgStore {
         Ok(owner.map(AccountId))
     }
 
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
+    ) -> Result<AccountCommit, StoreError> {
         let err = store_err(transient);
         let json = encode_record(book)?;
         let account = book.account.0.as_str();
@@ -842,7 +848,7 @@ impl ContactStore for PgStore {
         };
         if let Some(index) = first_taken(&changes.claim, &holders, account) {
             tx.rollback().await.map_err(&err)?;
-            return Ok(ContactCommit::Taken { index });
+            return Ok(AccountCommit::Taken { index });
         }
 
         if !release.is_empty() {
@@ -876,13 +882,13 @@ impl ContactStore for PgStore {
             }
         }
         tx.commit().await.map_err(&err)?;
-        Ok(ContactCommit::Committed)
+        Ok(AccountCommit::Committed)
     }
 
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
         let err = store_err(transient);
         let mut tx = self.pool.begin().await.map_err(&err)?;
-        // The book first: a commit in flight for the account holds its row,
+        // The record first: a commit in flight for the account holds its row,
         // so this waits for it, and the claims are then read afresh (each
         // statement of a READ COMMITTED transaction sees every commit that
         // finished before it started).

@@ -4,7 +4,7 @@
 //!
 //! Two kinds of integers cross that border, on purpose handled differently:
 //!
-//! - **versions** (challenges, recovery sets, devices, contact books,
+//! - **versions** (challenges, recovery sets, devices, account records,
 //!   verifications) are only ever compared for equality, so their 64 bits
 //!   are stored as they are ([`version_to_sql`]); every `u64` round-trips;
 //! - **counts** (counter hits, failure runs, security epochs) are ordered
@@ -23,8 +23,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-use super::{ChallengeRecord, ContactBook, StoreError, VerificationRecord};
-use crate::device::DeviceRecord;
+use super::StoreError;
+
+use crate::model::{AccountRecord, ChallengeRecord, DeviceRecord, VerificationRecord};
 
 /// How an adapter tells a transient database error (a busy or restarting
 /// server, a dropped connection) from a permanent one, by the error's code
@@ -84,7 +85,7 @@ impl Versioned for DeviceRecord {
     }
 }
 
-impl Versioned for ContactBook {
+impl Versioned for AccountRecord {
     fn set_version(&mut self, version: u64) {
         self.version = version;
     }
@@ -192,7 +193,7 @@ pub(super) fn applied(rows_affected: u64) -> Result<(), StoreError> {
 
 /// The index in `claim` of the first key that `holders` (key, account
 /// pairs read from the claims table) give to an account other than
-/// `account`: what [`ContactCommit::Taken`](super::ContactCommit::Taken)
+/// `account`: what [`AccountCommit::Taken`](super::AccountCommit::Taken)
 /// reports.
 pub(super) fn first_taken(
     claim: &[String],

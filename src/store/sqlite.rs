@@ -11,11 +11,13 @@ use super::sql_common::{
     encode_record, first_taken, map_err, store_err, version_to_sql,
 };
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, StoreError,
-    VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, StoreError,
+    VerificationStore, WindowCount,
 };
-use crate::device::{DeviceId, DeviceRecord};
+use crate::model::{
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
+    VerificationId, VerificationRecord,
+};
 
 /// The shipped migrations, in order: `(version, SQL)`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -137,8 +139,8 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// `RETURNING`): no application locks, no read-modify-write round trips.
 /// The two exceptions, which change several rows, are one `BEGIN
 /// IMMEDIATE` transaction each (holding SQLite's write lock from its first
-/// statement, so nothing interleaves): `commit_contacts` and
-/// `delete_contacts`. Several processes may share one database file.
+/// statement, so nothing interleaves): `commit_account` and
+/// `delete_account`. Several processes may share one database file.
 ///
 /// | method | statement |
 /// |---|---|
@@ -152,13 +154,13 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// | `replace_device` | `UPDATE … WHERE account = ?1 AND id = ?2 AND version = ?6`; no row updated → conflict |
 /// | `delete_device` | `DELETE … WHERE account = ?1 AND id = ?2`; whether a row went |
 /// | `delete_devices` | `DELETE … WHERE account = ?1`; how many rows went |
-/// | `commit_contacts` | `BEGIN IMMEDIATE`; the book: `UPDATE … WHERE account = ?1 AND version = ?4` (a first book: `INSERT … ON CONFLICT (account) DO NOTHING`), no row written → rollback, conflict; the claim keys' holders: one held by another account → rollback, `Taken`; `DELETE` the released keys the account holds; `INSERT … ON CONFLICT (key) DO NOTHING` the claimed ones; `COMMIT` |
-/// | `delete_contacts` | `BEGIN IMMEDIATE`; `DELETE` the book; `DELETE … WHERE account = ?1` from the claims; `COMMIT` |
+/// | `commit_account` | `BEGIN IMMEDIATE`; the record: `UPDATE … WHERE account = ?1 AND version = ?4` (a first record: `INSERT … ON CONFLICT (account) DO NOTHING`), no row written → rollback, conflict; the claim keys' holders: one held by another account → rollback, `Taken`; `DELETE` the released keys the account holds; `INSERT … ON CONFLICT (key) DO NOTHING` the claimed ones; `COMMIT` |
+/// | `delete_account` | `BEGIN IMMEDIATE`; `DELETE` the record; `DELETE … WHERE account = ?1` from the claims; `COMMIT` |
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = ?1 AND version = ?5`; no row updated → conflict |
 /// | `purge_verifications` | `DELETE … WHERE expires_at < ?1` |
 ///
-/// Reads (`challenge`, `failures`, `device`, `devices`, `contact_book`, `claim_owner`, `verification`) are one
+/// Reads (`challenge`, `failures`, `device`, `devices`, `account_record`, `claim_owner`, `verification`) are one
 /// `SELECT` each. Key lists go to SQLite as one JSON array, unpacked with
 /// `json_each`.
 ///
@@ -172,7 +174,7 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// - version 2: `ninsho_devices (account, id, version, expires_at, record)`
 ///   (primary key `(account, id)`), and `ninsho_recovery_sets` and
 ///   `ninsho_epochs`, which this release no longer uses (recovery codes and
-///   the security epoch now live in the account's contact book; drop the two
+///   the security epoch now live in the account's account record; drop the two
 ///   tables once no older instance runs);
 /// - version 3: `ninsho_contact_books (account, version, record)`,
 ///   `ninsho_contact_claims (key, account)` (indexed on account),
@@ -180,7 +182,7 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 ///
 /// and `ninsho_schema_version`. The SQL is shipped in `migrations/sqlite/`.
 ///
-/// Records (challenges, devices, contact books, verifications) are JSON
+/// Records (challenges, devices, account records, verifications) are JSON
 /// text; the columns beside them (version, expiry) are written in the same
 /// statement and are authoritative when read back. Keys are compared as
 /// exact bytes (SQLite's `BINARY` collation), so account ids holding U+0000,
@@ -319,7 +321,7 @@ impl SqliteStore {
 }
 
 /// The reads and writes that challenges and combined verifications share,
-/// each kind on its own table through its own statements (contact books
+/// each kind on its own table through its own statements (account records
 /// are read the same way too).
 impl SqliteStore {
     /// The record that `sql` selects (`version, record`) by `key`.
@@ -582,8 +584,11 @@ fn json_keys(keys: &[&str]) -> Result<String, StoreError> {
 }
 
 #[async_trait]
-impl ContactStore for SqliteStore {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
+impl AccountStore for SqliteStore {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
         self.fetch_record(CONTACT_BOOK, &account.0).await
     }
 
@@ -596,12 +601,12 @@ impl ContactStore for SqliteStore {
         Ok(owner.map(AccountId))
     }
 
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
+    ) -> Result<AccountCommit, StoreError> {
         let err = store_err(transient);
         let json = encode_record(book)?;
         let account = book.account.0.as_str();
@@ -647,7 +652,7 @@ impl ContactStore for SqliteStore {
         };
         if let Some(index) = first_taken(&changes.claim, &holders, account) {
             tx.rollback().await.map_err(&err)?;
-            return Ok(ContactCommit::Taken { index });
+            return Ok(AccountCommit::Taken { index });
         }
 
         if !release.is_empty() {
@@ -667,10 +672,10 @@ impl ContactStore for SqliteStore {
                 .map_err(&err)?;
         }
         tx.commit().await.map_err(&err)?;
-        Ok(ContactCommit::Committed)
+        Ok(AccountCommit::Committed)
     }
 
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
         let err = store_err(transient);
         let mut tx = self
             .pool

@@ -1,22 +1,22 @@
-//! Contact books (the account's record) and one-owner claims.
+//! Account records (the account's record) and one-owner claims.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
 // ---------------------------------------------------------------------------
-// Contact books and claims
+// Account records and claims
 // ---------------------------------------------------------------------------
 
-/// Rule: an account without a book reads `None`; the first
-/// `commit_contacts` (expected version `None`) stores the book, which reads
+/// Rule: an account without a record reads `None`; the first
+/// `commit_account` (expected version `None`) stores the record, which reads
 /// back equal, field for field (contacts, verification times, the
 /// two-factor flag, the grace state); a key nobody claimed has no owner.
 pub async fn check_contact_book_insert_and_read_back(store: Arc<dyn Store>) {
     let account = AccountId::new("testkit:contacts:insert");
-    let absent = ok(store.contact_book(&account).await, "contact_book");
+    let absent = ok(store.account_record(&account).await, "account_record");
     assert!(
         absent.is_none(),
-        "ContactStore::contact_book must return None for an account without a book \
+        "AccountStore::account_record must return None for an account without a book \
          (got {absent:?})"
     );
     let book = sample_contact_book(&account, base_time());
@@ -26,20 +26,20 @@ pub async fn check_contact_book_insert_and_read_back(store: Arc<dyn Store>) {
         None,
         &[],
         &[],
-        "the first commit_contacts of an account without a book",
+        "the first commit_account of an account without a record",
     )
     .await;
-    let back = read_book(&*store, &account, "contact book after its first commit").await;
+    let back = read_book(&*store, &account, "account record after its first commit").await;
     assert_same_book(
-        "a contact book read back after commit_contacts must equal what was committed",
+        "a account record read back after commit_account must equal what was committed",
         &back,
         &book,
     );
     let other = AccountId::new("testkit:contacts:insert:other");
-    let none = ok(store.contact_book(&other).await, "contact_book");
+    let none = ok(store.account_record(&other).await, "account_record");
     assert!(
         none.is_none(),
-        "contact_book must return None for an account without a book, also when another \
+        "account_record must return None for an account without a book, also when another \
          account has one (got {none:?})"
     );
     let owner = ok(
@@ -52,12 +52,12 @@ pub async fn check_contact_book_insert_and_read_back(store: Arc<dyn Store>) {
     );
 }
 
-/// Rule: `commit_contacts` is a compare-and-set on the book's version. A
-/// commit from the stored version succeeds and the new book is read back;
-/// a stale or newer version, or "no book" (`None`) when one exists, is a
-/// [`StoreErrorKind::Conflict`] that changes nothing, neither the book
+/// Rule: `commit_account` is a compare-and-set on the record's version. A
+/// commit from the stored version succeeds and the new record is read back;
+/// a stale or newer version, or "no record" (`None`) when one exists, is a
+/// [`StoreErrorKind::Conflict`] that changes nothing, neither the record
 /// nor any claim (keys it would claim stay free, keys it would release
-/// stay held); an expected version for an account without a book is a
+/// stay held); an expected version for an account without a record is a
 /// `Conflict` that creates nothing.
 pub async fn check_contact_book_compare_and_set(store: Arc<dyn Store>) {
     let account = AccountId::new("testkit:contacts:cas");
@@ -74,12 +74,12 @@ pub async fn check_contact_book_compare_and_set(store: Arc<dyn Store>) {
         Some(1),
         &[],
         &[],
-        "commit_contacts from the stored version",
+        "commit_account from the stored version",
     )
     .await;
-    let back = read_book(&*store, &account, "contact book after a commit").await;
+    let back = read_book(&*store, &account, "account record after a commit").await;
     assert_same_book(
-        "after commit_contacts from the stored version the new book must be read back",
+        "after commit_account from the stored version the new record must be read back",
         &back,
         &v2,
     );
@@ -90,17 +90,17 @@ pub async fn check_contact_book_compare_and_set(store: Arc<dyn Store>) {
     for (book, expected, what) in [
         (&stale, Some(1), "a stale version"),
         (&newer, Some(8), "a newer version"),
-        (&newer, None, "no book expected while one exists"),
+        (&newer, None, "no record expected while one exists"),
     ] {
         expect_commit_conflict(
             store
-                .commit_contacts(book, expected, &changes(&[&wanted], &[&held]))
+                .commit_account(book, expected, &changes(&[&wanted], &[&held]))
                 .await,
-            &format!("commit_contacts with {what} must fail with StoreErrorKind::Conflict"),
+            &format!("commit_account with {what} must fail with StoreErrorKind::Conflict"),
         );
-        let back = read_book(&*store, &account, "contact book after a conflict").await;
+        let back = read_book(&*store, &account, "account record after a conflict").await;
         assert_same_book(
-            &format!("a commit_contacts with {what} must leave the book unchanged"),
+            &format!("a commit_account with {what} must leave the record unchanged"),
             &back,
             &v2,
         );
@@ -108,7 +108,7 @@ pub async fn check_contact_book_compare_and_set(store: Arc<dyn Store>) {
             &*store,
             &[(&held, Some(&account)), (&wanted, None)],
             &format!(
-                "a commit_contacts with {what} must change no claim (none claimed, none \
+                "a commit_account with {what} must change no claim (none claimed, none \
                  released)"
             ),
         )
@@ -120,25 +120,25 @@ pub async fn check_contact_book_compare_and_set(store: Arc<dyn Store>) {
     phantom.version = 2;
     expect_commit_conflict(
         store
-            .commit_contacts(&phantom, Some(1), &changes(&[&wanted], &[]))
+            .commit_account(&phantom, Some(1), &changes(&[&wanted], &[]))
             .await,
-        "commit_contacts with an expected version for an account without a book must fail \
+        "commit_account with an expected version for an account without a book must fail \
          with StoreErrorKind::Conflict (a compare-and-set is never an upsert)",
     );
-    let none = ok(store.contact_book(&ghost).await, "contact_book");
+    let none = ok(store.account_record(&ghost).await, "account_record");
     assert!(
         none.is_none(),
-        "a conflicting commit_contacts must not create a book (got {none:?})"
+        "a conflicting commit_account must not create a record (got {none:?})"
     );
     assert_owners(
         &*store,
         &[(&wanted, None)],
-        "a conflicting commit_contacts must claim nothing",
+        "a conflicting commit_account must claim nothing",
     )
     .await;
 }
 
-/// Rule: `commit_contacts` claims keys for the book's account, and
+/// Rule: `commit_account` claims keys for the record's account, and
 /// `claim_owner` names it; claiming a key the account already holds again
 /// (in the next commit, or twice in one list) is fine and keeps it; keys
 /// never claimed have no owner.
@@ -180,17 +180,17 @@ pub async fn check_contact_claims(store: Arc<dyn Store>) {
         "claiming a key the account already holds must keep it, and a new key must be claimed",
     )
     .await;
-    let back = read_book(&*store, &account, "contact book after claims").await;
+    let back = read_book(&*store, &account, "account record after claims").await;
     assert_same_book(
-        "a commit that claims keys must also store the book",
+        "a commit that claims keys must also store the record",
         &back,
         &v2,
     );
 }
 
 /// Rule: a commit claiming a key held by **another** account returns
-/// [`ContactCommit::Taken`] with the index of the first such key in the
-/// claim list, and writes nothing: the book stays as it was (or absent),
+/// [`AccountCommit::Taken`] with the index of the first such key in the
+/// claim list, and writes nothing: the record stays as it was (or absent),
 /// no other key in the list is claimed, and no key in the release list is
 /// released.
 pub async fn check_contact_claim_taken_writes_nothing(store: Arc<dyn Store>) {
@@ -210,7 +210,7 @@ pub async fn check_contact_claim_taken_writes_nothing(store: Arc<dyn Store>) {
     )
     .await;
 
-    // Bob has no book yet: his first commit hits alice's key at index 1.
+    // Bob has no record yet: his first commit hits alice's key at index 1.
     let bob_first = sample_contact_book(&bob, now);
     let got = commit(
         &*store,
@@ -223,14 +223,14 @@ pub async fn check_contact_claim_taken_writes_nothing(store: Arc<dyn Store>) {
     .await;
     assert_eq!(
         got,
-        ContactCommit::Taken { index: 1 },
-        "commit_contacts claiming [free, held by another, held by another] must return Taken \
+        AccountCommit::Taken { index: 1 },
+        "commit_account claiming [free, held by another, held by another] must return Taken \
          with the index of the first key held by another account"
     );
-    let none = ok(store.contact_book(&bob).await, "contact_book");
+    let none = ok(store.account_record(&bob).await, "account_record");
     assert!(
         none.is_none(),
-        "a Taken commit must not store the book (got {none:?})"
+        "a Taken commit must not store the record (got {none:?})"
     );
     assert_owners(
         &*store,
@@ -240,7 +240,7 @@ pub async fn check_contact_claim_taken_writes_nothing(store: Arc<dyn Store>) {
     )
     .await;
 
-    // Bob with a book and a claim of his own: a Taken commit releases nothing.
+    // Bob with a record and a claim of his own: a Taken commit releases nothing.
     committed(&*store, &bob_first, None, &[&b0], &[], "bob's first commit").await;
     let bob_next = next_book(&bob_first, "bob-2@example.com", now);
     let got = commit(
@@ -254,12 +254,12 @@ pub async fn check_contact_claim_taken_writes_nothing(store: Arc<dyn Store>) {
     .await;
     assert_eq!(
         got,
-        ContactCommit::Taken { index: 0 },
-        "commit_contacts claiming a key held by another account must return Taken"
+        AccountCommit::Taken { index: 0 },
+        "commit_account claiming a key held by another account must return Taken"
     );
-    let back = read_book(&*store, &bob, "bob's book after a Taken commit").await;
+    let back = read_book(&*store, &bob, "bob's record after a Taken commit").await;
     assert_same_book(
-        "a Taken commit must leave the account's book unchanged",
+        "a Taken commit must leave the account's record unchanged",
         &back,
         &bob_first,
     );
@@ -282,7 +282,7 @@ pub async fn check_contact_claim_taken_writes_nothing(store: Arc<dyn Store>) {
     .await;
 }
 
-/// Rule: a commit releases only keys the book's account holds: keys held
+/// Rule: a commit releases only keys the record's account holds: keys held
 /// by another account and keys nobody holds are left as they are.
 pub async fn check_contact_release_only_own(store: Arc<dyn Store>) {
     let now = base_time();
@@ -331,12 +331,12 @@ pub async fn check_contact_release_only_own(store: Arc<dyn Store>) {
             (&b0, Some(&bob)),
             (&free, None),
         ],
-        "commit_contacts must release only the keys the book's account holds (another \
+        "commit_account must release only the keys the book's account holds (another \
          account's key stays its own, a free key stays free, keys not listed stay held)",
     )
     .await;
     // The released key is free for anyone.
-    let bob_book = read_book(&*store, &bob, "bob's book").await;
+    let bob_book = read_book(&*store, &bob, "bob's record").await;
     committed(
         &*store,
         &next_book(&bob_book, "bob-2@example.com", now),
@@ -401,7 +401,7 @@ pub async fn check_contact_swap(store: Arc<dyn Store>) {
     .await;
     assert_eq!(
         got,
-        ContactCommit::Taken { index: 0 },
+        AccountCommit::Taken { index: 0 },
         "a swap onto a key held by another account must return Taken"
     );
     assert_owners(
@@ -433,10 +433,10 @@ pub async fn check_contact_swap(store: Arc<dyn Store>) {
          released and claimed in one commit must stay claimed",
     )
     .await;
-    let back = read_book(&*store, &alice, "contact book after a swap").await;
-    assert_same_book("a swap must store the new book", &back, &v2);
+    let back = read_book(&*store, &alice, "account record after a swap").await;
+    assert_same_book("a swap must store the new record", &back, &v2);
 
-    let bob_book = read_book(&*store, &bob, "bob's book").await;
+    let bob_book = read_book(&*store, &bob, "bob's record").await;
     committed(
         &*store,
         &next_book(&bob_book, "bob-2@example.com", now),
@@ -454,12 +454,12 @@ pub async fn check_contact_swap(store: Arc<dyn Store>) {
     .await;
 }
 
-/// Rule: `delete_contacts` removes the account's book and releases every
+/// Rule: `delete_account` removes the account's record and releases every
 /// key it holds, and nothing of any other account (accounts differing
 /// only in case or sharing a prefix included); deleting again, or an
-/// account that never had a book, is `Ok`; afterwards the account may
-/// start a new book (expected version `None`) and claim its keys again.
-pub async fn check_delete_contacts(store: Arc<dyn Store>) {
+/// account that never had a record, is `Ok`; afterwards the account may
+/// start a new record (expected version `None`) and claim its keys again.
+pub async fn check_delete_account(store: Arc<dyn Store>) {
     let now = base_time();
     let accounts = awkward_accounts("testkit:contacts:delete");
     let mut books = Vec::new();
@@ -478,23 +478,23 @@ pub async fn check_delete_contacts(store: Arc<dyn Store>) {
         books.push(book);
     }
     let gone = &accounts[0];
-    ok(store.delete_contacts(gone).await, "delete_contacts");
-    let none = ok(store.contact_book(gone).await, "contact_book");
+    ok(store.delete_account(gone).await, "delete_account");
+    let none = ok(store.account_record(gone).await, "account_record");
     assert!(
         none.is_none(),
-        "after delete_contacts the account must have no book (got {none:?})"
+        "after delete_account the account must have no record (got {none:?})"
     );
     assert_owners(
         &*store,
         &[(&claim_key(0xD0, 0), None), (&claim_key(0xD0, 1), None)],
-        "delete_contacts must release every key the account held",
+        "delete_account must release every key the account held",
     )
     .await;
     for (i, (account, book)) in accounts.iter().zip(&books).enumerate().skip(1) {
         let seed = u8::try_from(i).expect("few accounts");
-        let back = read_book(&*store, account, "another account's book").await;
+        let back = read_book(&*store, account, "another account's record").await;
         assert_same_book(
-            &format!("delete_contacts of {gone:?} must leave the book of {account:?} alone"),
+            &format!("delete_account of {gone:?} must leave the record of {account:?} alone"),
             &back,
             book,
         );
@@ -504,16 +504,16 @@ pub async fn check_delete_contacts(store: Arc<dyn Store>) {
                 (&claim_key(0xD0, 2 * seed), Some(account)),
                 (&claim_key(0xD0, 2 * seed + 1), Some(account)),
             ],
-            &format!("delete_contacts of {gone:?} must leave the claims of {account:?} alone"),
+            &format!("delete_account of {gone:?} must leave the claims of {account:?} alone"),
         )
         .await;
     }
-    ok(store.delete_contacts(gone).await, "delete_contacts again");
+    ok(store.delete_account(gone).await, "delete_account again");
     ok(
         store
-            .delete_contacts(&AccountId::new("testkit:contacts:delete:never"))
+            .delete_account(&AccountId::new("testkit:contacts:delete:never"))
             .await,
-        "delete_contacts of an account without a book",
+        "delete_account of an account without a record",
     );
     committed(
         &*store,
@@ -521,7 +521,7 @@ pub async fn check_delete_contacts(store: Arc<dyn Store>) {
         None,
         &[&claim_key(0xD0, 1)],
         &[],
-        "a first commit after delete_contacts",
+        "a first commit after delete_account",
     )
     .await;
     assert_owners(
@@ -530,7 +530,7 @@ pub async fn check_delete_contacts(store: Arc<dyn Store>) {
             (&claim_key(0xD0, 1), Some(gone)),
             (&claim_key(0xD0, 0), None),
         ],
-        "after delete_contacts the account must be able to start again",
+        "after delete_account the account must be able to start again",
     )
     .await;
 }
@@ -579,7 +579,7 @@ pub async fn check_contact_claim_keys_independent(store: Arc<dyn Store>) {
         .await;
     }
     // Releasing one key leaves its look-alikes held.
-    let book = read_book(&*store, &accounts[0], "contact book").await;
+    let book = read_book(&*store, &accounts[0], "account record").await;
     committed(
         &*store,
         &next_book(&book, "keys@example.com", now),

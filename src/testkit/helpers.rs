@@ -485,9 +485,9 @@ pub(super) fn changes(claim: &[&str], release: &[&str]) -> ClaimChanges {
     }
 }
 
-/// The book's successor: version + 1, with an email contact `address`
+/// The record's successor: version + 1, with an email contact `address`
 /// added at `now`.
-pub(super) fn next_book(book: &ContactBook, address: &str, now: OffsetDateTime) -> ContactBook {
+pub(super) fn next_book(book: &AccountRecord, address: &str, now: OffsetDateTime) -> AccountRecord {
     let mut next = book.clone();
     next.version = book.version + 1;
     next.contacts.push(ContactEntry {
@@ -500,27 +500,27 @@ pub(super) fn next_book(book: &ContactBook, address: &str, now: OffsetDateTime) 
     next
 }
 
-/// A `commit_contacts` that must not fail.
+/// A `commit_account` that must not fail.
 pub(super) async fn commit(
     store: &dyn Store,
-    book: &ContactBook,
+    book: &AccountRecord,
     expected: Option<u64>,
     claim: &[&str],
     release: &[&str],
     what: &str,
-) -> ContactCommit {
+) -> AccountCommit {
     ok(
         store
-            .commit_contacts(book, expected, &changes(claim, release))
+            .commit_account(book, expected, &changes(claim, release))
             .await,
         what,
     )
 }
 
-/// A `commit_contacts` that must commit.
+/// A `commit_account` that must commit.
 pub(super) async fn committed(
     store: &dyn Store,
-    book: &ContactBook,
+    book: &AccountRecord,
     expected: Option<u64>,
     claim: &[&str],
     release: &[&str],
@@ -529,14 +529,14 @@ pub(super) async fn committed(
     let got = commit(store, book, expected, claim, release, what).await;
     assert_eq!(
         got,
-        ContactCommit::Committed,
-        "{what}: commit_contacts must return Committed (no key it claims is held by another \
+        AccountCommit::Committed,
+        "{what}: commit_account must return Committed (no key it claims is held by another \
          account)"
     );
 }
 
-/// Asserts a [`StoreErrorKind::Conflict`] from `commit_contacts`.
-pub(super) fn expect_commit_conflict(result: Result<ContactCommit, StoreError>, rule: &str) {
+/// Asserts a [`StoreErrorKind::Conflict`] from `commit_account`.
+pub(super) fn expect_commit_conflict(result: Result<AccountCommit, StoreError>, rule: &str) {
     match result {
         Err(e) if e.kind() == StoreErrorKind::Conflict => {}
         Err(e) => panic!("{rule}; it failed with another error: {}", describe(&e)),
@@ -544,12 +544,12 @@ pub(super) fn expect_commit_conflict(result: Result<ContactCommit, StoreError>, 
     }
 }
 
-/// Reads a contact book that must exist.
-pub(super) async fn read_book(store: &dyn Store, account: &AccountId, what: &str) -> ContactBook {
-    match ok(store.contact_book(account).await, what) {
+/// Reads a account record that must exist.
+pub(super) async fn read_book(store: &dyn Store, account: &AccountId, what: &str) -> AccountRecord {
+    match ok(store.account_record(account).await, what) {
         Some(book) => book,
         None => panic!(
-            "{what}: account {account:?} must have a contact book but the store returned None"
+            "{what}: account {account:?} must have a account record but the store returned None"
         ),
     }
 }
@@ -569,26 +569,26 @@ pub(super) async fn assert_owners(
     }
 }
 
-/// Compares two contact books, naming the first field that differs (the
+/// Compares two account records, naming the first field that differs (the
 /// destinations' `Debug` is masked: their addresses are compared too).
-pub(super) fn assert_same_book(rule: &str, got: &ContactBook, want: &ContactBook) {
+pub(super) fn assert_same_book(rule: &str, got: &AccountRecord, want: &AccountRecord) {
     let account = &want.account;
     assert_eq!(
         got.account, want.account,
-        "{rule}: contact book of {account:?}, field `account` differs"
+        "{rule}: account record of {account:?}, field `account` differs"
     );
     assert_eq!(
         got.version, want.version,
-        "{rule}: contact book of {account:?}, field `version` differs"
+        "{rule}: account record of {account:?}, field `version` differs"
     );
     assert_eq!(
         got.created_at, want.created_at,
-        "{rule}: contact book of {account:?}, field `created_at` differs"
+        "{rule}: account record of {account:?}, field `created_at` differs"
     );
     assert_eq!(
         got.contacts.len(),
         want.contacts.len(),
-        "{rule}: contact book of {account:?}, field `contacts` has {} entries, expected {}",
+        "{rule}: account record of {account:?}, field `contacts` has {} entries, expected {}",
         got.contacts.len(),
         want.contacts.len()
     );
@@ -603,7 +603,7 @@ pub(super) fn assert_same_book(rule: &str, got: &ContactBook, want: &ContactBook
     }
     assert_eq!(
         got.grace, want.grace,
-        "{rule}: contact book of {account:?}, field `grace` differs"
+        "{rule}: account record of {account:?}, field `grace` differs"
     );
 }
 

@@ -5,11 +5,11 @@
 //! once, a bumped security epoch revokes every trusted device, a phone
 //! number belongs to one account, a combined verification completes once)
 //! hold only if the store keeps the contract of [`ChallengeStore`],
-//! [`LimitStore`], [`DeviceStore`], [`ContactStore`] and
+//! [`LimitStore`], [`DeviceStore`], [`AccountStore`] and
 //! [`VerificationStore`]: inserts that refuse duplicates, a real
 //! compare-and-set on the record version (and, for failure runs, on the
 //! whole run), counters that never lose an increment, contact claims
-//! changed together with their book in one atomic step. This module checks
+//! changed together with their record in one atomic step. This module checks
 //! that contract from the outside, the way `object_store`'s `integration`
 //! module checks an object store: each `check_*` function drives the store
 //! through the public traits and panics with a message naming the rule the
@@ -22,7 +22,7 @@
 //! revisit your adapter when you upgrade.
 //!
 //! The checks live in parts by concern (challenges, counters and failure
-//! runs, devices, contact books and claims, verifications, races, the
+//! runs, devices, account records and claims, verifications, races, the
 //! flows); all of them are exported here.
 //!
 //! What is checked:
@@ -46,15 +46,15 @@
 //!   are keyed by account *and* id; `devices` lists exactly one account's;
 //!   replace is a compare-and-set; `delete_device` and `delete_devices`
 //!   report exactly what they removed and touch no other account;
-//! - **contact books and claims**: a first commit stores the book, which
+//! - **account records and claims**: a first commit stores the record, which
 //!   reads back field for field (with its recovery codes, authenticator and
-//!   security epoch); commits are a compare-and-set on the book's version
-//!   (a `Conflict` changes neither book nor claims); claims name their
+//!   security epoch); commits are a compare-and-set on the record's version
+//!   (a `Conflict` changes neither record nor claims); claims name their
 //!   account, and claiming a held key again is fine; a key held by another
-//!   account makes the commit [`ContactCommit::Taken`] (with the index of
+//!   account makes the commit [`AccountCommit::Taken`] (with the index of
 //!   that key) and writes nothing; releases touch only the account's own
 //!   keys; a swap (claim the new number, release the old) is one commit;
-//!   `delete_contacts` removes the book and every claim of that account
+//!   `delete_account` removes the record and every claim of that account
 //!   only; claim keys are exact strings;
 //! - **verifications**: read back field for field; an insert over an
 //!   existing id, or a replace from another version or of an absent id, is
@@ -67,7 +67,7 @@
 //!   one id (one winner), bump one account's epoch (each of 1 to 64 once);
 //!   64 accounts claim one contact key (one commits, 63 are `Taken`, never
 //!   an error) or overlapping pairs of keys (no deadlock, no key held
-//!   twice); read-modify-commit loops on one contact book (no lost
+//!   twice); read-modify-commit loops on one account record (no lost
 //!   update); compare-and-set one verification (one winner);
 //! - **through the flows**: [`Challenges`] on the store under test, 64
 //!   simultaneous verifications of one code (exactly one succeeds) and 64
@@ -146,7 +146,7 @@
 //! [`ChallengeStore`]: crate::store::ChallengeStore
 //! [`LimitStore`]: crate::store::LimitStore
 //! [`DeviceStore`]: crate::store::DeviceStore
-//! [`ContactStore`]: crate::store::ContactStore
+//! [`AccountStore`]: crate::store::AccountStore
 //! [`VerificationStore`]: crate::store::VerificationStore
 //! [`MemoryStore`]: crate::store::MemoryStore
 
@@ -165,22 +165,21 @@ use tokio::task::JoinHandle;
 
 use crate::ManualClock;
 use crate::challenge::CodePolicy;
-use crate::contact::{Destination, PhoneType};
-use crate::device::{DeviceCheck, DeviceId, DeviceRecord};
+use crate::device::DeviceCheck;
 use crate::error::{Error, Refusal};
 use crate::flows::{Challenges, IssueRequest, Ports, RecoveryCodes, TrustedDevices};
-use crate::gateway::{Channel, Locale, RecordingGateway};
-use crate::grace::{GraceEvent, GracePolicy, GraceState};
+use crate::gateway::RecordingGateway;
+use crate::grace::{GraceEvent, GracePolicy};
 use crate::hash::{HashKey, KeyId, KeyedHash, KeyedHasher, Tag};
 use crate::limits::{FailurePolicy, RateLimit, SendLimits};
-use crate::random::LockedRng;
-use crate::recovery::{RecoverySet, StoredRecoveryCode};
-use crate::store::{
-    AccountId, AuthenticatorRecord, ChallengeId, ChallengeRecord, ChallengeState, ClaimChanges,
-    ContactBook, ContactCommit, ContactEntry, Factors, FailureRecord, LinkRecord, MemberRecord,
-    Purpose, SendRecord, Store, StoreError, StoreErrorKind, VerificationId, VerificationRecord,
-    WindowCount,
+use crate::model::{
+    AccountId, AccountRecord, AuthenticatorRecord, ChallengeId, ChallengeRecord, ChallengeState,
+    Channel, ContactEntry, Destination, DeviceId, DeviceRecord, Factors, FailureRecord, GraceState,
+    LinkRecord, Locale, MemberRecord, PhoneType, Purpose, RecoverySet, SendRecord,
+    StoredRecoveryCode, VerificationId, VerificationRecord,
 };
+use crate::random::LockedRng;
+use crate::store::{AccountCommit, ClaimChanges, Store, StoreError, StoreErrorKind, WindowCount};
 
 mod challenges;
 mod contacts;
@@ -248,7 +247,7 @@ where
     check_contact_claim_taken_writes_nothing(new_store().await).await;
     check_contact_release_only_own(new_store().await).await;
     check_contact_swap(new_store().await).await;
-    check_delete_contacts(new_store().await).await;
+    check_delete_account(new_store().await).await;
     check_contact_claim_keys_independent(new_store().await).await;
     check_verification_insert_and_read_back(new_store().await).await;
     check_verification_insert_existing_conflicts(new_store().await).await;
@@ -296,7 +295,7 @@ where
 ///   64;
 /// - 64 accounts, 32 on each handle, claim one contact key at once: exactly
 ///   one commits, the others are `Taken`, and both handles name the winner;
-/// - 32 + 32 read-modify-commit loops on one contact book, each adding a
+/// - 32 + 32 read-modify-commit loops on one account record, each adding a
 ///   contact and claiming a key: no update is lost.
 ///
 /// The namespace must be empty when this starts.

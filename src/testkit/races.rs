@@ -156,19 +156,19 @@ pub async fn check_race_insert(store: Arc<dyn Store>) {
 
 /// Rule: no epoch bump is lost. 64 concurrent bumps of one account's
 /// security epoch through [`TrustedDevices::bump_epoch`] (each a
-/// compare-and-set of the account's contact book) return exactly the
-/// epochs 1 to 64, one each, and the book then holds 64.
+/// compare-and-set of the account's account record) return exactly the
+/// epochs 1 to 64, one each, and the record then holds 64.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 pub async fn check_race_bump_epoch(store: Arc<dyn Store>) {
     race_bump_epoch(&[store], "testkit:race:epoch").await;
 }
 
-/// Rule: of 64 accounts that each commit a first book claiming the same
-/// key at the same moment, exactly one gets [`ContactCommit::Committed`]
+/// Rule: of 64 accounts that each commit a first record claiming the same
+/// key at the same moment, exactly one gets [`AccountCommit::Committed`]
 /// and 63 get `Taken { index: 0 }` (never an error: a unique-key clash is
-/// a `Taken`); `claim_owner` names the winner, whose book is stored, and
-/// no loser has a book.
+/// a `Taken`); `claim_owner` names the winner, whose record is stored, and
+/// no loser has a record.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 pub async fn check_race_claim(store: Arc<dyn Store>) {
@@ -204,7 +204,7 @@ pub async fn check_race_claim_overlapping(store: Arc<dyn Store>) {
             let (claim, release) = plan(i);
             async move {
                 store
-                    .commit_contacts(&book, None, &ClaimChanges { claim, release })
+                    .commit_account(&book, None, &ClaimChanges { claim, release })
                     .await
                     .map_err(|e| describe(&e))
             }
@@ -214,8 +214,8 @@ pub async fn check_race_claim_overlapping(store: Arc<dyn Store>) {
     let mut winners = Vec::new();
     for (i, result) in results.iter().enumerate() {
         match result {
-            Ok(ContactCommit::Committed) => winners.push(i),
-            Ok(ContactCommit::Taken { index }) => {
+            Ok(AccountCommit::Committed) => winners.push(i),
+            Ok(AccountCommit::Taken { index }) => {
                 let (claim, _) = plan(i);
                 assert!(
                     *index < claim.len(),
@@ -228,11 +228,11 @@ pub async fn check_race_claim_overlapping(store: Arc<dyn Store>) {
                     "a Taken commit must name a key another account holds; key {index} of \
                      task {i} is held by {owner:?}"
                 );
-                let none = ok(store.contact_book(&account(i)).await, "contact_book");
-                assert!(none.is_none(), "a Taken commit must not store the book");
+                let none = ok(store.account_record(&account(i)).await, "account_record");
+                assert!(none.is_none(), "a Taken commit must not store the record");
             }
             Err(e) => panic!(
-                "of concurrent commit_contacts calls claiming overlapping keys, each must end \
+                "of concurrent commit_account calls claiming overlapping keys, each must end \
                  Committed or Taken; one failed (a deadlock or a unique-key error?): {e}"
             ),
         }
@@ -262,9 +262,9 @@ pub async fn check_race_claim_overlapping(store: Arc<dyn Store>) {
     }
 }
 
-/// Rule: no lost update on a contact book. 64 tasks each run read → add a
-/// contact of their own and claim a key of their own → `commit_contacts`
-/// from the version read, retrying on conflict; afterwards the book holds
+/// Rule: no lost update on a account record. 64 tasks each run read → add a
+/// contact of their own and claim a key of their own → `commit_account`
+/// from the version read, retrying on conflict; afterwards the record holds
 /// every task's contact exactly once, its version moved by exactly 64,
 /// and the account holds every task's key.
 ///

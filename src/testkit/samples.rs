@@ -114,14 +114,14 @@ pub fn sample_device(account: &AccountId, id_seed: u8, now: OffsetDateTime) -> D
     }
 }
 
-/// A contact book of `account` as its first commit stores it: version 1,
+/// A account record of `account` as its first commit stores it: version 1,
 /// created at `now`, with a verified phone number (`+819012345678`) that
 /// two-step sign-in uses and an unverified email address, and a grace state
 /// that records the account's creation and both contacts.
 ///
 /// `now` is truncated to whole seconds in UTC.
 #[must_use]
-pub fn sample_contact_book(account: &AccountId, now: OffsetDateTime) -> ContactBook {
+pub fn sample_contact_book(account: &AccountId, now: OffsetDateTime) -> AccountRecord {
     let now = whole_seconds(now);
     let phone = phone();
     let email = Destination::email("Taro.Yamada+2fa@Example.co.jp").expect("a valid email");
@@ -130,7 +130,7 @@ pub fn sample_contact_book(account: &AccountId, now: OffsetDateTime) -> ContactB
     let _ = grace.apply(&policy, GraceEvent::AccountCreated, now);
     let _ = grace.apply(&policy, GraceEvent::added(&phone, true), now);
     let _ = grace.apply(&policy, GraceEvent::added(&email, false), now);
-    ContactBook {
+    AccountRecord {
         account: account.clone(),
         version: 1,
         contacts: vec![

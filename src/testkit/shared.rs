@@ -461,11 +461,11 @@ pub(super) async fn race_bump_epoch(stores: &[Arc<dyn Store>], account: &str) {
         across(stores)
     );
     for store in stores {
-        let book = ok(store.contact_book(&account).await, "contact_book");
+        let book = ok(store.account_record(&account).await, "account_record");
         assert_eq!(
             book.map(|b| b.epoch),
             Some(u64::try_from(TASKS).expect("small")),
-            "after {TASKS} concurrent epoch bumps the book's epoch must read {TASKS}{}",
+            "after {TASKS} concurrent epoch bumps the record's epoch must read {TASKS}{}",
             across(stores)
         );
     }
@@ -551,7 +551,7 @@ pub(super) async fn race_claim(stores: &[Arc<dyn Store>], name: &str) {
             let key = key.clone();
             async move {
                 store
-                    .commit_contacts(&book, None, &changes(&[&key], &[]))
+                    .commit_account(&book, None, &changes(&[&key], &[]))
                     .await
                     .map_err(|e| describe(&e))
             }
@@ -568,7 +568,7 @@ pub(super) async fn race_claim(stores: &[Arc<dyn Store>], name: &str) {
     let winners: Vec<usize> = results
         .iter()
         .enumerate()
-        .filter(|(_, r)| matches!(r, Ok(ContactCommit::Committed)))
+        .filter(|(_, r)| matches!(r, Ok(AccountCommit::Committed)))
         .map(|(i, _)| i)
         .collect();
     assert_eq!(
@@ -583,7 +583,7 @@ pub(super) async fn race_claim(stores: &[Arc<dyn Store>], name: &str) {
         results
             .iter()
             .enumerate()
-            .all(|(i, r)| i == winner || matches!(r, Ok(ContactCommit::Taken { index: 0 }))),
+            .all(|(i, r)| i == winner || matches!(r, Ok(AccountCommit::Taken { index: 0 }))),
         "the {} losing claims must return Taken {{ index: 0 }}{}; got {results:?}",
         TASKS - 1,
         across(stores)
@@ -597,11 +597,11 @@ pub(super) async fn race_claim(stores: &[Arc<dyn Store>], name: &str) {
             across(stores)
         );
         for i in 0..TASKS {
-            let book = ok(store.contact_book(&account(i)).await, "contact_book");
+            let book = ok(store.account_record(&account(i)).await, "account_record");
             assert_eq!(
                 book.is_some(),
                 i == winner,
-                "after a claim race only the winner may have a book (task {i}){}",
+                "after a claim race only the winner may have a record (task {i}){}",
                 across(stores)
             );
         }
@@ -625,26 +625,26 @@ pub(super) async fn race_contact_book(stores: &[Arc<dyn Store>], name: &str) {
                 // stale, so allow far more rounds than that bound.
                 for _ in 0..TASKS * TASKS {
                     let current =
-                        read_book(&*store, &account, "contact book in a retry loop").await;
+                        read_book(&*store, &account, "account record in a retry loop").await;
                     let next = next_book(&current, &address, now);
                     match store
-                        .commit_contacts(&next, Some(current.version), &changes(&[&claim], &[]))
+                        .commit_account(&next, Some(current.version), &changes(&[&claim], &[]))
                         .await
                     {
-                        Ok(ContactCommit::Committed) => return,
+                        Ok(AccountCommit::Committed) => return,
                         Ok(other) => panic!(
-                            "commit_contacts claiming a free key returned {other:?} in a \
+                            "commit_account claiming a free key returned {other:?} in a \
                              read-modify-write loop"
                         ),
                         Err(e) if e.is_conflict() => tokio::task::yield_now().await,
                         Err(e) => panic!(
-                            "commit_contacts failed in a read-modify-write loop: {}",
+                            "commit_account failed in a read-modify-write loop: {}",
                             describe(&e)
                         ),
                     }
                 }
                 panic!(
-                    "commit_contacts kept reporting Conflict in a read-modify-write loop \
+                    "commit_account kept reporting Conflict in a read-modify-write loop \
                      although every other writer had finished"
                 );
             }
@@ -652,18 +652,18 @@ pub(super) async fn race_contact_book(stores: &[Arc<dyn Store>], name: &str) {
         .collect();
     race(jobs).await;
     for store in stores {
-        let back = read_book(&**store, &account, "contact book after the race").await;
+        let back = read_book(&**store, &account, "account record after the race").await;
         assert_eq!(
             back.version,
             first.version + u64::try_from(TASKS).expect("small"),
-            "{TASKS} successful commit_contacts calls must move the version by {TASKS}{}",
+            "{TASKS} successful commit_account calls must move the version by {TASKS}{}",
             across(stores)
         );
         assert_eq!(
             back.contacts.len(),
             first.contacts.len() + TASKS,
             "lost update: {TASKS} read-modify-commit loops must add exactly {TASKS} contacts \
-             (commit_contacts must compare and set atomically){}",
+             (commit_account must compare and set atomically){}",
             across(stores)
         );
         for i in 0..TASKS {
@@ -676,7 +676,7 @@ pub(super) async fn race_contact_book(stores: &[Arc<dyn Store>], name: &str) {
             assert_eq!(
                 n,
                 1,
-                "each task's contact must be in the book exactly once (task {i}: {n} times){}",
+                "each task's contact must be in the record exactly once (task {i}: {n} times){}",
                 across(stores)
             );
             let owner = ok(store.claim_owner(&key(i)).await, "claim_owner");

@@ -14,15 +14,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use mockall::mock;
-use ninsho::contact::Destination;
-use ninsho::device::{DeviceId, DeviceRecord};
 use ninsho::events::RecordingEvents;
 use ninsho::flows::{Challenges, ChallengesBuilder, Ports};
-use ninsho::gateway::{Gateway, Locale};
+use ninsho::gateway::Gateway;
+use ninsho::model::{
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, Destination, DeviceId, DeviceRecord,
+    FailureRecord, Locale, VerificationId, VerificationRecord,
+};
 use ninsho::store::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, Store, StoreError,
-    StoreErrorKind, VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, Store,
+    StoreError, StoreErrorKind, VerificationStore, WindowCount,
 };
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use time::{Duration, OffsetDateTime};
@@ -136,19 +137,19 @@ macro_rules! delegate_store {
         impl<$($g)*> ::ninsho::store::ChallengeStore for $ty {
             async fn insert_challenge(
                 &self,
-                record: &::ninsho::store::ChallengeRecord,
+                record: &::ninsho::model::ChallengeRecord,
             ) -> Result<(), ::ninsho::store::StoreError> {
                 $then(self.$field.insert_challenge(record).await).await
             }
             async fn challenge(
                 &self,
-                id: &::ninsho::store::ChallengeId,
-            ) -> Result<Option<::ninsho::store::ChallengeRecord>, ::ninsho::store::StoreError> {
+                id: &::ninsho::model::ChallengeId,
+            ) -> Result<Option<::ninsho::model::ChallengeRecord>, ::ninsho::store::StoreError> {
                 $then(self.$field.challenge(id).await).await
             }
             async fn replace_challenge(
                 &self,
-                record: &::ninsho::store::ChallengeRecord,
+                record: &::ninsho::model::ChallengeRecord,
                 expected_version: u64,
             ) -> Result<(), ::ninsho::store::StoreError> {
                 $then(self.$field.replace_challenge(record, expected_version).await).await
@@ -174,21 +175,21 @@ macro_rules! delegate_store {
             }
             async fn replace_failures(
                 &self,
-                account: &::ninsho::store::AccountId,
-                expected: Option<::ninsho::store::FailureRecord>,
-                next: Option<::ninsho::store::FailureRecord>,
+                account: &::ninsho::model::AccountId,
+                expected: Option<::ninsho::model::FailureRecord>,
+                next: Option<::ninsho::model::FailureRecord>,
             ) -> Result<(), ::ninsho::store::StoreError> {
                 $then(self.$field.replace_failures(account, expected, next).await).await
             }
             async fn failures(
                 &self,
-                account: &::ninsho::store::AccountId,
-            ) -> Result<Option<::ninsho::store::FailureRecord>, ::ninsho::store::StoreError> {
+                account: &::ninsho::model::AccountId,
+            ) -> Result<Option<::ninsho::model::FailureRecord>, ::ninsho::store::StoreError> {
                 $then(self.$field.failures(account).await).await
             }
             async fn clear_failures(
                 &self,
-                account: &::ninsho::store::AccountId,
+                account: &::ninsho::model::AccountId,
             ) -> Result<(), ::ninsho::store::StoreError> {
                 $then(self.$field.clear_failures(account).await).await
             }
@@ -199,73 +200,73 @@ macro_rules! delegate_store {
         impl<$($g)*> ::ninsho::store::DeviceStore for $ty {
             async fn insert_device(
                 &self,
-                record: &::ninsho::device::DeviceRecord,
+                record: &::ninsho::model::DeviceRecord,
             ) -> Result<(), ::ninsho::store::StoreError> {
                 $then(self.$field.insert_device(record).await).await
             }
             async fn device(
                 &self,
-                account: &::ninsho::store::AccountId,
-                id: &::ninsho::device::DeviceId,
-            ) -> Result<Option<::ninsho::device::DeviceRecord>, ::ninsho::store::StoreError> {
+                account: &::ninsho::model::AccountId,
+                id: &::ninsho::model::DeviceId,
+            ) -> Result<Option<::ninsho::model::DeviceRecord>, ::ninsho::store::StoreError> {
                 $then(self.$field.device(account, id).await).await
             }
             async fn devices(
                 &self,
-                account: &::ninsho::store::AccountId,
-            ) -> Result<Vec<::ninsho::device::DeviceRecord>, ::ninsho::store::StoreError> {
+                account: &::ninsho::model::AccountId,
+            ) -> Result<Vec<::ninsho::model::DeviceRecord>, ::ninsho::store::StoreError> {
                 $then(self.$field.devices(account).await).await
             }
             async fn replace_device(
                 &self,
-                record: &::ninsho::device::DeviceRecord,
+                record: &::ninsho::model::DeviceRecord,
                 expected_version: u64,
             ) -> Result<(), ::ninsho::store::StoreError> {
                 $then(self.$field.replace_device(record, expected_version).await).await
             }
             async fn delete_device(
                 &self,
-                account: &::ninsho::store::AccountId,
-                id: &::ninsho::device::DeviceId,
+                account: &::ninsho::model::AccountId,
+                id: &::ninsho::model::DeviceId,
             ) -> Result<bool, ::ninsho::store::StoreError> {
                 $then(self.$field.delete_device(account, id).await).await
             }
             async fn delete_devices(
                 &self,
-                account: &::ninsho::store::AccountId,
+                account: &::ninsho::model::AccountId,
             ) -> Result<u64, ::ninsho::store::StoreError> {
                 $then(self.$field.delete_devices(account).await).await
             }
         }
     };
-    (@ContactStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
+    (@AccountStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
         #[::async_trait::async_trait]
-        impl<$($g)*> ::ninsho::store::ContactStore for $ty {
-            async fn contact_book(
+        impl<$($g)*> ::ninsho::store::AccountStore for $ty {
+            async fn account_record(
                 &self,
-                account: &::ninsho::store::AccountId,
-            ) -> Result<Option<::ninsho::store::ContactBook>, ::ninsho::store::StoreError> {
-                $then(self.$field.contact_book(account).await).await
+                account: &::ninsho::model::AccountId,
+            ) -> Result<Option<::ninsho::model::AccountRecord>, ::ninsho::store::StoreError> {
+                $then(self.$field.account_record(account).await).await
             }
             async fn claim_owner(
                 &self,
                 key: &str,
-            ) -> Result<Option<::ninsho::store::AccountId>, ::ninsho::store::StoreError> {
+            ) -> Result<Option<::ninsho::model::AccountId>, ::ninsho::store::StoreError> {
                 $then(self.$field.claim_owner(key).await).await
             }
-            async fn commit_contacts(
+            async fn commit_account(
                 &self,
-                book: &::ninsho::store::ContactBook,
+                book: &::ninsho::model::AccountRecord,
                 expected_version: Option<u64>,
                 changes: &::ninsho::store::ClaimChanges,
-            ) -> Result<::ninsho::store::ContactCommit, ::ninsho::store::StoreError> {
-                $then(self.$field.commit_contacts(book, expected_version, changes).await).await
+            ) -> Result<::ninsho::store::AccountCommit, ::ninsho::store::StoreError> {
+                $then(self.$field.commit_account(book, expected_version, changes).await).await
             }
-            async fn delete_contacts(
+            async fn delete_account(
                 &self,
-                account: &::ninsho::store::AccountId,
+                account: &::ninsho::model::AccountId,
             ) -> Result<(), ::ninsho::store::StoreError> {
-                $then(self.$field.delete_contacts(account).await).await
+                $then(self.$field.delete_account(account).await).await
             }
         }
     };
@@ -274,20 +275,20 @@ macro_rules! delegate_store {
         impl<$($g)*> ::ninsho::store::VerificationStore for $ty {
             async fn insert_verification(
                 &self,
-                record: &::ninsho::store::VerificationRecord,
+                record: &::ninsho::model::VerificationRecord,
             ) -> Result<(), ::ninsho::store::StoreError> {
                 $then(self.$field.insert_verification(record).await).await
             }
             async fn verification(
                 &self,
-                id: &::ninsho::store::VerificationId,
-            ) -> Result<Option<::ninsho::store::VerificationRecord>, ::ninsho::store::StoreError>
+                id: &::ninsho::model::VerificationId,
+            ) -> Result<Option<::ninsho::model::VerificationRecord>, ::ninsho::store::StoreError>
             {
                 $then(self.$field.verification(id).await).await
             }
             async fn replace_verification(
                 &self,
-                record: &::ninsho::store::VerificationRecord,
+                record: &::ninsho::model::VerificationRecord,
                 expected_version: u64,
             ) -> Result<(), ::ninsho::store::StoreError> {
                 $then(self.$field.replace_verification(record, expected_version).await).await
@@ -314,7 +315,7 @@ pub(crate) use delegate_store;
 pub struct Yielding<S>(pub Arc<S>);
 
 delegate_store!([S: Store] Yielding<S>, 0, yielding =>
-    ChallengeStore, LimitStore, DeviceStore, ContactStore, VerificationStore);
+    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore);
 
 mock! {
     #[derive(Debug)]
@@ -369,16 +370,16 @@ mock! {
     }
 
     #[async_trait]
-    impl ContactStore for Db {
-        async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError>;
+    impl AccountStore for Db {
+        async fn account_record(&self, account: &AccountId) -> Result<Option<AccountRecord>, StoreError>;
         async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError>;
-        async fn commit_contacts(
+        async fn commit_account(
             &self,
-            book: &ContactBook,
+            book: &AccountRecord,
             expected_version: Option<u64>,
             changes: &ClaimChanges,
-        ) -> Result<ContactCommit, StoreError>;
-        async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError>;
+        ) -> Result<AccountCommit, StoreError>;
+        async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError>;
     }
 
     #[async_trait]

@@ -13,11 +13,14 @@ use serde::de::DeserializeOwned;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeStore, ClaimChanges, ContactBook,
-    ContactCommit, ContactStore, DeviceStore, FailureRecord, LimitStore, StoreError,
-    VerificationId, VerificationRecord, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, StoreError,
+    VerificationStore, WindowCount,
 };
-use crate::device::{DeviceId, DeviceRecord};
+
+use crate::model::{
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
+    VerificationId, VerificationRecord,
+};
 
 static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("insert.lua")));
 static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replace.lua")));
@@ -82,7 +85,7 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// and an exact [`purge_verifications`](VerificationStore::purge_verifications)
 /// of their own). Each account's set of device ids lives at least as long
 /// as its longest-lived device and is trimmed of ids whose device Redis
-/// dropped whenever the devices are listed. Contact books (which hold the
+/// dropped whenever the devices are listed. Account records (which hold the
 /// recovery codes and the security epoch) and contact claims have no
 /// expiry: they live until deleted.
 ///
@@ -129,14 +132,14 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `devices.lua` | every record of the account's set, dropping ids whose device is gone |
 /// | `device_delete.lua` | one device and its set entry; whether it existed |
 /// | `devices_delete.lua` | every device of the set and the set; how many there were |
-/// | `contacts_commit.lua` | a contact book, compare-and-set on `version` (or insert if absent), with its claims: nothing written if a key to claim names another account; else the released keys the account holds deleted, the claimed ones set, the account's claim set kept in step |
-/// | `contacts_delete.lua` | the book, every claim key of the account's claim set that still names it, and the set |
+/// | `contacts_commit.lua` | a account record, compare-and-set on `version` (or insert if absent), with its claims: nothing written if a key to claim names another account; else the released keys the account holds deleted, the claimed ones set, the account's claim set kept in step |
+/// | `contacts_delete.lua` | the record, every claim key of the account's claim set that still names it, and the set |
 ///
 /// Combined verifications go through the challenge scripts (`insert.lua`,
 /// `replace.lua`, `purge.lua`) on their own keys and index: the same
 /// records-with-expiry operations.
 ///
-/// Reading a challenge, one device, a contact book or a verification is
+/// Reading a challenge, one device, a account record or a verification is
 /// one `HGET`, a claim's owner one `GET`; deleting a failure run one `DEL`.
 ///
 /// The purge script, the device-listing and device-deleting scripts and
@@ -701,8 +704,11 @@ impl DeviceStore for RedisStore {
 }
 
 #[async_trait]
-impl ContactStore for RedisStore {
-    async fn contact_book(&self, account: &AccountId) -> Result<Option<ContactBook>, StoreError> {
+impl AccountStore for RedisStore {
+    async fn account_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
         self.fetch_record(self.contacts_key(account)).await
     }
 
@@ -715,16 +721,16 @@ impl ContactStore for RedisStore {
         Ok(owner.map(AccountId))
     }
 
-    /// One script (`contacts_commit.lua`) that gets the book key, the
+    /// One script (`contacts_commit.lua`) that gets the record key, the
     /// account's claim set and every claim key as `KEYS`: Redis runs it
     /// without interleaving, so the version check, the claim checks and
     /// every write are one atomic step.
-    async fn commit_contacts(
+    async fn commit_account(
         &self,
-        book: &ContactBook,
+        book: &AccountRecord,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<ContactCommit, StoreError> {
+    ) -> Result<AccountCommit, StoreError> {
         let json = serde_json::to_string(book).map_err(StoreError::other)?;
         let mut invocation = CONTACTS_COMMIT.key(self.contacts_key(&book.account));
         invocation.key(self.claims_key(&book.account));
@@ -745,16 +751,16 @@ impl ContactStore for RedisStore {
             .await
             .map_err(map_redis)?;
         match outcome {
-            0 => Ok(ContactCommit::Committed),
+            0 => Ok(AccountCommit::Committed),
             1 => Err(StoreError::conflict()),
-            2 => Ok(ContactCommit::Taken { index }),
+            2 => Ok(AccountCommit::Taken { index }),
             other => Err(StoreError::other(format!(
                 "contacts_commit.lua replied {other}, not 0, 1 or 2"
             ))),
         }
     }
 
-    async fn delete_contacts(&self, account: &AccountId) -> Result<(), StoreError> {
+    async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
         let _done: i64 = CONTACTS_DELETE
             .key(self.contacts_key(account))
             .key(self.claims_key(account))
