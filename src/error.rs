@@ -284,6 +284,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a compare-and-set lost to a concurrent write (the caller
+    /// reads again and decides again).
+    pub(crate) fn is_conflict(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_conflict())
+    }
+
     /// Whether this is an infrastructure failure (worth retrying later)
     /// rather than bad input or configuration.
     ///

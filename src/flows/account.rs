@@ -4,19 +4,15 @@
 
 use time::OffsetDateTime;
 
-use crate::error::{Error, Refusal};
+use super::cas::{self, AccountSlot, Step};
+use crate::error::Error;
 use crate::model::{AccountId, AccountRecord, Factors, GraceState};
-use crate::store::{AccountCommit, ClaimChanges, Store, StoreError};
-
-/// Most compare-and-set rounds one change makes before giving up with a
-/// conflict. Each lost round means another change of the same account
-/// landed; even 64 racing changes of one account settle well within it.
-const MAX_ROUNDS: usize = 128;
+use crate::store::{ClaimChanges, Store, StoreError};
 
 /// The record of an account ninsho has not seen before: no contacts, no
 /// factors, epoch 0, and a grace period not yet started (the contact flows
 /// start it the first time they see the account).
-pub(crate) fn fresh_book(account: &AccountId, now: OffsetDateTime) -> AccountRecord {
+pub(crate) fn fresh_record(account: &AccountId, now: OffsetDateTime) -> AccountRecord {
     AccountRecord {
         account: account.clone(),
         version: 0,
@@ -47,12 +43,11 @@ pub(crate) async fn epoch(store: &dyn Store, account: &AccountId) -> Result<u64,
 
 /// Reads the account's record (a fresh one if it has none), lets `edit`
 /// change it and return its answer with the claims to change, and writes it
-/// back with compare-and-set, re-reading and editing again after a
-/// conflict (so `edit` may run more than once). An error from `edit`
-/// writes nothing.
+/// back with compare-and-set ([`cas::change`]), so `edit` may run more than
+/// once. An error from `edit` writes nothing.
 ///
 /// # Errors
-/// What `edit` returns; [`Refusal::ContactInUse`] when a claim is held by
+/// What `edit` returns; [`Refusal::ContactInUse`](crate::error::Refusal::ContactInUse) when a claim is held by
 /// another account; [`Error::Store`].
 pub(crate) async fn update<T>(
     store: &dyn Store,
@@ -60,48 +55,56 @@ pub(crate) async fn update<T>(
     now: OffsetDateTime,
     mut edit: impl FnMut(&mut AccountRecord) -> Result<(T, ClaimChanges), Error>,
 ) -> Result<T, Error> {
-    for _ in 0..MAX_ROUNDS {
-        let stored = store.account_record(account).await?;
-        let expected = stored.as_ref().map(|b| b.version);
-        let mut book = stored.unwrap_or_else(|| fresh_book(account, now));
-        let (answer, changes) = edit(&mut book)?;
-        book.version = expected.map_or(1, |v| v.wrapping_add(1));
-        match store.commit_account(&book, expected, &changes).await {
-            Ok(AccountCommit::Committed) => return Ok(answer),
-            Ok(AccountCommit::Taken { .. }) => return Err(Refusal::ContactInUse.into()),
-            Err(e) if e.is_conflict() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(StoreError::conflict().into())
+    let slot = AccountSlot {
+        store,
+        account,
+        now,
+        create: true,
+    };
+    let record = (slot.read().await?, ClaimChanges::default());
+    let landed = cas::change(&slot, record, |(record, claims)| {
+        let (answer, changes) = edit(record)?;
+        *claims = changes;
+        Ok(Step::Write(answer))
+    })
+    .await?;
+    Ok(landed.answer)
 }
 
 /// Like [`update`], for an account that has a record: nothing is written
-/// when it has none, or when `edit` answers `None` (nothing to change).
+/// when it has none, or when `edit` answers `None` (nothing to change; it
+/// must then leave the record as it found it).
 ///
 /// # Errors
-/// What `edit` returns; [`Refusal::ContactInUse`] when a claim is held by
+/// What `edit` returns; [`Refusal::ContactInUse`](crate::error::Refusal::ContactInUse) when a claim is held by
 /// another account; [`Error::Store`].
 pub(crate) async fn update_existing<T>(
     store: &dyn Store,
     account: &AccountId,
     mut edit: impl FnMut(&mut AccountRecord) -> Result<Option<(T, ClaimChanges)>, Error>,
 ) -> Result<Option<T>, Error> {
-    for _ in 0..MAX_ROUNDS {
-        let Some(mut book) = store.account_record(account).await? else {
-            return Ok(None);
-        };
-        let expected = book.version;
-        let Some((answer, changes)) = edit(&mut book)? else {
-            return Ok(None);
-        };
-        book.version = expected.wrapping_add(1);
-        match store.commit_account(&book, Some(expected), &changes).await {
-            Ok(AccountCommit::Committed) => return Ok(Some(answer)),
-            Ok(AccountCommit::Taken { .. }) => return Err(Refusal::ContactInUse.into()),
-            Err(e) if e.is_conflict() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(StoreError::conflict().into())
+    let Some(record) = store.account_record(account).await? else {
+        return Ok(None);
+    };
+    let slot = AccountSlot {
+        store,
+        account,
+        now: record.created_at,
+        create: false,
+    };
+    let landed = cas::change(
+        &slot,
+        (record, ClaimChanges::default()),
+        |(record, claims)| {
+            Ok(match edit(record)? {
+                Some((answer, changes)) => {
+                    *claims = changes;
+                    Step::Write(Some(answer))
+                }
+                None => Step::Keep(None),
+            })
+        },
+    )
+    .await?;
+    Ok(landed.answer)
 }

@@ -5,8 +5,9 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
+use super::cas::{self, ChallengeSlot, Step};
 use super::guess::Counted;
-use super::{Attempt, Challenges, MAX_ROUNDS};
+use super::{Attempt, Challenges};
 use crate::challenge::{
     Decision, decide, generate_code, hash_code, is_live_code, refusal_before_check,
 };
@@ -356,37 +357,34 @@ impl Challenges {
     ) -> Result<Ticket, Error> {
         let now = self.now();
         let inner = &self.inner;
-        let mut record = self.load(id).await?;
+        let record = self.load(id).await?;
         self.may_send_again(&record, next_channel, now)?;
         self.charge_send_limits(&record.destination, record.account.as_ref(), caller, now)
             .await?;
 
         let code = generate_code(&*inner.rng, record.digits)?;
-        let mut rounds = 0;
-        let (record, index) = loop {
-            let index = self.may_send_again(&record, next_channel, now)?;
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
+        let hashed = hash_code(&inner.hasher, id, &code);
+        let slot = ChallengeSlot {
+            store: &*inner.store,
+            id: *id,
+        };
+        let landed = cas::change(&slot, record, |record| {
+            let index = self.may_send_again(record, next_channel, now)?;
             let expires_at = now.saturating_add(inner.policy.lifetime);
-            next.sends.push(SendRecord {
+            record.sends.push(SendRecord {
                 channel: record.channels[index],
                 sent_at: now,
                 expires_at,
-                code: hash_code(&inner.hasher, id, &code),
+                code: hashed,
                 failed_transiently: false,
             });
-            next.channel_index = index;
-            next.delivery_attempts = record.delivery_attempts.saturating_add(1);
-            next.expires_at = record.expires_at.max(expires_at);
-            match inner.store.replace_challenge(&next, record.version).await {
-                Ok(()) => break (next, index),
-                Err(e) if e.is_conflict() && rounds < MAX_ROUNDS => {
-                    rounds += 1;
-                    record = self.load(id).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+            record.channel_index = index;
+            record.delivery_attempts = record.delivery_attempts.saturating_add(1);
+            record.expires_at = record.expires_at.max(expires_at);
+            Ok(Step::Write(index))
+        })
+        .await?;
+        let (record, index) = (landed.record, landed.answer);
         let code = SecretString::new(code.to_string());
         let delivered = match self
             .deliver(
@@ -545,29 +543,26 @@ impl Challenges {
     /// others are refused as used.
     pub(crate) async fn spend(&self, record: ChallengeRecord) -> Result<Verified, Error> {
         let id = record.id;
-        let mut record = record;
-        for _ in 0..MAX_ROUNDS {
+        let slot = ChallengeSlot {
+            store: &*self.inner.store,
+            id,
+        };
+        let landed = cas::change(&slot, record, |record| {
             // The code was found right on this version, within its
             // attempts: later wrong guesses don't undo that. Only a racing
             // spend of the same code wins over it.
             if record.state == ChallengeState::Consumed {
-                return Err(self.refuse(Some(id), record.account, Refusal::AlreadyUsed));
+                return Ok(Step::Keep(()));
             }
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.state = ChallengeState::Consumed;
-            match self
-                .inner
-                .store
-                .replace_challenge(&next, record.version)
-                .await
-            {
-                Ok(()) => return Ok(self.verified(&next).await),
-                Err(e) if e.is_conflict() => record = self.load(&id).await?,
-                Err(e) => return Err(e.into()),
-            }
+            record.state = ChallengeState::Consumed;
+            Ok(Step::Write(()))
+        })
+        .await?;
+        if landed.written {
+            Ok(self.verified(&landed.record).await)
+        } else {
+            Err(self.refuse(Some(id), landed.record.account, Refusal::AlreadyUsed))
         }
-        Err(crate::store::StoreError::conflict().into())
     }
 
     /// Counts the guess, then decides and writes: a wrong code is written
@@ -636,9 +631,9 @@ impl Challenges {
     /// [`spend`](Self::spend)).
     async fn decide_and_write(
         &self,
-        mut record: ChallengeRecord,
+        record: ChallengeRecord,
         code: &Code<'_>,
-        mut counted: Option<Counted>,
+        counted: Option<Counted>,
         spend: bool,
     ) -> Result<ChallengeRecord, Error> {
         let now = self.now();
@@ -647,62 +642,57 @@ impl Challenges {
         let consumed_by = code
             .attempt
             .map(|a| super::attempt_hash(&inner.hasher, &challenge_scope(&id), a));
-        for _ in 0..MAX_ROUNDS {
+        let slot = ChallengeSlot {
+            store: &*inner.store,
+            id,
+        };
+        let landed = cas::change(&slot, record, |record| {
             let decision = decide(
-                &record,
+                record,
                 code.input,
                 code.purpose,
                 code.destination,
                 &inner.hasher,
                 now,
             );
-            let (next, outcome) = match decision {
-                Decision::Refuse(reason) => {
-                    return Err(self.refuse(Some(id), record.account, reason));
+            Ok(match decision {
+                Decision::Refuse(reason) => Step::Keep(Outcome::Refused(reason)),
+                // Right, kept for later: the record is written unchanged
+                // but for its version, so a comparison made on a stale read
+                // (after another request used up the last attempt)
+                // conflicts here and is decided again.
+                Decision::Accept(_) if !spend => Step::Write(Outcome::Right),
+                Decision::Accept(next) => {
+                    *record = next;
+                    record.consumed_by = consumed_by;
+                    Step::Write(Outcome::Right)
                 }
-                Decision::Accept(_) if !spend => {
-                    // Right, kept for later: write the record unchanged but
-                    // for its version, so a comparison made on a stale read
-                    // (after another request used up the last attempt)
-                    // conflicts here and is decided again.
-                    let mut held = record.clone();
-                    held.version = record.version.wrapping_add(1);
-                    (held, Outcome::Right)
+                Decision::Reject(next, reason) => {
+                    *record = next;
+                    Step::Write(Outcome::Wrong(reason))
                 }
-                Decision::Accept(mut next) => {
-                    next.consumed_by = consumed_by;
-                    (next, Outcome::Right)
+                Decision::RetiredKey(key_id, None) => Step::Keep(Outcome::Retired(key_id)),
+                Decision::RetiredKey(key_id, Some(next)) => {
+                    *record = next;
+                    Step::Write(Outcome::Retired(key_id))
                 }
-                Decision::Reject(next, reason) => (next, Outcome::Wrong(reason)),
-                Decision::RetiredKey(key_id, None) => {
-                    let account = record.account;
-                    return Err(self
-                        .retired(counted, account, SecretKind::OneTimeCode, key_id)
-                        .await);
+            })
+        })
+        .await?;
+        let record = landed.record;
+        match landed.answer {
+            Outcome::Right => Ok(record),
+            Outcome::Refused(reason) => Err(self.refuse(Some(id), record.account, reason)),
+            Outcome::Wrong(reason) => {
+                if let Some(counted) = &counted {
+                    counted.wrong(&inner.failures, &*inner.events, now);
                 }
-                Decision::RetiredKey(key_id, Some(next)) => (next, Outcome::Retired(key_id)),
-            };
-            match inner.store.replace_challenge(&next, record.version).await {
-                Ok(()) => match outcome {
-                    Outcome::Right => return Ok(next),
-                    Outcome::Wrong(reason) => {
-                        if let Some(counted) = &counted {
-                            counted.wrong(&inner.failures, &*inner.events, now);
-                        }
-                        return Err(self.refuse(Some(id), next.account, reason));
-                    }
-                    Outcome::Retired(key_id) => {
-                        let counted = counted.take();
-                        return Err(self
-                            .retired(counted, next.account, SecretKind::OneTimeCode, key_id)
-                            .await);
-                    }
-                },
-                Err(e) if e.is_conflict() => record = self.load(&id).await?,
-                Err(e) => return Err(e.into()),
+                Err(self.refuse(Some(id), record.account, reason))
             }
+            Outcome::Retired(key_id) => Err(self
+                .retired(counted, record.account, SecretKind::OneTimeCode, key_id)
+                .await),
         }
-        Err(crate::store::StoreError::conflict().into())
     }
 
     /// A challenge was just written as verified (a code, or a collected
@@ -890,32 +880,26 @@ impl Challenges {
     /// Best effort: if the mark can't be written (the store fails, or keeps
     /// losing the compare-and-set), the cooldown stays — the stricter side —
     /// and the caller still gets the delivery error.
-    async fn note_undelivered(&self, mut record: ChallengeRecord, error: Error) -> Error {
+    async fn note_undelivered(&self, record: ChallengeRecord, error: Error) -> Error {
         let transient = matches!(&error, Error::Delivery { source, .. } if !source.is_permanent());
         // Sends are only ever appended, so the index stays ours on a reload.
         let Some(index) = record.sends.len().checked_sub(1).filter(|_| transient) else {
             return error;
         };
-        for _ in 0..MAX_ROUNDS {
-            if record.sends.get(index).is_none_or(|s| s.failed_transiently) {
-                break;
-            }
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.sends[index].failed_transiently = true;
-            match self
-                .inner
-                .store
-                .replace_challenge(&next, record.version)
-                .await
-            {
-                Err(e) if e.is_conflict() => match self.inner.store.challenge(&record.id).await {
-                    Ok(Some(fresh)) => record = fresh,
-                    _ => break,
-                },
-                _ => break,
-            }
-        }
+        let slot = ChallengeSlot {
+            store: &*self.inner.store,
+            id: record.id,
+        };
+        let _ = cas::change(&slot, record, |record| {
+            Ok(match record.sends.get_mut(index) {
+                Some(send) if !send.failed_transiently => {
+                    send.failed_transiently = true;
+                    Step::Write(())
+                }
+                _ => Step::Keep(()),
+            })
+        })
+        .await;
         error
     }
 
@@ -925,34 +909,32 @@ impl Challenges {
     /// leaves the record as it was.
     pub(super) async fn note_channel(
         &self,
-        mut record: ChallengeRecord,
+        record: ChallengeRecord,
         index: usize,
     ) -> ChallengeRecord {
-        for _ in 0..MAX_ROUNDS {
-            if record.channel_index >= index {
-                return record;
-            }
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.channel_index = index;
-            if let Some(last) = next.sends.last_mut() {
-                last.channel = record.channels[index];
-            }
-            match self
-                .inner
-                .store
-                .replace_challenge(&next, record.version)
-                .await
-            {
-                Ok(()) => return next,
-                Err(e) if e.is_conflict() => match self.inner.store.challenge(&record.id).await {
-                    Ok(Some(fresh)) => record = fresh,
-                    _ => return record,
-                },
-                Err(_) => return record,
-            }
+        if record.channel_index >= index {
+            return record;
         }
-        record
+        let slot = ChallengeSlot {
+            store: &*self.inner.store,
+            id: record.id,
+        };
+        let kept = record.clone();
+        let landed = cas::change(&slot, record, |record| {
+            let Some(&channel) = record.channels.get(index) else {
+                return Ok(Step::Keep(()));
+            };
+            if record.channel_index >= index {
+                return Ok(Step::Keep(()));
+            }
+            record.channel_index = index;
+            if let Some(last) = record.sends.last_mut() {
+                last.channel = channel;
+            }
+            Ok(Step::Write(()))
+        })
+        .await;
+        landed.map_or(kept, |landed| landed.record)
     }
 
     fn ticket(&self, record: &ChallengeRecord, reason: ChannelReason) -> Ticket {
@@ -979,6 +961,8 @@ impl Challenges {
 enum Outcome {
     /// The code was right and is spent.
     Right,
+    /// Refused before any comparison was written: nothing changed.
+    Refused(Refusal),
     /// The code was wrong: refuse with this.
     Wrong(Refusal),
     /// The code may be one hashed with this retired key: the challenge's

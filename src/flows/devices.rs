@@ -2,12 +2,13 @@
 
 use time::OffsetDateTime;
 
+use super::cas::{self, DeviceSlot, Step};
 use super::{Ports, account};
 use crate::device::{self, DeviceCheck, DevicePolicy, DeviceToken};
 use crate::error::{Error, Refusal, RetiredKey, SecretKind};
 use crate::events::Event;
 use crate::model::{AccountId, DeviceId, DeviceRecord};
-use crate::store::{ClaimChanges, StoreError};
+use crate::store::ClaimChanges;
 
 /// A trusted device as the user sees it in "your devices" (au ID).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,29 +236,30 @@ impl TrustedDevices {
     /// [`Error::Store`].
     pub async fn revoke(&self, account: &AccountId, id: &DeviceId) -> Result<(), Error> {
         let p = &self.ports;
-        for _ in 0..32 {
-            let Some(record) = p.store.device(account, id).await? else {
-                return Err(Error::Refused(Refusal::Unknown));
-            };
+        let Some(record) = p.store.device(account, id).await? else {
+            return Err(Error::Refused(Refusal::Unknown));
+        };
+        let slot = DeviceSlot {
+            store: &*p.store,
+            account,
+            id: *id,
+        };
+        let now = p.now();
+        let landed = cas::change(&slot, record, |record| {
             if record.revoked_at.is_some() {
-                return Ok(());
+                return Ok(Step::Keep(()));
             }
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.revoked_at = Some(p.now());
-            match p.store.replace_device(&next, record.version).await {
-                Ok(()) => {
-                    p.emit(Event::DeviceRevoked {
-                        account: account.clone(),
-                        device: *id,
-                    });
-                    return Ok(());
-                }
-                Err(e) if e.is_conflict() => {}
-                Err(e) => return Err(e.into()),
-            }
+            record.revoked_at = Some(now);
+            Ok(Step::Write(()))
+        })
+        .await?;
+        if landed.written {
+            p.emit(Event::DeviceRevoked {
+                account: account.clone(),
+                device: *id,
+            });
         }
-        Err(StoreError::conflict().into())
+        Ok(())
     }
 
     /// Revokes every device of the account ("sign out everywhere") with one

@@ -19,18 +19,12 @@
 
 use time::OffsetDateTime;
 
-use crate::error::Refusal;
+use super::cas::{self, FailureSlot, Step};
+use crate::error::{Error, Refusal};
 use crate::events::{Event, EventSink};
 use crate::limits::FailurePolicy;
 use crate::model::{AccountId, FailureRecord};
-use crate::store::{Store, StoreError};
-
-/// Most compare-and-set rounds one guess makes before giving up with a
-/// conflict. Each lost round means another guess was counted or a run
-/// ended. Under a back-off only a few guesses are ever counted at once (the
-/// rest are refused without a write), so this bound matters only to hosts
-/// that switch the back-off off and let many racing guesses through.
-const MAX_ROUNDS: usize = 256;
+use crate::store::Store;
 
 /// A guess charged to an account's failure run, waiting to be settled.
 #[derive(Debug)]
@@ -42,7 +36,8 @@ pub(crate) struct Counted {
 }
 
 /// Charges one guess to `account`'s failure run if the policy lets the
-/// account guess at `now`; the refusal (`Locked`) if not.
+/// account guess at `now`; the refusal (`Locked`) if not. A guess that
+/// loses the compare-and-set to another is decided again on the longer run.
 ///
 /// # Errors
 /// Store failures: nothing was counted or checked then.
@@ -51,29 +46,27 @@ pub(crate) async fn count(
     policy: &FailurePolicy,
     account: &AccountId,
     now: OffsetDateTime,
-) -> Result<Result<Counted, Refusal>, StoreError> {
-    let mut before = store.failures(account).await?;
-    for _ in 0..MAX_ROUNDS {
-        if let Some(refusal) = policy.lockout(before.as_ref(), now).refusal() {
-            return Ok(Err(refusal));
+) -> Result<Result<Counted, Refusal>, Error> {
+    let slot = FailureSlot { store, account };
+    let run = store.failures(account).await?;
+    let landed = cas::change(&slot, run, |run| {
+        if let Some(refusal) = policy.lockout(run.as_ref(), now).refusal() {
+            return Ok(Step::Keep(Err(refusal)));
         }
-        let run = FailureRecord {
+        let before = *run;
+        let counted = FailureRecord {
             consecutive: before.map_or(0, |r| r.consecutive).saturating_add(1),
             last_failure_at: now,
         };
-        match store.replace_failures(account, before, Some(run)).await {
-            Ok(()) => {
-                return Ok(Ok(Counted {
-                    account: account.clone(),
-                    before,
-                    run,
-                }));
-            }
-            Err(e) if e.is_conflict() => before = store.failures(account).await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::conflict())
+        *run = Some(counted);
+        Ok(Step::Write(Ok((before, counted))))
+    })
+    .await?;
+    Ok(landed.answer.map(|(before, run)| Counted {
+        account: account.clone(),
+        before,
+        run,
+    }))
 }
 
 impl Counted {

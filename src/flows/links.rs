@@ -11,8 +11,9 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use super::Challenges;
+use super::cas::{self, ChallengeSlot, Step};
 use super::codes::{ChannelReason, Payload, Verified, current_channel};
-use super::{Challenges, MAX_ROUNDS};
 use crate::challenge::link_context;
 use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
@@ -284,81 +285,70 @@ impl Challenges {
     ) -> Result<LinkStatus, Error> {
         let hasher = &self.inner.hasher;
         let scope = super::codes::challenge_scope(id);
-        let mut record = self.load(id).await?;
-        for _ in 0..MAX_ROUNDS {
-            let refuse = |reason| Err(self.refuse(Some(*id), record.account.clone(), reason));
+        let record = self.load(id).await?;
+        let slot = ChallengeSlot {
+            store: &*self.inner.store,
+            id: *id,
+        };
+        let consumed_by = attempt.map(|a| super::attempt_hash(hasher, &scope, a));
+        let now = self.now();
+        let landed = cas::change(&slot, record, |record| {
             if record.link.is_none() {
-                return refuse(Refusal::Unknown);
+                return Ok(Step::Keep(Poll::Refuse(Refusal::Unknown)));
             }
             if &record.purpose != purpose {
-                return refuse(Refusal::PurposeMismatch);
+                return Ok(Step::Keep(Poll::Refuse(Refusal::PurposeMismatch)));
             }
-            let expired = self.now() >= record.expires_at;
+            let expired = now >= record.expires_at;
             if record.state == ChallengeState::Consumed
                 && !expired
                 && super::same_attempt(hasher, &scope, attempt, record.consumed_by.as_ref())
             {
-                return Ok(LinkStatus::Approved(Verified::from_record(&record)));
+                return Ok(Step::Keep(Poll::Again));
             }
-            match record.state {
+            let refusal = match record.state {
                 // An approval must be collected while the link is valid.
-                ChallengeState::Approved | ChallengeState::Pending if expired => {
-                    return refuse(Refusal::Expired);
+                ChallengeState::Approved | ChallengeState::Pending if expired => Refusal::Expired,
+                ChallengeState::Approved => {
+                    record.state = ChallengeState::Consumed;
+                    record.consumed_by = consumed_by;
+                    return Ok(Step::Write(Poll::Collected));
                 }
-                ChallengeState::Approved => {}
-                ChallengeState::Pending => {
-                    return Ok(LinkStatus::Pending {
-                        expires_at: record.expires_at,
-                    });
-                }
-                ChallengeState::Denied => return refuse(Refusal::Denied),
-                _ => return refuse(Refusal::AlreadyUsed),
-            }
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.state = ChallengeState::Consumed;
-            next.consumed_by = attempt.map(|a| super::attempt_hash(hasher, &scope, a));
-            match self
-                .inner
-                .store
-                .replace_challenge(&next, record.version)
-                .await
-            {
-                Ok(()) => {
-                    return Ok(LinkStatus::Approved(self.verified(&next).await));
-                }
-                Err(e) if e.is_conflict() => record = self.load(id).await?,
-                Err(e) => return Err(e.into()),
-            }
+                ChallengeState::Pending => return Ok(Step::Keep(Poll::Pending)),
+                ChallengeState::Denied => Refusal::Denied,
+                _ => Refusal::AlreadyUsed,
+            };
+            Ok(Step::Keep(Poll::Refuse(refusal)))
+        })
+        .await?;
+        let record = landed.record;
+        match landed.answer {
+            Poll::Collected => Ok(LinkStatus::Approved(self.verified(&record).await)),
+            Poll::Again => Ok(LinkStatus::Approved(Verified::from_record(&record))),
+            Poll::Pending => Ok(LinkStatus::Pending {
+                expires_at: record.expires_at,
+            }),
+            Poll::Refuse(reason) => Err(self.refuse(Some(*id), record.account, reason)),
         }
-        Err(crate::store::StoreError::conflict().into())
     }
 
     async fn decide_link(&self, token: &str, to: ChallengeState) -> Result<(), Error> {
-        let mut record = self.find_link(token).await?;
-        for _ in 0..MAX_ROUNDS {
-            self.link_is_open(&record)?;
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.state = to;
-            match self
-                .inner
-                .store
-                .replace_challenge(&next, record.version)
-                .await
-            {
-                Ok(()) => {
-                    self.emit(Event::LinkDecided {
-                        challenge: record.id,
-                        approved: to == ChallengeState::Approved,
-                    });
-                    return Ok(());
-                }
-                Err(e) if e.is_conflict() => record = self.load(&record.id).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(crate::store::StoreError::conflict().into())
+        let record = self.find_link(token).await?;
+        let slot = ChallengeSlot {
+            store: &*self.inner.store,
+            id: record.id,
+        };
+        let landed = cas::change(&slot, record, |record| {
+            self.link_is_open(record)?;
+            record.state = to;
+            Ok(Step::Write(()))
+        })
+        .await?;
+        self.emit(Event::LinkDecided {
+            challenge: landed.record.id,
+            approved: to == ChallengeState::Approved,
+        });
+        Ok(())
     }
 
     fn link_is_open(&self, record: &ChallengeRecord) -> Result<(), Error> {
@@ -435,4 +425,16 @@ impl Challenges {
             Err(unknown())
         }
     }
+}
+
+/// What a poll of a link found, decided on the freshest record.
+enum Poll {
+    /// Approved, and now collected (written as consumed).
+    Collected,
+    /// Collected before by the same attempt: the same approval again.
+    Again,
+    /// Not decided yet.
+    Pending,
+    /// Refused with this.
+    Refuse(Refusal),
 }

@@ -45,6 +45,7 @@
 //! ```
 
 pub(crate) mod account;
+pub(crate) mod cas;
 pub(crate) mod codes;
 mod contacts;
 mod devices;
@@ -85,12 +86,6 @@ use crate::model::{
 use crate::random::{OsRandom, Random};
 use crate::store::Store;
 use guess::Counted;
-
-/// Most compare-and-set rounds one operation makes before giving up with a
-/// conflict. Each lost round means another writer made progress, and a
-/// challenge accepts only a bounded number of writes, so this is never
-/// reached in practice.
-const MAX_ROUNDS: usize = 64;
 
 /// A sign-in attempt presenting a proof, with the account's security
 /// epoch as the attempt read it. The epoch is part of what a spent secret

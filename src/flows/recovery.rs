@@ -5,22 +5,20 @@
 //! security epoch on are one compare-and-set: a failure can't spend a code
 //! and leave the account's devices trusted, or the other way round.
 
+use super::cas::{self, AccountSlot, Step};
 use super::{Attempt, Ports, account, guess};
 use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
+use crate::hash::KeyId;
 use crate::limits::FailurePolicy;
 use crate::model::{AccountId, RecoverySet};
 use crate::recovery::{self, Lookup, PlainCodes, RecoveryPolicy};
-use crate::store::{ClaimChanges, StoreError};
+use crate::store::ClaimChanges;
 
 /// How long after a recovery code was used the sign-in attempt that used it
 /// may present it again and get the same success (its reply was lost): as
 /// long as a sent code lives.
 const RETRY_WINDOW: time::Duration = time::Duration::minutes(10);
-
-/// Most compare-and-set rounds of a redemption before giving up with a
-/// conflict: each lost round means another change of the account landed.
-const MAX_ROUNDS: usize = 128;
 
 /// A successful redemption.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,22 +174,29 @@ impl RecoveryCodes {
         let scope = attempt_scope(account);
         let now = p.now();
         let store = &*p.store;
-        let mut book = store.account_record(account).await?;
-        if book.as_ref().is_none_or(|b| b.factors.recovery.is_none()) {
+        let Some(record) = store
+            .account_record(account)
+            .await?
+            .filter(|r| r.factors.recovery.is_some())
+        else {
             return Err(self.refuse(account, Refusal::Unknown));
-        }
+        };
         // Counted before it is checked (and cleared if it is right), so
         // racing guesses can't outrun the limits.
         let counted = match guess::count(store, &self.failures, account, now).await? {
             Ok(counted) => counted,
             Err(reason) => return Err(self.refuse(account, reason)),
         };
-        for _ in 0..MAX_ROUNDS {
-            let Some(mut next) = book.take() else {
-                return Err(self.refuse(account, Refusal::Unknown));
-            };
-            let Some(set) = next.factors.recovery.as_mut() else {
-                return Err(self.refuse(account, Refusal::Unknown));
+        let slot = AccountSlot {
+            store,
+            account,
+            now,
+            create: false,
+        };
+        let landed = cas::change(&slot, (record, ClaimChanges::default()), |(record, _)| {
+            let epoch = record.epoch;
+            let Some(set) = record.factors.recovery.as_mut() else {
+                return Ok(Step::Keep(Redemption::NoSet));
             };
             let index = match recovery::find(set, input, &p.hasher) {
                 Lookup::Unused(i) => i,
@@ -204,82 +209,96 @@ impl RecoveryCodes {
                         .and_then(|c| c.used_at)
                         .is_some_and(|at| now < at.saturating_add(RETRY_WINDOW));
                     let by = code.and_then(|c| c.used_by.as_ref());
-                    let attempt = attempt.map(|id| Attempt {
-                        id,
-                        epoch: next.epoch,
-                    });
-                    if !(recent && super::same_attempt(&p.hasher, &scope, attempt, by)) {
-                        return Err(self.refuse(account, Refusal::AlreadyUsed));
+                    let at = attempt.map(|id| Attempt { id, epoch });
+                    if !(recent && super::same_attempt(&p.hasher, &scope, at, by)) {
+                        return Ok(Step::Keep(Redemption::AlreadyUsed));
                     }
                     // The attempt that spent it, retrying after a lost
                     // reply: the same success, nothing written again.
-                    counted.right(store).await;
-                    let remaining = set.remaining();
-                    return Ok(Redeemed {
-                        remaining,
-                        running_low: remaining <= usize::from(self.policy.low_threshold),
-                        epoch: next.epoch,
-                    });
+                    return Ok(Step::Keep(Redemption::Again {
+                        remaining: set.remaining(),
+                        epoch,
+                    }));
                 }
-                Lookup::RetiredKey(key_id) => {
-                    // Neither right nor wrong: take the guess back.
-                    counted.refund(store).await;
-                    return Err(super::retired_key(
-                        &*p.events,
-                        Some(account.clone()),
-                        SecretKind::RecoveryCode,
-                        key_id,
-                    ));
-                }
-                _ => {
-                    counted.wrong(&self.failures, &*p.events, now);
-                    return Err(self.refuse(account, Refusal::WrongRecoveryCode));
-                }
+                // Neither right nor wrong.
+                Lookup::RetiredKey(key_id) => return Ok(Step::Keep(Redemption::Retired(key_id))),
+                _ => return Ok(Step::Keep(Redemption::Wrong)),
             };
             set.version = set.version.wrapping_add(1);
             // Recorded at the epoch this redemption moves to.
-            let epoch = next.epoch.saturating_add(1);
+            let moved_to = epoch.saturating_add(1);
             if let Some(code) = set.codes.get_mut(index) {
                 code.used_at = Some(now);
-                code.used_by =
-                    attempt.map(|id| super::attempt_hash(&p.hasher, &scope, Attempt { id, epoch }));
+                code.used_by = attempt.map(|id| {
+                    super::attempt_hash(
+                        &p.hasher,
+                        &scope,
+                        Attempt {
+                            id,
+                            epoch: moved_to,
+                        },
+                    )
+                });
             }
             let remaining = set.remaining();
-            account::move_epoch(&mut next);
-            let expected = next.version;
-            next.version = expected.wrapping_add(1);
-            match store
-                .commit_account(&next, Some(expected), &ClaimChanges::default())
-                .await
-            {
-                Ok(_) => {
-                    counted.right(store).await;
-                    let running_low = remaining <= usize::from(self.policy.low_threshold);
-                    p.emit(Event::RecoveryCodeUsed {
+            let epoch = account::move_epoch(record);
+            Ok(Step::Write(Redemption::Used { remaining, epoch }))
+        })
+        .await;
+        let landed = match landed {
+            Ok(landed) => landed,
+            Err(Error::Refused(reason)) => return Err(self.refuse(account, reason)),
+            Err(e) => return Err(e),
+        };
+        let low = |remaining| remaining <= usize::from(self.policy.low_threshold);
+        match landed.answer {
+            Redemption::Used { remaining, epoch } => {
+                counted.right(store).await;
+                p.emit(Event::RecoveryCodeUsed {
+                    account: account.clone(),
+                    remaining,
+                });
+                p.emit(Event::EpochBumped {
+                    account: account.clone(),
+                    epoch,
+                });
+                if low(remaining) {
+                    p.emit(Event::RecoveryCodesLow {
                         account: account.clone(),
                         remaining,
-                    });
-                    p.emit(Event::EpochBumped {
-                        account: account.clone(),
-                        epoch: next.epoch,
-                    });
-                    if running_low {
-                        p.emit(Event::RecoveryCodesLow {
-                            account: account.clone(),
-                            remaining,
-                        });
-                    }
-                    return Ok(Redeemed {
-                        remaining,
-                        running_low,
-                        epoch: next.epoch,
                     });
                 }
-                Err(e) if e.is_conflict() => book = store.account_record(account).await?,
-                Err(e) => return Err(e.into()),
+                Ok(Redeemed {
+                    remaining,
+                    running_low: low(remaining),
+                    epoch,
+                })
             }
+            Redemption::Again { remaining, epoch } => {
+                counted.right(store).await;
+                Ok(Redeemed {
+                    remaining,
+                    running_low: low(remaining),
+                    epoch,
+                })
+            }
+            Redemption::Retired(key_id) => {
+                // Neither right nor wrong: take the guess back.
+                counted.refund(store).await;
+                Err(super::retired_key(
+                    &*p.events,
+                    Some(account.clone()),
+                    SecretKind::RecoveryCode,
+                    key_id,
+                ))
+            }
+            Redemption::Wrong => {
+                counted.wrong(&self.failures, &*p.events, now);
+                Err(self.refuse(account, Refusal::WrongRecoveryCode))
+            }
+            Redemption::AlreadyUsed => Err(self.refuse(account, Refusal::AlreadyUsed)),
+            Redemption::NoSet => Err(self.refuse(account, Refusal::Unknown)),
         }
-        Err(StoreError::conflict().into())
     }
 
     /// Unused codes left, or `None` when the account has no set.
@@ -319,4 +338,20 @@ fn attempt_scope(account: &AccountId) -> Vec<u8> {
     let mut scope = b"recovery:".to_vec();
     scope.extend_from_slice(account.0.as_bytes());
     scope
+}
+
+/// What a recovery code turned out to be, decided on the freshest record.
+enum Redemption {
+    /// Unused and now spent, the epoch moved on to `epoch`.
+    Used { remaining: usize, epoch: u64 },
+    /// Spent before by the same attempt: the same success again.
+    Again { remaining: usize, epoch: u64 },
+    /// No code matched, and unused codes were hashed with this retired key.
+    Retired(KeyId),
+    /// No code matched.
+    Wrong,
+    /// Spent before, by another attempt.
+    AlreadyUsed,
+    /// The account has no set (any more).
+    NoSet,
 }

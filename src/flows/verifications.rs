@@ -5,14 +5,14 @@ use std::fmt;
 
 use time::{Duration, OffsetDateTime};
 
+use super::cas::{self, Step, VerificationSlot};
 use super::codes::Checked;
-use super::{Challenges, IssueRequest, MAX_ROUNDS, Ticket};
+use super::{Challenges, IssueRequest, Ticket};
 use crate::error::{Error, Refusal};
 use crate::model::{
     AccountId, Destination, DestinationKind, Locale, MemberRecord, Purpose, VerificationId,
     VerificationRecord,
 };
-use crate::store::StoreError;
 
 /// How long a combined verification lives by default: 30 minutes, long
 /// enough to read an SMS and an email and type two codes, short enough that
@@ -424,7 +424,7 @@ impl Verifications {
     /// Replaces a dead member challenge with a fresh one.
     async fn restart_member(
         &self,
-        mut record: VerificationRecord,
+        record: VerificationRecord,
         member: usize,
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
@@ -449,19 +449,18 @@ impl Verifications {
             ) => (challenge, Err(e)),
             Err(e) => return Err(e),
         };
-        let store = &self.challenges.inner.store;
-        for _ in 0..MAX_ROUNDS {
-            Self::open_member(&record, member, self.now())?;
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.members[member].challenge = challenge;
-            match store.replace_verification(&next, record.version).await {
-                Ok(()) => return outcome,
-                Err(e) if e.is_conflict() => record = self.load(&record.id).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::conflict().into())
+        let slot = VerificationSlot {
+            store: &*self.challenges.inner.store,
+            id: record.id,
+        };
+        let now = self.now();
+        cas::change(&slot, record, |record| {
+            Self::open_member(record, member, now)?;
+            record.members[member].challenge = challenge;
+            Ok(Step::Write(()))
+        })
+        .await?;
+        outcome
     }
 
     /// Checks one member's code. Members may be verified in any order; the
@@ -478,7 +477,7 @@ impl Verifications {
         member: usize,
         code: &str,
     ) -> Result<Progress, Error> {
-        let mut record = self.load(id).await?;
+        let record = self.load(id).await?;
         let now = self.now();
         if record.completed_at.is_none() && now >= record.expires_at {
             return Err(Refusal::Expired.into());
@@ -496,34 +495,24 @@ impl Verifications {
             Checked::Right(challenge) => *challenge,
             Checked::Again(_) => return Err(Refusal::AlreadyUsed.into()),
         };
-        let store = &self.challenges.inner.store;
-        let mut recorded = false;
-        for _ in 0..MAX_ROUNDS {
-            let Some(slot) = record.members.get(member) else {
+        let slot = VerificationSlot {
+            store: &*self.challenges.inner.store,
+            id: *id,
+        };
+        let landed = cas::change(&slot, record, |record| {
+            let Some(slot) = record.members.get_mut(member) else {
                 return Err(Refusal::Unknown.into());
             };
             if slot.verified_at.is_some() {
                 // Recorded by an earlier try (or a racing one) whose code was
                 // not spent yet: whichever spends it answers.
-                recorded = true;
-                break;
+                return Ok(Step::Keep(()));
             }
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.members[member].verified_at = Some(now);
-            match store.replace_verification(&next, record.version).await {
-                Ok(()) => {
-                    record = next;
-                    recorded = true;
-                    break;
-                }
-                Err(e) if e.is_conflict() => record = self.load(id).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if !recorded {
-            return Err(StoreError::conflict().into());
-        }
+            slot.verified_at = Some(now);
+            Ok(Step::Write(()))
+        })
+        .await?;
+        let record = landed.record;
         // One success per member: the call that spends its code.
         self.challenges.spend(challenge).await?;
         // One completion: the spend that finds every member verified and
@@ -546,23 +535,21 @@ impl Verifications {
         record: VerificationRecord,
         now: OffsetDateTime,
     ) -> Result<(bool, VerificationRecord), Error> {
-        let store = &self.challenges.inner.store;
+        let slot = VerificationSlot {
+            store: &*self.challenges.inner.store,
+            id: record.id,
+        };
         // Fresh: racing members may have been verified since.
-        let mut record = self.load(&record.id).await?;
-        for _ in 0..MAX_ROUNDS {
-            if record.completed_at.is_some() || !unverified(&record).is_empty() {
-                return Ok((false, record));
+        let record = self.load(&record.id).await?;
+        let landed = cas::change(&slot, record, |record| {
+            if record.completed_at.is_some() || !unverified(record).is_empty() {
+                return Ok(Step::Keep(()));
             }
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.completed_at = Some(now);
-            match store.replace_verification(&next, record.version).await {
-                Ok(()) => return Ok((true, next)),
-                Err(e) if e.is_conflict() => record = self.load(&record.id).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::conflict().into())
+            record.completed_at = Some(now);
+            Ok(Step::Write(()))
+        })
+        .await?;
+        Ok((landed.written, landed.record))
     }
 
     /// Where the verification stands.
@@ -627,13 +614,16 @@ impl Verifications {
         id: &VerificationId,
         account: Option<&AccountId>,
     ) -> Result<Completed, Error> {
-        let mut record = self.load(id).await?;
-        let store = &self.challenges.inner.store;
+        let record = self.load(id).await?;
+        let slot = VerificationSlot {
+            store: &*self.challenges.inner.store,
+            id: *id,
+        };
         let now = self.now();
-        for _ in 0..MAX_ROUNDS {
+        let landed = cas::change(&slot, record, |record| {
             // Complete when marked so, or when every member is verified (the
             // marking write may have failed after the last member's code).
-            let all_verified = unverified(&record).is_empty();
+            let all_verified = unverified(record).is_empty();
             let last_verified = record.members.iter().filter_map(|m| m.verified_at).max();
             let Some(completed_at) = record
                 .completed_at
@@ -649,31 +639,26 @@ impl Verifications {
             if now >= record.expires_at.saturating_add(Duration::HOUR) {
                 return Err(Refusal::Expired.into());
             }
-            let again = record.taken_at.is_some();
-            if again && (account.is_none() || record.taken_by.as_ref() != account) {
-                return Err(Refusal::AlreadyUsed.into());
+            if record.taken_at.is_some() {
+                // Taken before: only by the same account, again.
+                if account.is_none() || record.taken_by.as_ref() != account {
+                    return Err(Refusal::AlreadyUsed.into());
+                }
+                return Ok(Step::Keep(completed_at));
             }
-            let completed = |record: VerificationRecord| Completed {
-                id: record.id,
-                account: record.account,
-                destinations: record.members.into_iter().map(|m| m.destination).collect(),
-                completed_at,
-            };
-            if again {
-                return Ok(completed(record));
-            }
-            let mut next = record.clone();
-            next.version = record.version.wrapping_add(1);
-            next.completed_at = Some(completed_at);
-            next.taken_at = Some(now);
-            next.taken_by = account.cloned();
-            match store.replace_verification(&next, record.version).await {
-                Ok(()) => return Ok(completed(record)),
-                Err(e) if e.is_conflict() => record = self.load(id).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::conflict().into())
+            record.completed_at = Some(completed_at);
+            record.taken_at = Some(now);
+            record.taken_by = account.cloned();
+            Ok(Step::Write(completed_at))
+        })
+        .await?;
+        let record = landed.record;
+        Ok(Completed {
+            id: record.id,
+            account: record.account,
+            destinations: record.members.into_iter().map(|m| m.destination).collect(),
+            completed_at: landed.answer,
+        })
     }
 }
 

@@ -10,6 +10,7 @@ use crate::contact::MaskPolicy;
 use crate::device::{DeviceCheck, DeviceToken};
 use crate::error::{Error, Refusal, SecretKind};
 use crate::events::Event;
+use crate::flows::cas::{self, AccountSlot, Step};
 use crate::flows::{
     Attempt, DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket,
     attempt_hash, guess, retired_key, same_attempt,
@@ -20,10 +21,7 @@ use crate::model::{
 use crate::otp::{Rejection, Totp};
 use crate::seal::SealErrorKind;
 use crate::secret::SecretBytes;
-use crate::store::StoreError;
-
-/// Most compare-and-set rounds for an authenticator's replay marker.
-const MAX_ROUNDS: usize = 64;
+use crate::store::{ClaimChanges, StoreError};
 
 /// A way to pass the second step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -700,7 +698,7 @@ impl TwoFactor {
         let now = self.now();
         // Read and open the seed before the guess is counted: an outage of
         // the store or the key service is not a wrong code.
-        let mut book = store
+        let book = store
             .account_record(account)
             .await?
             .ok_or(Error::Refused(Refusal::Unknown))?;
@@ -721,7 +719,13 @@ impl TwoFactor {
         };
         let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let scope = authenticator_scope(account);
-        for _ in 0..MAX_ROUNDS {
+        let slot = AccountSlot {
+            store,
+            account,
+            now,
+            create: false,
+        };
+        let landed = cas::change(&slot, (book, ClaimChanges::default()), |(book, _)| {
             let at = attempt.map(|id| Attempt {
                 id,
                 epoch: book.epoch,
@@ -750,46 +754,36 @@ impl TwoFactor {
             };
             let step = match totp.verify(code, unix, floor) {
                 Ok(accepted) => accepted.step,
-                Err(Rejection::Replayed) => return Err(Refusal::AlreadyUsed.into()),
-                Err(_) => {
-                    counted.wrong(&i.failures, &*i.ports.events, now);
-                    return Err(Refusal::WrongCode {
-                        attempts_left: counted.left(&i.failures),
-                    }
-                    .into());
-                }
+                Err(Rejection::Replayed) => return Ok(Step::Keep(AppCode::Replayed)),
+                Err(_) => return Ok(Step::Keep(AppCode::Wrong)),
             };
             if retry && Some(step) == last_step {
-                counted.right(store).await;
-                return Ok(book.epoch);
+                return Ok(Step::Keep(AppCode::Right(book.epoch)));
             }
-            let mut next = book.clone();
-            next.version = book.version.wrapping_add(1);
-            if let Some(app) = &mut next.factors.authenticator {
+            if let Some(app) = &mut book.factors.authenticator {
                 app.last_step = Some(step);
                 app.last_attempt = at.map(|a| attempt_hash(&i.ports.hasher, &scope, a));
                 if let Some(resealed) = reseal_to {
                     app.sealed_uri = resealed;
                 }
             }
-            match store
-                .commit_account(&next, Some(book.version), &Default::default())
-                .await
-            {
-                Ok(_) => {
-                    counted.right(store).await;
-                    return Ok(next.epoch);
+            Ok(Step::Write(AppCode::Right(book.epoch)))
+        })
+        .await?;
+        match landed.answer {
+            AppCode::Right(epoch) => {
+                counted.right(store).await;
+                Ok(epoch)
+            }
+            AppCode::Replayed => Err(Refusal::AlreadyUsed.into()),
+            AppCode::Wrong => {
+                counted.wrong(&i.failures, &*i.ports.events, now);
+                Err(Refusal::WrongCode {
+                    attempts_left: counted.left(&i.failures),
                 }
-                Err(e) if e.is_conflict() => {
-                    book = store
-                        .account_record(account)
-                        .await?
-                        .ok_or(Error::Refused(Refusal::Unknown))?;
-                }
-                Err(e) => return Err(e.into()),
+                .into())
             }
         }
-        Err(StoreError::conflict().into())
     }
 
     /// Opens a stored (sealed, base32) seed to its key URI. A seed sealed
@@ -901,4 +895,16 @@ fn authenticator_scope(account: &AccountId) -> Vec<u8> {
     let mut scope = b"authenticator:".to_vec();
     scope.extend_from_slice(account.0.as_bytes());
     scope
+}
+
+/// What an authenticator code turned out to be, decided on the freshest
+/// record.
+enum AppCode {
+    /// Accepted (or the same step again, from the attempt that made it), at
+    /// this epoch.
+    Right(u64),
+    /// A step at or before the last accepted one.
+    Replayed,
+    /// No step of the window matched.
+    Wrong,
 }
