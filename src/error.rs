@@ -19,10 +19,10 @@ use std::fmt;
 use time::OffsetDateTime;
 
 use crate::contact::ContactError;
-use crate::gateway::{DeliveryError, DeliveryErrorKind};
+use crate::gateway::{DeliveryError, DeliveryErrorKind, TemplateError};
 use crate::hash::{KeyError, KeyId};
 use crate::limits::LimitKind;
-use crate::model::{ChallengeId, Channel};
+use crate::model::{ChallengeId, Channel, Purpose};
 use crate::otp::OtpError;
 use crate::random::RandomError;
 use crate::store::StoreError;
@@ -236,6 +236,79 @@ impl fmt::Display for RetiredKey {
     }
 }
 
+/// A call the host's code should not make: a mistake in the calling code or
+/// its configuration, never the user's doing. The same call fails the same
+/// way every time; fix the code (the message says what to change) rather
+/// than retry or show it to the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// The builder was not given a part it needs.
+    #[error("the builder needs {0}")]
+    MissingPart(&'static str),
+    /// No sealer for authenticator seeds was given.
+    #[error(
+        "a sealer for authenticator seeds is required: call .sealer(…) \
+         (ninsho::seal::AeadSealer), or .dangerous_unsealed_seeds() in tests"
+    )]
+    NoSealer,
+    /// The step-up window is zero or negative.
+    #[error("the step-up window must be positive")]
+    StepUpWindow,
+    /// The phone channel plan is empty or lists email.
+    #[error("the phone channel plan must list SMS and/or voice, and nothing else")]
+    PhoneChannels,
+    /// A code lifetime, attempt count or send count is zero.
+    #[error("code lifetimes, attempts and sends must be positive")]
+    CodePolicy,
+    /// The channel asked for is not one the destination's plan uses (SMS
+    /// or voice for a phone, email for an address).
+    #[error("{channel} is not in the delivery plan for this destination")]
+    ChannelNotInPlan {
+        /// The channel asked for.
+        channel: Channel,
+    },
+    /// A message template failed to render.
+    #[error("a message template failed to render: {0}")]
+    Template(#[from] TemplateError),
+    /// A one-time link was asked for, and the builder was given no link base
+    /// URL to put the token under.
+    #[error("one-time links need a link base URL: set link_base on the builder")]
+    NoLinkBase,
+    /// A combined verification was started with no contact.
+    #[error("a verification needs at least one contact")]
+    NoMembers,
+    /// A combined verification was given the same contact twice.
+    #[error("the same contact is given twice")]
+    DuplicateMember,
+    /// A combined verification was collected before every member was
+    /// verified.
+    #[error("the verification is not complete: verify every member first")]
+    NotComplete,
+    /// A contact was to be changed into one of another kind (a phone into
+    /// an email address).
+    #[error("a contact can only be changed to one of the same kind")]
+    KindChange,
+    /// A code was asked for by a sign-in method that sends nothing (the
+    /// authenticator app, recovery codes).
+    #[error("this method sends nothing: pass its code to sign_in_complete")]
+    MethodSendsNothing,
+    /// A sign-in method of the wrong kind was passed.
+    #[error("{call} takes {expected}")]
+    WrongMethod {
+        /// The call that was made.
+        call: &'static str,
+        /// What it takes.
+        expected: &'static str,
+    },
+    /// A standalone one-time code was asked for with a purpose that only
+    /// [`TwoFactor`](crate::service::TwoFactor)'s own journeys may issue
+    /// (sign-in, contact change, recovery): use those journeys, or a
+    /// purpose of your own.
+    #[error("codes for {0:?} are issued by TwoFactor's own journeys only")]
+    ReservedPurpose(Purpose),
+}
+
 /// Everything that can go wrong in ninsho.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -271,9 +344,9 @@ pub enum Error {
         #[source]
         source: DeliveryError,
     },
-    /// The service is misconfigured.
-    #[error("configuration error: {0}")]
-    Config(String),
+    /// The calling code or its configuration is wrong (see [`Misuse`]).
+    #[error(transparent)]
+    Misuse(#[from] Misuse),
     /// A stored secret was hashed or sealed with a key this deployment no
     /// longer holds, so it could not be checked. Not the user's failure:
     /// nothing was counted against the account and nothing was consumed.

@@ -30,7 +30,7 @@ pub mod store;
 pub mod testkit;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, Refusal};
+pub use error::{Error, Misuse, Refusal};
 pub use hash::{HashKey, KeyId, KeyedHash, KeyedHasher};
 pub use random::{LockedRng, OsRandom, Random, RandomError};
 pub use seal::{AeadSealer, SealKey, Sealer};

@@ -297,7 +297,10 @@ async fn issue_link_needs_a_link_base_and_codes_do_not() {
         .issue_link(LinkRequest::new(phone(), Purpose::SignIn, "Chrome"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Misuse(ninsho::Misuse::NoLinkBase)),
+        "{err:?}"
+    );
     assert!(gateway.attempts().is_empty());
     challenges
         .issue(IssueRequest::new(phone(), Purpose::SignIn))
@@ -326,29 +329,29 @@ async fn builder_rejects_bad_configuration() {
     assert!(base().build().is_ok());
     assert!(matches!(
         Challenges::builder().service_name("x").build(),
-        Err(Error::Config(_))
+        Err(Error::Misuse(ninsho::Misuse::MissingPart(_)))
     ));
     let mut policy = CodePolicy::default();
     policy.max_attempts = 0;
     assert!(matches!(
         base().policy(policy).build(),
-        Err(Error::Config(_))
+        Err(Error::Misuse(ninsho::Misuse::CodePolicy))
     ));
     let mut policy = CodePolicy::default();
     policy.lifetime = Duration::ZERO;
     assert!(matches!(
         base().policy(policy).build(),
-        Err(Error::Config(_))
+        Err(Error::Misuse(ninsho::Misuse::CodePolicy))
     ));
     assert!(matches!(
         base().phone_channels(vec![]).build(),
-        Err(Error::Config(_))
+        Err(Error::Misuse(ninsho::Misuse::PhoneChannels))
     ));
     assert!(matches!(
         base()
             .phone_channels(vec![Channel::Sms, Channel::Email])
             .build(),
-        Err(Error::Config(_))
+        Err(Error::Misuse(ninsho::Misuse::PhoneChannels))
     ));
 }
 

@@ -396,7 +396,7 @@ async fn change_refusals() {
         env.contacts
             .send_change_code(&taro(), &mobile(), &email(), None)
             .await,
-        Err(Error::Config(_))
+        Err(Error::Misuse(ninsho::Misuse::KindChange))
     ));
     let landline = Destination::phone("+81 3-1234-5678").unwrap();
     assert!(matches!(

@@ -204,7 +204,8 @@ fn the_builder_requires_a_sealer() {
             .hasher(support::hasher())
     };
     match builder().build() {
-        Err(Error::Config(message)) => {
+        Err(Error::Misuse(misuse @ ninsho::Misuse::NoSealer)) => {
+            let message = misuse.to_string();
             assert!(message.contains("sealer"), "{message}");
             assert!(message.contains("dangerous_unsealed_seeds"), "{message}");
         }

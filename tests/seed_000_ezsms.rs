@@ -131,7 +131,10 @@ async fn both_codes_go_out_at_once_and_the_phone_can_be_verified_first() {
         .service
         .signup_complete(&ticket.id, &AccountId::new("taro"))
         .await;
-    assert!(matches!(early, Err(Error::Config(_))), "{early:?}");
+    assert!(
+        matches!(early, Err(Error::Misuse(ninsho::Misuse::NotComplete))),
+        "{early:?}"
+    );
 
     let mail = secret_to(&env.gateway, EMAIL);
     let step = env

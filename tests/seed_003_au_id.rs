@@ -195,7 +195,10 @@ async fn the_second_step_offers_a_one_time_url_beside_the_codes() {
     let r = plain
         .sign_in_send_link(&hanako, &sms, "Chrome on Windows", None, None)
         .await;
-    assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Misuse(ninsho::Misuse::WrongMethod { .. }))),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

@@ -175,10 +175,13 @@ fn build_names_what_is_missing() {
     ];
     for (what, b) in cases {
         match b.build() {
-            Err(Error::Config(message)) => assert!(
-                message.contains(what) || what == "service" && message.contains("name"),
-                "{what}: {message}"
-            ),
+            Err(Error::Misuse(misuse)) => {
+                let message = misuse.to_string();
+                assert!(
+                    message.contains(what) || what == "service" && message.contains("name"),
+                    "{what}: {message}"
+                );
+            }
             other => panic!("{what}: expected a configuration error, got {other:?}"),
         }
     }

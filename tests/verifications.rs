@@ -277,14 +277,14 @@ async fn bad_requests_are_refused() {
     let env = env();
     assert!(matches!(
         env.flow.start(VerificationRequest::new([])).await,
-        Err(Error::Config(_))
+        Err(Error::Misuse(ninsho::Misuse::NoMembers))
     ));
     let upper = Destination::email("TARO@example.com").unwrap();
     assert!(matches!(
         env.flow
             .start(VerificationRequest::new([email(), upper]))
             .await,
-        Err(Error::Config(_))
+        Err(Error::Misuse(ninsho::Misuse::DuplicateMember))
     ));
     let unknown = VerificationId::from_bytes([9; 16]);
     assert_eq!(
@@ -298,7 +298,10 @@ async fn bad_requests_are_refused() {
         Refusal::Unknown
     );
     // Taking it before it completes is a host bug.
-    assert!(matches!(env.flow.take(&id).await, Err(Error::Config(_))));
+    assert!(matches!(
+        env.flow.take(&id).await,
+        Err(Error::Misuse(ninsho::Misuse::NotComplete))
+    ));
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use super::{Attempt, Challenges};
 use crate::challenge::{
     Decision, decide, generate_code, hash_code, is_live_code, refusal_before_check,
 };
-use crate::error::{Error, Refusal, SecretKind};
+use crate::error::{Error, Misuse, Refusal, SecretKind};
 use crate::events::Event;
 use crate::gateway::{CodeParams, DeliveryErrorKind, LinkParams, Message, TemplateError};
 use crate::hash::KeyId;
@@ -232,15 +232,13 @@ impl Challenges {
     /// when no channel delivered (the challenge exists and can be resent,
     /// at once when the failure was not permanent);
     /// [`Error::Store`] / [`Error::Random`] for infrastructure failures;
-    /// [`Error::Config`] when the requested first channel is not in the plan.
+    /// [`Error::Misuse`] when the requested first channel is not in the plan.
     pub async fn issue(&self, request: IssueRequest) -> Result<Ticket, Error> {
         let now = self.now();
         let mut channels = self.channels_for(&request.destination);
         if let Some(first) = request.channel {
             let Some(at) = channels.iter().position(|c| *c == first) else {
-                return Err(Error::Config(format!(
-                    "{first} is not in the delivery plan for this destination"
-                )));
+                return Err(Misuse::ChannelNotInPlan { channel: first }.into());
             };
             channels.remove(at);
             channels.insert(0, first);
@@ -798,7 +796,7 @@ impl Challenges {
                 Ok(r) => r,
                 // This channel can't carry this message (a link by voice).
                 Err(TemplateError::UnsupportedChannel { .. }) => continue,
-                Err(e) => return Err(Error::Config(e.to_string())),
+                Err(e) => return Err(Misuse::Template(e).into()),
             };
             let mut message = Message::new(
                 channel,

@@ -8,7 +8,7 @@ use super::codes::Checked;
 use super::verifications::Completed;
 use super::{Challenges, IssueRequest, Ticket, account};
 use crate::contact::{MaskPolicy, PhonePolicy};
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Misuse, Refusal};
 use crate::events::Event;
 use crate::grace::{GraceDecision, GraceEvent, GracePolicy};
 use crate::model::{
@@ -612,7 +612,7 @@ impl Contacts {
     ///
     /// # Errors
     /// [`Refusal::NotAContact`] when `old` is not on the account;
-    /// [`Error::Config`] when `old` and `new` are of different kinds;
+    /// [`Error::Misuse`] when `old` and `new` are of different kinds;
     /// otherwise as for [`send_code`](Self::send_code).
     pub async fn send_change_code(
         &self,
@@ -622,9 +622,7 @@ impl Contacts {
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
         if old.kind() != new.kind() {
-            return Err(Error::Config(
-                "a contact can only be changed to one of the same kind".into(),
-            ));
+            return Err(Misuse::KindChange.into());
         }
         self.admit(new)?;
         let book = self.challenges.inner.store.account_record(account).await?;

@@ -15,7 +15,7 @@ use super::Challenges;
 use super::cas::{self, ChallengeSlot, Step};
 use super::codes::{ChannelReason, Payload, Verified, current_channel};
 use crate::challenge::link_context;
-use crate::error::{Error, Refusal, SecretKind};
+use crate::error::{Error, Misuse, Refusal, SecretKind};
 use crate::events::Event;
 use crate::model::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, LinkRecord,
@@ -139,14 +139,14 @@ impl Challenges {
     /// names the device. Voice can't carry a link, so the plan skips it.
     ///
     /// # Errors
-    /// [`Error::Config`] without a link base; otherwise as for
+    /// [`Error::Misuse`] without a link base; otherwise as for
     /// [`issue`](Self::issue).
     pub async fn issue_link(&self, request: LinkRequest) -> Result<LinkTicket, Error> {
         let inner = &self.inner;
         let base = inner
             .link_base
             .clone()
-            .ok_or_else(|| Error::Config("one-time links need a link base URL".into()))?;
+            .ok_or(Error::Misuse(Misuse::NoLinkBase))?;
         let now = self.now();
         if let Some(account) = &request.account {
             self.check_lockout(None, account, now).await?;

@@ -75,7 +75,7 @@ pub use verifications::{
 use crate::challenge::CodePolicy;
 use crate::clock::{Clock, SystemClock};
 use crate::contact::MaskPolicy;
-use crate::error::{Error, Refusal, RetiredKey, SecretKind};
+use crate::error::{Error, Misuse, Refusal, RetiredKey, SecretKind};
 use crate::events::{Event, EventSink, NoEvents};
 use crate::gateway::{Gateway, Templates};
 use crate::hash::{KeyId, KeyedHash, KeyedHasher};
@@ -335,16 +335,14 @@ impl ChallengesBuilder {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`Error::Config`] naming a missing part or an invalid setting.
+    /// [`Error::Misuse`] naming a missing part or an invalid setting.
     pub fn build(self) -> Result<Challenges, Error> {
-        let missing = |what: &str| Error::Config(format!("Challenges needs {what}"));
+        let missing = |what| Error::Misuse(Misuse::MissingPart(what));
         let phone_channels = self
             .phone_channels
             .unwrap_or_else(|| vec![Channel::Sms, Channel::Voice]);
         if phone_channels.is_empty() || phone_channels.contains(&Channel::Email) {
-            return Err(Error::Config(
-                "the phone channel plan must list SMS and/or voice".into(),
-            ));
+            return Err(Misuse::PhoneChannels.into());
         }
         let p = &self.policy;
         if p.max_attempts == 0
@@ -352,9 +350,7 @@ impl ChallengesBuilder {
             || !p.lifetime.is_positive()
             || !p.link_lifetime.is_positive()
         {
-            return Err(Error::Config(
-                "code lifetimes, attempts and sends must be positive".into(),
-            ));
+            return Err(Misuse::CodePolicy.into());
         }
         Ok(Challenges {
             inner: Arc::new(Inner {

@@ -8,7 +8,7 @@ use time::{Duration, OffsetDateTime};
 use super::cas::{self, Step, VerificationSlot};
 use super::codes::Checked;
 use super::{Challenges, IssueRequest, Ticket};
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Misuse, Refusal};
 use crate::model::{
     AccountId, Destination, DestinationKind, Locale, MemberRecord, Purpose, VerificationId,
     VerificationRecord,
@@ -253,7 +253,7 @@ impl Verifications {
     /// verification ([`MemberTicket::sent`] is `None`): the user resends it.
     ///
     /// # Errors
-    /// [`Error::Config`] when there are no members or the same contact is
+    /// [`Error::Misuse`] when there are no members or the same contact is
     /// given twice; otherwise as for [`Challenges::issue`] (a refusal or an
     /// infrastructure failure of any member stops the start; codes already
     /// sent to earlier members then simply expire unused).
@@ -266,16 +266,14 @@ impl Verifications {
             caller,
         } = request;
         if members.is_empty() {
-            return Err(Error::Config(
-                "a verification needs at least one contact".into(),
-            ));
+            return Err(Misuse::NoMembers.into());
         }
         for (i, member) in members.iter().enumerate() {
             if members[..i]
                 .iter()
                 .any(|m| m.limit_key() == member.limit_key())
             {
-                return Err(Error::Config("the same contact is given twice".into()));
+                return Err(Misuse::DuplicateMember.into());
             }
         }
         let inner = &self.challenges.inner;
@@ -589,7 +587,7 @@ impl Verifications {
     /// # Errors
     /// [`Refusal::Unknown`]; [`Refusal::Expired`] when it expired
     /// incomplete or was not collected in time; [`Refusal::AlreadyUsed`]
-    /// when already taken; [`Error::Config`] when it is not complete yet
+    /// when already taken; [`Error::Misuse`] when it is not complete yet
     /// (taking it early is a bug in the host); [`Error::Store`].
     pub async fn take(&self, id: &VerificationId) -> Result<Completed, Error> {
         self.take_as(id, None).await
@@ -632,9 +630,7 @@ impl Verifications {
                 if now >= record.expires_at {
                     return Err(Refusal::Expired.into());
                 }
-                return Err(Error::Config(
-                    "the verification is not complete: verify every member first".into(),
-                ));
+                return Err(Misuse::NotComplete.into());
             };
             if now >= record.expires_at.saturating_add(Duration::HOUR) {
                 return Err(Refusal::Expired.into());

@@ -87,7 +87,7 @@ use crate::challenge::CodePolicy;
 use crate::clock::Clock;
 use crate::contact::MaskPolicy;
 use crate::device::DevicePolicy;
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Misuse, Refusal};
 use crate::events::EventSink;
 use crate::flows::{
     Challenges, ChallengesBuilder, ContactPolicy, Contacts, Ports, RecoveryCodes, TrustedDevices,
@@ -409,25 +409,18 @@ impl TwoFactorBuilder {
     /// Builds the service.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the missing part or the bad value.
+    /// [`Error::Misuse`] naming the missing part or the bad value.
     pub fn build(self) -> Result<TwoFactor, Error> {
         let challenges = self.challenges.build()?;
         let service = self
             .service
-            .ok_or_else(|| Error::Config("a service name is required".into()))?;
-        let (Some(store), Some(hasher)) = (self.store, self.hasher) else {
-            return Err(Error::Config("a store and a hasher are required".into()));
-        };
+            .ok_or(Error::Misuse(Misuse::MissingPart("a service name")))?;
+        let store = self.store.ok_or(Misuse::MissingPart("a store"))?;
+        let hasher = self.hasher.ok_or(Misuse::MissingPart("a hasher"))?;
         if self.step_up_window <= Duration::ZERO {
-            return Err(Error::Config("the step-up window must be positive".into()));
+            return Err(Misuse::StepUpWindow.into());
         }
-        let sealer = self.sealer.ok_or_else(|| {
-            Error::Config(
-                "a sealer for authenticator seeds is required: call .sealer(…) \
-                 (ninsho::seal::AeadSealer), or .dangerous_unsealed_seeds() in tests"
-                    .into(),
-            )
-        })?;
+        let sealer = self.sealer.ok_or(Misuse::NoSealer)?;
         let mut ports = Ports::new(store, hasher);
         if let Some(clock) = self.clock {
             ports = ports.with_clock(clock);

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 use super::{StepUp, TwoFactor, same_seed};
 use crate::contact::MaskPolicy;
 use crate::device::{DeviceCheck, DeviceToken};
-use crate::error::{Error, Refusal, SecretKind};
+use crate::error::{Error, Misuse, Refusal, SecretKind};
 use crate::events::Event;
 use crate::flows::cas::{self, AccountSlot, Step};
 use crate::flows::{
@@ -326,9 +326,7 @@ impl TwoFactor {
     /// account.
     async fn contact_of(&self, account: &AccountId, method: &Method) -> Result<Destination, Error> {
         let Some(to) = &method.destination else {
-            return Err(Error::Config(
-                "this method sends nothing: pass its code to sign_in_complete".into(),
-            ));
+            return Err(Misuse::MethodSendsNothing.into());
         };
         let book = self.store().account_record(account).await?;
         self.contact_in(book.as_ref(), to)
@@ -393,9 +391,11 @@ impl TwoFactor {
             MethodKind::Voice => Channel::Voice,
             MethodKind::Email => Channel::Email,
             _ => {
-                return Err(Error::Config(
-                    "sign_in_send_code takes an SMS, voice or email method".into(),
-                ));
+                return Err(Misuse::WrongMethod {
+                    call: "sign_in_send_code",
+                    expected: "an SMS, voice or email method",
+                }
+                .into());
             }
         };
         let to = self.contact_of(account, method).await?;
@@ -478,7 +478,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// As for [`sign_in_send_code`](Self::sign_in_send_code), and
-    /// [`Error::Config`] when links are not configured.
+    /// [`Error::Misuse`] when links are not configured.
     pub async fn sign_in_send_link(
         &self,
         account: &AccountId,
@@ -488,9 +488,11 @@ impl TwoFactor {
         caller: Option<&str>,
     ) -> Result<LinkTicket, Error> {
         if method.kind != MethodKind::Link {
-            return Err(Error::Config(
-                "sign_in_send_link takes a link method".into(),
-            ));
+            return Err(Misuse::WrongMethod {
+                call: "sign_in_send_link",
+                expected: "a link method",
+            }
+            .into());
         }
         let to = self.contact_of(account, method).await?;
         // The service's setting decides, not the method handed back (its
