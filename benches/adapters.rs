@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::Criterion;
-use ninsho::flows::{Challenges, IssueRequest, Ticket};
 use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::model::{Destination, Purpose};
+use ninsho::service::{IssueRequest, OneTimeCodes, Ticket, TwoFactor};
 use ninsho::store::{PgStore, RedisStore, SqliteStore, Store};
 use ninsho::testkit::sample_challenge;
 use ninsho::{HashKey, KeyId, KeyedHasher, ManualClock};
@@ -40,9 +40,9 @@ impl Gateway for Codes {
     }
 }
 
-fn service(store: Arc<dyn Store>, gw: Arc<Codes>) -> Challenges {
+fn service(store: Arc<dyn Store>, gw: Arc<Codes>) -> OneTimeCodes {
     let unlimited = RateLimit::new(u64::MAX, time::Duration::minutes(10));
-    Challenges::builder()
+    TwoFactor::builder()
         .service_name("Bench")
         .store(store)
         .gateway(gw)
@@ -54,8 +54,10 @@ fn service(store: Arc<dyn Store>, gw: Arc<Codes>) -> Challenges {
             per_caller: unlimited,
             ..SendLimits::default()
         })
+        .dangerous_unsealed_seeds()
         .build()
         .unwrap()
+        .one_time_codes()
 }
 
 /// A backend under test: its store and one raw round trip of the same kind
@@ -206,7 +208,7 @@ where
 /// Issues `n` challenges ahead of a verify run (untimed).
 fn prepare(
     rt: &Runtime,
-    svc: &Challenges,
+    svc: &OneTimeCodes,
     gw: &Codes,
     base: u64,
     n: u64,
@@ -217,7 +219,7 @@ fn prepare(
             let dest =
                 Destination::phone(&format!("+8190{:08}", (base + i) % 100_000_000)).unwrap();
             let ticket = svc
-                .issue(IssueRequest::new(dest.clone(), Purpose::SignIn))
+                .send(IssueRequest::new(dest.clone(), Purpose::StepUp))
                 .await
                 .unwrap();
             let code = gw.0.lock().unwrap().remove(dest.address()).unwrap();
@@ -304,7 +306,7 @@ fn main() {
                         let (svc, work) = (svc.clone(), work.clone());
                         async move {
                             let (t, d, code) = work.lock().unwrap().pop().unwrap();
-                            svc.verify(&t.challenge_id, &code, &Purpose::SignIn, &d)
+                            svc.verify(&t.challenge_id, &code, &Purpose::StepUp, &d)
                                 .await
                                 .unwrap();
                         }
@@ -325,7 +327,7 @@ fn main() {
             let mut lat = Vec::with_capacity(work.len());
             for (t, d, code) in work {
                 let start = Instant::now();
-                svc.verify(&t.challenge_id, &code, &Purpose::SignIn, &d)
+                svc.verify(&t.challenge_id, &code, &Purpose::StepUp, &d)
                     .await
                     .unwrap();
                 lat.push(start.elapsed());

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
-use ninsho::flows::{Challenges, IssueRequest};
 use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::model::{Destination, Purpose};
+use ninsho::service::{IssueRequest, OneTimeCodes, TwoFactor};
 use ninsho::store::{ChallengeStore, LimitStore, MemoryStore};
 use ninsho::{HashKey, KeyId, KeyedHasher};
 
@@ -51,7 +51,7 @@ impl Gateway for NoopGateway {
     }
 }
 
-fn service_on(store: Arc<MemoryStore>, gateway: Arc<NoopGateway>) -> Challenges {
+fn service_on(store: Arc<MemoryStore>, gateway: Arc<NoopGateway>) -> OneTimeCodes {
     let unlimited = RateLimit::new(u64::MAX, time::Duration::minutes(10));
     let limits = SendLimits {
         per_destination: unlimited,
@@ -59,15 +59,17 @@ fn service_on(store: Arc<MemoryStore>, gateway: Arc<NoopGateway>) -> Challenges 
         per_caller: unlimited,
         ..SendLimits::default()
     };
-    Challenges::builder()
+    TwoFactor::builder()
         .service_name("Bench")
         .store(store)
         .gateway(gateway)
         .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()))
         // The production defaults: SystemClock and OsRandom.
         .limits(limits)
+        .dangerous_unsealed_seeds()
         .build()
         .unwrap()
+        .one_time_codes()
 }
 
 /// Destinations cycle through 4096 numbers: distinct enough that racing
@@ -85,14 +87,14 @@ fn phone(n: u64) -> Destination {
     phones[usize::try_from(n % 4096).unwrap()].clone()
 }
 
-async fn round_trip(svc: &Challenges, gw: &NoopGateway, n: u64) {
+async fn round_trip(svc: &OneTimeCodes, gw: &NoopGateway, n: u64) {
     let dest = phone(n);
     let ticket = svc
-        .issue(IssueRequest::new(dest.clone(), Purpose::SignIn))
+        .send(IssueRequest::new(dest.clone(), Purpose::StepUp))
         .await
         .unwrap();
     let code = gw.shard(dest.address()).remove(dest.address()).unwrap();
-    svc.verify(&ticket.challenge_id, &code, &Purpose::SignIn, &dest)
+    svc.verify(&ticket.challenge_id, &code, &Purpose::StepUp, &dest)
         .await
         .unwrap();
 }
@@ -135,7 +137,7 @@ fn benches(c: &mut Criterion) {
             rt.block_on(async {
                 if tries.is_multiple_of(4) {
                     ticket = Some(
-                        svc.issue(IssueRequest::new(dest.clone(), Purpose::SignIn))
+                        svc.send(IssueRequest::new(dest.clone(), Purpose::StepUp))
                             .await
                             .unwrap(),
                     );
@@ -146,7 +148,7 @@ fn benches(c: &mut Criterion) {
                 tries += 1;
                 let t = ticket.as_ref().unwrap();
                 let r = svc
-                    .verify(&t.challenge_id, &wrong, &Purpose::SignIn, &dest)
+                    .verify(&t.challenge_id, &wrong, &Purpose::StepUp, &dest)
                     .await;
                 assert!(r.is_err());
             })
@@ -173,7 +175,7 @@ fn benches(c: &mut Criterion) {
     let template = {
         let dest = phone(1);
         let ticket = rt
-            .block_on(svc.issue(IssueRequest::new(dest.clone(), Purpose::SignIn)))
+            .block_on(svc.send(IssueRequest::new(dest.clone(), Purpose::StepUp)))
             .unwrap();
         rt.block_on(svc_store.challenge(&ticket.challenge_id))
             .unwrap()

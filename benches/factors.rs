@@ -3,24 +3,24 @@
 //! - `hmac_sha256_prepared`: the floor, one HMAC-SHA-256 with a prepared key;
 //! - `engine/find_hit_last`, `engine/find_miss`: the pure lookup over a set
 //!   of 10 (one HMAC, ten constant-time compares);
-//! - `flow/redeem_hit_last`, `flow/redeem_miss`: the whole redemption on
-//!   `MemoryStore` (lockout read, set read, lookup, compare-and-set or
-//!   failure count);
-//! - `flow/device_check`: a trusted-device check (device read, epoch read,
-//!   one HMAC).
+//! - `service/recovery_miss`: a wrong recovery code at the second step on
+//!   `MemoryStore` (record read, the guess counted, lookup);
+//! - `service/device_check`: `TwoFactor::check_device` (device read, epoch
+//!   read, one HMAC). A right recovery code is in the `journeys` bench.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use hmac::{Hmac, KeyInit, Mac};
-use ninsho::flows::{Ports, RecoveryCodes, TrustedDevices};
+use ninsho::gateway::RecordingGateway;
 use ninsho::limits::FailurePolicy;
 use ninsho::model::AccountId;
 use ninsho::recovery::{self, RecoveryPolicy};
+use ninsho::service::{Proof, SignInStart, TwoFactor};
 use ninsho::store::MemoryStore;
-use ninsho::{HashKey, KeyId, KeyedHasher, LockedRng, ManualClock};
+use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, SealKey};
 use sha2::Sha256;
 use time::OffsetDateTime;
 
@@ -68,41 +68,71 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let clock = ManualClock::at_unix(1_763_683_200).unwrap();
-    let ports = Ports::new(Arc::new(MemoryStore::new()), hasher())
-        .with_clock(Arc::new(clock.clone()))
-        .with_rng(Arc::new(LockedRng::seeded(2)));
+    let gateway = RecordingGateway::new();
     // Misses must not lock the bench account out.
     let no_lockout = FailurePolicy {
         free_failures: u32::MAX,
         hard_stop: u32::MAX,
         ..FailurePolicy::default()
     };
-    let codes = RecoveryCodes::new(ports.clone()).with_failure_policy(no_lockout);
+    let service = TwoFactor::builder()
+        .service_name("Bench")
+        .store(Arc::new(MemoryStore::new()))
+        .gateway(Arc::new(gateway.clone()))
+        .hasher(hasher())
+        .sealer(Arc::new(AeadSealer::new(
+            SealKey::new(KeyId(1), &[4; 32]).unwrap(),
+        )))
+        .clock(Arc::new(clock.clone()))
+        .rng(Arc::new(LockedRng::seeded(2)))
+        .failure_policy(no_lockout)
+        .build()
+        .unwrap();
     let alice = AccountId::new("alice");
-    g.bench_function("flow/redeem_hit_last", |b| {
-        b.iter_batched(
-            || {
-                let set = rt.block_on(codes.generate(&alice)).unwrap();
-                set.expose_secret()[9].to_owned()
-            },
-            |code| rt.block_on(codes.redeem(&alice, &code)).unwrap(),
-            BatchSize::PerIteration,
-        )
+    // A phone with two-step sign-in on, then a sign-in that trusts the
+    // device.
+    let token = rt.block_on(async {
+        let ticket = service
+            .phone_send_code(&alice, "090-1234-5678", None, None)
+            .await
+            .unwrap();
+        let code = gateway.last_secret_to("+819012345678").unwrap();
+        service
+            .phone_confirm(&alice, &ticket.challenge_id, code.expose_secret(), true)
+            .await
+            .unwrap();
+        let SignInStart::Required { methods } = service.sign_in_begin(&alice, None).await.unwrap()
+        else {
+            panic!("two-step sign-in is on");
+        };
+        let ticket = service
+            .sign_in_send_code(&alice, &methods[0], None, None)
+            .await
+            .unwrap();
+        let code = gateway.last_secret_to("+819012345678").unwrap();
+        let proof = Proof::Code {
+            challenge: &ticket.challenge_id,
+            code: code.expose_secret(),
+        };
+        let signed_in = service
+            .sign_in_complete(&alice, proof, Some("bench"), None)
+            .await
+            .unwrap();
+        signed_in.device.unwrap().0
     });
-    rt.block_on(codes.generate(&alice)).unwrap();
-    g.bench_function("flow/redeem_miss", |b| {
+    g.bench_function("service/recovery_miss", |b| {
         b.iter(|| {
-            let r = rt.block_on(codes.redeem(&alice, black_box("ZZZZ-ZZZZ-ZZZZ")));
+            let proof = Proof::RecoveryCode {
+                code: black_box("ZZZZ-ZZZZ-ZZZZ"),
+            };
+            let r = rt.block_on(service.sign_in_complete(&alice, proof, None, None));
             assert!(r.is_err());
         })
     });
-
-    let devices = TrustedDevices::new(ports);
-    let (token, _) = rt.block_on(devices.trust(&alice, "bench")).unwrap();
-    g.bench_function("flow/device_check", |b| {
+    g.bench_function("service/device_check", |b| {
         b.iter(|| {
             black_box(
-                rt.block_on(devices.check(&alice, black_box(token.expose_secret())))
+                rt.block_on(service.check_device(&alice, black_box(token.expose_secret())))
                     .unwrap(),
             )
         })

@@ -24,7 +24,8 @@
 //! provider's error as its source. The code never appears in its logs: it
 //! travels inside [`SecretString`]s, whose `Debug` is redacted.
 //!
-//! `main` builds [`Challenges`] on this gateway and shows (a) a normal SMS,
+//! `main` builds a [`TwoFactor`] on this gateway and, with its one-time
+//! codes, and shows (a) a normal SMS,
 //! (b) a carrier refusal falling back to a voice call, (c) a number that
 //! does not exist, (d) a provider outage the user recovers from with
 //! "resend", and (e) provider throttling.
@@ -34,11 +35,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use ninsho::flows::{Challenges, IssueRequest};
 use ninsho::gateway::{DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt};
 use ninsho::model::{Channel, Destination, Locale, Purpose};
+use ninsho::service::{IssueRequest, TwoFactor};
 use ninsho::store::MemoryStore;
-use ninsho::{Error, HashKey, KeyId, KeyedHasher, ManualClock, SecretString};
+use ninsho::{AeadSealer, Error, HashKey, KeyId, KeyedHasher, ManualClock, SealKey, SecretString};
 use serde::Deserialize;
 use time::Duration;
 
@@ -429,34 +430,40 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gateway = ProviderGateway::new(provider.clone(), SecretString::new("sk_test_4eC3".into()));
     println!("{gateway:?}");
     let clock = ManualClock::at_unix(1_763_683_200)?; // 2025-11-21 00:00:00 UTC
-    let challenges = Challenges::builder()
+    // In production: the keys from your secret manager.
+    let codes = TwoFactor::builder()
         .service_name("Example")
         .origin("example.com")
         .locale(Locale::En)
         .store(Arc::new(MemoryStore::new()))
         .gateway(Arc::new(gateway))
         .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?))
+        .sealer(Arc::new(AeadSealer::new(SealKey::new(
+            KeyId(1),
+            &[0x5B; 32],
+        )?)))
         .clock(Arc::new(clock.clone()))
-        .build()?;
-    let sign_in = |to: &Destination| IssueRequest::new(to.clone(), Purpose::SignIn);
+        .build()?
+        .one_time_codes();
+    let sign_in = |to: &Destination| IssueRequest::new(to.clone(), Purpose::SignUp);
 
     println!("\n== (a) A code by SMS");
     let phone = Destination::phone("+81 90-1234-5678")?;
-    let ticket = challenges.issue(sign_in(&phone)).await?;
+    let ticket = codes.send(sign_in(&phone)).await?;
     println!("Sent by {} ({:?}).", ticket.channel, ticket.reason);
 
     println!("\n== (b) The carrier filters SMS: fall back to a voice call");
     let blocked = Destination::phone(SMS_BLOCKED)?;
-    let ticket = challenges.issue(sign_in(&blocked)).await?;
+    let ticket = codes.send(sign_in(&blocked)).await?;
     println!("Sent by {} ({:?}).", ticket.channel, ticket.reason);
     let heard = provider
         .code_read_out(blocked.address())
         .ok_or("the voice call read no code")?;
-    challenges
+    codes
         .verify(
             &ticket.challenge_id,
             heard.expose_secret(),
-            &Purpose::SignIn,
+            &Purpose::SignUp,
             &blocked,
         )
         .await?;
@@ -464,7 +471,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n== (c) A number that belongs to nobody");
     let nobody = Destination::phone(NO_SUCH_NUMBER)?;
-    match challenges.issue(sign_in(&nobody)).await {
+    match codes.send(sign_in(&nobody)).await {
         Err(Error::Delivery {
             channel, source, ..
         }) if source.kind() == DeliveryErrorKind::InvalidDestination => {
@@ -475,7 +482,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n== (d) The provider is down: the user presses \"resend\" later");
     provider.outage(1);
-    let id = match challenges.issue(sign_in(&phone)).await {
+    let id = match codes.send(sign_in(&phone)).await {
         // No fallback was spent on an outage; the challenge exists.
         Err(Error::Delivery {
             channel,
@@ -488,7 +495,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("expected a transient delivery error, got {other:?}").into()),
     };
     clock.advance(Duration::seconds(60)); // the resend cooldown
-    let ticket = challenges.resend(&id, None).await?;
+    let ticket = codes.resend(&id, None).await?;
     println!(
         "Resent by {}; {} sends left.",
         ticket.channel, ticket.sends_left
@@ -496,7 +503,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n== (e) The provider throttles us");
     provider.throttle(30);
-    match challenges.issue(sign_in(&phone)).await {
+    match codes.send(sign_in(&phone)).await {
         Err(Error::Delivery { source, .. }) if source.kind() == DeliveryErrorKind::RateLimited => {
             println!("{source}.");
         }

@@ -26,7 +26,7 @@
 //! 1. it runs the public conformance kit, [`ninsho::testkit::run_all`]
 //!    (feature `testkit`), against a fresh database per check, and the
 //!    two-instance races against two handles on one database;
-//! 2. it plays a short sign-in with [`ninsho::flows::Challenges`] on the
+//! 2. it sends and checks a code with [`TwoFactor::one_time_codes`](ninsho::service::TwoFactor::one_time_codes) on the
 //!    adapter: a code by SMS, verified once, refused the second time.
 
 use std::collections::HashMap;
@@ -34,17 +34,17 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ninsho::flows::{Challenges, IssueRequest};
 use ninsho::gateway::RecordingGateway;
 use ninsho::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, Destination, DeviceId, DeviceRecord,
     FailureRecord, Locale, Purpose, VerificationId, VerificationRecord,
 };
+use ninsho::service::{IssueRequest, TwoFactor};
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, Store,
     StoreError, VerificationStore, WindowCount,
 };
-use ninsho::{Error, HashKey, KeyId, KeyedHasher, ManualClock, Refusal};
+use ninsho::{AeadSealer, Error, HashKey, KeyId, KeyedHasher, ManualClock, Refusal, SealKey};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::{Duration, OffsetDateTime};
@@ -618,26 +618,29 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await;
     println!("Every check passed, the two-instance races included.");
 
-    println!("\n== 2. A sign-in on MyStore");
+    println!("\n== 2. A code sent and checked on MyStore");
     let db = Database::new();
     let store = Arc::new(MyStore::connect(&db));
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(1_763_683_200)?; // 2025-11-21 00:00:00 UTC
     // In production: the key from your secret manager.
     let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
-    let challenges = Challenges::builder()
+    let sealer = AeadSealer::new(SealKey::new(KeyId(1), &[0x5B; 32])?);
+    let codes = TwoFactor::builder()
         .service_name("Example")
         .store(store.clone())
         .gateway(Arc::new(gateway.clone()))
         .hasher(hasher)
+        .sealer(Arc::new(sealer))
         .clock(Arc::new(clock))
         .locale(Locale::En)
-        .build()?;
+        .build()?
+        .one_time_codes();
 
     let alice = AccountId::new("alice");
     let phone = Destination::phone("+81 90-1234-5678")?;
-    let ticket = challenges
-        .issue(IssueRequest::new(phone.clone(), Purpose::SignIn).account(alice))
+    let ticket = codes
+        .send(IssueRequest::new(phone.clone(), Purpose::StepUp).account(alice))
         .await?;
     println!(
         "Code sent by {} to {}.",
@@ -649,13 +652,13 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .last_secret_to(phone.address())
         .ok_or("the gateway recorded no SMS")?;
     let id = ticket.challenge_id;
-    challenges
-        .verify(&id, code.expose_secret(), &Purpose::SignIn, &phone)
+    codes
+        .verify(&id, code.expose_secret(), &Purpose::StepUp, &phone)
         .await?;
     println!("The code verifies.");
 
-    match challenges
-        .verify(&id, code.expose_secret(), &Purpose::SignIn, &phone)
+    match codes
+        .verify(&id, code.expose_secret(), &Purpose::StepUp, &phone)
         .await
     {
         Err(Error::Refused(reason @ Refusal::AlreadyUsed)) => {

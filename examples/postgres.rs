@@ -3,8 +3,9 @@
 //!
 //! Connects to `NINSHO_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), creates ninsho's tables in
-//! the `public` schema, then sends a sign-in code to a phone, tries a wrong
-//! code and the right one. Messages are printed instead of sent. If the
+//! the `public` schema, then registers a phone with two-step sign-in on and
+//! signs in with a code by SMS: a wrong code, the right one, the right one
+//! again. Messages are printed instead of sent. If the
 //! database can't be reached it says so and exits with status 1.
 
 use std::error::Error as StdError;
@@ -13,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use ninsho::flows::{Challenges, IssueRequest};
 use ninsho::gateway::{ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
-use ninsho::model::{AccountId, Destination, Purpose};
+use ninsho::model::AccountId;
+use ninsho::service::{Proof, SignInStart, TwoFactor};
 use ninsho::store::{ChallengeStore, LimitStore, PgStore};
-use ninsho::{Error, HashKey, KeyId, KeyedHasher, Refusal};
+use ninsho::{AeadSealer, Error, HashKey, KeyId, KeyedHasher, Refusal, SealKey};
 use sqlx::postgres::PgPoolOptions;
 use time::{Duration, OffsetDateTime};
 
@@ -87,41 +88,52 @@ async fn run() -> Result<(), Box<dyn StdError>> {
     let phone_gateway = Arc::new(Phone::default());
     // In production: keys from your secret manager.
     let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
-    let challenges = Challenges::builder()
+    let sealer = AeadSealer::new(SealKey::new(KeyId(1), &[0x5B; 32])?);
+    let service = TwoFactor::builder()
         .service_name("Example")
         .origin("example.com")
         .store(store.clone())
         .gateway(phone_gateway.clone())
         .hasher(hasher)
+        .sealer(Arc::new(sealer))
         .build()?;
 
-    // Send limits and failure runs persist in PostgreSQL across runs (that
-    // is the point), so each run of the example signs in a user of its own
-    // with a phone of its own, and reruns never trip the limits.
+    // Send limits, failure runs and number claims persist in PostgreSQL
+    // across runs (that is the point), so each run of the example signs in
+    // a user of its own with a phone of its own, and reruns never trip the
+    // limits.
     let run = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
     let account = AccountId::new(format!("example-user-{run}"));
-    let phone = Destination::phone(&format!(
-        "+81 90-{:04}-{:04}",
-        run / 10_000 % 10_000,
-        run % 10_000
-    ))?;
+    let typed = format!("090-{:04}-{:04}", run / 10_000 % 10_000, run % 10_000);
 
-    println!("\n== 2. Sign-in: a code by SMS to {}", phone.masked());
-    let ticket = challenges
-        .issue(IssueRequest::new(phone.clone(), Purpose::SignIn).account(account.clone()))
+    println!("\n== 2. Register the phone {typed} and turn two-step sign-in on");
+    let ticket = service
+        .phone_send_code(&account, &typed, None, None)
+        .await?;
+    let done = service
+        .phone_confirm(&account, &ticket.challenge_id, &phone_gateway.code(), true)
+        .await?;
+    let codes = done.recovery_codes.map_or(0, |c| c.len());
+    println!("Registered; {codes} recovery codes to show once.");
+
+    println!("\n== 3. Sign in: the second step by SMS, and a wrong code first");
+    let SignInStart::Required { methods } = service.sign_in_begin(&account, None).await? else {
+        return Err("two-step sign-in is on: a second step is required".into());
+    };
+    let ticket = service
+        .sign_in_send_code(&account, &methods[0], None, None)
         .await?;
     println!(
         "Sent by {} to {}; valid until {}; resend from {}.",
         ticket.channel, ticket.masked_destination, ticket.expires_at, ticket.resend_available_at
     );
-
-    println!("\n== 3. A wrong code");
-    match challenges
-        .verify(&ticket.challenge_id, "000000", &Purpose::SignIn, &phone)
-        .await
-    {
+    let wrong = Proof::Code {
+        challenge: &ticket.challenge_id,
+        code: "000000",
+    };
+    match service.sign_in_complete(&account, wrong, None, None).await {
         Err(Error::Refused(Refusal::WrongCode { attempts_left })) => {
             println!("000000: wrong code, {attempts_left} attempts left.");
         }
@@ -137,21 +149,21 @@ async fn run() -> Result<(), Box<dyn StdError>> {
 
     println!("\n== 4. The right code");
     let code = phone_gateway.code();
-    let verified = challenges
-        .verify(&ticket.challenge_id, &code, &Purpose::SignIn, &phone)
+    let right = Proof::Code {
+        challenge: &ticket.challenge_id,
+        code: &code,
+    };
+    let signed_in = service
+        .sign_in_complete(&account, right, None, None)
         .await?;
-    println!(
-        "{code}: verified {} for {:?}, account {:?}.",
-        verified.destination.masked(),
-        verified.purpose,
-        verified.account
-    );
+    println!("{code}: signed in by {:?}.", signed_in.method);
 
     println!("\n== 5. The same code again");
-    match challenges
-        .verify(&ticket.challenge_id, &code, &Purpose::SignIn, &phone)
-        .await
-    {
+    let again = Proof::Code {
+        challenge: &ticket.challenge_id,
+        code: &code,
+    };
+    match service.sign_in_complete(&account, again, None, None).await {
         Err(Error::Refused(refusal)) => println!("{code}: refused ({refusal})."),
         Err(e) => return Err(e.into()),
         Ok(_) => return Err("a used code was accepted twice".into()),

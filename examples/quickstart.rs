@@ -412,8 +412,8 @@ impl Tour {
         println!("\n== 11. Contacts must be verified within 7 days (Microsoft)");
         let jiro = AccountId::new("jiro");
         let old_phone = Destination::phone("+81 70-2222-3333")?;
-        s.contacts().create(&jiro).await?;
-        s.contacts().import(&jiro, &old_phone, false).await?; // on file, never verified
+        s.account_created(&jiro).await?;
+        s.import_contact(&jiro, &old_phone, false).await?; // on file, never verified
         if let GraceDecision::Remind { deadline, .. } = s.contact_check(&jiro).await?.decision {
             println!("Day 0: allowed, with a reminder to verify before {deadline}.");
         }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(unnameable_types)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -12,7 +13,11 @@ pub mod contact;
 pub mod device;
 pub mod error;
 pub mod events;
-pub mod flows;
+mod flows;
+// The flows' unit tests share the integration tests' support code, which
+// names the crate `ninsho`.
+#[cfg(test)]
+extern crate self as ninsho;
 pub mod gateway;
 pub mod grace;
 pub mod guide;

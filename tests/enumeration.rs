@@ -12,12 +12,12 @@ mod support;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use ninsho::flows::{ChannelReason, Ticket, VerificationTicket};
 use ninsho::gateway::{Message, RecordingGateway};
 use ninsho::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, Channel, Destination, DeviceId,
     DeviceRecord, FailureRecord, VerificationId, VerificationRecord,
 };
+use ninsho::service::{ChannelReason, Ticket, VerificationTicket};
 use ninsho::service::{SignInStart, Skip, TwoFactor};
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore,
@@ -241,14 +241,12 @@ async fn claimed_and_free() -> (World, World) {
     let held = world();
     let taro = AccountId::new("taro");
     held.service
-        .contacts()
-        .import(&taro, &Destination::phone(PHONE).unwrap(), true)
+        .import_contact(&taro, &Destination::phone(PHONE).unwrap(), true)
         .await
         .unwrap();
     let free = world();
     free.service
-        .contacts()
-        .import(
+        .import_contact(
             &AccountId::new("jiro"),
             &Destination::phone("+818011112222").unwrap(),
             true,
@@ -257,16 +255,14 @@ async fn claimed_and_free() -> (World, World) {
         .unwrap();
     assert_eq!(
         held.service
-            .contacts()
-            .owner(&Destination::phone(PHONE).unwrap())
+            .contact_owner(&Destination::phone(PHONE).unwrap())
             .await
             .unwrap(),
         Some(taro)
     );
     assert_eq!(
         free.service
-            .contacts()
-            .owner(&Destination::phone(PHONE).unwrap())
+            .contact_owner(&Destination::phone(PHONE).unwrap())
             .await
             .unwrap(),
         None
@@ -405,8 +401,7 @@ async fn finding_an_account_by_phone_answers_alike_for_held_and_free_numbers() {
 async fn finding_an_account_by_email_answers_alike_whoever_has_the_address() {
     let held = world();
     held.service
-        .contacts()
-        .import(
+        .import_contact(
             &AccountId::new("taro"),
             &Destination::email("taro@example.com").unwrap(),
             true,
@@ -485,8 +480,7 @@ async fn the_second_step_of_an_unknown_account_looks_like_one_with_two_step_off(
     let w = world();
     let taro = AccountId::new("taro");
     w.service
-        .contacts()
-        .import(&taro, &Destination::phone(PHONE).unwrap(), true)
+        .import_contact(&taro, &Destination::phone(PHONE).unwrap(), true)
         .await
         .unwrap();
     assert!(!w.service.two_factor_enabled(&taro).await.unwrap());
@@ -554,8 +548,7 @@ async fn changing_to_a_number_another_account_holds_answers_like_a_free_one_unti
             "+818011112222"
         };
         w.service
-            .contacts()
-            .import(
+            .import_contact(
                 &AccountId::new(holder),
                 &Destination::phone(held).unwrap(),
                 true,
@@ -618,7 +611,7 @@ async fn changing_to_a_number_another_account_holds_answers_like_a_free_one_unti
         .await;
     assert_eq!(refusal(r), Refusal::ContactInUse);
     // taro keeps his number (and the refusal changed nothing).
-    let contacts = held.service.contacts().list(&taro).await.unwrap();
+    let contacts = held.service.contacts(&taro).await.unwrap();
     assert_eq!(contacts.len(), 1);
     assert_eq!(contacts[0].destination, Destination::phone(PHONE).unwrap());
     let code = secret_to(&free.gateway, new_number);

@@ -961,7 +961,7 @@ async fn recovery_code_sign_in(env: Env, fault: Option<Fault>) -> Verdict {
         "the answer says {:?} codes left, not 9",
         signed.recovery_codes_left
     );
-    let left = env.service.recovery_codes().remaining(&taro()).await;
+    let left = env.service.recovery_codes_left(&taro()).await;
     ensure!(
         matches!(left, Ok(Some(9))),
         "{left:?} recovery codes left, not 9"
@@ -1299,12 +1299,25 @@ async fn phone_change(env: Env, fault: Option<Fault>, two_step: bool) -> Verdict
         let before = env.sms_sign_in(Some(OLD_DEVICE)).await;
         (token_of(&before), Some(before.step_up))
     } else {
-        let (token, _) = env
-            .service
-            .trusted_devices()
-            .trust(&taro(), OLD_DEVICE)
+        // Without two-step sign-in no journey trusts a device: put one in
+        // place as trust would, at the account's epoch.
+        let epoch = env
+            .store
+            .account_record(&taro())
             .await
-            .unwrap();
+            .unwrap()
+            .map_or(0, |r| r.epoch);
+        let (token, record) = ninsho::device::trust(
+            &taro(),
+            OLD_DEVICE,
+            epoch,
+            &ninsho::device::DevicePolicy::default(),
+            &support::hasher(),
+            &ninsho::LockedRng::seeded(7),
+            env.clock.now(),
+        )
+        .unwrap();
+        env.store.insert_device(&record).await.unwrap();
         (token.expose_secret().to_owned(), None)
     };
     let ticket = env

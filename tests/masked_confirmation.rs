@@ -3,7 +3,7 @@
 //! part of an email address while the confirmation asks for all of it. So
 //! whoever knows only the password can't read the answer off the screen.
 //!
-//! Through the public API only: `TwoFactor` for the journeys, `Challenges`
+//! Through the public API only: `TwoFactor` for the journeys, `OneTimeCodes`
 //! and `Destination` for the property over many numbers.
 
 mod support;
@@ -12,15 +12,14 @@ use std::sync::Arc;
 
 use ninsho::contact::{MaskPolicy, MaskPolicyError};
 
-use ninsho::events::RecordingEvents;
-use ninsho::flows::IssueRequest;
 use ninsho::gateway::RecordingGateway;
 use ninsho::model::{AccountId, Channel, Destination, Purpose};
+use ninsho::service::IssueRequest;
 use ninsho::service::{Method, MethodKind, SignInStart, TwoFactor, TwoFactorBuilder};
 use ninsho::store::MemoryStore;
 use ninsho::{ManualClock, Refusal};
 use proptest::prelude::*;
-use support::{PHONE, T0, challenges_builder, refusal, secret_to, two_factor};
+use support::{PHONE, T0, refusal, secret_to, two_factor};
 use time::Duration;
 
 const EMAIL: &str = "taro@example.com";
@@ -373,20 +372,13 @@ proptest! {
         runtime.block_on(async {
             let gateway = RecordingGateway::new();
             let clock = ManualClock::at_unix(T0).unwrap();
-            let challenges = challenges_builder(
-                Arc::new(MemoryStore::new()),
-                Arc::new(gateway.clone()),
-                &clock,
-                &RecordingEvents::new(),
-                3,
-            )
-            .mask_policy(policy)
-            .build()
-            .unwrap();
+            let codes = two_factor("Example", Arc::new(MemoryStore::new()), &gateway, &clock, 3)
+                .mask_policy(policy)
+                .build()
+                .unwrap()
+                .one_time_codes();
             let issue = |typed: &str| {
-                challenges.issue(
-                    IssueRequest::new(phone.clone(), Purpose::SignIn).confirmation(typed),
-                )
+                codes.send(IssueRequest::new(phone.clone(), Purpose::StepUp).confirmation(typed))
             };
             let masked = phone.masked_for(&policy);
             let on_screen = &e164[e164.len() - trailing_digits(&masked)..];

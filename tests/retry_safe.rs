@@ -211,11 +211,7 @@ async fn a_recovery_code_whose_reply_was_lost_signs_in_on_retry() {
         .await;
     assert_eq!(signed_in.recovery_codes_left, Some(9));
     assert_eq!(
-        env.service
-            .recovery_codes()
-            .remaining(&taro())
-            .await
-            .unwrap(),
+        env.service.recovery_codes_left(&taro()).await.unwrap(),
         Some(9),
         "spent once"
     );

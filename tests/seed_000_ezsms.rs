@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use ninsho::contact::{ContactError, PhonePolicy, PhoneRefusal, Region};
 
-use ninsho::flows::{ContactPolicy, Progress, VerificationTicket};
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::LimitKind;
 use ninsho::model::{AccountId, AccountRecord, Channel, Destination, DestinationKind};
 use ninsho::service::TwoFactor;
+use ninsho::service::{ContactPolicy, Progress, VerificationTicket};
 use ninsho::store::{AccountCommit, AccountStore, ClaimChanges, MemoryStore, StoreError};
 use ninsho::{Error, ManualClock, Refusal};
 use support::{T0, db_down, delegate_store, refusal, secret_to, t0, take, two_factor};
@@ -161,8 +161,7 @@ async fn both_codes_go_out_at_once_and_the_phone_can_be_verified_first() {
     // The number is now taro's: one owner per number.
     let owner = env
         .service
-        .contacts()
-        .owner(&Destination::phone(MOBILE).unwrap())
+        .contact_owner(&Destination::phone(MOBILE).unwrap())
         .await
         .unwrap();
     assert_eq!(owner, Some(taro.clone()));
@@ -510,15 +509,14 @@ async fn completing_with_a_number_another_account_holds_is_refused_and_registers
     let refused = env.service.signup_complete(&second.id, &jiro).await;
     assert_eq!(refusal(refused), Refusal::ContactInUse);
     // All or nothing: not even the email address was registered.
-    assert!(env.service.contacts().list(&jiro).await.unwrap().is_empty());
+    assert!(env.service.contacts(&jiro).await.unwrap().is_empty());
     let owner = env
         .service
-        .contacts()
-        .owner(&Destination::phone(MOBILE).unwrap())
+        .contact_owner(&Destination::phone(MOBILE).unwrap())
         .await
         .unwrap();
     assert_eq!(owner, Some(taro.clone()));
-    assert_eq!(env.service.contacts().list(&taro).await.unwrap().len(), 2);
+    assert_eq!(env.service.contacts(&taro).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -543,14 +541,7 @@ async fn a_sign_up_completes_exactly_once() {
     let other = AccountId::new("mallory");
     let elsewhere = env.service.signup_complete(&ticket.id, &other).await;
     assert_eq!(refusal(elsewhere), Refusal::AlreadyUsed);
-    assert!(
-        env.service
-            .contacts()
-            .list(&other)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(env.service.contacts(&other).await.unwrap().is_empty());
     // A made-up id is unknown.
     let made_up = ninsho::model::VerificationId::parse(&"9".repeat(32)).unwrap();
     let unknown = env.service.signup_status(&made_up).await;
@@ -623,7 +614,7 @@ async fn a_completion_that_failed_on_the_store_can_be_retried() {
         matches!(down, Err(Error::Store(_))),
         "the outage is reported: {down:?}"
     );
-    assert!(env.service.contacts().list(&taro).await.unwrap().is_empty());
+    assert!(env.service.contacts(&taro).await.unwrap().is_empty());
 
     // The database is back: the user presses the button again.
     let contacts = env

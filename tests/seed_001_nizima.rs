@@ -219,10 +219,10 @@ async fn registering_a_phone_with_two_step_on_shows_ten_recovery_codes_once() {
 
     assert!(env.service.two_factor_enabled(&taro).await.unwrap());
     assert_eq!(
-        env.service.recovery_codes().remaining(&taro).await.unwrap(),
+        env.service.recovery_codes_left(&taro).await.unwrap(),
         Some(10)
     );
-    let contacts = env.service.contacts().list(&taro).await.unwrap();
+    let contacts = env.service.contacts(&taro).await.unwrap();
     assert_eq!(contacts.len(), 1);
     assert!(contacts[0].verified && contacts[0].two_factor);
 
@@ -281,10 +281,7 @@ async fn two_step_sign_in_can_be_turned_on_after_registering() {
         env.service.sign_in_begin(&taro, None).await.unwrap(),
         SignInStart::NotNeeded(Skip::TwoFactorOff)
     );
-    assert_eq!(
-        env.service.recovery_codes().remaining(&taro).await.unwrap(),
-        None
-    );
+    assert_eq!(env.service.recovery_codes_left(&taro).await.unwrap(), None);
     // Recovery codes can't be shown or regenerated while it is off.
     let proof = step_up(&env, &taro).await;
     let off = env.service.regenerate_recovery_codes(&taro, &proof).await;
@@ -342,7 +339,7 @@ async fn changing_the_phone_needs_a_fresh_second_factor_and_kills_trusted_device
     );
 
     // The new number replaced the old one, keeping its two-step role.
-    let contacts = env.service.contacts().list(&taro).await.unwrap();
+    let contacts = env.service.contacts(&taro).await.unwrap();
     assert_eq!(contacts.len(), 1);
     assert_eq!(
         contacts[0].destination,
@@ -352,7 +349,7 @@ async fn changing_the_phone_needs_a_fresh_second_factor_and_kills_trusted_device
     let owner = |n: &str| {
         let d = Destination::phone(n).unwrap();
         let service = env.service.clone();
-        async move { service.contacts().owner(&d).await.unwrap() }
+        async move { service.contact_owner(&d).await.unwrap() }
     };
     assert_eq!(owner(NEW_PHONE).await, Some(taro.clone()));
     assert_eq!(owner(PHONE).await, None, "the old number is released");
@@ -436,17 +433,16 @@ async fn the_phone_cannot_be_deleted_while_two_step_sign_in_is_on() {
 
     let r = env.service.phone_remove(&taro).await;
     assert_eq!(refusal(r), Refusal::ContactRequired);
-    assert_eq!(env.service.contacts().list(&taro).await.unwrap().len(), 1);
+    assert_eq!(env.service.contacts(&taro).await.unwrap().len(), 1);
 
     // Turned off first, the number can go (and is released).
     let proof = step_up(&env, &taro).await;
     env.service.disable_two_factor(&taro, &proof).await.unwrap();
     env.service.phone_remove(&taro).await.unwrap();
-    assert!(env.service.contacts().list(&taro).await.unwrap().is_empty());
+    assert!(env.service.contacts(&taro).await.unwrap().is_empty());
     let owner = env
         .service
-        .contacts()
-        .owner(&Destination::phone(PHONE).unwrap())
+        .contact_owner(&Destination::phone(PHONE).unwrap())
         .await
         .unwrap();
     assert_eq!(owner, None);
@@ -477,19 +473,11 @@ async fn one_number_belongs_to_one_account() {
         .phone_confirm(&hanako, &ticket.challenge_id, &code, true)
         .await;
     assert_eq!(refusal(refused), Refusal::ContactInUse);
-    assert!(
-        env.service
-            .contacts()
-            .list(&hanako)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(env.service.contacts(&hanako).await.unwrap().is_empty());
     assert!(!env.service.two_factor_enabled(&hanako).await.unwrap());
     let owner = env
         .service
-        .contacts()
-        .owner(&Destination::phone(PHONE).unwrap())
+        .contact_owner(&Destination::phone(PHONE).unwrap())
         .await
         .unwrap();
     assert_eq!(owner, Some(taro.clone()));
@@ -529,7 +517,7 @@ async fn landlines_ip_phones_and_foreign_numbers_are_refused() {
         assert_eq!(phone_refusal(r), expected, "{typed}");
     }
     assert!(env.gateway.attempts().is_empty(), "nothing was sent");
-    assert!(env.service.contacts().list(&taro).await.unwrap().is_empty());
+    assert!(env.service.contacts(&taro).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -734,7 +722,7 @@ async fn a_lost_phone_is_replaced_by_a_recovery_code_which_revokes_trusted_brows
         .unwrap();
     assert_eq!(next.recovery_codes_left, Some(8));
     assert_eq!(
-        env.service.recovery_codes().remaining(&taro).await.unwrap(),
+        env.service.recovery_codes_left(&taro).await.unwrap(),
         Some(8)
     );
     // A recovery code is a fresh second factor.
@@ -772,7 +760,7 @@ async fn regenerating_recovery_codes_voids_the_old_set() {
     assert_eq!(new.len(), 10);
     assert!(new.iter().all(|c| !old.contains(c)));
     assert_eq!(
-        env.service.recovery_codes().remaining(&taro).await.unwrap(),
+        env.service.recovery_codes_left(&taro).await.unwrap(),
         Some(10)
     );
 
@@ -822,10 +810,7 @@ async fn turning_two_step_off_needs_a_step_up_and_on_again_issues_new_codes() {
     assert!(!env.service.two_factor_enabled(&taro).await.unwrap());
     // Recovery codes are gone, trusted browsers revoked, the phone no
     // longer a second factor (so it could be removed now).
-    assert_eq!(
-        env.service.recovery_codes().remaining(&taro).await.unwrap(),
-        None
-    );
+    assert_eq!(env.service.recovery_codes_left(&taro).await.unwrap(), None);
     let methods = env.service.methods(&taro).await.unwrap();
     assert!(methods.iter().all(|m| m.kind != MethodKind::RecoveryCode));
     assert_eq!(
@@ -836,7 +821,7 @@ async fn turning_two_step_off_needs_a_step_up_and_on_again_issues_new_codes() {
         DeviceCheck::Revoked
     );
     assert!(env.service.devices(&taro).await.unwrap().is_empty());
-    assert!(!env.service.contacts().list(&taro).await.unwrap()[0].two_factor);
+    assert!(!env.service.contacts(&taro).await.unwrap()[0].two_factor);
     assert_eq!(
         env.service.sign_in_begin(&taro, None).await.unwrap(),
         SignInStart::NotNeeded(Skip::TwoFactorOff)
@@ -866,7 +851,7 @@ async fn turning_two_step_off_needs_a_step_up_and_on_again_issues_new_codes() {
         .collect();
     assert_eq!(second.len(), 10);
     assert!(second.iter().all(|c| !first.contains(c)));
-    assert!(env.service.contacts().list(&taro).await.unwrap()[0].two_factor);
+    assert!(env.service.contacts(&taro).await.unwrap()[0].two_factor);
     assert_eq!(
         kinds(&env.service.sign_in_begin(&taro, None).await.unwrap()),
         vec![MethodKind::Sms, MethodKind::Voice, MethodKind::RecoveryCode]

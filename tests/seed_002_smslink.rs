@@ -10,9 +10,9 @@ mod support;
 
 use std::sync::Arc;
 
-use ninsho::flows::ChannelReason;
 use ninsho::gateway::{Attempt, DeliveryErrorKind, RecordingGateway};
 use ninsho::model::{AccountId, ChallengeId, Channel};
+use ninsho::service::ChannelReason;
 use ninsho::service::{Method, MethodKind, Proof, TwoFactor};
 use ninsho::store::MemoryStore;
 use ninsho::{Error, ManualClock, Refusal};
@@ -262,8 +262,7 @@ async fn another_option_sends_the_code_by_voice_at_once() {
     // The SMS does not arrive; "use another option" — no cooldown to wait.
     let voice = env
         .service
-        .challenges()
-        .another_option(&ticket.challenge_id, None)
+        .another_option(&env.taro, &ticket.challenge_id, None)
         .await
         .unwrap();
     assert_eq!(voice.challenge_id, ticket.challenge_id);
@@ -278,8 +277,7 @@ async fn another_option_sends_the_code_by_voice_at_once() {
     // Voice is the last option.
     let none = env
         .service
-        .challenges()
-        .another_option(&ticket.challenge_id, None)
+        .another_option(&env.taro, &ticket.challenge_id, None)
         .await;
     assert_eq!(refusal(none), Refusal::NoMoreOptions);
 

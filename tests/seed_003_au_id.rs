@@ -11,9 +11,9 @@ mod support;
 use std::sync::Arc;
 
 use ninsho::device::DeviceCheck;
-use ninsho::flows::{ChannelReason, LinkTicket};
 use ninsho::gateway::RecordingGateway;
 use ninsho::model::{AccountId, Channel, Destination, Locale, Purpose};
+use ninsho::service::{ChannelReason, LinkTicket};
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, SignedIn, Skip, TwoFactor};
 use ninsho::store::MemoryStore;
 use ninsho::{Error, ManualClock, Refusal};

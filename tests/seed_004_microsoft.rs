@@ -13,11 +13,11 @@ mod support;
 
 use std::sync::Arc;
 
-use ninsho::flows::ChannelReason;
 use ninsho::gateway::RecordingGateway;
 use ninsho::grace::{GraceDecision, KindFilter, VerificationPath};
 use ninsho::model::{AccountId, ChallengeId, Channel, ContactKey, Destination};
 use ninsho::otp::Totp;
+use ninsho::service::ChannelReason;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, SignedIn, Skip, StepUp, TwoFactor};
 use ninsho::store::MemoryStore;
 use ninsho::{Error, ManualClock, Refusal};
@@ -328,8 +328,7 @@ async fn use_another_option_calls_instead_or_picks_another_contact() {
     // confirmation (the contact was confirmed), no cooldown.
     let call = env
         .service
-        .challenges()
-        .another_option(&ticket.challenge_id, None)
+        .another_option(&env.taro, &ticket.challenge_id, None)
         .await
         .unwrap();
     assert_eq!(
@@ -357,8 +356,7 @@ async fn use_another_option_calls_instead_or_picks_another_contact() {
         .unwrap();
     let none = env
         .service
-        .challenges()
-        .another_option(&ticket.challenge_id, None)
+        .another_option(&env.taro, &ticket.challenge_id, None)
         .await;
     assert_eq!(refusal(none), Refusal::NoMoreOptions);
     let code = secret_to(&env.gateway, EMAIL);
@@ -523,8 +521,7 @@ async fn an_unverified_contact_gets_seven_days_then_sign_in_is_blocked_until_a_n
     let kenji = AccountId::new("kenji");
     let old = Destination::email("Kenji@example.com").unwrap();
     env.service
-        .contacts()
-        .import(&kenji, &old, false)
+        .import_contact(&kenji, &old, false)
         .await
         .unwrap();
     let key = ContactKey::new("kenji@example.com");
@@ -611,7 +608,7 @@ async fn an_unverified_contact_gets_seven_days_then_sign_in_is_blocked_until_a_n
     );
     assert!(check.contacts[1].verified);
     assert_eq!(
-        env.service.contacts().owner(&phone).await.unwrap(),
+        env.service.contact_owner(&phone).await.unwrap(),
         Some(kenji.clone())
     );
 }
@@ -622,8 +619,7 @@ async fn verifying_the_registered_contact_lifts_the_block() {
     let kenji = AccountId::new("kenji");
     let phone = Destination::phone("+81 80-2222-3333").unwrap();
     env.service
-        .contacts()
-        .import(&kenji, &phone, false)
+        .import_contact(&kenji, &phone, false)
         .await
         .unwrap();
     env.clock.set(t0() + Duration::days(8));
@@ -658,8 +654,7 @@ async fn a_contact_verified_within_the_grace_period_never_blocks() {
     let kenji = AccountId::new("kenji");
     let old = Destination::email("kenji@example.com").unwrap();
     env.service
-        .contacts()
-        .import(&kenji, &old, false)
+        .import_contact(&kenji, &old, false)
         .await
         .unwrap();
     env.clock.set(t0() + Duration::days(3));

@@ -356,11 +356,7 @@ async fn one_sms_code_and_one_recovery_code_sign_in_once() {
     assert_eq!(wins.len(), 1);
     assert_eq!(wins[0].recovery_codes_left, Some(9));
     assert_eq!(
-        env.service
-            .recovery_codes()
-            .remaining(&taro())
-            .await
-            .unwrap(),
+        env.service.recovery_codes_left(&taro()).await.unwrap(),
         Some(9)
     );
     assert_eq!(outcomes.len(), TASKS);

@@ -274,7 +274,7 @@ async fn an_email_second_factor_cannot_be_removed_while_it_is_the_last() {
     env.service.enable_two_factor(&taro()).await.unwrap();
     assert_eq!(env.real_factors().await, vec![MethodKind::Email]);
 
-    let removed = env.service.contacts().remove(&taro(), &email).await;
+    let removed = env.service.remove_contact(&taro(), &email).await;
     assert!(env.service.two_factor_enabled(&taro()).await.unwrap());
     assert!(
         removed.is_err(),

@@ -1,8 +1,8 @@
 //! The one-time-code engine: pure rules, no I/O.
 //!
 //! Generating codes, hashing them for storage, and deciding what a typed
-//! code means for a stored challenge. The async [`flows`](crate::flows)
-//! layer reads and writes the records; everything it decides comes from
+//! code means for a stored challenge. The service's async layer reads and
+//! writes the records; everything it decides comes from
 //! here, so the rules can be tested and benchmarked without a store.
 
 use serde::{Deserialize, Serialize};

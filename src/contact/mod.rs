@@ -50,7 +50,7 @@
 //!   SMS, and are the raw material of SMS-pumping fraud.
 //! - **Voice: mobile and fixed-line numbers**, since a call to a landline
 //!   is the usual fallback for users without SMS
-//!   ([`PhoneType::FixedLineOrMobile`] is included for countries whose
+//!   ([`PhoneType::FixedLineOrMobile`](crate::model::PhoneType::FixedLineOrMobile) is included for countries whose
 //!   numbering does not tell the two apart). IP phones are left out of voice
 //!   too: NIST SP 800-63B (rev. 3, §5.1.3.1) requires an out-of-band
 //!   authenticator to prove possession of a specific device and names VoIP
@@ -61,7 +61,7 @@
 //!   are the ones carriers block and fraudsters pump. An operator opens
 //!   other countries with [`PhonePolicy::allow_region`] or
 //!   [`PhonePolicy::allow_any_region`]. North American numbers are
-//!   [`PhoneType::FixedLineOrMobile`] (the numbering cannot tell), so
+//!   [`PhoneType::FixedLineOrMobile`](crate::model::PhoneType::FixedLineOrMobile) (the numbering cannot tell), so
 //!   allowing `US` or `CA` for SMS also needs that type in
 //!   [`PhonePolicy::sms_types`].
 //!
@@ -111,10 +111,10 @@
 //! | --- | --- | --- | --- |
 //! | screen, [`masked_for`](Destination::masked_for) | `+81 **-****-**78` | `ta**@example.com` | every ticket, view and sign-in method the flows return |
 //! | log, [`masked`](Destination::masked) | `+81 **-****-5678` | `ta**@example.com` | events, `Debug`, support tools |
-//! | confirmation asks for | `5678` | `taro@example.com` | [`IssueRequest::confirmation`](crate::flows::IssueRequest::confirmation) |
+//! | confirmation asks for | `5678` | `taro@example.com` | [`IssueRequest::confirmation`](crate::service::IssueRequest::confirmation) |
 //!
 //! The screen forms and the question follow one [`MaskPolicy`] (set with
-//! [`ChallengesBuilder::mask_policy`](crate::flows::ChallengesBuilder::mask_policy)
+//! [`TwoFactorBuilder::mask_policy`](crate::service::TwoFactorBuilder::mask_policy)
 //! or [`TwoFactorBuilder::mask_policy`](crate::service::TwoFactorBuilder::mask_policy)).
 //! Its default is Microsoft's: show the last 2 digits, ask for the last 4;
 //! show at most 2 characters of an email address's local part, ask for the

@@ -152,7 +152,7 @@ pub struct Ticket {
     /// Why that channel.
     pub reason: ChannelReason,
     /// The destination, masked for display as the
-    /// [`mask_policy`](Challenges::mask_policy) says (`+81 **-****-**78`).
+    /// [`mask_policy`](crate::service::TwoFactorBuilder::mask_policy) says (`+81 **-****-**78`).
     pub masked_destination: String,
     /// When this code stops working.
     pub expires_at: OffsetDateTime,

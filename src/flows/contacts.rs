@@ -116,7 +116,7 @@ pub struct ContactView {
     /// The contact (its `Debug` is masked).
     pub destination: Destination,
     /// The masked form to show, as the
-    /// [`mask_policy`](crate::flows::Challenges::mask_policy) says
+    /// [`mask_policy`](crate::service::TwoFactorBuilder::mask_policy) says
     /// (`+81 **-****-**78`).
     pub masked_destination: String,
     /// Whether it is verified.
@@ -180,7 +180,7 @@ impl From<&ContactEntry> for ContactView {
 /// Cheap to clone; share one.
 #[derive(Debug, Clone)]
 pub struct Contacts {
-    challenges: Challenges,
+    pub(super) challenges: Challenges,
     policy: ContactPolicy,
     grace: GracePolicy,
 }
@@ -389,22 +389,6 @@ impl Contacts {
         Ok(book
             .map(|b| b.contacts.iter().map(|c| self.view(c)).collect())
             .unwrap_or_default())
-    }
-
-    /// The account whose verified contact this is, if the contact is
-    /// one-owner and claimed. For the host's own checks (support tools,
-    /// say): don't show it to users, who could probe for other people's
-    /// numbers.
-    ///
-    /// # Errors
-    /// [`Error::Store`].
-    pub async fn owner(&self, destination: &Destination) -> Result<Option<AccountId>, Error> {
-        Ok(self
-            .challenges
-            .inner
-            .store
-            .claim_owner(&destination.limit_key())
-            .await?)
     }
 
     /// Sends a code to add `destination` to the account, or to verify it if
@@ -635,29 +619,6 @@ impl Contacts {
         self.issue(account, new, book.epoch, caller).await
     }
 
-    /// Checks the code sent to the new contact by
-    /// [`send_change_code`](Self::send_change_code), then in one atomic
-    /// write puts it in place of `old` (keeping its two-step role), claims
-    /// it and releases `old`. The same write moves the account's security
-    /// epoch on: trusted devices and step-up proofs die with the old
-    /// number.
-    ///
-    /// # Errors
-    /// As for [`confirm`](Self::confirm); [`Refusal::NotAContact`] when
-    /// `old` is no longer on the account.
-    pub async fn confirm_change(
-        &self,
-        account: &AccountId,
-        old: &Destination,
-        challenge: &ChallengeId,
-        code: &str,
-    ) -> Result<ContactView, Error> {
-        let record = self.challenges.load(challenge).await?;
-        self.confirm_record(account, record, code, Some(old), |_| Ok(()))
-            .await
-            .map(|(view, _)| view)
-    }
-
     /// Puts the verified `new` in place of `old` in `record` (see
     /// [`confirm_change`](Self::confirm_change)).
     fn swap(
@@ -766,31 +727,6 @@ impl Contacts {
         }
     }
 
-    /// Marks whether two-step sign-in sends codes to a (verified) contact.
-    /// While it does, the contact can't be removed.
-    ///
-    /// # Errors
-    /// [`Refusal::NotAContact`] when it is not on the account or not
-    /// verified; [`Error::Store`].
-    pub async fn set_two_factor(
-        &self,
-        account: &AccountId,
-        destination: &Destination,
-        on: bool,
-    ) -> Result<(), Error> {
-        self.update(account, |book| {
-            let key = destination.limit_key();
-            let entry = book
-                .contacts
-                .iter_mut()
-                .find(|c| c.destination.limit_key() == key && c.is_verified())
-                .ok_or(Error::Refused(Refusal::NotAContact))?;
-            entry.two_factor = on;
-            Ok(((), ClaimChanges::default(), Vec::new()))
-        })
-        .await
-    }
-
     /// Registers the contacts of a completed combined verification (the
     /// EZSMS sign-up) as verified contacts of `account`, claiming unique
     /// ones — all or none.
@@ -827,22 +763,6 @@ impl Contacts {
             Ok(((), claims, events))
         })
         .await
-    }
-
-    /// The grace-period decision for the account now: allow, allow with a
-    /// reminder (the deadline and the contacts to verify), or blocked
-    /// until a contact is verified (with the paths still open: verify a
-    /// contact, or add a new one when none can be reached).
-    ///
-    /// The first check of an account ninsho has never seen starts its grace
-    /// period and **stores** that start, so the deadline is fixed from then
-    /// on and later checks can't move it.
-    ///
-    /// # Errors
-    /// [`Error::Store`].
-    pub async fn grace(&self, account: &AccountId) -> Result<GraceDecision, Error> {
-        let book = self.book(account).await?;
-        Ok(self.decide_grace(&book))
     }
 
     /// The grace decision for an account's record, now.

@@ -43,35 +43,6 @@ impl From<&DeviceRecord> for DeviceInfo {
 ///
 /// A convenience inside the host's session policy, not a factor: a valid
 /// device token lets the host skip the second step, never the password.
-///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use std::sync::Arc;
-/// use ninsho::device::DeviceCheck;
-/// use ninsho::flows::{Ports, TrustedDevices};
-/// use ninsho::store::MemoryStore;
-/// use ninsho::model::AccountId;
-/// use ninsho::{HashKey, KeyId, KeyedHasher};
-///
-/// let ports = Ports::new(
-///     Arc::new(MemoryStore::new()),
-///     KeyedHasher::new(HashKey::new(KeyId(1), &[9; 32]).unwrap()),
-/// );
-/// let devices = TrustedDevices::new(ports);
-/// let alice = AccountId::new("alice");
-///
-/// // After a successful second factor, with "trust this browser" ticked:
-/// let (token, _) = devices.trust(&alice, "Firefox on Linux").await.unwrap();
-/// // Next sign-in: the cookie skips the second step.
-/// let check = devices.check(&alice, token.expose_secret()).await.unwrap();
-/// assert!(matches!(check, DeviceCheck::Valid { .. }));
-///
-/// // Password changed: every trusted device is dead.
-/// devices.bump_epoch(&alice).await.unwrap();
-/// let check = devices.check(&alice, token.expose_secret()).await.unwrap();
-/// assert_eq!(check, DeviceCheck::Revoked);
-/// # });
-/// ```
 #[derive(Debug, Clone)]
 pub struct TrustedDevices {
     ports: Ports,
@@ -95,6 +66,7 @@ impl TrustedDevices {
         self
     }
 
+    #[cfg(any(test, feature = "testkit"))]
     /// Trusts the device the user just completed a second factor on.
     /// Returns the token for the cookie and what to show in the device list.
     ///
@@ -260,16 +232,6 @@ impl TrustedDevices {
             });
         }
         Ok(())
-    }
-
-    /// Revokes every device of the account ("sign out everywhere") with one
-    /// atomic write: the security epoch moves on, and every token issued
-    /// before it checks as [`DeviceCheck::Revoked`].
-    ///
-    /// # Errors
-    /// [`Error::Store`].
-    pub async fn revoke_all(&self, account: &AccountId) -> Result<(), Error> {
-        self.bump_epoch(account).await.map(drop)
     }
 
     /// Deletes the account's device records that can no longer be valid

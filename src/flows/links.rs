@@ -98,7 +98,7 @@ pub struct LinkTicket {
     /// Why that channel.
     pub reason: ChannelReason,
     /// The destination, masked for display as the
-    /// [`mask_policy`](Challenges::mask_policy) says.
+    /// [`mask_policy`](crate::service::TwoFactorBuilder::mask_policy) says.
     pub masked_destination: String,
     /// When the link stops working.
     pub expires_at: OffsetDateTime,
@@ -257,21 +257,6 @@ impl Challenges {
     /// As for [`open_link`](Self::open_link).
     pub async fn deny_link(&self, token: &str) -> Result<(), Error> {
         self.decide_link(token, ChallengeState::Denied).await
-    }
-
-    /// The waiting sign-in asks whether the link was approved. An approval
-    /// is handed to exactly one poll; later polls see
-    /// [`Refusal::AlreadyUsed`].
-    ///
-    /// # Errors
-    /// [`Refusal::Denied`], [`Refusal::Expired`], [`Refusal::AlreadyUsed`],
-    /// [`Refusal::Unknown`], [`Refusal::PurposeMismatch`]; [`Error::Store`].
-    pub async fn poll_link(
-        &self,
-        id: &ChallengeId,
-        purpose: &Purpose,
-    ) -> Result<LinkStatus, Error> {
-        self.poll_link_from(id, purpose, None).await
     }
 
     /// [`poll_link`](Self::poll_link) for a sign-in attempt: the collected

@@ -1,48 +1,15 @@
-//! The async layer: read records, run the engine, write back atomically,
-//! hand messages to the gateway.
+//! The async layer under [`TwoFactor`](crate::service::TwoFactor), private
+//! to the crate: read records, let the engines decide, write back with
+//! compare-and-set ([`cas`]), hand messages to the gateway.
 //!
-//! [`Challenges`] sends and checks one-time codes (SMS, voice, email) and
-//! one-time links, with fallback channels, masked-contact confirmation,
-//! send limits, per-account back-off and audit events.
-//!
-//! ```
-//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use std::sync::Arc;
-//! use ninsho::model::Destination;
-//! use ninsho::flows::{Challenges, IssueRequest};
-//! use ninsho::gateway::RecordingGateway;
-//! use ninsho::store::MemoryStore;
-//! use ninsho::model::Purpose;
-//! use ninsho::{HashKey, KeyId, KeyedHasher, ManualClock};
-//!
-//! let gateway = RecordingGateway::new();
-//! let challenges = Challenges::builder()
-//!     .service_name("Example")
-//!     .store(Arc::new(MemoryStore::new()))
-//!     .gateway(Arc::new(gateway.clone()))
-//!     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
-//!     .clock(Arc::new(ManualClock::at_unix(1_763_683_200).unwrap()))
-//!     .build()
-//!     .unwrap();
-//!
-//! let phone = Destination::phone("+81 90-1234-5678").unwrap();
-//! let ticket = challenges
-//!     .issue(IssueRequest::new(phone.clone(), Purpose::SignIn))
-//!     .await
-//!     .unwrap();
-//! // Screens show less of the number than a masked-contact confirmation
-//! // asks for (see `MaskPolicy`).
-//! assert_eq!(ticket.masked_destination, "+81 **-****-**78");
-//!
-//! // The user reads the SMS and types the code.
-//! let code = gateway.last_secret_to(phone.address()).unwrap();
-//! let verified = challenges
-//!     .verify(&ticket.challenge_id, code.expose_secret(), &Purpose::SignIn, &phone)
-//!     .await
-//!     .unwrap();
-//! assert_eq!(verified.destination, phone);
-//! # });
-//! ```
+//! One flow per concern: [`Challenges`] (one-time codes by SMS, voice and
+//! email, and one-time links, with fallback channels, masked-contact
+//! confirmation, send limits, the per-account back-off and audit events),
+//! [`Contacts`] (the account's contacts, their one-owner claims and the
+//! grace period), [`Verifications`] (several contacts verified together),
+//! [`RecoveryCodes`] and [`TrustedDevices`]. The service builds them all
+//! from one set of ports and keeps the rules that span them; nothing here is
+//! public, so no host can go around those rules.
 
 pub(crate) mod account;
 pub(crate) mod cas;
@@ -66,10 +33,10 @@ pub use contacts::{ContactPolicy, ContactView, Contacts};
 pub use devices::{DeviceInfo, TrustedDevices};
 pub use links::{LinkRequest, LinkStatus, LinkTicket, LinkView};
 pub use ports::Ports;
-pub use recovery::{RecoveryCodes, Redeemed};
+pub use recovery::RecoveryCodes;
 pub use verifications::{
-    Completed, DEFAULT_VERIFICATION_LIFETIME, MemberStatus, MemberTicket, Progress,
-    VerificationRequest, VerificationStatus, VerificationTicket, Verifications,
+    DEFAULT_VERIFICATION_LIFETIME, MemberStatus, MemberTicket, Progress, VerificationRequest,
+    VerificationStatus, VerificationTicket, Verifications,
 };
 
 use crate::challenge::CodePolicy;
@@ -528,3 +495,6 @@ impl Challenges {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

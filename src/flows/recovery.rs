@@ -36,31 +36,9 @@ pub struct Redeemed {
 
 /// Recovery codes of accounts (nizima: 10 single-use codes; regenerating
 /// voids the old set).
-///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use std::sync::Arc;
-/// use ninsho::flows::{Ports, RecoveryCodes};
-/// use ninsho::store::MemoryStore;
-/// use ninsho::model::AccountId;
-/// use ninsho::{HashKey, KeyId, KeyedHasher};
-///
-/// let ports = Ports::new(
-///     Arc::new(MemoryStore::new()),
-///     KeyedHasher::new(HashKey::new(KeyId(1), &[9; 32]).unwrap()),
-/// );
-/// let codes = RecoveryCodes::new(ports);
-/// let alice = AccountId::new("alice");
-///
-/// let shown_once = codes.generate(&alice).await.unwrap();
-/// let first = shown_once.expose_secret()[0].to_owned();
-/// assert_eq!(codes.redeem(&alice, &first).await.unwrap().remaining, 9);
-/// assert!(codes.redeem(&alice, &first).await.is_err()); // single use
-/// # });
-/// ```
 #[derive(Debug, Clone)]
 pub struct RecoveryCodes {
-    ports: Ports,
+    pub(super) ports: Ports,
     policy: RecoveryPolicy,
     failures: FailurePolicy,
 }
@@ -121,6 +99,7 @@ impl RecoveryCodes {
         });
     }
 
+    #[cfg(any(test, feature = "testkit"))]
     /// Generates a new set for the account, replacing any previous set in
     /// one atomic write: every old code stops working at once. Returns the
     /// plain codes, to show the user exactly once.
@@ -139,6 +118,7 @@ impl RecoveryCodes {
         Ok(plain)
     }
 
+    #[cfg(any(test, feature = "testkit"))]
     /// Redeems a code as the user typed it (case, spaces, hyphens and
     /// full-width characters don't matter). The code is marked used, and
     /// the account's security epoch moved on (a recovery code is used when
@@ -308,19 +288,6 @@ impl RecoveryCodes {
     pub async fn remaining(&self, account: &AccountId) -> Result<Option<usize>, Error> {
         let book = self.ports.store.account_record(account).await?;
         Ok(book.and_then(|b| b.factors.recovery.map(|s| s.remaining())))
-    }
-
-    /// Deletes the account's codes (2FA turned off).
-    ///
-    /// # Errors
-    /// [`Error::Store`].
-    pub async fn delete(&self, account: &AccountId) -> Result<(), Error> {
-        let p = &self.ports;
-        account::update(&*p.store, account, p.now(), |book| {
-            book.factors.recovery = None;
-            Ok(((), ClaimChanges::default()))
-        })
-        .await
     }
 
     fn refuse(&self, account: &AccountId, reason: Refusal) -> Error {

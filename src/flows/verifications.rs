@@ -27,9 +27,9 @@ pub const DEFAULT_VERIFICATION_LIFETIME: Duration = Duration::minutes(30);
 #[must_use]
 pub struct VerificationRequest {
     members: Vec<Destination>,
-    purpose: Purpose,
-    account: Option<AccountId>,
-    locale: Option<Locale>,
+    pub(super) purpose: Purpose,
+    pub(super) account: Option<AccountId>,
+    pub(super) locale: Option<Locale>,
     caller: Option<String>,
 }
 
@@ -58,24 +58,6 @@ impl VerificationRequest {
         }
     }
 
-    /// For another purpose than sign-up.
-    pub fn purpose(mut self, purpose: Purpose) -> Self {
-        self.purpose = purpose;
-        self
-    }
-
-    /// For an existing account (its limits and lockout apply).
-    pub fn account(mut self, account: AccountId) -> Self {
-        self.account = Some(account);
-        self
-    }
-
-    /// Messages in `locale` instead of the service default.
-    pub fn locale(mut self, locale: Locale) -> Self {
-        self.locale = Some(locale);
-        self
-    }
-
     /// The requester (an IP address, say) for the per-caller send limit.
     pub fn caller(mut self, key: impl Into<String>) -> Self {
         self.caller = Some(key.into());
@@ -88,13 +70,13 @@ impl VerificationRequest {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct MemberTicket {
-    /// Its index: pass it to [`Verifications::verify`] and
-    /// [`Verifications::resend`].
+    /// Its index: pass it to [`signup_verify`](crate::service::TwoFactor::signup_verify)
+    /// and [`signup_resend`](crate::service::TwoFactor::signup_resend).
     pub index: usize,
     /// Phone or email.
     pub kind: DestinationKind,
     /// The contact, masked for display as the
-    /// [`mask_policy`](crate::flows::Challenges::mask_policy) says.
+    /// [`mask_policy`](crate::service::TwoFactorBuilder::mask_policy) says.
     pub masked_destination: String,
     /// The delivery, or `None` when no channel delivered (resend it).
     pub sent: Option<Ticket>,
@@ -134,7 +116,7 @@ pub struct MemberStatus {
     /// Phone or email.
     pub kind: DestinationKind,
     /// The contact, masked for display as the
-    /// [`mask_policy`](crate::flows::Challenges::mask_policy) says.
+    /// [`mask_policy`](crate::service::TwoFactorBuilder::mask_policy) says.
     pub masked_destination: String,
     /// Whether its code was verified.
     pub verified: bool,
@@ -152,7 +134,8 @@ pub struct VerificationStatus {
     pub expires_at: OffsetDateTime,
     /// Whether every member is verified.
     pub completed: bool,
-    /// Whether [`Verifications::take`] has collected it.
+    /// Whether [`signup_complete`](crate::service::TwoFactor::signup_complete)
+    /// has collected it.
     pub taken: bool,
     /// Whether it has expired (and was not completed in time).
     pub expired: bool,
@@ -181,45 +164,6 @@ pub struct Completed {
 /// completes exactly once — [`Progress::completed`] is `true` for one call
 /// only, even when the last two codes are typed at once — and expires as a
 /// whole after [`DEFAULT_VERIFICATION_LIFETIME`] unless configured.
-///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use std::sync::Arc;
-/// use ninsho::model::Destination;
-/// use ninsho::flows::{Challenges, VerificationRequest, Verifications};
-/// use ninsho::gateway::RecordingGateway;
-/// use ninsho::store::MemoryStore;
-/// use ninsho::{HashKey, KeyId, KeyedHasher};
-///
-/// let gateway = RecordingGateway::new();
-/// let challenges = Challenges::builder()
-///     .service_name("EZSMS")
-///     .store(Arc::new(MemoryStore::new()))
-///     .gateway(Arc::new(gateway.clone()))
-///     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
-///     .build()
-///     .unwrap();
-/// let signup = Verifications::new(challenges);
-///
-/// let email = Destination::email("taro@example.com").unwrap();
-/// let phone = Destination::phone("+81 90-1234-5678").unwrap();
-/// let ticket = signup
-///     .start(VerificationRequest::new([email.clone(), phone.clone()]))
-///     .await
-///     .unwrap();
-///
-/// // Phone first, then email: any order works.
-/// let sms = gateway.last_secret_to(phone.address()).unwrap();
-/// let step = signup.verify(&ticket.id, 1, sms.expose_secret()).await.unwrap();
-/// assert!(!step.completed);
-/// let mail = gateway.last_secret_to(email.address()).unwrap();
-/// let step = signup.verify(&ticket.id, 0, mail.expose_secret()).await.unwrap();
-/// assert!(step.completed);
-///
-/// let done = signup.take(&ticket.id).await.unwrap();
-/// assert_eq!(done.destinations, vec![email, phone]);
-/// # });
-/// ```
 #[derive(Debug, Clone)]
 pub struct Verifications {
     challenges: Challenges,
@@ -577,22 +521,6 @@ impl Verifications {
         })
     }
 
-    /// Collects a completed verification — once: the host creates the
-    /// account (or adds the contacts) from it. A second call is refused, so
-    /// one verification can't register contacts twice.
-    ///
-    /// A completed verification can be taken until an hour after its
-    /// expiry (it completed in time; the host may be slow to collect).
-    ///
-    /// # Errors
-    /// [`Refusal::Unknown`]; [`Refusal::Expired`] when it expired
-    /// incomplete or was not collected in time; [`Refusal::AlreadyUsed`]
-    /// when already taken; [`Error::Misuse`] when it is not complete yet
-    /// (taking it early is a bug in the host); [`Error::Store`].
-    pub async fn take(&self, id: &VerificationId) -> Result<Completed, Error> {
-        self.take_as(id, None).await
-    }
-
     /// [`take`](Self::take) for `account`: the same account may take it
     /// again (to retry whatever failed after the first take, such as
     /// registering the contacts), any other is refused.
@@ -607,7 +535,7 @@ impl Verifications {
         self.take_as(id, Some(account)).await
     }
 
-    async fn take_as(
+    pub(super) async fn take_as(
         &self,
         id: &VerificationId,
         account: Option<&AccountId>,

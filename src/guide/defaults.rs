@@ -9,7 +9,7 @@
 //!
 //! # One-time codes and links
 //!
-//! [`CodePolicy`], passed to [`ChallengesBuilder::policy`].
+//! [`CodePolicy`], passed to [`TwoFactorBuilder::code_policy`].
 //!
 //! | setting | default | why |
 //! |---|---|---|
@@ -28,7 +28,7 @@
 //!
 //! # Send limits
 //!
-//! [`SendLimits`], passed to [`ChallengesBuilder::limits`]. Fixed windows,
+//! [`SendLimits`], passed to [`TwoFactorBuilder::limits`]. Fixed windows,
 //! counted in the store with atomic increments; every refusal says when a
 //! retry can succeed ([`Refusal::RateLimited`](crate::Refusal::RateLimited)).
 //!
@@ -41,7 +41,7 @@
 //!
 //! # Failed attempts per account
 //!
-//! [`FailurePolicy`], passed to [`ChallengesBuilder::failure_policy`] (and
+//! [`FailurePolicy`], passed to [`TwoFactorBuilder::failure_policy`] (and
 //! used by recovery codes). One run of consecutive failures per account,
 //! across all its challenges; a success ends it.
 //!
@@ -50,7 +50,7 @@
 //! | failures before back-off | 3 | typing mistakes cost nothing |
 //! | back-off | 1 s after the 3rd failure, doubling with each further one (2 s, 4 s, … 512 s after the 12th) | NIST SP 800-63B §5.2.2 suggests waits that grow as an account nears its limit |
 //! | longest wait | 15 minutes (from the 13th failure on) | long enough to make guessing slow, short enough for a user to come back the same day |
-//! | hard stop | 100 consecutive failures, then locked until an operator clears the run ([`Challenges::reset_failures`](crate::flows::Challenges::reset_failures)) | NIST SP 800-63B §5.2.2: no more than 100 consecutive failed attempts on one account |
+//! | hard stop | 100 consecutive failures, then locked until an operator clears the run ([`TwoFactor::reset_failures`](crate::service::TwoFactor::reset_failures)) | NIST SP 800-63B §5.2.2: no more than 100 consecutive failed attempts on one account |
 //!
 //! With the defaults an attacker needs about 22 hours of waiting
 //! (79,323 seconds) to make the 100 guesses the hard stop allows.
@@ -92,7 +92,7 @@
 //! | trusted-device lifetime | 30 days | [`DevicePolicy::lifetime`] | no standard: a month of sign-ins without the second step on one browser, ended early by revocation or a security-epoch bump |
 //! | "last used" written at most | every hour | [`DevicePolicy::refresh_every`] | spares the store a write per request on busy sites |
 //! | grace period for verifying a contact | 7 days from account creation, any one verified contact | [`GracePolicy`] | Microsoft's rule (seed `004`); blocked from the deadline on, never extended by adding and removing contacts |
-//! | combined verification (email and phone together) | 30 minutes as a whole | [`DEFAULT_VERIFICATION_LIFETIME`](crate::flows::DEFAULT_VERIFICATION_LIFETIME) | time to read an SMS and an email and type two codes; an abandoned sign-up dies in the same session |
+//! | combined verification (email and phone together) | 30 minutes as a whole | [`DEFAULT_VERIFICATION_LIFETIME`](crate::service::DEFAULT_VERIFICATION_LIFETIME) | time to read an SMS and an email and type two codes; an abandoned sign-up dies in the same session |
 //!
 //! # Contacts and phone numbers
 //!
@@ -109,11 +109,11 @@
 //! | one owner per verified phone number | yes | a number can't be used to take over a second account |
 //! | one owner per verified email address | no | the host's account table usually owns that rule for the sign-in address |
 //! | email as a second factor | no ([`TwoFactorBuilder::email_as_second_factor`]) | NIST SP 800-63B (§5.1.3.1) rules email out for out-of-band authentication: the mailbox opens with a password, often one the account's own reset controls. Off, sign-in offers and accepts no email method, and a verified email alone can't turn two-step sign-in on |
-//! | channels for a phone number | SMS, then voice ([`ChallengesBuilder::phone_channels`]) | a refused SMS falls back to a call |
+//! | channels for a phone number | SMS, then voice ([`TwoFactorBuilder::phone_channels`]) | a refused SMS falls back to a call |
 //!
 //! # Masked contacts
 //!
-//! [`MaskPolicy`], passed to [`ChallengesBuilder::mask_policy`] or
+//! [`MaskPolicy`], passed to [`TwoFactorBuilder::mask_policy`] or
 //! [`TwoFactorBuilder::mask_policy`]; the confirmation itself is turned on
 //! with [`TwoFactorBuilder::confirm_masked_contacts`] (default off) or per
 //! send with [`IssueRequest::confirmation`].
@@ -144,7 +144,7 @@
 //! use ninsho::contact::{AllowedRegions, MaskPolicy, PhonePolicy, Region};
 //! use ninsho::model::PhoneType;
 //! use ninsho::device::DevicePolicy;
-//! use ninsho::flows::{ContactPolicy, DEFAULT_VERIFICATION_LIFETIME};
+//! use ninsho::service::{ContactPolicy, DEFAULT_VERIFICATION_LIFETIME};
 //! use ninsho::grace::GracePolicy;
 //! use ninsho::limits::{FailurePolicy, RateLimit, SendLimits};
 //! use ninsho::otp::{Algorithm, OtpSecret, Totp, Window};
@@ -208,21 +208,20 @@
 //! ```
 //!
 //! [`CodePolicy`]: crate::challenge::CodePolicy
-//! [`ChallengesBuilder::policy`]: crate::flows::ChallengesBuilder::policy
-//! [`ChallengesBuilder::limits`]: crate::flows::ChallengesBuilder::limits
-//! [`ChallengesBuilder::failure_policy`]: crate::flows::ChallengesBuilder::failure_policy
-//! [`ChallengesBuilder::phone_channels`]: crate::flows::ChallengesBuilder::phone_channels
+//! [`TwoFactorBuilder::code_policy`]: crate::service::TwoFactorBuilder::code_policy
+//! [`TwoFactorBuilder::limits`]: crate::service::TwoFactorBuilder::limits
+//! [`TwoFactorBuilder::failure_policy`]: crate::service::TwoFactorBuilder::failure_policy
+//! [`TwoFactorBuilder::phone_channels`]: crate::service::TwoFactorBuilder::phone_channels
 //! [`SendLimits`]: crate::limits::SendLimits
 //! [`FailurePolicy`]: crate::limits::FailurePolicy
 //! [`RecoveryPolicy`]: crate::recovery::RecoveryPolicy
 //! [`DevicePolicy::lifetime`]: crate::device::DevicePolicy::lifetime
 //! [`DevicePolicy::refresh_every`]: crate::device::DevicePolicy::refresh_every
 //! [`GracePolicy`]: crate::grace::GracePolicy
-//! [`ContactPolicy`]: crate::flows::ContactPolicy
+//! [`ContactPolicy`]: crate::service::ContactPolicy
 //! [`TwoFactorBuilder::email_as_second_factor`]: crate::service::TwoFactorBuilder::email_as_second_factor
 //! [`PhonePolicy`]: crate::contact::PhonePolicy
 //! [`MaskPolicy`]: crate::contact::MaskPolicy
-//! [`ChallengesBuilder::mask_policy`]: crate::flows::ChallengesBuilder::mask_policy
 //! [`TwoFactorBuilder::mask_policy`]: crate::service::TwoFactorBuilder::mask_policy
 //! [`TwoFactorBuilder::confirm_masked_contacts`]: crate::service::TwoFactorBuilder::confirm_masked_contacts
-//! [`IssueRequest::confirmation`]: crate::flows::IssueRequest::confirmation
+//! [`IssueRequest::confirmation`]: crate::service::IssueRequest::confirmation

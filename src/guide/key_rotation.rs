@@ -170,7 +170,7 @@
 //! [`CodePolicy::lifetime`]: crate::challenge::CodePolicy::lifetime
 //! [`CodePolicy::link_lifetime`]: crate::challenge::CodePolicy::link_lifetime
 //! [`CodePolicy::max_attempts`]: crate::challenge::CodePolicy::max_attempts
-//! [`DEFAULT_VERIFICATION_LIFETIME`]: crate::flows::DEFAULT_VERIFICATION_LIFETIME
+//! [`DEFAULT_VERIFICATION_LIFETIME`]: crate::service::DEFAULT_VERIFICATION_LIFETIME
 //! [`DevicePolicy::lifetime`]: crate::device::DevicePolicy::lifetime
 //! [`TwoFactor::key_usage`]: crate::service::TwoFactor::key_usage
 //! [`TwoFactor::reseal_authenticator`]: crate::service::TwoFactor::reseal_authenticator

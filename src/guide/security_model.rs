@@ -224,9 +224,9 @@
 //!   under `Debug` either: a gateway [`Message`](crate::gateway::Message)
 //!   (and a recorded [`Attempt`](crate::gateway::Attempt)) shows its
 //!   recipient masked, [`ClaimChanges`](crate::store::ClaimChanges) its
-//!   keys masked; [`IssueRequest`](crate::flows::IssueRequest),
-//!   [`LinkRequest`](crate::flows::LinkRequest) and
-//!   [`VerificationRequest`](crate::flows::VerificationRequest) redact the
+//!   keys masked; [`IssueRequest`](crate::service::IssueRequest),
+//!   `LinkRequest` and
+//!   `VerificationRequest` redact the
 //!   caller key (often an IP address) and the typed confirmation (a whole
 //!   email address); [`MemoryStore`](crate::store::MemoryStore) prints how
 //!   many records it holds, not their keys.

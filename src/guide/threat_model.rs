@@ -93,10 +93,10 @@
 //!   country, set by the operator.
 //! - The default [`PhonePolicy`] refuses foreign numbers, premium-rate,
 //!   free-dial and Navi Dial numbers, IP phones and M2M ranges, and sends
-//!   SMS to mobile numbers only. The contact registry ([`Contacts`])
+//!   SMS to mobile numbers only. The contact registry ([`TwoFactor`])
 //!   applies it to every number it registers.
 //!
-//! **Left to the host:** [`Challenges`] sends to any
+//! **Left to the host:** [`OneTimeCodes`] sends to any
 //! [`Destination`](crate::model::Destination) it is given. A host that
 //! issues codes to numbers that did not come through the registry checks
 //! them with [`PhonePolicy::check`] first. Set country budgets before
@@ -137,7 +137,7 @@
 //! §5.1.3.3) treats codes over the phone network as a *restricted*
 //! authenticator for this reason. What it does:
 //!
-//! - Changing a contact ([`Contacts::confirm_change`]) needs a code from
+//! - Changing a contact ([`TwoFactor::phone_confirm`]) needs a code from
 //!   the new contact, and bumps the account's security epoch, so every
 //!   trusted device dies with the old number.
 //! - A verified phone number belongs to one account at a time: whoever
@@ -242,7 +242,7 @@
 //! into the wrong site gives it away. ninsho narrows the opening:
 //!
 //! - SMS codes can end with an origin-bound line (`@example.com #123456`,
-//!   [`ChallengesBuilder::origin`]): browsers that support WebOTP and
+//!   [`TwoFactorBuilder::origin`]): browsers that support WebOTP and
 //!   iOS autofill offer the code only on that site, so a user who relies on
 //!   autofill gets no offer on the phishing page;
 //! - every built-in message tells the user never to share the code (the
@@ -357,7 +357,7 @@
 //!
 //! **Left to the host:** ask for the password before the second step, so
 //! only someone who has it can spend the account's attempts; pass caller
-//! keys; give operators [`Challenges::reset_failures`] behind their own
+//! keys; give operators [`TwoFactor::reset_failures`] behind their own
 //! authentication; offer recovery codes.
 //!
 //! # Out of scope
@@ -375,7 +375,7 @@
 //!   and the carriers behind them.
 //! - **Bot detection, CAPTCHAs and fraud scoring** beyond the limits here.
 //!
-//! [`IssueRequest::caller`]: crate::flows::IssueRequest::caller
+//! [`IssueRequest::caller`]: crate::service::IssueRequest::caller
 //! [`Purpose`]: crate::model::Purpose
 //! [`Rejection::Replayed`]: crate::otp::Rejection::Replayed
 //! [`SendLimits::countries`]: crate::limits::SendLimits::countries
@@ -384,11 +384,11 @@
 //! [`MaskPolicy`]: crate::contact::MaskPolicy
 //! [`MaskPolicy::new`]: crate::contact::MaskPolicy::new
 //! [`PhonePolicy::check`]: crate::contact::PhonePolicy::check
-//! [`Contacts`]: crate::flows::Contacts
-//! [`Contacts::confirm_change`]: crate::flows::Contacts::confirm_change
-//! [`Challenges`]: crate::flows::Challenges
-//! [`Challenges::reset_failures`]: crate::flows::Challenges::reset_failures
-//! [`ChallengesBuilder::origin`]: crate::flows::ChallengesBuilder::origin
+//! [`TwoFactor`]: crate::service::TwoFactor
+//! [`TwoFactor::phone_confirm`]: crate::service::TwoFactor::phone_confirm
+//! [`OneTimeCodes`]: crate::service::OneTimeCodes
+//! [`TwoFactor::reset_failures`]: crate::service::TwoFactor::reset_failures
+//! [`TwoFactorBuilder::origin`]: crate::service::TwoFactorBuilder::origin
 //! [`Refusal::ContactInUse`]: crate::Refusal::ContactInUse
 //! [`Message::body`]: crate::gateway::Message::body
 //! [`Message::secret`]: crate::gateway::Message::secret

@@ -193,23 +193,24 @@
 //! assert_eq!(store.hit(key, window, t0 + window).await.unwrap().count, 1);
 //!
 //! // A real challenge record to play with: issue one on the in-memory store.
-//! # use ninsho::model::Destination;
-//! # use ninsho::flows::{Challenges, IssueRequest};
 //! # use ninsho::gateway::RecordingGateway;
-//! # use ninsho::model::Purpose;
+//! # use ninsho::model::{Destination, Purpose};
+//! # use ninsho::service::{IssueRequest, TwoFactor};
 //! # use ninsho::store::MemoryStore;
-//! # use ninsho::{HashKey, KeyId, KeyedHasher, ManualClock};
+//! # use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, ManualClock, SealKey};
 //! let memory = Arc::new(MemoryStore::new());
-//! let challenges = Challenges::builder()
+//! let codes = TwoFactor::builder()
 //!     .service_name("Example")
 //!     .store(memory.clone())
 //!     .gateway(Arc::new(RecordingGateway::new()))
 //!     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
+//!     .sealer(Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32]).unwrap())))
 //!     .clock(Arc::new(ManualClock::at_unix(1_763_683_200).unwrap()))
 //!     .build()
-//!     .unwrap();
+//!     .unwrap()
+//!     .one_time_codes();
 //! let phone = Destination::phone("+81 90-1234-5678").unwrap();
-//! let ticket = challenges.issue(IssueRequest::new(phone, Purpose::SignIn)).await.unwrap();
+//! let ticket = codes.send(IssueRequest::new(phone, Purpose::SignUp)).await.unwrap();
 //! let record = memory.challenge(&ticket.challenge_id).await.unwrap().unwrap();
 //!
 //! // Inserting twice: the second insert is a conflict.

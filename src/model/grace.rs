@@ -10,7 +10,7 @@ use super::{Destination, DestinationKind};
 
 /// One account's grace-period state: its contacts, its phase and the
 /// instants the deadline is counted from. Plain data; store it with the
-/// account. See the [module docs](self).
+/// account. Its transitions, and the table of them, are in [`crate::grace`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct GraceState {

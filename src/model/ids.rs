@@ -84,7 +84,7 @@ random_id! {
 }
 
 random_id! {
-    /// A combined verification's id (see [`VerificationRecord`]): 128 random
+    /// A combined verification's id (see [`VerificationRecord`](super::VerificationRecord)): 128 random
     /// bits, shown as 32 lower-case hex digits. Not a secret, but
     /// unguessable.
     VerificationId

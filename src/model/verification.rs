@@ -28,13 +28,13 @@ pub struct VerificationRecord {
     pub expires_at: OffsetDateTime,
     /// When its last member was verified.
     pub completed_at: Option<OffsetDateTime>,
-    /// When the host took the result ([`Verifications::take`]); a
+    /// When the host took the result ([`TwoFactor::signup_complete`]); a
     /// verification is taken at most once.
     ///
-    /// [`Verifications::take`]: crate::flows::Verifications::take
+    /// [`TwoFactor::signup_complete`]: crate::service::TwoFactor::signup_complete
     pub taken_at: Option<OffsetDateTime>,
     /// The account it was taken for, when taken with
-    /// [`Verifications::take_for`](crate::flows::Verifications::take_for):
+    /// [`TwoFactor::signup_complete`](crate::service::TwoFactor::signup_complete):
     /// that account may take it again (a retry after a failure).
     #[serde(default)]
     pub taken_by: Option<AccountId>,

@@ -90,7 +90,7 @@ impl TwoFactor {
     /// # Errors
     /// [`Error::Contact`] with the typed reason for a refused number or
     /// address; otherwise as for
-    /// [`Verifications::start`](crate::flows::Verifications::start).
+    /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
     pub async fn signup_start(
         &self,
         email: &str,
@@ -109,7 +109,7 @@ impl TwoFactor {
     /// Checks one sign-up code (member 0: email, 1: phone), in any order.
     ///
     /// # Errors
-    /// As for [`Verifications::verify`](crate::flows::Verifications::verify).
+    /// As for [`OneTimeCodes::verify`](crate::service::OneTimeCodes::verify).
     pub async fn signup_verify(
         &self,
         id: &VerificationId,
@@ -122,7 +122,7 @@ impl TwoFactor {
     /// Resends one sign-up code.
     ///
     /// # Errors
-    /// As for [`Verifications::resend`](crate::flows::Verifications::resend).
+    /// As for [`OneTimeCodes::resend`](crate::service::OneTimeCodes::resend).
     pub async fn signup_resend(
         &self,
         id: &VerificationId,
@@ -137,7 +137,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// As for
-    /// [`Verifications::another_option`](crate::flows::Verifications::another_option).
+    /// [`OneTimeCodes::another_option`](crate::service::OneTimeCodes::another_option).
     pub async fn signup_another_option(
         &self,
         id: &VerificationId,
@@ -153,7 +153,7 @@ impl TwoFactor {
     /// Where a sign-up stands (after a reload).
     ///
     /// # Errors
-    /// As for [`Verifications::status`](crate::flows::Verifications::status).
+    /// [`Refusal::Unknown`]; [`Error::Store`].
     pub async fn signup_status(&self, id: &VerificationId) -> Result<VerificationStatus, Error> {
         self.inner.verifications.status(id).await
     }
@@ -167,7 +167,7 @@ impl TwoFactor {
     /// [`Refusal::ContactInUse`] when another account holds the number
     /// (the user proved they receive codes there, so telling them is no
     /// leak); otherwise as for
-    /// [`Verifications::take`](crate::flows::Verifications::take).
+    /// [`TwoFactor::signup_complete`](crate::service::TwoFactor::signup_complete).
     pub async fn signup_complete(
         &self,
         id: &VerificationId,
@@ -197,7 +197,7 @@ impl TwoFactor {
     /// [`Error::Contact`] with the typed reason (landline, IP phone,
     /// foreign number, …); [`Refusal::StepUpRequired`];
     /// [`Refusal::ContactInUse`]; [`Refusal::ContactAlreadyAdded`];
-    /// otherwise as for [`Challenges::issue`](crate::flows::Challenges::issue).
+    /// otherwise as for [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
     pub async fn phone_send_code(
         &self,
         account: &AccountId,
@@ -242,7 +242,7 @@ impl TwoFactor {
     /// lost replaces the unseen recovery codes with a set it returns.
     ///
     /// # Errors
-    /// As for [`Contacts::confirm`](crate::flows::Contacts::confirm) and
+    /// As for [`OneTimeCodes::verify`](crate::service::OneTimeCodes::verify) and
     /// [`enable_two_factor`](Self::enable_two_factor).
     pub async fn phone_confirm(
         &self,
@@ -657,7 +657,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Refusal::StepUpRequired`]; otherwise as for
-    /// [`Contacts::send_code`](crate::flows::Contacts::send_code).
+    /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
     pub async fn contact_send_code(
         &self,
         account: &AccountId,
@@ -708,7 +708,7 @@ impl TwoFactor {
     /// Confirms a contact code; verifying restores full access.
     ///
     /// # Errors
-    /// As for [`Contacts::confirm`](crate::flows::Contacts::confirm).
+    /// As for [`OneTimeCodes::verify`](crate::service::OneTimeCodes::verify).
     pub async fn contact_confirm(
         &self,
         account: &AccountId,
@@ -731,7 +731,7 @@ impl TwoFactor {
     /// # Errors
     /// [`Error::Contact`] for input that is not a number or address the
     /// policy allows (independent of registration); otherwise as for
-    /// [`Challenges::issue`](crate::flows::Challenges::issue).
+    /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
     pub async fn recover_start(
         &self,
         contact: &str,
@@ -753,7 +753,7 @@ impl TwoFactor {
     /// which account, if any, holds the contact.
     ///
     /// # Errors
-    /// As for [`Challenges::verify`](crate::flows::Challenges::verify).
+    /// As for [`OneTimeCodes::verify`](crate::service::OneTimeCodes::verify).
     pub async fn recover_verify(
         &self,
         challenge: &ChallengeId,

@@ -66,6 +66,8 @@
 //! # });
 //! ```
 
+mod accounts;
+mod codes;
 mod journeys;
 mod keys;
 mod sign_in;
@@ -76,9 +78,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+pub use crate::flows::{
+    ChannelReason, ContactPolicy, ContactView, DEFAULT_VERIFICATION_LIFETIME, DeviceInfo,
+    IssueRequest, LinkTicket, LinkView, MemberStatus, MemberTicket, Progress, Ticket,
+    VerificationStatus, VerificationTicket, Verified,
+};
 #[allow(deprecated)]
 pub use crate::seal::UnsealedStorage;
 pub use crate::seal::{SealError, Sealer};
+pub use codes::OneTimeCodes;
 pub use journeys::{AuthenticatorSetup, ContactCheck, PhoneConfirmed, Recovered};
 pub use keys::KeyUsage;
 pub use sign_in::{Method, MethodKind, Proof, SignInAttempt, SignInStart, SignedIn, Skip};
@@ -90,8 +98,8 @@ use crate::device::DevicePolicy;
 use crate::error::{Error, Misuse, Refusal};
 use crate::events::EventSink;
 use crate::flows::{
-    Challenges, ChallengesBuilder, ContactPolicy, Contacts, Ports, RecoveryCodes, TrustedDevices,
-    Verifications, account,
+    Challenges, ChallengesBuilder, Contacts, Ports, RecoveryCodes, TrustedDevices, Verifications,
+    account,
 };
 use crate::gateway::{Gateway, Templates};
 use crate::grace::GracePolicy;
@@ -536,31 +544,6 @@ impl TwoFactor {
     /// Starts a builder.
     pub fn builder() -> TwoFactorBuilder {
         TwoFactorBuilder::default()
-    }
-
-    /// The one-time-code flow underneath, for anything the journeys don't
-    /// cover.
-    #[must_use]
-    pub fn challenges(&self) -> &Challenges {
-        &self.inner.challenges
-    }
-
-    /// The contact registry underneath.
-    #[must_use]
-    pub fn contacts(&self) -> &Contacts {
-        &self.inner.contacts
-    }
-
-    /// The recovery codes underneath.
-    #[must_use]
-    pub fn recovery_codes(&self) -> &RecoveryCodes {
-        &self.inner.recovery
-    }
-
-    /// The trusted devices underneath.
-    #[must_use]
-    pub fn trusted_devices(&self) -> &TrustedDevices {
-        &self.inner.devices
     }
 
     fn now(&self) -> OffsetDateTime {

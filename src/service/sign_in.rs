@@ -378,7 +378,7 @@ impl TwoFactor {
     /// # Errors
     /// [`Refusal::NotAContact`] when the contact is no longer the
     /// account's; [`Refusal::ContactNotConfirmed`]; otherwise as for
-    /// [`Challenges::issue`](crate::flows::Challenges::issue).
+    /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
     pub async fn sign_in_send_code(
         &self,
         account: &AccountId,
@@ -421,7 +421,7 @@ impl TwoFactor {
     /// [`Refusal::Unknown`] for another account's challenge;
     /// [`Refusal::DestinationMismatch`] for a sign-in code whose contact
     /// the account no longer has; otherwise as for
-    /// [`Challenges::resend`](crate::flows::Challenges::resend).
+    /// [`OneTimeCodes::resend`](crate::service::OneTimeCodes::resend).
     pub async fn resend(
         &self,
         account: &AccountId,
@@ -513,7 +513,7 @@ impl TwoFactor {
     /// What the phone shows when the link is opened (does not consume it).
     ///
     /// # Errors
-    /// As for [`Challenges::open_link`](crate::flows::Challenges::open_link).
+    /// a wrong token is [`Refusal::Unknown`]; an expired link [`Refusal::Expired`]; one already decided [`Refusal::AlreadyUsed`] or [`Refusal::Denied`]; [`Error::Store`].
     pub async fn open_link(&self, token: &str) -> Result<LinkView, Error> {
         self.inner.challenges.open_link(token).await
     }
@@ -521,7 +521,7 @@ impl TwoFactor {
     /// The user approves the sign-in on the phone.
     ///
     /// # Errors
-    /// As for [`Challenges::approve_link`](crate::flows::Challenges::approve_link).
+    /// a wrong token is [`Refusal::Unknown`]; an expired link [`Refusal::Expired`]; one already decided [`Refusal::AlreadyUsed`] or [`Refusal::Denied`]; [`Error::Store`].
     pub async fn approve_link(&self, token: &str) -> Result<(), Error> {
         self.inner.challenges.approve_link(token).await
     }
@@ -529,7 +529,7 @@ impl TwoFactor {
     /// The user did not try to sign in: deny.
     ///
     /// # Errors
-    /// As for [`Challenges::deny_link`](crate::flows::Challenges::deny_link).
+    /// a wrong token is [`Refusal::Unknown`]; an expired link [`Refusal::Expired`]; one already decided [`Refusal::AlreadyUsed`] or [`Refusal::Denied`]; [`Error::Store`].
     pub async fn deny_link(&self, token: &str) -> Result<(), Error> {
         self.inner.challenges.deny_link(token).await
     }
@@ -871,15 +871,14 @@ impl TwoFactor {
     /// Revokes one trusted device (au ID's device list).
     ///
     /// # Errors
-    /// As for [`TrustedDevices::revoke`](crate::flows::TrustedDevices::revoke).
+    /// [`Refusal::Unknown`] when the account has no such device; [`Error::Store`].
     pub async fn revoke_device(&self, account: &AccountId, id: &DeviceId) -> Result<(), Error> {
         self.inner.devices.revoke(account, id).await
     }
 
     /// Whether a device token is valid for the account (without starting a
     /// sign-in). A valid token whose record was hashed with a previous key
-    /// moves to the current key (see
-    /// [`TrustedDevices::check`](crate::flows::TrustedDevices::check)).
+    /// moves to the current key.
     ///
     /// # Errors
     /// [`Error::Store`].

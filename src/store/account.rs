@@ -11,7 +11,7 @@ use crate::model::{AccountId, AccountRecord, VerificationId, VerificationRecord}
 
 /// Claims to change together with a [`AccountRecord`] write.
 ///
-/// A claim key is a contact's [`Destination::limit_key`]: the E.164 number
+/// A claim key is a contact's [`Destination::limit_key`](crate::model::Destination::limit_key): the E.164 number
 /// for a phone, the lower-cased address for an email. A key claimed by one
 /// account cannot be claimed by another until released.
 ///

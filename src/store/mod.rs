@@ -226,7 +226,7 @@ pub trait LimitStore: Send + Sync + fmt::Debug {
 }
 
 /// Storage of trusted devices (their security epoch lives in the
-/// account's [`AccountRecord`]).
+/// account's [`AccountRecord`](crate::model::AccountRecord)).
 #[async_trait]
 pub trait DeviceStore: Send + Sync + fmt::Debug {
     /// Stores a newly trusted device.

@@ -7,19 +7,18 @@ use super::*;
 // Through the flows
 // ---------------------------------------------------------------------------
 
-/// Rule (single use, end to end): [`Challenges`] on this store issues one
+/// Rule (single use, end to end): [`OneTimeCodes`](crate::service::OneTimeCodes) on this store issues one
 /// code; 64 tasks verify the right code at once; exactly one succeeds, the
 /// 63 others are refused with [`Refusal::AlreadyUsed`], and the stored
 /// challenge is consumed.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 ///
-/// [`Challenges`]: crate::flows::Challenges
 pub async fn check_flows_verify_once(store: Arc<dyn Store>) {
     flows_verify_once(&[store], 0x60).await;
 }
 
-/// Rule (attempts counted exactly, end to end): [`Challenges`] on this store
+/// Rule (attempts counted exactly, end to end): [`OneTimeCodes`](crate::service::OneTimeCodes) on this store
 /// issues one code; 64 tasks send wrong codes at once; the stored
 /// `failed_attempts` ends exactly at the policy's `max_attempts` (5), the
 /// refusals report each remaining count once, and the right code is then
@@ -27,24 +26,22 @@ pub async fn check_flows_verify_once(store: Arc<dyn Store>) {
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 ///
-/// [`Challenges`]: crate::flows::Challenges
 pub async fn check_flows_attempts_counted(store: Arc<dyn Store>) {
     flows_attempts_counted(&[store], 0x61).await;
 }
 
-/// Rule (single use, end to end): [`RecoveryCodes`] on this store
+/// Rule (single use, end to end): [`TwoFactor`](crate::service::TwoFactor) on this store
 /// generates a set of 10; 64 tasks redeem the same code at once; exactly
 /// one succeeds (reporting 9 remaining), the 63 others are refused with
 /// [`Refusal::AlreadyUsed`], and `remaining` then reads 9.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 ///
-/// [`RecoveryCodes`]: crate::flows::RecoveryCodes
 pub async fn check_flows_redeem_once(store: Arc<dyn Store>) {
     flows_redeem_once(&[store], 0x62).await;
 }
 
-/// Rule (each code once, end to end): [`RecoveryCodes`] on this store
+/// Rule (each code once, end to end): [`TwoFactor`](crate::service::TwoFactor) on this store
 /// generates a set of 10; 64 tasks redeem its 10 different codes at once
 /// (task `i` redeems code `i % 10`, so each code by 6 or 7 tasks); each
 /// code succeeds exactly once (10 successes in all), the other tasks are
@@ -53,7 +50,6 @@ pub async fn check_flows_redeem_once(store: Arc<dyn Store>) {
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 ///
-/// [`RecoveryCodes`]: crate::flows::RecoveryCodes
 pub async fn check_flows_redeem_each_code_once(store: Arc<dyn Store>) {
     let clock = ManualClock::new(base_time());
     let service = recovery_codes(store, &clock, 0x63, 0);
@@ -116,7 +112,7 @@ pub async fn check_flows_redeem_each_code_once(store: Arc<dyn Store>) {
     );
 }
 
-/// Rule (regenerating voids the old set, end to end): [`RecoveryCodes`] on
+/// Rule (regenerating voids the old set, end to end): [`TwoFactor`](crate::service::TwoFactor) on
 /// this store generates a set; then one task generates a new set while 63
 /// tasks keep redeeming codes of the old one. Once `generate` has returned,
 /// no redemption that starts afterwards succeeds with an old code (each is
@@ -126,7 +122,6 @@ pub async fn check_flows_redeem_each_code_once(store: Arc<dyn Store>) {
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 ///
-/// [`RecoveryCodes`]: crate::flows::RecoveryCodes
 pub async fn check_flows_regenerate_voids_old_codes(store: Arc<dyn Store>) {
     let clock = ManualClock::new(base_time());
     // Redeeming old codes after the regeneration counts failures: keep the
@@ -243,7 +238,7 @@ pub async fn check_flows_regenerate_voids_old_codes(store: Arc<dyn Store>) {
     }
 }
 
-/// Rule (an epoch bump revokes at once, end to end): [`TrustedDevices`] on
+/// Rule (an epoch bump revokes at once, end to end): [`TwoFactor`](crate::service::TwoFactor) on
 /// this store trusts a device; then one task bumps the account's epoch
 /// while 63 tasks keep checking the device's token. Once `bump_epoch` has
 /// returned (epoch 1), no check that starts afterwards is
@@ -253,7 +248,6 @@ pub async fn check_flows_regenerate_voids_old_codes(store: Arc<dyn Store>) {
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 ///
-/// [`TrustedDevices`]: crate::flows::TrustedDevices
 pub async fn check_flows_bump_epoch_revokes(store: Arc<dyn Store>) {
     let clock = ManualClock::new(base_time());
     let service = trusted_devices(store, &clock, 0x65, 0);

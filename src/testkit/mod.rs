@@ -69,16 +69,16 @@
 //!   an error) or overlapping pairs of keys (no deadlock, no key held
 //!   twice); read-modify-commit loops on one account record (no lost
 //!   update); compare-and-set one verification (one winner);
-//! - **through the flows**: [`Challenges`] on the store under test, 64
+//! - **through the flows**: [`OneTimeCodes`](crate::service::OneTimeCodes) on the store under test, 64
 //!   simultaneous verifications of one code (exactly one succeeds) and 64
 //!   simultaneous wrong codes (exactly the allowed attempts are counted, then
 //!   even the right code is refused); racing wrong codes and recovery codes
 //!   for one account with 99 failures on record (at most one compared, the
 //!   run ends at 100) and with none (no more compared than the back-off
-//!   allows); [`RecoveryCodes`], 64 simultaneous redemptions of one code
+//!   allows); [`TwoFactor`](crate::service::TwoFactor), 64 simultaneous redemptions of one code
 //!   (exactly one succeeds) or of all ten (each succeeds once), and a
 //!   regeneration racing redemptions (no old code redeems once it
-//!   returned); [`TrustedDevices`], an epoch bump racing device checks (no
+//!   returned); [`TwoFactor`](crate::service::TwoFactor), an epoch bump racing device checks (no
 //!   check that starts after it returned is valid);
 //! - **two app instances** ([`race_two_instances`]): the same races through
 //!   two handles on one database, as two servers behind a load balancer.
@@ -140,9 +140,6 @@
 //! or `resets_at`) does not drop records in the middle of a check. No check
 //! sleeps.
 //!
-//! [`Challenges`]: crate::flows::Challenges
-//! [`RecoveryCodes`]: crate::flows::RecoveryCodes
-//! [`TrustedDevices`]: crate::flows::TrustedDevices
 //! [`ChallengeStore`]: crate::store::ChallengeStore
 //! [`LimitStore`]: crate::store::LimitStore
 //! [`DeviceStore`]: crate::store::DeviceStore
@@ -278,7 +275,7 @@ where
 ///
 /// - a record inserted through `a` is compare-and-set from the same version
 ///   by 32 tasks on `a` and 32 on `b`: exactly one succeeds;
-/// - one code is verified by 32 tasks through [`Challenges`] built on `a`
+/// - one code is verified by 32 tasks through [`OneTimeCodes`](crate::service::OneTimeCodes) built on `a`
 ///   and 32 through one built on `b` (same hashing key): exactly one
 ///   succeeds; 32 + 32 wrong codes on another challenge count exactly the
 ///   allowed attempts;
@@ -288,7 +285,7 @@ where
 ///   allows (3);
 /// - 32 + 32 read/compare-and-set loops on one failure run lose no count;
 /// - 32 + 32 hits on one counter return the counts 1 to 64;
-/// - one recovery code is redeemed by 32 tasks through [`RecoveryCodes`]
+/// - one recovery code is redeemed by 32 tasks through [`TwoFactor`](crate::service::TwoFactor)
 ///   built on `a` and 32 through one built on `b` (same hashing key):
 ///   exactly one succeeds;
 /// - 32 + 32 bumps of one account's security epoch return the epochs 1 to
@@ -303,8 +300,6 @@ where
 /// # Panics
 /// When the stores break a rule; the message names it.
 ///
-/// [`Challenges`]: crate::flows::Challenges
-/// [`RecoveryCodes`]: crate::flows::RecoveryCodes
 pub async fn race_two_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let stores = [a, b];
     race_replace(&stores, 0xB1).await;

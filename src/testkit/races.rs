@@ -155,8 +155,8 @@ pub async fn check_race_insert(store: Arc<dyn Store>) {
 }
 
 /// Rule: no epoch bump is lost. 64 concurrent bumps of one account's
-/// security epoch through [`TrustedDevices::bump_epoch`] (each a
-/// compare-and-set of the account's account record) return exactly the
+/// security epoch (as [`TwoFactor::sign_out_everywhere`](crate::service::TwoFactor::sign_out_everywhere) makes them; each a
+/// compare-and-set of the account record) return exactly the
 /// epochs 1 to 64, one each, and the record then holds 64.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).

@@ -259,7 +259,7 @@ pub(super) async fn flows_attempts_counted(stores: &[Arc<dyn Store>], seed: u8) 
 /// - with none on record, 64 racing wrong codes at one instant are checked
 ///   exactly 3 times and the run ends at 3;
 /// - the right code signs in once and ends the run;
-/// - the same for recovery codes ([`RecoveryCodes`]).
+/// - the same for recovery codes.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 pub async fn check_flows_guesses_counted_first(store: Arc<dyn Store>) {

@@ -14,9 +14,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use mockall::mock;
-use ninsho::events::RecordingEvents;
-use ninsho::flows::{Challenges, ChallengesBuilder, Ports};
-use ninsho::gateway::Gateway;
 use ninsho::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, Destination, DeviceId, DeviceRecord,
     FailureRecord, Locale, VerificationId, VerificationRecord,
@@ -48,34 +45,6 @@ pub fn hasher() -> KeyedHasher {
 
 pub fn phone() -> Destination {
     Destination::phone(PHONE).unwrap()
-}
-
-/// Ports for `RecoveryCodes` and `TrustedDevices`.
-pub fn ports(store: Arc<dyn Store>, clock: &ManualClock, events: &RecordingEvents) -> Ports {
-    Ports::new(store, hasher())
-        .with_clock(Arc::new(clock.clone()))
-        .with_rng(Arc::new(LockedRng::seeded(42)))
-        .with_events(Arc::new(events.clone()))
-}
-
-/// A `Challenges` builder with everything set, randomness seeded with `seed`.
-pub fn challenges_builder(
-    store: Arc<dyn Store>,
-    gateway: Arc<dyn Gateway>,
-    clock: &ManualClock,
-    events: &RecordingEvents,
-    seed: u64,
-) -> ChallengesBuilder {
-    Challenges::builder()
-        .service_name("Example")
-        .store(store)
-        .gateway(gateway)
-        .hasher(hasher())
-        .clock(Arc::new(clock.clone()))
-        .rng(Arc::new(LockedRng::seeded(seed)))
-        .locale(Locale::En)
-        .link_base(BASE)
-        .events(Arc::new(events.clone()))
 }
 
 // ----------------------------------------------------------------- results

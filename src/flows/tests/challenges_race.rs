@@ -10,10 +10,10 @@
 //! call (as a networked database would), so other tasks really do run
 //! between a read and the write that depends on it.
 
-mod support;
-
 use std::sync::Arc;
 
+use super::challenges_builder;
+use super::support::{BASE, PHONE, T0, TASKS, Yielding, phone};
 use ninsho::challenge::CodePolicy;
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::{Challenges, ChallengesBuilder, IssueRequest, LinkRequest, LinkStatus};
@@ -22,7 +22,6 @@ use ninsho::limits::{LimitKind, RateLimit, SendLimits};
 use ninsho::model::{ChallengeId, ChallengeState, Purpose};
 use ninsho::store::{ChallengeStore, MemoryStore, Store};
 use ninsho::{Error, ManualClock, Refusal};
-use support::{BASE, PHONE, T0, TASKS, Yielding, challenges_builder, phone};
 use time::Duration;
 
 /// Both ways of sharing the store.
@@ -109,7 +108,7 @@ where
     F: Fn(Challenges, usize) -> Fut,
     Fut: std::future::Future<Output = T> + Send + 'static,
 {
-    support::race(|i| job(challenges.clone(), i)).await
+    super::support::race(|i| job(challenges.clone(), i)).await
 }
 
 fn refusal_of<T: std::fmt::Debug>(result: &Result<T, Error>) -> Option<Refusal> {

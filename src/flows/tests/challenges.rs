@@ -4,10 +4,10 @@
 //! Time only moves through `ManualClock`; codes and links are read from the
 //! `RecordingGateway`; audit events from `RecordingEvents`.
 
-mod support;
-
 use std::sync::Arc;
 
+use super::challenges_builder;
+use super::support::{BASE, PHONE, T0, hasher, refusal, t0};
 use ninsho::challenge::CodePolicy;
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::Challenges;
@@ -21,7 +21,6 @@ use ninsho::model::{
 };
 use ninsho::store::{ChallengeStore, LimitStore, MemoryStore};
 use ninsho::{Clock, Error, ManualClock, Refusal};
-use support::{BASE, PHONE, T0, challenges_builder, hasher, refusal, t0};
 use time::{Duration, OffsetDateTime};
 
 struct Env {

@@ -4,15 +4,13 @@
 //! kill trusted devices and codes in flight), removal rules, sign-up
 //! adoption, and the grace period from reminder to blocked and back.
 
-mod support;
-
 use std::sync::Arc;
 
-use ninsho::device::DeviceCheck;
+use super::challenges_builder;
+use super::support::{T0, TASKS, Yielding, race, refusal};
 use ninsho::events::RecordingEvents;
 use ninsho::flows::{
-    Challenges, ContactPolicy, Contacts, IssueRequest, TrustedDevices, VerificationRequest,
-    Verifications,
+    Challenges, ContactPolicy, Contacts, IssueRequest, VerificationRequest, Verifications,
 };
 use ninsho::gateway::RecordingGateway;
 use ninsho::grace::{GraceDecision, GracePolicy, VerificationPath};
@@ -20,7 +18,6 @@ use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::model::{AccountId, Destination, Purpose};
 use ninsho::store::{AccountStore, MemoryStore, Store};
 use ninsho::{Clock, Error, ManualClock, Refusal};
-use support::{T0, TASKS, Yielding, challenges_builder, ports, race, refusal};
 use time::Duration;
 
 struct Env {
@@ -29,7 +26,6 @@ struct Env {
     gateway: RecordingGateway,
     clock: ManualClock,
     store: Arc<MemoryStore>,
-    events: RecordingEvents,
 }
 
 fn env() -> Env {
@@ -58,7 +54,6 @@ fn env_on(memory: Arc<MemoryStore>, store: Arc<dyn Store>) -> Env {
         gateway,
         clock,
         store: memory,
-        events,
     }
 }
 
@@ -280,161 +275,6 @@ async fn racing_accounts_claim_a_number_once() {
         let listed = !env.contacts.list(account).await.unwrap().is_empty();
         assert_eq!(listed, account == winner, "{account}");
     }
-}
-
-#[tokio::test]
-async fn changing_a_number_swaps_it_atomically_and_kills_the_old_authenticator() {
-    let env = env();
-    env.add(&taro(), &mobile()).await.unwrap();
-    env.contacts
-        .set_two_factor(&taro(), &mobile(), true)
-        .await
-        .unwrap();
-    let devices = TrustedDevices::new(ports(env.store.clone(), &env.clock, &env.events));
-    let (token, _) = devices.trust(&taro(), "Firefox").await.unwrap();
-    // A sign-in code in flight to the old number.
-    let in_flight = env
-        .challenges
-        .issue(IssueRequest::new(mobile(), Purpose::SignIn).account(taro()))
-        .await
-        .unwrap();
-    let old_code = env.code(&mobile());
-
-    let ticket = env
-        .contacts
-        .send_change_code(&taro(), &mobile(), &other_mobile(), None)
-        .await
-        .unwrap();
-    // Until the new number is confirmed, the old one stays.
-    assert_eq!(env.contacts.owner(&mobile()).await.unwrap(), Some(taro()));
-    let view = env
-        .contacts
-        .confirm_change(
-            &taro(),
-            &mobile(),
-            &ticket.challenge_id,
-            &env.code(&other_mobile()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(view.destination, other_mobile());
-    assert!(
-        view.two_factor,
-        "the new number takes over the two-step role"
-    );
-    assert_eq!(env.contacts.owner(&mobile()).await.unwrap(), None);
-    assert_eq!(
-        env.contacts.owner(&other_mobile()).await.unwrap(),
-        Some(taro())
-    );
-    assert_eq!(
-        env.contacts.list(&taro()).await.unwrap(),
-        vec![view.clone()]
-    );
-
-    // Trusted devices died with the old number.
-    assert!(matches!(
-        devices.check(&taro(), token.expose_secret()).await.unwrap(),
-        DeviceCheck::Revoked
-    ));
-    // The code in flight no longer matches the account's phone.
-    assert_eq!(
-        refusal(
-            env.challenges
-                .verify(
-                    &in_flight.challenge_id,
-                    &old_code,
-                    &Purpose::SignIn,
-                    &view.destination
-                )
-                .await
-        ),
-        Refusal::DestinationMismatch
-    );
-    // The released number can now go to someone else.
-    env.add(&hanako(), &mobile()).await.unwrap();
-}
-
-#[tokio::test]
-async fn change_refusals() {
-    let env = env();
-    env.add(&taro(), &mobile()).await.unwrap();
-    env.add(&hanako(), &other_mobile()).await.unwrap();
-    assert_eq!(
-        refusal(
-            env.contacts
-                .send_change_code(&taro(), &other_mobile(), &mobile(), None)
-                .await
-        ),
-        Refusal::NotAContact
-    );
-    let ticket = env
-        .contacts
-        .send_change_code(&taro(), &mobile(), &other_mobile(), None)
-        .await
-        .unwrap();
-    assert_eq!(
-        refusal(
-            env.contacts
-                .confirm_change(
-                    &taro(),
-                    &mobile(),
-                    &ticket.challenge_id,
-                    &env.code(&other_mobile())
-                )
-                .await
-        ),
-        Refusal::ContactInUse
-    );
-    // Nothing moved.
-    assert_eq!(env.contacts.owner(&mobile()).await.unwrap(), Some(taro()));
-    assert_eq!(
-        env.contacts.owner(&other_mobile()).await.unwrap(),
-        Some(hanako())
-    );
-    assert!(matches!(
-        env.contacts
-            .send_change_code(&taro(), &mobile(), &email(), None)
-            .await,
-        Err(Error::Misuse(ninsho::Misuse::KindChange))
-    ));
-    let landline = Destination::phone("+81 3-1234-5678").unwrap();
-    assert!(matches!(
-        env.contacts
-            .send_change_code(&taro(), &mobile(), &landline, None)
-            .await,
-        Err(Error::Contact(_))
-    ));
-}
-
-#[tokio::test]
-async fn removal_is_refused_while_two_step_uses_the_contact() {
-    let env = env();
-    env.add(&taro(), &mobile()).await.unwrap();
-    env.contacts
-        .set_two_factor(&taro(), &mobile(), true)
-        .await
-        .unwrap();
-    assert_eq!(
-        refusal(env.contacts.remove(&taro(), &mobile()).await),
-        Refusal::ContactRequired
-    );
-    assert_eq!(env.contacts.list(&taro()).await.unwrap().len(), 1);
-    env.contacts
-        .set_two_factor(&taro(), &mobile(), false)
-        .await
-        .unwrap();
-    env.contacts.remove(&taro(), &mobile()).await.unwrap();
-    assert!(env.contacts.list(&taro()).await.unwrap().is_empty());
-    assert_eq!(env.contacts.owner(&mobile()).await.unwrap(), None);
-    assert_eq!(
-        refusal(env.contacts.remove(&taro(), &mobile()).await),
-        Refusal::NotAContact
-    );
-    assert_eq!(
-        refusal(env.contacts.set_two_factor(&taro(), &email(), true).await),
-        Refusal::NotAContact
-    );
 }
 
 #[tokio::test]

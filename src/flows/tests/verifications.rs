@@ -3,10 +3,10 @@
 //! completion exactly once (also under a race), expiry as a whole, resends
 //! that restart dead member challenges, and collecting the result once.
 
-mod support;
-
 use std::sync::Arc;
 
+use super::challenges_builder;
+use super::support::{T0, TASKS, Yielding, race, refusal};
 use ninsho::events::RecordingEvents;
 use ninsho::flows::{Challenges, Progress, VerificationRequest, Verifications};
 use ninsho::gateway::{DeliveryErrorKind, RecordingGateway};
@@ -14,7 +14,6 @@ use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::model::{AccountId, Destination, VerificationId};
 use ninsho::store::{MemoryStore, Store, VerificationStore};
 use ninsho::{Clock, Error, ManualClock, Refusal};
-use support::{T0, TASKS, Yielding, challenges_builder, race, refusal};
 use time::Duration;
 
 struct Env {

@@ -8,15 +8,19 @@
 //! Time comes from a `ManualClock` (nothing sleeps) and randomness from a
 //! seeded `LockedRng`.
 
-mod support;
-
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::ports;
+use super::support::{
+    MockDb, PHONE, T0, TASKS, Yielding, db_down, delegate_store, hasher, phone, race, refusal,
+    store_error, t0, take,
+};
 use async_trait::async_trait;
 use ninsho::events::{Event, RecordingEvents};
-use ninsho::flows::{Challenges, IssueRequest, Ports, RecoveryCodes, Redeemed};
+use ninsho::flows::recovery::Redeemed;
+use ninsho::flows::{Challenges, IssueRequest, Ports, RecoveryCodes};
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::FailurePolicy;
 use ninsho::model::{
@@ -31,10 +35,6 @@ use ninsho::store::{
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
-use support::{
-    MockDb, PHONE, T0, TASKS, Yielding, db_down, delegate_store, hasher, phone, ports, race,
-    refusal, store_error, t0, take,
-};
 use time::{Duration, OffsetDateTime};
 
 // ------------------------------------------------------------------ set-up
@@ -1054,8 +1054,10 @@ async fn stored_set(store: &dyn Store, account: &AccountId) -> Option<RecoverySe
 
 /// An account record holding `set`.
 fn book_with(set: RecoverySet) -> AccountRecord {
-    let mut factors = Factors::default();
-    factors.recovery = Some(set);
+    let factors = Factors {
+        recovery: Some(set),
+        ..Factors::default()
+    };
     AccountRecord {
         account: alice(),
         version: 1,
@@ -1170,7 +1172,7 @@ struct Flaky {
     fail_clear: AtomicU32,
 }
 
-delegate_store!([] Flaky, inner, support::directly =>
+delegate_store!([] Flaky, inner, super::support::directly =>
     ChallengeStore, DeviceStore, VerificationStore);
 
 #[async_trait]

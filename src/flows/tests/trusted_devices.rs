@@ -6,20 +6,19 @@
 //! Time comes from a `ManualClock` (nothing sleeps) and randomness from a
 //! seeded `LockedRng`.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ninsho::device::{self, DeviceCheck, DevicePolicy, DeviceToken};
 
+use super::ports;
+use super::support::{MockDb, T0, TASKS, Yielding, db_down, hasher, store_error, t0};
 use ninsho::events::{Event, RecordingEvents};
 use ninsho::flows::{DeviceInfo, TrustedDevices};
 use ninsho::model::{AccountId, DeviceId, DeviceRecord};
 use ninsho::store::{DeviceStore, MemoryStore, StoreErrorKind};
 use ninsho::{Error, LockedRng, ManualClock, Refusal};
-use support::{MockDb, T0, TASKS, Yielding, db_down, hasher, ports, store_error, t0};
 use time::Duration;
 use tokio::sync::Barrier;
 

@@ -4,12 +4,12 @@
 //! hand-written store that delegates to a real `MemoryStore` and fails on
 //! cue proves that nothing is lost when a call fails.
 
-mod support;
-
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::challenges_builder;
+use super::support::{BASE, MockDb, PHONE, T0, db_down, delegate_store, phone, refusal, take};
 use async_trait::async_trait;
 use mockall::{Sequence, mock};
 use ninsho::events::{Event, RecordingEvents};
@@ -26,9 +26,6 @@ use ninsho::store::{
     ChallengeStore, LimitStore, MemoryStore, Store, StoreError, StoreErrorKind, WindowCount,
 };
 use ninsho::{Error, ManualClock, Refusal};
-use support::{
-    BASE, MockDb, PHONE, T0, challenges_builder, db_down, delegate_store, phone, refusal, take,
-};
 use time::{Duration, OffsetDateTime};
 
 mock! {
@@ -123,7 +120,7 @@ impl LimitStore for Flaky {
     }
 }
 
-delegate_store!([] Flaky, inner, support::directly =>
+delegate_store!([] Flaky, inner, super::support::directly =>
     DeviceStore, AccountStore, VerificationStore);
 
 fn clock() -> ManualClock {

@@ -1,0 +1,163 @@
+//! One-time codes on their own, from the same parts as the journeys.
+
+use std::fmt;
+
+use super::TwoFactor;
+use crate::error::{Error, Misuse};
+use crate::flows::{Challenges, IssueRequest, Ticket, Verified};
+use crate::model::{ChallengeId, Destination, Purpose};
+
+/// One-time codes on their own, for a host that only needs to prove that a
+/// user receives messages at an address (an email address checked in its
+/// own sign-up, a phone number confirmed before a payout) without ninsho's
+/// accounts. Get one with [`TwoFactor::one_time_codes`].
+///
+/// It is the engine the journeys send their codes with, built from the same
+/// parts: the service's store, gateway, keys, templates, send limits,
+/// back-off and events. So every rule holds here too: codes are stored as
+/// keyed hashes and used once, every guess at a code bound to an account is
+/// counted against that account's back-off before it is compared, and
+/// codes sent here count toward the same per-destination and per-caller
+/// limits as the journeys' own.
+///
+/// It does not issue or check codes for the purposes the journeys prove
+/// something with ([`Purpose::SignIn`], [`Purpose::ContactChange`],
+/// [`Purpose::Recovery`]): those are [`Misuse::ReservedPurpose`]. A code
+/// that passes here proves possession of the destination and nothing else.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # use std::sync::Arc;
+/// # use ninsho::gateway::RecordingGateway;
+/// # use ninsho::store::MemoryStore;
+/// # use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, SealKey};
+/// use ninsho::model::{Destination, Purpose};
+/// use ninsho::service::{IssueRequest, TwoFactor};
+///
+/// # let gateway = RecordingGateway::new();
+/// # let service = TwoFactor::builder()
+/// #     .service_name("Example")
+/// #     .store(Arc::new(MemoryStore::new()))
+/// #     .gateway(Arc::new(gateway.clone()))
+/// #     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
+/// #     .sealer(Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32]).unwrap())))
+/// #     .build()
+/// #     .unwrap();
+/// let codes = service.one_time_codes();
+/// let email = Destination::email("taro@example.com").unwrap();
+/// let purpose = Purpose::Other("newsletter".into());
+/// let ticket = codes.send(IssueRequest::new(email.clone(), purpose.clone())).await.unwrap();
+///
+/// // The user types the code from the email.
+/// let code = gateway.last_secret_to("taro@example.com").unwrap();
+/// let verified = codes
+///     .verify(&ticket.challenge_id, code.expose_secret(), &purpose, &email)
+///     .await
+///     .unwrap();
+/// assert_eq!(verified.destination, email);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct OneTimeCodes {
+    challenges: Challenges,
+}
+
+impl fmt::Debug for OneTimeCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OneTimeCodes")
+            .field("challenges", &self.challenges)
+            .finish()
+    }
+}
+
+impl TwoFactor {
+    /// One-time codes on their own (see [`OneTimeCodes`]), sharing this
+    /// service's parts and rules. Cheap: clone it or call this again.
+    #[must_use]
+    pub fn one_time_codes(&self) -> OneTimeCodes {
+        OneTimeCodes {
+            challenges: self.inner.challenges.clone(),
+        }
+    }
+}
+
+/// Refuses the purposes only the journeys may use.
+fn own_purpose(purpose: &Purpose) -> Result<(), Error> {
+    match purpose {
+        Purpose::SignIn | Purpose::ContactChange | Purpose::Recovery => {
+            Err(Misuse::ReservedPurpose(purpose.clone()).into())
+        }
+        _ => Ok(()),
+    }
+}
+
+impl OneTimeCodes {
+    /// Sends a code to the request's destination, with the fallback plan
+    /// for it (SMS then voice for a mobile number), and answers with the
+    /// ticket to verify it by.
+    ///
+    /// # Errors
+    /// [`Misuse::ReservedPurpose`]; [`Refusal::ContactNotConfirmed`] when a
+    /// masked-contact confirmation was given and does not match;
+    /// [`Refusal::RateLimited`] with when to retry; [`Refusal::Locked`]
+    /// when the request's account is backing off; [`Error::Delivery`] when
+    /// every channel failed (the ticket's challenge exists: resend later);
+    /// [`Error::Store`], [`Error::Random`].
+    ///
+    /// [`Refusal::ContactNotConfirmed`]: crate::error::Refusal::ContactNotConfirmed
+    /// [`Refusal::RateLimited`]: crate::error::Refusal::RateLimited
+    /// [`Refusal::Locked`]: crate::error::Refusal::Locked
+    pub async fn send(&self, request: IssueRequest) -> Result<Ticket, Error> {
+        own_purpose(&request.purpose)?;
+        self.challenges.issue(request).await
+    }
+
+    /// Sends a new code for the same challenge after the resend cooldown;
+    /// earlier codes keep working until their own expiry.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send), and [`Refusal::Unknown`],
+    /// [`Refusal::Expired`] or [`Refusal::AlreadyUsed`] for a challenge
+    /// that can't be resent.
+    ///
+    /// [`Refusal::Unknown`]: crate::error::Refusal::Unknown
+    /// [`Refusal::Expired`]: crate::error::Refusal::Expired
+    /// [`Refusal::AlreadyUsed`]: crate::error::Refusal::AlreadyUsed
+    pub async fn resend(&self, id: &ChallengeId, caller: Option<&str>) -> Result<Ticket, Error> {
+        self.challenges.resend(id, caller).await
+    }
+
+    /// "Use another option": sends a new code on the next channel of the
+    /// plan (a voice call after SMS).
+    ///
+    /// # Errors
+    /// As for [`resend`](Self::resend), and [`Refusal::NoMoreOptions`]
+    /// when the plan has no channel left.
+    ///
+    /// [`Refusal::NoMoreOptions`]: crate::error::Refusal::NoMoreOptions
+    pub async fn another_option(
+        &self,
+        id: &ChallengeId,
+        caller: Option<&str>,
+    ) -> Result<Ticket, Error> {
+        self.challenges.another_option(id, caller).await
+    }
+
+    /// Checks a code, once: the first right answer spends it. The purpose
+    /// and destination must be the ones it was sent for.
+    ///
+    /// # Errors
+    /// [`Misuse::ReservedPurpose`]; a [`Refusal`](crate::error::Refusal)
+    /// for a wrong, expired, used or mismatched code (a wrong code says how
+    /// many attempts are left); [`Error::Store`].
+    pub async fn verify(
+        &self,
+        id: &ChallengeId,
+        code: &str,
+        purpose: &Purpose,
+        destination: &Destination,
+    ) -> Result<Verified, Error> {
+        own_purpose(purpose)?;
+        self.challenges.verify(id, code, purpose, destination).await
+    }
+}
