@@ -15,6 +15,7 @@ use criterion::Criterion;
 use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::model::{Destination, Purpose};
+use ninsho::seal::DangerousUnsealed;
 use ninsho::service::{IssueRequest, OneTimeCodes, Ticket, TwoFactor};
 use ninsho::store::{PgStore, RedisStore, SqliteStore, Store};
 use ninsho::testkit::sample_challenge;
@@ -42,22 +43,23 @@ impl Gateway for Codes {
 
 fn service(store: Arc<dyn Store>, gw: Arc<Codes>) -> OneTimeCodes {
     let unlimited = RateLimit::new(u64::MAX, time::Duration::minutes(10));
-    TwoFactor::builder()
-        .service_name("Bench")
-        .store(store)
-        .gateway(gw)
-        .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()))
-        .clock(Arc::new(ManualClock::at_unix(1_763_683_200).unwrap()))
-        .limits(SendLimits {
-            per_destination: unlimited,
-            per_account: unlimited,
-            per_caller: unlimited,
-            ..SendLimits::default()
-        })
-        .dangerous_unsealed_seeds()
-        .build()
-        .unwrap()
-        .one_time_codes()
+    TwoFactor::builder(
+        "Bench",
+        store,
+        gw,
+        KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()),
+        Arc::new(DangerousUnsealed),
+    )
+    .clock(Arc::new(ManualClock::at_unix(1_763_683_200).unwrap()))
+    .limits(SendLimits {
+        per_destination: unlimited,
+        per_account: unlimited,
+        per_caller: unlimited,
+        ..SendLimits::default()
+    })
+    .build()
+    .unwrap()
+    .one_time_codes()
 }
 
 /// A backend under test: its store and one raw round trip of the same kind

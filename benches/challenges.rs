@@ -17,6 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::model::{Destination, Purpose};
+use ninsho::seal::DangerousUnsealed;
 use ninsho::service::{IssueRequest, OneTimeCodes, TwoFactor};
 use ninsho::store::{ChallengeStore, LimitStore, MemoryStore};
 use ninsho::{HashKey, KeyId, KeyedHasher};
@@ -59,17 +60,18 @@ fn service_on(store: Arc<MemoryStore>, gateway: Arc<NoopGateway>) -> OneTimeCode
         per_caller: unlimited,
         ..SendLimits::default()
     };
-    TwoFactor::builder()
-        .service_name("Bench")
-        .store(store)
-        .gateway(gateway)
-        .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()))
-        // The production defaults: SystemClock and OsRandom.
-        .limits(limits)
-        .dangerous_unsealed_seeds()
-        .build()
-        .unwrap()
-        .one_time_codes()
+    TwoFactor::builder(
+        "Bench",
+        store,
+        gateway,
+        KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()),
+        Arc::new(DangerousUnsealed), // no authenticator seeds here
+    )
+    // The production defaults: SystemClock and OsRandom.
+    .limits(limits)
+    .build()
+    .unwrap()
+    .one_time_codes()
 }
 
 /// Destinations cycle through 4096 numbers: distinct enough that racing

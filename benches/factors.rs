@@ -75,19 +75,18 @@ fn benches(c: &mut Criterion) {
         hard_stop: u32::MAX,
         ..FailurePolicy::default()
     };
-    let service = TwoFactor::builder()
-        .service_name("Bench")
-        .store(Arc::new(MemoryStore::new()))
-        .gateway(Arc::new(gateway.clone()))
-        .hasher(hasher())
-        .sealer(Arc::new(AeadSealer::new(
-            SealKey::new(KeyId(1), &[4; 32]).unwrap(),
-        )))
-        .clock(Arc::new(clock.clone()))
-        .rng(Arc::new(LockedRng::seeded(2)))
-        .failure_policy(no_lockout)
-        .build()
-        .unwrap();
+    let service = TwoFactor::builder(
+        "Bench",
+        Arc::new(MemoryStore::new()),
+        Arc::new(gateway.clone()),
+        hasher(),
+        Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[4; 32]).unwrap())),
+    )
+    .clock(Arc::new(clock.clone()))
+    .rng(Arc::new(LockedRng::seeded(2)))
+    .failure_policy(no_lockout)
+    .build()
+    .unwrap();
     let alice = AccountId::new("alice");
     // A phone with two-step sign-in on, then a sign-in that trusts the
     // device.

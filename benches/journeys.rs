@@ -120,18 +120,17 @@ fn service_on(store: Arc<dyn Store>, gateway: Arc<NoopGateway>) -> TwoFactor {
         per_caller: unlimited,
         ..SendLimits::default()
     };
-    TwoFactor::builder()
-        .service_name("Bench")
-        .store(store)
-        .gateway(gateway)
-        .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()))
-        .sealer(Arc::new(AeadSealer::new(
-            SealKey::new(KeyId(1), &[4; 32]).unwrap(),
-        )))
-        // The production defaults: SystemClock and OsRandom.
-        .limits(limits)
-        .build()
-        .unwrap()
+    TwoFactor::builder(
+        "Bench",
+        store,
+        gateway,
+        KeyedHasher::new(HashKey::new(KeyId(1), &[3; 32]).unwrap()),
+        Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[4; 32]).unwrap())),
+    )
+    // The production defaults: SystemClock and OsRandom.
+    .limits(limits)
+    .build()
+    .unwrap()
 }
 
 /// The phone number of account slot `n` (distinct for every account of

@@ -36,10 +36,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use ninsho::gateway::{DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt};
-use ninsho::model::{Channel, Destination, Locale, Purpose};
-use ninsho::service::{IssueRequest, TwoFactor};
+use ninsho::model::Purpose;
+use ninsho::prelude::*;
+use ninsho::service::IssueRequest;
 use ninsho::store::MemoryStore;
-use ninsho::{AeadSealer, Error, HashKey, KeyId, KeyedHasher, ManualClock, SealKey, SecretString};
+use ninsho::{ManualClock, SecretString};
 use serde::Deserialize;
 use time::Duration;
 
@@ -431,20 +432,18 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{gateway:?}");
     let clock = ManualClock::at_unix(1_763_683_200)?; // 2025-11-21 00:00:00 UTC
     // In production: the keys from your secret manager.
-    let codes = TwoFactor::builder()
-        .service_name("Example")
-        .origin("example.com")
-        .locale(Locale::En)
-        .store(Arc::new(MemoryStore::new()))
-        .gateway(Arc::new(gateway))
-        .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?))
-        .sealer(Arc::new(AeadSealer::new(SealKey::new(
-            KeyId(1),
-            &[0x5B; 32],
-        )?)))
-        .clock(Arc::new(clock.clone()))
-        .build()?
-        .one_time_codes();
+    let codes = TwoFactor::builder(
+        "Example",
+        Arc::new(MemoryStore::new()),
+        Arc::new(gateway),
+        KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?),
+        Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[0x5B; 32])?)),
+    )
+    .origin("example.com")
+    .locale(Locale::En)
+    .clock(Arc::new(clock.clone()))
+    .build()?
+    .one_time_codes();
     let sign_in = |to: &Destination| IssueRequest::new(to.clone(), Purpose::SignUp);
 
     println!("\n== (a) A code by SMS");

@@ -34,17 +34,18 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use ninsho::ManualClock;
 use ninsho::gateway::RecordingGateway;
 use ninsho::model::{
-    AccountId, AccountRecord, ChallengeId, ChallengeRecord, Destination, DeviceId, DeviceRecord,
-    FailureRecord, Locale, Purpose, VerificationId, VerificationRecord,
+    AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord, Purpose,
+    VerificationId, VerificationRecord,
 };
-use ninsho::service::{IssueRequest, TwoFactor};
+use ninsho::prelude::*;
+use ninsho::service::IssueRequest;
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, Store,
     StoreError, VerificationStore, WindowCount,
 };
-use ninsho::{AeadSealer, Error, HashKey, KeyId, KeyedHasher, ManualClock, Refusal, SealKey};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::{Duration, OffsetDateTime};
@@ -626,16 +627,17 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // In production: the key from your secret manager.
     let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
     let sealer = AeadSealer::new(SealKey::new(KeyId(1), &[0x5B; 32])?);
-    let codes = TwoFactor::builder()
-        .service_name("Example")
-        .store(store.clone())
-        .gateway(Arc::new(gateway.clone()))
-        .hasher(hasher)
-        .sealer(Arc::new(sealer))
-        .clock(Arc::new(clock))
-        .locale(Locale::En)
-        .build()?
-        .one_time_codes();
+    let codes = TwoFactor::builder(
+        "Example",
+        store.clone(),
+        Arc::new(gateway.clone()),
+        hasher,
+        Arc::new(sealer),
+    )
+    .clock(Arc::new(clock))
+    .locale(Locale::En)
+    .build()?
+    .one_time_codes();
 
     let alice = AccountId::new("alice");
     let phone = Destination::phone("+81 90-1234-5678")?;

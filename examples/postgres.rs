@@ -15,10 +15,8 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use ninsho::gateway::{ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
-use ninsho::model::AccountId;
-use ninsho::service::{Proof, SignInStart, TwoFactor};
+use ninsho::prelude::*;
 use ninsho::store::{ChallengeStore, LimitStore, PgStore};
-use ninsho::{AeadSealer, Error, HashKey, KeyId, KeyedHasher, Refusal, SealKey};
 use sqlx::postgres::PgPoolOptions;
 use time::{Duration, OffsetDateTime};
 
@@ -89,14 +87,15 @@ async fn run() -> Result<(), Box<dyn StdError>> {
     // In production: keys from your secret manager.
     let hasher = KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?);
     let sealer = AeadSealer::new(SealKey::new(KeyId(1), &[0x5B; 32])?);
-    let service = TwoFactor::builder()
-        .service_name("Example")
-        .origin("example.com")
-        .store(store.clone())
-        .gateway(phone_gateway.clone())
-        .hasher(hasher)
-        .sealer(Arc::new(sealer))
-        .build()?;
+    let service = TwoFactor::builder(
+        "Example",
+        store.clone(),
+        phone_gateway.clone(),
+        hasher,
+        Arc::new(sealer),
+    )
+    .origin("example.com")
+    .build()?;
 
     // Send limits, failure runs and number claims persist in PostgreSQL
     // across runs (that is the point), so each run of the example signs in

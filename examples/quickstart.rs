@@ -13,13 +13,10 @@ use async_trait::async_trait;
 use ninsho::contact::ContactError;
 use ninsho::gateway::{ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
 use ninsho::grace::GraceDecision;
-use ninsho::model::{AccountId, Channel, Destination};
 use ninsho::otp::Totp;
-use ninsho::service::{Method, MethodKind, Proof, SignInStart, TwoFactor};
+use ninsho::prelude::*;
 use ninsho::store::MemoryStore;
-use ninsho::{
-    AeadSealer, Clock, Error, HashKey, KeyId, KeyedHasher, ManualClock, OsRandom, SealKey,
-};
+use ninsho::{Clock, ManualClock, OsRandom};
 use time::Duration;
 use zeroize::Zeroizing;
 
@@ -111,16 +108,17 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     // In production: keys from your secret manager, your database's
     // store, SystemClock.
-    let service = TwoFactor::builder()
-        .service_name("Example")
-        .origin("example.com")
-        .link_base("https://example.com/l/")
-        .store(Arc::new(MemoryStore::new()))
-        .gateway(phones.clone())
-        .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?))
-        .sealer(Arc::new(AeadSealer::new(seal_key()?)))
-        .clock(Arc::new(clock.clone()))
-        .build()?;
+    let service = TwoFactor::builder(
+        "Example",
+        Arc::new(MemoryStore::new()),
+        phones.clone(),
+        KeyedHasher::new(HashKey::new(KeyId(1), &[0x5A; 32])?),
+        Arc::new(AeadSealer::new(seal_key()?)),
+    )
+    .origin("example.com")
+    .link_base("https://example.com/l/")
+    .clock(Arc::new(clock.clone()))
+    .build()?;
     let tour = Tour {
         service,
         phones,
@@ -326,7 +324,9 @@ impl Tour {
         let s = &self.service;
         println!("\n== 7. Adding an authenticator app needs a fresh second factor (Microsoft)");
         let step_up = self.sign_in_by_sms().await?;
-        let setup = s.authenticator_start(&taro(), Some(&step_up)).await?;
+        let setup = s
+            .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
+            .await?;
         println!("QR code of: {}", setup.uri.expose_secret());
         let app = Totp::from_uri(setup.uri.expose_secret())?;
         let first = app.code_at(self.clock.unix_seconds()).to_string();

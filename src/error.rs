@@ -246,12 +246,6 @@ pub enum Misuse {
     /// The builder was not given a part it needs.
     #[error("the builder needs {0}")]
     MissingPart(&'static str),
-    /// No sealer for authenticator seeds was given.
-    #[error(
-        "a sealer for authenticator seeds is required: call .sealer(…) \
-         (ninsho::seal::AeadSealer), or .dangerous_unsealed_seeds() in tests"
-    )]
-    NoSealer,
     /// The step-up window is zero or negative.
     #[error("the step-up window must be positive")]
     StepUpWindow,

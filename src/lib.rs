@@ -40,3 +40,19 @@ pub use hash::{HashKey, KeyId, KeyedHash, KeyedHasher};
 pub use random::{LockedRng, OsRandom, Random, RandomError};
 pub use seal::{AeadSealer, SealKey, Sealer};
 pub use secret::{SecretBytes, SecretString};
+
+/// The names a host needs for the journeys, in one import:
+/// `use ninsho::prelude::*;`.
+///
+/// The service and its builder, the sign-in vocabulary, the ids and
+/// contacts, the errors, and the keys for hashing and sealing. Adapters
+/// (stores, gateways) are chosen by name from [`store`] and [`gateway`].
+pub mod prelude {
+    pub use crate::error::{Error, Misuse, Refusal};
+    pub use crate::hash::{HashKey, KeyId, KeyedHasher};
+    pub use crate::model::{AccountId, Channel, Destination, Locale};
+    pub use crate::seal::{AeadSealer, SealKey};
+    pub use crate::service::{
+        Method, MethodKind, Proof, SignInAttempt, SignInStart, SignedIn, StepUp, TwoFactor,
+    };
+}

@@ -7,7 +7,7 @@
 //! bytes before anything is written, and back when a code is checked.
 //! [`TwoFactor`](crate::service::TwoFactor) requires one: pass
 //! [`AeadSealer`] (or your own implementation backed by a KMS) to
-//! [`TwoFactorBuilder::sealer`](crate::service::TwoFactorBuilder::sealer).
+//! [`TwoFactor::builder`](crate::service::TwoFactor::builder).
 //!
 //! ```
 //! use ninsho::KeyId;
@@ -90,8 +90,8 @@
 //!
 //! [`DangerousUnsealed`] stores the URI as it is; a copy of the database is
 //! then enough to compute every user's codes. It exists for tests that need
-//! to look at the stored seed, and is selected with
-//! [`TwoFactorBuilder::dangerous_unsealed_seeds`](crate::service::TwoFactorBuilder::dangerous_unsealed_seeds),
+//! to look at the stored seed, and is selected by passing
+//! [`DangerousUnsealed`] to [`TwoFactor::builder`](crate::service::TwoFactor::builder),
 //! a name meant to stand out in review.
 
 use std::fmt;
@@ -528,9 +528,8 @@ impl Sealer for AeadSealer {
 ///
 /// **Security:** with it, a copy of the database is enough to compute every
 /// user's authenticator codes. It is for tests that need to see the stored
-/// seed. Select it with
-/// [`TwoFactorBuilder::dangerous_unsealed_seeds`](crate::service::TwoFactorBuilder::dangerous_unsealed_seeds);
-/// use [`AeadSealer`] or a KMS-backed [`Sealer`] everywhere else.
+/// seed. Pass it to [`TwoFactor::builder`](crate::service::TwoFactor::builder)
+/// by name; use [`AeadSealer`] or a KMS-backed [`Sealer`] everywhere else.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DangerousUnsealed;
 

@@ -554,7 +554,7 @@ async fn an_authenticator_started_before_sign_out_everywhere_is_refused_after_it
         .step_up;
     let setup = env
         .service
-        .authenticator_start(&taro(), Some(&step_up))
+        .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
         .await
         .unwrap();
     let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();
@@ -582,7 +582,7 @@ async fn an_authenticator_started_before_two_step_went_on_needs_a_step_up_to_con
     let env = env();
     let setup = env
         .service
-        .authenticator_start(&taro(), None)
+        .authenticator_start(&taro(), "taro@example.com", None)
         .await
         .unwrap();
     let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();

@@ -551,7 +551,7 @@ impl Env {
         let step_up = self.sms_sign_in(None).await.step_up;
         let setup = self
             .service
-            .authenticator_start(&taro(), Some(&step_up))
+            .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
             .await
             .unwrap();
         Totp::from_uri(setup.uri.expose_secret()).unwrap()

@@ -98,7 +98,7 @@ async fn env() -> Env {
         .step_up;
     let setup = env
         .service
-        .authenticator_start(&taro(), Some(&step_up))
+        .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
         .await
         .unwrap();
     env.app = Totp::from_uri(setup.uri.expose_secret()).unwrap();

@@ -30,7 +30,7 @@ use ninsho::otp::Totp;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, Skip, TwoFactor};
 use ninsho::store::{DeviceStore, LimitStore, MemoryStore, Store, StoreError};
 use ninsho::{Clock, Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
-use support::{BASE, PHONE, T0, delegate_store, refusal, secret_to, two_factor};
+use support::{BASE, PHONE, T0, delegate_store, refusal, secret_to};
 use time::Duration;
 
 fn taro() -> AccountId {
@@ -108,11 +108,8 @@ fn deployment(
 ) -> Deployment {
     let events = RecordingEvents::new();
     let lots = RateLimit::new(1_000_000, Duration::minutes(10));
-    let service = two_factor("Example", store, gateway, clock, seed)
-        .hasher(hasher)
-        .sealer(Arc::new(
-            sealer.with_rng(Arc::new(LockedRng::seeded(seed + 100))),
-        ))
+    let sealer = Arc::new(sealer.with_rng(Arc::new(LockedRng::seeded(seed + 100))));
+    let service = support::two_factor_with("Example", store, gateway, clock, seed, hasher, sealer)
         .events(Arc::new(events.clone()))
         .limits(SendLimits {
             per_destination: lots,
@@ -442,7 +439,7 @@ impl Env {
     async fn start_app(&self, service: &TwoFactor) -> Totp {
         let step_up = self.step_up(service).await;
         let setup = service
-            .authenticator_start(&taro(), Some(&step_up))
+            .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
             .await
             .unwrap();
         Totp::from_uri(setup.uri.expose_secret()).unwrap()

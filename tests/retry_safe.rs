@@ -225,7 +225,7 @@ async fn an_authenticator_code_whose_reply_was_lost_signs_in_on_retry() {
         .step_up;
     let setup = env
         .service
-        .authenticator_start(&taro(), Some(&step_up))
+        .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
         .await
         .unwrap();
     let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();

@@ -370,13 +370,16 @@ async fn use_another_option_calls_instead_or_picks_another_contact() {
 #[tokio::test]
 async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_code() {
     let env = env().await;
-    let r = env.service.authenticator_start(&env.taro, None).await;
+    let r = env
+        .service
+        .authenticator_start(&env.taro, "taro@example.com", None)
+        .await;
     assert_eq!(refusal(r), Refusal::StepUpRequired);
 
     let proof = env.step_up().await;
     let setup = env
         .service
-        .authenticator_start(&env.taro, Some(&proof))
+        .authenticator_start(&env.taro, "taro@example.com", Some(&proof))
         .await
         .unwrap();
     let uri = setup.uri.expose_secret().to_owned();
@@ -470,7 +473,11 @@ async fn an_authenticator_can_be_the_only_second_factor() {
     assert_eq!(refusal(none), Refusal::NoSecondFactor);
 
     // Two-step sign-in is off: no step-up needed to add the app.
-    let setup = env.service.authenticator_start(&jiro, None).await.unwrap();
+    let setup = env
+        .service
+        .authenticator_start(&jiro, "jiro@example.com", None)
+        .await
+        .unwrap();
     let uri = setup.uri.expose_secret().to_owned();
     env.service
         .authenticator_confirm(&jiro, &totp_code(&uri, t0()))

@@ -6,7 +6,7 @@
 //! serialised; on PostgreSQL (feature `postgres`) every row of every table
 //! in the test's schema is dumped as text, and every `bytea` value as raw
 //! bytes. The same journey with
-//! [`dangerous_unsealed_seeds`](ninsho::service::TwoFactorBuilder::dangerous_unsealed_seeds)
+//! [`DangerousUnsealed`](ninsho::seal::DangerousUnsealed)
 //! must be caught, which shows the search would see a seed if one were
 //! there.
 //!
@@ -22,6 +22,7 @@ use std::sync::Arc;
 use ninsho::gateway::RecordingGateway;
 use ninsho::model::AccountId;
 use ninsho::otp::Totp;
+use ninsho::seal::DangerousUnsealed;
 use ninsho::service::{Proof, SignInStart, TwoFactorBuilder};
 use ninsho::store::{AccountStore, DeviceStore, LimitStore, MemoryStore, Store};
 use ninsho::{Clock, ManualClock};
@@ -245,7 +246,7 @@ async fn journey(builder: TwoFactorBuilder, clock: &ManualClock) -> Seed {
     let service = builder.build().expect("the service builds");
     let taro = AccountId::new("taro");
     let setup = service
-        .authenticator_start(&taro, None)
+        .authenticator_start(&taro, "taro@example.com", None)
         .await
         .expect("setup starts");
     let app = Totp::from_uri(setup.uri.expose_secret()).expect("a key URI");
@@ -292,7 +293,24 @@ async fn journey(builder: TwoFactorBuilder, clock: &ManualClock) -> Seed {
 }
 
 fn builder(store: Arc<dyn Store>, clock: &ManualClock) -> TwoFactorBuilder {
-    support::two_factor("Example", store, &RecordingGateway::new(), clock, 11)
+    builder_sealed(store, clock, support::sealer())
+}
+
+fn builder_sealed(
+    store: Arc<dyn Store>,
+    clock: &ManualClock,
+    sealer: Arc<dyn ninsho::seal::Sealer>,
+) -> TwoFactorBuilder {
+    let gateway = RecordingGateway::new();
+    support::two_factor_with(
+        "Example",
+        store,
+        &gateway,
+        clock,
+        11,
+        support::hasher(),
+        sealer,
+    )
 }
 
 /// Everything the store API gives back about taro, serialised, and the
@@ -327,7 +345,7 @@ async fn memory_store_search_catches_unsealed_seeds() {
     let store = Arc::new(MemoryStore::new());
     let clock = ManualClock::at_unix(T0).unwrap();
     let seed = journey(
-        builder(store.clone(), &clock).dangerous_unsealed_seeds(),
+        builder_sealed(store.clone(), &clock, Arc::new(DangerousUnsealed)),
         &clock,
     )
     .await;
@@ -344,12 +362,12 @@ mod postgres {
     use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
     use ninsho::ManualClock;
-    use ninsho::service::TwoFactorBuilder;
+    use ninsho::seal::DangerousUnsealed;
     use ninsho::store::PgStore;
     use sqlx::postgres::PgPoolOptions;
     use sqlx::{AssertSqlSafe, PgPool};
 
-    use super::{Seed, T0, builder, journey};
+    use super::{Seed, T0, builder_sealed, journey, support};
 
     const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -498,13 +516,13 @@ mod postgres {
     async fn journey_on_postgres(
         pool: &PgPool,
         tag: &str,
-        configure: fn(TwoFactorBuilder) -> TwoFactorBuilder,
+        sealer: Arc<dyn ninsho::seal::Sealer>,
     ) -> (Seed, Vec<u8>, Schema) {
         let schema = Schema::fresh(tag);
         let store = PgStore::with_schema(pool.clone(), &schema.0).expect("schema name");
         store.migrate().await.expect("migrate");
         let clock = ManualClock::at_unix(T0).unwrap();
-        let seed = journey(configure(builder(Arc::new(store), &clock)), &clock).await;
+        let seed = journey(builder_sealed(Arc::new(store), &clock, sealer), &clock).await;
         let rows = dump(pool, &schema.0).await;
         assert!(
             super::contains(&rows, b"taro"),
@@ -518,7 +536,7 @@ mod postgres {
         let Some(pool) = server("postgres_holds_no_seed").await else {
             return;
         };
-        let (seed, rows, _schema) = journey_on_postgres(&pool, "sealed", |b| b).await;
+        let (seed, rows, _schema) = journey_on_postgres(&pool, "sealed", support::sealer()).await;
         assert_eq!(
             seed.find_in(&rows),
             None,
@@ -533,12 +551,8 @@ mod postgres {
         let Some(pool) = server("postgres_search_catches_unsealed_seeds").await else {
             return;
         };
-        let (seed, rows, _schema) = journey_on_postgres(
-            &pool,
-            "unsealed",
-            TwoFactorBuilder::dangerous_unsealed_seeds,
-        )
-        .await;
+        let (seed, rows, _schema) =
+            journey_on_postgres(&pool, "unsealed", Arc::new(DangerousUnsealed)).await;
         assert!(
             seed.find_in(&rows).is_some(),
             "the unsealed seed was not found"

@@ -25,21 +25,22 @@ fn builder(
     clock: &ManualClock,
 ) -> TwoFactorBuilder {
     let lots = RateLimit::new(1_000_000, Duration::minutes(10));
-    TwoFactor::builder()
-        .service_name("Example")
-        .store(store)
-        .gateway(Arc::new(gateway.clone()))
-        .hasher(hasher())
-        .sealer(sealer())
-        .clock(Arc::new(clock.clone()))
-        .rng(Arc::new(LockedRng::seeded(3)))
-        .limits(SendLimits {
-            per_destination: lots,
-            per_account: lots,
-            per_caller: lots,
-            countries: Vec::new(),
-            other_countries: None,
-        })
+    TwoFactor::builder(
+        "Example",
+        store,
+        Arc::new(gateway.clone()),
+        hasher(),
+        sealer(),
+    )
+    .clock(Arc::new(clock.clone()))
+    .rng(Arc::new(LockedRng::seeded(3)))
+    .limits(SendLimits {
+        per_destination: lots,
+        per_account: lots,
+        per_caller: lots,
+        countries: Vec::new(),
+        other_countries: None,
+    })
 }
 
 struct Env {
@@ -126,65 +127,37 @@ fn the_service_is_clone_send_sync() {
     assert::<TwoFactor>();
 }
 
+/// The required parts are arguments of `TwoFactor::builder` (leaving one
+/// out does not compile: see its doc test); what remains to refuse at
+/// `build` are bad values, each with its own `Misuse`.
 #[test]
-fn build_names_what_is_missing() {
+fn build_refuses_bad_values_by_name() {
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(T0).unwrap();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let cases: Vec<(&str, TwoFactorBuilder)> = vec![
+    let mut no_attempts = ninsho::challenge::CodePolicy::default();
+    no_attempts.max_attempts = 0;
+    let cases: Vec<(ninsho::Misuse, TwoFactorBuilder)> = vec![
         (
-            "service",
-            TwoFactor::builder()
-                .store(store.clone())
-                .gateway(Arc::new(gateway.clone()))
-                .hasher(hasher()),
-        ),
-        (
-            "store",
-            TwoFactor::builder()
-                .service_name("x")
-                .gateway(Arc::new(gateway.clone()))
-                .hasher(hasher()),
-        ),
-        (
-            "gateway",
-            TwoFactor::builder()
-                .service_name("x")
-                .store(store.clone())
-                .hasher(hasher()),
-        ),
-        (
-            "hasher",
-            TwoFactor::builder()
-                .service_name("x")
-                .store(store.clone())
-                .gateway(Arc::new(gateway.clone())),
-        ),
-        (
-            "step-up",
+            ninsho::Misuse::StepUpWindow,
             builder(store.clone(), &gateway, &clock).step_up_window(Duration::ZERO),
         ),
         (
-            "sealer",
-            TwoFactor::builder()
-                .service_name("x")
-                .store(store.clone())
-                .gateway(Arc::new(gateway.clone()))
-                .hasher(hasher()),
+            ninsho::Misuse::CodePolicy,
+            builder(store.clone(), &gateway, &clock).code_policy(no_attempts),
+        ),
+        (
+            ninsho::Misuse::PhoneChannels,
+            builder(store.clone(), &gateway, &clock).phone_channels(vec![]),
         ),
     ];
-    for (what, b) in cases {
+    for (expected, b) in cases {
         match b.build() {
-            Err(Error::Misuse(misuse)) => {
-                let message = misuse.to_string();
-                assert!(
-                    message.contains(what) || what == "service" && message.contains("name"),
-                    "{what}: {message}"
-                );
-            }
-            other => panic!("{what}: expected a configuration error, got {other:?}"),
+            Err(Error::Misuse(misuse)) => assert_eq!(misuse, expected),
+            other => panic!("{expected:?}: expected a misuse error, got {other:?}"),
         }
     }
+    assert!(builder(store, &gateway, &clock).build().is_ok());
 }
 
 #[tokio::test]
@@ -245,7 +218,11 @@ async fn step_up_proofs_are_bound_fresh_and_unforgeable() {
         Refusal::StepUpRequired
     );
     assert_eq!(
-        refusal(env.service.authenticator_start(&taro(), None).await),
+        refusal(
+            env.service
+                .authenticator_start(&taro(), "taro@example.com", None)
+                .await
+        ),
         Refusal::StepUpRequired
     );
 }
@@ -274,7 +251,7 @@ async fn one_authenticator_code_signs_in_once() {
     let step_up = env.step_up().await;
     let setup = env
         .service
-        .authenticator_start(&taro(), Some(&step_up))
+        .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
         .await
         .unwrap();
     let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();
@@ -507,4 +484,39 @@ async fn resend_and_another_option_stay_with_the_account() {
         .await
         .unwrap();
     assert_eq!(done.method, MethodKind::Voice);
+}
+
+/// The authenticator app lists the entry under the label the host passes
+/// (what the user knows the account by), never the internal account id;
+/// a label the key URI can't carry is refused, with nothing stored.
+#[tokio::test]
+async fn the_authenticator_entry_carries_the_users_label_not_the_account_id() {
+    let env = env();
+    let internal = AccountId::new("user-8f3a");
+    let setup = env
+        .service
+        .authenticator_start(&internal, "hanako@example.com", None)
+        .await
+        .unwrap();
+    let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();
+    assert_eq!(app.account(), "hanako@example.com");
+    assert_eq!(app.issuer(), Some("Example"));
+    assert!(!setup.uri.expose_secret().contains("user-8f3a"));
+
+    for bad in ["", "a:b"] {
+        let r = env
+            .service
+            .authenticator_start(&AccountId::new("jiro"), bad, None)
+            .await;
+        assert!(matches!(r, Err(Error::Otp(_))), "{bad:?}: {r:?}");
+    }
+    // Nothing pending for jiro: confirming finds no setup.
+    assert_eq!(
+        refusal(
+            env.service
+                .authenticator_confirm(&AccountId::new("jiro"), "123456")
+                .await
+        ),
+        Refusal::Unknown
+    );
 }

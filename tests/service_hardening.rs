@@ -52,14 +52,25 @@ fn lots() -> SendLimits {
 }
 
 fn env_with(configure: impl FnOnce(TwoFactorBuilder) -> TwoFactorBuilder) -> Env {
+    env_sealed(support::sealer(), configure)
+}
+
+/// [`env_with`] with a sealer of the test's own.
+fn env_sealed(
+    sealer: Arc<dyn ninsho::seal::Sealer>,
+    configure: impl FnOnce(TwoFactorBuilder) -> TwoFactorBuilder,
+) -> Env {
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(T0).unwrap();
-    let builder = two_factor(
+    let store = Arc::new(MemoryStore::new());
+    let builder = support::two_factor_with(
         "Example",
-        Arc::new(MemoryStore::new()),
+        store,
         &gateway,
         &clock,
         11,
+        support::hasher(),
+        sealer,
     )
     .limits(lots());
     Env {
@@ -126,7 +137,7 @@ impl Env {
     async fn authenticator(&self) -> Totp {
         let setup = self
             .service
-            .authenticator_start(&taro(), None)
+            .authenticator_start(&taro(), "taro@example.com", None)
             .await
             .unwrap();
         let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();
@@ -438,8 +449,8 @@ impl Sealer for KmsSealer {
 #[tokio::test]
 async fn an_outage_is_not_a_wrong_authenticator_code() {
     let sealer = Arc::new(KmsSealer::default());
-    let env = env_with(|b| {
-        b.sealer(sealer.clone()).failure_policy(FailurePolicy {
+    let env = env_sealed(sealer.clone(), |b| {
+        b.failure_policy(FailurePolicy {
             free_failures: 10,
             hard_stop: 3,
             ..FailurePolicy::default()

@@ -74,8 +74,8 @@
 //! id, so a dump yields no seed and a sealed seed copied into another
 //! account's record does not open. Sealing keys carry ids and rotate like
 //! hashing keys; [`crate::seal`] describes the format and the procedure.
-//! Only [`dangerous_unsealed_seeds`](crate::service::TwoFactorBuilder::dangerous_unsealed_seeds),
-//! meant for tests, stores seeds in clear. `tests/seeds_at_rest.rs` runs
+//! Only [`DangerousUnsealed`](crate::seal::DangerousUnsealed), meant for
+//! tests and passed to the builder by name, stores seeds in clear. `tests/seeds_at_rest.rs` runs
 //! a journey on PostgreSQL and searches every row for the seed in every
 //! common encoding.
 //!
@@ -188,9 +188,11 @@
 //!
 //! # Secure by default
 //!
-//! - Authenticator seeds are sealed: the service can't be built without a
-//!   sealer unless the host calls
-//!   [`dangerous_unsealed_seeds`](crate::service::TwoFactorBuilder::dangerous_unsealed_seeds).
+//! - Authenticator seeds are sealed: the sealer is an argument of
+//!   [`TwoFactor::builder`](crate::service::TwoFactor::builder), so a
+//!   service without one does not compile; seeds go in clear only when the
+//!   host passes [`DangerousUnsealed`](crate::seal::DangerousUnsealed) by
+//!   name.
 //! - Email is not a second factor (NIST SP 800-63B §5.1.3.1) unless the host
 //!   turns on
 //!   [`email_as_second_factor`](crate::service::TwoFactorBuilder::email_as_second_factor).

@@ -304,8 +304,7 @@
 //!
 //! **Left to the host:** keep the hashing and sealing keys out of the
 //! database and its backups, and never ship
-//! [`dangerous_unsealed_seeds`](crate::service::TwoFactorBuilder::dangerous_unsealed_seeds)
-//! outside tests. If the sealing key leaks together with the data, every
+//! [`DangerousUnsealed`](crate::seal::DangerousUnsealed) outside tests. If the sealing key leaks together with the data, every
 //! seed is readable: rotate the key and have users set up their
 //! authenticator apps again. If a hashing key leaks *together with* the
 //! data, live six-digit codes can be found by trying all of them, and

@@ -199,12 +199,13 @@
 //! # use ninsho::store::MemoryStore;
 //! # use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, ManualClock, SealKey};
 //! let memory = Arc::new(MemoryStore::new());
-//! let codes = TwoFactor::builder()
-//!     .service_name("Example")
-//!     .store(memory.clone())
-//!     .gateway(Arc::new(RecordingGateway::new()))
-//!     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
-//!     .sealer(Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32]).unwrap())))
+//! let codes = TwoFactor::builder(
+//!     "Example",
+//!     memory.clone(),
+//!     Arc::new(RecordingGateway::new()),
+//!     KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()),
+//!     Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32]).unwrap())),
+//! )
 //!     .clock(Arc::new(ManualClock::at_unix(1_763_683_200).unwrap()))
 //!     .build()
 //!     .unwrap()

@@ -35,12 +35,13 @@ use crate::model::{ChallengeId, Destination, Purpose};
 /// use ninsho::service::{IssueRequest, TwoFactor};
 ///
 /// # let gateway = RecordingGateway::new();
-/// # let service = TwoFactor::builder()
-/// #     .service_name("Example")
-/// #     .store(Arc::new(MemoryStore::new()))
-/// #     .gateway(Arc::new(gateway.clone()))
-/// #     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
-/// #     .sealer(Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32]).unwrap())))
+/// # let service = TwoFactor::builder(
+/// #     "Example",
+/// #     Arc::new(MemoryStore::new()),
+/// #     Arc::new(gateway.clone()),
+/// #     KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()),
+/// #     Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32]).unwrap())),
+/// # )
 /// #     .build()
 /// #     .unwrap();
 /// let codes = service.one_time_codes();

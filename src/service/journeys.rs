@@ -460,16 +460,24 @@ impl TwoFactor {
     /// [`StepUp`] when two-step sign-in is on (so a hijacked session can't
     /// add the attacker's app).
     ///
+    /// `label` is what the app lists the entry under, beside the service's
+    /// name: what the user knows the account by, such as their email
+    /// address or user name (never an internal id they would not
+    /// recognise). It goes into the URI, and so into the QR code.
+    ///
     /// # Errors
-    /// [`Refusal::StepUpRequired`]; [`Error::Random`]; [`Error::Store`].
+    /// [`Refusal::StepUpRequired`]; [`Error::Otp`] for a label the URI
+    /// can't carry (empty, or with a `:`); [`Error::Random`];
+    /// [`Error::Store`].
     pub async fn authenticator_start(
         &self,
         account: &AccountId,
+        label: &str,
         step_up: Option<&StepUp>,
     ) -> Result<AuthenticatorSetup, Error> {
         self.step_up_if_enabled(account, step_up).await?;
         let i = &self.inner;
-        let enrollment = TotpEnrollment::start(&*i.ports.rng, &i.service, &account.0)?;
+        let enrollment = TotpEnrollment::start(&*i.ports.rng, &i.service, label)?;
         let uri = enrollment.uri();
         let sealed = self.seal(account, uri.expose_secret())?;
         let now = self.now();

@@ -26,19 +26,18 @@
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::sync::Arc;
+//! use ninsho::prelude::*;
 //! use ninsho::gateway::RecordingGateway;
-//! use ninsho::service::{Proof, SignInStart, TwoFactor};
 //! use ninsho::store::MemoryStore;
-//! use ninsho::model::AccountId;
-//! use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, SealKey};
 //!
 //! let gateway = RecordingGateway::new();
-//! let service = TwoFactor::builder()
-//!     .service_name("nizima")
-//!     .store(Arc::new(MemoryStore::new()))
-//!     .gateway(Arc::new(gateway.clone()))
-//!     .hasher(KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()))
-//!     .sealer(Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32]).unwrap())))
+//! let service = TwoFactor::builder(
+//!     "nizima",
+//!     Arc::new(MemoryStore::new()),
+//!     Arc::new(gateway.clone()),
+//!     KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()),
+//!     Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32]).unwrap())),
+//! )
 //!     .build()
 //!     .unwrap();
 //! let taro = AccountId::new("taro");
@@ -108,7 +107,6 @@ use crate::limits::{FailurePolicy, SendLimits};
 use crate::model::{AccountId, Channel, Locale};
 use crate::random::Random;
 use crate::recovery::RecoveryPolicy;
-use crate::seal::DangerousUnsealed;
 use crate::store::Store;
 
 /// How long a second factor counts as fresh for sensitive actions by
@@ -155,25 +153,24 @@ impl fmt::Debug for TwoFactor {
     }
 }
 
-/// Builds a [`TwoFactor`]. `store`, `gateway`, `hasher`, `service_name`
-/// and a [`sealer`](Self::sealer) are required; everything else has a safe
-/// default.
+/// Builds a [`TwoFactor`]: start it with [`TwoFactor::builder`], which
+/// takes the required parts; everything else has a safe default.
 #[must_use]
 pub struct TwoFactorBuilder {
     challenges: ChallengesBuilder,
-    store: Option<Arc<dyn Store>>,
-    hasher: Option<KeyedHasher>,
+    store: Arc<dyn Store>,
+    hasher: KeyedHasher,
     clock: Option<Arc<dyn Clock>>,
     rng: Option<Arc<dyn Random>>,
     events: Option<Arc<dyn EventSink>>,
-    service: Option<String>,
+    service: String,
     recovery: RecoveryPolicy,
     devices: DevicePolicy,
     contacts: ContactPolicy,
     grace: GracePolicy,
     failures: FailurePolicy,
     verification_lifetime: Option<Duration>,
-    sealer: Option<Arc<dyn Sealer>>,
+    sealer: Arc<dyn Sealer>,
     step_up_window: Duration,
     confirm_masked: bool,
     email_second_factor: bool,
@@ -188,23 +185,33 @@ impl fmt::Debug for TwoFactorBuilder {
     }
 }
 
-impl Default for TwoFactorBuilder {
-    fn default() -> Self {
+impl TwoFactorBuilder {
+    fn new(
+        service: String,
+        store: Arc<dyn Store>,
+        gateway: Arc<dyn Gateway>,
+        hasher: KeyedHasher,
+        sealer: Arc<dyn Sealer>,
+    ) -> Self {
         Self {
-            challenges: Challenges::builder(),
-            store: None,
-            hasher: None,
+            challenges: Challenges::builder()
+                .service_name(service.clone())
+                .store(store.clone())
+                .gateway(gateway)
+                .hasher(hasher.clone()),
+            store,
+            hasher,
             clock: None,
             rng: None,
             events: None,
-            service: None,
+            service,
             recovery: RecoveryPolicy::default(),
             devices: DevicePolicy::default(),
             contacts: ContactPolicy::default(),
             grace: GracePolicy::default(),
             failures: FailurePolicy::default(),
             verification_lifetime: None,
-            sealer: None,
+            sealer,
             step_up_window: DEFAULT_STEP_UP_WINDOW,
             confirm_masked: false,
             email_second_factor: false,
@@ -214,34 +221,6 @@ impl Default for TwoFactorBuilder {
 }
 
 impl TwoFactorBuilder {
-    /// Where records live (required).
-    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
-        self.challenges = self.challenges.store(store.clone());
-        self.store = Some(store);
-        self
-    }
-
-    /// How messages leave (required).
-    pub fn gateway(mut self, gateway: Arc<dyn Gateway>) -> Self {
-        self.challenges = self.challenges.gateway(gateway);
-        self
-    }
-
-    /// The keys every secret at rest is hashed with (required).
-    pub fn hasher(mut self, hasher: KeyedHasher) -> Self {
-        self.challenges = self.challenges.hasher(hasher.clone());
-        self.hasher = Some(hasher);
-        self
-    }
-
-    /// The name users see in messages and authenticator apps (required).
-    pub fn service_name(mut self, name: impl Into<String>) -> Self {
-        let name = name.into();
-        self.challenges = self.challenges.service_name(name.clone());
-        self.service = Some(name);
-        self
-    }
-
     /// The web origin's domain, for the WebOTP line in SMS
     /// (`@example.com #123456`).
     pub fn origin(mut self, domain: impl Into<String>) -> Self {
@@ -346,25 +325,6 @@ impl TwoFactorBuilder {
         self
     }
 
-    /// How authenticator seeds are sealed at rest (required):
-    /// [`AeadSealer`](crate::seal::AeadSealer) with a key from your secret
-    /// manager, or your own [`Sealer`] backed by a KMS.
-    pub fn sealer(mut self, sealer: Arc<dyn Sealer>) -> Self {
-        self.sealer = Some(sealer);
-        self
-    }
-
-    /// Stores authenticator seeds unencrypted ([`DangerousUnsealed`])
-    /// instead of requiring a [`sealer`](Self::sealer).
-    ///
-    /// **Security:** a copy of the database then yields every user's
-    /// authenticator codes. For tests that need to see the stored seed;
-    /// never in production.
-    pub fn dangerous_unsealed_seeds(mut self) -> Self {
-        self.sealer = Some(Arc::new(DangerousUnsealed));
-        self
-    }
-
     /// How long a second factor counts as fresh for sensitive actions
     /// (default 10 minutes).
     pub fn step_up_window(mut self, window: Duration) -> Self {
@@ -420,16 +380,11 @@ impl TwoFactorBuilder {
     /// [`Error::Misuse`] naming the missing part or the bad value.
     pub fn build(self) -> Result<TwoFactor, Error> {
         let challenges = self.challenges.build()?;
-        let service = self
-            .service
-            .ok_or(Error::Misuse(Misuse::MissingPart("a service name")))?;
-        let store = self.store.ok_or(Misuse::MissingPart("a store"))?;
-        let hasher = self.hasher.ok_or(Misuse::MissingPart("a hasher"))?;
         if self.step_up_window <= Duration::ZERO {
             return Err(Misuse::StepUpWindow.into());
         }
-        let sealer = self.sealer.ok_or(Misuse::NoSealer)?;
-        let mut ports = Ports::new(store, hasher);
+        let (service, sealer) = (self.service, self.sealer);
+        let mut ports = Ports::new(self.store, self.hasher);
         if let Some(clock) = self.clock {
             ports = ports.with_clock(clock);
         }
@@ -534,16 +489,52 @@ const STEP_UP: &[u8] = b"ninsho/step-up/v2";
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Whether two stored (sealed) seeds are the same app's. In constant time:
-/// with [`DangerousUnsealed`] they are the seeds themselves.
+/// with [`DangerousUnsealed`](crate::seal::DangerousUnsealed) they are the
+/// seeds themselves.
 fn same_seed(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 impl TwoFactor {
-    /// Starts a builder.
-    pub fn builder() -> TwoFactorBuilder {
-        TwoFactorBuilder::default()
+    /// Starts a builder from the parts a service can't do without, so that
+    /// leaving one out is a compile error rather than a runtime one:
+    ///
+    /// - `service_name`: the name users see in messages and authenticator
+    ///   apps;
+    /// - `store`: where records live ([`MemoryStore`](crate::store::MemoryStore),
+    ///   `PgStore`, `SqliteStore`, `RedisStore`, or your own);
+    /// - `gateway`: how messages leave;
+    /// - `hasher`: the keys every secret at rest is hashed with;
+    /// - `sealer`: how authenticator seeds are sealed at rest:
+    ///   [`AeadSealer`](crate::seal::AeadSealer) with a key from your secret
+    ///   manager, or your own [`Sealer`] backed by a KMS.
+    ///   [`DangerousUnsealed`](crate::seal::DangerousUnsealed) stores them in clear, for tests that must
+    ///   read them: a copy of the database then yields every user's codes.
+    ///
+    /// Everything else has a safe default and a setter.
+    ///
+    /// ```compile_fail
+    /// # use std::sync::Arc;
+    /// # use ninsho::{gateway::RecordingGateway, store::MemoryStore, service::TwoFactor};
+    /// # use ninsho::{HashKey, KeyId, KeyedHasher};
+    /// // No sealer: this does not compile.
+    /// let service = TwoFactor::builder(
+    ///     "Example",
+    ///     Arc::new(MemoryStore::new()),
+    ///     Arc::new(RecordingGateway::new()),
+    ///     KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()),
+    /// )
+    /// .build();
+    /// ```
+    pub fn builder(
+        service_name: impl Into<String>,
+        store: Arc<dyn Store>,
+        gateway: Arc<dyn Gateway>,
+        hasher: KeyedHasher,
+        sealer: Arc<dyn Sealer>,
+    ) -> TwoFactorBuilder {
+        TwoFactorBuilder::new(service_name.into(), store, gateway, hasher, sealer)
     }
 
     fn now(&self) -> OffsetDateTime {

@@ -414,12 +414,20 @@ pub fn two_factor(
     clock: &ManualClock,
     seed: u64,
 ) -> ninsho::service::TwoFactorBuilder {
-    ninsho::service::TwoFactor::builder()
-        .service_name(service)
-        .store(store)
-        .gateway(Arc::new(gateway.clone()))
-        .hasher(hasher())
-        .sealer(sealer())
+    two_factor_with(service, store, gateway, clock, seed, hasher(), sealer())
+}
+
+/// [`two_factor`] with keys of the test's own.
+pub fn two_factor_with(
+    service: &str,
+    store: Arc<dyn Store>,
+    gateway: &ninsho::gateway::RecordingGateway,
+    clock: &ManualClock,
+    seed: u64,
+    hasher: KeyedHasher,
+    sealer: Arc<dyn ninsho::seal::Sealer>,
+) -> ninsho::service::TwoFactorBuilder {
+    ninsho::service::TwoFactor::builder(service, store, Arc::new(gateway.clone()), hasher, sealer)
         .clock(Arc::new(clock.clone()))
         .rng(Arc::new(LockedRng::seeded(seed)))
         .locale(Locale::En)
