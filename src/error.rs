@@ -119,6 +119,45 @@ pub enum Refusal {
     NoSecondFactor,
 }
 
+impl Refusal {
+    /// A stable identifier for the refusal, in `snake_case`: for a UI's
+    /// translations, an API's error body, metrics. Unlike the message, it
+    /// never changes between releases, and no two refusals share one.
+    ///
+    /// ```
+    /// use ninsho::Refusal;
+    /// assert_eq!(Refusal::WrongCode { attempts_left: 2 }.code(), "wrong_code");
+    /// assert_eq!(Refusal::StepUpRequired.code(), "step_up_required");
+    /// ```
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::WrongCode { .. } => "wrong_code",
+            Self::Expired => "expired",
+            Self::TooManyAttempts => "too_many_attempts",
+            Self::Unknown => "unknown",
+            Self::AlreadyUsed => "already_used",
+            Self::PurposeMismatch => "purpose_mismatch",
+            Self::DestinationMismatch => "destination_mismatch",
+            Self::Locked { .. } => "locked",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ContactNotConfirmed => "contact_not_confirmed",
+            Self::Denied => "denied",
+            Self::WrongRecoveryCode => "wrong_recovery_code",
+            Self::NoMoreOptions => "no_more_options",
+            Self::ContactInUse => "contact_in_use",
+            Self::ContactAlreadyAdded => "contact_already_added",
+            Self::NotAContact => "not_a_contact",
+            Self::TooManyContacts => "too_many_contacts",
+            Self::ContactRequired => "contact_required",
+            Self::StepUpRequired => "step_up_required",
+            Self::TwoFactorAlreadyOn => "two_factor_already_on",
+            Self::TwoFactorOff => "two_factor_off",
+            Self::NoSecondFactor => "no_second_factor",
+        }
+    }
+}
+
 /// The kind of stored secret a [`RetiredKey`] error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -410,5 +449,58 @@ mod tests {
         let seed = RetiredKey::new(SecretKind::Authenticator, KeyId(4));
         assert_eq!(seed.key_kind(), KeyKind::Sealing);
         assert!(seed.to_string().contains("sealing key 4"), "{seed}");
+    }
+
+    /// Every refusal, one of each variant (the match in `code` keeps the
+    /// list honest: a new variant without a code does not compile).
+    fn every_refusal() -> Vec<Refusal> {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        vec![
+            Refusal::WrongCode { attempts_left: 1 },
+            Refusal::Expired,
+            Refusal::TooManyAttempts,
+            Refusal::Unknown,
+            Refusal::AlreadyUsed,
+            Refusal::PurposeMismatch,
+            Refusal::DestinationMismatch,
+            Refusal::Locked { until: Some(at) },
+            Refusal::RateLimited {
+                limit: LimitKind::Destination,
+                retry_at: at,
+            },
+            Refusal::ContactNotConfirmed,
+            Refusal::Denied,
+            Refusal::WrongRecoveryCode,
+            Refusal::NoMoreOptions,
+            Refusal::ContactInUse,
+            Refusal::ContactAlreadyAdded,
+            Refusal::NotAContact,
+            Refusal::TooManyContacts,
+            Refusal::ContactRequired,
+            Refusal::StepUpRequired,
+            Refusal::TwoFactorAlreadyOn,
+            Refusal::TwoFactorOff,
+            Refusal::NoSecondFactor,
+        ]
+    }
+
+    #[test]
+    fn every_refusal_has_its_own_stable_snake_case_code() {
+        let all = every_refusal();
+        let mut codes: Vec<&str> = all.iter().map(Refusal::code).collect();
+        for code in &codes {
+            assert!(
+                !code.is_empty()
+                    && code.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    && !code.starts_with('_')
+                    && !code.ends_with('_'),
+                "{code}"
+            );
+        }
+        codes.sort_unstable();
+        let before = codes.len();
+        codes.dedup();
+        assert_eq!(codes.len(), before, "two refusals share a code");
+        assert_eq!(before, 22, "a refusal is missing from the list");
     }
 }
