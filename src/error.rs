@@ -113,6 +113,11 @@ pub enum Refusal {
     /// Two-step sign-in is off, and the action needs it on.
     #[error("two-step sign-in is off")]
     TwoFactorOff,
+    /// The sign-in method picked is not one the account can use now (its
+    /// id names another account's method, or a contact since removed):
+    /// list the methods again and pick one.
+    #[error("that sign-in method is not available; choose another")]
+    NoSuchMethod,
     /// No second factor to use (a verified phone, an authenticator app):
     /// add one first, or keep the last one.
     #[error("add a verified phone number or an authenticator app first")]
@@ -154,6 +159,7 @@ impl Refusal {
             Self::TwoFactorAlreadyOn => "two_factor_already_on",
             Self::TwoFactorOff => "two_factor_off",
             Self::NoSecondFactor => "no_second_factor",
+            Self::NoSuchMethod => "no_such_method",
         }
     }
 }
@@ -481,6 +487,7 @@ mod tests {
             Refusal::TwoFactorAlreadyOn,
             Refusal::TwoFactorOff,
             Refusal::NoSecondFactor,
+            Refusal::NoSuchMethod,
         ]
     }
 
@@ -501,6 +508,6 @@ mod tests {
         let before = codes.len();
         codes.dedup();
         assert_eq!(codes.len(), before, "two refusals share a code");
-        assert_eq!(before, 22, "a refusal is missing from the list");
+        assert_eq!(before, 23, "a refusal is missing from the list");
     }
 }

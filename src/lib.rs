@@ -54,6 +54,7 @@ pub mod prelude {
     pub use crate::model::{AccountId, Channel, Destination, Locale};
     pub use crate::seal::{AeadSealer, SealKey};
     pub use crate::service::{
-        Method, MethodKind, Proof, SignInAttempt, SignInStart, SignedIn, StepUp, TwoFactor,
+        Method, MethodId, MethodKind, Proof, SignInAttempt, SignInStart, SignedIn, StepUp,
+        TwoFactor,
     };
 }

@@ -11,7 +11,9 @@ use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{FailurePolicy, RateLimit, SendLimits};
 use ninsho::model::AccountId;
 use ninsho::otp::Totp;
-use ninsho::service::{MethodKind, Proof, SignInStart, StepUp, TwoFactor, TwoFactorBuilder};
+use ninsho::service::{
+    MethodId, MethodKind, Proof, SignInStart, StepUp, TwoFactor, TwoFactorBuilder,
+};
 use ninsho::store::{MemoryStore, Store};
 use ninsho::{Clock, Error, LockedRng, ManualClock, Refusal};
 use support::{T0, TASKS, Yielding, hasher, race, refusal, sealer};
@@ -436,7 +438,8 @@ async fn methods_follow_the_policy() {
                 .sign_in_send_code(&taro(), &email_method, None, None)
                 .await
         ),
-        Refusal::NotAContact
+        // Not one of this service's methods for the account.
+        Refusal::NoSuchMethod
     );
 }
 
@@ -519,4 +522,97 @@ async fn the_authenticator_entry_carries_the_users_label_not_the_account_id() {
         ),
         Refusal::Unknown
     );
+}
+
+/// A method is picked by its `MethodId`: it survives a round trip through
+/// a form (serde), stays the same when the list changes order, is refused
+/// for another account, and gives nothing of the number away.
+#[tokio::test]
+async fn methods_are_picked_by_an_id_bound_to_the_account() {
+    let env = env();
+    env.enrol().await;
+    let methods = env.service.methods(&taro()).await.unwrap();
+    let sms = methods.iter().find(|m| m.kind == MethodKind::Sms).unwrap();
+
+    // Through a form field and back.
+    let json = serde_json::to_string(&sms.id).unwrap();
+    let back: MethodId = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, sms.id);
+    let from_form = MethodId::new(sms.id.as_str());
+    let ticket = env
+        .service
+        .sign_in_send_code(&taro(), &from_form, None, None)
+        .await
+        .unwrap();
+    assert_eq!(ticket.channel, ninsho::model::Channel::Sms);
+
+    // Nothing of the number in the id, nor in the serialised method but its
+    // masked form.
+    for digits in ["9012345678", "12345678", "5678", "+81"] {
+        assert!(!sms.id.as_str().contains(digits), "{}", sms.id);
+    }
+    let shown = serde_json::to_string(sms).unwrap();
+    assert!(shown.contains(sms.id.as_str()), "{shown}");
+    assert!(!shown.contains("9012345678"), "{shown}");
+
+    // The list changes (an authenticator app now comes first); the id of
+    // the SMS method does not.
+    let step_up = env.step_up().await;
+    let setup = env
+        .service
+        .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
+        .await
+        .unwrap();
+    let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();
+    env.service
+        .authenticator_confirm(&taro(), &app.code_at(env.clock.unix_seconds()).to_string())
+        .await
+        .unwrap();
+    let after = env.service.methods(&taro()).await.unwrap();
+    assert_eq!(after[0].kind, MethodKind::Authenticator);
+    let sms_after = after.iter().find(|m| m.kind == MethodKind::Sms).unwrap();
+    assert_eq!(sms_after.id, sms.id);
+    // Every id of the list is distinct.
+    let mut ids: Vec<&str> = after.iter().map(|m| m.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), after.len());
+
+    // Another account with the same kind of method: taro's id is refused
+    // there, and nothing is sent.
+    let jiro = AccountId::new("jiro");
+    let ticket = env
+        .service
+        .phone_send_code(&jiro, "080-1111-2222", None, None)
+        .await
+        .unwrap();
+    let code = env.gateway.last_secret_to("+818011112222").unwrap();
+    env.service
+        .phone_confirm(&jiro, &ticket.challenge_id, code.expose_secret(), true)
+        .await
+        .unwrap();
+    let sent = env.gateway.messages().len();
+    assert_eq!(
+        refusal(
+            env.service
+                .sign_in_send_code(&jiro, &sms.id, None, None)
+                .await
+        ),
+        Refusal::NoSuchMethod
+    );
+    // A made-up id too.
+    assert_eq!(
+        refusal(
+            env.service
+                .sign_in_send_code(
+                    &taro(),
+                    &MethodId::new("sms-000000000000000000000000"),
+                    None,
+                    None
+                )
+                .await
+        ),
+        Refusal::NoSuchMethod
+    );
+    assert_eq!(env.gateway.messages().len(), sent);
 }

@@ -631,7 +631,7 @@ async fn email_is_not_a_second_factor_by_default() {
                 .sign_in_send_code(&taro(), &forged, None, None)
                 .await
         ),
-        Refusal::NotAContact
+        Refusal::NoSuchMethod
     );
     assert_eq!(gateway.sent_to(EMAIL).len(), sent);
 }

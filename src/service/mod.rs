@@ -88,7 +88,9 @@ pub use crate::seal::{SealError, Sealer};
 pub use codes::OneTimeCodes;
 pub use journeys::{AuthenticatorSetup, ContactCheck, PhoneConfirmed, Recovered};
 pub use keys::KeyUsage;
-pub use sign_in::{Method, MethodKind, Proof, SignInAttempt, SignInStart, SignedIn, Skip};
+pub use sign_in::{
+    Method, MethodId, MethodKind, Proof, SignInAttempt, SignInStart, SignedIn, Skip,
+};
 
 use crate::challenge::CodePolicy;
 use crate::clock::Clock;
@@ -132,6 +134,8 @@ struct Inner {
     contacts: Contacts,
     verifications: Verifications,
     sealer: Arc<dyn Sealer>,
+    /// The key sign-in method ids are derived under.
+    method_key: [u8; 16],
     service: String,
     step_up_window: Duration,
     confirm_masked: bool,
@@ -384,6 +388,7 @@ impl TwoFactorBuilder {
             return Err(Misuse::StepUpWindow.into());
         }
         let (service, sealer) = (self.service, self.sealer);
+        let method_key = sign_in::method_key(&self.hasher);
         let mut ports = Ports::new(self.store, self.hasher);
         if let Some(clock) = self.clock {
             ports = ports.with_clock(clock);
@@ -414,6 +419,7 @@ impl TwoFactorBuilder {
                 challenges,
                 ports,
                 sealer,
+                method_key,
                 service,
                 step_up_window: self.step_up_window,
                 confirm_masked: self.confirm_masked,

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::{StepUp, TwoFactor, same_seed};
+use super::{HEX, StepUp, TwoFactor, same_seed};
 use crate::contact::MaskPolicy;
 use crate::device::{DeviceCheck, DeviceToken};
 use crate::error::{Error, Misuse, Refusal, SecretKind};
@@ -15,6 +15,7 @@ use crate::flows::{
     Attempt, DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket,
     attempt_hash, guess, retired_key, same_attempt,
 };
+use crate::hash::{KeyedHasher, siphash24};
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, Channel, Destination, DestinationKind, DeviceId, Purpose,
 };
@@ -42,16 +43,161 @@ pub enum MethodKind {
     RecoveryCode,
 }
 
+/// Names one sign-in method of one account: what a form sends back when
+/// the user picks a method, and what
+/// [`sign_in_send_code`](TwoFactor::sign_in_send_code) and
+/// [`sign_in_send_link`](TwoFactor::sign_in_send_link) take.
+///
+/// It names the method itself (its kind and, for a code or link, its
+/// contact), not a place in the list, so it stays right when the list
+/// changes between showing the page and the user's click. It is bound to
+/// the account: another account's id is refused. And it is safe in a form
+/// field: the contact part is a keyed hash, so not even the digits a
+/// screen hides can be worked out from it. It lasts as long as the
+/// current hashing key; after a key rotation, list the methods again.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MethodId(String);
+
+impl MethodId {
+    /// Wraps the id a form sent back. It is checked when used: an id that
+    /// names no current method of the account is refused then.
+    #[must_use]
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id, for the form field.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id of the method of `kind` whose binding (the account and its
+    /// contact) hashes to `binding`.
+    fn of(kind: MethodKind, binding: u64) -> Self {
+        let mut id = String::with_capacity(32);
+        id.push_str(kind.as_str());
+        id.push('-');
+        for byte in binding.to_be_bytes() {
+            id.push(char::from(HEX[usize::from(byte >> 4)]));
+            id.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        Self(id)
+    }
+}
+
+/// What method ids are bound to: the account and, for a code or link, its
+/// contact (the address's limit key; empty for the app and recovery
+/// codes), under the service's method-id key (SipHash-2-4, a keyed
+/// pseudorandom function: without the key nothing of the contact can be
+/// worked out from an id). One per contact, shared by its methods.
+fn binding(key: &[u8; 16], account: &AccountId, contact: &str) -> u64 {
+    let (account, contact) = (account.0.as_bytes(), contact.as_bytes());
+    let len = u64::try_from(account.len())
+        .unwrap_or(u64::MAX)
+        .to_be_bytes();
+    let total = 8 + account.len() + contact.len();
+    // Ids are made on every sign-in: no allocation for the usual sizes.
+    let mut stack = [0u8; 128];
+    let mut heap = Vec::new();
+    let message: &mut [u8] = if total <= stack.len() {
+        &mut stack[..total]
+    } else {
+        heap.resize(total, 0);
+        &mut heap
+    };
+    message[..8].copy_from_slice(&len);
+    message[8..8 + account.len()].copy_from_slice(account);
+    message[8 + account.len()..].copy_from_slice(contact);
+    siphash24(key, message)
+}
+
+/// The last binding computed, so a contact's methods (SMS, voice, link)
+/// share one.
+#[derive(Default)]
+struct Binding<'a> {
+    last: Option<(Option<&'a Destination>, u64)>,
+}
+
+impl<'a> Binding<'a> {
+    fn of(&mut self, key: &[u8; 16], account: &AccountId, to: Option<&'a Destination>) -> u64 {
+        match self.last {
+            Some((last, value)) if last == to => value,
+            _ => {
+                let value = binding(
+                    key,
+                    account,
+                    &to.map(Destination::limit_key).unwrap_or_default(),
+                );
+                self.last = Some((to, value));
+                value
+            }
+        }
+    }
+}
+
+/// The method-id key of a service whose hashing key is `hasher`'s current
+/// one: derived from it, so instances sharing keys give the same ids, and
+/// ids change when the key is rotated.
+pub(super) fn method_key(hasher: &KeyedHasher) -> [u8; 16] {
+    let tag = hasher.hash(b"ninsho/method-id-key/v1", b"").tag;
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&tag.0[..16]);
+    key
+}
+
+impl fmt::Display for MethodId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for MethodId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MethodId({})", self.0)
+    }
+}
+
+impl AsRef<MethodId> for MethodId {
+    fn as_ref(&self) -> &MethodId {
+        self
+    }
+}
+
+impl AsRef<MethodId> for Method {
+    fn as_ref(&self) -> &MethodId {
+        &self.id
+    }
+}
+
+impl MethodKind {
+    /// A stable, snake_case name: `"sms"`, `"voice"`, `"email"`, `"link"`,
+    /// `"authenticator"`, `"recovery_code"` (as it serialises).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Voice => "voice",
+            Self::Email => "email",
+            Self::Link => "link",
+            Self::Authenticator => "authenticator",
+            Self::RecoveryCode => "recovery_code",
+        }
+    }
+}
+
 /// One method the account can use now, to show as a choice ("Text
 /// ***-****-**78", "Use your authenticator app", …).
 ///
-/// It serialises (for the browser) to its kind, masked destination and
-/// what confirmation it requires — never the full contact. It can't be
-/// deserialised: when the user picks one, call
-/// [`methods`](TwoFactor::methods) again and take the same index.
+/// It serialises (for the browser) to its id, kind, masked destination and
+/// what confirmation it requires — never the full contact. When the user
+/// picks one, the form sends back its [`id`](Self::id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Method {
+    /// Names this method of this account (see [`MethodId`]).
+    pub id: MethodId,
     /// What kind.
     pub kind: MethodKind,
     /// Where the code or link goes, masked as the service's
@@ -71,12 +217,14 @@ pub struct Method {
 
 impl Method {
     fn contact(
+        id: MethodId,
         kind: MethodKind,
         destination: &Destination,
         confirm: bool,
         mask: &MaskPolicy,
     ) -> Self {
         Self {
+            id,
             kind,
             masked_destination: Some(destination.masked_for(mask)),
             confirmation_required: confirm,
@@ -85,8 +233,9 @@ impl Method {
         }
     }
 
-    fn local(kind: MethodKind) -> Self {
+    fn local(id: MethodId, kind: MethodKind) -> Self {
         Self {
+            id,
             kind,
             masked_destination: None,
             confirmation_required: false,
@@ -272,20 +421,58 @@ impl TwoFactor {
 
     /// The methods `record` offers (pure: everything is in the record).
     fn methods_of(&self, book: &AccountRecord) -> Vec<Method> {
+        let key = &self.inner.method_key;
+        let mut bound = Binding::default();
+        self.offered(book)
+            .into_iter()
+            .map(|(kind, to)| {
+                let id = MethodId::of(kind, bound.of(key, &book.account, to));
+                self.method(id, kind, to)
+            })
+            .collect()
+    }
+
+    /// The kind and contact of the account's method named `id`, if it
+    /// offers one now. Nothing is built or masked: only the id is checked.
+    fn method_named<'a>(
+        &self,
+        book: &'a AccountRecord,
+        id: &MethodId,
+    ) -> Option<(MethodKind, Option<&'a Destination>)> {
+        let key = &self.inner.method_key;
+        let mut bound = Binding::default();
+        self.offered(book).into_iter().find(|&(kind, to)| {
+            // Only a method of the id's kind can match: skip the hash for
+            // the rest.
+            id.as_str()
+                .strip_prefix(kind.as_str())
+                .is_some_and(|rest| rest.starts_with('-'))
+                && MethodId::of(kind, bound.of(key, &book.account, to)) == *id
+        })
+    }
+
+    fn method(&self, id: MethodId, kind: MethodKind, to: Option<&Destination>) -> Method {
         let i = &self.inner;
-        let confirm = i.confirm_masked;
-        let mask = i.challenges.mask_policy();
-        let mut methods = Vec::new();
-        if book.factors.authenticator.is_some() {
-            methods.push(Method::local(MethodKind::Authenticator));
+        match to {
+            Some(to) => Method::contact(id, kind, to, i.confirm_masked, i.challenges.mask_policy()),
+            None => Method::local(id, kind),
         }
-        // Phones first (SMS, voice, link), then email: the order users
-        // expect to be offered them.
+    }
+
+    /// The methods the account offers now, in the order users expect them
+    /// (the app, phones with SMS, voice and link, emails where they count,
+    /// recovery codes), each with its contact.
+    fn offered<'a>(&self, book: &'a AccountRecord) -> Vec<(MethodKind, Option<&'a Destination>)> {
+        let i = &self.inner;
+        let mut offered = Vec::new();
+        if book.factors.authenticator.is_some() {
+            offered.push((MethodKind::Authenticator, None));
+        }
         let verified = || book.contacts.iter().filter(|c| c.is_verified());
         let phone = &i.contacts.policy().phone;
         for entry in verified().filter(|c| c.kind() == DestinationKind::Phone) {
             let to = &entry.destination;
-            methods.push(Method::contact(MethodKind::Sms, to, confirm, mask));
+            offered.push((MethodKind::Sms, Some(to)));
             // The type read at registration spares parsing the number at
             // every sign-in; older entries are parsed.
             let callable = match entry.phone_type {
@@ -293,10 +480,10 @@ impl TwoFactor {
                 None => phone.check_destination(to, Channel::Voice).is_ok(),
             };
             if callable {
-                methods.push(Method::contact(MethodKind::Voice, to, confirm, mask));
+                offered.push((MethodKind::Voice, Some(to)));
             }
             if i.links {
-                methods.push(Method::contact(MethodKind::Link, to, confirm, mask));
+                offered.push((MethodKind::Link, Some(to)));
             }
         }
         if i.email_second_factor {
@@ -304,9 +491,9 @@ impl TwoFactor {
                 .map(|c| &c.destination)
                 .filter(|d| d.kind() == DestinationKind::Email)
             {
-                methods.push(Method::contact(MethodKind::Email, to, confirm, mask));
+                offered.push((MethodKind::Email, Some(to)));
                 if i.links {
-                    methods.push(Method::contact(MethodKind::Link, to, confirm, mask));
+                    offered.push((MethodKind::Link, Some(to)));
                 }
             }
         }
@@ -317,19 +504,34 @@ impl TwoFactor {
             .as_ref()
             .is_some_and(|set| set.remaining() > 0)
         {
-            methods.push(Method::local(MethodKind::RecoveryCode));
+            offered.push((MethodKind::RecoveryCode, None));
         }
-        methods
+        offered
     }
 
     /// The method's contact, if it is still a verified contact of the
     /// account.
-    async fn contact_of(&self, account: &AccountId, method: &Method) -> Result<Destination, Error> {
-        let Some(to) = &method.destination else {
+    ///
+    /// The method is looked up afresh by its id among the account's methods
+    /// now: nothing the caller hands in (a kind, a destination, whether to
+    /// confirm) is taken on trust. An id that names no current method of
+    /// the account (another account's, or one whose contact is gone) is
+    /// [`Refusal::NoSuchMethod`].
+    async fn contact_of(
+        &self,
+        account: &AccountId,
+        id: &MethodId,
+    ) -> Result<(MethodKind, Destination), Error> {
+        let record = self.store().account_record(account).await?;
+        let (kind, to) = record
+            .as_ref()
+            .and_then(|r| self.method_named(r, id))
+            .ok_or(Error::Refused(Refusal::NoSuchMethod))?;
+        let Some(to) = to else {
             return Err(Misuse::MethodSendsNothing.into());
         };
-        let book = self.store().account_record(account).await?;
-        self.contact_in(book.as_ref(), to)
+        let to = self.contact_in(record.as_ref(), to)?;
+        Ok((kind, to))
     }
 
     /// `to`, if it is a verified contact in `record` that may carry a second
@@ -372,21 +574,24 @@ impl TwoFactor {
     }
 
     /// Sends a sign-in code by the method's channel (SMS, voice or email).
-    /// When the method requires it, `confirmation` is what the user typed
-    /// for the masked contact; nothing is sent unless it matches.
+    /// `method` is the [`MethodId`] the user picked (or the [`Method`]
+    /// itself); it is looked up afresh among the account's methods. When
+    /// the method requires it, `confirmation` is what the user typed for
+    /// the masked contact; nothing is sent unless it matches.
     ///
     /// # Errors
-    /// [`Refusal::NotAContact`] when the contact is no longer the
-    /// account's; [`Refusal::ContactNotConfirmed`]; otherwise as for
+    /// [`Refusal::NoSuchMethod`] when `method` names no current method of
+    /// the account; [`Refusal::ContactNotConfirmed`]; otherwise as for
     /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
     pub async fn sign_in_send_code(
         &self,
         account: &AccountId,
-        method: &Method,
+        method: &(impl AsRef<MethodId> + ?Sized),
         confirmation: Option<&str>,
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
-        let channel = match method.kind {
+        let (kind, to) = self.contact_of(account, method.as_ref()).await?;
+        let channel = match kind {
             MethodKind::Sms => Channel::Sms,
             MethodKind::Voice => Channel::Voice,
             MethodKind::Email => Channel::Email,
@@ -398,13 +603,11 @@ impl TwoFactor {
                 .into());
             }
         };
-        let to = self.contact_of(account, method).await?;
         let mut request = IssueRequest::new(to, Purpose::SignIn)
             .account(account.clone())
             .channel(channel);
-        // The service's setting decides, not the method handed back (its
-        // public fields can be edited).
-        if method.confirmation_required || self.inner.confirm_masked || confirmation.is_some() {
+        // The service's setting decides, whatever a page showed.
+        if self.inner.confirm_masked || confirmation.is_some() {
             request = request.confirmation(confirmation.unwrap_or_default());
         }
         if let Some(caller) = caller {
@@ -482,22 +685,21 @@ impl TwoFactor {
     pub async fn sign_in_send_link(
         &self,
         account: &AccountId,
-        method: &Method,
+        method: &(impl AsRef<MethodId> + ?Sized),
         device: &str,
         confirmation: Option<&str>,
         caller: Option<&str>,
     ) -> Result<LinkTicket, Error> {
-        if method.kind != MethodKind::Link {
+        let (kind, to) = self.contact_of(account, method.as_ref()).await?;
+        if kind != MethodKind::Link {
             return Err(Misuse::WrongMethod {
                 call: "sign_in_send_link",
                 expected: "a link method",
             }
             .into());
         }
-        let to = self.contact_of(account, method).await?;
-        // The service's setting decides, not the method handed back (its
-        // public fields can be edited).
-        if method.confirmation_required || self.inner.confirm_masked || confirmation.is_some() {
+        // The service's setting decides, whatever a page showed.
+        if self.inner.confirm_masked || confirmation.is_some() {
             self.inner
                 .challenges
                 .confirm_contact(&to, confirmation.unwrap_or_default(), Some(account))
