@@ -6,24 +6,8 @@ use time::OffsetDateTime;
 
 use super::cas::{self, AccountSlot, Step};
 use crate::error::Error;
-use crate::model::{AccountId, AccountRecord, Factors, GraceState};
+use crate::model::{AccountId, AccountRecord};
 use crate::store::{ClaimChanges, Store, StoreError};
-
-/// The record of an account ninsho has not seen before: no contacts, no
-/// factors, epoch 0, and a grace period not yet started (the contact flows
-/// start it the first time they see the account).
-pub(crate) fn fresh_record(account: &AccountId, now: OffsetDateTime) -> AccountRecord {
-    AccountRecord {
-        account: account.clone(),
-        version: 0,
-        contacts: Vec::new(),
-        grace: GraceState::new(),
-        created_at: now,
-        factors: Factors::default(),
-        epoch: 0,
-        last_change: None,
-    }
-}
 
 /// Moves the account's security epoch on, in the record about to be
 /// written: every trusted device and step-up proof from before dies, and so

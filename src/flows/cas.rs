@@ -206,7 +206,7 @@ impl AccountSlot<'_> {
     pub(crate) async fn read(&self) -> Result<AccountRecord, Error> {
         match self.store.account_record(self.account).await? {
             Some(record) => Ok(record),
-            None if self.create => Ok(super::account::fresh_record(self.account, self.now)),
+            None if self.create => Ok(AccountRecord::fresh(self.account, self.now)),
             None => Err(Refusal::Unknown.into()),
         }
     }

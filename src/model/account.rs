@@ -49,6 +49,25 @@ pub struct AccountRecord {
     pub last_change: Option<ChallengeId>,
 }
 
+impl AccountRecord {
+    /// The record of an account ninsho has not seen before: no contacts,
+    /// no factors, epoch 0, and a grace period not yet started (the contact
+    /// journeys start it the first time they see the account). Version 0:
+    /// nothing is stored yet.
+    pub(crate) fn fresh(account: &AccountId, now: OffsetDateTime) -> Self {
+        Self {
+            account: account.clone(),
+            version: 0,
+            contacts: Vec::new(),
+            grace: GraceState::default(),
+            created_at: now,
+            factors: Factors::default(),
+            epoch: 0,
+            last_change: None,
+        }
+    }
+}
+
 /// One contact (phone number or email address) of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactEntry {
