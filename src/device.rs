@@ -147,8 +147,9 @@ pub fn parse_token(token: &str) -> Option<(DeviceId, Zeroizing<Vec<u8>>)> {
 }
 
 /// What a device token is worth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
+#[serde(tag = "device", rename_all = "snake_case")]
 pub enum DeviceCheck {
     /// Trusted: skip the second step. `refresh` says "last used" is due
     /// for a write.
@@ -177,6 +178,18 @@ pub enum DeviceCheck {
         /// The id of the hashing key the record names.
         key_id: KeyId,
     },
+}
+
+impl DeviceCheck {
+    /// Whether the cookie holding the token is stale and should be cleared:
+    /// the token will never be trusted again (trust ran out, the device
+    /// was revoked or the epoch moved on, or it is not this account's).
+    /// Not for [`RetiredKey`](Self::RetiredKey): restoring the key as a
+    /// previous one would bring the token back.
+    #[must_use]
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Self::Expired | Self::Revoked | Self::Unknown)
+    }
 }
 
 /// Checks a token's secret against its record, in constant time.

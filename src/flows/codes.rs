@@ -1,5 +1,6 @@
 //! One-time codes: issue, resend, another option, verify.
 
+use serde::Serialize;
 use std::fmt;
 
 use subtle::ConstantTimeEq;
@@ -125,7 +126,7 @@ impl IssueRequest {
 }
 
 /// Why a code went out on the channel it did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub enum ChannelReason {
     /// The first channel of the plan worked.
@@ -142,7 +143,7 @@ pub enum ChannelReason {
 }
 
 /// What the UI needs after a code was sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Ticket {
     /// Pass this back to verify or resend (keep it in the session).
@@ -164,7 +165,7 @@ pub struct Ticket {
 }
 
 /// A successful verification: what was verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Verified {
     /// The challenge, now consumed.
@@ -173,7 +174,8 @@ pub struct Verified {
     pub purpose: Purpose,
     /// Its account, if any.
     pub account: Option<AccountId>,
-    /// The destination proven reachable.
+    /// The destination proven reachable (left out of the JSON form).
+    #[serde(skip)]
     pub destination: Destination,
     /// The channel of the latest send.
     pub channel: Channel,

@@ -110,10 +110,12 @@ impl ContactPolicy {
 }
 
 /// One contact, for display and for the host's own use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ContactView {
-    /// The contact (its `Debug` is masked).
+    /// The contact (its `Debug` is masked). Left out of the JSON form,
+    /// which carries the masked one: a page never needs the whole address.
+    #[serde(skip)]
     pub destination: Destination,
     /// The masked form to show, as the
     /// [`mask_policy`](crate::service::TwoFactorBuilder::mask_policy) says

@@ -1,5 +1,6 @@
 //! Trusted devices: trust, check, list, revoke, and the security epoch.
 
+use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::cas::{self, DeviceSlot, Step};
@@ -11,7 +12,7 @@ use crate::model::{AccountId, DeviceId, DeviceRecord};
 use crate::store::ClaimChanges;
 
 /// A trusted device as the user sees it in "your devices" (au ID).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct DeviceInfo {
     /// Its id (to revoke it).

@@ -5,6 +5,7 @@
 //! the user then approves or denies. The waiting sign-in polls and collects
 //! an approval exactly once.
 
+use serde::Serialize;
 use std::fmt;
 
 use subtle::ConstantTimeEq;
@@ -88,7 +89,7 @@ impl LinkRequest {
 }
 
 /// What the waiting sign-in gets: enough to poll, never the token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct LinkTicket {
     /// Poll with this.
@@ -105,7 +106,7 @@ pub struct LinkTicket {
 }
 
 /// What the phone shows when the link is opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct LinkView {
     /// The challenge.
@@ -119,8 +120,9 @@ pub struct LinkView {
 }
 
 /// What a poll sees.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum LinkStatus {
     /// Not decided yet; poll again.
     Pending {

@@ -1,6 +1,7 @@
 //! Combined verification: several contacts (EZSMS's email **and** mobile
 //! number) verified in any order, completing once when all are.
 
+use serde::Serialize;
 use std::fmt;
 
 use time::{Duration, OffsetDateTime};
@@ -67,7 +68,7 @@ impl VerificationRequest {
 
 /// One member as started: the code went out, or its delivery failed and
 /// the user should press "resend".
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct MemberTicket {
     /// Its index: pass it to [`signup_verify`](crate::service::TwoFactor::signup_verify)
@@ -83,7 +84,7 @@ pub struct MemberTicket {
 }
 
 /// A started combined verification.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct VerificationTicket {
     /// Keep it in the session; it identifies the verification.
@@ -95,7 +96,7 @@ pub struct VerificationTicket {
 }
 
 /// The answer to a right code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Progress {
     /// The member just verified.
@@ -108,7 +109,7 @@ pub struct Progress {
 }
 
 /// One member's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct MemberStatus {
     /// Its index.
@@ -123,7 +124,7 @@ pub struct MemberStatus {
 }
 
 /// Where a combined verification stands (after a page reload, say).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct VerificationStatus {
     /// Its id.

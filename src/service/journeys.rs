@@ -11,7 +11,7 @@ use crate::flows::{
     ContactView, Progress, Ticket, VerificationRequest, VerificationStatus, VerificationTicket,
     guess, has_second_factor,
 };
-use crate::grace::GraceDecision;
+use crate::grace::{GraceDecision, VerificationPath};
 use crate::model::{
     AccountId, AccountRecord, AuthenticatorRecord, ChallengeId, Channel, Destination,
     DestinationKind, Purpose, VerificationId,
@@ -20,9 +20,10 @@ use crate::otp::TotpEnrollment;
 use crate::recovery::PlainCodes;
 use crate::secret::SecretString;
 use crate::store::ClaimChanges;
+use serde::Serialize;
 
 /// A confirmed phone number (nizima's registration or change).
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 #[non_exhaustive]
 pub struct PhoneConfirmed {
     /// The phone, now verified and (one owner per number) claimed.
@@ -30,28 +31,72 @@ pub struct PhoneConfirmed {
     /// Whether it replaced another number (trusted devices were revoked).
     pub changed: bool,
     /// When two-step sign-in was turned on in the same step: the recovery
-    /// codes, to show once.
+    /// codes, to show once. Secrets: left out of the JSON form; render them
+    /// with [`PlainCodes::expose_secret`].
+    #[serde(skip)]
     pub recovery_codes: Option<PlainCodes>,
 }
 
 /// The contact check at sign-in (Microsoft): the grace decision and the
 /// account's contacts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ContactCheck {
     /// Allow, remind (with the deadline), or blocked until a contact is
     /// verified (with the paths still open).
+    #[serde(serialize_with = "decision_summary")]
     pub decision: GraceDecision,
     /// The contacts, to offer "verify this one" or "I can't reach any of
     /// these: add a new one".
     pub contacts: Vec<ContactView>,
 }
 
+/// The grace decision in the JSON form: the decision and its deadline, how
+/// many contacts are still to verify, and what the user may do, with no
+/// contact named (the page names them by the masked `contacts`).
+fn decision_summary<S: serde::Serializer>(
+    decision: &GraceDecision,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct as _;
+    let path = |p: &VerificationPath| match p {
+        VerificationPath::VerifyContact(_) => "verify_contact",
+        VerificationPath::AddContact { .. } => "add_contact",
+        VerificationPath::ReplaceContact(_) => "replace_contact",
+    };
+    let mut out = serializer.serialize_struct("GraceDecision", 4)?;
+    match decision {
+        GraceDecision::Remind {
+            deadline,
+            to_verify,
+        } => {
+            out.serialize_field("decision", "remind")?;
+            out.serialize_field("deadline", deadline)?;
+            out.serialize_field("to_verify", &to_verify.len())?;
+        }
+        GraceDecision::Blocked {
+            since,
+            to_verify,
+            paths,
+        } => {
+            out.serialize_field("decision", "blocked")?;
+            out.serialize_field("since", since)?;
+            out.serialize_field("to_verify", &to_verify.len())?;
+            let paths: Vec<&str> = paths.iter().map(path).collect();
+            out.serialize_field("paths", &paths)?;
+        }
+        GraceDecision::Allow => out.serialize_field("decision", "allow")?,
+    }
+    out.end()
+}
+
 /// The result of finding an account by a contact.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Recovered {
-    /// The contact the user proved they receive codes at.
+    /// The contact the user proved they receive codes at (left out of the
+    /// JSON form).
+    #[serde(skip)]
     pub destination: Destination,
     /// The account holding it, when it is a one-owner contact (a phone
     /// number, by default) claimed by an account; otherwise look it up in

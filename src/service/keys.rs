@@ -3,6 +3,7 @@
 //!
 //! The procedure is in the [key rotation guide](crate::guide::key_rotation).
 
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::iter::Sum;
 
@@ -38,7 +39,7 @@ use crate::store::{ClaimChanges, StoreError};
 /// assert_eq!(total.hashing(KeyId(1)), 13);
 /// assert_eq!(total.hashing(KeyId(2)), 1);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct KeyUsage {
     /// Unused recovery codes, per hashing key id. They can't move to a new

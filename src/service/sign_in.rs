@@ -246,8 +246,9 @@ impl Method {
 }
 
 /// Why the second step is skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
+#[serde(rename_all = "snake_case")]
 pub enum Skip {
     /// Two-step sign-in is off for the account (also the answer for an
     /// account ninsho has never seen, so the two can't be told apart).
@@ -257,8 +258,9 @@ pub enum Skip {
 }
 
 /// The start of the second step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
+#[serde(tag = "second_step", rename_all = "snake_case")]
 pub enum SignInStart {
     /// No second step needed.
     NotNeeded(Skip),
@@ -355,13 +357,16 @@ impl fmt::Debug for SignInAttempt {
 }
 
 /// The second step passed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct SignedIn {
     /// How.
     pub method: MethodKind,
     /// The new trusted-device token and its entry, when asked to trust the
-    /// device: put the token in an `HttpOnly`, `Secure` cookie.
+    /// device: put the token in an `HttpOnly`, `Secure` cookie. Serialised
+    /// as `trusted_device`, the entry alone (which device was trusted):
+    /// the token never goes into JSON.
+    #[serde(rename = "trusted_device", serialize_with = "device_entry_only")]
     pub device: Option<(DeviceToken, DeviceInfo)>,
     /// Whether trusting the device was asked for but could not be done (a
     /// store outage). The sign-in stands: "trust this device" is a
@@ -371,8 +376,19 @@ pub struct SignedIn {
     /// After a recovery code: how many are left (prompt for new ones when
     /// few are). Every trusted device was revoked.
     pub recovery_codes_left: Option<usize>,
-    /// Proof of a fresh second factor, for sensitive actions.
+    /// Proof of a fresh second factor, for sensitive actions. Keep it in
+    /// the server-side session: it is a bearer proof, so it is left out of
+    /// the JSON form.
+    #[serde(skip)]
     pub step_up: StepUp,
+}
+
+/// A trusted device's entry without its token.
+fn device_entry_only<S: serde::Serializer>(
+    device: &Option<(DeviceToken, DeviceInfo)>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&device.as_ref().map(|(_, info)| info), serializer)
 }
 
 impl TwoFactor {
