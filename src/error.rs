@@ -429,6 +429,16 @@ impl Error {
             _ => None,
         }
     }
+
+    /// The refused contact's reason, when this is one (its
+    /// [`code`](ContactError::code) is stable, for the UI).
+    #[must_use]
+    pub fn contact_error(&self) -> Option<ContactError> {
+        match self {
+            Self::Contact(e) => Some(*e),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -616,3 +616,46 @@ async fn methods_are_picked_by_an_id_bound_to_the_account() {
     );
     assert_eq!(env.gateway.messages().len(), sent);
 }
+
+/// `normalize_contact` reads a contact exactly as the journeys do: every
+/// way of typing a number registers the contact it names, and what it
+/// refuses the journeys refuse with the same reason.
+#[tokio::test]
+async fn normalize_contact_agrees_with_the_journeys() {
+    let env = env();
+    for (i, typed) in [
+        "090-1234-5678",
+        "０９０ー１２３４ー５６７８",
+        "+81 (0)90 1234 5678",
+        "+819012345678",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let account = AccountId::new(format!("user-{i}"));
+        let normal = env.service.normalize_contact(typed).unwrap();
+        env.service
+            .phone_send_code(&account, typed, None, None)
+            .await
+            .unwrap();
+        // The code went to the number normalize_contact read.
+        let sent_to = env.gateway.messages().last().map(|m| m.to.clone());
+        assert_eq!(sent_to.as_deref(), Some(normal.address()), "{typed}");
+    }
+    for refused in ["03-1234-5678", "050-1234-5678", "not a number", "taro@"] {
+        let reason = env
+            .service
+            .normalize_contact(refused)
+            .unwrap_err()
+            .contact_error()
+            .unwrap();
+        let journey = env
+            .service
+            .recover_start(refused, None)
+            .await
+            .unwrap_err()
+            .contact_error()
+            .unwrap();
+        assert_eq!(reason, journey, "{refused}");
+    }
+}

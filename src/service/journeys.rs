@@ -116,6 +116,43 @@ pub struct AuthenticatorSetup {
 }
 
 impl TwoFactor {
+    /// Reads a contact as a user typed it, the way the journeys read it: an
+    /// email address (anything with `@` or `＠`), or a phone number the
+    /// service's phone policy accepts for SMS, in national or international
+    /// form, with the full-width digits and Japanese dashes that keyboards
+    /// produce folded. Store and look up contacts beside ninsho in this
+    /// form, and the two always agree.
+    ///
+    /// ```
+    /// # let service = ninsho::service::TwoFactor::builder(
+    /// #     "Example",
+    /// #     std::sync::Arc::new(ninsho::store::MemoryStore::new()),
+    /// #     std::sync::Arc::new(ninsho::gateway::RecordingGateway::new()),
+    /// #     ninsho::KeyedHasher::new(ninsho::HashKey::new(ninsho::KeyId(1), &[7; 32]).unwrap()),
+    /// #     std::sync::Arc::new(ninsho::seal::DangerousUnsealed),
+    /// # )
+    /// # .build()
+    /// # .unwrap();
+    /// let phone = service.normalize_contact("０９０ー１２３４ー５６７８").unwrap();
+    /// assert_eq!(phone.address(), "+819012345678");
+    /// let email = service.normalize_contact("Taro@Example.COM").unwrap();
+    /// assert_eq!(email.address(), "Taro@example.com");
+    /// // A landline can't receive the codes: refused, with the reason.
+    /// let landline = service.normalize_contact("03-1234-5678").unwrap_err();
+    /// assert_eq!(landline.contact_error().unwrap().code(), "landline_cannot_receive_sms");
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Contact`] with the typed reason (a malformed address, a
+    /// landline, a number from a region the policy does not allow, …).
+    pub fn normalize_contact(&self, input: &str) -> Result<Destination, Error> {
+        if input.contains('@') || input.contains('＠') {
+            Ok(Destination::email(input)?)
+        } else {
+            self.sms_number(input)
+        }
+    }
+
     /// A phone number as typed, if the phone policy lets it receive SMS.
     fn sms_number(&self, input: &str) -> Result<Destination, Error> {
         let policy = &self.inner.contacts.policy().phone;
@@ -790,11 +827,7 @@ impl TwoFactor {
         contact: &str,
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
-        let destination = if contact.contains('@') || contact.contains('＠') {
-            Destination::email(contact)?
-        } else {
-            self.sms_number(contact)?
-        };
+        let destination = self.normalize_contact(contact)?;
         let mut request = crate::flows::IssueRequest::new(destination, Purpose::Recovery);
         if let Some(caller) = caller {
             request = request.caller(caller);
