@@ -73,6 +73,8 @@ async fn every_result_serialises_without_a_secret() {
     secrets.add(code.clone());
     let json = secrets.check("Ticket", &ticket);
     assert_eq!(json["masked_destination"], "+81 **-****-**78");
+    // Instants as RFC 3339 text, which every front end reads.
+    assert_eq!(json["expires_at"], "2025-11-21T00:10:00Z", "{json}");
     let done = service
         .phone_confirm(&taro, &ticket.challenge_id, &code, true)
         .await

@@ -156,8 +156,10 @@ pub struct Ticket {
     /// [`mask_policy`](crate::service::TwoFactorBuilder::mask_policy) says (`+81 **-****-**78`).
     pub masked_destination: String,
     /// When this code stops working.
+    #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     /// When "resend" may be pressed: the cooldown after this send.
+    #[serde(with = "time::serde::rfc3339")]
     pub resend_available_at: OffsetDateTime,
     /// Sends left on this challenge (sends the gateway failed used one
     /// too).

@@ -126,8 +126,10 @@ pub struct ContactView {
     /// Whether two-step sign-in sends codes here.
     pub two_factor: bool,
     /// When it was added.
+    #[serde(with = "time::serde::rfc3339")]
     pub added_at: OffsetDateTime,
     /// When it was last verified.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub verified_at: Option<OffsetDateTime>,
 }
 

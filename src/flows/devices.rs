@@ -20,10 +20,13 @@ pub struct DeviceInfo {
     /// The host's label ("Chrome on Windows").
     pub label: String,
     /// When it was trusted.
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When it last skipped a second step (updated at most hourly).
+    #[serde(with = "time::serde::rfc3339")]
     pub last_used_at: OffsetDateTime,
     /// When trust ends.
+    #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
 }
 

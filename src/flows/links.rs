@@ -102,6 +102,7 @@ pub struct LinkTicket {
     /// [`mask_policy`](crate::service::TwoFactorBuilder::mask_policy) says.
     pub masked_destination: String,
     /// When the link stops working.
+    #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
 }
 
@@ -116,6 +117,7 @@ pub struct LinkView {
     /// Why.
     pub purpose: Purpose,
     /// When the link stops working.
+    #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
 }
 
@@ -127,6 +129,7 @@ pub enum LinkStatus {
     /// Not decided yet; poll again.
     Pending {
         /// When the link stops working.
+        #[serde(with = "time::serde::rfc3339")]
         expires_at: OffsetDateTime,
     },
     /// Approved, and this poll collected it (no other poll will).

@@ -90,6 +90,7 @@ pub struct VerificationTicket {
     /// Keep it in the session; it identifies the verification.
     pub id: VerificationId,
     /// When the whole verification stops, whatever its codes say.
+    #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     /// The members, in the order given.
     pub members: Vec<MemberTicket>,
@@ -132,6 +133,7 @@ pub struct VerificationStatus {
     /// The members.
     pub members: Vec<MemberStatus>,
     /// When it stops.
+    #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     /// Whether every member is verified.
     pub completed: bool,

@@ -59,6 +59,10 @@ fn decision_summary<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct as _;
+    let rfc3339 = |at: time::OffsetDateTime| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .map_err(serde::ser::Error::custom)
+    };
     let path = |p: &VerificationPath| match p {
         VerificationPath::VerifyContact(_) => "verify_contact",
         VerificationPath::AddContact { .. } => "add_contact",
@@ -71,7 +75,7 @@ fn decision_summary<S: serde::Serializer>(
             to_verify,
         } => {
             out.serialize_field("decision", "remind")?;
-            out.serialize_field("deadline", deadline)?;
+            out.serialize_field("deadline", &rfc3339(*deadline)?)?;
             out.serialize_field("to_verify", &to_verify.len())?;
         }
         GraceDecision::Blocked {
@@ -80,7 +84,7 @@ fn decision_summary<S: serde::Serializer>(
             paths,
         } => {
             out.serialize_field("decision", "blocked")?;
-            out.serialize_field("since", since)?;
+            out.serialize_field("since", &rfc3339(*since)?)?;
             out.serialize_field("to_verify", &to_verify.len())?;
             let paths: Vec<&str> = paths.iter().map(path).collect();
             out.serialize_field("paths", &paths)?;
@@ -921,4 +925,57 @@ fn turn_on(
     }
     crate::flows::RecoveryCodes::put(book, set);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::ContactCheck;
+    use crate::grace::{GraceDecision, KindFilter, VerificationPath};
+    use crate::model::ContactKey;
+
+    /// The grace decision's JSON names no contact: it counts them, and
+    /// gives its instants as RFC 3339 text.
+    #[test]
+    fn a_grace_decision_serialises_without_its_contacts() {
+        let at = OffsetDateTime::from_unix_timestamp(1_763_683_200).unwrap();
+        let key = ContactKey::new("+819012345678");
+        let blocked = ContactCheck {
+            decision: GraceDecision::Blocked {
+                since: at,
+                to_verify: vec![key.clone()],
+                paths: vec![
+                    VerificationPath::VerifyContact(key.clone()),
+                    VerificationPath::AddContact {
+                        kinds: KindFilter::All,
+                    },
+                ],
+            },
+            contacts: Vec::new(),
+        };
+        let json = serde_json::to_value(&blocked).unwrap();
+        assert_eq!(
+            json["decision"],
+            serde_json::json!({
+                "decision": "blocked",
+                "since": "2025-11-21T00:00:00Z",
+                "to_verify": 1,
+                "paths": ["verify_contact", "add_contact"],
+            })
+        );
+        let remind = ContactCheck {
+            decision: GraceDecision::Remind {
+                deadline: at,
+                to_verify: vec![key],
+            },
+            contacts: Vec::new(),
+        };
+        let text = serde_json::to_string(&remind).unwrap();
+        assert!(
+            text.contains(r#""deadline":"2025-11-21T00:00:00Z""#),
+            "{text}"
+        );
+        assert!(!text.contains("9012345678"), "{text}");
+    }
 }
