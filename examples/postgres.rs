@@ -105,7 +105,8 @@ async fn run() -> Result<(), Box<dyn StdError>> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
     let account = AccountId::new(format!("example-user-{run}"));
-    let typed = format!("090-{:04}-{:04}", run / 10_000 % 10_000, run % 10_000);
+    // Japanese mobile numbers never continue `090-0`: the block starts at 1.
+    let typed = format!("090-{}-{:04}", 1_000 + run / 10_000 % 9_000, run % 10_000);
 
     println!("\n== 2. Register the phone {typed} and turn two-step sign-in on");
     let ticket = service
