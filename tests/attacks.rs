@@ -994,3 +994,30 @@ async fn journeys_make_the_store_calls_the_readme_gives() {
         .collect();
     assert!(wrong.is_empty(), "{measured:?}: {}", wrong.join("; "));
 }
+
+/// The standalone codes can't resend a journey's code: a challenge id is
+/// not a secret (it sits in the page), and `TwoFactor::resend` checks whose
+/// challenge it is; `OneTimeCodes` answers as if it did not exist.
+#[tokio::test]
+async fn one_time_codes_cannot_resend_a_sign_in_code() {
+    let env = env_with(|b| b);
+    enrol(&env.service, &env.gateway, &taro()).await;
+    let method = env.method(MethodKind::Sms).await;
+    let ticket = env
+        .service
+        .sign_in_send_code(&taro(), &method, None, None)
+        .await
+        .unwrap();
+    env.clock.advance(Duration::minutes(2));
+    let sent = env.gateway.messages().len();
+    let codes = env.service.one_time_codes();
+    assert_eq!(
+        refusal(codes.resend(&ticket.challenge_id, None).await),
+        Refusal::Unknown
+    );
+    assert_eq!(
+        refusal(codes.another_option(&ticket.challenge_id, None).await),
+        Refusal::Unknown
+    );
+    assert_eq!(env.gateway.messages().len(), sent, "nothing was sent");
+}

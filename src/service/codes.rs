@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::TwoFactor;
-use crate::error::{Error, Misuse};
+use crate::error::{Error, Misuse, Refusal};
 use crate::flows::{Challenges, IssueRequest, Ticket, Verified};
 use crate::model::{ChallengeId, Destination, Purpose};
 
@@ -104,10 +104,6 @@ impl OneTimeCodes {
     /// when the request's account is backing off; [`Error::Delivery`] when
     /// every channel failed (the ticket's challenge exists: resend later);
     /// [`Error::Store`], [`Error::Random`].
-    ///
-    /// [`Refusal::ContactNotConfirmed`]: crate::error::Refusal::ContactNotConfirmed
-    /// [`Refusal::RateLimited`]: crate::error::Refusal::RateLimited
-    /// [`Refusal::Locked`]: crate::error::Refusal::Locked
     pub async fn send(&self, request: IssueRequest) -> Result<Ticket, Error> {
         own_purpose(&request.purpose)?;
         self.challenges.issue(request).await
@@ -119,13 +115,23 @@ impl OneTimeCodes {
     /// # Errors
     /// As for [`send`](Self::send), and [`Refusal::Unknown`],
     /// [`Refusal::Expired`] or [`Refusal::AlreadyUsed`] for a challenge
-    /// that can't be resent.
-    ///
-    /// [`Refusal::Unknown`]: crate::error::Refusal::Unknown
-    /// [`Refusal::Expired`]: crate::error::Refusal::Expired
-    /// [`Refusal::AlreadyUsed`]: crate::error::Refusal::AlreadyUsed
+    /// that can't be resent. A challenge one of the journeys issued (a
+    /// sign-in code, say) is [`Refusal::Unknown`] here: its journey resends
+    /// it, and checks whose it is.
     pub async fn resend(&self, id: &ChallengeId, caller: Option<&str>) -> Result<Ticket, Error> {
+        self.own_challenge(id).await?;
         self.challenges.resend(id, caller).await
+    }
+
+    /// Refuses, as unknown, a challenge the journeys issued: resending a
+    /// sign-in or contact-change code goes through the journey, which
+    /// checks whose challenge it is.
+    async fn own_challenge(&self, id: &ChallengeId) -> Result<(), Error> {
+        let record = self.challenges.load(id).await?;
+        if own_purpose(&record.purpose).is_err() {
+            return Err(Refusal::Unknown.into());
+        }
+        Ok(())
     }
 
     /// "Use another option": sends a new code on the next channel of the
@@ -134,13 +140,12 @@ impl OneTimeCodes {
     /// # Errors
     /// As for [`resend`](Self::resend), and [`Refusal::NoMoreOptions`]
     /// when the plan has no channel left.
-    ///
-    /// [`Refusal::NoMoreOptions`]: crate::error::Refusal::NoMoreOptions
     pub async fn another_option(
         &self,
         id: &ChallengeId,
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
+        self.own_challenge(id).await?;
         self.challenges.another_option(id, caller).await
     }
 
