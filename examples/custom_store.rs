@@ -663,7 +663,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .verify(&id, code.expose_secret(), &Purpose::StepUp, &phone)
         .await
     {
-        Err(Error::Refused(reason @ Refusal::AlreadyUsed)) => {
+        Err(Error::Refused(reason @ Refusal::Code(CodeRefusal::AlreadyUsed))) => {
             println!("The same code again: refused ({reason}).");
         }
         other => return Err(format!("a used code must be refused, got {other:?}").into()),

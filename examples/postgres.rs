@@ -134,8 +134,14 @@ async fn run() -> Result<(), Box<dyn StdError>> {
         code: "000000",
     };
     match service.sign_in_complete(&account, wrong, None, None).await {
-        Err(Error::Refused(Refusal::WrongCode { attempts_left })) => {
-            println!("000000: wrong code, {attempts_left} attempts left.");
+        Err(Error::Refused(refusal @ Refusal::Code(CodeRefusal::WrongCode { .. }))) => {
+            let now = OffsetDateTime::now_utc();
+            println!(
+                "000000 refused ({}): {} / {}",
+                refusal.code(),
+                refusal.message(Locale::En, now),
+                refusal.message(Locale::Ja, now)
+            );
         }
         Err(e) => return Err(e.into()),
         Ok(_) => return Err("a wrong code was accepted".into()),

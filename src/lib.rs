@@ -36,7 +36,7 @@ pub mod store;
 pub mod testkit;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, Misuse, Refusal};
+pub use error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Misuse, Refusal, SendRefusal};
 pub use hash::{HashKey, KeyId, KeyedHash, KeyedHasher};
 pub use random::{LockedRng, OsRandom, Random, RandomError};
 pub use seal::{AeadSealer, SealKey, Sealer};
@@ -49,7 +49,9 @@ pub use secret::{SecretBytes, SecretString};
 /// contacts, the errors, and the keys for hashing and sealing. Adapters
 /// (stores, gateways) are chosen by name from [`store`] and [`gateway`].
 pub mod prelude {
-    pub use crate::error::{Error, Misuse, Refusal};
+    pub use crate::error::{
+        AccountRefusal, CodeRefusal, ContactRefusal, Error, Misuse, Refusal, SendRefusal,
+    };
     pub use crate::hash::{HashKey, KeyId, KeyedHasher};
     pub use crate::model::{AccountId, Channel, Destination, Locale};
     pub use crate::seal::{AeadSealer, SealKey};

@@ -61,8 +61,6 @@ pub enum LimitKind {
     Country,
     /// Sends of one challenge (resends included).
     Challenge,
-    /// Time since the previous send of this challenge.
-    Cooldown,
 }
 
 /// Send limits (all configurable).
@@ -150,8 +148,12 @@ impl Lockout {
     pub fn refusal(self) -> Option<crate::Refusal> {
         match self {
             Self::Open => None,
-            Self::Until(t) => Some(crate::Refusal::Locked { until: Some(t) }),
-            Self::UntilReset => Some(crate::Refusal::Locked { until: None }),
+            Self::Until(t) => Some(crate::Refusal::Account(crate::AccountRefusal::Locked {
+                until: Some(t),
+            })),
+            Self::UntilReset => Some(crate::Refusal::Account(crate::AccountRefusal::Locked {
+                until: None,
+            })),
         }
     }
 }

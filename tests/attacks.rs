@@ -14,6 +14,7 @@
 
 mod support;
 
+use ninsho::{AccountRefusal, CodeRefusal, SendRefusal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -290,7 +291,7 @@ async fn sign_up_a_code_compared_after_the_last_attempt_is_used_verifies_nothing
     // Meanwhile a wrong guess uses the challenge's only attempt.
     assert_eq!(
         refusal(env.service.signup_verify(&id, 1, &wrong(&right)).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
     env.store.release();
     let late = late.await.unwrap();
@@ -351,7 +352,7 @@ async fn phone_confirm_compared_after_the_last_attempt_is_used_registers_nothing
                 .phone_confirm(&taro(), &id, &wrong(&right), false)
                 .await
         ),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
     env.store.release();
     let late = late.await.unwrap();
@@ -395,10 +396,13 @@ async fn recover_verify_compared_after_the_last_attempt_is_used_names_no_account
     env.store.wait_parked().await;
     assert_eq!(
         refusal(env.service.recover_verify(&id, &wrong(&right)).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
     env.store.release();
-    assert_eq!(refusal(late.await.unwrap()), Refusal::TooManyAttempts);
+    assert_eq!(
+        refusal(late.await.unwrap()),
+        Refusal::Code(CodeRefusal::TooManyAttempts)
+    );
 }
 
 /// What one racing request of
@@ -472,7 +476,9 @@ async fn refunds_racing_wrong_guesses_take_back_no_failure() {
                     )
                     .await
                 {
-                    Err(Error::Refused(Refusal::WrongRecoveryCode)) => Raced::Wrong,
+                    Err(Error::Refused(Refusal::Code(CodeRefusal::WrongRecoveryCode))) => {
+                        Raced::Wrong
+                    }
                     other => Raced::Taken(other.map(drop)),
                 },
                 1 => Raced::Taken(
@@ -529,7 +535,7 @@ async fn a_phone_change_started_before_the_password_change_is_refused_after_it()
     env.service.password_changed(&taro()).await.unwrap();
     assert_eq!(
         refusal(env.service.check_step_up(&taro(), &step_up).await),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
 
     let changed = env
@@ -538,7 +544,7 @@ async fn a_phone_change_started_before_the_password_change_is_refused_after_it()
         .await;
     assert_eq!(
         refusal(changed),
-        Refusal::StepUpRequired,
+        Refusal::Account(AccountRefusal::StepUpRequired),
         "the number was changed on the authority of a step-up the password change revoked"
     );
 }
@@ -672,7 +678,7 @@ async fn a_spent_recovery_code_replayed_from_its_attempt_a_month_later_is_refuse
     };
     assert_eq!(
         refusal(replay),
-        Refusal::AlreadyUsed,
+        Refusal::Code(CodeRefusal::AlreadyUsed),
         "a recovery code used 30 days ago, before sign-out-everywhere: {detail}"
     );
 }
@@ -861,7 +867,7 @@ async fn a_method_edited_to_need_no_confirmation_still_needs_one() {
         .await;
     assert_eq!(
         refusal(sent),
-        Refusal::ContactNotConfirmed,
+        Refusal::Send(SendRefusal::ContactNotConfirmed),
         "the code went out without the masked-contact confirmation"
     );
 }
@@ -1013,11 +1019,11 @@ async fn one_time_codes_cannot_resend_a_sign_in_code() {
     let codes = env.service.one_time_codes();
     assert_eq!(
         refusal(codes.resend(&ticket.challenge_id, None).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(
         refusal(codes.another_option(&ticket.challenge_id, None).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(env.gateway.messages().len(), sent, "nothing was sent");
 }

@@ -9,6 +9,7 @@
 
 mod support;
 
+use ninsho::{CodeRefusal, ContactRefusal};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -367,15 +368,15 @@ async fn finding_an_account_by_phone_answers_alike_for_held_and_free_numbers() {
         let rb = free.service.recover_verify(&b.challenge_id, wrong).await;
         assert_eq!(
             refusal(ra),
-            Refusal::WrongCode {
-                attempts_left: left
-            }
+            Refusal::Code(CodeRefusal::WrongCode {
+                attempts_left: Some(left)
+            })
         );
         assert_eq!(
             refusal(rb),
-            Refusal::WrongCode {
-                attempts_left: left
-            }
+            Refusal::Code(CodeRefusal::WrongCode {
+                attempts_left: Some(left)
+            })
         );
         assert_eq!(held.store.take(), free.store.take());
     }
@@ -468,7 +469,7 @@ async fn signing_up_with_a_registered_number_answers_like_a_fresh_one() {
     // Only completing — after both codes were proven — tells them apart.
     let newcomer = AccountId::new("newcomer");
     let r = held.service.signup_complete(&a.id, &newcomer).await;
-    assert_eq!(refusal(r), Refusal::ContactInUse);
+    assert_eq!(refusal(r), Refusal::Contact(ContactRefusal::InUse));
     free.service
         .signup_complete(&b.id, &newcomer)
         .await
@@ -525,7 +526,7 @@ async fn registering_a_number_another_account_holds_answers_like_a_free_one_unti
         .service
         .phone_confirm(&hanako, &a.challenge_id, &code, false)
         .await;
-    assert_eq!(refusal(r), Refusal::ContactInUse);
+    assert_eq!(refusal(r), Refusal::Contact(ContactRefusal::InUse));
     let code = secret_to(&free.gateway, PHONE);
     free.service
         .phone_confirm(&hanako, &b.challenge_id, &code, false)
@@ -609,7 +610,7 @@ async fn changing_to_a_number_another_account_holds_answers_like_a_free_one_unti
         .service
         .phone_confirm(&taro, &a.challenge_id, &code, false)
         .await;
-    assert_eq!(refusal(r), Refusal::ContactInUse);
+    assert_eq!(refusal(r), Refusal::Contact(ContactRefusal::InUse));
     // taro keeps his number (and the refusal changed nothing).
     let contacts = held.service.contacts(&taro).await.unwrap();
     assert_eq!(contacts.len(), 1);

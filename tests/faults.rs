@@ -33,6 +33,7 @@
 
 mod support;
 
+use ninsho::CodeRefusal;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -925,7 +926,7 @@ impl Env {
                 .sign_in_complete(&taro(), proof, None, attempt)
                 .await;
             ensure!(
-                refusal_of(&replay) == Some(Refusal::AlreadyUsed),
+                refusal_of(&replay) == Some(Refusal::Code(CodeRefusal::AlreadyUsed)),
                 "a replay from {from} got {replay:?}, not AlreadyUsed"
             );
         }
@@ -1113,7 +1114,7 @@ async fn link_sign_in(env: Env, fault: Option<Fault>) -> Verdict {
             .sign_in_poll_link(&taro(), &id, None, attempt)
             .await;
         ensure!(
-            refusal_of(&replay) == Some(Refusal::AlreadyUsed),
+            refusal_of(&replay) == Some(Refusal::Code(CodeRefusal::AlreadyUsed)),
             "a poll from {from} got {replay:?}, not AlreadyUsed"
         );
     }
@@ -1583,7 +1584,7 @@ async fn signup_complete(env: Env, fault: Option<Fault>) -> Verdict {
         .signup_complete(&id, &AccountId::new("hanako"))
         .await;
     ensure!(
-        refusal_of(&hanako) == Some(Refusal::AlreadyUsed),
+        refusal_of(&hanako) == Some(Refusal::Code(CodeRefusal::AlreadyUsed)),
         "another account took the sign-up: {hanako:?}"
     );
     Ok(())
@@ -1837,7 +1838,7 @@ async fn find_account(env: Env, fault: Option<Fault>) -> Verdict {
             let retry = env.service.recover_verify(&id, &code).await;
             if spent {
                 ensure!(
-                    refusal_of(&retry) == Some(Refusal::AlreadyUsed),
+                    refusal_of(&retry) == Some(Refusal::Code(CodeRefusal::AlreadyUsed)),
                     "a spent code was accepted again: {retry:?}"
                 );
                 return Ok(());
@@ -1856,7 +1857,7 @@ async fn find_account(env: Env, fault: Option<Fault>) -> Verdict {
     );
     let replay = env.service.recover_verify(&id, &code).await;
     ensure!(
-        refusal_of(&replay) == Some(Refusal::AlreadyUsed),
+        refusal_of(&replay) == Some(Refusal::Code(CodeRefusal::AlreadyUsed)),
         "a replay got {replay:?}, not AlreadyUsed"
     );
     Ok(())

@@ -12,6 +12,7 @@
 
 mod support;
 
+use ninsho::{AccountRefusal, CodeRefusal, SendRefusal};
 use std::sync::Arc;
 
 use ninsho::gateway::RecordingGateway;
@@ -274,13 +275,13 @@ async fn race_wrong(env: &Env, kind: Kind, on_record: u32) -> (u32, u32) {
     let mut compared = 0;
     for outcome in outcomes {
         match outcome {
-            Err(Error::Refused(Refusal::Locked { .. })) => {}
+            Err(Error::Refused(Refusal::Account(AccountRefusal::Locked { .. }))) => {}
             Err(Error::Refused(
-                Refusal::WrongCode { .. }
-                | Refusal::TooManyAttempts
-                | Refusal::WrongRecoveryCode
-                | Refusal::ContactNotConfirmed
-                | Refusal::Unknown,
+                Refusal::Code(CodeRefusal::WrongCode { .. })
+                | Refusal::Code(CodeRefusal::TooManyAttempts)
+                | Refusal::Code(CodeRefusal::WrongRecoveryCode)
+                | Refusal::Send(SendRefusal::ContactNotConfirmed)
+                | Refusal::Code(CodeRefusal::Unknown),
             )) => compared += 1,
             other => panic!("{kind:?}: a wrong guess answered {other:?}"),
         }
@@ -352,7 +353,10 @@ async fn the_right_secret_still_works_and_ends_the_run() {
     };
     complete(code.clone()).await.unwrap();
     assert_eq!(env.run().await, 0, "the right code ends the run");
-    assert_eq!(refusal(complete(code).await), Refusal::AlreadyUsed);
+    assert_eq!(
+        refusal(complete(code).await),
+        Refusal::Code(CodeRefusal::AlreadyUsed)
+    );
 
     // The masked confirmation proves nothing by itself: a right answer
     // takes its count back and leaves the run as it was.

@@ -15,6 +15,7 @@
 
 mod support;
 
+use ninsho::{AccountRefusal, CodeRefusal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -325,7 +326,7 @@ async fn guesses_at_a_half_retired_challenge_stay_bounded() {
     assert_eq!(env.run().await, 0);
     assert_eq!(
         refusal(complete_code(&env.retired.service, &challenge, &new_code).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
 }
 
@@ -351,7 +352,7 @@ async fn a_link_under_a_retired_key_is_an_error_not_a_wrong_guess() {
     // A token that is not even well formed is still just unknown.
     assert_eq!(
         refusal(env.retired.service.open_link(&format!("{token}x")).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     // With key 1 kept, the link works.
     env.rotated.service.approve_link(token).await.unwrap();
@@ -387,7 +388,7 @@ async fn recovery_codes_under_a_retired_key_are_an_error_not_a_wrong_guess() {
     // Input that can't be a recovery code at all is wrong whatever the key.
     assert_eq!(
         refusal(redeem(&env.retired.service, "0000").await),
-        Refusal::WrongRecoveryCode
+        Refusal::Code(CodeRefusal::WrongRecoveryCode)
     );
     assert_eq!(env.run().await, 1);
     // Nothing was spent: with key 1 kept, the code signs in.
@@ -418,7 +419,7 @@ async fn regenerated_recovery_codes_work_without_the_old_key() {
     // And a wrong code is a wrong code again.
     assert_eq!(
         refusal(redeem(&env.retired.service, &env.recovery[2]).await),
-        Refusal::WrongRecoveryCode
+        Refusal::Code(CodeRefusal::WrongRecoveryCode)
     );
     assert_eq!(env.run().await, 1);
 }
@@ -519,7 +520,7 @@ async fn a_seed_used_with_the_old_key_kept_moves_to_the_current_key() {
     // The code is spent all the same: it can't sign in twice.
     assert_eq!(
         refusal(app_sign_in(&env.rotated.service, &env.app_code(&app)).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     // Key 1 can go now: the same app signs in on the next step.
     env.clock.advance(Duration::seconds(30));
@@ -559,7 +560,11 @@ async fn racing_sign_ins_that_reseal_still_see_one_app() {
     for result in results.into_iter().filter(Result::is_err) {
         let refused = refusal(result);
         assert!(
-            matches!(refused, Refusal::AlreadyUsed | Refusal::Locked { .. }),
+            matches!(
+                refused,
+                Refusal::Code(CodeRefusal::AlreadyUsed)
+                    | Refusal::Account(AccountRefusal::Locked { .. })
+            ),
             "{refused:?}"
         );
     }

@@ -8,6 +8,7 @@
 
 mod support;
 
+use ninsho::SendRefusal;
 use std::sync::Arc;
 
 use ninsho::contact::{MaskPolicy, MaskPolicyError};
@@ -140,7 +141,7 @@ async fn a_phone_shows_its_last_two_digits_and_the_check_asks_for_four() {
     for typed in ["78", "678", "1278", "45678", "", "+819012345678"] {
         assert_eq!(
             env.send(&sms, typed).await,
-            Err(Refusal::ContactNotConfirmed),
+            Err(Refusal::Send(SendRefusal::ContactNotConfirmed)),
             "{typed:?}"
         );
     }
@@ -215,7 +216,7 @@ async fn an_email_address_hides_its_local_part_and_the_check_asks_for_all_of_it(
     ] {
         assert_eq!(
             env.send(&email, typed).await,
-            Err(Refusal::ContactNotConfirmed),
+            Err(Refusal::Send(SendRefusal::ContactNotConfirmed)),
             "{typed:?}"
         );
     }
@@ -254,7 +255,7 @@ async fn a_custom_policy_shows_one_digit_and_asks_for_three() {
     for typed in ["8", "78", "5678"] {
         assert_eq!(
             env.send(&sms, typed).await,
-            Err(Refusal::ContactNotConfirmed),
+            Err(Refusal::Send(SendRefusal::ContactNotConfirmed)),
             "{typed:?}"
         );
     }
@@ -384,7 +385,7 @@ proptest! {
             let on_screen = &e164[e164.len() - trailing_digits(&masked)..];
             prop_assert_eq!(
                 refusal(issue(on_screen).await),
-                Refusal::ContactNotConfirmed,
+                Refusal::Send(SendRefusal::ContactNotConfirmed),
                 "{} typed from {}", on_screen, masked
             );
             let answer = &e164[e164.len() - asked..];

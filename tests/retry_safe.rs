@@ -8,6 +8,7 @@
 
 mod support;
 
+use ninsho::CodeRefusal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -169,12 +170,12 @@ impl Env {
         let other = self.service.new_attempt().unwrap();
         assert_eq!(
             refusal(self.complete(proof, Some(&other)).await),
-            Refusal::AlreadyUsed,
+            Refusal::Code(CodeRefusal::AlreadyUsed),
             "a replay from another attempt"
         );
         assert_eq!(
             refusal(self.complete(proof, None).await),
-            Refusal::AlreadyUsed,
+            Refusal::Code(CodeRefusal::AlreadyUsed),
             "a replay without an attempt"
         );
         retried
@@ -275,6 +276,12 @@ async fn a_collected_link_approval_whose_reply_was_lost_is_collected_again() {
     );
     assert!(poll(Some(&attempt)).await.unwrap().is_some());
     let other = env.service.new_attempt().unwrap();
-    assert_eq!(refusal(poll(Some(&other)).await), Refusal::AlreadyUsed);
-    assert_eq!(refusal(poll(None).await), Refusal::AlreadyUsed);
+    assert_eq!(
+        refusal(poll(Some(&other)).await),
+        Refusal::Code(CodeRefusal::AlreadyUsed)
+    );
+    assert_eq!(
+        refusal(poll(None).await),
+        Refusal::Code(CodeRefusal::AlreadyUsed)
+    );
 }

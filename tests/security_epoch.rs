@@ -5,6 +5,7 @@
 
 mod support;
 
+use ninsho::AccountRefusal;
 use std::sync::Arc;
 
 use ninsho::device::DeviceCheck;
@@ -83,7 +84,8 @@ impl Env {
     }
 
     async fn step_up_refused(&self, proof: &StepUp) -> bool {
-        refusal(self.service.check_step_up(&taro(), proof).await) == Refusal::StepUpRequired
+        refusal(self.service.check_step_up(&taro(), proof).await)
+            == Refusal::Account(AccountRefusal::StepUpRequired)
     }
 }
 
@@ -150,7 +152,7 @@ async fn sign_out_everywhere_and_a_password_change_refuse_earlier_step_ups() {
                 .regenerate_recovery_codes(&taro(), &first.step_up)
                 .await
         ),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
     assert_eq!(
         refusal(
@@ -158,7 +160,7 @@ async fn sign_out_everywhere_and_a_password_change_refuse_earlier_step_ups() {
                 .disable_two_factor(&taro(), &first.step_up)
                 .await
         ),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
 
     let second = env.sms_sign_in().await;
@@ -170,7 +172,7 @@ async fn sign_out_everywhere_and_a_password_change_refuse_earlier_step_ups() {
                 .phone_send_code(&taro(), "080-1111-2222", Some(&second.step_up), None)
                 .await
         ),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
 }
 

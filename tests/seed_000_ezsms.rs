@@ -10,13 +10,13 @@
 
 mod support;
 
+use ninsho::{CodeRefusal, ContactRefusal, SendRefusal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use ninsho::contact::{ContactError, PhonePolicy, PhoneRefusal, Region};
 
 use ninsho::gateway::RecordingGateway;
-use ninsho::limits::LimitKind;
 use ninsho::model::{AccountId, AccountRecord, Channel, Destination, DestinationKind};
 use ninsho::service::TwoFactor;
 use ninsho::service::{ContactPolicy, Progress, VerificationTicket};
@@ -126,14 +126,18 @@ async fn both_codes_go_out_at_once_and_the_phone_can_be_verified_first() {
     assert!(status.members[1].verified);
     assert!(!status.completed && !status.taken && !status.expired);
 
-    // Completing early is a host bug, not a user refusal.
+    // Completing early is refused, naming the contact still pending, and
+    // changes nothing.
     let early = env
         .service
         .signup_complete(&ticket.id, &AccountId::new("taro"))
         .await;
-    assert!(
-        matches!(early, Err(Error::Misuse(ninsho::Misuse::NotComplete))),
-        "{early:?}"
+    assert_eq!(
+        refusal(early),
+        Refusal::Contact(ContactRefusal::Unverified {
+            email: true,
+            phone: false
+        })
     );
 
     let mail = secret_to(&env.gateway, EMAIL);
@@ -146,7 +150,7 @@ async fn both_codes_go_out_at_once_and_the_phone_can_be_verified_first() {
 
     // A verified member can't be verified again.
     let again = env.service.signup_verify(&ticket.id, 1, &sms).await;
-    assert_eq!(refusal(again), Refusal::AlreadyUsed);
+    assert_eq!(refusal(again), Refusal::Code(CodeRefusal::AlreadyUsed));
 
     let taro = AccountId::new("taro");
     let contacts = env
@@ -224,17 +228,32 @@ async fn a_wrong_code_says_how_many_attempts_are_left_and_the_right_one_still_wo
     let wrong = if sms == "000000" { "111111" } else { "000000" };
 
     let first = env.service.signup_verify(&ticket.id, 1, wrong).await;
-    assert_eq!(refusal(first), Refusal::WrongCode { attempts_left: 4 });
+    assert_eq!(
+        refusal(first),
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
+    );
     let second = env.service.signup_verify(&ticket.id, 1, wrong).await;
-    assert_eq!(refusal(second), Refusal::WrongCode { attempts_left: 3 });
+    assert_eq!(
+        refusal(second),
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(3)
+        })
+    );
     // The email code is no use for the phone.
     let mail = secret_to(&env.gateway, EMAIL);
     assert_ne!(mail, sms, "each member has its own code");
     let crossed = env.service.signup_verify(&ticket.id, 1, &mail).await;
-    assert_eq!(refusal(crossed), Refusal::WrongCode { attempts_left: 2 });
+    assert_eq!(
+        refusal(crossed),
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(2)
+        })
+    );
     // Not a member.
     let nobody = env.service.signup_verify(&ticket.id, 2, &sms).await;
-    assert_eq!(refusal(nobody), Refusal::Unknown);
+    assert_eq!(refusal(nobody), Refusal::Code(CodeRefusal::Unknown));
 
     let step = env
         .service
@@ -259,17 +278,17 @@ async fn five_wrong_codes_kill_the_member_and_resend_starts_it_afresh() {
     for left in (0..5).rev() {
         let r = env.service.signup_verify(&ticket.id, 1, wrong).await;
         let expected = if left == 0 {
-            Refusal::TooManyAttempts
+            Refusal::Code(CodeRefusal::TooManyAttempts)
         } else {
-            Refusal::WrongCode {
-                attempts_left: left,
-            }
+            Refusal::Code(CodeRefusal::WrongCode {
+                attempts_left: Some(left),
+            })
         };
         assert_eq!(refusal(r), expected);
     }
     // Even the right code is refused now.
     let late = env.service.signup_verify(&ticket.id, 1, &sms).await;
-    assert_eq!(refusal(late), Refusal::TooManyAttempts);
+    assert_eq!(refusal(late), Refusal::Code(CodeRefusal::TooManyAttempts));
 
     // "Resend" gives the member a fresh challenge (no cooldown to wait:
     // the old one is dead).
@@ -300,10 +319,9 @@ async fn resend_waits_for_the_cooldown_then_sends_a_new_code() {
     let early = env.service.signup_resend(&ticket.id, 1, None).await;
     assert_eq!(
         refusal(early),
-        Refusal::RateLimited {
-            limit: LimitKind::Cooldown,
-            retry_at: t0() + Duration::seconds(60),
-        }
+        Refusal::Send(SendRefusal::Cooldown {
+            retry_at: t0() + Duration::seconds(60)
+        })
     );
     assert_eq!(env.gateway.sent_to(MOBILE).len(), 1, "nothing was sent");
 
@@ -311,10 +329,7 @@ async fn resend_waits_for_the_cooldown_then_sends_a_new_code() {
     let still = env.service.signup_resend(&ticket.id, 1, None).await;
     assert!(matches!(
         refusal(still),
-        Refusal::RateLimited {
-            limit: LimitKind::Cooldown,
-            ..
-        }
+        Refusal::Send(SendRefusal::Cooldown { .. })
     ));
 
     env.clock.advance(Duration::seconds(1));
@@ -348,7 +363,7 @@ async fn resend_waits_for_the_cooldown_then_sends_a_new_code() {
     // A verified member has nothing to resend.
     env.clock.advance(Duration::seconds(60));
     let done = env.service.signup_resend(&ticket.id, 1, None).await;
-    assert_eq!(refusal(done), Refusal::AlreadyUsed);
+    assert_eq!(refusal(done), Refusal::Code(CodeRefusal::AlreadyUsed));
 }
 
 #[tokio::test]
@@ -438,7 +453,7 @@ async fn the_whole_sign_up_expires_after_30_minutes() {
     env.clock.set(t0() + Duration::minutes(25));
     let stale = secret_to(&env.gateway, EMAIL);
     let expired_code = env.service.signup_verify(&late.id, 0, &stale).await;
-    assert_eq!(refusal(expired_code), Refusal::Expired);
+    assert_eq!(refusal(expired_code), Refusal::Code(CodeRefusal::Expired));
     let t1 = env.service.signup_resend(&late.id, 0, None).await.unwrap();
     let t2 = env
         .service
@@ -463,16 +478,16 @@ async fn the_whole_sign_up_expires_after_30_minutes() {
     env.clock.set(t0() + Duration::minutes(30));
     let mail = secret_to(&env.gateway, EMAIL);
     let over = env.service.signup_verify(&late.id, 0, &mail).await;
-    assert_eq!(refusal(over), Refusal::Expired);
+    assert_eq!(refusal(over), Refusal::Code(CodeRefusal::Expired));
     let status = env.service.signup_status(&late.id).await.unwrap();
     assert!(status.expired && !status.completed);
     let resend = env.service.signup_resend(&late.id, 0, None).await;
-    assert_eq!(refusal(resend), Refusal::Expired);
+    assert_eq!(refusal(resend), Refusal::Code(CodeRefusal::Expired));
     let complete = env
         .service
         .signup_complete(&late.id, &AccountId::new("taro"))
         .await;
-    assert_eq!(refusal(complete), Refusal::Expired);
+    assert_eq!(refusal(complete), Refusal::Code(CodeRefusal::Expired));
 
     // The one completed in time can still be collected.
     assert!(
@@ -507,7 +522,7 @@ async fn completing_with_a_number_another_account_holds_is_refused_and_registers
 
     let jiro = AccountId::new("jiro");
     let refused = env.service.signup_complete(&second.id, &jiro).await;
-    assert_eq!(refusal(refused), Refusal::ContactInUse);
+    assert_eq!(refusal(refused), Refusal::Contact(ContactRefusal::InUse));
     // All or nothing: not even the email address was registered.
     assert!(env.service.contacts(&jiro).await.unwrap().is_empty());
     let owner = env
@@ -540,12 +555,12 @@ async fn a_sign_up_completes_exactly_once() {
     // Nor can it register the contacts on a second account.
     let other = AccountId::new("mallory");
     let elsewhere = env.service.signup_complete(&ticket.id, &other).await;
-    assert_eq!(refusal(elsewhere), Refusal::AlreadyUsed);
+    assert_eq!(refusal(elsewhere), Refusal::Code(CodeRefusal::AlreadyUsed));
     assert!(env.service.contacts(&other).await.unwrap().is_empty());
     // A made-up id is unknown.
     let made_up = ninsho::model::VerificationId::parse(&"9".repeat(32)).unwrap();
     let unknown = env.service.signup_status(&made_up).await;
-    assert_eq!(refusal(unknown), Refusal::Unknown);
+    assert_eq!(refusal(unknown), Refusal::Code(CodeRefusal::Unknown));
 }
 
 /// A memory store whose next `n` contact commits fail as if the database

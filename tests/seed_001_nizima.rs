@@ -11,13 +11,14 @@
 
 mod support;
 
+use ninsho::{AccountRefusal, CodeRefusal, ContactRefusal, SendRefusal};
 use std::sync::Arc;
 
 use ninsho::contact::{ContactError, PhoneRefusal, Region};
 
 use ninsho::device::DeviceCheck;
 use ninsho::gateway::RecordingGateway;
-use ninsho::limits::{LimitKind, RateLimit, SendLimits};
+use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::model::{AccountId, Channel, Destination};
 use ninsho::recovery::PlainCodes;
 use ninsho::service::{Method, MethodKind, Proof, SignInStart, SignedIn, Skip, StepUp, TwoFactor};
@@ -160,17 +161,16 @@ async fn registering_a_phone_with_two_step_on_shows_ten_recovery_codes_once() {
     let early = env.service.resend(&taro, &ticket.challenge_id, None).await;
     assert_eq!(
         refusal(early),
-        Refusal::RateLimited {
-            limit: LimitKind::Cooldown,
-            retry_at: t0() + Duration::seconds(60),
-        }
+        Refusal::Send(SendRefusal::Cooldown {
+            retry_at: t0() + Duration::seconds(60)
+        })
     );
     env.clock.advance(Duration::seconds(60));
     let theirs = env
         .service
         .resend(&hanako(), &ticket.challenge_id, None)
         .await;
-    assert_eq!(refusal(theirs), Refusal::Unknown);
+    assert_eq!(refusal(theirs), Refusal::Code(CodeRefusal::Unknown));
     let resent = env
         .service
         .resend(&taro, &ticket.challenge_id, None)
@@ -187,12 +187,17 @@ async fn registering_a_phone_with_two_step_on_shows_ten_recovery_codes_once() {
         .service
         .phone_confirm(&taro, &ticket.challenge_id, wrong, true)
         .await;
-    assert_eq!(refusal(r), Refusal::WrongCode { attempts_left: 4 });
+    assert_eq!(
+        refusal(r),
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
+    );
     let r = env
         .service
         .phone_confirm(&hanako(), &ticket.challenge_id, &code, true)
         .await;
-    assert_eq!(refusal(r), Refusal::Unknown);
+    assert_eq!(refusal(r), Refusal::Code(CodeRefusal::Unknown));
     assert!(!env.service.two_factor_enabled(&taro).await.unwrap());
 
     // "Also turn on two-step sign-in" ticked.
@@ -231,9 +236,12 @@ async fn registering_a_phone_with_two_step_on_shows_ten_recovery_codes_once() {
         .service
         .phone_confirm(&taro, &ticket.challenge_id, &code, true)
         .await;
-    assert_eq!(refusal(again), Refusal::AlreadyUsed);
+    assert_eq!(refusal(again), Refusal::Code(CodeRefusal::AlreadyUsed));
     let twice = env.service.enable_two_factor(&taro).await;
-    assert_eq!(refusal(twice), Refusal::TwoFactorAlreadyOn);
+    assert_eq!(
+        refusal(twice),
+        Refusal::Account(AccountRefusal::TwoFactorAlreadyOn)
+    );
 
     // Next sign-in asks for the second step: SMS, a call, or a recovery code.
     let start = env.service.sign_in_begin(&taro, None).await.unwrap();
@@ -285,7 +293,7 @@ async fn two_step_sign_in_can_be_turned_on_after_registering() {
     // Recovery codes can't be shown or regenerated while it is off.
     let proof = step_up(&env, &taro).await;
     let off = env.service.regenerate_recovery_codes(&taro, &proof).await;
-    assert_eq!(refusal(off), Refusal::TwoFactorOff);
+    assert_eq!(refusal(off), Refusal::Account(AccountRefusal::TwoFactorOff));
 
     let codes = env.service.enable_two_factor(&taro).await.unwrap();
     assert_eq!(codes.len(), 10);
@@ -296,7 +304,10 @@ async fn two_step_sign_in_can_be_turned_on_after_registering() {
 
     // Without a phone there is nothing to send codes to.
     let none = env.service.enable_two_factor(&hanako()).await;
-    assert_eq!(refusal(none), Refusal::NoSecondFactor);
+    assert_eq!(
+        refusal(none),
+        Refusal::Account(AccountRefusal::NoSecondFactor)
+    );
 }
 
 #[tokio::test]
@@ -312,7 +323,7 @@ async fn changing_the_phone_needs_a_fresh_second_factor_and_kills_trusted_device
         .service
         .phone_send_code(&taro, "080-9876-5432", None, None)
         .await;
-    assert_eq!(refusal(r), Refusal::StepUpRequired);
+    assert_eq!(refusal(r), Refusal::Account(AccountRefusal::StepUpRequired));
     assert!(env.gateway.sent_to(NEW_PHONE).is_empty());
 
     // With a fresh one (the sign-in above, 0 s ago).
@@ -396,7 +407,10 @@ async fn a_step_up_is_fresh_for_ten_minutes_for_its_own_account_only() {
     env.clock.advance(Duration::minutes(10));
     env.service.check_step_up(&taro, &proof).await.unwrap();
     let theirs = env.service.check_step_up(&hanako(), &proof).await;
-    assert_eq!(refusal(theirs), Refusal::StepUpRequired);
+    assert_eq!(
+        refusal(theirs),
+        Refusal::Account(AccountRefusal::StepUpRequired)
+    );
 
     // A forged proof (its instant moved on) is refused even while fresh.
     let mut json = serde_json::to_value(&proof).unwrap();
@@ -404,23 +418,32 @@ async fn a_step_up_is_fresh_for_ten_minutes_for_its_own_account_only() {
     let forged: StepUp = serde_json::from_value(json).unwrap();
     assert_eq!(
         refusal(env.service.check_step_up(&taro, &forged).await),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
 
     env.clock.advance(Duration::seconds(1));
     assert_eq!(
         refusal(env.service.check_step_up(&taro, &proof).await),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
     let stale = env
         .service
         .phone_send_code(&taro, "080-9876-5432", Some(&proof), None)
         .await;
-    assert_eq!(refusal(stale), Refusal::StepUpRequired);
+    assert_eq!(
+        refusal(stale),
+        Refusal::Account(AccountRefusal::StepUpRequired)
+    );
     let stale = env.service.regenerate_recovery_codes(&taro, &proof).await;
-    assert_eq!(refusal(stale), Refusal::StepUpRequired);
+    assert_eq!(
+        refusal(stale),
+        Refusal::Account(AccountRefusal::StepUpRequired)
+    );
     let stale = env.service.disable_two_factor(&taro, &proof).await;
-    assert_eq!(refusal(stale), Refusal::StepUpRequired);
+    assert_eq!(
+        refusal(stale),
+        Refusal::Account(AccountRefusal::StepUpRequired)
+    );
     assert!(env.gateway.sent_to(NEW_PHONE).is_empty());
     assert!(env.service.two_factor_enabled(&taro).await.unwrap());
 }
@@ -432,7 +455,7 @@ async fn the_phone_cannot_be_deleted_while_two_step_sign_in_is_on() {
     register(&env, &taro, "090-1234-5678", PHONE, true).await;
 
     let r = env.service.phone_remove(&taro).await;
-    assert_eq!(refusal(r), Refusal::ContactRequired);
+    assert_eq!(refusal(r), Refusal::Contact(ContactRefusal::Required));
     assert_eq!(env.service.contacts(&taro).await.unwrap().len(), 1);
 
     // Turned off first, the number can go (and is released).
@@ -448,7 +471,7 @@ async fn the_phone_cannot_be_deleted_while_two_step_sign_in_is_on() {
     assert_eq!(owner, None);
     assert_eq!(
         refusal(env.service.phone_remove(&taro).await),
-        Refusal::NotAContact
+        Refusal::Contact(ContactRefusal::NotOnAccount)
     );
 }
 
@@ -472,7 +495,7 @@ async fn one_number_belongs_to_one_account() {
         .service
         .phone_confirm(&hanako, &ticket.challenge_id, &code, true)
         .await;
-    assert_eq!(refusal(refused), Refusal::ContactInUse);
+    assert_eq!(refusal(refused), Refusal::Contact(ContactRefusal::InUse));
     assert!(env.service.contacts(&hanako).await.unwrap().is_empty());
     assert!(!env.service.two_factor_enabled(&hanako).await.unwrap());
     let owner = env
@@ -487,7 +510,10 @@ async fn one_number_belongs_to_one_account() {
         .service
         .phone_send_code(&taro, "090-1234-5678", None, None)
         .await;
-    assert_eq!(refusal(same), Refusal::ContactAlreadyAdded);
+    assert_eq!(
+        refusal(same),
+        Refusal::Contact(ContactRefusal::AlreadyAdded)
+    );
 }
 
 #[tokio::test]
@@ -550,7 +576,12 @@ async fn trusting_the_browser_skips_the_second_step_next_time() {
             None,
         )
         .await;
-    assert_eq!(refusal(r), Refusal::WrongCode { attempts_left: 4 });
+    assert_eq!(
+        refusal(r),
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
+    );
     // Another account can't use taro's challenge.
     let r = env
         .service
@@ -564,7 +595,7 @@ async fn trusting_the_browser_skips_the_second_step_next_time() {
             None,
         )
         .await;
-    assert_eq!(refusal(r), Refusal::Unknown);
+    assert_eq!(refusal(r), Refusal::Code(CodeRefusal::Unknown));
 
     let signed_in = env
         .service
@@ -597,7 +628,7 @@ async fn trusting_the_browser_skips_the_second_step_next_time() {
             None,
         )
         .await;
-    assert_eq!(refusal(replay), Refusal::AlreadyUsed);
+    assert_eq!(refusal(replay), Refusal::Code(CodeRefusal::AlreadyUsed));
 
     // Next time, from the same browser: no second step.
     env.clock.advance(Duration::days(1));
@@ -666,7 +697,10 @@ async fn a_lost_phone_is_replaced_by_a_recovery_code_which_revokes_trusted_brows
             None,
         )
         .await;
-    assert_eq!(refusal(wrong), Refusal::WrongRecoveryCode);
+    assert_eq!(
+        refusal(wrong),
+        Refusal::Code(CodeRefusal::WrongRecoveryCode)
+    );
     // Typed in lower case with spaces: still the code.
     let typed = codes[3].to_lowercase().replace('-', " ");
     let signed_in = env
@@ -714,7 +748,7 @@ async fn a_lost_phone_is_replaced_by_a_recovery_code_which_revokes_trusted_brows
         .service
         .sign_in_complete(&taro, Proof::RecoveryCode { code: &codes[3] }, None, None)
         .await;
-    assert_eq!(refusal(reused), Refusal::AlreadyUsed);
+    assert_eq!(refusal(reused), Refusal::Code(CodeRefusal::AlreadyUsed));
     let next = env
         .service
         .sign_in_complete(&taro, Proof::RecoveryCode { code: &codes[0] }, None, None)
@@ -769,7 +803,7 @@ async fn regenerating_recovery_codes_voids_the_old_set() {
             .service
             .sign_in_complete(&taro, Proof::RecoveryCode { code }, None, None)
             .await;
-        assert_eq!(refusal(r), Refusal::WrongRecoveryCode);
+        assert_eq!(refusal(r), Refusal::Code(CodeRefusal::WrongRecoveryCode));
         // Past the failure back-off (at most 15 minutes) before the next.
         env.clock.advance(Duration::minutes(15));
     }
@@ -801,7 +835,7 @@ async fn turning_two_step_off_needs_a_step_up_and_on_again_issues_new_codes() {
         step_up(&env, &hanako()).await
     };
     let r = env.service.disable_two_factor(&taro, &someone_elses).await;
-    assert_eq!(refusal(r), Refusal::StepUpRequired);
+    assert_eq!(refusal(r), Refusal::Account(AccountRefusal::StepUpRequired));
 
     env.service
         .disable_two_factor(&taro, &trusted.step_up)
@@ -830,17 +864,21 @@ async fn turning_two_step_off_needs_a_step_up_and_on_again_issues_new_codes() {
         .service
         .sign_in_complete(&taro, Proof::RecoveryCode { code: &first[0] }, None, None)
         .await;
-    assert_eq!(refusal(r), Refusal::Unknown, "no set any more");
+    assert_eq!(
+        refusal(r),
+        Refusal::Code(CodeRefusal::Unknown),
+        "no set any more"
+    );
     // Turning it off moved the security epoch on: the step-up that did it
     // is spent. A fresh one hears that two-step sign-in is off already.
     let r = env
         .service
         .disable_two_factor(&taro, &trusted.step_up)
         .await;
-    assert_eq!(refusal(r), Refusal::StepUpRequired);
+    assert_eq!(refusal(r), Refusal::Account(AccountRefusal::StepUpRequired));
     let fresh = step_up(&env, &taro).await;
     let r = env.service.disable_two_factor(&taro, &fresh).await;
-    assert_eq!(refusal(r), Refusal::TwoFactorOff);
+    assert_eq!(refusal(r), Refusal::Account(AccountRefusal::TwoFactorOff));
 
     // On again: a new set, the old one still dead.
     let second = env.service.enable_two_factor(&taro).await.unwrap();
@@ -860,7 +898,7 @@ async fn turning_two_step_off_needs_a_step_up_and_on_again_issues_new_codes() {
         .service
         .sign_in_complete(&taro, Proof::RecoveryCode { code: &first[0] }, None, None)
         .await;
-    assert_eq!(refusal(r), Refusal::WrongRecoveryCode);
+    assert_eq!(refusal(r), Refusal::Code(CodeRefusal::WrongRecoveryCode));
     let signed_in = env
         .service
         .sign_in_complete(&taro, Proof::RecoveryCode { code: &second[0] }, None, None)

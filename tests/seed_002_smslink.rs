@@ -8,6 +8,7 @@
 
 mod support;
 
+use ninsho::{CodeRefusal, SendRefusal};
 use std::sync::Arc;
 
 use ninsho::gateway::{Attempt, DeliveryErrorKind, RecordingGateway};
@@ -142,10 +143,10 @@ async fn a_code_works_for_ten_minutes_and_not_a_second_longer() {
     );
     env.clock.advance(Duration::seconds(1));
     let late = env.complete(&b.challenge_id, code_b.expose_secret()).await;
-    assert_eq!(refusal(late), Refusal::Expired);
+    assert_eq!(refusal(late), Refusal::Code(CodeRefusal::Expired));
     // An expired challenge can't be resent either: ask for a new code.
     let resend = env.service.resend(&env.taro, &b.challenge_id, None).await;
-    assert_eq!(refusal(resend), Refusal::Expired);
+    assert_eq!(refusal(resend), Refusal::Code(CodeRefusal::Expired));
     let fresh = env
         .service
         .sign_in_send_code(&env.taro, &sms, None, None)
@@ -279,7 +280,7 @@ async fn another_option_sends_the_code_by_voice_at_once() {
         .service
         .another_option(&env.taro, &ticket.challenge_id, None)
         .await;
-    assert_eq!(refusal(none), Refusal::NoMoreOptions);
+    assert_eq!(refusal(none), Refusal::Send(SendRefusal::NoMoreOptions));
 
     let code = heard(messages[1].body.expose_secret());
     assert_eq!(
@@ -365,7 +366,12 @@ async fn signing_in_by_voice_reads_the_code_aloud() {
     let code = heard(&body);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let r = env.complete(&ticket.challenge_id, wrong).await;
-    assert_eq!(refusal(r), Refusal::WrongCode { attempts_left: 4 });
+    assert_eq!(
+        refusal(r),
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
+    );
     assert_eq!(
         env.complete(&ticket.challenge_id, &code).await.unwrap(),
         MethodKind::Voice

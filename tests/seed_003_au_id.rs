@@ -8,6 +8,7 @@
 
 mod support;
 
+use ninsho::CodeRefusal;
 use std::sync::Arc;
 
 use ninsho::device::DeviceCheck;
@@ -244,17 +245,17 @@ async fn the_phone_sees_the_device_then_approves_and_the_sign_in_is_collected_on
     tampered.push(if last == 'a' { 'b' } else { 'a' });
     assert_eq!(
         refusal(env.service.open_link(&tampered).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(
         refusal(env.service.approve_link(&tampered).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     let theirs = env
         .service
         .sign_in_poll_link(&AccountId::new("hanako"), &ticket.challenge_id, None, None)
         .await;
-    assert_eq!(refusal(theirs), Refusal::Unknown);
+    assert_eq!(refusal(theirs), Refusal::Code(CodeRefusal::Unknown));
 
     // "Sign in on the device above."
     env.clock.advance(Duration::seconds(20));
@@ -271,14 +272,17 @@ async fn the_phone_sees_the_device_then_approves_and_the_sign_in_is_collected_on
     assert_eq!(info.label, "Chrome on Windows");
 
     // Exactly once.
-    assert_eq!(refusal(env.poll(&ticket, None).await), Refusal::AlreadyUsed);
+    assert_eq!(
+        refusal(env.poll(&ticket, None).await),
+        Refusal::Code(CodeRefusal::AlreadyUsed)
+    );
     assert_eq!(
         refusal(env.service.approve_link(&token).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     assert_eq!(
         refusal(env.service.open_link(&token).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     assert_eq!(
         env.service
@@ -297,16 +301,22 @@ async fn this_was_not_me_denies_the_sign_in() {
     assert_eq!(view.device, "Unknown browser on Linux");
     env.service.deny_link(&token).await.unwrap();
 
-    assert_eq!(refusal(env.poll(&ticket, None).await), Refusal::Denied);
+    assert_eq!(
+        refusal(env.poll(&ticket, None).await),
+        Refusal::Code(CodeRefusal::Denied)
+    );
     assert_eq!(
         refusal(env.service.approve_link(&token).await),
-        Refusal::Denied
+        Refusal::Code(CodeRefusal::Denied)
     );
     assert_eq!(
         refusal(env.service.open_link(&token).await),
-        Refusal::Denied
+        Refusal::Code(CodeRefusal::Denied)
     );
-    assert_eq!(refusal(env.poll(&ticket, None).await), Refusal::Denied);
+    assert_eq!(
+        refusal(env.poll(&ticket, None).await),
+        Refusal::Code(CodeRefusal::Denied)
+    );
 }
 
 #[tokio::test]
@@ -316,19 +326,25 @@ async fn a_link_works_for_ten_minutes_and_an_approval_must_be_collected_in_time(
     env.clock.advance(Duration::minutes(10));
     assert_eq!(
         refusal(env.service.open_link(&token).await),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
     assert_eq!(
         refusal(env.service.approve_link(&token).await),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
-    assert_eq!(refusal(env.poll(&unopened, None).await), Refusal::Expired);
+    assert_eq!(
+        refusal(env.poll(&unopened, None).await),
+        Refusal::Code(CodeRefusal::Expired)
+    );
 
     let (late, token) = env.send_link(0, "Chrome on Windows").await;
     env.clock.advance(Duration::minutes(9));
     env.service.approve_link(&token).await.unwrap();
     env.clock.advance(Duration::minutes(1));
-    assert_eq!(refusal(env.poll(&late, None).await), Refusal::Expired);
+    assert_eq!(
+        refusal(env.poll(&late, None).await),
+        Refusal::Code(CodeRefusal::Expired)
+    );
 }
 
 #[tokio::test]
@@ -418,7 +434,7 @@ async fn authorised_devices_are_listed_and_a_revoked_one_is_asked_again() {
     // "I don't recognise this one": revoke it. Another account can't.
     let hanako = AccountId::new("hanako");
     let r = env.service.revoke_device(&hanako, &safari.1.id).await;
-    assert_eq!(refusal(r), Refusal::Unknown);
+    assert_eq!(refusal(r), Refusal::Code(CodeRefusal::Unknown));
     env.service
         .revoke_device(&env.taro, &safari.1.id)
         .await

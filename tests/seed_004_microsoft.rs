@@ -11,6 +11,7 @@
 
 mod support;
 
+use ninsho::{AccountRefusal, CodeRefusal, SendRefusal};
 use std::sync::Arc;
 
 use ninsho::gateway::RecordingGateway;
@@ -167,7 +168,11 @@ async fn a_wrong_last_four_sends_nothing_and_the_right_one_sends_the_code() {
             .service
             .sign_in_send_code(&env.taro, &sms, typed, None)
             .await;
-        assert_eq!(refusal(r), Refusal::ContactNotConfirmed, "{typed:?}");
+        assert_eq!(
+            refusal(r),
+            Refusal::Send(SendRefusal::ContactNotConfirmed),
+            "{typed:?}"
+        );
     }
     assert!(env.gateway.attempts().is_empty(), "nothing was sent");
     // Past the back-off the third miss started.
@@ -197,7 +202,11 @@ async fn the_email_address_must_be_completed_in_full() {
             .service
             .sign_in_send_code(&env.taro, &email, Some(typed), None)
             .await;
-        assert_eq!(refusal(r), Refusal::ContactNotConfirmed, "{typed}");
+        assert_eq!(
+            refusal(r),
+            Refusal::Send(SendRefusal::ContactNotConfirmed),
+            "{typed}"
+        );
         // Past the failure back-off before the next try.
         env.clock.advance(Duration::minutes(1));
     }
@@ -231,7 +240,7 @@ async fn guessing_the_last_four_digits_runs_into_the_back_off() {
             .service
             .sign_in_send_code(&env.taro, &sms, Some(guess), None)
             .await;
-        assert_eq!(refusal(r), Refusal::ContactNotConfirmed);
+        assert_eq!(refusal(r), Refusal::Send(SendRefusal::ContactNotConfirmed));
     }
     // The fourth try waits, even with the right digits.
     let r = env
@@ -240,9 +249,9 @@ async fn guessing_the_last_four_digits_runs_into_the_back_off() {
         .await;
     assert_eq!(
         refusal(r),
-        Refusal::Locked {
+        Refusal::Account(AccountRefusal::Locked {
             until: Some(t0() + Duration::seconds(1)),
-        }
+        })
     );
     assert!(env.gateway.attempts().is_empty());
     env.clock.advance(Duration::seconds(1));
@@ -261,7 +270,7 @@ async fn a_code_by_voice_call_after_the_last_four_digits() {
         .service
         .sign_in_send_code(&env.taro, &voice, Some("0000"), None)
         .await;
-    assert_eq!(refusal(r), Refusal::ContactNotConfirmed);
+    assert_eq!(refusal(r), Refusal::Send(SendRefusal::ContactNotConfirmed));
     let ticket = env
         .service
         .sign_in_send_code(&env.taro, &voice, Some("5678"), None)
@@ -358,7 +367,7 @@ async fn use_another_option_calls_instead_or_picks_another_contact() {
         .service
         .another_option(&env.taro, &ticket.challenge_id, None)
         .await;
-    assert_eq!(refusal(none), Refusal::NoMoreOptions);
+    assert_eq!(refusal(none), Refusal::Send(SendRefusal::NoMoreOptions));
     let code = secret_to(&env.gateway, EMAIL);
     let signed_in = env
         .complete(&ticket.challenge_id, &code, None)
@@ -374,7 +383,7 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
         .service
         .authenticator_start(&env.taro, "taro@example.com", None)
         .await;
-    assert_eq!(refusal(r), Refusal::StepUpRequired);
+    assert_eq!(refusal(r), Refusal::Account(AccountRefusal::StepUpRequired));
 
     let proof = env.step_up().await;
     let setup = env
@@ -401,11 +410,13 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
             None,
         )
         .await;
-    assert_eq!(refusal(early), Refusal::Unknown);
+    assert_eq!(refusal(early), Refusal::Code(CodeRefusal::Unknown));
 
     // A typo, then the code the app shows. Every guess counts against the
-    // account's hard stop (100); the attempt above, with no app to check
-    // against, was no guess.
+    // account's hard stop (100), but an app's codes have no per-code limit
+    // to show: the refusal says none (the account's count is not a figure
+    // for the UI). The attempt above, with no app to check against, was no
+    // guess.
     let now_code = totp_code(&uri, t0());
     let typo = if now_code == "000000" {
         "111111"
@@ -413,7 +424,12 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
         "000000"
     };
     let r = env.service.authenticator_confirm(&env.taro, typo).await;
-    assert_eq!(refusal(r), Refusal::WrongCode { attempts_left: 99 });
+    assert_eq!(
+        refusal(r),
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: None
+        })
+    );
     env.service
         .authenticator_confirm(&env.taro, &now_code)
         .await
@@ -422,7 +438,11 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
         .service
         .authenticator_confirm(&env.taro, &now_code)
         .await;
-    assert_eq!(refusal(again), Refusal::Unknown, "nothing pending any more");
+    assert_eq!(
+        refusal(again),
+        Refusal::Code(CodeRefusal::Unknown),
+        "nothing pending any more"
+    );
 
     // The app comes first among the methods.
     let methods = env.service.methods(&env.taro).await.unwrap();
@@ -440,7 +460,7 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
             None,
         )
         .await;
-    assert_eq!(refusal(replay), Refusal::AlreadyUsed);
+    assert_eq!(refusal(replay), Refusal::Code(CodeRefusal::AlreadyUsed));
 
     // Thirty seconds on, the next code signs in — once.
     env.clock.advance(Duration::seconds(30));
@@ -462,7 +482,7 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
         .service
         .sign_in_complete(&env.taro, Proof::Authenticator { code: &next }, None, None)
         .await;
-    assert_eq!(refusal(replay), Refusal::AlreadyUsed);
+    assert_eq!(refusal(replay), Refusal::Code(CodeRefusal::AlreadyUsed));
 }
 
 #[tokio::test]
@@ -470,7 +490,10 @@ async fn an_authenticator_can_be_the_only_second_factor() {
     let env = env().await;
     let jiro = AccountId::new("jiro");
     let none = env.service.enable_two_factor(&jiro).await;
-    assert_eq!(refusal(none), Refusal::NoSecondFactor);
+    assert_eq!(
+        refusal(none),
+        Refusal::Account(AccountRefusal::NoSecondFactor)
+    );
 
     // Two-step sign-in is off: no step-up needed to add the app.
     let setup = env
@@ -516,7 +539,7 @@ async fn an_authenticator_can_be_the_only_second_factor() {
         .service
         .authenticator_remove(&jiro, &signed_in.step_up)
         .await;
-    assert_eq!(refusal(r), Refusal::NoSecondFactor);
+    assert_eq!(refusal(r), Refusal::Account(AccountRefusal::NoSecondFactor));
 }
 
 #[tokio::test]
@@ -590,7 +613,12 @@ async fn an_unverified_contact_gets_seven_days_then_sign_in_is_blocked_until_a_n
         .service
         .contact_confirm(&kenji, &ticket.challenge_id, wrong)
         .await;
-    assert_eq!(refusal(r), Refusal::WrongCode { attempts_left: 4 });
+    assert_eq!(
+        refusal(r),
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
+    );
     assert!(
         env.service
             .contact_check(&kenji)

@@ -5,6 +5,7 @@
 
 mod support;
 
+use ninsho::{AccountRefusal, CodeRefusal, SendRefusal};
 use std::sync::Arc;
 
 use ninsho::gateway::RecordingGateway;
@@ -178,7 +179,7 @@ async fn step_up_proofs_are_bound_fresh_and_unforgeable() {
                 .check_step_up(&AccountId::new("jiro"), &proof)
                 .await
         ),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
     // Edited in the session store: moved to another account, or made newer.
     let mut json: serde_json::Value = serde_json::to_value(&proof).unwrap();
@@ -190,7 +191,7 @@ async fn step_up_proofs_are_bound_fresh_and_unforgeable() {
                 .check_step_up(&AccountId::new("jiro"), &moved)
                 .await
         ),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
     let mut json: serde_json::Value = serde_json::to_value(&proof).unwrap();
     let later = env.clock.now() + Duration::minutes(9);
@@ -200,12 +201,12 @@ async fn step_up_proofs_are_bound_fresh_and_unforgeable() {
         .advance(Duration::minutes(10) + Duration::seconds(1));
     assert_eq!(
         refusal(env.service.check_step_up(&taro(), &newer).await),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
     // The genuine one: fresh for exactly 10 minutes.
     assert_eq!(
         refusal(env.service.check_step_up(&taro(), &proof).await),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
     env.clock.rewind(Duration::seconds(1));
     assert!(env.service.check_step_up(&taro(), &proof).await.is_ok());
@@ -213,11 +214,11 @@ async fn step_up_proofs_are_bound_fresh_and_unforgeable() {
     env.clock.advance(Duration::seconds(1));
     assert_eq!(
         refusal(env.service.disable_two_factor(&taro(), &proof).await),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
     assert_eq!(
         refusal(env.service.regenerate_recovery_codes(&taro(), &proof).await),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
     assert_eq!(
         refusal(
@@ -225,7 +226,7 @@ async fn step_up_proofs_are_bound_fresh_and_unforgeable() {
                 .authenticator_start(&taro(), "taro@example.com", None)
                 .await
         ),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
 }
 
@@ -276,7 +277,11 @@ async fn one_authenticator_code_signs_in_once() {
     .await;
     assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
     for o in outcomes.iter().filter_map(|o| o.as_ref().err()) {
-        assert_eq!(o.refusal(), Some(Refusal::AlreadyUsed), "{o:?}");
+        assert_eq!(
+            o.refusal(),
+            Some(Refusal::Code(CodeRefusal::AlreadyUsed)),
+            "{o:?}"
+        );
     }
 }
 
@@ -363,7 +368,7 @@ async fn methods_follow_the_policy() {
                 .contact_send_code(&taro(), &email, None, None)
                 .await
         ),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
     let step_up = env.step_up().await;
     let ticket = env
@@ -439,7 +444,7 @@ async fn methods_follow_the_policy() {
                 .await
         ),
         // Not one of this service's methods for the account.
-        Refusal::NoSuchMethod
+        Refusal::Account(AccountRefusal::NoSuchMethod)
     );
 }
 
@@ -457,15 +462,15 @@ async fn resend_and_another_option_stay_with_the_account() {
     let id = &ticket.challenge_id;
     assert_eq!(
         refusal(env.service.resend(&jiro, id, None).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(
         refusal(env.service.another_option(&jiro, id, None).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert!(matches!(
         refusal(env.service.resend(&taro(), id, None).await),
-        Refusal::RateLimited { .. }
+        Refusal::Send(SendRefusal::Cooldown { .. })
     ));
     let call = env.service.another_option(&taro(), id, None).await.unwrap();
     assert_eq!(call.channel, ninsho::model::Channel::Voice);
@@ -520,7 +525,7 @@ async fn the_authenticator_entry_carries_the_users_label_not_the_account_id() {
                 .authenticator_confirm(&AccountId::new("jiro"), "123456")
                 .await
         ),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
 }
 
@@ -598,7 +603,7 @@ async fn methods_are_picked_by_an_id_bound_to_the_account() {
                 .sign_in_send_code(&jiro, &sms.id, None, None)
                 .await
         ),
-        Refusal::NoSuchMethod
+        Refusal::Account(AccountRefusal::NoSuchMethod)
     );
     // A made-up id too.
     assert_eq!(
@@ -612,7 +617,7 @@ async fn methods_are_picked_by_an_id_bound_to_the_account() {
                 )
                 .await
         ),
-        Refusal::NoSuchMethod
+        Refusal::Account(AccountRefusal::NoSuchMethod)
     );
     assert_eq!(env.gateway.messages().len(), sent);
 }

@@ -7,6 +7,7 @@
 
 mod support;
 
+use ninsho::{AccountRefusal, CodeRefusal, SendRefusal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -190,7 +191,7 @@ async fn hijacked_session_cannot_add_its_phone_as_a_second_factor() {
                 .contact_send_code(&taro(), &attacker, None, None)
                 .await
         ),
-        Refusal::StepUpRequired
+        Refusal::Account(AccountRefusal::StepUpRequired)
     );
 
     // …but phone_send_code takes it without a step-up.
@@ -200,7 +201,11 @@ async fn hijacked_session_cannot_add_its_phone_as_a_second_factor() {
         .await;
     let ticket = match sent {
         Err(e) => {
-            assert_eq!(e.refusal(), Some(Refusal::StepUpRequired), "{e:?}");
+            assert_eq!(
+                e.refusal(),
+                Some(Refusal::Account(AccountRefusal::StepUpRequired)),
+                "{e:?}"
+            );
             return;
         }
         Ok(ticket) => ticket,
@@ -370,7 +375,7 @@ async fn links_honour_the_masked_contact_confirmation() {
                 .sign_in_send_code(&taro(), sms, None, None)
                 .await
         ),
-        Refusal::ContactNotConfirmed
+        Refusal::Send(SendRefusal::ContactNotConfirmed)
     );
     // …a link is not.
     let sent = env
@@ -535,7 +540,10 @@ async fn a_code_in_flight_to_a_changed_number_is_not_resent() {
             .await
             .map(|_| ()),
     ] {
-        assert_eq!(refusal(again), Refusal::DestinationMismatch);
+        assert_eq!(
+            refusal(again),
+            Refusal::Code(CodeRefusal::DestinationMismatch)
+        );
     }
     assert_eq!(
         env.gateway.messages().len(),
@@ -586,7 +594,7 @@ async fn email_is_not_a_second_factor_by_default() {
     add_email(hanako.clone()).await;
     assert_eq!(
         refusal(service.enable_two_factor(&hanako).await),
-        Refusal::NoSecondFactor
+        Refusal::Account(AccountRefusal::NoSecondFactor)
     );
     assert!(!service.two_factor_enabled(&hanako).await.unwrap());
     assert!(email_on.enable_two_factor(&hanako).await.is_ok());
@@ -631,7 +639,7 @@ async fn email_is_not_a_second_factor_by_default() {
                 .sign_in_send_code(&taro(), &forged, None, None)
                 .await
         ),
-        Refusal::NoSuchMethod
+        Refusal::Account(AccountRefusal::NoSuchMethod)
     );
     assert_eq!(gateway.sent_to(EMAIL).len(), sent);
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use subtle::{Choice, ConstantTimeEq};
 use time::{Duration, OffsetDateTime};
 
-use crate::error::Refusal;
+use crate::error::{CodeRefusal, Refusal};
 use crate::hash::{KeyId, KeyedHash, KeyedHasher, Tag};
 use crate::model::{ChallengeId, ChallengeRecord, ChallengeState, Destination, Purpose};
 use crate::otp::{OtpCode, parse_code};
@@ -162,14 +162,14 @@ pub(crate) fn refusal_before_check(
 ) -> Option<Refusal> {
     match record.state {
         ChallengeState::Pending => {}
-        ChallengeState::Exhausted => return Some(Refusal::TooManyAttempts),
-        _ => return Some(Refusal::AlreadyUsed),
+        ChallengeState::Exhausted => return Some(Refusal::Code(CodeRefusal::TooManyAttempts)),
+        _ => return Some(Refusal::Code(CodeRefusal::AlreadyUsed)),
     }
     if record.link.is_some() {
-        return Some(Refusal::Unknown);
+        return Some(Refusal::Code(CodeRefusal::Unknown));
     }
     if now >= record.expires_at || record.sends.iter().all(|s| now >= s.expires_at) {
-        return Some(Refusal::Expired);
+        return Some(Refusal::Code(CodeRefusal::Expired));
     }
     None
 }
@@ -208,18 +208,18 @@ pub(crate) fn decide(
     }
     let refusal = if !context_ok {
         if &record.purpose == purpose {
-            Refusal::DestinationMismatch
+            Refusal::Code(CodeRefusal::DestinationMismatch)
         } else {
-            Refusal::PurposeMismatch
+            Refusal::Code(CodeRefusal::PurposeMismatch)
         }
     } else {
         let left = record.max_attempts.saturating_sub(next.failed_attempts);
         if left == 0 {
-            Refusal::TooManyAttempts
+            Refusal::Code(CodeRefusal::TooManyAttempts)
         } else {
-            Refusal::WrongCode {
-                attempts_left: left,
-            }
+            Refusal::Code(CodeRefusal::WrongCode {
+                attempts_left: Some(left),
+            })
         }
     };
     Decision::Reject(next, refusal)

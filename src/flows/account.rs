@@ -31,7 +31,7 @@ pub(crate) async fn epoch(store: &dyn Store, account: &AccountId) -> Result<u64,
 /// once. An error from `edit` writes nothing.
 ///
 /// # Errors
-/// What `edit` returns; [`Refusal::ContactInUse`](crate::error::Refusal::ContactInUse) when a claim is held by
+/// What `edit` returns; [`ContactRefusal::InUse`](crate::error::ContactRefusal::InUse) when a claim is held by
 /// another account; [`Error::Store`].
 pub(crate) async fn update<T>(
     store: &dyn Store,
@@ -60,7 +60,7 @@ pub(crate) async fn update<T>(
 /// must then leave the record as it found it).
 ///
 /// # Errors
-/// What `edit` returns; [`Refusal::ContactInUse`](crate::error::Refusal::ContactInUse) when a claim is held by
+/// What `edit` returns; [`ContactRefusal::InUse`](crate::error::ContactRefusal::InUse) when a claim is held by
 /// another account; [`Error::Store`].
 pub(crate) async fn update_existing<T>(
     store: &dyn Store,

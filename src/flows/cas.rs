@@ -17,7 +17,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
-use crate::error::{Error, Refusal};
+use crate::error::{CodeRefusal, ContactRefusal, Error, Refusal};
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceRecord, FailureRecord,
     VerificationId, VerificationRecord,
@@ -107,7 +107,7 @@ pub(crate) async fn change<S: Slot, T>(
     Err(StoreError::conflict().into())
 }
 
-/// A challenge, by id. Gone means [`Refusal::Unknown`].
+/// A challenge, by id. Gone means [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown).
 pub(crate) struct ChallengeSlot<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) id: ChallengeId,
@@ -125,7 +125,7 @@ impl Slot for ChallengeSlot<'_> {
         self.store
             .challenge(&self.id)
             .await?
-            .ok_or(Error::Refused(Refusal::Unknown))
+            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))
     }
 
     async fn replace(&self, expected: &u64, next: &mut ChallengeRecord) -> Result<(), Error> {
@@ -134,7 +134,7 @@ impl Slot for ChallengeSlot<'_> {
     }
 }
 
-/// A combined verification, by id. Gone means [`Refusal::Unknown`].
+/// A combined verification, by id. Gone means [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown).
 pub(crate) struct VerificationSlot<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) id: VerificationId,
@@ -152,7 +152,7 @@ impl Slot for VerificationSlot<'_> {
         self.store
             .verification(&self.id)
             .await?
-            .ok_or(Error::Refused(Refusal::Unknown))
+            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))
     }
 
     async fn replace(&self, expected: &u64, next: &mut VerificationRecord) -> Result<(), Error> {
@@ -161,7 +161,7 @@ impl Slot for VerificationSlot<'_> {
     }
 }
 
-/// A trusted device's record. Gone means [`Refusal::Unknown`].
+/// A trusted device's record. Gone means [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown).
 pub(crate) struct DeviceSlot<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) account: &'a AccountId,
@@ -180,7 +180,7 @@ impl Slot for DeviceSlot<'_> {
         self.store
             .device(self.account, &self.id)
             .await?
-            .ok_or(Error::Refused(Refusal::Unknown))
+            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))
     }
 
     async fn replace(&self, expected: &u64, next: &mut DeviceRecord) -> Result<(), Error> {
@@ -192,7 +192,7 @@ impl Slot for DeviceSlot<'_> {
 /// An account's record, written together with the contact claims the
 /// change makes (`decide` fills them in; they start empty on every read).
 /// An account without a record reads as a fresh one (version 0, nothing
-/// stored yet) when `create` is set, as [`Refusal::Unknown`] when not.
+/// stored yet) when `create` is set, as [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown) when not.
 pub(crate) struct AccountSlot<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) account: &'a AccountId,
@@ -207,7 +207,7 @@ impl AccountSlot<'_> {
         match self.store.account_record(self.account).await? {
             Some(record) => Ok(record),
             None if self.create => Ok(AccountRecord::fresh(self.account, self.now)),
-            None => Err(Refusal::Unknown.into()),
+            None => Err(Refusal::Code(CodeRefusal::Unknown).into()),
         }
     }
 }
@@ -233,7 +233,7 @@ impl Slot for AccountSlot<'_> {
         next.version = expected.map_or(1, |v| v.wrapping_add(1));
         match self.store.commit_account(next, *expected, claims).await? {
             AccountCommit::Committed => Ok(()),
-            AccountCommit::Taken { .. } => Err(Refusal::ContactInUse.into()),
+            AccountCommit::Taken { .. } => Err(Refusal::Contact(ContactRefusal::InUse).into()),
         }
     }
 }
@@ -372,9 +372,12 @@ mod tests {
         assert_eq!(kept.record, (1, 0));
         let refused = run(change(&slot, first, |r: &mut (u64, u32)| {
             r.1 = 99;
-            Err::<Step<()>, _>(Refusal::Unknown.into())
+            Err::<Step<()>, _>(Refusal::Code(CodeRefusal::Unknown).into())
         }));
-        assert!(matches!(refused, Err(Error::Refused(Refusal::Unknown))));
+        assert!(matches!(
+            refused,
+            Err(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))
+        ));
         assert_eq!(*slot.stored.lock().unwrap(), (1, 0));
         assert_eq!(*slot.writes.lock().unwrap(), 0);
     }

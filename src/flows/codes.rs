@@ -12,7 +12,7 @@ use super::{Attempt, Challenges};
 use crate::challenge::{
     Decision, decide, generate_code, hash_code, is_live_code, refusal_before_check,
 };
-use crate::error::{Error, Misuse, Refusal, SecretKind};
+use crate::error::{CodeRefusal, Error, Misuse, Refusal, SecretKind, SendRefusal};
 use crate::events::Event;
 use crate::gateway::{CodeParams, DeliveryErrorKind, LinkParams, Message, TemplateError};
 use crate::hash::KeyId;
@@ -231,8 +231,8 @@ impl Challenges {
     /// refusal on one channel moves to the next.
     ///
     /// # Errors
-    /// [`Error::Refused`] with [`Refusal::ContactNotConfirmed`],
-    /// [`Refusal::Locked`] or [`Refusal::RateLimited`]; [`Error::Delivery`]
+    /// [`Error::Refused`] with [`SendRefusal::ContactNotConfirmed`](crate::SendRefusal::ContactNotConfirmed),
+    /// [`AccountRefusal::Locked`](crate::AccountRefusal::Locked) or [`SendRefusal::RateLimited`](crate::SendRefusal::RateLimited); [`Error::Delivery`]
     /// when no channel delivered (the challenge exists and can be resent,
     /// at once when the failure was not permanent);
     /// [`Error::Store`] / [`Error::Random`] for infrastructure failures;
@@ -330,9 +330,10 @@ impl Challenges {
     /// channel can't succeed, [`another_option`](Self::another_option) can.
     ///
     /// # Errors
-    /// As for [`issue`](Self::issue), plus [`Refusal::Unknown`],
-    /// [`Refusal::AlreadyUsed`], [`Refusal::TooManyAttempts`] and
-    /// [`Refusal::RateLimited`] with [`LimitKind::Cooldown`] or
+    /// As for [`issue`](Self::issue), plus [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown),
+    /// [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed), [`CodeRefusal::TooManyAttempts`](crate::CodeRefusal::TooManyAttempts) and
+    /// [`SendRefusal::Cooldown`](crate::SendRefusal::Cooldown), and
+    /// [`SendRefusal::RateLimited`](crate::SendRefusal::RateLimited) with
     /// [`LimitKind::Challenge`].
     pub async fn resend(&self, id: &ChallengeId, caller: Option<&str>) -> Result<Ticket, Error> {
         self.send_again(id, caller, false).await
@@ -342,7 +343,7 @@ impl Challenges {
     /// plan (SMS → voice call). No cooldown applies; the send limits do.
     ///
     /// # Errors
-    /// As for [`resend`](Self::resend), plus [`Refusal::NoMoreOptions`].
+    /// As for [`resend`](Self::resend), plus [`SendRefusal::NoMoreOptions`](crate::SendRefusal::NoMoreOptions).
     pub async fn another_option(
         &self,
         id: &ChallengeId,
@@ -415,36 +416,35 @@ impl Challenges {
         let refuse = |reason| Err(self.refuse(Some(record.id), account.clone(), reason));
         match record.state {
             ChallengeState::Pending => {}
-            ChallengeState::Exhausted => return refuse(Refusal::TooManyAttempts),
-            _ => return refuse(Refusal::AlreadyUsed),
+            ChallengeState::Exhausted => {
+                return refuse(Refusal::Code(CodeRefusal::TooManyAttempts));
+            }
+            _ => return refuse(Refusal::Code(CodeRefusal::AlreadyUsed)),
         }
         if record.link.is_some() {
-            return refuse(Refusal::Unknown);
+            return refuse(Refusal::Code(CodeRefusal::Unknown));
         }
         // Every code has expired: the challenge is over; start a new one.
         if now >= record.expires_at {
-            return refuse(Refusal::Expired);
+            return refuse(Refusal::Code(CodeRefusal::Expired));
         }
         if record.delivery_attempts >= self.inner.policy.max_sends {
-            return refuse(Refusal::RateLimited {
+            return refuse(Refusal::Send(SendRefusal::RateLimited {
                 limit: LimitKind::Challenge,
                 retry_at: record.expires_at,
-            });
+            }));
         }
         if next_channel {
             let index = record.channel_index.saturating_add(1);
             if index >= record.channels.len() {
-                return refuse(Refusal::NoMoreOptions);
+                return refuse(Refusal::Send(SendRefusal::NoMoreOptions));
             }
             return Ok(index);
         }
         if let Some(ready) = self.cooldown_ends(record)
             && now < ready
         {
-            return refuse(Refusal::RateLimited {
-                limit: LimitKind::Cooldown,
-                retry_at: ready,
-            });
+            return refuse(Refusal::Send(SendRefusal::Cooldown { retry_at: ready }));
         }
         Ok(record.channel_index)
     }
@@ -477,7 +477,7 @@ impl Challenges {
     /// issued for. Input may contain spaces, hyphens and full-width digits.
     ///
     /// # Errors
-    /// [`Error::Refused`] with the reason ([`Refusal::WrongCode`] says how
+    /// [`Error::Refused`] with the reason ([`CodeRefusal::WrongCode`](crate::CodeRefusal::WrongCode) says how
     /// many attempts are left); [`Error::Store`] when the store fails — then
     /// nothing was verified or consumed.
     pub async fn verify(
@@ -499,7 +499,7 @@ impl Challenges {
     /// With a sign-in `attempt`, the consumed challenge records it, and a
     /// retry of the same code from the same attempt — whose reply was lost
     /// after the write landed — gets the same success; from any other
-    /// attempt it stays [`Refusal::AlreadyUsed`].
+    /// attempt it stays [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed).
     pub(crate) async fn verify_loaded(
         &self,
         record: ChallengeRecord,
@@ -563,7 +563,11 @@ impl Challenges {
         if landed.written {
             Ok(self.verified(&landed.record).await)
         } else {
-            Err(self.refuse(Some(id), landed.record.account, Refusal::AlreadyUsed))
+            Err(self.refuse(
+                Some(id),
+                landed.record.account,
+                Refusal::Code(CodeRefusal::AlreadyUsed),
+            ))
         }
     }
 
@@ -620,7 +624,11 @@ impl Challenges {
             if let Some(counted) = &counted {
                 counted.wrong(&inner.failures, &*inner.events, now);
             }
-            return Err(self.refuse(Some(id), record.account, Refusal::AlreadyUsed));
+            return Err(self.refuse(
+                Some(id),
+                record.account,
+                Refusal::Code(CodeRefusal::AlreadyUsed),
+            ));
         }
         // A right code ends the run when it is spent ([`verified`]).
         let record = self.decide_and_write(record, code, counted, spend).await?;
@@ -757,7 +765,11 @@ impl Challenges {
         if let Some(counted) = &counted {
             counted.wrong(&inner.failures, &*inner.events, now);
         }
-        Err(self.refuse(None, account.cloned(), Refusal::ContactNotConfirmed))
+        Err(self.refuse(
+            None,
+            account.cloned(),
+            Refusal::Send(SendRefusal::ContactNotConfirmed),
+        ))
     }
 
     /// Delivers along the plan from `start`; permanent refusals move on.
@@ -863,7 +875,7 @@ impl Challenges {
             None => Err(self.refuse(
                 Some(record.id),
                 record.account.clone(),
-                Refusal::NoMoreOptions,
+                Refusal::Send(SendRefusal::NoMoreOptions),
             )),
         }
     }

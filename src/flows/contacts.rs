@@ -8,7 +8,7 @@ use super::codes::Checked;
 use super::verifications::Completed;
 use super::{Challenges, IssueRequest, Ticket, account};
 use crate::contact::{MaskPolicy, PhonePolicy};
-use crate::error::{Error, Misuse, Refusal};
+use crate::error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Misuse, Refusal};
 use crate::events::Event;
 use crate::grace::{GraceDecision, GraceEvent, GracePolicy};
 use crate::model::{
@@ -168,7 +168,7 @@ impl From<&ContactEntry> for ContactView {
 /// - **One owner per number.** A verified phone number is claimed for the
 ///   account in the same atomic store write that records it; of two
 ///   accounts racing for one number exactly one gets it, the other gets
-///   [`Refusal::ContactInUse`].
+///   [`ContactRefusal::InUse`](crate::ContactRefusal::InUse).
 /// - **Changing** a number ([`send_change_code`](Self::send_change_code),
 ///   [`confirm_change`](Self::confirm_change)) verifies the new number
 ///   first, then swaps it in, claims it and releases the old one in one
@@ -177,7 +177,7 @@ impl From<&ContactEntry> for ContactView {
 ///   codes in flight to the old number no longer match the account's
 ///   contact.
 /// - **Removing** a contact that two-step sign-in uses is refused
-///   ([`Refusal::ContactRequired`]): change it instead.
+///   ([`ContactRefusal::Required`](crate::ContactRefusal::Required)): change it instead.
 /// - **Grace period**: every change feeds the account's
 ///   [`GraceState`](crate::model::GraceState); [`grace`](Self::grace) answers at sign-in.
 ///
@@ -265,7 +265,7 @@ impl Contacts {
             Ok((answer, changes))
         })
         .await;
-        if let Err(Error::Refused(reason @ Refusal::ContactInUse)) = &result {
+        if let Err(Error::Refused(reason @ Refusal::Contact(ContactRefusal::InUse))) = &result {
             return Err(self.refuse(account, *reason));
         }
         result
@@ -318,7 +318,7 @@ impl Contacts {
     /// asks the user to verify. A verified unique phone number is claimed.
     ///
     /// # Errors
-    /// [`Refusal::ContactInUse`], [`Refusal::TooManyContacts`];
+    /// [`ContactRefusal::InUse`](crate::ContactRefusal::InUse), [`ContactRefusal::TooMany`](crate::ContactRefusal::TooMany);
     /// [`Error::Store`]. The phone policy is not applied (the host had the
     /// number already); it applies when the user verifies it.
     pub async fn import(
@@ -334,7 +334,7 @@ impl Contacts {
                 .iter()
                 .any(|c| c.destination.limit_key() == destination.limit_key())
             {
-                return Err(Refusal::ContactAlreadyAdded.into());
+                return Err(Refusal::Contact(ContactRefusal::AlreadyAdded).into());
             }
             self.check_room(book, destination.kind())?;
             book.contacts
@@ -379,7 +379,7 @@ impl Contacts {
     fn check_room(&self, book: &AccountRecord, kind: DestinationKind) -> Result<(), Error> {
         let count = book.contacts.iter().filter(|c| c.kind() == kind).count();
         if count >= self.policy.max(kind) {
-            return Err(Refusal::TooManyContacts.into());
+            return Err(Refusal::Contact(ContactRefusal::TooMany).into());
         }
         Ok(())
     }
@@ -401,14 +401,14 @@ impl Contacts {
     /// # Errors
     /// [`Error::Contact`] when the phone policy refuses the number (a
     /// landline, a foreign number, …, with the reason);
-    /// [`Refusal::ContactAlreadyAdded`] when it is on the account and
-    /// verified; [`Refusal::TooManyContacts`]; otherwise as for
+    /// [`ContactRefusal::AlreadyAdded`](crate::ContactRefusal::AlreadyAdded) when it is on the account and
+    /// verified; [`ContactRefusal::TooMany`](crate::ContactRefusal::TooMany); otherwise as for
     /// [`Challenges::issue`].
     ///
     /// Whether another account holds the contact is **not** checked here:
     /// that would let anyone probe which numbers are registered. The code
     /// goes out either way, and [`confirm`](Self::confirm) refuses with
-    /// [`Refusal::ContactInUse`] — telling only the person who proved they
+    /// [`ContactRefusal::InUse`](crate::ContactRefusal::InUse) — telling only the person who proved they
     /// receive codes there.
     pub async fn send_code(
         &self,
@@ -422,7 +422,9 @@ impl Contacts {
         if let Some(book) = &book {
             match find(book, destination) {
                 Some(entry) if entry.is_verified() => {
-                    return Err(self.refuse(account, Refusal::ContactAlreadyAdded));
+                    return Err(
+                        self.refuse(account, Refusal::Contact(ContactRefusal::AlreadyAdded))
+                    );
                 }
                 Some(_) => {}
                 None => self.check_room(book, destination.kind())?,
@@ -460,9 +462,9 @@ impl Contacts {
     /// loses both.
     ///
     /// # Errors
-    /// As for [`Challenges::verify`]; [`Refusal::ContactInUse`] when another
+    /// As for [`Challenges::verify`]; [`ContactRefusal::InUse`](crate::ContactRefusal::InUse) when another
     /// account claimed the number meanwhile (exactly one of racing accounts
-    /// wins); [`Refusal::TooManyContacts`]; [`Error::Store`].
+    /// wins); [`ContactRefusal::TooMany`](crate::ContactRefusal::TooMany); [`Error::Store`].
     pub async fn confirm(
         &self,
         account: &AccountId,
@@ -491,7 +493,7 @@ impl Contacts {
     ) -> Result<(ContactView, bool), Error> {
         if record.account.as_ref() != Some(account) {
             // Someone else's challenge: as unknown as a made-up id.
-            return Err(self.refuse(account, Refusal::Unknown));
+            return Err(self.refuse(account, Refusal::Code(CodeRefusal::Unknown)));
         }
         let id = record.id;
         let issued_at_epoch = record.epoch;
@@ -499,7 +501,7 @@ impl Contacts {
         if let Some(old) = replacing
             && new.kind() != old.kind()
         {
-            return Err(self.refuse(account, Refusal::DestinationMismatch));
+            return Err(self.refuse(account, Refusal::Code(CodeRefusal::DestinationMismatch)));
         }
         let purpose = Purpose::ContactChange;
         // Checked, not spent: a wrong code is counted here as always.
@@ -509,7 +511,9 @@ impl Contacts {
             .await?
         {
             Checked::Right(record) => *record,
-            Checked::Again(_) => return Err(self.refuse(account, Refusal::AlreadyUsed)),
+            Checked::Again(_) => {
+                return Err(self.refuse(account, Refusal::Code(CodeRefusal::AlreadyUsed)));
+            }
         };
         let now = self.now();
         let (view, epoch, earlier) = self
@@ -517,14 +521,16 @@ impl Contacts {
                 if book.last_change == Some(id) {
                     // Made by an earlier try whose code was not spent.
                     let view = find(book, &new).map(|c| self.view(c));
-                    let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
+                    let view = view.ok_or(Error::Refused(Refusal::Contact(
+                        ContactRefusal::NotOnAccount,
+                    )))?;
                     return Ok(((view, None, true), ClaimChanges::default(), Vec::new()));
                 }
                 // A change started before "sign out everywhere", a password
                 // change or a factor change was authorised under the old
                 // epoch: it is void now.
                 if issued_at_epoch.is_some_and(|e| e != book.epoch) {
-                    return Err(Refusal::StepUpRequired.into());
+                    return Err(Refusal::Account(AccountRefusal::StepUpRequired).into());
                 }
                 let (_, claims, events) = match replacing {
                     Some(old) => self.swap(book, old, &new, now)?,
@@ -534,7 +540,9 @@ impl Contacts {
                 book.last_change = Some(id);
                 // As stored, after `also` (which may make it a factor).
                 let view = find(book, &new).map(|c| self.view(c));
-                let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
+                let view = view.ok_or(Error::Refused(Refusal::Contact(
+                    ContactRefusal::NotOnAccount,
+                )))?;
                 let epoch = replacing.is_some().then_some(book.epoch);
                 Ok(((view, epoch, false), claims, events))
             })
@@ -584,7 +592,9 @@ impl Contacts {
             entry.two_factor |= entry.kind() == DestinationKind::Phone;
         }
         let view = find(book, destination).map(|c| self.view(c));
-        let view = view.ok_or(Error::Refused(Refusal::NotAContact))?;
+        let view = view.ok_or(Error::Refused(Refusal::Contact(
+            ContactRefusal::NotOnAccount,
+        )))?;
         Ok((
             view,
             ClaimChanges {
@@ -599,7 +609,7 @@ impl Contacts {
     /// [`confirm_change`](Self::confirm_change) finishes.
     ///
     /// # Errors
-    /// [`Refusal::NotAContact`] when `old` is not on the account;
+    /// [`ContactRefusal::NotOnAccount`](crate::ContactRefusal::NotOnAccount) when `old` is not on the account;
     /// [`Error::Misuse`] when `old` and `new` are of different kinds;
     /// otherwise as for [`send_code`](Self::send_code).
     pub async fn send_change_code(
@@ -615,10 +625,10 @@ impl Contacts {
         self.admit(new)?;
         let book = self.challenges.inner.store.account_record(account).await?;
         let Some(book) = book.filter(|b| find(b, old).is_some()) else {
-            return Err(self.refuse(account, Refusal::NotAContact));
+            return Err(self.refuse(account, Refusal::Contact(ContactRefusal::NotOnAccount)));
         };
         if find(&book, new).is_some() {
-            return Err(self.refuse(account, Refusal::ContactAlreadyAdded));
+            return Err(self.refuse(account, Refusal::Contact(ContactRefusal::AlreadyAdded)));
         }
         self.issue(account, new, book.epoch, caller).await
     }
@@ -638,13 +648,15 @@ impl Contacts {
             .iter()
             .any(|c| c.destination.limit_key() == new.limit_key())
         {
-            return Err(Refusal::ContactAlreadyAdded.into());
+            return Err(Refusal::Contact(ContactRefusal::AlreadyAdded).into());
         }
         let entry = book
             .contacts
             .iter_mut()
             .find(|c| c.destination.limit_key() == old_key)
-            .ok_or(Error::Refused(Refusal::NotAContact))?;
+            .ok_or(Error::Refused(Refusal::Contact(
+                ContactRefusal::NotOnAccount,
+            )))?;
         let event = GraceEvent::ContactChanged {
             old: ContactKey::from(&entry.destination),
             new: ContactKey::from(new),
@@ -677,7 +689,7 @@ impl Contacts {
     /// write: devices trusted and step-ups proven with it die.
     ///
     /// # Errors
-    /// [`Refusal::NotAContact`]; [`Refusal::ContactRequired`] when two-step
+    /// [`ContactRefusal::NotOnAccount`](crate::ContactRefusal::NotOnAccount); [`ContactRefusal::Required`](crate::ContactRefusal::Required) when two-step
     /// sign-in uses it (change it instead, or turn two-step sign-in off
     /// first); [`Error::Store`].
     pub async fn remove(
@@ -692,11 +704,13 @@ impl Contacts {
                     .contacts
                     .iter()
                     .position(|c| c.destination.limit_key() == key)
-                    .ok_or(Error::Refused(Refusal::NotAContact))?;
+                    .ok_or(Error::Refused(Refusal::Contact(
+                        ContactRefusal::NotOnAccount,
+                    )))?;
                 let last_factor = book.factors.two_factor_since.is_some()
                     && !has_second_factor(book, self.policy.email_second_factor, Some(index));
                 if book.contacts[index].two_factor || last_factor {
-                    return Err(Refusal::ContactRequired.into());
+                    return Err(Refusal::Contact(ContactRefusal::Required).into());
                 }
                 let entry = book.contacts.remove(index);
                 // A contact that could carry a second factor is a factor
@@ -736,8 +750,8 @@ impl Contacts {
     /// ones — all or none.
     ///
     /// # Errors
-    /// [`Refusal::ContactInUse`] when another account holds one of them
-    /// (nothing is registered); [`Refusal::TooManyContacts`];
+    /// [`ContactRefusal::InUse`](crate::ContactRefusal::InUse) when another account holds one of them
+    /// (nothing is registered); [`ContactRefusal::TooMany`](crate::ContactRefusal::TooMany);
     /// [`Error::Store`].
     pub async fn adopt(&self, account: &AccountId, completed: &Completed) -> Result<(), Error> {
         let now = self.now();

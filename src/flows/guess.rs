@@ -20,7 +20,7 @@
 use time::OffsetDateTime;
 
 use super::cas::{self, FailureSlot, Step};
-use crate::error::{Error, Refusal};
+use crate::error::{AccountRefusal, Error, Refusal};
 use crate::events::{Event, EventSink};
 use crate::limits::FailurePolicy;
 use crate::model::{AccountId, FailureRecord};
@@ -86,7 +86,9 @@ impl Counted {
         events: &dyn EventSink,
         now: OffsetDateTime,
     ) {
-        if let Some(Refusal::Locked { until }) = policy.lockout(Some(&self.run), now).refusal() {
+        if let Some(Refusal::Account(AccountRefusal::Locked { until })) =
+            policy.lockout(Some(&self.run), now).refusal()
+        {
             events.record(&Event::Locked {
                 account: self.account.clone(),
                 consecutive: self.run.consecutive,
@@ -102,10 +104,5 @@ impl Counted {
         let _ = store
             .replace_failures(&self.account, Some(self.run), self.before)
             .await;
-    }
-
-    /// Guesses left before the hard stop, this one counted.
-    pub(crate) fn left(&self, policy: &FailurePolicy) -> u32 {
-        policy.hard_stop.saturating_sub(self.run.consecutive)
     }
 }

@@ -16,7 +16,7 @@ use super::Challenges;
 use super::cas::{self, ChallengeSlot, Step};
 use super::codes::{ChannelReason, Payload, Verified, current_channel};
 use crate::challenge::link_context;
-use crate::error::{Error, Misuse, Refusal, SecretKind};
+use crate::error::{CodeRefusal, Error, Misuse, Refusal, SecretKind};
 use crate::events::Event;
 use crate::model::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, LinkRecord,
@@ -228,8 +228,8 @@ impl Challenges {
     /// nothing; the link stays usable until approved, denied or expired.
     ///
     /// # Errors
-    /// [`Refusal::Unknown`] for a wrong or malformed token,
-    /// [`Refusal::Expired`], [`Refusal::AlreadyUsed`], [`Refusal::Denied`].
+    /// [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown) for a wrong or malformed token,
+    /// [`CodeRefusal::Expired`](crate::CodeRefusal::Expired), [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed), [`CodeRefusal::Denied`](crate::CodeRefusal::Denied).
     pub async fn open_link(&self, token: &str) -> Result<LinkView, Error> {
         let record = self.find_link(token).await?;
         self.link_is_open(&record)?;
@@ -284,10 +284,14 @@ impl Challenges {
         let now = self.now();
         let landed = cas::change(&slot, record, |record| {
             if record.link.is_none() {
-                return Ok(Step::Keep(Poll::Refuse(Refusal::Unknown)));
+                return Ok(Step::Keep(Poll::Refuse(Refusal::Code(
+                    CodeRefusal::Unknown,
+                ))));
             }
             if &record.purpose != purpose {
-                return Ok(Step::Keep(Poll::Refuse(Refusal::PurposeMismatch)));
+                return Ok(Step::Keep(Poll::Refuse(Refusal::Code(
+                    CodeRefusal::PurposeMismatch,
+                ))));
             }
             let expired = now >= record.expires_at;
             if record.state == ChallengeState::Consumed
@@ -298,15 +302,17 @@ impl Challenges {
             }
             let refusal = match record.state {
                 // An approval must be collected while the link is valid.
-                ChallengeState::Approved | ChallengeState::Pending if expired => Refusal::Expired,
+                ChallengeState::Approved | ChallengeState::Pending if expired => {
+                    Refusal::Code(CodeRefusal::Expired)
+                }
                 ChallengeState::Approved => {
                     record.state = ChallengeState::Consumed;
                     record.consumed_by = consumed_by;
                     return Ok(Step::Write(Poll::Collected));
                 }
                 ChallengeState::Pending => return Ok(Step::Keep(Poll::Pending)),
-                ChallengeState::Denied => Refusal::Denied,
-                _ => Refusal::AlreadyUsed,
+                ChallengeState::Denied => Refusal::Code(CodeRefusal::Denied),
+                _ => Refusal::Code(CodeRefusal::AlreadyUsed),
             };
             Ok(Step::Keep(Poll::Refuse(refusal)))
         })
@@ -343,16 +349,18 @@ impl Challenges {
 
     fn link_is_open(&self, record: &ChallengeRecord) -> Result<(), Error> {
         let reason = match record.state {
-            ChallengeState::Pending if self.now() >= record.expires_at => Refusal::Expired,
+            ChallengeState::Pending if self.now() >= record.expires_at => {
+                Refusal::Code(CodeRefusal::Expired)
+            }
             ChallengeState::Pending => return Ok(()),
-            ChallengeState::Denied => Refusal::Denied,
-            _ => Refusal::AlreadyUsed,
+            ChallengeState::Denied => Refusal::Code(CodeRefusal::Denied),
+            _ => Refusal::Code(CodeRefusal::AlreadyUsed),
         };
         Err(self.refuse(Some(record.id), record.account.clone(), reason))
     }
 
     /// Finds the challenge a token names and checks the token in constant
-    /// time. Every failure reads as [`Refusal::Unknown`], except a
+    /// time. Every failure reads as [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown), except a
     /// well-formed token for a link whose hash was made with a key the
     /// hasher no longer holds: that can't be checked, and is
     /// [`Error::RetiredKey`] with the count taken back.
@@ -363,7 +371,7 @@ impl Challenges {
     /// count back: opening or deciding proves nothing yet; the sign-in that
     /// collects the approval ends the run.
     async fn find_link(&self, token: &str) -> Result<ChallengeRecord, Error> {
-        let unknown = || self.refuse(None, None, Refusal::Unknown);
+        let unknown = || self.refuse(None, None, Refusal::Code(CodeRefusal::Unknown));
         let (id, secret) = token.trim().split_once('.').ok_or_else(unknown)?;
         let id = ChallengeId::parse(id).map_err(|_| unknown())?;
         let secret = Zeroizing::new(

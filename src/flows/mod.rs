@@ -42,7 +42,7 @@ pub use verifications::{
 use crate::challenge::CodePolicy;
 use crate::clock::{Clock, SystemClock};
 use crate::contact::MaskPolicy;
-use crate::error::{Error, Misuse, Refusal, RetiredKey, SecretKind};
+use crate::error::{CodeRefusal, Error, Misuse, Refusal, RetiredKey, SecretKind, SendRefusal};
 use crate::events::{Event, EventSink, NoEvents};
 use crate::gateway::{Gateway, Templates};
 use crate::hash::{KeyId, KeyedHash, KeyedHasher};
@@ -413,7 +413,7 @@ impl Challenges {
     pub(crate) async fn load(&self, id: &ChallengeId) -> Result<ChallengeRecord, Error> {
         match self.inner.store.challenge(id).await? {
             Some(record) => Ok(record),
-            None => Err(self.refuse(Some(*id), None, Refusal::Unknown)),
+            None => Err(self.refuse(Some(*id), None, Refusal::Code(CodeRefusal::Unknown))),
         }
     }
 
@@ -485,10 +485,10 @@ impl Challenges {
                 return Err(self.refuse(
                     None,
                     account.cloned(),
-                    Refusal::RateLimited {
+                    Refusal::Send(SendRefusal::RateLimited {
                         limit: kind,
                         retry_at,
-                    },
+                    }),
                 ));
             }
         }

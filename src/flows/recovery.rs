@@ -7,7 +7,7 @@
 
 use super::cas::{self, AccountSlot, Step};
 use super::{Attempt, Ports, account, guess};
-use crate::error::{Error, Refusal, SecretKind};
+use crate::error::{CodeRefusal, Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::hash::KeyId;
 use crate::limits::FailurePolicy;
@@ -132,8 +132,8 @@ impl RecoveryCodes {
     /// stop. A used code typed again counts like a wrong one.
     ///
     /// # Errors
-    /// [`Refusal::WrongRecoveryCode`], [`Refusal::AlreadyUsed`],
-    /// [`Refusal::Locked`], [`Refusal::Unknown`] (no set); [`Error::Store`]
+    /// [`CodeRefusal::WrongRecoveryCode`](crate::CodeRefusal::WrongRecoveryCode), [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed),
+    /// [`AccountRefusal::Locked`](crate::AccountRefusal::Locked), [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown) (no set); [`Error::Store`]
     /// — then nothing was consumed; [`Error::RetiredKey`] when no code
     /// matched and unused codes were hashed with a key the hasher no longer
     /// holds (the guess is not counted).
@@ -159,7 +159,7 @@ impl RecoveryCodes {
             .await?
             .filter(|r| r.factors.recovery.is_some())
         else {
-            return Err(self.refuse(account, Refusal::Unknown));
+            return Err(self.refuse(account, Refusal::Code(CodeRefusal::Unknown)));
         };
         // Counted before it is checked (and cleared if it is right), so
         // racing guesses can't outrun the limits.
@@ -274,10 +274,12 @@ impl RecoveryCodes {
             }
             Redemption::Wrong => {
                 counted.wrong(&self.failures, &*p.events, now);
-                Err(self.refuse(account, Refusal::WrongRecoveryCode))
+                Err(self.refuse(account, Refusal::Code(CodeRefusal::WrongRecoveryCode)))
             }
-            Redemption::AlreadyUsed => Err(self.refuse(account, Refusal::AlreadyUsed)),
-            Redemption::NoSet => Err(self.refuse(account, Refusal::Unknown)),
+            Redemption::AlreadyUsed => {
+                Err(self.refuse(account, Refusal::Code(CodeRefusal::AlreadyUsed)))
+            }
+            Redemption::NoSet => Err(self.refuse(account, Refusal::Code(CodeRefusal::Unknown))),
         }
     }
 

@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use super::cas::{self, Step, VerificationSlot};
 use super::codes::Checked;
 use super::{Challenges, IssueRequest, Ticket};
-use crate::error::{Error, Misuse, Refusal};
+use crate::error::{CodeRefusal, ContactRefusal, Error, Misuse, Refusal};
 use crate::model::{
     AccountId, Destination, DestinationKind, Locale, MemberRecord, Purpose, VerificationId,
     VerificationRecord,
@@ -286,7 +286,7 @@ impl Verifications {
             .store
             .verification(id)
             .await?
-            .ok_or(Error::Refused(Refusal::Unknown))
+            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))
     }
 
     /// The record, if `member` of it can still be worked on now.
@@ -296,14 +296,17 @@ impl Verifications {
         now: OffsetDateTime,
     ) -> Result<&MemberRecord, Error> {
         if record.completed_at.is_some() {
-            return Err(Refusal::AlreadyUsed.into());
+            return Err(Refusal::Code(CodeRefusal::AlreadyUsed).into());
         }
         if now >= record.expires_at {
-            return Err(Refusal::Expired.into());
+            return Err(Refusal::Code(CodeRefusal::Expired).into());
         }
-        let m = record.members.get(member).ok_or(Refusal::Unknown)?;
+        let m = record
+            .members
+            .get(member)
+            .ok_or(Refusal::Code(CodeRefusal::Unknown))?;
         if m.verified_at.is_some() {
-            return Err(Refusal::AlreadyUsed.into());
+            return Err(Refusal::Code(CodeRefusal::AlreadyUsed).into());
         }
         Ok(m)
     }
@@ -318,8 +321,8 @@ impl Verifications {
     /// limits.
     ///
     /// # Errors
-    /// [`Refusal::Unknown`], [`Refusal::Expired`] (the verification as a
-    /// whole), [`Refusal::AlreadyUsed`] (member verified or verification
+    /// [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown), [`CodeRefusal::Expired`](crate::CodeRefusal::Expired) (the verification as a
+    /// whole), [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed) (member verified or verification
     /// complete); otherwise as for [`Challenges::resend`].
     pub async fn resend(
         &self,
@@ -333,7 +336,7 @@ impl Verifications {
     /// "Use another option" for one member: its next channel (SMS → voice).
     ///
     /// # Errors
-    /// As for [`resend`](Self::resend), plus [`Refusal::NoMoreOptions`].
+    /// As for [`resend`](Self::resend), plus [`SendRefusal::NoMoreOptions`](crate::SendRefusal::NoMoreOptions).
     pub async fn another_option(
         &self,
         id: &VerificationId,
@@ -360,7 +363,9 @@ impl Verifications {
         };
         match again {
             Err(Error::Refused(
-                Refusal::Expired | Refusal::TooManyAttempts | Refusal::AlreadyUsed,
+                Refusal::Code(CodeRefusal::Expired)
+                | Refusal::Code(CodeRefusal::TooManyAttempts)
+                | Refusal::Code(CodeRefusal::AlreadyUsed),
             )) => self.restart_member(record, member, caller).await,
             other => other,
         }
@@ -412,8 +417,8 @@ impl Verifications {
     /// call that verifies the last one gets [`Progress::completed`].
     ///
     /// # Errors
-    /// [`Refusal::Unknown`], [`Refusal::Expired`] (the verification as a
-    /// whole), [`Refusal::AlreadyUsed`] (member already verified, or the
+    /// [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown), [`CodeRefusal::Expired`](crate::CodeRefusal::Expired) (the verification as a
+    /// whole), [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed) (member already verified, or the
     /// verification complete); otherwise as for [`Challenges::verify`]
     /// (wrong code with attempts left, too many attempts, …).
     pub async fn verify(
@@ -425,9 +430,13 @@ impl Verifications {
         let record = self.load(id).await?;
         let now = self.now();
         if record.completed_at.is_none() && now >= record.expires_at {
-            return Err(Refusal::Expired.into());
+            return Err(Refusal::Code(CodeRefusal::Expired).into());
         }
-        let m = record.members.get(member).ok_or(Refusal::Unknown)?.clone();
+        let m = record
+            .members
+            .get(member)
+            .ok_or(Refusal::Code(CodeRefusal::Unknown))?
+            .clone();
         let purpose = record.purpose.clone();
         let challenge = self.challenges.load(&m.challenge).await?;
         // Checked, not yet spent: the member is recorded first, so a failure
@@ -438,7 +447,7 @@ impl Verifications {
             .await?
         {
             Checked::Right(challenge) => *challenge,
-            Checked::Again(_) => return Err(Refusal::AlreadyUsed.into()),
+            Checked::Again(_) => return Err(Refusal::Code(CodeRefusal::AlreadyUsed).into()),
         };
         let slot = VerificationSlot {
             store: &*self.challenges.inner.store,
@@ -446,7 +455,7 @@ impl Verifications {
         };
         let landed = cas::change(&slot, record, |record| {
             let Some(slot) = record.members.get_mut(member) else {
-                return Err(Refusal::Unknown.into());
+                return Err(Refusal::Code(CodeRefusal::Unknown).into());
             };
             if slot.verified_at.is_some() {
                 // Recorded by an earlier try (or a racing one) whose code was
@@ -500,7 +509,7 @@ impl Verifications {
     /// Where the verification stands.
     ///
     /// # Errors
-    /// [`Refusal::Unknown`]; [`Error::Store`].
+    /// [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown); [`Error::Store`].
     pub async fn status(&self, id: &VerificationId) -> Result<VerificationStatus, Error> {
         let record = self.load(id).await?;
         let now = self.now();
@@ -559,17 +568,17 @@ impl Verifications {
                 .or(last_verified.filter(|_| all_verified))
             else {
                 if now >= record.expires_at {
-                    return Err(Refusal::Expired.into());
+                    return Err(Refusal::Code(CodeRefusal::Expired).into());
                 }
-                return Err(Misuse::NotComplete.into());
+                return Err(pending(record).into());
             };
             if now >= record.expires_at.saturating_add(Duration::HOUR) {
-                return Err(Refusal::Expired.into());
+                return Err(Refusal::Code(CodeRefusal::Expired).into());
             }
             if record.taken_at.is_some() {
                 // Taken before: only by the same account, again.
                 if account.is_none() || record.taken_by.as_ref() != account {
-                    return Err(Refusal::AlreadyUsed.into());
+                    return Err(Refusal::Code(CodeRefusal::AlreadyUsed).into());
                 }
                 return Ok(Step::Keep(completed_at));
             }
@@ -586,6 +595,20 @@ impl Verifications {
             destinations: record.members.into_iter().map(|m| m.destination).collect(),
             completed_at: landed.answer,
         })
+    }
+}
+
+/// The refusal naming the kinds of contact still waiting for their code.
+fn pending(record: &VerificationRecord) -> ContactRefusal {
+    let waiting = |kind: DestinationKind| {
+        record
+            .members
+            .iter()
+            .any(|m| m.verified_at.is_none() && m.destination.kind() == kind)
+    };
+    ContactRefusal::Unverified {
+        email: waiting(DestinationKind::Email),
+        phone: waiting(DestinationKind::Phone),
     }
 }
 

@@ -30,7 +30,7 @@
 //!
 //! [`SendLimits`], passed to [`TwoFactorBuilder::limits`]. Fixed windows,
 //! counted in the store with atomic increments; every refusal says when a
-//! retry can succeed ([`Refusal::RateLimited`](crate::Refusal::RateLimited)).
+//! retry can succeed ([`SendRefusal::RateLimited`](crate::SendRefusal::RateLimited)).
 //!
 //! | limit | default | why |
 //! |---|---|---|

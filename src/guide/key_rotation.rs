@@ -113,7 +113,7 @@
 //! | recovery code | [`Error::RetiredKey`], when no code under a held key matched and an unused code is under the missing key |
 //! | authenticator seed | [`Error::RetiredKey`], at sign-in, at confirmation and from [`reseal_authenticator`](crate::service::TwoFactor::reseal_authenticator) |
 //! | trusted device | the answer [`DeviceCheck::RetiredKey`]: the device is not trusted and sign-in asks for the second factor |
-//! | step-up proof | [`Refusal::StepUpRequired`](crate::Refusal::StepUpRequired): pass a second factor again |
+//! | step-up proof | [`AccountRefusal::StepUpRequired`](crate::AccountRefusal::StepUpRequired): pass a second factor again |
 //!
 //! In every case the attempt is **not counted** against the account (the
 //! guess is taken back, no [`Event::Failed`](crate::events::Event::Failed)

@@ -267,7 +267,7 @@
 //!   [`TwoFactor::signup_start`](crate::service::TwoFactor::signup_start)
 //!   doesn't look at registrations; adding a number another account holds
 //!   sends the code all the same, and only its confirmation is refused
-//!   ([`Refusal::ContactInUse`](crate::Refusal::ContactInUse)), so only
+//!   ([`ContactRefusal::InUse`](crate::ContactRefusal::InUse)), so only
 //!   whoever receives codes there learns it is taken;
 //!   [`TwoFactor::sign_in_begin`](crate::service::TwoFactor::sign_in_begin)
 //!   answers an unknown account as one with two-step sign-in off.
@@ -276,7 +276,7 @@
 //! - Challenge, verification and device ids are 128 random bits, so they
 //!   can't be guessed or walked. A one-time link with an unknown id and one
 //!   with a wrong secret get the same refusal
-//!   ([`Refusal::Unknown`](crate::Refusal::Unknown)).
+//!   ([`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown)).
 //!
 //! **Left to the host:** keep the host's own pages (sign-up with a taken
 //! email, password reset) just as discreet, and answer them in the same
@@ -388,6 +388,6 @@
 //! [`OneTimeCodes`]: crate::service::OneTimeCodes
 //! [`TwoFactor::reset_failures`]: crate::service::TwoFactor::reset_failures
 //! [`TwoFactorBuilder::origin`]: crate::service::TwoFactorBuilder::origin
-//! [`Refusal::ContactInUse`]: crate::Refusal::ContactInUse
+//! [`ContactRefusal::InUse`]: crate::ContactRefusal::InUse
 //! [`Message::body`]: crate::gateway::Message::body
 //! [`Message::secret`]: crate::gateway::Message::secret

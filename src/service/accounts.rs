@@ -24,8 +24,8 @@ impl TwoFactor {
     /// account's phone.
     ///
     /// # Errors
-    /// [`Refusal::NotAContact`](crate::error::Refusal::NotAContact);
-    /// [`Refusal::ContactRequired`](crate::error::Refusal::ContactRequired)
+    /// [`ContactRefusal::NotOnAccount`](crate::error::ContactRefusal::NotOnAccount);
+    /// [`ContactRefusal::Required`](crate::error::ContactRefusal::Required)
     /// while two-step sign-in uses it (change it instead, or turn two-step
     /// sign-in off first); [`Error::Store`].
     pub async fn remove_contact(
@@ -79,8 +79,8 @@ impl TwoFactor {
     /// it applies when the user verifies it.
     ///
     /// # Errors
-    /// [`Refusal::ContactInUse`](crate::error::Refusal::ContactInUse),
-    /// [`Refusal::TooManyContacts`](crate::error::Refusal::TooManyContacts);
+    /// [`ContactRefusal::InUse`](crate::error::ContactRefusal::InUse),
+    /// [`ContactRefusal::TooMany`](crate::error::ContactRefusal::TooMany);
     /// [`Error::Store`].
     pub async fn import_contact(
         &self,
@@ -120,7 +120,7 @@ impl TwoFactor {
     }
 
     /// Clears the account's run of failed guesses: after the hard stop
-    /// ([`Refusal::Locked`](crate::error::Refusal::Locked) with no end),
+    /// ([`AccountRefusal::Locked`](crate::error::AccountRefusal::Locked) with no end),
     /// this is the operator's unlock, once they have checked who is asking.
     ///
     /// # Errors

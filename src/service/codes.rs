@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::TwoFactor;
-use crate::error::{Error, Misuse, Refusal};
+use crate::error::{CodeRefusal, Error, Misuse, Refusal};
 use crate::flows::{Challenges, IssueRequest, Ticket, Verified};
 use crate::model::{ChallengeId, Destination, Purpose};
 
@@ -98,9 +98,9 @@ impl OneTimeCodes {
     /// ticket to verify it by.
     ///
     /// # Errors
-    /// [`Misuse::ReservedPurpose`]; [`Refusal::ContactNotConfirmed`] when a
+    /// [`Misuse::ReservedPurpose`]; [`SendRefusal::ContactNotConfirmed`](crate::SendRefusal::ContactNotConfirmed) when a
     /// masked-contact confirmation was given and does not match;
-    /// [`Refusal::RateLimited`] with when to retry; [`Refusal::Locked`]
+    /// [`SendRefusal::RateLimited`](crate::SendRefusal::RateLimited) with when to retry; [`AccountRefusal::Locked`](crate::AccountRefusal::Locked)
     /// when the request's account is backing off; [`Error::Delivery`] when
     /// every channel failed (the ticket's challenge exists: resend later);
     /// [`Error::Store`], [`Error::Random`].
@@ -113,10 +113,10 @@ impl OneTimeCodes {
     /// earlier codes keep working until their own expiry.
     ///
     /// # Errors
-    /// As for [`send`](Self::send), and [`Refusal::Unknown`],
-    /// [`Refusal::Expired`] or [`Refusal::AlreadyUsed`] for a challenge
+    /// As for [`send`](Self::send), and [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown),
+    /// [`CodeRefusal::Expired`](crate::CodeRefusal::Expired) or [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed) for a challenge
     /// that can't be resent. A challenge one of the journeys issued (a
-    /// sign-in code, say) is [`Refusal::Unknown`] here: its journey resends
+    /// sign-in code, say) is [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown) here: its journey resends
     /// it, and checks whose it is.
     pub async fn resend(&self, id: &ChallengeId, caller: Option<&str>) -> Result<Ticket, Error> {
         self.own_challenge(id).await?;
@@ -129,7 +129,7 @@ impl OneTimeCodes {
     async fn own_challenge(&self, id: &ChallengeId) -> Result<(), Error> {
         let record = self.challenges.load(id).await?;
         if own_purpose(&record.purpose).is_err() {
-            return Err(Refusal::Unknown.into());
+            return Err(Refusal::Code(CodeRefusal::Unknown).into());
         }
         Ok(())
     }
@@ -138,7 +138,7 @@ impl OneTimeCodes {
     /// plan (a voice call after SMS).
     ///
     /// # Errors
-    /// As for [`resend`](Self::resend), and [`Refusal::NoMoreOptions`]
+    /// As for [`resend`](Self::resend), and [`SendRefusal::NoMoreOptions`](crate::SendRefusal::NoMoreOptions)
     /// when the plan has no channel left.
     pub async fn another_option(
         &self,

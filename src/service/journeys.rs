@@ -4,7 +4,7 @@
 //! contact.
 
 use super::{StepUp, TwoFactor, same_seed};
-use crate::error::{Error, Refusal};
+use crate::error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Refusal};
 use crate::events::Event;
 use crate::flows::codes::Checked;
 use crate::flows::{
@@ -239,7 +239,7 @@ impl TwoFactor {
     /// Where a sign-up stands (after a reload).
     ///
     /// # Errors
-    /// [`Refusal::Unknown`]; [`Error::Store`].
+    /// [`CodeRefusal::Unknown`]; [`Error::Store`].
     pub async fn signup_status(&self, id: &VerificationId) -> Result<VerificationStatus, Error> {
         self.inner.verifications.status(id).await
     }
@@ -250,7 +250,7 @@ impl TwoFactor {
     /// failure) is safe.
     ///
     /// # Errors
-    /// [`Refusal::ContactInUse`] when another account holds the number
+    /// [`ContactRefusal::InUse`] when another account holds the number
     /// (the user proved they receive codes there, so telling them is no
     /// leak); otherwise as for
     /// [`TwoFactor::signup_complete`](crate::service::TwoFactor::signup_complete).
@@ -281,8 +281,8 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Contact`] with the typed reason (landline, IP phone,
-    /// foreign number, …); [`Refusal::StepUpRequired`];
-    /// [`Refusal::ContactInUse`]; [`Refusal::ContactAlreadyAdded`];
+    /// foreign number, …); [`AccountRefusal::StepUpRequired`];
+    /// [`ContactRefusal::InUse`]; [`ContactRefusal::AlreadyAdded`];
     /// otherwise as for [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
     pub async fn phone_send_code(
         &self,
@@ -339,11 +339,11 @@ impl TwoFactor {
     ) -> Result<PhoneConfirmed, Error> {
         let record = self.inner.challenges.load(challenge).await?;
         if record.account.as_ref() != Some(account) {
-            return Err(Refusal::Unknown.into());
+            return Err(Refusal::Code(CodeRefusal::Unknown).into());
         }
         if record.destination.kind() != DestinationKind::Phone {
             // Not a phone code: refuse before spending it.
-            return Err(Refusal::DestinationMismatch.into());
+            return Err(Refusal::Code(CodeRefusal::DestinationMismatch).into());
         }
         let old = self
             .phone_of(account)
@@ -398,13 +398,15 @@ impl TwoFactor {
     /// (nizima: change it instead, or turn two-step sign-in off first).
     ///
     /// # Errors
-    /// [`Refusal::ContactRequired`]; [`Refusal::NotAContact`] when there is
+    /// [`ContactRefusal::Required`]; [`ContactRefusal::NotOnAccount`] when there is
     /// no phone; [`Error::Store`].
     pub async fn phone_remove(&self, account: &AccountId) -> Result<(), Error> {
         let phone = self
             .phone_of(account)
             .await?
-            .ok_or(Error::Refused(Refusal::NotAContact))?;
+            .ok_or(Error::Refused(Refusal::Contact(
+                ContactRefusal::NotOnAccount,
+            )))?;
         self.inner.contacts.remove(account, &phone).await
     }
 
@@ -419,7 +421,7 @@ impl TwoFactor {
     /// leaves neither behind.
     ///
     /// # Errors
-    /// [`Refusal::TwoFactorAlreadyOn`]; [`Refusal::NoSecondFactor`] when the
+    /// [`AccountRefusal::TwoFactorAlreadyOn`]; [`AccountRefusal::NoSecondFactor`] when the
     /// account has no verified phone, no authenticator app (and no verified
     /// email, where email counts); [`Error::Store`].
     pub async fn enable_two_factor(&self, account: &AccountId) -> Result<PlainCodes, Error> {
@@ -445,7 +447,7 @@ impl TwoFactor {
             .contacts
             .update(account, |book| {
                 if book.factors.two_factor_since.is_none() {
-                    return Err(Refusal::TwoFactorOff.into());
+                    return Err(Refusal::Account(AccountRefusal::TwoFactorOff).into());
                 }
                 crate::flows::RecoveryCodes::put(book, set.clone());
                 Ok(((), ClaimChanges::default(), Vec::new()))
@@ -468,7 +470,7 @@ impl TwoFactor {
     /// (the security epoch moves on) — all in one write.
     ///
     /// # Errors
-    /// [`Refusal::StepUpRequired`]; [`Refusal::TwoFactorOff`] when it is
+    /// [`AccountRefusal::StepUpRequired`]; [`AccountRefusal::TwoFactorOff`] when it is
     /// off already; [`Error::Store`].
     pub async fn disable_two_factor(
         &self,
@@ -483,7 +485,7 @@ impl TwoFactor {
             .update(account, |book| {
                 self.verify_step_up(account, step_up, book.epoch)?;
                 if book.factors.two_factor_since.is_none() {
-                    return Err(Refusal::TwoFactorOff.into());
+                    return Err(Refusal::Account(AccountRefusal::TwoFactorOff).into());
                 }
                 book.factors.two_factor_since = None;
                 book.factors.authenticator = None;
@@ -514,7 +516,7 @@ impl TwoFactor {
     /// fresh second factor.
     ///
     /// # Errors
-    /// [`Refusal::StepUpRequired`]; [`Refusal::TwoFactorOff`];
+    /// [`AccountRefusal::StepUpRequired`]; [`AccountRefusal::TwoFactorOff`];
     /// [`Error::Store`].
     pub async fn regenerate_recovery_codes(
         &self,
@@ -528,7 +530,7 @@ impl TwoFactor {
             .update(account, |book| {
                 self.verify_step_up(account, step_up, book.epoch)?;
                 if book.factors.two_factor_since.is_none() {
-                    return Err(Refusal::TwoFactorOff.into());
+                    return Err(Refusal::Account(AccountRefusal::TwoFactorOff).into());
                 }
                 crate::flows::RecoveryCodes::put(book, set.clone());
                 Ok(((), ClaimChanges::default(), Vec::new()))
@@ -552,7 +554,7 @@ impl TwoFactor {
     /// recognise). It goes into the URI, and so into the QR code.
     ///
     /// # Errors
-    /// [`Refusal::StepUpRequired`]; [`Error::Otp`] for a label the URI
+    /// [`AccountRefusal::StepUpRequired`]; [`Error::Otp`] for a label the URI
     /// can't carry (empty, or with a `:`); [`Error::Random`];
     /// [`Error::Store`].
     pub async fn authenticator_start(
@@ -597,8 +599,8 @@ impl TwoFactor {
     /// factor.
     ///
     /// # Errors
-    /// [`Refusal::WrongCode`]; [`Refusal::Unknown`] when no setup is
-    /// pending; [`Refusal::Locked`]; [`Error::Store`];
+    /// [`CodeRefusal::WrongCode`]; [`CodeRefusal::Unknown`] when no setup is
+    /// pending; [`AccountRefusal::Locked`]; [`Error::Store`];
     /// [`Error::RetiredKey`] when the pending seed was sealed with a key
     /// the sealer no longer holds (nothing is counted: start again).
     pub async fn authenticator_confirm(
@@ -612,12 +614,12 @@ impl TwoFactor {
         let book = store
             .account_record(account)
             .await?
-            .ok_or(Error::Refused(Refusal::Unknown))?;
+            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
         let pending = book
             .factors
             .pending_authenticator
             .as_ref()
-            .ok_or(Error::Refused(Refusal::Unknown))?;
+            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
         // Open the seed before the guess is counted: an outage of the key
         // service is not a wrong code.
         let plain = self.open_seed(account, &pending.sealed_uri)?;
@@ -634,9 +636,9 @@ impl TwoFactor {
             Ok(confirmed) => confirmed,
             Err(_) => {
                 counted.wrong(&i.failures, &*i.ports.events, now);
-                return Err(Refusal::WrongCode {
-                    attempts_left: counted.left(&i.failures),
-                }
+                return Err(Refusal::Code(CodeRefusal::WrongCode {
+                    attempts_left: None,
+                })
                 .into());
             }
         };
@@ -653,7 +655,7 @@ impl TwoFactor {
                     Some(p) if self.same_app(account, &p.sealed_uri, &sealed, &plain) => {
                         p.sealed_uri.clone()
                     }
-                    _ => return Err(Refusal::Unknown.into()),
+                    _ => return Err(Refusal::Code(CodeRefusal::Unknown).into()),
                 };
                 book.factors.pending_authenticator = None;
                 let replaced = book.factors.authenticator.is_some();
@@ -688,8 +690,8 @@ impl TwoFactor {
     /// when it is the only second factor left while two-step sign-in is on.
     ///
     /// # Errors
-    /// [`Refusal::StepUpRequired`]; [`Refusal::NoSecondFactor`];
-    /// [`Refusal::Unknown`] when there is none; [`Error::Store`].
+    /// [`AccountRefusal::StepUpRequired`]; [`AccountRefusal::NoSecondFactor`];
+    /// [`CodeRefusal::Unknown`] when there is none; [`Error::Store`].
     pub async fn authenticator_remove(
         &self,
         account: &AccountId,
@@ -702,10 +704,10 @@ impl TwoFactor {
             .update(account, |book| {
                 self.verify_step_up(account, step_up, book.epoch)?;
                 if book.factors.authenticator.is_none() {
-                    return Err(Refusal::Unknown.into());
+                    return Err(Refusal::Code(CodeRefusal::Unknown).into());
                 }
                 if book.factors.two_factor_since.is_some() && !contact_factor(book, email_counts) {
-                    return Err(Refusal::NoSecondFactor.into());
+                    return Err(Refusal::Account(AccountRefusal::NoSecondFactor).into());
                 }
                 book.factors.authenticator = None;
                 // A second factor removed: devices and step-ups from before
@@ -750,7 +752,7 @@ impl TwoFactor {
     /// the account does not.
     ///
     /// # Errors
-    /// [`Refusal::StepUpRequired`]; otherwise as for
+    /// [`AccountRefusal::StepUpRequired`]; otherwise as for
     /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
     pub async fn contact_send_code(
         &self,
@@ -793,7 +795,9 @@ impl TwoFactor {
         step_up: Option<&StepUp>,
     ) -> Result<(), Error> {
         if needed {
-            let proof = step_up.ok_or(Error::Refused(Refusal::StepUpRequired))?;
+            let proof = step_up.ok_or(Error::Refused(Refusal::Account(
+                AccountRefusal::StepUpRequired,
+            )))?;
             self.verify_step_up(account, proof, book.map_or(0, |b| b.epoch))?;
         }
         Ok(())
@@ -860,7 +864,7 @@ impl TwoFactor {
             .await?
         {
             Checked::Right(record) => *record,
-            Checked::Again(_) => return Err(Refusal::AlreadyUsed.into()),
+            Checked::Again(_) => return Err(Refusal::Code(CodeRefusal::AlreadyUsed).into()),
         };
         let account = self.store().claim_owner(&destination.limit_key()).await?;
         let verified = challenges.spend(record).await?;
@@ -911,10 +915,10 @@ fn turn_on(
     set: crate::model::RecoverySet,
 ) -> Result<(), Error> {
     if book.factors.two_factor_since.is_some() {
-        return Err(Refusal::TwoFactorAlreadyOn.into());
+        return Err(Refusal::Account(AccountRefusal::TwoFactorAlreadyOn).into());
     }
     if !has_second_factor(book, email_counts, None) {
-        return Err(Refusal::NoSecondFactor.into());
+        return Err(Refusal::Account(AccountRefusal::NoSecondFactor).into());
     }
     book.factors.two_factor_since = Some(now);
     // An app set up while two-step sign-in was off was never vouched for by

@@ -96,7 +96,7 @@ use crate::challenge::CodePolicy;
 use crate::clock::Clock;
 use crate::contact::MaskPolicy;
 use crate::device::DevicePolicy;
-use crate::error::{Error, Misuse, Refusal};
+use crate::error::{AccountRefusal, Error, Misuse, Refusal};
 use crate::events::EventSink;
 use crate::flows::{
     Challenges, ChallengesBuilder, Contacts, Ports, RecoveryCodes, TrustedDevices, Verifications,
@@ -573,7 +573,7 @@ impl TwoFactor {
     /// step-up window) and proven at the account's current security epoch.
     ///
     /// # Errors
-    /// [`Refusal::StepUpRequired`] otherwise: ask for a second factor again
+    /// [`AccountRefusal::StepUpRequired`] otherwise: ask for a second factor again
     /// ([`sign_in_begin`](Self::sign_in_begin) without a device token, then
     /// [`sign_in_complete`](Self::sign_in_complete)); [`Error::Store`].
     pub async fn check_step_up(&self, account: &AccountId, proof: &StepUp) -> Result<(), Error> {
@@ -604,7 +604,7 @@ impl TwoFactor {
         if genuine && &proof.account == account && fresh && proof.epoch == epoch {
             Ok(())
         } else {
-            Err(Refusal::StepUpRequired.into())
+            Err(Refusal::Account(AccountRefusal::StepUpRequired).into())
         }
     }
 
@@ -616,7 +616,9 @@ impl TwoFactor {
     ) -> Result<(), Error> {
         let book = self.store().account_record(account).await?;
         if let Some(book) = book.filter(|b| b.factors.two_factor_since.is_some()) {
-            let proof = proof.ok_or(Error::Refused(Refusal::StepUpRequired))?;
+            let proof = proof.ok_or(Error::Refused(Refusal::Account(
+                AccountRefusal::StepUpRequired,
+            )))?;
             self.verify_step_up(account, proof, book.epoch)?;
         }
         Ok(())

@@ -8,7 +8,9 @@ use subtle::ConstantTimeEq;
 use super::{HEX, StepUp, TwoFactor, same_seed};
 use crate::contact::MaskPolicy;
 use crate::device::{DeviceCheck, DeviceToken};
-use crate::error::{Error, Misuse, Refusal, SecretKind};
+use crate::error::{
+    AccountRefusal, CodeRefusal, ContactRefusal, Error, Misuse, Refusal, SecretKind,
+};
 use crate::events::Event;
 use crate::flows::cas::{self, AccountSlot, Step};
 use crate::flows::{
@@ -532,7 +534,7 @@ impl TwoFactor {
     /// now: nothing the caller hands in (a kind, a destination, whether to
     /// confirm) is taken on trust. An id that names no current method of
     /// the account (another account's, or one whose contact is gone) is
-    /// [`Refusal::NoSuchMethod`].
+    /// [`AccountRefusal::NoSuchMethod`](crate::AccountRefusal::NoSuchMethod).
     async fn contact_of(
         &self,
         account: &AccountId,
@@ -542,7 +544,9 @@ impl TwoFactor {
         let (kind, to) = record
             .as_ref()
             .and_then(|r| self.method_named(r, id))
-            .ok_or(Error::Refused(Refusal::NoSuchMethod))?;
+            .ok_or(Error::Refused(Refusal::Account(
+                AccountRefusal::NoSuchMethod,
+            )))?;
         let Some(to) = to else {
             return Err(Misuse::MethodSendsNothing.into());
         };
@@ -551,14 +555,14 @@ impl TwoFactor {
     }
 
     /// `to`, if it is a verified contact in `record` that may carry a second
-    /// factor; [`Refusal::NotAContact`] if not.
+    /// factor; [`ContactRefusal::NotOnAccount`](crate::ContactRefusal::NotOnAccount) if not.
     fn contact_in(
         &self,
         book: Option<&AccountRecord>,
         to: &Destination,
     ) -> Result<Destination, Error> {
         if to.kind() == DestinationKind::Email && !self.inner.email_second_factor {
-            return Err(Refusal::NotAContact.into());
+            return Err(Refusal::Contact(ContactRefusal::NotOnAccount).into());
         }
         let current = book.is_some_and(|b| {
             b.contacts
@@ -568,13 +572,13 @@ impl TwoFactor {
         if current {
             Ok(to.clone())
         } else {
-            Err(Refusal::NotAContact.into())
+            Err(Refusal::Contact(ContactRefusal::NotOnAccount).into())
         }
     }
 
     /// `destination`, if it is still a verified contact of the account that
     /// may carry a second factor, with the account's security epoch;
-    /// [`Refusal::DestinationMismatch`] if not (a code or link in flight to
+    /// [`CodeRefusal::DestinationMismatch`](crate::CodeRefusal::DestinationMismatch) if not (a code or link in flight to
     /// a contact changed since is dead).
     async fn still_contact(
         &self,
@@ -584,7 +588,9 @@ impl TwoFactor {
         let book = self.store().account_record(account).await?;
         match self.contact_in(book.as_ref(), destination) {
             Ok(to) => Ok((to, book.map_or(0, |b| b.epoch))),
-            Err(Error::Refused(Refusal::NotAContact)) => Err(Refusal::DestinationMismatch.into()),
+            Err(Error::Refused(Refusal::Contact(ContactRefusal::NotOnAccount))) => {
+                Err(Refusal::Code(CodeRefusal::DestinationMismatch).into())
+            }
             Err(e) => Err(e),
         }
     }
@@ -596,8 +602,8 @@ impl TwoFactor {
     /// the masked contact; nothing is sent unless it matches.
     ///
     /// # Errors
-    /// [`Refusal::NoSuchMethod`] when `method` names no current method of
-    /// the account; [`Refusal::ContactNotConfirmed`]; otherwise as for
+    /// [`AccountRefusal::NoSuchMethod`] when `method` names no current method of
+    /// the account; [`SendRefusal::ContactNotConfirmed`](crate::SendRefusal::ContactNotConfirmed); otherwise as for
     /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
     pub async fn sign_in_send_code(
         &self,
@@ -637,8 +643,8 @@ impl TwoFactor {
     /// code, or one sent to register, change or verify a contact.
     ///
     /// # Errors
-    /// [`Refusal::Unknown`] for another account's challenge;
-    /// [`Refusal::DestinationMismatch`] for a sign-in code whose contact
+    /// [`CodeRefusal::Unknown`] for another account's challenge;
+    /// [`CodeRefusal::DestinationMismatch`] for a sign-in code whose contact
     /// the account no longer has; otherwise as for
     /// [`OneTimeCodes::resend`](crate::service::OneTimeCodes::resend).
     pub async fn resend(
@@ -657,7 +663,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// As for [`resend`](Self::resend), plus
-    /// [`Refusal::NoMoreOptions`].
+    /// [`SendRefusal::NoMoreOptions`](crate::SendRefusal::NoMoreOptions).
     pub async fn another_option(
         &self,
         account: &AccountId,
@@ -681,7 +687,7 @@ impl TwoFactor {
     ) -> Result<(), Error> {
         let record = self.inner.challenges.load(challenge).await?;
         if record.account.as_ref() != Some(account) {
-            return Err(Refusal::Unknown.into());
+            return Err(Refusal::Code(CodeRefusal::Unknown).into());
         }
         if record.purpose == Purpose::SignIn {
             self.still_contact(account, &record.destination).await?;
@@ -731,7 +737,7 @@ impl TwoFactor {
     /// What the phone shows when the link is opened (does not consume it).
     ///
     /// # Errors
-    /// a wrong token is [`Refusal::Unknown`]; an expired link [`Refusal::Expired`]; one already decided [`Refusal::AlreadyUsed`] or [`Refusal::Denied`]; [`Error::Store`].
+    /// a wrong token is [`CodeRefusal::Unknown`]; an expired link [`CodeRefusal::Expired`]; one already decided [`CodeRefusal::AlreadyUsed`] or [`CodeRefusal::Denied`]; [`Error::Store`].
     pub async fn open_link(&self, token: &str) -> Result<LinkView, Error> {
         self.inner.challenges.open_link(token).await
     }
@@ -739,7 +745,7 @@ impl TwoFactor {
     /// The user approves the sign-in on the phone.
     ///
     /// # Errors
-    /// a wrong token is [`Refusal::Unknown`]; an expired link [`Refusal::Expired`]; one already decided [`Refusal::AlreadyUsed`] or [`Refusal::Denied`]; [`Error::Store`].
+    /// a wrong token is [`CodeRefusal::Unknown`]; an expired link [`CodeRefusal::Expired`]; one already decided [`CodeRefusal::AlreadyUsed`] or [`CodeRefusal::Denied`]; [`Error::Store`].
     pub async fn approve_link(&self, token: &str) -> Result<(), Error> {
         self.inner.challenges.approve_link(token).await
     }
@@ -747,7 +753,7 @@ impl TwoFactor {
     /// The user did not try to sign in: deny.
     ///
     /// # Errors
-    /// a wrong token is [`Refusal::Unknown`]; an expired link [`Refusal::Expired`]; one already decided [`Refusal::AlreadyUsed`] or [`Refusal::Denied`]; [`Error::Store`].
+    /// a wrong token is [`CodeRefusal::Unknown`]; an expired link [`CodeRefusal::Expired`]; one already decided [`CodeRefusal::AlreadyUsed`] or [`CodeRefusal::Denied`]; [`Error::Store`].
     pub async fn deny_link(&self, token: &str) -> Result<(), Error> {
         self.inner.challenges.deny_link(token).await
     }
@@ -756,8 +762,8 @@ impl TwoFactor {
     /// the sign-in once approved (collected by exactly one poll).
     ///
     /// # Errors
-    /// [`Refusal::Denied`], [`Refusal::Expired`], [`Refusal::AlreadyUsed`],
-    /// [`Refusal::Unknown`] (also for another account's link).
+    /// [`CodeRefusal::Denied`], [`CodeRefusal::Expired`], [`CodeRefusal::AlreadyUsed`],
+    /// [`CodeRefusal::Unknown`] (also for another account's link).
     pub async fn sign_in_poll_link(
         &self,
         account: &AccountId,
@@ -767,7 +773,7 @@ impl TwoFactor {
     ) -> Result<Option<SignedIn>, Error> {
         let record = self.inner.challenges.load(challenge).await?;
         if record.account.as_ref() != Some(account) {
-            return Err(Refusal::Unknown.into());
+            return Err(Refusal::Code(CodeRefusal::Unknown).into());
         }
         // A link in flight to a contact the account has since changed or
         // removed is dead, like a code (see `sign_in_complete`).
@@ -798,10 +804,10 @@ impl TwoFactor {
     /// device is trusted, and the answer says how many codes are left.
     ///
     /// # Errors
-    /// The refusal of the method ([`Refusal::WrongCode`],
-    /// [`Refusal::WrongRecoveryCode`], [`Refusal::AlreadyUsed`] for a
-    /// replayed authenticator code, [`Refusal::Locked`], …);
-    /// [`Refusal::Unknown`] for another account's challenge;
+    /// The refusal of the method ([`CodeRefusal::WrongCode`],
+    /// [`CodeRefusal::WrongRecoveryCode`], [`CodeRefusal::AlreadyUsed`] for a
+    /// replayed authenticator code, [`AccountRefusal::Locked`], …);
+    /// [`CodeRefusal::Unknown`] for another account's challenge;
     /// [`Error::Store`]; [`Error::RetiredKey`] when the code, recovery code
     /// or authenticator seed was hashed or sealed with a key this
     /// deployment no longer holds (not counted as a failure; see the
@@ -821,7 +827,7 @@ impl TwoFactor {
             Proof::Code { challenge, code } => {
                 let record = self.inner.challenges.load(challenge).await?;
                 if record.account.as_ref() != Some(account) {
-                    return Err(Refusal::Unknown.into());
+                    return Err(Refusal::Code(CodeRefusal::Unknown).into());
                 }
                 // The contact must still be the account's: a code in flight
                 // to a number changed since is dead.
@@ -921,13 +927,13 @@ impl TwoFactor {
         let book = store
             .account_record(account)
             .await?
-            .ok_or(Error::Refused(Refusal::Unknown))?;
+            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
         let sealed = book
             .factors
             .authenticator
             .as_ref()
             .map(|app| app.sealed_uri.clone())
-            .ok_or(Error::Refused(Refusal::Unknown))?;
+            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
         let plain = self.open_seed(account, &sealed)?;
         let totp = Self::totp_of(&plain)?;
         // Sealed again with the current key, if it is under an older one:
@@ -963,7 +969,7 @@ impl TwoFactor {
                     same_attempt(&i.ports.hasher, &scope, at, app.last_attempt.as_ref()),
                     None,
                 ),
-                _ => return Err(Refusal::Unknown.into()),
+                _ => return Err(Refusal::Code(CodeRefusal::Unknown).into()),
             };
             // The attempt that made the last accepted step may present that
             // step's code again (its reply was lost): the same success.
@@ -995,12 +1001,12 @@ impl TwoFactor {
                 counted.right(store).await;
                 Ok(epoch)
             }
-            AppCode::Replayed => Err(Refusal::AlreadyUsed.into()),
+            AppCode::Replayed => Err(Refusal::Code(CodeRefusal::AlreadyUsed).into()),
             AppCode::Wrong => {
                 counted.wrong(&i.failures, &*i.ports.events, now);
-                Err(Refusal::WrongCode {
-                    attempts_left: counted.left(&i.failures),
-                }
+                Err(Refusal::Code(CodeRefusal::WrongCode {
+                    attempts_left: None,
+                })
                 .into())
             }
         }
@@ -1089,7 +1095,7 @@ impl TwoFactor {
     /// Revokes one trusted device (au ID's device list).
     ///
     /// # Errors
-    /// [`Refusal::Unknown`] when the account has no such device; [`Error::Store`].
+    /// [`CodeRefusal::Unknown`] when the account has no such device; [`Error::Store`].
     pub async fn revoke_device(&self, account: &AccountId, id: &DeviceId) -> Result<(), Error> {
         self.inner.devices.revoke(account, id).await
     }

@@ -1,7 +1,8 @@
 //! The rules as the flows keep them, on the store under test.
 
-#[allow(clippy::wildcard_imports)]
 use super::*;
+#[allow(clippy::wildcard_imports)]
+use crate::error::CodeRefusal;
 
 // ---------------------------------------------------------------------------
 // Through the flows
@@ -9,7 +10,7 @@ use super::*;
 
 /// Rule (single use, end to end): [`OneTimeCodes`](crate::service::OneTimeCodes) on this store issues one
 /// code; 64 tasks verify the right code at once; exactly one succeeds, the
-/// 63 others are refused with [`Refusal::AlreadyUsed`], and the stored
+/// 63 others are refused with [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed), and the stored
 /// challenge is consumed.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
@@ -22,7 +23,7 @@ pub async fn check_flows_verify_once(store: Arc<dyn Store>) {
 /// issues one code; 64 tasks send wrong codes at once; the stored
 /// `failed_attempts` ends exactly at the policy's `max_attempts` (5), the
 /// refusals report each remaining count once, and the right code is then
-/// refused with [`Refusal::TooManyAttempts`].
+/// refused with [`CodeRefusal::TooManyAttempts`](crate::CodeRefusal::TooManyAttempts).
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 ///
@@ -33,7 +34,7 @@ pub async fn check_flows_attempts_counted(store: Arc<dyn Store>) {
 /// Rule (single use, end to end): [`TwoFactor`](crate::service::TwoFactor) on this store
 /// generates a set of 10; 64 tasks redeem the same code at once; exactly
 /// one succeeds (reporting 9 remaining), the 63 others are refused with
-/// [`Refusal::AlreadyUsed`], and `remaining` then reads 9.
+/// [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed), and `remaining` then reads 9.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
 ///
@@ -45,7 +46,7 @@ pub async fn check_flows_redeem_once(store: Arc<dyn Store>) {
 /// generates a set of 10; 64 tasks redeem its 10 different codes at once
 /// (task `i` redeems code `i % 10`, so each code by 6 or 7 tasks); each
 /// code succeeds exactly once (10 successes in all), the other tasks are
-/// refused with [`Refusal::AlreadyUsed`], the winners report 9, 8, … 0
+/// refused with [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed), the winners report 9, 8, … 0
 /// codes remaining, once each, and `remaining` then reads 0.
 ///
 /// Needs a multi-thread runtime to race (see the [module docs](super)).
@@ -90,7 +91,7 @@ pub async fn check_flows_redeem_each_code_once(store: Arc<dyn Store>) {
     assert!(
         outcomes.iter().all(|o| matches!(
             o,
-            Outcome::Succeeded | Outcome::Refused(Refusal::AlreadyUsed)
+            Outcome::Succeeded | Outcome::Refused(Refusal::Code(CodeRefusal::AlreadyUsed))
         )),
         "the {} losing redemptions must be refused as AlreadyUsed; got {outcomes:?}",
         TASKS - n
@@ -116,7 +117,7 @@ pub async fn check_flows_redeem_each_code_once(store: Arc<dyn Store>) {
 /// this store generates a set; then one task generates a new set while 63
 /// tasks keep redeeming codes of the old one. Once `generate` has returned,
 /// no redemption that starts afterwards succeeds with an old code (each is
-/// refused with [`Refusal::WrongRecoveryCode`]); no old code redeems twice;
+/// refused with [`CodeRefusal::WrongRecoveryCode`](crate::CodeRefusal::WrongRecoveryCode)); no old code redeems twice;
 /// and no redemption prepared against the old set lands on the new one: the
 /// new set still has all its codes, and they redeem.
 ///
@@ -177,7 +178,7 @@ pub async fn check_flows_regenerate_voids_old_codes(store: Arc<dyn Store>) {
             if after {
                 assert_eq!(
                     outcome,
-                    Outcome::Refused(Refusal::WrongRecoveryCode),
+                    Outcome::Refused(Refusal::Code(CodeRefusal::WrongRecoveryCode)),
                     "once RecoveryCodes::generate has returned, no code of the replaced set \
                      may redeem: a redemption of old code #{} that started afterwards must be \
                      refused as WrongRecoveryCode",
@@ -188,7 +189,10 @@ pub async fn check_flows_regenerate_voids_old_codes(store: Arc<dyn Store>) {
                     matches!(
                         outcome,
                         Outcome::Succeeded
-                            | Outcome::Refused(Refusal::AlreadyUsed | Refusal::WrongRecoveryCode)
+                            | Outcome::Refused(
+                                Refusal::Code(CodeRefusal::AlreadyUsed)
+                                    | Refusal::Code(CodeRefusal::WrongRecoveryCode)
+                            )
                     ),
                     "a redemption of an old code racing a regeneration must succeed or be \
                      refused as AlreadyUsed or WrongRecoveryCode; got {outcome:?}"
@@ -210,7 +214,7 @@ pub async fn check_flows_regenerate_voids_old_codes(store: Arc<dyn Store>) {
         let late = Outcome::from(service.redeem(&account, code).await);
         assert_eq!(
             late,
-            Outcome::Refused(Refusal::WrongRecoveryCode),
+            Outcome::Refused(Refusal::Code(CodeRefusal::WrongRecoveryCode)),
             "after RecoveryCodes::generate returned, old code #{k} must be refused as \
              WrongRecoveryCode"
         );

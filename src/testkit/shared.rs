@@ -1,7 +1,8 @@
 //! Races shared by one store and two handles on one namespace.
 
-#[allow(clippy::wildcard_imports)]
 use super::*;
+#[allow(clippy::wildcard_imports)]
+use crate::error::{AccountRefusal, CodeRefusal};
 
 // ---------------------------------------------------------------------------
 // Shared races (one store, or two handles on one namespace)
@@ -139,7 +140,7 @@ pub(super) async fn flows_verify_once(stores: &[Arc<dyn Store>], seed: u8) {
     assert!(
         outcomes.iter().all(|o| matches!(
             o,
-            Outcome::Succeeded | Outcome::Refused(Refusal::AlreadyUsed)
+            Outcome::Succeeded | Outcome::Refused(Refusal::Code(CodeRefusal::AlreadyUsed))
         )),
         "the {} losing verifications must be refused as AlreadyUsed{}; got {outcomes:?}",
         TASKS - 1,
@@ -200,7 +201,9 @@ pub(super) async fn flows_attempts_counted(stores: &[Arc<dyn Store>], seed: u8) 
     let mut left: Vec<u32> = outcomes
         .iter()
         .filter_map(|o| match o {
-            Outcome::Refused(Refusal::WrongCode { attempts_left }) => Some(*attempts_left),
+            Outcome::Refused(Refusal::Code(CodeRefusal::WrongCode { attempts_left })) => {
+                *attempts_left
+            }
             _ => None,
         })
         .collect();
@@ -216,7 +219,10 @@ pub(super) async fn flows_attempts_counted(stores: &[Arc<dyn Store>], seed: u8) 
     assert!(
         outcomes.iter().all(|o| matches!(
             o,
-            Outcome::Refused(Refusal::WrongCode { .. } | Refusal::TooManyAttempts)
+            Outcome::Refused(
+                Refusal::Code(CodeRefusal::WrongCode { .. })
+                    | Refusal::Code(CodeRefusal::TooManyAttempts)
+            )
         )),
         "wrong codes must be refused as WrongCode or TooManyAttempts{}; got {outcomes:?}",
         across(stores)
@@ -240,7 +246,7 @@ pub(super) async fn flows_attempts_counted(stores: &[Arc<dyn Store>], seed: u8) 
         let late = Outcome::from(service.verify(&id, &code, &Purpose::SignIn, &phone).await);
         assert_eq!(
             late,
-            Outcome::Refused(Refusal::TooManyAttempts),
+            Outcome::Refused(Refusal::Code(CodeRefusal::TooManyAttempts)),
             "after max_attempts wrong codes even the right code must be refused with \
              TooManyAttempts{}",
             across(stores)
@@ -340,7 +346,7 @@ pub(super) async fn flows_guesses_counted_first(stores: &[Arc<dyn Store>], seed:
     );
     assert_eq!(
         again,
-        Outcome::Refused(Refusal::AlreadyUsed),
+        Outcome::Refused(Refusal::Code(CodeRefusal::AlreadyUsed)),
         "a verified code must not verify again{}",
         across(stores)
     );
@@ -400,9 +406,11 @@ pub(super) fn checked_guesses(outcomes: &[Outcome], what: &str, stores: &[Arc<dy
     for outcome in outcomes {
         match outcome {
             Outcome::Refused(
-                Refusal::WrongCode { .. } | Refusal::TooManyAttempts | Refusal::WrongRecoveryCode,
+                Refusal::Code(CodeRefusal::WrongCode { .. })
+                | Refusal::Code(CodeRefusal::TooManyAttempts)
+                | Refusal::Code(CodeRefusal::WrongRecoveryCode),
             ) => checked += 1,
-            Outcome::Refused(Refusal::Locked { .. }) => {}
+            Outcome::Refused(Refusal::Account(AccountRefusal::Locked { .. })) => {}
             other => panic!(
                 "{what} must be refused as wrong or as Locked{}; got {other:?}",
                 across(stores)
@@ -508,7 +516,7 @@ pub(super) async fn flows_redeem_once(stores: &[Arc<dyn Store>], seed: u8) {
     assert!(
         outcomes.iter().all(|o| matches!(
             o,
-            Outcome::Succeeded | Outcome::Refused(Refusal::AlreadyUsed)
+            Outcome::Succeeded | Outcome::Refused(Refusal::Code(CodeRefusal::AlreadyUsed))
         )),
         "the {} losing redemptions must be refused as AlreadyUsed{}; got {outcomes:?}",
         TASKS - 1,
@@ -533,7 +541,7 @@ pub(super) async fn flows_redeem_once(stores: &[Arc<dyn Store>], seed: u8) {
         let again = Outcome::from(service.redeem(&account, &code).await);
         assert_eq!(
             again,
-            Outcome::Refused(Refusal::AlreadyUsed),
+            Outcome::Refused(Refusal::Code(CodeRefusal::AlreadyUsed)),
             "a recovery code redeemed once must be refused as AlreadyUsed afterwards{}",
             across(stores)
         );

@@ -4,6 +4,7 @@
 //! Time only moves through `ManualClock`; codes and links are read from the
 //! `RecordingGateway`; audit events from `RecordingEvents`.
 
+use ninsho::{AccountRefusal, CodeRefusal, SendRefusal};
 use std::sync::Arc;
 
 use super::challenges_builder;
@@ -268,7 +269,7 @@ async fn email_destination_uses_the_email_channel() {
                 .another_option(&ticket.challenge_id, None)
                 .await
         ),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     let (ticket, _) = env.issue(&email).await;
     assert_eq!(
@@ -277,7 +278,7 @@ async fn email_destination_uses_the_email_channel() {
                 .another_option(&ticket.challenge_id, None)
                 .await
         ),
-        Refusal::NoMoreOptions
+        Refusal::Send(SendRefusal::NoMoreOptions)
     );
 }
 
@@ -384,12 +385,12 @@ async fn right_code_verifies_once() {
 
     assert_eq!(
         refusal(env.verify(&ticket.challenge_id, &code, &phone()).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     // A used challenge can't be resent either, and a second use counts nothing.
     assert_eq!(
         refusal(env.challenges.resend(&ticket.challenge_id, None).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     assert_eq!(env.record(&ticket.challenge_id).await.failed_attempts, 0);
     assert_eq!(
@@ -397,7 +398,7 @@ async fn right_code_verifies_once() {
         Some(&Event::Failed {
             challenge: Some(ticket.challenge_id),
             account: Some(account),
-            reason: Refusal::AlreadyUsed,
+            reason: Refusal::Code(CodeRefusal::AlreadyUsed),
         })
     );
 }
@@ -431,19 +432,27 @@ async fn malformed_input_counts_as_a_wrong_code() {
     let letters = format!("{}a", &code[..5]);
     assert_eq!(
         refusal(env.verify(&id, too_short, &phone()).await),
-        Refusal::WrongCode { attempts_left: 4 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
     );
     assert_eq!(
         refusal(env.verify(&id, &too_long, &phone()).await),
-        Refusal::WrongCode { attempts_left: 3 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(3)
+        })
     );
     assert_eq!(
         refusal(env.verify(&id, &letters, &phone()).await),
-        Refusal::WrongCode { attempts_left: 2 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(2)
+        })
     );
     assert_eq!(
         refusal(env.verify(&id, "", &phone()).await),
-        Refusal::WrongCode { attempts_left: 1 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(1)
+        })
     );
     env.verify(&id, &code, &phone()).await.unwrap();
 }
@@ -467,7 +476,7 @@ async fn code_expires_at_exactly_ten_minutes() {
             env.verify(&late.challenge_id, &late_code, &phone_n(2))
                 .await
         ),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
     // A wrong code after expiry is "expired" too, and counts nothing.
     assert_eq!(
@@ -475,7 +484,7 @@ async fn code_expires_at_exactly_ten_minutes() {
             env.verify(&late.challenge_id, &other_code(&late_code), &phone_n(2))
                 .await
         ),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
     assert_eq!(env.record(&late.challenge_id).await.failed_attempts, 0);
 }
@@ -492,13 +501,15 @@ async fn expiry_is_exact_to_the_nanosecond() {
             env.verify(&ticket.challenge_id, &other_code(&code), &phone())
                 .await
         ),
-        Refusal::WrongCode { attempts_left: 4 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
     );
     env.clock.advance(Duration::nanoseconds(1));
     // ...and at expiry even the right one is refused.
     assert_eq!(
         refusal(env.verify(&ticket.challenge_id, &code, &phone()).await),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
 }
 
@@ -511,14 +522,14 @@ async fn five_wrong_codes_kill_the_challenge() {
     for left in [4, 3, 2, 1] {
         assert_eq!(
             refusal(env.verify(&id, &wrong, &phone()).await),
-            Refusal::WrongCode {
-                attempts_left: left
-            }
+            Refusal::Code(CodeRefusal::WrongCode {
+                attempts_left: Some(left)
+            })
         );
     }
     assert_eq!(
         refusal(env.verify(&id, &wrong, &phone()).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
     let record = env.record(&id).await;
     assert_eq!(record.failed_attempts, 5);
@@ -526,7 +537,7 @@ async fn five_wrong_codes_kill_the_challenge() {
 
     assert_eq!(
         refusal(env.verify(&id, &code, &phone()).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
     assert_eq!(
         env.record(&id).await.failed_attempts,
@@ -537,11 +548,11 @@ async fn five_wrong_codes_kill_the_challenge() {
     env.clock.advance(Duration::minutes(1));
     assert_eq!(
         refusal(env.challenges.resend(&id, None).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
     assert_eq!(
         refusal(env.challenges.another_option(&id, None).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
     assert_eq!(env.gateway.messages().len(), 1);
 }
@@ -555,11 +566,13 @@ async fn max_attempts_is_a_knob() {
     let wrong = other_code(&code);
     assert_eq!(
         refusal(env.verify(&ticket.challenge_id, &wrong, &phone()).await),
-        Refusal::WrongCode { attempts_left: 1 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(1)
+        })
     );
     assert_eq!(
         refusal(env.verify(&ticket.challenge_id, &wrong, &phone()).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
 }
 
@@ -573,23 +586,28 @@ async fn purpose_and_destination_mismatches_are_refused_and_counted() {
         .challenges
         .verify(&id, &code, &Purpose::SignUp, &phone())
         .await;
-    assert_eq!(refusal(err), Refusal::PurposeMismatch);
+    assert_eq!(refusal(err), Refusal::Code(CodeRefusal::PurposeMismatch));
     let err = env
         .challenges
         .verify(&id, &code, &Purpose::SignIn, &phone_n(9))
         .await;
-    assert_eq!(refusal(err), Refusal::DestinationMismatch);
+    assert_eq!(
+        refusal(err),
+        Refusal::Code(CodeRefusal::DestinationMismatch)
+    );
     let err = env
         .challenges
         .verify(&id, &code, &Purpose::Other("x".into()), &phone_n(9))
         .await;
-    assert_eq!(refusal(err), Refusal::PurposeMismatch);
+    assert_eq!(refusal(err), Refusal::Code(CodeRefusal::PurposeMismatch));
     assert_eq!(env.record(&id).await.failed_attempts, 3);
 
     // They used three of the five attempts.
     assert_eq!(
         refusal(env.verify(&id, &other_code(&code), &phone()).await),
-        Refusal::WrongCode { attempts_left: 1 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(1)
+        })
     );
     env.verify(&id, &code, &phone()).await.unwrap();
 }
@@ -603,11 +621,11 @@ async fn mismatches_can_exhaust_the_challenge() {
             .challenges
             .verify(&ticket.challenge_id, &code, &Purpose::StepUp, &phone())
             .await;
-        assert_eq!(refusal(err), Refusal::PurposeMismatch);
+        assert_eq!(refusal(err), Refusal::Code(CodeRefusal::PurposeMismatch));
     }
     assert_eq!(
         refusal(env.verify(&ticket.challenge_id, &code, &phone()).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
 }
 
@@ -617,19 +635,19 @@ async fn unknown_challenge_is_refused() {
     let id = ChallengeId::from_bytes([0x5a; 16]);
     assert_eq!(
         refusal(env.verify(&id, "123456", &phone()).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(
         refusal(env.challenges.resend(&id, None).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(
         refusal(env.challenges.another_option(&id, None).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(
         refusal(env.challenges.poll_link(&id, &Purpose::SignIn).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(
         env.events.events(),
@@ -637,7 +655,7 @@ async fn unknown_challenge_is_refused() {
             Event::Failed {
                 challenge: Some(id),
                 account: None,
-                reason: Refusal::Unknown,
+                reason: Refusal::Code(CodeRefusal::Unknown),
             };
             4
         ]
@@ -655,18 +673,16 @@ async fn resend_waits_for_the_cooldown() {
 
     assert_eq!(
         refusal(env.challenges.resend(&id, None).await),
-        Refusal::RateLimited {
-            limit: LimitKind::Cooldown,
-            retry_at: t0() + Duration::seconds(60),
-        }
+        Refusal::Send(SendRefusal::Cooldown {
+            retry_at: t0() + Duration::seconds(60)
+        })
     );
     env.clock.advance(Duration::seconds(59));
     assert_eq!(
         refusal(env.challenges.resend(&id, None).await),
-        Refusal::RateLimited {
-            limit: LimitKind::Cooldown,
-            retry_at: t0() + Duration::seconds(60),
-        }
+        Refusal::Send(SendRefusal::Cooldown {
+            retry_at: t0() + Duration::seconds(60)
+        })
     );
     assert_eq!(env.gateway.messages().len(), 1);
 
@@ -690,10 +706,9 @@ async fn resend_waits_for_the_cooldown() {
     env.clock.advance(Duration::seconds(30));
     assert_eq!(
         refusal(env.challenges.resend(&id, None).await),
-        Refusal::RateLimited {
-            limit: LimitKind::Cooldown,
-            retry_at: t0() + Duration::seconds(120),
-        }
+        Refusal::Send(SendRefusal::Cooldown {
+            retry_at: t0() + Duration::seconds(120)
+        })
     );
 }
 
@@ -736,10 +751,9 @@ async fn a_send_that_failed_transiently_starts_no_cooldown() {
     // After a send that went out, the cooldown holds.
     assert_eq!(
         refusal(env.challenges.resend(&id, None).await),
-        Refusal::RateLimited {
-            limit: LimitKind::Cooldown,
-            retry_at: t0() + Duration::seconds(60),
-        }
+        Refusal::Send(SendRefusal::Cooldown {
+            retry_at: t0() + Duration::seconds(60)
+        })
     );
 
     // A later resend that fails transiently doesn't restart it either: the
@@ -771,10 +785,9 @@ async fn a_send_that_failed_permanently_keeps_the_cooldown() {
     assert!(!env.record(&id).await.sends[0].failed_transiently);
     assert_eq!(
         refusal(env.challenges.resend(&id, None).await),
-        Refusal::RateLimited {
-            limit: LimitKind::Cooldown,
-            retry_at: t0() + Duration::seconds(60),
-        }
+        Refusal::Send(SendRefusal::Cooldown {
+            retry_at: t0() + Duration::seconds(60)
+        })
     );
     env.challenges.another_option(&id, None).await.unwrap();
 }
@@ -802,10 +815,10 @@ async fn sends_that_failed_transiently_still_count_toward_the_limits() {
     // The challenge has used its five sends…
     assert!(matches!(
         refusal(env.challenges.resend(&id, None).await),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Challenge,
             ..
-        }
+        })
     ));
     // …and the number its five per ten minutes, even with SMS working again.
     env.gateway.heal();
@@ -815,10 +828,10 @@ async fn sends_that_failed_transiently_still_count_toward_the_limits() {
                 .issue(IssueRequest::new(phone(), Purpose::SignIn))
                 .await
         ),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Destination,
             retry_at: t0() + Duration::minutes(10),
-        }
+        })
     );
     assert_eq!(env.gateway.attempts().len(), 5);
 }
@@ -839,7 +852,7 @@ async fn earlier_code_still_verifies_after_a_resend() {
         .expect("the first (late) code still works");
     assert_eq!(
         refusal(env.verify(&ticket.challenge_id, &second, &phone()).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
 }
 
@@ -859,7 +872,7 @@ async fn newest_code_verifies_after_a_resend() {
         .expect("the new code works");
     assert_eq!(
         refusal(env.verify(&ticket.challenge_id, &first, &phone()).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
 }
 
@@ -876,7 +889,9 @@ async fn each_code_keeps_its_own_expiry() {
     env.clock.set(ticket.expires_at);
     assert_eq!(
         refusal(env.verify(&id, &first, &phone()).await),
-        Refusal::WrongCode { attempts_left: 4 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
     );
     // The second one works until its own expiry, one minute later.
     env.clock.set(again.expires_at - Duration::seconds(1));
@@ -894,7 +909,7 @@ async fn each_code_keeps_its_own_expiry() {
     env.clock.set(again.expires_at);
     assert_eq!(
         refusal(env.verify(&ticket.challenge_id, &second, &phone_n(1)).await),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
 }
 
@@ -906,11 +921,15 @@ async fn wrong_attempts_are_shared_across_sends() {
     let wrong = |c: &str| other_code(c);
     assert_eq!(
         refusal(env.verify(&id, &wrong(&first), &phone()).await),
-        Refusal::WrongCode { attempts_left: 4 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
     );
     assert_eq!(
         refusal(env.verify(&id, &wrong(&first), &phone()).await),
-        Refusal::WrongCode { attempts_left: 3 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(3)
+        })
     );
     env.clock.advance(Duration::seconds(60));
     env.challenges.resend(&id, None).await.unwrap();
@@ -921,19 +940,23 @@ async fn wrong_attempts_are_shared_across_sends() {
         .unwrap();
     assert_eq!(
         refusal(env.verify(&id, &bad, &phone()).await),
-        Refusal::WrongCode { attempts_left: 2 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(2)
+        })
     );
     assert_eq!(
         refusal(env.verify(&id, &bad, &phone()).await),
-        Refusal::WrongCode { attempts_left: 1 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(1)
+        })
     );
     assert_eq!(
         refusal(env.verify(&id, &bad, &phone()).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
     assert_eq!(
         refusal(env.verify(&id, &second, &phone()).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
 }
 
@@ -952,17 +975,17 @@ async fn at_most_five_sends_per_challenge() {
     env.clock.advance(Duration::seconds(60));
     assert_eq!(
         refusal(env.challenges.resend(&id, None).await),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Challenge,
             retry_at: last.expires_at,
-        }
+        })
     );
     assert_eq!(
         refusal(env.challenges.another_option(&id, None).await),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Challenge,
             retry_at: last.expires_at,
-        }
+        })
     );
     assert_eq!(env.gateway.sent_to(PHONE).len(), 5);
     // Every one of the five codes still verifies (the last one here).
@@ -994,7 +1017,7 @@ async fn another_option_switches_to_voice_once() {
 
     assert_eq!(
         refusal(env.challenges.another_option(&id, None).await),
-        Refusal::NoMoreOptions
+        Refusal::Send(SendRefusal::NoMoreOptions)
     );
     let verified = env.verify(&id, &voice_code, &phone()).await.unwrap();
     assert_eq!(verified.channel, Channel::Voice);
@@ -1032,10 +1055,10 @@ async fn per_destination_limit_and_reset() {
         .await;
     assert_eq!(
         refusal(sixth),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Destination,
             retry_at: t0() + Duration::minutes(10),
-        }
+        })
     );
     assert_eq!(env.gateway.sent_to(PHONE).len(), 5);
     // Another number is unaffected.
@@ -1049,10 +1072,10 @@ async fn per_destination_limit_and_reset() {
                 .issue(IssueRequest::new(phone(), Purpose::SignIn))
                 .await
         ),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Destination,
             ..
-        }
+        })
     ));
     env.clock.advance(Duration::seconds(1));
     env.issue(&phone()).await;
@@ -1074,10 +1097,10 @@ async fn resends_count_towards_the_destination_limit() {
     env.clock.advance(Duration::seconds(60));
     assert_eq!(
         refusal(env.challenges.resend(&ticket.challenge_id, None).await),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Destination,
             retry_at: t0() + Duration::minutes(10),
-        }
+        })
     );
     assert_eq!(env.gateway.sent_to(PHONE).len(), 5);
 }
@@ -1096,10 +1119,10 @@ async fn per_destination_limit_ignores_email_case() {
                 .issue(IssueRequest::new(same_mailbox, Purpose::SignIn))
                 .await
         ),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Destination,
             ..
-        }
+        })
     ));
 }
 
@@ -1117,10 +1140,10 @@ async fn per_account_limit() {
         .await;
     assert_eq!(
         refusal(eleventh),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Account,
             retry_at: t0() + Duration::hours(1),
-        }
+        })
     );
     assert!(env.gateway.sent_to(phone_n(10).address()).is_empty());
     // Another account may still send to that number.
@@ -1146,10 +1169,10 @@ async fn per_caller_limit() {
         .await;
     assert_eq!(
         refusal(over),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Caller,
             retry_at: t0() + Duration::minutes(10),
-        }
+        })
     );
     // Resends charge the caller too.
     let (ticket, _) = env.issue(&phone_n(21)).await;
@@ -1160,10 +1183,10 @@ async fn per_caller_limit() {
                 .resend(&ticket.challenge_id, Some("203.0.113.9"))
                 .await
         ),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Caller,
             ..
-        }
+        })
     ));
     env.challenges
         .resend(&ticket.challenge_id, Some("198.51.100.1"))
@@ -1190,10 +1213,10 @@ async fn country_budget() {
         .await;
     assert_eq!(
         refusal(third),
-        Refusal::RateLimited {
+        Refusal::Send(SendRefusal::RateLimited {
             limit: LimitKind::Country,
             retry_at: t0() + Duration::hours(1),
-        }
+        })
     );
     // Other countries and email are outside that budget.
     env.issue(&Destination::phone("+1 415 555 2671").unwrap())
@@ -1249,7 +1272,7 @@ async fn refused_sms_falls_back_to_voice() {
                 .another_option(&ticket.challenge_id, None)
                 .await
         ),
-        Refusal::NoMoreOptions
+        Refusal::Send(SendRefusal::NoMoreOptions)
     );
 
     let verified = env
@@ -1383,7 +1406,11 @@ async fn masked_contact_confirmation_for_phones() {
             .challenges
             .issue(IssueRequest::new(phone(), Purpose::SignIn).confirmation(typed))
             .await;
-        assert_eq!(refusal(err), Refusal::ContactNotConfirmed, "{typed:?}");
+        assert_eq!(
+            refusal(err),
+            Refusal::Send(SendRefusal::ContactNotConfirmed),
+            "{typed:?}"
+        );
     }
     assert_eq!(
         env.gateway.attempts().len(),
@@ -1416,7 +1443,11 @@ async fn masked_contact_confirmation_for_email() {
             .challenges
             .issue(IssueRequest::new(email.clone(), Purpose::SignIn).confirmation(typed))
             .await;
-        assert_eq!(refusal(err), Refusal::ContactNotConfirmed, "{typed:?}");
+        assert_eq!(
+            refusal(err),
+            Refusal::Send(SendRefusal::ContactNotConfirmed),
+            "{typed:?}"
+        );
     }
     assert_eq!(env.gateway.attempts().len(), 3);
 }
@@ -1433,15 +1464,15 @@ async fn failed_confirmations_count_towards_the_account_back_off() {
     for _ in 0..3 {
         assert_eq!(
             refusal(env.challenges.issue(request("0000")).await),
-            Refusal::ContactNotConfirmed
+            Refusal::Send(SendRefusal::ContactNotConfirmed)
         );
     }
     // Even the right confirmation waits now.
     assert_eq!(
         refusal(env.challenges.issue(request("5678")).await),
-        Refusal::Locked {
+        Refusal::Account(AccountRefusal::Locked {
             until: Some(t0() + Duration::seconds(1)),
-        }
+        })
     );
     assert!(env.gateway.attempts().is_empty());
     env.clock.advance(Duration::seconds(1));
@@ -1463,16 +1494,17 @@ async fn account_back_off_doubles_across_challenges_and_resets_on_success() {
                 .await
         }
     };
-    let locked = |until: OffsetDateTime| Refusal::Locked { until: Some(until) };
+    let locked =
+        |until: OffsetDateTime| Refusal::Account(AccountRefusal::Locked { until: Some(until) });
 
     let (first, code1) = issue().await;
     let wrong1 = other_code(&code1);
     for left in [4, 3, 2] {
         assert_eq!(
             refusal(env.verify(&first.challenge_id, &wrong1, &phone()).await),
-            Refusal::WrongCode {
-                attempts_left: left
-            }
+            Refusal::Code(CodeRefusal::WrongCode {
+                attempts_left: Some(left)
+            })
         );
     }
     assert_eq!(
@@ -1517,7 +1549,9 @@ async fn account_back_off_doubles_across_challenges_and_resets_on_success() {
     env.clock.advance(Duration::milliseconds(1));
     assert_eq!(
         refusal(env.verify(&first.challenge_id, &wrong1, &phone()).await),
-        Refusal::WrongCode { attempts_left: 1 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(1)
+        })
     );
     let t1 = t0() + Duration::seconds(1);
     assert_eq!(
@@ -1539,7 +1573,9 @@ async fn account_back_off_doubles_across_challenges_and_resets_on_success() {
             env.verify(&second.challenge_id, &other_code(&code2), &phone())
                 .await
         ),
-        Refusal::WrongCode { attempts_left: 4 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
     );
     assert_eq!(
         refusal(env.verify(&second.challenge_id, &code2, &phone()).await),
@@ -1559,9 +1595,9 @@ async fn account_back_off_doubles_across_challenges_and_resets_on_success() {
                 env.verify(&third.challenge_id, &other_code(&code3), &phone())
                     .await
             ),
-            Refusal::WrongCode {
-                attempts_left: left
-            }
+            Refusal::Code(CodeRefusal::WrongCode {
+                attempts_left: Some(left)
+            })
         );
     }
     env.verify(&third.challenge_id, &code3, &phone())
@@ -1585,9 +1621,9 @@ async fn hard_stop_after_one_hundred_failures() {
     for n in 1..=100u32 {
         assert_eq!(
             refusal(env.verify(&id, &wrong, &phone()).await),
-            Refusal::WrongCode {
-                attempts_left: 1_000 - n
-            },
+            Refusal::Code(CodeRefusal::WrongCode {
+                attempts_left: Some(1_000 - n)
+            }),
             "failure {n}"
         );
         if n < 100 {
@@ -1604,12 +1640,12 @@ async fn hard_stop_after_one_hundred_failures() {
     );
     assert_eq!(
         refusal(env.verify(&id, &code, &phone()).await),
-        Refusal::Locked { until: None }
+        Refusal::Account(AccountRefusal::Locked { until: None })
     );
     env.clock.advance(Duration::days(1));
     assert_eq!(
         refusal(env.verify(&id, &code, &phone()).await),
-        Refusal::Locked { until: None }
+        Refusal::Account(AccountRefusal::Locked { until: None })
     );
     assert_eq!(
         refusal(
@@ -1617,7 +1653,7 @@ async fn hard_stop_after_one_hundred_failures() {
                 .issue(IssueRequest::new(phone(), Purpose::SignIn).account(account.clone()))
                 .await
         ),
-        Refusal::Locked { until: None }
+        Refusal::Account(AccountRefusal::Locked { until: None })
     );
     assert_eq!(env.record(&id).await.failed_attempts, 100);
 
@@ -1744,7 +1780,7 @@ async fn link_open_approve_poll() {
     );
     assert_eq!(
         refusal(env.challenges.poll_link(&id, &Purpose::SignUp).await),
-        Refusal::PurposeMismatch
+        Refusal::Code(CodeRefusal::PurposeMismatch)
     );
 
     env.challenges.approve_link(&token).await.unwrap();
@@ -1768,19 +1804,19 @@ async fn link_open_approve_poll() {
 
     assert_eq!(
         refusal(env.challenges.poll_link(&id, &Purpose::SignIn).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     assert_eq!(
         refusal(env.challenges.approve_link(&token).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     assert_eq!(
         refusal(env.challenges.deny_link(&token).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     assert_eq!(
         refusal(env.challenges.open_link(&token).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
 }
 
@@ -1791,11 +1827,11 @@ async fn approved_link_is_refused_before_collection_on_second_approve() {
     env.challenges.approve_link(&token).await.unwrap();
     assert_eq!(
         refusal(env.challenges.approve_link(&token).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     assert_eq!(
         refusal(env.challenges.deny_link(&token).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     assert!(matches!(
         env.challenges.poll_link(&id, &Purpose::SignIn).await,
@@ -1815,16 +1851,16 @@ async fn denied_link() {
     for _ in 0..2 {
         assert_eq!(
             refusal(env.challenges.poll_link(&id, &Purpose::SignIn).await),
-            Refusal::Denied
+            Refusal::Code(CodeRefusal::Denied)
         );
     }
     assert_eq!(
         refusal(env.challenges.approve_link(&token).await),
-        Refusal::Denied
+        Refusal::Code(CodeRefusal::Denied)
     );
     assert_eq!(
         refusal(env.challenges.open_link(&token).await),
-        Refusal::Denied
+        Refusal::Code(CodeRefusal::Denied)
     );
 }
 
@@ -1842,19 +1878,19 @@ async fn link_expires_after_ten_minutes() {
     env.clock.advance(Duration::seconds(1));
     assert_eq!(
         refusal(env.challenges.open_link(&token).await),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
     assert_eq!(
         refusal(env.challenges.approve_link(&token).await),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
     assert_eq!(
         refusal(env.challenges.deny_link(&token).await),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
     assert_eq!(
         refusal(env.challenges.poll_link(&id, &Purpose::SignIn).await),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
 }
 
@@ -1908,17 +1944,17 @@ async fn tampered_and_foreign_tokens_are_unknown() {
         assert_ne!(token, &a_token);
         assert_eq!(
             refusal(env.challenges.open_link(token).await),
-            Refusal::Unknown,
+            Refusal::Code(CodeRefusal::Unknown),
             "open {token:?}"
         );
         assert_eq!(
             refusal(env.challenges.approve_link(token).await),
-            Refusal::Unknown,
+            Refusal::Code(CodeRefusal::Unknown),
             "approve {token:?}"
         );
         assert_eq!(
             refusal(env.challenges.deny_link(token).await),
-            Refusal::Unknown,
+            Refusal::Code(CodeRefusal::Unknown),
             "deny {token:?}"
         );
     }
@@ -1941,7 +1977,7 @@ async fn token_with_changed_last_character_is_unknown() {
     assert_ne!(tampered, token);
     assert_eq!(
         refusal(env.challenges.open_link(&tampered).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
 }
 
@@ -1954,11 +1990,11 @@ async fn links_and_codes_do_not_mix() {
     // A code check on a link challenge, and link calls on a code challenge.
     assert_eq!(
         refusal(env.verify(&link_id, &code, &phone()).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(
         refusal(env.challenges.resend(&link_id, None).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(
         refusal(
@@ -1966,13 +2002,13 @@ async fn links_and_codes_do_not_mix() {
                 .poll_link(&code_ticket.challenge_id, &Purpose::SignIn)
                 .await
         ),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     let (_, secret) = token.split_once('.').unwrap();
     let forged = format!("{}.{secret}", code_ticket.challenge_id);
     assert_eq!(
         refusal(env.challenges.open_link(&forged).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     // Both still work.
     env.verify(&code_ticket.challenge_id, &code, &phone_n(1))
@@ -2134,12 +2170,12 @@ async fn resend_after_every_code_expired_is_refused() {
         .unwrap();
     env.clock.advance(Duration::minutes(10));
     let r = env.challenges.resend(&ticket.challenge_id, None).await;
-    assert_eq!(refusal(r), Refusal::Expired);
+    assert_eq!(refusal(r), Refusal::Code(CodeRefusal::Expired));
     let r = env
         .challenges
         .another_option(&ticket.challenge_id, None)
         .await;
-    assert_eq!(refusal(r), Refusal::Expired);
+    assert_eq!(refusal(r), Refusal::Code(CodeRefusal::Expired));
 }
 
 #[tokio::test]
@@ -2162,7 +2198,7 @@ async fn an_approval_must_be_collected_before_the_link_expires() {
         .challenges
         .poll_link(&ticket.challenge_id, &Purpose::SignIn)
         .await;
-    assert_eq!(refusal(r), Refusal::Expired);
+    assert_eq!(refusal(r), Refusal::Code(CodeRefusal::Expired));
 }
 
 #[tokio::test]

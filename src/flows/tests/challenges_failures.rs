@@ -4,6 +4,7 @@
 //! hand-written store that delegates to a real `MemoryStore` and fails on
 //! cue proves that nothing is lost when a call fails.
 
+use ninsho::{CodeRefusal, SendRefusal};
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,6 @@ use ninsho::flows::{Challenges, IssueRequest, LinkRequest, LinkStatus};
 use ninsho::gateway::{
     DeliveryError, DeliveryErrorKind, Gateway, Message, Receipt, RecordingGateway,
 };
-use ninsho::limits::LimitKind;
 use ninsho::model::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, FailureRecord,
     Purpose,
@@ -326,7 +326,9 @@ async fn failed_replace_loses_nothing() {
                 .verify(&id, &other_code(&code), &Purpose::SignIn, &phone())
                 .await
         ),
-        Refusal::WrongCode { attempts_left: 4 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
     );
     let verified = challenges
         .verify(&id, &code, &Purpose::SignIn, &phone())
@@ -574,7 +576,9 @@ async fn conflict_with_a_real_concurrent_write_verifies_exactly_once() {
                 .verify(&id, &other_code(&code), &Purpose::SignIn, &phone())
                 .await
         ),
-        Refusal::WrongCode { attempts_left: 3 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(3)
+        })
     );
     assert_eq!(
         store.challenge(&id).await.unwrap().unwrap().failed_attempts,
@@ -599,7 +603,7 @@ async fn conflict_with_a_real_concurrent_write_verifies_exactly_once() {
                 .verify(&id, &code, &Purpose::SignIn, &phone())
                 .await
         ),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     let verified_events = events
         .events()
@@ -873,10 +877,9 @@ async fn marking_a_transiently_failed_send_never_hides_the_delivery_error() {
     assert!(!record.sends[0].failed_transiently);
     assert_eq!(
         refusal(challenges.resend(&id, None).await),
-        Refusal::RateLimited {
-            limit: LimitKind::Cooldown,
-            retry_at: OffsetDateTime::from_unix_timestamp(T0).unwrap() + Duration::seconds(60),
-        }
+        Refusal::Send(SendRefusal::Cooldown {
+            retry_at: OffsetDateTime::from_unix_timestamp(T0).unwrap() + Duration::seconds(60)
+        })
     );
 
     // Another writer gets in first: the mark is written on a fresh read,

@@ -10,6 +10,7 @@
 //! call (as a networked database would), so other tasks really do run
 //! between a read and the write that depends on it.
 
+use ninsho::{CodeRefusal, SendRefusal};
 use std::sync::Arc;
 
 use super::challenges_builder;
@@ -138,7 +139,7 @@ async fn right_code_verifies_exactly_once_in(mode: bool) {
     let ok = results.iter().filter(|r| r.is_ok()).count();
     let used = results
         .iter()
-        .filter(|r| refusal_of(r) == Some(Refusal::AlreadyUsed))
+        .filter(|r| refusal_of(r) == Some(Refusal::Code(CodeRefusal::AlreadyUsed)))
         .count();
     assert_eq!(ok, 1, "{results:?}");
     assert_eq!(used, TASKS - 1, "{results:?}");
@@ -168,7 +169,7 @@ async fn wrong_codes_are_counted_exactly_up_to_the_limit_in(mode: bool) {
     let mut left: Vec<u32> = results
         .iter()
         .filter_map(|r| match refusal_of(r) {
-            Some(Refusal::WrongCode { attempts_left }) => Some(attempts_left),
+            Some(Refusal::Code(CodeRefusal::WrongCode { attempts_left })) => attempts_left,
             _ => None,
         })
         .collect();
@@ -177,7 +178,7 @@ async fn wrong_codes_are_counted_exactly_up_to_the_limit_in(mode: bool) {
     assert_eq!(left, vec![1, 2, 3, 4], "{results:?}");
     let too_many = results
         .iter()
-        .filter(|r| refusal_of(r) == Some(Refusal::TooManyAttempts))
+        .filter(|r| refusal_of(r) == Some(Refusal::Code(CodeRefusal::TooManyAttempts)))
         .count();
     assert_eq!(too_many, TASKS - 4, "{results:?}");
 
@@ -188,7 +189,10 @@ async fn wrong_codes_are_counted_exactly_up_to_the_limit_in(mode: bool) {
         .challenges
         .verify(&id, &code, &Purpose::SignIn, &phone())
         .await;
-    assert_eq!(refusal_of(&err), Some(Refusal::TooManyAttempts));
+    assert_eq!(
+        refusal_of(&err),
+        Some(Refusal::Code(CodeRefusal::TooManyAttempts))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -213,13 +217,7 @@ async fn racing_resends_respect_the_cooldown_in(mode: bool) {
     for result in &results {
         if let Some(reason) = refusal_of(result) {
             assert!(
-                matches!(
-                    reason,
-                    Refusal::RateLimited {
-                        limit: LimitKind::Cooldown,
-                        ..
-                    }
-                ),
+                matches!(reason, Refusal::Send(SendRefusal::Cooldown { .. })),
                 "{reason:?}"
             );
         }
@@ -255,10 +253,10 @@ async fn racing_resends_without_cooldown_stop_at_five_sends_in(mode: bool) {
             assert!(
                 matches!(
                     reason,
-                    Refusal::RateLimited {
+                    Refusal::Send(SendRefusal::RateLimited {
                         limit: LimitKind::Challenge,
                         ..
-                    }
+                    })
                 ),
                 "{reason:?}"
             );
@@ -298,10 +296,10 @@ async fn racing_resends_never_exceed_the_destination_limit_in(mode: bool) {
             assert!(
                 matches!(
                     reason,
-                    Refusal::RateLimited {
+                    Refusal::Send(SendRefusal::RateLimited {
                         limit: LimitKind::Destination,
                         ..
-                    }
+                    })
                 ),
                 "{reason:?}"
             );
@@ -353,7 +351,7 @@ async fn racing_polls_collect_an_approval_once_in(mode: bool) {
         .count();
     let used = results
         .iter()
-        .filter(|r| refusal_of(r) == Some(Refusal::AlreadyUsed))
+        .filter(|r| refusal_of(r) == Some(Refusal::Code(CodeRefusal::AlreadyUsed)))
         .count();
     assert_eq!(approved, 1, "{results:?}");
     assert_eq!(used, TASKS - 1, "{results:?}");
@@ -428,7 +426,7 @@ async fn racing_approve_and_deny_decide_once_in(mode: bool) {
     if approved {
         assert!(matches!(poll, Ok(LinkStatus::Approved(_))), "{poll:?}");
     } else {
-        assert_eq!(refusal_of(&poll), Some(Refusal::Denied));
+        assert_eq!(refusal_of(&poll), Some(Refusal::Code(CodeRefusal::Denied)));
     }
 }
 
@@ -460,7 +458,12 @@ async fn mixed_right_and_wrong_codes_in(mode: bool) {
         assert!(stored.failed_attempts <= 5, "round {round}");
         let wrong = results
             .iter()
-            .filter(|r| matches!(refusal_of(r), Some(Refusal::WrongCode { .. })))
+            .filter(|r| {
+                matches!(
+                    refusal_of(r),
+                    Some(Refusal::Code(CodeRefusal::WrongCode { .. }))
+                )
+            })
             .count();
         assert_eq!(
             u32::try_from(wrong).unwrap(),

@@ -4,6 +4,7 @@
 //! kill trusted devices and codes in flight), removal rules, sign-up
 //! adoption, and the grace period from reminder to blocked and back.
 
+use ninsho::{CodeRefusal, ContactRefusal};
 use std::sync::Arc;
 
 use super::challenges_builder;
@@ -123,11 +124,11 @@ async fn adds_a_verified_phone_and_claims_it() {
     // Adding it again is refused; so is a second phone (one per account).
     assert_eq!(
         refusal(env.contacts.send_code(&taro(), &mobile(), None).await),
-        Refusal::ContactAlreadyAdded
+        Refusal::Contact(ContactRefusal::AlreadyAdded)
     );
     assert_eq!(
         refusal(env.contacts.send_code(&taro(), &other_mobile(), None).await),
-        Refusal::TooManyContacts
+        Refusal::Contact(ContactRefusal::TooMany)
     );
     // Emails are not one-owner by default, and up to three per account.
     env.add(&taro(), &email()).await.unwrap();
@@ -165,7 +166,7 @@ async fn a_number_belongs_to_one_account() {
     // only the one who receives it learns that it is.
     assert_eq!(
         refusal(env.add(&hanako(), &mobile()).await),
-        Refusal::ContactInUse
+        Refusal::Contact(ContactRefusal::InUse)
     );
     assert!(env.contacts.list(&hanako()).await.unwrap().is_empty());
 
@@ -194,7 +195,7 @@ async fn a_number_belongs_to_one_account() {
                 .confirm(&taro(), &a.challenge_id, &code_a)
                 .await
         ),
-        Refusal::ContactInUse
+        Refusal::Contact(ContactRefusal::InUse)
     );
     assert!(env.contacts.list(&taro()).await.unwrap().is_empty());
     assert_eq!(env.contacts.owner(&mobile()).await.unwrap(), Some(hanako()));
@@ -214,7 +215,7 @@ async fn someone_elses_challenge_is_unknown() {
                 .confirm(&hanako(), &ticket.challenge_id, &env.code(&mobile()))
                 .await
         ),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     // A sign-in code is not a contact-change code.
     let sign_in = env
@@ -228,7 +229,7 @@ async fn someone_elses_challenge_is_unknown() {
                 .confirm(&taro(), &sign_in.challenge_id, &env.code(&mobile()))
                 .await
         ),
-        Refusal::PurposeMismatch
+        Refusal::Code(CodeRefusal::PurposeMismatch)
     );
 }
 
@@ -263,7 +264,11 @@ async fn racing_accounts_claim_a_number_once() {
     assert_eq!(winners.len(), 1, "{outcomes:?}");
     for (i, outcome) in outcomes.iter().enumerate() {
         if let Err(e) = outcome {
-            assert_eq!(e.refusal(), Some(Refusal::ContactInUse), "task {i}");
+            assert_eq!(
+                e.refusal(),
+                Some(Refusal::Contact(ContactRefusal::InUse)),
+                "task {i}"
+            );
         }
     }
     let winner = &pending[winners[0]].0;
@@ -302,7 +307,7 @@ async fn sign_up_adopts_a_completed_verification_all_or_nothing() {
         .unwrap();
     assert_eq!(
         refusal(env.contacts.adopt(&taro(), &done).await),
-        Refusal::ContactInUse
+        Refusal::Contact(ContactRefusal::InUse)
     );
     assert!(env.contacts.list(&taro()).await.unwrap().is_empty());
 
@@ -408,7 +413,7 @@ async fn a_custom_policy_allows_more() {
                 .confirm(&hanako(), &ticket.challenge_id, &env.code(&email()))
                 .await
         ),
-        Refusal::ContactInUse
+        Refusal::Contact(ContactRefusal::InUse)
     );
     let book = env.store.account_record(&taro()).await.unwrap().unwrap();
     assert_eq!(book.contacts.len(), 3);

@@ -8,6 +8,7 @@
 //! Time comes from a `ManualClock` (nothing sleeps) and randomness from a
 //! seeded `LockedRng`.
 
+use ninsho::{AccountRefusal, CodeRefusal};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -249,7 +250,7 @@ async fn every_code_works_once_in_reverse_order() {
     for code in &codes {
         assert_eq!(
             refusal(env.redeem(&alice(), code).await),
-            Refusal::AlreadyUsed
+            Refusal::Code(CodeRefusal::AlreadyUsed)
         );
     }
     assert_eq!(env.remaining(&alice()).await, Some(0));
@@ -278,7 +279,7 @@ proptest! {
                 prop_assert_eq!(redeemed.remaining, 9 - n);
                 prop_assert_eq!(
                     refusal(env.redeem(&alice(), &codes[i]).await),
-                    Refusal::AlreadyUsed
+                    Refusal::Code(CodeRefusal::AlreadyUsed)
                 );
             }
             prop_assert_eq!(env.remaining(&alice()).await, Some(0));
@@ -296,7 +297,7 @@ proptest! {
             env.generate(&alice()).await;
             prop_assert_eq!(
                 refusal(env.redeem(&alice(), &input).await),
-                Refusal::WrongRecoveryCode
+                Refusal::Code(CodeRefusal::WrongRecoveryCode)
             );
             prop_assert_eq!(env.remaining(&alice()).await, Some(10));
             Ok(())
@@ -318,7 +319,7 @@ async fn a_used_code_is_already_used() {
     ] {
         assert_eq!(
             refusal(env.redeem(&alice(), &typed).await),
-            Refusal::AlreadyUsed,
+            Refusal::Code(CodeRefusal::AlreadyUsed),
             "{typed}"
         );
     }
@@ -326,7 +327,7 @@ async fn a_used_code_is_already_used() {
     assert!(env.events.events().contains(&Event::Failed {
         challenge: None,
         account: Some(alice()),
-        reason: Refusal::AlreadyUsed,
+        reason: Refusal::Code(CodeRefusal::AlreadyUsed),
     }));
 }
 
@@ -341,19 +342,19 @@ async fn a_wrong_code_is_refused_and_consumes_nothing() {
     let wrong = String::from_utf8(wrong).unwrap();
     assert_eq!(
         refusal(env.redeem(&alice(), &wrong).await),
-        Refusal::WrongRecoveryCode
+        Refusal::Code(CodeRefusal::WrongRecoveryCode)
     );
     // Bob's code is not alice's.
     assert_eq!(
         refusal(env.redeem(&alice(), &bobs[0]).await),
-        Refusal::WrongRecoveryCode
+        Refusal::Code(CodeRefusal::WrongRecoveryCode)
     );
     assert_eq!(env.remaining(&alice()).await, Some(10));
     assert_eq!(env.remaining(&bob()).await, Some(10));
     assert!(env.events.events().contains(&Event::Failed {
         challenge: None,
         account: Some(alice()),
-        reason: Refusal::WrongRecoveryCode,
+        reason: Refusal::Code(CodeRefusal::WrongRecoveryCode),
     }));
     assert!(
         !env.events
@@ -434,7 +435,7 @@ async fn confusable_characters_are_not_folded_into_the_alphabet() {
             let typed: String = typed.into_iter().collect();
             assert_eq!(
                 refusal(env.redeem(&alice(), &typed).await),
-                Refusal::WrongRecoveryCode,
+                Refusal::Code(CodeRefusal::WrongRecoveryCode),
                 "{typed}"
             );
         }
@@ -448,7 +449,7 @@ async fn confusable_characters_are_not_folded_into_the_alphabet() {
         ] {
             assert_eq!(
                 refusal(env.redeem(&alice(), &typed).await),
-                Refusal::WrongRecoveryCode,
+                Refusal::Code(CodeRefusal::WrongRecoveryCode),
                 "{typed}"
             );
         }
@@ -460,7 +461,7 @@ async fn confusable_characters_are_not_folded_into_the_alphabet() {
             let typed = format!("{confusable}{}", &code[1..]);
             assert_eq!(
                 refusal(env.redeem(&alice(), &typed).await),
-                Refusal::WrongRecoveryCode,
+                Refusal::Code(CodeRefusal::WrongRecoveryCode),
                 "{typed}"
             );
         }
@@ -499,7 +500,7 @@ async fn malformed_input_is_a_wrong_code_without_panic() {
     for input in &malformed {
         assert_eq!(
             refusal(env.redeem(&alice(), input).await),
-            Refusal::WrongRecoveryCode,
+            Refusal::Code(CodeRefusal::WrongRecoveryCode),
             "{input:?}"
         );
     }
@@ -531,7 +532,7 @@ async fn regenerating_voids_the_whole_old_set_at_once() {
     for code in &old {
         assert_eq!(
             refusal(env.redeem(&alice(), code).await),
-            Refusal::WrongRecoveryCode,
+            Refusal::Code(CodeRefusal::WrongRecoveryCode),
             "{code}"
         );
     }
@@ -558,7 +559,7 @@ async fn regenerating_twice_in_a_row_works() {
     for code in first.iter().chain(&second) {
         assert_eq!(
             refusal(env.redeem(&alice(), code).await),
-            Refusal::WrongRecoveryCode
+            Refusal::Code(CodeRefusal::WrongRecoveryCode)
         );
     }
     for code in &third {
@@ -570,7 +571,7 @@ async fn regenerating_twice_in_a_row_works() {
     env.redeem(&alice(), &fourth[9]).await.unwrap();
     assert_eq!(
         refusal(env.redeem(&alice(), &third[9]).await),
-        Refusal::WrongRecoveryCode
+        Refusal::Code(CodeRefusal::WrongRecoveryCode)
     );
 }
 
@@ -662,7 +663,7 @@ async fn count_and_length_are_configurable() {
     // 12 of the 16 characters is no code.
     assert_eq!(
         refusal(env.redeem(&alice(), &raw(&codes[3])[..12]).await),
-        Refusal::WrongRecoveryCode
+        Refusal::Code(CodeRefusal::WrongRecoveryCode)
     );
 
     let short = RecoveryPolicy::default().with_length(9).unwrap();
@@ -793,7 +794,7 @@ async fn three_wrong_codes_back_off_for_a_second() {
     for w in &wrong[..3] {
         assert_eq!(
             refusal(env.redeem(&alice(), w).await),
-            Refusal::WrongRecoveryCode
+            Refusal::Code(CodeRefusal::WrongRecoveryCode)
         );
     }
     let until = t0() + Duration::seconds(1);
@@ -805,12 +806,12 @@ async fn three_wrong_codes_back_off_for_a_second() {
     // Even the right code waits, and is not consumed.
     assert_eq!(
         refusal(env.redeem(&alice(), &codes[0]).await),
-        Refusal::Locked { until: Some(until) }
+        Refusal::Account(AccountRefusal::Locked { until: Some(until) })
     );
     env.clock.advance(Duration::milliseconds(999));
     assert_eq!(
         refusal(env.redeem(&alice(), &codes[0]).await),
-        Refusal::Locked { until: Some(until) }
+        Refusal::Account(AccountRefusal::Locked { until: Some(until) })
     );
     // Waiting attempts are not failures: the lock has not grown.
     assert_eq!(env.remaining(&alice()).await, Some(10));
@@ -833,12 +834,12 @@ async fn a_fourth_wrong_code_doubles_the_wait() {
     env.clock.advance(Duration::seconds(1));
     assert_eq!(
         refusal(env.redeem(&alice(), &wrong[3]).await),
-        Refusal::WrongRecoveryCode
+        Refusal::Code(CodeRefusal::WrongRecoveryCode)
     );
     let until = t0() + Duration::seconds(3);
     assert_eq!(
         refusal(env.redeem(&alice(), &codes[0]).await),
-        Refusal::Locked { until: Some(until) }
+        Refusal::Account(AccountRefusal::Locked { until: Some(until) })
     );
     env.clock.set(until);
     env.redeem(&alice(), &codes[0]).await.unwrap();
@@ -860,7 +861,7 @@ async fn a_success_resets_the_failure_run() {
     for w in &wrong[3..5] {
         assert_eq!(
             refusal(env.redeem(&alice(), w).await),
-            Refusal::WrongRecoveryCode
+            Refusal::Code(CodeRefusal::WrongRecoveryCode)
         );
     }
     assert_eq!(env.redeem(&alice(), &codes[1]).await.unwrap().remaining, 8);
@@ -879,9 +880,9 @@ async fn the_failure_policy_is_configurable() {
     env.redeem(&alice(), "2222-2222-2222").await.unwrap_err();
     assert_eq!(
         refusal(env.redeem(&alice(), &codes[0]).await),
-        Refusal::Locked {
+        Refusal::Account(AccountRefusal::Locked {
             until: Some(t0() + Duration::seconds(10))
-        }
+        })
     );
 }
 
@@ -901,7 +902,7 @@ async fn the_hard_stop_holds_until_reset() {
     env.clock.advance(Duration::days(365));
     assert_eq!(
         refusal(env.redeem(&alice(), &codes[0]).await),
-        Refusal::Locked { until: None }
+        Refusal::Account(AccountRefusal::Locked { until: None })
     );
     env.store.clear_failures(&alice()).await.unwrap();
     env.redeem(&alice(), &codes[0]).await.unwrap();
@@ -975,11 +976,11 @@ async fn the_back_off_is_shared_with_one_time_codes() {
     }
     assert_eq!(
         refusal(env.redeem(&alice(), "2222-2222-2222").await),
-        Refusal::WrongRecoveryCode
+        Refusal::Code(CodeRefusal::WrongRecoveryCode)
     );
-    let locked = Refusal::Locked {
+    let locked = Refusal::Account(AccountRefusal::Locked {
         until: Some(t0() + Duration::seconds(1)),
-    };
+    });
     assert_eq!(refusal(env.redeem(&alice(), &codes[0]).await), locked);
     assert_eq!(refusal(otp.verify(&id, &code).await), locked);
 
@@ -1005,7 +1006,7 @@ async fn no_set_is_unknown_and_delete_removes_the_set() {
     let env = env();
     assert_eq!(
         refusal(env.redeem(&alice(), "2222-2222-2222").await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     assert_eq!(env.remaining(&alice()).await, None);
     let codes = env.generate(&alice()).await;
@@ -1015,7 +1016,7 @@ async fn no_set_is_unknown_and_delete_removes_the_set() {
     assert!(stored_set(&*env.store, &alice()).await.is_none());
     assert_eq!(
         refusal(env.redeem(&alice(), &codes[0]).await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
     // Deleting again is fine; bob keeps his codes.
     env.codes.delete(&alice()).await.unwrap();
@@ -1024,7 +1025,7 @@ async fn no_set_is_unknown_and_delete_removes_the_set() {
     let fresh = env.generate(&alice()).await;
     assert_eq!(
         refusal(env.redeem(&alice(), &codes[0]).await),
-        Refusal::WrongRecoveryCode
+        Refusal::Code(CodeRefusal::WrongRecoveryCode)
     );
     env.redeem(&alice(), &fresh[0]).await.unwrap();
 }
@@ -1275,7 +1276,7 @@ async fn a_failed_write_consumes_nothing_and_the_retry_succeeds() {
     assert_eq!(flow.redeem(&alice(), &codes[0]).await.unwrap().remaining, 9);
     assert_eq!(
         refusal(flow.redeem(&alice(), &codes[0]).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
 }
 
@@ -1307,7 +1308,7 @@ async fn a_failed_reset_of_the_failure_run_does_not_undo_a_success() {
     assert_eq!(flow.redeem(&alice(), &codes[0]).await.unwrap().remaining, 9);
     assert_eq!(
         refusal(flow.redeem(&alice(), &codes[0]).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
 }
 
@@ -1344,7 +1345,10 @@ async fn racing_redemptions_of_one_code_succeed_once() {
         assert_eq!(ok[0].remaining, 9);
         for r in results.iter().filter(|r| r.is_err()) {
             assert!(
-                matches!(r, Err(Error::Refused(Refusal::AlreadyUsed))),
+                matches!(
+                    r,
+                    Err(Error::Refused(Refusal::Code(CodeRefusal::AlreadyUsed)))
+                ),
                 "round {round}: {r:?}"
             );
         }
@@ -1378,7 +1382,7 @@ async fn racing_redemptions_of_ten_codes_each_succeed_once() {
                     won.push(*code);
                     left.insert(r.remaining);
                 }
-                Err(Error::Refused(Refusal::AlreadyUsed)) => {}
+                Err(Error::Refused(Refusal::Code(CodeRefusal::AlreadyUsed))) => {}
                 other => panic!("round {round}: {other:?}"),
             }
         }
@@ -1415,7 +1419,10 @@ async fn regenerating_while_codes_are_redeemed_voids_every_old_code() {
             match result {
                 Err(codes) => new = Some(codes),
                 Ok(Ok(_))
-                | Ok(Err(Error::Refused(Refusal::AlreadyUsed | Refusal::WrongRecoveryCode))) => {}
+                | Ok(Err(Error::Refused(
+                    Refusal::Code(CodeRefusal::AlreadyUsed)
+                    | Refusal::Code(CodeRefusal::WrongRecoveryCode),
+                ))) => {}
                 Ok(other) => panic!("round {round}: {other:?}"),
             }
         }
@@ -1425,7 +1432,7 @@ async fn regenerating_while_codes_are_redeemed_voids_every_old_code() {
         for code in &old {
             assert_eq!(
                 refusal(flow.redeem(&alice(), code).await),
-                Refusal::WrongRecoveryCode,
+                Refusal::Code(CodeRefusal::WrongRecoveryCode),
                 "round {round}"
             );
         }
@@ -1499,8 +1506,8 @@ async fn racing_wrong_codes_never_get_past_the_hard_stop() {
     let mut checked = 0;
     for result in &results {
         match result {
-            Err(Error::Refused(Refusal::WrongRecoveryCode)) => checked += 1,
-            Err(Error::Refused(Refusal::Locked { until: None })) => {}
+            Err(Error::Refused(Refusal::Code(CodeRefusal::WrongRecoveryCode))) => checked += 1,
+            Err(Error::Refused(Refusal::Account(AccountRefusal::Locked { until: None }))) => {}
             other => panic!("{other:?}"),
         }
     }
@@ -1522,12 +1529,12 @@ async fn a_used_code_counts_as_a_failed_guess() {
     for _ in 0..3 {
         assert_eq!(
             refusal(env.redeem(&alice(), &codes[0]).await),
-            Refusal::AlreadyUsed
+            Refusal::Code(CodeRefusal::AlreadyUsed)
         );
     }
     assert!(matches!(
         refusal(env.redeem(&alice(), &codes[1]).await),
-        Refusal::Locked { until: Some(_) }
+        Refusal::Account(AccountRefusal::Locked { until: Some(_) })
     ));
     env.clock.advance(Duration::seconds(1));
     env.redeem(&alice(), &codes[1]).await.unwrap();

@@ -3,6 +3,7 @@
 //! completion exactly once (also under a race), expiry as a whole, resends
 //! that restart dead member challenges, and collecting the result once.
 
+use ninsho::{CodeRefusal, ContactRefusal, SendRefusal};
 use std::sync::Arc;
 
 use super::challenges_builder;
@@ -132,13 +133,16 @@ async fn completes_in_either_order_exactly_once() {
         // Nothing more can be verified.
         assert_eq!(
             refusal(env.flow.verify(&id, first, "123456").await),
-            Refusal::AlreadyUsed
+            Refusal::Code(CodeRefusal::AlreadyUsed)
         );
         let done = env.flow.take(&id).await.unwrap();
         assert_eq!(done.destinations, vec![email(), phone()]);
         assert_eq!(done.account, None);
         assert_eq!(done.completed_at, env.clock.now());
-        assert_eq!(refusal(env.flow.take(&id).await), Refusal::AlreadyUsed);
+        assert_eq!(
+            refusal(env.flow.take(&id).await),
+            Refusal::Code(CodeRefusal::AlreadyUsed)
+        );
         assert!(env.flow.status(&id).await.unwrap().taken);
     }
 }
@@ -168,7 +172,9 @@ async fn a_wrong_code_counts_against_its_member_only() {
     let code = env.code(&phone());
     assert_eq!(
         refusal(env.flow.verify(&id, 1, &wrong(&code)).await),
-        Refusal::WrongCode { attempts_left: 4 }
+        Refusal::Code(CodeRefusal::WrongCode {
+            attempts_left: Some(4)
+        })
     );
     // The email's code is unaffected, and the right phone code still works.
     assert!(!env.verify(&id, 0).await.unwrap().completed);
@@ -184,12 +190,18 @@ async fn expires_as_a_whole() {
     env.flow.resend(&id, 1, None).await.unwrap();
     // The phone's fresh code is still live, but the verification is over.
     env.clock.advance(Duration::minutes(21));
-    assert_eq!(refusal(env.verify(&id, 1).await), Refusal::Expired);
+    assert_eq!(
+        refusal(env.verify(&id, 1).await),
+        Refusal::Code(CodeRefusal::Expired)
+    );
     assert_eq!(
         refusal(env.flow.resend(&id, 1, None).await),
-        Refusal::Expired
+        Refusal::Code(CodeRefusal::Expired)
     );
-    assert_eq!(refusal(env.flow.take(&id).await), Refusal::Expired);
+    assert_eq!(
+        refusal(env.flow.take(&id).await),
+        Refusal::Code(CodeRefusal::Expired)
+    );
     let status = env.flow.status(&id).await.unwrap();
     assert!(status.expired && !status.completed);
     // One instant earlier it would have worked.
@@ -199,7 +211,10 @@ async fn expires_as_a_whole() {
         .advance(Duration::minutes(5) - Duration::nanoseconds(1));
     env.verify(&id, 0).await.unwrap();
     env.clock.advance(Duration::nanoseconds(1));
-    assert_eq!(refusal(env.verify(&id, 1).await), Refusal::Expired);
+    assert_eq!(
+        refusal(env.verify(&id, 1).await),
+        Refusal::Code(CodeRefusal::Expired)
+    );
 }
 
 fn env_with_lifetime(lifetime: Duration) -> Env {
@@ -229,7 +244,7 @@ async fn resend_restarts_a_dead_member_challenge() {
     }
     assert_eq!(
         refusal(env.flow.verify(&id, 1, &first).await),
-        Refusal::TooManyAttempts
+        Refusal::Code(CodeRefusal::TooManyAttempts)
     );
     env.clock.advance(Duration::minutes(1));
     let ticket = env.flow.resend(&id, 1, None).await.unwrap();
@@ -245,7 +260,10 @@ async fn resend_restarts_a_dead_member_challenge() {
     let env = self::env();
     let id = env.start().await;
     env.clock.advance(Duration::minutes(10));
-    assert_eq!(refusal(env.verify(&id, 0).await), Refusal::Expired);
+    assert_eq!(
+        refusal(env.verify(&id, 0).await),
+        Refusal::Code(CodeRefusal::Expired)
+    );
     env.flow.resend(&id, 0, None).await.unwrap();
     env.verify(&id, 0).await.unwrap();
 }
@@ -256,13 +274,13 @@ async fn resend_honours_the_cooldown_and_verified_members() {
     let id = env.start().await;
     assert!(matches!(
         refusal(env.flow.resend(&id, 1, None).await),
-        Refusal::RateLimited { .. }
+        Refusal::Send(SendRefusal::Cooldown { .. })
     ));
     env.verify(&id, 0).await.unwrap();
     env.clock.advance(Duration::minutes(1));
     assert_eq!(
         refusal(env.flow.resend(&id, 0, None).await),
-        Refusal::AlreadyUsed
+        Refusal::Code(CodeRefusal::AlreadyUsed)
     );
     env.flow.resend(&id, 1, None).await.unwrap();
     // "Another option" moves the phone to a voice call.
@@ -288,19 +306,34 @@ async fn bad_requests_are_refused() {
     let unknown = VerificationId::from_bytes([9; 16]);
     assert_eq!(
         refusal(env.flow.verify(&unknown, 0, "123456").await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
-    assert_eq!(refusal(env.flow.status(&unknown).await), Refusal::Unknown);
+    assert_eq!(
+        refusal(env.flow.status(&unknown).await),
+        Refusal::Code(CodeRefusal::Unknown)
+    );
     let id = env.start().await;
     assert_eq!(
         refusal(env.flow.verify(&id, 2, "123456").await),
-        Refusal::Unknown
+        Refusal::Code(CodeRefusal::Unknown)
     );
-    // Taking it before it completes is a host bug.
-    assert!(matches!(
-        env.flow.take(&id).await,
-        Err(Error::Misuse(ninsho::Misuse::NotComplete))
-    ));
+    // Taking it before it completes is refused, naming what is pending.
+    assert_eq!(
+        refusal(env.flow.take(&id).await),
+        Refusal::Contact(ContactRefusal::Unverified {
+            email: true,
+            phone: true
+        })
+    );
+    let code = env.code(&email());
+    env.flow.verify(&id, 0, &code).await.unwrap();
+    assert_eq!(
+        refusal(env.flow.take(&id).await),
+        Refusal::Contact(ContactRefusal::Unverified {
+            email: false,
+            phone: true
+        })
+    );
 }
 
 #[tokio::test]
@@ -360,7 +393,11 @@ async fn completion_is_exactly_once_under_a_race() {
         assert_eq!(wins.iter().filter(|p| p.completed).count(), 1);
         assert_eq!(outcomes.len(), TASKS);
         for loser in outcomes.iter().filter_map(|r| r.as_ref().err()) {
-            assert_eq!(loser.refusal(), Some(Refusal::AlreadyUsed), "{loser:?}");
+            assert_eq!(
+                loser.refusal(),
+                Some(Refusal::Code(CodeRefusal::AlreadyUsed)),
+                "{loser:?}"
+            );
         }
         // And it is taken once.
         let takes = race(|_| {

@@ -16,153 +16,17 @@
 
 use std::fmt;
 
-use time::OffsetDateTime;
-
 use crate::contact::ContactError;
 use crate::gateway::{DeliveryError, DeliveryErrorKind, TemplateError};
 use crate::hash::{KeyError, KeyId};
-use crate::limits::LimitKind;
 use crate::model::{ChallengeId, Channel, Purpose};
 use crate::otp::OtpError;
 use crate::random::RandomError;
 use crate::store::StoreError;
 
-/// Why a request from the user was refused: the user's side of things, to
-/// show in the UI. Never an infrastructure failure, and never success.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Refusal {
-    /// The code is wrong; `attempts_left` more tries on this challenge.
-    #[error("the code is wrong; {attempts_left} attempts left")]
-    WrongCode {
-        /// Tries left before the challenge dies.
-        attempts_left: u32,
-    },
-    /// Every code of the challenge (or the link) has expired: send a new one.
-    #[error("the code has expired; ask for a new one")]
-    Expired,
-    /// Too many wrong codes: the challenge is dead; start a new one.
-    #[error("too many wrong codes; ask for a new one")]
-    TooManyAttempts,
-    /// No such challenge (or the token is wrong).
-    #[error("no such code or link; ask for a new one")]
-    Unknown,
-    /// The code or link was already used.
-    #[error("the code or link was already used")]
-    AlreadyUsed,
-    /// The challenge was issued for another purpose.
-    #[error("the code was issued for something else")]
-    PurposeMismatch,
-    /// The challenge was issued for another destination.
-    #[error("the code was sent to another destination")]
-    DestinationMismatch,
-    /// The account failed too often: wait until `until`, or (when `None`)
-    /// until an operator clears the account's failures.
-    #[error("too many failed attempts; try again later")]
-    Locked {
-        /// When trying is allowed again; `None` means only after a reset.
-        until: Option<OffsetDateTime>,
-    },
-    /// A send limit was reached; retry at `retry_at`.
-    #[error("too many codes requested; try again later")]
-    RateLimited {
-        /// The limit that refused.
-        limit: LimitKind,
-        /// When a retry can succeed.
-        retry_at: OffsetDateTime,
-    },
-    /// The user's confirmation of the masked contact (the last digits the
-    /// [`MaskPolicy`](crate::contact::MaskPolicy) asks for, or the whole
-    /// email address) does not match: nothing was sent.
-    #[error("that does not match the contact on file")]
-    ContactNotConfirmed,
-    /// The user denied the sign-in from the one-time link.
-    #[error("the sign-in was denied")]
-    Denied,
-    /// The recovery code is not one of the account's codes.
-    #[error("that is not one of your recovery codes")]
-    WrongRecoveryCode,
-    /// No further delivery channel is left for "use another option".
-    #[error("no other way to send the code is available")]
-    NoMoreOptions,
-    /// The contact is verified on another account; a phone number belongs to
-    /// at most one account.
-    #[error("that contact is already registered to another account")]
-    ContactInUse,
-    /// The contact is already on this account (and verified).
-    #[error("that contact is already registered to this account")]
-    ContactAlreadyAdded,
-    /// The contact is not on this account.
-    #[error("that contact is not registered to this account")]
-    NotAContact,
-    /// The account has as many contacts of this kind as the policy allows:
-    /// change one instead.
-    #[error("no more contacts of this kind can be added; change one instead")]
-    TooManyContacts,
-    /// Two-step sign-in sends codes to this contact: it can be changed to a
-    /// newly verified one, but not removed while two-step sign-in is on.
-    #[error("this contact is used for two-step sign-in; change it instead of removing it")]
-    ContactRequired,
-    /// A sensitive action needs a fresh second factor: pass the second step
-    /// again and retry with its proof.
-    #[error("confirm it's you with a second factor first")]
-    StepUpRequired,
-    /// Two-step sign-in is already on.
-    #[error("two-step sign-in is already on")]
-    TwoFactorAlreadyOn,
-    /// Two-step sign-in is off, and the action needs it on.
-    #[error("two-step sign-in is off")]
-    TwoFactorOff,
-    /// The sign-in method picked is not one the account can use now (its
-    /// id names another account's method, or a contact since removed):
-    /// list the methods again and pick one.
-    #[error("that sign-in method is not available; choose another")]
-    NoSuchMethod,
-    /// No second factor to use (a verified phone, an authenticator app):
-    /// add one first, or keep the last one.
-    #[error("add a verified phone number or an authenticator app first")]
-    NoSecondFactor,
-}
+mod refusal;
 
-impl Refusal {
-    /// A stable identifier for the refusal, in `snake_case`: for a UI's
-    /// translations, an API's error body, metrics. Unlike the message, it
-    /// never changes between releases, and no two refusals share one.
-    ///
-    /// ```
-    /// use ninsho::Refusal;
-    /// assert_eq!(Refusal::WrongCode { attempts_left: 2 }.code(), "wrong_code");
-    /// assert_eq!(Refusal::StepUpRequired.code(), "step_up_required");
-    /// ```
-    #[must_use]
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::WrongCode { .. } => "wrong_code",
-            Self::Expired => "expired",
-            Self::TooManyAttempts => "too_many_attempts",
-            Self::Unknown => "unknown",
-            Self::AlreadyUsed => "already_used",
-            Self::PurposeMismatch => "purpose_mismatch",
-            Self::DestinationMismatch => "destination_mismatch",
-            Self::Locked { .. } => "locked",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::ContactNotConfirmed => "contact_not_confirmed",
-            Self::Denied => "denied",
-            Self::WrongRecoveryCode => "wrong_recovery_code",
-            Self::NoMoreOptions => "no_more_options",
-            Self::ContactInUse => "contact_in_use",
-            Self::ContactAlreadyAdded => "contact_already_added",
-            Self::NotAContact => "not_a_contact",
-            Self::TooManyContacts => "too_many_contacts",
-            Self::ContactRequired => "contact_required",
-            Self::StepUpRequired => "step_up_required",
-            Self::TwoFactorAlreadyOn => "two_factor_already_on",
-            Self::TwoFactorOff => "two_factor_off",
-            Self::NoSecondFactor => "no_second_factor",
-            Self::NoSuchMethod => "no_such_method",
-        }
-    }
-}
+pub use refusal::{AccountRefusal, CodeRefusal, ContactRefusal, Refusal, SendRefusal};
 
 /// The kind of stored secret a [`RetiredKey`] error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -320,10 +184,6 @@ pub enum Misuse {
     /// A combined verification was given the same contact twice.
     #[error("the same contact is given twice")]
     DuplicateMember,
-    /// A combined verification was collected before every member was
-    /// verified.
-    #[error("the verification is not complete: verify every member first")]
-    NotComplete,
     /// A contact was to be changed into one of another kind (a phone into
     /// an email address).
     #[error("a contact can only be changed to one of the same kind")]
@@ -465,59 +325,5 @@ mod tests {
         let seed = RetiredKey::new(SecretKind::Authenticator, KeyId(4));
         assert_eq!(seed.key_kind(), KeyKind::Sealing);
         assert!(seed.to_string().contains("sealing key 4"), "{seed}");
-    }
-
-    /// Every refusal, one of each variant (the match in `code` keeps the
-    /// list honest: a new variant without a code does not compile).
-    fn every_refusal() -> Vec<Refusal> {
-        let at = OffsetDateTime::UNIX_EPOCH;
-        vec![
-            Refusal::WrongCode { attempts_left: 1 },
-            Refusal::Expired,
-            Refusal::TooManyAttempts,
-            Refusal::Unknown,
-            Refusal::AlreadyUsed,
-            Refusal::PurposeMismatch,
-            Refusal::DestinationMismatch,
-            Refusal::Locked { until: Some(at) },
-            Refusal::RateLimited {
-                limit: LimitKind::Destination,
-                retry_at: at,
-            },
-            Refusal::ContactNotConfirmed,
-            Refusal::Denied,
-            Refusal::WrongRecoveryCode,
-            Refusal::NoMoreOptions,
-            Refusal::ContactInUse,
-            Refusal::ContactAlreadyAdded,
-            Refusal::NotAContact,
-            Refusal::TooManyContacts,
-            Refusal::ContactRequired,
-            Refusal::StepUpRequired,
-            Refusal::TwoFactorAlreadyOn,
-            Refusal::TwoFactorOff,
-            Refusal::NoSecondFactor,
-            Refusal::NoSuchMethod,
-        ]
-    }
-
-    #[test]
-    fn every_refusal_has_its_own_stable_snake_case_code() {
-        let all = every_refusal();
-        let mut codes: Vec<&str> = all.iter().map(Refusal::code).collect();
-        for code in &codes {
-            assert!(
-                !code.is_empty()
-                    && code.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-                    && !code.starts_with('_')
-                    && !code.ends_with('_'),
-                "{code}"
-            );
-        }
-        codes.sort_unstable();
-        let before = codes.len();
-        codes.dedup();
-        assert_eq!(codes.len(), before, "two refusals share a code");
-        assert_eq!(before, 23, "a refusal is missing from the list");
     }
 }
