@@ -192,7 +192,9 @@ impl Tour {
             .phone_confirm(&hanako, &ticket.challenge_id, &code, false)
             .await
         {
-            Err(Error::Refused(reason)) => println!("Hanako tries Taro's number: {reason}."),
+            Err(Error::Refused(reason)) => {
+                println!("Hanako tries Taro's number: {reason} [{}]", reason.code())
+            }
             other => println!("Hanako tries Taro's number: {other:?}"),
         }
         Ok(())
@@ -230,7 +232,7 @@ impl Tour {
             )
             .await;
         if let Err(Error::Refused(reason)) = wrong {
-            println!("000000: {reason}");
+            println!("000000: {reason} [{}]", reason.code());
         }
         let code = self.phones.read(TARO_PHONE);
         let signed_in = s
@@ -342,7 +344,9 @@ impl Tour {
             .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None, None)
             .await
         {
-            Err(Error::Refused(reason)) => println!("The same code again: {reason}."),
+            Err(Error::Refused(reason)) => {
+                println!("The same code again: {reason} [{}]", reason.code())
+            }
             other => println!("The same code again: {other:?}"),
         }
 
@@ -363,7 +367,7 @@ impl Tour {
             done.contact.masked_destination, done.changed
         );
         match s.phone_remove(&taro()).await {
-            Err(Error::Refused(reason)) => println!("Removing it: {reason}."),
+            Err(Error::Refused(reason)) => println!("Removing it: {reason} [{}]", reason.code()),
             other => println!("Removing it: {other:?}"),
         }
         Ok(())
@@ -388,7 +392,9 @@ impl Tour {
             .sign_in_complete(&taro(), Proof::RecoveryCode { code: &typed }, None, None)
             .await
         {
-            Err(Error::Refused(reason)) => println!("The same code again: {reason}."),
+            Err(Error::Refused(reason)) => {
+                println!("The same code again: {reason} [{}]", reason.code())
+            }
             other => println!("The same code again: {other:?}"),
         }
 

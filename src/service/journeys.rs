@@ -250,10 +250,13 @@ impl TwoFactor {
     /// failure) is safe.
     ///
     /// # Errors
+    /// [`ContactRefusal::Unverified`] naming the contacts still waiting for
+    /// their code (the user pressed "continue" early: nothing changed);
     /// [`ContactRefusal::InUse`] when another account holds the number
     /// (the user proved they receive codes there, so telling them is no
-    /// leak); otherwise as for
-    /// [`TwoFactor::signup_complete`](crate::service::TwoFactor::signup_complete).
+    /// leak); [`CodeRefusal::Expired`] once the sign-up has run out;
+    /// [`CodeRefusal::AlreadyUsed`] when another account completed it;
+    /// [`CodeRefusal::Unknown`]; [`Error::Store`].
     pub async fn signup_complete(
         &self,
         id: &VerificationId,
