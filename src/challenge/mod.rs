@@ -11,9 +11,15 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::{CodeRefusal, Refusal};
 use crate::hash::{KeyId, KeyedHash, KeyedHasher, Tag};
-use crate::model::{ChallengeId, ChallengeRecord, ChallengeState, Destination, Purpose};
+use crate::model::{
+    AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, LinkRecord,
+    Locale, Purpose,
+};
 use crate::otp::{OtpCode, parse_code};
 use crate::random::{Random, RandomError, uniform_below_u64};
+
+pub(crate) mod link;
+pub(crate) mod resend;
 
 /// Rules for one-time codes and links (every one a knob with a default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +137,83 @@ pub(crate) fn ascii_code(value: u64, digits: u8) -> ([u8; 20], usize) {
 pub(crate) fn hash_code(hasher: &KeyedHasher, id: &ChallengeId, code: &OtpCode) -> KeyedHash {
     let (buf, len) = ascii_code(code.value(), code.digits());
     hasher.hash(&code_context(id), &buf[..len])
+}
+
+/// Who a new challenge is for and where it goes: what the caller decided
+/// before any record exists.
+pub(crate) struct NewChallenge {
+    /// Its id (random).
+    pub(crate) id: ChallengeId,
+    /// Why it is sent.
+    pub(crate) purpose: Purpose,
+    /// The account, if any.
+    pub(crate) account: Option<AccountId>,
+    /// Where it goes.
+    pub(crate) destination: Destination,
+    /// The language of its messages, for every send.
+    pub(crate) locale: Locale,
+    /// The delivery plan (first channel first); never empty.
+    pub(crate) channels: Vec<Channel>,
+    /// The account's security epoch it is bound to, if any.
+    pub(crate) epoch: Option<u64>,
+}
+
+impl NewChallenge {
+    fn record(self, policy: &CodePolicy, now: OffsetDateTime) -> ChallengeRecord {
+        ChallengeRecord {
+            id: self.id,
+            version: 0,
+            purpose: self.purpose,
+            account: self.account,
+            destination: self.destination,
+            locale: self.locale,
+            channels: self.channels,
+            channel_index: 0,
+            state: ChallengeState::Pending,
+            digits: 0,
+            failed_attempts: 0,
+            max_attempts: policy.max_attempts,
+            sends: Vec::new(),
+            delivery_attempts: 0,
+            link: None,
+            created_at: now,
+            expires_at: now,
+            consumed_by: None,
+            epoch: self.epoch,
+        }
+    }
+
+    /// The record of a one-time-code challenge whose first code, of
+    /// `digits` digits and hashed as `code`, goes out on the plan's first
+    /// channel at `now`.
+    pub(crate) fn with_code(
+        self,
+        code: KeyedHash,
+        digits: u8,
+        policy: &CodePolicy,
+        now: OffsetDateTime,
+    ) -> ChallengeRecord {
+        let mut record = self.record(policy, now);
+        record.digits = digits;
+        resend::add_send(&mut record, 0, code, policy, now);
+        record
+    }
+
+    /// The record of a one-time link, sent once at `now` and valid for the
+    /// policy's link lifetime. Links are never resent, and carry no epoch.
+    pub(crate) fn with_link(
+        self,
+        link: LinkRecord,
+        policy: &CodePolicy,
+        now: OffsetDateTime,
+    ) -> ChallengeRecord {
+        let mut record = self.record(policy, now);
+        record.epoch = None;
+        record.delivery_attempts = 1;
+        record.expires_at = now.saturating_add(policy.link_lifetime);
+        record.link = Some(link);
+        record
+    }
 }
 
 /// What a typed code means for a challenge, and the record to write.

@@ -10,16 +10,15 @@ use super::cas::{self, ChallengeSlot, Step};
 use super::guess::Counted;
 use super::{Attempt, Challenges};
 use crate::challenge::{
-    Decision, decide, generate_code, hash_code, is_live_code, refusal_before_check,
+    Decision, NewChallenge, decide, generate_code, hash_code, is_live_code, refusal_before_check,
+    resend,
 };
 use crate::error::{CodeRefusal, Error, Misuse, Refusal, SecretKind, SendRefusal};
 use crate::events::Event;
 use crate::gateway::{CodeParams, DeliveryErrorKind, LinkParams, Message, TemplateError};
 use crate::hash::KeyId;
-use crate::limits::LimitKind;
 use crate::model::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, Locale, Purpose,
-    SendRecord,
 };
 use crate::secret::SecretString;
 
@@ -266,34 +265,21 @@ impl Challenges {
         let inner = &self.inner;
         let id = ChallengeId::random(&*inner.rng)?;
         let code = generate_code(&*inner.rng, inner.policy.digits())?;
-        let expires_at = now.saturating_add(inner.policy.lifetime);
-        let record = ChallengeRecord {
+        let record = NewChallenge {
             id,
-            version: 0,
             purpose: request.purpose,
             account: request.account,
             destination: request.destination,
             locale: request.locale.unwrap_or(inner.locale),
-            sends: vec![SendRecord {
-                channel: channels[0],
-                sent_at: now,
-                expires_at,
-                code: hash_code(&inner.hasher, &id, &code),
-                failed_transiently: false,
-            }],
             channels,
-            channel_index: 0,
-            state: ChallengeState::Pending,
-            digits: code.digits(),
-            failed_attempts: 0,
-            max_attempts: inner.policy.max_attempts,
-            delivery_attempts: 1,
-            link: None,
-            created_at: now,
-            expires_at,
-            consumed_by: None,
             epoch: request.epoch,
-        };
+        }
+        .with_code(
+            hash_code(&inner.hasher, &id, &code),
+            code.digits(),
+            &inner.policy,
+            now,
+        );
         inner.store.insert_challenge(&record).await?;
         self.emit(Event::Issued {
             challenge: id,
@@ -361,7 +347,9 @@ impl Challenges {
         let now = self.now();
         let inner = &self.inner;
         let record = self.load(id).await?;
-        self.may_send_again(&record, next_channel, now)?;
+        if let Err(reason) = resend::may_send_again(&record, &inner.policy, next_channel, now) {
+            return Err(self.refuse(Some(record.id), record.account, reason));
+        }
         self.charge_send_limits(&record.destination, record.account.as_ref(), caller, now)
             .await?;
 
@@ -372,22 +360,25 @@ impl Challenges {
             id: *id,
         };
         let landed = cas::change(&slot, record, |record| {
-            let index = self.may_send_again(record, next_channel, now)?;
-            let expires_at = now.saturating_add(inner.policy.lifetime);
-            record.sends.push(SendRecord {
-                channel: record.channels[index],
-                sent_at: now,
-                expires_at,
-                code: hashed,
-                failed_transiently: false,
-            });
-            record.channel_index = index;
-            record.delivery_attempts = record.delivery_attempts.saturating_add(1);
-            record.expires_at = record.expires_at.max(expires_at);
-            Ok(Step::Write(index))
+            Ok(
+                match resend::may_send_again(record, &inner.policy, next_channel, now) {
+                    Ok(index) => {
+                        resend::add_send(record, index, hashed, &inner.policy, now);
+                        Step::Write(Ok(index))
+                    }
+                    Err(reason) => Step::Keep(Err(reason)),
+                },
+            )
         })
         .await?;
-        let (record, index) = (landed.record, landed.answer);
+        let index = match landed.answer {
+            Ok(index) => index,
+            Err(reason) => {
+                let (id, account) = (landed.record.id, landed.record.account);
+                return Err(self.refuse(Some(id), account, reason));
+            }
+        };
+        let record = landed.record;
         let code = SecretString::new(code.to_string());
         let delivered = match self
             .deliver(
@@ -403,68 +394,6 @@ impl Challenges {
         };
         let record = self.note_channel(record, delivered.index).await;
         Ok(self.ticket(&record, delivered.reason))
-    }
-
-    /// Whether another send is allowed now; the channel index to use.
-    fn may_send_again(
-        &self,
-        record: &ChallengeRecord,
-        next_channel: bool,
-        now: OffsetDateTime,
-    ) -> Result<usize, Error> {
-        let account = record.account.clone();
-        let refuse = |reason| Err(self.refuse(Some(record.id), account.clone(), reason));
-        match record.state {
-            ChallengeState::Pending => {}
-            ChallengeState::Exhausted => {
-                return refuse(Refusal::Code(CodeRefusal::TooManyAttempts));
-            }
-            _ => return refuse(Refusal::Code(CodeRefusal::AlreadyUsed)),
-        }
-        if record.link.is_some() {
-            return refuse(Refusal::Code(CodeRefusal::Unknown));
-        }
-        // Every code has expired: the challenge is over; start a new one.
-        if now >= record.expires_at {
-            return refuse(Refusal::Code(CodeRefusal::Expired));
-        }
-        if record.delivery_attempts >= self.inner.policy.max_sends {
-            return refuse(Refusal::Send(SendRefusal::RateLimited {
-                limit: LimitKind::Challenge,
-                retry_at: record.expires_at,
-            }));
-        }
-        if next_channel {
-            let index = record.channel_index.saturating_add(1);
-            if index >= record.channels.len() {
-                return refuse(Refusal::Send(SendRefusal::NoMoreOptions));
-            }
-            return Ok(index);
-        }
-        if let Some(ready) = self.cooldown_ends(record)
-            && now < ready
-        {
-            return refuse(Refusal::Send(SendRefusal::Cooldown { retry_at: ready }));
-        }
-        Ok(record.channel_index)
-    }
-
-    /// When "resend" may be pressed: the cooldown counts from the last send
-    /// that did not fail transiently (a record without sends counts from its
-    /// creation). `None` when every send failed transiently: the user can't
-    /// be waiting for any of them.
-    fn cooldown_ends(&self, record: &ChallengeRecord) -> Option<OffsetDateTime> {
-        let from = if record.sends.is_empty() {
-            Some(record.created_at)
-        } else {
-            record
-                .sends
-                .iter()
-                .rev()
-                .find(|s| !s.failed_transiently)
-                .map(|s| s.sent_at)
-        };
-        from.map(|t| t.saturating_add(self.inner.policy.resend_cooldown))
     }
 
     /// Checks a code and consumes the challenge if it is right.
@@ -959,8 +888,7 @@ impl Challenges {
             reason,
             masked_destination: record.destination.masked_for(&self.inner.mask),
             expires_at: last.map_or(record.expires_at, |s| s.expires_at),
-            resend_available_at: self
-                .cooldown_ends(record)
+            resend_available_at: resend::cooldown_ends(record, &self.inner.policy)
                 .unwrap_or_else(|| last.map_or(record.created_at, |s| s.sent_at)),
             sends_left: self
                 .inner

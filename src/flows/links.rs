@@ -15,12 +15,12 @@ use zeroize::Zeroizing;
 use super::Challenges;
 use super::cas::{self, ChallengeSlot, Step};
 use super::codes::{ChannelReason, Payload, Verified, current_channel};
-use crate::challenge::link_context;
+use crate::challenge::link::{self, Poll};
+use crate::challenge::{NewChallenge, link_context};
 use crate::error::{CodeRefusal, Error, Misuse, Refusal, SecretKind};
 use crate::events::Event;
 use crate::model::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, LinkRecord,
-    Locale, Purpose,
+    AccountId, ChallengeId, ChallengeRecord, Channel, Destination, LinkRecord, Locale, Purpose,
 };
 use crate::secret::SecretString;
 
@@ -172,31 +172,23 @@ impl Challenges {
             base32::encode(base32::Alphabet::Rfc4648Lower { padding: false }, &*secret)
         ));
         let url = SecretString::new(format!("{base}{}", token.expose_secret()));
-        let expires_at = now.saturating_add(inner.policy.link_lifetime);
-        let record = ChallengeRecord {
+        let record = NewChallenge {
             id,
-            version: 0,
             purpose: request.purpose,
             account: request.account,
             locale: request.locale.unwrap_or(inner.locale),
             channels: self.channels_for(&request.destination),
             destination: request.destination,
-            channel_index: 0,
-            state: ChallengeState::Pending,
-            digits: 0,
-            failed_attempts: 0,
-            max_attempts: inner.policy.max_attempts,
-            sends: Vec::new(),
-            delivery_attempts: 1,
-            link: Some(LinkRecord {
+            epoch: None,
+        }
+        .with_link(
+            LinkRecord {
                 token: inner.hasher.hash(&link_context(&id), &*secret),
                 device: request.device,
-            }),
-            created_at: now,
-            expires_at,
-            consumed_by: None,
-            epoch: None,
-        };
+            },
+            &inner.policy,
+            now,
+        );
         inner.store.insert_challenge(&record).await?;
         self.emit(Event::Issued {
             challenge: id,
@@ -220,7 +212,7 @@ impl Challenges {
             channel: current_channel(&record),
             reason: delivered.reason,
             masked_destination: record.destination.masked_for(&inner.mask),
-            expires_at,
+            expires_at: record.expires_at,
         })
     }
 
@@ -232,7 +224,9 @@ impl Challenges {
     /// [`CodeRefusal::Expired`](crate::CodeRefusal::Expired), [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed), [`CodeRefusal::Denied`](crate::CodeRefusal::Denied).
     pub async fn open_link(&self, token: &str) -> Result<LinkView, Error> {
         let record = self.find_link(token).await?;
-        self.link_is_open(&record)?;
+        if let Err(reason) = link::is_open(&record, self.now()) {
+            return Err(self.refuse(Some(record.id), record.account, reason.into()));
+        }
         self.emit(Event::LinkOpened {
             challenge: record.id,
         });
@@ -253,7 +247,7 @@ impl Challenges {
     /// # Errors
     /// As for [`open_link`](Self::open_link).
     pub async fn approve_link(&self, token: &str) -> Result<(), Error> {
-        self.decide_link(token, ChallengeState::Approved).await
+        self.decide_link(token, true).await
     }
 
     /// The user denied the sign-in ("this wasn't me").
@@ -261,7 +255,7 @@ impl Challenges {
     /// # Errors
     /// As for [`open_link`](Self::open_link).
     pub async fn deny_link(&self, token: &str) -> Result<(), Error> {
-        self.decide_link(token, ChallengeState::Denied).await
+        self.decide_link(token, false).await
     }
 
     /// [`poll_link`](Self::poll_link) for a sign-in attempt: the collected
@@ -283,80 +277,50 @@ impl Challenges {
         let consumed_by = attempt.map(|a| super::attempt_hash(hasher, &scope, a));
         let now = self.now();
         let landed = cas::change(&slot, record, |record| {
-            if record.link.is_none() {
-                return Ok(Step::Keep(Poll::Refuse(Refusal::Code(
-                    CodeRefusal::Unknown,
-                ))));
+            let found = link::poll(record, purpose, now, || {
+                super::same_attempt(hasher, &scope, attempt, record.consumed_by.as_ref())
+            });
+            if found == Poll::Collect {
+                link::collect(record, consumed_by);
+                return Ok(Step::Write(found));
             }
-            if &record.purpose != purpose {
-                return Ok(Step::Keep(Poll::Refuse(Refusal::Code(
-                    CodeRefusal::PurposeMismatch,
-                ))));
-            }
-            let expired = now >= record.expires_at;
-            if record.state == ChallengeState::Consumed
-                && !expired
-                && super::same_attempt(hasher, &scope, attempt, record.consumed_by.as_ref())
-            {
-                return Ok(Step::Keep(Poll::Again));
-            }
-            let refusal = match record.state {
-                // An approval must be collected while the link is valid.
-                ChallengeState::Approved | ChallengeState::Pending if expired => {
-                    Refusal::Code(CodeRefusal::Expired)
-                }
-                ChallengeState::Approved => {
-                    record.state = ChallengeState::Consumed;
-                    record.consumed_by = consumed_by;
-                    return Ok(Step::Write(Poll::Collected));
-                }
-                ChallengeState::Pending => return Ok(Step::Keep(Poll::Pending)),
-                ChallengeState::Denied => Refusal::Code(CodeRefusal::Denied),
-                _ => Refusal::Code(CodeRefusal::AlreadyUsed),
-            };
-            Ok(Step::Keep(Poll::Refuse(refusal)))
+            Ok(Step::Keep(found))
         })
         .await?;
         let record = landed.record;
         match landed.answer {
-            Poll::Collected => Ok(LinkStatus::Approved(self.verified(&record).await)),
+            Poll::Collect => Ok(LinkStatus::Approved(self.verified(&record).await)),
             Poll::Again => Ok(LinkStatus::Approved(Verified::from_record(&record))),
             Poll::Pending => Ok(LinkStatus::Pending {
                 expires_at: record.expires_at,
             }),
-            Poll::Refuse(reason) => Err(self.refuse(Some(*id), record.account, reason)),
+            Poll::Refuse(reason) => Err(self.refuse(Some(*id), record.account, reason.into())),
         }
     }
 
-    async fn decide_link(&self, token: &str, to: ChallengeState) -> Result<(), Error> {
+    async fn decide_link(&self, token: &str, approve: bool) -> Result<(), Error> {
         let record = self.find_link(token).await?;
         let slot = ChallengeSlot {
             store: &*self.inner.store,
             id: record.id,
         };
+        let now = self.now();
         let landed = cas::change(&slot, record, |record| {
-            self.link_is_open(record)?;
-            record.state = to;
-            Ok(Step::Write(()))
+            match link::decide(record, approve, now) {
+                Ok(()) => Ok(Step::Write(Ok(()))),
+                Err(reason) => Ok(Step::Keep(Err(reason))),
+            }
         })
         .await?;
+        let record = landed.record;
+        if let Err(reason) = landed.answer {
+            return Err(self.refuse(Some(record.id), record.account, reason.into()));
+        }
         self.emit(Event::LinkDecided {
-            challenge: landed.record.id,
-            approved: to == ChallengeState::Approved,
+            challenge: record.id,
+            approved: approve,
         });
         Ok(())
-    }
-
-    fn link_is_open(&self, record: &ChallengeRecord) -> Result<(), Error> {
-        let reason = match record.state {
-            ChallengeState::Pending if self.now() >= record.expires_at => {
-                Refusal::Code(CodeRefusal::Expired)
-            }
-            ChallengeState::Pending => return Ok(()),
-            ChallengeState::Denied => Refusal::Code(CodeRefusal::Denied),
-            _ => Refusal::Code(CodeRefusal::AlreadyUsed),
-        };
-        Err(self.refuse(Some(record.id), record.account.clone(), reason))
     }
 
     /// Finds the challenge a token names and checks the token in constant
@@ -423,16 +387,4 @@ impl Challenges {
             Err(unknown())
         }
     }
-}
-
-/// What a poll of a link found, decided on the freshest record.
-enum Poll {
-    /// Approved, and now collected (written as consumed).
-    Collected,
-    /// Collected before by the same attempt: the same approval again.
-    Again,
-    /// Not decided yet.
-    Pending,
-    /// Refused with this.
-    Refuse(Refusal),
 }
