@@ -14,6 +14,7 @@ pub mod contact;
 pub mod device;
 pub mod error;
 pub mod events;
+mod factors;
 mod flows;
 // The flows' unit tests share the integration tests' support code, which
 // names the crate `ninsho`.

@@ -9,17 +9,6 @@ use crate::error::Error;
 use crate::model::{AccountId, AccountRecord};
 use crate::store::{ClaimChanges, Store, StoreError};
 
-/// Moves the account's security epoch on, in the record about to be
-/// written: every trusted device and step-up proof from before dies, and so
-/// does an authenticator app being set up (it was started under the old
-/// epoch: a session that has since been signed out must not finish it).
-/// Returns the new epoch.
-pub(crate) fn move_epoch(book: &mut AccountRecord) -> u64 {
-    book.epoch = book.epoch.saturating_add(1);
-    book.factors.pending_authenticator = None;
-    book.epoch
-}
-
 /// The account's security epoch (0 for an account without a record).
 pub(crate) async fn epoch(store: &dyn Store, account: &AccountId) -> Result<u64, StoreError> {
     Ok(store.account_record(account).await?.map_or(0, |b| b.epoch))

@@ -672,7 +672,7 @@ impl Contacts {
         let view = self.view(entry);
         // A new number is a new authenticator: devices trusted and
         // step-ups proven before die in this same write.
-        crate::flows::account::move_epoch(book);
+        crate::factors::move_epoch(book);
         Ok((
             view,
             ClaimChanges {
@@ -708,7 +708,11 @@ impl Contacts {
                         ContactRefusal::NotOnAccount,
                     )))?;
                 let last_factor = book.factors.two_factor_since.is_some()
-                    && !has_second_factor(book, self.policy.email_second_factor, Some(index));
+                    && !crate::factors::has_second_factor(
+                        book,
+                        self.policy.email_second_factor,
+                        Some(index),
+                    );
                 if book.contacts[index].two_factor || last_factor {
                     return Err(Refusal::Contact(ContactRefusal::Required).into());
                 }
@@ -717,7 +721,7 @@ impl Contacts {
                 // removed: devices and step-ups proven with it die too.
                 let factor = entry.is_verified()
                     && (entry.kind() == DestinationKind::Phone || self.policy.email_second_factor);
-                let epoch = factor.then(|| account::move_epoch(book));
+                let epoch = factor.then(|| crate::factors::move_epoch(book));
                 Ok((
                     epoch,
                     ClaimChanges {
@@ -811,23 +815,6 @@ impl Contacts {
     pub async fn delete_all(&self, account: &AccountId) -> Result<(), Error> {
         Ok(self.challenges.inner.store.delete_account(account).await?)
     }
-}
-
-/// Whether the account has a second factor — its authenticator app, a
-/// verified phone, or (where email counts) a verified email — leaving out
-/// the contact at `except`.
-pub(crate) fn has_second_factor(
-    book: &AccountRecord,
-    email_counts: bool,
-    except: Option<usize>,
-) -> bool {
-    book.factors.authenticator.is_some()
-        || book.contacts.iter().enumerate().any(|(i, c)| {
-            Some(i) != except
-                && c.is_verified()
-                && (c.kind() == DestinationKind::Phone
-                    || (email_counts && c.kind() == DestinationKind::Email))
-        })
 }
 
 fn find<'a>(book: &'a AccountRecord, destination: &Destination) -> Option<&'a ContactEntry> {

@@ -269,7 +269,7 @@ impl TrustedDevices {
     pub async fn bump_epoch(&self, account: &AccountId) -> Result<u64, Error> {
         let p = &self.ports;
         let epoch = account::update(&*p.store, account, p.now(), |book| {
-            crate::flows::account::move_epoch(book);
+            crate::factors::move_epoch(book);
             Ok((book.epoch, ClaimChanges::default()))
         })
         .await?;

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 pub use codes::{ChannelReason, IssueRequest, Ticket, Verified};
-pub(crate) use contacts::has_second_factor;
 pub use contacts::{ContactPolicy, ContactView, Contacts};
 pub use devices::{DeviceInfo, TrustedDevices};
 pub use links::{LinkRequest, LinkStatus, LinkTicket, LinkView};

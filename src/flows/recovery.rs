@@ -82,15 +82,6 @@ impl RecoveryCodes {
         )?)
     }
 
-    /// Stores `set` in `record` in place of any earlier set. Versions keep
-    /// rising across sets.
-    pub(crate) fn put(book: &mut crate::model::AccountRecord, mut set: RecoverySet) {
-        if let Some(old) = &book.factors.recovery {
-            set.version = old.version.wrapping_add(1);
-        }
-        book.factors.recovery = Some(set);
-    }
-
     /// Reports a set that was just stored.
     pub(crate) fn generated(&self, account: &AccountId, count: usize) {
         self.ports.emit(Event::RecoveryCodesGenerated {
@@ -110,7 +101,7 @@ impl RecoveryCodes {
         let p = &self.ports;
         let (plain, set) = self.fresh_set()?;
         account::update(&*p.store, account, p.now(), |book| {
-            Self::put(book, set.clone());
+            crate::factors::put_recovery(book, set.clone());
             Ok(((), ClaimChanges::default()))
         })
         .await?;
@@ -221,7 +212,7 @@ impl RecoveryCodes {
                 });
             }
             let remaining = set.remaining();
-            let epoch = account::move_epoch(record);
+            let epoch = crate::factors::move_epoch(record);
             Ok(Step::Write(Redemption::Used { remaining, epoch }))
         })
         .await;

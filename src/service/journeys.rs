@@ -6,15 +6,16 @@
 use super::{StepUp, TwoFactor, same_seed};
 use crate::error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Refusal};
 use crate::events::Event;
+use crate::factors;
 use crate::flows::codes::Checked;
 use crate::flows::{
     ContactView, Progress, Ticket, VerificationRequest, VerificationStatus, VerificationTicket,
-    guess, has_second_factor,
+    guess,
 };
 use crate::grace::{GraceDecision, VerificationPath};
 use crate::model::{
-    AccountId, AccountRecord, AuthenticatorRecord, ChallengeId, Channel, Destination,
-    DestinationKind, Purpose, VerificationId,
+    AccountId, AccountRecord, ChallengeId, Channel, Destination, DestinationKind, Purpose,
+    VerificationId,
 };
 use crate::otp::TotpEnrollment;
 use crate::recovery::PlainCodes;
@@ -370,7 +371,7 @@ impl TwoFactor {
                 if let Some((_, set)) = &fresh
                     && book.factors.two_factor_since.is_none()
                 {
-                    turn_on(book, now, email_counts, set.clone())?;
+                    factors::enable(book, now, email_counts, set.clone())?;
                     enabled = true;
                 }
                 Ok(())
@@ -434,7 +435,7 @@ impl TwoFactor {
         self.inner
             .contacts
             .update(account, |book| {
-                turn_on(book, now, email_counts, set.clone())?;
+                factors::enable(book, now, email_counts, set.clone())?;
                 Ok(((), ClaimChanges::default(), Vec::new()))
             })
             .await?;
@@ -449,10 +450,7 @@ impl TwoFactor {
         self.inner
             .contacts
             .update(account, |book| {
-                if book.factors.two_factor_since.is_none() {
-                    return Err(Refusal::Account(AccountRefusal::TwoFactorOff).into());
-                }
-                crate::flows::RecoveryCodes::put(book, set.clone());
+                factors::replace_recovery(book, set.clone())?;
                 Ok(((), ClaimChanges::default(), Vec::new()))
             })
             .await?;
@@ -487,18 +485,8 @@ impl TwoFactor {
             .contacts
             .update(account, |book| {
                 self.verify_step_up(account, step_up, book.epoch)?;
-                if book.factors.two_factor_since.is_none() {
-                    return Err(Refusal::Account(AccountRefusal::TwoFactorOff).into());
-                }
-                book.factors.two_factor_since = None;
-                book.factors.authenticator = None;
-                book.factors.pending_authenticator = None;
-                book.factors.recovery = None;
-                for c in &mut book.contacts {
-                    c.two_factor = false;
-                }
-                crate::flows::account::move_epoch(book);
-                Ok((book.epoch, ClaimChanges::default(), Vec::new()))
+                let epoch = factors::disable(book)?;
+                Ok((epoch, ClaimChanges::default(), Vec::new()))
             })
             .await?;
         self.emit_epoch(account, epoch);
@@ -532,10 +520,7 @@ impl TwoFactor {
             .contacts
             .update(account, |book| {
                 self.verify_step_up(account, step_up, book.epoch)?;
-                if book.factors.two_factor_since.is_none() {
-                    return Err(Refusal::Account(AccountRefusal::TwoFactorOff).into());
-                }
-                crate::flows::RecoveryCodes::put(book, set.clone());
+                factors::replace_recovery(book, set.clone())?;
                 Ok(((), ClaimChanges::default(), Vec::new()))
             })
             .await?;
@@ -574,8 +559,7 @@ impl TwoFactor {
         let now = self.now();
         i.contacts
             .update(account, |book| {
-                book.factors.pending_authenticator =
-                    Some(AuthenticatorRecord::new(sealed.clone(), None, now));
+                factors::start_authenticator(book, sealed.clone(), now);
                 Ok(((), ClaimChanges::default(), Vec::new()))
             })
             .await?;
@@ -660,23 +644,10 @@ impl TwoFactor {
                     }
                     _ => return Err(Refusal::Code(CodeRefusal::Unknown).into()),
                 };
-                book.factors.pending_authenticator = None;
-                let replaced = book.factors.authenticator.is_some();
-                book.factors.authenticator = Some(AuthenticatorRecord::new(
-                    stored,
-                    Some(confirmed.last_step),
-                    now,
-                ));
                 // Replacing the app changes a second factor: devices and
                 // step-ups from before die in this same write.
-                if replaced {
-                    crate::flows::account::move_epoch(book);
-                }
-                Ok((
-                    replaced.then_some(book.epoch),
-                    ClaimChanges::default(),
-                    Vec::new(),
-                ))
+                let bumped = factors::confirm_authenticator(book, stored, confirmed.last_step, now);
+                Ok((bumped, ClaimChanges::default(), Vec::new()))
             })
             .await?;
         counted.right(store).await;
@@ -706,17 +677,10 @@ impl TwoFactor {
             .contacts
             .update(account, |book| {
                 self.verify_step_up(account, step_up, book.epoch)?;
-                if book.factors.authenticator.is_none() {
-                    return Err(Refusal::Code(CodeRefusal::Unknown).into());
-                }
-                if book.factors.two_factor_since.is_some() && !contact_factor(book, email_counts) {
-                    return Err(Refusal::Account(AccountRefusal::NoSecondFactor).into());
-                }
-                book.factors.authenticator = None;
                 // A second factor removed: devices and step-ups from before
                 // die in this same write.
-                crate::flows::account::move_epoch(book);
-                Ok((book.epoch, ClaimChanges::default(), Vec::new()))
+                let epoch = factors::remove_authenticator(book, email_counts)?;
+                Ok((epoch, ClaimChanges::default(), Vec::new()))
             })
             .await?;
         self.emit_epoch(account, epoch);
@@ -878,13 +842,6 @@ impl TwoFactor {
     }
 }
 
-/// A second factor other than the authenticator app.
-fn contact_factor(book: &AccountRecord, email_counts: bool) -> bool {
-    let mut without_app = book.clone();
-    without_app.factors.authenticator = None;
-    has_second_factor(&without_app, email_counts, None)
-}
-
 /// The account's verified phone, if any.
 fn phone_in(book: Option<&AccountRecord>) -> Option<Destination> {
     book?
@@ -907,31 +864,6 @@ fn new_factor(book: Option<&AccountRecord>, adding: Option<&Destination>) -> boo
                     .any(|c| c.destination.limit_key() == new.limit_key())
             })
     })
-}
-
-/// Turns two-step sign-in on in `record`: the verified phones become its
-/// factors and `set` its recovery codes.
-fn turn_on(
-    book: &mut AccountRecord,
-    now: time::OffsetDateTime,
-    email_counts: bool,
-    set: crate::model::RecoverySet,
-) -> Result<(), Error> {
-    if book.factors.two_factor_since.is_some() {
-        return Err(Refusal::Account(AccountRefusal::TwoFactorAlreadyOn).into());
-    }
-    if !has_second_factor(book, email_counts, None) {
-        return Err(Refusal::Account(AccountRefusal::NoSecondFactor).into());
-    }
-    book.factors.two_factor_since = Some(now);
-    // An app set up while two-step sign-in was off was never vouched for by
-    // a step-up: it must be set up again.
-    book.factors.pending_authenticator = None;
-    for c in &mut book.contacts {
-        c.two_factor = c.is_verified() && c.kind() == DestinationKind::Phone;
-    }
-    crate::flows::RecoveryCodes::put(book, set);
-    Ok(())
 }
 
 #[cfg(test)]
