@@ -12,6 +12,7 @@
 //! public, so no host can go around those rules.
 
 pub(crate) mod account;
+pub(crate) mod authenticator;
 pub(crate) mod cas;
 pub(crate) mod codes;
 mod contacts;

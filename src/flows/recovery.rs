@@ -6,7 +6,7 @@
 //! and leave the account's devices trusted, or the other way round.
 
 use super::cas::{self, AccountSlot, Step};
-use super::{Attempt, Ports, account, guess};
+use super::{Attempt, Ports, guess};
 use crate::error::{CodeRefusal, Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::hash::KeyId;
@@ -100,7 +100,7 @@ impl RecoveryCodes {
     pub async fn generate(&self, account: &AccountId) -> Result<PlainCodes, Error> {
         let p = &self.ports;
         let (plain, set) = self.fresh_set()?;
-        account::update(&*p.store, account, p.now(), |book| {
+        super::account::update(&*p.store, account, p.now(), |book| {
             crate::factors::put_recovery(book, set.clone());
             Ok(((), ClaimChanges::default()))
         })

@@ -3,23 +3,20 @@
 //! contact check with its grace period, and finding an account by a
 //! contact.
 
-use super::{StepUp, TwoFactor, same_seed};
+use super::{AuthenticatorSetup, StepUp, TwoFactor};
 use crate::error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Refusal};
 use crate::events::Event;
 use crate::factors;
 use crate::flows::codes::Checked;
 use crate::flows::{
     ContactView, Progress, Ticket, VerificationRequest, VerificationStatus, VerificationTicket,
-    guess,
 };
 use crate::grace::{GraceDecision, VerificationPath};
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, Channel, Destination, DestinationKind, Purpose,
     VerificationId,
 };
-use crate::otp::TotpEnrollment;
 use crate::recovery::PlainCodes;
-use crate::secret::SecretString;
 use crate::store::ClaimChanges;
 use serde::Serialize;
 
@@ -107,17 +104,6 @@ pub struct Recovered {
     /// number, by default) claimed by an account; otherwise look it up in
     /// your own records.
     pub account: Option<AccountId>,
-}
-
-/// A new authenticator app to show: a QR code of `uri`, or `manual_key` to
-/// type.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct AuthenticatorSetup {
-    /// The `otpauth://` key URI (for the QR code).
-    pub uri: SecretString,
-    /// The seed in base32, for typing in.
-    pub manual_key: SecretString,
 }
 
 impl TwoFactor {
@@ -552,33 +538,7 @@ impl TwoFactor {
         step_up: Option<&StepUp>,
     ) -> Result<AuthenticatorSetup, Error> {
         self.step_up_if_enabled(account, step_up).await?;
-        let i = &self.inner;
-        let enrollment = TotpEnrollment::start(&*i.ports.rng, &i.service, label)?;
-        let uri = enrollment.uri();
-        let sealed = self.seal(account, uri.expose_secret())?;
-        let now = self.now();
-        i.contacts
-            .update(account, |book| {
-                factors::start_authenticator(book, sealed.clone(), now);
-                Ok(((), ClaimChanges::default(), Vec::new()))
-            })
-            .await?;
-        Ok(AuthenticatorSetup {
-            uri,
-            manual_key: enrollment.manual_entry_key(),
-        })
-    }
-
-    fn seal(&self, account: &AccountId, uri: &str) -> Result<String, Error> {
-        let sealed = self
-            .inner
-            .sealer
-            .seal(&account.0, uri.as_bytes())
-            .map_err(crate::store::StoreError::other)?;
-        Ok(base32::encode(
-            base32::Alphabet::Rfc4648 { padding: false },
-            &sealed,
-        ))
+        self.inner.apps.start(account, label).await
     }
 
     /// Confirms the app with the first code it shows; it then replaces any
@@ -595,66 +555,11 @@ impl TwoFactor {
         account: &AccountId,
         code: &str,
     ) -> Result<(), Error> {
-        let i = &self.inner;
-        let store = self.store();
-        let now = self.now();
-        let book = store
-            .account_record(account)
-            .await?
-            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
-        let pending = book
-            .factors
-            .pending_authenticator
-            .as_ref()
-            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
-        // Open the seed before the guess is counted: an outage of the key
-        // service is not a wrong code.
-        let plain = self.open_seed(account, &pending.sealed_uri)?;
-        let totp = Self::totp_of(&plain)?;
-        // Sealed again with the current key, if it is under an older one,
-        // in the write that confirms it.
-        let resealed = self.reseal(account, &pending.sealed_uri, &plain);
-        let counted = match guess::count(store, &i.failures, account, now).await? {
-            Ok(counted) => counted,
-            Err(reason) => return Err(reason.into()),
-        };
-        let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-        let confirmed = match TotpEnrollment::with_totp(totp).confirm(code, unix) {
-            Ok(confirmed) => confirmed,
-            Err(_) => {
-                counted.wrong(&i.failures, &*i.ports.events, now);
-                return Err(Refusal::Code(CodeRefusal::WrongCode {
-                    attempts_left: None,
-                })
-                .into());
-            }
-        };
-        let sealed = pending.sealed_uri.clone();
-        let bumped = i
-            .contacts
-            .update(account, |book| {
-                // Only the setup that was checked may become the app (sealed
-                // again since, it still is).
-                let stored = match &book.factors.pending_authenticator {
-                    Some(p) if same_seed(&p.sealed_uri, &sealed) => {
-                        resealed.clone().unwrap_or_else(|| sealed.clone())
-                    }
-                    Some(p) if self.same_app(account, &p.sealed_uri, &sealed, &plain) => {
-                        p.sealed_uri.clone()
-                    }
-                    _ => return Err(Refusal::Code(CodeRefusal::Unknown).into()),
-                };
-                // Replacing the app changes a second factor: devices and
-                // step-ups from before die in this same write.
-                let bumped = factors::confirm_authenticator(book, stored, confirmed.last_step, now);
-                Ok((bumped, ClaimChanges::default(), Vec::new()))
-            })
-            .await?;
-        counted.right(store).await;
+        let bumped = self.inner.apps.confirm(account, code).await?;
         if let Some(epoch) = bumped {
             self.emit_epoch(account, epoch);
         }
-        i.ports.emit(Event::AuthenticatorAdded {
+        self.inner.ports.emit(Event::AuthenticatorAdded {
             account: account.clone(),
         });
         Ok(())
@@ -671,16 +576,13 @@ impl TwoFactor {
         account: &AccountId,
         step_up: &StepUp,
     ) -> Result<(), Error> {
-        let email_counts = self.inner.email_second_factor;
+        // A second factor removed: devices and step-ups from before die in
+        // the same write.
         let epoch = self
             .inner
-            .contacts
-            .update(account, |book| {
-                self.verify_step_up(account, step_up, book.epoch)?;
-                // A second factor removed: devices and step-ups from before
-                // die in this same write.
-                let epoch = factors::remove_authenticator(book, email_counts)?;
-                Ok((epoch, ClaimChanges::default(), Vec::new()))
+            .apps
+            .remove(account, self.inner.email_second_factor, |book| {
+                self.verify_step_up(account, step_up, book.epoch)
             })
             .await?;
         self.emit_epoch(account, epoch);

@@ -7,12 +7,13 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::iter::Sum;
 
-use super::{TwoFactor, same_seed};
+use super::TwoFactor;
 use crate::error::Error;
 use crate::flows::account;
+use crate::flows::authenticator::same_seed;
 use crate::hash::KeyId;
 use crate::model::AccountId;
-use crate::store::{ClaimChanges, StoreError};
+use crate::store::ClaimChanges;
 
 /// Which keys the long-lived records of one account (or, summed, of many)
 /// still use, from [`TwoFactor::key_usage`].
@@ -164,7 +165,7 @@ impl TwoFactor {
                     base32::Alphabet::Rfc4648 { padding: false },
                     &app.sealed_uri,
                 )
-                .and_then(|bytes| self.inner.sealer.sealed_key_id(&bytes));
+                .and_then(|bytes| self.inner.apps.sealer().sealed_key_id(&bytes));
                 match key {
                     Some(key) => count(&mut usage.authenticators, key),
                     None => {
@@ -213,16 +214,11 @@ impl TwoFactor {
             &book.factors.pending_authenticator,
         ];
         for app in seeds.into_iter().flatten() {
-            if !self.needs_reseal(&app.sealed_uri) {
+            if !self.inner.apps.needs_reseal(&app.sealed_uri) {
                 continue;
             }
-            let plain = self.open_seed(account, &app.sealed_uri)?;
-            let resealed = self
-                .inner
-                .sealer
-                .seal(&account.0, plain.expose_secret())
-                .map_err(StoreError::other)?;
-            let resealed = base32::encode(base32::Alphabet::Rfc4648 { padding: false }, &resealed);
+            let plain = self.inner.apps.open_seed(account, &app.sealed_uri)?;
+            let resealed = self.inner.apps.seal(account, plain.expose_secret())?;
             moves.push((app.sealed_uri.clone(), resealed));
         }
         if moves.is_empty() {
@@ -247,12 +243,5 @@ impl TwoFactor {
         })
         .await?;
         Ok(moved.unwrap_or(0))
-    }
-
-    /// Whether the sealer says the stored (base32) seed should be sealed
-    /// again.
-    fn needs_reseal(&self, sealed: &str) -> bool {
-        base32::decode(base32::Alphabet::Rfc4648 { padding: false }, sealed)
-            .is_some_and(|bytes| self.inner.sealer.needs_reseal(&bytes))
     }
 }

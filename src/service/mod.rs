@@ -77,6 +77,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+pub use crate::flows::authenticator::AuthenticatorSetup;
+use crate::flows::authenticator::Authenticators;
 pub use crate::flows::{
     ChannelReason, ContactPolicy, ContactView, DEFAULT_VERIFICATION_LIFETIME, DeviceInfo,
     IssueRequest, LinkTicket, LinkView, MemberStatus, MemberTicket, Progress, Ticket,
@@ -86,7 +88,7 @@ pub use crate::flows::{
 pub use crate::seal::UnsealedStorage;
 pub use crate::seal::{SealError, Sealer};
 pub use codes::OneTimeCodes;
-pub use journeys::{AuthenticatorSetup, ContactCheck, PhoneConfirmed, Recovered};
+pub use journeys::{ContactCheck, PhoneConfirmed, Recovered};
 pub use keys::KeyUsage;
 pub use sign_in::{
     Method, MethodId, MethodKind, Proof, SignInAttempt, SignInStart, SignedIn, Skip,
@@ -133,7 +135,7 @@ struct Inner {
     devices: TrustedDevices,
     contacts: Contacts,
     verifications: Verifications,
-    sealer: Arc<dyn Sealer>,
+    apps: Authenticators,
     /// The key sign-in method ids are derived under.
     method_key: [u8; 16],
     service: String,
@@ -141,7 +143,6 @@ struct Inner {
     confirm_masked: bool,
     email_second_factor: bool,
     links: bool,
-    failures: FailurePolicy,
 }
 
 impl fmt::Debug for TwoFactor {
@@ -151,7 +152,7 @@ impl fmt::Debug for TwoFactor {
             .field("service", &i.service)
             .field("challenges", &i.challenges)
             .field("contacts", &i.contacts)
-            .field("sealer", &i.sealer)
+            .field("apps", &i.apps)
             .field("step_up_window", &i.step_up_window)
             .finish_non_exhaustive()
     }
@@ -403,29 +404,36 @@ impl TwoFactorBuilder {
         if let Some(lifetime) = self.verification_lifetime {
             verifications = verifications.with_lifetime(lifetime);
         }
+        let contacts = Contacts::new(challenges.clone())
+            .with_policy(
+                self.contacts
+                    .with_email_second_factor(self.email_second_factor),
+            )
+            .with_grace_policy(self.grace);
+        let apps = Authenticators::new(
+            ports.clone(),
+            contacts.clone(),
+            sealer,
+            self.failures,
+            service.clone(),
+        );
         Ok(TwoFactor {
             inner: Arc::new(Inner {
                 recovery: RecoveryCodes::new(ports.clone())
                     .with_policy(self.recovery)
                     .with_failure_policy(self.failures),
                 devices: TrustedDevices::new(ports.clone()).with_policy(self.devices),
-                contacts: Contacts::new(challenges.clone())
-                    .with_policy(
-                        self.contacts
-                            .with_email_second_factor(self.email_second_factor),
-                    )
-                    .with_grace_policy(self.grace),
+                contacts,
                 verifications,
                 challenges,
                 ports,
-                sealer,
+                apps,
                 method_key,
                 service,
                 step_up_window: self.step_up_window,
                 confirm_masked: self.confirm_masked,
                 email_second_factor: self.email_second_factor,
                 links: self.links,
-                failures: self.failures,
             }),
         })
     }
@@ -493,14 +501,6 @@ fn step_up_context(
 const STEP_UP: &[u8] = b"ninsho/step-up/v2";
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Whether two stored (sealed) seeds are the same app's. In constant time:
-/// with [`DangerousUnsealed`](crate::seal::DangerousUnsealed) they are the
-/// seeds themselves.
-fn same_seed(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
 
 impl TwoFactor {
     /// Starts a builder from the parts a service can't do without, so that

@@ -3,28 +3,19 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
-use super::{HEX, StepUp, TwoFactor, same_seed};
+use super::{HEX, StepUp, TwoFactor};
 use crate::contact::MaskPolicy;
 use crate::device::{DeviceCheck, DeviceToken};
-use crate::error::{
-    AccountRefusal, CodeRefusal, ContactRefusal, Error, Misuse, Refusal, SecretKind,
-};
+use crate::error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Misuse, Refusal};
 use crate::events::Event;
-use crate::flows::cas::{self, AccountSlot, Step};
 use crate::flows::{
     Attempt, DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket,
-    attempt_hash, guess, retired_key, same_attempt,
 };
 use crate::hash::{KeyedHasher, siphash24};
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, Channel, Destination, DestinationKind, DeviceId, Purpose,
 };
-use crate::otp::{Rejection, Totp};
-use crate::seal::SealErrorKind;
-use crate::secret::SecretBytes;
-use crate::store::{ClaimChanges, StoreError};
 
 /// A way to pass the second step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -846,7 +837,7 @@ impl TwoFactor {
                     .await
             }
             Proof::Authenticator { code } => {
-                let epoch = self.check_authenticator(account, code, attempt).await?;
+                let epoch = self.inner.apps.check(account, code, attempt).await?;
                 self.signed_in(
                     account,
                     MethodKind::Authenticator,
@@ -908,182 +899,6 @@ impl TwoFactor {
         })
     }
 
-    /// Checks an authenticator code: counted against the account's failure
-    /// run before it is checked (so racing guesses can't slip past the
-    /// limits), replay refused, the accepted step written with
-    /// compare-and-set so one code signs in once. Returns the account's
-    /// security epoch.
-    pub(super) async fn check_authenticator(
-        &self,
-        account: &AccountId,
-        code: &str,
-        attempt: Option<&str>,
-    ) -> Result<u64, Error> {
-        let i = &self.inner;
-        let store = self.store();
-        let now = self.now();
-        // Read and open the seed before the guess is counted: an outage of
-        // the store or the key service is not a wrong code.
-        let book = store
-            .account_record(account)
-            .await?
-            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
-        let sealed = book
-            .factors
-            .authenticator
-            .as_ref()
-            .map(|app| app.sealed_uri.clone())
-            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
-        let plain = self.open_seed(account, &sealed)?;
-        let totp = Self::totp_of(&plain)?;
-        // Sealed again with the current key, if it is under an older one:
-        // written with the accepted step, in the same compare-and-set.
-        let resealed = self.reseal(account, &sealed, &plain);
-        let counted = match guess::count(store, &i.failures, account, now).await? {
-            Ok(counted) => counted,
-            Err(reason) => return Err(reason.into()),
-        };
-        let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-        let scope = authenticator_scope(account);
-        let slot = AccountSlot {
-            store,
-            account,
-            now,
-            create: false,
-        };
-        let landed = cas::change(&slot, (book, ClaimChanges::default()), |(book, _)| {
-            let at = attempt.map(|id| Attempt {
-                id,
-                epoch: book.epoch,
-            });
-            // The same app as the seed opened above, or the check is void.
-            // A racing sign-in may have sealed it again: then it stays so.
-            let (last_step, retry, reseal_to) = match &book.factors.authenticator {
-                Some(app) if same_seed(&app.sealed_uri, &sealed) => (
-                    app.last_step,
-                    same_attempt(&i.ports.hasher, &scope, at, app.last_attempt.as_ref()),
-                    resealed.clone(),
-                ),
-                Some(app) if self.same_app(account, &app.sealed_uri, &sealed, &plain) => (
-                    app.last_step,
-                    same_attempt(&i.ports.hasher, &scope, at, app.last_attempt.as_ref()),
-                    None,
-                ),
-                _ => return Err(Refusal::Code(CodeRefusal::Unknown).into()),
-            };
-            // The attempt that made the last accepted step may present that
-            // step's code again (its reply was lost): the same success.
-            let floor = if retry {
-                last_step.and_then(|s| s.checked_sub(1))
-            } else {
-                last_step
-            };
-            let step = match totp.verify(code, unix, floor) {
-                Ok(accepted) => accepted.step,
-                Err(Rejection::Replayed) => return Ok(Step::Keep(AppCode::Replayed)),
-                Err(_) => return Ok(Step::Keep(AppCode::Wrong)),
-            };
-            if retry && Some(step) == last_step {
-                return Ok(Step::Keep(AppCode::Right(book.epoch)));
-            }
-            if let Some(app) = &mut book.factors.authenticator {
-                app.last_step = Some(step);
-                app.last_attempt = at.map(|a| attempt_hash(&i.ports.hasher, &scope, a));
-                if let Some(resealed) = reseal_to {
-                    app.sealed_uri = resealed;
-                }
-            }
-            Ok(Step::Write(AppCode::Right(book.epoch)))
-        })
-        .await?;
-        match landed.answer {
-            AppCode::Right(epoch) => {
-                counted.right(store).await;
-                Ok(epoch)
-            }
-            AppCode::Replayed => Err(Refusal::Code(CodeRefusal::AlreadyUsed).into()),
-            AppCode::Wrong => {
-                counted.wrong(&i.failures, &*i.ports.events, now);
-                Err(Refusal::Code(CodeRefusal::WrongCode {
-                    attempts_left: None,
-                })
-                .into())
-            }
-        }
-    }
-
-    /// Opens a stored (sealed, base32) seed to its key URI. A seed sealed
-    /// with a key the sealer no longer holds is [`Error::RetiredKey`]; any
-    /// other failure to open is the store's (a damaged record) or the key
-    /// service's.
-    pub(super) fn open_seed(
-        &self,
-        account: &AccountId,
-        sealed: &str,
-    ) -> Result<SecretBytes, Error> {
-        let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, sealed)
-            .ok_or_else(|| StoreError::other("an authenticator record is not base32"))?;
-        self.inner
-            .sealer
-            .open(&account.0, &bytes)
-            .map_err(|e| match e.kind() {
-                SealErrorKind::UnknownKey(key_id) => retired_key(
-                    &*self.inner.ports.events,
-                    Some(account.clone()),
-                    SecretKind::Authenticator,
-                    key_id,
-                ),
-                _ => StoreError::other(e).into(),
-            })
-    }
-
-    /// The authenticator an opened seed describes.
-    pub(super) fn totp_of(plain: &SecretBytes) -> Result<Totp, Error> {
-        let uri = std::str::from_utf8(plain.expose_secret())
-            .map_err(|_| StoreError::other("an opened authenticator seed is not a key URI"))?;
-        Ok(Totp::from_uri(uri)?)
-    }
-
-    /// The seed `sealed` (opened to `plain`) sealed again with the sealer's
-    /// current key, when the sealer says it should be; `None` when not, or
-    /// when sealing fails (best effort: the seed still opens as it is).
-    pub(super) fn reseal(
-        &self,
-        account: &AccountId,
-        sealed: &str,
-        plain: &SecretBytes,
-    ) -> Option<String> {
-        let sealer = &self.inner.sealer;
-        let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, sealed)?;
-        if !sealer.needs_reseal(&bytes) {
-            return None;
-        }
-        let resealed = sealer.seal(&account.0, plain.expose_secret()).ok()?;
-        Some(base32::encode(
-            base32::Alphabet::Rfc4648 { padding: false },
-            &resealed,
-        ))
-    }
-
-    /// Whether the stored seed `stored` is the app whose seed was read as
-    /// `sealed` and opened to `plain`: the same bytes, or the same seed
-    /// sealed again since (by a racing sign-in on a rotated key). In
-    /// constant time.
-    pub(super) fn same_app(
-        &self,
-        account: &AccountId,
-        stored: &str,
-        sealed: &str,
-        plain: &SecretBytes,
-    ) -> bool {
-        if same_seed(stored, sealed) {
-            return true;
-        }
-        base32::decode(base32::Alphabet::Rfc4648 { padding: false }, stored)
-            .and_then(|bytes| self.inner.sealer.open(&account.0, &bytes).ok())
-            .is_some_and(|other| bool::from(other.ct_eq(plain)))
-    }
-
     /// The account's trusted devices.
     ///
     /// # Errors
@@ -1113,23 +928,4 @@ impl TwoFactor {
     ) -> Result<DeviceCheck, Error> {
         self.inner.devices.check(account, token).await
     }
-}
-
-/// What an authenticator's attempt hash is bound to: the account.
-fn authenticator_scope(account: &AccountId) -> Vec<u8> {
-    let mut scope = b"authenticator:".to_vec();
-    scope.extend_from_slice(account.0.as_bytes());
-    scope
-}
-
-/// What an authenticator code turned out to be, decided on the freshest
-/// record.
-enum AppCode {
-    /// Accepted (or the same step again, from the attempt that made it), at
-    /// this epoch.
-    Right(u64),
-    /// A step at or before the last accepted one.
-    Replayed,
-    /// No step of the window matched.
-    Wrong,
 }

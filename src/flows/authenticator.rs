@@ -1,0 +1,419 @@
+//! The authenticator app: setting one up (a sealed seed, confirmed by its
+//! first code), signing in with its codes (each time step once), removing
+//! it, and opening and sealing its seed.
+//!
+//! Seeds are stored sealed ([`Sealer`]) and base32-encoded. Every check
+//! opens the seed before the guess is counted, so an outage of the key
+//! service is never a wrong code, and writes with compare-and-set, so one
+//! code signs in once however many requests race. The rules for what a
+//! change does to the account (the epoch, the last second factor) are
+//! [`factors`](crate::factors)'.
+
+use std::fmt;
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use super::cas::{self, AccountSlot, Step};
+use super::{Attempt, Contacts, Ports, attempt_hash, guess, retired_key, same_attempt};
+use crate::error::{CodeRefusal, Error, SecretKind};
+use crate::factors;
+use crate::limits::FailurePolicy;
+use crate::model::{AccountId, AccountRecord};
+use crate::otp::{Rejection, Totp, TotpEnrollment};
+use crate::seal::{SealErrorKind, Sealer};
+use crate::secret::{SecretBytes, SecretString};
+use crate::store::{ClaimChanges, StoreError};
+
+const BASE32: base32::Alphabet = base32::Alphabet::Rfc4648 { padding: false };
+
+/// A new authenticator app to show: a QR code of `uri`, or `manual_key` to
+/// type.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AuthenticatorSetup {
+    /// The `otpauth://` key URI (for the QR code).
+    pub uri: SecretString,
+    /// The seed in base32, for typing in.
+    pub manual_key: SecretString,
+}
+
+/// The authenticator flow, on the service's ports and sealer.
+#[derive(Clone)]
+pub(crate) struct Authenticators {
+    ports: Ports,
+    contacts: Contacts,
+    sealer: Arc<dyn Sealer>,
+    failures: FailurePolicy,
+    /// The issuer the apps show.
+    service: String,
+}
+
+impl fmt::Debug for Authenticators {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticators")
+            .field("sealer", &self.sealer)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an authenticator code turned out to be, decided on the freshest
+/// record.
+enum AppCode {
+    /// Accepted (or the same step again, from the attempt that made it), at
+    /// this epoch.
+    Right(u64),
+    /// A step at or before the last accepted one.
+    Replayed,
+    /// No step of the window matched.
+    Wrong,
+}
+
+impl Authenticators {
+    /// The flow for apps named `service`, whose seeds `sealer` seals; the
+    /// account's record is written through `contacts` (which starts the
+    /// grace period of an account seen for the first time).
+    pub(crate) fn new(
+        ports: Ports,
+        contacts: Contacts,
+        sealer: Arc<dyn Sealer>,
+        failures: FailurePolicy,
+        service: String,
+    ) -> Self {
+        Self {
+            ports,
+            contacts,
+            sealer,
+            failures,
+            service,
+        }
+    }
+
+    /// The sealer seeds are stored under.
+    pub(crate) fn sealer(&self) -> &dyn Sealer {
+        &*self.sealer
+    }
+
+    /// Starts a setup: a new seed for an app that lists it as `label`,
+    /// stored sealed as the account's pending app. The caller has checked
+    /// any step-up the account needs.
+    ///
+    /// # Errors
+    /// [`Error::Otp`] for a label the URI can't carry; [`Error::Random`];
+    /// [`Error::Store`].
+    pub(crate) async fn start(
+        &self,
+        account: &AccountId,
+        label: &str,
+    ) -> Result<AuthenticatorSetup, Error> {
+        let enrollment = TotpEnrollment::start(&*self.ports.rng, &self.service, label)?;
+        let uri = enrollment.uri();
+        let sealed = self.seal(account, uri.expose_secret().as_bytes())?;
+        let now = self.ports.now();
+        self.contacts
+            .update(account, |book| {
+                factors::start_authenticator(book, sealed.clone(), now);
+                Ok(((), ClaimChanges::default(), Vec::new()))
+            })
+            .await?;
+        Ok(AuthenticatorSetup {
+            uri,
+            manual_key: enrollment.manual_entry_key(),
+        })
+    }
+
+    /// Confirms the pending app with the first code it shows; it then
+    /// replaces any previous app. The guess counts against the account.
+    /// Returns the new epoch when an app was replaced.
+    ///
+    /// # Errors
+    /// [`CodeRefusal::WrongCode`](crate::CodeRefusal::WrongCode);
+    /// [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown) when no setup is
+    /// pending; [`AccountRefusal::Locked`](crate::AccountRefusal::Locked);
+    /// [`Error::Store`]; [`Error::RetiredKey`].
+    pub(crate) async fn confirm(
+        &self,
+        account: &AccountId,
+        code: &str,
+    ) -> Result<Option<u64>, Error> {
+        let p = &self.ports;
+        let store = &*p.store;
+        let now = p.now();
+        let book = store
+            .account_record(account)
+            .await?
+            .ok_or(Error::from(CodeRefusal::Unknown))?;
+        let pending = book
+            .factors
+            .pending_authenticator
+            .as_ref()
+            .ok_or(Error::from(CodeRefusal::Unknown))?;
+        // Open the seed before the guess is counted: an outage of the key
+        // service is not a wrong code.
+        let plain = self.open_seed(account, &pending.sealed_uri)?;
+        let totp = totp_of(&plain)?;
+        // Sealed again with the current key, if it is under an older one,
+        // in the write that confirms it.
+        let resealed = self.reseal(account, &pending.sealed_uri, &plain);
+        let counted = match guess::count(store, &self.failures, account, now).await? {
+            Ok(counted) => counted,
+            Err(reason) => return Err(reason.into()),
+        };
+        let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let Ok(confirmed) = TotpEnrollment::with_totp(totp).confirm(code, unix) else {
+            counted.wrong(&self.failures, &*p.events, now);
+            return Err(CodeRefusal::WrongCode {
+                attempts_left: None,
+            }
+            .into());
+        };
+        let sealed = pending.sealed_uri.clone();
+        let bumped = self
+            .contacts
+            .update(account, |book| {
+                // Only the setup that was checked may become the app (sealed
+                // again since, it still is).
+                let stored = match &book.factors.pending_authenticator {
+                    Some(p) if same_seed(&p.sealed_uri, &sealed) => {
+                        resealed.clone().unwrap_or_else(|| sealed.clone())
+                    }
+                    Some(p) if self.same_app(account, &p.sealed_uri, &sealed, &plain) => {
+                        p.sealed_uri.clone()
+                    }
+                    _ => return Err(CodeRefusal::Unknown.into()),
+                };
+                // Replacing the app changes a second factor: devices and
+                // step-ups from before die in this same write.
+                let bumped = factors::confirm_authenticator(book, stored, confirmed.last_step, now);
+                Ok((bumped, ClaimChanges::default(), Vec::new()))
+            })
+            .await?;
+        counted.right(store).await;
+        Ok(bumped)
+    }
+
+    /// Removes the app, once `allowed` (the caller's step-up check, on the
+    /// record about to change) passes. Returns the new epoch.
+    ///
+    /// # Errors
+    /// What `allowed` returns;
+    /// [`AccountRefusal::NoSecondFactor`](crate::AccountRefusal::NoSecondFactor);
+    /// [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown) when there is
+    /// none; [`Error::Store`].
+    pub(crate) async fn remove(
+        &self,
+        account: &AccountId,
+        email_counts: bool,
+        allowed: impl Fn(&AccountRecord) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        self.contacts
+            .update(account, |book| {
+                allowed(book)?;
+                let epoch = factors::remove_authenticator(book, email_counts)?;
+                Ok((epoch, ClaimChanges::default(), Vec::new()))
+            })
+            .await
+    }
+
+    /// Checks a sign-in code: counted against the account's failure run
+    /// before it is checked (so racing guesses can't slip past the limits),
+    /// replay refused, the accepted step written with compare-and-set so
+    /// one code signs in once. The attempt that made the last accepted step
+    /// may present that step's code again (its reply was lost). Returns the
+    /// account's security epoch.
+    ///
+    /// # Errors
+    /// As for [`confirm`](Self::confirm), plus
+    /// [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed) for a
+    /// replayed code.
+    pub(crate) async fn check(
+        &self,
+        account: &AccountId,
+        code: &str,
+        attempt: Option<&str>,
+    ) -> Result<u64, Error> {
+        let p = &self.ports;
+        let store = &*p.store;
+        let now = p.now();
+        // Read and open the seed before the guess is counted: an outage of
+        // the store or the key service is not a wrong code.
+        let book = store
+            .account_record(account)
+            .await?
+            .ok_or(Error::from(CodeRefusal::Unknown))?;
+        let sealed = book
+            .factors
+            .authenticator
+            .as_ref()
+            .map(|app| app.sealed_uri.clone())
+            .ok_or(Error::from(CodeRefusal::Unknown))?;
+        let plain = self.open_seed(account, &sealed)?;
+        let totp = totp_of(&plain)?;
+        // Sealed again with the current key, if it is under an older one:
+        // written with the accepted step, in the same compare-and-set.
+        let resealed = self.reseal(account, &sealed, &plain);
+        let counted = match guess::count(store, &self.failures, account, now).await? {
+            Ok(counted) => counted,
+            Err(reason) => return Err(reason.into()),
+        };
+        let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let scope = scope(account);
+        let slot = AccountSlot {
+            store,
+            account,
+            now,
+            create: false,
+        };
+        let hasher = &p.hasher;
+        let landed = cas::change(&slot, (book, ClaimChanges::default()), |(book, _)| {
+            let at = attempt.map(|id| Attempt {
+                id,
+                epoch: book.epoch,
+            });
+            // The same app as the seed opened above, or the check is void.
+            // A racing sign-in may have sealed it again: then it stays so.
+            let (last_step, retry, reseal_to) = match &book.factors.authenticator {
+                Some(app) if same_seed(&app.sealed_uri, &sealed) => (
+                    app.last_step,
+                    same_attempt(hasher, &scope, at, app.last_attempt.as_ref()),
+                    resealed.clone(),
+                ),
+                Some(app) if self.same_app(account, &app.sealed_uri, &sealed, &plain) => (
+                    app.last_step,
+                    same_attempt(hasher, &scope, at, app.last_attempt.as_ref()),
+                    None,
+                ),
+                _ => return Err(CodeRefusal::Unknown.into()),
+            };
+            let floor = if retry {
+                last_step.and_then(|s| s.checked_sub(1))
+            } else {
+                last_step
+            };
+            let step = match totp.verify(code, unix, floor) {
+                Ok(accepted) => accepted.step,
+                Err(Rejection::Replayed) => return Ok(Step::Keep(AppCode::Replayed)),
+                Err(_) => return Ok(Step::Keep(AppCode::Wrong)),
+            };
+            if retry && Some(step) == last_step {
+                return Ok(Step::Keep(AppCode::Right(book.epoch)));
+            }
+            if let Some(app) = &mut book.factors.authenticator {
+                app.last_step = Some(step);
+                app.last_attempt = at.map(|a| attempt_hash(hasher, &scope, a));
+                if let Some(resealed) = reseal_to {
+                    app.sealed_uri = resealed;
+                }
+            }
+            Ok(Step::Write(AppCode::Right(book.epoch)))
+        })
+        .await?;
+        match landed.answer {
+            AppCode::Right(epoch) => {
+                counted.right(store).await;
+                Ok(epoch)
+            }
+            AppCode::Replayed => Err(CodeRefusal::AlreadyUsed.into()),
+            AppCode::Wrong => {
+                counted.wrong(&self.failures, &*p.events, now);
+                Err(CodeRefusal::WrongCode {
+                    attempts_left: None,
+                }
+                .into())
+            }
+        }
+    }
+
+    /// Seals a key URI for storage (base32).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the sealer fails.
+    pub(crate) fn seal(&self, account: &AccountId, uri: &[u8]) -> Result<String, Error> {
+        let sealed = self
+            .sealer
+            .seal(&account.0, uri)
+            .map_err(StoreError::other)?;
+        Ok(base32::encode(BASE32, &sealed))
+    }
+
+    /// Opens a stored (sealed, base32) seed to its key URI. A seed sealed
+    /// with a key the sealer no longer holds is [`Error::RetiredKey`]; any
+    /// other failure to open is the store's (a damaged record) or the key
+    /// service's.
+    pub(crate) fn open_seed(
+        &self,
+        account: &AccountId,
+        sealed: &str,
+    ) -> Result<SecretBytes, Error> {
+        let bytes = base32::decode(BASE32, sealed)
+            .ok_or_else(|| StoreError::other("an authenticator record is not base32"))?;
+        self.sealer
+            .open(&account.0, &bytes)
+            .map_err(|e| match e.kind() {
+                SealErrorKind::UnknownKey(key_id) => retired_key(
+                    &*self.ports.events,
+                    Some(account.clone()),
+                    SecretKind::Authenticator,
+                    key_id,
+                ),
+                _ => StoreError::other(e).into(),
+            })
+    }
+
+    /// Whether the sealer says the stored (base32) seed should be sealed
+    /// again with its current key.
+    pub(crate) fn needs_reseal(&self, sealed: &str) -> bool {
+        base32::decode(BASE32, sealed).is_some_and(|bytes| self.sealer.needs_reseal(&bytes))
+    }
+
+    /// The seed `sealed` (opened to `plain`) sealed again with the sealer's
+    /// current key, when the sealer says it should be; `None` when not, or
+    /// when sealing fails (best effort: the seed still opens as it is).
+    fn reseal(&self, account: &AccountId, sealed: &str, plain: &SecretBytes) -> Option<String> {
+        if !self.needs_reseal(sealed) {
+            return None;
+        }
+        self.seal(account, plain.expose_secret()).ok()
+    }
+
+    /// Whether the stored seed `stored` is the app whose seed was read as
+    /// `sealed` and opened to `plain`: the same bytes, or the same seed
+    /// sealed again since (by a racing sign-in on a rotated key). In
+    /// constant time.
+    fn same_app(
+        &self,
+        account: &AccountId,
+        stored: &str,
+        sealed: &str,
+        plain: &SecretBytes,
+    ) -> bool {
+        if same_seed(stored, sealed) {
+            return true;
+        }
+        base32::decode(BASE32, stored)
+            .and_then(|bytes| self.sealer.open(&account.0, &bytes).ok())
+            .is_some_and(|other| bool::from(other.ct_eq(plain)))
+    }
+}
+
+/// Whether two stored (sealed) seeds are the same bytes, in constant time
+/// (with [`DangerousUnsealed`](crate::seal::DangerousUnsealed) they are the
+/// seeds themselves).
+pub(crate) fn same_seed(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The authenticator an opened seed describes.
+fn totp_of(plain: &SecretBytes) -> Result<Totp, Error> {
+    let uri = std::str::from_utf8(plain.expose_secret())
+        .map_err(|_| StoreError::other("an opened authenticator seed is not a key URI"))?;
+    Ok(Totp::from_uri(uri)?)
+}
+
+/// What an authenticator's attempt hash is bound to: the account.
+fn scope(account: &AccountId) -> Vec<u8> {
+    let mut scope = b"authenticator:".to_vec();
+    scope.extend_from_slice(account.0.as_bytes());
+    scope
+}
