@@ -14,7 +14,7 @@ use crate::challenge::{
 };
 use crate::error::{Error, Misuse, Refusal, SecretKind};
 use crate::events::Event;
-use crate::gateway::{CodeParams, DeliveryErrorKind, LinkParams, Message, TemplateError};
+use crate::gateway::{CodeParams, DeliveryErrorKind, LinkParams, Message, Occasion, TemplateError};
 use crate::hash::KeyId;
 use crate::limits::LimitKind;
 use crate::model::{
@@ -783,6 +783,7 @@ impl Challenges {
                         code,
                         minutes: minutes(inner.policy.lifetime),
                         origin: inner.origin.as_deref(),
+                        occasion: Occasion::of(&record.purpose),
                     },
                 ),
                 Payload::Link { url, device } => inner.templates.render_link(
