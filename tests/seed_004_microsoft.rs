@@ -221,7 +221,7 @@ async fn the_email_address_must_be_completed_in_full() {
     let message = env.gateway.last_to(EMAIL).unwrap();
     assert_eq!(
         message.subject.as_deref(),
-        Some("Your Microsoft account verification code")
+        Some("Your Microsoft account sign-in code")
     );
     let code = secret_to(&env.gateway, EMAIL);
     let signed_in = env

@@ -15,7 +15,7 @@ use crate::challenge::{
 };
 use crate::error::{CodeRefusal, Error, Misuse, Refusal, SecretKind, SendRefusal};
 use crate::events::Event;
-use crate::gateway::{CodeParams, DeliveryErrorKind, LinkParams, Message, TemplateError};
+use crate::gateway::{CodeParams, DeliveryErrorKind, LinkParams, Message, Occasion, TemplateError};
 use crate::hash::KeyId;
 use crate::model::{
     AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, Locale, Purpose,
@@ -724,6 +724,7 @@ impl Challenges {
                         code,
                         minutes: minutes(inner.policy.lifetime),
                         origin: inner.origin.as_deref(),
+                        occasion: Occasion::of(&record.purpose),
                     },
                 ),
                 Payload::Link { url, device } => inner.templates.render_link(

@@ -13,7 +13,7 @@ use crate::events::Event;
 use crate::grace::{GraceDecision, GraceEvent, GracePolicy};
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, Channel, ContactEntry, ContactKey,
-    Destination, DestinationKind, Phase, Purpose,
+    Destination, DestinationKind, Locale, Phase, Purpose,
 };
 use crate::store::ClaimChanges;
 
@@ -396,7 +396,8 @@ impl Contacts {
     }
 
     /// Sends a code to add `destination` to the account, or to verify it if
-    /// it is registered unverified. [`confirm`](Self::confirm) finishes.
+    /// it is registered unverified, in `locale` (`None`: the service's).
+    /// [`confirm`](Self::confirm) finishes.
     ///
     /// # Errors
     /// [`Error::Contact`] when the phone policy refuses the number (a
@@ -415,6 +416,7 @@ impl Contacts {
         account: &AccountId,
         destination: &Destination,
         caller: Option<&str>,
+        locale: Option<Locale>,
     ) -> Result<Ticket, Error> {
         self.admit(destination)?;
         let store = &self.challenges.inner.store;
@@ -431,21 +433,25 @@ impl Contacts {
             }
         }
         let epoch = book.map_or(0, |b| b.epoch);
-        self.issue(account, destination, epoch, caller).await
+        self.issue(account, destination, epoch, caller, locale)
+            .await
     }
 
     /// Sends a contact-change code, bound to the account's security epoch
-    /// `epoch`: it confirms nothing once the epoch has moved on.
+    /// `epoch`: it confirms nothing once the epoch has moved on. `locale`
+    /// `None` is the service's.
     async fn issue(
         &self,
         account: &AccountId,
         destination: &Destination,
         epoch: u64,
         caller: Option<&str>,
+        locale: Option<Locale>,
     ) -> Result<Ticket, Error> {
         let mut request =
             IssueRequest::new(destination.clone(), Purpose::ContactChange).account(account.clone());
         request.epoch = Some(epoch);
+        request.locale = locale;
         if let Some(caller) = caller {
             request = request.caller(caller);
         }
@@ -605,7 +611,8 @@ impl Contacts {
         ))
     }
 
-    /// Sends a code to `new`, the number (or address) to replace `old` with.
+    /// Sends a code to `new`, the number (or address) to replace `old` with,
+    /// in `locale` (`None`: the service's).
     /// [`confirm_change`](Self::confirm_change) finishes.
     ///
     /// # Errors
@@ -618,6 +625,7 @@ impl Contacts {
         old: &Destination,
         new: &Destination,
         caller: Option<&str>,
+        locale: Option<Locale>,
     ) -> Result<Ticket, Error> {
         if old.kind() != new.kind() {
             return Err(Misuse::KindChange.into());
@@ -630,7 +638,7 @@ impl Contacts {
         if find(&book, new).is_some() {
             return Err(self.refuse(account, Refusal::Contact(ContactRefusal::AlreadyAdded)));
         }
-        self.issue(account, new, book.epoch, caller).await
+        self.issue(account, new, book.epoch, caller, locale).await
     }
 
     /// Puts the verified `new` in place of `old` in `record` (see

@@ -64,6 +64,13 @@ impl VerificationRequest {
         self.caller = Some(key.into());
         self
     }
+
+    /// The language of every member's messages (default: the service's).
+    /// Resends keep it.
+    pub fn locale(mut self, locale: Locale) -> Self {
+        self.locale = Some(locale);
+        self
+    }
 }
 
 /// One member as started: the code went out, or its delivery failed and

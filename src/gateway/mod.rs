@@ -1,7 +1,8 @@
 //! The gateway port: how ninsho hands outbound messages to the host.
 //!
 //! ninsho decides *what* to send (a code by SMS, a sign-in link by email, a
-//! voice call reading a code) and renders the text from [`Templates`]; the
+//! voice call reading a code) and renders the text from [`Templates`], in
+//! the user's language and worded for why it is sent ([`Occasion`]); the
 //! host decides *how*, by implementing [`Gateway`] over its SMS API, mail
 //! server or voice provider. A [`Message`] carries the channel, destination,
 //! rendered text, and the bare secret for gateways that fill a
@@ -32,7 +33,9 @@ use crate::secret::SecretString;
 pub use console::ConsoleGateway;
 pub use recording::{Attempt, RecordingGateway};
 pub use sms::{SmsEncoding, SmsInfo, sms_info};
-pub use templates::{CodeParams, LinkParams, Rendered, TemplateError, TemplateKind, Templates};
+pub use templates::{
+    CodeParams, LinkParams, Occasion, Rendered, TemplateError, TemplateKind, Templates,
+};
 
 /// One outbound message, ready for a [`Gateway`].
 ///

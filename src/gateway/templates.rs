@@ -1,10 +1,34 @@
-//! The texts of the messages ninsho sends, in Japanese and English.
+//! The texts of the messages ninsho sends, in Japanese and English, for
+//! each occasion a code is sent on.
 //!
 //! [`Templates::default()`] holds built-in texts. Each one names the service,
 //! says how long the code or link stays valid, and warns the user: never share
 //! a code (the service's staff never ask for one), and never open a sign-in
-//! link for a sign-in you did not start. A host replaces any text with
-//! [`Templates::set`] or [`Templates::with`].
+//! link for a sign-in you did not start.
+//!
+//! # Occasions
+//!
+//! What an unasked-for code means depends on why it was sent, so the email
+//! that carries a code says different things per [`Occasion`] (the
+//! challenge's [`Purpose`], through [`Occasion::of`]):
+//!
+//! | occasion | if the user did not ask for the code |
+//! |---|---|
+//! | [`SignIn`](Occasion::SignIn), [`StepUp`](Occasion::StepUp) | someone else may know their password: change it, and enter the code nowhere |
+//! | [`Recovery`](Occasion::Recovery) | someone may be trying to get into an account with their address: give the code to no one |
+//! | [`SignUp`](Occasion::SignUp), [`ContactChange`](Occasion::ContactChange), [`Other`](Occasion::Other) | someone may have typed their address by mistake: ignore the email |
+//!
+//! The email subject names the occasion too. SMS and voice texts are the
+//! same for every occasion: they only say not to share the code, and stay
+//! short.
+//!
+//! # Overrides
+//!
+//! A host replaces a text for every occasion with [`Templates::set`] or
+//! [`Templates::with`], or for one occasion with [`Templates::set_for`] or
+//! [`Templates::with_for`]. [`Templates::get`] looks a text up in that
+//! order: the override for the occasion, then the override for every
+//! occasion, then the built-in text for the occasion.
 //!
 //! # Placeholders
 //!
@@ -26,9 +50,15 @@
 //! ([`TemplateError::MissingPlaceholder`]), and an email subject containing
 //! `{code}` or `{url}` ([`TemplateError::SecretInSubject`]): subjects show in
 //! notification previews and logs. [`Templates::validate`] checks every
-//! template at once, for example at start-up.
+//! template and every override at once, for example at start-up.
 //!
 //! # Channel rules
+//!
+//! | channel | code | one-time link | subject | origin line | varies by occasion |
+//! |---|---|---|---|---|---|
+//! | SMS | yes | yes | no | yes, when [`CodeParams::origin`] is set | no |
+//! | voice | yes, read one character at a time, twice | no | no | no | no |
+//! | email | yes | yes | yes | no | yes, for codes |
 //!
 //! - **SMS codes** end with the origin-bound line `@example.com #123456`
 //!   when [`CodeParams::origin`] is set, so browsers (WebOTP) and iOS/Android
@@ -39,10 +69,11 @@
 //!   "one hundred twenty-three", and the built-in texts repeat the code.
 //! - **Email** gets a subject; neither email nor voice gets the origin line.
 //! - **One-time links** go by SMS or email only; asking for a voice link is
-//!   [`TemplateError::UnsupportedChannel`].
+//!   [`TemplateError::UnsupportedChannel`]. A link signs the user in, so link
+//!   texts are looked up for [`Occasion::SignIn`].
 //!
 //! ```
-//! use ninsho::gateway::{CodeParams, TemplateKind, Templates};
+//! use ninsho::gateway::{CodeParams, Occasion, TemplateKind, Templates};
 //! use ninsho::model::{Channel, Locale};
 //!
 //! let templates = Templates::default().with(
@@ -55,6 +86,7 @@
 //!     code: "123456",
 //!     minutes: 10,
 //!     origin: Some("example.com"),
+//!     occasion: Occasion::SignIn,
 //! };
 //! let sms = templates.render_code(Locale::En, Channel::Sms, &params).unwrap();
 //! assert_eq!(
@@ -64,6 +96,27 @@
 //!
 //! let voice = templates.render_code(Locale::En, Channel::Voice, &params).unwrap();
 //! assert!(voice.body.ends_with("1, 2, 3, 4, 5, 6. Again: 1, 2, 3, 4, 5, 6."));
+//!
+//! // A sign-in code by email warns about the password; a sign-up code
+//! // says the address may have been typed by mistake.
+//! let sign_in = templates.render_code(Locale::En, Channel::Email, &params).unwrap();
+//! assert!(sign_in.body.contains("someone else may know your password"));
+//! let sign_up = CodeParams { occasion: Occasion::SignUp, ..params };
+//! let sign_up = templates.render_code(Locale::En, Channel::Email, &sign_up).unwrap();
+//! assert!(sign_up.body.contains("typed your email address by mistake"));
+//!
+//! // An override for one occasion wins over one for every occasion.
+//! let templates = templates
+//!     .with(Locale::En, TemplateKind::EmailCodeSubject, "{service} code")
+//!     .with_for(Occasion::SignIn, Locale::En, TemplateKind::EmailCodeSubject, "{service} sign-in");
+//! assert_eq!(
+//!     templates.get(Occasion::SignIn, Locale::En, TemplateKind::EmailCodeSubject),
+//!     "{service} sign-in"
+//! );
+//! assert_eq!(
+//!     templates.get(Occasion::SignUp, Locale::En, TemplateKind::EmailCodeSubject),
+//!     "{service} code"
+//! );
 //! ```
 
 use std::collections::HashMap;
@@ -71,7 +124,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Channel, Locale};
+use crate::model::{Channel, Locale, Purpose};
 
 /// Which text of a [`Templates`] set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -134,6 +187,89 @@ impl fmt::Display for TemplateKind {
     }
 }
 
+/// Why a message is sent, as far as its text is concerned: what it should
+/// tell a user who did not ask for it. [`Occasion::of`] maps a challenge's
+/// [`Purpose`] to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Occasion {
+    /// The second step of signing in. An unasked-for code means someone
+    /// else got past the password.
+    SignIn,
+    /// Verifying a contact while creating an account. An unasked-for code
+    /// most likely means someone mistyped their own address.
+    SignUp,
+    /// Adding or changing a contact on an account; as for sign-up.
+    ContactChange,
+    /// Confirming it is the user before a sensitive change. An unasked-for
+    /// code means someone is signed in as them or knows their password.
+    StepUp,
+    /// "I can't sign in": finding an account by a contact. An unasked-for
+    /// code means someone tried to get into an account with this address.
+    Recovery,
+    /// A purpose of the host's own ([`Purpose::Other`]); the texts say the
+    /// address may have been typed by mistake.
+    Other,
+}
+
+impl Occasion {
+    /// Every occasion, in declaration order.
+    pub const ALL: [Self; 6] = [
+        Self::SignIn,
+        Self::SignUp,
+        Self::ContactChange,
+        Self::StepUp,
+        Self::Recovery,
+        Self::Other,
+    ];
+
+    /// The occasion a code sent for `purpose` is written for.
+    #[must_use]
+    pub fn of(purpose: &Purpose) -> Self {
+        match purpose {
+            Purpose::SignIn => Self::SignIn,
+            Purpose::SignUp => Self::SignUp,
+            Purpose::ContactChange => Self::ContactChange,
+            Purpose::StepUp => Self::StepUp,
+            Purpose::Recovery => Self::Recovery,
+            Purpose::Other(_) => Self::Other,
+        }
+    }
+}
+
+impl From<&Purpose> for Occasion {
+    fn from(purpose: &Purpose) -> Self {
+        Self::of(purpose)
+    }
+}
+
+impl fmt::Display for Occasion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::SignIn => "sign-in",
+            Self::SignUp => "sign-up",
+            Self::ContactChange => "contact change",
+            Self::StepUp => "step-up",
+            Self::Recovery => "recovery",
+            Self::Other => "other",
+        })
+    }
+}
+
+/// Shows ` for sign-in` after a template's name when the faulty text is an
+/// override for one occasion, nothing otherwise.
+struct ForOccasion<'a>(&'a Option<Occasion>);
+
+impl fmt::Display for ForOccasion<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(occasion) => write!(f, " for {occasion}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A message could not be rendered. Every variant is a host configuration
 /// or calling mistake: retrying the same call fails the same way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,9 +285,14 @@ pub enum TemplateError {
     /// A template lacks the placeholder that carries the secret, so the
     /// message would be useless.
     #[error(
-        "the {locale} {kind} template has no {placeholder} placeholder; fix the template override"
+        "the {locale} {kind} template{} has no {placeholder} placeholder; fix the template override",
+        ForOccasion(.occasion)
     )]
     MissingPlaceholder {
+        /// The occasion of the faulty override when it was set for one
+        /// ([`Templates::set_for`]); `None` for one set for every occasion
+        /// ([`Templates::set`]).
+        occasion: Option<Occasion>,
         /// The locale of the faulty template.
         locale: Locale,
         /// Which template.
@@ -162,9 +303,14 @@ pub enum TemplateError {
     /// An email subject template would put the code or link in the subject,
     /// which shows in notification previews and logs.
     #[error(
-        "the {locale} {kind} template puts {placeholder} in an email subject, which is shown in previews and logs; remove it"
+        "the {locale} {kind} template{} puts {placeholder} in an email subject, which is shown in previews and logs; remove it",
+        ForOccasion(.occasion)
     )]
     SecretInSubject {
+        /// The occasion of the faulty override when it was set for one
+        /// ([`Templates::set_for`]); `None` for one set for every occasion
+        /// ([`Templates::set`]).
+        occasion: Option<Occasion>,
         /// The locale of the faulty template.
         locale: Locale,
         /// Which template.
@@ -192,6 +338,8 @@ pub struct CodeParams<'a> {
     /// messages end with the origin-bound autofill line
     /// `@example.com #123456`; ignored for voice and email.
     pub origin: Option<&'a str>,
+    /// Why the code is sent: it picks the texts (see [`Occasion`]).
+    pub occasion: Occasion,
 }
 
 impl fmt::Debug for CodeParams<'_> {
@@ -201,6 +349,7 @@ impl fmt::Debug for CodeParams<'_> {
             .field("code", &"[redacted]")
             .field("minutes", &self.minutes)
             .field("origin", &self.origin)
+            .field("occasion", &self.occasion)
             .finish()
     }
 }
@@ -264,11 +413,13 @@ const DEVICE: &str = "{device}";
 /// Longest `{device}` text, in characters, before it is cut.
 const MAX_DEVICE_CHARS: usize = 64;
 
-/// The set of message texts, per locale and kind. `Default` gives the
-/// built-in texts; overrides replace single texts.
+/// The set of message texts, per occasion, locale and kind. `Default` gives
+/// the built-in texts; overrides replace single texts, for every occasion or
+/// for one.
 #[derive(Debug, Clone, Default)]
 pub struct Templates {
-    overrides: HashMap<(Locale, TemplateKind), String>,
+    /// Keyed by occasion (`None`: every occasion), locale and kind.
+    overrides: HashMap<(Option<Occasion>, Locale, TemplateKind), String>,
 }
 
 impl Templates {
@@ -278,33 +429,55 @@ impl Templates {
         Self::default()
     }
 
-    /// The built-in text for `locale` and `kind`.
+    /// The built-in text for `occasion`, `locale` and `kind`. Only the
+    /// email code subject and body differ between occasions.
     #[must_use]
-    pub fn builtin(locale: Locale, kind: TemplateKind) -> &'static str {
+    pub fn builtin(occasion: Occasion, locale: Locale, kind: TemplateKind) -> &'static str {
         match locale {
-            Locale::Ja => builtin_ja(kind),
-            Locale::En => builtin_en(kind),
+            Locale::Ja => builtin_ja(occasion, kind),
+            Locale::En => builtin_en(occasion, kind),
         }
     }
 
-    /// The text in use for `locale` and `kind`: the override if one was set,
-    /// otherwise the built-in text.
+    /// The text in use for `occasion`, `locale` and `kind`: the override
+    /// for this occasion if one was set ([`set_for`](Self::set_for)), else
+    /// the override for every occasion ([`set`](Self::set)), else the
+    /// built-in text.
     #[must_use]
-    pub fn get(&self, locale: Locale, kind: TemplateKind) -> &str {
-        self.overrides
-            .get(&(locale, kind))
-            .map_or_else(|| Self::builtin(locale, kind), String::as_str)
+    pub fn get(&self, occasion: Occasion, locale: Locale, kind: TemplateKind) -> &str {
+        self.lookup(occasion, locale, kind).1
     }
 
-    /// Replaces the text for `locale` and `kind`. It is checked when a
-    /// message is rendered (or by [`validate`](Self::validate)).
+    /// [`get`](Self::get), and which override the text comes from: `Some`
+    /// for one set for this occasion, `None` for one set for every
+    /// occasion or the built-in text.
+    fn lookup(
+        &self,
+        occasion: Occasion,
+        locale: Locale,
+        kind: TemplateKind,
+    ) -> (Option<Occasion>, &str) {
+        if let Some(text) = self.overrides.get(&(Some(occasion), locale, kind)) {
+            return (Some(occasion), text);
+        }
+        let text = self
+            .overrides
+            .get(&(None, locale, kind))
+            .map_or_else(|| Self::builtin(occasion, locale, kind), String::as_str);
+        (None, text)
+    }
+
+    /// Replaces the text for `locale` and `kind` on every occasion (an
+    /// override for one occasion, from [`set_for`](Self::set_for), still
+    /// wins on its own). It is checked when a message is rendered (or by
+    /// [`validate`](Self::validate)).
     pub fn set(
         &mut self,
         locale: Locale,
         kind: TemplateKind,
         text: impl Into<String>,
     ) -> &mut Self {
-        self.overrides.insert((locale, kind), text.into());
+        self.overrides.insert((None, locale, kind), text.into());
         self
     }
 
@@ -315,28 +488,82 @@ impl Templates {
         self
     }
 
-    /// Goes back to the built-in text for `locale` and `kind`.
+    /// Drops the override [`set`](Self::set) made for `locale` and `kind`,
+    /// going back to the built-in texts. Overrides for one occasion stay
+    /// (see [`reset_for`](Self::reset_for)).
     pub fn reset(&mut self, locale: Locale, kind: TemplateKind) -> &mut Self {
-        self.overrides.remove(&(locale, kind));
+        self.overrides.remove(&(None, locale, kind));
         self
     }
 
-    /// Checks every template of every locale: bodies contain the placeholder
-    /// that carries the secret, subjects contain no secret.
+    /// Replaces the text for `locale` and `kind` on `occasion` only; it wins
+    /// over an override for every occasion. A sign-in email, say, can then
+    /// tell the user to change their password while the sign-up email
+    /// keeps the general text. Checked as [`set`](Self::set)'s texts are.
+    pub fn set_for(
+        &mut self,
+        occasion: Occasion,
+        locale: Locale,
+        kind: TemplateKind,
+        text: impl Into<String>,
+    ) -> &mut Self {
+        self.overrides
+            .insert((Some(occasion), locale, kind), text.into());
+        self
+    }
+
+    /// Builder form of [`set_for`](Self::set_for).
+    #[must_use]
+    pub fn with_for(
+        mut self,
+        occasion: Occasion,
+        locale: Locale,
+        kind: TemplateKind,
+        text: impl Into<String>,
+    ) -> Self {
+        self.set_for(occasion, locale, kind, text);
+        self
+    }
+
+    /// Drops the override [`set_for`](Self::set_for) made for `occasion`,
+    /// `locale` and `kind`: that occasion goes back to the override for
+    /// every occasion, if any, else to the built-in text.
+    pub fn reset_for(
+        &mut self,
+        occasion: Occasion,
+        locale: Locale,
+        kind: TemplateKind,
+    ) -> &mut Self {
+        self.overrides.remove(&(Some(occasion), locale, kind));
+        self
+    }
+
+    /// Checks every template of every occasion and locale, and every
+    /// override (one hidden on every occasion by overrides for each still
+    /// counts): bodies contain the placeholder that carries the secret,
+    /// subjects contain no secret.
     ///
     /// # Errors
-    /// The first faulty template, as [`TemplateError::MissingPlaceholder`] or
-    /// [`TemplateError::SecretInSubject`].
+    /// A faulty template, as [`TemplateError::MissingPlaceholder`] or
+    /// [`TemplateError::SecretInSubject`]: the first in use, in the order
+    /// of [`Occasion::ALL`], the locales and [`TemplateKind::ALL`], else an
+    /// override no occasion uses.
     pub fn validate(&self) -> Result<(), TemplateError> {
-        for locale in [Locale::Ja, Locale::En] {
-            for kind in TemplateKind::ALL {
-                self.checked(locale, kind)?;
+        for occasion in Occasion::ALL {
+            for locale in [Locale::Ja, Locale::En] {
+                for kind in TemplateKind::ALL {
+                    self.checked(occasion, locale, kind)?;
+                }
             }
+        }
+        for (&(occasion, locale, kind), text) in &self.overrides {
+            check(text, occasion, locale, kind)?;
         }
         Ok(())
     }
 
-    /// Renders a one-time code message for `channel`.
+    /// Renders a one-time code message for `channel`, in the texts for
+    /// [`CodeParams::occasion`].
     ///
     /// SMS: the [`SmsCode`](TemplateKind::SmsCode) text, plus the
     /// origin-bound line `\n\n@{origin} #{code}` as the last line when
@@ -369,9 +596,10 @@ impl Templates {
             MINUTES => Some(minutes.as_str()),
             _ => None,
         };
+        let text = |kind| self.checked(params.occasion, locale, kind);
         match channel {
             Channel::Sms => {
-                let mut body = substitute(self.checked(locale, TemplateKind::SmsCode)?, values);
+                let mut body = substitute(text(TemplateKind::SmsCode)?, values);
                 if let Some(origin) = params.origin {
                     if !is_bare_domain(origin) {
                         return Err(TemplateError::InvalidOrigin);
@@ -389,19 +617,19 @@ impl Templates {
             }
             Channel::Voice => Ok(Rendered {
                 subject: None,
-                body: substitute(self.checked(locale, TemplateKind::VoiceCode)?, values),
+                body: substitute(text(TemplateKind::VoiceCode)?, values),
             }),
             Channel::Email => Ok(Rendered {
-                subject: Some(substitute(
-                    self.checked(locale, TemplateKind::EmailCodeSubject)?,
-                    values,
-                )),
-                body: substitute(self.checked(locale, TemplateKind::EmailCodeBody)?, values),
+                subject: Some(substitute(text(TemplateKind::EmailCodeSubject)?, values)),
+                body: substitute(text(TemplateKind::EmailCodeBody)?, values),
             }),
         }
     }
 
     /// Renders a one-time sign-in link message for `channel` (SMS or email).
+    /// A link signs the user in, so its texts are those for
+    /// [`Occasion::SignIn`] (an override set with
+    /// [`set_for`](Self::set_for) for that occasion applies).
     ///
     /// # Errors
     /// [`TemplateError::UnsupportedChannel`] for voice;
@@ -422,46 +650,64 @@ impl Templates {
             DEVICE => Some(device.as_str()),
             _ => None,
         };
+        let text = |kind| self.checked(Occasion::SignIn, locale, kind);
         match channel {
             Channel::Sms => Ok(Rendered {
                 subject: None,
-                body: substitute(self.checked(locale, TemplateKind::SmsLink)?, values),
+                body: substitute(text(TemplateKind::SmsLink)?, values),
             }),
             Channel::Email => Ok(Rendered {
-                subject: Some(substitute(
-                    self.checked(locale, TemplateKind::EmailLinkSubject)?,
-                    values,
-                )),
-                body: substitute(self.checked(locale, TemplateKind::EmailLinkBody)?, values),
+                subject: Some(substitute(text(TemplateKind::EmailLinkSubject)?, values)),
+                body: substitute(text(TemplateKind::EmailLinkBody)?, values),
             }),
             Channel::Voice => Err(TemplateError::UnsupportedChannel { channel }),
         }
     }
 
-    /// The text for `locale` and `kind`, after checking it carries the
-    /// secret where it must and nowhere it must not.
-    fn checked(&self, locale: Locale, kind: TemplateKind) -> Result<&str, TemplateError> {
-        let text = self.get(locale, kind);
-        if kind.is_subject()
-            && let Some(placeholder) = [CODE, URL].into_iter().find(|p| text.contains(p))
-        {
-            return Err(TemplateError::SecretInSubject {
-                locale,
-                kind,
-                placeholder,
-            });
-        }
-        if let Some(placeholder) = kind.required_placeholder()
-            && !text.contains(placeholder)
-        {
-            return Err(TemplateError::MissingPlaceholder {
-                locale,
-                kind,
-                placeholder,
-            });
-        }
+    /// The text for `occasion`, `locale` and `kind`, after checking it
+    /// carries the secret where it must and nowhere it must not.
+    fn checked(
+        &self,
+        occasion: Occasion,
+        locale: Locale,
+        kind: TemplateKind,
+    ) -> Result<&str, TemplateError> {
+        let (source, text) = self.lookup(occasion, locale, kind);
+        check(text, source, locale, kind)?;
         Ok(text)
     }
+}
+
+/// Checks that `text`, the `locale` `kind` template (from an override for
+/// `occasion`, when `Some`), carries the secret where it must and nowhere it
+/// must not.
+fn check(
+    text: &str,
+    occasion: Option<Occasion>,
+    locale: Locale,
+    kind: TemplateKind,
+) -> Result<(), TemplateError> {
+    if kind.is_subject()
+        && let Some(placeholder) = [CODE, URL].into_iter().find(|p| text.contains(p))
+    {
+        return Err(TemplateError::SecretInSubject {
+            occasion,
+            locale,
+            kind,
+            placeholder,
+        });
+    }
+    if let Some(placeholder) = kind.required_placeholder()
+        && !text.contains(placeholder)
+    {
+        return Err(TemplateError::MissingPlaceholder {
+            occasion,
+            locale,
+            kind,
+            placeholder,
+        });
+    }
+    Ok(())
 }
 
 /// Replaces every `{name}` for which `value` has a value, in one pass:
@@ -555,7 +801,38 @@ fn is_bare_domain(origin: &str) -> bool {
         })
 }
 
-fn builtin_ja(kind: TemplateKind) -> &'static str {
+/// A Japanese email code body: `$intro`, the code and its lifetime, the
+/// "never share it" line, then `$warning` for a user who did not ask.
+macro_rules! ja_email_code_body {
+    ($intro:literal, $warning:literal) => {
+        concat!(
+            $intro,
+            "\n\n認証コード：{code}\n\n\
+             このコードの有効期限は{minutes}分です。\n\n\
+             このコードは誰にも教えないでください。{service}の担当者が電話、メール、チャットなどでコードをお聞きすることはありません。\n\n",
+            $warning,
+            "\n\n{service}"
+        )
+    };
+}
+
+/// The English form of [`ja_email_code_body`].
+macro_rules! en_email_code_body {
+    ($intro:literal, $warning:literal) => {
+        concat!(
+            "Hello,\n\n",
+            $intro,
+            "\n\n{code}\n\n\
+             The code is valid for {minutes} minutes.\n\n\
+             Do not share this code with anyone. {service} staff will never ask you for it, \
+             by phone, email or chat.\n\n",
+            $warning,
+            "\n\n{service}"
+        )
+    };
+}
+
+fn builtin_ja(occasion: Occasion, kind: TemplateKind) -> &'static str {
     match kind {
         TemplateKind::SmsCode => {
             "【{service}】認証コード：{code}\n\
@@ -568,22 +845,49 @@ fn builtin_ja(kind: TemplateKind) -> &'static str {
              コードの有効期限は{minutes}分です。\
              認証コードは、{code}。繰り返します。{code}。"
         }
-        TemplateKind::EmailCodeSubject => "【{service}】認証コードのお知らせ",
-        TemplateKind::EmailCodeBody => {
-            "{service}をご利用いただきありがとうございます。\n\
-             \n\
-             以下の認証コードを入力して、ご本人確認を完了してください。\n\
-             \n\
-             認証コード：{code}\n\
-             \n\
-             このコードの有効期限は{minutes}分です。\n\
-             \n\
-             このコードは誰にも教えないでください。{service}の担当者が電話、メール、チャットなどでコードをお聞きすることはありません。\n\
-             \n\
-             お心当たりのない場合は、どなたかがメールアドレスを誤って入力した可能性があります。このメールは破棄してください。\n\
-             \n\
-             {service}"
-        }
+        TemplateKind::EmailCodeSubject => match occasion {
+            Occasion::SignIn => "【{service}】ログイン用の認証コード",
+            Occasion::StepUp => "【{service}】本人確認の認証コード",
+            Occasion::Recovery => "【{service}】アカウント復旧の認証コード",
+            Occasion::SignUp | Occasion::ContactChange => {
+                "【{service}】メールアドレス確認の認証コード"
+            }
+            Occasion::Other => "【{service}】認証コードのお知らせ",
+        },
+        TemplateKind::EmailCodeBody => match occasion {
+            Occasion::SignIn => ja_email_code_body!(
+                "{service}へのログインを続けるには、以下の認証コードを入力してください。",
+                "ログインしようとしていない場合は、第三者があなたのパスワードを知っている可能性があります。\
+                 このコードはどこにも入力せず、すぐにパスワードを変更してください。"
+            ),
+            Occasion::StepUp => ja_email_code_body!(
+                "{service}でご本人確認を行うため、以下の認証コードを入力してください。",
+                "お心当たりのない場合は、第三者があなたのアカウントにログインしているか、パスワードを知っている可能性があります。\
+                 このコードはどこにも入力せず、すぐにパスワードを変更してください。"
+            ),
+            Occasion::Recovery => ja_email_code_body!(
+                "{service}のアカウントを復旧するには、以下の認証コードを入力してください。",
+                "お心当たりのない場合は、第三者があなたのメールアドレスを使ってアカウントに入ろうとしている可能性があります。\
+                 このコードは誰にも教えず、このメールは破棄してください。"
+            ),
+            Occasion::SignUp => ja_email_code_body!(
+                "{service}へのご登録ありがとうございます。\n\n\
+                 メールアドレスを確認するため、以下の認証コードを入力してください。",
+                "お心当たりのない場合は、どなたかがメールアドレスを誤って入力した可能性があります。\
+                 このメールは破棄してください。"
+            ),
+            Occasion::ContactChange => ja_email_code_body!(
+                "{service}のアカウントにこのメールアドレスを登録するため、以下の認証コードを入力してください。",
+                "お心当たりのない場合は、どなたかがメールアドレスを誤って入力した可能性があります。\
+                 このメールは破棄してください。"
+            ),
+            Occasion::Other => ja_email_code_body!(
+                "{service}をご利用いただきありがとうございます。\n\n\
+                 以下の認証コードを入力して、ご本人確認を完了してください。",
+                "お心当たりのない場合は、どなたかがメールアドレスを誤って入力した可能性があります。\
+                 このメールは破棄してください。"
+            ),
+        },
         TemplateKind::SmsLink => {
             "【{service}】{device}からログインしようとしています。\
              ご本人の場合は{minutes}分以内に次のURLを開いて承認してください。\n\
@@ -609,7 +913,7 @@ fn builtin_ja(kind: TemplateKind) -> &'static str {
     }
 }
 
-fn builtin_en(kind: TemplateKind) -> &'static str {
+fn builtin_en(occasion: Occasion, kind: TemplateKind) -> &'static str {
     match kind {
         TemplateKind::SmsCode => {
             "{service} verification code: {code}\n\
@@ -622,24 +926,49 @@ fn builtin_en(kind: TemplateKind) -> &'static str {
              The code is valid for {minutes} minutes. \
              Your verification code is: {code}. Again: {code}."
         }
-        TemplateKind::EmailCodeSubject => "Your {service} verification code",
-        TemplateKind::EmailCodeBody => {
-            "Hello,\n\
-             \n\
-             Enter this code to confirm it is you:\n\
-             \n\
-             {code}\n\
-             \n\
-             The code is valid for {minutes} minutes.\n\
-             \n\
-             Do not share this code with anyone. {service} staff will never ask you for it, \
-             by phone, email or chat.\n\
-             \n\
-             If you did not ask for this code, someone may have typed your email address by \
-             mistake; you can ignore this email.\n\
-             \n\
-             {service}"
-        }
+        TemplateKind::EmailCodeSubject => match occasion {
+            Occasion::SignIn => "Your {service} sign-in code",
+            Occasion::Recovery => "Your {service} account recovery code",
+            Occasion::SignUp | Occasion::ContactChange => {
+                "Confirm your email address for {service}"
+            }
+            Occasion::StepUp | Occasion::Other => "Your {service} verification code",
+        },
+        TemplateKind::EmailCodeBody => match occasion {
+            Occasion::SignIn => en_email_code_body!(
+                "Enter this code to finish signing in to {service}:",
+                "If you did not try to sign in, someone else may know your password. \
+                 Do not enter this code anywhere, and change your password now."
+            ),
+            Occasion::StepUp => en_email_code_body!(
+                "Enter this code to confirm it is you:",
+                "If you did not ask for this code, someone else may be signed in to your \
+                 account or know your password. Do not enter this code anywhere, and change \
+                 your password now."
+            ),
+            Occasion::Recovery => en_email_code_body!(
+                "Enter this code to recover your {service} account:",
+                "If you did not ask for this code, someone may be trying to get into an \
+                 account with your email address. Do not give this code to anyone; you can \
+                 ignore this email."
+            ),
+            Occasion::SignUp => en_email_code_body!(
+                "Enter this code to confirm your email address and finish signing up for \
+                 {service}:",
+                "If you did not ask for this code, someone may have typed your email address \
+                 by mistake; you can ignore this email."
+            ),
+            Occasion::ContactChange => en_email_code_body!(
+                "Enter this code to add this email address to your {service} account:",
+                "If you did not ask for this code, someone may have typed your email address \
+                 by mistake; you can ignore this email."
+            ),
+            Occasion::Other => en_email_code_body!(
+                "Enter this code to confirm it is you:",
+                "If you did not ask for this code, someone may have typed your email address \
+                 by mistake; you can ignore this email."
+            ),
+        },
         TemplateKind::SmsLink => {
             "{service}: someone is trying to sign in on {device}. \
              If it is you, open this link within {minutes} min to approve:\n\
@@ -677,7 +1006,16 @@ mod tests {
             code: "123456",
             minutes: 10,
             origin,
+            occasion: Occasion::SignIn,
         }
+    }
+
+    fn email_code(t: &Templates, occasion: Occasion, locale: Locale) -> Rendered {
+        let params = CodeParams {
+            occasion,
+            ..code_params(None)
+        };
+        t.render_code(locale, Channel::Email, &params).unwrap()
     }
 
     fn link_params() -> LinkParams<'static> {
@@ -695,15 +1033,19 @@ mod tests {
     fn builtins_are_valid_and_say_what_they_must() {
         let t = Templates::default();
         t.validate().unwrap();
-        for locale in LOCALES {
-            for kind in TemplateKind::ALL {
-                let text = Templates::builtin(locale, kind);
-                assert!(text.contains(SERVICE), "{locale} {kind} names the service");
-                if !kind.is_subject() {
-                    assert!(text.contains(MINUTES), "{locale} {kind} gives the validity");
-                }
-                if matches!(kind, TemplateKind::SmsLink | TemplateKind::EmailLinkBody) {
-                    assert!(text.contains(DEVICE), "{locale} {kind} names the device");
+        for occasion in Occasion::ALL {
+            for locale in LOCALES {
+                for kind in TemplateKind::ALL {
+                    let text = Templates::builtin(occasion, locale, kind);
+                    let name = format!("{occasion} {locale} {kind}");
+                    assert!(text.contains(SERVICE), "{name} names the service");
+                    if !kind.is_subject() {
+                        assert!(text.contains(MINUTES), "{name} gives the validity");
+                    }
+                    if matches!(kind, TemplateKind::SmsLink | TemplateKind::EmailLinkBody) {
+                        assert!(text.contains(DEVICE), "{name} names the device");
+                    }
+                    assert_eq!(t.get(occasion, locale, kind), text, "{name}");
                 }
             }
         }
@@ -846,15 +1188,16 @@ mod tests {
     #[test]
     fn email_code_has_subject_without_the_code() {
         let t = Templates::default();
-        for locale in LOCALES {
-            let r = t
-                .render_code(locale, Channel::Email, &code_params(None))
-                .unwrap();
-            let subject = r.subject.unwrap();
-            assert!(subject.contains("Example"));
-            assert!(!subject.contains("123456"));
-            assert!(r.body.contains("123456"));
-            assert!(r.body.contains("10"));
+        for occasion in Occasion::ALL {
+            for locale in LOCALES {
+                let r = email_code(&t, occasion, locale);
+                let subject = r.subject.unwrap();
+                assert!(subject.contains("Example"));
+                assert!(!subject.contains("123456"));
+                assert!(r.body.contains("123456"));
+                assert!(r.body.contains("10"));
+                assert!(!r.body.contains('{'), "{occasion} {locale}: {}", r.body);
+            }
         }
     }
 
@@ -942,20 +1285,214 @@ mod tests {
             .render_code(Locale::En, Channel::Sms, &code_params(None))
             .unwrap();
         assert_eq!(r.body, "Example: 123456 (10)");
-        // Other locale and kinds are untouched.
-        assert_eq!(
-            t.get(Locale::Ja, TemplateKind::SmsCode),
-            Templates::builtin(Locale::Ja, TemplateKind::SmsCode)
-        );
-        assert_eq!(
-            t.get(Locale::En, TemplateKind::VoiceCode),
-            Templates::builtin(Locale::En, TemplateKind::VoiceCode)
-        );
+        let builtin = Templates::builtin;
+        for occasion in Occasion::ALL {
+            // Every occasion takes the override...
+            assert_eq!(
+                t.get(occasion, Locale::En, TemplateKind::SmsCode),
+                "{service}: {code} ({minutes})"
+            );
+            // ...and other locales and kinds are untouched.
+            assert_eq!(
+                t.get(occasion, Locale::Ja, TemplateKind::SmsCode),
+                builtin(occasion, Locale::Ja, TemplateKind::SmsCode)
+            );
+            assert_eq!(
+                t.get(occasion, Locale::En, TemplateKind::VoiceCode),
+                builtin(occasion, Locale::En, TemplateKind::VoiceCode)
+            );
+        }
         t.reset(Locale::En, TemplateKind::SmsCode);
         assert_eq!(
-            t.get(Locale::En, TemplateKind::SmsCode),
-            Templates::builtin(Locale::En, TemplateKind::SmsCode)
+            t.get(Occasion::SignIn, Locale::En, TemplateKind::SmsCode),
+            builtin(Occasion::SignIn, Locale::En, TemplateKind::SmsCode)
         );
+    }
+
+    #[test]
+    fn lookup_order_is_occasion_then_general_then_builtin() {
+        const KIND: TemplateKind = TemplateKind::EmailCodeSubject;
+        let builtin = |occasion| Templates::builtin(occasion, Locale::En, KIND);
+        let mut t = Templates::default();
+        for occasion in Occasion::ALL {
+            assert_eq!(t.get(occasion, Locale::En, KIND), builtin(occasion));
+        }
+
+        // One occasion's override alone: the others keep their built-in text.
+        t.set_for(Occasion::SignIn, Locale::En, KIND, "sign-in {service}");
+        assert_eq!(
+            t.get(Occasion::SignIn, Locale::En, KIND),
+            "sign-in {service}"
+        );
+        assert_eq!(
+            t.get(Occasion::SignUp, Locale::En, KIND),
+            builtin(Occasion::SignUp)
+        );
+
+        // A general override covers every other occasion, not that one.
+        t.set(Locale::En, KIND, "general {service}");
+        for occasion in Occasion::ALL {
+            let expected = match occasion {
+                Occasion::SignIn => "sign-in {service}",
+                _ => "general {service}",
+            };
+            assert_eq!(t.get(occasion, Locale::En, KIND), expected, "{occasion}");
+        }
+        // Neither reaches the other locale.
+        assert_eq!(
+            t.get(Occasion::SignIn, Locale::Ja, KIND),
+            Templates::builtin(Occasion::SignIn, Locale::Ja, KIND)
+        );
+
+        // Dropping the occasion's override falls back to the general one...
+        t.reset_for(Occasion::SignIn, Locale::En, KIND);
+        assert_eq!(
+            t.get(Occasion::SignIn, Locale::En, KIND),
+            "general {service}"
+        );
+        // ...and dropping the general one reaches the built-in text.
+        t.set_for(Occasion::Recovery, Locale::En, KIND, "recovery {service}");
+        t.reset(Locale::En, KIND);
+        assert_eq!(
+            t.get(Occasion::SignIn, Locale::En, KIND),
+            builtin(Occasion::SignIn)
+        );
+        // `reset` leaves overrides for one occasion alone.
+        assert_eq!(
+            t.get(Occasion::Recovery, Locale::En, KIND),
+            "recovery {service}"
+        );
+
+        // The builder forms do the same, and rendering follows the lookup.
+        let t = Templates::new()
+            .with(Locale::En, KIND, "general {service}")
+            .with_for(Occasion::StepUp, Locale::En, KIND, "step-up {service}");
+        assert_eq!(
+            email_code(&t, Occasion::StepUp, Locale::En)
+                .subject
+                .as_deref(),
+            Some("step-up Example")
+        );
+        assert_eq!(
+            email_code(&t, Occasion::SignUp, Locale::En)
+                .subject
+                .as_deref(),
+            Some("general Example")
+        );
+    }
+
+    #[test]
+    fn email_code_warning_follows_the_occasion() {
+        let t = Templates::default();
+        // What a user who did not ask for the code reads, per locale.
+        let password = [
+            (Locale::Ja, "パスワードを変更"),
+            (Locale::En, "change your password"),
+        ];
+        let mistake = [(Locale::Ja, "誤って入力"), (Locale::En, "by mistake")];
+        for ((locale, password), (_, mistake)) in password.into_iter().zip(mistake) {
+            for occasion in Occasion::ALL {
+                let body = email_code(&t, occasion, locale).body;
+                let warns_of_password = matches!(occasion, Occasion::SignIn | Occasion::StepUp);
+                let says_mistake = matches!(
+                    occasion,
+                    Occasion::SignUp | Occasion::ContactChange | Occasion::Other
+                );
+                assert_eq!(
+                    body.contains(password),
+                    warns_of_password,
+                    "{occasion} {locale}"
+                );
+                assert_eq!(body.contains(mistake), says_mistake, "{occasion} {locale}");
+            }
+        }
+        let en = email_code(&t, Occasion::SignIn, Locale::En).body;
+        assert!(en.contains("If you did not try to sign in, someone else may know your password."));
+        assert!(en.contains("Do not share this code with anyone."));
+        let ja = email_code(&t, Occasion::SignIn, Locale::Ja).body;
+        assert!(ja.contains("第三者があなたのパスワードを知っている可能性があります"));
+        assert!(ja.contains("このコードは誰にも教えないでください"));
+        let recovery = email_code(&t, Occasion::Recovery, Locale::En).body;
+        assert!(recovery.contains("someone may be trying to get into an account"));
+        assert!(recovery.contains("Do not give this code to anyone"));
+
+        // The subject says what the code is for.
+        assert_eq!(
+            email_code(&t, Occasion::SignIn, Locale::En)
+                .subject
+                .as_deref(),
+            Some("Your Example sign-in code")
+        );
+        assert_eq!(
+            email_code(&t, Occasion::SignUp, Locale::Ja)
+                .subject
+                .as_deref(),
+            Some("【Example】メールアドレス確認の認証コード")
+        );
+    }
+
+    #[test]
+    fn only_email_code_texts_vary_by_occasion() {
+        for locale in LOCALES {
+            for kind in TemplateKind::ALL {
+                let sign_in = Templates::builtin(Occasion::SignIn, locale, kind);
+                let varies = Occasion::ALL
+                    .into_iter()
+                    .any(|o| Templates::builtin(o, locale, kind) != sign_in);
+                let email_code = matches!(
+                    kind,
+                    TemplateKind::EmailCodeSubject | TemplateKind::EmailCodeBody
+                );
+                assert_eq!(varies, email_code, "{locale} {kind}");
+            }
+        }
+    }
+
+    #[test]
+    fn links_use_the_sign_in_overrides() {
+        let t = Templates::default()
+            .with(Locale::En, TemplateKind::SmsLink, "general {url}")
+            .with_for(
+                Occasion::SignIn,
+                Locale::En,
+                TemplateKind::SmsLink,
+                "sign-in {url}",
+            )
+            .with_for(
+                Occasion::SignUp,
+                Locale::En,
+                TemplateKind::SmsLink,
+                "sign-up {url}",
+            );
+        let r = t
+            .render_link(Locale::En, Channel::Sms, &link_params())
+            .unwrap();
+        assert_eq!(r.body, "sign-in https://example.com/a/XyZ123");
+    }
+
+    #[test]
+    fn occasions_from_purposes() {
+        let cases = [
+            (Purpose::SignIn, Occasion::SignIn),
+            (Purpose::SignUp, Occasion::SignUp),
+            (Purpose::ContactChange, Occasion::ContactChange),
+            (Purpose::StepUp, Occasion::StepUp),
+            (Purpose::Recovery, Occasion::Recovery),
+            (Purpose::Other("newsletter".into()), Occasion::Other),
+        ];
+        for (purpose, occasion) in cases {
+            assert_eq!(Occasion::of(&purpose), occasion);
+            assert_eq!(Occasion::from(&purpose), occasion);
+        }
+        assert_eq!(
+            serde_json::to_string(&Occasion::ContactChange).unwrap(),
+            "\"contact_change\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Occasion>("\"sign_in\"").unwrap(),
+            Occasion::SignIn
+        );
+        assert_eq!(Occasion::StepUp.to_string(), "step-up");
     }
 
     #[test]
@@ -985,6 +1522,7 @@ mod tests {
             code: "{service}",
             minutes: 5,
             origin: None,
+            occasion: Occasion::Other,
         };
         let r = t.render_code(Locale::En, Channel::Sms, &params).unwrap();
         assert_eq!(r.body, "{code}{minutes}|{service}");
@@ -1022,6 +1560,7 @@ mod tests {
             t.render_code(Locale::En, Channel::Sms, &code_params(None))
                 .unwrap_err(),
             TemplateError::MissingPlaceholder {
+                occasion: None,
                 locale: Locale::En,
                 kind: TemplateKind::SmsCode,
                 placeholder: "{code}",
@@ -1045,12 +1584,16 @@ mod tests {
         assert_eq!(
             err,
             TemplateError::SecretInSubject {
+                occasion: None,
                 locale: Locale::Ja,
                 kind: TemplateKind::EmailCodeSubject,
                 placeholder: "{code}",
             }
         );
-        assert!(err.to_string().contains("ja email code subject"));
+        assert!(
+            err.to_string()
+                .contains("the ja email code subject template puts {code}")
+        );
 
         let t = Templates::default().with(Locale::En, TemplateKind::EmailLinkBody, "no link here");
         assert!(matches!(
@@ -1060,6 +1603,77 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn faulty_override_for_one_occasion_is_refused_there_only() {
+        let t = Templates::default().with_for(
+            Occasion::SignIn,
+            Locale::En,
+            TemplateKind::EmailCodeBody,
+            "Sign in to {service}",
+        );
+        let missing = TemplateError::MissingPlaceholder {
+            occasion: Some(Occasion::SignIn),
+            locale: Locale::En,
+            kind: TemplateKind::EmailCodeBody,
+            placeholder: "{code}",
+        };
+        assert_eq!(t.validate().unwrap_err(), missing);
+        assert_eq!(
+            t.render_code(Locale::En, Channel::Email, &code_params(None))
+                .unwrap_err(),
+            missing
+        );
+        assert!(
+            missing
+                .to_string()
+                .contains("the en email code body template for sign-in has no {code}")
+        );
+        // Other occasions and the other locale still render.
+        for occasion in Occasion::ALL.into_iter().filter(|o| *o != Occasion::SignIn) {
+            email_code(&t, occasion, Locale::En);
+        }
+        email_code(&t, Occasion::SignIn, Locale::Ja);
+
+        let t = Templates::default().with_for(
+            Occasion::Recovery,
+            Locale::Ja,
+            TemplateKind::EmailCodeSubject,
+            "復旧コード {code}",
+        );
+        assert_eq!(
+            t.validate().unwrap_err(),
+            TemplateError::SecretInSubject {
+                occasion: Some(Occasion::Recovery),
+                locale: Locale::Ja,
+                kind: TemplateKind::EmailCodeSubject,
+                placeholder: "{code}",
+            }
+        );
+    }
+
+    #[test]
+    fn validate_checks_overrides_no_occasion_uses() {
+        // A faulty general text, hidden on every occasion by good ones.
+        let mut t = Templates::default().with(Locale::En, TemplateKind::SmsCode, "no code");
+        for occasion in Occasion::ALL {
+            t.set_for(occasion, Locale::En, TemplateKind::SmsCode, "{code}");
+        }
+        for occasion in Occasion::ALL {
+            assert_eq!(t.get(occasion, Locale::En, TemplateKind::SmsCode), "{code}");
+        }
+        assert_eq!(
+            t.validate().unwrap_err(),
+            TemplateError::MissingPlaceholder {
+                occasion: None,
+                locale: Locale::En,
+                kind: TemplateKind::SmsCode,
+                placeholder: "{code}",
+            }
+        );
+        t.reset(Locale::En, TemplateKind::SmsCode);
+        t.validate().unwrap();
     }
 
     #[test]

@@ -131,6 +131,17 @@
 //! failure run above, so trying them all takes the whole run up to the
 //! hard stop. Ask for more digits where that is too little.
 //!
+//! # Messages
+//!
+//! The texts are [`Templates`], passed to [`TwoFactorBuilder::templates`].
+//!
+//! | setting | default | knob | why |
+//! |---|---|---|---|
+//! | language | Japanese | [`TwoFactorBuilder::locale`] for the service; [`TwoFactor::with_locale`] per user | the seed services are Japanese; a user who reads English gets English whatever the service's default |
+//! | language of a resend or "another option" | the language the code was first sent in | none | the same sign-in should not change language half way |
+//! | what an email code tells a user who did not ask for it | sign-in, step-up: someone else may know the password, change it; recovery: someone may be trying to get into an account with the address; sign-up, contact change, the host's own purposes: the address may have been typed by mistake | [`Templates::set_for`] per [`Occasion`], [`Templates::set`] for all | an unasked-for sign-in code means the password is out, and "ignore this email" would be the wrong advice; an unasked-for sign-up code most often is a typo |
+//! | SMS and voice texts | the same for every occasion: the code, its lifetime, never share it | [`Templates::set`] | an SMS stays short (Japanese text is UCS-2: 70 characters a segment) |
+//!
 //! # Hashing keys
 //!
 //! A [`HashKey`](crate::HashKey) has at least 32 random bytes
@@ -142,7 +153,7 @@
 //! ```
 //! use ninsho::challenge::CodePolicy;
 //! use ninsho::contact::{AllowedRegions, MaskPolicy, PhonePolicy, Region};
-//! use ninsho::model::PhoneType;
+//! use ninsho::model::{Locale, PhoneType};
 //! use ninsho::device::DevicePolicy;
 //! use ninsho::service::{ContactPolicy, DEFAULT_VERIFICATION_LIFETIME};
 //! use ninsho::grace::GracePolicy;
@@ -205,6 +216,8 @@
 //! assert_eq!((MaskPolicy::MIN_DIGITS_ASKED, MaskPolicy::MAX_DIGITS_ASKED), (2, 8));
 //! assert_eq!(MaskPolicy::MIN_DIGITS_UNSEEN, 2);
 //! assert_eq!(MaskPolicy::MAX_EMAIL_CHARS_SHOWN, 4);
+//!
+//! assert_eq!(Locale::default(), Locale::Ja);
 //! ```
 //!
 //! [`CodePolicy`]: crate::challenge::CodePolicy
@@ -225,3 +238,10 @@
 //! [`TwoFactorBuilder::mask_policy`]: crate::service::TwoFactorBuilder::mask_policy
 //! [`TwoFactorBuilder::confirm_masked_contacts`]: crate::service::TwoFactorBuilder::confirm_masked_contacts
 //! [`IssueRequest::confirmation`]: crate::service::IssueRequest::confirmation
+//! [`Templates`]: crate::gateway::Templates
+//! [`Templates::set`]: crate::gateway::Templates::set
+//! [`Templates::set_for`]: crate::gateway::Templates::set_for
+//! [`Occasion`]: crate::gateway::Occasion
+//! [`TwoFactorBuilder::templates`]: crate::service::TwoFactorBuilder::templates
+//! [`TwoFactorBuilder::locale`]: crate::service::TwoFactorBuilder::locale
+//! [`TwoFactor::with_locale`]: crate::service::TwoFactor::with_locale

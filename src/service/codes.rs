@@ -5,7 +5,7 @@ use std::fmt;
 use super::TwoFactor;
 use crate::error::{CodeRefusal, Error, Misuse, Refusal};
 use crate::flows::{Challenges, IssueRequest, Ticket, Verified};
-use crate::model::{ChallengeId, Destination, Purpose};
+use crate::model::{ChallengeId, Destination, Locale, Purpose};
 
 /// One-time codes on their own, for a host that only needs to prove that a
 /// user receives messages at an address (an email address checked in its
@@ -61,12 +61,16 @@ use crate::model::{ChallengeId, Destination, Purpose};
 #[derive(Clone)]
 pub struct OneTimeCodes {
     challenges: Challenges,
+    /// The language of the [`TwoFactor`] handle it came from, for requests
+    /// that name none; `None`: the service's.
+    locale: Option<Locale>,
 }
 
 impl fmt::Debug for OneTimeCodes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OneTimeCodes")
             .field("challenges", &self.challenges)
+            .field("locale", &self.locale)
             .finish()
     }
 }
@@ -74,10 +78,15 @@ impl fmt::Debug for OneTimeCodes {
 impl TwoFactor {
     /// One-time codes on their own (see [`OneTimeCodes`]), sharing this
     /// service's parts and rules. Cheap: clone it or call this again.
+    ///
+    /// A request that names no [`locale`](IssueRequest::locale) is sent in
+    /// this handle's language ([`with_locale`](Self::with_locale)), else in
+    /// the service's.
     #[must_use]
     pub fn one_time_codes(&self) -> OneTimeCodes {
         OneTimeCodes {
             challenges: self.inner.challenges.clone(),
+            locale: self.locale,
         }
     }
 }
@@ -95,7 +104,9 @@ fn own_purpose(purpose: &Purpose) -> Result<(), Error> {
 impl OneTimeCodes {
     /// Sends a code to the request's destination, with the fallback plan
     /// for it (SMS then voice for a mobile number), and answers with the
-    /// ticket to verify it by.
+    /// ticket to verify it by. The message is in the request's locale, else
+    /// in the language of the handle this came from
+    /// ([`TwoFactor::with_locale`]), else in the service's.
     ///
     /// # Errors
     /// [`Misuse::ReservedPurpose`]; [`SendRefusal::ContactNotConfirmed`](crate::SendRefusal::ContactNotConfirmed) when a
@@ -104,13 +115,17 @@ impl OneTimeCodes {
     /// when the request's account is backing off; [`Error::Delivery`] when
     /// every channel failed (the ticket's challenge exists: resend later);
     /// [`Error::Store`], [`Error::Random`].
-    pub async fn send(&self, request: IssueRequest) -> Result<Ticket, Error> {
+    pub async fn send(&self, mut request: IssueRequest) -> Result<Ticket, Error> {
         own_purpose(&request.purpose)?;
+        if request.locale.is_none() {
+            request.locale = self.locale;
+        }
         self.challenges.issue(request).await
     }
 
     /// Sends a new code for the same challenge after the resend cooldown;
-    /// earlier codes keep working until their own expiry.
+    /// earlier codes keep working until their own expiry. It goes out in
+    /// the language of the first, whatever this handle's.
     ///
     /// # Errors
     /// As for [`send`](Self::send), and [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown),
@@ -135,7 +150,7 @@ impl OneTimeCodes {
     }
 
     /// "Use another option": sends a new code on the next channel of the
-    /// plan (a voice call after SMS).
+    /// plan (a voice call after SMS), in the language of the first.
     ///
     /// # Errors
     /// As for [`resend`](Self::resend), and [`SendRefusal::NoMoreOptions`](crate::SendRefusal::NoMoreOptions)

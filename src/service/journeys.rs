@@ -173,6 +173,9 @@ impl TwoFactor {
         let email = Destination::email(email)?;
         let phone = self.sms_number(phone)?;
         let mut request = VerificationRequest::new([email, phone]);
+        if let Some(locale) = self.locale {
+            request = request.locale(locale);
+        }
         if let Some(caller) = caller {
             request = request.caller(caller);
         }
@@ -192,7 +195,8 @@ impl TwoFactor {
         self.inner.verifications.verify(id, member, code).await
     }
 
-    /// Resends one sign-up code.
+    /// Resends one sign-up code, in the language the sign-up started in
+    /// (a member whose code died gets a new one in that language too).
     ///
     /// # Errors
     /// As for [`OneTimeCodes::resend`](crate::service::OneTimeCodes::resend).
@@ -206,7 +210,7 @@ impl TwoFactor {
     }
 
     /// "Use another option" for one sign-up code: the phone's code by voice
-    /// call.
+    /// call, in the language the sign-up started in.
     ///
     /// # Errors
     /// As for
@@ -293,7 +297,9 @@ impl TwoFactor {
                     new_factor(book.as_ref(), None),
                     step_up,
                 )?;
-                contacts.send_change_code(account, &old, &new, caller).await
+                contacts
+                    .send_change_code(account, &old, &new, caller, self.locale)
+                    .await
             }
             _ => {
                 self.require_step_up(
@@ -302,7 +308,7 @@ impl TwoFactor {
                     new_factor(book.as_ref(), Some(&new)),
                     step_up,
                 )?;
-                contacts.send_code(account, &new, caller).await
+                contacts.send_code(account, &new, caller, self.locale).await
             }
         }
     }
@@ -634,7 +640,7 @@ impl TwoFactor {
             .await?;
         self.inner
             .contacts
-            .send_code(account, destination, caller)
+            .send_code(account, destination, caller, self.locale)
             .await
     }
 
@@ -706,6 +712,7 @@ impl TwoFactor {
     ) -> Result<Ticket, Error> {
         let destination = self.normalize_contact(contact)?;
         let mut request = crate::flows::IssueRequest::new(destination, Purpose::Recovery);
+        request.locale = self.locale;
         if let Some(caller) = caller {
             request = request.caller(caller);
         }

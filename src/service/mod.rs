@@ -123,9 +123,17 @@ pub const DEFAULT_STEP_UP_WINDOW: Duration = Duration::minutes(10);
 /// Build one at start-up with [`TwoFactor::builder`] and share it: it is
 /// cheap to clone (one `Arc`), `Send` and `Sync`, and holds its ports as
 /// `Arc<dyn …>`, so its type never changes with the store or gateway.
+///
+/// Messages go out in the service's language
+/// ([`TwoFactorBuilder::locale`]) unless a request names the user's:
+/// [`with_locale`](Self::with_locale) gives a handle for one user's
+/// language, as cheap as a clone.
 #[derive(Clone)]
 pub struct TwoFactor {
     inner: Arc<Inner>,
+    /// The language of the messages this handle sends; `None`: the
+    /// service's.
+    locale: Option<Locale>,
 }
 
 struct Inner {
@@ -150,6 +158,7 @@ impl fmt::Debug for TwoFactor {
         let i = &self.inner;
         f.debug_struct("TwoFactor")
             .field("service", &i.service)
+            .field("locale", &self.locale)
             .field("challenges", &i.challenges)
             .field("contacts", &i.contacts)
             .field("apps", &i.apps)
@@ -233,7 +242,9 @@ impl TwoFactorBuilder {
         self
     }
 
-    /// The default language of messages (default Japanese).
+    /// The default language of messages (default Japanese): the one a
+    /// message goes out in when neither the call
+    /// ([`TwoFactor::with_locale`]) nor the request names the user's.
     pub fn locale(mut self, locale: Locale) -> Self {
         self.challenges = self.challenges.locale(locale);
         self
@@ -435,6 +446,7 @@ impl TwoFactorBuilder {
                 email_second_factor: self.email_second_factor,
                 links: self.links,
             }),
+            locale: None,
         })
     }
 }
@@ -541,6 +553,71 @@ impl TwoFactor {
         sealer: Arc<dyn Sealer>,
     ) -> TwoFactorBuilder {
         TwoFactorBuilder::new(service_name.into(), store, gateway, hasher, sealer)
+    }
+
+    /// A handle on the same service that sends its messages in `locale`:
+    /// the user's language for the messages this handle sends. The
+    /// service's locale ([`TwoFactorBuilder::locale`]) stays the default
+    /// for every other handle. Cheap (it clones one `Arc`); make one per
+    /// request from the user's profile or `Accept-Language`.
+    ///
+    /// Every journey that sends a code or link in this handle uses it:
+    /// [`sign_in_send_code`](Self::sign_in_send_code),
+    /// [`sign_in_send_link`](Self::sign_in_send_link),
+    /// [`signup_start`](Self::signup_start),
+    /// [`phone_send_code`](Self::phone_send_code),
+    /// [`contact_send_code`](Self::contact_send_code),
+    /// [`recover_start`](Self::recover_start), and
+    /// [`one_time_codes`](Self::one_time_codes) for a request that names
+    /// no locale of its own.
+    ///
+    /// A challenge keeps the language it was issued in: a resend or "use
+    /// another option" ([`resend`](Self::resend),
+    /// [`another_option`](Self::another_option),
+    /// [`signup_resend`](Self::signup_resend),
+    /// [`signup_another_option`](Self::signup_another_option),
+    /// [`OneTimeCodes::resend`]) speaks the language of the first message,
+    /// whichever handle asks, so one sign-in never switches language half
+    /// way.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use ninsho::gateway::RecordingGateway;
+    /// # use ninsho::store::MemoryStore;
+    /// use ninsho::prelude::*;
+    ///
+    /// # let gateway = RecordingGateway::new();
+    /// // A Japanese service...
+    /// let service = TwoFactor::builder(
+    /// #     "Example",
+    /// #     Arc::new(MemoryStore::new()),
+    /// #     Arc::new(gateway.clone()),
+    /// #     KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32]).unwrap()),
+    /// #     Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32]).unwrap())),
+    ///     // ...
+    /// )
+    /// .locale(Locale::Ja)
+    /// .build()
+    /// .unwrap();
+    ///
+    /// // ...and a user who reads English.
+    /// let taro = AccountId::new("taro");
+    /// service
+    ///     .with_locale(Locale::En)
+    ///     .phone_send_code(&taro, "090-1234-5678", None, None)
+    ///     .await
+    ///     .unwrap();
+    /// let sms = gateway.last_to("+819012345678").unwrap();
+    /// assert_eq!(sms.locale, Locale::En);
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn with_locale(&self, locale: Locale) -> TwoFactor {
+        TwoFactor {
+            inner: Arc::clone(&self.inner),
+            locale: Some(locale),
+        }
     }
 
     fn now(&self) -> OffsetDateTime {

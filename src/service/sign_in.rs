@@ -619,6 +619,7 @@ impl TwoFactor {
         let mut request = IssueRequest::new(to, Purpose::SignIn)
             .account(account.clone())
             .channel(channel);
+        request.locale = self.locale;
         // The service's setting decides, whatever a page showed.
         if self.inner.confirm_masked || confirmation.is_some() {
             request = request.confirmation(confirmation.unwrap_or_default());
@@ -631,7 +632,9 @@ impl TwoFactor {
 
     /// Sends a code of the account's again (the "resend" button), after
     /// the cooldown (none after a send that failed transiently): a sign-in
-    /// code, or one sent to register, change or verify a contact.
+    /// code, or one sent to register, change or verify a contact. It goes
+    /// out in the language the code was first sent in, whatever this
+    /// handle's ([`with_locale`](Self::with_locale)).
     ///
     /// # Errors
     /// [`CodeRefusal::Unknown`] for another account's challenge;
@@ -649,8 +652,9 @@ impl TwoFactor {
     }
 
     /// "Use another option" for a code of the account's: the next channel
-    /// of the plan (SMS → voice call). To use another contact at sign-in,
-    /// send a code for another [`Method`] instead.
+    /// of the plan (SMS → voice call), in the language the code was first
+    /// sent in. To use another contact at sign-in, send a code for another
+    /// [`Method`] instead.
     ///
     /// # Errors
     /// As for [`resend`](Self::resend), plus
@@ -719,6 +723,7 @@ impl TwoFactor {
                 .await?;
         }
         let mut request = LinkRequest::new(to, Purpose::SignIn, device).account(account.clone());
+        request.locale = self.locale;
         if let Some(caller) = caller {
             request = request.caller(caller);
         }

@@ -89,7 +89,7 @@ impl Env {
 
     /// Adds and verifies a contact.
     async fn add(&self, account: &AccountId, to: &Destination) -> Result<(), Error> {
-        let ticket = self.contacts.send_code(account, to, None).await?;
+        let ticket = self.contacts.send_code(account, to, None, None).await?;
         self.contacts
             .confirm(account, &ticket.challenge_id, &self.code(to))
             .await
@@ -102,7 +102,7 @@ async fn adds_a_verified_phone_and_claims_it() {
     let env = env();
     let ticket = env
         .contacts
-        .send_code(&taro(), &mobile(), None)
+        .send_code(&taro(), &mobile(), None, None)
         .await
         .unwrap();
     // Nothing is registered until the code is confirmed.
@@ -123,11 +123,15 @@ async fn adds_a_verified_phone_and_claims_it() {
 
     // Adding it again is refused; so is a second phone (one per account).
     assert_eq!(
-        refusal(env.contacts.send_code(&taro(), &mobile(), None).await),
+        refusal(env.contacts.send_code(&taro(), &mobile(), None, None).await),
         Refusal::Contact(ContactRefusal::AlreadyAdded)
     );
     assert_eq!(
-        refusal(env.contacts.send_code(&taro(), &other_mobile(), None).await),
+        refusal(
+            env.contacts
+                .send_code(&taro(), &other_mobile(), None, None)
+                .await
+        ),
         Refusal::Contact(ContactRefusal::TooMany)
     );
     // Emails are not one-owner by default, and up to three per account.
@@ -148,7 +152,7 @@ async fn the_phone_policy_refuses_with_its_reason() {
         let to = Destination::phone(number).unwrap();
         let err = env
             .contacts
-            .send_code(&taro(), &to, None)
+            .send_code(&taro(), &to, None, None)
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Contact(_)), "{why}: {err:?}");
@@ -174,14 +178,14 @@ async fn a_number_belongs_to_one_account() {
     let env = self::env();
     let a = env
         .contacts
-        .send_code(&taro(), &mobile(), None)
+        .send_code(&taro(), &mobile(), None, None)
         .await
         .unwrap();
     let code_a = env.code(&mobile());
     env.clock.advance(Duration::minutes(1));
     let b = env
         .contacts
-        .send_code(&hanako(), &mobile(), None)
+        .send_code(&hanako(), &mobile(), None, None)
         .await
         .unwrap();
     let code_b = env.code(&mobile());
@@ -206,7 +210,7 @@ async fn someone_elses_challenge_is_unknown() {
     let env = env();
     let ticket = env
         .contacts
-        .send_code(&taro(), &mobile(), None)
+        .send_code(&taro(), &mobile(), None, None)
         .await
         .unwrap();
     assert_eq!(
@@ -245,7 +249,7 @@ async fn racing_accounts_claim_a_number_once() {
         let account = AccountId::new(format!("user{i}"));
         let ticket = env
             .contacts
-            .send_code(&account, &mobile(), None)
+            .send_code(&account, &mobile(), None, None)
             .await
             .unwrap();
         pending.push((account, ticket.challenge_id, env.code(&mobile())));
@@ -386,13 +390,16 @@ async fn a_custom_policy_allows_more() {
                 .with_unique(true, true),
         )
         .with_grace_policy(GracePolicy::default().with_grace(Duration::days(14)));
-    let ticket = contacts.send_code(&taro(), &mobile(), None).await.unwrap();
+    let ticket = contacts
+        .send_code(&taro(), &mobile(), None, None)
+        .await
+        .unwrap();
     contacts
         .confirm(&taro(), &ticket.challenge_id, &env.code(&mobile()))
         .await
         .unwrap();
     let ticket = contacts
-        .send_code(&taro(), &other_mobile(), None)
+        .send_code(&taro(), &other_mobile(), None, None)
         .await
         .unwrap();
     contacts
@@ -401,12 +408,18 @@ async fn a_custom_policy_allows_more() {
         .unwrap();
     assert_eq!(contacts.list(&taro()).await.unwrap().len(), 2);
     // Emails are one-owner now.
-    let ticket = contacts.send_code(&taro(), &email(), None).await.unwrap();
+    let ticket = contacts
+        .send_code(&taro(), &email(), None, None)
+        .await
+        .unwrap();
     contacts
         .confirm(&taro(), &ticket.challenge_id, &env.code(&email()))
         .await
         .unwrap();
-    let ticket = contacts.send_code(&hanako(), &email(), None).await.unwrap();
+    let ticket = contacts
+        .send_code(&hanako(), &email(), None, None)
+        .await
+        .unwrap();
     assert_eq!(
         refusal(
             contacts
