@@ -18,7 +18,7 @@
 
 use time::OffsetDateTime;
 
-use crate::error::{AccountRefusal, CodeRefusal, Refusal};
+use crate::error::{AccountRefusal, Refusal};
 use crate::model::{AccountRecord, AuthenticatorRecord, DestinationKind, RecoverySet};
 
 /// Moves the account's security epoch on: every trusted device and step-up
@@ -147,7 +147,7 @@ pub(crate) fn confirm_authenticator(
 /// Removes the app; the epoch moves on. Returns the new epoch.
 ///
 /// # Errors
-/// [`CodeRefusal::Unknown`] when there is no app;
+/// [`AccountRefusal::NotFound`] when there is no app;
 /// [`AccountRefusal::NoSecondFactor`] when it is the last second factor of
 /// an account whose two-step sign-in is on.
 pub(crate) fn remove_authenticator(
@@ -155,7 +155,7 @@ pub(crate) fn remove_authenticator(
     email_counts: bool,
 ) -> Result<u64, Refusal> {
     if book.factors.authenticator.is_none() {
-        return Err(CodeRefusal::Unknown.into());
+        return Err(AccountRefusal::NotFound.into());
     }
     if book.factors.two_factor_since.is_some() && !contact_factor(book, email_counts, None) {
         return Err(AccountRefusal::NoSecondFactor.into());
@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(remove_authenticator(&mut book, false), Ok(2));
         assert_eq!(
             remove_authenticator(&mut book, false),
-            Err(CodeRefusal::Unknown.into())
+            Err(AccountRefusal::NotFound.into())
         );
     }
 

@@ -59,8 +59,6 @@ pub enum LimitKind {
     Caller,
     /// The global budget of a country prefix.
     Country,
-    /// Sends of one challenge (resends included).
-    Challenge,
 }
 
 /// Send limits (all configurable).

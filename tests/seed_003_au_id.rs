@@ -8,7 +8,7 @@
 
 mod support;
 
-use ninsho::CodeRefusal;
+use ninsho::{AccountRefusal, CodeRefusal};
 use std::sync::Arc;
 
 use ninsho::device::DeviceCheck;
@@ -434,7 +434,7 @@ async fn authorised_devices_are_listed_and_a_revoked_one_is_asked_again() {
     // "I don't recognise this one": revoke it. Another account can't.
     let hanako = AccountId::new("hanako");
     let r = env.service.revoke_device(&hanako, &safari.1.id).await;
-    assert_eq!(refusal(r), Refusal::Code(CodeRefusal::Unknown));
+    assert_eq!(refusal(r), Refusal::Account(AccountRefusal::NotFound));
     env.service
         .revoke_device(&env.taro, &safari.1.id)
         .await

@@ -440,7 +440,7 @@ async fn an_authenticator_app_is_set_up_with_a_step_up_and_signs_in_once_per_cod
         .await;
     assert_eq!(
         refusal(again),
-        Refusal::Code(CodeRefusal::Unknown),
+        Refusal::Account(AccountRefusal::NotFound),
         "nothing pending any more"
     );
 

@@ -525,7 +525,7 @@ async fn the_authenticator_entry_carries_the_users_label_not_the_account_id() {
                 .authenticator_confirm(&AccountId::new("jiro"), "123456")
                 .await
         ),
-        Refusal::Code(CodeRefusal::Unknown)
+        Refusal::Account(AccountRefusal::NotFound)
     );
 }
 

@@ -7,7 +7,6 @@ use time::OffsetDateTime;
 use super::CodePolicy;
 use crate::error::{CodeRefusal, Refusal, SendRefusal};
 use crate::hash::KeyedHash;
-use crate::limits::LimitKind;
 use crate::model::{ChallengeRecord, ChallengeState, SendRecord};
 
 /// Whether the challenge may be sent again at `now`: the index of the
@@ -39,11 +38,7 @@ pub(crate) fn may_send_again(
         return Err(CodeRefusal::Expired.into());
     }
     if record.delivery_attempts >= policy.max_sends {
-        return Err(SendRefusal::RateLimited {
-            limit: LimitKind::Challenge,
-            retry_at: record.expires_at,
-        }
-        .into());
+        return Err(SendRefusal::SendsUsedUp.into());
     }
     if next_channel {
         let index = record.channel_index.saturating_add(1);
@@ -190,11 +185,7 @@ mod tests {
         r.delivery_attempts = policy.max_sends;
         assert_eq!(
             may_send_again(&r, &policy, false, later + Duration::minutes(1)),
-            Err(SendRefusal::RateLimited {
-                limit: LimitKind::Challenge,
-                retry_at: r.expires_at
-            }
-            .into())
+            Err(SendRefusal::SendsUsedUp.into())
         );
     }
 

@@ -115,7 +115,7 @@ pub enum CodeRefusal {
 #[non_exhaustive]
 pub enum SendRefusal {
     /// A send budget (per destination, account, caller or country) is
-    /// spent, or the challenge was sent as often as it may be.
+    /// spent until `retry_at`.
     RateLimited {
         /// The limit that refused.
         limit: LimitKind,
@@ -123,6 +123,10 @@ pub enum SendRefusal {
         #[serde(with = "time::serde::rfc3339")]
         retry_at: OffsetDateTime,
     },
+    /// The code was sent as many times as a challenge may be (its resends
+    /// and other options included): no retry time helps, a new code
+    /// (a new challenge) does.
+    SendsUsedUp,
     /// A code was sent a moment ago: another can be asked for at
     /// `retry_at` (the resend cooldown).
     Cooldown {
@@ -195,9 +199,15 @@ pub enum AccountRefusal {
     /// id names another account's method, or a contact since removed):
     /// list the methods again and pick one.
     NoSuchMethod,
-    /// No second factor to use (a verified phone, an authenticator app):
-    /// add one first, or keep the last one.
+    /// No second factor to use (a verified phone, an authenticator app,
+    /// or an email address where email counts): add one first, or keep the
+    /// last one.
     NoSecondFactor,
+    /// What the request names is not (or no longer) on the account: a
+    /// trusted device already revoked, an authenticator app already
+    /// removed, an app setup already finished or dropped. Reload and look
+    /// again.
+    NotFound,
 }
 
 macro_rules! family {
@@ -267,6 +277,7 @@ impl Refusal {
             Self::Send(r) => match r {
                 SendRefusal::RateLimited { .. } => "rate_limited",
                 SendRefusal::Cooldown { .. } => "cooldown",
+                SendRefusal::SendsUsedUp => "sends_used_up",
                 SendRefusal::NoMoreOptions => "no_more_options",
                 SendRefusal::ContactNotConfirmed => "contact_not_confirmed",
             },
@@ -285,6 +296,7 @@ impl Refusal {
                 AccountRefusal::TwoFactorOff => "two_factor_off",
                 AccountRefusal::NoSuchMethod => "no_such_method",
                 AccountRefusal::NoSecondFactor => "no_second_factor",
+                AccountRefusal::NotFound => "not_found",
             },
         }
     }
@@ -337,8 +349,8 @@ impl Refusal {
                     "The code is wrong. Check it and try again.",
                 ),
                 CodeRefusal::Expired => pick(
-                    "コードの有効期限が切れています。新しいコードを送信してください。",
-                    "The code has expired. Ask for a new one.",
+                    "コードまたはURLの有効期限が切れています。新しいものを送信してください。",
+                    "The code or link has expired. Ask for a new one.",
                 ),
                 CodeRefusal::TooManyAttempts => pick(
                     "入力の回数が上限に達しました。新しいコードを送信してください。",
@@ -395,6 +407,10 @@ impl Refusal {
                         )
                     }
                 }
+                SendRefusal::SendsUsedUp => pick(
+                    "このコードは送信できる回数の上限に達しました。新しいコードを発行してください。",
+                    "This code was sent as many times as allowed. Ask for a new one.",
+                ),
                 SendRefusal::NoMoreOptions => pick(
                     "ほかに利用できる送信方法はありません。",
                     "No other way to send the code is available.",
@@ -469,8 +485,12 @@ impl Refusal {
                     "That sign-in method is not available. Choose another.",
                 ),
                 AccountRefusal::NoSecondFactor => pick(
-                    "先に確認済みの電話番号か認証アプリを追加してください。",
-                    "Add a verified phone number or an authenticator app first.",
+                    "先に確認済みの電話番号か認証アプリなど、2段階認証の手段を追加してください。",
+                    "Add a second factor, such as a verified phone number or an authenticator app, first.",
+                ),
+                AccountRefusal::NotFound => pick(
+                    "対象が見つかりません。ページを再読み込みして、もう一度お試しください。",
+                    "That is no longer there. Reload the page and try again.",
                 ),
             },
         }
@@ -499,20 +519,36 @@ impl fmt::Display for Wait {
                 write!(f, "after {at}")
             };
         };
-        let (n, unit) = rounded_up(self.at - now);
-        match (ja, unit) {
-            (true, Unit::Seconds) => write!(f, "{n}秒後"),
-            (true, Unit::Minutes) => write!(f, "{n}分後"),
-            (true, Unit::Hours) => write!(f, "{n}時間後"),
-            (false, unit) => {
+        let (big, small) = rounded_up(self.at - now);
+        let unit = |(n, unit): (i64, Unit)| {
+            if ja {
+                let word = match unit {
+                    Unit::Seconds => "秒",
+                    Unit::Minutes => "分",
+                    Unit::Hours => "時間",
+                    Unit::Days => "日",
+                };
+                format!("{n}{word}")
+            } else {
                 let word = match unit {
                     Unit::Seconds => "second",
                     Unit::Minutes => "minute",
                     Unit::Hours => "hour",
+                    Unit::Days => "day",
                 };
                 let plural = if n == 1 { "" } else { "s" };
-                write!(f, "in {n} {word}{plural}")
+                format!("{n} {word}{plural}")
             }
+        };
+        let mut text = unit(big);
+        if let Some(small) = small.filter(|(n, _)| *n > 0) {
+            text.push_str(if ja { "" } else { " " });
+            text.push_str(&unit(small));
+        }
+        if ja {
+            write!(f, "{text}後")
+        } else {
+            write!(f, "in {text}")
         }
     }
 }
@@ -522,20 +558,29 @@ enum Unit {
     Seconds,
     Minutes,
     Hours,
+    Days,
 }
 
 /// A wait in whole units, rounded up so the user never comes back too
-/// early: seconds under a minute, minutes under two hours, then hours. A
-/// wait already over reads as one second.
-fn rounded_up(wait: Duration) -> (i64, Unit) {
+/// early, and never more than the smaller unit late: seconds under a
+/// minute, minutes under two hours, hours and minutes under two days, then
+/// days and hours. A wait already over reads as one second.
+fn rounded_up(wait: Duration) -> ((i64, Unit), Option<(i64, Unit)>) {
     let seconds = (wait.whole_seconds() + i64::from(wait.subsec_nanoseconds() > 0)).max(1);
     let up = |per: i64| (seconds + per - 1) / per;
     if seconds < 60 {
-        (seconds, Unit::Seconds)
+        ((seconds, Unit::Seconds), None)
     } else if seconds < 2 * 60 * 60 {
-        (up(60), Unit::Minutes)
+        ((up(60), Unit::Minutes), None)
+    } else if seconds < 48 * 60 * 60 {
+        let minutes = up(60);
+        (
+            (minutes / 60, Unit::Hours),
+            Some((minutes % 60, Unit::Minutes)),
+        )
     } else {
-        (up(60 * 60), Unit::Hours)
+        let hours = up(60 * 60);
+        ((hours / 24, Unit::Days), Some((hours % 24, Unit::Hours)))
     }
 }
 
@@ -571,6 +616,7 @@ mod tests {
             }
             .into(),
             SendRefusal::Cooldown { retry_at: at }.into(),
+            SendRefusal::SendsUsedUp.into(),
             SendRefusal::NoMoreOptions.into(),
             SendRefusal::ContactNotConfirmed.into(),
             ContactRefusal::InUse.into(),
@@ -585,6 +631,7 @@ mod tests {
             AccountRefusal::TwoFactorOff.into(),
             AccountRefusal::NoSuchMethod.into(),
             AccountRefusal::NoSecondFactor.into(),
+            AccountRefusal::NotFound.into(),
         ];
         for (email, phone) in [(true, true), (true, false), (false, true), (false, false)] {
             all.push(ContactRefusal::Unverified { email, phone }.into());
@@ -607,7 +654,7 @@ mod tests {
         }
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), 25, "a refusal is missing, or two share a code");
+        assert_eq!(codes.len(), 27, "a refusal is missing, or two share a code");
     }
 
     #[test]
@@ -669,6 +716,21 @@ mod tests {
         };
         assert!(en(locked.into()).contains("in 3 hours."));
         assert!(ja(locked.into()).contains("3時間後"));
+        let wait = |s: i64| {
+            en(SendRefusal::Cooldown {
+                retry_at: now + Duration::seconds(s),
+            }
+            .into())
+        };
+        assert!(wait(2 * 3600 - 1).contains("in 120 minutes."));
+        assert!(wait(2 * 3600 + 1).contains("in 2 hours 1 minute."));
+        assert!(wait(5 * 3600 + 30 * 60).contains("in 5 hours 30 minutes."));
+        assert!(wait(3 * 86_400).contains("in 3 days."));
+        assert!(wait(2 * 86_400 + 1).contains("in 2 days 1 hour."));
+        let long = SendRefusal::Cooldown {
+            retry_at: now + Duration::seconds(2 * 86_400 + 5 * 3600),
+        };
+        assert!(ja(long.into()).contains("2日5時間後"));
         let limited = SendRefusal::RateLimited {
             limit: LimitKind::Destination,
             retry_at: now + Duration::milliseconds(90_500),

@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::cas::{self, AccountSlot, Step};
 use super::{Attempt, Contacts, Ports, attempt_hash, guess, retired_key, same_attempt};
-use crate::error::{CodeRefusal, Error, SecretKind};
+use crate::error::{AccountRefusal, CodeRefusal, Error, SecretKind};
 use crate::factors;
 use crate::limits::FailurePolicy;
 use crate::model::{AccountId, AccountRecord};
@@ -129,8 +129,8 @@ impl Authenticators {
     ///
     /// # Errors
     /// [`CodeRefusal::WrongCode`](crate::CodeRefusal::WrongCode);
-    /// [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown) when no setup is
-    /// pending; [`AccountRefusal::Locked`](crate::AccountRefusal::Locked);
+    /// [`AccountRefusal::NotFound`](crate::AccountRefusal::NotFound) when no
+    /// setup is pending; [`AccountRefusal::Locked`](crate::AccountRefusal::Locked);
     /// [`Error::Store`]; [`Error::RetiredKey`].
     pub(crate) async fn confirm(
         &self,
@@ -143,12 +143,12 @@ impl Authenticators {
         let book = store
             .account_record(account)
             .await?
-            .ok_or(Error::from(CodeRefusal::Unknown))?;
+            .ok_or(Error::from(AccountRefusal::NotFound))?;
         let pending = book
             .factors
             .pending_authenticator
             .as_ref()
-            .ok_or(Error::from(CodeRefusal::Unknown))?;
+            .ok_or(Error::from(AccountRefusal::NotFound))?;
         // Open the seed before the guess is counted: an outage of the key
         // service is not a wrong code.
         let plain = self.open_seed(account, &pending.sealed_uri)?;
@@ -181,7 +181,7 @@ impl Authenticators {
                     Some(p) if self.same_app(account, &p.sealed_uri, &sealed, &plain) => {
                         p.sealed_uri.clone()
                     }
-                    _ => return Err(CodeRefusal::Unknown.into()),
+                    _ => return Err(AccountRefusal::NotFound.into()),
                 };
                 // Replacing the app changes a second factor: devices and
                 // step-ups from before die in this same write.
@@ -199,8 +199,8 @@ impl Authenticators {
     /// # Errors
     /// What `allowed` returns;
     /// [`AccountRefusal::NoSecondFactor`](crate::AccountRefusal::NoSecondFactor);
-    /// [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown) when there is
-    /// none; [`Error::Store`].
+    /// [`AccountRefusal::NotFound`](crate::AccountRefusal::NotFound) when
+    /// there is none; [`Error::Store`].
     pub(crate) async fn remove(
         &self,
         account: &AccountId,

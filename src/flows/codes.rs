@@ -319,8 +319,7 @@ impl Challenges {
     /// As for [`issue`](Self::issue), plus [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown),
     /// [`CodeRefusal::AlreadyUsed`](crate::CodeRefusal::AlreadyUsed), [`CodeRefusal::TooManyAttempts`](crate::CodeRefusal::TooManyAttempts) and
     /// [`SendRefusal::Cooldown`](crate::SendRefusal::Cooldown), and
-    /// [`SendRefusal::RateLimited`](crate::SendRefusal::RateLimited) with
-    /// [`LimitKind::Challenge`].
+    /// [`SendRefusal::SendsUsedUp`](crate::SendRefusal::SendsUsedUp).
     pub async fn resend(&self, id: &ChallengeId, caller: Option<&str>) -> Result<Ticket, Error> {
         self.send_again(id, caller, false).await
     }

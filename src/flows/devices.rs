@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use super::cas::{self, DeviceSlot, Step};
 use super::{Ports, account};
 use crate::device::{self, DeviceCheck, DevicePolicy, DeviceToken};
-use crate::error::{CodeRefusal, Error, Refusal, RetiredKey, SecretKind};
+use crate::error::{AccountRefusal, Error, RetiredKey, SecretKind};
 use crate::events::Event;
 use crate::model::{AccountId, DeviceId, DeviceRecord};
 use crate::store::ClaimChanges;
@@ -208,12 +208,12 @@ impl TrustedDevices {
     /// Revokes one device ("I don't recognise this one").
     ///
     /// # Errors
-    /// [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown) when the account has no such device;
+    /// [`AccountRefusal::NotFound`](crate::AccountRefusal::NotFound) when the account has no such device;
     /// [`Error::Store`].
     pub async fn revoke(&self, account: &AccountId, id: &DeviceId) -> Result<(), Error> {
         let p = &self.ports;
         let Some(record) = p.store.device(account, id).await? else {
-            return Err(Error::Refused(Refusal::Code(CodeRefusal::Unknown)));
+            return Err(AccountRefusal::NotFound.into());
         };
         let slot = DeviceSlot {
             store: &*p.store,

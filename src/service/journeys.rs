@@ -245,7 +245,9 @@ impl TwoFactor {
     /// their code (the user pressed "continue" early: nothing changed);
     /// [`ContactRefusal::InUse`] when another account holds the number
     /// (the user proved they receive codes there, so telling them is no
-    /// leak); [`CodeRefusal::Expired`] once the sign-up has run out;
+    /// leak); [`ContactRefusal::TooMany`] when the account already has as
+    /// many contacts of a kind as the policy allows;
+    /// [`CodeRefusal::Expired`] once the sign-up has run out;
     /// [`CodeRefusal::AlreadyUsed`] when another account completed it;
     /// [`CodeRefusal::Unknown`]; [`Error::Store`].
     pub async fn signup_complete(
@@ -552,7 +554,7 @@ impl TwoFactor {
     /// factor.
     ///
     /// # Errors
-    /// [`CodeRefusal::WrongCode`]; [`CodeRefusal::Unknown`] when no setup is
+    /// [`CodeRefusal::WrongCode`]; [`AccountRefusal::NotFound`] when no setup is
     /// pending; [`AccountRefusal::Locked`]; [`Error::Store`];
     /// [`Error::RetiredKey`] when the pending seed was sealed with a key
     /// the sealer no longer holds (nothing is counted: start again).
@@ -576,7 +578,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`AccountRefusal::StepUpRequired`]; [`AccountRefusal::NoSecondFactor`];
-    /// [`CodeRefusal::Unknown`] when there is none; [`Error::Store`].
+    /// [`AccountRefusal::NotFound`] when there is none; [`Error::Store`].
     pub async fn authenticator_remove(
         &self,
         account: &AccountId,

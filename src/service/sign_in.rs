@@ -915,7 +915,7 @@ impl TwoFactor {
     /// Revokes one trusted device (au ID's device list).
     ///
     /// # Errors
-    /// [`CodeRefusal::Unknown`] when the account has no such device; [`Error::Store`].
+    /// [`AccountRefusal::NotFound`] when the account has no such device; [`Error::Store`].
     pub async fn revoke_device(&self, account: &AccountId, id: &DeviceId) -> Result<(), Error> {
         self.inner.devices.revoke(account, id).await
     }

@@ -1,7 +1,7 @@
 //! The rules as the flows keep them, on the store under test.
 
-use super::*;
 #[allow(clippy::wildcard_imports)]
+use super::*;
 use crate::error::CodeRefusal;
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! Races shared by one store and two handles on one namespace.
 
-use super::*;
 #[allow(clippy::wildcard_imports)]
+use super::*;
 use crate::error::{AccountRefusal, CodeRefusal};
 
 // ---------------------------------------------------------------------------

@@ -251,13 +251,7 @@ async fn racing_resends_without_cooldown_stop_at_five_sends_in(mode: bool) {
     for result in &results {
         if let Some(reason) = refusal_of(result) {
             assert!(
-                matches!(
-                    reason,
-                    Refusal::Send(SendRefusal::RateLimited {
-                        limit: LimitKind::Challenge,
-                        ..
-                    })
-                ),
+                matches!(reason, Refusal::Send(SendRefusal::SendsUsedUp)),
                 "{reason:?}"
             );
         }

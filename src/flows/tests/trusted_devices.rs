@@ -6,7 +6,7 @@
 //! Time comes from a `ManualClock` (nothing sleeps) and randomness from a
 //! seeded `LockedRng`.
 
-use ninsho::CodeRefusal;
+use ninsho::AccountRefusal;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -330,12 +330,12 @@ async fn revoking_an_unknown_device_is_refused() {
     let unknown = DeviceId::parse(&"ab".repeat(16)).unwrap();
     assert!(matches!(
         env.devices.revoke(&alice(), &unknown).await,
-        Err(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))
+        Err(Error::Refused(Refusal::Account(AccountRefusal::NotFound)))
     ));
     // Bob can't revoke alice's device by its id.
     assert!(matches!(
         env.devices.revoke(&bob(), &info.id).await,
-        Err(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))
+        Err(Error::Refused(Refusal::Account(AccountRefusal::NotFound)))
     ));
     assert_eq!(env.check(&alice(), &token).await, VALID);
     assert_eq!(env.list(&alice()).await.len(), 1);
