@@ -16,10 +16,10 @@ use subtle::ConstantTimeEq;
 
 use super::cas::{self, AccountSlot, Step};
 use super::{Attempt, Contacts, Ports, attempt_hash, guess, retired_key, same_attempt};
-use crate::error::{AccountRefusal, CodeRefusal, Error, SecretKind};
+use crate::error::{AccountRefusal, CodeRefusal, Error, Refusal, SecretKind};
 use crate::factors;
 use crate::limits::FailurePolicy;
-use crate::model::{AccountId, AccountRecord};
+use crate::model::{AccountId, AccountRecord, AuthenticatorRecord, Factors};
 use crate::otp::{Rejection, Totp, TotpEnrollment};
 use crate::seal::{SealErrorKind, Sealer};
 use crate::secret::{SecretBytes, SecretString};
@@ -56,6 +56,17 @@ impl fmt::Debug for Authenticators {
             .field("service", &self.service)
             .finish_non_exhaustive()
     }
+}
+
+/// An account's record with one of its seeds opened.
+struct Opened {
+    book: AccountRecord,
+    /// The seed as stored (sealed, base32).
+    sealed: String,
+    plain: SecretBytes,
+    totp: Totp,
+    /// The seed sealed again under the current key, when it is due.
+    resealed: Option<String>,
 }
 
 /// What an authenticator code turned out to be, decided on the freshest
@@ -140,22 +151,22 @@ impl Authenticators {
         let p = &self.ports;
         let store = &*p.store;
         let now = p.now();
-        let book = store
-            .account_record(account)
-            .await?
-            .ok_or(Error::from(AccountRefusal::NotFound))?;
-        let pending = book
-            .factors
-            .pending_authenticator
-            .as_ref()
-            .ok_or(Error::from(AccountRefusal::NotFound))?;
-        // Open the seed before the guess is counted: an outage of the key
-        // service is not a wrong code.
-        let plain = self.open_seed(account, &pending.sealed_uri)?;
-        let totp = totp_of(&plain)?;
-        // Sealed again with the current key, if it is under an older one,
-        // in the write that confirms it.
-        let resealed = self.reseal(account, &pending.sealed_uri, &plain);
+        // Opened before the guess is counted: an outage of the key service
+        // is not a wrong code. Sealed again with the current key, if it is
+        // under an older one, in the write that confirms it.
+        let Opened {
+            sealed,
+            plain,
+            totp,
+            resealed,
+            ..
+        } = self
+            .opened(
+                account,
+                |f| f.pending_authenticator.as_ref(),
+                AccountRefusal::NotFound.into(),
+            )
+            .await?;
         let counted = match guess::count(store, &self.failures, account, now).await? {
             Ok(counted) => counted,
             Err(reason) => return Err(reason.into()),
@@ -168,7 +179,6 @@ impl Authenticators {
             }
             .into());
         };
-        let sealed = pending.sealed_uri.clone();
         let bumped = self
             .contacts
             .update(account, |book| {
@@ -236,23 +246,23 @@ impl Authenticators {
         let p = &self.ports;
         let store = &*p.store;
         let now = p.now();
-        // Read and open the seed before the guess is counted: an outage of
-        // the store or the key service is not a wrong code.
-        let book = store
-            .account_record(account)
-            .await?
-            .ok_or(Error::from(CodeRefusal::Unknown))?;
-        let sealed = book
-            .factors
-            .authenticator
-            .as_ref()
-            .map(|app| app.sealed_uri.clone())
-            .ok_or(Error::from(CodeRefusal::Unknown))?;
-        let plain = self.open_seed(account, &sealed)?;
-        let totp = totp_of(&plain)?;
-        // Sealed again with the current key, if it is under an older one:
-        // written with the accepted step, in the same compare-and-set.
-        let resealed = self.reseal(account, &sealed, &plain);
+        // Read and opened before the guess is counted: an outage of the
+        // store or the key service is not a wrong code. Sealed again with
+        // the current key, if it is under an older one: written with the
+        // accepted step, in the same compare-and-set.
+        let Opened {
+            book,
+            sealed,
+            plain,
+            totp,
+            resealed,
+        } = self
+            .opened(
+                account,
+                |f| f.authenticator.as_ref(),
+                CodeRefusal::Unknown.into(),
+            )
+            .await?;
         let counted = match guess::count(store, &self.failures, account, now).await? {
             Ok(counted) => counted,
             Err(reason) => return Err(reason.into()),
@@ -323,6 +333,35 @@ impl Authenticators {
                 .into())
             }
         }
+    }
+
+    /// Reads the account's record and opens the seed `pick` chooses from
+    /// its factors (`missing` when there is none), with the seed sealed
+    /// again under the current key when the sealer asks for it.
+    async fn opened(
+        &self,
+        account: &AccountId,
+        pick: impl Fn(&Factors) -> Option<&AuthenticatorRecord>,
+        missing: Refusal,
+    ) -> Result<Opened, Error> {
+        let book = self.ports.store.account_record(account).await?;
+        let Some(sealed) = book
+            .as_ref()
+            .and_then(|b| pick(&b.factors))
+            .map(|app| app.sealed_uri.clone())
+        else {
+            return Err(missing.into());
+        };
+        let plain = self.open_seed(account, &sealed)?;
+        let totp = totp_of(&plain)?;
+        let resealed = self.reseal(account, &sealed, &plain);
+        Ok(Opened {
+            book: book.ok_or(Error::from(missing))?,
+            sealed,
+            plain,
+            totp,
+            resealed,
+        })
     }
 
     /// Seals a key URI for storage (base32).
