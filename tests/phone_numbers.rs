@@ -288,10 +288,9 @@ fn email_channel_is_not_for_phones() {
 fn operator_opens_other_countries() {
     let us = Region::new("US").unwrap();
     let gb = Region::new("gb").unwrap();
-    let policy = PhonePolicy::default()
-        .allow_region(us)
-        .allow_region(gb)
-        .sms_types([PhoneType::Mobile, PhoneType::FixedLineOrMobile]);
+    // Allowing the regions is enough: US numbers, which do not say whether
+    // they are mobile, reach SMS with the default types.
+    let policy = PhonePolicy::default().allow_region(us).allow_region(gb);
     let ok = |input: &str| {
         policy
             .check(input, Channel::Sms)
@@ -319,6 +318,55 @@ fn operator_opens_other_countries() {
     );
 }
 
+/// The inputs the comparison with libphonenumber found misread before
+/// (issue 13): each is read as libphonenumber reads it, and none reaches a
+/// stranger's phone.
+#[test]
+fn misreadings_found_against_libphonenumber() {
+    let jp = PhonePolicy::default();
+    // A doubled trunk `0` is not a mobile number with the extra `0` dropped.
+    assert_eq!(
+        jp.check("0090-1234-5678", Channel::Sms).unwrap_err().code(),
+        "invalid_number"
+    );
+    // The national-only free dial number stays itself, not an Osaka
+    // landline (+81 6-6389-4969) the voice fallback would call.
+    let any = PhonePolicy::default().allow_any_region();
+    let free = any.parse("0066-3894-969").unwrap();
+    assert_eq!(
+        (free.e164(), free.phone_type()),
+        ("+8100663894969", PhoneType::TollFree)
+    );
+    assert_eq!(
+        jp.check("0066-3894-969", Channel::Voice),
+        Err(PhoneRefusal::TollFree)
+    );
+    // A digit more than free dial numbers have.
+    assert!(jp.parse("012012628471").is_err());
+    assert!(jp.parse("0120-126-284").is_ok());
+    // `(+81)` as some people write it.
+    assert_eq!(
+        jp.check("(+81) 90 1234 5678", Channel::Sms).unwrap().e164(),
+        "+819012345678"
+    );
+    // Italian numbers have a region, and their leading `0` stays.
+    let it = any.parse("+39 02 1234 5678").unwrap();
+    assert_eq!((it.e164(), it.region()), ("+390212345678", region("IT")));
+    assert_eq!(
+        any.parse("+39 (0)2 1234 5678").unwrap().e164(),
+        "+390212345678"
+    );
+    // Russian 8 800 numbers are free phone numbers, written nationally.
+    let ru = PhonePolicy::default()
+        .default_region(Region::new("RU").unwrap())
+        .allow_any_region();
+    let free = ru.parse("8 800 555 35 35").unwrap();
+    assert_eq!(
+        (free.e164(), free.phone_type()),
+        ("+78005553535", PhoneType::TollFree)
+    );
+}
+
 #[test]
 fn any_region_with_the_default_types() {
     let policy = PhonePolicy::default().allow_any_region();
@@ -327,9 +375,20 @@ fn any_region_with_the_default_types() {
     assert_eq!(n.e164(), "+821012345678");
     assert_eq!(n.region(), region("KR"));
     assert_eq!(n.masked(), "+82 **-****-5678");
-    // US numbers do not say whether they are mobile: SMS needs the type.
+    // US numbers do not say whether they are mobile; the default types
+    // let them try SMS.
     assert_eq!(
-        policy.check("+1 415 555 2671", Channel::Sms),
+        policy
+            .check("+1 415 555 2671", Channel::Sms)
+            .map(|n| n.phone_type()),
+        Ok(PhoneType::FixedLineOrMobile)
+    );
+    // A policy that wants proven mobiles only says so.
+    assert_eq!(
+        policy
+            .clone()
+            .sms_types([PhoneType::Mobile])
+            .check("+1 415 555 2671", Channel::Sms),
         Err(PhoneRefusal::TypeNotAllowed {
             kind: PhoneType::FixedLineOrMobile
         })

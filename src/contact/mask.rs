@@ -26,7 +26,8 @@
 //! Email addresses keep the first characters of the local part and the
 //! whole domain: `ta*********@example.com`.
 
-use phonenumber::metadata::{DATABASE, Metadata};
+use rlibphonenumber::enums::Region as LibRegion;
+use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberFormat};
 use serde::{Deserialize, Serialize};
 
 /// Digits of a national number that no masked form shows.
@@ -254,18 +255,34 @@ pub(crate) fn split_e164(e164: &str) -> Option<(&str, &str)> {
     }
     (1..=3.min(digits.len().saturating_sub(1))).find_map(|len| {
         let (cc, nsn) = digits.split_at(len);
-        let code: u16 = cc.parse().ok()?;
-        metadata_for(code).map(|_| (cc, nsn))
+        let code: i32 = cc.parse().ok()?;
+        main_region(code).map(|_| (cc, nsn))
     })
 }
 
-/// The main metadata for a country calling code.
-fn metadata_for(code: u16) -> Option<&'static Metadata> {
-    let all = DATABASE.by_code(&code)?;
-    all.iter()
-        .find(|m| m.is_main_country_for_code())
-        .or_else(|| all.first())
-        .copied()
+/// The digits of a number's national form as libphonenumber writes it:
+/// the trunk prefix where the country dials one before the number (Japan's
+/// and the UK's `0`, not the US's `1`), then the national number
+/// (`09012345678`). Falls back to the national number alone.
+fn national_digits(e164: &str, nsn: &str) -> String {
+    PHONE_NUMBER_UTIL
+        .parse(e164, None)
+        .ok()
+        .map(|number| {
+            number
+                .format_as(PhoneNumberFormat::National)
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .filter(|digits| digits.ends_with(nsn))
+        .unwrap_or_else(|| nsn.to_owned())
+}
+
+/// The main region of a country calling code libphonenumber knows
+/// (`World` for the non-geographic codes).
+fn main_region(code: i32) -> Option<LibRegion> {
+    PHONE_NUMBER_UTIL.get_region_for_country_code(code)
 }
 
 /// `+819012345678` → `+81 **-****-5678` (the log form).
@@ -273,8 +290,8 @@ pub(crate) fn mask_phone(e164: &str) -> String {
     international(e164, visible_tail)
 }
 
-/// `+819012345678` → `***-****-5678` (the log form): the national form
-/// (trunk prefix, if the country has one, then the national number).
+/// `+819012345678` → `***-****-5678` (the log form): the digits of the
+/// national form (see [`national_digits`]).
 pub(crate) fn mask_phone_national(e164: &str) -> String {
     national(e164, visible_tail)
 }
@@ -303,17 +320,10 @@ fn international(e164: &str, tail: impl Fn(usize) -> usize) -> String {
 
 /// The national masked form showing `tail(len)` trailing digits.
 fn national(e164: &str, tail: impl Fn(usize) -> usize) -> String {
-    let Some((cc, nsn)) = split_e164(e164) else {
+    let Some((_, nsn)) = split_e164(e164) else {
         return mask_opaque(e164, tail);
     };
-    let prefix = cc
-        .parse::<u16>()
-        .ok()
-        .and_then(metadata_for)
-        .and_then(Metadata::national_prefix)
-        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-        .unwrap_or("");
-    let national = format!("{prefix}{nsn}");
+    let national = national_digits(e164, nsn);
     group(&mask_digits(&national, tail(nsn.len())))
 }
 
@@ -429,8 +439,8 @@ mod tests {
             ("+819012345678", "+81 **-****-5678", "***-****-5678"),
             ("+81312345678", "+81 *-****-5678", "**-****-5678"),
             ("+81120123456", "+81 *-****-3456", "**-****-3456"),
-            ("+14155552671", "+1 **-****-2671", "***-****-2671"),
-            ("+8613800138000", "+86 ***-****-8000", "****-****-8000"),
+            ("+14155552671", "+1 **-****-2671", "**-****-2671"),
+            ("+8613800138000", "+86 ***-****-8000", "***-****-8000"),
             ("+447911123456", "+44 **-****-3456", "***-****-3456"),
             // Short national numbers keep at least four digits hidden.
             ("+3545512345", "+354 ***-*345", "***-*345"),
@@ -479,7 +489,7 @@ mod tests {
             // e164, international, national, answer
             ("+819012345678", "+81 **-****-**78", "***-****-**78", "5678"),
             ("+81312345678", "+81 *-****-**78", "**-****-**78", "5678"),
-            ("+14155552671", "+1 **-****-**71", "***-****-**71", "2671"),
+            ("+14155552671", "+1 **-****-**71", "**-****-**71", "2671"),
             // Seven digits: two shown, four asked, at least four hidden.
             ("+3545512345", "+354 ***-**45", "***-**45", "2345"),
             // Five digits: one shown.

@@ -22,8 +22,14 @@
 //!
 //! # Phone numbers
 //!
-//! Parsing uses libphonenumber's metadata (the `phonenumber` crate); no
-//! numbering tables are kept here.
+//! Parsing is Google's libphonenumber, ported whole with its metadata (the
+//! `rlibphonenumber` crate); no numbering tables are kept here. On the
+//! 11,000-input corpus in `tests/reference/phone` (every region's example
+//! numbers of every type and variations, written every way people write
+//! them) it reads every well-formed input exactly as libphonenumber does:
+//! the same E.164 form, type and region, or the same refusal. Where ninsho
+//! departs, it refuses: E.164 numbers longer than 15 digits, and input with
+//! letters, extensions or `tel:` (see Folding).
 //!
 //! ## Folding
 //!
@@ -31,8 +37,10 @@
 //! full-width digits, `＋`, `（ ）` and dashes become ASCII; every dash-like
 //! character (`-`, `－`, `‐`…`―`, `−`, and the long-vowel marks `ー`/`ｰ` an
 //! input method produces in kana mode), spaces of any width, invisible marks,
-//! dots, slashes and parentheses are separators; `+81 (0)90-…` and
-//! `+81 090-…` drop the trunk `0`. Letters and other symbols make the input
+//! dots, slashes and parentheses are separators, and `(+81) 90-…` reads as
+//! `+81 90-…`. `+81 (0)90-…` and `+81 090-…` drop the trunk `0` the way
+//! libphonenumber does (only where the country dials one: Italy's leading
+//! `0` is part of the number). Letters and other symbols make the input
 //! [`PhoneRefusal::NotANumber`].
 //!
 //! ## Policy defaults, and why
@@ -49,9 +57,13 @@
 //!   premium-rate (`0990`) numbers are service numbers that cannot receive
 //!   SMS, and are the raw material of SMS-pumping fraud.
 //! - **Voice: mobile and fixed-line numbers**, since a call to a landline
-//!   is the usual fallback for users without SMS
-//!   ([`PhoneType::FixedLineOrMobile`](crate::model::PhoneType::FixedLineOrMobile) is included for countries whose
-//!   numbering does not tell the two apart). IP phones are left out of voice
+//!   is the usual fallback for users without SMS.
+//! - **Numbers that may be either**
+//!   ([`PhoneType::FixedLineOrMobile`](crate::model::PhoneType::FixedLineOrMobile),
+//!   the type of every number in countries whose numbering does not tell
+//!   the two apart, such as the US and Canada) may receive both: a
+//!   landline's carrier refuses the SMS, and the journey then offers the
+//!   voice call. Japanese numbers always say which they are. IP phones are left out of voice
 //!   too: NIST SP 800-63B (rev. 3, §5.1.3.1) requires an out-of-band
 //!   authenticator to prove possession of a specific device and names VoIP
 //!   as a method that does not, and §5.1.3.3 asks verifiers to make sure a
@@ -60,10 +72,8 @@
 //!   also for residents of Japan (as nizima does): international SMS routes
 //!   are the ones carriers block and fraudsters pump. An operator opens
 //!   other countries with [`PhonePolicy::allow_region`] or
-//!   [`PhonePolicy::allow_any_region`]. North American numbers are
-//!   [`PhoneType::FixedLineOrMobile`](crate::model::PhoneType::FixedLineOrMobile) (the numbering cannot tell), so
-//!   allowing `US` or `CA` for SMS also needs that type in
-//!   [`PhonePolicy::sms_types`].
+//!   [`PhonePolicy::allow_any_region`]; allowing `US` alone is enough for
+//!   US numbers to receive SMS.
 //!
 //! ```
 //! use ninsho::contact::{PhonePolicy, PhoneRefusal};

@@ -1,13 +1,15 @@
-//! Phone numbers: folding what people type, parsing with libphonenumber's
-//! metadata (the `phonenumber` crate), and the policy that decides which
+//! Phone numbers: folding what people type, parsing with libphonenumber
+//! (the `rlibphonenumber` port, metadata included), and the policy that decides which
 //! numbers may receive codes on which channel. The user-facing description
 //! (folding rules, policy defaults and their reasons) is in the
 //! [`contact`](crate::contact) module documentation.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
+use std::str::FromStr as _;
 
-use phonenumber::metadata::DATABASE;
-use phonenumber::{Mode, ParseError, country};
+use rlibphonenumber::{
+    PHONE_NUMBER_UTIL, ParseError, PhoneNumberFormat, ValidationError, enums::Region as LibRegion,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::mask;
@@ -18,7 +20,8 @@ use crate::model::{Channel, Destination, DestinationKind, PhoneType};
 /// prefix), a country code and a 15-digit E.164 number. Longer input is
 /// [`PhoneRefusal::TooLong`] before it reaches the parser.
 const MAX_TYPED_DIGITS: usize = 18;
-/// E.164: at most 15 digits after the `+`.
+/// E.164: at most 15 digits after the `+`. libphonenumber reads national-only
+/// numbers (`0066…` in Japan) a digit or two longer; they are refused.
 const MAX_E164_DIGITS: usize = 15;
 
 /// Why a phone number was refused. Carries no digits of the number, so it is
@@ -140,7 +143,7 @@ impl Region {
             return None;
         }
         let region = Self([a.to_ascii_uppercase(), b.to_ascii_uppercase()]);
-        DATABASE.by_id(region.as_str()).map(|_| region)
+        region.lib().map(|_| region)
     }
 
     /// The two-letter code, `"JP"`.
@@ -150,17 +153,23 @@ impl Region {
         std::str::from_utf8(&self.0).unwrap_or("??")
     }
 
-    /// The region for a libphonenumber region id (`"001"`, the id of
+    /// The region of a libphonenumber region (its `World`, the region of
     /// non-geographic numbers, has none).
-    fn from_id(id: &str) -> Option<Self> {
-        Self::new(id)
+    fn from_lib(region: LibRegion) -> Option<Self> {
+        if region == LibRegion::World {
+            return None;
+        }
+        Self::new(&region.as_region_str())
     }
 
-    /// The libphonenumber id, when its metadata is loaded (parsing with an
-    /// id that has none would panic inside the parser).
-    fn id(self) -> Option<country::Id> {
-        let id: country::Id = self.as_str().parse().ok()?;
-        DATABASE.by_id(id.as_ref()).map(|_| id)
+    /// The libphonenumber region, when it has numbering metadata.
+    fn lib(self) -> Option<LibRegion> {
+        let region = LibRegion::from_str(self.as_str()).ok()?;
+        (region != LibRegion::World
+            && PHONE_NUMBER_UTIL
+                .get_country_code_for_region(region)
+                .is_some())
+        .then_some(region)
     }
 }
 
@@ -210,8 +219,8 @@ impl PhoneType {
         }
     }
 
-    fn from_lib(kind: phonenumber::Type) -> Self {
-        use phonenumber::Type as T;
+    fn from_lib(kind: rlibphonenumber::PhoneNumberType) -> Self {
+        use rlibphonenumber::PhoneNumberType as T;
         match kind {
             T::Mobile => Self::Mobile,
             T::FixedLine => Self::FixedLine,
@@ -219,12 +228,12 @@ impl PhoneType {
             T::TollFree => Self::TollFree,
             T::PremiumRate => Self::PremiumRate,
             T::SharedCost => Self::SharedCost,
-            T::Voip => Self::Voip,
+            T::VoIP => Self::Voip,
             T::PersonalNumber => Self::PersonalNumber,
             T::Pager => Self::Pager,
-            T::Uan => Self::Uan,
-            T::Voicemail => Self::Voicemail,
-            _ => Self::Unknown,
+            T::UAN => Self::Uan,
+            T::VoiceMail => Self::Voicemail,
+            T::Unknown => Self::Unknown,
         }
     }
 
@@ -259,7 +268,7 @@ pub struct PhoneNumber {
     e164: String,
     region: Option<Region>,
     kind: PhoneType,
-    parsed: phonenumber::PhoneNumber,
+    parsed: rlibphonenumber::PhoneNumber,
 }
 
 impl PhoneNumber {
@@ -278,7 +287,8 @@ impl PhoneNumber {
     /// The country calling code: `81`.
     #[must_use]
     pub fn country_code(&self) -> u16 {
-        self.parsed.code().value()
+        // E.164 country codes have at most three digits.
+        u16::try_from(self.parsed.country_code).unwrap_or(0)
     }
 
     /// The number's type.
@@ -312,24 +322,18 @@ impl PhoneNumber {
     /// shows every digit: for the user's own screen, not for logs).
     #[must_use]
     pub fn international(&self) -> String {
-        self.formatted(Mode::International)
+        self.parsed
+            .format_as(PhoneNumberFormat::International)
+            .into_owned()
     }
 
     /// The whole number in national format, `090-1234-5678` (this shows
     /// every digit: for the user's own screen, not for logs).
     #[must_use]
     pub fn national(&self) -> String {
-        self.formatted(Mode::National)
-    }
-
-    fn formatted(&self, mode: Mode) -> String {
-        let mut out = String::new();
-        // The formatter reports an error (rather than writing) only for a
-        // country code without metadata, which a parsed number never has.
-        if write!(out, "{}", self.parsed.format().mode(mode)).is_err() {
-            return self.e164.clone();
-        }
-        out
+        self.parsed
+            .format_as(PhoneNumberFormat::National)
+            .into_owned()
     }
 }
 
@@ -387,12 +391,14 @@ impl AllowedRegions {
     }
 
     /// Whether some accepted region uses `country_code`.
-    fn allows_code(&self, country_code: u16) -> bool {
+    fn allows_code(&self, country_code: i32) -> bool {
         match self {
             Self::Any => true,
-            Self::Only(list) => DATABASE
-                .region(&country_code)
-                .is_some_and(|ids| ids.iter().any(|id| list.iter().any(|r| r.as_str() == *id))),
+            Self::Only(list) => PHONE_NUMBER_UTIL
+                .get_regions_for_country_calling_code(country_code)
+                .is_some_and(|mut regions| {
+                    regions.any(|r| Region::from_lib(r).is_some_and(|r| list.contains(&r)))
+                }),
         }
     }
 }
@@ -407,13 +413,14 @@ impl AllowedRegions {
 /// use ninsho::model::Channel;
 ///
 /// // EZSMS: Japanese mobiles by default, the US too when the operator
-/// // opens it (US numbers do not say whether they are mobile).
+/// // opens it. US numbers do not say whether they are mobile; allowing
+/// // the region is enough (a landline's carrier refuses the SMS, and the
+/// // voice call is offered instead).
 /// let us = Region::new("US").unwrap();
-/// let policy = PhonePolicy::default()
-///     .allow_region(us)
-///     .sms_types([PhoneType::Mobile, PhoneType::FixedLineOrMobile]);
+/// let policy = PhonePolicy::default().allow_region(us);
 /// let number = policy.check("+1 (415) 555-2671", Channel::Sms).unwrap();
 /// assert_eq!(number.region(), Some(us));
+/// assert_eq!(number.phone_type(), PhoneType::FixedLineOrMobile);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -423,7 +430,9 @@ pub struct PhonePolicy {
     pub default_region: Region,
     /// Regions numbers are accepted from (default: `JP` only).
     pub allowed_regions: AllowedRegions,
-    /// Types that may receive SMS (default: mobile only).
+    /// Types that may receive SMS (default: mobile, and fixed line or
+    /// mobile: the type of every number of a country whose numbering cannot
+    /// tell the two apart, such as the US and Canada).
     pub sms_types: Vec<PhoneType>,
     /// Types that may receive voice calls (default: mobile, fixed line, and
     /// fixed line or mobile).
@@ -435,7 +444,7 @@ impl Default for PhonePolicy {
         Self {
             default_region: Region::JP,
             allowed_regions: AllowedRegions::Only(vec![Region::JP]),
-            sms_types: vec![PhoneType::Mobile],
+            sms_types: vec![PhoneType::Mobile, PhoneType::FixedLineOrMobile],
             voice_types: vec![
                 PhoneType::Mobile,
                 PhoneType::FixedLine,
@@ -447,7 +456,7 @@ impl Default for PhonePolicy {
 
 impl PhonePolicy {
     /// The default policy (Japanese numbers; mobiles for SMS; mobiles and
-    /// landlines for voice).
+    /// landlines for voice; numbers that may be either for both).
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -527,18 +536,15 @@ impl PhonePolicy {
         } else {
             Some(
                 self.default_region
-                    .id()
+                    .lib()
                     .ok_or(PhoneRefusal::MissingCountryCode)?,
             )
         };
-        let (parsed, e164) = parse_folded(&folded, region)?;
-        let code = parsed.code().value();
+        let parsed = parse_folded(&folded, region)?;
+        let code = parsed.country_code;
         let valid = parsed.is_valid();
         let region = if valid {
-            parsed
-                .country()
-                .id()
-                .and_then(|id| Region::from_id(id.as_ref()))
+            parsed.get_region_code().and_then(Region::from_lib)
         } else {
             main_region(code)
         };
@@ -554,7 +560,8 @@ impl PhonePolicy {
         if !self.allowed_regions.allows(region) {
             return Err(PhoneRefusal::RegionNotAllowed { region });
         }
-        let kind = PhoneType::from_lib(parsed.number_type(&DATABASE));
+        let e164 = e164_of(&folded, &parsed)?;
+        let kind = PhoneType::from_lib(parsed.get_type());
         Ok(PhoneNumber {
             e164,
             region,
@@ -626,11 +633,10 @@ fn dedup(types: impl IntoIterator<Item = PhoneType>) -> Vec<PhoneType> {
 
 /// The main region of a country calling code (`1` → `US`), `None` for
 /// non-geographic codes.
-fn main_region(code: u16) -> Option<Region> {
-    DATABASE
-        .region(&code)?
-        .first()
-        .and_then(|id| Region::from_id(id))
+fn main_region(code: i32) -> Option<Region> {
+    PHONE_NUMBER_UTIL
+        .get_region_for_country_code(code)
+        .and_then(Region::from_lib)
 }
 
 /// Input folded to `+` (or not) and ASCII digits.
@@ -680,15 +686,14 @@ pub(crate) fn fold(input: &str) -> Result<Folded, PhoneRefusal> {
         }
         match c {
             '0'..='9' => digits.push(c),
-            '+' if !plus && digits.is_empty() && open.is_none() => plus = true,
+            // `+81 …`, and `(+81) …` as some people write it.
+            '+' if !plus && digits.is_empty() => plus = true,
             '(' if open.is_none() => open = Some(digits.len()),
             ')' => {
-                let start = open.take().ok_or(PhoneRefusal::NotANumber)?;
-                // `+81 (0)90…`: the trunk prefix, which is not dialled
-                // from abroad.
-                if plus && (1..=3).contains(&start) && digits.get(start..) == Some("0") {
-                    digits.truncate(start);
-                }
+                // `+81 (0)90…` keeps the trunk `0`: libphonenumber drops
+                // it where the country has one and keeps it where it is
+                // part of the number (Italy).
+                open.take().ok_or(PhoneRefusal::NotANumber)?;
             }
             ' ' | '-' | '.' | '/' => {}
             _ => return Err(PhoneRefusal::NotANumber),
@@ -706,75 +711,70 @@ pub(crate) fn fold(input: &str) -> Result<Folded, PhoneRefusal> {
     Ok(Folded { plus, digits })
 }
 
-/// Parses folded input with libphonenumber and returns the number with its
-/// E.164 form. Guards against the parser's rewriting going too far: a
-/// result that would not parse back to itself is refused.
+/// Parses folded input with libphonenumber.
 fn parse_folded(
     folded: &Folded,
-    region: Option<country::Id>,
-) -> Result<(phonenumber::PhoneNumber, String), PhoneRefusal> {
+    region: Option<LibRegion>,
+) -> Result<rlibphonenumber::PhoneNumber, PhoneRefusal> {
     // An international form has at most 15 digits, and a trunk `0`.
     if folded.plus && folded.digits.len() > MAX_E164_DIGITS + 1 {
         return Err(PhoneRefusal::TooLong);
     }
-    let parsed = phonenumber::parse(region, folded.text()).map_err(|e| match e {
-        ParseError::NoNumber => PhoneRefusal::TooShort,
-        ParseError::InvalidCountryCode if folded.plus => PhoneRefusal::UnknownCountryCode,
-        ParseError::InvalidCountryCode => PhoneRefusal::MissingCountryCode,
-        ParseError::TooShortAfterIdd | ParseError::TooShortNsn => PhoneRefusal::TooShort,
-        ParseError::TooLong => PhoneRefusal::TooLong,
-        _ => PhoneRefusal::NotANumber,
-    })?;
-    if parsed.extension().is_some() {
-        return Err(PhoneRefusal::NotANumber);
-    }
-    let e164 = e164_of(&parsed).ok_or(PhoneRefusal::InvalidNumber)?;
-    let e164_digits = e164.len().saturating_sub(1);
-    if e164_digits > MAX_E164_DIGITS {
+    // Folded input is `+` and digits, so the parser finds no extension,
+    // letters or phone context: it can only refuse on length and country.
+    PHONE_NUMBER_UTIL
+        .parse(folded.text(), region)
+        .map_err(|e| match e {
+            ParseError::InvalidCountryCode if folded.plus => PhoneRefusal::UnknownCountryCode,
+            ParseError::InvalidCountryCode => PhoneRefusal::MissingCountryCode,
+            ParseError::NotANumber(_) | ParseError::TooShortAfterIdd | ParseError::TooShortNsn => {
+                PhoneRefusal::TooShort
+            }
+            ParseError::TooLongNsn => PhoneRefusal::TooLong,
+        })
+}
+
+/// The E.164 form of a parsed number, refused when it is not one a gateway
+/// can be given or when the parser's rewriting went further than it may.
+///
+/// libphonenumber drops a trunk prefix (`+81 090…`), an international
+/// prefix (`010 1 415…`) or a carrier code; from an international form at
+/// most the one trunk digit may go, and whatever it produced must read back
+/// as itself. A number failing either is refused rather than sent to: the
+/// rule is never to reach a different number than the one typed.
+fn e164_of(folded: &Folded, parsed: &rlibphonenumber::PhoneNumber) -> Result<String, PhoneRefusal> {
+    let e164 = parsed.format_as(PhoneNumberFormat::E164).into_owned();
+    let digits = e164
+        .strip_prefix('+')
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or(PhoneRefusal::InvalidNumber)?;
+    if digits.len() > MAX_E164_DIGITS {
         return Err(PhoneRefusal::TooLong);
     }
-    if !folded.plus || e164.get(1..) != Some(folded.digits.as_str()) {
-        // libphonenumber dropped a trunk prefix, an international prefix or
-        // a carrier code: at most one digit may go from an international
-        // form, and the result must be a fixed point.
-        if folded.plus && e164_digits + 1 < folded.digits.len() {
+    if digits != folded.digits {
+        if folded.plus && digits.len() + 1 < folded.digits.len() {
             return Err(PhoneRefusal::InvalidNumber);
         }
-        let again = phonenumber::parse(None, &e164)
-            .ok()
-            .and_then(|n| e164_of(&n));
-        if again.as_deref() != Some(e164.as_str()) {
+        let again = PHONE_NUMBER_UTIL
+            .parse(&e164, None)
+            .map(|n| n.format_as(PhoneNumberFormat::E164).into_owned());
+        if again.as_deref() != Ok(e164.as_str()) {
             return Err(PhoneRefusal::InvalidNumber);
         }
     }
-    Ok((parsed, e164))
+    Ok(e164)
 }
 
-fn e164_of(number: &phonenumber::PhoneNumber) -> Option<String> {
-    let mut out = String::with_capacity(16);
-    write!(out, "{}", number.format().mode(Mode::E164)).ok()?;
-    let digits = out.strip_prefix('+')?;
-    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(out)
-}
-
-/// Whether the national number has a length some region of its country
-/// code uses: `TooShort`/`TooLong` outside the range, `InvalidNumber` for a
-/// gap inside it.
-fn length_verdict(number: &phonenumber::PhoneNumber) -> Result<(), PhoneRefusal> {
-    let len = number.national().to_string().len();
-    let metas = DATABASE
-        .by_code(&number.code().value())
-        .ok_or(PhoneRefusal::UnknownCountryCode)?;
-    let lengths: Vec<usize> = metas
-        .iter()
-        .flat_map(|m| m.descriptors().general().possible_length().iter())
-        .map(|&l| usize::from(l))
-        .collect();
-    match (lengths.iter().min(), lengths.iter().max()) {
-        (Some(&min), _) if len < min => Err(PhoneRefusal::TooShort),
-        (_, Some(&max)) if len > max => Err(PhoneRefusal::TooLong),
-        _ if lengths.is_empty() || lengths.contains(&len) => Ok(()),
-        _ => Err(PhoneRefusal::InvalidNumber),
+/// Why a number that is not valid is refused: its length against the
+/// lengths its country uses (`TooShort`/`TooLong` outside the range,
+/// `InvalidNumber` for a length in a gap or a length that fits).
+fn length_verdict(number: &rlibphonenumber::PhoneNumber) -> Result<(), PhoneRefusal> {
+    match number.is_possible_with_reason() {
+        Ok(_) => Ok(()),
+        Err(ValidationError::TooShort) => Err(PhoneRefusal::TooShort),
+        Err(ValidationError::TooLong) => Err(PhoneRefusal::TooLong),
+        Err(ValidationError::InvalidLength) => Err(PhoneRefusal::InvalidNumber),
+        Err(ValidationError::InvalidCountryCode) => Err(PhoneRefusal::UnknownCountryCode),
     }
 }
 
@@ -785,9 +785,9 @@ pub(crate) fn international(input: &str) -> Result<String, PhoneRefusal> {
     if !folded.plus {
         return Err(PhoneRefusal::MissingCountryCode);
     }
-    let (parsed, e164) = parse_folded(&folded, None)?;
+    let parsed = parse_folded(&folded, None)?;
     length_verdict(&parsed)?;
-    Ok(e164)
+    e164_of(&folded, &parsed)
 }
 
 #[cfg(test)]
@@ -816,11 +816,14 @@ mod tests {
                 "09012345678",
             ),
             ("＋８１ ９０ １２３４ ５６７８", true, "819012345678"),
-            ("+81 (0)90-1234-5678", true, "819012345678"),
-            ("+81（０）90-1234-5678", true, "819012345678"),
+            // The trunk `0` stays for the parser, which knows whether the
+            // country drops it.
+            ("+81 (0)90-1234-5678", true, "8109012345678"),
+            ("+81（０）90-1234-5678", true, "8109012345678"),
+            ("(+81) 90 1234 5678", true, "819012345678"),
             ("+81 090-1234-5678", true, "8109012345678"),
             ("+1 (415) 555-2671", true, "14155552671"),
-            ("  +44 (0)20 7946 0958 ", true, "442079460958"),
+            ("  +44 (0)20 7946 0958 ", true, "4402079460958"),
         ];
         for (input, plus, digits) in cases {
             assert_eq!(folded(input), Ok((plus, digits.to_owned())), "{input}");
@@ -895,7 +898,7 @@ mod tests {
         let json = serde_json::to_string(&policy).unwrap();
         assert_eq!(
             json,
-            r#"{"default_region":"JP","allowed_regions":{"only":["JP"]},"sms_types":["mobile"],"voice_types":["mobile","fixed_line","fixed_line_or_mobile"]}"#
+            r#"{"default_region":"JP","allowed_regions":{"only":["JP"]},"sms_types":["mobile","fixed_line_or_mobile"],"voice_types":["mobile","fixed_line","fixed_line_or_mobile"]}"#
         );
         assert_eq!(serde_json::from_str::<PhonePolicy>(&json).unwrap(), policy);
         let partial: PhonePolicy = serde_json::from_str(r#"{"allowed_regions":"any"}"#).unwrap();

@@ -208,7 +208,7 @@
 //! assert!(!contacts.email_second_factor);
 //! let phones = PhonePolicy::default();
 //! assert_eq!(phones.allowed_regions, AllowedRegions::Only(vec![Region::JP]));
-//! assert_eq!(phones.sms_types, [PhoneType::Mobile]);
+//! assert_eq!(phones.sms_types, [PhoneType::Mobile, PhoneType::FixedLineOrMobile]);
 //!
 //! let masks = MaskPolicy::default();
 //! assert_eq!((masks.phone_digits_shown(), masks.phone_digits_asked()), (2, 4));
