@@ -87,9 +87,8 @@ fn gsm7_units(c: char) -> Option<usize> {
 /// tables, whose rules change from one Unicode version to the next, and a
 /// carrier that splits by code point does not follow them. When such a
 /// cluster straddles a boundary of a text longer than one segment,
-/// `sms_info` can count fewer segments than Twilio does (one fewer per
-/// straddling cluster); the npm package `split-sms` counts as `sms_info`
-/// does. Texts of Japanese, ASCII and single-code-point emoji get the same
+/// `sms_info` can count fewer segments than Twilio does, never more; the
+/// npm package `split-sms` counts as `sms_info` does. Texts of Japanese, ASCII and single-code-point emoji get the same
 /// count from all three (the crate's `tests/sms_segments.rs` checks 4,144
 /// texts against both).
 ///
