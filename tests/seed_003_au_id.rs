@@ -379,7 +379,7 @@ async fn the_japanese_message_warns_too() {
         .to_owned();
     assert!(body.contains("Chrome on Windows"), "{body}");
     assert!(
-        body.contains("ログインしようとしていない場合は、このURLを開かないでください。"),
+        body.contains("お心当たりがなければ開かないでください"),
         "{body}"
     );
 }

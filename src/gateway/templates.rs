@@ -416,6 +416,65 @@ const MAX_DEVICE_CHARS: usize = 64;
 /// The set of message texts, per occasion, locale and kind. `Default` gives
 /// the built-in texts; overrides replace single texts, for every occasion or
 /// for one.
+///
+/// # What the built-in SMS texts cost
+///
+/// Carriers bill per segment ([`sms_info`](super::sms_info)): 70 UTF-16
+/// units for a UCS-2 text such as any Japanese one, 160 septets for a GSM-7
+/// one, and 67 or 153 per segment once a text needs more than one. The
+/// built-in code SMS fits one segment: with a 6-digit code, a validity of
+/// 10 minutes and the WebOTP line for `example.com` (`\n\n@example.com
+/// #123456`), a 10-character service name gives
+///
+/// | text | size | segments |
+/// |---|---|---|
+/// | Japanese code SMS | 67 UCS-2 units (45 without the WebOTP line) | 1 |
+/// | English code SMS | 149 GSM-7 septets (127 without) | 1 |
+///
+/// Each extra character of service name costs one unit, and so does each
+/// character of the host in the WebOTP line, so a code SMS fits one segment
+/// while service name and host together stay within **24 characters in
+/// Japanese and 32 in English**: up to **13 characters** of service name in
+/// Japanese and **21** in English with a host of 11 characters like
+/// `example.com` (35 and 43 without the WebOTP line). A character outside
+/// the Basic Multilingual Plane (an emoji, `𠮷`) costs two units, and so
+/// does a GSM-7 extension character (`€ [ ] { } ~ | ^ \`) in English. A
+/// longer code or a 3-digit validity costs one unit per extra digit.
+///
+/// A service name with any character outside the GSM 03.38 alphabet (any
+/// Japanese, `ō`, curly quotes) turns the *whole* English text into UCS-2:
+/// the same 149 units are then 3 segments. Give such a service an English
+/// name of its own, or an English override ([`set`](Self::set)).
+///
+/// A one-time link does not fit one segment with any text: a link as
+/// ninsho makes it is the link base plus 85 characters (107 with
+/// `https://example.com/l/`). With a 25-character device name
+/// (`Chrome on Windows (Tokyo)`) and a 10-character service name, the
+/// Japanese link SMS is 192 units, 3 segments (201 units at most), and the
+/// English one 287 septets, 2 segments (306 at most); each character of
+/// link base, device or service name adds one.
+///
+/// ```
+/// use ninsho::gateway::{sms_info, CodeParams, Occasion, SmsEncoding, Templates};
+/// use ninsho::model::{Channel, Locale};
+///
+/// let params = CodeParams {
+///     service: "株式会社ニンショウ堂",
+///     code: "123456",
+///     minutes: 10,
+///     origin: Some("example.com"),
+///     occasion: Occasion::SignIn,
+/// };
+/// let sms = Templates::default().render_code(Locale::Ja, Channel::Sms, &params)?;
+/// assert_eq!(
+///     sms.body,
+///     "【株式会社ニンショウ堂】認証コード：123456（10分間有効）\n\
+///      他人に教えないでください\n\n@example.com #123456"
+/// );
+/// let info = sms_info(&sms.body);
+/// assert_eq!((info.encoding, info.units, info.segments), (SmsEncoding::Ucs2, 67, 1));
+/// # Ok::<(), ninsho::gateway::TemplateError>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Templates {
     /// Keyed by occasion (`None`: every occasion), locale and kind.
@@ -834,10 +893,10 @@ macro_rules! en_email_code_body {
 
 fn builtin_ja(occasion: Occasion, kind: TemplateKind) -> &'static str {
     match kind {
+        // One UCS-2 segment with the WebOTP line: see `Templates`.
         TemplateKind::SmsCode => {
-            "【{service}】認証コード：{code}\n\
-             有効期限：{minutes}分\n\
-             このコードは誰にも教えないでください。{service}の担当者がコードをお聞きすることはありません。"
+            "【{service}】認証コード：{code}（{minutes}分間有効）\n\
+             他人に教えないでください"
         }
         TemplateKind::VoiceCode => {
             "こちらは{service}です。\
@@ -889,10 +948,9 @@ fn builtin_ja(occasion: Occasion, kind: TemplateKind) -> &'static str {
             ),
         },
         TemplateKind::SmsLink => {
-            "【{service}】{device}からログインしようとしています。\
-             ご本人の場合は{minutes}分以内に次のURLを開いて承認してください。\n\
+            "【{service}】{device}からのログインを承認するには{minutes}分以内に開いてください\n\
              {url}\n\
-             ログインしようとしていない場合は、このURLを開かないでください。"
+             お心当たりがなければ開かないでください"
         }
         TemplateKind::EmailLinkSubject => "【{service}】ログインの確認",
         TemplateKind::EmailLinkBody => {
@@ -915,10 +973,11 @@ fn builtin_ja(occasion: Occasion, kind: TemplateKind) -> &'static str {
 
 fn builtin_en(occasion: Occasion, kind: TemplateKind) -> &'static str {
     match kind {
+        // One GSM-7 segment with the WebOTP line: see `Templates`.
         TemplateKind::SmsCode => {
             "{service} verification code: {code}\n\
              Valid for {minutes} min. Do not share this code with anyone. \
-             {service} staff will never ask you for it."
+             Our staff will never ask you for it."
         }
         TemplateKind::VoiceCode => {
             "Hello, this is {service}. \
@@ -1062,7 +1121,7 @@ mod tests {
         assert!(r.body.contains("Example"));
         assert!(r.body.contains("10 min"));
         assert!(r.body.contains("Do not share this code"));
-        assert!(r.body.contains("Example staff will never ask you for it"));
+        assert!(r.body.contains("Our staff will never ask you for it."));
         assert!(!r.body.contains('@'));
         assert!(!r.body.contains('{'));
         assert_eq!(sms_info(&r.body).encoding, SmsEncoding::Gsm7);
@@ -1075,11 +1134,154 @@ mod tests {
             .render_code(Locale::Ja, Channel::Sms, &code_params(None))
             .unwrap();
         assert!(r.body.contains("認証コード：123456"));
-        assert!(r.body.contains("10分"));
-        assert!(r.body.contains("誰にも教えないでください"));
+        assert!(r.body.contains("（10分間有効）"));
+        assert!(r.body.contains("他人に教えないでください"));
         let info = sms_info(&r.body);
         assert_eq!(info.encoding, SmsEncoding::Ucs2);
         assert_eq!(info.units, r.body.encode_utf16().count());
+    }
+
+    /// What the SMS budget in the `Templates` docs assumes: a 6-digit code,
+    /// 10 minutes, the WebOTP line for `example.com` (11 characters), a
+    /// one-time link as ninsho makes them under `https://example.com/l/`
+    /// (the base, a 32-digit challenge id, a dot and 52 base32 characters of
+    /// secret: 107 characters) and a device name of 25 characters.
+    const HOST: &str = "example.com";
+    const LINK: &str = "https://example.com/l/0123456789abcdef0123456789abcdef.\
+                        abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst";
+    const DEVICE_NAME: &str = "Chrome on Windows (Tokyo)";
+
+    /// Service names of 10 characters, in ASCII and in Japanese.
+    const SERVICE_ASCII: &str = "ABCDEFGHIJ";
+    const SERVICE_JA: &str = "株式会社ニンショウ堂";
+
+    /// The default SMS for `kind` on `occasion`, rendered as the journeys
+    /// render it, and its encoding, size and segments.
+    fn default_sms(
+        occasion: Occasion,
+        locale: Locale,
+        kind: TemplateKind,
+        service: &str,
+        origin: Option<&str>,
+    ) -> (SmsEncoding, usize, usize) {
+        let t = Templates::default();
+        let body = match kind {
+            TemplateKind::SmsCode => {
+                let params = CodeParams {
+                    service,
+                    code: "123456",
+                    minutes: 10,
+                    origin,
+                    occasion,
+                };
+                t.render_code(locale, Channel::Sms, &params).unwrap().body
+            }
+            TemplateKind::SmsLink => {
+                // Links are rendered with the sign-in texts; render this
+                // occasion's built-in text through the same path.
+                let t = t.with(locale, kind, Templates::builtin(occasion, locale, kind));
+                let params = LinkParams {
+                    service,
+                    url: LINK,
+                    minutes: 10,
+                    device: DEVICE_NAME,
+                };
+                t.render_link(locale, Channel::Sms, &params).unwrap().body
+            }
+            _ => unreachable!("not an SMS template"),
+        };
+        let info = sms_info(&body);
+        (info.encoding, info.units, info.segments)
+    }
+
+    #[test]
+    fn default_sms_segments() {
+        use SmsEncoding::{Gsm7, Ucs2};
+        use TemplateKind::{SmsCode, SmsLink};
+        assert_eq!(LINK.len(), 107);
+        assert_eq!(SERVICE_JA.chars().count(), 10);
+        // (locale, kind, service, origin) -> (encoding, units, segments)
+        let cases = [
+            (Locale::Ja, SmsCode, SERVICE_ASCII, None, (Ucs2, 45, 1)),
+            (
+                Locale::Ja,
+                SmsCode,
+                SERVICE_ASCII,
+                Some(HOST),
+                (Ucs2, 67, 1),
+            ),
+            (Locale::Ja, SmsCode, SERVICE_JA, None, (Ucs2, 45, 1)),
+            (Locale::Ja, SmsCode, SERVICE_JA, Some(HOST), (Ucs2, 67, 1)),
+            (Locale::En, SmsCode, SERVICE_ASCII, None, (Gsm7, 127, 1)),
+            (
+                Locale::En,
+                SmsCode,
+                SERVICE_ASCII,
+                Some(HOST),
+                (Gsm7, 149, 1),
+            ),
+            // A Japanese name makes the English text UCS-2: 3 segments.
+            (Locale::En, SmsCode, SERVICE_JA, None, (Ucs2, 127, 2)),
+            (Locale::En, SmsCode, SERVICE_JA, Some(HOST), (Ucs2, 149, 3)),
+            // No single segment holds a 107-character link with its text.
+            (Locale::Ja, SmsLink, SERVICE_ASCII, None, (Ucs2, 192, 3)),
+            (Locale::Ja, SmsLink, SERVICE_JA, None, (Ucs2, 192, 3)),
+            (Locale::En, SmsLink, SERVICE_ASCII, None, (Gsm7, 287, 2)),
+            (Locale::En, SmsLink, SERVICE_JA, None, (Ucs2, 287, 5)),
+        ];
+        for occasion in Occasion::ALL {
+            for (locale, kind, service, origin, expected) in cases {
+                assert_eq!(
+                    default_sms(occasion, locale, kind, service, origin),
+                    expected,
+                    "{occasion} {locale} {kind} {service} {origin:?}"
+                );
+            }
+        }
+        // Every SMS template of every locale is in the table.
+        for locale in LOCALES {
+            for kind in [SmsCode, SmsLink] {
+                assert!(cases.iter().any(|c| (c.0, c.1) == (locale, kind)));
+            }
+        }
+    }
+
+    /// The longest service name (of `unit`, a 1-unit character) whose
+    /// default SMS code fits one segment.
+    fn longest_service(locale: Locale, unit: char, origin: Option<&str>) -> usize {
+        let fits = |n: usize| {
+            let service = unit.to_string().repeat(n);
+            Occasion::ALL.into_iter().all(|occasion| {
+                default_sms(occasion, locale, TemplateKind::SmsCode, &service, origin).2 == 1
+            })
+        };
+        let longest = (0..200).take_while(|&n| fits(n)).last().unwrap();
+        assert!(!fits(longest + 1));
+        longest
+    }
+
+    #[test]
+    fn longest_service_name_in_one_segment() {
+        // With the WebOTP line for `example.com` (11 characters), as the
+        // `Templates` docs say.
+        assert_eq!(longest_service(Locale::Ja, 'A', Some(HOST)), 13);
+        assert_eq!(longest_service(Locale::Ja, 'あ', Some(HOST)), 13);
+        assert_eq!(longest_service(Locale::En, 'A', Some(HOST)), 21);
+        // Without the WebOTP line.
+        assert_eq!(longest_service(Locale::Ja, 'あ', None), 35);
+        assert_eq!(longest_service(Locale::En, 'A', None), 43);
+        // A character of host costs what a character of service name does:
+        // service + host is at most 24 (Japanese) or 32 (English).
+        for host in ["a.jp", HOST, "login.example.co.jp"] {
+            assert_eq!(
+                longest_service(Locale::Ja, 'あ', Some(host)) + host.len(),
+                24
+            );
+            assert_eq!(
+                longest_service(Locale::En, 'A', Some(host)) + host.len(),
+                32
+            );
+        }
     }
 
     #[test]
@@ -1231,7 +1433,12 @@ mod tests {
             .unwrap();
         assert!(
             ja.body
-                .contains("ログインしようとしていない場合は、このURLを開かないでください。")
+                .contains("ログインを承認するには15分以内に開いてください")
+        );
+        assert!(ja.body.ends_with("お心当たりがなければ開かないでください"));
+        assert!(
+            ja.body
+                .contains("【Example】Chrome on Windows (Tokyo)からのログイン")
         );
     }
 

@@ -140,7 +140,7 @@
 //! | language | Japanese | [`TwoFactorBuilder::locale`] for the service; [`TwoFactor::with_locale`] per user | the seed services are Japanese; a user who reads English gets English whatever the service's default |
 //! | language of a resend or "another option" | the language the code was first sent in | none | the same sign-in should not change language half way |
 //! | what an email code tells a user who did not ask for it | sign-in, step-up: someone else may know the password, change it; recovery: someone may be trying to get into an account with the address; sign-up, contact change, the host's own purposes: the address may have been typed by mistake | [`Templates::set_for`] per [`Occasion`], [`Templates::set`] for all | an unasked-for sign-in code means the password is out, and "ignore this email" would be the wrong advice; an unasked-for sign-up code most often is a typo |
-//! | SMS and voice texts | the same for every occasion: the code, its lifetime, never share it | [`Templates::set`] | an SMS stays short (Japanese text is UCS-2: 70 characters a segment) |
+//! | SMS and voice texts | the same for every occasion: the code, its lifetime, never share it | [`Templates::set`] | an SMS stays short: Japanese text is UCS-2, 70 characters a segment, and the code SMS with its WebOTP line fits one segment while service name and host together stay within 24 characters in Japanese, 32 in English (13 and 21 characters of name with `example.com`; see [`Templates`]) |
 //!
 //! # Hashing keys
 //!
