@@ -332,14 +332,32 @@ fn misreadings_found_against_libphonenumber() {
     // The national-only free dial number stays itself, not an Osaka
     // landline (+81 6-6389-4969) the voice fallback would call.
     let any = PhonePolicy::default().allow_any_region();
+    // It can only be dialled inside Japan, so no gateway can reach it:
+    // refused whatever types a policy allows.
     let free = any.parse("0066-3894-969").unwrap();
     assert_eq!(
-        (free.e164(), free.phone_type()),
-        ("+8100663894969", PhoneType::TollFree)
+        (free.e164(), free.phone_type(), free.is_domestic_only()),
+        ("+8100663894969", PhoneType::TollFree, true)
+    );
+    let all_types = any.clone().voice_types([PhoneType::TollFree]);
+    assert_eq!(
+        all_types.check("0066-3894-969", Channel::Voice),
+        Err(PhoneRefusal::DomesticOnly)
     );
     assert_eq!(
-        jp.check("0066-3894-969", Channel::Voice),
-        Err(PhoneRefusal::TollFree)
+        Destination::phone("+81 0066 3894 969").unwrap_err().code(),
+        "domestic_only"
+    );
+    // A direction override inside a number would show it reversed: the
+    // screen would show one number and the code go to another.
+    assert_eq!(
+        jp.parse("+81 90 \u{202E}8765 4321"),
+        Err(PhoneRefusal::NotANumber)
+    );
+    // Marks a copy from a chat app wraps a number in are dropped.
+    assert_eq!(
+        jp.parse("\u{202A}+81 90-1234-5678\u{202C}").unwrap().e164(),
+        "+819012345678"
     );
     // A digit more than free dial numbers have.
     assert!(jp.parse("012012628471").is_err());

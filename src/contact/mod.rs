@@ -24,24 +24,45 @@
 //!
 //! Parsing is Google's libphonenumber, ported whole with its metadata (the
 //! `rlibphonenumber` crate); no numbering tables are kept here. On the
-//! 11,000-input corpus in `tests/reference/phone` (every region's example
-//! numbers of every type and variations, written every way people write
-//! them) it reads every well-formed input exactly as libphonenumber does:
-//! the same E.164 form, type and region, or the same refusal. Where ninsho
-//! departs, it refuses: E.164 numbers longer than 15 digits, and input with
-//! letters, extensions or `tel:` (see Folding).
+//! 12,000-input corpus in the repository's `tests/reference/phone` (every
+//! region's example numbers of every type and variations, written every way
+//! people write them, near misses, invisible marks) it reads every
+//! well-formed input as libphonenumber does: the same E.164 form, type and
+//! region, or the same refusal. It never reads a number differently and
+//! never accepts one libphonenumber calls invalid. Where it departs, it
+//! refuses:
+//!
+//! - more than 15 digits after the country code (not E.164), or more than
+//!   18 typed digits in all;
+//! - letters (`1-800-FLOWERS`), extensions, `tel:` URIs, and digits of other
+//!   scripts (Arabic-Indic, Devanagari);
+//! - `+` followed by an international prefix (`+011 44…`);
+//! - an international form from which libphonenumber would drop more than a
+//!   trunk prefix of up to two digits (a carrier code: `+55 0 15 11…`) or to
+//!   which it would add a digit that was not typed (Norfolk Island);
+//! - at sending time ([`PhonePolicy::check_number`]), numbers that can only
+//!   be dialled inside their country
+//!   ([`PhoneRefusal::DomesticOnly`]: Japan's `0066`/`0037` free dial
+//!   ranges, some landlines of Monaco and North Korea), which libphonenumber
+//!   reads as valid but which no gateway reaches through an E.164 form.
 //!
 //! ## Folding
 //!
 //! Before parsing, input is folded the way Japanese users type it:
 //! full-width digits, `＋`, `（ ）` and dashes become ASCII; every dash-like
 //! character (`-`, `－`, `‐`…`―`, `−`, and the long-vowel marks `ー`/`ｰ` an
-//! input method produces in kana mode), spaces of any width, invisible marks,
-//! dots, slashes and parentheses are separators, and `(+81) 90-…` reads as
+//! input method produces in kana mode), spaces of any width, the zero-width
+//! space and word joiner, dots, slashes and parentheses are separators, and
+//! `(+81) 90-…` reads as
 //! `+81 90-…`. `+81 (0)90-…` and `+81 090-…` drop the trunk `0` the way
 //! libphonenumber does (only where the country dials one: Italy's leading
-//! `0` is part of the number). Letters and other symbols make the input
-//! [`PhoneRefusal::NotANumber`].
+//! `0` is part of the number). Direction and format marks (`U+200E`,
+//! `U+202A`…`U+202E`, `U+2066`…`U+2069`, the byte order mark) that a copy
+//! from a chat app or a contact card wraps around a number are dropped at
+//! its ends; inside it they make it [`PhoneRefusal::NotANumber`], as in
+//! libphonenumber, since an override shows the digits after it reversed
+//! and the screen would show another number than the one the code goes to.
+//! Letters and other symbols make the input [`PhoneRefusal::NotANumber`].
 //!
 //! ## Policy defaults, and why
 //!
@@ -73,7 +94,12 @@
 //!   are the ones carriers block and fraudsters pump. An operator opens
 //!   other countries with [`PhonePolicy::allow_region`] or
 //!   [`PhonePolicy::allow_any_region`]; allowing `US` alone is enough for
-//!   US numbers to receive SMS.
+//!   US numbers to receive SMS. Fixed line or mobile is also the type of
+//!   many numbers of Mexico, Chile, Denmark, India, the Dominican Republic,
+//!   Puerto Rico and other regions (every Danish number, Mexico City and
+//!   Santiago landlines): allowing such a region sends SMS to them too,
+//!   and a landline's carrier refusal leads to the voice call. A host that
+//!   wants proven mobiles only sets `sms_types([PhoneType::Mobile])`.
 //!
 //! ```
 //! use ninsho::contact::{PhonePolicy, PhoneRefusal};
@@ -218,8 +244,10 @@ impl Destination {
     /// [`MissingCountryCode`](PhoneRefusal::MissingCountryCode),
     /// [`UnknownCountryCode`](PhoneRefusal::UnknownCountryCode),
     /// [`TooShort`](PhoneRefusal::TooShort),
-    /// [`TooLong`](PhoneRefusal::TooLong) or
-    /// [`InvalidNumber`](PhoneRefusal::InvalidNumber).
+    /// [`TooLong`](PhoneRefusal::TooLong),
+    /// [`InvalidNumber`](PhoneRefusal::InvalidNumber) or
+    /// [`DomesticOnly`](PhoneRefusal::DomesticOnly) (a number that can only
+    /// be dialled inside its country has no E.164 form a gateway reaches).
     pub fn phone(input: &str) -> Result<Self, ContactError> {
         Ok(Self {
             kind: DestinationKind::Phone,

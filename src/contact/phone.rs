@@ -20,8 +20,7 @@ use crate::model::{Channel, Destination, DestinationKind, PhoneType};
 /// prefix), a country code and a 15-digit E.164 number. Longer input is
 /// [`PhoneRefusal::TooLong`] before it reaches the parser.
 const MAX_TYPED_DIGITS: usize = 18;
-/// E.164: at most 15 digits after the `+`. libphonenumber reads national-only
-/// numbers (`0066…` in Japan) a digit or two longer; they are refused.
+/// E.164: at most 15 digits after the `+`.
 const MAX_E164_DIGITS: usize = 15;
 
 /// Why a phone number was refused. Carries no digits of the number, so it is
@@ -65,6 +64,12 @@ pub enum PhoneRefusal {
     /// A fixed-line number was given for SMS.
     #[error("landlines cannot receive text messages; enter a mobile number")]
     LandlineCannotReceiveSms,
+    /// A number that can only be dialled from inside its own country (the
+    /// national-only free dial `0066…` and `0037…` ranges in Japan, some
+    /// landlines of Monaco or North Korea). Gateways reach numbers through
+    /// their international E.164 form, which such a number does not have.
+    #[error("this number can only be called from inside its country and cannot be used")]
+    DomesticOnly,
     /// An IP phone number (`050` in Japan): often unable to receive SMS and
     /// not tied to a device.
     #[error("IP phone numbers cannot be used; enter a mobile number")]
@@ -111,6 +116,7 @@ impl PhoneRefusal {
             Self::UnknownCountryCode => "unknown_country_code",
             Self::InvalidNumber => "invalid_number",
             Self::RegionNotAllowed { .. } => "region_not_allowed",
+            Self::DomesticOnly => "domestic_only",
             Self::LandlineCannotReceiveSms => "landline_cannot_receive_sms",
             Self::IpPhone => "ip_phone",
             Self::TollFree => "toll_free",
@@ -268,6 +274,7 @@ pub struct PhoneNumber {
     e164: String,
     region: Option<Region>,
     kind: PhoneType,
+    domestic_only: bool,
     parsed: rlibphonenumber::PhoneNumber,
 }
 
@@ -295,6 +302,17 @@ impl PhoneNumber {
     #[must_use]
     pub fn phone_type(&self) -> PhoneType {
         self.kind
+    }
+
+    /// Whether the number can only be dialled from inside its country
+    /// (Japan's `0066…` and `0037…` free dial ranges, some landlines of
+    /// Monaco or North Korea). Such a number has an E.164 form in
+    /// libphonenumber's reading, but no gateway can reach it through it:
+    /// [`PhonePolicy::check_number`] refuses it on every channel with
+    /// [`PhoneRefusal::DomesticOnly`].
+    #[must_use]
+    pub fn is_domestic_only(&self) -> bool {
+        self.domestic_only
     }
 
     /// The destination to send codes to.
@@ -524,8 +542,8 @@ impl PhonePolicy {
 
     /// Parses `input` as people type it (see the
     /// [module documentation](crate::contact) for the folding) and checks it is a
-    /// valid number of an allowed region. The type is not checked: see
-    /// [`check`](Self::check).
+    /// valid number of an allowed region. The type, and whether a gateway
+    /// can reach the number, are not checked: see [`check`](Self::check).
     ///
     /// # Errors
     /// The [`PhoneRefusal`] saying why.
@@ -562,10 +580,12 @@ impl PhonePolicy {
         }
         let e164 = e164_of(&folded, &parsed)?;
         let kind = PhoneType::from_lib(parsed.get_type());
+        let domestic_only = !parsed.can_be_internationally_dialled();
         Ok(PhoneNumber {
             e164,
             region,
             kind,
+            domestic_only,
             parsed,
         })
     }
@@ -583,7 +603,8 @@ impl PhonePolicy {
     }
 
     /// Checks an already parsed number against this policy's regions and
-    /// the types allowed on `channel`.
+    /// the types allowed on `channel`, and that a gateway can reach it
+    /// (not [domestic only](PhoneNumber::is_domestic_only)).
     ///
     /// # Errors
     /// The [`PhoneRefusal`] saying why.
@@ -595,6 +616,9 @@ impl PhonePolicy {
             return Err(PhoneRefusal::RegionNotAllowed {
                 region: number.region,
             });
+        }
+        if number.domestic_only {
+            return Err(PhoneRefusal::DomesticOnly);
         }
         if self.types_for(channel).contains(&number.kind) {
             Ok(())
@@ -657,7 +681,8 @@ impl Folded {
 }
 
 /// Folds one character: full-width ASCII to ASCII, dash-likes to `-`,
-/// spaces and invisible marks to a space.
+/// spaces and the two invisible marks libphonenumber allows anywhere (zero
+/// width space, word joiner) to a space.
 pub(crate) fn fold_char(c: char) -> char {
     match c {
         '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
@@ -668,10 +693,23 @@ pub(crate) fn fold_char(c: char) -> char {
         | '\u{FE58}'
         | '\u{FE63}'
         | '\u{FF70}' => '-',
-        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}' | '\u{FEFF}' => ' ',
+        '\u{200B}' | '\u{2060}' => ' ',
         c if c.is_whitespace() => ' ',
         c => c,
     }
+}
+
+/// Direction marks, embeddings, overrides and isolates, joiners and the
+/// byte order mark: what a copy from a chat app or a contact card wraps a
+/// number in. At the ends of the input they are dropped; inside it they
+/// make it [`PhoneRefusal::NotANumber`], as libphonenumber does, because an
+/// override (`U+202E`) shows the digits after it reversed: the screen would
+/// show one number and the code would go to another.
+fn is_format_mark(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+    )
 }
 
 /// Folds what people type to `+` and digits (see the module docs).
@@ -680,11 +718,13 @@ pub(crate) fn fold(input: &str) -> Result<Folded, PhoneRefusal> {
     let mut digits = String::with_capacity(16);
     let mut open: Option<usize> = None;
     let mut any = false;
+    let input = input.trim_matches(|c: char| c.is_whitespace() || is_format_mark(c));
     for c in input.chars().map(fold_char) {
         if c != ' ' {
             any = true;
         }
         match c {
+            '0'..='9' if digits.len() == MAX_TYPED_DIGITS => return Err(PhoneRefusal::TooLong),
             '0'..='9' => digits.push(c),
             // `+81 …`, and `(+81) …` as some people write it.
             '+' if !plus && digits.is_empty() => plus = true,
@@ -704,9 +744,6 @@ pub(crate) fn fold(input: &str) -> Result<Folded, PhoneRefusal> {
     }
     if open.is_some() || digits.is_empty() {
         return Err(PhoneRefusal::NotANumber);
-    }
-    if digits.len() > MAX_TYPED_DIGITS {
-        return Err(PhoneRefusal::TooLong);
     }
     Ok(Folded { plus, digits })
 }
@@ -737,11 +774,13 @@ fn parse_folded(
 /// The E.164 form of a parsed number, refused when it is not one a gateway
 /// can be given or when the parser's rewriting went further than it may.
 ///
-/// libphonenumber drops a trunk prefix (`+81 090…`), an international
-/// prefix (`010 1 415…`) or a carrier code; from an international form at
-/// most the one trunk digit may go, and whatever it produced must read back
-/// as itself. A number failing either is refused rather than sent to: the
-/// rule is never to reach a different number than the one typed.
+/// libphonenumber drops a trunk prefix (`+81 090…`, `+36 06 20…`), an
+/// international prefix (`010 1 415…`) or a carrier code. From an
+/// international form only a trunk prefix may go: the typed digits must be
+/// the country code, at most [`MAX_TRUNK_DIGITS`] more, then the national
+/// number. Whatever the parser produced must read back as itself. A number
+/// failing either is refused rather than sent to: the rule is never to
+/// reach a different number than the one typed.
 fn e164_of(folded: &Folded, parsed: &rlibphonenumber::PhoneNumber) -> Result<String, PhoneRefusal> {
     let e164 = parsed.format_as(PhoneNumberFormat::E164).into_owned();
     let digits = e164
@@ -752,7 +791,7 @@ fn e164_of(folded: &Folded, parsed: &rlibphonenumber::PhoneNumber) -> Result<Str
         return Err(PhoneRefusal::TooLong);
     }
     if digits != folded.digits {
-        if folded.plus && digits.len() + 1 < folded.digits.len() {
+        if folded.plus && !only_trunk_dropped(&folded.digits, parsed) {
             return Err(PhoneRefusal::InvalidNumber);
         }
         let again = PHONE_NUMBER_UTIL
@@ -763,6 +802,20 @@ fn e164_of(folded: &Folded, parsed: &rlibphonenumber::PhoneNumber) -> Result<Str
         }
     }
     Ok(e164)
+}
+
+/// The longest trunk prefix dialled after a country code (Hungary's `06`).
+const MAX_TRUNK_DIGITS: usize = 2;
+
+/// Whether `typed` (the digits after `+`) is the parsed number's country
+/// code, a trunk prefix of at most [`MAX_TRUNK_DIGITS`], and its national
+/// number.
+fn only_trunk_dropped(typed: &str, parsed: &rlibphonenumber::PhoneNumber) -> bool {
+    let code = parsed.country_code.to_string();
+    let national = parsed.get_national_significant_number();
+    typed.len() <= code.len() + MAX_TRUNK_DIGITS + national.len()
+        && typed.starts_with(&code)
+        && typed.ends_with(&national)
 }
 
 /// Why a number that is not valid is refused: its length against the
@@ -787,7 +840,11 @@ pub(crate) fn international(input: &str) -> Result<String, PhoneRefusal> {
     }
     let parsed = parse_folded(&folded, None)?;
     length_verdict(&parsed)?;
-    e164_of(&folded, &parsed)
+    let e164 = e164_of(&folded, &parsed)?;
+    if !parsed.can_be_internationally_dialled() {
+        return Err(PhoneRefusal::DomesticOnly);
+    }
+    Ok(e164)
 }
 
 #[cfg(test)]

@@ -439,7 +439,10 @@ const MAX_DEVICE_CHARS: usize = 64;
 /// `example.com` (35 and 43 without the WebOTP line). A character outside
 /// the Basic Multilingual Plane (an emoji, `𠮷`) costs two units, and so
 /// does a GSM-7 extension character (`€ [ ] { } ~ | ^ \`) in English. A
-/// longer code or a 3-digit validity costs one unit per extra digit.
+/// 3-digit validity costs one more unit. Each extra digit of code costs two
+/// units with the WebOTP line (the code is written twice) and one without:
+/// an 8-digit code leaves 9 characters of service name in Japanese with
+/// `example.com`.
 ///
 /// A service name with any character outside the GSM 03.38 alphabet (any
 /// Japanese, `ō`, curly quotes) turns the *whole* English text into UCS-2:

@@ -16,9 +16,11 @@ verdict: `valid` with E.164, type and region (`001` for non-geographic
 numbers), or `refused`. Tab-separated, UTF-8. Groups: `well_formed` (a
 number written one of the ways people write numbers; it may still be an
 unassigned number), `malformed` (a digit too many or too few, a doubled
-trunk prefix), `named` (the cases that found faults before), and `folding`
+trunk prefix), `named` (the cases that found faults before), `folding`
 (Japanese input that libphonenumber does not read, with the verdict for the
-same number typed plainly). The corpus is seeded: the same package version
+same number typed plainly) and `marks` (invisible direction and format
+marks around and inside numbers). A valid verdict ends with `intl`, or
+`domestic` for a number that can only be dialled inside its country. The corpus is seeded: the same package version
 writes the same file.
 """
 
@@ -60,6 +62,7 @@ def verdict(text, region):
         pn.format_number(number, F.E164),
         TYPE_NAMES[pn.number_type(number)],
         pn.region_code_for_number(number) or "001",
+        "intl" if pn.can_be_internationally_dialled(number) else "domestic",
     ]
 
 
@@ -101,9 +104,12 @@ def international_prefix(region):
     meta = pn.PhoneMetadata.metadata_for_region(region)
     if not meta:
         return None
-    return meta.preferred_international_prefix or (
-        meta.international_prefix if meta.international_prefix and meta.international_prefix.isdigit() else None
-    )
+    # `8~10` (Russia): dial 8, wait for the tone, dial 10.
+    prefix = (meta.preferred_international_prefix or "").replace("~", " ")
+    if prefix:
+        return prefix
+    plain = meta.international_prefix
+    return plain if plain and plain.isdigit() else None
 
 
 def writings(number, region):
@@ -124,11 +130,13 @@ def writings(number, region):
         out.append(("national", region, national))
         out.append(("national_digits", region, "".join(c for c in national if c.isdigit())))
         out.append(("full_width_national", region, full_width(national)))
-    if national_prefix(region) == "0":
-        out.append(("trunk_in_parens", region, f"+{cc} (0){spaced}"))
-        out.append(("trunk_after_code", region, f"+{cc} 0{nsn}"))
-    # Dialled from Japan or the US with their international prefixes.
-    home = rng.choice(["JP", "US", "GB", "DE"])
+    np = national_prefix(region)
+    if np.isdigit():
+        out.append(("trunk_in_parens", region, f"+{cc} ({np}){spaced}"))
+        out.append(("trunk_after_code", region, f"+{cc} {np}{nsn}"))
+    # Dialled from abroad with the international prefix of the caller's
+    # country.
+    home = rng.choice(["JP", "US", "GB", "DE", "RU", "KR", "AU", "BR"])
     idd = international_prefix(home)
     if idd and region != home:
         out.append(("idd_from_" + home.lower(), home, f"{idd} {cc} {spaced}"))
@@ -172,17 +180,42 @@ def folding(number, region):
     ]
 
 
+def marks(number, region):
+    """Invisible marks around and inside a number, as a copy from a chat
+    app or a contact card brings them; libphonenumber allows most of them
+    only at the ends, and an override inside reverses what a screen
+    shows."""
+    national = pn.format_number(number, F.NATIONAL)
+    intl = pn.format_number(number, F.INTERNATIONAL)
+    head, _, tail = national.partition("-") if "-" in national else (national[:3], "", national[3:])
+    return [
+        ("marks_around", region, f"\u202a{intl}\u202c"),
+        ("marks_around", region, f"\u200e{national}\u200e"),
+        ("marks_around", region, f"\ufeff{national}"),
+        ("zero_width_space_inside", region, f"{head}\u200b{tail}"),
+        ("override_inside", region, f"{head}\u202e{tail[::-1]}"),
+        ("mark_inside", region, f"{head}\u200f{tail}"),
+        ("isolate_inside", region, f"{head}\u2066{tail}\u2069"),
+    ]
+
+
 def main():
     rows = []
     for example, region in seeds():
         numbers = [example, vary(example)]
         for number in filter(None, numbers):
             ways = writings(number, region)
-            for cls, default, text in rng.sample(ways, min(4, len(ways))):
+            # Every way for Japanese numbers, four of them for the others.
+            if region != "JP":
+                ways = rng.sample(ways, min(4, len(ways)))
+            for cls, default, text in ways:
                 rows.append(("well_formed", cls, default, text, text))
             if region == "JP":
                 for cls, default, text, plain in folding(number, region):
                     rows.append(("folding", cls, default, text, plain))
+            if region in ("JP", "US", "GB", "DE", "FR", "KR", "CN", "IT"):
+                for cls, default, text in marks(number, region):
+                    rows.append(("marks", cls, default, text, text))
         ways = malformed(example, region)
         for cls, default, text in rng.sample(ways, min(2, len(ways))):
             rows.append(("malformed", cls, default, text, text))
