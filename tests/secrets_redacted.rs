@@ -333,6 +333,8 @@ fn bad_uris(s: &str) -> Vec<String> {
         format!("otpauth://totp/X:a?secret={s}&issuer={s}"),
         format!("otpauth://totp/a?secret={s}&issuer=%20"),
         format!("otpauth://totp/a?secret={s}&issuer=a%3A{s}"),
+        format!("otpauth://totp/a?secret={s}&encoder={s}"),
+        format!("otpauth://totp/a?secret={s}&encoder=steam"),
         format!("otpauth://hotp/a?secret={s}"),
         format!("otpauth://hotp/a?secret={s}&counter={s}"),
         format!("otpauth://hotp/a?secret={s}&counter=-1"),

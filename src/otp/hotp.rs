@@ -146,6 +146,8 @@ impl Hotp {
     /// # Errors
     /// [`OtpError::Uri`] naming the malformed part, or another [`OtpError`]
     /// for a parameter out of range.
+    /// A URI with an `encoder` parameter (such as Steam's) is refused with
+    /// [`UriError::UnsupportedEncoder`](super::UriError::UnsupportedEncoder).
     pub fn from_uri(uri: &str) -> Result<Self, OtpError> {
         let parsed = OtpAuthUri::parse(uri)?;
         let UriKind::Hotp { counter } = parsed.kind else {

@@ -207,6 +207,8 @@ impl Totp {
     /// # Errors
     /// [`OtpError::Uri`] naming the malformed part, or another [`OtpError`]
     /// for a parameter out of range (short secret, digits, period).
+    /// A URI with an `encoder` parameter (such as Steam's) is refused with
+    /// [`UriError::UnsupportedEncoder`](super::UriError::UnsupportedEncoder).
     pub fn from_uri(uri: &str) -> Result<Self, OtpError> {
         let parsed = OtpAuthUri::parse(uri)?;
         let UriKind::Totp { period } = parsed.kind else {

@@ -1,6 +1,10 @@
 //! `otpauth://` key URIs (the format authenticator apps scan as QR codes).
 //!
 //! `otpauth://TYPE/[ISSUER:]ACCOUNT?secret=…&issuer=…&algorithm=…&digits=…&period=…|counter=…`
+//!
+//! Parameters other apps define (`image`, `color`, …) are ignored, except
+//! `encoder`: it changes what the codes are, so a URI with one is refused
+//! ([`UriError::UnsupportedEncoder`]).
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
@@ -47,6 +51,45 @@ pub enum UriError {
     /// The `issuer` parameter and the label's issuer prefix differ.
     #[error("the `issuer` parameter does not match the label's issuer prefix")]
     IssuerMismatch,
+    /// The URI has an `encoder` parameter, which asks for codes other than
+    /// RFC 4226/6238 ones (`encoder=steam` asks for Steam Guard's
+    /// five-character codes). ninsho makes standard codes only, so reading
+    /// such a URI would give an authenticator whose codes the service never
+    /// accepts; it is refused instead. The user should add that account to
+    /// an app that supports the encoder.
+    #[error(
+        "the URI asks for {}, which is not supported: only standard RFC 4226/6238 codes are made; add this account to an app that supports it",
+        encoder_phrase(.encoder.as_deref())
+    )]
+    UnsupportedEncoder {
+        /// The encoder's name as the URI wrote it (`steam`), when it is a
+        /// short word: at most [`UriError::MAX_ENCODER_NAME`] ASCII letters,
+        /// digits, `-` or `_`. `None` for anything else, so the error never
+        /// repeats a long or odd value from the URI; a value this short
+        /// can't be a seed either (the shortest one read is 16 base32
+        /// characters).
+        encoder: Option<String>,
+    },
+}
+
+impl UriError {
+    /// The longest `encoder` value [`UriError::UnsupportedEncoder`] repeats.
+    pub const MAX_ENCODER_NAME: usize = 15;
+
+    fn unsupported_encoder(value: &str) -> Self {
+        let word = (1..=Self::MAX_ENCODER_NAME).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        Self::UnsupportedEncoder {
+            encoder: word.then(|| value.to_owned()),
+        }
+    }
+}
+
+/// "the `steam` encoder", or "an encoder" when the name is not shown.
+fn encoder_phrase(name: Option<&str>) -> String {
+    name.map_or_else(|| "an encoder".to_owned(), |n| format!("the `{n}` encoder"))
 }
 
 /// Bytes percent-encoded in labels and values: everything but RFC 3986
@@ -73,13 +116,14 @@ pub(crate) struct OtpAuthUri {
     pub(crate) digits: u8,
 }
 
-const KNOWN: [&str; 6] = [
+const KNOWN: [&str; 7] = [
     "secret",
     "issuer",
     "algorithm",
     "digits",
     "period",
     "counter",
+    "encoder",
 ];
 
 impl OtpAuthUri {
@@ -172,8 +216,13 @@ impl OtpAuthUri {
             })?;
             values[idx] = Some(value);
         }
-        let [secret, issuer, algorithm, digits, period, counter] = values;
+        let [secret, issuer, algorithm, digits, period, counter, encoder] = values;
 
+        // Checked first: whatever else the URI says describes codes of
+        // another kind.
+        if let Some(encoder) = encoder {
+            return Err(UriError::unsupported_encoder(&encoder).into());
+        }
         let secret = secret.ok_or(UriError::MissingParameter("secret"))?;
         let secret = OtpSecret::from_base32(&secret).map_err(|e| match e {
             OtpError::InvalidBase32 => OtpError::Uri(UriError::InvalidParameter {
@@ -399,6 +448,54 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn any_encoder_is_refused_by_name() {
+        let steam = |name: &str, value: &str| {
+            err(&format!("otpauth://totp/Steam:a?secret={S}&{name}={value}"))
+        };
+        let named = |n: &str| {
+            OtpError::Uri(UriError::UnsupportedEncoder {
+                encoder: Some(n.to_owned()),
+            })
+        };
+        assert_eq!(steam("encoder", "steam"), named("steam"));
+        // The name is matched as the other parameters are; the value is
+        // repeated as written.
+        assert_eq!(steam("ENCODER", "Steam"), named("Steam"));
+        assert_eq!(steam("encoder", "yandex"), named("yandex"));
+        // Empty, long or odd values are refused without being repeated.
+        let unnamed = OtpError::Uri(UriError::UnsupportedEncoder { encoder: None });
+        assert_eq!(steam("encoder", ""), unnamed);
+        assert_eq!(steam("encoder", &"x".repeat(16)), unnamed);
+        assert_eq!(steam("encoder", &"x".repeat(100_000)), unnamed);
+        assert_eq!(steam("encoder", "a%0Ab"), unnamed);
+        assert_eq!(steam("encoder", S), unnamed);
+        assert_eq!(
+            steam("encoder", "x".repeat(15).as_str()),
+            named(&"x".repeat(15))
+        );
+        // Refused before anything else is looked at, HOTP too.
+        assert_eq!(
+            err("otpauth://totp/a?secret=JBSWY3DPEHPK3PXP&encoder=steam"),
+            named("steam")
+        );
+        assert_eq!(
+            Hotp::from_uri(&format!(
+                "otpauth://hotp/a?secret={S}&counter=1&encoder=steam"
+            ))
+            .unwrap_err(),
+            named("steam")
+        );
+        // Twice is a duplicate, like any other parameter.
+        assert_eq!(
+            steam("encoder", "steam&encoder=steam"),
+            OtpError::Uri(UriError::DuplicateParameter("encoder"))
+        );
+        let text = steam("encoder", "steam").to_string();
+        assert!(text.contains("`steam` encoder"), "{text}");
+        assert!(!steam("encoder", "").to_string().contains("``"));
     }
 
     #[test]
