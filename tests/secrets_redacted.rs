@@ -331,7 +331,7 @@ fn bad_uris(s: &str) -> Vec<String> {
         format!("otpauth://totp/a?secret={s}&period={s}"),
         format!("otpauth://totp/a?secret={s}&algorithm={s}"),
         format!("otpauth://totp/X:a?secret={s}&issuer={s}"),
-        format!("otpauth://totp/a?secret={s}&issuer=%20"),
+        format!("otpauth://totp/a?secret={s}&issuer=%20&issuer={s}"),
         format!("otpauth://totp/a?secret={s}&issuer=a%3A{s}"),
         format!("otpauth://totp/a?secret={s}&encoder={s}"),
         format!("otpauth://totp/a?secret={s}&encoder=steam"),

@@ -231,15 +231,14 @@ impl OtpAuthUri {
             }),
             other => other,
         })?;
-        let issuer = match (label_issuer, issuer.map(|i| i.trim().to_owned())) {
+        // An empty `issuer=` says nothing: apps (and pyotp, which drops
+        // blank parameters) read it as absent, so the label's prefix, if
+        // any, stays the issuer.
+        let issuer = issuer
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty());
+        let issuer = match (label_issuer, issuer) {
             (Some(l), Some(p)) if l != p => return Err(UriError::IssuerMismatch.into()),
-            (_, Some(p)) if p.is_empty() => {
-                return Err(UriError::InvalidParameter {
-                    name: "issuer",
-                    reason: "empty",
-                }
-                .into());
-            }
             (_, Some(p)) if p.contains(':') => {
                 return Err(UriError::InvalidParameter {
                     name: "issuer",
@@ -448,6 +447,35 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn an_empty_issuer_parameter_is_absent() {
+        for empty in ["", "%20", "+", "%20%20", "%09"] {
+            let t = Totp::from_uri(&format!(
+                "otpauth://totp/Example:alice?secret={S}&issuer={empty}"
+            ))
+            .unwrap();
+            assert_eq!((t.issuer(), t.account()), (Some("Example"), "alice"));
+            let t =
+                Totp::from_uri(&format!("otpauth://totp/alice?secret={S}&issuer={empty}")).unwrap();
+            assert_eq!((t.issuer(), t.account()), (None, "alice"));
+            // Written back without it.
+            assert!(!t.to_uri().contains("issuer"), "{}", t.to_uri());
+        }
+        // An empty label prefix is still malformed (it is not a blank
+        // parameter but a label that says `:` and nothing before it).
+        assert_eq!(
+            err(&format!("otpauth://totp/:alice?secret={S}&issuer=")),
+            OtpError::Uri(UriError::Label {
+                reason: "the issuer prefix is empty"
+            })
+        );
+        // `issuer=&issuer=X` is still two issuers.
+        assert_eq!(
+            err(&format!("otpauth://totp/alice?secret={S}&issuer=&issuer=X")),
+            OtpError::Uri(UriError::DuplicateParameter("issuer"))
+        );
     }
 
     #[test]
