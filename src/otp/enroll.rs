@@ -65,6 +65,12 @@ impl TotpEnrollment {
 
     /// Starts enrolment for an authenticator built by the caller (other
     /// algorithm, digits or period).
+    ///
+    /// Give it a seed from [`OtpSecret::generate`]. A seed read through a
+    /// `danger_…_allow_short` import belongs to an app the user already
+    /// has and must not be handed out again as a new one; an enrolment
+    /// holding one can't be resumed with [`from_uri`](Self::from_uri),
+    /// which refuses seeds under 128 bits.
     #[must_use]
     pub fn with_totp(totp: Totp) -> Self {
         Self { totp }
@@ -73,7 +79,9 @@ impl TotpEnrollment {
     /// Resumes a pending enrolment the host stored as its URI.
     ///
     /// # Errors
-    /// As for [`Totp::from_uri`].
+    /// As for [`Totp::from_uri`]: in particular a seed under 128 bits is
+    /// refused, since an enrolment hands out a new seed and ninsho never
+    /// makes short ones.
     pub fn from_uri(uri: &str) -> Result<Self, OtpError> {
         Totp::from_uri(uri).map(Self::with_totp)
     }

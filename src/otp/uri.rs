@@ -100,6 +100,15 @@ const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// The shortest seed a parse accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretFloor {
+    /// 128 bits (RFC 4226 §4): every import unless the caller says otherwise.
+    Rfc4226,
+    /// 80 bits, for the `danger_…_allow_short_secret` imports.
+    DangerShort,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UriKind {
     Totp { period: u64 },
@@ -154,7 +163,7 @@ impl OtpAuthUri {
         )
     }
 
-    pub(crate) fn parse(uri: &str) -> Result<Self, OtpError> {
+    pub(crate) fn parse(uri: &str, floor: SecretFloor) -> Result<Self, OtpError> {
         let rest = strip_prefix_ignore_case(uri, "otpauth://").ok_or(UriError::Scheme)?;
         if rest.contains('#') {
             return Err(UriError::Label {
@@ -224,7 +233,11 @@ impl OtpAuthUri {
             return Err(UriError::unsupported_encoder(&encoder).into());
         }
         let secret = secret.ok_or(UriError::MissingParameter("secret"))?;
-        let secret = OtpSecret::from_base32(&secret).map_err(|e| match e {
+        let secret = match floor {
+            SecretFloor::Rfc4226 => OtpSecret::from_base32(&secret),
+            SecretFloor::DangerShort => OtpSecret::danger_from_base32_allow_short(&secret),
+        };
+        let secret = secret.map_err(|e| match e {
             OtpError::InvalidBase32 => OtpError::Uri(UriError::InvalidParameter {
                 name: "secret",
                 reason: "not base32",
@@ -447,6 +460,64 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn short_seeds_only_through_the_danger_import() {
+        // Google's own example: 80 bits.
+        let uri = "otpauth://totp/Example:alice@google.com?secret=JBSWY3DPEHPK3PXP&issuer=Example";
+        assert_eq!(err(uri), OtpError::SecretTooShort { len: 10 });
+        let t = Totp::danger_from_uri_allow_short_secret(uri).unwrap();
+        assert_eq!(t.secret().expose_secret(), b"Hello!\xDE\xAD\xBE\xEF");
+        assert_eq!(
+            (t.issuer(), t.account()),
+            (Some("Example"), "alice@google.com")
+        );
+        // What the host stores reads back through the same door only.
+        let stored = t.to_uri();
+        assert_eq!(
+            Totp::danger_from_uri_allow_short_secret(&stored)
+                .unwrap()
+                .to_uri(),
+            stored
+        );
+        assert_eq!(err(&stored), OtpError::SecretTooShort { len: 10 });
+        // Resuming an enrolment never accepts one.
+        assert_eq!(
+            super::super::TotpEnrollment::from_uri(&stored).unwrap_err(),
+            OtpError::SecretTooShort { len: 10 }
+        );
+        // HOTP the same.
+        let h = "otpauth://hotp/a?secret=JBSWY3DPEHPK3PXP&counter=3";
+        assert_eq!(
+            Hotp::from_uri(h).unwrap_err(),
+            OtpError::SecretTooShort { len: 10 }
+        );
+        assert_eq!(
+            Hotp::danger_from_uri_allow_short_secret(h)
+                .unwrap()
+                .counter(),
+            3
+        );
+        // 72 bits: refused even on purpose; the other checks still apply.
+        assert_eq!(
+            Totp::danger_from_uri_allow_short_secret("otpauth://totp/a?secret=GEZDGNBVGY3TQOI")
+                .unwrap_err(),
+            OtpError::SecretTooShort { len: 9 }
+        );
+        assert_eq!(
+            Totp::danger_from_uri_allow_short_secret(
+                "otpauth://totp/a?secret=JBSWY3DPEHPK3PXP&encoder=steam"
+            )
+            .unwrap_err(),
+            OtpError::Uri(UriError::UnsupportedEncoder {
+                encoder: Some("steam".to_owned())
+            })
+        );
+        assert_eq!(
+            Totp::danger_from_uri_allow_short_secret(h).unwrap_err(),
+            OtpError::Uri(UriError::WrongType { expected: "totp" })
+        );
     }
 
     #[test]
