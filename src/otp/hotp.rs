@@ -4,7 +4,7 @@ use std::fmt;
 
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use super::uri::{OtpAuthUri, SecretFloor, UriKind};
+use super::uri::{self, OtpAuthUri, SecretFloor, UriKind, UriWarning};
 use super::{
     Algorithm, Generator, OtpCode, OtpError, OtpSecret, Rejection, check_label, parse_code,
 };
@@ -196,7 +196,10 @@ impl Hotp {
         builder.build()
     }
 
-    /// Writes the key URI apps scan; it contains the seed.
+    /// Writes the key URI apps scan; it contains the seed. Before showing
+    /// it, check [`uri_warnings`](Self::uri_warnings): more than 8 digits or
+    /// a hash other than SHA-1 is written as asked, but common apps get it
+    /// wrong.
     #[must_use]
     pub fn to_uri(&self) -> String {
         OtpAuthUri::write(
@@ -206,6 +209,26 @@ impl Hotp {
             self.issuer.as_deref(),
             &self.account,
             self.generator.secret(),
+            self.generator.algorithm(),
+            self.generator.digits(),
+        )
+    }
+
+    /// What common authenticator apps would get wrong in
+    /// [`to_uri`](Self::to_uri): more than 8 digits, a hash other than
+    /// SHA-1. Empty with the defaults.
+    ///
+    /// Nothing is refused: the parameters are valid and ninsho verifies
+    /// them. A host that shows the URI to users should act on each warning
+    /// (keep to the defaults, or name the apps that work); see
+    /// [`UriWarning`].
+    ///
+    #[must_use = "a warning means users' apps may show codes that never match"]
+    pub fn uri_warnings(&self) -> Vec<UriWarning> {
+        uri::warnings(
+            UriKind::Hotp {
+                counter: self.counter,
+            },
             self.generator.algorithm(),
             self.generator.digits(),
         )

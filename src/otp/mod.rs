@@ -10,7 +10,8 @@
 //!   Seeds of at least 128 bits only, except through the `danger_` imports
 //!   that carry over 80-bit seeds other services issued (never generated).
 //! - [`Totp::from_uri`] / [`Totp::to_uri`] (and the same on [`Hotp`]) read
-//!   and write `otpauth://` key URIs.
+//!   and write `otpauth://` key URIs; [`Totp::uri_warnings`] says which
+//!   parameters common apps would get wrong ([`UriWarning`]).
 //! - [`TotpEnrollment`] makes a new authenticator active only after the user
 //!   proves one code, and that code can't be used again.
 //!
@@ -50,7 +51,7 @@ pub use enroll::{ConfirmedTotp, TotpEnrollment};
 pub use hotp::{Hotp, HotpBuilder, HotpMatch};
 pub use secret::OtpSecret;
 pub use totp::{Totp, TotpBuilder, TotpMatch, Window};
-pub use uri::UriError;
+pub use uri::{UriError, UriWarning};
 
 /// The HMAC hash function of an authenticator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use super::uri::{OtpAuthUri, SecretFloor, UriKind};
+use super::uri::{self, OtpAuthUri, SecretFloor, UriKind, UriWarning};
 use super::{
     Algorithm, Generator, OtpCode, OtpError, OtpSecret, Rejection, check_label, parse_code,
 };
@@ -260,7 +260,10 @@ impl Totp {
     /// Writes the key URI apps scan (usually shown as a QR code).
     ///
     /// The URI contains the seed: show it to the enrolling user only.
-    /// `T0` and the verification window are not part of the format.
+    /// `T0` and the verification window are not part of the format. Before
+    /// showing it, check [`uri_warnings`](Self::uri_warnings): a period
+    /// other than 30 seconds, more than 8 digits or a hash other than SHA-1
+    /// is written as asked, but common apps get it wrong.
     #[must_use]
     pub fn to_uri(&self) -> String {
         OtpAuthUri::write(
@@ -270,6 +273,36 @@ impl Totp {
             self.issuer.as_deref(),
             &self.account,
             self.generator.secret(),
+            self.generator.algorithm(),
+            self.generator.digits(),
+        )
+    }
+
+    /// What common authenticator apps would get wrong in
+    /// [`to_uri`](Self::to_uri): a period other than 30 seconds, more than 8 digits, a hash other
+    /// than SHA-1. Empty with the defaults.
+    ///
+    /// Nothing is refused: the parameters are valid and ninsho verifies
+    /// them. A host that shows the URI to users should act on each warning
+    /// (keep to the defaults, or name the apps that work); see
+    /// [`UriWarning`].
+    ///
+    /// ```
+    /// use ninsho::otp::{OtpSecret, Totp, UriWarning};
+    ///
+    /// let secret = OtpSecret::from_bytes(vec![7; 20]).unwrap();
+    /// let standard = Totp::builder(secret.clone()).account("alice").build().unwrap();
+    /// assert!(standard.uri_warnings().is_empty());
+    ///
+    /// let slow = Totp::builder(secret).account("alice").period(60).build().unwrap();
+    /// assert_eq!(slow.uri_warnings(), [UriWarning::Period { period: 60 }]);
+    /// ```
+    #[must_use = "a warning means users' apps may show codes that never match"]
+    pub fn uri_warnings(&self) -> Vec<UriWarning> {
+        uri::warnings(
+            UriKind::Totp {
+                period: self.period,
+            },
             self.generator.algorithm(),
             self.generator.digits(),
         )

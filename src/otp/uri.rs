@@ -6,6 +6,8 @@
 //! `encoder`: it changes what the codes are, so a URI with one is refused
 //! ([`UriError::UnsupportedEncoder`]).
 
+use std::fmt;
+
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::{Algorithm, OtpError, OtpSecret};
@@ -85,6 +87,85 @@ impl UriError {
             encoder: word.then(|| value.to_owned()),
         }
     }
+}
+
+/// A parameter a key URI carries that common authenticator apps ignore or
+/// refuse, so the app would show codes the service never accepts.
+///
+/// The URI is still valid and ninsho verifies its codes; the warning is
+/// about the user's app. Returned by [`Totp::uri_warnings`],
+/// [`Hotp::uri_warnings`] and [`TotpEnrollment::uri_warnings`]: check it
+/// before showing a URI as a QR code, and either keep to the defaults
+/// (SHA-1, 6 digits, 30 seconds) or tell users which apps work. ninsho's
+/// own enrolment uses the defaults and never has one.
+///
+/// Sources: Google's Key Uri Format page (archived with the Google
+/// Authenticator wiki) says the app ignores `algorithm` and `period`, and
+/// lists 6 and 8 as the `digits` values; pyotp's `parse_uri` refuses more
+/// than 8 digits. Newer app versions may honour more; these are the
+/// parameters that are not safe to count on.
+///
+/// [`Totp::uri_warnings`]: super::Totp::uri_warnings
+/// [`Hotp::uri_warnings`]: super::Hotp::uri_warnings
+/// [`TotpEnrollment::uri_warnings`]: super::TotpEnrollment::uri_warnings
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UriWarning {
+    /// A hash other than SHA-1: apps that ignore `algorithm` compute
+    /// HMAC-SHA-1 codes, which never match.
+    Algorithm {
+        /// The hash the URI names.
+        algorithm: Algorithm,
+    },
+    /// More than 8 digits: the key URI format defines 6 and 8, and apps
+    /// refuse the URI or show codes of another length.
+    Digits {
+        /// The digits the URI names.
+        digits: u8,
+    },
+    /// A TOTP period other than 30 seconds: apps that ignore `period`
+    /// show a new code every 30 seconds, which matches only by chance.
+    Period {
+        /// The period the URI names, in seconds.
+        period: u64,
+    },
+}
+
+impl fmt::Display for UriWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Algorithm { algorithm } => write!(
+                f,
+                "algorithm {}: some authenticator apps ignore it and use SHA1; use SHA1 for codes every app gets right",
+                algorithm.uri_name()
+            ),
+            Self::Digits { digits } => write!(
+                f,
+                "{digits} digits: authenticator apps show 6 or 8; use 6 or 8 for codes every app gets right"
+            ),
+            Self::Period { period } => write!(
+                f,
+                "a period of {period} seconds: some authenticator apps ignore it and use 30; use 30 for codes every app gets right"
+            ),
+        }
+    }
+}
+
+/// What common apps would get wrong in a URI with these parameters.
+pub(crate) fn warnings(kind: UriKind, algorithm: Algorithm, digits: u8) -> Vec<UriWarning> {
+    let mut out = Vec::new();
+    if algorithm != Algorithm::Sha1 {
+        out.push(UriWarning::Algorithm { algorithm });
+    }
+    if digits > 8 {
+        out.push(UriWarning::Digits { digits });
+    }
+    if let UriKind::Totp { period } = kind
+        && period != super::Totp::DEFAULT_PERIOD
+    {
+        out.push(UriWarning::Period { period });
+    }
+    out
 }
 
 /// "the `steam` encoder", or "an encoder" when the name is not shown.
@@ -595,6 +676,57 @@ mod tests {
         let text = steam("encoder", "steam").to_string();
         assert!(text.contains("`steam` encoder"), "{text}");
         assert!(!steam("encoder", "").to_string().contains("``"));
+    }
+
+    #[test]
+    fn warnings_name_what_apps_get_wrong() {
+        let secret = || OtpSecret::from_bytes(vec![3; 20]).unwrap();
+        let totp = |b: super::super::TotpBuilder| b.account("a").build().unwrap();
+        assert!(totp(Totp::builder(secret())).uri_warnings().is_empty());
+        // 8 digits is one of the two values the format defines.
+        assert!(
+            totp(Totp::builder(secret()).digits(8))
+                .uri_warnings()
+                .is_empty()
+        );
+        assert_eq!(
+            totp(Totp::builder(secret()).period(60)).uri_warnings(),
+            [UriWarning::Period { period: 60 }]
+        );
+        assert_eq!(
+            totp(Totp::builder(secret()).digits(10)).uri_warnings(),
+            [UriWarning::Digits { digits: 10 }]
+        );
+        assert_eq!(
+            totp(
+                Totp::builder(secret())
+                    .algorithm(Algorithm::Sha512)
+                    .digits(9)
+                    .period(15)
+            )
+            .uri_warnings(),
+            [
+                UriWarning::Algorithm {
+                    algorithm: Algorithm::Sha512
+                },
+                UriWarning::Digits { digits: 9 },
+                UriWarning::Period { period: 15 },
+            ]
+        );
+        // HOTP has no period; the rest is the same.
+        let hotp = Hotp::builder(secret())
+            .account("a")
+            .digits(10)
+            .build()
+            .unwrap();
+        assert_eq!(hotp.uri_warnings(), [UriWarning::Digits { digits: 10 }]);
+        // A URI read with such parameters says so too, and still round-trips.
+        let t = Totp::from_uri(&format!("otpauth://totp/a?secret={S}&period=60")).unwrap();
+        assert_eq!(t.uri_warnings(), [UriWarning::Period { period: 60 }]);
+        assert_eq!(
+            UriWarning::Period { period: 60 }.to_string(),
+            "a period of 60 seconds: some authenticator apps ignore it and use 30; use 30 for codes every app gets right"
+        );
     }
 
     #[test]
