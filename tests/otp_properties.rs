@@ -242,6 +242,7 @@ const FRAGMENTS: &[&str] = &[
     "&counter=",
     "&counter=18446744073709551615",
     "&counter=-1",
+    "&encoder=steam",
     "otpauth://",
     "totp/",
     "hotp/",
@@ -312,6 +313,7 @@ fn query() -> impl Strategy<Value = String> {
             "digits",
             "period",
             "counter",
+            "encoder",
             "image",
             "",
         ])

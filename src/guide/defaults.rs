@@ -66,7 +66,7 @@
 //! | period | 30 s, `T0` = 0 | RFC 6238 §5.2 recommends 30 seconds; key URIs have no field for `T0` |
 //! | window | one step back, one ahead (at most 10 each side) | RFC 6238 §5.2 recommends allowing at most one step of network delay; one ahead absorbs a phone clock running fast |
 //! | replay | refused: a code of the last accepted step or any earlier one | RFC 6238 §5.2: the verifier must not accept the second attempt of an OTP once the first was validated |
-//! | seed | 20, 32 or 64 random bytes (the hash's output size); at least 16 when imported | RFC 4226 §4: at least 128 bits, 160 recommended |
+//! | seed | 20, 32 or 64 random bytes (the hash's output size); at least 16 when imported, 10 only through the `danger_…_allow_short` imports of existing seeds | RFC 4226 §4: at least 128 bits, 160 recommended |
 //!
 //! # Recovery codes
 //!

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Algorithm, OtpError, OtpSecret, Rejection, Totp};
+use super::{Algorithm, OtpError, OtpSecret, Rejection, Totp, UriWarning};
 use crate::random::Random;
 use crate::secret::SecretString;
 
@@ -65,6 +65,12 @@ impl TotpEnrollment {
 
     /// Starts enrolment for an authenticator built by the caller (other
     /// algorithm, digits or period).
+    ///
+    /// Give it a seed from [`OtpSecret::generate`]. A seed read through a
+    /// `danger_…_allow_short` import belongs to an app the user already
+    /// has and must not be handed out again as a new one; an enrolment
+    /// holding one can't be resumed with [`from_uri`](Self::from_uri),
+    /// which refuses seeds under 128 bits.
     #[must_use]
     pub fn with_totp(totp: Totp) -> Self {
         Self { totp }
@@ -73,15 +79,30 @@ impl TotpEnrollment {
     /// Resumes a pending enrolment the host stored as its URI.
     ///
     /// # Errors
-    /// As for [`Totp::from_uri`].
+    /// As for [`Totp::from_uri`]: in particular a seed under 128 bits is
+    /// refused, since an enrolment hands out a new seed and ninsho never
+    /// makes short ones.
     pub fn from_uri(uri: &str) -> Result<Self, OtpError> {
         Totp::from_uri(uri).map(Self::with_totp)
     }
 
     /// The key URI for the QR code. It contains the seed.
+    ///
+    /// With [`start`](Self::start) it has the parameters every app
+    /// supports; for an authenticator given to
+    /// [`with_totp`](Self::with_totp), check
+    /// [`uri_warnings`](Self::uri_warnings) first.
     #[must_use]
     pub fn uri(&self) -> SecretString {
         SecretString::new(self.totp.to_uri())
+    }
+
+    /// What common authenticator apps would get wrong in
+    /// [`uri`](Self::uri) ([`Totp::uri_warnings`]). Always empty after
+    /// [`start`](Self::start).
+    #[must_use = "a warning means the user's app may show codes that never match"]
+    pub fn uri_warnings(&self) -> Vec<UriWarning> {
+        self.totp.uri_warnings()
     }
 
     /// The seed in base32, for users who type it into their app.
@@ -124,5 +145,23 @@ impl fmt::Debug for ConfirmedTotp {
             .field("totp", &self.totp)
             .field("last_step", &self.last_step)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::LockedRng;
+
+    #[test]
+    fn enrolment_makes_long_seeds_and_standard_uris() {
+        for seed in 0..16 {
+            let e = TotpEnrollment::start(&LockedRng::seeded(seed), "Example", "a").unwrap();
+            assert_eq!(e.totp().secret().len(), 20);
+            assert!(e.uri_warnings().is_empty());
+            // And a host can resume it.
+            let again = TotpEnrollment::from_uri(e.uri().expose_secret()).unwrap();
+            assert_eq!(again.uri().expose_secret(), e.uri().expose_secret());
+        }
     }
 }

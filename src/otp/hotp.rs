@@ -4,7 +4,7 @@ use std::fmt;
 
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use super::uri::{OtpAuthUri, UriKind};
+use super::uri::{self, OtpAuthUri, SecretFloor, UriKind, UriWarning};
 use super::{
     Algorithm, Generator, OtpCode, OtpError, OtpSecret, Rejection, check_label, parse_code,
 };
@@ -146,8 +146,42 @@ impl Hotp {
     /// # Errors
     /// [`OtpError::Uri`] naming the malformed part, or another [`OtpError`]
     /// for a parameter out of range.
+    /// A URI with an `encoder` parameter (such as Steam's) is refused with
+    /// [`UriError::UnsupportedEncoder`](super::UriError::UnsupportedEncoder).
     pub fn from_uri(uri: &str) -> Result<Self, OtpError> {
-        let parsed = OtpAuthUri::parse(uri)?;
+        Self::from_parsed(OtpAuthUri::parse(uri, SecretFloor::Rfc4226)?)
+    }
+
+    /// Reads an `otpauth://hotp/...` key URI as [`from_uri`](Self::from_uri)
+    /// does, but also accepts an existing seed of 80 to 120 bits, which
+    /// `from_uri` refuses.
+    ///
+    /// For carrying over authenticators users already have from a service
+    /// that issued short seeds; never for new ones. Read the security note
+    /// of [`OtpSecret::danger_from_base32_allow_short`] first. A host that
+    /// keeps such an authenticator stores its [`to_uri`](Self::to_uri) (or
+    /// its seed) and reads it back with this function (or
+    /// [`OtpSecret::danger_from_bytes_allow_short`]); verification works as
+    /// for any other. [`TwoFactor`](crate::service::TwoFactor) does not
+    /// import authenticators and never takes this path.
+    ///
+    /// ```
+    /// use ninsho::otp::{OtpError, Hotp};
+    ///
+    /// let uri = "otpauth://hotp/Example:alice@example.com?secret=JBSWY3DPEHPK3PXP&issuer=Example&counter=0";
+    /// assert_eq!(Hotp::from_uri(uri).unwrap_err(), OtpError::SecretTooShort { len: 10 });
+    /// let legacy = Hotp::danger_from_uri_allow_short_secret(uri).unwrap();
+    /// assert_eq!(legacy.secret().len(), 10);
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`from_uri`](Self::from_uri), with
+    /// [`OtpError::SecretTooShort`] only under 10 bytes.
+    pub fn danger_from_uri_allow_short_secret(uri: &str) -> Result<Self, OtpError> {
+        Self::from_parsed(OtpAuthUri::parse(uri, SecretFloor::DangerShort)?)
+    }
+
+    fn from_parsed(parsed: OtpAuthUri) -> Result<Self, OtpError> {
         let UriKind::Hotp { counter } = parsed.kind else {
             return Err(super::UriError::WrongType { expected: "hotp" }.into());
         };
@@ -162,7 +196,10 @@ impl Hotp {
         builder.build()
     }
 
-    /// Writes the key URI apps scan; it contains the seed.
+    /// Writes the key URI apps scan; it contains the seed. Before showing
+    /// it, check [`uri_warnings`](Self::uri_warnings): more than 8 digits or
+    /// a hash other than SHA-1 is written as asked, but common apps get it
+    /// wrong.
     #[must_use]
     pub fn to_uri(&self) -> String {
         OtpAuthUri::write(
@@ -172,6 +209,26 @@ impl Hotp {
             self.issuer.as_deref(),
             &self.account,
             self.generator.secret(),
+            self.generator.algorithm(),
+            self.generator.digits(),
+        )
+    }
+
+    /// What common authenticator apps would get wrong in
+    /// [`to_uri`](Self::to_uri): more than 8 digits, a hash other than
+    /// SHA-1. Empty with the defaults.
+    ///
+    /// Nothing is refused: the parameters are valid and ninsho verifies
+    /// them. A host that shows the URI to users should act on each warning
+    /// (keep to the defaults, or name the apps that work); see
+    /// [`UriWarning`].
+    ///
+    #[must_use = "a warning means users' apps may show codes that never match"]
+    pub fn uri_warnings(&self) -> Vec<UriWarning> {
+        uri::warnings(
+            UriKind::Hotp {
+                counter: self.counter,
+            },
             self.generator.algorithm(),
             self.generator.digits(),
         )

@@ -7,8 +7,11 @@
 //!   replays**: it takes the last accepted step (TOTP) or the next expected
 //!   counter (HOTP) and tells you exactly what to persist.
 //! - [`OtpSecret`] generates seeds and reads base32 the way apps print it.
+//!   Seeds of at least 128 bits only, except through the `danger_` imports
+//!   that carry over 80-bit seeds other services issued (never generated).
 //! - [`Totp::from_uri`] / [`Totp::to_uri`] (and the same on [`Hotp`]) read
-//!   and write `otpauth://` key URIs.
+//!   and write `otpauth://` key URIs; [`Totp::uri_warnings`] says which
+//!   parameters common apps would get wrong ([`UriWarning`]).
 //! - [`TotpEnrollment`] makes a new authenticator active only after the user
 //!   proves one code, and that code can't be used again.
 //!
@@ -48,7 +51,7 @@ pub use enroll::{ConfirmedTotp, TotpEnrollment};
 pub use hotp::{Hotp, HotpBuilder, HotpMatch};
 pub use secret::OtpSecret;
 pub use totp::{Totp, TotpBuilder, TotpMatch, Window};
-pub use uri::UriError;
+pub use uri::{UriError, UriWarning};
 
 /// The HMAC hash function of an authenticator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -97,13 +100,20 @@ pub const MIN_DIGITS: u8 = 6;
 pub const MAX_DIGITS: u8 = 10;
 /// Fewest seed bytes accepted (RFC 4226 §4: at least 128 bits).
 pub const MIN_SECRET_LEN: usize = 16;
+/// Fewest seed bytes the `danger_…` imports accept (80 bits), for seeds
+/// that other services issued before ninsho: see
+/// [`OtpSecret::danger_from_base32_allow_short`].
+pub const DANGER_MIN_SECRET_LEN: usize = 10;
 
 /// Why an authenticator could not be built. No variant carries secret bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OtpError {
-    /// The seed is shorter than 128 bits (RFC 4226 §4).
-    #[error("the secret is {len} bytes; at least 16 bytes (128 bits) are required")]
+    /// The seed is shorter than 128 bits (RFC 4226 §4), or shorter than 80
+    /// bits when read through a `danger_…_allow_short` import.
+    #[error(
+        "the secret is {len} bytes; at least 16 bytes (128 bits) are required, or 10 bytes (80 bits) for an existing seed imported with a `danger_` function"
+    )]
     SecretTooShort {
         /// The seed's length in bytes.
         len: usize,

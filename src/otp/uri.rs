@@ -1,6 +1,12 @@
 //! `otpauth://` key URIs (the format authenticator apps scan as QR codes).
 //!
 //! `otpauth://TYPE/[ISSUER:]ACCOUNT?secret=…&issuer=…&algorithm=…&digits=…&period=…|counter=…`
+//!
+//! Parameters other apps define (`image`, `color`, …) are ignored, except
+//! `encoder`: it changes what the codes are, so a URI with one is refused
+//! ([`UriError::UnsupportedEncoder`]).
+
+use std::fmt;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
@@ -47,6 +53,124 @@ pub enum UriError {
     /// The `issuer` parameter and the label's issuer prefix differ.
     #[error("the `issuer` parameter does not match the label's issuer prefix")]
     IssuerMismatch,
+    /// The URI has an `encoder` parameter, which asks for codes other than
+    /// RFC 4226/6238 ones (`encoder=steam` asks for Steam Guard's
+    /// five-character codes). ninsho makes standard codes only, so reading
+    /// such a URI would give an authenticator whose codes the service never
+    /// accepts; it is refused instead. The user should add that account to
+    /// an app that supports the encoder.
+    #[error(
+        "the URI asks for {}, which is not supported: only standard RFC 4226/6238 codes are made; add this account to an app that supports it",
+        encoder_phrase(.encoder.as_deref())
+    )]
+    UnsupportedEncoder {
+        /// The encoder's name as the URI wrote it (`steam`), when it is a
+        /// short word: at most [`UriError::MAX_ENCODER_NAME`] ASCII letters,
+        /// digits, `-` or `_`. `None` for anything else, so the error never
+        /// repeats a long or odd value from the URI; a value this short
+        /// can't be a seed either (the shortest one read is 16 base32
+        /// characters).
+        encoder: Option<String>,
+    },
+}
+
+impl UriError {
+    /// The longest `encoder` value [`UriError::UnsupportedEncoder`] repeats.
+    pub const MAX_ENCODER_NAME: usize = 15;
+
+    fn unsupported_encoder(value: &str) -> Self {
+        let word = (1..=Self::MAX_ENCODER_NAME).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        Self::UnsupportedEncoder {
+            encoder: word.then(|| value.to_owned()),
+        }
+    }
+}
+
+/// A parameter a key URI carries that common authenticator apps ignore or
+/// refuse, so the app would show codes the service never accepts.
+///
+/// The URI is still valid and ninsho verifies its codes; the warning is
+/// about the user's app. Returned by [`Totp::uri_warnings`],
+/// [`Hotp::uri_warnings`] and [`TotpEnrollment::uri_warnings`]: check it
+/// before showing a URI as a QR code, and either keep to the defaults
+/// (SHA-1, 6 digits, 30 seconds) or tell users which apps work. ninsho's
+/// own enrolment uses the defaults and never has one.
+///
+/// Sources: Google's Key Uri Format page (archived with the Google
+/// Authenticator wiki) says the app ignores `algorithm` and `period`, and
+/// lists 6 and 8 as the `digits` values; pyotp's `parse_uri` refuses more
+/// than 8 digits. Newer app versions may honour more; these are the
+/// parameters that are not safe to count on.
+///
+/// [`Totp::uri_warnings`]: super::Totp::uri_warnings
+/// [`Hotp::uri_warnings`]: super::Hotp::uri_warnings
+/// [`TotpEnrollment::uri_warnings`]: super::TotpEnrollment::uri_warnings
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UriWarning {
+    /// A hash other than SHA-1: apps that ignore `algorithm` compute
+    /// HMAC-SHA-1 codes, which never match.
+    Algorithm {
+        /// The hash the URI names.
+        algorithm: Algorithm,
+    },
+    /// More than 8 digits: the key URI format defines 6 and 8, and apps
+    /// refuse the URI or show codes of another length.
+    Digits {
+        /// The digits the URI names.
+        digits: u8,
+    },
+    /// A TOTP period other than 30 seconds: apps that ignore `period`
+    /// show a new code every 30 seconds, which matches only by chance.
+    Period {
+        /// The period the URI names, in seconds.
+        period: u64,
+    },
+}
+
+impl fmt::Display for UriWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Algorithm { algorithm } => write!(
+                f,
+                "algorithm {}: some authenticator apps ignore it and use SHA1; use SHA1 for codes every app gets right",
+                algorithm.uri_name()
+            ),
+            Self::Digits { digits } => write!(
+                f,
+                "{digits} digits: authenticator apps show 6 or 8; use 6 or 8 for codes every app gets right"
+            ),
+            Self::Period { period } => write!(
+                f,
+                "a period of {period} seconds: some authenticator apps ignore it and use 30; use 30 for codes every app gets right"
+            ),
+        }
+    }
+}
+
+/// What common apps would get wrong in a URI with these parameters.
+pub(crate) fn warnings(kind: UriKind, algorithm: Algorithm, digits: u8) -> Vec<UriWarning> {
+    let mut out = Vec::new();
+    if algorithm != Algorithm::Sha1 {
+        out.push(UriWarning::Algorithm { algorithm });
+    }
+    if digits > 8 {
+        out.push(UriWarning::Digits { digits });
+    }
+    if let UriKind::Totp { period } = kind
+        && period != super::Totp::DEFAULT_PERIOD
+    {
+        out.push(UriWarning::Period { period });
+    }
+    out
+}
+
+/// "the `steam` encoder", or "an encoder" when the name is not shown.
+fn encoder_phrase(name: Option<&str>) -> String {
+    name.map_or_else(|| "an encoder".to_owned(), |n| format!("the `{n}` encoder"))
 }
 
 /// Bytes percent-encoded in labels and values: everything but RFC 3986
@@ -56,6 +180,15 @@ const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+
+/// The shortest seed a parse accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretFloor {
+    /// 128 bits (RFC 4226 §4): every import unless the caller says otherwise.
+    Rfc4226,
+    /// 80 bits, for the `danger_…_allow_short_secret` imports.
+    DangerShort,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UriKind {
@@ -73,13 +206,14 @@ pub(crate) struct OtpAuthUri {
     pub(crate) digits: u8,
 }
 
-const KNOWN: [&str; 6] = [
+const KNOWN: [&str; 7] = [
     "secret",
     "issuer",
     "algorithm",
     "digits",
     "period",
     "counter",
+    "encoder",
 ];
 
 impl OtpAuthUri {
@@ -110,7 +244,7 @@ impl OtpAuthUri {
         )
     }
 
-    pub(crate) fn parse(uri: &str) -> Result<Self, OtpError> {
+    pub(crate) fn parse(uri: &str, floor: SecretFloor) -> Result<Self, OtpError> {
         let rest = strip_prefix_ignore_case(uri, "otpauth://").ok_or(UriError::Scheme)?;
         if rest.contains('#') {
             return Err(UriError::Label {
@@ -172,25 +306,33 @@ impl OtpAuthUri {
             })?;
             values[idx] = Some(value);
         }
-        let [secret, issuer, algorithm, digits, period, counter] = values;
+        let [secret, issuer, algorithm, digits, period, counter, encoder] = values;
 
+        // Checked first: whatever else the URI says describes codes of
+        // another kind.
+        if let Some(encoder) = encoder {
+            return Err(UriError::unsupported_encoder(&encoder).into());
+        }
         let secret = secret.ok_or(UriError::MissingParameter("secret"))?;
-        let secret = OtpSecret::from_base32(&secret).map_err(|e| match e {
+        let secret = match floor {
+            SecretFloor::Rfc4226 => OtpSecret::from_base32(&secret),
+            SecretFloor::DangerShort => OtpSecret::danger_from_base32_allow_short(&secret),
+        };
+        let secret = secret.map_err(|e| match e {
             OtpError::InvalidBase32 => OtpError::Uri(UriError::InvalidParameter {
                 name: "secret",
                 reason: "not base32",
             }),
             other => other,
         })?;
-        let issuer = match (label_issuer, issuer.map(|i| i.trim().to_owned())) {
+        // An empty `issuer=` says nothing: apps (and pyotp, which drops
+        // blank parameters) read it as absent, so the label's prefix, if
+        // any, stays the issuer.
+        let issuer = issuer
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty());
+        let issuer = match (label_issuer, issuer) {
             (Some(l), Some(p)) if l != p => return Err(UriError::IssuerMismatch.into()),
-            (_, Some(p)) if p.is_empty() => {
-                return Err(UriError::InvalidParameter {
-                    name: "issuer",
-                    reason: "empty",
-                }
-                .into());
-            }
             (_, Some(p)) if p.contains(':') => {
                 return Err(UriError::InvalidParameter {
                     name: "issuer",
@@ -399,6 +541,192 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn short_seeds_only_through_the_danger_import() {
+        // Google's own example: 80 bits.
+        let uri = "otpauth://totp/Example:alice@google.com?secret=JBSWY3DPEHPK3PXP&issuer=Example";
+        assert_eq!(err(uri), OtpError::SecretTooShort { len: 10 });
+        let t = Totp::danger_from_uri_allow_short_secret(uri).unwrap();
+        assert_eq!(t.secret().expose_secret(), b"Hello!\xDE\xAD\xBE\xEF");
+        assert_eq!(
+            (t.issuer(), t.account()),
+            (Some("Example"), "alice@google.com")
+        );
+        // What the host stores reads back through the same door only.
+        let stored = t.to_uri();
+        assert_eq!(
+            Totp::danger_from_uri_allow_short_secret(&stored)
+                .unwrap()
+                .to_uri(),
+            stored
+        );
+        assert_eq!(err(&stored), OtpError::SecretTooShort { len: 10 });
+        // Resuming an enrolment never accepts one.
+        assert_eq!(
+            super::super::TotpEnrollment::from_uri(&stored).unwrap_err(),
+            OtpError::SecretTooShort { len: 10 }
+        );
+        // HOTP the same.
+        let h = "otpauth://hotp/a?secret=JBSWY3DPEHPK3PXP&counter=3";
+        assert_eq!(
+            Hotp::from_uri(h).unwrap_err(),
+            OtpError::SecretTooShort { len: 10 }
+        );
+        assert_eq!(
+            Hotp::danger_from_uri_allow_short_secret(h)
+                .unwrap()
+                .counter(),
+            3
+        );
+        // 72 bits: refused even on purpose; the other checks still apply.
+        assert_eq!(
+            Totp::danger_from_uri_allow_short_secret("otpauth://totp/a?secret=GEZDGNBVGY3TQOI")
+                .unwrap_err(),
+            OtpError::SecretTooShort { len: 9 }
+        );
+        assert_eq!(
+            Totp::danger_from_uri_allow_short_secret(
+                "otpauth://totp/a?secret=JBSWY3DPEHPK3PXP&encoder=steam"
+            )
+            .unwrap_err(),
+            OtpError::Uri(UriError::UnsupportedEncoder {
+                encoder: Some("steam".to_owned())
+            })
+        );
+        assert_eq!(
+            Totp::danger_from_uri_allow_short_secret(h).unwrap_err(),
+            OtpError::Uri(UriError::WrongType { expected: "totp" })
+        );
+    }
+
+    #[test]
+    fn an_empty_issuer_parameter_is_absent() {
+        for empty in ["", "%20", "+", "%20%20", "%09"] {
+            let t = Totp::from_uri(&format!(
+                "otpauth://totp/Example:alice?secret={S}&issuer={empty}"
+            ))
+            .unwrap();
+            assert_eq!((t.issuer(), t.account()), (Some("Example"), "alice"));
+            let t =
+                Totp::from_uri(&format!("otpauth://totp/alice?secret={S}&issuer={empty}")).unwrap();
+            assert_eq!((t.issuer(), t.account()), (None, "alice"));
+            // Written back without it.
+            assert!(!t.to_uri().contains("issuer"), "{}", t.to_uri());
+        }
+        // An empty label prefix is still malformed (it is not a blank
+        // parameter but a label that says `:` and nothing before it).
+        assert_eq!(
+            err(&format!("otpauth://totp/:alice?secret={S}&issuer=")),
+            OtpError::Uri(UriError::Label {
+                reason: "the issuer prefix is empty"
+            })
+        );
+        // `issuer=&issuer=X` is still two issuers.
+        assert_eq!(
+            err(&format!("otpauth://totp/alice?secret={S}&issuer=&issuer=X")),
+            OtpError::Uri(UriError::DuplicateParameter("issuer"))
+        );
+    }
+
+    #[test]
+    fn any_encoder_is_refused_by_name() {
+        let steam = |name: &str, value: &str| {
+            err(&format!("otpauth://totp/Steam:a?secret={S}&{name}={value}"))
+        };
+        let named = |n: &str| {
+            OtpError::Uri(UriError::UnsupportedEncoder {
+                encoder: Some(n.to_owned()),
+            })
+        };
+        assert_eq!(steam("encoder", "steam"), named("steam"));
+        // The name is matched as the other parameters are; the value is
+        // repeated as written.
+        assert_eq!(steam("ENCODER", "Steam"), named("Steam"));
+        assert_eq!(steam("encoder", "yandex"), named("yandex"));
+        // Empty, long or odd values are refused without being repeated.
+        let unnamed = OtpError::Uri(UriError::UnsupportedEncoder { encoder: None });
+        assert_eq!(steam("encoder", ""), unnamed);
+        assert_eq!(steam("encoder", &"x".repeat(16)), unnamed);
+        assert_eq!(steam("encoder", &"x".repeat(100_000)), unnamed);
+        assert_eq!(steam("encoder", "a%0Ab"), unnamed);
+        assert_eq!(steam("encoder", S), unnamed);
+        assert_eq!(
+            steam("encoder", "x".repeat(15).as_str()),
+            named(&"x".repeat(15))
+        );
+        // Refused before anything else is looked at, HOTP too.
+        assert_eq!(
+            err("otpauth://totp/a?secret=JBSWY3DPEHPK3PXP&encoder=steam"),
+            named("steam")
+        );
+        assert_eq!(
+            Hotp::from_uri(&format!(
+                "otpauth://hotp/a?secret={S}&counter=1&encoder=steam"
+            ))
+            .unwrap_err(),
+            named("steam")
+        );
+        // Twice is a duplicate, like any other parameter.
+        assert_eq!(
+            steam("encoder", "steam&encoder=steam"),
+            OtpError::Uri(UriError::DuplicateParameter("encoder"))
+        );
+        let text = steam("encoder", "steam").to_string();
+        assert!(text.contains("`steam` encoder"), "{text}");
+        assert!(!steam("encoder", "").to_string().contains("``"));
+    }
+
+    #[test]
+    fn warnings_name_what_apps_get_wrong() {
+        let secret = || OtpSecret::from_bytes(vec![3; 20]).unwrap();
+        let totp = |b: super::super::TotpBuilder| b.account("a").build().unwrap();
+        assert!(totp(Totp::builder(secret())).uri_warnings().is_empty());
+        // 8 digits is one of the two values the format defines.
+        assert!(
+            totp(Totp::builder(secret()).digits(8))
+                .uri_warnings()
+                .is_empty()
+        );
+        assert_eq!(
+            totp(Totp::builder(secret()).period(60)).uri_warnings(),
+            [UriWarning::Period { period: 60 }]
+        );
+        assert_eq!(
+            totp(Totp::builder(secret()).digits(10)).uri_warnings(),
+            [UriWarning::Digits { digits: 10 }]
+        );
+        assert_eq!(
+            totp(
+                Totp::builder(secret())
+                    .algorithm(Algorithm::Sha512)
+                    .digits(9)
+                    .period(15)
+            )
+            .uri_warnings(),
+            [
+                UriWarning::Algorithm {
+                    algorithm: Algorithm::Sha512
+                },
+                UriWarning::Digits { digits: 9 },
+                UriWarning::Period { period: 15 },
+            ]
+        );
+        // HOTP has no period; the rest is the same.
+        let hotp = Hotp::builder(secret())
+            .account("a")
+            .digits(10)
+            .build()
+            .unwrap();
+        assert_eq!(hotp.uri_warnings(), [UriWarning::Digits { digits: 10 }]);
+        // A URI read with such parameters says so too, and still round-trips.
+        let t = Totp::from_uri(&format!("otpauth://totp/a?secret={S}&period=60")).unwrap();
+        assert_eq!(t.uri_warnings(), [UriWarning::Period { period: 60 }]);
+        assert_eq!(
+            UriWarning::Period { period: 60 }.to_string(),
+            "a period of 60 seconds: some authenticator apps ignore it and use 30; use 30 for codes every app gets right"
+        );
     }
 
     #[test]
