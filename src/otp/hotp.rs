@@ -197,7 +197,7 @@ impl Hotp {
     }
 
     /// Writes the key URI apps scan; it contains the seed. Before showing
-    /// it, check [`uri_warnings`](Self::uri_warnings): more than 8 digits or
+    /// it, check [`uri_warnings`](Self::uri_warnings): digits other than 6 or 8 or
     /// a hash other than SHA-1 is written as asked, but common apps get it
     /// wrong.
     #[must_use]
@@ -215,7 +215,7 @@ impl Hotp {
     }
 
     /// What common authenticator apps would get wrong in
-    /// [`to_uri`](Self::to_uri): more than 8 digits, a hash other than
+    /// [`to_uri`](Self::to_uri): digits other than 6 or 8, a hash other than
     /// SHA-1. Empty with the defaults.
     ///
     /// Nothing is refused: the parameters are valid and ninsho verifies

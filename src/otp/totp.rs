@@ -262,7 +262,7 @@ impl Totp {
     /// The URI contains the seed: show it to the enrolling user only.
     /// `T0` and the verification window are not part of the format. Before
     /// showing it, check [`uri_warnings`](Self::uri_warnings): a period
-    /// other than 30 seconds, more than 8 digits or a hash other than SHA-1
+    /// other than 30 seconds, digits other than 6 or 8 or a hash other than SHA-1
     /// is written as asked, but common apps get it wrong.
     #[must_use]
     pub fn to_uri(&self) -> String {
@@ -279,7 +279,7 @@ impl Totp {
     }
 
     /// What common authenticator apps would get wrong in
-    /// [`to_uri`](Self::to_uri): a period other than 30 seconds, more than 8 digits, a hash other
+    /// [`to_uri`](Self::to_uri): a period other than 30 seconds, digits other than 6 or 8, a hash other
     /// than SHA-1. Empty with the defaults.
     ///
     /// Nothing is refused: the parameters are valid and ninsho verifies

@@ -117,8 +117,9 @@ pub enum UriWarning {
         /// The hash the URI names.
         algorithm: Algorithm,
     },
-    /// More than 8 digits: the key URI format defines 6 and 8, and apps
-    /// refuse the URI or show codes of another length.
+    /// Digits other than 6 or 8 (7, or more than 8): the key URI format
+    /// defines 6 and 8, and apps refuse the URI or show codes of another
+    /// length.
     Digits {
         /// The digits the URI names.
         digits: u8,
@@ -157,7 +158,7 @@ pub(crate) fn warnings(kind: UriKind, algorithm: Algorithm, digits: u8) -> Vec<U
     if algorithm != Algorithm::Sha1 {
         out.push(UriWarning::Algorithm { algorithm });
     }
-    if digits > 8 {
+    if digits != 6 && digits != 8 {
         out.push(UriWarning::Digits { digits });
     }
     if let UriKind::Totp { period } = kind
@@ -696,6 +697,15 @@ mod tests {
         assert_eq!(
             totp(Totp::builder(secret()).digits(10)).uri_warnings(),
             [UriWarning::Digits { digits: 10 }]
+        );
+        assert_eq!(
+            totp(Totp::builder(secret()).digits(7)).uri_warnings(),
+            [UriWarning::Digits { digits: 7 }]
+        );
+        assert!(
+            totp(Totp::builder(secret()).digits(8))
+                .uri_warnings()
+                .is_empty()
         );
         assert_eq!(
             totp(
