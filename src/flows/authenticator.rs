@@ -20,6 +20,8 @@ use crate::error::{AccountRefusal, CodeRefusal, Error, Refusal, SecretKind};
 use crate::factors;
 use crate::limits::FailurePolicy;
 use crate::model::{AccountId, AccountRecord, AuthenticatorRecord, Factors};
+#[cfg(feature = "qr")]
+use crate::otp::QrError;
 use crate::otp::{Rejection, Totp, TotpEnrollment};
 use crate::seal::{SealErrorKind, Sealer};
 use crate::secret::{SecretBytes, SecretString};
@@ -28,7 +30,8 @@ use crate::store::{ClaimChanges, StoreError};
 const BASE32: base32::Alphabet = base32::Alphabet::Rfc4648 { padding: false };
 
 /// A new authenticator app to show: a QR code of `uri`, or `manual_key` to
-/// type.
+/// type. With the `qr` feature, [`qr_svg`](Self::qr_svg) and
+/// [`qr_terminal`](Self::qr_terminal) draw the QR code.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct AuthenticatorSetup {
@@ -36,6 +39,97 @@ pub struct AuthenticatorSetup {
     pub uri: SecretString,
     /// The seed in base32, for typing in.
     pub manual_key: SecretString,
+}
+
+#[cfg(feature = "qr")]
+impl AuthenticatorSetup {
+    /// The QR code of [`uri`](Self::uri) as a complete SVG document, for the
+    /// enrolment page: black on white with the quiet zone, 4 pixels per
+    /// module by default and a `viewBox`, so CSS can resize it without
+    /// blurring. It references nothing outside itself; put it inline, or
+    /// in an `<img>` as a `data:image/svg+xml` URL (percent- or
+    /// base64-encoded).
+    ///
+    /// **It contains the seed**, like the URI: send it only to the user
+    /// enrolling, in a response that is not cached (`Cache-Control:
+    /// no-store`), and never log it. Show [`manual_key`](Self::manual_key)
+    /// beside it for users who can't scan.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use ninsho::prelude::*;
+    /// use ninsho::gateway::RecordingGateway;
+    /// use ninsho::store::MemoryStore;
+    ///
+    /// let service = TwoFactor::builder(
+    ///     "Example",
+    ///     Arc::new(MemoryStore::new()),
+    ///     Arc::new(RecordingGateway::new()),
+    ///     KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32])?),
+    ///     Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32])?)),
+    /// )
+    /// .build()?;
+    /// let taro = AccountId::new("taro");
+    /// let setup = service.authenticator_start(&taro, "taro@example.com", None).await?;
+    ///
+    /// let svg = setup.qr_svg()?;
+    /// assert!(svg.expose_secret().starts_with("<svg "));
+    /// // e.g. a template's {{ qr|safe }} and {{ manual_key }}
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`QrError::TooLong`] when the URI is over [`MAX_QR_URI_LEN`] bytes:
+    /// an account `label` (or service name) of a thousand characters or
+    /// so. The setup stands: show the manual key, or start again with a
+    /// shorter label.
+    ///
+    /// [`MAX_QR_URI_LEN`]: crate::otp::MAX_QR_URI_LEN
+    #[cfg_attr(docsrs, doc(cfg(feature = "qr")))]
+    pub fn qr_svg(&self) -> Result<SecretString, QrError> {
+        crate::otp::qr::svg(self.uri.expose_secret())
+    }
+
+    /// The QR code of [`uri`](Self::uri) for a terminal: Unicode half
+    /// blocks (two rows of modules per line), with the quiet zone, and ANSI
+    /// colours that make it black on white whatever the terminal's theme
+    /// (not every app's scanner reads a code drawn light on dark). Print it
+    /// as it is; the usual key URI gives a code 49 columns wide and 25
+    /// lines high.
+    ///
+    /// **It contains the seed**: show it only to the user enrolling.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use ninsho::prelude::*;
+    /// # use ninsho::gateway::RecordingGateway;
+    /// # use ninsho::store::MemoryStore;
+    /// # let service = TwoFactor::builder(
+    /// #     "Example",
+    /// #     Arc::new(MemoryStore::new()),
+    /// #     Arc::new(RecordingGateway::new()),
+    /// #     KeyedHasher::new(HashKey::new(KeyId(1), &[7; 32])?),
+    /// #     Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &[8; 32])?)),
+    /// # )
+    /// # .build()?;
+    /// let setup = service
+    ///     .authenticator_start(&AccountId::new("taro"), "taro@example.com", None)
+    ///     .await?;
+    /// print!("{}", setup.qr_terminal()?.expose_secret());
+    /// println!("Or type this key: {}", setup.manual_key.expose_secret());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`qr_svg`](Self::qr_svg).
+    #[cfg_attr(docsrs, doc(cfg(feature = "qr")))]
+    pub fn qr_terminal(&self) -> Result<SecretString, QrError> {
+        crate::otp::qr::terminal(self.uri.expose_secret())
+    }
 }
 
 /// The authenticator flow, on the service's ports and sealer.

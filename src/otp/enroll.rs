@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+#[cfg(feature = "qr")]
+use super::QrError;
 use super::{Algorithm, OtpError, OtpSecret, Rejection, Totp, UriWarning};
 use crate::random::Random;
 use crate::secret::SecretString;
@@ -95,6 +97,61 @@ impl TotpEnrollment {
     #[must_use]
     pub fn uri(&self) -> SecretString {
         SecretString::new(self.totp.to_uri())
+    }
+
+    /// The QR code of [`uri`](Self::uri) as a complete SVG document, for a
+    /// web page: black on white with the quiet zone, 4 pixels per module by
+    /// default and a `viewBox`, so CSS can resize it without blurring. It
+    /// references nothing outside itself.
+    ///
+    /// **It contains the seed**, like the URI: send it only to the user
+    /// enrolling (inline, or as a `data:` URL, never a cacheable one) and
+    /// never log it.
+    ///
+    /// ```
+    /// use ninsho::otp::TotpEnrollment;
+    /// use ninsho::LockedRng;
+    ///
+    /// let enrolment = TotpEnrollment::start(&LockedRng::seeded(1), "Example", "alice@example.com")?;
+    /// let svg = enrolment.qr_svg()?;
+    /// assert!(svg.expose_secret().starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`QrError::TooLong`] when the URI is over
+    /// [`MAX_QR_URI_LEN`](super::MAX_QR_URI_LEN) bytes (an issuer or
+    /// account name of a thousand characters or so).
+    #[cfg(feature = "qr")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "qr")))]
+    pub fn qr_svg(&self) -> Result<SecretString, QrError> {
+        super::qr::svg(self.uri().expose_secret())
+    }
+
+    /// The QR code of [`uri`](Self::uri) for a terminal: Unicode half
+    /// blocks (two rows of modules per line), with the quiet zone, and ANSI
+    /// colours that make it black on white whatever the terminal's theme
+    /// (apps' scanners don't all read a code drawn light on dark). Print it
+    /// as it is; a version-6 code, the usual size, takes 49 columns and 25
+    /// lines.
+    ///
+    /// **It contains the seed**: show it only to the user enrolling.
+    ///
+    /// ```
+    /// use ninsho::otp::TotpEnrollment;
+    /// use ninsho::LockedRng;
+    ///
+    /// let enrolment = TotpEnrollment::start(&LockedRng::seeded(1), "Example", "alice@example.com")?;
+    /// print!("{}", enrolment.qr_terminal()?.expose_secret());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`qr_svg`](Self::qr_svg).
+    #[cfg(feature = "qr")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "qr")))]
+    pub fn qr_terminal(&self) -> Result<SecretString, QrError> {
+        super::qr::terminal(self.uri().expose_secret())
     }
 
     /// What common authenticator apps would get wrong in

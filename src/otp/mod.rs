@@ -13,7 +13,9 @@
 //!   and write `otpauth://` key URIs; [`Totp::uri_warnings`] says which
 //!   parameters common apps would get wrong ([`UriWarning`]).
 //! - [`TotpEnrollment`] makes a new authenticator active only after the user
-//!   proves one code, and that code can't be used again.
+//!   proves one code, and that code can't be used again. With the `qr`
+//!   feature it draws its URI as a QR code (SVG or terminal,
+//!   [`TotpEnrollment::qr_svg`]).
 //!
 //! ```
 //! use ninsho::otp::{Totp, Rejection};
@@ -36,6 +38,8 @@
 mod code;
 mod enroll;
 mod hotp;
+#[cfg(feature = "qr")]
+pub(crate) mod qr;
 mod secret;
 mod totp;
 mod uri;
@@ -49,6 +53,9 @@ pub use code::OtpCode;
 pub(crate) use code::parse_code;
 pub use enroll::{ConfirmedTotp, TotpEnrollment};
 pub use hotp::{Hotp, HotpBuilder, HotpMatch};
+#[cfg(feature = "qr")]
+#[cfg_attr(docsrs, doc(cfg(feature = "qr")))]
+pub use qr::{MAX_QR_URI_LEN, QrError};
 pub use secret::OtpSecret;
 pub use totp::{Totp, TotpBuilder, TotpMatch, Window};
 pub use uri::{UriError, UriWarning};
