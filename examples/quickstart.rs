@@ -329,7 +329,13 @@ impl Tour {
         let setup = s
             .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
             .await?;
+        // The QR code the user scans (feature `qr`, on by default), and
+        // the key for those who type it in.
+        #[cfg(feature = "qr")]
+        print!("{}", setup.qr_terminal()?.expose_secret());
+        #[cfg(not(feature = "qr"))]
         println!("QR code of: {}", setup.uri.expose_secret());
+        println!("Or type the key: {}", setup.manual_key.expose_secret());
         let app = Totp::from_uri(setup.uri.expose_secret())?;
         let first = app.code_at(self.clock.unix_seconds()).to_string();
         s.authenticator_confirm(&taro(), &first).await?;

@@ -96,8 +96,8 @@ impl AuthenticatorSetup {
     /// blocks (two rows of modules per line), with the quiet zone, and ANSI
     /// colours that make it black on white whatever the terminal's theme
     /// (not every app's scanner reads a code drawn light on dark). Print it
-    /// as it is; the usual key URI gives a code 49 columns wide and 25
-    /// lines high.
+    /// as it is; a key URI of the usual length (about 130 bytes, a
+    /// version-8 code) takes 57 columns and 29 lines.
     ///
     /// **It contains the seed**: show it only to the user enrolling.
     ///

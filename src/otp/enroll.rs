@@ -132,8 +132,8 @@ impl TotpEnrollment {
     /// blocks (two rows of modules per line), with the quiet zone, and ANSI
     /// colours that make it black on white whatever the terminal's theme
     /// (apps' scanners don't all read a code drawn light on dark). Print it
-    /// as it is; a version-6 code, the usual size, takes 49 columns and 25
-    /// lines.
+    /// as it is; a key URI of the usual length (about 130 bytes, a
+    /// version-8 code) takes 57 columns and 29 lines.
     ///
     /// **It contains the seed**: show it only to the user enrolling.
     ///

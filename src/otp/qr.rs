@@ -16,8 +16,8 @@ use crate::secret::SecretString;
 /// asks for, which scanners need to find the code's edge.
 const QUIET_ZONE: usize = 4;
 
-/// Pixels per module in the SVG's default size (a version-6 code, the
-/// usual size of a key URI, is then 196 pixels wide).
+/// Pixels per module in the SVG's default size (a version-8 code, the
+/// usual size of a key URI, is then 228 pixels wide).
 const SVG_MODULE_PX: usize = 4;
 
 /// Why a key URI can't be drawn as a QR code.
