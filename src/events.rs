@@ -3,6 +3,10 @@
 //! Every flow operation reports typed events to an [`EventSink`]. No event
 //! carries a code, token or full contact address (destinations are masked),
 //! so every event is safe to write to logs.
+//!
+//! Each event has a stable name ([`Event::name`]) for logs and metrics.
+//! With the `tracing` feature, [`TracingEvents`] writes every event as a
+//! structured `tracing` event.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,6 +16,11 @@ use time::OffsetDateTime;
 use crate::error::{Refusal, RetiredKey};
 use crate::gateway::DeliveryErrorKind;
 use crate::model::{AccountId, ChallengeId, Channel, DeviceId, Purpose};
+
+#[cfg(feature = "tracing")]
+mod trace;
+#[cfg(feature = "tracing")]
+pub use trace::{AUDIT_TARGET, TracingEvents};
 
 /// Something that happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +183,46 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// A stable, snake_case name for the kind of event (`"issued"`,
+    /// `"locked"`, `"recovery_code_used"`, …): the variant's name. For logs,
+    /// metrics and alert rules; it never changes between releases, and no
+    /// two kinds share one.
+    ///
+    /// ```
+    /// use ninsho::events::Event;
+    /// use ninsho::model::AccountId;
+    ///
+    /// let event = Event::TwoFactorEnabled { account: AccountId::new("taro") };
+    /// assert_eq!(event.name(), "two_factor_enabled");
+    /// ```
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Issued { .. } => "issued",
+            Self::Delivered { .. } => "delivered",
+            Self::DeliveryFailed { .. } => "delivery_failed",
+            Self::Verified { .. } => "verified",
+            Self::Failed { .. } => "failed",
+            Self::Locked { .. } => "locked",
+            Self::LinkOpened { .. } => "link_opened",
+            Self::LinkDecided { .. } => "link_decided",
+            Self::RecoveryCodesGenerated { .. } => "recovery_codes_generated",
+            Self::RecoveryCodeUsed { .. } => "recovery_code_used",
+            Self::RecoveryCodesLow { .. } => "recovery_codes_low",
+            Self::DeviceTrusted { .. } => "device_trusted",
+            Self::DeviceTrustFailed { .. } => "device_trust_failed",
+            Self::DeviceRevoked { .. } => "device_revoked",
+            Self::EpochBumped { .. } => "epoch_bumped",
+            Self::TwoFactorEnabled { .. } => "two_factor_enabled",
+            Self::TwoFactorDisabled { .. } => "two_factor_disabled",
+            Self::AuthenticatorAdded { .. } => "authenticator_added",
+            Self::AuthenticatorRemoved { .. } => "authenticator_removed",
+            Self::RetiredKey { .. } => "retired_key",
+        }
+    }
+}
+
 /// Receives events. Called synchronously inside flows: keep it fast (push to
 /// a channel or a logger), and never fail.
 pub trait EventSink: Send + Sync + fmt::Debug {
@@ -218,5 +267,117 @@ impl EventSink for RecordingEvents {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(event.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::error::{CodeRefusal, SecretKind};
+    use crate::hash::KeyId;
+
+    /// One event of every kind (a new variant without a name does not
+    /// compile: `name` matches every variant).
+    pub(crate) fn one_of_each() -> Vec<Event> {
+        let challenge = ChallengeId::from_bytes([1; 16]);
+        let account = AccountId::new("taro");
+        let device = DeviceId([2; 16]);
+        vec![
+            Event::Issued {
+                challenge,
+                purpose: Purpose::SignIn,
+                account: Some(account.clone()),
+                destination: "+81 **-****-**78".into(),
+            },
+            Event::Delivered {
+                challenge,
+                channel: Channel::Sms,
+                provider_id: Some("SM123".into()),
+            },
+            Event::DeliveryFailed {
+                challenge,
+                channel: Channel::Sms,
+                kind: DeliveryErrorKind::Refused,
+                fallback: Some(Channel::Voice),
+            },
+            Event::Verified {
+                challenge,
+                purpose: Purpose::SignIn,
+                account: Some(account.clone()),
+            },
+            Event::Failed {
+                challenge: Some(challenge),
+                account: Some(account.clone()),
+                reason: Refusal::Code(CodeRefusal::AlreadyUsed),
+            },
+            Event::Locked {
+                account: account.clone(),
+                consecutive: 4,
+                until: None,
+            },
+            Event::LinkOpened { challenge },
+            Event::LinkDecided {
+                challenge,
+                approved: false,
+            },
+            Event::RecoveryCodesGenerated {
+                account: account.clone(),
+                count: 10,
+            },
+            Event::RecoveryCodeUsed {
+                account: account.clone(),
+                remaining: 9,
+            },
+            Event::RecoveryCodesLow {
+                account: account.clone(),
+                remaining: 2,
+            },
+            Event::DeviceTrusted {
+                account: account.clone(),
+                device,
+            },
+            Event::DeviceTrustFailed {
+                account: account.clone(),
+            },
+            Event::DeviceRevoked {
+                account: account.clone(),
+                device,
+            },
+            Event::EpochBumped {
+                account: account.clone(),
+                epoch: 3,
+            },
+            Event::TwoFactorEnabled {
+                account: account.clone(),
+            },
+            Event::TwoFactorDisabled {
+                account: account.clone(),
+            },
+            Event::AuthenticatorAdded {
+                account: account.clone(),
+            },
+            Event::AuthenticatorRemoved {
+                account: account.clone(),
+            },
+            Event::RetiredKey {
+                account: Some(account),
+                retired: RetiredKey::new(SecretKind::Authenticator, KeyId(1)),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_kind_has_its_own_snake_case_name() {
+        let events = one_of_each();
+        let names: HashSet<_> = events.iter().map(Event::name).collect();
+        assert_eq!(names.len(), events.len(), "two kinds share a name");
+        for name in names {
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name:?} is not snake_case"
+            );
+        }
     }
 }

@@ -13,6 +13,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.contacts", skip_all, fields(account = account.0.as_str())))]
     pub async fn contacts(&self, account: &AccountId) -> Result<Vec<ContactView>, Error> {
         self.inner.contacts.list(account).await
     }
@@ -28,6 +29,7 @@ impl TwoFactor {
     /// [`ContactRefusal::Required`](crate::error::ContactRefusal::Required)
     /// while two-step sign-in uses it (change it instead, or turn two-step
     /// sign-in off first); [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.remove_contact", skip_all, fields(account = account.0.as_str())))]
     pub async fn remove_contact(
         &self,
         account: &AccountId,
@@ -44,6 +46,10 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(
+        feature = "tracing",
+        tracing::instrument(name = "ninsho.contact_owner", skip_all)
+    )]
     pub async fn contact_owner(
         &self,
         destination: &Destination,
@@ -56,6 +62,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.recovery_codes_left", skip_all, fields(account = account.0.as_str())))]
     pub async fn recovery_codes_left(&self, account: &AccountId) -> Result<Option<usize>, Error> {
         self.inner.recovery.remaining(account).await
     }
@@ -68,6 +75,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.account_created", skip_all, fields(account = account.0.as_str())))]
     pub async fn account_created(&self, account: &AccountId) -> Result<(), Error> {
         self.inner.contacts.create(account).await
     }
@@ -82,6 +90,7 @@ impl TwoFactor {
     /// [`ContactRefusal::InUse`](crate::error::ContactRefusal::InUse),
     /// [`ContactRefusal::TooMany`](crate::error::ContactRefusal::TooMany);
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.import_contact", skip_all, fields(account = account.0.as_str())))]
     pub async fn import_contact(
         &self,
         account: &AccountId,
@@ -102,6 +111,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`]: call it again, it picks up where it stopped.
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.delete_account", skip_all, fields(account = account.0.as_str())))]
     pub async fn delete_account(&self, account: &AccountId) -> Result<(), Error> {
         self.inner.devices.purge(account, true).await?;
         self.inner.challenges.reset_failures(account).await?;
@@ -115,6 +125,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.purge_devices", skip_all, fields(account = account.0.as_str())))]
     pub async fn purge_devices(&self, account: &AccountId) -> Result<u64, Error> {
         self.inner.devices.purge(account, false).await
     }
@@ -125,6 +136,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.reset_failures", skip_all, fields(account = account.0.as_str())))]
     pub async fn reset_failures(&self, account: &AccountId) -> Result<(), Error> {
         self.inner.challenges.reset_failures(account).await
     }

@@ -164,6 +164,10 @@ impl TwoFactor {
     /// [`Error::Contact`] with the typed reason for a refused number or
     /// address; otherwise as for
     /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
+    #[cfg_attr(
+        feature = "tracing",
+        tracing::instrument(name = "ninsho.signup_start", skip_all)
+    )]
     pub async fn signup_start(
         &self,
         email: &str,
@@ -186,6 +190,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// As for [`OneTimeCodes::verify`](crate::service::OneTimeCodes::verify).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.signup_verify", skip_all, fields(verification = id.to_string(), member)))]
     pub async fn signup_verify(
         &self,
         id: &VerificationId,
@@ -200,6 +205,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// As for [`OneTimeCodes::resend`](crate::service::OneTimeCodes::resend).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.signup_resend", skip_all, fields(verification = id.to_string(), member)))]
     pub async fn signup_resend(
         &self,
         id: &VerificationId,
@@ -215,6 +221,7 @@ impl TwoFactor {
     /// # Errors
     /// As for
     /// [`OneTimeCodes::another_option`](crate::service::OneTimeCodes::another_option).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.signup_another_option", skip_all, fields(verification = id.to_string(), member)))]
     pub async fn signup_another_option(
         &self,
         id: &VerificationId,
@@ -231,6 +238,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`CodeRefusal::Unknown`]; [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.signup_status", skip_all, fields(verification = id.to_string())))]
     pub async fn signup_status(&self, id: &VerificationId) -> Result<VerificationStatus, Error> {
         self.inner.verifications.status(id).await
     }
@@ -250,6 +258,7 @@ impl TwoFactor {
     /// [`CodeRefusal::Expired`] once the sign-up has run out;
     /// [`CodeRefusal::AlreadyUsed`] when another account completed it;
     /// [`CodeRefusal::Unknown`]; [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.signup_complete", skip_all, fields(verification = id.to_string(), account = account.0.as_str())))]
     pub async fn signup_complete(
         &self,
         id: &VerificationId,
@@ -280,6 +289,7 @@ impl TwoFactor {
     /// foreign number, …); [`AccountRefusal::StepUpRequired`];
     /// [`ContactRefusal::InUse`]; [`ContactRefusal::AlreadyAdded`];
     /// otherwise as for [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.phone_send_code", skip_all, fields(account = account.0.as_str())))]
     pub async fn phone_send_code(
         &self,
         account: &AccountId,
@@ -328,6 +338,7 @@ impl TwoFactor {
     /// # Errors
     /// As for [`OneTimeCodes::verify`](crate::service::OneTimeCodes::verify) and
     /// [`enable_two_factor`](Self::enable_two_factor).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.phone_confirm", skip_all, fields(account = account.0.as_str(), challenge = challenge.to_string())))]
     pub async fn phone_confirm(
         &self,
         account: &AccountId,
@@ -398,6 +409,7 @@ impl TwoFactor {
     /// # Errors
     /// [`ContactRefusal::Required`]; [`ContactRefusal::NotOnAccount`] when there is
     /// no phone; [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.phone_remove", skip_all, fields(account = account.0.as_str())))]
     pub async fn phone_remove(&self, account: &AccountId) -> Result<(), Error> {
         let phone = self
             .phone_of(account)
@@ -422,6 +434,7 @@ impl TwoFactor {
     /// [`AccountRefusal::TwoFactorAlreadyOn`]; [`AccountRefusal::NoSecondFactor`] when the
     /// account has no verified phone, no authenticator app (and no verified
     /// email, where email counts); [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.enable_two_factor", skip_all, fields(account = account.0.as_str())))]
     pub async fn enable_two_factor(&self, account: &AccountId) -> Result<PlainCodes, Error> {
         let now = self.now();
         let email_counts = self.inner.email_second_factor;
@@ -467,6 +480,7 @@ impl TwoFactor {
     /// # Errors
     /// [`AccountRefusal::StepUpRequired`]; [`AccountRefusal::TwoFactorOff`] when it is
     /// off already; [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.disable_two_factor", skip_all, fields(account = account.0.as_str())))]
     pub async fn disable_two_factor(
         &self,
         account: &AccountId,
@@ -503,6 +517,7 @@ impl TwoFactor {
     /// # Errors
     /// [`AccountRefusal::StepUpRequired`]; [`AccountRefusal::TwoFactorOff`];
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.regenerate_recovery_codes", skip_all, fields(account = account.0.as_str())))]
     pub async fn regenerate_recovery_codes(
         &self,
         account: &AccountId,
@@ -539,6 +554,7 @@ impl TwoFactor {
     /// [`AccountRefusal::StepUpRequired`]; [`Error::Otp`] for a label the URI
     /// can't carry (empty, or with a `:`); [`Error::Random`];
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.authenticator_start", skip_all, fields(account = account.0.as_str(), method = "authenticator")))]
     pub async fn authenticator_start(
         &self,
         account: &AccountId,
@@ -558,6 +574,7 @@ impl TwoFactor {
     /// pending; [`AccountRefusal::Locked`]; [`Error::Store`];
     /// [`Error::RetiredKey`] when the pending seed was sealed with a key
     /// the sealer no longer holds (nothing is counted: start again).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.authenticator_confirm", skip_all, fields(account = account.0.as_str(), method = "authenticator")))]
     pub async fn authenticator_confirm(
         &self,
         account: &AccountId,
@@ -579,6 +596,7 @@ impl TwoFactor {
     /// # Errors
     /// [`AccountRefusal::StepUpRequired`]; [`AccountRefusal::NoSecondFactor`];
     /// [`AccountRefusal::NotFound`] when there is none; [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.authenticator_remove", skip_all, fields(account = account.0.as_str(), method = "authenticator")))]
     pub async fn authenticator_remove(
         &self,
         account: &AccountId,
@@ -609,6 +627,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.contact_check", skip_all, fields(account = account.0.as_str())))]
     pub async fn contact_check(&self, account: &AccountId) -> Result<ContactCheck, Error> {
         // The first check of an account ninsho has never seen starts and
         // stores its grace period: the deadline can't move after that.
@@ -631,6 +650,7 @@ impl TwoFactor {
     /// # Errors
     /// [`AccountRefusal::StepUpRequired`]; otherwise as for
     /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.contact_send_code", skip_all, fields(account = account.0.as_str())))]
     pub async fn contact_send_code(
         &self,
         account: &AccountId,
@@ -684,6 +704,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// As for [`OneTimeCodes::verify`](crate::service::OneTimeCodes::verify).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.contact_confirm", skip_all, fields(account = account.0.as_str(), challenge = challenge.to_string())))]
     pub async fn contact_confirm(
         &self,
         account: &AccountId,
@@ -707,6 +728,10 @@ impl TwoFactor {
     /// [`Error::Contact`] for input that is not a number or address the
     /// policy allows (independent of registration); otherwise as for
     /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
+    #[cfg_attr(
+        feature = "tracing",
+        tracing::instrument(name = "ninsho.recover_start", skip_all)
+    )]
     pub async fn recover_start(
         &self,
         contact: &str,
@@ -726,6 +751,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// As for [`OneTimeCodes::verify`](crate::service::OneTimeCodes::verify).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.recover_verify", skip_all, fields(challenge = challenge.to_string())))]
     pub async fn recover_verify(
         &self,
         challenge: &ChallengeId,

@@ -146,6 +146,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.key_usage", skip_all, fields(account = account.0.as_str())))]
     pub async fn key_usage(&self, account: &AccountId) -> Result<KeyUsage, Error> {
         let mut usage = KeyUsage::default();
         let book = self.store().account_record(account).await?;
@@ -202,6 +203,7 @@ impl TwoFactor {
     /// no longer holds (nothing is written: configure the key again as a
     /// previous key, or have the user set up the app again);
     /// [`Error::Store`], also when the key service fails.
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.reseal_authenticator", skip_all, fields(account = account.0.as_str())))]
     pub async fn reseal_authenticator(&self, account: &AccountId) -> Result<usize, Error> {
         let Some(book) = self.store().account_record(account).await? else {
             return Ok(0);

@@ -653,6 +653,7 @@ impl TwoFactor {
     /// [`AccountRefusal::StepUpRequired`] otherwise: ask for a second factor again
     /// ([`sign_in_begin`](Self::sign_in_begin) without a device token, then
     /// [`sign_in_complete`](Self::sign_in_complete)); [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.check_step_up", skip_all, fields(account = account.0.as_str())))]
     pub async fn check_step_up(&self, account: &AccountId, proof: &StepUp) -> Result<(), Error> {
         let epoch = account::epoch(self.store(), account).await?;
         self.verify_step_up(account, proof, epoch)
@@ -725,6 +726,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.sign_out_everywhere", skip_all, fields(account = account.0.as_str())))]
     pub async fn sign_out_everywhere(&self, account: &AccountId) -> Result<(), Error> {
         self.inner.devices.bump_epoch(account).await.map(drop)
     }
@@ -735,6 +737,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.password_changed", skip_all, fields(account = account.0.as_str())))]
     pub async fn password_changed(&self, account: &AccountId) -> Result<(), Error> {
         self.sign_out_everywhere(account).await
     }
@@ -743,6 +746,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.two_factor_enabled", skip_all, fields(account = account.0.as_str())))]
     pub async fn two_factor_enabled(&self, account: &AccountId) -> Result<bool, Error> {
         Ok(self
             .store()

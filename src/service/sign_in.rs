@@ -376,6 +376,39 @@ pub struct SignedIn {
     pub step_up: StepUp,
 }
 
+/// The kind a method id claims (its prefix), for a journey span: a known
+/// kind's name or `"unknown"`, never the rest of the id (the id comes
+/// from a form and is checked later).
+#[cfg(feature = "tracing")]
+fn claimed_kind(id: &MethodId) -> &'static str {
+    [
+        MethodKind::Sms,
+        MethodKind::Voice,
+        MethodKind::Email,
+        MethodKind::Link,
+        MethodKind::Authenticator,
+        MethodKind::RecoveryCode,
+    ]
+    .into_iter()
+    .find(|kind| {
+        id.as_str()
+            .strip_prefix(kind.as_str())
+            .is_some_and(|rest| rest.starts_with('-'))
+    })
+    .map_or("unknown", MethodKind::as_str)
+}
+
+/// The method kind a proof names, for a journey span; `None` for a code,
+/// whose channel is known once it is verified (recorded then).
+#[cfg(feature = "tracing")]
+fn proof_kind(proof: &Proof<'_>) -> Option<&'static str> {
+    match proof {
+        Proof::Code { .. } => None,
+        Proof::Authenticator { .. } => Some(MethodKind::Authenticator.as_str()),
+        Proof::RecoveryCode { .. } => Some(MethodKind::RecoveryCode.as_str()),
+    }
+}
+
 /// A trusted device's entry without its token.
 fn device_entry_only<S: serde::Serializer>(
     device: &Option<(DeviceToken, DeviceInfo)>,
@@ -394,6 +427,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.sign_in_begin", skip_all, fields(account = account.0.as_str())))]
     pub async fn sign_in_begin(
         &self,
         account: &AccountId,
@@ -421,6 +455,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.methods", skip_all, fields(account = account.0.as_str())))]
     pub async fn methods(&self, account: &AccountId) -> Result<Vec<Method>, Error> {
         match self.store().account_record(account).await? {
             Some(book) => Ok(self.methods_of(&book)),
@@ -596,6 +631,7 @@ impl TwoFactor {
     /// [`AccountRefusal::NoSuchMethod`] when `method` names no current method of
     /// the account; [`SendRefusal::ContactNotConfirmed`](crate::SendRefusal::ContactNotConfirmed); otherwise as for
     /// [`OneTimeCodes::send`](crate::service::OneTimeCodes::send).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.sign_in_send_code", skip_all, fields(account = account.0.as_str(), method = claimed_kind(method.as_ref()))))]
     pub async fn sign_in_send_code(
         &self,
         account: &AccountId,
@@ -641,6 +677,7 @@ impl TwoFactor {
     /// [`CodeRefusal::DestinationMismatch`] for a sign-in code whose contact
     /// the account no longer has; otherwise as for
     /// [`OneTimeCodes::resend`](crate::service::OneTimeCodes::resend).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.resend", skip_all, fields(account = account.0.as_str(), challenge = challenge.to_string())))]
     pub async fn resend(
         &self,
         account: &AccountId,
@@ -659,6 +696,7 @@ impl TwoFactor {
     /// # Errors
     /// As for [`resend`](Self::resend), plus
     /// [`SendRefusal::NoMoreOptions`](crate::SendRefusal::NoMoreOptions).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.another_option", skip_all, fields(account = account.0.as_str(), challenge = challenge.to_string())))]
     pub async fn another_option(
         &self,
         account: &AccountId,
@@ -699,6 +737,7 @@ impl TwoFactor {
     /// # Errors
     /// As for [`sign_in_send_code`](Self::sign_in_send_code), and
     /// [`Error::Misuse`] when links are not configured.
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.sign_in_send_link", skip_all, fields(account = account.0.as_str(), method = claimed_kind(method.as_ref()))))]
     pub async fn sign_in_send_link(
         &self,
         account: &AccountId,
@@ -734,6 +773,10 @@ impl TwoFactor {
     ///
     /// # Errors
     /// a wrong token is [`CodeRefusal::Unknown`]; an expired link [`CodeRefusal::Expired`]; one already decided [`CodeRefusal::AlreadyUsed`] or [`CodeRefusal::Denied`]; [`Error::Store`].
+    #[cfg_attr(
+        feature = "tracing",
+        tracing::instrument(name = "ninsho.open_link", skip_all)
+    )]
     pub async fn open_link(&self, token: &str) -> Result<LinkView, Error> {
         self.inner.challenges.open_link(token).await
     }
@@ -742,6 +785,10 @@ impl TwoFactor {
     ///
     /// # Errors
     /// a wrong token is [`CodeRefusal::Unknown`]; an expired link [`CodeRefusal::Expired`]; one already decided [`CodeRefusal::AlreadyUsed`] or [`CodeRefusal::Denied`]; [`Error::Store`].
+    #[cfg_attr(
+        feature = "tracing",
+        tracing::instrument(name = "ninsho.approve_link", skip_all)
+    )]
     pub async fn approve_link(&self, token: &str) -> Result<(), Error> {
         self.inner.challenges.approve_link(token).await
     }
@@ -750,6 +797,10 @@ impl TwoFactor {
     ///
     /// # Errors
     /// a wrong token is [`CodeRefusal::Unknown`]; an expired link [`CodeRefusal::Expired`]; one already decided [`CodeRefusal::AlreadyUsed`] or [`CodeRefusal::Denied`]; [`Error::Store`].
+    #[cfg_attr(
+        feature = "tracing",
+        tracing::instrument(name = "ninsho.deny_link", skip_all)
+    )]
     pub async fn deny_link(&self, token: &str) -> Result<(), Error> {
         self.inner.challenges.deny_link(token).await
     }
@@ -760,6 +811,7 @@ impl TwoFactor {
     /// # Errors
     /// [`CodeRefusal::Denied`], [`CodeRefusal::Expired`], [`CodeRefusal::AlreadyUsed`],
     /// [`CodeRefusal::Unknown`] (also for another account's link).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.sign_in_poll_link", skip_all, fields(account = account.0.as_str(), challenge = challenge.to_string(), method = "link")))]
     pub async fn sign_in_poll_link(
         &self,
         account: &AccountId,
@@ -808,6 +860,7 @@ impl TwoFactor {
     /// or authenticator seed was hashed or sealed with a key this
     /// deployment no longer holds (not counted as a failure; see the
     /// [key rotation guide](crate::guide::key_rotation)).
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.sign_in_complete", skip_all, fields(account = account.0.as_str(), method = proof_kind(&proof))))]
     pub async fn sign_in_complete(
         &self,
         account: &AccountId,
@@ -880,6 +933,9 @@ impl TwoFactor {
         trust_device: Option<&str>,
         epoch: u64,
     ) -> Result<SignedIn, Error> {
+        // The journey span of a code sign-in learns its channel here.
+        #[cfg(feature = "tracing")]
+        tracing::Span::current().record("method", method.as_str());
         // The second factor is passed and its secret spent: from here on
         // nothing may turn the sign-in into an error. Trusting the device
         // is optional and reported.
@@ -908,6 +964,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.devices", skip_all, fields(account = account.0.as_str())))]
     pub async fn devices(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, Error> {
         self.inner.devices.list(account).await
     }
@@ -916,6 +973,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`AccountRefusal::NotFound`] when the account has no such device; [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.revoke_device", skip_all, fields(account = account.0.as_str(), device = id.to_string())))]
     pub async fn revoke_device(&self, account: &AccountId, id: &DeviceId) -> Result<(), Error> {
         self.inner.devices.revoke(account, id).await
     }
@@ -926,6 +984,7 @@ impl TwoFactor {
     ///
     /// # Errors
     /// [`Error::Store`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.check_device", skip_all, fields(account = account.0.as_str())))]
     pub async fn check_device(
         &self,
         account: &AccountId,
