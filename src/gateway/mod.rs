@@ -16,12 +16,17 @@
 //!   so a test can read the code that was "sent" and check fallbacks;
 //! - [`ConsoleGateway`] prints messages to standard output.
 //!
+//! For sending for real, with the `twilio` feature, `TwilioGateway` sends
+//! SMS and voice calls through Twilio's REST API.
+//!
 //! [`sms_info`] tells how many SMS segments a text costs.
 
 mod console;
 mod recording;
 mod sms;
 mod templates;
+#[cfg(feature = "twilio")]
+mod twilio;
 
 use std::fmt;
 
@@ -35,6 +40,10 @@ pub use recording::{Attempt, RecordingGateway};
 pub use sms::{SmsEncoding, SmsInfo, sms_info};
 pub use templates::{
     CodeParams, LinkParams, Occasion, Rendered, TemplateError, TemplateKind, Templates,
+};
+#[cfg(feature = "twilio")]
+pub use twilio::{
+    TWILIO_API, TwilioApiError, TwilioBuildError, TwilioGateway, TwilioGatewayBuilder, TwilioSender,
 };
 
 /// One outbound message, ready for a [`Gateway`].
