@@ -268,14 +268,19 @@ impl Error {
     /// [`Error::RetiredKey`] counts as infrastructure: the user did nothing
     /// wrong, and a retry succeeds once the key is configured again (at
     /// once, during a rolling deploy, on an instance that already holds
-    /// it).
+    /// it). So does a gateway's
+    /// [`Configuration`](DeliveryErrorKind::Configuration) failure (the
+    /// provider refused the gateway's credentials or sender), for the same
+    /// reason: the operator must fix it, the user can only wait.
     #[must_use]
     pub fn is_infrastructure(&self) -> bool {
         match self {
             Self::Random(_) | Self::Store(_) | Self::RetiredKey(_) => true,
             Self::Delivery { source, .. } => matches!(
                 source.kind(),
-                DeliveryErrorKind::Transient | DeliveryErrorKind::RateLimited
+                DeliveryErrorKind::Transient
+                    | DeliveryErrorKind::RateLimited
+                    | DeliveryErrorKind::Configuration
             ),
             _ => false,
         }

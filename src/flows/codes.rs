@@ -306,10 +306,11 @@ impl Challenges {
     /// expiry (a late SMS still works); wrong attempts are shared.
     ///
     /// The cooldown counts from the last send that the gateway did not fail
-    /// transiently ([`DeliveryErrorKind::Transient`] or
-    /// [`RateLimited`](DeliveryErrorKind::RateLimited)): after such a
-    /// failure the user is waiting for nothing, so a resend may follow at
-    /// once. The failed send still counts toward the per-challenge and
+    /// transiently ([`DeliveryErrorKind::Transient`],
+    /// [`RateLimited`](DeliveryErrorKind::RateLimited), or
+    /// [`Configuration`](DeliveryErrorKind::Configuration) until the
+    /// operator fixes the gateway): after such a failure the user is waiting
+    /// for nothing, so a resend may follow at once. The failed send still counts toward the per-challenge and
     /// per-destination limits, because a provider that timed out may have
     /// delivered after all, and those limits bound what a phone or inbox
     /// receives. After a permanent failure the cooldown holds: the same
@@ -772,6 +773,9 @@ impl Challenges {
                     return Ok(Delivered { index, reason });
                 }
                 Err(e) => {
+                    // Only a refusal of this channel moves on. A
+                    // misconfigured gateway (`Configuration`) does not: the
+                    // next channel would hide it, and the user is not to blame.
                     let moves_on = e.kind() == DeliveryErrorKind::Refused;
                     let fallback = record.channels[index + 1..]
                         .iter()

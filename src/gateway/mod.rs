@@ -16,12 +16,17 @@
 //!   so a test can read the code that was "sent" and check fallbacks;
 //! - [`ConsoleGateway`] prints messages to standard output.
 //!
+//! For sending for real, with the `twilio` feature, `TwilioGateway` sends
+//! SMS and voice calls through Twilio's REST API.
+//!
 //! [`sms_info`] tells how many SMS segments a text costs.
 
 mod console;
 mod recording;
 mod sms;
 mod templates;
+#[cfg(feature = "twilio")]
+mod twilio;
 
 use std::fmt;
 
@@ -35,6 +40,10 @@ pub use recording::{Attempt, RecordingGateway};
 pub use sms::{SmsEncoding, SmsInfo, sms_info};
 pub use templates::{
     CodeParams, LinkParams, Occasion, Rendered, TemplateError, TemplateKind, Templates,
+};
+#[cfg(feature = "twilio")]
+pub use twilio::{
+    TWILIO_API, TwilioApiError, TwilioBuildError, TwilioGateway, TwilioGatewayBuilder, TwilioSender,
 };
 
 /// One outbound message, ready for a [`Gateway`].
@@ -153,6 +162,15 @@ pub enum DeliveryErrorKind {
     /// The provider is throttling us. Retry after
     /// [`DeliveryError::retry_after`], if given.
     RateLimited,
+    /// The gateway itself is misconfigured: the provider rejected its
+    /// credentials, account or sender (a wrong API key, a suspended
+    /// account, a sender number the account does not own). Not the user's
+    /// fault and not about the destination, so ninsho neither blames the
+    /// contact nor falls back to another channel (which would hide the
+    /// problem); the call fails with an infrastructure
+    /// [`Error::Delivery`](crate::Error::Delivery) and the operator must
+    /// fix the configuration. Retrying before then cannot succeed.
+    Configuration,
 }
 
 impl DeliveryErrorKind {
@@ -174,6 +192,9 @@ impl DeliveryErrorKind {
             }
             Self::Transient => "the message could not be sent for now; retry later",
             Self::RateLimited => "the message provider is throttling sends; retry later",
+            Self::Configuration => {
+                "the message provider refused the gateway's configuration (credentials, account or sender); the operator must fix it"
+            }
         }
     }
 }
@@ -256,6 +277,12 @@ impl DeliveryError {
         Self::with_source(DeliveryErrorKind::Transient, source)
     }
 
+    /// [`DeliveryErrorKind::Configuration`], keeping `source`.
+    #[must_use]
+    pub fn configuration(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::with_source(DeliveryErrorKind::Configuration, source)
+    }
+
     /// [`DeliveryErrorKind::RateLimited`], with the provider's suggested
     /// delay if it gave one, keeping `source`.
     #[must_use]
@@ -319,6 +346,7 @@ impl From<DeliveryErrorKind> for DeliveryError {
 /// | landline (or other non-mobile number) for SMS — a voice call may still reach it; blocked by carrier or route, recipient opted out or refuses SMS, spam-blocked, channel not supported | [`DeliveryError::refused`] |
 /// | timeout, connection error, 5xx, provider outage | [`DeliveryError::transient`] |
 /// | HTTP 429, quota or throughput exceeded | [`DeliveryError::rate_limited`] with `Retry-After` if given |
+/// | credentials refused (HTTP 401/403), unknown or suspended account, a sender the account does not own | [`DeliveryError::configuration`] |
 ///
 /// When in doubt between `Transient` and a permanent kind, choose
 /// `Transient`: a wrong permanent answer makes ninsho abandon a working
@@ -511,6 +539,16 @@ mod tests {
             .with_retry_after(time::Duration::milliseconds(1500));
         assert!(e.source().is_none());
         assert!(e.to_string().ends_with("(after 2 s)"), "{e}");
+
+        let e = DeliveryError::configuration("HTTP 401");
+        assert_eq!(e.kind(), DeliveryErrorKind::Configuration);
+        assert!(!e.is_permanent());
+        assert!(e.to_string().contains("operator must fix"), "{e}");
+        assert!(!e.to_string().contains("retry"), "{e}");
+        assert_eq!(
+            serde_json::to_string(&DeliveryErrorKind::Configuration).unwrap(),
+            "\"configuration\""
+        );
 
         let e = DeliveryError::from(DeliveryErrorKind::InvalidDestination);
         assert!(

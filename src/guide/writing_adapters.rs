@@ -334,10 +334,11 @@
 //!
 //! | the provider says | return | what ninsho does |
 //! |---|---|---|
-//! | blocked by the carrier or route, recipient opted out or refuses SMS, channel not supported | [`DeliveryError::refused`] | permanent for this channel: moves on to the next channel of the plan (SMS, then voice) |
-//! | unknown, malformed or unreachable number; landline for SMS; bounced mailbox | [`DeliveryError::invalid_destination`] | permanent for this destination: no fallback; the call fails with [`Error::Delivery`](crate::Error::Delivery), not an infrastructure error: ask the user for another contact |
+//! | landline (or other non-mobile number) for SMS; blocked by the carrier or route, recipient opted out or refuses SMS, channel not supported | [`DeliveryError::refused`] | permanent for this channel: moves on to the next channel of the plan (SMS, then voice) |
+//! | unknown, malformed or unreachable number; bounced mailbox | [`DeliveryError::invalid_destination`] | permanent for this destination: no fallback; the call fails with [`Error::Delivery`](crate::Error::Delivery), not an infrastructure error: ask the user for another contact |
 //! | timeout, connection error, 5xx, outage | [`DeliveryError::transient`] | fails with [`Error::Delivery`](crate::Error::Delivery), an infrastructure error; the challenge exists and can be resent once the problem clears |
 //! | HTTP 429, quota exceeded | [`DeliveryError::rate_limited`], with the provider's `Retry-After` | as transient, with the delay attached |
+//! | credentials refused, unknown or suspended account, a sender the account does not own | [`DeliveryError::configuration`] | no fallback (the contact is not to blame); fails with [`Error::Delivery`](crate::Error::Delivery), an infrastructure error the operator must fix; the challenge exists and can be resent once it is fixed |
 //!
 //! When unsure between transient and a permanent kind, choose transient: a
 //! wrong permanent answer makes ninsho give up on a working channel or
@@ -378,4 +379,5 @@
 //! [`DeliveryError::invalid_destination`]: crate::gateway::DeliveryError::invalid_destination
 //! [`DeliveryError::transient`]: crate::gateway::DeliveryError::transient
 //! [`DeliveryError::rate_limited`]: crate::gateway::DeliveryError::rate_limited
+//! [`DeliveryError::configuration`]: crate::gateway::DeliveryError::configuration
 //! [`RecordingGateway`]: crate::gateway::RecordingGateway

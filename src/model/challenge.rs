@@ -37,8 +37,10 @@ pub struct SendRecord {
     /// The keyed hash of the code (never the code).
     pub code: KeyedHash,
     /// Whether the gateway failed this send with an error that is not
-    /// permanent ([`Transient`](crate::gateway::DeliveryErrorKind::Transient)
-    /// or [`RateLimited`](crate::gateway::DeliveryErrorKind::RateLimited)).
+    /// permanent ([`Transient`](crate::gateway::DeliveryErrorKind::Transient),
+    /// [`RateLimited`](crate::gateway::DeliveryErrorKind::RateLimited) or
+    /// [`Configuration`](crate::gateway::DeliveryErrorKind::Configuration):
+    /// no message is on its way).
     /// The resend cooldown does not count from such a send; the send limits
     /// still count it. `false` in records written before this field existed.
     #[serde(default)]

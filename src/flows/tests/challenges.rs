@@ -1354,6 +1354,42 @@ async fn provider_rate_limit_is_infrastructure_without_fallback() {
 }
 
 #[tokio::test]
+async fn a_misconfigured_gateway_neither_falls_back_nor_blames_the_contact() {
+    // The provider refused the gateway's credentials or sender: voice would
+    // only hide that, and the user's number is not at fault.
+    let env = env();
+    env.gateway
+        .fail_channel(Channel::Sms, DeliveryErrorKind::Configuration);
+    let id = undelivered(
+        env.challenges
+            .issue(IssueRequest::new(phone(), Purpose::SignIn))
+            .await,
+        DeliveryErrorKind::Configuration,
+    );
+    assert_eq!(env.gateway.attempts().len(), 1);
+    assert!(env.events.events().iter().any(|e| matches!(
+        e,
+        Event::DeliveryFailed {
+            channel: Channel::Sms,
+            fallback: None,
+            kind: DeliveryErrorKind::Configuration,
+            ..
+        }
+    )));
+    let err = env.challenges.resend(&id, None).await.unwrap_err();
+    assert!(err.is_infrastructure(), "{err:?}");
+    assert_eq!(err.refusal(), None);
+
+    // Nothing is on its way, so once the operator fixes the gateway the
+    // user may resend at once, without waiting out a cooldown.
+    assert!(env.record(&id).await.sends[0].failed_transiently);
+    env.gateway.heal();
+    env.challenges.resend(&id, None).await.unwrap();
+    assert_eq!(env.gateway.sent_to(PHONE).len(), 1);
+    assert_eq!(env.gateway.messages()[0].channel, Channel::Sms);
+}
+
+#[tokio::test]
 async fn invalid_destination_does_not_fall_back() {
     let env = env();
     env.gateway
