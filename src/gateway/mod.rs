@@ -16,11 +16,17 @@
 //!   so a test can read the code that was "sent" and check fallbacks;
 //! - [`ConsoleGateway`] prints messages to standard output.
 //!
+//! For sending for real, with the feature named:
+//!
+//! - `SmtpGateway` (feature `smtp`) sends email through an SMTP server.
+//!
 //! [`sms_info`] tells how many SMS segments a text costs.
 
 mod console;
 mod recording;
 mod sms;
+#[cfg(feature = "smtp")]
+mod smtp;
 mod templates;
 
 use std::fmt;
@@ -33,6 +39,8 @@ use crate::secret::SecretString;
 pub use console::ConsoleGateway;
 pub use recording::{Attempt, RecordingGateway};
 pub use sms::{SmsEncoding, SmsInfo, sms_info};
+#[cfg(feature = "smtp")]
+pub use smtp::{SmtpConfigError, SmtpGateway, SmtpGatewayBuilder, SmtpTls};
 pub use templates::{
     CodeParams, LinkParams, Occasion, Rendered, TemplateError, TemplateKind, Templates,
 };
