@@ -18,12 +18,17 @@
 //!
 //! For sending for real, with the `twilio` feature, `TwilioGateway` sends
 //! SMS and voice calls through Twilio's REST API.
+//! For sending for real, with the feature named:
+//!
+//! - `SmtpGateway` (feature `smtp`) sends email through an SMTP server.
 //!
 //! [`sms_info`] tells how many SMS segments a text costs.
 
 mod console;
 mod recording;
 mod sms;
+#[cfg(feature = "smtp")]
+mod smtp;
 mod templates;
 #[cfg(feature = "twilio")]
 mod twilio;
@@ -38,6 +43,8 @@ use crate::secret::SecretString;
 pub use console::ConsoleGateway;
 pub use recording::{Attempt, RecordingGateway};
 pub use sms::{SmsEncoding, SmsInfo, sms_info};
+#[cfg(feature = "smtp")]
+pub use smtp::{SmtpConfigError, SmtpGateway, SmtpGatewayBuilder, SmtpTls};
 pub use templates::{
     CodeParams, LinkParams, Occasion, Rendered, TemplateError, TemplateKind, Templates,
 };
