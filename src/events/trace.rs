@@ -316,6 +316,7 @@ fn delivery_name(kind: DeliveryErrorKind) -> &'static str {
         DeliveryErrorKind::Refused => "refused",
         DeliveryErrorKind::Transient => "transient",
         DeliveryErrorKind::RateLimited => "rate_limited",
+        DeliveryErrorKind::Configuration => "configuration",
     }
 }
 

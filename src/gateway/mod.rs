@@ -16,11 +16,11 @@
 //!   so a test can read the code that was "sent" and check fallbacks;
 //! - [`ConsoleGateway`] prints messages to standard output.
 //!
-//! For sending for real, with the `twilio` feature, `TwilioGateway` sends
-//! SMS and voice calls through Twilio's REST API.
 //! For sending for real, with the feature named:
 //!
-//! - `SmtpGateway` (feature `smtp`) sends email through an SMTP server.
+//! - `SmtpGateway` (feature `smtp`) sends email through an SMTP server;
+//! - `TwilioGateway` (feature `twilio`) sends SMS and voice calls through
+//!   Twilio's REST API.
 //!
 //! [`sms_info`] tells how many SMS segments a text costs.
 

@@ -214,7 +214,7 @@ impl SmtpGatewayBuilder {
 /// | the server or the connection says | [`DeliveryErrorKind`] |
 /// |---|---|
 /// | 5xx with enhanced status 5.1.1, 5.1.2, 5.1.3, 5.1.6 or 5.1.10 (no such mailbox or domain, bad address syntax, mailbox moved, null MX) | [`InvalidDestination`](DeliveryErrorKind::InvalidDestination) |
-/// | 530, 534, 535, 538 (authentication required or refused) | [`Transient`](DeliveryErrorKind::Transient): the host's SMTP settings are wrong, not the user's address; fix them and sends work again |
+/// | 530, 534, 535, 538 (authentication required or refused) | [`Configuration`](DeliveryErrorKind::Configuration): the host's SMTP settings are wrong, not the user's address; fix them and sends work again |
 /// | any other 5xx (policy or spam refusal 5.7.x, mailbox full or disabled 5.2.x, a sender address the server refuses 5.1.0/5.1.7/5.1.8, a bare 550 without enhanced status) | [`Refused`](DeliveryErrorKind::Refused): ninsho falls back to another channel |
 /// | 4xx (421, 450, 451, 452, greylisting, throttling) | [`Transient`](DeliveryErrorKind::Transient) |
 /// | connection refused or lost, TLS failure, timeout, an unreadable reply | [`Transient`](DeliveryErrorKind::Transient) |
@@ -399,7 +399,7 @@ fn kind_for(reply: Option<u16>, text: &str) -> DeliveryErrorKind {
         return DeliveryErrorKind::Transient;
     };
     match reply {
-        530 | 534 | 535 | 538 => DeliveryErrorKind::Transient,
+        530 | 534 | 535 | 538 => DeliveryErrorKind::Configuration,
         500..=599 => match enhanced_status(text) {
             Some((5, 1, 1 | 2 | 3 | 6 | 10)) => DeliveryErrorKind::InvalidDestination,
             _ => DeliveryErrorKind::Refused,
@@ -524,9 +524,9 @@ mod tests {
             (
                 Some(535),
                 "5.7.8 Authentication credentials invalid",
-                Transient,
+                Configuration,
             ),
-            (Some(530), "5.7.0 Authentication required", Transient),
+            (Some(530), "5.7.0 Authentication required", Configuration),
             (Some(421), "4.7.0 try later", Transient),
             (Some(450), "4.2.0 greylisted", Transient),
             (Some(451), "4.3.0 local error", Transient),
