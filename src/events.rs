@@ -5,7 +5,7 @@
 //! so every event is safe to write to logs.
 //!
 //! Each event has a stable name ([`Event::name`]) for logs and metrics.
-//! With the `tracing` feature, [`TracingEvents`] writes every event as a
+//! With the `tracing` feature, `TracingEvents` writes every event as a
 //! structured `tracing` event.
 
 use std::fmt;
