@@ -8,6 +8,7 @@ mod support;
 use ninsho::{AccountRefusal, CodeRefusal, SendRefusal};
 use std::sync::Arc;
 
+use ninsho::events::{Event, RecordingEvents};
 use ninsho::gateway::RecordingGateway;
 use ninsho::limits::{FailurePolicy, RateLimit, SendLimits};
 use ninsho::model::AccountId;
@@ -283,6 +284,75 @@ async fn one_authenticator_code_signs_in_once() {
             "{o:?}"
         );
     }
+}
+
+/// A wrong and a replayed authenticator code are refusals an activity page
+/// must show, as recovery codes' are: each leaves an `Event::Failed`.
+#[tokio::test]
+async fn refused_authenticator_codes_reach_the_audit_trail() {
+    let gateway = RecordingGateway::new();
+    let clock = ManualClock::at_unix(T0).unwrap();
+    let events = RecordingEvents::new();
+    let env = Env {
+        service: builder(Arc::new(MemoryStore::new()), &gateway, &clock)
+            .events(Arc::new(events.clone()))
+            .build()
+            .unwrap(),
+        gateway,
+        clock,
+    };
+    env.enrol().await;
+    let step_up = env.step_up().await;
+    let setup = env
+        .service
+        .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
+        .await
+        .unwrap();
+    let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();
+    env.service
+        .authenticator_confirm(&taro(), &app.code_at(env.clock.unix_seconds()).to_string())
+        .await
+        .unwrap();
+    env.clock.advance(Duration::seconds(30));
+    let code = app.code_at(env.clock.unix_seconds()).to_string();
+    let sign_in = |code: String| {
+        let service = env.service.clone();
+        async move {
+            service
+                .sign_in_complete(&taro(), Proof::Authenticator { code: &code }, None, None)
+                .await
+        }
+    };
+    sign_in(code.clone()).await.unwrap();
+    let failed = |reason: CodeRefusal| Event::Failed {
+        challenge: None,
+        account: Some(taro()),
+        reason: Refusal::Code(reason),
+    };
+    assert_eq!(
+        refusal(sign_in(code.clone()).await),
+        Refusal::Code(CodeRefusal::AlreadyUsed)
+    );
+    assert_eq!(
+        events.events().last(),
+        Some(&failed(CodeRefusal::AlreadyUsed)),
+        "a replayed authenticator code left no audit event"
+    );
+    let last = code.chars().last().unwrap().to_digit(10).unwrap();
+    let wrong = format!("{}{}", &code[..code.len() - 1], (last + 1) % 10);
+    let refused = refusal(sign_in(wrong).await);
+    assert!(matches!(
+        refused,
+        Refusal::Code(CodeRefusal::WrongCode { .. })
+    ));
+    let Refusal::Code(reason) = refused else {
+        unreachable!()
+    };
+    assert_eq!(
+        events.events().last(),
+        Some(&failed(reason)),
+        "a wrong authenticator code left no audit event"
+    );
 }
 
 /// 64 tasks hold the same SMS code, or the same recovery code: each signs

@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 use super::cas::{self, AccountSlot, Step};
 use super::{Attempt, Contacts, Ports, attempt_hash, guess, retired_key, same_attempt};
 use crate::error::{AccountRefusal, CodeRefusal, Error, Refusal, SecretKind};
+use crate::events::Event;
 use crate::factors;
 use crate::limits::FailurePolicy;
 use crate::model::{AccountId, AccountRecord, AuthenticatorRecord, Factors};
@@ -418,15 +419,30 @@ impl Authenticators {
                 counted.right(store).await;
                 Ok(epoch)
             }
-            AppCode::Replayed => Err(CodeRefusal::AlreadyUsed.into()),
+            AppCode::Replayed => Err(self.refuse(account, CodeRefusal::AlreadyUsed)),
             AppCode::Wrong => {
                 counted.wrong(&self.failures, &*p.events, now);
-                Err(CodeRefusal::WrongCode {
-                    attempts_left: None,
-                }
-                .into())
+                Err(self.refuse(
+                    account,
+                    CodeRefusal::WrongCode {
+                        attempts_left: None,
+                    },
+                ))
             }
         }
+    }
+
+    /// Records a refused sign-in code in the audit trail, as recovery codes
+    /// do, and returns the error to hand back: a replayed code is someone
+    /// holding a code that was already used, worth seeing on an activity page.
+    fn refuse(&self, account: &AccountId, reason: CodeRefusal) -> Error {
+        let reason = Refusal::Code(reason);
+        self.ports.emit(Event::Failed {
+            challenge: None,
+            account: Some(account.clone()),
+            reason,
+        });
+        Error::Refused(reason)
     }
 
     /// Reads the account's record and opens the seed `pick` chooses from
