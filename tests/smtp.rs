@@ -8,8 +8,13 @@
 //! `NINSHO_SMTP_MAILDIR`: `.ci/run` starts `tests/support/smtp_server.py`
 //! (aiosmtpd) and sets both. That server answers some recipients with
 //! errors (`unknown@` 550 5.1.1, `nobody@` bare 550, `blocked@` 554 5.7.1,
-//! `busy@` 451 4.3.0). Without the variables the tests print `SKIPPED` and
-//! pass, except under `CI=true`, where they fail: CI must never skip them.
+//! `busy@` 451 4.3.0). The same server also listens for SMTPS
+//! (`NINSHO_SMTPS_URL`, `smtps://localhost:PORT`) and for STARTTLS
+//! (`NINSHO_SMTP_STARTTLS_URL`), both requiring a login
+//! (`NINSHO_SMTP_USER`, `NINSHO_SMTP_PASSWORD`) and showing a certificate
+//! for localhost from a throw-away CA (`NINSHO_SMTP_CA`, a PEM file).
+//! Without the variables the tests print `SKIPPED` and pass, except under
+//! `CI=true`, where they fail: CI must never skip them.
 
 #![cfg(feature = "smtp")]
 
@@ -21,6 +26,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mail_parser::{MessageParser, PartType};
+use ninsho::SecretString;
 use ninsho::gateway::{DeliveryErrorKind, Gateway, Message, SmtpGateway, SmtpTls};
 use ninsho::model::{Channel, Locale};
 
@@ -114,6 +120,16 @@ impl Server {
             .collect();
         assert_eq!(found.len(), 1, "messages with {header}: {value}");
         found.pop().unwrap()
+    }
+
+    /// Whether no message arrived for `address`.
+    fn nothing_to(&self, address: &str) -> bool {
+        !self.received().iter().any(|raw| {
+            MessageParser::default()
+                .parse(raw)
+                .and_then(|p| p.to()?.first()?.address().map(|a| a == address))
+                .unwrap_or(false)
+        })
     }
 }
 
@@ -354,6 +370,205 @@ async fn a_server_that_is_down_is_transient() {
     );
     let err = gateway.send(&message).await.unwrap_err();
     assert_eq!(err.kind(), DeliveryErrorKind::Transient, "{err}");
+}
+
+/// The SMTPS and STARTTLS listeners of the test server, which require a
+/// login and show a certificate from the test CA.
+struct Secured {
+    maildir: Server,
+    implicit: (String, u16),
+    starttls: (String, u16),
+    ca: Vec<u8>,
+    user: String,
+    password: String,
+}
+
+/// `host:port` of an `smtp://` or `smtps://` URL.
+fn host_port(url: &str) -> (String, u16) {
+    let rest = url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("not a URL: {url}"));
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("no port in {url}"));
+    (host.to_owned(), port.parse().expect("a port number"))
+}
+
+fn secured() -> Option<Secured> {
+    let maildir = server()?;
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let names = [
+        "NINSHO_SMTPS_URL",
+        "NINSHO_SMTP_STARTTLS_URL",
+        "NINSHO_SMTP_CA",
+        "NINSHO_SMTP_USER",
+        "NINSHO_SMTP_PASSWORD",
+    ];
+    if let Some(missing) = names.iter().find(|n| var(n).is_empty()) {
+        if under_ci() {
+            panic!("{missing} is required under CI (.ci/run sets it)");
+        }
+        eprintln!("SKIPPED: the SMTP TLS tests need {missing} (.ci/run sets it)");
+        return None;
+    }
+    Some(Secured {
+        maildir,
+        implicit: host_port(&var("NINSHO_SMTPS_URL")),
+        starttls: host_port(&var("NINSHO_SMTP_STARTTLS_URL")),
+        ca: std::fs::read(var("NINSHO_SMTP_CA")).expect("the test CA's PEM file"),
+        user: var("NINSHO_SMTP_USER"),
+        password: var("NINSHO_SMTP_PASSWORD"),
+    })
+}
+
+impl Secured {
+    /// A gateway to the listener of `tls`, trusting the test CA when
+    /// `trust`, logging in with `password` when given.
+    fn gateway(&self, tls: SmtpTls, trust: bool, password: Option<&str>) -> SmtpGateway {
+        let (host, port) = match tls {
+            SmtpTls::Implicit => &self.implicit,
+            _ => &self.starttls,
+        };
+        let mut builder = SmtpGateway::builder(host)
+            .tls(tls)
+            .port(*port)
+            .from(SENDER, SERVICE)
+            .timeout(std::time::Duration::from_secs(10));
+        if trust {
+            builder = builder.root_certificate_pem(&self.ca);
+        }
+        if let Some(password) = password {
+            builder = builder.credentials(&self.user, SecretString::new(password.to_owned()));
+        }
+        builder.build().unwrap()
+    }
+}
+
+fn code_email(to: &str) -> Message {
+    Message::new(
+        Channel::Email,
+        to,
+        Some("【ニンショウ・テスト】認証コード".to_owned()),
+        "認証コード：739104\n有効期限は10分です。\n".to_owned(),
+        Locale::Ja,
+    )
+    .with_secret("739104".to_owned())
+}
+
+#[tokio::test]
+async fn smtps_and_starttls_with_a_login_deliver_the_code() {
+    let Some(server) = secured() else { return };
+    for tls in [SmtpTls::Implicit, SmtpTls::StartTls] {
+        let gateway = server.gateway(tls, true, Some(&server.password));
+        let to = fresh_address(&format!("{tls:?}").to_lowercase());
+        let receipt = gateway.send(&code_email(&to)).await.unwrap();
+        let raw = server.maildir.received_with("To", &to);
+        let parsed = MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(
+            parsed.message_id().map(|id| format!("<{id}>")),
+            receipt.provider_id,
+            "{tls:?}"
+        );
+        let from = parsed.from().and_then(|f| f.first()).unwrap();
+        assert_eq!(from.name(), Some(SERVICE), "{tls:?}");
+        assert!(raw_header(&raw, "From").starts_with("=?utf-8?"), "{tls:?}");
+        let (text, _) = text_and_html(&raw);
+        assert!(text.contains("認証コード：739104"), "{tls:?}: {text}");
+        // The pooled connection is reused for a second message.
+        let again = fresh_address("again");
+        gateway.send(&code_email(&again)).await.unwrap();
+        server.maildir.received_with("To", &again);
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_none_is_a_configuration_error() {
+    let Some(server) = secured() else { return };
+    for tls in [SmtpTls::Implicit, SmtpTls::StartTls] {
+        for password in [Some("not the password"), None] {
+            let gateway = server.gateway(tls, true, password);
+            let to = fresh_address("refused");
+            let err = gateway.send(&code_email(&to)).await.unwrap_err();
+            assert_eq!(
+                err.kind(),
+                DeliveryErrorKind::Configuration,
+                "{tls:?}, password {password:?}: {err:?}"
+            );
+            let shown = format!("{err} {err:?} {}", err.source().unwrap());
+            assert!(!shown.contains("739104"), "{shown}");
+            assert!(!shown.contains("not the password"), "{shown}");
+            assert!(server.maildir.nothing_to(&to));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_unknown_ca_is_a_configuration_error() {
+    let Some(server) = secured() else { return };
+    for tls in [SmtpTls::Implicit, SmtpTls::StartTls] {
+        // The test CA is not among the Mozilla roots: without it, the
+        // server's certificate is refused before the password is sent.
+        let gateway = server.gateway(tls, false, Some(&server.password));
+        let to = fresh_address("untrusted");
+        let err = gateway.send(&code_email(&to)).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            DeliveryErrorKind::Configuration,
+            "{tls:?}: {err:?}"
+        );
+        assert!(server.maildir.nothing_to(&to));
+    }
+}
+
+#[tokio::test]
+async fn tls_is_never_dropped_for_a_plain_connection() {
+    let Some(server) = secured() else { return };
+    // STARTTLS required by the gateway, not offered by the plain listener:
+    // nothing is sent in clear.
+    for tls in [SmtpTls::StartTls, SmtpTls::Implicit] {
+        let gateway = SmtpGateway::builder(&server.maildir.host)
+            .tls(tls)
+            .port(server.maildir.port)
+            .root_certificate_pem(&server.ca)
+            .credentials(&server.user, SecretString::new(server.password.clone()))
+            .from(SENDER, SERVICE)
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let to = fresh_address("downgrade");
+        let err = gateway.send(&code_email(&to)).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            DeliveryErrorKind::Configuration,
+            "{tls:?}: {err:?}"
+        );
+        assert!(server.maildir.nothing_to(&to), "{tls:?}");
+    }
+}
+
+#[test]
+fn roots_are_checked_when_the_gateway_is_built() {
+    use ninsho::gateway::SmtpConfigError;
+    let builder = || SmtpGateway::builder("smtp.example.com").from(SENDER, SERVICE);
+    for pem in [
+        &b""[..],
+        b"not a certificate",
+        b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+    ] {
+        let err = builder().root_certificate_pem(pem).build().unwrap_err();
+        assert!(
+            matches!(err, SmtpConfigError::RootCertificate { index: 0 }),
+            "{err:?}"
+        );
+    }
+    let err = builder()
+        .tls(SmtpTls::None)
+        .root_certificate_pem(b"-----BEGIN CERTIFICATE-----")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, SmtpConfigError::RootsWithoutTls), "{err:?}");
 }
 
 /// A contact code sent by a journey, read from the received email, and

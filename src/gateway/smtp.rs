@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::{self, AsyncSmtpTransportBuilder, PoolConfig};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
@@ -18,8 +18,10 @@ use crate::secret::SecretString;
 /// How [`SmtpGateway`] protects its connection to the SMTP server (feature
 /// `smtp`).
 ///
-/// Certificates are checked against the Mozilla roots (`webpki-roots`) for
-/// the host name given to [`SmtpGateway::builder`].
+/// Certificates are checked against the Mozilla roots (`webpki-roots`), and
+/// any root added with [`SmtpGatewayBuilder::root_certificate_pem`], for
+/// the host name given to [`SmtpGateway::builder`]. There is no way to
+/// turn the check off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SmtpTls {
@@ -66,6 +68,18 @@ pub enum SmtpConfigError {
     /// certificate checks).
     #[error("the SMTP TLS settings could not be built")]
     Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A root given to [`SmtpGatewayBuilder::root_certificate_pem`] holds
+    /// no PEM certificate (`-----BEGIN CERTIFICATE-----`) or one that does
+    /// not parse. `index` counts the roots given, from 0.
+    #[error("root certificate {index} is not a PEM certificate")]
+    RootCertificate {
+        /// Which root, in the order they were added, from 0.
+        index: usize,
+    },
+    /// Roots were added but the connection is not encrypted
+    /// ([`SmtpTls::None`]): they would check nothing.
+    #[error("root certificates were added, but SmtpTls::None checks no certificate")]
+    RootsWithoutTls,
 }
 
 /// Settings for an [`SmtpGateway`] (feature `smtp`); start with
@@ -82,6 +96,7 @@ pub struct SmtpGatewayBuilder {
     from: Option<(String, String)>,
     pool_size: u32,
     timeout: Duration,
+    roots: Vec<Vec<u8>>,
 }
 
 impl SmtpGatewayBuilder {
@@ -95,6 +110,20 @@ impl SmtpGatewayBuilder {
     /// How the connection is protected; [`SmtpTls::Implicit`] unless set.
     pub fn tls(mut self, tls: SmtpTls) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Also trusts the root certificate(s) in `pem` (PEM text, one or more
+    /// `-----BEGIN CERTIFICATE-----` blocks) for the server's certificate:
+    /// for a relay whose certificate comes from a private CA. The Mozilla
+    /// roots stay trusted, and the host name is still checked. May be
+    /// called again to add more roots.
+    ///
+    /// [`build`](Self::build) refuses a `pem` without a certificate
+    /// ([`SmtpConfigError::RootCertificate`]), and roots with
+    /// [`SmtpTls::None`] ([`SmtpConfigError::RootsWithoutTls`]).
+    pub fn root_certificate_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.roots.push(pem.as_ref().to_vec());
         self
     }
 
@@ -148,9 +177,17 @@ impl SmtpGatewayBuilder {
         let from = Mailbox::new(Some(name), address);
 
         let tls = match self.tls {
+            SmtpTls::None if !self.roots.is_empty() => {
+                return Err(SmtpConfigError::RootsWithoutTls);
+            }
             SmtpTls::None => Tls::None,
             SmtpTls::Implicit | SmtpTls::StartTls => {
-                let parameters = TlsParameters::new(self.host.clone())
+                let mut parameters = TlsParameters::builder(self.host.clone());
+                for (index, pem) in self.roots.iter().enumerate() {
+                    parameters = parameters.add_root_certificate(root_certificate(pem, index)?);
+                }
+                let parameters = parameters
+                    .build()
                     .map_err(|e| SmtpConfigError::Tls(Box::new(e)))?;
                 if self.tls == SmtpTls::Implicit {
                     Tls::Wrapper(parameters)
@@ -217,7 +254,10 @@ impl SmtpGatewayBuilder {
 /// | 530, 534, 535, 538 (authentication required or refused) | [`Configuration`](DeliveryErrorKind::Configuration): the host's SMTP settings are wrong, not the user's address; fix them and sends work again |
 /// | any other 5xx (policy or spam refusal 5.7.x, mailbox full or disabled 5.2.x, a sender address the server refuses 5.1.0/5.1.7/5.1.8, a bare 550 without enhanced status) | [`Refused`](DeliveryErrorKind::Refused): ninsho falls back to another channel |
 /// | 4xx (421, 450, 451, 452, greylisting, throttling) | [`Transient`](DeliveryErrorKind::Transient) |
-/// | connection refused or lost, TLS failure, timeout, an unreadable reply | [`Transient`](DeliveryErrorKind::Transient) |
+/// | a TLS handshake that fails on its content (a certificate no trusted root signed, expired, or for another host; a server that does not speak TLS on that port) | [`Configuration`](DeliveryErrorKind::Configuration): check the host, port and [`SmtpTls`], or add the relay's CA with [`root_certificate_pem`](SmtpGatewayBuilder::root_certificate_pem) |
+/// | [`SmtpTls::StartTls`] to a server that does not offer `STARTTLS` (nothing is sent in clear), no login mechanism in common | [`Configuration`](DeliveryErrorKind::Configuration) |
+/// | a recipient outside ASCII and a server without `SMTPUTF8` | [`Refused`](DeliveryErrorKind::Refused) |
+/// | connection refused or lost, timeout, an unreadable reply | [`Transient`](DeliveryErrorKind::Transient) |
 /// | a message on another channel than email | [`Refused`](DeliveryErrorKind::Refused), without contacting the server |
 /// | a recipient that is not an email address | [`InvalidDestination`](DeliveryErrorKind::InvalidDestination), without contacting the server |
 ///
@@ -278,6 +318,7 @@ impl SmtpGateway {
             from: None,
             pool_size: 10,
             timeout: Duration::from_secs(30),
+            roots: Vec::new(),
         }
     }
 
@@ -349,6 +390,7 @@ impl Gateway for SmtpGateway {
             )));
         }
         let (email, message_id) = self.compose(message)?;
+        let ascii_recipient = message.to.is_ascii();
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(DeliveryError::transient(
                 "the SMTP gateway sends from within a Tokio runtime only",
@@ -357,7 +399,7 @@ impl Gateway for SmtpGateway {
         let transport = self.transport.get_or_init(|| self.settings.clone().build());
         match transport.send(email).await {
             Ok(_) => Ok(Receipt::new(Some(message_id))),
-            Err(e) => Err(delivery_error(e)),
+            Err(e) => Err(delivery_error(e, ascii_recipient)),
         }
     }
 }
@@ -379,16 +421,58 @@ fn new_message_id(domain: &str) -> Result<String, DeliveryError> {
     Ok(id)
 }
 
-fn delivery_error(error: smtp::Error) -> DeliveryError {
-    let reply = error.status().map(u16::from);
-    let text = std::error::Error::source(&error)
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    match kind_for(reply, &text) {
+/// A PEM root for the TLS settings: at least one certificate, all parsed.
+fn root_certificate(pem: &[u8], index: usize) -> Result<Certificate, SmtpConfigError> {
+    let marked = pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----");
+    match Certificate::from_pem(pem) {
+        Ok(certificate) if marked => Ok(certificate),
+        _ => Err(SmtpConfigError::RootCertificate { index }),
+    }
+}
+
+fn delivery_error(error: smtp::Error, ascii_recipient: bool) -> DeliveryError {
+    let kind = if error.is_client() {
+        // lettre refused before the server could: no STARTTLS offered
+        // where it is required, no login mechanism in common, or an
+        // address outside ASCII that the server can't take (SMTPUTF8).
+        if ascii_recipient {
+            DeliveryErrorKind::Configuration
+        } else {
+            DeliveryErrorKind::Refused
+        }
+    } else if error.status().is_none() && tls_refused(&error) {
+        DeliveryErrorKind::Configuration
+    } else {
+        let reply = error.status().map(u16::from);
+        let text = std::error::Error::source(&error)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        kind_for(reply, &text)
+    };
+    match kind {
         DeliveryErrorKind::InvalidDestination => DeliveryError::invalid_destination(error),
         DeliveryErrorKind::Refused => DeliveryError::refused(error),
+        DeliveryErrorKind::Configuration => DeliveryError::configuration(error),
         _ => DeliveryError::transient(error),
     }
+}
+
+/// Whether the TLS handshake failed on its content (rustls reports an
+/// untrusted or expired certificate, a host name it does not cover, or a
+/// peer that does not speak TLS as invalid data): the settings or the
+/// server's certificate are wrong, and retrying cannot help. A connection
+/// that was refused, reset or timed out is not this.
+fn tls_refused(error: &smtp::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::InvalidData;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The kind for an SMTP reply code (none: the connection failed) and the

@@ -5,6 +5,13 @@ once it accepts connections, and stores each message it accepts as one
 `.eml` file (the bytes received, unchanged) in `--maildir`. Runs until
 SIGTERM or SIGINT.
 
+With `--cert`, `--key`, `--user` and `--password` it also listens on two
+more free ports, both requiring a login with that user and password
+(AUTH PLAIN or LOGIN): one speaking TLS from the first byte ("SMTPS"),
+one requiring STARTTLS before anything else. The port file then holds
+three ports, `plain implicit starttls`, on one line. The plain port never
+offers STARTTLS or AUTH.
+
 Some recipients are answered with errors, so the tests see real SMTP
 replies (the local part decides, any domain):
 
@@ -22,7 +29,10 @@ import threading
 import time
 import uuid
 
+import ssl
+
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 REPLIES = {
     "unknown": "550 5.1.1 Recipient address rejected: User unknown",
@@ -52,6 +62,23 @@ class Handler:
         return "250 2.0.0 Message accepted"
 
 
+class Authenticator:
+    """Accepts exactly one user name and password."""
+
+    def __init__(self, user, password):
+        self.user = user.encode()
+        self.password = password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == self.user
+            and auth_data.password == self.password
+        )
+        # handled=False: aiosmtpd answers 235 or 535 itself.
+        return AuthResult(success=ok, handled=False)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,18 +89,54 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--maildir", required=True)
     parser.add_argument("--port-file", required=True)
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--user")
+    parser.add_argument("--password")
     args = parser.parse_args()
     os.makedirs(args.maildir, exist_ok=True)
 
-    controller = Controller(
-        Handler(args.maildir),
-        hostname="127.0.0.1",
-        port=free_port(),
-        enable_SMTPUTF8=True,
-    )
-    controller.start()  # returns once the server answers
+    handler = Handler(args.maildir)
+    controllers = [
+        Controller(handler, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=True)
+    ]
+    if args.cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
+        login = dict(
+            authenticator=Authenticator(args.user, args.password),
+            auth_required=True,
+        )
+        # SMTPS: the whole connection is TLS, so AUTH needs no STARTTLS
+        # first (aiosmtpd only counts STARTTLS as "TLS" for that check).
+        controllers.append(
+            Controller(
+                handler,
+                hostname="127.0.0.1",
+                port=free_port(),
+                enable_SMTPUTF8=True,
+                ssl_context=context,
+                server_hostname="localhost",
+                auth_require_tls=False,
+                **login,
+            )
+        )
+        controllers.append(
+            Controller(
+                handler,
+                hostname="127.0.0.1",
+                port=free_port(),
+                enable_SMTPUTF8=True,
+                tls_context=context,
+                require_starttls=True,
+                auth_require_tls=True,
+                **login,
+            )
+        )
+    for controller in controllers:
+        controller.start()  # returns once the server answers
     with open(args.port_file + ".tmp", "w") as f:
-        f.write(str(controller.port))
+        f.write(" ".join(str(c.port) for c in controllers) + "\n")
     os.rename(args.port_file + ".tmp", args.port_file)
 
     stop = threading.Event()
@@ -81,7 +144,8 @@ def main():
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     while not stop.wait(0.5):  # wakes up to let the signal handlers run
         pass
-    controller.stop()
+    for controller in controllers:
+        controller.stop()
 
 
 if __name__ == "__main__":
