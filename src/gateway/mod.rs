@@ -20,12 +20,14 @@
 //!
 //! - `SmtpGateway` (feature `smtp`) sends email through an SMTP server;
 //! - `TwilioGateway` (feature `twilio`) sends SMS and voice calls through
-//!   Twilio's REST API.
+//!   Twilio's REST API;
+//! - [`ByChannel`] puts them together: each channel to its own gateway.
 //!
 //! [`sms_info`] tells how many SMS segments a text costs.
 
 mod console;
 mod recording;
+mod route;
 mod sms;
 #[cfg(feature = "smtp")]
 mod smtp;
@@ -42,6 +44,7 @@ use crate::secret::SecretString;
 
 pub use console::ConsoleGateway;
 pub use recording::{Attempt, RecordingGateway};
+pub use route::ByChannel;
 pub use sms::{SmsEncoding, SmsInfo, sms_info};
 #[cfg(feature = "smtp")]
 pub use smtp::{SmtpConfigError, SmtpGateway, SmtpGatewayBuilder, SmtpTls};
