@@ -97,6 +97,11 @@ impl Problem {
     /// from `now` (pass the service's clock: `two_factor.clock().now()` or
     /// your own), and its `Retry-After` counted from `now` too.
     ///
+    /// A refused phone number or email address keeps its own stable code
+    /// ([`ContactError::code`](crate::contact::ContactError::code)); its
+    /// detail is the refusal's English text, as ninsho has no other (map
+    /// the code to the host's own words for other locales).
+    ///
     /// An infrastructure failure gets a fresh correlation id, and its cause
     /// is logged with `tracing::error!` under that id (target
     /// `ninsho::web`); the problem says nothing about the cause.
@@ -542,5 +547,74 @@ mod tests {
         assert_eq!(json["status"], 400);
         assert_eq!(json["code"], "mine");
         assert_eq!(json["hint"], "try later");
+    }
+
+    /// Collects the fields of every event, as `name=value` lines.
+    #[derive(Default, Clone)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    struct Fields(String);
+
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+            let _ = write!(self.0, "{}={value:?} ", field.name());
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            let _ = write!(self.0, "{}={value} ", field.name());
+        }
+    }
+
+    impl tracing::Subscriber for Capture {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut fields = Fields(format!("target={} ", event.metadata().target()));
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn the_cause_is_logged_under_the_id_the_body_shows() {
+        use crate::store::StoreError;
+        let capture = Capture::default();
+        let error = Error::from(StoreError::other(std::io::Error::other(
+            "disk full on db-7",
+        )));
+        let problem = tracing::subscriber::with_default(capture.clone(), || {
+            Problem::from_error(&error, Locale::En, OffsetDateTime::UNIX_EPOCH)
+        });
+        let id = problem.correlation_id().unwrap().to_owned();
+        let body = String::from_utf8(problem.to_json()).unwrap();
+        assert!(body.contains(&id) && !body.contains("disk full"), "{body}");
+        let logged = capture.0.lock().unwrap().clone();
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        let line = &logged[0];
+        assert!(line.contains("target=ninsho::web "), "{line}");
+        assert!(line.contains(&format!("correlation_id={id} ")), "{line}");
+        assert!(
+            line.contains("the store failed: disk full on db-7"),
+            "{line}"
+        );
+        assert!(line.contains("status=500"), "{line}");
+
+        // Refusals are the user's side: nothing is logged, no id is given.
+        let refused = tracing::subscriber::with_default(capture.clone(), || {
+            Problem::from_error(
+                &Error::from(CodeRefusal::Expired),
+                Locale::En,
+                OffsetDateTime::UNIX_EPOCH,
+            )
+        });
+        assert_eq!(refused.correlation_id(), None);
+        assert_eq!(capture.0.lock().unwrap().len(), 1);
     }
 }
