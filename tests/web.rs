@@ -88,6 +88,8 @@ async fn a_refusal_is_a_problem_document_with_its_code_and_figures() {
     assert_eq!(body["limit"], "destination");
     assert_eq!(body["retry_at"], "2025-11-21T00:01:30Z");
     assert!(body["detail"].as_str().unwrap().contains("2分後"), "{body}");
+    // The title names the type, in English whatever the locale.
+    assert_eq!(body["title"], "Too many requests");
     assert!(body.get("correlation_id").is_none());
 }
 

@@ -93,9 +93,12 @@ impl Problem {
         }
     }
 
-    /// The problem for `error`, its `detail` in `locale` with waits counted
-    /// from `now` (pass the service's clock: `two_factor.clock().now()` or
-    /// your own), and its `Retry-After` counted from `now` too.
+    /// The problem for `error`: its `title` in English, the same for every
+    /// occurrence of its type (RFC 9457 §3.1.3), its `detail` in `locale`
+    /// with waits counted from `now`, and its `Retry-After` counted from
+    /// `now` too. Pass the time of the clock the service was built with, so
+    /// that both agree with the refusal's own times (and tests can use a
+    /// [`ManualClock`](crate::ManualClock)).
     ///
     /// A refused phone number or email address keeps its own stable code
     /// ([`ContactError::code`](crate::contact::ContactError::code)); its
@@ -127,11 +130,10 @@ impl Problem {
         match error {
             Error::Refused(refusal) => Self::refusal(*refusal, locale, now),
             Error::Contact(e) => {
-                let ja = matches!(locale, Locale::Ja);
                 let mut p = Self::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     e.code(),
-                    pick(ja, "連絡先が正しくありません", "Invalid contact"),
+                    "Invalid contact",
                 );
                 // The refusal's own text names no part of the address.
                 p.detail = Some(e.to_string());
@@ -152,7 +154,7 @@ impl Problem {
                     let mut p = Self::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "undeliverable",
-                        pick(ja, "送信できません", "Cannot be delivered"),
+                        "Cannot be delivered",
                     );
                     p.detail = Some(
                         pick(
@@ -169,7 +171,7 @@ impl Problem {
                     let mut p = Self::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "delivery_refused",
-                        pick(ja, "送信が拒否されました", "Delivery refused"),
+                        "Delivery refused",
                     );
                     p.detail = Some(
                         pick(
@@ -227,7 +229,7 @@ impl Problem {
         let mut p = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             INTERNAL,
-            pick(ja, "内部エラー", "Internal error"),
+            "Internal error",
         );
         p.detail = Some(
             pick(
@@ -246,7 +248,7 @@ impl Problem {
         let mut p = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             code,
-            pick(ja, "一時的に利用できません", "Temporarily unavailable"),
+            "Temporarily unavailable",
         );
         p.detail = Some(
             pick(
