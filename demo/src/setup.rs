@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use ninsho::device::DevicePolicy;
 use ninsho::gateway::RecordingGateway;
+use ninsho::web::DeviceCookie;
 use ninsho::prelude::*;
 use ninsho::store::{MemoryStore, PgStore, RedisStore, SqliteStore};
 use ninsho::store::Store;
@@ -24,6 +26,9 @@ pub(crate) struct AppState {
     pub(crate) inbox: RecordingGateway,
     pub(crate) clock: OffsetClock,
     pub(crate) dev_tools: bool,
+    /// The "don't ask again on this device" cookie, as ninsho::web writes
+    /// it; its lifetime is the service's device policy.
+    pub(crate) device_cookie: DeviceCookie,
     /// The demo's own accounts: username → argon2 PHC string. Kept in
     /// memory: the password part is the demo's, not ninsho's.
     pub(crate) users: Arc<Mutex<HashMap<String, String>>>,
@@ -76,6 +81,7 @@ pub(crate) async fn build(config: &Config, addr: SocketAddr) -> Result<AppState,
         inbox,
         clock,
         dev_tools: config.dev_tools,
+        device_cookie: DeviceCookie::new(&DevicePolicy::default()),
         users: Arc::new(Mutex::new(HashMap::new())),
     })
 }

@@ -356,7 +356,7 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, session: Session, Form(form): Form<LoginForm>) -> Page {
+async fn login(State(state): State<AppState>, session: Session, headers: HeaderMap, Form(form): Form<LoginForm>) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
@@ -373,7 +373,8 @@ async fn login(State(state): State<AppState>, session: Session, Form(form): Form
     let username = form.username.trim().to_owned();
     let account = AccountId::new(username.clone());
     session.cycle_id().await?;
-    match state.service.sign_in_begin(&account, None).await {
+    let device = state.device_cookie.read(&headers);
+    match state.service.sign_in_begin(&account, device.as_ref().map(|t| t.expose_secret())).await {
         Ok(SignInStart::NotNeeded(_)) => {
             session.insert(USER, &username).await?;
             Ok(Redirect::to("/settings").into_response())
@@ -561,7 +562,7 @@ async fn finish(state: &AppState, session: &Session, headers: &HeaderMap, proof:
     let account = AccountId::new(pending.clone());
     let device = trust.then(|| user_agent(headers));
     match state.service.sign_in_complete(&account, proof, device.as_deref(), None).await {
-        Ok(signed) => signed_in(session, &pending, signed).await,
+        Ok(signed) => signed_in(state, session, &pending, signed).await,
         Err(e) if retry == "/login/code" => {
             let token = csrf_token(session).await?;
             render(state, session, "Enter the code", Some(flash_of(&e)), code_form(&token)).await
@@ -570,13 +571,28 @@ async fn finish(state: &AppState, session: &Session, headers: &HeaderMap, proof:
     }
 }
 
-async fn signed_in(session: &Session, username: &str, signed: SignedIn) -> Page {
+/// The second step passed: the session moves to a new id and holds the
+/// user and the step-up proof; "don't ask again" sets ninsho's device
+/// cookie. A device that could not be trusted is reported, not fatal.
+async fn signed_in(state: &AppState, session: &Session, username: &str, signed: SignedIn) -> Page {
     session.remove::<String>(PENDING).await?;
     session.remove::<String>(CHALLENGE).await?;
     session.cycle_id().await?;
     session.insert(USER, username).await?;
     session.insert(STEP_UP, &signed.step_up).await?;
-    Ok(Redirect::to("/settings").into_response())
+    let mut response = Redirect::to("/settings").into_response();
+    if let Some((token, _)) = &signed.device {
+        match state.device_cookie.set(token) {
+            Ok(cookie) => {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            Err(e) => tracing::warn!(error = %e, "device cookie not set"),
+        }
+    }
+    if signed.trust_failed {
+        tracing::warn!("this device could not be remembered; the sign-in stands");
+    }
+    Ok(response)
 }
 
 async fn wait(State(state): State<AppState>, session: Session) -> Page {
@@ -587,7 +603,7 @@ async fn wait(State(state): State<AppState>, session: Session) -> Page {
         return Ok(Redirect::to("/login/second").into_response());
     };
     match state.service.sign_in_poll_link(&AccountId::new(pending.clone()), &challenge, None, None).await {
-        Ok(Some(signed)) => signed_in(&session, &pending, signed).await,
+        Ok(Some(signed)) => signed_in(&state, &session, &pending, signed).await,
         Ok(None) => Ok(html! {
             (maud::DOCTYPE)
             html lang="en" { head { meta charset="utf-8"; meta http-equiv="refresh" content="2"; title { "Waiting for approval — ninsho demo" } }
