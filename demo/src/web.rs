@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{Markup, PreEscaped, html};
+use ninsho::grace::GraceDecision;
 use ninsho::prelude::*;
-use ninsho::model::{ChallengeId, VerificationId};
+use ninsho::service::ContactView;
+use ninsho::model::{ChallengeId, DeviceId, VerificationId};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use time::Duration;
@@ -31,6 +33,9 @@ const PENDING: &str = "pending";
 const CHALLENGE: &str = "challenge";
 const STEP_UP: &str = "step_up";
 const SIGNUP: &str = "signup";
+const BLOCKED: &str = "blocked";
+const PHONE_CHALLENGE: &str = "phone_challenge";
+const CONTACT_CHALLENGE: &str = "contact_challenge";
 
 pub(crate) fn router(state: AppState) -> Router {
     // Sessions live in memory (tower-sessions' MemoryStore): a restart
@@ -62,10 +67,17 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/settings/recovery/regenerate", post(regenerate))
         .route("/settings/authenticator", post(authenticator_start))
         .route("/settings/authenticator/confirm", post(authenticator_confirm))
+        .route("/settings/devices/revoke", post(revoke_device))
+        .route("/settings/phone", post(phone_send))
+        .route("/settings/phone/confirm", post(phone_confirm))
+        .route("/blocked", get(blocked_page))
+        .route("/contact/send", post(contact_send))
+        .route("/contact/confirm", post(contact_confirm))
         .route("/logout", post(logout));
     if state.dev_tools {
         app = app
             .route("/dev/inbox", get(dev_inbox))
+            .route("/dev/legacy", get(legacy_page).post(legacy))
             .route("/dev/clock", get(dev_clock).post(dev_clock_advance));
     }
     app.layer(sessions).with_state(state)
@@ -373,6 +385,16 @@ async fn login(State(state): State<AppState>, session: Session, headers: HeaderM
     let username = form.username.trim().to_owned();
     let account = AccountId::new(username.clone());
     session.cycle_id().await?;
+    // Microsoft's contact check: past the grace period, no sign-in until
+    // a contact is verified.
+    match state.service.contact_check(&account).await {
+        Ok(check) if check.decision.is_blocked() => {
+            session.insert(BLOCKED, &username).await?;
+            return Ok(Redirect::to("/blocked").into_response());
+        }
+        Ok(_) => {}
+        Err(e) => return render(&state, &session, "Sign in", Some(flash_of(&e)), login_form(&token)).await,
+    }
     let device = state.device_cookie.read(&headers);
     match state.service.sign_in_begin(&account, device.as_ref().map(|t| t.expose_secret())).await {
         Ok(SignInStart::NotNeeded(_)) => {
@@ -664,7 +686,15 @@ async fn settings_with(state: &AppState, session: &Session, flash: Option<Flash>
     let enabled = state.service.two_factor_enabled(&account).await.unwrap_or(false);
     let contacts = state.service.contacts(&account).await.unwrap_or_default();
     let left = state.service.recovery_codes_left(&account).await.ok().flatten();
+    let check = state.service.contact_check(&account).await.ok();
+    let devices = state.service.devices(&account).await.unwrap_or_default();
     render(state, session, "Settings", flash, html! {
+        @if let Some(GraceDecision::Remind { deadline, .. }) = check.as_ref().map(|c| &c.decision) {
+            div #grace-banner data-deadline=(deadline.unix_timestamp()) {
+                p { "Please verify a contact by " (day(*deadline)) " UTC. After that, sign-in is blocked until you do." }
+                (contact_forms(check.as_ref().map(|c| c.contacts.as_slice()).unwrap_or_default(), &token))
+            }
+        }
         (extra)
         h2 { "Contacts" }
         ul { @for c in &contacts { li.contact { (c.masked_destination) @if c.verified { " (verified)" } } } }
@@ -676,6 +706,24 @@ async fn settings_with(state: &AppState, session: &Session, flash: Option<Flash>
             form #regenerate-codes method="post" action="/settings/recovery/regenerate" { (csrf(&token)) button #regenerate-submit type="submit" { "New recovery codes" } }
         } @else {
             form #enable-2fa method="post" action="/settings/2fa/enable" { (csrf(&token)) button #enable-2fa-submit type="submit" { "Turn on" } }
+        }
+        h2 { "Phone" }
+        form #phone-form method="post" action="/settings/phone" {
+            (csrf(&token))
+            label { "New mobile number (Japan) " input name="phone" type="tel" placeholder="090-1234-5678"; }
+            button #phone-submit type="submit" { "Send a code" }
+        }
+        h2 { "Trusted devices" }
+        table #devices {
+            @for d in &devices {
+                tr.device data-device=(d.id) {
+                    td { (d.label) } td { "last used " (day(d.last_used_at)) } td { "until " (day(d.expires_at)) }
+                    td { form.revoke-device method="post" action="/settings/devices/revoke" {
+                        (csrf(&token)) input type="hidden" name="device" value=(d.id);
+                        button type="submit" { "Revoke" }
+                    } }
+                }
+            }
         }
         h2 { "Authenticator app" }
         form #authenticator-start method="post" action="/settings/authenticator" { (csrf(&token)) button #authenticator-start-submit type="submit" { "Set up an authenticator app" } }
@@ -840,4 +888,273 @@ async fn dev_clock_advance(State(state): State<AppState>, session: Session, Form
     }
     state.clock.advance(Duration::days(i64::from(form.days.min(365))));
     clock_page(&state, &session, Some(note("clock_moved", "The clock moved."))).await
+}
+
+// ---------------------------------------------------------------- devices, phone
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    csrf: String,
+    device: String,
+}
+
+async fn revoke_device(State(state): State<AppState>, session: Session, Form(form): Form<RevokeForm>) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(account) = signed_in_user(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let flash = match DeviceId::parse(&form.device) {
+        Ok(id) => match state.service.revoke_device(&account, &id).await {
+            Ok(()) => note("device_revoked", "That device will be asked for the second step again."),
+            Err(e) => flash_of(&e),
+        },
+        Err(_) => note("unknown_device", "No such device."),
+    };
+    settings_with(&state, &session, Some(flash), html! {}).await
+}
+
+#[derive(Deserialize)]
+struct PhoneForm {
+    csrf: String,
+    phone: String,
+}
+
+fn phone_confirm_form(token: &str, masked: &str) -> Markup {
+    html! {
+        form #phone-confirm method="post" action="/settings/phone/confirm" {
+            (csrf(token))
+            label { "Code sent to " (masked) " " input name="code" inputmode="numeric" autocomplete="one-time-code"; }
+            button #phone-confirm-submit type="submit" { "Confirm" }
+        }
+    }
+}
+
+async fn phone_send(
+    State(state): State<AppState>,
+    session: Session,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Form(form): Form<PhoneForm>,
+) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(account) = signed_in_user(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let proof = step_up(&session).await?;
+    let token = csrf_token(&session).await?;
+    match state.service.phone_send_code(&account, &form.phone, proof.as_ref(), Some(&caller(addr))).await {
+        Ok(ticket) => {
+            session.insert(PHONE_CHALLENGE, ticket.challenge_id.to_string()).await?;
+            render(&state, &session, "Confirm your phone", None, phone_confirm_form(&token, &ticket.masked_destination)).await
+        }
+        Err(e) => settings_with(&state, &session, Some(flash_of(&e)), html! {}).await,
+    }
+}
+
+async fn phone_confirm(State(state): State<AppState>, session: Session, Form(form): Form<ConfirmForm>) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(account) = signed_in_user(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let Some(challenge) = session.get::<String>(PHONE_CHALLENGE).await?.and_then(|c| ChallengeId::parse(&c).ok()) else {
+        return settings_with(&state, &session, None, html! {}).await;
+    };
+    match state.service.phone_confirm(&account, &challenge, &form.code, false).await {
+        Ok(done) => {
+            session.remove::<String>(PHONE_CHALLENGE).await?;
+            let text = if done.changed { "Your phone number is changed; trusted devices were signed out." } else { "Your phone number is registered." };
+            settings_with(&state, &session, Some(note("phone_confirmed", text)), html! {}).await
+        }
+        Err(e) => {
+            let token = csrf_token(&session).await?;
+            render(&state, &session, "Confirm your phone", Some(flash_of(&e)), phone_confirm_form(&token, "your phone")).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------- contact check
+
+fn day(at: time::OffsetDateTime) -> String {
+    format!("{:04}-{:02}-{:02} {:02}:{:02}", at.year(), u8::from(at.month()), at.day(), at.hour(), at.minute())
+}
+
+/// One "send a code" form per unverified contact, and the code form.
+fn contact_forms(contacts: &[ContactView], token: &str) -> Markup {
+    html! {
+        @for (i, c) in contacts.iter().enumerate().filter(|(_, c)| !c.verified) {
+            form.contact-send id={ "contact-send-" (i) } method="post" action="/contact/send" {
+                (csrf(token)) input type="hidden" name="contact" value=(i);
+                "Verify " (c.masked_destination) " "
+                button type="submit" { "Send a code" }
+            }
+        }
+        form #contact-confirm method="post" action="/contact/confirm" {
+            (csrf(token))
+            label { "Code " input name="code" inputmode="numeric" autocomplete="one-time-code"; }
+            button #contact-confirm-submit type="submit" { "Verify" }
+        }
+    }
+}
+
+/// The user the contact check is about: signed in, or stopped at /blocked.
+async fn checked_user(session: &Session) -> Result<Option<AccountId>, Fault> {
+    if let Some(user) = signed_in_user(session).await? {
+        return Ok(Some(user));
+    }
+    Ok(session.get::<String>(BLOCKED).await?.map(AccountId::new))
+}
+
+async fn blocked_page(State(state): State<AppState>, session: Session) -> Page {
+    blocked(&state, &session, None).await
+}
+
+async fn blocked(state: &AppState, session: &Session, flash: Option<Flash>) -> Page {
+    let Some(account) = session.get::<String>(BLOCKED).await?.map(AccountId::new) else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let token = csrf_token(session).await?;
+    let contacts = match state.service.contact_check(&account).await {
+        Ok(check) => check.contacts,
+        Err(e) => return render(state, session, "Sign-in blocked", Some(flash_of(&e)), html! {}).await,
+    };
+    render(state, session, "Sign-in blocked", flash, html! {
+        div #blocked {
+            p { "The time to verify a contact is over. Verify one now to sign in." }
+            (contact_forms(&contacts, &token))
+        }
+    }).await
+}
+
+#[derive(Deserialize)]
+struct ContactForm {
+    csrf: String,
+    contact: usize,
+}
+
+async fn contact_send(
+    State(state): State<AppState>,
+    session: Session,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Form(form): Form<ContactForm>,
+) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(account) = checked_user(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let contacts = state.service.contacts(&account).await.unwrap_or_default();
+    let Some(contact) = contacts.get(form.contact) else {
+        return back_to_check(&state, &session, note("unknown_contact", "No such contact.")).await;
+    };
+    let proof = step_up(&session).await?;
+    let flash = match state.service.contact_send_code(&account, &contact.destination, proof.as_ref(), Some(&caller(addr))).await {
+        Ok(ticket) => {
+            session.insert(CONTACT_CHALLENGE, ticket.challenge_id.to_string()).await?;
+            note("code_sent", &format!("We sent a code to {}.", ticket.masked_destination))
+        }
+        Err(e) => flash_of(&e),
+    };
+    back_to_check(&state, &session, flash).await
+}
+
+async fn back_to_check(state: &AppState, session: &Session, flash: Flash) -> Page {
+    if signed_in_user(session).await?.is_some() {
+        settings_with(state, session, Some(flash), html! {}).await
+    } else {
+        blocked(state, session, Some(flash)).await
+    }
+}
+
+async fn contact_confirm(State(state): State<AppState>, session: Session, Form(form): Form<ConfirmForm>) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(account) = checked_user(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let Some(challenge) = session.get::<String>(CONTACT_CHALLENGE).await?.and_then(|c| ChallengeId::parse(&c).ok()) else {
+        return back_to_check(&state, &session, note("no_code_sent", "Send a code first.")).await;
+    };
+    match state.service.contact_confirm(&account, &challenge, &form.code).await {
+        Ok(_) => {
+            session.remove::<String>(CONTACT_CHALLENGE).await?;
+            if session.remove::<String>(BLOCKED).await?.is_some() {
+                let token = csrf_token(&session).await?;
+                return render(&state, &session, "Sign in", Some(note("contact_verified", "Verified. Sign in again.")), login_form(&token)).await;
+            }
+            settings_with(&state, &session, Some(note("contact_verified", "Verified. Thank you.")), html! {}).await
+        }
+        Err(e) => back_to_check(&state, &session, flash_of(&e)).await,
+    }
+}
+
+// ---------------------------------------------------------------- legacy accounts (dev)
+
+fn legacy_form(token: &str) -> Markup {
+    html! {
+        p.dev { "DEVELOPMENT ONLY. Creates an account the way it existed before verification: its email is on file but not verified, so the contact check's grace period starts now." }
+        form #legacy-form method="post" action="/dev/legacy" {
+            (csrf(token))
+            label { "Username " input name="username" required; } br;
+            label { "Password " input name="password" type="password" required; } br;
+            label { "Email " input name="email" type="email" required; } br;
+            button #legacy-submit type="submit" { "Create" }
+        }
+    }
+}
+
+async fn legacy_page(State(state): State<AppState>, session: Session) -> Page {
+    let token = csrf_token(&session).await?;
+    render(&state, &session, "Legacy account (DEVELOPMENT ONLY)", None, legacy_form(&token)).await
+}
+
+#[derive(Deserialize)]
+struct LegacyForm {
+    csrf: String,
+    username: String,
+    password: String,
+    email: String,
+}
+
+async fn legacy(State(state): State<AppState>, session: Session, Form(form): Form<LegacyForm>) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let token = csrf_token(&session).await?;
+    let title = "Legacy account (DEVELOPMENT ONLY)";
+    let username = form.username.trim().to_owned();
+    let email = match Destination::email(&form.email) {
+        Ok(email) => email,
+        Err(e) => return render(&state, &session, title, Some(flash_of(&e.into())), legacy_form(&token)).await,
+    };
+    let password_hash = hash_password(&form.password)?;
+    let claimed = match state.users.lock() {
+        Ok(mut users) if !username.is_empty() && form.password.len() >= 8 && !users.contains_key(&username) => {
+            users.insert(username.clone(), password_hash);
+            true
+        }
+        Ok(_) => false,
+        Err(_) => return Err(Fault("user table poisoned".into())),
+    };
+    if !claimed {
+        let flash = note("bad_signup", "Pick another username (this one is empty or taken) and a password of at least 8 characters.");
+        return render(&state, &session, title, Some(flash), legacy_form(&token)).await;
+    }
+    let account = AccountId::new(username.clone());
+    let made = async {
+        state.service.account_created(&account).await?;
+        state.service.import_contact(&account, &email, false).await
+    };
+    if let Err(e) = made.await {
+        return render(&state, &session, title, Some(flash_of(&e)), legacy_form(&token)).await;
+    }
+    session.cycle_id().await?;
+    session.insert(USER, &username).await?;
+    Ok(Redirect::to("/settings").into_response())
 }
