@@ -850,7 +850,7 @@ async fn dev_inbox(State(state): State<AppState>, session: Session) -> Page {
             @let secret = m.secret.as_ref().map(|s| s.expose_secret().to_owned());
             @let link = secret.as_deref().filter(|s| s.starts_with("http"));
             @let code = secret.as_deref().filter(|s| !s.starts_with("http"));
-            div.message data-to=(m.to) data-channel=(m.channel) data-code=[code] data-link=[link] {
+            div.message data-to=(m.to) data-channel=(m.channel.to_string().to_lowercase()) data-code=[code] data-link=[link] {
                 p { strong { (m.channel) } " to " (m.to) @if let Some(s) = &m.subject { " — " (s) } }
                 pre { (m.body.expose_secret()) }
                 @if let Some(link) = link { a href=(link) { "Open the link (as the phone)" } }
