@@ -53,9 +53,9 @@ impl Config {
     pub fn from_env() -> Result<Self, DemoError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let listen = match var("NINSHO_DEMO_LISTEN") {
-            Some(text) => text
-                .parse()
-                .map_err(|_| DemoError::Config(format!("NINSHO_DEMO_LISTEN: not an address: {text}")))?,
+            Some(text) => text.parse().map_err(|_| {
+                DemoError::Config(format!("NINSHO_DEMO_LISTEN: not an address: {text}"))
+            })?,
             None => SocketAddr::from((Ipv4Addr::LOCALHOST, 3000)),
         };
         let store = match var("NINSHO_DEMO_STORE").as_deref() {
@@ -82,7 +82,8 @@ impl Config {
                 )));
             }
         };
-        let data_dir = var("NINSHO_DEMO_DATA_DIR").map_or_else(|| PathBuf::from("ninsho-demo-data"), PathBuf::from);
+        let data_dir = var("NINSHO_DEMO_DATA_DIR")
+            .map_or_else(|| PathBuf::from("ninsho-demo-data"), PathBuf::from);
         Ok(Self {
             listen,
             store,

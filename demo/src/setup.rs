@@ -8,16 +8,16 @@ use std::sync::{Arc, Mutex};
 
 use ninsho::device::DevicePolicy;
 use ninsho::gateway::RecordingGateway;
-use ninsho::web::DeviceCookie;
 use ninsho::prelude::*;
-use ninsho::store::{MemoryStore, PgStore, RedisStore, SqliteStore};
 use ninsho::store::Store;
+use ninsho::store::{MemoryStore, PgStore, RedisStore, SqliteStore};
+use ninsho::web::DeviceCookie;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
+use crate::DemoError;
 use crate::clock::OffsetClock;
 use crate::config::{Config, StoreChoice};
-use crate::DemoError;
 
 /// Everything a request handler needs.
 #[derive(Clone, Debug)]
@@ -95,7 +95,8 @@ fn keys(dir: &Path) -> Result<([u8; 32], [u8; 32]), DemoError> {
         Ok(bytes) if bytes.len() == 64 => bytes,
         _ => {
             let mut bytes = vec![0u8; 64];
-            getrandom::fill(&mut bytes).map_err(|e| DemoError::Config(format!("no randomness: {e}")))?;
+            getrandom::fill(&mut bytes)
+                .map_err(|e| DemoError::Config(format!("no randomness: {e}")))?;
             std::fs::write(&path, &bytes)?;
             bytes
         }
@@ -112,6 +113,13 @@ impl AppState {
     pub(crate) fn clock_now(&self) -> String {
         use ninsho::Clock;
         let now = self.clock.now();
-        format!("{:04}-{:02}-{:02} {:02}:{:02}", now.year(), u8::from(now.month()), now.day(), now.hour(), now.minute())
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute()
+        )
     }
 }

@@ -21,7 +21,10 @@ async fn dev_tools_are_404_unless_enabled() {
         assert_eq!(get(format!("{base}{path}")).await.status(), 404, "{path}");
     }
     let home = get(format!("{base}/")).await.text().await.unwrap();
-    assert!(!home.contains("/dev/inbox"), "no link to dev tools when they are off");
+    assert!(
+        !home.contains("/dev/inbox"),
+        "no link to dev tools when they are off"
+    );
     running.stop().await.unwrap();
 
     let running = start(Config::for_tests(dir.path())).await.unwrap();
@@ -61,7 +64,11 @@ async fn a_post_without_the_session_token_is_refused() {
 async fn pages_declare_their_language() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(Config::for_tests(dir.path())).await.unwrap();
-    let page = get(format!("http://{}/signup", running.addr())).await.text().await.unwrap();
+    let page = get(format!("http://{}/signup", running.addr()))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("<html lang=\"en\">"));
     assert!(page.contains("id=\"signup-form\""));
     running.stop().await.unwrap();
@@ -73,12 +80,21 @@ async fn a_post_with_another_token_than_the_sessions_is_refused() {
     let running = start(Config::for_tests(dir.path())).await.unwrap();
     let base = format!("http://{}", running.addr());
     let page = get(format!("{base}/signup")).await;
-    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let html = page.text().await.unwrap();
     let marker = "name=\"csrf\" value=\"";
     let start_at = html.find(marker).unwrap() + marker.len();
     let token = &html[start_at..start_at + 64];
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let post = |csrf: String| {
         client
             .post(format!("{base}/signup"))
