@@ -17,6 +17,7 @@ use ninsho::grace::GraceDecision;
 use ninsho::model::{ChallengeId, DeviceId, VerificationId};
 use ninsho::prelude::*;
 use ninsho::service::ContactView;
+use ninsho::web::describe_device;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use time::Duration;
@@ -186,16 +187,6 @@ async fn render(
 
 fn caller(addr: SocketAddr) -> String {
     addr.ip().to_string()
-}
-
-fn user_agent(headers: &HeaderMap) -> String {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("an unknown browser")
-        .chars()
-        .take(200)
-        .collect()
 }
 
 async fn signed_in_user(session: &Session) -> Result<Option<AccountId>, Fault> {
@@ -658,7 +649,10 @@ async fn send(
         .unwrap_or(false);
     if is_link {
         let now = state.clock_now();
-        let device = format!("{} from {} at {} UTC", user_agent(&headers), ip, now);
+        let device = format!(
+            "{} at {now} UTC",
+            describe_device(&headers, Some(addr.ip()))
+        );
         match state
             .service
             .sign_in_send_link(&account, &method, &device, confirmation, Some(&ip))
@@ -791,7 +785,7 @@ async fn finish(
         return Ok(Redirect::to("/login").into_response());
     };
     let account = AccountId::new(pending.clone());
-    let device = trust.then(|| user_agent(headers));
+    let device = trust.then(|| describe_device(headers, None));
     match state
         .service
         .sign_in_complete(&account, proof, device.as_deref(), None)
