@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ninsho::device::DevicePolicy;
-use ninsho::gateway::RecordingGateway;
+use ninsho::gateway::{
+    DeliveryError, Gateway, Message, Receipt, RecordingGateway, SmtpGateway, SmtpTls,
+    TwilioGateway, TwilioSender,
+};
 use ninsho::prelude::*;
 use ninsho::store::Store;
 use ninsho::store::{MemoryStore, PgStore, RedisStore, SqliteStore};
@@ -17,7 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 use crate::DemoError;
 use crate::clock::OffsetClock;
-use crate::config::{Config, StoreChoice};
+use crate::config::{Config, GatewayChoice, StoreChoice};
 
 /// Everything a request handler needs.
 #[derive(Clone, Debug)]
@@ -61,11 +64,12 @@ pub(crate) async fn build(config: &Config, addr: SocketAddr) -> Result<AppState,
     };
     let (hash_key, seal_key) = keys(&config.data_dir)?;
     let inbox = RecordingGateway::new();
+    let gateway = gateway(&config.gateway, &inbox)?;
     let clock = OffsetClock::new();
     let service = TwoFactor::builder(
         "ninsho demo",
         store,
-        Arc::new(inbox.clone()),
+        gateway,
         KeyedHasher::new(HashKey::new(KeyId(1), &hash_key)?),
         Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &seal_key)?)),
     )
@@ -121,5 +125,67 @@ impl AppState {
             now.hour(),
             now.minute()
         )
+    }
+}
+
+/// The gateway: real adapters for the channels configured, the recording
+/// gateway (the dev inbox) for the rest.
+fn gateway(
+    choice: &GatewayChoice,
+    inbox: &RecordingGateway,
+) -> Result<Arc<dyn Gateway>, DemoError> {
+    let GatewayChoice::Real { smtp, twilio } = choice else {
+        return Ok(Arc::new(inbox.clone()));
+    };
+    let email: Arc<dyn Gateway> = match smtp {
+        None => Arc::new(inbox.clone()),
+        Some(s) => {
+            let mut builder = SmtpGateway::builder(s.host.clone())
+                .tls(SmtpTls::StartTls)
+                .from(s.from.clone(), "ninsho demo");
+            if let Some(port) = s.port {
+                builder = builder.port(port);
+            }
+            if let Some((user, password)) = &s.credentials {
+                builder =
+                    builder.credentials(user.clone(), ninsho::SecretString::new(password.clone()));
+            }
+            Arc::new(
+                builder
+                    .build()
+                    .map_err(|e| DemoError::Config(format!("SMTP: {e}")))?,
+            )
+        }
+    };
+    let phone: Arc<dyn Gateway> = match twilio {
+        None => Arc::new(inbox.clone()),
+        Some(t) => Arc::new(
+            TwilioGateway::builder(
+                t.account_sid.clone(),
+                t.auth_token.clone(),
+                TwilioSender::From(t.from.clone()),
+            )
+            .caller(t.from.clone())
+            .build()
+            .map_err(|e| DemoError::Config(format!("Twilio: {e}")))?,
+        ),
+    };
+    Ok(Arc::new(ByChannel { email, phone }))
+}
+
+/// Sends email one way and SMS and voice another.
+#[derive(Debug)]
+struct ByChannel {
+    email: Arc<dyn Gateway>,
+    phone: Arc<dyn Gateway>,
+}
+
+#[async_trait::async_trait]
+impl Gateway for ByChannel {
+    async fn send(&self, message: &Message) -> Result<Receipt, DeliveryError> {
+        match message.channel {
+            Channel::Email => self.email.send(message).await,
+            _ => self.phone.send(message).await,
+        }
     }
 }
