@@ -109,11 +109,18 @@ async fn fills_and_submits_a_form_and_saves_a_png() {
 
     let shot = browser.screenshot("harness-form").await;
     let png = std::fs::read(&shot).expect("the screenshot file");
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG: {}", shot.display());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG: {}",
+        shot.display()
+    );
     assert!(shot.starts_with(browser::artifact_dir()));
 
     browser.close().await;
-    assert!(gone_soon(pgid), "chromedriver or Chromium outlived the test");
+    assert!(
+        gone_soon(pgid),
+        "chromedriver or Chromium outlived the test"
+    );
     assert!(!profile.exists(), "the profile directory was left behind");
 }
 
@@ -147,6 +154,9 @@ fn a_panicking_test_still_stops_the_browser() {
         return;
     };
     assert!(outcome.is_err(), "the journey should have panicked");
-    assert!(gone_soon(pgid), "chromedriver or Chromium outlived a failed test");
+    assert!(
+        gone_soon(pgid),
+        "chromedriver or Chromium outlived a failed test"
+    );
     assert!(!profile.exists(), "the profile directory was left behind");
 }
