@@ -65,7 +65,7 @@ where
             Err(_) => format!("{name}-failed"),
         };
         let _ = journey.browser.screenshot(&shot).await;
-        running.stop().await;
+        let stopped = running.stop().await;
         if let Ok(journey) = std::sync::Arc::try_unwrap(journey) {
             journey.browser.close().await;
         }
@@ -74,6 +74,9 @@ where
                 Ok(panic) => std::panic::resume_unwind(panic),
                 Err(e) => panic!("{name} did not finish: {e}"),
             }
+        }
+        if let Err(e) = stopped {
+            panic!("{name}: the demo did not stop cleanly: {e}");
         }
     });
 }
