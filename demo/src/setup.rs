@@ -1,0 +1,111 @@
+//! Opens the store, reads or creates the demo's keys and builds the
+//! ninsho service the pages use.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ninsho::gateway::RecordingGateway;
+use ninsho::prelude::*;
+use ninsho::store::{MemoryStore, PgStore, RedisStore, SqliteStore};
+use ninsho::store::Store;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+use crate::clock::OffsetClock;
+use crate::config::{Config, StoreChoice};
+use crate::DemoError;
+
+/// Everything a request handler needs.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) service: TwoFactor,
+    pub(crate) inbox: RecordingGateway,
+    pub(crate) clock: OffsetClock,
+    pub(crate) dev_tools: bool,
+    /// The demo's own accounts: username → argon2 PHC string. Kept in
+    /// memory: the password part is the demo's, not ninsho's.
+    pub(crate) users: Arc<Mutex<HashMap<String, String>>>,
+}
+
+pub(crate) async fn build(config: &Config, addr: SocketAddr) -> Result<AppState, DemoError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store: Arc<dyn Store> = match &config.store {
+        StoreChoice::Sqlite => {
+            let options = SqliteConnectOptions::new()
+                .filename(config.data_dir.join("ninsho.sqlite3"))
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new().connect_with(options).await?;
+            let store = SqliteStore::new(pool);
+            store.migrate().await.map_err(DemoError::Store)?;
+            Arc::new(store)
+        }
+        StoreChoice::Memory => Arc::new(MemoryStore::new()),
+        StoreChoice::Postgres(url) => {
+            let pool = PgPoolOptions::new().connect(url).await?;
+            let store = PgStore::new(pool);
+            store.migrate().await.map_err(DemoError::Store)?;
+            Arc::new(store)
+        }
+        StoreChoice::Redis(url) => Arc::new(
+            RedisStore::connect(url, "ninsho-demo")
+                .await
+                .map_err(DemoError::Store)?,
+        ),
+    };
+    let (hash_key, seal_key) = keys(&config.data_dir)?;
+    let inbox = RecordingGateway::new();
+    let clock = OffsetClock::new();
+    let service = TwoFactor::builder(
+        "ninsho demo",
+        store,
+        Arc::new(inbox.clone()),
+        KeyedHasher::new(HashKey::new(KeyId(1), &hash_key)?),
+        Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &seal_key)?)),
+    )
+    .origin(addr.ip().to_string())
+    .link_base(format!("http://{addr}/link/"))
+    .clock(Arc::new(clock.clone()))
+    .events(Arc::new(ninsho::events::TracingEvents::new()))
+    .confirm_masked_contacts(true)
+    .email_as_second_factor(true)
+    .build()?;
+    Ok(AppState {
+        service,
+        inbox,
+        clock,
+        dev_tools: config.dev_tools,
+        users: Arc::new(Mutex::new(HashMap::new())),
+    })
+}
+
+/// The hashing and sealing keys, 32 random bytes each, kept in
+/// `keys.bin` in the data directory so records stay readable across
+/// restarts. A real service keeps them in its secret manager.
+fn keys(dir: &Path) -> Result<([u8; 32], [u8; 32]), DemoError> {
+    let path = dir.join("keys.bin");
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 64 => bytes,
+        _ => {
+            let mut bytes = vec![0u8; 64];
+            getrandom::fill(&mut bytes).map_err(|e| DemoError::Config(format!("no randomness: {e}")))?;
+            std::fs::write(&path, &bytes)?;
+            bytes
+        }
+    };
+    let mut hash = [0u8; 32];
+    let mut seal = [0u8; 32];
+    hash.copy_from_slice(&bytes[..32]);
+    seal.copy_from_slice(&bytes[32..]);
+    Ok((hash, seal))
+}
+
+impl AppState {
+    /// The demo clock's time, for what the phone page shows.
+    pub(crate) fn clock_now(&self) -> String {
+        use ninsho::Clock;
+        let now = self.clock.now();
+        format!("{:04}-{:02}-{:02} {:02}:{:02}", now.year(), u8::from(now.month()), now.day(), now.hour(), now.minute())
+    }
+}
