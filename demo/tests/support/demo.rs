@@ -17,6 +17,9 @@ use ninsho::otp::{OtpSecret, Totp};
 
 use super::browser::{Browser, STEP_TIMEOUT};
 
+/// How long the demo may take to shut down.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A journey's view of the running demo and its browser.
 pub struct Journey {
     /// The browser, with helpers for forms and lookups.
@@ -65,10 +68,14 @@ where
             Err(_) => format!("{name}-failed"),
         };
         let _ = journey.browser.screenshot(&shot).await;
-        let stopped = running.stop().await;
+        // The browser first: its keep-alive connections would otherwise
+        // hold up the demo's graceful shutdown.
         if let Ok(journey) = std::sync::Arc::try_unwrap(journey) {
             journey.browser.close().await;
         }
+        let stopped = tokio::time::timeout(STOP_TIMEOUT, running.stop())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the demo did not stop within {STOP_TIMEOUT:?}"));
         if let Err(failure) = outcome {
             match failure.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),
@@ -118,7 +125,11 @@ impl Journey {
             .switch_to_window(tab.handle)
             .await
             .unwrap_or_else(|e| panic!("cannot switch tabs: {e}"));
-        let css = format!(".message[data-to=\"{to}\"][data-channel=\"{channel}\"]");
+        // `to` is matched as the end of data-to, so a phone number's last
+        // digits find it whatever its formatting.
+        // The channel is compared without regard to case: the demo shows
+        // ninsho's display names ("SMS", "email", "voice call").
+        let css = format!(".message[data-to$=\"{to}\"][data-channel=\"{channel}\" i]");
         let deadline = std::time::Instant::now() + STEP_TIMEOUT;
         let found = loop {
             self.open("/dev/inbox").await;
@@ -189,24 +200,21 @@ impl Journey {
 }
 
 impl Journey {
-    /// The demo's current time in Unix seconds: `data-unix` of `#clock-now`
-    /// on `/dev/clock` when the page has it, else this machine's clock.
+    /// The demo's current time in Unix seconds: this machine's clock plus
+    /// the offset `/dev/clock` shows in `#clock-offset[data-seconds]`.
     pub async fn demo_now(&self, return_to: &str) -> u64 {
         self.open("/dev/clock").await;
-        let shown = if self.browser.has("#clock-now[data-unix]").await {
-            self.browser
-                .attr("#clock-now", "data-unix")
-                .await
-                .and_then(|s| s.parse().ok())
-        } else {
-            None
-        };
+        let offset: i64 = self
+            .browser
+            .attr("#clock-offset", "data-seconds")
+            .await
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("#clock-offset has no data-seconds"));
         self.open(return_to).await;
-        shown.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        })
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_else(|e| panic!("clock before 1970: {e}"));
+        now.saturating_add_signed(offset)
     }
 }
