@@ -74,6 +74,14 @@ async fn log_in(j: &Journey) {
     j.browser.wait_for("h1").await;
 }
 
+/// Sends a code or link by `form` (`method-sms`, `method-voice`,
+/// `method-link`) from the second-step page, confirming the masked number
+/// with its last four digits as the page asks.
+async fn send_to_phone(j: &Journey, form: &str) {
+    j.browser.fill(form, "confirmation", "5678").await;
+    j.browser.submit(form).await;
+}
+
 async fn log_out(j: &Journey) {
     j.open("/settings").await;
     j.browser.submit("logout-form").await;
@@ -100,7 +108,7 @@ async fn turn_on_two_factor(j: &Journey) -> Vec<String> {
 }
 
 #[test]
-fn seed_001_two_factor_recovery_codes_and_remembered_browser() {
+fn seed_001_two_factor_recovery_codes_and_masked_number() {
     run("seed-001", |j| async move {
         sign_up(&j, true).await;
         let codes = turn_on_two_factor(&j).await;
@@ -124,16 +132,37 @@ fn seed_001_two_factor_recovery_codes_and_remembered_browser() {
             "a used recovery code is refused"
         );
 
-        // An SMS code with "don't ask again on this device".
+        // The masked number must be confirmed before anything is sent.
+        j.browser.fill("method-sms", "confirmation", "1111").await;
         j.browser.submit("method-sms").await;
+        assert_eq!(j.browser.text("h1").await, "Second step");
+        assert!(j.flash_code().await.is_some(), "a wrong number is refused");
+
+        // Then an SMS code.
+        send_to_phone(&j, "method-sms").await;
+        let code = j.code(PHONE_TAIL, "sms").await;
+        j.browser.fill("code-form", "code", &code).await;
+        j.browser.check("code-form", "trust").await;
+        j.browser.submit("code-form").await;
+        assert_eq!(j.browser.text("h1").await, "Settings");
+    });
+}
+
+#[test]
+#[ignore = "fails on the demo at dc60b16: the trusted-device token is never set as a cookie nor passed to sign_in_begin, so \"don't ask again\" has no effect"]
+fn seed_001_the_same_browser_skips_the_second_step() {
+    run("seed-001-remembered", |j| async move {
+        sign_up(&j, true).await;
+        turn_on_two_factor(&j).await;
+        log_out(&j).await;
+        log_in(&j).await;
+        send_to_phone(&j, "method-sms").await;
         let code = j.code(PHONE_TAIL, "sms").await;
         j.browser.fill("code-form", "code", &code).await;
         j.browser.check("code-form", "trust").await;
         j.browser.submit("code-form").await;
         assert_eq!(j.browser.text("h1").await, "Settings");
         log_out(&j).await;
-
-        // The same browser skips the second step next time.
         log_in(&j).await;
         assert_eq!(j.browser.text("h1").await, "Settings");
     });
@@ -149,10 +178,10 @@ fn seed_002_sms_fails_then_voice_call() {
         j.open("/dev/gateway").await;
         j.browser.submit("fail-sms").await;
         log_in(&j).await;
-        j.browser.submit("method-sms").await;
+        send_to_phone(&j, "method-sms").await;
         assert!(j.flash_code().await.is_some(), "the failed SMS is reported");
         j.open("/login/second").await;
-        j.browser.submit("method-voice").await;
+        send_to_phone(&j, "method-voice").await;
         let code = j.code(PHONE_TAIL, "voice call").await;
         j.browser.fill("code-form", "code", &code).await;
         j.browser.submit("code-form").await;
@@ -168,7 +197,7 @@ async fn one_time_link(j: &Journey, approve: bool) {
     turn_on_two_factor(j).await;
     log_out(j).await;
     log_in(j).await;
-    j.browser.submit("method-link").await;
+    send_to_phone(j, "method-link").await;
     j.browser.wait_for("#waiting").await;
     let link = j
         .inbox(PHONE_TAIL, "sms")
@@ -268,8 +297,9 @@ fn seed_004_grace_banner_then_block_after_seven_days() {
 #[test]
 fn seed_004_authenticator_enrolment_and_sign_in() {
     run("seed-004-authenticator", |j| async move {
+        // Enrolled before two-step sign-in is on: once it is, changing
+        // factors asks for a second factor first.
         sign_up(&j, true).await;
-        turn_on_two_factor(&j).await;
         j.open("/settings").await;
         j.browser.submit("authenticator-start").await;
         let secret = j.browser.text("#totp-secret").await;
@@ -297,6 +327,7 @@ fn seed_004_authenticator_enrolment_and_sign_in() {
         j.browser.submit("authenticator-confirm").await;
         j.browser.wait_for("#flash").await;
         assert_eq!(j.flash_code().await.as_deref(), Some("authenticator_added"));
+        turn_on_two_factor(&j).await;
         log_out(&j).await;
 
         // A day later (the dev clock), a fresh code signs in.

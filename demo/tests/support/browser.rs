@@ -330,8 +330,16 @@ impl Browser {
             .click()
             .await
             .unwrap_or_else(|e| panic!("cannot submit {form_id} on {before}: {e}"));
-        // Clicking returns once the navigation has started; the next
-        // lookup waits for the new document.
+        // The click returns before the next page is there: wait until the
+        // button's document is gone, so later lookups see the new page.
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while button.tag_name().await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "submitting {form_id} on {before} did not leave the page"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The page's address now.

@@ -193,6 +193,7 @@ impl Journey {
         let secret = OtpSecret::from_base32(secret_base32)
             .unwrap_or_else(|e| panic!("#totp-secret is not a base32 secret: {e}"));
         let totp = Totp::builder(secret)
+            .account("browser test")
             .build()
             .unwrap_or_else(|e| panic!("no TOTP from the secret: {e}"));
         totp.code_at(unix_seconds).to_string()
