@@ -35,6 +35,9 @@ pub mod service;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod web;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Misuse, Refusal, SendRefusal};

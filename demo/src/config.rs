@@ -19,12 +19,66 @@ pub enum StoreChoice {
     Redis(String),
 }
 
-/// How messages leave the demo.
+/// How messages leave the demo: each channel not configured for real is
+/// captured by the recording gateway and shown on the dev inbox page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GatewayChoice {
-    /// Captured in memory and shown on the dev inbox page (the default).
+    /// Everything captured in memory (the default).
     Recording,
+    /// Real delivery where configured, the recording gateway elsewhere.
+    Real {
+        /// Email over SMTP, when `NINSHO_DEMO_SMTP_HOST` is set.
+        smtp: Option<SmtpSettings>,
+        /// SMS and voice through Twilio, when `TWILIO_ACCOUNT_SID` is set.
+        twilio: Option<TwilioSettings>,
+    },
+}
+
+/// SMTP settings read from the environment.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SmtpSettings {
+    /// `NINSHO_DEMO_SMTP_HOST`.
+    pub host: String,
+    /// `NINSHO_DEMO_SMTP_PORT` (default: the TLS mode's port).
+    pub port: Option<u16>,
+    /// `NINSHO_DEMO_SMTP_USER` and `NINSHO_DEMO_SMTP_PASSWORD`.
+    pub credentials: Option<(String, String)>,
+    /// `NINSHO_DEMO_SMTP_FROM`.
+    pub from: String,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Twilio settings read from the environment.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TwilioSettings {
+    /// `TWILIO_ACCOUNT_SID`.
+    pub account_sid: String,
+    /// `TWILIO_AUTH_TOKEN`.
+    pub auth_token: String,
+    /// `TWILIO_FROM`: the sending number, also the caller of voice calls.
+    pub from: String,
+}
+
+impl std::fmt::Debug for TwilioSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwilioSettings")
+            .field("account_sid", &self.account_sid)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The demo's settings.
@@ -53,9 +107,9 @@ impl Config {
     pub fn from_env() -> Result<Self, DemoError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let listen = match var("NINSHO_DEMO_LISTEN") {
-            Some(text) => text
-                .parse()
-                .map_err(|_| DemoError::Config(format!("NINSHO_DEMO_LISTEN: not an address: {text}")))?,
+            Some(text) => text.parse().map_err(|_| {
+                DemoError::Config(format!("NINSHO_DEMO_LISTEN: not an address: {text}"))
+            })?,
             None => SocketAddr::from((Ipv4Addr::LOCALHOST, 3000)),
         };
         let store = match var("NINSHO_DEMO_STORE").as_deref() {
@@ -82,11 +136,45 @@ impl Config {
                 )));
             }
         };
-        let data_dir = var("NINSHO_DEMO_DATA_DIR").map_or_else(|| PathBuf::from("ninsho-demo-data"), PathBuf::from);
+        let smtp = match var("NINSHO_DEMO_SMTP_HOST") {
+            None => None,
+            Some(host) => Some(SmtpSettings {
+                host,
+                port: match var("NINSHO_DEMO_SMTP_PORT") {
+                    None => None,
+                    Some(p) => Some(p.parse().map_err(|_| {
+                        DemoError::Config(format!("NINSHO_DEMO_SMTP_PORT: not a port: {p}"))
+                    })?),
+                },
+                credentials: var("NINSHO_DEMO_SMTP_USER").zip(var("NINSHO_DEMO_SMTP_PASSWORD")),
+                from: var("NINSHO_DEMO_SMTP_FROM").ok_or_else(|| {
+                    DemoError::Config("NINSHO_DEMO_SMTP_HOST needs NINSHO_DEMO_SMTP_FROM".into())
+                })?,
+            }),
+        };
+        let twilio = match var("TWILIO_ACCOUNT_SID") {
+            None => None,
+            Some(account_sid) => Some(TwilioSettings {
+                account_sid,
+                auth_token: var("TWILIO_AUTH_TOKEN").ok_or_else(|| {
+                    DemoError::Config("TWILIO_ACCOUNT_SID needs TWILIO_AUTH_TOKEN".into())
+                })?,
+                from: var("TWILIO_FROM").ok_or_else(|| {
+                    DemoError::Config("TWILIO_ACCOUNT_SID needs TWILIO_FROM".into())
+                })?,
+            }),
+        };
+        let gateway = if smtp.is_none() && twilio.is_none() {
+            GatewayChoice::Recording
+        } else {
+            GatewayChoice::Real { smtp, twilio }
+        };
+        let data_dir = var("NINSHO_DEMO_DATA_DIR")
+            .map_or_else(|| PathBuf::from("ninsho-demo-data"), PathBuf::from);
         Ok(Self {
             listen,
             store,
-            gateway: GatewayChoice::Recording,
+            gateway,
             dev_tools,
             data_dir,
         })

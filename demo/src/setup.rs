@@ -6,16 +6,21 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ninsho::gateway::RecordingGateway;
+use ninsho::device::DevicePolicy;
+use ninsho::gateway::{
+    DeliveryError, Gateway, Message, Receipt, RecordingGateway, SmtpGateway, SmtpTls,
+    TwilioGateway, TwilioSender,
+};
 use ninsho::prelude::*;
-use ninsho::store::{MemoryStore, PgStore, RedisStore, SqliteStore};
 use ninsho::store::Store;
+use ninsho::store::{MemoryStore, PgStore, RedisStore, SqliteStore};
+use ninsho::web::DeviceCookie;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-use crate::clock::OffsetClock;
-use crate::config::{Config, StoreChoice};
 use crate::DemoError;
+use crate::clock::OffsetClock;
+use crate::config::{Config, GatewayChoice, StoreChoice};
 
 /// Everything a request handler needs.
 #[derive(Clone, Debug)]
@@ -24,6 +29,9 @@ pub(crate) struct AppState {
     pub(crate) inbox: RecordingGateway,
     pub(crate) clock: OffsetClock,
     pub(crate) dev_tools: bool,
+    /// The "don't ask again on this device" cookie, as ninsho::web writes
+    /// it; its lifetime is the service's device policy.
+    pub(crate) device_cookie: DeviceCookie,
     /// The demo's own accounts: username → argon2 PHC string. Kept in
     /// memory: the password part is the demo's, not ninsho's.
     pub(crate) users: Arc<Mutex<HashMap<String, String>>>,
@@ -56,11 +64,12 @@ pub(crate) async fn build(config: &Config, addr: SocketAddr) -> Result<AppState,
     };
     let (hash_key, seal_key) = keys(&config.data_dir)?;
     let inbox = RecordingGateway::new();
+    let gateway = gateway(&config.gateway, &inbox)?;
     let clock = OffsetClock::new();
     let service = TwoFactor::builder(
         "ninsho demo",
         store,
-        Arc::new(inbox.clone()),
+        gateway,
         KeyedHasher::new(HashKey::new(KeyId(1), &hash_key)?),
         Arc::new(AeadSealer::new(SealKey::new(KeyId(1), &seal_key)?)),
     )
@@ -76,6 +85,7 @@ pub(crate) async fn build(config: &Config, addr: SocketAddr) -> Result<AppState,
         inbox,
         clock,
         dev_tools: config.dev_tools,
+        device_cookie: DeviceCookie::new(&DevicePolicy::default()),
         users: Arc::new(Mutex::new(HashMap::new())),
     })
 }
@@ -89,7 +99,8 @@ fn keys(dir: &Path) -> Result<([u8; 32], [u8; 32]), DemoError> {
         Ok(bytes) if bytes.len() == 64 => bytes,
         _ => {
             let mut bytes = vec![0u8; 64];
-            getrandom::fill(&mut bytes).map_err(|e| DemoError::Config(format!("no randomness: {e}")))?;
+            getrandom::fill(&mut bytes)
+                .map_err(|e| DemoError::Config(format!("no randomness: {e}")))?;
             std::fs::write(&path, &bytes)?;
             bytes
         }
@@ -106,6 +117,75 @@ impl AppState {
     pub(crate) fn clock_now(&self) -> String {
         use ninsho::Clock;
         let now = self.clock.now();
-        format!("{:04}-{:02}-{:02} {:02}:{:02}", now.year(), u8::from(now.month()), now.day(), now.hour(), now.minute())
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute()
+        )
+    }
+}
+
+/// The gateway: real adapters for the channels configured, the recording
+/// gateway (the dev inbox) for the rest.
+fn gateway(
+    choice: &GatewayChoice,
+    inbox: &RecordingGateway,
+) -> Result<Arc<dyn Gateway>, DemoError> {
+    let GatewayChoice::Real { smtp, twilio } = choice else {
+        return Ok(Arc::new(inbox.clone()));
+    };
+    let email: Arc<dyn Gateway> = match smtp {
+        None => Arc::new(inbox.clone()),
+        Some(s) => {
+            let mut builder = SmtpGateway::builder(s.host.clone())
+                .tls(SmtpTls::StartTls)
+                .from(s.from.clone(), "ninsho demo");
+            if let Some(port) = s.port {
+                builder = builder.port(port);
+            }
+            if let Some((user, password)) = &s.credentials {
+                builder =
+                    builder.credentials(user.clone(), ninsho::SecretString::new(password.clone()));
+            }
+            Arc::new(
+                builder
+                    .build()
+                    .map_err(|e| DemoError::Config(format!("SMTP: {e}")))?,
+            )
+        }
+    };
+    let phone: Arc<dyn Gateway> = match twilio {
+        None => Arc::new(inbox.clone()),
+        Some(t) => Arc::new(
+            TwilioGateway::builder(
+                t.account_sid.clone(),
+                t.auth_token.clone(),
+                TwilioSender::From(t.from.clone()),
+            )
+            .caller(t.from.clone())
+            .build()
+            .map_err(|e| DemoError::Config(format!("Twilio: {e}")))?,
+        ),
+    };
+    Ok(Arc::new(ByChannel { email, phone }))
+}
+
+/// Sends email one way and SMS and voice another.
+#[derive(Debug)]
+struct ByChannel {
+    email: Arc<dyn Gateway>,
+    phone: Arc<dyn Gateway>,
+}
+
+#[async_trait::async_trait]
+impl Gateway for ByChannel {
+    async fn send(&self, message: &Message) -> Result<Receipt, DeliveryError> {
+        match message.channel {
+            Channel::Email => self.email.send(message).await,
+            _ => self.phone.send(message).await,
+        }
     }
 }

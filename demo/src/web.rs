@@ -5,16 +5,19 @@
 
 use std::net::SocketAddr;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Router;
 use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use maud::{Markup, PreEscaped, html};
+use ninsho::grace::GraceDecision;
+use ninsho::model::{ChallengeId, DeviceId, VerificationId};
 use ninsho::prelude::*;
-use ninsho::model::{ChallengeId, VerificationId};
+use ninsho::service::ContactView;
+use ninsho::web::describe_device;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use time::Duration;
@@ -31,6 +34,9 @@ const PENDING: &str = "pending";
 const CHALLENGE: &str = "challenge";
 const STEP_UP: &str = "step_up";
 const SIGNUP: &str = "signup";
+const BLOCKED: &str = "blocked";
+const PHONE_CHALLENGE: &str = "phone_challenge";
+const CONTACT_CHALLENGE: &str = "contact_challenge";
 
 pub(crate) fn router(state: AppState) -> Router {
     // Sessions live in memory (tower-sessions' MemoryStore): a restart
@@ -45,7 +51,10 @@ pub(crate) fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/", get(home))
         .route("/signup", get(signup_page).post(signup_start))
-        .route("/signup/verify", get(signup_verify_page).post(signup_verify))
+        .route(
+            "/signup/verify",
+            get(signup_verify_page).post(signup_verify),
+        )
         .route("/login", get(login_page).post(login))
         .route("/login/second", get(second_page))
         .route("/login/send", post(send))
@@ -61,11 +70,21 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/settings/2fa/disable", post(disable_2fa))
         .route("/settings/recovery/regenerate", post(regenerate))
         .route("/settings/authenticator", post(authenticator_start))
-        .route("/settings/authenticator/confirm", post(authenticator_confirm))
+        .route(
+            "/settings/authenticator/confirm",
+            post(authenticator_confirm),
+        )
+        .route("/settings/devices/revoke", post(revoke_device))
+        .route("/settings/phone", post(phone_send))
+        .route("/settings/phone/confirm", post(phone_confirm))
+        .route("/blocked", get(blocked_page))
+        .route("/contact/send", post(contact_send))
+        .route("/contact/confirm", post(contact_confirm))
         .route("/logout", post(logout));
     if state.dev_tools {
         app = app
             .route("/dev/inbox", get(dev_inbox))
+            .route("/dev/legacy", get(legacy_page).post(legacy))
             .route("/dev/clock", get(dev_clock).post(dev_clock_advance));
     }
     app.layer(sessions).with_state(state)
@@ -80,7 +99,11 @@ pub(crate) struct Fault(String);
 impl IntoResponse for Fault {
     fn into_response(self) -> Response {
         tracing::error!(cause = %self.0, "request failed");
-        (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong; please try again.").into_response()
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong; please try again.",
+        )
+            .into_response()
     }
 }
 
@@ -97,17 +120,29 @@ type Page = Result<Response, Fault>;
 /// ninsho's errors don't carry any).
 fn flash_of(e: &Error) -> Flash {
     match e {
-        Error::Refused(r) => Flash { code: r.code().to_owned(), text: r.to_string() },
-        Error::Contact(c) => Flash { code: "invalid_contact".into(), text: c.to_string() },
+        Error::Refused(r) => Flash {
+            code: r.code().to_owned(),
+            text: r.to_string(),
+        },
+        Error::Contact(c) => Flash {
+            code: "invalid_contact".into(),
+            text: c.to_string(),
+        },
         other => {
             tracing::warn!(error = %other, "ninsho call failed");
-            Flash { code: "unavailable".into(), text: "The service is not available right now; please try again.".into() }
+            Flash {
+                code: "unavailable".into(),
+                text: "The service is not available right now; please try again.".into(),
+            }
         }
     }
 }
 
 fn note(code: &str, text: &str) -> Flash {
-    Flash { code: code.into(), text: text.into() }
+    Flash {
+        code: code.into(),
+        text: text.into(),
+    }
 }
 
 /// The session's CSRF token, made on first use.
@@ -132,26 +167,26 @@ async fn check_csrf(session: &Session, sent: &str) -> Result<bool, Fault> {
 }
 
 fn forbidden() -> Response {
-    (StatusCode::FORBIDDEN, "The form was stale or forged (CSRF token mismatch). Go back, reload and try again.").into_response()
+    (
+        StatusCode::FORBIDDEN,
+        "The form was stale or forged (CSRF token mismatch). Go back, reload and try again.",
+    )
+        .into_response()
 }
 
-async fn render(state: &AppState, session: &Session, title: &str, flash: Option<Flash>, body: Markup) -> Page {
+async fn render(
+    state: &AppState,
+    session: &Session,
+    title: &str,
+    flash: Option<Flash>,
+    body: Markup,
+) -> Page {
     let _ = session;
     Ok(frame(title, flash.as_ref(), state.dev_tools, body).into_response())
 }
 
 fn caller(addr: SocketAddr) -> String {
     addr.ip().to_string()
-}
-
-fn user_agent(headers: &HeaderMap) -> String {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("an unknown browser")
-        .chars()
-        .take(200)
-        .collect()
 }
 
 async fn signed_in_user(session: &Session) -> Result<Option<AccountId>, Fault> {
@@ -204,7 +239,14 @@ fn signup_form(token: &str) -> Markup {
 
 async fn signup_page(State(state): State<AppState>, session: Session) -> Page {
     let token = csrf_token(&session).await?;
-    render(&state, &session, "Create an account", None, signup_form(&token)).await
+    render(
+        &state,
+        &session,
+        "Create an account",
+        None,
+        signup_form(&token),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -235,19 +277,50 @@ async fn signup_start(
     }
     let token = csrf_token(&session).await?;
     let username = form.username.trim().to_owned();
-    let taken = state.users.lock().map(|u| u.contains_key(&username)).unwrap_or(true);
+    let taken = state
+        .users
+        .lock()
+        .map(|u| u.contains_key(&username))
+        .unwrap_or(true);
     if username.is_empty() || form.password.len() < 8 || taken {
-        let flash = note("bad_signup", "Pick another username (this one is empty or taken) and a password of at least 8 characters.");
-        return render(&state, &session, "Create an account", Some(flash), signup_form(&token)).await;
+        let flash = note(
+            "bad_signup",
+            "Pick another username (this one is empty or taken) and a password of at least 8 characters.",
+        );
+        return render(
+            &state,
+            &session,
+            "Create an account",
+            Some(flash),
+            signup_form(&token),
+        )
+        .await;
     }
     let password_hash = hash_password(&form.password)?;
-    match state.service.signup_start(&form.email, &form.phone, Some(&caller(addr))).await {
+    match state
+        .service
+        .signup_start(&form.email, &form.phone, Some(&caller(addr)))
+        .await
+    {
         Ok(ticket) => {
-            let pending = PendingSignup { verification: ticket.id.to_string(), username, password_hash };
+            let pending = PendingSignup {
+                verification: ticket.id.to_string(),
+                username,
+                password_hash,
+            };
             session.insert(SIGNUP, &pending).await?;
             Ok(Redirect::to("/signup/verify").into_response())
         }
-        Err(e) => render(&state, &session, "Create an account", Some(flash_of(&e)), signup_form(&token)).await,
+        Err(e) => {
+            render(
+                &state,
+                &session,
+                "Create an account",
+                Some(flash_of(&e)),
+                signup_form(&token),
+            )
+            .await
+        }
     }
 }
 
@@ -269,7 +342,14 @@ fn verify_forms(token: &str) -> Markup {
 
 async fn signup_verify_page(State(state): State<AppState>, session: Session) -> Page {
     let token = csrf_token(&session).await?;
-    render(&state, &session, "Verify your email and phone", None, verify_forms(&token)).await
+    render(
+        &state,
+        &session,
+        "Verify your email and phone",
+        None,
+        verify_forms(&token),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -279,7 +359,11 @@ struct VerifyForm {
     code: String,
 }
 
-async fn signup_verify(State(state): State<AppState>, session: Session, Form(form): Form<VerifyForm>) -> Page {
+async fn signup_verify(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<VerifyForm>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
@@ -291,9 +375,22 @@ async fn signup_verify(State(state): State<AppState>, session: Session, Form(for
     let Ok(id) = VerificationId::parse(&pending.verification) else {
         return Ok(Redirect::to("/signup").into_response());
     };
-    let progress = match state.service.signup_verify(&id, form.member, &form.code).await {
+    let progress = match state
+        .service
+        .signup_verify(&id, form.member, &form.code)
+        .await
+    {
         Ok(p) => p,
-        Err(e) => return render(&state, &session, title, Some(flash_of(&e)), verify_forms(&token)).await,
+        Err(e) => {
+            return render(
+                &state,
+                &session,
+                title,
+                Some(flash_of(&e)),
+                verify_forms(&token),
+            )
+            .await;
+        }
     };
     if !progress.completed {
         let flash = note("verified_one", "That one is verified; now the other code.");
@@ -309,11 +406,28 @@ async fn signup_verify(State(state): State<AppState>, session: Session, Form(for
         Err(_) => return Err(Fault("user table poisoned".into())),
     };
     if !claimed {
-        let flash = note("bad_signup", "That username was taken meanwhile; start again.");
-        return render(&state, &session, "Create an account", Some(flash), signup_form(&token)).await;
+        let flash = note(
+            "bad_signup",
+            "That username was taken meanwhile; start again.",
+        );
+        return render(
+            &state,
+            &session,
+            "Create an account",
+            Some(flash),
+            signup_form(&token),
+        )
+        .await;
     }
     if let Err(e) = state.service.signup_complete(&id, &account).await {
-        return render(&state, &session, title, Some(flash_of(&e)), verify_forms(&token)).await;
+        return render(
+            &state,
+            &session,
+            title,
+            Some(flash_of(&e)),
+            verify_forms(&token),
+        )
+        .await;
     }
     session.remove::<PendingSignup>(SIGNUP).await?;
     session.cycle_id().await?;
@@ -356,15 +470,28 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, session: Session, Form(form): Form<LoginForm>) -> Page {
+async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
     let token = csrf_token(&session).await?;
-    let stored = state.users.lock().ok().and_then(|u| u.get(form.username.trim()).cloned());
+    let stored = state
+        .users
+        .lock()
+        .ok()
+        .and_then(|u| u.get(form.username.trim()).cloned());
     // The same words whether the user is unknown or the password wrong.
     let ok = stored.as_deref().is_some_and(|phc| {
-        PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(form.password.as_bytes(), &h).is_ok())
+        PasswordHash::new(phc).is_ok_and(|h| {
+            Argon2::default()
+                .verify_password(form.password.as_bytes(), &h)
+                .is_ok()
+        })
     });
     if !ok {
         let flash = note("bad_credentials", "The username or password is wrong.");
@@ -373,7 +500,31 @@ async fn login(State(state): State<AppState>, session: Session, Form(form): Form
     let username = form.username.trim().to_owned();
     let account = AccountId::new(username.clone());
     session.cycle_id().await?;
-    match state.service.sign_in_begin(&account, None).await {
+    // Microsoft's contact check: past the grace period, no sign-in until
+    // a contact is verified.
+    match state.service.contact_check(&account).await {
+        Ok(check) if check.decision.is_blocked() => {
+            session.insert(BLOCKED, &username).await?;
+            return Ok(Redirect::to("/blocked").into_response());
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return render(
+                &state,
+                &session,
+                "Sign in",
+                Some(flash_of(&e)),
+                login_form(&token),
+            )
+            .await;
+        }
+    }
+    let device = state.device_cookie.read(&headers);
+    match state
+        .service
+        .sign_in_begin(&account, device.as_ref().map(|t| t.expose_secret()))
+        .await
+    {
         Ok(SignInStart::NotNeeded(_)) => {
             session.insert(USER, &username).await?;
             Ok(Redirect::to("/settings").into_response())
@@ -382,8 +533,19 @@ async fn login(State(state): State<AppState>, session: Session, Form(form): Form
             session.insert(PENDING, &username).await?;
             Ok(Redirect::to("/login/second").into_response())
         }
-        Ok(_) => Err(Fault("an answer of sign_in_begin this demo does not know".into())),
-        Err(e) => render(&state, &session, "Sign in", Some(flash_of(&e)), login_form(&token)).await,
+        Ok(_) => Err(Fault(
+            "an answer of sign_in_begin this demo does not know".into(),
+        )),
+        Err(e) => {
+            render(
+                &state,
+                &session,
+                "Sign in",
+                Some(flash_of(&e)),
+                login_form(&token),
+            )
+            .await
+        }
     }
 }
 
@@ -420,7 +582,8 @@ async fn second(state: &AppState, session: &Session, flash: Option<Flash>) -> Pa
                     }
                 }
                 kind => {
-                    form id={ "method-" (kind.as_str()) } method="post" action="/login/send" {
+                    @let suffix = if kind == MethodKind::Link && m.masked_destination.as_deref().is_some_and(|d| d.contains('@')) { "-email" } else { "" };
+                    form id={ "method-" (kind.as_str()) (suffix) } method="post" action="/login/send" {
                         (csrf(&token))
                         input type="hidden" name="method" value=(m.id);
                         (describe(kind)) " " (m.masked_destination.as_deref().unwrap_or(""))
@@ -432,7 +595,7 @@ async fn second(state: &AppState, session: &Session, flash: Option<Flash>) -> Pa
                                 label { "Type the whole address " input name="confirmation" type="email"; }
                             }
                         }
-                        button id={ "send-" (kind.as_str()) } type="submit" { "Send" }
+                        button id={ "send-" (kind.as_str()) (suffix) } type="submit" { "Send" }
                     }
                 }
             }
@@ -479,22 +642,40 @@ async fn send(
         .service
         .methods(&account)
         .await
-        .map(|ms| ms.iter().any(|m| m.id.as_str() == method.as_str() && m.kind == MethodKind::Link))
+        .map(|ms| {
+            ms.iter()
+                .any(|m| m.id.as_str() == method.as_str() && m.kind == MethodKind::Link)
+        })
         .unwrap_or(false);
     if is_link {
         let now = state.clock_now();
-        let device = format!("{} from {} at {} UTC", user_agent(&headers), ip, now);
-        match state.service.sign_in_send_link(&account, &method, &device, confirmation, Some(&ip)).await {
+        let device = format!(
+            "{} at {now} UTC",
+            describe_device(&headers, Some(addr.ip()))
+        );
+        match state
+            .service
+            .sign_in_send_link(&account, &method, &device, confirmation, Some(&ip))
+            .await
+        {
             Ok(ticket) => {
-                session.insert(CHALLENGE, ticket.challenge_id.to_string()).await?;
+                session
+                    .insert(CHALLENGE, ticket.challenge_id.to_string())
+                    .await?;
                 Ok(Redirect::to("/login/wait").into_response())
             }
             Err(e) => second(&state, &session, Some(flash_of(&e))).await,
         }
     } else {
-        match state.service.sign_in_send_code(&account, &method, confirmation, Some(&ip)).await {
+        match state
+            .service
+            .sign_in_send_code(&account, &method, confirmation, Some(&ip))
+            .await
+        {
             Ok(ticket) => {
-                session.insert(CHALLENGE, ticket.challenge_id.to_string()).await?;
+                session
+                    .insert(CHALLENGE, ticket.challenge_id.to_string())
+                    .await?;
                 Ok(Redirect::to("/login/code").into_response())
             }
             Err(e) => second(&state, &session, Some(flash_of(&e))).await,
@@ -527,26 +708,64 @@ struct CodeForm {
     trust: Option<String>,
 }
 
-async fn code(State(state): State<AppState>, session: Session, headers: HeaderMap, Form(form): Form<CodeForm>) -> Page {
+async fn code(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
-    let Some(challenge) = session.get::<String>(CHALLENGE).await?.and_then(|c| ChallengeId::parse(&c).ok()) else {
+    let Some(challenge) = session
+        .get::<String>(CHALLENGE)
+        .await?
+        .and_then(|c| ChallengeId::parse(&c).ok())
+    else {
         return Ok(Redirect::to("/login/second").into_response());
     };
-    let proof = Proof::Code { challenge: &challenge, code: &form.code };
-    finish(&state, &session, &headers, proof, form.trust.is_some(), "/login/code").await
+    let proof = Proof::Code {
+        challenge: &challenge,
+        code: &form.code,
+    };
+    finish(
+        &state,
+        &session,
+        &headers,
+        proof,
+        form.trust.is_some(),
+        "/login/code",
+    )
+    .await
 }
 
-async fn totp(State(state): State<AppState>, session: Session, headers: HeaderMap, Form(form): Form<CodeForm>) -> Page {
+async fn totp(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
     let proof = Proof::Authenticator { code: &form.code };
-    finish(&state, &session, &headers, proof, form.trust.is_some(), "/login/second").await
+    finish(
+        &state,
+        &session,
+        &headers,
+        proof,
+        form.trust.is_some(),
+        "/login/second",
+    )
+    .await
 }
 
-async fn recovery(State(state): State<AppState>, session: Session, headers: HeaderMap, Form(form): Form<CodeForm>) -> Page {
+async fn recovery(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
@@ -554,40 +773,77 @@ async fn recovery(State(state): State<AppState>, session: Session, headers: Head
     finish(&state, &session, &headers, proof, false, "/login/second").await
 }
 
-async fn finish(state: &AppState, session: &Session, headers: &HeaderMap, proof: Proof<'_>, trust: bool, retry: &str) -> Page {
+async fn finish(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    proof: Proof<'_>,
+    trust: bool,
+    retry: &str,
+) -> Page {
     let Some(pending) = session.get::<String>(PENDING).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
     let account = AccountId::new(pending.clone());
-    let device = trust.then(|| user_agent(headers));
-    match state.service.sign_in_complete(&account, proof, device.as_deref(), None).await {
-        Ok(signed) => signed_in(session, &pending, signed).await,
+    let device = trust.then(|| describe_device(headers, None));
+    match state
+        .service
+        .sign_in_complete(&account, proof, device.as_deref(), None)
+        .await
+    {
+        Ok(signed) => signed_in(state, session, &pending, signed).await,
         Err(e) if retry == "/login/code" => {
             let token = csrf_token(session).await?;
-            render(state, session, "Enter the code", Some(flash_of(&e)), code_form(&token)).await
+            render(
+                state,
+                session,
+                "Enter the code",
+                Some(flash_of(&e)),
+                code_form(&token),
+            )
+            .await
         }
         Err(e) => second(state, session, Some(flash_of(&e))).await,
     }
 }
 
-async fn signed_in(session: &Session, username: &str, signed: SignedIn) -> Page {
+/// The second step passed: the session moves to a new id and holds the
+/// user and the step-up proof; "don't ask again" sets ninsho's device
+/// cookie. A device that could not be trusted is reported, not fatal.
+async fn signed_in(state: &AppState, session: &Session, username: &str, signed: SignedIn) -> Page {
     session.remove::<String>(PENDING).await?;
     session.remove::<String>(CHALLENGE).await?;
     session.cycle_id().await?;
     session.insert(USER, username).await?;
     session.insert(STEP_UP, &signed.step_up).await?;
-    Ok(Redirect::to("/settings").into_response())
+    let mut response = Redirect::to("/settings").into_response();
+    if let Some((token, _)) = &signed.device {
+        match state.device_cookie.set(token) {
+            Ok(cookie) => {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            Err(e) => tracing::warn!(error = %e, "device cookie not set"),
+        }
+    }
+    if signed.trust_failed {
+        tracing::warn!("this device could not be remembered; the sign-in stands");
+    }
+    Ok(response)
 }
 
 async fn wait(State(state): State<AppState>, session: Session) -> Page {
     let Some(pending) = session.get::<String>(PENDING).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
-    let Some(challenge) = session.get::<String>(CHALLENGE).await?.and_then(|c| ChallengeId::parse(&c).ok()) else {
+    let Some(challenge) = session
+        .get::<String>(CHALLENGE)
+        .await?
+        .and_then(|c| ChallengeId::parse(&c).ok())
+    else {
         return Ok(Redirect::to("/login/second").into_response());
     };
     match state.service.sign_in_poll_link(&AccountId::new(pending.clone()), &challenge, None, None).await {
-        Ok(Some(signed)) => signed_in(&session, &pending, signed).await,
+        Ok(Some(signed)) => signed_in(&state, &session, &pending, signed).await,
         Ok(None) => Ok(html! {
             (maud::DOCTYPE)
             html lang="en" { head { meta charset="utf-8"; meta http-equiv="refresh" content="2"; title { "Waiting for approval — ninsho demo" } }
@@ -599,7 +855,11 @@ async fn wait(State(state): State<AppState>, session: Session) -> Page {
     }
 }
 
-async fn link_page(State(state): State<AppState>, session: Session, Path(token): Path<String>) -> Page {
+async fn link_page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(token): Path<String>,
+) -> Page {
     let csrf_value = csrf_token(&session).await?;
     match state.service.open_link(&token).await {
         Ok(view) => render(&state, &session, "Is this you signing in?", None, html! {
@@ -612,7 +872,12 @@ async fn link_page(State(state): State<AppState>, session: Session, Path(token):
     }
 }
 
-async fn link_approve(State(state): State<AppState>, session: Session, Path(token): Path<String>, Form(form): Form<CsrfOnly>) -> Page {
+async fn link_approve(
+    State(state): State<AppState>,
+    session: Session,
+    Path(token): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
@@ -623,7 +888,12 @@ async fn link_approve(State(state): State<AppState>, session: Session, Path(toke
     render(&state, &session, "Sign-in link", Some(flash), html! {}).await
 }
 
-async fn link_deny(State(state): State<AppState>, session: Session, Path(token): Path<String>, Form(form): Form<CsrfOnly>) -> Page {
+async fn link_deny(
+    State(state): State<AppState>,
+    session: Session,
+    Path(token): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
@@ -640,15 +910,37 @@ async fn settings(State(state): State<AppState>, session: Session) -> Page {
     settings_with(&state, &session, None, html! {}).await
 }
 
-async fn settings_with(state: &AppState, session: &Session, flash: Option<Flash>, extra: Markup) -> Page {
+async fn settings_with(
+    state: &AppState,
+    session: &Session,
+    flash: Option<Flash>,
+    extra: Markup,
+) -> Page {
     let Some(account) = signed_in_user(session).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
     let token = csrf_token(session).await?;
-    let enabled = state.service.two_factor_enabled(&account).await.unwrap_or(false);
+    let enabled = state
+        .service
+        .two_factor_enabled(&account)
+        .await
+        .unwrap_or(false);
     let contacts = state.service.contacts(&account).await.unwrap_or_default();
-    let left = state.service.recovery_codes_left(&account).await.ok().flatten();
+    let left = state
+        .service
+        .recovery_codes_left(&account)
+        .await
+        .ok()
+        .flatten();
+    let check = state.service.contact_check(&account).await.ok();
+    let devices = state.service.devices(&account).await.unwrap_or_default();
     render(state, session, "Settings", flash, html! {
+        @if let Some(GraceDecision::Remind { deadline, .. }) = check.as_ref().map(|c| &c.decision) {
+            div #grace-banner data-deadline=(deadline.unix_timestamp()) {
+                p { "Please verify a contact by " (day(*deadline)) " UTC. After that, sign-in is blocked until you do." }
+                (contact_forms(check.as_ref().map(|c| c.contacts.as_slice()).unwrap_or_default(), &token))
+            }
+        }
         (extra)
         h2 { "Contacts" }
         ul { @for c in &contacts { li.contact { (c.masked_destination) @if c.verified { " (verified)" } } } }
@@ -660,6 +952,24 @@ async fn settings_with(state: &AppState, session: &Session, flash: Option<Flash>
             form #regenerate-codes method="post" action="/settings/recovery/regenerate" { (csrf(&token)) button #regenerate-submit type="submit" { "New recovery codes" } }
         } @else {
             form #enable-2fa method="post" action="/settings/2fa/enable" { (csrf(&token)) button #enable-2fa-submit type="submit" { "Turn on" } }
+        }
+        h2 { "Phone" }
+        form #phone-form method="post" action="/settings/phone" {
+            (csrf(&token))
+            label { "New mobile number (Japan) " input name="phone" type="tel" placeholder="090-1234-5678"; }
+            button #phone-submit type="submit" { "Send a code" }
+        }
+        h2 { "Trusted devices" }
+        table #devices {
+            @for d in &devices {
+                tr.device data-device=(d.id) {
+                    td { (d.label) } td { "last used " (day(d.last_used_at)) } td { "until " (day(d.expires_at)) }
+                    td { form.revoke-device method="post" action="/settings/devices/revoke" {
+                        (csrf(&token)) input type="hidden" name="device" value=(d.id);
+                        button type="submit" { "Revoke" }
+                    } }
+                }
+            }
         }
         h2 { "Authenticator app" }
         form #authenticator-start method="post" action="/settings/authenticator" { (csrf(&token)) button #authenticator-start-submit type="submit" { "Set up an authenticator app" } }
@@ -674,7 +984,11 @@ fn recovery_list(codes: &ninsho::recovery::PlainCodes) -> Markup {
     }
 }
 
-async fn enable_2fa(State(state): State<AppState>, session: Session, Form(form): Form<CsrfOnly>) -> Page {
+async fn enable_2fa(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<CsrfOnly>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
@@ -682,7 +996,15 @@ async fn enable_2fa(State(state): State<AppState>, session: Session, Form(form):
         return Ok(Redirect::to("/login").into_response());
     };
     match state.service.enable_two_factor(&account).await {
-        Ok(codes) => settings_with(&state, &session, Some(note("two_factor_on", "Two-step sign-in is on.")), recovery_list(&codes)).await,
+        Ok(codes) => {
+            settings_with(
+                &state,
+                &session,
+                Some(note("two_factor_on", "Two-step sign-in is on.")),
+                recovery_list(&codes),
+            )
+            .await
+        }
         Err(e) => settings_with(&state, &session, Some(flash_of(&e)), html! {}).await,
     }
 }
@@ -692,10 +1014,17 @@ async fn step_up(session: &Session) -> Result<Option<StepUp>, Fault> {
 }
 
 fn step_up_needed() -> Flash {
-    note("step_up_required", "Sign in again with your second step first (sign out, then sign in).")
+    note(
+        "step_up_required",
+        "Sign in again with your second step first (sign out, then sign in).",
+    )
 }
 
-async fn disable_2fa(State(state): State<AppState>, session: Session, Form(form): Form<CsrfOnly>) -> Page {
+async fn disable_2fa(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<CsrfOnly>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
@@ -712,7 +1041,11 @@ async fn disable_2fa(State(state): State<AppState>, session: Session, Form(form)
     settings_with(&state, &session, Some(flash), html! {}).await
 }
 
-async fn regenerate(State(state): State<AppState>, session: Session, Form(form): Form<CsrfOnly>) -> Page {
+async fn regenerate(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<CsrfOnly>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
@@ -722,13 +1055,32 @@ async fn regenerate(State(state): State<AppState>, session: Session, Form(form):
     let Some(proof) = step_up(&session).await? else {
         return settings_with(&state, &session, Some(step_up_needed()), html! {}).await;
     };
-    match state.service.regenerate_recovery_codes(&account, &proof).await {
-        Ok(codes) => settings_with(&state, &session, Some(note("regenerated", "New codes; the old ones no longer work.")), recovery_list(&codes)).await,
+    match state
+        .service
+        .regenerate_recovery_codes(&account, &proof)
+        .await
+    {
+        Ok(codes) => {
+            settings_with(
+                &state,
+                &session,
+                Some(note(
+                    "regenerated",
+                    "New codes; the old ones no longer work.",
+                )),
+                recovery_list(&codes),
+            )
+            .await
+        }
         Err(e) => settings_with(&state, &session, Some(flash_of(&e)), html! {}).await,
     }
 }
 
-async fn authenticator_start(State(state): State<AppState>, session: Session, Form(form): Form<CsrfOnly>) -> Page {
+async fn authenticator_start(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<CsrfOnly>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
@@ -737,9 +1089,16 @@ async fn authenticator_start(State(state): State<AppState>, session: Session, Fo
     };
     let proof = step_up(&session).await?;
     let token = csrf_token(&session).await?;
-    match state.service.authenticator_start(&account, &account.0, proof.as_ref()).await {
+    match state
+        .service
+        .authenticator_start(&account, &account.0, proof.as_ref())
+        .await
+    {
         Ok(setup) => {
-            let svg = setup.qr_svg().map(|s| s.expose_secret().to_owned()).unwrap_or_default();
+            let svg = setup
+                .qr_svg()
+                .map(|s| s.expose_secret().to_owned())
+                .unwrap_or_default();
             render(&state, &session, "Set up an authenticator app", None, html! {
                 p { "Scan the QR code with your app, or type the key, then enter the code it shows." }
                 div #totp-qr { (PreEscaped(svg)) }
@@ -761,14 +1120,22 @@ struct ConfirmForm {
     code: String,
 }
 
-async fn authenticator_confirm(State(state): State<AppState>, session: Session, Form(form): Form<ConfirmForm>) -> Page {
+async fn authenticator_confirm(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<ConfirmForm>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
     let Some(account) = signed_in_user(&session).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
-    let flash = match state.service.authenticator_confirm(&account, &form.code).await {
+    let flash = match state
+        .service
+        .authenticator_confirm(&account, &form.code)
+        .await
+    {
         Ok(()) => note("authenticator_added", "The authenticator app is set up."),
         Err(e) => flash_of(&e),
     };
@@ -786,7 +1153,7 @@ async fn dev_inbox(State(state): State<AppState>, session: Session) -> Page {
             @let secret = m.secret.as_ref().map(|s| s.expose_secret().to_owned());
             @let link = secret.as_deref().filter(|s| s.starts_with("http"));
             @let code = secret.as_deref().filter(|s| !s.starts_with("http"));
-            div.message data-to=(m.to) data-channel=(m.channel) data-code=[code] data-link=[link] {
+            div.message data-to=(m.to) data-channel=(m.channel.to_string().to_lowercase()) data-code=[code] data-link=[link] {
                 p { strong { (m.channel) } " to " (m.to) @if let Some(s) = &m.subject { " — " (s) } }
                 pre { (m.body.expose_secret()) }
                 @if let Some(link) = link { a href=(link) { "Open the link (as the phone)" } }
@@ -818,10 +1185,440 @@ struct ClockForm {
     days: u16,
 }
 
-async fn dev_clock_advance(State(state): State<AppState>, session: Session, Form(form): Form<ClockForm>) -> Page {
+async fn dev_clock_advance(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<ClockForm>,
+) -> Page {
     if !check_csrf(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
-    state.clock.advance(Duration::days(i64::from(form.days.min(365))));
-    clock_page(&state, &session, Some(note("clock_moved", "The clock moved."))).await
+    state
+        .clock
+        .advance(Duration::days(i64::from(form.days.min(365))));
+    clock_page(
+        &state,
+        &session,
+        Some(note("clock_moved", "The clock moved.")),
+    )
+    .await
+}
+
+// ---------------------------------------------------------------- devices, phone
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    csrf: String,
+    device: String,
+}
+
+async fn revoke_device(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<RevokeForm>,
+) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(account) = signed_in_user(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let flash = match DeviceId::parse(&form.device) {
+        Ok(id) => match state.service.revoke_device(&account, &id).await {
+            Ok(()) => note(
+                "device_revoked",
+                "That device will be asked for the second step again.",
+            ),
+            Err(e) => flash_of(&e),
+        },
+        Err(_) => note("unknown_device", "No such device."),
+    };
+    settings_with(&state, &session, Some(flash), html! {}).await
+}
+
+#[derive(Deserialize)]
+struct PhoneForm {
+    csrf: String,
+    phone: String,
+}
+
+fn phone_confirm_form(token: &str, masked: &str) -> Markup {
+    html! {
+        form #phone-confirm method="post" action="/settings/phone/confirm" {
+            (csrf(token))
+            label { "Code sent to " (masked) " " input name="code" inputmode="numeric" autocomplete="one-time-code"; }
+            button #phone-confirm-submit type="submit" { "Confirm" }
+        }
+    }
+}
+
+async fn phone_send(
+    State(state): State<AppState>,
+    session: Session,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Form(form): Form<PhoneForm>,
+) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(account) = signed_in_user(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let proof = step_up(&session).await?;
+    let token = csrf_token(&session).await?;
+    match state
+        .service
+        .phone_send_code(&account, &form.phone, proof.as_ref(), Some(&caller(addr)))
+        .await
+    {
+        Ok(ticket) => {
+            session
+                .insert(PHONE_CHALLENGE, ticket.challenge_id.to_string())
+                .await?;
+            render(
+                &state,
+                &session,
+                "Confirm your phone",
+                None,
+                phone_confirm_form(&token, &ticket.masked_destination),
+            )
+            .await
+        }
+        Err(e) => settings_with(&state, &session, Some(flash_of(&e)), html! {}).await,
+    }
+}
+
+async fn phone_confirm(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<ConfirmForm>,
+) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(account) = signed_in_user(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let Some(challenge) = session
+        .get::<String>(PHONE_CHALLENGE)
+        .await?
+        .and_then(|c| ChallengeId::parse(&c).ok())
+    else {
+        return settings_with(&state, &session, None, html! {}).await;
+    };
+    match state
+        .service
+        .phone_confirm(&account, &challenge, &form.code, false)
+        .await
+    {
+        Ok(done) => {
+            session.remove::<String>(PHONE_CHALLENGE).await?;
+            let text = if done.changed {
+                "Your phone number is changed; trusted devices were signed out."
+            } else {
+                "Your phone number is registered."
+            };
+            settings_with(
+                &state,
+                &session,
+                Some(note("phone_confirmed", text)),
+                html! {},
+            )
+            .await
+        }
+        Err(e) => {
+            let token = csrf_token(&session).await?;
+            render(
+                &state,
+                &session,
+                "Confirm your phone",
+                Some(flash_of(&e)),
+                phone_confirm_form(&token, "your phone"),
+            )
+            .await
+        }
+    }
+}
+
+// ---------------------------------------------------------------- contact check
+
+fn day(at: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute()
+    )
+}
+
+/// One "send a code" form per unverified contact, and the code form.
+fn contact_forms(contacts: &[ContactView], token: &str) -> Markup {
+    html! {
+        @for (i, c) in contacts.iter().enumerate().filter(|(_, c)| !c.verified) {
+            form.contact-send id={ "contact-send-" (i) } method="post" action="/contact/send" {
+                (csrf(token)) input type="hidden" name="contact" value=(i);
+                "Verify " (c.masked_destination) " "
+                button type="submit" { "Send a code" }
+            }
+        }
+        form #contact-confirm method="post" action="/contact/confirm" {
+            (csrf(token))
+            label { "Code " input name="code" inputmode="numeric" autocomplete="one-time-code"; }
+            button #contact-confirm-submit type="submit" { "Verify" }
+        }
+    }
+}
+
+/// The user the contact check is about: signed in, or stopped at /blocked.
+async fn checked_user(session: &Session) -> Result<Option<AccountId>, Fault> {
+    if let Some(user) = signed_in_user(session).await? {
+        return Ok(Some(user));
+    }
+    Ok(session.get::<String>(BLOCKED).await?.map(AccountId::new))
+}
+
+async fn blocked_page(State(state): State<AppState>, session: Session) -> Page {
+    blocked(&state, &session, None).await
+}
+
+async fn blocked(state: &AppState, session: &Session, flash: Option<Flash>) -> Page {
+    let Some(account) = session.get::<String>(BLOCKED).await?.map(AccountId::new) else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let token = csrf_token(session).await?;
+    let contacts = match state.service.contact_check(&account).await {
+        Ok(check) => check.contacts,
+        Err(e) => {
+            return render(
+                state,
+                session,
+                "Sign-in blocked",
+                Some(flash_of(&e)),
+                html! {},
+            )
+            .await;
+        }
+    };
+    render(
+        state,
+        session,
+        "Sign-in blocked",
+        flash,
+        html! {
+            div #blocked {
+                p { "The time to verify a contact is over. Verify one now to sign in." }
+                (contact_forms(&contacts, &token))
+            }
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct ContactForm {
+    csrf: String,
+    contact: usize,
+}
+
+async fn contact_send(
+    State(state): State<AppState>,
+    session: Session,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Form(form): Form<ContactForm>,
+) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(account) = checked_user(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let contacts = state.service.contacts(&account).await.unwrap_or_default();
+    let Some(contact) = contacts.get(form.contact) else {
+        return back_to_check(
+            &state,
+            &session,
+            note("unknown_contact", "No such contact."),
+        )
+        .await;
+    };
+    let proof = step_up(&session).await?;
+    let flash = match state
+        .service
+        .contact_send_code(
+            &account,
+            &contact.destination,
+            proof.as_ref(),
+            Some(&caller(addr)),
+        )
+        .await
+    {
+        Ok(ticket) => {
+            session
+                .insert(CONTACT_CHALLENGE, ticket.challenge_id.to_string())
+                .await?;
+            note(
+                "code_sent",
+                &format!("We sent a code to {}.", ticket.masked_destination),
+            )
+        }
+        Err(e) => flash_of(&e),
+    };
+    back_to_check(&state, &session, flash).await
+}
+
+async fn back_to_check(state: &AppState, session: &Session, flash: Flash) -> Page {
+    if signed_in_user(session).await?.is_some() {
+        settings_with(state, session, Some(flash), html! {}).await
+    } else {
+        blocked(state, session, Some(flash)).await
+    }
+}
+
+async fn contact_confirm(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<ConfirmForm>,
+) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(account) = checked_user(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let Some(challenge) = session
+        .get::<String>(CONTACT_CHALLENGE)
+        .await?
+        .and_then(|c| ChallengeId::parse(&c).ok())
+    else {
+        return back_to_check(&state, &session, note("no_code_sent", "Send a code first.")).await;
+    };
+    match state
+        .service
+        .contact_confirm(&account, &challenge, &form.code)
+        .await
+    {
+        Ok(_) => {
+            session.remove::<String>(CONTACT_CHALLENGE).await?;
+            if session.remove::<String>(BLOCKED).await?.is_some() {
+                let token = csrf_token(&session).await?;
+                return render(
+                    &state,
+                    &session,
+                    "Sign in",
+                    Some(note("contact_verified", "Verified. Sign in again.")),
+                    login_form(&token),
+                )
+                .await;
+            }
+            settings_with(
+                &state,
+                &session,
+                Some(note("contact_verified", "Verified. Thank you.")),
+                html! {},
+            )
+            .await
+        }
+        Err(e) => back_to_check(&state, &session, flash_of(&e)).await,
+    }
+}
+
+// ---------------------------------------------------------------- legacy accounts (dev)
+
+fn legacy_form(token: &str) -> Markup {
+    html! {
+        p.dev { "DEVELOPMENT ONLY. Creates an account the way it existed before verification: its email is on file but not verified, so the contact check's grace period starts now." }
+        form #legacy-form method="post" action="/dev/legacy" {
+            (csrf(token))
+            label { "Username " input name="username" required; } br;
+            label { "Password " input name="password" type="password" required; } br;
+            label { "Email " input name="email" type="email" required; } br;
+            button #legacy-submit type="submit" { "Create" }
+        }
+    }
+}
+
+async fn legacy_page(State(state): State<AppState>, session: Session) -> Page {
+    let token = csrf_token(&session).await?;
+    render(
+        &state,
+        &session,
+        "Legacy account (DEVELOPMENT ONLY)",
+        None,
+        legacy_form(&token),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct LegacyForm {
+    csrf: String,
+    username: String,
+    password: String,
+    email: String,
+}
+
+async fn legacy(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<LegacyForm>,
+) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let token = csrf_token(&session).await?;
+    let title = "Legacy account (DEVELOPMENT ONLY)";
+    let username = form.username.trim().to_owned();
+    let email = match Destination::email(&form.email) {
+        Ok(email) => email,
+        Err(e) => {
+            return render(
+                &state,
+                &session,
+                title,
+                Some(flash_of(&e.into())),
+                legacy_form(&token),
+            )
+            .await;
+        }
+    };
+    let password_hash = hash_password(&form.password)?;
+    let claimed = match state.users.lock() {
+        Ok(mut users)
+            if !username.is_empty()
+                && form.password.len() >= 8
+                && !users.contains_key(&username) =>
+        {
+            users.insert(username.clone(), password_hash);
+            true
+        }
+        Ok(_) => false,
+        Err(_) => return Err(Fault("user table poisoned".into())),
+    };
+    if !claimed {
+        let flash = note(
+            "bad_signup",
+            "Pick another username (this one is empty or taken) and a password of at least 8 characters.",
+        );
+        return render(&state, &session, title, Some(flash), legacy_form(&token)).await;
+    }
+    let account = AccountId::new(username.clone());
+    let made = async {
+        state.service.account_created(&account).await?;
+        state.service.import_contact(&account, &email, false).await
+    };
+    if let Err(e) = made.await {
+        return render(
+            &state,
+            &session,
+            title,
+            Some(flash_of(&e)),
+            legacy_form(&token),
+        )
+        .await;
+    }
+    session.cycle_id().await?;
+    session.insert(USER, &username).await?;
+    Ok(Redirect::to("/settings").into_response())
 }
