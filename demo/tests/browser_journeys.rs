@@ -1,0 +1,343 @@
+//! One browser test per seed journey (DESIGN.md, /work/shared/seeds): the
+//! demo runs in-process, Chromium clicks through it, codes and links come
+//! from the dev inbox page, TOTP codes from the enrolment secret.
+//!
+//! Routes, form ids and selectors are the ones `demo/README.md` documents.
+//! Journeys whose pages the demo does not have yet are ignored, naming
+//! what is missing.
+
+mod support;
+
+use support::demo::{Journey, run};
+
+const USER: &str = "hana";
+const EMAIL: &str = "hana@example.com";
+const PHONE: &str = "090-1234-5678";
+/// How the inbox is searched for the phone: the end of `data-to`.
+const PHONE_TAIL: &str = "12345678";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Seed 000: one form, then the email and the SMS code, in either order;
+/// both verified lands on the settings page with both contacts verified.
+async fn sign_up(j: &Journey, email_first: bool) {
+    j.open("/signup").await;
+    j.browser.fill("signup-form", "username", USER).await;
+    j.browser.fill("signup-form", "password", PASSWORD).await;
+    j.browser.fill("signup-form", "email", EMAIL).await;
+    j.browser.fill("signup-form", "phone", PHONE).await;
+    j.browser.submit("signup-form").await;
+    j.browser.wait_for("form#verify-email").await;
+    let email_code = j.code(EMAIL, "email").await;
+    let sms_code = j.code(PHONE_TAIL, "sms").await;
+    let order = if email_first {
+        [("verify-email", email_code), ("verify-phone", sms_code)]
+    } else {
+        [("verify-phone", sms_code), ("verify-email", email_code)]
+    };
+    let [(first, first_code), (second, second_code)] = order;
+    j.browser.fill(first, "code", &first_code).await;
+    j.browser.submit(first).await;
+    // One verified, the other still to do.
+    j.browser.wait_for("#flash").await;
+    assert_eq!(j.flash_code().await.as_deref(), Some("verified_one"));
+    j.browser.fill(second, "code", &second_code).await;
+    j.browser.submit(second).await;
+    assert_eq!(j.browser.text("h1").await, "Settings");
+    let verified = j.browser.all("li.contact").await;
+    assert_eq!(verified.len(), 2, "email and phone listed");
+    for contact in verified {
+        let text = contact.text().await.unwrap_or_default();
+        assert!(text.contains("(verified)"), "{text}");
+    }
+}
+
+#[test]
+fn seed_000_sign_up_email_then_phone() {
+    run("seed-000-email-first", |j| async move {
+        sign_up(&j, true).await
+    });
+}
+
+#[test]
+fn seed_000_sign_up_phone_then_email() {
+    run("seed-000-phone-first", |j| async move {
+        sign_up(&j, false).await
+    });
+}
+
+/// The password step; lands on /settings or on the second-step page.
+async fn log_in(j: &Journey) {
+    j.open("/login").await;
+    j.browser.fill("login-form", "username", USER).await;
+    j.browser.fill("login-form", "password", PASSWORD).await;
+    j.browser.submit("login-form").await;
+    j.browser.wait_for("h1").await;
+}
+
+/// Sends a code or link by `form` (`method-sms`, `method-voice`,
+/// `method-link`) from the second-step page, confirming the masked number
+/// with its last four digits as the page asks.
+async fn send_to_phone(j: &Journey, form: &str) {
+    j.browser.fill(form, "confirmation", "5678").await;
+    j.browser.submit(form).await;
+}
+
+async fn log_out(j: &Journey) {
+    j.open("/settings").await;
+    j.browser.submit("logout-form").await;
+    j.browser.wait_for("#login-link").await;
+}
+
+async fn turn_on_two_factor(j: &Journey) -> Vec<String> {
+    j.open("/settings").await;
+    j.browser.submit("enable-2fa").await;
+    j.browser.wait_for("#recovery-codes").await;
+    let mut codes = Vec::new();
+    for li in j.browser.all("li.recovery-code").await {
+        codes.push(li.text().await.unwrap_or_default());
+    }
+    assert!(codes.len() >= 5, "recovery codes shown once: {codes:?}");
+    assert_eq!(
+        j.browser
+            .attr("#two-factor-status", "data-enabled")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    codes
+}
+
+#[test]
+fn seed_001_two_factor_recovery_codes_and_masked_number() {
+    run("seed-001", |j| async move {
+        sign_up(&j, true).await;
+        let codes = turn_on_two_factor(&j).await;
+        log_out(&j).await;
+
+        // A recovery code signs in once...
+        log_in(&j).await;
+        assert_eq!(j.browser.text("h1").await, "Second step");
+        j.browser.fill("recovery-form", "code", &codes[0]).await;
+        j.browser.submit("recovery-form").await;
+        assert_eq!(j.browser.text("h1").await, "Settings");
+        log_out(&j).await;
+
+        // ...and only once.
+        log_in(&j).await;
+        j.browser.fill("recovery-form", "code", &codes[0]).await;
+        j.browser.submit("recovery-form").await;
+        assert_eq!(j.browser.text("h1").await, "Second step");
+        assert!(
+            j.flash_code().await.is_some(),
+            "a used recovery code is refused"
+        );
+
+        // The masked number must be confirmed before anything is sent.
+        j.browser.fill("method-sms", "confirmation", "1111").await;
+        j.browser.submit("method-sms").await;
+        assert_eq!(j.browser.text("h1").await, "Second step");
+        assert!(j.flash_code().await.is_some(), "a wrong number is refused");
+
+        // Then an SMS code.
+        send_to_phone(&j, "method-sms").await;
+        let code = j.code(PHONE_TAIL, "sms").await;
+        j.browser.fill("code-form", "code", &code).await;
+        j.browser.check("code-form", "trust").await;
+        j.browser.submit("code-form").await;
+        assert_eq!(j.browser.text("h1").await, "Settings");
+    });
+}
+
+#[test]
+fn seed_001_the_same_browser_skips_the_second_step() {
+    run("seed-001-remembered", |j| async move {
+        sign_up(&j, true).await;
+        turn_on_two_factor(&j).await;
+        log_out(&j).await;
+        log_in(&j).await;
+        send_to_phone(&j, "method-sms").await;
+        let code = j.code(PHONE_TAIL, "sms").await;
+        j.browser.fill("code-form", "code", &code).await;
+        j.browser.check("code-form", "trust").await;
+        j.browser.submit("code-form").await;
+        assert_eq!(j.browser.text("h1").await, "Settings");
+        log_out(&j).await;
+        log_in(&j).await;
+        assert_eq!(j.browser.text("h1").await, "Settings");
+    });
+}
+
+#[test]
+#[ignore = "the demo has no dev switch that makes SMS delivery fail (asked for: e.g. /dev/gateway #fail-sms)"]
+fn seed_002_sms_fails_then_voice_call() {
+    run("seed-002", |j| async move {
+        sign_up(&j, true).await;
+        turn_on_two_factor(&j).await;
+        log_out(&j).await;
+        j.open("/dev/gateway").await;
+        j.browser.submit("fail-sms").await;
+        log_in(&j).await;
+        send_to_phone(&j, "method-sms").await;
+        assert!(j.flash_code().await.is_some(), "the failed SMS is reported");
+        j.open("/login/second").await;
+        send_to_phone(&j, "method-voice").await;
+        let code = j.code(PHONE_TAIL, "voice call").await;
+        j.browser.fill("code-form", "code", &code).await;
+        j.browser.submit("code-form").await;
+        assert_eq!(j.browser.text("h1").await, "Settings");
+    });
+}
+
+/// Seed 003: the one-time link, opened in a second window (the "phone"),
+/// shows the device asking; approving signs the first window in, denying
+/// does not.
+async fn one_time_link(j: &Journey, approve: bool) {
+    sign_up(j, true).await;
+    turn_on_two_factor(j).await;
+    log_out(j).await;
+    log_in(j).await;
+    send_to_phone(j, "method-link").await;
+    j.browser.wait_for("#waiting").await;
+    let link = j
+        .inbox(PHONE_TAIL, "sms")
+        .await
+        .link
+        .unwrap_or_else(|| panic!("the SMS carries no link"));
+    let client = &j.browser.client;
+    let desktop = client.window().await.unwrap_or_else(|e| panic!("{e}"));
+    let phone = client
+        .new_window(false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .switch_to_window(phone.handle)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    j.browser.goto(&link).await;
+    let device = j.browser.text("#link-device").await;
+    assert!(
+        device.contains("Chrome"),
+        "the phone page names the browser asking: {device}"
+    );
+    let (form, outcome) = if approve {
+        ("approve-form", "approved")
+    } else {
+        ("deny-form", "denied")
+    };
+    j.browser.submit(form).await;
+    j.browser.wait_for("#flash").await;
+    assert_eq!(j.flash_code().await.as_deref(), Some(outcome));
+    let _ = client.close_window().await;
+    client
+        .switch_to_window(desktop)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The waiting page refreshes itself every 2 s.
+    if approve {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while j.browser.text("h1").await != "Settings" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the approval never signed in"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    } else {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert_ne!(
+            j.browser.text("h1").await,
+            "Settings",
+            "a denied link signed in"
+        );
+    }
+}
+
+#[test]
+fn seed_003_one_time_link_approved() {
+    run("seed-003-approve", |j| async move {
+        one_time_link(&j, true).await
+    });
+}
+
+#[test]
+fn seed_003_one_time_link_denied() {
+    run("seed-003-deny", |j| async move {
+        one_time_link(&j, false).await
+    });
+}
+
+#[test]
+#[ignore = "written before the demo had a device list: selectors not yet matched to demo/README.md (befa236)"]
+fn seed_003_trusted_device_list_and_revoke() {
+    run("seed-003-devices", |j| async move {
+        one_time_link(&j, true).await;
+        j.open("/settings").await;
+        let rows = j.browser.all(".device").await;
+        assert!(!rows.is_empty(), "the approving browser is listed");
+        j.browser.submit("revoke-device-0").await;
+        assert_eq!(j.browser.all(".device").await.len(), rows.len() - 1);
+    });
+}
+
+#[test]
+#[ignore = "written before the demo had the contact check: how an account enters it not yet matched to demo/README.md (befa236)"]
+fn seed_004_grace_banner_then_block_after_seven_days() {
+    run("seed-004-grace", |j| async move {
+        sign_up(&j, true).await;
+        j.open("/").await;
+        j.browser.wait_for("#grace-banner").await;
+        j.advance_days(6, "/").await;
+        j.browser.wait_for("#grace-banner").await;
+        j.advance_days(2, "/").await;
+        j.browser.wait_for("#blocked").await;
+    });
+}
+
+#[test]
+fn seed_004_authenticator_enrolment_and_sign_in() {
+    run("seed-004-authenticator", |j| async move {
+        // Enrolled before two-step sign-in is on: once it is, changing
+        // factors asks for a second factor first.
+        sign_up(&j, true).await;
+        j.open("/settings").await;
+        j.browser.submit("authenticator-start").await;
+        let secret = j.browser.text("#totp-secret").await;
+        assert!(j.browser.has("#totp-qr").await, "the QR code is shown");
+        // Read the clock in a second tab would lose nothing, but the
+        // enrolment page is a POST result: compute first, then confirm.
+        let client = &j.browser.client;
+        let here = client.window().await.unwrap_or_else(|e| panic!("{e}"));
+        let tab = client
+            .new_window(true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        client
+            .switch_to_window(tab.handle)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let now = j.demo_now("/dev/inbox").await;
+        let _ = client.close_window().await;
+        client
+            .switch_to_window(here)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let code = j.totp_code(&secret, now).await;
+        j.browser.fill("authenticator-confirm", "code", &code).await;
+        j.browser.submit("authenticator-confirm").await;
+        j.browser.wait_for("#flash").await;
+        assert_eq!(j.flash_code().await.as_deref(), Some("authenticator_added"));
+        turn_on_two_factor(&j).await;
+        log_out(&j).await;
+
+        // A day later (the dev clock), a fresh code signs in.
+        j.advance_days(1, "/login").await;
+        let now = j.demo_now("/login").await;
+        let code = j.totp_code(&secret, now).await;
+        log_in(&j).await;
+        assert_eq!(j.browser.text("h1").await, "Second step");
+        j.browser.fill("totp-form", "code", &code).await;
+        j.browser.submit("totp-form").await;
+        assert_eq!(j.browser.text("h1").await, "Settings");
+        j.browser.wait_for("#authenticator-start").await;
+    });
+}
