@@ -671,8 +671,19 @@ fn exercise(s: &str) -> Result<(), TestCaseError> {
                 n.e164()
             );
             prop_assert_eq!(again.map(|m| m.phone_type()), Ok(n.phone_type()));
+            // A number dialable only from inside its country is parsed (as
+            // libphonenumber does) but is no destination to send to.
             let d = Destination::phone(n.e164());
-            prop_assert_eq!(d.as_ref().map(Destination::address), Ok(n.e164()));
+            if n.is_domestic_only() {
+                prop_assert!(
+                    matches!(d, Err(ContactError::Phone(PhoneRefusal::DomesticOnly))),
+                    "{:?}: domestic-only {} became a destination",
+                    s,
+                    n.e164()
+                );
+            } else {
+                prop_assert_eq!(d.as_ref().map(Destination::address), Ok(n.e164()));
+            }
             let masked = n.masked();
             prop_assert!(masked.starts_with('+'));
             let last4 = &n.e164()[n.e164().len() - 4..];
