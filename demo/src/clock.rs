@@ -21,9 +21,12 @@ impl OffsetClock {
     }
 
     /// Moves the clock forward by `by` (backward when negative).
+    /// The offset never goes beyond ten years either way, so the clock
+    /// stays far inside the range of dates.
     pub fn advance(&self, by: Duration) {
+        let limit = Duration::days(3653);
         let mut offset = self.offset.write().unwrap_or_else(PoisonError::into_inner);
-        *offset += by;
+        *offset = offset.saturating_add(by).clamp(-limit, limit);
     }
 
     /// How far the clock is ahead of the system time.

@@ -127,8 +127,11 @@ impl Config {
                 )));
             }
         };
+        // On by default only on a loopback address: the inbox shows every
+        // code and link, so on a reachable address they must be asked for.
         let dev_tools = match var("NINSHO_DEMO_DEV_TOOLS").as_deref() {
-            None | Some("1") | Some("true") => true,
+            None => listen.ip().is_loopback(),
+            Some("1") | Some("true") => true,
             Some("0") | Some("false") => false,
             Some(other) => {
                 return Err(DemoError::Config(format!(

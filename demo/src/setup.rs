@@ -32,9 +32,20 @@ pub(crate) struct AppState {
     /// The "don't ask again on this device" cookie, as ninsho::web writes
     /// it; its lifetime is the service's device policy.
     pub(crate) device_cookie: DeviceCookie,
-    /// The demo's own accounts: username → argon2 PHC string. Kept in
-    /// memory: the password part is the demo's, not ninsho's.
-    pub(crate) users: Arc<Mutex<HashMap<String, String>>>,
+    /// The demo's own accounts by username. Kept in memory: the password
+    /// part is the demo's, not ninsho's.
+    pub(crate) users: Arc<Mutex<HashMap<String, DemoUser>>>,
+}
+
+/// One demo account.
+#[derive(Debug, Clone)]
+pub(crate) struct DemoUser {
+    /// ninsho's account id: random and never reused, so a username taken
+    /// again (after a restart forgot the users) can never reach the old
+    /// account's records in ninsho's store.
+    pub(crate) account: String,
+    /// The password's argon2 PHC string.
+    pub(crate) password_hash: String,
 }
 
 pub(crate) async fn build(config: &Config, addr: SocketAddr) -> Result<AppState, DemoError> {

@@ -16,7 +16,7 @@ use maud::{Markup, PreEscaped, html};
 use ninsho::grace::GraceDecision;
 use ninsho::model::{ChallengeId, DeviceId, VerificationId};
 use ninsho::prelude::*;
-use ninsho::service::ContactView;
+use ninsho::service::{ContactView, SignInAttempt};
 use ninsho::web::describe_device;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -25,12 +25,15 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
 
 use crate::pages::{Flash, csrf, frame};
-use crate::setup::AppState;
+use crate::setup::{AppState, DemoUser};
 
-/// Session keys.
+/// Session keys. `USER`, `PENDING` and `BLOCKED` hold ninsho's account id
+/// (see [`DemoUser`]); `NAME` the username, for the pages.
 const CSRF: &str = "csrf";
 const USER: &str = "user";
+const NAME: &str = "name";
 const PENDING: &str = "pending";
+const ATTEMPT: &str = "attempt";
 const CHALLENGE: &str = "challenge";
 const STEP_UP: &str = "step_up";
 const SIGNUP: &str = "signup";
@@ -196,7 +199,10 @@ async fn signed_in_user(session: &Session) -> Result<Option<AccountId>, Fault> {
 // ---------------------------------------------------------------- home
 
 async fn home(State(state): State<AppState>, session: Session) -> Page {
-    let user = session.get::<String>(USER).await?;
+    let user = match session.get::<String>(USER).await? {
+        Some(_) => session.get::<String>(NAME).await?,
+        None => None,
+    };
     let token = csrf_token(&session).await?;
     render(&state, &session, "Welcome", None, html! {
         p { "Click through ninsho's journeys: sign-up verifying email and phone together, two-step sign-in, settings." }
@@ -282,7 +288,9 @@ async fn signup_start(
         .lock()
         .map(|u| u.contains_key(&username))
         .unwrap_or(true);
-    if username.is_empty() || form.password.len() < 8 || taken {
+    // A username is also the authenticator app's label, where `:` is the
+    // separator: refused here rather than at enrolment.
+    if username.is_empty() || username.contains(':') || form.password.len() < 8 || taken {
         let flash = note(
             "bad_signup",
             "Pick another username (this one is empty or taken) and a password of at least 8 characters.",
@@ -296,7 +304,7 @@ async fn signup_start(
         )
         .await;
     }
-    let password_hash = hash_password(&form.password)?;
+    let password_hash = hash_password(form.password).await?;
     match state
         .service
         .signup_start(&form.email, &form.phone, Some(&caller(addr)))
@@ -396,10 +404,17 @@ async fn signup_verify(
         let flash = note("verified_one", "That one is verified; now the other code.");
         return render(&state, &session, title, Some(flash), verify_forms(&token)).await;
     }
-    let account = AccountId::new(pending.username.clone());
+    // The username is claimed before ninsho's account is made, so two
+    // sign-ups can't both take it, and given back if that fails.
+    let account_id = new_account_id()?;
+    let account = AccountId::new(account_id.clone());
     let claimed = match state.users.lock() {
         Ok(mut users) if !users.contains_key(&pending.username) => {
-            users.insert(pending.username.clone(), pending.password_hash.clone());
+            let user = DemoUser {
+                account: account_id.clone(),
+                password_hash: pending.password_hash.clone(),
+            };
+            users.insert(pending.username.clone(), user);
             true
         }
         Ok(_) => false,
@@ -420,6 +435,7 @@ async fn signup_verify(
         .await;
     }
     if let Err(e) = state.service.signup_complete(&id, &account).await {
+        release(&state, &pending.username);
         return render(
             &state,
             &session,
@@ -431,18 +447,69 @@ async fn signup_verify(
     }
     session.remove::<PendingSignup>(SIGNUP).await?;
     session.cycle_id().await?;
-    session.insert(USER, &pending.username).await?;
+    session.insert(USER, &account_id).await?;
+    session.insert(NAME, &pending.username).await?;
     Ok(Redirect::to("/settings").into_response())
 }
 
-fn hash_password(password: &str) -> Result<String, Fault> {
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| Fault(format!("randomness: {e}")))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Fault(format!("salt: {e}")))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Fault(format!("argon2: {e}")))
+/// Gives a username back after the account could not be made.
+fn release(state: &AppState, username: &str) {
+    if let Ok(mut users) = state.users.lock() {
+        users.remove(username);
+    }
+}
+
+/// A fresh, unguessable account id for ninsho: `u_` and 32 hex digits.
+fn new_account_id() -> Result<String, Fault> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| Fault(format!("randomness: {e}")))?;
+    Ok(bytes.iter().fold(String::from("u_"), |mut id, b| {
+        id.push_str(&format!("{b:02x}"));
+        id
+    }))
+}
+
+/// The argon2 PHC string of `password`. Argon2 takes a good part of a
+/// second on purpose: it runs on the blocking pool, not on the async
+/// workers that serve every other request.
+async fn hash_password(password: String) -> Result<String, Fault> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| Fault(format!("randomness: {e}")))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| Fault(format!("salt: {e}")))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Fault(format!("argon2: {e}")))
+    })
+    .await
+    .map_err(|e| Fault(format!("argon2 task: {e}")))?
+}
+
+/// Whether `password` matches `stored`. An unknown user (`None`) is
+/// checked against a fixed hash all the same, so the answer takes as long
+/// whether the username exists or not.
+async fn password_matches(stored: Option<String>, password: String) -> Result<bool, Fault> {
+    static NOBODY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let nobody = match NOBODY.get() {
+        Some(hash) => hash.clone(),
+        None => {
+            let hash = hash_password("no user has this password".to_owned()).await?;
+            NOBODY.get_or_init(|| hash).clone()
+        }
+    };
+    let known = stored.is_some();
+    let phc = stored.unwrap_or(nobody);
+    tokio::task::spawn_blocking(move || {
+        let matches = PasswordHash::new(&phc).is_ok_and(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        });
+        known && matches
+    })
+    .await
+    .map_err(|e| Fault(format!("argon2 task: {e}")))
 }
 
 // ---------------------------------------------------------------- sign-in
@@ -480,31 +547,32 @@ async fn login(
         return Ok(forbidden());
     }
     let token = csrf_token(&session).await?;
+    let username = form.username.trim().to_owned();
     let stored = state
         .users
         .lock()
         .ok()
-        .and_then(|u| u.get(form.username.trim()).cloned());
-    // The same words whether the user is unknown or the password wrong.
-    let ok = stored.as_deref().is_some_and(|phc| {
-        PasswordHash::new(phc).is_ok_and(|h| {
-            Argon2::default()
-                .verify_password(form.password.as_bytes(), &h)
-                .is_ok()
-        })
-    });
-    if !ok {
-        let flash = note("bad_credentials", "The username or password is wrong.");
-        return render(&state, &session, "Sign in", Some(flash), login_form(&token)).await;
-    }
-    let username = form.username.trim().to_owned();
-    let account = AccountId::new(username.clone());
+        .and_then(|u| u.get(&username).cloned());
+    // The same words, and the same time, whether the user is unknown or
+    // the password wrong. (A real service also throttles password
+    // guesses per account and per address; the demo does not.)
+    let hash = stored.as_ref().map(|u| u.password_hash.clone());
+    let matches = password_matches(hash, form.password).await?;
+    let user = match stored {
+        Some(user) if matches => user,
+        _ => {
+            let flash = note("bad_credentials", "The username or password is wrong.");
+            return render(&state, &session, "Sign in", Some(flash), login_form(&token)).await;
+        }
+    };
+    let account = AccountId::new(user.account.clone());
     session.cycle_id().await?;
+    session.insert(NAME, &username).await?;
     // Microsoft's contact check: past the grace period, no sign-in until
     // a contact is verified.
     match state.service.contact_check(&account).await {
         Ok(check) if check.decision.is_blocked() => {
-            session.insert(BLOCKED, &username).await?;
+            session.insert(BLOCKED, &user.account).await?;
             return Ok(Redirect::to("/blocked").into_response());
         }
         Ok(_) => {}
@@ -526,11 +594,23 @@ async fn login(
         .await
     {
         Ok(SignInStart::NotNeeded(_)) => {
-            session.insert(USER, &username).await?;
+            session.insert(USER, &user.account).await?;
             Ok(Redirect::to("/settings").into_response())
         }
         Ok(SignInStart::Required { .. }) => {
-            session.insert(PENDING, &username).await?;
+            // The pending sign-in, kept server-side: who passed the
+            // password, and the attempt that makes the second step safe to
+            // retry when a reply is lost (ninsho::web's docs).
+            let attempt = match state.service.new_attempt() {
+                Ok(attempt) => attempt,
+                Err(e) => {
+                    let flash = flash_of(&e);
+                    return render(&state, &session, "Sign in", Some(flash), login_form(&token))
+                        .await;
+                }
+            };
+            session.insert(PENDING, &user.account).await?;
+            session.insert(ATTEMPT, &attempt).await?;
             Ok(Redirect::to("/login/second").into_response())
         }
         Ok(_) => Err(Fault(
@@ -785,10 +865,11 @@ async fn finish(
         return Ok(Redirect::to("/login").into_response());
     };
     let account = AccountId::new(pending.clone());
+    let attempt = session.get::<SignInAttempt>(ATTEMPT).await?;
     let device = trust.then(|| describe_device(headers, None));
     match state
         .service
-        .sign_in_complete(&account, proof, device.as_deref(), None)
+        .sign_in_complete(&account, proof, device.as_deref(), attempt.as_ref())
         .await
     {
         Ok(signed) => signed_in(state, session, &pending, signed).await,
@@ -810,11 +891,12 @@ async fn finish(
 /// The second step passed: the session moves to a new id and holds the
 /// user and the step-up proof; "don't ask again" sets ninsho's device
 /// cookie. A device that could not be trusted is reported, not fatal.
-async fn signed_in(state: &AppState, session: &Session, username: &str, signed: SignedIn) -> Page {
+async fn signed_in(state: &AppState, session: &Session, account: &str, signed: SignedIn) -> Page {
     session.remove::<String>(PENDING).await?;
+    session.remove::<SignInAttempt>(ATTEMPT).await?;
     session.remove::<String>(CHALLENGE).await?;
     session.cycle_id().await?;
-    session.insert(USER, username).await?;
+    session.insert(USER, account).await?;
     session.insert(STEP_UP, &signed.step_up).await?;
     let mut response = Redirect::to("/settings").into_response();
     if let Some((token, _)) = &signed.device {
@@ -842,7 +924,8 @@ async fn wait(State(state): State<AppState>, session: Session) -> Page {
     else {
         return Ok(Redirect::to("/login/second").into_response());
     };
-    match state.service.sign_in_poll_link(&AccountId::new(pending.clone()), &challenge, None, None).await {
+    let attempt = session.get::<SignInAttempt>(ATTEMPT).await?;
+    match state.service.sign_in_poll_link(&AccountId::new(pending.clone()), &challenge, None, attempt.as_ref()).await {
         Ok(Some(signed)) => signed_in(&state, &session, &pending, signed).await,
         Ok(None) => Ok(html! {
             (maud::DOCTYPE)
@@ -1089,9 +1172,14 @@ async fn authenticator_start(
     };
     let proof = step_up(&session).await?;
     let token = csrf_token(&session).await?;
+    // The label the app shows: the username, not ninsho's account id.
+    let label = session
+        .get::<String>(NAME)
+        .await?
+        .unwrap_or_else(|| account.0.clone());
     match state
         .service
-        .authenticator_start(&account, &account.0, proof.as_ref())
+        .authenticator_start(&account, &label, proof.as_ref())
         .await
     {
         Ok(setup) => {
@@ -1583,14 +1671,20 @@ async fn legacy(
             .await;
         }
     };
-    let password_hash = hash_password(&form.password)?;
+    let password_hash = hash_password(form.password.clone()).await?;
+    let account_id = new_account_id()?;
     let claimed = match state.users.lock() {
         Ok(mut users)
             if !username.is_empty()
+                && !username.contains(':')
                 && form.password.len() >= 8
                 && !users.contains_key(&username) =>
         {
-            users.insert(username.clone(), password_hash);
+            let user = DemoUser {
+                account: account_id.clone(),
+                password_hash,
+            };
+            users.insert(username.clone(), user);
             true
         }
         Ok(_) => false,
@@ -1603,12 +1697,14 @@ async fn legacy(
         );
         return render(&state, &session, title, Some(flash), legacy_form(&token)).await;
     }
-    let account = AccountId::new(username.clone());
+    let account = AccountId::new(account_id.clone());
     let made = async {
         state.service.account_created(&account).await?;
         state.service.import_contact(&account, &email, false).await
     };
     if let Err(e) = made.await {
+        // Records half made under this fresh id stay unreachable.
+        release(&state, &username);
         return render(
             &state,
             &session,
@@ -1619,6 +1715,7 @@ async fn legacy(
         .await;
     }
     session.cycle_id().await?;
-    session.insert(USER, &username).await?;
+    session.insert(USER, &account_id).await?;
+    session.insert(NAME, &username).await?;
     Ok(Redirect::to("/settings").into_response())
 }
