@@ -979,12 +979,12 @@ async fn settings_with(
         }
         h2 { "Trusted devices" }
         table #devices {
-            @for d in &devices {
+            @for (i, d) in devices.iter().enumerate() {
                 tr.device data-device=(d.id) {
                     td { (d.label) } td { "last used " (day(d.last_used_at)) } td { "until " (day(d.expires_at)) }
-                    td { form.revoke-device method="post" action="/settings/devices/revoke" {
+                    td { form.revoke-device id=(format!("revoke-device-{i}")) method="post" action="/settings/devices/revoke" {
                         (csrf(&token)) input type="hidden" name="device" value=(d.id);
-                        button type="submit" { "Revoke" }
+                        button id=(format!("revoke-device-{i}-submit")) type="submit" { "Revoke" }
                     } }
                 }
             }
