@@ -565,11 +565,26 @@ async fn second(state: &AppState, session: &Session, flash: Option<Flash>) -> Pa
         return Ok(Redirect::to("/login").into_response());
     };
     let token = csrf_token(session).await?;
-    let methods = match state.service.methods(&AccountId::new(pending)).await {
+    let account = AccountId::new(pending);
+    let methods = match state.service.methods(&account).await {
         Ok(m) => m,
         Err(e) => return render(state, session, "Second step", Some(flash_of(&e)), html! {}).await,
     };
+    // The grace period is told right after the password too; the forms to
+    // verify a contact wait for the signed-in settings page.
+    let deadline = match state.service.contact_check(&account).await {
+        Ok(check) => match check.decision {
+            GraceDecision::Remind { deadline, .. } => Some(deadline),
+            _ => None,
+        },
+        Err(_) => None,
+    };
     render(state, session, "Second step", flash, html! {
+        @if let Some(deadline) = deadline {
+            div #grace-banner data-deadline=(deadline.unix_timestamp()) {
+                p { "Please verify a contact by " (day(deadline)) " UTC (on the settings page, once signed in). After that, sign-in is blocked until you do." }
+            }
+        }
         p { "Choose how to prove it is you." }
         @for m in &methods {
             @match m.kind {
