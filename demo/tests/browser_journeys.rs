@@ -417,39 +417,72 @@ fn seed_004_grace_banner_then_block_after_seven_days() {
     });
 }
 
+/// Seed 004, with two-step sign-in on: the grace banner is already on the
+/// second-step page, right after the password.
+#[test]
+fn seed_004_grace_banner_right_after_the_password() {
+    run("seed-004-grace-second-step", |j| async move {
+        j.open("/dev/legacy").await;
+        j.browser.fill("legacy-form", "username", LEGACY_USER).await;
+        j.browser.fill("legacy-form", "password", PASSWORD).await;
+        j.browser.fill("legacy-form", "email", LEGACY_EMAIL).await;
+        j.browser.submit("legacy-form").await;
+        let secret = enrol_authenticator(&j).await;
+        turn_on_two_factor(&j).await;
+        log_out(&j).await;
+        j.advance_days(3, "/login").await;
+        log_in_as(&j, LEGACY_USER).await;
+        assert_eq!(j.browser.text("h1").await, "Second step");
+        j.browser.wait_for("#grace-banner[data-deadline]").await;
+        let now = j.demo_now("/login/second").await;
+        let code = j.totp_code(&secret, now).await;
+        j.browser.fill("totp-form", "code", &code).await;
+        j.browser.submit("totp-form").await;
+        assert_eq!(j.browser.text("h1").await, "Settings");
+        j.browser.wait_for("#grace-banner").await;
+    });
+}
+
+/// Sets up an authenticator app from `/settings` (two-step sign-in still
+/// off) and returns its base32 secret.
+async fn enrol_authenticator(j: &Journey) -> String {
+    j.open("/settings").await;
+    j.browser.submit("authenticator-start").await;
+    let secret = j.browser.text("#totp-secret").await;
+    assert!(j.browser.has("#totp-qr").await, "the QR code is shown");
+    // Read the clock in a second tab would lose nothing, but the
+    // enrolment page is a POST result: compute first, then confirm.
+    let client = &j.browser.client;
+    let here = client.window().await.unwrap_or_else(|e| panic!("{e}"));
+    let tab = client
+        .new_window(true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .switch_to_window(tab.handle)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = j.demo_now("/dev/inbox").await;
+    let _ = client.close_window().await;
+    client
+        .switch_to_window(here)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let code = j.totp_code(&secret, now).await;
+    j.browser.fill("authenticator-confirm", "code", &code).await;
+    j.browser.submit("authenticator-confirm").await;
+    j.browser.wait_for("#flash").await;
+    assert_eq!(j.flash_code().await.as_deref(), Some("authenticator_added"));
+    secret
+}
+
 #[test]
 fn seed_004_authenticator_enrolment_and_sign_in() {
     run("seed-004-authenticator", |j| async move {
         // Enrolled before two-step sign-in is on: once it is, changing
         // factors asks for a second factor first.
         sign_up(&j, true).await;
-        j.open("/settings").await;
-        j.browser.submit("authenticator-start").await;
-        let secret = j.browser.text("#totp-secret").await;
-        assert!(j.browser.has("#totp-qr").await, "the QR code is shown");
-        // Read the clock in a second tab would lose nothing, but the
-        // enrolment page is a POST result: compute first, then confirm.
-        let client = &j.browser.client;
-        let here = client.window().await.unwrap_or_else(|e| panic!("{e}"));
-        let tab = client
-            .new_window(true)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        client
-            .switch_to_window(tab.handle)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let now = j.demo_now("/dev/inbox").await;
-        let _ = client.close_window().await;
-        client
-            .switch_to_window(here)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let code = j.totp_code(&secret, now).await;
-        j.browser.fill("authenticator-confirm", "code", &code).await;
-        j.browser.submit("authenticator-confirm").await;
-        j.browser.wait_for("#flash").await;
-        assert_eq!(j.flash_code().await.as_deref(), Some("authenticator_added"));
+        let secret = enrol_authenticator(&j).await;
         turn_on_two_factor(&j).await;
         log_out(&j).await;
 
