@@ -3,8 +3,9 @@
 //! from the dev inbox page, TOTP codes from the enrolment secret.
 //!
 //! Routes, form ids and selectors are the ones `demo/README.md` documents.
-//! Journeys whose pages the demo does not have yet are ignored, naming
-//! what is missing.
+//! Failures are provoked through the dev pages (`/dev/gateway` refuses
+//! SMS, `/dev/clock` jumps days, `/dev/legacy` makes an unverified
+//! account), never by sleeping.
 
 mod support;
 
