@@ -27,7 +27,7 @@ pub(crate) fn frame(title: &str, flash: Option<&Flash>, dev_tools: bool, body: M
                 header {
                     a href="/" { "ninsho demo" }
                     @if dev_tools {
-                        " · " span.dev { "DEVELOPMENT ONLY: " a href="/dev/inbox" { "inbox" } " · " a href="/dev/clock" { "clock" } }
+                        " · " span.dev { "DEVELOPMENT ONLY: " a href="/dev/inbox" { "inbox" } " · " a href="/dev/clock" { "clock" } " · " a href="/dev/gateway" { "gateway" } }
                     }
                 }
                 main {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use ninsho::device::DevicePolicy;
@@ -35,6 +36,9 @@ pub(crate) struct AppState {
     /// The demo's own accounts by username. Kept in memory: the password
     /// part is the demo's, not ninsho's.
     pub(crate) users: Arc<Mutex<HashMap<String, DemoUser>>>,
+    /// Whether `/dev/gateway` made the recording gateway refuse SMS (the
+    /// gateway keeps its scripted failures but does not list them).
+    pub(crate) sms_refused: Arc<AtomicBool>,
 }
 
 /// One demo account.
@@ -98,6 +102,7 @@ pub(crate) async fn build(config: &Config, addr: SocketAddr) -> Result<AppState,
         dev_tools: config.dev_tools,
         device_cookie: DeviceCookie::new(&DevicePolicy::default()),
         users: Arc::new(Mutex::new(HashMap::new())),
+        sms_refused: Arc::new(AtomicBool::new(false)),
     })
 }
 

@@ -4,6 +4,7 @@
 //! (the cause goes to the log).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -13,10 +14,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{Markup, PreEscaped, html};
+use ninsho::gateway::DeliveryErrorKind;
 use ninsho::grace::GraceDecision;
 use ninsho::model::{ChallengeId, DeviceId, VerificationId};
 use ninsho::prelude::*;
-use ninsho::service::{ContactView, SignInAttempt};
+use ninsho::service::{ChannelReason, ContactView, SignInAttempt};
 use ninsho::web::describe_device;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -40,6 +42,10 @@ const SIGNUP: &str = "signup";
 const BLOCKED: &str = "blocked";
 const PHONE_CHALLENGE: &str = "phone_challenge";
 const CONTACT_CHALLENGE: &str = "contact_challenge";
+/// Set when a sign-in code went out on another channel than the one
+/// asked for (the SMS was refused, so it is a voice call): the code page
+/// says so once.
+const CODE_FALLBACK: &str = "code_fallback";
 
 pub(crate) fn router(state: AppState) -> Router {
     // Sessions live in memory (tower-sessions' MemoryStore): a restart
@@ -88,7 +94,8 @@ pub(crate) fn router(state: AppState) -> Router {
         app = app
             .route("/dev/inbox", get(dev_inbox))
             .route("/dev/legacy", get(legacy_page).post(legacy))
-            .route("/dev/clock", get(dev_clock).post(dev_clock_advance));
+            .route("/dev/clock", get(dev_clock).post(dev_clock_advance))
+            .route("/dev/gateway", get(dev_gateway).post(dev_gateway_set));
     }
     app.layer(sessions).with_state(state)
 }
@@ -638,11 +645,26 @@ async fn second(state: &AppState, session: &Session, flash: Option<Flash>) -> Pa
         return Ok(Redirect::to("/login").into_response());
     };
     let token = csrf_token(session).await?;
-    let methods = match state.service.methods(&AccountId::new(pending)).await {
+    let account = AccountId::new(pending);
+    let methods = match state.service.methods(&account).await {
         Ok(m) => m,
         Err(e) => return render(state, session, "Second step", Some(flash_of(&e)), html! {}).await,
     };
+    // The grace period is told right after the password too; the forms to
+    // verify a contact wait for the signed-in settings page.
+    let deadline = match state.service.contact_check(&account).await {
+        Ok(check) => match check.decision {
+            GraceDecision::Remind { deadline, .. } => Some(deadline),
+            _ => None,
+        },
+        Err(_) => None,
+    };
     render(state, session, "Second step", flash, html! {
+        @if let Some(deadline) = deadline {
+            div #grace-banner data-deadline=(deadline.unix_timestamp()) {
+                p { "Please verify a contact by " (day(deadline)) " UTC (on the settings page, once signed in). After that, sign-in is blocked until you do." }
+            }
+        }
         p { "Choose how to prove it is you." }
         @for m in &methods {
             @match m.kind {
@@ -756,6 +778,13 @@ async fn send(
                 session
                     .insert(CHALLENGE, ticket.challenge_id.to_string())
                     .await?;
+                if let ChannelReason::Fallback { from, .. } = ticket.reason {
+                    let text = format!(
+                        "The {from} to {} could not be delivered, so the code comes by {} instead.",
+                        ticket.masked_destination, ticket.channel
+                    );
+                    session.insert(CODE_FALLBACK, text).await?;
+                }
                 Ok(Redirect::to("/login/code").into_response())
             }
             Err(e) => second(&state, &session, Some(flash_of(&e))).await,
@@ -777,7 +806,11 @@ fn code_form(token: &str) -> Markup {
 
 async fn code_page(State(state): State<AppState>, session: Session) -> Page {
     let token = csrf_token(&session).await?;
-    render(&state, &session, "Enter the code", None, code_form(&token)).await
+    let flash = session
+        .remove::<String>(CODE_FALLBACK)
+        .await?
+        .map(|text| note("channel_fallback", &text));
+    render(&state, &session, "Enter the code", flash, code_form(&token)).await
 }
 
 #[derive(Deserialize)]
@@ -1044,12 +1077,12 @@ async fn settings_with(
         }
         h2 { "Trusted devices" }
         table #devices {
-            @for d in &devices {
+            @for (i, d) in devices.iter().enumerate() {
                 tr.device data-device=(d.id) {
                     td { (d.label) } td { "last used " (day(d.last_used_at)) } td { "until " (day(d.expires_at)) }
-                    td { form.revoke-device method="post" action="/settings/devices/revoke" {
+                    td { form.revoke-device id=(format!("revoke-device-{i}")) method="post" action="/settings/devices/revoke" {
                         (csrf(&token)) input type="hidden" name="device" value=(d.id);
-                        button type="submit" { "Revoke" }
+                        button id=(format!("revoke-device-{i}-submit")) type="submit" { "Revoke" }
                     } }
                 }
             }
@@ -1290,6 +1323,61 @@ async fn dev_clock_advance(
         Some(note("clock_moved", "The clock moved.")),
     )
     .await
+}
+
+async fn dev_gateway(State(state): State<AppState>, session: Session) -> Page {
+    gateway_page(&state, &session, None).await
+}
+
+async fn gateway_page(state: &AppState, session: &Session, flash: Option<Flash>) -> Page {
+    let token = csrf_token(session).await?;
+    let refused = state.sms_refused.load(Ordering::SeqCst);
+    render(state, session, "Dev gateway (DEVELOPMENT ONLY)", flash, html! {
+        p.dev { "DEVELOPMENT ONLY. Makes the recording gateway refuse text messages, as a carrier that rejects the number would, to see ninsho fall back to a voice call. It affects only what the recording gateway handles, never a real gateway." }
+        p #gateway-status data-sms=(if refused { "refused" } else { "delivered" }) {
+            "SMS: " strong { (if refused { "refused" } else { "delivered" }) }
+        }
+        form #fail-sms method="post" action="/dev/gateway" {
+            (csrf(&token)) input type="hidden" name="action" value="fail-sms";
+            button #fail-sms-submit type="submit" { "Refuse SMS" }
+        }
+        form #heal-gateway method="post" action="/dev/gateway" {
+            (csrf(&token)) input type="hidden" name="action" value="heal";
+            button #heal-gateway-submit type="submit" { "Deliver everything again" }
+        }
+    }).await
+}
+
+#[derive(Deserialize)]
+struct GatewayForm {
+    csrf: String,
+    action: String,
+}
+
+async fn dev_gateway_set(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<GatewayForm>,
+) -> Page {
+    if !check_csrf(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let flash = match form.action.as_str() {
+        "fail-sms" => {
+            state
+                .inbox
+                .fail_channel(Channel::Sms, DeliveryErrorKind::Refused);
+            state.sms_refused.store(true, Ordering::SeqCst);
+            note("sms_refused", "SMS is now refused.")
+        }
+        "heal" => {
+            state.inbox.heal();
+            state.sms_refused.store(false, Ordering::SeqCst);
+            note("gateway_healed", "Every channel delivers again.")
+        }
+        _ => note("unknown_action", "No such action."),
+    };
+    gateway_page(&state, &session, Some(flash)).await
 }
 
 // ---------------------------------------------------------------- devices, phone

@@ -17,9 +17,16 @@ async fn dev_tools_are_404_unless_enabled() {
     config.dev_tools = false;
     let running = start(config).await.unwrap();
     let base = format!("http://{}", running.addr());
-    for path in ["/dev/inbox", "/dev/clock", "/dev/legacy"] {
+    for path in ["/dev/inbox", "/dev/clock", "/dev/legacy", "/dev/gateway"] {
         assert_eq!(get(format!("{base}{path}")).await.status(), 404, "{path}");
     }
+    let switch = reqwest::Client::new()
+        .post(format!("{base}/dev/gateway"))
+        .form(&[("csrf", "0000"), ("action", "fail-sms")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(switch.status(), 404, "no SMS switch when dev tools are off");
     let home = get(format!("{base}/")).await.text().await.unwrap();
     assert!(
         !home.contains("/dev/inbox"),
@@ -112,5 +119,26 @@ async fn a_post_with_another_token_than_the_sessions_is_refused() {
     wrong.replace_range(0..1, if token.starts_with('0') { "1" } else { "0" });
     assert_eq!(post(wrong).await.unwrap().status(), 403);
     assert_eq!(post(token.to_owned()).await.unwrap().status(), 303);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_forged_post_cannot_make_sms_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(Config::for_tests(dir.path())).await.unwrap();
+    let base = format!("http://{}", running.addr());
+    let forged = reqwest::Client::new()
+        .post(format!("{base}/dev/gateway"))
+        .form(&[("csrf", "0000"), ("action", "fail-sms")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let page = get(format!("{base}/dev/gateway"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-sms=\"delivered\""), "{page}");
     running.stop().await.unwrap();
 }
