@@ -66,6 +66,50 @@ fn seed_000_sign_up_phone_then_email() {
     });
 }
 
+/// Seed 000, refused: a sign-up whose phone is already another account's
+/// fails at the end, and leaves nothing to sign in to — not even the
+/// username and password it chose.
+#[test]
+fn seed_000_a_failed_sign_up_leaves_no_account() {
+    run("seed-000-refused", |j| async move {
+        sign_up(&j, true).await;
+        log_out(&j).await;
+        j.open("/signup").await;
+        j.browser.fill("signup-form", "username", "carol").await;
+        j.browser.fill("signup-form", "password", PASSWORD).await;
+        j.browser
+            .fill("signup-form", "email", "carol@example.com")
+            .await;
+        j.browser.fill("signup-form", "phone", PHONE).await;
+        j.browser.submit("signup-form").await;
+        j.browser.wait_for("form#verify-email").await;
+        let email_code = j.code("carol@example.com", "email").await;
+        j.browser.fill("verify-email", "code", &email_code).await;
+        j.browser.submit("verify-email").await;
+        j.browser.wait_for("#flash").await;
+        let sms_code = j.code(PHONE_TAIL, "sms").await;
+        j.browser.fill("verify-phone", "code", &sms_code).await;
+        j.browser.submit("verify-phone").await;
+        j.browser.wait_for("#flash").await;
+        assert_eq!(j.flash_code().await.as_deref(), Some("contact_in_use"));
+        assert_ne!(j.browser.text("h1").await, "Settings");
+        log_in_as(&j, "carol").await;
+        assert_eq!(j.flash_code().await.as_deref(), Some("bad_credentials"));
+        // The name is free again.
+        j.open("/signup").await;
+        j.browser.fill("signup-form", "username", "carol").await;
+        j.browser.fill("signup-form", "password", PASSWORD).await;
+        j.browser
+            .fill("signup-form", "email", "carol@example.com")
+            .await;
+        j.browser
+            .fill("signup-form", "phone", "080-1111-2222")
+            .await;
+        j.browser.submit("signup-form").await;
+        j.browser.wait_for("form#verify-email").await;
+    });
+}
+
 /// The password step; lands on /settings or on the second-step page.
 async fn log_in(j: &Journey) {
     j.open("/login").await;
