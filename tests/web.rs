@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::State;
-use axum::http::header::{CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -65,6 +65,10 @@ async fn a_refusal_is_a_problem_document_with_its_code_and_figures() {
     let (status, headers, body) = serve(Err(Problem::from_error(&error, Locale::En, t0()))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers[CONTENT_TYPE], PROBLEM_JSON);
+    assert_eq!(
+        headers[CACHE_CONTROL], "no-store",
+        "a problem is never cached"
+    );
     assert!(headers.get(RETRY_AFTER).is_none());
     assert_eq!(
         String::from_utf8(body).unwrap(),

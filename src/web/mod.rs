@@ -47,6 +47,9 @@
 //! | 503 | `delivery_unavailable` | the gateway failed for now or is throttled; `Retry-After` when the provider said |
 //! | 500 | `internal_error` | anything else: store failure, random source, keys (a retired key too), gateway configuration, misuse |
 //!
+//! Every problem response is `Cache-Control: no-store`: it answers one
+//! attempt at one moment.
+//!
 //! `Retry-After` is in whole seconds, rounded up from the refusal's
 //! `retry_at` (or `until`) and the `now` given to
 //! [`Problem::from_error`], so a client that waits exactly that long is not

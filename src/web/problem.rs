@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -265,9 +265,11 @@ impl Problem {
     /// Gives the problem a correlation id and logs `error` under it.
     fn log(&mut self, error: &Error, id: Option<&str>) {
         let id = id.map_or_else(fresh_id, str::to_owned);
+        // `?`: a host-supplied id (a client's X-Request-Id, say) is
+        // quoted and escaped, so it can't forge log lines.
         tracing::error!(
             target: "ninsho::web",
-            correlation_id = %id,
+            correlation_id = ?id,
             status = self.status.as_u16(),
             code = %self.code,
             error = %Chain(error),
@@ -413,6 +415,9 @@ impl IntoResponse for Problem {
         let mut response = (self.status, self.to_json()).into_response();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        // An answer about one attempt at one moment: never reused from a
+        // cache (a 404 or 410 to a GET would otherwise be cacheable).
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(seconds) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -601,12 +606,33 @@ mod tests {
         assert_eq!(logged.len(), 1, "{logged:?}");
         let line = &logged[0];
         assert!(line.contains("target=ninsho::web "), "{line}");
-        assert!(line.contains(&format!("correlation_id={id} ")), "{line}");
+        assert!(
+            line.contains(&format!("correlation_id=\"{id}\" ")),
+            "{line}"
+        );
         assert!(
             line.contains("the store failed: disk full on db-7"),
             "{line}"
         );
         assert!(line.contains("status=500"), "{line}");
+
+        // A host's id (perhaps a client's request id) can't forge a line.
+        let _ = tracing::subscriber::with_default(capture.clone(), || {
+            Problem::from_error_with_id(
+                &error,
+                Locale::En,
+                OffsetDateTime::UNIX_EPOCH,
+                "r1\nERROR forged entry",
+            )
+        });
+        let logged = capture.0.lock().unwrap().clone();
+        assert_eq!(logged.len(), 2, "{logged:?}");
+        assert!(
+            logged[1].contains(r#"correlation_id="r1\nERROR forged entry""#),
+            "{}",
+            logged[1]
+        );
+        capture.0.lock().unwrap().pop();
 
         // Refusals are the user's side: nothing is logged, no id is given.
         let refused = tracing::subscriber::with_default(capture.clone(), || {
