@@ -103,7 +103,7 @@ impl Chromedriver {
         // The port is free when we look and could be taken before
         // chromedriver binds it: try a few.
         for _ in 0..3 {
-            let port = free_port();
+            let port = claim_port();
             let child = Command::new(binary)
                 .arg(format!("--port={port}"))
                 .arg(format!("--log-path={}", log.display()))
@@ -157,7 +157,35 @@ impl Drop for Chromedriver {
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        release_port(self.port);
     }
+}
+
+/// The ports this test binary's chromedrivers were started on, until they
+/// stop. A port the kernel calls free stays free only until a chromedriver
+/// binds it; two tests starting at once could otherwise both pick it, one
+/// chromedriver then listening on `::1` alone and the other test talking
+/// to the wrong one (seen in CI: "webdriver server did not respond" once
+/// the other test ended).
+static CLAIMED: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A free loopback port that no other chromedriver of this process has.
+fn claim_port() -> u16 {
+    loop {
+        let port = free_port();
+        let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        if claimed.insert(port) {
+            return port;
+        }
+    }
+}
+
+fn release_port(port: u16) {
+    CLAIMED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&port);
 }
 
 /// A free loopback port, as the kernel hands them out.
