@@ -26,6 +26,7 @@ mod redis;
 mod sql_common;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod step;
 
 use std::fmt;
 
@@ -42,6 +43,10 @@ pub use memory::MemoryStore;
 pub use postgres::PgStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use step::{
+    ChallengeWrite, Commit, Committed, FailureChange, LimitHit, Load, Loaded, RecordWrite,
+    StepStore,
+};
 
 use crate::model::{
     AccountId, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
@@ -279,11 +284,17 @@ pub trait DeviceStore: Send + Sync + fmt::Debug {
 
 /// Everything ninsho stores: implement the part traits and this comes free.
 pub trait Store:
-    ChallengeStore + LimitStore + DeviceStore + AccountStore + VerificationStore
+    ChallengeStore + LimitStore + DeviceStore + AccountStore + VerificationStore + StepStore
 {
 }
 
 impl<T> Store for T where
-    T: ChallengeStore + LimitStore + DeviceStore + AccountStore + VerificationStore + ?Sized
+    T: ChallengeStore
+        + LimitStore
+        + DeviceStore
+        + AccountStore
+        + VerificationStore
+        + StepStore
+        + ?Sized
 {
 }
