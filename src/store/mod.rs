@@ -58,6 +58,7 @@ use crate::model::{
 #[error("{}", match .kind {
     StoreErrorKind::Conflict => "the record changed or already exists (a concurrent write won)",
     StoreErrorKind::Unavailable => "the store is unavailable; retry later",
+    StoreErrorKind::NotInitialised => "the store holds no ninsho data marker: it was never initialised, or it lost its data (an operator must re-initialise it)",
     StoreErrorKind::Other => "the store failed",
 })]
 #[non_exhaustive]
@@ -77,6 +78,13 @@ pub enum StoreErrorKind {
     Conflict,
     /// The backend could not be reached or timed out; retry later.
     Unavailable,
+    /// The store's initialisation marker is missing: the database or
+    /// Redis lost its data (a restart without persistence, a flush, a
+    /// restore of an empty backup) or was never initialised. Every account
+    /// would read as new, with two-step sign-in off, so the store refuses
+    /// to answer until an operator initialises it again on purpose (each
+    /// adapter documents how). Retrying does not help.
+    NotInitialised,
     /// Any other backend failure.
     Other,
 }
@@ -101,6 +109,13 @@ impl StoreError {
             kind: StoreErrorKind::Unavailable,
             source: Some(source.into()),
         }
+    }
+
+    /// The store lost its data or was never initialised (see
+    /// [`StoreErrorKind::NotInitialised`]).
+    #[must_use]
+    pub fn not_initialised() -> Self {
+        Self::new(StoreErrorKind::NotInitialised)
     }
 
     /// Any other backend failure, keeping its error as the source.

@@ -219,8 +219,15 @@ pub enum Committed {
 pub trait StepStore: Send + Sync + std::fmt::Debug {
     /// Reads what `load` names, in one round trip.
     ///
+    /// A store that can lose its data (a database that can be flushed, a
+    /// Redis without persistence) checks its initialisation marker in the
+    /// same round trip and fails with
+    /// [`StoreErrorKind::NotInitialised`](super::StoreErrorKind::NotInitialised)
+    /// when it is gone: every journey starts with a `load`, so a wiped
+    /// store answers errors, never "this account has two-step sign-in off".
+    ///
     /// # Errors
-    /// Backend failures.
+    /// `NotInitialised` as above; backend failures.
     async fn load(&self, load: &Load<'_>) -> Result<Loaded, super::StoreError>;
 
     /// Applies `commit` atomically, in this order of effect:
