@@ -21,8 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ninsho::hash::Tag;
 use ninsho::model::{AccountId, DeviceId, DeviceRecord};
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, RedisStore,
-    Store, StoreError, StoreErrorKind, VerificationStore,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore,
+    RedisConnectError, RedisStore, Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::testkit;
 use ninsho::{KeyId, KeyedHash};
@@ -189,6 +189,36 @@ async fn pttl(conn: &mut ConnectionManager, key: &str) -> i64 {
         .expect("PTTL")
 }
 
+/// A store on `prefix` that accepts the test server (which keeps nothing
+/// on disk), not initialised.
+async fn volatile(conn: ConnectionManager, prefix: impl Into<String>) -> RedisStore {
+    RedisStore::builder(prefix)
+        .dangerously_allow_volatile_server()
+        .build(conn)
+        .await
+        .expect("a store that accepts a volatile server")
+}
+
+/// A store on `prefix`, initialised: what every test starts from.
+async fn store_on(conn: ConnectionManager, prefix: String) -> RedisStore {
+    let store = volatile(conn, prefix).await;
+    store.initialise().await.expect("initialise");
+    store
+}
+
+/// A store on a fresh prefix of the test's, initialised.
+async fn fresh_store(conn: &ConnectionManager, prefixes: &Prefixes) -> RedisStore {
+    store_on(conn.clone(), prefixes.new_prefix()).await
+}
+
+/// The store error kind inside a connect error (which must be one).
+fn connect_kind(error: RedisConnectError) -> StoreErrorKind {
+    match error {
+        RedisConnectError::Store(e) => e.kind(),
+        other => panic!("expected a store error, got {other:?}"),
+    }
+}
+
 fn kind(result: Result<impl std::fmt::Debug, StoreError>) -> StoreErrorKind {
     match result {
         Ok(v) => panic!("expected an error, got Ok({v:?})"),
@@ -204,8 +234,8 @@ fn kind(result: Result<impl std::fmt::Debug, StoreError>) -> StoreErrorKind {
 async fn conformance() {
     with_redis(|conn, prefixes| async move {
         testkit::run_all(|| {
-            let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
-            async move { Arc::new(store) as Arc<dyn Store> }
+            let (conn, prefix) = (conn.clone(), prefixes.new_prefix());
+            async move { Arc::new(store_on(conn, prefix).await) as Arc<dyn Store> }
         })
         .await;
     })
@@ -221,8 +251,8 @@ async fn two_instances_race_on_one_prefix() {
         let (Some(a), Some(b)) = (connect().await, connect().await) else {
             panic!("the server answered a moment ago");
         };
-        let a: Arc<dyn Store> = Arc::new(RedisStore::new(a, prefix.clone()));
-        let b: Arc<dyn Store> = Arc::new(RedisStore::new(b, prefix));
+        let a: Arc<dyn Store> = Arc::new(store_on(a, prefix.clone()).await);
+        let b: Arc<dyn Store> = Arc::new(store_on(b, prefix).await);
         testkit::race_two_instances(a, b).await;
     })
     .await;
@@ -239,7 +269,7 @@ async fn challenges_and_counters_expire_natively() {
         let hour = 3_600_000;
 
         // Default retention: 10 minutes to live + 24 hours.
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let record = testkit::sample_challenge(1, now);
         store.insert_challenge(&record).await.unwrap();
         let ttl = pttl(&mut conn, &challenge_key(&store, &record)).await;
@@ -249,8 +279,9 @@ async fn challenges_and_counters_expire_natively() {
         );
 
         // Configured retention.
-        let store =
-            RedisStore::new(conn.clone(), prefixes.new_prefix()).with_retention(Duration::hours(1));
+        let store = fresh_store(&conn, &prefixes)
+            .await
+            .with_retention(Duration::hours(1));
         store.insert_challenge(&record).await.unwrap();
         let key = challenge_key(&store, &record);
         let ttl = pttl(&mut conn, &key).await;
@@ -307,7 +338,7 @@ async fn challenges_and_counters_expire_natively() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_follows_record_times_not_the_servers_clock() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         for (seed, at) in [
             (1, OffsetDateTime::now_utc() - Duration::days(365)),
             (2, OffsetDateTime::now_utc() + Duration::days(365)),
@@ -336,7 +367,7 @@ async fn expiry_follows_record_times_not_the_servers_clock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn times_keep_every_nanosecond() {
     with_redis(|conn, prefixes| async move {
-        let store = RedisStore::new(conn, prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc()
             .replace_nanosecond(123_456_789)
             .unwrap();
@@ -390,7 +421,7 @@ async fn times_keep_every_nanosecond() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn purge_skips_what_redis_already_dropped_and_works_in_batches() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
         let index = format!("{}:challenges:by_expiry", store.prefix());
 
@@ -436,7 +467,7 @@ async fn unreachable_server_is_unavailable() {
     let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
     let config = ConnectionManagerConfig::new().set_number_of_retries(0);
     let manager = ConnectionManager::new_lazy_with_config(client, config).unwrap();
-    let store = RedisStore::new(manager, unique_prefix());
+    let store = volatile(manager.clone(), unique_prefix()).await;
     let now = OffsetDateTime::now_utc();
     let record = testkit::sample_challenge(1, now);
 
@@ -539,16 +570,19 @@ async fn unreachable_server_is_unavailable() {
     let err = RedisStore::connect("redis://127.0.0.1:1/", "p")
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+    assert_eq!(connect_kind(err), StoreErrorKind::Unavailable);
     // A URL that is not one is not an outage.
     let err = RedisStore::connect("not a url", "p").await.unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::Other);
+    assert_eq!(connect_kind(err), StoreErrorKind::Other);
+    // The persistence check needs the server: without it, unavailable.
+    let err = RedisStore::builder("p").build(manager).await.unwrap_err();
+    assert_eq!(connect_kind(err), StoreErrorKind::Unavailable);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unexpected_data_is_other_with_a_source() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
 
         // A string where a counter hash belongs: WRONGTYPE from the script.
@@ -588,13 +622,16 @@ async fn debug_shows_no_credentials() {
     let client = redis::Client::open("redis://user:hunter2@127.0.0.1:1/").unwrap();
     let manager =
         ConnectionManager::new_lazy_with_config(client, ConnectionManagerConfig::new()).unwrap();
-    let store = RedisStore::new(manager, "app").with_retention(Duration::hours(2));
+    let store = volatile(manager, "app")
+        .await
+        .with_retention(Duration::hours(2));
     let shown = format!("{store:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("app"), "{shown}");
     assert_eq!(store.retention(), Duration::hours(2));
     assert_eq!(
-        RedisStore::new(store_manager(), "x")
+        volatile(store_manager(), "x")
+            .await
             .with_retention(Duration::hours(-1))
             .retention(),
         Duration::ZERO
@@ -615,7 +652,7 @@ fn store_manager() -> ConnectionManager {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn odd_characters_in_keys_and_accounts_are_inert() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
         let window = Duration::minutes(10);
         let record = testkit::sample_challenge(1, now);
@@ -729,7 +766,7 @@ async fn devices_expire_natively_and_the_rest_does_not() {
         let now = OffsetDateTime::now_utc();
         let hour: i64 = 3_600_000;
         let day = 24 * hour;
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let set_key = format!("{}:devices:alice", store.prefix());
 
         // 30 days of trust + 24 hours of retention, from the insert.
@@ -791,8 +828,9 @@ async fn devices_expire_natively_and_the_rest_does_not() {
         assert!(pttl(&mut conn, &set_key).await >= set_moved - 10_000);
 
         // Configured retention applies to devices too.
-        let short_store =
-            RedisStore::new(conn.clone(), prefixes.new_prefix()).with_retention(Duration::hours(1));
+        let short_store = fresh_store(&conn, &prefixes)
+            .await
+            .with_retention(Duration::hours(1));
         short_store.insert_device(&device).await.unwrap();
         let ttl = pttl(&mut conn, &device_key(&short_store, "alice", &device.id)).await;
         assert!(
@@ -820,7 +858,7 @@ async fn devices_expire_natively_and_the_rest_does_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn device_listing_forgets_what_redis_dropped() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
         let alice = AccountId::new("alice");
         let set_key = format!("{}:devices:alice", store.prefix());
@@ -903,7 +941,7 @@ async fn device_listing_forgets_what_redis_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compare_and_set_is_exact_on_versions_and_salts() {
     with_redis(|conn, prefixes| async move {
-        let store = RedisStore::new(conn, prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
         let alice = AccountId::new("alice");
         let big = (1_u64 << 53) + 1;
@@ -979,7 +1017,7 @@ async fn check_account(store: &RedisStore, name: &str, i: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accounts_with_colons_never_share_keys() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let id = device_id(0xA1);
         let accounts: Vec<String> = [
             "a".to_owned(),
@@ -1063,7 +1101,7 @@ async fn scan(conn: &mut ConnectionManager, pattern: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_account_names_are_inert_for_recovery_devices_and_epochs() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let canary = format!("{}:canary", store.prefix());
         let _: () = redis::cmd("SET")
             .arg(&canary)
@@ -1103,7 +1141,7 @@ async fn hostile_account_names_are_inert_for_recovery_devices_and_epochs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unexpected_device_and_epoch_data_is_other() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
         let alice = AccountId::new("alice");
 
@@ -1145,7 +1183,7 @@ fn claim(keys: &[&str], release: &[&str]) -> ClaimChanges {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contacts_never_expire_and_verifications_do() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let p = store.prefix().to_owned();
         let now = OffsetDateTime::now_utc();
         let alice = AccountId::new("alice");
@@ -1218,7 +1256,11 @@ async fn contacts_never_expire_and_verifications_do() {
 
         store.delete_account(&alice).await.unwrap();
         let left: Vec<String> = scan(&mut conn, &format!("{p}:*")).await;
-        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(
+            left,
+            [format!("{p}:meta:initialised")],
+            "only the marker is left"
+        );
     })
     .await;
 }
@@ -1229,7 +1271,7 @@ async fn contacts_never_expire_and_verifications_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claims_and_books_never_share_keys() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let p = store.prefix().to_owned();
         let now = OffsetDateTime::now_utc();
         let accounts = ["a", "a:b", "s:a", "*", "a b", "claims", ""];
