@@ -75,6 +75,26 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// [`commit`](super::StepStore::commit) one `commit.lua` that checks every
 /// condition and writes every part of the step (see the tables below).
 ///
+/// Challenges are JSON in a hash beside their version; they expire natively
+/// [`retention`](Self::with_retention) after their `expires_at` (24 hours
+/// by default), so late attempts are told "expired" rather than "unknown".
+/// A sorted index of expiry times keeps
+/// [`purge_challenges`](ChallengeStore::purge_challenges) exact; call it now
+/// and then (hourly, say), which also trims that index. It returns how many
+/// challenges it deleted (those Redis already dropped by native expiry are
+/// not counted) and works in scripts of at most 500 index entries, so a
+/// large backlog never holds the server for long. Rate-limit counters
+/// expire at the end of their window; failure runs live until cleared.
+///
+/// Trusted devices and combined verifications expire like challenges:
+/// `retention` after their `expires_at` (verifications have an expiry index
+/// and an exact [`purge_verifications`](VerificationStore::purge_verifications)
+/// of their own). Each account's set of device ids lives at least as long
+/// as its longest-lived device and is trimmed of ids whose device Redis
+/// dropped whenever the devices are listed. Account records (which hold the
+/// recovery codes and the security epoch) and contact claims have no
+/// expiry: they live until deleted.
+///
 /// # Setting up, and data loss
 ///
 /// Redis keeps data in memory; what survives a restart depends on the
@@ -106,26 +126,6 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// data loss (restored a backup, or accepted that every account's second
 /// factor is gone). Never call it on every start: that would re-arm a wiped
 /// store silently and defeat the marker.
-///
-/// Challenges are JSON in a hash beside their version; they expire natively
-/// [`retention`](Self::with_retention) after their `expires_at` (24 hours
-/// by default), so late attempts are told "expired" rather than "unknown".
-/// A sorted index of expiry times keeps
-/// [`purge_challenges`](ChallengeStore::purge_challenges) exact; call it now
-/// and then (hourly, say), which also trims that index. It returns how many
-/// challenges it deleted (those Redis already dropped by native expiry are
-/// not counted) and works in scripts of at most 500 index entries, so a
-/// large backlog never holds the server for long. Rate-limit counters
-/// expire at the end of their window; failure runs live until cleared.
-///
-/// Trusted devices and combined verifications expire like challenges:
-/// `retention` after their `expires_at` (verifications have an expiry index
-/// and an exact [`purge_verifications`](VerificationStore::purge_verifications)
-/// of their own). Each account's set of device ids lives at least as long
-/// as its longest-lived device and is trimmed of ids whose device Redis
-/// dropped whenever the devices are listed. Account records (which hold the
-/// recovery codes and the security epoch) and contact claims have no
-/// expiry: they live until deleted.
 ///
 /// # Keys
 ///
