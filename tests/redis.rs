@@ -23,8 +23,8 @@ use ninsho::hash::Tag;
 use ninsho::model::{AccountId, DeviceId, DeviceRecord, FailureRecord};
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
-    DeviceStore, FailureChange, LimitHit, LimitStore, Load, RecordWrite, RedisConnectError,
-    RedisStore, StepStore, Store, StoreError, StoreErrorKind, VerificationStore,
+    DeviceStore, FailureChange, LimitHit, LimitStore, Load, MemoryStore, RecordWrite,
+    RedisConnectError, RedisStore, StepStore, Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::testkit;
 use ninsho::{KeyId, KeyedHash};
@@ -1623,8 +1623,8 @@ async fn commit_writes_the_records_the_part_calls_write() {
 
 /// The records a failed commit would have touched, with a commit that
 /// would land on them; `spoil` makes one condition fail.
-struct Stage {
-    store: RedisStore,
+struct Stage<S> {
+    store: S,
     account: AccountId,
     run: FailureRecord,
     challenge: ninsho::model::ChallengeRecord,
@@ -1637,8 +1637,8 @@ struct Stage {
     hits: Vec<LimitHit>,
 }
 
-impl Stage {
-    async fn new(store: RedisStore, now: OffsetDateTime) -> Self {
+impl<S: Store> Stage<S> {
+    async fn new(store: S, now: OffsetDateTime) -> Self {
         let account = AccountId::new("carol");
         let book = testkit::sample_contact_book(&account, now);
         store
@@ -2263,6 +2263,139 @@ async fn a_server_that_refuses_config_is_accepted() {
             .unwrap();
         let store = got.expect("a server that refuses CONFIG is accepted");
         assert!(store.prefix().starts_with("ninsho-test:"));
+    })
+    .await;
+}
+
+/// What the scenarios of [`commit_outcomes_match_the_reference_store`]
+/// put into a commit.
+struct Extras {
+    over: [LimitHit; 2],
+    stale_run: FailureRecord,
+    taken: ClaimChanges,
+}
+
+/// One scenario: changes to the good commit.
+type Spoil = for<'a> fn(&mut Commit<'a>, &'a Extras);
+
+/// Seeds `store` as `Stage::new` does (and a claim held by another
+/// account), runs the good commit spoiled by `spoil`, and returns its
+/// outcome and every record and counter it could have touched.
+async fn outcome_on<S: Store>(
+    store: S,
+    now: OffsetDateTime,
+    spoil: Spoil,
+    extras: &Extras,
+) -> Vec<String> {
+    let stage = Stage::new(store, now).await;
+    let s = &stage.store;
+    s.commit_account(
+        &testkit::sample_contact_book(&AccountId::new("dave"), now),
+        None,
+        &claim(&["+819099990000"], &[]),
+    )
+    .await
+    .unwrap();
+    let mut commit = stage.good();
+    spoil(&mut commit, extras);
+    let outcome = match s.commit(&commit, now).await {
+        Ok(done) => format!("{done:?}"),
+        Err(e) => format!("{:?}", e.kind()),
+    };
+    let loaded = s
+        .load(
+            &Load::account(&stage.account)
+                .with_challenge(&stage.challenge.id)
+                .with_device(&stage.new_device.id),
+        )
+        .await
+        .unwrap();
+    let mut after = vec![
+        outcome,
+        json(&loaded.record).to_string(),
+        format!("{:?}", loaded.failures),
+        json(&loaded.challenge).to_string(),
+        json(&loaded.device).to_string(),
+    ];
+    for key in ["dest:carol", "caller:carol", "after"] {
+        let count = s.hit(key, Duration::minutes(10), now).await.unwrap();
+        after.push(format!("{key} {count:?}"));
+    }
+    for key in ["+819055556666", "+819077778888", "+819099990000"] {
+        after.push(format!("{key} {:?}", s.claim_owner(key).await.unwrap()));
+    }
+    after
+}
+
+/// Commits whose conditions fail in more than one way at once, run on
+/// MemoryStore (the reference) and on RedisStore from the same records:
+/// the same outcome (which failure wins: a limit before any condition, a
+/// stale condition before a taken claim) and the same records after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commit_outcomes_match_the_reference_store() {
+    with_redis(|conn, prefixes| async move {
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(123_456_789)
+            .unwrap();
+        let extras = Extras {
+            over: [limit("dest:carol", 1), limit("after", 10)],
+            stale_run: run(9, now),
+            taken: claim(&["+819077778888", "+819099990000"], &[]),
+        };
+        let scenarios: Vec<(&str, Spoil)> = vec![
+            ("good", |_, _| {}),
+            ("a limit passed and a stale run", |c, x| {
+                c.hits = &x.over;
+                c.failures = c.failures.map(|f| FailureChange {
+                    expected: Some(x.stale_run),
+                    ..f
+                });
+            }),
+            ("a limit passed and a taken claim", |c, x| {
+                c.hits = &x.over;
+                c.record = c.record.map(|r| RecordWrite {
+                    claims: &x.taken,
+                    ..r
+                });
+            }),
+            ("a stale run and a taken claim", |c, x| {
+                c.failures = c.failures.map(|f| FailureChange {
+                    expected: Some(x.stale_run),
+                    ..f
+                });
+                c.record = c.record.map(|r| RecordWrite {
+                    claims: &x.taken,
+                    ..r
+                });
+            }),
+            ("a stale record version and a taken claim", |c, x| {
+                c.record = c.record.map(|r| RecordWrite {
+                    expected_version: Some(9),
+                    claims: &x.taken,
+                    ..r
+                });
+            }),
+            ("a gone challenge version, no device", |c, _| {
+                if let Some(ChallengeWrite::Replace { record, .. }) = c.challenge {
+                    c.challenge = Some(ChallengeWrite::Replace {
+                        record,
+                        expected_version: 5,
+                    });
+                }
+                c.device = None;
+            }),
+            ("only a taken claim", |c, x| {
+                c.record = c.record.map(|r| RecordWrite {
+                    claims: &x.taken,
+                    ..r
+                });
+            }),
+        ];
+        for (what, spoil) in scenarios {
+            let reference = outcome_on(MemoryStore::new(), now, spoil, &extras).await;
+            let redis = outcome_on(fresh_store(&conn, &prefixes).await, now, spoil, &extras).await;
+            assert_eq!(reference, redis, "{what}: MemoryStore, then RedisStore");
+        }
     })
     .await;
 }
