@@ -146,6 +146,21 @@ where
     }
 }
 
+/// A [`Commit`] with the named fields set, on `base` when one is given
+/// before a `;` (the type is non-exhaustive: outside ninsho it is built by
+/// assigning its public fields).
+macro_rules! commit {
+    ($base:expr; $($field:ident: $value:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut c: Commit<'_> = $base;
+        $(c.$field = $value;)*
+        c
+    }};
+    ($($field:ident: $value:expr),* $(,)?) => {
+        commit!(Commit::default(); $($field: $value),*)
+    };
+}
+
 fn challenge_key(store: &RedisStore, record: &ninsho::model::ChallengeRecord) -> String {
     format!("{}:challenge:{}", store.prefix(), record.id)
 }
@@ -567,6 +582,19 @@ async fn unreachable_server_is_unavailable() {
         kind(store.purge_verifications(now).await),
         StoreErrorKind::Unavailable
     );
+
+    assert_eq!(
+        kind(store.load(&Load::account(&account)).await),
+        StoreErrorKind::Unavailable
+    );
+    let commit = commit! {
+        challenge: Some(ChallengeWrite::Insert(&record)),
+    };
+    assert_eq!(
+        kind(store.commit(&commit, now).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(kind(store.initialise().await), StoreErrorKind::Unavailable);
 
     // `connect` says the same after the manager's own retries.
     let err = RedisStore::connect("redis://127.0.0.1:1/", "p")
@@ -1356,21 +1384,6 @@ async fn claims_and_books_never_share_keys() {
 // ---------------------------------------------------------------------------
 // Journey steps: load and commit
 // ---------------------------------------------------------------------------
-
-/// A [`Commit`] with the named fields set, on `base` when one is given
-/// before a `;` (the type is non-exhaustive: outside ninsho it is built by
-/// assigning its public fields).
-macro_rules! commit {
-    ($base:expr; $($field:ident: $value:expr),* $(,)?) => {{
-        #[allow(unused_mut)]
-        let mut c: Commit<'_> = $base;
-        $(c.$field = $value;)*
-        c
-    }};
-    ($($field:ident: $value:expr),* $(,)?) => {
-        commit!(Commit::default(); $($field: $value),*)
-    };
-}
 
 fn run(consecutive: u32, at: OffsetDateTime) -> FailureRecord {
     FailureRecord {
