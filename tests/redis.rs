@@ -269,7 +269,8 @@ async fn two_instances_race_on_one_prefix() {
             panic!("the server answered a moment ago");
         };
         let a: Arc<dyn Store> = Arc::new(store_on(a, prefix.clone()).await);
-        let b: Arc<dyn Store> = Arc::new(store_on(b, prefix).await);
+        // One namespace, initialised once (by the first instance).
+        let b: Arc<dyn Store> = Arc::new(volatile(b, prefix).await);
         testkit::race_two_instances(a, b).await;
     })
     .await;
