@@ -307,7 +307,7 @@
 //! | [`MemoryStore`](crate::store::MemoryStore) | `memory` (default) | one mutex held for the whole call |
 //! | `PgStore` | `postgres` | one conditional statement per method: `INSERT … ON CONFLICT DO NOTHING` (no row inserted → conflict), `UPDATE … WHERE id = $1 AND version = $expected` (no row updated → conflict), `INSERT … ON CONFLICT DO UPDATE … RETURNING` for counters and epochs. `commit_account` is one `READ COMMITTED` transaction that first takes a transaction-level advisory lock per claim key, in ascending order of lock id, so commits on one key queue up and commits on several keys never deadlock |
 //! | `SqliteStore` | `sqlite` | the same single statements (SQLite has one writer at a time, `UPSERT` and `RETURNING`); the multi-row `commit_account` and `delete_account` run in a `BEGIN IMMEDIATE` transaction, which holds the write lock from its first statement |
-//! | `RedisStore` | `redis` | one Lua script per operation (`EVALSHA`, loaded on first use) or a single command: Redis runs a script without interleaving. Records expire natively some time after `expires_at`, and a sorted index keeps the purges exact |
+//! | `RedisStore` | `redis` | one Lua script per operation (`EVALSHA`, loaded on first use) or a single command: Redis runs a script without interleaving. A journey step's `load` and `commit` are one script each: `load.lua` checks the initialisation marker beside its reads, `commit.lua` checks every condition before its first write. Records expire natively some time after `expires_at`, and a sorted index keeps the purges exact |
 //!
 //! Each passes the conformance suite, two-instance race included (the
 //! PostgreSQL and Redis adapters against real servers in CI). Their type-level documentation lists the statement
