@@ -476,6 +476,10 @@ enum Cleanup {
 }
 
 /// `<pid>_<nanos>`: unique per run.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+    allow(dead_code)
+)]
 fn run_id() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
