@@ -104,7 +104,8 @@
 //!   CPU. `complete` is the call that accepts the right code, `wrong code`
 //!   the one refusing the wrong code, `recovery` a recovery-code
 //!   completion. The store calls behind each step are counted in
-//!   `benches/journeys.rs` (begin 1, send 5, complete 6, recovery 6).
+//!   `benches/journeys.rs` and the README (begin 1, send 5, complete 6,
+//!   recovery 5).
 //! - At concurrency 1 a sign-in's latency is its store round trips one
 //!   after the other. With more tasks, throughput grows until a core, the
 //!   database's write path or the pool is saturated; after that, latency
