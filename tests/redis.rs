@@ -2170,6 +2170,60 @@ async fn a_wiped_namespace_is_not_initialised_until_initialised_again() {
     .await;
 }
 
+/// The done-when of issue 16: a store wiped under a running service
+/// answers errors, never "two-step sign-in is off". An enrolled account's
+/// sign-in, its methods, its status and a new code all fail with
+/// `NotInitialised` once the namespace is gone, and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_wiped_under_a_running_service_fails_closed() {
+    with_redis(|mut conn, prefixes| async move {
+        let store = Arc::new(fresh_store(&conn, &prefixes).await);
+        let gateway = ninsho::gateway::RecordingGateway::new();
+        let clock = ninsho::ManualClock::at_unix(support::T0).unwrap();
+        let service = support::two_factor("Example", store.clone(), &gateway, &clock, 41)
+            .limits(support::no_send_limits())
+            .build()
+            .unwrap();
+        let taro = AccountId::new("taro");
+        support::enrol(&service, &gateway, &taro).await;
+        let before = service.sign_in_begin(&taro, None).await.unwrap();
+        assert!(matches!(before, ninsho::service::SignInStart::Required { .. }));
+        let sent = gateway.attempts().len();
+
+        delete_prefix(&mut conn, store.prefix()).await;
+
+        let wiped = |e: ninsho::Error| match e {
+            ninsho::Error::Store(e) => e.kind(),
+            other => panic!("a wiped store must answer a store error, not {other:?}"),
+        };
+        let begin = service.sign_in_begin(&taro, None).await;
+        assert!(
+            !matches!(begin, Ok(ninsho::service::SignInStart::NotNeeded(_))),
+            "a wiped store read as 'no second step needed': {begin:?}"
+        );
+        assert_eq!(wiped(begin.unwrap_err()), StoreErrorKind::NotInitialised);
+        assert_eq!(
+            wiped(service.two_factor_enabled(&taro).await.unwrap_err()),
+            StoreErrorKind::NotInitialised
+        );
+        assert_eq!(
+            wiped(service.methods(&taro).await.unwrap_err()),
+            StoreErrorKind::NotInitialised
+        );
+        assert_eq!(
+            wiped(
+                service
+                    .phone_send_code(&AccountId::new("jiro"), "090-8765-4321", None, None)
+                    .await
+                    .unwrap_err()
+            ),
+            StoreErrorKind::NotInitialised
+        );
+        assert_eq!(gateway.attempts().len(), sent, "nothing may be sent");
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------
 // Persistence check at connect
 // ---------------------------------------------------------------------------
