@@ -223,7 +223,7 @@ async fn migrate_is_idempotent_and_concurrent() {
     .fetch_all(&pool)
     .await
     .expect("read versions");
-    assert_eq!(versions, [1, 2, 3], "each migration is recorded once");
+    assert_eq!(versions, [1, 2, 3, 4], "each migration is recorded once");
 
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
@@ -243,6 +243,7 @@ async fn migrate_is_idempotent_and_concurrent() {
             "ninsho_devices",
             "ninsho_epochs",
             "ninsho_failures",
+            "ninsho_meta",
             "ninsho_recovery_sets",
             "ninsho_schema_version",
             "ninsho_verifications"
@@ -591,8 +592,8 @@ async fn migrates_a_version_1_schema_to_version_2() {
     .expect("read versions");
     assert_eq!(
         versions.iter().map(|v| v.0).collect::<Vec<_>>(),
-        [1, 2, 3],
-        "versions 2 and 3 applied once"
+        [1, 2, 3, 4],
+        "versions 2, 3 and 4 applied once"
     );
     assert_eq!(
         versions[0].1,
@@ -631,7 +632,7 @@ async fn migrates_a_version_1_schema_to_version_2() {
         .expect("device");
     store.migrate().await.expect("migrate again");
     assert_eq!(store.devices(&alice).await.expect("devices").len(), 1);
-    assert_eq!(count_rows(&pool, &name, "ninsho_schema_version").await, 3);
+    assert_eq!(count_rows(&pool, &name, "ninsho_schema_version").await, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -834,7 +835,7 @@ async fn migrates_a_version_2_schema_to_version_3() {
     .fetch_all(&pool)
     .await
     .expect("read versions");
-    assert_eq!(versions, [1, 2, 3], "version 3 applied once");
+    assert_eq!(versions, [1, 2, 3, 4], "versions 3 and 4 applied once");
 
     // The old data is intact and the new tables work.
     let back = store

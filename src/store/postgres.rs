@@ -5,16 +5,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
+use sqlx::postgres::PgDatabaseError;
 use sqlx::{PgPool, Postgres, SqlStr};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_record, distinct,
-    encode_record, first_taken, map_err, statement, store_err, version_to_sql,
+    IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_joined,
+    decode_record, distinct, encode_record, first_taken, map_err, max_to_sql, statement, store_err,
+    version_to_sql,
 };
 use super::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, StoreError,
-    VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
+    DeviceStore, LimitStore, Load, Loaded, StepStore, StoreError, VerificationStore, WindowCount,
 };
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
@@ -32,7 +34,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_contacts.sql"),
     ),
+    (4, include_str!("../../migrations/postgres/0004_steps.sql")),
 ];
+
+/// The SQLSTATE `ninsho_commit` raises when a condition fails (a
+/// conflict: everything the call wrote is rolled back).
+const COMMIT_CONFLICT: &str = "NSC01";
+
+/// The SQLSTATE `ninsho_commit` raises when a claim is held by another
+/// account, with the claim's index as the error's DETAIL.
+const COMMIT_TAKEN: &str = "NSC02";
 
 /// Takes the transaction-level advisory locks whose ids `$1` lists, in
 /// that order (`unnest` yields the array in order).
@@ -46,9 +57,11 @@ const MAX_IDENTIFIER: usize = 63;
 /// Every record in PostgreSQL, through a [`sqlx::PgPool`].
 ///
 /// Each method that changes state is **one SQL statement**, atomic in the
-/// database: no application locks, no read-modify-write round trips. The
-/// two exceptions, which change several rows, are one transaction each:
-/// `commit_account` and `delete_account` (see [Contact
+/// database: no application locks, no read-modify-write round trips. A
+/// journey step's [`commit`](StepStore::commit), which changes several
+/// rows, is one statement too: a call of the function `ninsho_commit`
+/// (see [Journey steps](#journey-steps)). The two exceptions are one
+/// transaction each: `commit_account` and `delete_account` (see [Contact
 /// claims](#contact-claims)). Any number of app instances may share the
 /// tables.
 ///
@@ -69,9 +82,78 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = $1 AND version = $expected`; no row updated → conflict |
 /// | `purge_verifications` | `DELETE … WHERE expires_at < $1` |
+/// | `load` | one `SELECT`: the [initialisation marker](#initialisation-marker) and each part asked for, `LEFT JOIN`ed into one row |
+/// | `commit` | one `SELECT … FROM ninsho_commit(…)`, see [Journey steps](#journey-steps) |
 ///
 /// Reads (`challenge`, `failures`, `device`, `devices`, `account_record`, `claim_owner`, `verification`) are one
-/// `SELECT` each.
+/// `SELECT` each; `account_record` reads the marker in the same `SELECT`.
+///
+/// # Journey steps
+///
+/// [`load`](StepStore::load) and [`commit`](StepStore::commit) are one
+/// round trip each. `commit` calls the PL/pgSQL function `ninsho_commit`,
+/// which [`migrate`](Self::migrate) installs (schema version 4), in one
+/// `SELECT`; a statement outside a transaction block is one transaction,
+/// so the whole call commits or rolls back as one. In it, under `READ
+/// COMMITTED`:
+///
+/// 1. each send counter is charged with the statement of `hit`, in order;
+///    the first one past its maximum ends the call, which returns
+///    `LimitReached` and commits the counters charged so far;
+/// 2. each part is written by the statement that checks its condition,
+///    the same statements as the part calls (the failure run, then the
+///    challenge, the device, and the account record with its claims as
+///    `commit_account` writes them, advisory locks included). A
+///    conditional `UPDATE` or `DELETE` that waited for another writer's
+///    lock checks the row again as that writer left it, and an
+///    `INSERT … ON CONFLICT DO NOTHING` waits for a racing insert of the
+///    same key, so a statement that touched no row means the condition
+///    failed: the function raises SQLSTATE `NSC01`, which rolls back
+///    everything the call wrote, counters included, and reads as a
+///    [`Conflict`](super::StoreErrorKind::Conflict). A claim held by
+///    another account raises `NSC02` (the claim's index in its DETAIL)
+///    and reads as [`Committed::Taken`], rolled back the same way;
+///    conflicts are checked before claims;
+/// 3. it returns `done`.
+///
+/// Losing a race therefore shows in the server's log as an `ERROR` with
+/// SQLSTATE `NSC01` (its message names the part, never a value). Rows are
+/// locked in one order (counters in the order given, then the failure
+/// run, challenge, device, claim locks, account record, claims), so step
+/// commits do not deadlock each other as long as hosts charge counters in
+/// a consistent order, as the flows do; PostgreSQL breaks any other
+/// deadlock by failing one statement, which reads as
+/// [`Unavailable`](super::StoreErrorKind::Unavailable).
+///
+/// # Initialisation marker
+///
+/// A database can lose ninsho's rows while the tables stay: a `TRUNCATE`,
+/// a `DELETE`, a restore of an empty backup. Every account would then read
+/// as new, with two-step sign-in off. To fail closed instead,
+/// `ninsho_meta` holds one marker row, checked by the statement of every
+/// [`load`](StepStore::load) and
+/// [`account_record`](AccountStore::account_record): without it they
+/// fail with
+/// [`NotInitialised`](super::StoreErrorKind::NotInitialised), until an
+/// operator calls [`initialise`](Self::initialise).
+///
+/// The marker is written with the `ninsho_meta` table itself, by the
+/// migration that creates it (version 4): on a brand-new schema, and once
+/// when a schema of version 3 is upgraded; that upgrade is the one time it
+/// is written without an operator deciding so (the upgrade can't tell
+/// whether the tables it finds were emptied before). Running
+/// [`migrate`](Self::migrate) again, even after `ninsho_schema_version`
+/// was emptied too, does not write it back.
+///
+/// What the marker can't catch: when the tables themselves are gone (the
+/// schema dropped, or a database restored from a backup that predates
+/// ninsho), `migrate` can't tell a wiped store from a first deployment.
+/// It creates everything again, marker included, and the store answers
+/// as a new one: every account without a record. Guard against that
+/// outside ninsho (keep ninsho's tables in the backups of the host's own
+/// tables, and restore them together), or run `migrate` as a deployment
+/// step rather than at every start, where an operator notices it
+/// creating tables that should exist.
 ///
 /// # Contact claims
 ///
@@ -113,9 +195,15 @@ const MAX_IDENTIFIER: usize = 63;
 /// - version 3: `ninsho_contact_books (account, version, record)`,
 ///   `ninsho_contact_claims (key, account)` (indexed on account),
 ///   `ninsho_verifications (id, version, expires_at, record)`;
+/// - version 4: `ninsho_meta (key, written_at)`, the [initialisation
+///   marker](#initialisation-marker), and the function `ninsho_commit`
+///   (created with `SET search_path FROM CURRENT`, so it finds the tables
+///   whatever the caller's `search_path`);
 ///
 /// and `ninsho_schema_version (version, applied_at)`. The SQL is shipped in
-/// `migrations/postgres/` for hosts that prefer their own migration tool.
+/// `migrations/postgres/` for hosts that prefer their own migration tool
+/// (run each file with `search_path` set to the schema; the marker logic
+/// is in the version 4 file itself).
 ///
 /// Records (challenges, devices, account records, verifications) are JSON in a `TEXT` column,
 /// kept byte for byte (`JSONB` would refuse a U+0000 in a host-supplied
@@ -191,6 +279,9 @@ struct Statements {
     delete_device: SqlStr,
     delete_devices: SqlStr,
     account_record: SqlStr,
+    load: SqlStr,
+    commit: SqlStr,
+    initialise: SqlStr,
     claim_owner: SqlStr,
     insert_book: SqlStr,
     update_book: SqlStr,
@@ -280,8 +371,37 @@ impl Statements {
                 "DELETE FROM {s}.ninsho_devices WHERE account = $1 AND id = $2"
             )),
             delete_devices: statement(format!("DELETE FROM {s}.ninsho_devices WHERE account = $1")),
+            // The marker is read in the same statement as the record.
             account_record: statement(format!(
-                "SELECT version, record FROM {s}.ninsho_contact_books WHERE account = $1"
+                "SELECT EXISTS (SELECT 1 FROM {s}.ninsho_meta WHERE key = 'initialised'), \
+                 b.version, b.record \
+                 FROM (VALUES (1)) AS one (x) \
+                 LEFT JOIN {s}.ninsho_contact_books AS b ON b.account = $1"
+            )),
+            // One row whatever exists: the marker, then each part or NULLs
+            // (a NULL key matches nothing).
+            load: statement(format!(
+                "SELECT EXISTS (SELECT 1 FROM {s}.ninsho_meta WHERE key = 'initialised'), \
+                 b.version, b.record, f.consecutive, f.last_failure_at, \
+                 c.version, c.record, d.version, d.record \
+                 FROM (VALUES (1)) AS one (x) \
+                 LEFT JOIN {s}.ninsho_contact_books AS b ON b.account = $1 \
+                 LEFT JOIN {s}.ninsho_failures AS f ON f.account = $1 \
+                 LEFT JOIN {s}.ninsho_challenges AS c ON c.id = $2 \
+                 LEFT JOIN {s}.ninsho_devices AS d ON d.account = $1 AND d.id = $3"
+            )),
+            commit: statement(format!(
+                "SELECT o_outcome, o_index, o_count, o_resets_at FROM {s}.ninsho_commit(\
+                 $1::text[], $2::timestamptz[], $3::bigint[], $4::timestamptz, \
+                 $5::text, $6::bigint, $7::timestamptz, $8::bigint, $9::timestamptz, \
+                 $10::boolean, $11::text, $12::bigint, $13::timestamptz, $14::text, $15::bigint, \
+                 $16::text, $17::text, $18::bigint, $19::timestamptz, $20::text, \
+                 $21::text, $22::bigint, $23::text, $24::bigint, \
+                 $25::text[], $26::text[], $27::bigint[])"
+            )),
+            initialise: statement(format!(
+                "INSERT INTO {s}.ninsho_meta (key, written_at) VALUES ('initialised', now()) \
+                 ON CONFLICT (key) DO NOTHING"
             )),
             claim_owner: statement(format!(
                 "SELECT account FROM {s}.ninsho_contact_claims WHERE key = $1"
@@ -431,6 +551,12 @@ impl PgStore {
     /// needs the `CREATE` privilege on the database; an existing one is
     /// only used.
     ///
+    /// It writes the [initialisation marker](Self#initialisation-marker)
+    /// only in the migration that creates its table (a new schema, or the
+    /// upgrade from version 3), never again: after a data loss it leaves
+    /// the store answering `NotInitialised` until
+    /// [`initialise`](Self::initialise) is called.
+    ///
     /// # Errors
     /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable)
     /// when the server can't be reached; other backend failures (such as a
@@ -492,6 +618,37 @@ impl PgStore {
                 .map_err(&err)?;
         }
         tx.commit().await.map_err(&err)
+    }
+}
+
+impl PgStore {
+    /// Writes the initialisation marker (the row `'initialised'` of
+    /// `ninsho_meta`), so that [`load`](StepStore::load) and
+    /// [`account_record`](AccountStore::account_record) answer again after
+    /// they failed with
+    /// [`NotInitialised`](super::StoreErrorKind::NotInitialised).
+    ///
+    /// [`migrate`](Self::migrate) writes the marker itself when it creates
+    /// the tables, so a new deployment never needs this. It is the
+    /// operator's deliberate act after the tables lost their rows
+    /// (`TRUNCATE`, a restore of an empty backup): once the data is
+    /// restored, or once it is accepted that the accounts' records are
+    /// gone (every account then reads as new, with two-step sign-in off).
+    /// **Never call it on every start**: it would mark emptied tables as
+    /// fine and the loss would go unnoticed. Calling it when the marker is
+    /// there changes nothing (the time it was first written is kept).
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable)
+    /// when the server can't be reached; other backend failures (such as
+    /// tables that [`migrate`](Self::migrate) has not created) as
+    /// [`StoreErrorKind::Other`](super::StoreErrorKind::Other).
+    pub async fn initialise(&self) -> Result<(), StoreError> {
+        sqlx::query::<Postgres>(self.sql.initialise.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(())
     }
 }
 
@@ -780,8 +937,16 @@ impl AccountStore for PgStore {
         &self,
         account: &AccountId,
     ) -> Result<Option<AccountRecord>, StoreError> {
-        self.fetch_record(&self.sql.account_record, &account.0)
-            .await
+        let (initialised, version, json): (bool, Option<i64>, Option<String>) =
+            sqlx::query_as(self.sql.account_record.clone())
+                .bind(&account.0)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_err(transient))?;
+        if !initialised {
+            return Err(StoreError::not_initialised());
+        }
+        decode_joined(version, json)
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
@@ -932,5 +1097,179 @@ impl VerificationStore for PgStore {
 
     async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         self.purge(&self.sql.purge_verifications, before).await
+    }
+}
+
+/// What [`PgStore::load`](StepStore::load) reads: the marker, then the
+/// version and JSON of the account record, the failure run, and the
+/// version and JSON of the challenge and of the device.
+type LoadRow = (
+    bool,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<OffsetDateTime>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
+/// What `ninsho_commit` returns: its outcome (`done` or `limit`) and, for
+/// `limit`, the index, count and window end of the counter that passed.
+type CommitRow = (String, Option<i32>, Option<i64>, Option<OffsetDateTime>);
+
+/// The outcome of a `ninsho_commit` call that raised: its own SQLSTATEs
+/// are a conflict or a taken claim (both rolled back whole), anything
+/// else maps as usual.
+fn commit_failed(err: sqlx::Error) -> Result<Committed, StoreError> {
+    if let sqlx::Error::Database(db) = &err {
+        match db.code().as_deref() {
+            Some(COMMIT_CONFLICT) => return Err(StoreError::conflict()),
+            Some(COMMIT_TAKEN) => {
+                let index = db
+                    .try_downcast_ref::<PgDatabaseError>()
+                    .and_then(PgDatabaseError::detail)
+                    .and_then(|detail| detail.parse::<usize>().ok());
+                return match index {
+                    Some(index) => Ok(Committed::Taken { index }),
+                    None => Err(StoreError::other(err)),
+                };
+            }
+            _ => {}
+        }
+    }
+    Err(map_err(err, transient, true))
+}
+
+#[async_trait]
+impl StepStore for PgStore {
+    /// One `SELECT`: the marker and every part asked for, joined to a
+    /// single row.
+    async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
+        let account = load.account.map(|a| a.0.as_str());
+        let challenge = load.challenge.map(ToString::to_string);
+        let device = load.device.map(ToString::to_string);
+        let row: LoadRow = sqlx::query_as(self.sql.load.clone())
+            .bind(account)
+            .bind(challenge)
+            .bind(device)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        let (initialised, book_v, book, run_n, run_at, ch_v, ch, dev_v, dev) = row;
+        if !initialised {
+            return Err(StoreError::not_initialised());
+        }
+        let failures = match (run_n, run_at) {
+            (Some(consecutive), Some(last_failure_at)) => Some(FailureRecord {
+                consecutive: consecutive_from_sql(consecutive)?,
+                last_failure_at,
+            }),
+            _ => None,
+        };
+        let mut loaded = Loaded::default();
+        loaded.record = decode_joined(book_v, book)?;
+        loaded.failures = failures;
+        loaded.challenge = decode_joined(ch_v, ch)?;
+        loaded.device = decode_joined(dev_v, dev)?;
+        Ok(loaded)
+    }
+
+    /// One `SELECT ninsho_commit(…)` (see the [type docs](PgStore#journey-steps)).
+    async fn commit(
+        &self,
+        commit: &Commit<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        let hit_keys: Vec<&str> = commit.hits.iter().map(|h| h.key.as_str()).collect();
+        let hit_resets: Vec<OffsetDateTime> = commit
+            .hits
+            .iter()
+            .map(|h| now.saturating_add(h.window))
+            .collect();
+        let hit_max: Vec<i64> = commit.hits.iter().map(|h| max_to_sql(h.max)).collect();
+
+        let run = commit.failures;
+        let old = run.and_then(|r| r.expected);
+        let new = run.and_then(|r| r.next);
+
+        let (challenge, insert, expected_challenge) = match commit.challenge {
+            None => (None, None, None),
+            Some(ChallengeWrite::Insert(record)) => (Some(record), Some(true), None),
+            Some(ChallengeWrite::Replace {
+                record,
+                expected_version,
+            }) => (
+                Some(record),
+                Some(false),
+                Some(version_to_sql(expected_version)),
+            ),
+        };
+        let challenge_json = challenge.map(encode_record).transpose()?;
+
+        let device = commit.device;
+        let device_json = device.map(encode_record).transpose()?;
+
+        let book = commit.record;
+        let book_json = book.map(|w| encode_record(w.record)).transpose()?;
+        let (claim, release, locks) = match book {
+            None => (Vec::new(), Vec::new(), Vec::new()),
+            Some(write) => {
+                let claim: Vec<&str> = write.claims.claim.iter().map(String::as_str).collect();
+                let release = distinct(&write.claims.release);
+                let keys = distinct(&write.claims.claim);
+                let locks = claim_locks(&self.schema, keys.iter().chain(&release).copied());
+                (claim, release, locks)
+            }
+        };
+
+        let row: Result<CommitRow, sqlx::Error> = sqlx::query_as(self.sql.commit.clone())
+            .bind(hit_keys)
+            .bind(hit_resets)
+            .bind(hit_max)
+            .bind(now)
+            .bind(run.map(|r| r.account.0.as_str()))
+            .bind(old.map(|r| i64::from(r.consecutive)))
+            .bind(old.map(|r| r.last_failure_at))
+            .bind(new.map(|r| i64::from(r.consecutive)))
+            .bind(new.map(|r| r.last_failure_at))
+            .bind(insert)
+            .bind(challenge.map(|c| c.id.to_string()))
+            .bind(challenge.map(|c| version_to_sql(c.version)))
+            .bind(challenge.map(|c| c.expires_at))
+            .bind(challenge_json)
+            .bind(expected_challenge)
+            .bind(device.map(|d| d.account.0.as_str()))
+            .bind(device.map(|d| d.id.to_string()))
+            .bind(device.map(|d| version_to_sql(d.version)))
+            .bind(device.map(|d| d.expires_at))
+            .bind(device_json)
+            .bind(book.map(|w| w.record.account.0.as_str()))
+            .bind(book.map(|w| version_to_sql(w.record.version)))
+            .bind(book_json)
+            .bind(book.and_then(|w| w.expected_version).map(version_to_sql))
+            .bind(claim)
+            .bind(release)
+            .bind(locks)
+            .fetch_one(&self.pool)
+            .await;
+        let (outcome, index, count, resets_at) = match row {
+            Ok(row) => row,
+            Err(err) => return commit_failed(err),
+        };
+        match (outcome.as_str(), index, count, resets_at) {
+            ("done", ..) => Ok(Committed::Done),
+            ("limit", Some(index), Some(count), Some(resets_at)) => Ok(Committed::LimitReached {
+                index: usize::try_from(index).map_err(StoreError::other)?,
+                count: WindowCount {
+                    count: count_from_sql(count)?,
+                    resets_at,
+                },
+            }),
+            _ => Err(StoreError::other(format!(
+                "ninsho_commit answered an unknown outcome {outcome:?}"
+            ))),
+        }
     }
 }

@@ -151,6 +151,25 @@ pub(super) fn decode_record<T: Versioned>(json: &str, version: i64) -> Result<T,
     Ok(record)
 }
 
+/// A record read through a `LEFT JOIN`: `None` when the join found no row
+/// (both columns `NULL`).
+pub(super) fn decode_joined<T: Versioned>(
+    version: Option<i64>,
+    json: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    match (version, json) {
+        (Some(version), Some(json)) => decode_record(&json, version).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A send counter's maximum as a `BIGINT`. Counts are capped below
+/// `i64::MAX`, so a maximum at or above it can never be passed, exactly as
+/// `u64::MAX` can't be in Rust.
+pub(super) fn max_to_sql(max: u64) -> i64 {
+    i64::try_from(max).unwrap_or(i64::MAX)
+}
+
 /// A record version as a `BIGINT`. Versions are only ever compared for
 /// equality, so the bits are kept as they are: every `u64` round-trips,
 /// and versions below 2⁶³ (all of them, in practice) read the same in SQL.
