@@ -164,7 +164,7 @@ async fn migrate_is_idempotent_and_concurrent() {
             .fetch_all(&pool)
             .await
             .expect("read versions");
-    assert_eq!(versions, [1, 2, 3], "each migration is recorded once");
+    assert_eq!(versions, [1, 2, 3, 4], "each migration is recorded once");
 
     let tables: Vec<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
@@ -181,6 +181,7 @@ async fn migrate_is_idempotent_and_concurrent() {
             "ninsho_devices",
             "ninsho_epochs",
             "ninsho_failures",
+            "ninsho_meta",
             "ninsho_recovery_sets",
             "ninsho_schema_version",
             "ninsho_verifications"
@@ -528,8 +529,8 @@ async fn migrates_a_version_1_database_to_version_2() {
             .expect("read versions");
     assert_eq!(
         versions.iter().map(|v| v.0).collect::<Vec<_>>(),
-        [1, 2, 3],
-        "versions 2 and 3 applied once"
+        [1, 2, 3, 4],
+        "versions 2, 3 and 4 applied once"
     );
     assert_eq!(
         versions[0].1, "2020-01-02 03:04:05",
@@ -567,7 +568,7 @@ async fn migrates_a_version_1_database_to_version_2() {
         .expect("device");
     store.migrate().await.expect("migrate again");
     assert_eq!(store.devices(&alice).await.expect("list").len(), 1);
-    assert_eq!(count_rows(&pool, "ninsho_schema_version").await, 3);
+    assert_eq!(count_rows(&pool, "ninsho_schema_version").await, 4);
     other.pool().close().await;
     pool.close().await;
 }
@@ -753,7 +754,7 @@ async fn migrates_a_version_2_database_to_version_3() {
             .fetch_all(&pool)
             .await
             .expect("read versions");
-    assert_eq!(versions, [1, 2, 3], "version 3 applied once");
+    assert_eq!(versions, [1, 2, 3, 4], "versions 3 and 4 applied once");
 
     let back = store
         .device(&alice, &device.id)
@@ -790,7 +791,7 @@ async fn migrates_a_version_2_database_to_version_3() {
         "nanoseconds and all"
     );
     store.migrate().await.expect("migrate again");
-    assert_eq!(count_rows(&pool, "ninsho_schema_version").await, 3);
+    assert_eq!(count_rows(&pool, "ninsho_schema_version").await, 4);
     other.pool().close().await;
     pool.close().await;
 }

@@ -3,16 +3,16 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use sqlx::{Sqlite, SqlitePool};
+use sqlx::{Executor, Sqlite, SqliteConnection, SqlitePool};
 use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
-    IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_record, distinct,
-    encode_record, first_taken, map_err, store_err, version_to_sql,
+    IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_joined,
+    decode_record, distinct, encode_record, first_taken, map_err, store_err, version_to_sql,
 };
 use super::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, StoreError,
-    VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
+    DeviceStore, LimitStore, Load, Loaded, StepStore, StoreError, VerificationStore, WindowCount,
 };
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_factors.sql")),
     (3, include_str!("../../migrations/sqlite/0003_contacts.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_steps.sql")),
 ];
 
 const INSERT: &str = "INSERT INTO ninsho_challenges (id, version, expires_at, record) \
@@ -64,6 +65,8 @@ const DELETE_FAILURES: &str = "DELETE FROM ninsho_failures \
 const FAILURES: &str =
     "SELECT consecutive, last_failure_at FROM ninsho_failures WHERE account = ?1";
 
+const FAILURES_EXIST: &str = "SELECT 1 FROM ninsho_failures WHERE account = ?1";
+
 const CLEAR_FAILURES: &str = "DELETE FROM ninsho_failures WHERE account = ?1";
 
 // The new set may have a new salt (a regenerated set), so the salt is
@@ -84,7 +87,26 @@ const DELETE_DEVICE: &str = "DELETE FROM ninsho_devices WHERE account = ?1 AND i
 
 const DELETE_DEVICES: &str = "DELETE FROM ninsho_devices WHERE account = ?1";
 
-const CONTACT_BOOK: &str = "SELECT version, record FROM ninsho_contact_books WHERE account = ?1";
+// The marker is read in the same statement as the record.
+const CONTACT_BOOK: &str = "SELECT \
+     EXISTS (SELECT 1 FROM ninsho_meta WHERE key = 'initialised'), b.version, b.record \
+     FROM (SELECT 1) AS one \
+     LEFT JOIN ninsho_contact_books AS b ON b.account = ?1";
+
+// One row whatever exists: the marker, then each part or NULLs (a NULL
+// key matches nothing).
+const LOAD: &str = "SELECT \
+     EXISTS (SELECT 1 FROM ninsho_meta WHERE key = 'initialised'), \
+     b.version, b.record, f.consecutive, f.last_failure_at, \
+     c.version, c.record, d.version, d.record \
+     FROM (SELECT 1) AS one \
+     LEFT JOIN ninsho_contact_books AS b ON b.account = ?1 \
+     LEFT JOIN ninsho_failures AS f ON f.account = ?1 \
+     LEFT JOIN ninsho_challenges AS c ON c.id = ?2 \
+     LEFT JOIN ninsho_devices AS d ON d.account = ?1 AND d.id = ?3";
+
+const INITIALISE: &str = "INSERT INTO ninsho_meta (key, written_at) \
+     VALUES ('initialised', ?1) ON CONFLICT (key) DO NOTHING";
 
 const CLAIM_OWNER: &str = "SELECT account FROM ninsho_contact_claims WHERE key = ?1";
 
@@ -320,6 +342,38 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Writes the initialisation marker (the row `'initialised'` of
+    /// `ninsho_meta`), so that [`load`](StepStore::load) and
+    /// [`account_record`](AccountStore::account_record) answer again after
+    /// they failed with
+    /// [`NotInitialised`](super::StoreErrorKind::NotInitialised).
+    ///
+    /// [`migrate`](Self::migrate) writes the marker itself when it creates
+    /// the tables, so a new deployment never needs this. It is the
+    /// operator's deliberate act after the tables lost their rows (a
+    /// `DELETE`, a restore of an emptied copy): once the data is restored,
+    /// or once it is accepted that the accounts' records are gone (every
+    /// account then reads as new, with two-step sign-in off). **Never call
+    /// it on every start**: it would mark emptied tables as fine and the
+    /// loss would go unnoticed. Calling it when the marker is there changes
+    /// nothing (the time it was first written is kept).
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable)
+    /// when the database stays locked; other failures (such as tables that
+    /// [`migrate`](Self::migrate) has not created) as
+    /// [`StoreErrorKind::Other`](super::StoreErrorKind::Other).
+    pub async fn initialise(&self) -> Result<(), StoreError> {
+        sqlx::query::<Sqlite>(INITIALISE)
+            .bind(to_sql(OffsetDateTime::now_utc()))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        Ok(())
+    }
+}
+
 /// The reads and writes that challenges and combined verifications share,
 /// each kind on its own table through its own statements (account records
 /// are read the same way too).
@@ -444,32 +498,7 @@ impl LimitStore for SqliteStore {
         expected: Option<FailureRecord>,
         next: Option<FailureRecord>,
     ) -> Result<(), StoreError> {
-        let done = match (expected, next) {
-            (None, None) => {
-                return match self.failures(account).await? {
-                    None => Ok(()),
-                    Some(_) => Err(StoreError::conflict()),
-                };
-            }
-            (None, Some(run)) => sqlx::query::<Sqlite>(INSERT_FAILURES)
-                .bind(&account.0)
-                .bind(i64::from(run.consecutive))
-                .bind(to_sql(run.last_failure_at)),
-            (Some(old), Some(run)) => sqlx::query::<Sqlite>(UPDATE_FAILURES)
-                .bind(&account.0)
-                .bind(i64::from(old.consecutive))
-                .bind(to_sql(old.last_failure_at))
-                .bind(i64::from(run.consecutive))
-                .bind(to_sql(run.last_failure_at)),
-            (Some(old), None) => sqlx::query::<Sqlite>(DELETE_FAILURES)
-                .bind(&account.0)
-                .bind(i64::from(old.consecutive))
-                .bind(to_sql(old.last_failure_at)),
-        }
-        .execute(&self.pool)
-        .await
-        .map_err(store_err(transient))?;
-        applied(done.rows_affected())
+        swap_failures(&self.pool, account, expected, next).await
     }
 
     async fn failures(&self, account: &AccountId) -> Result<Option<FailureRecord>, StoreError> {
@@ -578,9 +607,143 @@ impl DeviceStore for SqliteStore {
     }
 }
 
+/// The compare-and-set of
+/// [`replace_failures`](LimitStore::replace_failures), one statement on
+/// `exec` (the pool, or a transaction's connection).
+async fn swap_failures<'e, E>(
+    exec: E,
+    account: &AccountId,
+    expected: Option<FailureRecord>,
+    next: Option<FailureRecord>,
+) -> Result<(), StoreError>
+where
+    E: Executor<'e, Database = Sqlite>,
+{
+    let err = store_err(transient);
+    let done = match (expected, next) {
+        (None, None) => {
+            let stored: Option<i64> = sqlx::query_scalar(FAILURES_EXIST)
+                .bind(&account.0)
+                .fetch_optional(exec)
+                .await
+                .map_err(err)?;
+            return match stored {
+                None => Ok(()),
+                Some(_) => Err(StoreError::conflict()),
+            };
+        }
+        (None, Some(run)) => sqlx::query::<Sqlite>(INSERT_FAILURES)
+            .bind(&account.0)
+            .bind(i64::from(run.consecutive))
+            .bind(to_sql(run.last_failure_at)),
+        (Some(old), Some(run)) => sqlx::query::<Sqlite>(UPDATE_FAILURES)
+            .bind(&account.0)
+            .bind(i64::from(old.consecutive))
+            .bind(to_sql(old.last_failure_at))
+            .bind(i64::from(run.consecutive))
+            .bind(to_sql(run.last_failure_at)),
+        (Some(old), None) => sqlx::query::<Sqlite>(DELETE_FAILURES)
+            .bind(&account.0)
+            .bind(i64::from(old.consecutive))
+            .bind(to_sql(old.last_failure_at)),
+    }
+    .execute(exec)
+    .await
+    .map_err(err)?;
+    applied(done.rows_affected())
+}
+
 /// A key list as the JSON array the statements unpack with `json_each`.
 fn json_keys(keys: &[&str]) -> Result<String, StoreError> {
     serde_json::to_string(keys).map_err(StoreError::other)
+}
+
+/// Rolls back `tx`, which `err` ended, and returns `err`: that is what the
+/// caller needs to know. A rollback that fails too leaves the connection
+/// to sqlx, which discards it; the transaction is undone either way.
+async fn abandon(tx: sqlx::Transaction<'_, Sqlite>, err: StoreError) -> StoreError {
+    let _ = tx.rollback().await;
+    err
+}
+
+/// Commits the transaction `tx` when `keep`, rolls it back otherwise.
+async fn finish(tx: sqlx::Transaction<'_, Sqlite>, keep: bool) -> Result<(), StoreError> {
+    if keep {
+        tx.commit().await
+    } else {
+        tx.rollback().await
+    }
+    .map_err(store_err(transient))
+}
+
+/// Writes `book` with its claims inside the caller's `BEGIN IMMEDIATE`
+/// transaction, the rules of
+/// [`commit_account`](AccountStore::commit_account): `Ok(None)` when it
+/// was written; `Ok(Some(index))` when `changes.claim[index]` is held by
+/// another account, and `Err` (a conflict when the version differs) with
+/// the record perhaps written: in both the caller rolls back.
+async fn write_book(
+    conn: &mut SqliteConnection,
+    book: &AccountRecord,
+    expected_version: Option<u64>,
+    changes: &ClaimChanges,
+) -> Result<Option<usize>, StoreError> {
+    let err = store_err(transient);
+    let json = encode_record(book)?;
+    let account = book.account.0.as_str();
+    let claim = distinct(&changes.claim);
+    let release = distinct(&changes.release);
+    let claim_json = json_keys(&claim)?;
+
+    let written = match expected_version {
+        None => sqlx::query::<Sqlite>(INSERT_BOOK)
+            .bind(account)
+            .bind(version_to_sql(book.version))
+            .bind(&json)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_err(e, transient, true))?,
+        Some(expected) => sqlx::query::<Sqlite>(UPDATE_BOOK)
+            .bind(account)
+            .bind(version_to_sql(book.version))
+            .bind(&json)
+            .bind(version_to_sql(expected))
+            .execute(&mut *conn)
+            .await
+            .map_err(&err)?,
+    };
+    applied(written.rows_affected())?;
+
+    let holders: Vec<(String, String)> = if claim.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(CLAIM_HOLDERS)
+            .bind(&claim_json)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(&err)?
+    };
+    if let Some(index) = first_taken(&changes.claim, &holders, account) {
+        return Ok(Some(index));
+    }
+
+    if !release.is_empty() {
+        sqlx::query::<Sqlite>(RELEASE_CLAIMS)
+            .bind(json_keys(&release)?)
+            .bind(account)
+            .execute(&mut *conn)
+            .await
+            .map_err(&err)?;
+    }
+    if !claim.is_empty() {
+        sqlx::query::<Sqlite>(INSERT_CLAIMS)
+            .bind(&claim_json)
+            .bind(account)
+            .execute(&mut *conn)
+            .await
+            .map_err(&err)?;
+    }
+    Ok(None)
 }
 
 #[async_trait]
@@ -589,7 +752,16 @@ impl AccountStore for SqliteStore {
         &self,
         account: &AccountId,
     ) -> Result<Option<AccountRecord>, StoreError> {
-        self.fetch_record(CONTACT_BOOK, &account.0).await
+        let (initialised, version, json): (bool, Option<i64>, Option<String>) =
+            sqlx::query_as(CONTACT_BOOK)
+                .bind(&account.0)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_err(transient))?;
+        if !initialised {
+            return Err(StoreError::not_initialised());
+        }
+        decode_joined(version, json)
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
@@ -607,72 +779,19 @@ impl AccountStore for SqliteStore {
         expected_version: Option<u64>,
         changes: &ClaimChanges,
     ) -> Result<AccountCommit, StoreError> {
-        let err = store_err(transient);
-        let json = encode_record(book)?;
-        let account = book.account.0.as_str();
-        let claim = distinct(&changes.claim);
-        let release = distinct(&changes.release);
-        let claim_json = json_keys(&claim)?;
-
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(&err)?;
-        let written = match expected_version {
-            None => sqlx::query::<Sqlite>(INSERT_BOOK)
-                .bind(account)
-                .bind(version_to_sql(book.version))
-                .bind(&json)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| map_err(e, transient, true))?,
-            Some(expected) => sqlx::query::<Sqlite>(UPDATE_BOOK)
-                .bind(account)
-                .bind(version_to_sql(book.version))
-                .bind(&json)
-                .bind(version_to_sql(expected))
-                .execute(&mut *tx)
-                .await
-                .map_err(&err)?,
+            .map_err(store_err(transient))?;
+        let written = write_book(&mut tx, book, expected_version, changes).await;
+        let committed = match written {
+            Ok(None) => AccountCommit::Committed,
+            Ok(Some(index)) => AccountCommit::Taken { index },
+            Err(err) => return Err(abandon(tx, err).await),
         };
-        if written.rows_affected() == 0 {
-            tx.rollback().await.map_err(&err)?;
-            return Err(StoreError::conflict());
-        }
-
-        let holders: Vec<(String, String)> = if claim.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_as(CLAIM_HOLDERS)
-                .bind(&claim_json)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(&err)?
-        };
-        if let Some(index) = first_taken(&changes.claim, &holders, account) {
-            tx.rollback().await.map_err(&err)?;
-            return Ok(AccountCommit::Taken { index });
-        }
-
-        if !release.is_empty() {
-            sqlx::query::<Sqlite>(RELEASE_CLAIMS)
-                .bind(json_keys(&release)?)
-                .bind(account)
-                .execute(&mut *tx)
-                .await
-                .map_err(&err)?;
-        }
-        if !claim.is_empty() {
-            sqlx::query::<Sqlite>(INSERT_CLAIMS)
-                .bind(&claim_json)
-                .bind(account)
-                .execute(&mut *tx)
-                .await
-                .map_err(&err)?;
-        }
-        tx.commit().await.map_err(&err)?;
-        Ok(AccountCommit::Committed)
+        finish(tx, committed == AccountCommit::Committed).await?;
+        Ok(committed)
     }
 
     async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
@@ -720,5 +839,162 @@ impl VerificationStore for SqliteStore {
 
     async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         self.purge(PURGE_VERIFICATIONS, before).await
+    }
+}
+
+/// What [`SqliteStore::load`](StepStore::load) reads: the marker, then the
+/// version and JSON of the account record, the failure run, and the
+/// version and JSON of the challenge and of the device.
+type LoadRow = (
+    bool,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
+/// Charges `hit`'s counter at `now` inside the caller's transaction, the
+/// statement of [`hit`](LimitStore::hit).
+async fn charge(
+    conn: &mut SqliteConnection,
+    key: &str,
+    window: Duration,
+    now: OffsetDateTime,
+) -> Result<WindowCount, StoreError> {
+    let (count, resets_at): (i64, i64) = sqlx::query_as(HIT)
+        .bind(key)
+        .bind(to_sql(now))
+        .bind(to_sql(now.saturating_add(window)))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(store_err(transient))?;
+    Ok(WindowCount {
+        count: count_from_sql(count)?,
+        resets_at: from_sql(resets_at)?,
+    })
+}
+
+/// The steps of [`SqliteStore::commit`](StepStore::commit) inside its
+/// transaction, in the order of the trait's docs. A failed condition is an
+/// `Err` (a conflict) or `Taken`, and the caller rolls back; `Done` and
+/// `LimitReached` are committed.
+async fn apply(
+    conn: &mut SqliteConnection,
+    commit: &Commit<'_>,
+    now: OffsetDateTime,
+) -> Result<Committed, StoreError> {
+    for (index, hit) in commit.hits.iter().enumerate() {
+        let count = charge(conn, &hit.key, hit.window, now).await?;
+        if count.count > hit.max {
+            return Ok(Committed::LimitReached { index, count });
+        }
+    }
+    if let Some(change) = commit.failures {
+        swap_failures(&mut *conn, change.account, change.expected, change.next).await?;
+    }
+    if let Some(write) = commit.challenge {
+        let record = write.record();
+        let json = encode_record(record)?;
+        let done = match write {
+            ChallengeWrite::Insert(_) => sqlx::query::<Sqlite>(INSERT)
+                .bind(record.key())
+                .bind(version_to_sql(record.version))
+                .bind(to_sql(record.expires_at))
+                .bind(json),
+            ChallengeWrite::Replace {
+                expected_version, ..
+            } => sqlx::query::<Sqlite>(REPLACE)
+                .bind(record.key())
+                .bind(version_to_sql(record.version))
+                .bind(to_sql(record.expires_at))
+                .bind(json)
+                .bind(version_to_sql(expected_version)),
+        }
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| map_err(e, transient, true))?;
+        applied(done.rows_affected())?;
+    }
+    if let Some(device) = commit.device {
+        let json = encode_record(device)?;
+        let done = sqlx::query::<Sqlite>(INSERT_DEVICE)
+            .bind(&device.account.0)
+            .bind(device.id.to_string())
+            .bind(version_to_sql(device.version))
+            .bind(to_sql(device.expires_at))
+            .bind(json)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_err(e, transient, true))?;
+        applied(done.rows_affected())?;
+    }
+    if let Some(write) = commit.record
+        && let Some(index) =
+            write_book(conn, write.record, write.expected_version, write.claims).await?
+    {
+        return Ok(Committed::Taken { index });
+    }
+    Ok(Committed::Done)
+}
+
+#[async_trait]
+impl StepStore for SqliteStore {
+    /// One `SELECT`: the marker and every part asked for, joined to a
+    /// single row.
+    async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
+        let account = load.account.map(|a| a.0.as_str());
+        let challenge = load.challenge.map(ToString::to_string);
+        let device = load.device.map(ToString::to_string);
+        let row: LoadRow = sqlx::query_as(LOAD)
+            .bind(account)
+            .bind(challenge)
+            .bind(device)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_err(transient))?;
+        let (initialised, book_v, book, run_n, run_at, ch_v, ch, dev_v, dev) = row;
+        if !initialised {
+            return Err(StoreError::not_initialised());
+        }
+        let failures = match (run_n, run_at) {
+            (Some(consecutive), Some(last_failure_at)) => Some(FailureRecord {
+                consecutive: consecutive_from_sql(consecutive)?,
+                last_failure_at: from_sql(last_failure_at)?,
+            }),
+            _ => None,
+        };
+        let mut loaded = Loaded::default();
+        loaded.record = decode_joined(book_v, book)?;
+        loaded.failures = failures;
+        loaded.challenge = decode_joined(ch_v, ch)?;
+        loaded.device = decode_joined(dev_v, dev)?;
+        Ok(loaded)
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: the statements of the part calls
+    /// in the trait's order, committed when every condition held (or a
+    /// counter passed its maximum), rolled back otherwise.
+    async fn commit(
+        &self,
+        commit: &Commit<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(store_err(transient))?;
+        match apply(&mut tx, commit, now).await {
+            Ok(committed) => {
+                let keep = !matches!(committed, Committed::Taken { .. });
+                finish(tx, keep).await?;
+                Ok(committed)
+            }
+            Err(err) => Err(abandon(tx, err).await),
+        }
     }
 }
