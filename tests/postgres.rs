@@ -18,8 +18,9 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use ninsho::model::{AccountId, ChallengeId, DeviceId, DeviceRecord, FailureRecord, Purpose};
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, PgStore,
-    Store, StoreError, StoreErrorKind, VerificationStore,
+    AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
+    DeviceStore, FailureChange, LimitHit, LimitStore, Load, PgStore, RecordWrite, StepStore, Store,
+    StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::postgres::PgPoolOptions;
@@ -338,10 +339,23 @@ async fn unreachable_server_is_unavailable() {
         kind(store.replace_verification(&verification, 0).await),
         kind(store.purge_verifications(now).await),
     ];
+    let hits = [LimitHit {
+        key: "k".to_owned(),
+        window: Duration::minutes(1),
+        max: 5,
+    }];
+    let mut commit = Commit::default();
+    commit.hits = &hits;
+    let step_kinds = [
+        kind(store.load(&Load::account(&account)).await),
+        kind(store.commit(&commit, now).await),
+        kind(store.initialise().await),
+    ];
     for (i, kind) in kinds
         .into_iter()
         .chain(factor_kinds)
         .chain(contact_kinds)
+        .chain(step_kinds)
         .enumerate()
     {
         assert_eq!(kind, Some(StoreErrorKind::Unavailable), "call {i}");
@@ -964,4 +978,548 @@ async fn verifications_compare_and_set_on_every_bit() {
             .expect("purge"),
         1
     );
+}
+
+// ---------------------------------------------------------------------------
+// Journey steps (load and commit) and the initialisation marker (schema
+// version 4).
+// ---------------------------------------------------------------------------
+
+fn run(consecutive: u32, at: OffsetDateTime) -> FailureRecord {
+    FailureRecord {
+        consecutive,
+        last_failure_at: at,
+    }
+}
+
+fn limit_hit(key: &str, max: u64) -> LimitHit {
+    LimitHit {
+        key: key.to_owned(),
+        window: Duration::hours(1),
+        max,
+    }
+}
+
+/// Every table of `schema`, as a comma-separated list for `TRUNCATE`.
+async fn all_tables(pool: &PgPool, schema: &str) -> String {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables \
+         WHERE table_schema = $1 ORDER BY table_name",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .expect("list tables");
+    assert!(tables.len() >= 11, "{tables:?}");
+    tables.join(", ")
+}
+
+async fn execute(pool: &PgPool, sql: String) {
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .expect("execute");
+}
+
+async fn marker_rows(pool: &PgPool, schema: &str) -> Vec<(String, OffsetDateTime)> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT key, written_at FROM \"{schema}\".ninsho_meta"
+    )))
+    .fetch_all(pool)
+    .await
+    .expect("read the marker")
+}
+
+/// `load` (with every part, and a challenge alone) and `account_record`
+/// both fail with `NotInitialised`.
+async fn assert_not_initialised(store: &PgStore, account: &AccountId, what: &str) {
+    let id = ChallengeId::from_bytes([9; 16]);
+    let loads = [
+        Load::account(account),
+        Load::challenge_only(&id),
+        Load::account(account).with_challenge(&id),
+    ];
+    for load in loads {
+        assert_eq!(
+            kind(store.load(&load).await),
+            Some(StoreErrorKind::NotInitialised),
+            "{what}: load {load:?}"
+        );
+    }
+    assert_eq!(
+        kind(store.account_record(account).await),
+        Some(StoreErrorKind::NotInitialised),
+        "{what}: account_record"
+    );
+}
+
+/// Emptied tables (all of them, the migration record and the marker
+/// included) fail closed, `migrate` does not re-arm them, and only
+/// `initialise` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn truncated_tables_fail_closed_until_initialised() {
+    let Some(pool) = server("truncated_tables_fail_closed_until_initialised").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let store = migrated(pool.clone(), &name).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+
+    // A new schema is initialised by migrate, once.
+    let marker = marker_rows(&pool, &name).await;
+    assert_eq!(marker.len(), 1);
+    assert_eq!(marker[0].0, "initialised");
+    let book = testkit::sample_contact_book(&alice, now);
+    store
+        .commit_account(&book, None, &claim(&["+819012345678"], &[]))
+        .await
+        .expect("commit");
+    let loaded = store.load(&Load::account(&alice)).await.expect("load");
+    assert_eq!(loaded.record.map(|b| b.version), Some(1));
+
+    // Everything emptied, as by a restore of an empty dump.
+    execute(
+        &pool,
+        format!("TRUNCATE {}", all_tables(&pool, &name).await),
+    )
+    .await;
+    assert_not_initialised(&store, &alice, "after TRUNCATE").await;
+
+    // Starting the service again (migrate) applies the migrations again but
+    // does not write the marker: still closed.
+    store.migrate().await.expect("migrate after the loss");
+    let versions: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM \"{name}\".ninsho_schema_version ORDER BY version"
+    )))
+    .fetch_all(&pool)
+    .await
+    .expect("read versions");
+    assert_eq!(versions, [1, 2, 3, 4]);
+    assert!(marker_rows(&pool, &name).await.is_empty());
+    assert_not_initialised(&store, &alice, "after migrate").await;
+    // Other calls still work (only the reads a journey starts with check).
+    store.hit("k", Duration::hours(1), now).await.expect("hit");
+
+    // The operator's act: the store answers again, with what it has.
+    store.initialise().await.expect("initialise");
+    let loaded = store.load(&Load::account(&alice)).await.expect("load");
+    assert!(loaded.record.is_none() && loaded.failures.is_none());
+    assert_eq!(store.account_record(&alice).await.expect("read"), None);
+    let first = marker_rows(&pool, &name).await;
+    assert_eq!(first.len(), 1);
+
+    // initialise is idempotent and keeps the first time.
+    store.initialise().await.expect("initialise again");
+    assert_eq!(marker_rows(&pool, &name).await, first);
+
+    // Only the marker deleted: the same.
+    execute(&pool, format!("DELETE FROM \"{name}\".ninsho_meta")).await;
+    assert_not_initialised(&store, &alice, "after DELETE of the marker").await;
+    store.migrate().await.expect("migrate");
+    assert_not_initialised(&store, &alice, "after DELETE and migrate").await;
+    store.initialise().await.expect("initialise");
+    store.load(&Load::account(&alice)).await.expect("load");
+}
+
+/// The one time the marker is written without an operator: the upgrade of
+/// a version-3 schema (an existing deployment), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_upgrade_from_version_3_writes_the_marker_once() {
+    let Some(pool) = server("the_upgrade_from_version_3_writes_the_marker_once").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    version_2_schema(&name).await;
+    execute(
+        &pool,
+        format!(
+            "SET search_path TO \"{name}\"; {} \
+             INSERT INTO ninsho_schema_version (version) VALUES (3);",
+            include_str!("../migrations/postgres/0003_contacts.sql")
+        ),
+    )
+    .await;
+    let store = PgStore::with_schema(pool.clone(), &name).expect("schema");
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+    store
+        .commit_account(
+            &testkit::sample_contact_book(&alice, now),
+            None,
+            &claim(&[], &[]),
+        )
+        .await
+        .expect("written by the previous release");
+    // The previous release's schema has no marker table: a permanent error,
+    // not NotInitialised (the schema is not migrated yet).
+    assert_eq!(
+        kind(store.load(&Load::account(&alice)).await),
+        Some(StoreErrorKind::Other)
+    );
+
+    let other = store.clone();
+    let (a, b) = tokio::join!(store.migrate(), other.migrate());
+    a.expect("migrate a");
+    b.expect("migrate b");
+    assert_eq!(marker_rows(&pool, &name).await.len(), 1);
+    let loaded = store.load(&Load::account(&alice)).await.expect("load");
+    assert_eq!(loaded.record.map(|b| b.account), Some(alice.clone()));
+
+    // Once: lost afterwards, it stays lost through migrate.
+    execute(&pool, format!("DELETE FROM \"{name}\".ninsho_meta")).await;
+    store.migrate().await.expect("migrate again");
+    assert_not_initialised(&store, &alice, "after the upgrade").await;
+}
+
+/// What the marker can't catch, pinned so the docs stay true: a dropped
+/// schema is, to `migrate`, a first deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_schema_is_created_again_as_new() {
+    let Some(pool) = server("a_dropped_schema_is_created_again_as_new").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let store = migrated(pool.clone(), &name).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+    store
+        .commit_account(
+            &testkit::sample_contact_book(&alice, now),
+            None,
+            &claim(&[], &[]),
+        )
+        .await
+        .expect("commit");
+    drop_schema(&pool, &name).await;
+    store.migrate().await.expect("migrate");
+    let loaded = store.load(&Load::account(&alice)).await.expect("load");
+    assert!(
+        loaded.record.is_none(),
+        "a new store: the account is unknown"
+    );
+}
+
+/// A commit that fails half-way (PostgreSQL's `TEXT` refuses U+0000, here
+/// in the claim, its last part) is rolled back whole: counters, failure
+/// run, challenge, device and record alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_step_commit_writes_nothing() {
+    let Some(pool) = server("a_failed_step_commit_writes_nothing").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let store = migrated(pool.clone(), &name).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+    let mut challenge = testkit::sample_challenge(1, now);
+    challenge.account = Some(alice.clone());
+    let device = sample_device(&alice, 1, now);
+    let book = testkit::sample_contact_book(&alice, now);
+    let bad = claim(&["+819012345678", "bad\u{0}key"], &[]);
+    let hits = [limit_hit("dest:a", 5), limit_hit("acct:a", 5)];
+    let mut commit = Commit::default();
+    commit.hits = &hits;
+    commit.failures = Some(FailureChange {
+        account: &alice,
+        expected: None,
+        next: Some(run(1, now)),
+    });
+    commit.challenge = Some(ChallengeWrite::Insert(&challenge));
+    commit.device = Some(&device);
+    commit.record = Some(RecordWrite {
+        record: &book,
+        expected_version: None,
+        claims: &bad,
+    });
+    assert_eq!(
+        kind(store.commit(&commit, now).await),
+        Some(StoreErrorKind::Other)
+    );
+    for table in [
+        "ninsho_counters",
+        "ninsho_failures",
+        "ninsho_challenges",
+        "ninsho_devices",
+        "ninsho_contact_books",
+        "ninsho_contact_claims",
+    ] {
+        assert_eq!(count_rows(&pool, &name, table).await, 0, "{table}");
+    }
+
+    // Without the bad key it lands whole, in one call.
+    let good = claim(&["+819012345678"], &[]);
+    commit.record = Some(RecordWrite {
+        record: &book,
+        expected_version: None,
+        claims: &good,
+    });
+    assert_eq!(
+        store.commit(&commit, now).await.expect("commit"),
+        Committed::Done
+    );
+    let loaded = store
+        .load(
+            &Load::account(&alice)
+                .with_challenge(&challenge.id)
+                .with_device(&device.id),
+        )
+        .await
+        .expect("load");
+    assert_eq!(json(&loaded.record), json(&Some(book)));
+    assert_eq!(loaded.failures, Some(run(1, now)));
+    assert_eq!(json(&loaded.challenge), json(&Some(challenge)));
+    assert_eq!(json(&loaded.device), json(&Some(device)));
+    assert_eq!(
+        store.claim_owner("+819012345678").await.expect("owner"),
+        Some(alice)
+    );
+    assert_eq!(count_rows(&pool, &name, "ninsho_counters").await, 2);
+}
+
+/// What the statement-level rules mean for a commit: failure runs compare
+/// at the stored precision (microseconds), versions on all 64 bits, and a
+/// maximum of `u64::MAX` never stops a commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn step_commits_compare_as_the_part_calls_do() {
+    let Some(pool) = server("step_commits_compare_as_the_part_calls_do").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let store = migrated(pool.clone(), &name).await;
+    let now = OffsetDateTime::from_unix_timestamp_nanos(1_900_000_000_123_456_789)
+        .expect("valid instant");
+    let alice = AccountId::new("alice");
+
+    // A run written with nanoseconds is compared as stored.
+    let written = run(1, now);
+    let mut commit = Commit::default();
+    commit.failures = Some(FailureChange {
+        account: &alice,
+        expected: None,
+        next: Some(written),
+    });
+    assert_eq!(
+        store.commit(&commit, now).await.expect("start"),
+        Committed::Done
+    );
+    commit.failures = Some(FailureChange {
+        account: &alice,
+        expected: Some(written),
+        next: Some(run(2, now)),
+    });
+    assert_eq!(
+        store
+            .commit(&commit, now)
+            .await
+            .expect("the written run compares equal"),
+        Committed::Done
+    );
+
+    // Huge versions, on the challenge and the record.
+    let mut challenge = testkit::sample_challenge(2, now);
+    challenge.version = u64::MAX - 1;
+    store.insert_challenge(&challenge).await.expect("insert");
+    let mut next = challenge.clone();
+    next.version = u64::MAX;
+    let mut commit = Commit::default();
+    commit.challenge = Some(ChallengeWrite::Replace {
+        record: &next,
+        expected_version: u64::MAX - 1,
+    });
+    assert_eq!(
+        store.commit(&commit, now).await.expect("replace"),
+        Committed::Done
+    );
+    assert_eq!(
+        kind(store.commit(&commit, now).await),
+        Some(StoreErrorKind::Conflict)
+    );
+
+    // No maximum at all.
+    let hits = [limit_hit("unlimited", u64::MAX)];
+    let mut commit = Commit::default();
+    commit.hits = &hits;
+    for _ in 0..3 {
+        assert_eq!(
+            store.commit(&commit, now).await.expect("hit"),
+            Committed::Done
+        );
+    }
+    assert_eq!(
+        store
+            .hit("unlimited", Duration::hours(1), now)
+            .await
+            .expect("hit")
+            .count,
+        4
+    );
+
+    // A NUL in an account id is a typed error on load, as on every call.
+    assert_eq!(
+        kind(store.load(&Load::account(&AccountId::new("a\u{0}b"))).await),
+        Some(StoreErrorKind::Other)
+    );
+}
+
+/// 32 tasks on each of two pools (two app instances) commit the same step
+/// at once, each with a hit: the same challenge version and a failure run
+/// that does not exist yet (an insert race) on a shared counter, or (odd
+/// rounds) the challenge version alone, each task on a counter of its own,
+/// so that nothing but the challenge's own condition orders them. Exactly
+/// one lands; the losers write nothing, their hits included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_step_commits_from_two_pools_land_once() {
+    if server("racing_step_commits_from_two_pools_land_once")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let url = url();
+    let a = migrated(pool(&url).await.expect("pool a"), &name).await;
+    let b = PgStore::with_schema(pool(&url).await.expect("pool b"), &name).expect("schema");
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+
+    for round in 0..6u8 {
+        let with_run = round % 2 == 0;
+        let alice = AccountId::new(format!("alice-{round}"));
+        let mut challenge = testkit::sample_challenge(round, now);
+        challenge.account = Some(alice.clone());
+        a.insert_challenge(&challenge).await.expect("insert");
+        let counter = format!("race:{round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(64));
+        let tasks: Vec<_> = (0..64u32)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let (alice, challenge, counter, barrier) = (
+                    alice.clone(),
+                    challenge.clone(),
+                    counter.clone(),
+                    barrier.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut next = challenge.clone();
+                    next.version = 1;
+                    next.failed_attempts = i;
+                    let counter = if with_run {
+                        counter
+                    } else {
+                        format!("{counter}:{i}")
+                    };
+                    let hits = [limit_hit(&counter, 1_000)];
+                    let mut commit = Commit::default();
+                    commit.hits = &hits;
+                    if with_run {
+                        commit.failures = Some(FailureChange {
+                            account: &alice,
+                            expected: None,
+                            next: Some(run(i + 1, now)),
+                        });
+                    }
+                    commit.challenge = Some(ChallengeWrite::Replace {
+                        record: &next,
+                        expected_version: 0,
+                    });
+                    barrier.wait().await;
+                    (i, store.commit(&commit, now).await)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.expect("task") {
+                (i, Ok(Committed::Done)) => winners.push(i),
+                (_, Err(e)) if e.is_conflict() => {}
+                (i, other) => panic!("task {i}: {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let winner = winners[0];
+        let loaded = b
+            .load(&Load::account(&alice).with_challenge(&challenge.id))
+            .await
+            .expect("load");
+        assert_eq!(
+            loaded.challenge.map(|c| c.failed_attempts),
+            Some(winner),
+            "the winner's challenge"
+        );
+        assert_eq!(
+            loaded.failures,
+            with_run.then(|| run(winner + 1, now)),
+            "the winner's run"
+        );
+        let charged: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT coalesce(sum(count), 0)::bigint FROM \"{name}\".ninsho_counters \
+             WHERE key = $1 OR key LIKE $1 || ':%'"
+        )))
+        .bind(&counter)
+        .fetch_one(a.pool())
+        .await
+        .expect("sum the counters");
+        assert_eq!(charged, 1, "only the winner's hit is charged");
+    }
+}
+
+/// Accounts racing to claim one number through step commits and through
+/// `commit_account` at once (the two take the same locks): exactly one
+/// holds it, every other is `Taken`, never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn step_commits_and_commit_account_share_the_claim_locks() {
+    let Some(pool) = server("step_commits_and_commit_account_share_the_claim_locks").await else {
+        return;
+    };
+    let schemas = Schemas::default();
+    let name = schemas.fresh();
+    let store = migrated(pool.clone(), &name).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let barrier = Arc::new(tokio::sync::Barrier::new(32));
+    let tasks: Vec<_> = (0..32u32)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let account = AccountId::new(format!("claimer-{i}"));
+                let book = testkit::sample_contact_book(&account, now);
+                let claims = claim(&[&format!("own-{i}"), "+819012345678"], &[]);
+                barrier.wait().await;
+                if i % 2 == 0 {
+                    let mut commit = Commit::default();
+                    commit.record = Some(RecordWrite {
+                        record: &book,
+                        expected_version: None,
+                        claims: &claims,
+                    });
+                    match store.commit(&commit, now).await {
+                        Ok(Committed::Done) => Ok(true),
+                        Ok(Committed::Taken { index: 1 }) => Ok(false),
+                        other => Err(format!("{other:?}")),
+                    }
+                } else {
+                    match store.commit_account(&book, None, &claims).await {
+                        Ok(AccountCommit::Committed) => Ok(true),
+                        Ok(AccountCommit::Taken { index: 1 }) => Ok(false),
+                        other => Err(format!("{other:?}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        if task.await.expect("task").expect("Committed or Taken") {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(count_rows(&pool, &name, "ninsho_contact_books").await, 1);
+    // The winner's two claims, nothing of the losers'.
+    assert_eq!(count_rows(&pool, &name, "ninsho_contact_claims").await, 2);
 }

@@ -159,10 +159,11 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// Each method that changes state is **one SQL statement**, atomic in the
 /// database (SQLite runs one writer at a time and supports `UPSERT` and
 /// `RETURNING`): no application locks, no read-modify-write round trips.
-/// The two exceptions, which change several rows, are one `BEGIN
+/// The three exceptions, which change several rows, are one `BEGIN
 /// IMMEDIATE` transaction each (holding SQLite's write lock from its first
-/// statement, so nothing interleaves): `commit_account` and
-/// `delete_account`. Several processes may share one database file.
+/// statement, so nothing interleaves): `commit_account`, `delete_account`
+/// and a journey step's [`commit`](StepStore::commit). Several processes
+/// may share one database file.
 ///
 /// | method | statement |
 /// |---|---|
@@ -181,10 +182,40 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = ?1 AND version = ?5`; no row updated → conflict |
 /// | `purge_verifications` | `DELETE … WHERE expires_at < ?1` |
+/// | `load` | one `SELECT`: the [initialisation marker](#initialisation-marker) and each part asked for, `LEFT JOIN`ed into one row |
+/// | `commit` | `BEGIN IMMEDIATE`; each counter charged with the statement of `hit`, in order, the first past its maximum ends it (`COMMIT`, `LimitReached`); then the failure run, the challenge, the device and the account record with its claims, each with the statement of its part call, any that touches no row (or a claim held elsewhere) → rollback, conflict (or `Taken`); `COMMIT` |
 ///
 /// Reads (`challenge`, `failures`, `device`, `devices`, `account_record`, `claim_owner`, `verification`) are one
-/// `SELECT` each. Key lists go to SQLite as one JSON array, unpacked with
-/// `json_each`.
+/// `SELECT` each; `account_record` reads the marker in the same `SELECT`.
+/// Key lists go to SQLite as one JSON array, unpacked with `json_each`.
+///
+/// # Initialisation marker
+///
+/// A database can lose ninsho's rows while the tables stay: a `DELETE`, a
+/// file replaced by an emptied copy. Every account would then read as new,
+/// with two-step sign-in off. To fail closed instead, `ninsho_meta` holds
+/// one marker row, checked by the statement of every
+/// [`load`](StepStore::load) and
+/// [`account_record`](AccountStore::account_record): without it they
+/// fail with
+/// [`NotInitialised`](super::StoreErrorKind::NotInitialised), until an
+/// operator calls [`initialise`](Self::initialise).
+///
+/// The marker is written by the statement that creates the `ninsho_meta`
+/// table (migration version 4): in a brand-new database, and once when a
+/// database of version 3 is upgraded; that upgrade is the one time it is
+/// written without an operator deciding so (the upgrade can't tell whether
+/// the tables it finds were emptied before). Running
+/// [`migrate`](Self::migrate) again, even after `ninsho_schema_version`
+/// was emptied too, does not write it back.
+///
+/// What the marker can't catch: when the tables themselves are gone (a
+/// new, empty file in place of the database), `migrate` can't tell a
+/// wiped store from a first deployment. It creates everything again,
+/// marker included, and the store answers as a new one: every account
+/// without a record. Keep ninsho's tables in the same file, and the same
+/// backups, as the host's own accounts, so that they are lost and restored
+/// together.
 ///
 /// # Tables and times
 ///
@@ -201,8 +232,11 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// - version 3: `ninsho_contact_books (account, version, record)`,
 ///   `ninsho_contact_claims (key, account)` (indexed on account),
 ///   `ninsho_verifications (id, version, expires_at, record)`;
+/// - version 4: `ninsho_meta (key, written_at)` (unique on key), the
+///   [initialisation marker](#initialisation-marker);
 ///
-/// and `ninsho_schema_version`. The SQL is shipped in `migrations/sqlite/`.
+/// and `ninsho_schema_version`. The SQL is shipped in `migrations/sqlite/`
+/// (the marker logic is in the version 4 file itself).
 ///
 /// Records (challenges, devices, account records, verifications) are JSON
 /// text; the columns beside them (version, expiry) are written in the same
@@ -306,6 +340,12 @@ impl SqliteStore {
     /// idempotent and safe to run from several processes at once: it runs
     /// in one `BEGIN IMMEDIATE` transaction, which holds SQLite's write lock
     /// from the start.
+    ///
+    /// It writes the [initialisation marker](Self#initialisation-marker)
+    /// only in the migration that creates its table (a new database, or
+    /// the upgrade from version 3), never again: after a data loss it
+    /// leaves the store answering `NotInitialised` until
+    /// [`initialise`](Self::initialise) is called.
     ///
     /// # Errors
     /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable)
