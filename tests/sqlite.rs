@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
+use ninsho::model::FailureRecord;
 use ninsho::model::{AccountId, ChallengeId, DeviceId, DeviceRecord, Purpose};
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore,
-    SqliteStore, Store, StoreError, StoreErrorKind, VerificationStore,
+    AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
+    DeviceStore, FailureChange, LimitHit, LimitStore, Load, RecordWrite, SqliteStore, StepStore,
+    Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::SqlitePool;
@@ -252,10 +254,19 @@ async fn unopenable_database_is_unavailable() {
         kind(store.replace_verification(&verification, 0).await),
         kind(store.purge_verifications(now).await),
     ];
+    let hits = [limit_hit("k", 5)];
+    let mut commit = Commit::default();
+    commit.hits = &hits;
+    let step_kinds = [
+        kind(store.load(&Load::account(&account)).await),
+        kind(store.commit(&commit, now).await),
+        kind(store.initialise().await),
+    ];
     for (i, kind) in kinds
         .into_iter()
         .chain(factor_kinds)
         .chain(contact_kinds)
+        .chain(step_kinds)
         .enumerate()
     {
         assert_eq!(kind, Some(StoreErrorKind::Unavailable), "call {i}");
@@ -854,4 +865,343 @@ async fn claim_keys_survive_the_json_key_lists() {
     assert_eq!(count_rows(&pool, "ninsho_contact_claims").await, 0);
     assert_eq!(count_rows(&pool, "ninsho_contact_books").await, 0);
     pool.close().await;
+}
+
+// ---------------------------------------------------------------------------
+// Journey steps (load and commit) and the initialisation marker (schema
+// version 4).
+// ---------------------------------------------------------------------------
+
+fn run(consecutive: u32, at: OffsetDateTime) -> FailureRecord {
+    FailureRecord {
+        consecutive,
+        last_failure_at: at,
+    }
+}
+
+fn limit_hit(key: &str, max: u64) -> LimitHit {
+    LimitHit {
+        key: key.to_owned(),
+        window: Duration::hours(1),
+        max,
+    }
+}
+
+async fn marker_rows(pool: &SqlitePool) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT key, written_at FROM ninsho_meta")
+        .fetch_all(pool)
+        .await
+        .expect("read the marker")
+}
+
+/// `load` (with every part, and a challenge alone) and `account_record`
+/// both fail with `NotInitialised`.
+async fn assert_not_initialised(store: &SqliteStore, account: &AccountId, what: &str) {
+    let id = ChallengeId::from_bytes([9; 16]);
+    let loads = [
+        Load::account(account),
+        Load::challenge_only(&id),
+        Load::account(account).with_challenge(&id),
+    ];
+    for load in loads {
+        assert_eq!(
+            kind(store.load(&load).await),
+            Some(StoreErrorKind::NotInitialised),
+            "{what}: load {load:?}"
+        );
+    }
+    assert_eq!(
+        kind(store.account_record(account).await),
+        Some(StoreErrorKind::NotInitialised),
+        "{what}: account_record"
+    );
+}
+
+/// Emptied tables (all of them, the migration record and the marker
+/// included) fail closed, `migrate` does not re-arm them, and only
+/// `initialise` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn emptied_tables_fail_closed_until_initialised() {
+    let files = Files::default();
+    let pool = file_pool(&files.fresh()).await;
+    let store = migrated(pool.clone()).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+
+    let marker = marker_rows(&pool).await;
+    assert_eq!(marker.len(), 1);
+    assert_eq!(marker[0].0, "initialised");
+    store
+        .commit_account(
+            &testkit::sample_contact_book(&alice, now),
+            None,
+            &claim(&["+819012345678"], &[]),
+        )
+        .await
+        .expect("commit");
+    let loaded = store.load(&Load::account(&alice)).await.expect("load");
+    assert_eq!(loaded.record.map(|b| b.version), Some(1));
+
+    // Every table emptied.
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'table'")
+            .fetch_all(&pool)
+            .await
+            .expect("list tables");
+    assert!(tables.len() >= 11, "{tables:?}");
+    for table in tables {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&pool)
+            .await
+            .expect("empty a table");
+    }
+    assert_not_initialised(&store, &alice, "after DELETE").await;
+
+    // Migrating again applies the migrations again, not the marker.
+    store.migrate().await.expect("migrate after the loss");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM ninsho_schema_version ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .expect("read versions");
+    assert_eq!(versions, [1, 2, 3, 4]);
+    assert!(marker_rows(&pool).await.is_empty());
+    assert_not_initialised(&store, &alice, "after migrate").await;
+
+    store.initialise().await.expect("initialise");
+    let loaded = store.load(&Load::account(&alice)).await.expect("load");
+    assert!(loaded.record.is_none() && loaded.failures.is_none());
+    let first = marker_rows(&pool).await;
+    assert_eq!(first.len(), 1);
+    store.initialise().await.expect("initialise again");
+    assert_eq!(
+        marker_rows(&pool).await,
+        first,
+        "idempotent, first time kept"
+    );
+
+    // Only the marker deleted: the same.
+    sqlx::query("DELETE FROM ninsho_meta")
+        .execute(&pool)
+        .await
+        .expect("delete the marker");
+    assert_not_initialised(&store, &alice, "after DELETE of the marker").await;
+    store.migrate().await.expect("migrate");
+    assert_not_initialised(&store, &alice, "after DELETE and migrate").await;
+    store.initialise().await.expect("initialise");
+    store.load(&Load::account(&alice)).await.expect("load");
+}
+
+/// The upgrade of a version-3 database (an existing deployment) writes the
+/// marker, once; a new, empty file is a first deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_upgrade_from_version_3_writes_the_marker_once() {
+    let files = Files::default();
+    let path = files.fresh();
+    let pool = file_pool(&path).await;
+    sqlx::raw_sql(
+        "CREATE TABLE ninsho_schema_version (\
+         version INTEGER PRIMARY KEY NOT NULL, \
+         applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);",
+    )
+    .execute(&pool)
+    .await
+    .expect("version table");
+    for sql in [
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/sqlite/0002_factors.sql"),
+        include_str!("../migrations/sqlite/0003_contacts.sql"),
+    ] {
+        sqlx::raw_sql(sql).execute(&pool).await.expect("apply");
+    }
+    sqlx::query("INSERT INTO ninsho_schema_version (version) VALUES (1), (2), (3)")
+        .execute(&pool)
+        .await
+        .expect("record versions");
+    let store = SqliteStore::new(pool.clone());
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+    store
+        .commit_account(
+            &testkit::sample_contact_book(&alice, now),
+            None,
+            &claim(&[], &[]),
+        )
+        .await
+        .expect("written by the previous release");
+    assert_eq!(
+        kind(store.load(&Load::account(&alice)).await),
+        Some(StoreErrorKind::Other),
+        "not migrated yet: no marker table"
+    );
+
+    let other = SqliteStore::new(file_pool(&path).await);
+    let (a, b) = tokio::join!(store.migrate(), other.migrate());
+    a.expect("migrate a");
+    b.expect("migrate b");
+    assert_eq!(marker_rows(&pool).await.len(), 1);
+    let loaded = store.load(&Load::account(&alice)).await.expect("load");
+    assert_eq!(loaded.record.map(|b| b.account), Some(alice.clone()));
+
+    sqlx::query("DELETE FROM ninsho_meta")
+        .execute(&pool)
+        .await
+        .expect("delete the marker");
+    store.migrate().await.expect("migrate again");
+    assert_not_initialised(&store, &alice, "after the upgrade").await;
+}
+
+/// Two pools (two processes) on one file, 32 tasks each, commit the same
+/// step: the same challenge version, a failure run that does not exist
+/// yet, a hit each. Exactly one lands; the losers write nothing, their
+/// hits included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_step_commits_from_two_pools_land_once() {
+    let files = Files::default();
+    let path = files.fresh();
+    let a = migrated(file_pool(&path).await).await;
+    let b = SqliteStore::new(file_pool(&path).await);
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+    let mut challenge = testkit::sample_challenge(1, now);
+    challenge.account = Some(alice.clone());
+    a.insert_challenge(&challenge).await.expect("insert");
+    let barrier = Arc::new(tokio::sync::Barrier::new(64));
+    let tasks: Vec<_> = (0..64u32)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (alice, challenge, barrier) = (alice.clone(), challenge.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let mut next = challenge.clone();
+                next.version = 1;
+                next.failed_attempts = i;
+                let hits = [limit_hit(&format!("race:{i}"), 1_000)];
+                let mut commit = Commit::default();
+                commit.hits = &hits;
+                commit.failures = Some(FailureChange {
+                    account: &alice,
+                    expected: None,
+                    next: Some(run(i + 1, now)),
+                });
+                commit.challenge = Some(ChallengeWrite::Replace {
+                    record: &next,
+                    expected_version: 0,
+                });
+                barrier.wait().await;
+                (i, store.commit(&commit, now).await)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            (i, Ok(Committed::Done)) => winners.push(i),
+            (_, Err(e)) if e.is_conflict() => {}
+            (i, other) => panic!("task {i}: {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners {winners:?}");
+    let winner = winners[0];
+    let loaded = b
+        .load(&Load::account(&alice).with_challenge(&challenge.id))
+        .await
+        .expect("load");
+    assert_eq!(loaded.challenge.map(|c| c.failed_attempts), Some(winner));
+    assert_eq!(loaded.failures, Some(run(winner + 1, now)));
+    assert_eq!(
+        count_rows(a.pool(), "ninsho_counters").await,
+        1,
+        "only the winner's hit is charged"
+    );
+}
+
+/// A step commit that is `Taken` or a `Conflict` leaves the database as it
+/// was, counters included, and the same commit without the bad part lands
+/// whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_step_commits_roll_back_whole() {
+    let pool = memory_pool().await;
+    let store = migrated(pool.clone()).await;
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let (alice, bob) = (AccountId::new("alice"), AccountId::new("bob"));
+    store
+        .commit_account(
+            &testkit::sample_contact_book(&bob, now),
+            None,
+            &claim(&["+819012345678"], &[]),
+        )
+        .await
+        .expect("bob's number");
+    let mut challenge = testkit::sample_challenge(1, now);
+    challenge.account = Some(alice.clone());
+    let device = sample_device(&alice, 1, now);
+    let book = testkit::sample_contact_book(&alice, now);
+    let taken = claim(&["own", "+819012345678"], &[]);
+    let hits = [limit_hit("dest:a", 5), limit_hit("acct:a", 5)];
+    let mut commit = Commit::default();
+    commit.hits = &hits;
+    commit.failures = Some(FailureChange {
+        account: &alice,
+        expected: None,
+        next: Some(run(1, now)),
+    });
+    commit.challenge = Some(ChallengeWrite::Insert(&challenge));
+    commit.device = Some(&device);
+    commit.record = Some(RecordWrite {
+        record: &book,
+        expected_version: None,
+        claims: &taken,
+    });
+    let tables = [
+        "ninsho_counters",
+        "ninsho_failures",
+        "ninsho_challenges",
+        "ninsho_devices",
+        "ninsho_contact_books",
+        "ninsho_contact_claims",
+    ];
+    let mut before = Vec::new();
+    for table in tables {
+        before.push(count_rows(&pool, table).await);
+    }
+    assert_eq!(
+        store.commit(&commit, now).await.expect("commit"),
+        Committed::Taken { index: 1 }
+    );
+    let stale = RecordWrite {
+        record: &book,
+        expected_version: Some(4),
+        claims: &ClaimChanges::default(),
+    };
+    commit.record = Some(stale);
+    assert_eq!(
+        kind(store.commit(&commit, now).await),
+        Some(StoreErrorKind::Conflict)
+    );
+    for (table, before) in tables.iter().zip(&before) {
+        assert_eq!(count_rows(&pool, table).await, *before, "{table}");
+    }
+
+    let own = claim(&["own"], &[]);
+    commit.record = Some(RecordWrite {
+        record: &book,
+        expected_version: None,
+        claims: &own,
+    });
+    assert_eq!(
+        store.commit(&commit, now).await.expect("commit"),
+        Committed::Done
+    );
+    let loaded = store
+        .load(
+            &Load::account(&alice)
+                .with_challenge(&challenge.id)
+                .with_device(&device.id),
+        )
+        .await
+        .expect("load");
+    assert!(loaded.record.is_some() && loaded.challenge.is_some() && loaded.device.is_some());
+    assert_eq!(loaded.failures, Some(run(1, now)));
+    assert_eq!(count_rows(&pool, "ninsho_counters").await, 2);
+    assert_eq!(store.claim_owner("own").await.expect("owner"), Some(alice));
 }
