@@ -1007,12 +1007,12 @@ impl StepStore for SqliteStore {
             }),
             _ => None,
         };
-        let mut loaded = Loaded::default();
-        loaded.record = decode_joined(book_v, book)?;
-        loaded.failures = failures;
-        loaded.challenge = decode_joined(ch_v, ch)?;
-        loaded.device = decode_joined(dev_v, dev)?;
-        Ok(loaded)
+        Ok(Loaded {
+            record: decode_joined(book_v, book)?,
+            failures,
+            challenge: decode_joined(ch_v, ch)?,
+            device: decode_joined(dev_v, dev)?,
+        })
     }
 
     /// One `BEGIN IMMEDIATE` transaction: the statements of the part calls
