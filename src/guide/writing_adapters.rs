@@ -305,8 +305,8 @@
 //! | store | feature | how each call is atomic |
 //! |---|---|---|
 //! | [`MemoryStore`](crate::store::MemoryStore) | `memory` (default) | one mutex held for the whole call |
-//! | `PgStore` | `postgres` | one conditional statement per method: `INSERT … ON CONFLICT DO NOTHING` (no row inserted → conflict), `UPDATE … WHERE id = $1 AND version = $expected` (no row updated → conflict), `INSERT … ON CONFLICT DO UPDATE … RETURNING` for counters and epochs. `commit_account` is one `READ COMMITTED` transaction that first takes a transaction-level advisory lock per claim key, in ascending order of lock id, so commits on one key queue up and commits on several keys never deadlock |
-//! | `SqliteStore` | `sqlite` | the same single statements (SQLite has one writer at a time, `UPSERT` and `RETURNING`); the multi-row `commit_account` and `delete_account` run in a `BEGIN IMMEDIATE` transaction, which holds the write lock from its first statement |
+//! | `PgStore` | `postgres` | one conditional statement per method: `INSERT … ON CONFLICT DO NOTHING` (no row inserted → conflict), `UPDATE … WHERE id = $1 AND version = $expected` (no row updated → conflict), `INSERT … ON CONFLICT DO UPDATE … RETURNING` for counters and epochs. `commit_account` is one `READ COMMITTED` transaction that first takes a transaction-level advisory lock per claim key, in ascending order of lock id, so commits on one key queue up and commits on several keys never deadlock. A journey step's `load` is one `SELECT` that joins its parts into one row beside the initialisation marker; its `commit` is one `SELECT` of the PL/pgSQL function `ninsho_commit`, which runs the same conditional statements and raises (rolling back the whole call) when one touches no row |
+//! | `SqliteStore` | `sqlite` | the same single statements (SQLite has one writer at a time, `UPSERT` and `RETURNING`); the multi-row `commit_account`, `delete_account` and a journey step's `commit` run in a `BEGIN IMMEDIATE` transaction, which holds the write lock from its first statement; `load` is one `SELECT` with joins and the marker check |
 //! | `RedisStore` | `redis` | one Lua script per operation (`EVALSHA`, loaded on first use) or a single command: Redis runs a script without interleaving. A journey step's `load` and `commit` are one script each: `load.lua` checks the initialisation marker beside its reads, `commit.lua` checks every condition before its first write. Records expire natively some time after `expires_at`, and a sorted index keeps the purges exact |
 //!
 //! Each passes the conformance suite, two-instance race included (the
@@ -322,6 +322,15 @@
 //! `migrations/postgres/` and `migrations/sqlite/` for hosts that run their
 //! own migration tool. Redis needs no schema. An adapter of your own
 //! should do the same: versioned, idempotent, safe to race.
+//!
+//! **The initialisation marker.** The SQL adapters keep it as a row of
+//! `ninsho_meta`, written only by the migration that creates that table
+//! (a new schema, or the upgrade of an existing one), so `migrate()` run
+//! again after the rows were lost does not re-arm it; their
+//! `initialise()` is the operator's way to. Redis writes it only through
+//! `RedisStore::initialise`. An adapter of your own should write its
+//! marker only when it creates its namespace, or on an operator's
+//! request, never on an ordinary start.
 //!
 //! # Writing a gateway
 //!
