@@ -1145,16 +1145,31 @@ async fn the_upgrade_from_version_3_writes_the_marker_once() {
     let store = PgStore::with_schema(pool.clone(), &name).expect("schema");
     let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
     let alice = AccountId::new("alice");
-    store
-        .commit_account(
-            &testkit::sample_contact_book(&alice, now),
-            None,
-            &claim(&[], &[]),
-        )
-        .await
-        .expect("written by the previous release");
-    // The previous release's schema has no marker table: a permanent error,
-    // not NotInitialised (the schema is not migrated yet).
+    // A record as the previous release wrote it.
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO \"{name}\".ninsho_contact_books (account, version, record) \
+         VALUES ($1, 1, $2)"
+    )))
+    .bind(&alice.0)
+    .bind(serde_json::to_string(&testkit::sample_contact_book(&alice, now)).expect("json"))
+    .execute(&pool)
+    .await
+    .expect("written by the previous release");
+    // The previous release's schema has no marker table, and no commit
+    // function: permanent errors, not NotInitialised (the schema is not
+    // migrated yet).
+    assert_eq!(
+        kind(
+            store
+                .commit_account(
+                    &testkit::sample_contact_book(&alice, now),
+                    Some(1),
+                    &claim(&[], &[])
+                )
+                .await
+        ),
+        Some(StoreErrorKind::Other)
+    );
     assert_eq!(
         kind(store.load(&Load::account(&alice)).await),
         Some(StoreErrorKind::Other)

@@ -11,12 +11,13 @@ use time::{Duration, OffsetDateTime};
 
 use super::sql_common::{
     IdRecord, Versioned, applied, consecutive_from_sql, count_from_sql, decode_joined,
-    decode_record, distinct, encode_record, first_taken, map_err, max_to_sql, statement, store_err,
+    decode_record, distinct, encode_record, map_err, max_to_sql, statement, store_err,
     version_to_sql,
 };
 use super::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
-    DeviceStore, LimitStore, Load, Loaded, StepStore, StoreError, VerificationStore, WindowCount,
+    DeviceStore, LimitStore, Load, Loaded, RecordWrite, StepStore, StoreError, VerificationStore,
+    WindowCount,
 };
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
@@ -45,11 +46,6 @@ const COMMIT_CONFLICT: &str = "NSC01";
 /// account, with the claim's index as the error's DETAIL.
 const COMMIT_TAKEN: &str = "NSC02";
 
-/// Takes the transaction-level advisory locks whose ids `$1` lists, in
-/// that order (`unnest` yields the array in order).
-const LOCK_CLAIMS: &str =
-    "SELECT count(pg_catalog.pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k";
-
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`); longer ones
 /// are silently truncated, so they are refused instead.
 const MAX_IDENTIFIER: usize = 63;
@@ -58,12 +54,12 @@ const MAX_IDENTIFIER: usize = 63;
 ///
 /// Each method that changes state is **one SQL statement**, atomic in the
 /// database: no application locks, no read-modify-write round trips. A
-/// journey step's [`commit`](StepStore::commit), which changes several
-/// rows, is one statement too: a call of the function `ninsho_commit`
-/// (see [Journey steps](#journey-steps)). The two exceptions are one
-/// transaction each: `commit_account` and `delete_account` (see [Contact
-/// claims](#contact-claims)). Any number of app instances may share the
-/// tables.
+/// journey step's [`commit`](StepStore::commit), and `commit_account`,
+/// which change several rows, are one statement too: a call of the
+/// function `ninsho_commit` (see [Journey steps](#journey-steps) and
+/// [Contact claims](#contact-claims)). The one exception is
+/// `delete_account`, one transaction of two statements. Any number of app
+/// instances may share the tables.
 ///
 /// | method | statement |
 /// |---|---|
@@ -77,7 +73,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `replace_device` | `UPDATE … WHERE account = $1 AND id = $2 AND version = $expected`; no row updated → conflict |
 /// | `delete_device` | `DELETE … WHERE account = $1 AND id = $2`; whether a row went |
 /// | `delete_devices` | `DELETE … WHERE account = $1`; how many rows went |
-/// | `commit_account` | one transaction, see [Contact claims](#contact-claims) |
+/// | `commit_account` | one `SELECT … FROM ninsho_commit(…)` with the record alone, see [Contact claims](#contact-claims) |
 /// | `delete_account` | one transaction: `DELETE` the record, then `DELETE … WHERE account = $1` from the claims |
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = $1 AND version = $expected`; no row updated → conflict |
@@ -157,7 +153,9 @@ const MAX_IDENTIFIER: usize = 63;
 ///
 /// # Contact claims
 ///
-/// `commit_account` runs in one `READ COMMITTED` transaction:
+/// `commit_account` is a [step commit](#journey-steps) of the record
+/// alone: one call of `ninsho_commit`, one transaction under `READ
+/// COMMITTED`, in which
 ///
 /// 1. it takes a transaction-level advisory lock per claim key it claims
 ///    or releases (`pg_advisory_xact_lock`, on 64 bits of SHA-256 of the
@@ -170,8 +168,9 @@ const MAX_IDENTIFIER: usize = 63;
 /// 3. it reads who holds the keys to claim: one held by another account →
 ///    rolled back, [`AccountCommit::Taken`] with nothing written;
 /// 4. it deletes the released keys the account holds, then inserts the
-///    claims (`ON CONFLICT (key) DO NOTHING`, keeping those it holds), and
-///    commits.
+///    claims (`ON CONFLICT (key) DO NOTHING`, keeping those it holds); a
+///    key to claim that is then not the account's (it changed hands
+///    outside the locks) → rolled back, a conflict.
 ///
 /// Under the locks a claim key can only change hands inside another
 /// commit that holds its lock, so of two accounts claiming one number the
@@ -283,11 +282,6 @@ struct Statements {
     commit: SqlStr,
     initialise: SqlStr,
     claim_owner: SqlStr,
-    insert_book: SqlStr,
-    update_book: SqlStr,
-    claim_holders: SqlStr,
-    release_claims: SqlStr,
-    insert_claims: SqlStr,
     delete_book: SqlStr,
     delete_claims: SqlStr,
     insert_verification: SqlStr,
@@ -405,27 +399,6 @@ impl Statements {
             )),
             claim_owner: statement(format!(
                 "SELECT account FROM {s}.ninsho_contact_claims WHERE key = $1"
-            )),
-            insert_book: statement(format!(
-                "INSERT INTO {s}.ninsho_contact_books (account, version, record) \
-                 VALUES ($1, $2, $3) \
-                 ON CONFLICT (account) DO NOTHING"
-            )),
-            update_book: statement(format!(
-                "UPDATE {s}.ninsho_contact_books \
-                 SET version = $2, record = $3 \
-                 WHERE account = $1 AND version = $4"
-            )),
-            claim_holders: statement(format!(
-                "SELECT key, account FROM {s}.ninsho_contact_claims WHERE key = ANY($1)"
-            )),
-            release_claims: statement(format!(
-                "DELETE FROM {s}.ninsho_contact_claims WHERE key = ANY($1) AND account = $2"
-            )),
-            insert_claims: statement(format!(
-                "INSERT INTO {s}.ninsho_contact_claims (key, account) \
-                 SELECT k, $2 FROM unnest($1::text[]) AS k \
-                 ON CONFLICT (key) DO NOTHING"
             )),
             delete_book: statement(format!(
                 "DELETE FROM {s}.ninsho_contact_books WHERE account = $1"
@@ -964,90 +937,23 @@ impl AccountStore for PgStore {
         expected_version: Option<u64>,
         changes: &ClaimChanges,
     ) -> Result<AccountCommit, StoreError> {
-        let err = store_err(transient);
-        let json = encode_record(book)?;
-        let account = book.account.0.as_str();
-        let claim = distinct(&changes.claim);
-        let release = distinct(&changes.release);
-        let locks = claim_locks(&self.schema, claim.iter().chain(&release).copied());
-
-        let mut tx = self.pool.begin().await.map_err(&err)?;
-        if !locks.is_empty() {
-            sqlx::query::<Postgres>(LOCK_CLAIMS)
-                .bind(&locks)
-                .execute(&mut *tx)
-                .await
-                .map_err(&err)?;
-        }
-
-        let written = match expected_version {
-            None => sqlx::query::<Postgres>(self.sql.insert_book.clone())
-                .bind(account)
-                .bind(version_to_sql(book.version))
-                .bind(&json)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| map_err(e, transient, true))?,
-            Some(expected) => sqlx::query::<Postgres>(self.sql.update_book.clone())
-                .bind(account)
-                .bind(version_to_sql(book.version))
-                .bind(&json)
-                .bind(version_to_sql(expected))
-                .execute(&mut *tx)
-                .await
-                .map_err(&err)?,
+        // A step commit of the record alone: no counters, so its instant
+        // is never read.
+        let commit = Commit {
+            record: Some(RecordWrite {
+                record: book,
+                expected_version,
+                claims: changes,
+            }),
+            ..Commit::default()
         };
-        if written.rows_affected() == 0 {
-            tx.rollback().await.map_err(&err)?;
-            return Err(StoreError::conflict());
+        match self.commit(&commit, OffsetDateTime::UNIX_EPOCH).await? {
+            Committed::Done => Ok(AccountCommit::Committed),
+            Committed::Taken { index } => Ok(AccountCommit::Taken { index }),
+            Committed::LimitReached { .. } => Err(StoreError::other(
+                "ninsho_commit reported a limit for a commit without counters",
+            )),
         }
-
-        let holders: Vec<(String, String)> = if claim.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_as(self.sql.claim_holders.clone())
-                .bind(&claim)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(&err)?
-        };
-        if let Some(index) = first_taken(&changes.claim, &holders, account) {
-            tx.rollback().await.map_err(&err)?;
-            return Ok(AccountCommit::Taken { index });
-        }
-
-        if !release.is_empty() {
-            sqlx::query::<Postgres>(self.sql.release_claims.clone())
-                .bind(&release)
-                .bind(account)
-                .execute(&mut *tx)
-                .await
-                .map_err(&err)?;
-        }
-        if !claim.is_empty() {
-            let inserted = sqlx::query::<Postgres>(self.sql.insert_claims.clone())
-                .bind(&claim)
-                .bind(account)
-                .execute(&mut *tx)
-                .await
-                .map_err(&err)?;
-            // Every key not already held (after the releases) must have
-            // been inserted; anything else means a claim changed hands
-            // outside the locks, so nothing is written.
-            let kept = claim
-                .iter()
-                .filter(|key| {
-                    !release.contains(key) && holders.iter().any(|(held, _)| held == *key)
-                })
-                .count();
-            let wanted = u64::try_from(claim.len() - kept).unwrap_or(u64::MAX);
-            if inserted.rows_affected() != wanted {
-                tx.rollback().await.map_err(&err)?;
-                return Err(StoreError::conflict());
-            }
-        }
-        tx.commit().await.map_err(&err)?;
-        Ok(AccountCommit::Committed)
     }
 
     async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
