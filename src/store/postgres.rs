@@ -197,7 +197,10 @@ const MAX_IDENTIFIER: usize = 63;
 /// - version 4: `ninsho_meta (key, written_at)`, the [initialisation
 ///   marker](#initialisation-marker), and the function `ninsho_commit`
 ///   (created with `SET search_path FROM CURRENT`, so it finds the tables
-///   whatever the caller's `search_path`);
+///   whatever the caller's `search_path`; it runs with the caller's
+///   rights, so the application's role needs `EXECUTE` on it, which
+///   PostgreSQL grants to `PUBLIC` unless the database's default
+///   privileges say otherwise);
 ///
 /// and `ninsho_schema_version (version, applied_at)`. The SQL is shipped in
 /// `migrations/postgres/` for hosts that prefer their own migration tool
