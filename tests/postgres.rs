@@ -1121,6 +1121,26 @@ async fn truncated_tables_fail_closed_until_initialised() {
     assert_not_initialised(&store, &alice, "after DELETE and migrate").await;
     store.initialise().await.expect("initialise");
     store.load(&Load::account(&alice)).await.expect("load");
+
+    // The marker's table dropped: closed as well (a permanent error), and
+    // migrate makes it again only once version 4 is no longer recorded.
+    execute(&pool, format!("DROP TABLE \"{name}\".ninsho_meta")).await;
+    assert_eq!(
+        kind(store.load(&Load::account(&alice)).await),
+        Some(StoreErrorKind::Other)
+    );
+    store.migrate().await.expect("migrate");
+    assert_eq!(
+        kind(store.load(&Load::account(&alice)).await),
+        Some(StoreErrorKind::Other)
+    );
+    execute(
+        &pool,
+        format!("DELETE FROM \"{name}\".ninsho_schema_version WHERE version = 4"),
+    )
+    .await;
+    store.migrate().await.expect("migrate");
+    store.load(&Load::account(&alice)).await.expect("load");
 }
 
 /// The one time the marker is written without an operator: the upgrade of

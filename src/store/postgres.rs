@@ -139,7 +139,11 @@ const MAX_IDENTIFIER: usize = 63;
 /// is written without an operator deciding so (the upgrade can't tell
 /// whether the tables it finds were emptied before). Running
 /// [`migrate`](Self::migrate) again, even after `ninsho_schema_version`
-/// was emptied too, does not write it back.
+/// was emptied too, does not write it back. (A dropped `ninsho_meta`
+/// table, with the rest in place, fails closed too, as
+/// [`Other`](super::StoreErrorKind::Other) errors; `migrate` creates it
+/// again, marker included, only once version 4 is deleted from
+/// `ninsho_schema_version`, which is then the operator's act.)
 ///
 /// What the marker can't catch: when the tables themselves are gone (the
 /// schema dropped, or a database restored from a backup that predates

@@ -207,7 +207,11 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// written without an operator deciding so (the upgrade can't tell whether
 /// the tables it finds were emptied before). Running
 /// [`migrate`](Self::migrate) again, even after `ninsho_schema_version`
-/// was emptied too, does not write it back.
+/// was emptied too, does not write it back. (A dropped `ninsho_meta`
+/// table, with the rest in place, fails closed too, as
+/// [`Other`](super::StoreErrorKind::Other) errors; `migrate` creates it
+/// again, marker included, only once version 4 is deleted from
+/// `ninsho_schema_version`, which is then the operator's act.)
 ///
 /// What the marker can't catch: when the tables themselves are gone (a
 /// new, empty file in place of the database), `migrate` can't tell a
