@@ -2187,7 +2187,10 @@ async fn a_store_wiped_under_a_running_service_fails_closed() {
         let taro = AccountId::new("taro");
         support::enrol(&service, &gateway, &taro).await;
         let before = service.sign_in_begin(&taro, None).await.unwrap();
-        assert!(matches!(before, ninsho::service::SignInStart::Required { .. }));
+        assert!(matches!(
+            before,
+            ninsho::service::SignInStart::Required { .. }
+        ));
         let sent = gateway.attempts().len();
 
         delete_prefix(&mut conn, store.prefix()).await;
