@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, StoreError,
-    VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
+    DeviceStore, LimitStore, Load, Loaded, StepStore, StoreError, VerificationStore, WindowCount,
 };
 
 use crate::model::{
@@ -75,10 +75,29 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// The index of the shard `key` lives in.
+    fn index<K: Hash + ?Sized>(&self, key: &K) -> usize {
+        usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0)
+    }
+
     /// The shard `key` lives in, locked.
     fn shard<K: Hash + ?Sized>(&self, key: &K) -> MutexGuard<'_, Inner> {
-        let index = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
-        lock(&self.shards[index])
+        lock(&self.shards[self.index(key)])
+    }
+}
+
+/// A fixed-window counter after one more hit at `now` (the rule of
+/// [`LimitStore::hit`]).
+fn bumped(counter: Option<WindowCount>, window: Duration, now: OffsetDateTime) -> WindowCount {
+    match counter {
+        Some(c) if c.resets_at > now => WindowCount {
+            count: c.count.saturating_add(1),
+            resets_at: c.resets_at,
+        },
+        _ => WindowCount {
+            count: 1,
+            resets_at: now.saturating_add(window),
+        },
     }
 }
 
@@ -172,16 +191,9 @@ impl LimitStore for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<WindowCount, StoreError> {
         let mut inner = self.shard(key);
-        let counter = inner.counters.entry(key.to_owned()).or_insert(WindowCount {
-            count: 0,
-            resets_at: now,
-        });
-        if counter.resets_at <= now {
-            counter.count = 0;
-            counter.resets_at = now.saturating_add(window);
-        }
-        counter.count = counter.count.saturating_add(1);
-        Ok(*counter)
+        let counter = bumped(inner.counters.get(key).copied(), window, now);
+        inner.counters.insert(key.to_owned(), counter);
+        Ok(counter)
     }
 
     async fn replace_failures(
@@ -309,15 +321,7 @@ impl AccountStore for MemoryStore {
         if let Some(index) = taken {
             return Ok(AccountCommit::Taken { index });
         }
-        for key in &changes.release {
-            if contacts.claims.get(key) == Some(&book.account) {
-                contacts.claims.remove(key);
-            }
-        }
-        for key in &changes.claim {
-            contacts.claims.insert(key.clone(), book.account.clone());
-        }
-        contacts.books.insert(book.account.clone(), book.clone());
+        apply_claims(&mut contacts, book, changes);
         Ok(AccountCommit::Committed)
     }
 
@@ -372,4 +376,174 @@ impl VerificationStore for MemoryStore {
         }
         Ok(u64::try_from(purged).unwrap_or(u64::MAX))
     }
+}
+
+#[async_trait]
+impl StepStore for MemoryStore {
+    async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        if let Some(account) = load.account {
+            loaded.record = lock(&self.contacts).books.get(account).cloned();
+            let inner = self.shard(account);
+            loaded.failures = inner.failures.get(account).copied();
+            if let Some(device) = load.device {
+                loaded.device = inner.devices.get(&(account.clone(), *device)).cloned();
+            }
+        }
+        if let Some(id) = load.challenge {
+            loaded.challenge = self.shard(id).challenges.get(id).cloned();
+        }
+        Ok(loaded)
+    }
+
+    async fn commit(
+        &self,
+        commit: &Commit<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        // Every lock the commit needs, in one fixed order (the claims and
+        // records first, then shards by index), so that commits never wait
+        // for each other in a circle and no single-record call slips in
+        // between the checks and the writes.
+        let mut contacts = commit.record.map(|_| lock(&self.contacts));
+        let mut wanted: Vec<usize> = commit
+            .hits
+            .iter()
+            .map(|h| self.index(h.key.as_str()))
+            .chain(commit.failures.map(|f| self.index(f.account)))
+            .chain(commit.challenge.map(|c| self.index(&c.record().id)))
+            .chain(commit.device.map(|d| self.index(&d.account)))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut guards: Vec<(usize, MutexGuard<'_, Inner>)> =
+            wanted.iter().map(|&i| (i, lock(&self.shards[i]))).collect();
+
+        // 1. The counters, worked out before anything is written.
+        let mut counts = Vec::with_capacity(commit.hits.len());
+        for (at, hit) in commit.hits.iter().enumerate() {
+            let index = self.index(hit.key.as_str());
+            let earlier = commit.hits[..at]
+                .iter()
+                .zip(&counts)
+                .rev()
+                .find(|(h, _)| h.key == hit.key)
+                .map(|(_, c): (_, &WindowCount)| *c);
+            let stored =
+                earlier.or_else(|| held(&mut guards, index).counters.get(&hit.key).copied());
+            let count = bumped(stored, hit.window, now);
+            counts.push(count);
+            if count.count > hit.max {
+                for (hit, count) in commit.hits.iter().zip(&counts) {
+                    held(&mut guards, self.index(hit.key.as_str()))
+                        .counters
+                        .insert(hit.key.clone(), *count);
+                }
+                return Ok(Committed::LimitReached { index: at, count });
+            }
+        }
+
+        // 2. Every condition.
+        if let Some(change) = commit.failures {
+            let stored = held(&mut guards, self.index(change.account))
+                .failures
+                .get(change.account)
+                .copied();
+            if stored != change.expected {
+                return Err(StoreError::conflict());
+            }
+        }
+        if let Some(write) = commit.challenge {
+            let id = write.record().id;
+            let stored = held(&mut guards, self.index(&id))
+                .challenges
+                .get(&id)
+                .map(|c| c.version);
+            let fits = match write {
+                ChallengeWrite::Insert(_) => stored.is_none(),
+                ChallengeWrite::Replace {
+                    expected_version, ..
+                } => stored == Some(expected_version),
+            };
+            if !fits {
+                return Err(StoreError::conflict());
+            }
+        }
+        if let Some(device) = commit.device {
+            let key = (device.account.clone(), device.id);
+            if held(&mut guards, self.index(&device.account))
+                .devices
+                .contains_key(&key)
+            {
+                return Err(StoreError::conflict());
+            }
+        }
+        if let (Some(write), Some(contacts)) = (commit.record, contacts.as_deref_mut()) {
+            let account = &write.record.account;
+            if contacts.books.get(account).map(|b| b.version) != write.expected_version {
+                return Err(StoreError::conflict());
+            }
+            let taken = write.claims.claim.iter().position(|key| {
+                contacts
+                    .claims
+                    .get(key)
+                    .is_some_and(|owner| owner != account)
+            });
+            if let Some(index) = taken {
+                return Ok(Committed::Taken { index });
+            }
+        }
+
+        // 3. Every write.
+        for (hit, count) in commit.hits.iter().zip(&counts) {
+            held(&mut guards, self.index(hit.key.as_str()))
+                .counters
+                .insert(hit.key.clone(), *count);
+        }
+        if let Some(change) = commit.failures {
+            let inner = held(&mut guards, self.index(change.account));
+            match change.next {
+                Some(run) => inner.failures.insert(change.account.clone(), run),
+                None => inner.failures.remove(change.account),
+            };
+        }
+        if let Some(write) = commit.challenge {
+            let record = write.record();
+            held(&mut guards, self.index(&record.id))
+                .challenges
+                .insert(record.id, record.clone());
+        }
+        if let Some(device) = commit.device {
+            held(&mut guards, self.index(&device.account))
+                .devices
+                .insert((device.account.clone(), device.id), device.clone());
+        }
+        if let (Some(write), Some(contacts)) = (commit.record, contacts.as_deref_mut()) {
+            apply_claims(contacts, write.record, write.claims);
+        }
+        Ok(Committed::Done)
+    }
+}
+
+/// The locked shard `index` among `guards` (which hold every shard a
+/// commit touches).
+fn held<'g, 's>(guards: &'g mut [(usize, MutexGuard<'s, Inner>)], index: usize) -> &'g mut Inner {
+    let at = guards.iter().position(|(i, _)| *i == index).unwrap_or(0);
+    &mut guards[at].1
+}
+
+/// Releases and claims `changes` for `record`'s account and stores the
+/// record (the checks were made).
+fn apply_claims(contacts: &mut Contacts, record: &AccountRecord, changes: &ClaimChanges) {
+    for key in &changes.release {
+        if contacts.claims.get(key) == Some(&record.account) {
+            contacts.claims.remove(key);
+        }
+    }
+    for key in &changes.claim {
+        contacts.claims.insert(key.clone(), record.account.clone());
+    }
+    contacts
+        .books
+        .insert(record.account.clone(), record.clone());
 }

@@ -28,6 +28,7 @@ mod redis;
 mod sql_common;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod step;
 
 use std::fmt;
 
@@ -46,6 +47,10 @@ pub use mysql::MySqlStore;
 pub use postgres::PgStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use step::{
+    ChallengeWrite, Commit, Committed, FailureChange, LimitHit, Load, Loaded, RecordWrite,
+    StepStore,
+};
 
 use crate::model::{
     AccountId, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
@@ -57,6 +62,7 @@ use crate::model::{
 #[error("{}", match .kind {
     StoreErrorKind::Conflict => "the record changed or already exists (a concurrent write won)",
     StoreErrorKind::Unavailable => "the store is unavailable; retry later",
+    StoreErrorKind::NotInitialised => "the store holds no ninsho data marker: it was never initialised, or it lost its data (an operator must re-initialise it)",
     StoreErrorKind::Other => "the store failed",
 })]
 #[non_exhaustive]
@@ -76,6 +82,13 @@ pub enum StoreErrorKind {
     Conflict,
     /// The backend could not be reached or timed out; retry later.
     Unavailable,
+    /// The store's initialisation marker is missing: the database or
+    /// Redis lost its data (a restart without persistence, a flush, a
+    /// restore of an empty backup) or was never initialised. Every account
+    /// would read as new, with two-step sign-in off, so the store refuses
+    /// to answer until an operator initialises it again on purpose (each
+    /// adapter documents how). Retrying does not help.
+    NotInitialised,
     /// Any other backend failure.
     Other,
 }
@@ -100,6 +113,13 @@ impl StoreError {
             kind: StoreErrorKind::Unavailable,
             source: Some(source.into()),
         }
+    }
+
+    /// The store lost its data or was never initialised (see
+    /// [`StoreErrorKind::NotInitialised`]).
+    #[must_use]
+    pub fn not_initialised() -> Self {
+        Self::new(StoreErrorKind::NotInitialised)
     }
 
     /// Any other backend failure, keeping its error as the source.
@@ -283,11 +303,17 @@ pub trait DeviceStore: Send + Sync + fmt::Debug {
 
 /// Everything ninsho stores: implement the part traits and this comes free.
 pub trait Store:
-    ChallengeStore + LimitStore + DeviceStore + AccountStore + VerificationStore
+    ChallengeStore + LimitStore + DeviceStore + AccountStore + VerificationStore + StepStore
 {
 }
 
 impl<T> Store for T where
-    T: ChallengeStore + LimitStore + DeviceStore + AccountStore + VerificationStore + ?Sized
+    T: ChallengeStore
+        + LimitStore
+        + DeviceStore
+        + AccountStore
+        + VerificationStore
+        + StepStore
+        + ?Sized
 {
 }

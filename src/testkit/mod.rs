@@ -61,6 +61,13 @@
 //!   a `Conflict` that changes nothing; the purge deletes exactly what
 //!   expired before the cut-off and leaves challenges alone (and the
 //!   challenge purge leaves verifications alone);
+//! - **journey steps** ([`StepStore`](crate::store::StepStore)): `load`
+//!   returns what the part traits stored (and `None` for what it was not
+//!   asked for); each part of a `commit` alone writes what its part-trait
+//!   call would; a commit with any stale condition is a `Conflict` that
+//!   writes nothing, its hits included; a hit past its max stops the commit
+//!   with `LimitReached` (earlier hits and that one charged, nothing else);
+//!   a claim held elsewhere makes it `Taken` with nothing written;
 //! - **races**: 64 tasks at once compare-and-set one record (one winner), run
 //!   read-modify-write loops (no lost update), hit one counter, count
 //!   failures for one account by compare-and-set (no lost count), insert
@@ -68,7 +75,8 @@
 //!   64 accounts claim one contact key (one commits, 63 are `Taken`, never
 //!   an error) or overlapping pairs of keys (no deadlock, no key held
 //!   twice); read-modify-commit loops on one account record (no lost
-//!   update); compare-and-set one verification (one winner);
+//!   update); compare-and-set one verification (one winner); commit one
+//!   journey step on one challenge version and failure run (one winner);
 //! - **through the flows**: [`OneTimeCodes`](crate::service::OneTimeCodes) on the store under test, 64
 //!   simultaneous verifications of one code (exactly one succeeds) and 64
 //!   simultaneous wrong codes (exactly the allowed attempts are counted, then
@@ -187,6 +195,7 @@ mod limits;
 mod races;
 mod samples;
 mod shared;
+mod steps;
 mod verifications;
 
 pub use challenges::*;
@@ -198,6 +207,7 @@ pub use limits::*;
 pub use races::*;
 pub use samples::*;
 pub use shared::*;
+pub use steps::*;
 pub use verifications::*;
 
 /// Tasks in every race.
@@ -260,6 +270,12 @@ where
     check_race_claim_overlapping(new_store().await).await;
     check_race_contact_book_read_modify_write(new_store().await).await;
     check_race_verification_replace(new_store().await).await;
+    check_load_reads_together(new_store().await).await;
+    check_commit_each_part(new_store().await).await;
+    check_commit_conflict_writes_nothing(new_store().await).await;
+    check_commit_limit_reached(new_store().await).await;
+    check_commit_taken_writes_nothing(new_store().await).await;
+    check_race_commit(new_store().await).await;
     check_flows_verify_once(new_store().await).await;
     check_flows_attempts_counted(new_store().await).await;
     check_flows_guesses_counted_first(new_store().await).await;
@@ -293,7 +309,9 @@ where
 /// - 64 accounts, 32 on each handle, claim one contact key at once: exactly
 ///   one commits, the others are `Taken`, and both handles name the winner;
 /// - 32 + 32 read-modify-commit loops on one account record, each adding a
-///   contact and claiming a key: no update is lost.
+///   contact and claiming a key: no update is lost;
+/// - 32 + 32 step commits on one challenge version and failure run: exactly
+///   one lands.
 ///
 /// The namespace must be empty when this starts.
 ///
@@ -312,4 +330,5 @@ pub async fn race_two_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     race_bump_epoch(&stores, "testkit:two-instances:epoch").await;
     race_claim(&stores, "testkit:two-instances:claim").await;
     race_contact_book(&stores, "testkit:two-instances:book").await;
+    steps::race_commit(&stores, 0xB6).await;
 }
