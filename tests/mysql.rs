@@ -19,8 +19,9 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use ninsho::model::{AccountId, ChallengeId, DeviceId, DeviceRecord, FailureRecord, Purpose};
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, MySqlStore,
-    Store, StoreError, StoreErrorKind, VerificationStore,
+    AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, DeviceStore,
+    FailureChange, LimitHit, LimitStore, Load, Loaded, MySqlStore, RecordWrite, StepStore, Store,
+    StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
@@ -1407,5 +1408,255 @@ async fn purge_drops_ended_counters() {
             .expect("hit")
             .count,
         2
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Journey steps (`StepStore`): the initialisation marker and the adapter's
+// own rules; the conformance suite checks the rest.
+// ---------------------------------------------------------------------------
+
+/// `load` reads the store's marker (the migrations recorded in
+/// `ninsho_schema_version`) in its one statement: a database that lost its
+/// rows or its tables, or was never migrated, answers `NotInitialised`
+/// until `migrate` runs again, never "this account has no record".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn load_refuses_a_store_that_lost_its_marker() {
+    let Some(pool) = server("load_refuses_a_store_that_lost_its_marker").await else {
+        return;
+    };
+    let databases = Databases::default();
+    let name = databases.fresh();
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let alice = AccountId::new("alice");
+    let store = MySqlStore::with_database(pool.clone(), &name).expect("name");
+    let not_initialised = |result: Result<Loaded, StoreError>, what: &str| {
+        assert_eq!(
+            kind(result),
+            Some(StoreErrorKind::NotInitialised),
+            "load on {what}"
+        );
+    };
+
+    // Never migrated: no database at all, then no tables.
+    not_initialised(store.load(&Load::account(&alice)).await, "no database");
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
+        .execute(&pool)
+        .await
+        .expect("create the database");
+    not_initialised(store.load(&Load::account(&alice)).await, "no tables");
+
+    store.migrate().await.expect("migrate");
+    let book = testkit::sample_contact_book(&alice, now);
+    store
+        .commit_account(&book, None, &claim(&[], &[]))
+        .await
+        .expect("commit");
+    let loaded = store.load(&Load::account(&alice)).await.expect("load");
+    assert_eq!(loaded.record.map(|r| r.version), Some(1));
+    let challenge = testkit::sample_challenge(4, now);
+    store.insert_challenge(&challenge).await.expect("insert");
+    assert!(
+        store
+            .load(&Load::challenge_only(&challenge.id))
+            .await
+            .expect("load")
+            .challenge
+            .is_some()
+    );
+
+    // The rows go (a restore of an empty dump, a TRUNCATE): refused.
+    for table in [
+        "ninsho_contact_books",
+        "ninsho_challenges",
+        "ninsho_schema_version",
+    ] {
+        sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE TABLE `{name}`.{table}")))
+            .execute(&pool)
+            .await
+            .expect("truncate");
+    }
+    not_initialised(store.load(&Load::account(&alice)).await, "emptied tables");
+    not_initialised(
+        store.load(&Load::challenge_only(&challenge.id)).await,
+        "emptied tables, a challenge alone",
+    );
+
+    // An operator initialises it again on purpose.
+    store.migrate().await.expect("migrate again");
+    let loaded = store.load(&Load::account(&alice)).await.expect("load");
+    assert!(loaded.record.is_none() && loaded.failures.is_none());
+
+    // The tables go: refused again.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP TABLE `{name}`.ninsho_schema_version"
+    )))
+    .execute(&pool)
+    .await
+    .expect("drop");
+    not_initialised(store.load(&Load::account(&alice)).await, "a lost table");
+}
+
+/// A step commit refuses over-long keys before anything runs, and an
+/// unreachable server is `Unavailable` for both calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn steps_refuse_long_keys_and_map_outages() {
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let long = AccountId::new("a".repeat(1025));
+    let challenge = testkit::sample_challenge(5, now);
+    let long_hits = [LimitHit {
+        key: "k".repeat(2049),
+        window: Duration::hours(1),
+        max: 10,
+    }];
+    let hits = [LimitHit {
+        key: "k".to_owned(),
+        window: Duration::hours(1),
+        max: 10,
+    }];
+    let device = sample_device(&long, 1, now);
+    let book = testkit::sample_contact_book(&long, now);
+    let no_claims = claim(&[], &[]);
+    let long_claims = claim(&[&"東".repeat(342)], &[]);
+    let fine_book = testkit::sample_contact_book(&AccountId::new("fine"), now);
+    // `Commit` is non-exhaustive: built from the default, part by part.
+    let mut long_commits = [Commit::default(); 5];
+    long_commits[0].hits = &long_hits;
+    long_commits[1].failures = Some(FailureChange {
+        account: &long,
+        expected: None,
+        next: None,
+    });
+    long_commits[2].device = Some(&device);
+    long_commits[3].record = Some(RecordWrite {
+        record: &book,
+        expected_version: None,
+        claims: &no_claims,
+    });
+    long_commits[4].record = Some(RecordWrite {
+        record: &fine_book,
+        expected_version: None,
+        claims: &long_claims,
+    });
+
+    if let Some(pool) = server("steps_refuse_long_keys_and_map_outages").await {
+        let databases = Databases::default();
+        let name = databases.fresh();
+        let store = migrated(pool.clone(), &name).await;
+        assert_eq!(
+            kind(store.load(&Load::account(&long)).await),
+            Some(StoreErrorKind::Other)
+        );
+        for (i, commit) in long_commits.iter().enumerate() {
+            // Each also carries a challenge that would otherwise land.
+            let mut commit = *commit;
+            commit.challenge = Some(ChallengeWrite::Insert(&challenge));
+            assert_eq!(
+                kind(store.commit(&commit, now).await),
+                Some(StoreErrorKind::Other),
+                "commit {i}"
+            );
+        }
+        assert_eq!(count_rows(&pool, &name, "ninsho_challenges").await, 0);
+        assert_eq!(count_rows(&pool, &name, "ninsho_counters").await, 0);
+    }
+
+    // Port 1 on loopback: connection refused, quickly.
+    let pool = MySqlPoolOptions::new()
+        .acquire_timeout(StdDuration::from_millis(500))
+        .connect_lazy("mysql://root@127.0.0.1:1/test")
+        .expect("lazy pool");
+    let store = MySqlStore::new(pool);
+    let alice = AccountId::new("alice");
+    assert_eq!(
+        kind(
+            store
+                .load(&Load::account(&alice).with_challenge(&challenge.id))
+                .await
+        ),
+        Some(StoreErrorKind::Unavailable)
+    );
+    let mut commit = Commit::default();
+    commit.hits = &hits;
+    commit.challenge = Some(ChallengeWrite::Insert(&challenge));
+    assert_eq!(
+        kind(store.commit(&commit, now).await),
+        Some(StoreErrorKind::Unavailable)
+    );
+}
+
+/// A step commit that waits on a row lock past `innodb_lock_wait_timeout`
+/// fails as `Unavailable` and writes nothing, its hits included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_step_commit_that_times_out_writes_nothing() {
+    let Some(pool) = server("a_step_commit_that_times_out_writes_nothing").await else {
+        return;
+    };
+    let databases = Databases::default();
+    let name = databases.fresh();
+    migrated(pool.clone(), &name).await;
+    let impatient = MySqlPoolOptions::new()
+        .max_connections(2)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET SESSION innodb_lock_wait_timeout = 1")
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect(&url())
+        .await
+        .expect("pool");
+    let store = MySqlStore::with_database(impatient, &name).expect("name");
+    let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
+    let challenge = testkit::sample_challenge(6, now);
+    store.insert_challenge(&challenge).await.expect("insert");
+
+    // Another client holds the challenge's row locked.
+    let mut other = MySqlConnection::connect(&url()).await.expect("connect");
+    other.execute("BEGIN").await.expect("begin");
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT version FROM `{name}`.ninsho_challenges WHERE id = ? FOR UPDATE"
+    )))
+    .bind(challenge.id.to_string().into_bytes())
+    .fetch_all(&mut other)
+    .await
+    .expect("lock the challenge");
+
+    let mut next = challenge.clone();
+    next.version = 1;
+    let hits = [LimitHit {
+        key: "sends".to_owned(),
+        window: Duration::hours(1),
+        max: 10,
+    }];
+    let mut commit = Commit::default();
+    commit.hits = &hits;
+    commit.challenge = Some(ChallengeWrite::Replace {
+        record: &next,
+        expected_version: 0,
+    });
+    assert_eq!(
+        kind(store.commit(&commit, now).await),
+        Some(StoreErrorKind::Unavailable)
+    );
+    other.execute("ROLLBACK").await.expect("rollback");
+    other.close().await.expect("close");
+    assert_eq!(
+        store
+            .challenge(&challenge.id)
+            .await
+            .expect("read")
+            .map(|c| c.version),
+        Some(0)
+    );
+    assert_eq!(
+        store
+            .hit("sends", Duration::hours(1), now)
+            .await
+            .expect("hit")
+            .count,
+        1,
+        "the timed-out commit's hit was rolled back"
     );
 }

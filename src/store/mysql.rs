@@ -15,8 +15,8 @@ use super::sql_common::{
     encode_record, first_taken, statement, version_to_sql,
 };
 use super::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, StoreError,
-    VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
+    DeviceStore, LimitStore, Load, Loaded, StepStore, StoreError, VerificationStore, WindowCount,
 };
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
@@ -71,6 +71,8 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 /// | `insert_verification` | `INSERT`; a duplicate key → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = ? AND version = ?expected`; no row matched → conflict |
 /// | `purge_verifications` | `DELETE … WHERE expires_at < ?` |
+/// | `load` | one `SELECT … UNION ALL …`, one tagged row per part found: the store's marker (see [Initialisation](#initialisation)), the account record, the failure run, the challenge, the device |
+/// | `commit` | one transaction, see [Journey steps](#journey-steps) |
 ///
 /// Reads (`challenge`, `failures`, `device`, `devices`, `account_record`,
 /// `claim_owner`, `verification`) are one `SELECT` each.
@@ -129,6 +131,43 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 /// (error 1205) is not retried: the call has already waited
 /// `innodb_lock_wait_timeout` (50 s by default), so it fails at once as
 /// `Unavailable` and the transaction is rolled back.
+///
+/// # Journey steps
+///
+/// [`commit`](StepStore::commit) runs in one transaction, its statements
+/// in this order, each the conditional write of its part-trait
+/// counterpart:
+///
+/// 1. each hit, in order, as `hit` does (the upsert, then the count read
+///    back); the first past its `max` commits the hits so far, and only
+///    them, and ends the call with [`Committed::LimitReached`];
+/// 2. the failure run: `INSERT` (a duplicate key is a conflict), or
+///    `UPDATE`/`DELETE … WHERE` the expected run; when no run is expected
+///    and none is to be left, a `SELECT … FOR UPDATE` that must find none;
+/// 3. the challenge: `INSERT`, or `UPDATE … WHERE id = ? AND version =
+///    ?expected`;
+/// 4. the device: `INSERT`;
+/// 5. the account record and its claims, as `commit_account` does.
+///
+/// The first condition that fails rolls the whole transaction back, hits
+/// included: a [`Conflict`](super::StoreErrorKind::Conflict), or
+/// [`Committed::Taken`] for a claim held by another account. Every commit
+/// takes its rows in this order, so commits of one account queue up rather
+/// than deadlock, and deadlock victims are run again as above.
+///
+/// # Initialisation
+///
+/// The store's marker is the rows of `ninsho_schema_version`, written by
+/// [`migrate`](Self::migrate). [`load`](StepStore::load) counts them in its
+/// one statement; none, or a missing table or database, is
+/// [`StoreErrorKind::NotInitialised`](super::StoreErrorKind::NotInitialised).
+/// A database restored empty, truncated, or dropped under running
+/// instances therefore answers every journey with an error rather than
+/// reading every account as new, until `migrate` runs again. Running
+/// `migrate` is the operator's way to initialise it on purpose; a host that
+/// calls it at every start-up re-initialises an emptied database when an
+/// instance restarts, so such hosts may prefer to migrate from a deploy
+/// step instead.
 ///
 /// # Tables
 ///
@@ -245,6 +284,8 @@ struct Statements {
     verification: SqlStr,
     replace_verification: SqlStr,
     purge_verifications: SqlStr,
+    load: SqlStr,
+    failures_for_update: SqlStr,
 }
 
 impl Statements {
@@ -258,6 +299,7 @@ impl Statements {
         let books = t("ninsho_contact_books");
         let claims = t("ninsho_contact_claims");
         let verifications = t("ninsho_verifications");
+        let versions = t("ninsho_schema_version");
         Self {
             insert: statement(format!(
                 "INSERT INTO {challenges} (id, version, expires_at, record) VALUES (?, ?, ?, ?)"
@@ -344,6 +386,21 @@ impl Statements {
             )),
             purge_verifications: statement(format!(
                 "DELETE FROM {verifications} WHERE expires_at < ?"
+            )),
+            // One row per part found, tagged; the first is the store's
+            // marker (how many migrations are recorded). A part not asked
+            // for is bound as NULL, which matches no row.
+            load: statement(format!(
+                "SELECT 0, COUNT(*), NULL, NULL FROM {versions} \
+                 UNION ALL SELECT 1, version, NULL, record FROM {books} WHERE account = ? \
+                 UNION ALL SELECT 2, consecutive, last_failure_at, NULL FROM {failures} \
+                 WHERE account = ? \
+                 UNION ALL SELECT 3, version, NULL, record FROM {challenges} WHERE id = ? \
+                 UNION ALL SELECT 4, version, NULL, record FROM {devices} \
+                 WHERE account = ? AND id = ?"
+            )),
+            failures_for_update: statement(format!(
+                "SELECT consecutive FROM {failures} WHERE account = ? FOR UPDATE"
             )),
             claims,
         }
@@ -889,24 +946,36 @@ impl ChallengeStore for MySqlStore {
 }
 
 impl MySqlStore {
-    /// One attempt of [`hit`](LimitStore::hit): the upsert and the read
-    /// back of the row it holds locked, in one transaction.
-    async fn hit_once(&self, key: &[u8], now: i64, resets: i64) -> Result<(i64, i64), Fail> {
-        let mut tx = self.pool.begin().await.map_err(fail(false))?;
+    /// Charges one hit to counter `key` inside the transaction on `conn`:
+    /// the upsert, then the read back of the row it now holds locked.
+    /// Returns the count and the window's end (microseconds).
+    async fn charge(
+        &self,
+        conn: &mut MySqlConnection,
+        key: &[u8],
+        now: i64,
+        resets: i64,
+    ) -> Result<(i64, i64), Fail> {
         sqlx::query(self.sql.hit.clone())
             .bind(key)
             .bind(resets)
             .bind(now)
             .bind(now)
             .bind(resets)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(fail(false))?;
-        let row: (i64, i64) = sqlx::query_as(self.sql.read_counter.clone())
+        sqlx::query_as(self.sql.read_counter.clone())
             .bind(key)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *conn)
             .await
-            .map_err(fail(false))?;
+            .map_err(fail(false))
+    }
+
+    /// One attempt of [`hit`](LimitStore::hit), in one transaction.
+    async fn hit_once(&self, key: &[u8], now: i64, resets: i64) -> Result<(i64, i64), Fail> {
+        let mut tx = self.pool.begin().await.map_err(fail(false))?;
+        let row = self.charge(&mut tx, key, now, resets).await?;
         tx.commit().await.map_err(fail(false))?;
         Ok(row)
     }
@@ -1095,38 +1164,51 @@ impl DeviceStore for MySqlStore {
     }
 }
 
-/// What one attempt of [`commit_account`](AccountStore::commit_account)
-/// came to.
-enum Commit {
-    Done(AccountCommit),
-    /// The record's version differed: rolled back.
+/// How writing an account record (with its claims) inside a transaction
+/// ended; on anything but `Written` the caller rolls back.
+enum RecordOutcome {
+    Written,
+    /// The record's version differed (or a first record found one).
     Conflict,
+    /// `claims.claim[index]` is held by another account.
+    Taken(usize),
+}
+
+/// Checks that an account id and every claim key of `changes` fit their
+/// columns (before any statement runs).
+fn check_record_keys<'a>(
+    account: &'a AccountId,
+    changes: &ClaimChanges,
+) -> Result<&'a [u8], StoreError> {
+    let account = account_key(&account.0)?;
+    for key in changes.claim.iter().chain(&changes.release) {
+        key_bytes("claim key", key, MAX_CLAIM_KEY)?;
+    }
+    Ok(account)
 }
 
 impl MySqlStore {
-    /// One attempt of [`commit_account`](AccountStore::commit_account), in
-    /// one transaction; rolled back on every outcome but success (an error
-    /// drops the transaction, which sqlx rolls back).
-    async fn commit_once(
+    /// Writes `book` and its claim `changes` inside the transaction on
+    /// `conn`, in the order the [type docs](MySqlStore#contact-claims)
+    /// give: the record's compare-and-set, every key locked in byte order,
+    /// the holders read, the releases, the claims. The caller checked the
+    /// keys' lengths and rolls back unless this returns `Written`.
+    async fn write_record(
         &self,
+        conn: &mut MySqlConnection,
         book: &AccountRecord,
         json: &str,
         expected_version: Option<u64>,
         changes: &ClaimChanges,
-    ) -> Result<Commit, Fail> {
-        let account = account_key(&book.account.0)?;
+    ) -> Result<RecordOutcome, Fail> {
+        let account = book.account.0.as_bytes();
         let claim = distinct(&changes.claim);
         let release = distinct(&changes.release);
-        for key in claim.iter().chain(&release) {
-            key_bytes("claim key", key, MAX_CLAIM_KEY)?;
-        }
         // Every key touched, in ascending byte order: the order every
         // commit locks them in.
         let mut touched: Vec<&str> = claim.iter().chain(&release).copied().collect();
         touched.sort_unstable();
         touched.dedup();
-
-        let mut tx = self.pool.begin().await.map_err(fail(false))?;
 
         // 1. The record, compare-and-set; its row stays locked.
         let written = match expected_version {
@@ -1134,7 +1216,7 @@ impl MySqlStore {
                 .bind(account)
                 .bind(version_to_sql(book.version))
                 .bind(json)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(fail(true))?,
             Some(expected) => sqlx::query(self.sql.update_book.clone())
@@ -1142,13 +1224,12 @@ impl MySqlStore {
                 .bind(json)
                 .bind(account)
                 .bind(version_to_sql(expected))
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(fail(false))?,
         };
         if written.rows_affected() == 0 {
-            tx.rollback().await.map_err(fail(false))?;
-            return Ok(Commit::Conflict);
+            return Ok(RecordOutcome::Conflict);
         }
 
         // 2. Every key, locked in order (inserted for the account when
@@ -1158,7 +1239,7 @@ impl MySqlStore {
             for key in &touched {
                 lock = lock.bind(key.as_bytes()).bind(account);
             }
-            lock.execute(&mut *tx).await.map_err(fail(false))?;
+            lock.execute(&mut *conn).await.map_err(fail(false))?;
         }
 
         // 3. Who holds the keys to claim.
@@ -1168,14 +1249,13 @@ impl MySqlStore {
             for key in &claim {
                 read = read.bind(key.as_bytes());
             }
-            let rows = read.fetch_all(&mut *tx).await.map_err(fail(false))?;
+            let rows = read.fetch_all(&mut *conn).await.map_err(fail(false))?;
             let holders = rows
                 .into_iter()
                 .map(|(key, owner)| Ok((text(key)?, text(owner)?)))
                 .collect::<Result<Vec<(String, String)>, StoreError>>()?;
             if let Some(index) = first_taken(&changes.claim, &holders, &book.account.0) {
-                tx.rollback().await.map_err(fail(false))?;
-                return Ok(Commit::Done(AccountCommit::Taken { index }));
+                return Ok(RecordOutcome::Taken(index));
             }
         }
 
@@ -1190,7 +1270,7 @@ impl MySqlStore {
                 sqlx::query(self.sql.release_claim.clone())
                     .bind(key.as_bytes())
                     .bind(account)
-                    .execute(&mut *tx)
+                    .execute(&mut *conn)
                     .await
                     .map_err(fail(false))?;
             }
@@ -1204,11 +1284,37 @@ impl MySqlStore {
                 for key in &again {
                     insert = insert.bind(key.as_bytes()).bind(account);
                 }
-                insert.execute(&mut *tx).await.map_err(fail(false))?;
+                insert.execute(&mut *conn).await.map_err(fail(false))?;
             }
         }
-        tx.commit().await.map_err(fail(false))?;
-        Ok(Commit::Done(AccountCommit::Committed))
+        Ok(RecordOutcome::Written)
+    }
+
+    /// One attempt of [`commit_account`](AccountStore::commit_account), in
+    /// one transaction; rolled back on every outcome but success (an error
+    /// drops the transaction, which sqlx rolls back). `Ok(None)` is a
+    /// conflict.
+    async fn commit_once(
+        &self,
+        book: &AccountRecord,
+        json: &str,
+        expected_version: Option<u64>,
+        changes: &ClaimChanges,
+    ) -> Result<Option<AccountCommit>, Fail> {
+        let mut tx = self.pool.begin().await.map_err(fail(false))?;
+        let outcome = self
+            .write_record(&mut tx, book, json, expected_version, changes)
+            .await?;
+        let done = match outcome {
+            RecordOutcome::Written => {
+                tx.commit().await.map_err(fail(false))?;
+                return Ok(Some(AccountCommit::Committed));
+            }
+            RecordOutcome::Conflict => None,
+            RecordOutcome::Taken(index) => Some(AccountCommit::Taken { index }),
+        };
+        tx.rollback().await.map_err(fail(false))?;
+        Ok(done)
     }
 
     /// One attempt of [`delete_account`](AccountStore::delete_account).
@@ -1257,16 +1363,309 @@ impl AccountStore for MySqlStore {
         expected_version: Option<u64>,
         changes: &ClaimChanges,
     ) -> Result<AccountCommit, StoreError> {
+        check_record_keys(&book.account, changes)?;
         let json = encode_record(book)?;
-        match retry(|| self.commit_once(book, &json, expected_version, changes)).await? {
-            Commit::Done(done) => Ok(done),
-            Commit::Conflict => Err(StoreError::conflict()),
-        }
+        retry(|| self.commit_once(book, &json, expected_version, changes))
+            .await?
+            .ok_or_else(StoreError::conflict)
     }
 
     async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
         let account = account_key(&account.0)?;
         retry(|| self.delete_account_once(account)).await
+    }
+}
+
+/// A journey step's parts, checked and encoded once before the attempts of
+/// [`StepStore::commit`].
+struct StepParts<'c> {
+    /// Each hit's key bytes, its `now` and its new window's end
+    /// (microseconds).
+    hits: Vec<(&'c [u8], i64, i64)>,
+    /// The challenge's id and JSON.
+    challenge: Option<(String, String)>,
+    /// The device's id and JSON.
+    device: Option<(String, String)>,
+    /// The account record's JSON.
+    record: Option<String>,
+}
+
+impl MySqlStore {
+    /// One attempt of [`StepStore::commit`], in one transaction, in the
+    /// order of its docs: the hits, then each conditional write (failure
+    /// run, challenge, device, account record and claims), the first that
+    /// fails rolling everything back. `Ok(None)` is a conflict.
+    async fn step_once(
+        &self,
+        commit: &Commit<'_>,
+        parts: &StepParts<'_>,
+    ) -> Result<Option<Committed>, Fail> {
+        let mut tx = self.pool.begin().await.map_err(fail(false))?;
+
+        // 1. The hits, in order; one past its max commits the hits so far
+        //    and nothing else.
+        for (index, &(key, now, resets)) in parts.hits.iter().enumerate() {
+            let (count, resets_at) = self.charge(&mut tx, key, now, resets).await?;
+            let count = WindowCount {
+                count: count_from_sql(count)?,
+                resets_at: from_micros(resets_at)?,
+            };
+            if commit
+                .hits
+                .get(index)
+                .is_some_and(|hit| count.count > hit.max)
+            {
+                tx.commit().await.map_err(fail(false))?;
+                return Ok(Some(Committed::LimitReached { index, count }));
+            }
+        }
+
+        // 2. and 3. Each condition, checked by the statement that writes
+        //    it; any that fails rolls the whole transaction back.
+        if !self.step_writes(&mut tx, commit, parts).await? {
+            tx.rollback().await.map_err(fail(false))?;
+            return Ok(None);
+        }
+        if let (Some(write), Some(json)) = (commit.record, &parts.record) {
+            let outcome = self
+                .write_record(
+                    &mut tx,
+                    write.record,
+                    json,
+                    write.expected_version,
+                    write.claims,
+                )
+                .await?;
+            match outcome {
+                RecordOutcome::Written => {}
+                RecordOutcome::Conflict => {
+                    tx.rollback().await.map_err(fail(false))?;
+                    return Ok(None);
+                }
+                RecordOutcome::Taken(index) => {
+                    tx.rollback().await.map_err(fail(false))?;
+                    return Ok(Some(Committed::Taken { index }));
+                }
+            }
+        }
+        tx.commit().await.map_err(fail(false))?;
+        Ok(Some(Committed::Done))
+    }
+
+    /// The failure run, challenge and device writes of a step, inside the
+    /// transaction on `conn`; `false` when one's condition failed.
+    async fn step_writes(
+        &self,
+        conn: &mut MySqlConnection,
+        commit: &Commit<'_>,
+        parts: &StepParts<'_>,
+    ) -> Result<bool, Fail> {
+        if let Some(change) = commit.failures {
+            let account = change.account.0.as_bytes();
+            let rows = match (change.expected, change.next) {
+                // No run expected and none left: the row must be absent,
+                // checked with a locking read (which, under REPEATABLE
+                // READ, also keeps one from being inserted until the
+                // commit).
+                (None, None) => {
+                    let found: Vec<i64> = sqlx::query_scalar(self.sql.failures_for_update.clone())
+                        .bind(account)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(fail(false))?;
+                    u64::from(found.is_empty())
+                }
+                (None, Some(run)) => sqlx::query(self.sql.insert_failures.clone())
+                    .bind(account)
+                    .bind(i64::from(run.consecutive))
+                    .bind(micros(run.last_failure_at))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(fail(true))?
+                    .rows_affected(),
+                (Some(old), Some(run)) => sqlx::query(self.sql.update_failures.clone())
+                    .bind(i64::from(run.consecutive))
+                    .bind(micros(run.last_failure_at))
+                    .bind(account)
+                    .bind(i64::from(old.consecutive))
+                    .bind(micros(old.last_failure_at))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(fail(false))?
+                    .rows_affected(),
+                (Some(old), None) => sqlx::query(self.sql.delete_failures.clone())
+                    .bind(account)
+                    .bind(i64::from(old.consecutive))
+                    .bind(micros(old.last_failure_at))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(fail(false))?
+                    .rows_affected(),
+            };
+            if rows == 0 {
+                return Ok(false);
+            }
+        }
+        if let (Some(write), Some((id, json))) = (commit.challenge, &parts.challenge) {
+            let record = write.record();
+            let rows = match write {
+                ChallengeWrite::Insert(_) => sqlx::query(self.sql.insert.clone())
+                    .bind(id.as_bytes())
+                    .bind(version_to_sql(record.version))
+                    .bind(micros(record.expires_at))
+                    .bind(json)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(fail(true))?,
+                ChallengeWrite::Replace {
+                    expected_version, ..
+                } => sqlx::query(self.sql.replace.clone())
+                    .bind(version_to_sql(record.version))
+                    .bind(micros(record.expires_at))
+                    .bind(json)
+                    .bind(id.as_bytes())
+                    .bind(version_to_sql(expected_version))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(fail(false))?,
+            }
+            .rows_affected();
+            if rows == 0 {
+                return Ok(false);
+            }
+        }
+        if let (Some(device), Some((id, json))) = (commit.device, &parts.device) {
+            let rows = sqlx::query(self.sql.insert_device.clone())
+                .bind(device.account.0.as_bytes())
+                .bind(id.as_bytes())
+                .bind(version_to_sql(device.version))
+                .bind(micros(device.expires_at))
+                .bind(json)
+                .execute(&mut *conn)
+                .await
+                .map_err(fail(true))?
+                .rows_affected();
+            if rows == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// A `load` failure: a missing table means the store was never migrated
+/// or lost its tables, which reads as
+/// [`StoreErrorKind::NotInitialised`](super::StoreErrorKind::NotInitialised);
+/// the rest as [`map_err`].
+fn load_err(err: sqlx::Error) -> StoreError {
+    // ER_NO_SUCH_TABLE, ER_BAD_DB_ERROR.
+    if matches!(error_number(&err), Some(1146 | 1049)) {
+        StoreError::not_initialised()
+    } else {
+        map_err(err, false)
+    }
+}
+
+#[async_trait]
+impl StepStore for MySqlStore {
+    async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
+        let account = load.account.map(|a| account_key(&a.0)).transpose()?;
+        let challenge = load.challenge.map(ToString::to_string);
+        let device = load
+            .device
+            .filter(|_| account.is_some())
+            .map(ToString::to_string);
+        type Row = (i64, i64, Option<i64>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(self.sql.load.clone())
+            .bind(account)
+            .bind(account)
+            .bind(challenge.as_deref().map(str::as_bytes))
+            .bind(account)
+            .bind(device.as_deref().map(str::as_bytes))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(load_err)?;
+        let mut loaded = Loaded::default();
+        let mut marked = false;
+        for (part, number, at, record) in rows {
+            let json = || {
+                record
+                    .as_deref()
+                    .ok_or_else(|| StoreError::other("a part without its record"))
+            };
+            match part {
+                0 => marked = number > 0,
+                1 => loaded.record = Some(decode_record(json()?, number)?),
+                2 => {
+                    loaded.failures = Some(FailureRecord {
+                        consecutive: consecutive_from_sql(number)?,
+                        last_failure_at: from_micros(
+                            at.ok_or_else(|| StoreError::other("a failure run without its time"))?,
+                        )?,
+                    });
+                }
+                3 => loaded.challenge = Some(decode_record(json()?, number)?),
+                4 => loaded.device = Some(decode_record(json()?, number)?),
+                _ => {
+                    return Err(StoreError::other(format!(
+                        "an unknown part {part} in a load"
+                    )));
+                }
+            }
+        }
+        if !marked {
+            return Err(StoreError::not_initialised());
+        }
+        Ok(loaded)
+    }
+
+    async fn commit(
+        &self,
+        commit: &Commit<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        // Every key checked and every record encoded before anything runs.
+        let hits = commit
+            .hits
+            .iter()
+            .map(|hit| {
+                Ok((
+                    key_bytes("counter key", &hit.key, MAX_COUNTER_KEY)?,
+                    micros(now),
+                    micros(now.saturating_add(hit.window)),
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if let Some(change) = commit.failures {
+            account_key(&change.account.0)?;
+        }
+        if let Some(device) = commit.device {
+            account_key(&device.account.0)?;
+        }
+        if let Some(write) = commit.record {
+            check_record_keys(&write.record.account, write.claims)?;
+        }
+        let parts = StepParts {
+            hits,
+            challenge: commit
+                .challenge
+                .map(|write| {
+                    let record = write.record();
+                    Ok::<_, StoreError>((record.key(), encode_record(record)?))
+                })
+                .transpose()?,
+            device: commit
+                .device
+                .map(|device| Ok::<_, StoreError>((device.id.to_string(), encode_record(device)?)))
+                .transpose()?,
+            record: commit
+                .record
+                .map(|write| encode_record(write.record))
+                .transpose()?,
+        };
+        retry(|| self.step_once(commit, &parts))
+            .await?
+            .ok_or_else(StoreError::conflict)
     }
 }
 
