@@ -44,14 +44,17 @@ const DEADLOCK_ATTEMPTS: usize = 16;
 /// Seconds `migrate` waits for another instance's migration to finish.
 const MIGRATION_LOCK_WAIT: i64 = 60;
 
-/// Every record in MySQL 8.0+ or MariaDB 10.6+, through a
-/// [`sqlx::MySqlPool`].
+/// Every record in MariaDB 10.6+ or MySQL 8.0+, through a
+/// [`sqlx::MySqlPool`]. (CI runs the conformance suite against MariaDB
+/// 10.11; the SQL keeps to what both servers have, but MySQL itself is not
+/// tested.)
 ///
 /// Each method that changes state is **one SQL statement**, atomic in the
 /// database, except where MySQL needs a transaction: `hit` (MySQL has no
 /// `UPDATE … RETURNING`, and MariaDB none with `ON DUPLICATE KEY UPDATE`),
 /// `commit_account` and `delete_account` (see [Contact
-/// claims](#contact-claims)). No application locks, no read-modify-write
+/// claims](#contact-claims)), and a journey step's `commit` (see [Journey
+/// steps](#journey-steps)). No application locks, no read-modify-write
 /// round trips; any number of app instances may share the tables.
 ///
 /// | method | statement |
