@@ -45,7 +45,7 @@ fn url() -> String {
 async fn pool(url: &str) -> Result<MySqlPool, sqlx::Error> {
     MySqlPoolOptions::new()
         .max_connections(8)
-        .acquire_timeout(StdDuration::from_secs(10))
+        .acquire_timeout(StdDuration::from_secs(5))
         .connect(url)
         .await
 }
