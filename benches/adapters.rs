@@ -1,4 +1,5 @@
 //! The store adapters against the local servers: each atomic operation
+//! (a challenge compare-and-set, and a journey step's `load` and `commit`)
 //! against the raw round trip of the same kind, and the verify flow, at 1
 //! and 16 concurrent tasks.
 //!
@@ -15,11 +16,14 @@ use async_trait::async_trait;
 use criterion::Criterion;
 use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
-use ninsho::model::{Destination, Purpose};
+use ninsho::model::{AccountId, ChallengeRecord, Destination, FailureRecord, Purpose};
 use ninsho::seal::DangerousUnsealed;
 use ninsho::service::{IssueRequest, OneTimeCodes, Ticket, TwoFactor};
-use ninsho::store::{MySqlStore, PgStore, RedisStore, SqliteStore, Store};
-use ninsho::testkit::sample_challenge;
+use ninsho::store::{
+    ChallengeWrite, ClaimChanges, Commit, Committed, FailureChange, Load, MySqlStore, PgStore,
+    RedisStore, SqliteStore, Store,
+};
+use ninsho::testkit::{sample_challenge, sample_contact_book};
 use ninsho::{HashKey, KeyId, KeyedHasher, ManualClock};
 use tokio::runtime::Runtime;
 
@@ -133,6 +137,7 @@ async fn backends() -> Vec<Backend> {
     let database = format!("ninsho_bench_{suffix}");
     let my = MySqlStore::with_database(pool.clone(), &database).unwrap();
     my.migrate().await.unwrap();
+    my.initialise().await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE `{database}`.floor (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE = InnoDB; \
          INSERT INTO `{database}`.floor VALUES (0,0),(1,0),(2,0),(3,0),(4,0),(5,0),(6,0),(7,0), \
@@ -169,7 +174,13 @@ async fn backends() -> Vec<Backend> {
         .await
         .expect("Redis");
     let prefix = format!("ninsho-bench:{suffix}");
-    let store = RedisStore::new(manager.clone(), prefix.clone());
+    // The local Redis keeps nothing on disk; for a benchmark that is fine.
+    let store = RedisStore::builder(prefix.clone())
+        .dangerously_allow_volatile_server()
+        .build(manager.clone())
+        .await
+        .expect("Redis");
+    store.initialise().await.expect("Redis");
     let script = redis::Script::new("return redis.call('INCR', KEYS[1])");
     out.push(Backend {
         name: "redis",
@@ -245,6 +256,51 @@ where
         }
     });
     start.elapsed()
+}
+
+/// One task's journey step: an account with its record, failure run and
+/// challenge, as last written.
+struct Step {
+    account: AccountId,
+    challenge: ChallengeRecord,
+    run: FailureRecord,
+}
+
+/// Stores `tasks` accounts' records, runs and challenges (untimed), the
+/// ids made unique by `seed`.
+fn prepare_steps(rt: &Runtime, store: &Arc<dyn Store>, tasks: usize, seed: u64) -> Vec<Step> {
+    let now = time::OffsetDateTime::now_utc();
+    rt.block_on(async {
+        let mut out = Vec::with_capacity(tasks);
+        for i in 0..tasks {
+            let account = AccountId::new(format!("bench:{seed}:{i}"));
+            let book = sample_contact_book(&account, now);
+            store
+                .commit_account(&book, None, &ClaimChanges::default())
+                .await
+                .unwrap();
+            let run = FailureRecord {
+                consecutive: 1,
+                last_failure_at: now,
+            };
+            store
+                .replace_failures(&account, None, Some(run))
+                .await
+                .unwrap();
+            let mut challenge = sample_challenge(u8::try_from(i).unwrap(), now);
+            let mut id = [u8::try_from(i).unwrap(); 16];
+            id[..8].copy_from_slice(&seed.to_be_bytes());
+            challenge.id = ninsho::model::ChallengeId::from_bytes(id);
+            challenge.account = Some(account.clone());
+            store.insert_challenge(&challenge).await.unwrap();
+            out.push(Step {
+                account,
+                challenge,
+                run,
+            });
+        }
+        out
+    })
 }
 
 /// Issues `n` challenges ahead of a verify run (untimed).
@@ -325,6 +381,79 @@ fn main() {
                             next.version += 1;
                             store.replace_challenge(&next, expected).await.unwrap();
                             *slot.lock().unwrap() = next;
+                        }
+                    })
+                })
+            });
+
+            // A journey step's read: record, failure run and challenge.
+            next += 1;
+            let steps = Arc::new(
+                prepare_steps(&rt, &b.store, tasks, next)
+                    .into_iter()
+                    .map(Mutex::new)
+                    .collect::<Vec<_>>(),
+            );
+            let store = b.store.clone();
+            let read = steps.clone();
+            g.bench_function(format!("load/{tasks}"), |bench| {
+                bench.iter_custom(|iters| {
+                    let (store, steps) = (store.clone(), read.clone());
+                    run_split(&rt, tasks, iters, move |i| {
+                        let (store, steps) = (store.clone(), steps.clone());
+                        async move {
+                            let (account, id) = {
+                                let step = steps[(i / 1_000_000_000) as usize].lock().unwrap();
+                                (step.account.clone(), step.challenge.id)
+                            };
+                            let loaded = store
+                                .load(&Load::account(&account).with_challenge(&id))
+                                .await
+                                .unwrap();
+                            assert!(loaded.record.is_some() && loaded.challenge.is_some());
+                        }
+                    })
+                })
+            });
+
+            // A journey step's write: a guess counted, in one commit that
+            // replaces the challenge and moves the failure run on.
+            g.bench_function(format!("commit/{tasks}"), |bench| {
+                bench.iter_custom(|iters| {
+                    let (store, steps) = (store.clone(), steps.clone());
+                    run_split(&rt, tasks, iters, move |i| {
+                        let (store, steps) = (store.clone(), steps.clone());
+                        async move {
+                            let slot = &steps[(i / 1_000_000_000) as usize];
+                            let (account, mut challenge, run) = {
+                                let step = slot.lock().unwrap();
+                                (step.account.clone(), step.challenge.clone(), step.run)
+                            };
+                            let expected_version = challenge.version;
+                            challenge.version += 1;
+                            challenge.failed_attempts += 1;
+                            let next = FailureRecord {
+                                consecutive: run.consecutive + 1,
+                                last_failure_at: run.last_failure_at,
+                            };
+                            let mut commit = Commit::default();
+                            commit.challenge = Some(ChallengeWrite::Replace {
+                                record: &challenge,
+                                expected_version,
+                            });
+                            commit.failures = Some(FailureChange {
+                                account: &account,
+                                expected: Some(run),
+                                next: Some(next),
+                            });
+                            let done = store
+                                .commit(&commit, time::OffsetDateTime::now_utc())
+                                .await
+                                .unwrap();
+                            assert_eq!(done, Committed::Done);
+                            let mut step = slot.lock().unwrap();
+                            step.challenge = challenge;
+                            step.run = next;
                         }
                     })
                 })

@@ -20,44 +20,31 @@
 //! counts its calls, and the calls of each step are printed (the line
 //! starting `journeys:`).
 //!
-//! # Store round trips: what there is, and the least the rules allow
+//! # Store round trips
 //!
-//! The store port's rules (see `ninsho::store`): every change is one atomic
-//! call (an insert that fails if the record exists, a compare-and-set on a
-//! version, or an atomic increment), and reads may be stale, so every
-//! decision that matters is re-checked by the write that follows.
+//! Every journey step is one read and at most one atomic write
+//! (`ninsho::store::StepStore`): `load` brings the records a step decides
+//! on, `commit` writes everything the step decided, checking every
+//! condition it was decided under first. A decision needs the records it
+//! is made on and its result must land with those conditions, so one read
+//! and one write is the least the store port's rules allow (reads may be
+//! stale; the write re-checks):
 //!
-//! - **begin** (two-step on, no token): the contact book (is two-step on,
-//!   which contacts are verified) and the recovery set (are any codes
-//!   left, to offer "use a recovery code") — **2 reads**. They are two
-//!   records, so 2 is the floor unless the count of unused recovery codes
-//!   were kept in the book.
-//! - **begin** with a device token: the book, the device record and the
-//!   account's security epoch — **3 reads** (the epoch is a separate
-//!   counter so that revoking every device is one atomic increment; the
-//!   "last used" refresh write happens at most once per refresh interval,
-//!   so not in the steady state measured here).
-//! - **begin**, two-step off: the book — **1 read**.
-//! - **send**: the book again (the method came back from the browser and
-//!   the contact may have changed since begin), the failure run (no codes
-//!   while locked out), one atomic increment per send-limit counter that
-//!   applies (destination and account here; caller and country when
-//!   configured) and the insert of the challenge — **5** here. The floor
-//!   set by atomicity alone is the 2 increments + 1 insert = 3; the 2 reads
-//!   are the authorisation checks.
-//! - **complete** with a code: read the challenge and compare-and-set it
-//!   (verifying and consuming the code in one atomic step) is the floor of
-//!   **2**; add the book (the code's destination must still be a verified
-//!   contact of the account), the failure run (lockout) and clearing the
-//!   run after the success = **5**. The service makes 6 today: it reads
-//!   the challenge to check its account, then the code check reads it
-//!   again; handing the first read to the compare-and-set would reach 5.
-//! - **complete** with a recovery code: the failure run, the set, the guess
-//!   counted before it is checked (an atomic increment, so racing guesses
-//!   can't outrun the limits), the set's compare-and-set, clearing the run,
-//!   and the epoch bump that revokes trusted devices = **6**, each one
-//!   needed by those rules.
-//! - "trust this device" adds the epoch read and the device insert (2).
+//! - **begin**: the account's record (is two-step on, which methods), with
+//!   the device of a device token in the same read — **1**;
+//! - **send**: the record with the failure run (the method looked up
+//!   afresh, no codes while locked out), then the send counters charged in
+//!   the commit that inserts the challenge they guard — **2**;
+//! - **complete** with a code: the challenge with the record and the run,
+//!   then the challenge and the run written together (a wrong code one more
+//!   failure on both, a right one spent and the run ended), "trust this
+//!   device" in the same commit — **2**;
+//! - **complete** with a recovery code: the record with the run, then the
+//!   code used, the epoch moved and the run ended in one commit — **2**;
+//! - **phone registration**, two-step on: send **2** + confirm **4** (the
+//!   read; the guess counted with the challenge; the account with its claim;
+//!   the code spent with the run ended — the change lands before the code
+//!   is spent, so a failure in between leaves a retry that finishes).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,8 +61,9 @@ use ninsho::model::{
 };
 use ninsho::service::{MethodKind, Proof, SignInStart, Skip, StepUp, TwoFactor};
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore,
-    MemoryStore, Store, StoreError, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, DeviceStore,
+    LimitStore, Load, Loaded, MemoryStore, StepStore, Store, StoreError, VerificationStore,
+    WindowCount,
 };
 use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, SealKey};
 use time::OffsetDateTime;
@@ -401,6 +389,20 @@ impl VerificationStore for Counting {
     }
     async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         counted!(self.purge_verifications(before))
+    }
+}
+
+#[async_trait]
+impl StepStore for Counting {
+    async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
+        counted!(self.load(load))
+    }
+    async fn commit(
+        &self,
+        commit: &Commit<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        counted!(self.commit(commit, now))
     }
 }
 

@@ -43,8 +43,9 @@ use ninsho::model::{
 use ninsho::prelude::*;
 use ninsho::service::IssueRequest;
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, Store,
-    StoreError, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
+    DeviceStore, LimitStore, Load, Loaded, StepStore, Store, StoreError, VerificationStore,
+    WindowCount,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -593,6 +594,215 @@ impl VerificationStore for MyStore {
             let was = t.verifications.len();
             t.verifications.retain(|_, row| row.expires_at >= before);
             Ok(count(was - t.verifications.len()))
+        })
+    }
+}
+
+/// The two calls a journey step is built from (`ninsho::store::StepStore`):
+/// one read of everything the step decides on, and one transaction that
+/// checks every condition the step was decided under before it writes
+/// anything. A real adapter makes each one round trip: one `SELECT` with
+/// joins, and one transaction (or one stored procedure).
+#[async_trait]
+impl StepStore for MyStore {
+    /// ```sql
+    /// SELECT b.body, f.consecutive, f.last_failure_at, c.body, d.body
+    /// FROM (SELECT 1) AS one
+    /// LEFT JOIN contact_books b ON b.account = $1
+    /// LEFT JOIN failure_runs f ON f.account = $1
+    /// LEFT JOIN challenges c ON c.id = $2
+    /// LEFT JOIN devices d ON d.account = $1 AND d.id = $3;
+    /// ```
+    async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
+        let (record, failures, challenge, device) = self.transaction(|t| {
+            let account = load.account;
+            let record = account.and_then(|a| t.contact_books.get(a).map(|r| r.body.clone()));
+            let failures = account.and_then(|a| {
+                t.failure_runs.get(a).map(|row| FailureRecord {
+                    consecutive: row.consecutive,
+                    last_failure_at: row.last_failure_at,
+                })
+            });
+            let challenge = load
+                .challenge
+                .and_then(|id| t.challenges.get(id).map(|r| r.body.clone()));
+            let device = account.zip(load.device).and_then(|(a, id)| {
+                t.devices
+                    .get(a)
+                    .and_then(|rows| rows.get(id))
+                    .map(|r| r.body.clone())
+            });
+            Ok((record, failures, challenge, device))
+        })?;
+        let mut loaded = Loaded::default();
+        loaded.record = record.as_deref().map(from_json).transpose()?;
+        loaded.failures = failures;
+        loaded.challenge = challenge.as_deref().map(from_json).transpose()?;
+        loaded.device = device.as_deref().map(from_json).transpose()?;
+        Ok(loaded)
+    }
+
+    /// ```sql
+    /// BEGIN;
+    /// -- the statements of hit, replace_failures, insert/replace_challenge,
+    /// -- commit_account and insert_device, in that order; a hit over its
+    /// -- max → COMMIT (the hits stay) and answer LimitReached; any
+    /// -- condition that fails → ROLLBACK
+    /// COMMIT;
+    /// ```
+    async fn commit(
+        &self,
+        commit: &Commit<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        let challenge = commit
+            .challenge
+            .map(|write| {
+                let record = write.record();
+                Ok::<_, StoreError>(VersionedRow {
+                    version: record.version,
+                    expires_at: record.expires_at,
+                    body: to_json(record)?,
+                })
+            })
+            .transpose()?;
+        let book = commit
+            .record
+            .map(|write| {
+                Ok::<_, StoreError>(Row {
+                    version: write.record.version,
+                    body: to_json(write.record)?,
+                })
+            })
+            .transpose()?;
+        let device = commit
+            .device
+            .map(|d| {
+                Ok::<_, StoreError>(Row {
+                    version: d.version,
+                    body: to_json(d)?,
+                })
+            })
+            .transpose()?;
+        self.transaction(|t| {
+            // 1. The counters (no rollback log here: worked out first).
+            let mut counts: Vec<CounterRow> = Vec::with_capacity(commit.hits.len());
+            for (index, hit) in commit.hits.iter().enumerate() {
+                let earlier = commit.hits[..index]
+                    .iter()
+                    .zip(&counts)
+                    .rev()
+                    .find(|(h, _)| h.key == hit.key)
+                    .map(|(_, row)| *row);
+                let row = match earlier.or_else(|| t.rate_counters.get(&hit.key).copied()) {
+                    Some(row) if row.resets_at > now => CounterRow {
+                        count: row.count.saturating_add(1),
+                        resets_at: row.resets_at,
+                    },
+                    _ => CounterRow {
+                        count: 1,
+                        resets_at: now.saturating_add(hit.window),
+                    },
+                };
+                counts.push(row);
+                if row.count > hit.max {
+                    for (hit, row) in commit.hits.iter().zip(&counts) {
+                        t.rate_counters.insert(hit.key.clone(), *row);
+                    }
+                    let count = WindowCount {
+                        count: row.count,
+                        resets_at: row.resets_at,
+                    };
+                    return Ok(Committed::LimitReached { index, count });
+                }
+            }
+            // 2. Every condition, before the first write.
+            if let Some(change) = commit.failures {
+                let stored = t.failure_runs.get(change.account).map(|row| FailureRecord {
+                    consecutive: row.consecutive,
+                    last_failure_at: row.last_failure_at,
+                });
+                if stored != change.expected {
+                    return Err(StoreError::conflict());
+                }
+            }
+            if let Some(write) = commit.challenge {
+                let stored = t.challenges.get(&write.record().id).map(|r| r.version);
+                let fits = match write {
+                    ChallengeWrite::Insert(_) => stored.is_none(),
+                    ChallengeWrite::Replace {
+                        expected_version, ..
+                    } => stored == Some(expected_version),
+                    _ => false,
+                };
+                if !fits {
+                    return Err(StoreError::conflict());
+                }
+            }
+            if let Some(d) = commit.device
+                && t.devices
+                    .get(&d.account)
+                    .is_some_and(|rows| rows.contains_key(&d.id))
+            {
+                return Err(StoreError::conflict());
+            }
+            if let Some(write) = commit.record {
+                let account = &write.record.account;
+                let stored = t.contact_books.get(account).map(|row| row.version);
+                if stored != write.expected_version {
+                    return Err(StoreError::conflict());
+                }
+                let held_by_other = |key: &String| {
+                    t.contact_claims
+                        .get(key)
+                        .is_some_and(|owner| owner != account)
+                };
+                if let Some(index) = write.claims.claim.iter().position(held_by_other) {
+                    return Ok(Committed::Taken { index });
+                }
+            }
+            // 3. The writes.
+            for (hit, row) in commit.hits.iter().zip(&counts) {
+                t.rate_counters.insert(hit.key.clone(), *row);
+            }
+            if let Some(change) = commit.failures {
+                match change.next {
+                    Some(run) => {
+                        t.failure_runs.insert(
+                            change.account.clone(),
+                            FailureRow {
+                                consecutive: run.consecutive,
+                                last_failure_at: run.last_failure_at,
+                            },
+                        );
+                    }
+                    None => {
+                        t.failure_runs.remove(change.account);
+                    }
+                }
+            }
+            if let (Some(write), Some(row)) = (commit.challenge, challenge) {
+                t.challenges.insert(write.record().id, row);
+            }
+            if let (Some(d), Some(row)) = (commit.device, device) {
+                t.devices
+                    .entry(d.account.clone())
+                    .or_default()
+                    .insert(d.id, row);
+            }
+            if let (Some(write), Some(row)) = (commit.record, book) {
+                let account = &write.record.account;
+                for key in &write.claims.release {
+                    if t.contact_claims.get(key) == Some(account) {
+                        t.contact_claims.remove(key);
+                    }
+                }
+                for key in &write.claims.claim {
+                    t.contact_claims.insert(key.clone(), account.clone());
+                }
+                t.contact_books.insert(account.clone(), row);
+            }
+            Ok(Committed::Done)
         })
     }
 }

@@ -31,7 +31,8 @@ use ninsho::service::{
     Method, MethodKind, Proof, SignInStart, SignedIn, TwoFactor, TwoFactorBuilder,
 };
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, LimitStore, MemoryStore, StoreError,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, LimitStore, Load,
+    Loaded, MemoryStore, StepStore, StoreError,
 };
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{
@@ -87,6 +88,25 @@ impl Rigged {
 
 delegate_store!([] Rigged, inner, support::directly =>
     LimitStore, DeviceStore, VerificationStore);
+
+#[async_trait]
+impl StepStore for Rigged {
+    async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
+        let read = self.inner.load(load).await;
+        if load.challenge.is_some() && self.park_read.swap(false, Ordering::SeqCst) {
+            self.parked.notify_one();
+            self.release.notified().await;
+        }
+        read
+    }
+    async fn commit(
+        &self,
+        commit: &Commit<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        self.inner.commit(commit, now).await
+    }
+}
 
 #[async_trait]
 impl ChallengeStore for Rigged {
@@ -894,7 +914,7 @@ fn calls() -> u64 {
 struct Counting(MemoryStore);
 
 delegate_store!([] Counting, 0, count_call =>
-    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore);
+    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore, StepStore);
 
 fn counted_service(gateway: &RecordingGateway) -> TwoFactor {
     let clock = ManualClock::at_unix(T0).unwrap();

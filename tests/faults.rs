@@ -49,8 +49,8 @@ use ninsho::model::{
 use ninsho::otp::Totp;
 use ninsho::service::{MethodKind, Proof, SignInAttempt, SignedIn, TwoFactor};
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore,
-    MemoryStore, StoreError, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, DeviceStore,
+    LimitStore, Load, Loaded, MemoryStore, StepStore, StoreError, VerificationStore, WindowCount,
 };
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{BASE, PHONE, T0, secret_to, two_factor};
@@ -315,6 +315,20 @@ impl AccountStore for Faulty {
     async fn delete_account(&self, account: &AccountId) -> Result<(), StoreError> {
         let call = self.inner.delete_account(account);
         self.write("delete_account", call).await
+    }
+}
+
+#[async_trait]
+impl StepStore for Faulty {
+    async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
+        self.read("load", self.inner.load(load)).await
+    }
+    async fn commit(
+        &self,
+        commit: &Commit<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        self.write("commit", self.inner.commit(commit, now)).await
     }
 }
 

@@ -712,7 +712,7 @@ struct DeviceWritesFail {
 }
 
 delegate_store!([] DeviceWritesFail, inner, support::directly =>
-    ChallengeStore, LimitStore, AccountStore, VerificationStore);
+    ChallengeStore, LimitStore, AccountStore, VerificationStore, StepStore);
 
 #[async_trait]
 impl DeviceStore for DeviceWritesFail {

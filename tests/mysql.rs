@@ -20,7 +20,7 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 use ninsho::model::{AccountId, ChallengeId, DeviceId, DeviceRecord, FailureRecord, Purpose};
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, DeviceStore,
-    FailureChange, LimitHit, LimitStore, Load, Loaded, MySqlStore, RecordWrite, StepStore, Store,
+    FailureChange, LimitHit, LimitStore, Load, MySqlStore, RecordWrite, StepStore, Store,
     StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::{KeyId, KeyedHash, testkit};
@@ -141,9 +141,12 @@ impl Drop for Databases {
     }
 }
 
+/// A store on `database`, migrated and initialised (as a first deploy
+/// does).
 async fn migrated(pool: MySqlPool, database: &str) -> MySqlStore {
     let store = MySqlStore::with_database(pool, database).expect("valid database name");
     store.migrate().await.expect("migrate");
+    store.initialise().await.expect("initialise");
     store
 }
 
@@ -233,6 +236,8 @@ async fn two_app_instances_on_one_database() {
     let (ma, mb) = tokio::join!(a.migrate(), b.migrate());
     ma.expect("migrate from instance a");
     mb.expect("migrate from instance b");
+    // Initialised once, by whoever deploys; the second instance does not.
+    a.initialise().await.expect("initialise");
 
     testkit::race_two_instances(Arc::new(a), Arc::new(b)).await;
 }
@@ -304,10 +309,16 @@ async fn migrate_is_idempotent_and_concurrent() {
             "ninsho_counters",
             "ninsho_devices",
             "ninsho_failures",
+            "ninsho_meta",
             "ninsho_schema_version",
             "ninsho_verifications"
         ],
         "every table lives in the store's database"
+    );
+    // Migrating does not initialise: only `initialise` writes the marker.
+    assert_eq!(
+        kind(store.load(&Load::account(&AccountId::new("alice"))).await),
+        Some(StoreErrorKind::NotInitialised)
     );
     let engines: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT CAST(ENGINE AS CHAR) FROM information_schema.TABLES \
@@ -1416,10 +1427,11 @@ async fn purge_drops_ended_counters() {
 // own rules; the conformance suite checks the rest.
 // ---------------------------------------------------------------------------
 
-/// `load` reads the store's marker (the migrations recorded in
-/// `ninsho_schema_version`) in its one statement: a database that lost its
-/// rows or its tables, or was never migrated, answers `NotInitialised`
-/// until `migrate` runs again, never "this account has no record".
+/// `load` and `account_record` read the store's marker (the row
+/// `initialised` of `ninsho_meta`, written by `initialise` only) in their
+/// one statement: a database never initialised, emptied, or that lost its
+/// tables answers `NotInitialised`, never "this account has no record",
+/// and migrating again does not re-arm it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn load_refuses_a_store_that_lost_its_marker() {
     let Some(pool) = server("load_refuses_a_store_that_lost_its_marker").await else {
@@ -1430,23 +1442,43 @@ async fn load_refuses_a_store_that_lost_its_marker() {
     let now = OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("valid instant");
     let alice = AccountId::new("alice");
     let store = MySqlStore::with_database(pool.clone(), &name).expect("name");
-    let not_initialised = |result: Result<Loaded, StoreError>, what: &str| {
-        assert_eq!(
-            kind(result),
-            Some(StoreErrorKind::NotInitialised),
-            "load on {what}"
-        );
+    let refused = |store: MySqlStore, what: &'static str| {
+        let alice = alice.clone();
+        async move {
+            assert_eq!(
+                kind(store.load(&Load::account(&alice)).await),
+                Some(StoreErrorKind::NotInitialised),
+                "load on {what}"
+            );
+            assert_eq!(
+                kind(store.account_record(&alice).await),
+                Some(StoreErrorKind::NotInitialised),
+                "account_record on {what}"
+            );
+        }
     };
 
-    // Never migrated: no database at all, then no tables.
-    not_initialised(store.load(&Load::account(&alice)).await, "no database");
+    // Never set up: no database at all, then no tables, then migrated
+    // but not initialised.
+    refused(store.clone(), "no database").await;
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
         .execute(&pool)
         .await
         .expect("create the database");
-    not_initialised(store.load(&Load::account(&alice)).await, "no tables");
-
+    refused(store.clone(), "no tables").await;
+    assert_eq!(
+        kind(store.initialise().await),
+        Some(StoreErrorKind::Other),
+        "initialise needs the tables"
+    );
     store.migrate().await.expect("migrate");
+    refused(store.clone(), "a migrated, uninitialised store").await;
+
+    store.initialise().await.expect("initialise");
+    store
+        .initialise()
+        .await
+        .expect("initialise again changes nothing");
     let book = testkit::sample_contact_book(&alice, now);
     store
         .commit_account(&book, None, &claim(&[], &[]))
@@ -1454,6 +1486,21 @@ async fn load_refuses_a_store_that_lost_its_marker() {
         .expect("commit");
     let loaded = store.load(&Load::account(&alice)).await.expect("load");
     assert_eq!(loaded.record.map(|r| r.version), Some(1));
+    assert_eq!(
+        store
+            .account_record(&alice)
+            .await
+            .expect("read")
+            .map(|r| r.version),
+        Some(1)
+    );
+    assert!(
+        store
+            .account_record(&AccountId::new("bob"))
+            .await
+            .expect("read")
+            .is_none()
+    );
     let challenge = testkit::sample_challenge(4, now);
     store.insert_challenge(&challenge).await.expect("insert");
     assert!(
@@ -1465,36 +1512,34 @@ async fn load_refuses_a_store_that_lost_its_marker() {
             .is_some()
     );
 
-    // The rows go (a restore of an empty dump, a TRUNCATE): refused.
-    for table in [
-        "ninsho_contact_books",
-        "ninsho_challenges",
-        "ninsho_schema_version",
-    ] {
+    // The rows go (a restore of an empty dump, a TRUNCATE): refused, also
+    // for a challenge alone, and a start-up migration does not re-arm it.
+    for table in ["ninsho_contact_books", "ninsho_challenges", "ninsho_meta"] {
         sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE TABLE `{name}`.{table}")))
             .execute(&pool)
             .await
             .expect("truncate");
     }
-    not_initialised(store.load(&Load::account(&alice)).await, "emptied tables");
-    not_initialised(
-        store.load(&Load::challenge_only(&challenge.id)).await,
-        "emptied tables, a challenge alone",
+    refused(store.clone(), "emptied tables").await;
+    assert_eq!(
+        kind(store.load(&Load::challenge_only(&challenge.id)).await),
+        Some(StoreErrorKind::NotInitialised),
+        "load of a challenge alone on emptied tables"
     );
+    store.migrate().await.expect("migrate again");
+    refused(store.clone(), "emptied tables, migrated again").await;
 
     // An operator initialises it again on purpose.
-    store.migrate().await.expect("migrate again");
+    store.initialise().await.expect("initialise");
     let loaded = store.load(&Load::account(&alice)).await.expect("load");
     assert!(loaded.record.is_none() && loaded.failures.is_none());
 
     // The tables go: refused again.
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP TABLE `{name}`.ninsho_schema_version"
-    )))
-    .execute(&pool)
-    .await
-    .expect("drop");
-    not_initialised(store.load(&Load::account(&alice)).await, "a lost table");
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE `{name}`.ninsho_meta")))
+        .execute(&pool)
+        .await
+        .expect("drop");
+    refused(store.clone(), "a lost table").await;
 }
 
 /// A step commit refuses over-long keys before anything runs, and an
@@ -1659,4 +1704,86 @@ async fn a_step_commit_that_times_out_writes_nothing() {
         1,
         "the timed-out commit's hit was rolled back"
     );
+}
+
+/// A database emptied under a running service (every table truncated, as
+/// a restore of an empty dump leaves it) answers errors, never "two-step
+/// sign-in is off": an enrolled account's sign-in, its methods, its status
+/// and a new code all fail with `NotInitialised`, and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_emptied_under_a_running_service_fails_closed() {
+    let Some(pool) = server("a_database_emptied_under_a_running_service_fails_closed").await else {
+        return;
+    };
+    let databases = Databases::default();
+    let name = databases.fresh();
+    let store = Arc::new(migrated(pool.clone(), &name).await);
+    let gateway = ninsho::gateway::RecordingGateway::new();
+    let clock = ninsho::ManualClock::at_unix(support::T0).expect("clock");
+    let service = support::two_factor("Example", store.clone(), &gateway, &clock, 41)
+        .limits(support::no_send_limits())
+        .build()
+        .expect("service");
+    let taro = AccountId::new("taro");
+    support::enrol(&service, &gateway, &taro).await;
+    let before = service
+        .sign_in_begin(&taro, None)
+        .await
+        .expect("sign-in begins");
+    assert!(matches!(
+        before,
+        ninsho::service::SignInStart::Required { .. }
+    ));
+    let sent = gateway.attempts().len();
+
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+    )
+    .bind(&name)
+    .fetch_all(&pool)
+    .await
+    .expect("list tables");
+    for table in tables {
+        sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE TABLE `{name}`.`{table}`")))
+            .execute(&pool)
+            .await
+            .expect("truncate");
+    }
+
+    let wiped = |e: ninsho::Error| match e {
+        ninsho::Error::Store(e) => e.kind(),
+        other => panic!("an emptied store must answer a store error, not {other:?}"),
+    };
+    let begin = service.sign_in_begin(&taro, None).await;
+    assert!(
+        !matches!(begin, Ok(ninsho::service::SignInStart::NotNeeded(_))),
+        "an emptied store read as 'no second step needed': {begin:?}"
+    );
+    assert_eq!(
+        wiped(begin.expect_err("refused")),
+        StoreErrorKind::NotInitialised
+    );
+    assert_eq!(
+        wiped(
+            service
+                .two_factor_enabled(&taro)
+                .await
+                .expect_err("refused")
+        ),
+        StoreErrorKind::NotInitialised
+    );
+    assert_eq!(
+        wiped(service.methods(&taro).await.expect_err("refused")),
+        StoreErrorKind::NotInitialised
+    );
+    assert_eq!(
+        wiped(
+            service
+                .phone_send_code(&AccountId::new("jiro"), "090-8765-4321", None, None)
+                .await
+                .expect_err("refused")
+        ),
+        StoreErrorKind::NotInitialised
+    );
+    assert_eq!(gateway.attempts().len(), sent, "nothing may be sent");
 }

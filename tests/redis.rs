@@ -13,16 +13,18 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ninsho::hash::Tag;
-use ninsho::model::{AccountId, DeviceId, DeviceRecord};
+use ninsho::model::{AccountId, DeviceId, DeviceRecord, FailureRecord};
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, RedisStore,
-    Store, StoreError, StoreErrorKind, VerificationStore,
+    AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
+    DeviceStore, FailureChange, LimitHit, LimitStore, Load, MemoryStore, RecordWrite,
+    RedisConnectError, RedisStore, StepStore, Store, StoreError, StoreErrorKind, VerificationStore,
 };
 use ninsho::testkit;
 use ninsho::{KeyId, KeyedHash};
@@ -144,6 +146,21 @@ where
     }
 }
 
+/// A [`Commit`] with the named fields set, on `base` when one is given
+/// before a `;` (the type is non-exhaustive: outside ninsho it is built by
+/// assigning its public fields).
+macro_rules! commit {
+    ($base:expr; $($field:ident: $value:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut c: Commit<'_> = $base;
+        $(c.$field = $value;)*
+        c
+    }};
+    ($($field:ident: $value:expr),* $(,)?) => {
+        commit!(Commit::default(); $($field: $value),*)
+    };
+}
+
 fn challenge_key(store: &RedisStore, record: &ninsho::model::ChallengeRecord) -> String {
     format!("{}:challenge:{}", store.prefix(), record.id)
 }
@@ -189,6 +206,36 @@ async fn pttl(conn: &mut ConnectionManager, key: &str) -> i64 {
         .expect("PTTL")
 }
 
+/// A store on `prefix` that accepts the test server (which keeps nothing
+/// on disk), not initialised.
+async fn volatile(conn: ConnectionManager, prefix: impl Into<String>) -> RedisStore {
+    RedisStore::builder(prefix)
+        .dangerously_allow_volatile_server()
+        .build(conn)
+        .await
+        .expect("a store that accepts a volatile server")
+}
+
+/// A store on `prefix`, initialised: what every test starts from.
+async fn store_on(conn: ConnectionManager, prefix: String) -> RedisStore {
+    let store = volatile(conn, prefix).await;
+    store.initialise().await.expect("initialise");
+    store
+}
+
+/// A store on a fresh prefix of the test's, initialised.
+async fn fresh_store(conn: &ConnectionManager, prefixes: &Prefixes) -> RedisStore {
+    store_on(conn.clone(), prefixes.new_prefix()).await
+}
+
+/// The store error kind inside a connect error (which must be one).
+fn connect_kind(error: RedisConnectError) -> StoreErrorKind {
+    match error {
+        RedisConnectError::Store(e) => e.kind(),
+        other => panic!("expected a store error, got {other:?}"),
+    }
+}
+
 fn kind(result: Result<impl std::fmt::Debug, StoreError>) -> StoreErrorKind {
     match result {
         Ok(v) => panic!("expected an error, got Ok({v:?})"),
@@ -204,8 +251,8 @@ fn kind(result: Result<impl std::fmt::Debug, StoreError>) -> StoreErrorKind {
 async fn conformance() {
     with_redis(|conn, prefixes| async move {
         testkit::run_all(|| {
-            let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
-            async move { Arc::new(store) as Arc<dyn Store> }
+            let (conn, prefix) = (conn.clone(), prefixes.new_prefix());
+            async move { Arc::new(store_on(conn, prefix).await) as Arc<dyn Store> }
         })
         .await;
     })
@@ -221,8 +268,9 @@ async fn two_instances_race_on_one_prefix() {
         let (Some(a), Some(b)) = (connect().await, connect().await) else {
             panic!("the server answered a moment ago");
         };
-        let a: Arc<dyn Store> = Arc::new(RedisStore::new(a, prefix.clone()));
-        let b: Arc<dyn Store> = Arc::new(RedisStore::new(b, prefix));
+        let a: Arc<dyn Store> = Arc::new(store_on(a, prefix.clone()).await);
+        // One namespace, initialised once (by the first instance).
+        let b: Arc<dyn Store> = Arc::new(volatile(b, prefix).await);
         testkit::race_two_instances(a, b).await;
     })
     .await;
@@ -239,7 +287,7 @@ async fn challenges_and_counters_expire_natively() {
         let hour = 3_600_000;
 
         // Default retention: 10 minutes to live + 24 hours.
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let record = testkit::sample_challenge(1, now);
         store.insert_challenge(&record).await.unwrap();
         let ttl = pttl(&mut conn, &challenge_key(&store, &record)).await;
@@ -249,8 +297,9 @@ async fn challenges_and_counters_expire_natively() {
         );
 
         // Configured retention.
-        let store =
-            RedisStore::new(conn.clone(), prefixes.new_prefix()).with_retention(Duration::hours(1));
+        let store = fresh_store(&conn, &prefixes)
+            .await
+            .with_retention(Duration::hours(1));
         store.insert_challenge(&record).await.unwrap();
         let key = challenge_key(&store, &record);
         let ttl = pttl(&mut conn, &key).await;
@@ -307,7 +356,7 @@ async fn challenges_and_counters_expire_natively() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_follows_record_times_not_the_servers_clock() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         for (seed, at) in [
             (1, OffsetDateTime::now_utc() - Duration::days(365)),
             (2, OffsetDateTime::now_utc() + Duration::days(365)),
@@ -336,7 +385,7 @@ async fn expiry_follows_record_times_not_the_servers_clock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn times_keep_every_nanosecond() {
     with_redis(|conn, prefixes| async move {
-        let store = RedisStore::new(conn, prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc()
             .replace_nanosecond(123_456_789)
             .unwrap();
@@ -390,7 +439,7 @@ async fn times_keep_every_nanosecond() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn purge_skips_what_redis_already_dropped_and_works_in_batches() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
         let index = format!("{}:challenges:by_expiry", store.prefix());
 
@@ -436,7 +485,7 @@ async fn unreachable_server_is_unavailable() {
     let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
     let config = ConnectionManagerConfig::new().set_number_of_retries(0);
     let manager = ConnectionManager::new_lazy_with_config(client, config).unwrap();
-    let store = RedisStore::new(manager, unique_prefix());
+    let store = volatile(manager.clone(), unique_prefix()).await;
     let now = OffsetDateTime::now_utc();
     let record = testkit::sample_challenge(1, now);
 
@@ -535,20 +584,36 @@ async fn unreachable_server_is_unavailable() {
         StoreErrorKind::Unavailable
     );
 
+    assert_eq!(
+        kind(store.load(&Load::account(&account)).await),
+        StoreErrorKind::Unavailable
+    );
+    let commit = commit! {
+        challenge: Some(ChallengeWrite::Insert(&record)),
+    };
+    assert_eq!(
+        kind(store.commit(&commit, now).await),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(kind(store.initialise().await), StoreErrorKind::Unavailable);
+
     // `connect` says the same after the manager's own retries.
     let err = RedisStore::connect("redis://127.0.0.1:1/", "p")
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+    assert_eq!(connect_kind(err), StoreErrorKind::Unavailable);
     // A URL that is not one is not an outage.
     let err = RedisStore::connect("not a url", "p").await.unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::Other);
+    assert_eq!(connect_kind(err), StoreErrorKind::Other);
+    // The persistence check needs the server: without it, unavailable.
+    let err = RedisStore::builder("p").build(manager).await.unwrap_err();
+    assert_eq!(connect_kind(err), StoreErrorKind::Unavailable);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unexpected_data_is_other_with_a_source() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
 
         // A string where a counter hash belongs: WRONGTYPE from the script.
@@ -588,13 +653,16 @@ async fn debug_shows_no_credentials() {
     let client = redis::Client::open("redis://user:hunter2@127.0.0.1:1/").unwrap();
     let manager =
         ConnectionManager::new_lazy_with_config(client, ConnectionManagerConfig::new()).unwrap();
-    let store = RedisStore::new(manager, "app").with_retention(Duration::hours(2));
+    let store = volatile(manager, "app")
+        .await
+        .with_retention(Duration::hours(2));
     let shown = format!("{store:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("app"), "{shown}");
     assert_eq!(store.retention(), Duration::hours(2));
     assert_eq!(
-        RedisStore::new(store_manager(), "x")
+        volatile(store_manager(), "x")
+            .await
             .with_retention(Duration::hours(-1))
             .retention(),
         Duration::ZERO
@@ -615,7 +683,7 @@ fn store_manager() -> ConnectionManager {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn odd_characters_in_keys_and_accounts_are_inert() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
         let window = Duration::minutes(10);
         let record = testkit::sample_challenge(1, now);
@@ -729,7 +797,7 @@ async fn devices_expire_natively_and_the_rest_does_not() {
         let now = OffsetDateTime::now_utc();
         let hour: i64 = 3_600_000;
         let day = 24 * hour;
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let set_key = format!("{}:devices:alice", store.prefix());
 
         // 30 days of trust + 24 hours of retention, from the insert.
@@ -791,8 +859,9 @@ async fn devices_expire_natively_and_the_rest_does_not() {
         assert!(pttl(&mut conn, &set_key).await >= set_moved - 10_000);
 
         // Configured retention applies to devices too.
-        let short_store =
-            RedisStore::new(conn.clone(), prefixes.new_prefix()).with_retention(Duration::hours(1));
+        let short_store = fresh_store(&conn, &prefixes)
+            .await
+            .with_retention(Duration::hours(1));
         short_store.insert_device(&device).await.unwrap();
         let ttl = pttl(&mut conn, &device_key(&short_store, "alice", &device.id)).await;
         assert!(
@@ -820,7 +889,7 @@ async fn devices_expire_natively_and_the_rest_does_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn device_listing_forgets_what_redis_dropped() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
         let alice = AccountId::new("alice");
         let set_key = format!("{}:devices:alice", store.prefix());
@@ -903,7 +972,7 @@ async fn device_listing_forgets_what_redis_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compare_and_set_is_exact_on_versions_and_salts() {
     with_redis(|conn, prefixes| async move {
-        let store = RedisStore::new(conn, prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
         let alice = AccountId::new("alice");
         let big = (1_u64 << 53) + 1;
@@ -979,7 +1048,7 @@ async fn check_account(store: &RedisStore, name: &str, i: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accounts_with_colons_never_share_keys() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let id = device_id(0xA1);
         let accounts: Vec<String> = [
             "a".to_owned(),
@@ -1063,7 +1132,7 @@ async fn scan(conn: &mut ConnectionManager, pattern: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_account_names_are_inert_for_recovery_devices_and_epochs() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let canary = format!("{}:canary", store.prefix());
         let _: () = redis::cmd("SET")
             .arg(&canary)
@@ -1103,7 +1172,7 @@ async fn hostile_account_names_are_inert_for_recovery_devices_and_epochs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unexpected_device_and_epoch_data_is_other() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let now = OffsetDateTime::now_utc();
         let alice = AccountId::new("alice");
 
@@ -1145,7 +1214,7 @@ fn claim(keys: &[&str], release: &[&str]) -> ClaimChanges {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contacts_never_expire_and_verifications_do() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let p = store.prefix().to_owned();
         let now = OffsetDateTime::now_utc();
         let alice = AccountId::new("alice");
@@ -1218,7 +1287,11 @@ async fn contacts_never_expire_and_verifications_do() {
 
         store.delete_account(&alice).await.unwrap();
         let left: Vec<String> = scan(&mut conn, &format!("{p}:*")).await;
-        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(
+            left,
+            [format!("{p}:meta:initialised")],
+            "only the marker is left"
+        );
     })
     .await;
 }
@@ -1229,7 +1302,7 @@ async fn contacts_never_expire_and_verifications_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claims_and_books_never_share_keys() {
     with_redis(|mut conn, prefixes| async move {
-        let store = RedisStore::new(conn.clone(), prefixes.new_prefix());
+        let store = fresh_store(&conn, &prefixes).await;
         let p = store.prefix().to_owned();
         let now = OffsetDateTime::now_utc();
         let accounts = ["a", "a:b", "s:a", "*", "a b", "claims", ""];
@@ -1304,6 +1377,1095 @@ async fn claims_and_books_never_share_keys() {
                 Some(AccountId::new(*name)),
                 "{name:?}"
             );
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Journey steps: load and commit
+// ---------------------------------------------------------------------------
+
+fn run(consecutive: u32, at: OffsetDateTime) -> FailureRecord {
+    FailureRecord {
+        consecutive,
+        last_failure_at: at,
+    }
+}
+
+fn limit(key: &str, max: u64) -> LimitHit {
+    LimitHit {
+        key: key.to_owned(),
+        window: Duration::minutes(10),
+        max,
+    }
+}
+
+/// What a key holds, by type, in a form that compares: hash fields and
+/// set members sorted, sorted sets with their scores.
+async fn contents(conn: &mut ConnectionManager, key: &str) -> String {
+    let kind: String = redis::cmd("TYPE").arg(key).query_async(conn).await.unwrap();
+    let mut cmd = match kind.as_str() {
+        "string" => redis::cmd("GET"),
+        "hash" => redis::cmd("HGETALL"),
+        "set" => redis::cmd("SMEMBERS"),
+        "zset" => {
+            let mut c = redis::cmd("ZRANGE");
+            c.arg(key).arg(0).arg(-1).arg("WITHSCORES");
+            let items: Vec<String> = c.query_async(conn).await.unwrap();
+            return format!("zset {items:?}");
+        }
+        other => return other.to_owned(),
+    };
+    let value: redis::Value = cmd.arg(key).query_async(conn).await.unwrap();
+    let mut items: Vec<String> = match value {
+        redis::Value::Array(items) => items
+            .into_iter()
+            .map(|v| redis::from_redis_value::<String>(v).unwrap())
+            .collect(),
+        redis::Value::Map(pairs) => pairs
+            .into_iter()
+            .flat_map(|(k, v)| [k, v])
+            .map(|v| redis::from_redis_value::<String>(v).unwrap())
+            .collect(),
+        other => vec![redis::from_redis_value::<String>(other).unwrap()],
+    };
+    if kind == "hash" {
+        let mut pairs: Vec<String> = items.chunks(2).map(|p| p.join("=")).collect();
+        pairs.sort();
+        items = pairs;
+    } else if kind == "set" {
+        items.sort();
+    }
+    format!("{kind} {items:?}")
+}
+
+/// Every key under `prefix` (its name after the prefix) with its contents.
+async fn snapshot(conn: &mut ConnectionManager, prefix: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for key in scan(conn, &format!("{prefix}:*")).await {
+        let held = contents(conn, &key).await;
+        out.insert(key[prefix.len()..].to_owned(), held);
+    }
+    out
+}
+
+/// Every key under `prefix` with its time to live (-1: none).
+async fn lifetimes(conn: &mut ConnectionManager, prefix: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for key in scan(conn, &format!("{prefix}:*")).await {
+        let ttl = pttl(conn, &key).await;
+        out.insert(key[prefix.len()..].to_owned(), ttl);
+    }
+    out
+}
+
+/// A commit writes exactly the keys, fields and lifetimes that the part
+/// calls write for the same changes: the two kinds of call share their
+/// records. Each part alone, then all together, on an account whose name
+/// looks like keys and globs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commit_writes_the_records_the_part_calls_write() {
+    with_redis(|mut conn, prefixes| async move {
+        let parts = fresh_store(&conn, &prefixes).await;
+        let steps = fresh_store(&conn, &prefixes).await;
+        let now = OffsetDateTime::now_utc();
+        let account = AccountId::new("a:b*{x}:claims:a");
+        let first = run(1, now);
+        let mut challenge = testkit::sample_challenge(0x31, now);
+        challenge.account = Some(account.clone());
+        let mut resent = challenge.clone();
+        resent.version = 1;
+        resent.expires_at += Duration::minutes(5);
+        let device = sample_device(&account.0, 0x32, now);
+        let book = testkit::sample_contact_book(&account, now);
+        let mut next_book = book.clone();
+        next_book.version = 2;
+        let first_claims = claim(&["+819011112222", "k*[1]"], &[]);
+        let second_claims = claim(&["+819033334444"], &["+819011112222"]);
+        let hits = [
+            limit("dest:+8190", 5),
+            limit("dest:+8190", 5),
+            limit("x", 5),
+        ];
+
+        // Each part alone, compared after each step.
+        let mut compare = async |what: &str| {
+            let (a, b) = (
+                snapshot(&mut conn, parts.prefix()).await,
+                snapshot(&mut conn, steps.prefix()).await,
+            );
+            assert_eq!(a, b, "{what}: the same keys and contents");
+            let (a, b) = (
+                lifetimes(&mut conn, parts.prefix()).await,
+                lifetimes(&mut conn, steps.prefix()).await,
+            );
+            assert_eq!(
+                a.keys().collect::<Vec<_>>(),
+                b.keys().collect::<Vec<_>>(),
+                "{what}"
+            );
+            for (key, ttl) in &a {
+                let other = b[key];
+                assert!(
+                    (*ttl == -1 && other == -1) || (*ttl > 0 && (ttl - other).abs() < 5_000),
+                    "{what}: {key} lives {ttl} ms one way and {other} ms the other"
+                );
+            }
+        };
+
+        for hit in &hits {
+            parts.hit(&hit.key, hit.window, now).await.unwrap();
+        }
+        let commit = commit! {
+            hits: &hits,
+        };
+        assert_eq!(steps.commit(&commit, now).await.unwrap(), Committed::Done);
+        compare("hits").await;
+
+        parts
+            .replace_failures(&account, None, Some(first))
+            .await
+            .unwrap();
+        let commit = commit! {
+            failures: Some(FailureChange {
+                account: &account,
+                expected: None,
+                next: Some(first),
+            }),
+        };
+        assert_eq!(steps.commit(&commit, now).await.unwrap(), Committed::Done);
+        compare("a failure run").await;
+
+        parts.insert_challenge(&challenge).await.unwrap();
+        let commit = commit! {
+            challenge: Some(ChallengeWrite::Insert(&challenge)),
+        };
+        assert_eq!(steps.commit(&commit, now).await.unwrap(), Committed::Done);
+        compare("a challenge inserted").await;
+
+        parts.replace_challenge(&resent, 0).await.unwrap();
+        let commit = commit! {
+            challenge: Some(ChallengeWrite::Replace {
+                record: &resent,
+                expected_version: 0,
+            }),
+        };
+        assert_eq!(steps.commit(&commit, now).await.unwrap(), Committed::Done);
+        compare("a challenge replaced, its deadline moved").await;
+
+        parts.insert_device(&device).await.unwrap();
+        let commit = commit! {
+            device: Some(&device),
+        };
+        assert_eq!(steps.commit(&commit, now).await.unwrap(), Committed::Done);
+        compare("a device").await;
+
+        parts
+            .commit_account(&book, None, &first_claims)
+            .await
+            .unwrap();
+        let commit = commit! {
+            record: Some(RecordWrite {
+                record: &book,
+                expected_version: None,
+                claims: &first_claims,
+            }),
+        };
+        assert_eq!(steps.commit(&commit, now).await.unwrap(), Committed::Done);
+        compare("an account record with claims").await;
+
+        // Then everything at once: run ended, challenge consumed, record
+        // moved on with a claim changing hands, the same counters again.
+        let mut consumed = resent.clone();
+        consumed.version = 2;
+        consumed.expires_at = consumed.created_at;
+        for hit in &hits {
+            parts.hit(&hit.key, hit.window, now).await.unwrap();
+        }
+        parts
+            .replace_failures(&account, Some(first), None)
+            .await
+            .unwrap();
+        parts.replace_challenge(&consumed, 1).await.unwrap();
+        let mut second_device = device.clone();
+        second_device.id = device_id(0x33);
+        parts.insert_device(&second_device).await.unwrap();
+        parts
+            .commit_account(&next_book, Some(1), &second_claims)
+            .await
+            .unwrap();
+        let commit = commit! {
+            hits: &hits,
+            failures: Some(FailureChange {
+                account: &account,
+                expected: Some(first),
+                next: None,
+            }),
+            challenge: Some(ChallengeWrite::Replace {
+                record: &consumed,
+                expected_version: 1,
+            }),
+            record: Some(RecordWrite {
+                record: &next_book,
+                expected_version: Some(1),
+                claims: &second_claims,
+            }),
+            device: Some(&second_device),
+        };
+        assert_eq!(steps.commit(&commit, now).await.unwrap(), Committed::Done);
+        compare("every part at once").await;
+
+        // And load reads back what either wrote.
+        for store in [&parts, &steps] {
+            let loaded = store
+                .load(
+                    &Load::account(&account)
+                        .with_challenge(&challenge.id)
+                        .with_device(&device.id),
+                )
+                .await
+                .unwrap();
+            assert_eq!(json(&loaded.record.unwrap()), json(&next_book));
+            assert_eq!(loaded.failures, None);
+            assert_eq!(json(&loaded.challenge.unwrap()), json(&consumed));
+            assert_eq!(json(&loaded.device.unwrap()), json(&device));
+        }
+    })
+    .await;
+}
+
+/// The records a failed commit would have touched, with a commit that
+/// would land on them; `spoil` makes one condition fail.
+struct Stage<S> {
+    store: S,
+    account: AccountId,
+    run: FailureRecord,
+    challenge: ninsho::model::ChallengeRecord,
+    next_challenge: ninsho::model::ChallengeRecord,
+    book: ninsho::model::AccountRecord,
+    next_book: ninsho::model::AccountRecord,
+    device: DeviceRecord,
+    new_device: DeviceRecord,
+    claims: ClaimChanges,
+    hits: Vec<LimitHit>,
+}
+
+impl<S: Store> Stage<S> {
+    async fn new(store: S, now: OffsetDateTime) -> Self {
+        let account = AccountId::new("carol");
+        let book = testkit::sample_contact_book(&account, now);
+        store
+            .commit_account(&book, None, &claim(&["+819055556666"], &[]))
+            .await
+            .unwrap();
+        let stored_run = run(4, now);
+        store
+            .replace_failures(&account, None, Some(stored_run))
+            .await
+            .unwrap();
+        let mut challenge = testkit::sample_challenge(0x41, now);
+        challenge.account = Some(account.clone());
+        store.insert_challenge(&challenge).await.unwrap();
+        let device = sample_device("carol", 0x42, now);
+        store.insert_device(&device).await.unwrap();
+        // A counter already charged once, so a stray charge would show.
+        store
+            .hit("dest:carol", Duration::minutes(10), now)
+            .await
+            .unwrap();
+        let mut next_challenge = challenge.clone();
+        next_challenge.version = 1;
+        next_challenge.failed_attempts = 1;
+        let mut next_book = book.clone();
+        next_book.version = 2;
+        Self {
+            store,
+            account,
+            run: stored_run,
+            challenge,
+            next_challenge,
+            book,
+            next_book,
+            device,
+            new_device: sample_device("carol", 0x43, now),
+            claims: claim(&["+819077778888"], &["+819055556666"]),
+            hits: vec![limit("dest:carol", 10), limit("caller:carol", 10)],
+        }
+    }
+
+    fn good(&self) -> Commit<'_> {
+        commit! {
+            hits: &self.hits,
+            failures: Some(FailureChange {
+                account: &self.account,
+                expected: Some(self.run),
+                next: Some(run(5, self.run.last_failure_at)),
+            }),
+            challenge: Some(ChallengeWrite::Replace {
+                record: &self.next_challenge,
+                expected_version: 0,
+            }),
+            record: Some(RecordWrite {
+                record: &self.next_book,
+                expected_version: Some(self.book.version),
+                claims: &self.claims,
+            }),
+            device: Some(&self.new_device),
+        }
+    }
+}
+
+/// Every condition that fails makes the commit a Conflict that writes
+/// nothing at all, hits included: the namespace is the same, key by key,
+/// before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_condition_writes_nothing() {
+    with_redis(|mut conn, prefixes| async move {
+        let now = OffsetDateTime::now_utc();
+        let stage = Stage::new(fresh_store(&conn, &prefixes).await, now).await;
+        let store = &stage.store;
+        let good = stage.good();
+        let stale_challenge = ChallengeWrite::Replace {
+            record: &stage.next_challenge,
+            expected_version: 1,
+        };
+        let mut gone = testkit::sample_challenge(0x44, now);
+        gone.version = 1;
+        let gone_challenge = ChallengeWrite::Replace {
+            record: &gone,
+            expected_version: 0,
+        };
+        let spoiled: Vec<(&str, Commit<'_>)> = vec![
+            (
+                "a failure run that moved on",
+                commit! {
+                    good;
+                    failures: Some(FailureChange {
+                        expected: Some(run(3, stage.run.last_failure_at)),
+                        ..good.failures.unwrap()
+                    }),
+                },
+            ),
+            (
+                "a failure run stored one nanosecond later",
+                commit! {
+                    good;
+                    failures: Some(FailureChange {
+                        expected: Some(run(
+                            4,
+                            stage.run.last_failure_at + Duration::nanoseconds(1),
+                        )),
+                        ..good.failures.unwrap()
+                    }),
+                },
+            ),
+            (
+                "no failure run expected where one is stored",
+                commit! {
+                    good;
+                    failures: Some(FailureChange {
+                        expected: None,
+                        ..good.failures.unwrap()
+                    }),
+                },
+            ),
+            (
+                "a stale challenge version",
+                commit! {
+                    good;
+                    challenge: Some(stale_challenge),
+                },
+            ),
+            (
+                "a challenge that is gone",
+                commit! {
+                    good;
+                    challenge: Some(gone_challenge),
+                },
+            ),
+            (
+                "a challenge insert over an existing one",
+                commit! {
+                    good;
+                    challenge: Some(ChallengeWrite::Insert(&stage.challenge)),
+                },
+            ),
+            (
+                "a device id already trusted",
+                commit! {
+                    good;
+                    device: Some(&stage.device),
+                },
+            ),
+            (
+                "a stale record version",
+                commit! {
+                    good;
+                    record: Some(RecordWrite {
+                        expected_version: Some(7),
+                        ..good.record.unwrap()
+                    }),
+                },
+            ),
+            (
+                "no record expected where one is stored",
+                commit! {
+                    good;
+                    record: Some(RecordWrite {
+                        expected_version: None,
+                        ..good.record.unwrap()
+                    }),
+                },
+            ),
+        ];
+        let before = snapshot(&mut conn, store.prefix()).await;
+        for (what, commit) in spoiled {
+            let got = store.commit(&commit, now).await;
+            assert_eq!(kind(got), StoreErrorKind::Conflict, "{what}");
+            assert_eq!(
+                snapshot(&mut conn, store.prefix()).await,
+                before,
+                "a commit with {what} wrote something"
+            );
+        }
+        // The unspoiled commit lands, and then is stale itself.
+        assert_eq!(store.commit(&good, now).await.unwrap(), Committed::Done);
+        assert_eq!(
+            kind(store.commit(&good, now).await),
+            StoreErrorKind::Conflict
+        );
+        let after = store.hit("dest:carol", Duration::minutes(10), now).await;
+        assert_eq!(
+            after.unwrap().count,
+            3,
+            "one charge by the commit that landed"
+        );
+    })
+    .await;
+}
+
+/// A hit past its max: it and the hits before it are charged, the later
+/// ones are not, and nothing else is written (the counters are the only
+/// keys that change). A counter at its max exactly lets the commit by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limit_reached_charges_up_to_that_hit_only() {
+    with_redis(|mut conn, prefixes| async move {
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(987_654_321)
+            .unwrap();
+        let stage = Stage::new(fresh_store(&conn, &prefixes).await, now).await;
+        let store = &stage.store;
+        let p = store.prefix().to_owned();
+        // dest:carol holds 1; max 2 lets one more through, then stops.
+        let hits = [limit("a", 10), limit("dest:carol", 2), limit("c", 10)];
+        let first = commit! {
+            hits: &hits,
+        };
+        assert_eq!(store.commit(&first, now).await.unwrap(), Committed::Done);
+        let before = snapshot(&mut conn, &p).await;
+        let commit = commit! {
+            stage.good();
+            hits: &hits,
+        };
+        let got = store.commit(&commit, now).await.unwrap();
+        let Committed::LimitReached { index, count } = got else {
+            panic!("expected LimitReached, got {got:?}");
+        };
+        assert_eq!(index, 1);
+        assert_eq!(count.count, 3);
+        // The window Stage::new opened, to the nanosecond.
+        assert_eq!(count.resets_at, now + Duration::minutes(10));
+        let after = snapshot(&mut conn, &p).await;
+        let changed: Vec<&String> = after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(changed, [":limit:a", ":limit:dest:carol"]);
+        assert_eq!(before.len(), after.len(), "no key added or removed");
+        assert!(
+            after[":limit:a"].contains("count=2") && after[":limit:c"].contains("count=1"),
+            "{after:?}"
+        );
+        // A counter hit twice in one commit counts both, and the second
+        // may be the one that passes.
+        let twice = [limit("twice", 1), limit("twice", 1)];
+        let got = store
+            .commit(
+                &commit! {
+                    hits: &twice,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(got, Committed::LimitReached { index: 1, count } if count.count == 2),
+            "{got:?}"
+        );
+        assert!(pttl(&mut conn, &format!("{p}:limit:twice")).await > 590_000);
+    })
+    .await;
+}
+
+/// A claim held by another account: Taken with its index, nothing
+/// written (hits included), whatever else the commit carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_taken_claim_writes_nothing() {
+    with_redis(|mut conn, prefixes| async move {
+        let now = OffsetDateTime::now_utc();
+        let stage = Stage::new(fresh_store(&conn, &prefixes).await, now).await;
+        let store = &stage.store;
+        let dave = AccountId::new("dave");
+        store
+            .commit_account(
+                &testkit::sample_contact_book(&dave, now),
+                None,
+                &claim(&["+819099990000"], &[]),
+            )
+            .await
+            .unwrap();
+        let claims = claim(&["+819077778888", "+819099990000"], &[]);
+        let commit = commit! {
+            stage.good();
+            record: Some(RecordWrite {
+                claims: &claims,
+                ..stage.good().record.unwrap()
+            }),
+        };
+        let before = snapshot(&mut conn, store.prefix()).await;
+        assert_eq!(
+            store.commit(&commit, now).await.unwrap(),
+            Committed::Taken { index: 1 }
+        );
+        assert_eq!(snapshot(&mut conn, store.prefix()).await, before);
+        assert_eq!(
+            store.claim_owner("+819099990000").await.unwrap(),
+            Some(dave)
+        );
+    })
+    .await;
+}
+
+/// Versions compare as exact decimal strings in commit.lua too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commit_compares_versions_above_2_pow_53_exactly() {
+    with_redis(|conn, prefixes| async move {
+        let store = fresh_store(&conn, &prefixes).await;
+        let now = OffsetDateTime::now_utc();
+        let big = (1_u64 << 53) + 1;
+        let mut challenge = testkit::sample_challenge(0x51, now);
+        challenge.version = big;
+        store.insert_challenge(&challenge).await.unwrap();
+        let mut next = challenge.clone();
+        next.version = big + 1;
+        let replace = |expected_version| {
+            commit! {
+                challenge: Some(ChallengeWrite::Replace {
+                    record: &next,
+                    expected_version,
+                }),
+            }
+        };
+        assert_eq!(
+            kind(store.commit(&replace(big - 1), now).await),
+            StoreErrorKind::Conflict
+        );
+        assert_eq!(
+            store.commit(&replace(big), now).await.unwrap(),
+            Committed::Done
+        );
+        let back = store.challenge(&challenge.id).await.unwrap().unwrap();
+        assert_eq!(back.version, big + 1);
+    })
+    .await;
+}
+
+/// Which conditions a racing commit carries.
+#[derive(Clone, Copy, Debug)]
+enum On {
+    Challenge,
+    Failures,
+    Both,
+}
+
+/// `tasks` commits at once on one challenge version and/or one failure run,
+/// spread over `stores` (one per app instance), each also inserting a
+/// device of its own: exactly one lands, every other is a Conflict, and
+/// what is stored is the winner's.
+async fn race_one_step(stores: &[RedisStore], on: On, tasks: usize) {
+    let now = OffsetDateTime::now_utc();
+    let account = AccountId::new(format!("race:{on:?}"));
+    let mut challenge = testkit::sample_challenge(0x61, now);
+    challenge.account = Some(account.clone());
+    stores[0].insert_challenge(&challenge).await.unwrap();
+    let before = run(2, now);
+    stores[0]
+        .replace_failures(&account, None, Some(before))
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let (account, barrier) = (account.clone(), barrier.clone());
+            let mut next = challenge.clone();
+            next.version = 1;
+            next.failed_attempts = u32::try_from(i).unwrap();
+            let mut device = sample_device(&account.0, 0, now);
+            device.id = device_id(u8::try_from(i).unwrap());
+            tokio::spawn(async move {
+                let failures = FailureChange {
+                    account: &account,
+                    expected: Some(before),
+                    next: Some(run(3 + u32::try_from(i).unwrap(), now)),
+                };
+                let challenge = ChallengeWrite::Replace {
+                    record: &next,
+                    expected_version: 0,
+                };
+                let commit = commit! {
+                    failures: matches!(on, On::Failures | On::Both).then_some(failures),
+                    challenge: matches!(on, On::Challenge | On::Both).then_some(challenge),
+                    device: Some(&device),
+                };
+                barrier.wait().await;
+                store.commit(&commit, now).await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, handle) in handles.into_iter().enumerate() {
+        match handle.await.unwrap() {
+            Ok(Committed::Done) => winners.push(i),
+            Err(e) if e.is_conflict() => {}
+            other => panic!("task {i}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "{on:?}, {} instance(s): exactly one commit lands, not {winners:?}",
+        stores.len()
+    );
+    let winner = winners[0];
+    let store = &stores[0];
+    let devices = store.devices(&account).await.unwrap();
+    assert_eq!(devices.len(), 1, "only the winner's device");
+    assert_eq!(devices[0].id, device_id(u8::try_from(winner).unwrap()));
+    let loaded = store
+        .load(&Load::account(&account).with_challenge(&challenge.id))
+        .await
+        .unwrap();
+    if matches!(on, On::Challenge | On::Both) {
+        assert_eq!(
+            loaded.challenge.unwrap().failed_attempts,
+            u32::try_from(winner).unwrap()
+        );
+    }
+    if matches!(on, On::Failures | On::Both) {
+        assert_eq!(
+            loaded.failures,
+            Some(run(3 + u32::try_from(winner).unwrap(), now))
+        );
+    }
+}
+
+/// 32 tasks on one store commit on the same challenge version and failure
+/// run (and on each alone): one Done, 31 Conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_commits_on_one_step_one_lands() {
+    with_redis(|conn, prefixes| async move {
+        for on in [On::Both, On::Challenge, On::Failures] {
+            let store = fresh_store(&conn, &prefixes).await;
+            race_one_step(&[store], on, 32).await;
+        }
+    })
+    .await;
+}
+
+/// The same across two app instances: two connection managers (two TCP
+/// connections) on one prefix, 16 tasks each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_commits_from_two_instances_one_lands() {
+    with_redis(|_, prefixes| async move {
+        for on in [On::Both, On::Challenge, On::Failures] {
+            let prefix = prefixes.new_prefix();
+            let (Some(a), Some(b)) = (connect().await, connect().await) else {
+                panic!("the server answered a moment ago");
+            };
+            let a = store_on(a, prefix.clone()).await;
+            let b = volatile(b, prefix).await;
+            race_one_step(&[a, b], on, 32).await;
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Data loss: the initialisation marker
+// ---------------------------------------------------------------------------
+
+/// A namespace wiped under a running store (a flush, a restart without
+/// persistence): load and account_record answer NotInitialised, never
+/// "no record"; initialise() makes them answer again (with the records
+/// gone). A store never initialised answers the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_namespace_is_not_initialised_until_initialised_again() {
+    with_redis(|mut conn, prefixes| async move {
+        let now = OffsetDateTime::now_utc();
+        let store = fresh_store(&conn, &prefixes).await;
+        let alice = AccountId::new("alice");
+        let book = testkit::sample_contact_book(&alice, now);
+        store
+            .commit_account(&book, None, &ClaimChanges::default())
+            .await
+            .unwrap();
+        let challenge = testkit::sample_challenge(0x71, now);
+        store.insert_challenge(&challenge).await.unwrap();
+        let device = device_id(1);
+        let everything = Load::account(&alice)
+            .with_challenge(&challenge.id)
+            .with_device(&device);
+        assert!(store.load(&everything).await.unwrap().record.is_some());
+
+        // Every key of the namespace goes, the marker with them.
+        delete_prefix(&mut conn, store.prefix()).await;
+        for load in [
+            everything,
+            Load::account(&alice),
+            Load::challenge_only(&challenge.id),
+        ] {
+            assert_eq!(
+                kind(store.load(&load).await),
+                StoreErrorKind::NotInitialised,
+                "{load:?}"
+            );
+        }
+        let err = store.account_record(&alice).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::NotInitialised);
+        assert!(err.to_string().contains("initialise"), "{err}");
+
+        // The operator's deliberate act; twice is the same as once.
+        store.initialise().await.unwrap();
+        store.initialise().await.unwrap();
+        let loaded = store.load(&everything).await.unwrap();
+        assert!(loaded.record.is_none() && loaded.challenge.is_none());
+        assert!(store.account_record(&alice).await.unwrap().is_none());
+        let marker: Vec<String> = scan(&mut conn, &format!("{}:meta:*", store.prefix())).await;
+        assert_eq!(marker, [format!("{}:meta:initialised", store.prefix())]);
+
+        // A prefix nobody initialised.
+        let never = volatile(conn.clone(), prefixes.new_prefix()).await;
+        assert_eq!(
+            kind(never.load(&Load::account(&alice)).await),
+            StoreErrorKind::NotInitialised
+        );
+        assert_eq!(
+            kind(never.account_record(&alice).await),
+            StoreErrorKind::NotInitialised
+        );
+    })
+    .await;
+}
+
+/// The done-when of issue 16: a store wiped under a running service
+/// answers errors, never "two-step sign-in is off". An enrolled account's
+/// sign-in, its methods, its status and a new code all fail with
+/// `NotInitialised` once the namespace is gone, and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_wiped_under_a_running_service_fails_closed() {
+    with_redis(|mut conn, prefixes| async move {
+        let store = Arc::new(fresh_store(&conn, &prefixes).await);
+        let gateway = ninsho::gateway::RecordingGateway::new();
+        let clock = ninsho::ManualClock::at_unix(support::T0).unwrap();
+        let service = support::two_factor("Example", store.clone(), &gateway, &clock, 41)
+            .limits(support::no_send_limits())
+            .build()
+            .unwrap();
+        let taro = AccountId::new("taro");
+        support::enrol(&service, &gateway, &taro).await;
+        let before = service.sign_in_begin(&taro, None).await.unwrap();
+        assert!(matches!(
+            before,
+            ninsho::service::SignInStart::Required { .. }
+        ));
+        let sent = gateway.attempts().len();
+
+        delete_prefix(&mut conn, store.prefix()).await;
+
+        let wiped = |e: ninsho::Error| match e {
+            ninsho::Error::Store(e) => e.kind(),
+            other => panic!("a wiped store must answer a store error, not {other:?}"),
+        };
+        let begin = service.sign_in_begin(&taro, None).await;
+        assert!(
+            !matches!(begin, Ok(ninsho::service::SignInStart::NotNeeded(_))),
+            "a wiped store read as 'no second step needed': {begin:?}"
+        );
+        assert_eq!(wiped(begin.unwrap_err()), StoreErrorKind::NotInitialised);
+        assert_eq!(
+            wiped(service.two_factor_enabled(&taro).await.unwrap_err()),
+            StoreErrorKind::NotInitialised
+        );
+        assert_eq!(
+            wiped(service.methods(&taro).await.unwrap_err()),
+            StoreErrorKind::NotInitialised
+        );
+        assert_eq!(
+            wiped(
+                service
+                    .phone_send_code(&AccountId::new("jiro"), "090-8765-4321", None, None)
+                    .await
+                    .unwrap_err()
+            ),
+            StoreErrorKind::NotInitialised
+        );
+        assert_eq!(gateway.attempts().len(), sent, "nothing may be sent");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Persistence check at connect
+// ---------------------------------------------------------------------------
+
+/// Whether the test server keeps nothing on disk, as the store judges it;
+/// `None` when it refuses CONFIG.
+async fn server_is_volatile(conn: &mut ConnectionManager) -> Option<bool> {
+    let save: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("save")
+        .query_async(conn)
+        .await
+        .ok()?;
+    let appendonly: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query_async(conn)
+        .await
+        .ok()?;
+    Some(save.get(1)?.trim().is_empty() && appendonly.get(1)? == "no")
+}
+
+/// A server that keeps nothing on disk is refused, unless the host opted
+/// in; one that keeps its data is accepted either way. The test server is
+/// usually volatile (`--save "" --appendonly no`), so the refusal is what
+/// this sees there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_volatile_server_is_refused_unless_accepted() {
+    with_redis(|mut conn, prefixes| async move {
+        let url = redis_url();
+        let volatile_server = server_is_volatile(&mut conn).await;
+        let plain = RedisStore::connect(&url, prefixes.new_prefix()).await;
+        let built = RedisStore::builder(prefixes.new_prefix())
+            .build(conn.clone())
+            .await;
+        match volatile_server {
+            Some(true) => {
+                for got in [plain, built] {
+                    let err = got.unwrap_err();
+                    assert!(matches!(err, RedisConnectError::VolatileServer), "{err:?}");
+                    assert!(err.to_string().contains("persistence"), "{err}");
+                    let as_store = StoreError::from(err);
+                    assert_eq!(as_store.kind(), StoreErrorKind::Other);
+                    assert!(std::error::Error::source(&as_store).is_some());
+                }
+            }
+            Some(false) | None => {
+                eprintln!("note: the test server keeps its data (or hides CONFIG); accepted");
+                plain.unwrap();
+                built.unwrap();
+            }
+        }
+        let accepted = RedisStore::builder(prefixes.new_prefix())
+            .dangerously_allow_volatile_server()
+            .connect(&url)
+            .await
+            .unwrap();
+        accepted.initialise().await.unwrap();
+        assert!(
+            accepted
+                .load(&Load::account(&AccountId::new("a")))
+                .await
+                .is_ok()
+        );
+    })
+    .await;
+}
+
+/// A server that refuses CONFIG (here: an ACL user without it, as managed
+/// services set up) is accepted without the opt-in: its persistence can't
+/// be seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_that_refuses_config_is_accepted() {
+    with_redis(|mut conn, prefixes| async move {
+        let url = redis_url();
+        let Some(rest) = url.strip_prefix("redis://").filter(|r| !r.contains('@')) else {
+            eprintln!("SKIPPED (part): NINSHO_REDIS_URL carries a login; no ACL user made");
+            return;
+        };
+        let user = format!("ninsho-test-noconfig-{}", unique_prefix().replace(':', "-"));
+        let password = "ninsho-test-password";
+        let made: Result<(), redis::RedisError> = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&user)
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .arg("-config")
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = made {
+            assert!(!under_ci(), "ACL SETUSER refused under CI: {e}");
+            eprintln!("SKIPPED (part): the server refuses ACL SETUSER ({e})");
+            return;
+        }
+        let limited = format!("redis://{user}:{password}@{rest}");
+        let got = RedisStore::connect(&limited, prefixes.new_prefix()).await;
+        let _: i64 = redis::cmd("ACL")
+            .arg("DELUSER")
+            .arg(&user)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let store = got.expect("a server that refuses CONFIG is accepted");
+        assert!(store.prefix().starts_with("ninsho-test:"));
+    })
+    .await;
+}
+
+/// What the scenarios of [`commit_outcomes_match_the_reference_store`]
+/// put into a commit.
+struct Extras {
+    over: [LimitHit; 2],
+    stale_run: FailureRecord,
+    taken: ClaimChanges,
+}
+
+/// One scenario: changes to the good commit.
+type Spoil = for<'a> fn(&mut Commit<'a>, &'a Extras);
+
+/// Seeds `store` as `Stage::new` does (and a claim held by another
+/// account), runs the good commit spoiled by `spoil`, and returns its
+/// outcome and every record and counter it could have touched.
+async fn outcome_on<S: Store>(
+    store: S,
+    now: OffsetDateTime,
+    spoil: Spoil,
+    extras: &Extras,
+) -> Vec<String> {
+    let stage = Stage::new(store, now).await;
+    let s = &stage.store;
+    s.commit_account(
+        &testkit::sample_contact_book(&AccountId::new("dave"), now),
+        None,
+        &claim(&["+819099990000"], &[]),
+    )
+    .await
+    .unwrap();
+    let mut commit = stage.good();
+    spoil(&mut commit, extras);
+    let outcome = match s.commit(&commit, now).await {
+        Ok(done) => format!("{done:?}"),
+        Err(e) => format!("{:?}", e.kind()),
+    };
+    let loaded = s
+        .load(
+            &Load::account(&stage.account)
+                .with_challenge(&stage.challenge.id)
+                .with_device(&stage.new_device.id),
+        )
+        .await
+        .unwrap();
+    let mut after = vec![
+        outcome,
+        json(&loaded.record).to_string(),
+        format!("{:?}", loaded.failures),
+        json(&loaded.challenge).to_string(),
+        json(&loaded.device).to_string(),
+    ];
+    for key in ["dest:carol", "caller:carol", "after"] {
+        let count = s.hit(key, Duration::minutes(10), now).await.unwrap();
+        after.push(format!("{key} {count:?}"));
+    }
+    for key in ["+819055556666", "+819077778888", "+819099990000"] {
+        after.push(format!("{key} {:?}", s.claim_owner(key).await.unwrap()));
+    }
+    after
+}
+
+/// Commits whose conditions fail in more than one way at once, run on
+/// MemoryStore (the reference) and on RedisStore from the same records:
+/// the same outcome (which failure wins: a limit before any condition, a
+/// stale condition before a taken claim) and the same records after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commit_outcomes_match_the_reference_store() {
+    with_redis(|conn, prefixes| async move {
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(123_456_789)
+            .unwrap();
+        let extras = Extras {
+            over: [limit("dest:carol", 1), limit("after", 10)],
+            stale_run: run(9, now),
+            taken: claim(&["+819077778888", "+819099990000"], &[]),
+        };
+        let scenarios: Vec<(&str, Spoil)> = vec![
+            ("good", |_, _| {}),
+            ("a limit passed and a stale run", |c, x| {
+                c.hits = &x.over;
+                c.failures = c.failures.map(|f| FailureChange {
+                    expected: Some(x.stale_run),
+                    ..f
+                });
+            }),
+            ("a limit passed and a taken claim", |c, x| {
+                c.hits = &x.over;
+                c.record = c.record.map(|r| RecordWrite {
+                    claims: &x.taken,
+                    ..r
+                });
+            }),
+            ("a stale run and a taken claim", |c, x| {
+                c.failures = c.failures.map(|f| FailureChange {
+                    expected: Some(x.stale_run),
+                    ..f
+                });
+                c.record = c.record.map(|r| RecordWrite {
+                    claims: &x.taken,
+                    ..r
+                });
+            }),
+            ("a stale record version and a taken claim", |c, x| {
+                c.record = c.record.map(|r| RecordWrite {
+                    expected_version: Some(9),
+                    claims: &x.taken,
+                    ..r
+                });
+            }),
+            ("a gone challenge version, no device", |c, _| {
+                if let Some(ChallengeWrite::Replace { record, .. }) = c.challenge {
+                    c.challenge = Some(ChallengeWrite::Replace {
+                        record,
+                        expected_version: 5,
+                    });
+                }
+                c.device = None;
+            }),
+            ("only a taken claim", |c, x| {
+                c.record = c.record.map(|r| RecordWrite {
+                    claims: &x.taken,
+                    ..r
+                });
+            }),
+        ];
+        for (what, spoil) in scenarios {
+            let reference = outcome_on(MemoryStore::new(), now, spoil, &extras).await;
+            let redis = outcome_on(fresh_store(&conn, &prefixes).await, now, spoil, &extras).await;
+            assert_eq!(reference, redis, "{what}: MemoryStore, then RedisStore");
         }
     })
     .await;

@@ -18,8 +18,8 @@ use ninsho::model::{AccountId, AccountRecord, ChallengeRecord};
 use ninsho::otp::Totp;
 use ninsho::service::{MethodKind, Proof, SignInAttempt, SignedIn, TwoFactor};
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, MemoryStore, StoreError,
-    StoreErrorKind,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, Load, Loaded,
+    MemoryStore, StepStore, StoreError, StoreErrorKind,
 };
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{
@@ -53,6 +53,27 @@ impl LostReply {
 
 delegate_store!([] LostReply, inner, support::directly =>
     LimitStore, DeviceStore, VerificationStore);
+
+#[async_trait]
+impl StepStore for LostReply {
+    async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
+        self.inner.load(load).await
+    }
+    async fn commit(
+        &self,
+        commit: &Commit<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        // The commits that spend a secret: a code consumed, or a record
+        // (with its recovery codes) written.
+        let consumes = commit.record.is_some()
+            || commit
+                .challenge
+                .is_some_and(|c| c.record().state == ninsho::model::ChallengeState::Consumed);
+        let result = self.inner.commit(commit, now).await;
+        if consumes { self.lost(result) } else { result }
+    }
+}
 
 #[async_trait]
 impl ChallengeStore for LostReply {

@@ -572,7 +572,7 @@ struct FlakyContacts {
 }
 
 delegate_store!([] FlakyContacts, inner, support::directly =>
-    ChallengeStore, LimitStore, DeviceStore, VerificationStore);
+    ChallengeStore, LimitStore, DeviceStore, VerificationStore, StepStore);
 
 #[async_trait::async_trait]
 impl AccountStore for FlakyContacts {

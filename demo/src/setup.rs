@@ -71,11 +71,21 @@ pub(crate) async fn build(config: &Config, addr: SocketAddr) -> Result<AppState,
             store.migrate().await.map_err(DemoError::Store)?;
             Arc::new(store)
         }
-        StoreChoice::Redis(url) => Arc::new(
-            RedisStore::connect(url, "ninsho-demo")
+        StoreChoice::Redis(url) => {
+            // The demo keeps its users in memory and forgets them when it
+            // stops, so a Redis that forgets its data loses nothing the demo
+            // still knows: it accepts a server without persistence, and
+            // marks the store initialised at every start. A real service
+            // does neither (see `RedisStore`'s docs): its server keeps the
+            // data, and the store is initialised once, on purpose.
+            let store = RedisStore::builder("ninsho-demo")
+                .dangerously_allow_volatile_server()
+                .connect(url)
                 .await
-                .map_err(DemoError::Store)?,
-        ),
+                .map_err(|e| DemoError::Store(e.into()))?;
+            store.initialise().await.map_err(DemoError::Store)?;
+            Arc::new(store)
+        }
     };
     let (hash_key, seal_key) = keys(&config.data_dir)?;
     let inbox = RecordingGateway::new();

@@ -84,3 +84,13 @@ CREATE TABLE IF NOT EXISTS ninsho_verifications (
     PRIMARY KEY (id),
     INDEX ninsho_verifications_expires_at (expires_at)
 ) ENGINE = InnoDB ROW_FORMAT = DYNAMIC DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- The initialisation marker: the row `initialised`, written only by
+-- `MySqlStore::initialise` (never by the migration). `load` and
+-- `account_record` check it, so a database emptied under the service
+-- answers errors instead of reading every account as new.
+CREATE TABLE IF NOT EXISTS ninsho_meta (
+    `key`       VARBINARY(64)  NOT NULL,
+    value       VARBINARY(255) NOT NULL,
+    PRIMARY KEY (`key`)
+) ENGINE = InnoDB ROW_FORMAT = DYNAMIC DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

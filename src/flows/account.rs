@@ -26,6 +26,29 @@ pub(crate) async fn update<T>(
     store: &dyn Store,
     account: &AccountId,
     now: OffsetDateTime,
+    edit: impl FnMut(&mut AccountRecord) -> Result<(T, ClaimChanges), Error>,
+) -> Result<T, Error> {
+    let slot = AccountSlot {
+        store,
+        account,
+        now,
+        create: true,
+    };
+    let record = slot.read().await?;
+    update_from(store, account, now, record, edit).await
+}
+
+/// [`update`] starting from `record`, the account's record as the caller
+/// just read it ([`AccountRecord::fresh`] when it has none): no read of its
+/// own unless the compare-and-set finds it changed.
+///
+/// # Errors
+/// As for [`update`].
+pub(crate) async fn update_from<T>(
+    store: &dyn Store,
+    account: &AccountId,
+    now: OffsetDateTime,
+    record: AccountRecord,
     mut edit: impl FnMut(&mut AccountRecord) -> Result<(T, ClaimChanges), Error>,
 ) -> Result<T, Error> {
     let slot = AccountSlot {
@@ -34,7 +57,7 @@ pub(crate) async fn update<T>(
         now,
         create: true,
     };
-    let record = (slot.read().await?, ClaimChanges::default());
+    let record = (record, ClaimChanges::default());
     let landed = cas::change(&slot, record, |(record, claims)| {
         let (answer, changes) = edit(record)?;
         *claims = changes;

@@ -22,7 +22,10 @@ use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceRecord, FailureRecord,
     VerificationId, VerificationRecord,
 };
-use crate::store::{AccountCommit, ClaimChanges, Store, StoreError};
+use crate::store::{
+    AccountCommit, ChallengeWrite, ClaimChanges, Commit, FailureChange, Load, RecordWrite, Store,
+    StoreError,
+};
 
 /// Most compare-and-set rounds one change makes before it gives up with a
 /// conflict. Each lost round means another change of the same record
@@ -235,6 +238,164 @@ impl Slot for AccountSlot<'_> {
             AccountCommit::Committed => Ok(()),
             AccountCommit::Taken { .. } => Err(Refusal::Contact(ContactRefusal::InUse).into()),
         }
+    }
+}
+
+/// A challenge of an account together with the account's failure run,
+/// read by one [`load`](crate::store::StepStore::load) and written by one
+/// [`commit`](crate::store::StepStore::commit): a guess is counted (or the
+/// run ended) in the same atomic step that writes the challenge, and both
+/// are compared with what was read. With `device`, a right guess also
+/// trusts that device in the same step ([`GuessRecord::trust`]).
+pub(crate) struct GuessSlot<'a> {
+    pub(crate) store: &'a dyn Store,
+    pub(crate) account: &'a AccountId,
+    pub(crate) id: ChallengeId,
+    pub(crate) device: Option<&'a DeviceRecord>,
+}
+
+/// What a [`GuessSlot`] reads and writes.
+pub(crate) struct GuessRecord {
+    pub(crate) challenge: ChallengeRecord,
+    pub(crate) run: Option<FailureRecord>,
+    /// Whether the write also inserts the slot's device (`decide` sets it
+    /// for a right guess).
+    pub(crate) trust: bool,
+}
+
+impl Slot for GuessSlot<'_> {
+    type Record = GuessRecord;
+    type Expected = (u64, Option<FailureRecord>);
+
+    fn expected(record: &GuessRecord) -> (u64, Option<FailureRecord>) {
+        (record.challenge.version, record.run)
+    }
+
+    async fn load(&self) -> Result<GuessRecord, Error> {
+        let loaded = self
+            .store
+            .load(&Load::account(self.account).with_challenge(&self.id))
+            .await?;
+        let challenge = loaded
+            .challenge
+            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
+        Ok(GuessRecord {
+            challenge,
+            run: loaded.failures,
+            trust: false,
+        })
+    }
+
+    async fn replace(
+        &self,
+        (version, run): &(u64, Option<FailureRecord>),
+        next: &mut GuessRecord,
+    ) -> Result<(), Error> {
+        next.challenge.version = version.wrapping_add(1);
+        let commit = Commit {
+            failures: Some(FailureChange {
+                account: self.account,
+                expected: *run,
+                next: next.run,
+            }),
+            challenge: Some(ChallengeWrite::Replace {
+                record: &next.challenge,
+                expected_version: *version,
+            }),
+            device: self.device.filter(|_| next.trust),
+            ..Commit::default()
+        };
+        // No hits: the instant is not used.
+        self.store
+            .commit(&commit, OffsetDateTime::UNIX_EPOCH)
+            .await?;
+        Ok(())
+    }
+}
+
+/// An account's record together with its failure run, read by one
+/// [`load`](crate::store::StepStore::load) and written by one
+/// [`commit`](crate::store::StepStore::commit): a guess at a secret kept in
+/// the record (a recovery code) is counted, or the run ended, in the same
+/// atomic step that changes the record. With `device`, a success that asks
+/// for it ([`AccountGuess::trust`]) also trusts that device, at the epoch
+/// the record is written with.
+pub(crate) struct AccountGuessSlot<'a> {
+    pub(crate) store: &'a dyn Store,
+    pub(crate) account: &'a AccountId,
+    pub(crate) device: Option<&'a DeviceRecord>,
+}
+
+/// What an [`AccountGuessSlot`] reads and writes.
+pub(crate) struct AccountGuess {
+    pub(crate) record: AccountRecord,
+    pub(crate) run: Option<FailureRecord>,
+    /// Whether `decide` changed the record (else only the run is written).
+    pub(crate) changed: bool,
+    /// Whether the write also inserts the slot's device.
+    pub(crate) trust: bool,
+}
+
+impl AccountGuess {
+    pub(crate) fn new(record: AccountRecord, run: Option<FailureRecord>) -> Self {
+        Self {
+            record,
+            run,
+            changed: false,
+            trust: false,
+        }
+    }
+}
+
+impl Slot for AccountGuessSlot<'_> {
+    type Record = AccountGuess;
+    type Expected = (u64, Option<FailureRecord>);
+
+    fn expected(guess: &AccountGuess) -> (u64, Option<FailureRecord>) {
+        (guess.record.version, guess.run)
+    }
+
+    async fn load(&self) -> Result<AccountGuess, Error> {
+        let loaded = self.store.load(&Load::account(self.account)).await?;
+        let record = loaded
+            .record
+            .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
+        Ok(AccountGuess::new(record, loaded.failures))
+    }
+
+    async fn replace(
+        &self,
+        (version, run): &(u64, Option<FailureRecord>),
+        next: &mut AccountGuess,
+    ) -> Result<(), Error> {
+        let claims = ClaimChanges::default();
+        if next.changed {
+            next.record.version = version.wrapping_add(1);
+        }
+        // The device belongs to the epoch the record is written with.
+        let device = self.device.filter(|_| next.trust).map(|d| DeviceRecord {
+            epoch: next.record.epoch,
+            ..d.clone()
+        });
+        let commit = Commit {
+            failures: Some(FailureChange {
+                account: self.account,
+                expected: *run,
+                next: next.run,
+            }),
+            record: next.changed.then_some(RecordWrite {
+                record: &next.record,
+                expected_version: Some(*version),
+                claims: &claims,
+            }),
+            device: device.as_ref(),
+            ..Commit::default()
+        };
+        // No hits: the instant is not used.
+        self.store
+            .commit(&commit, OffsetDateTime::UNIX_EPOCH)
+            .await?;
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use super::cas::{self, ChallengeSlot, Step};
+use super::cas::{self, ChallengeSlot, GuessRecord, GuessSlot, Step};
 use super::guess::Counted;
 use super::{Attempt, Challenges};
 use crate::challenge::{
@@ -17,10 +17,13 @@ use crate::error::{CodeRefusal, Error, Misuse, Refusal, SecretKind, SendRefusal}
 use crate::events::Event;
 use crate::gateway::{CodeParams, DeliveryErrorKind, LinkParams, Message, Occasion, TemplateError};
 use crate::hash::KeyId;
+use crate::model::DeviceRecord;
 use crate::model::{
-    AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, Locale, Purpose,
+    AccountId, ChallengeId, ChallengeRecord, ChallengeState, Channel, Destination, FailureRecord,
+    Locale, Purpose,
 };
 use crate::secret::SecretString;
+use crate::store::{ChallengeWrite, Commit};
 
 /// A request to send a code.
 ///
@@ -53,6 +56,10 @@ pub struct IssueRequest {
     /// For a code that changes the account's factors: the account's
     /// security epoch it is issued under (see [`ChallengeRecord::epoch`]).
     pub(crate) epoch: Option<u64>,
+    /// The account's failure run as the caller just read it (with the
+    /// account's record, in one store call): the lockout is decided on it
+    /// instead of reading the run again. `None`: not read.
+    pub(crate) failures_read: Option<Option<FailureRecord>>,
 }
 
 impl fmt::Debug for IssueRequest {
@@ -85,6 +92,7 @@ impl IssueRequest {
             confirmation: None,
             channel: None,
             epoch: None,
+            failures_read: None,
         }
     }
 
@@ -252,15 +260,11 @@ impl Challenges {
             self.check_confirmation(&request.destination, typed, account, now)
                 .await?;
         } else if let Some(account) = account {
-            self.check_lockout(None, account, now).await?;
+            match request.failures_read {
+                Some(run) => self.refuse_locked(None, account, run.as_ref(), now)?,
+                None => self.check_lockout(None, account, now).await?,
+            }
         }
-        self.charge_send_limits(
-            &request.destination,
-            account,
-            request.caller.as_deref(),
-            now,
-        )
-        .await?;
 
         let inner = &self.inner;
         let id = ChallengeId::random(&*inner.rng)?;
@@ -268,7 +272,7 @@ impl Challenges {
         let record = NewChallenge {
             id,
             purpose: request.purpose,
-            account: request.account,
+            account: request.account.clone(),
             destination: request.destination,
             locale: request.locale.unwrap_or(inner.locale),
             channels,
@@ -280,7 +284,20 @@ impl Challenges {
             &inner.policy,
             now,
         );
-        inner.store.insert_challenge(&record).await?;
+        // The send limits are charged in the same call that inserts the
+        // challenge they guard.
+        let (kinds, hits) = self.send_limits(
+            &record.destination,
+            record.account.as_ref(),
+            request.caller.as_deref(),
+        );
+        let commit = Commit {
+            hits: &hits,
+            challenge: Some(ChallengeWrite::Insert(&record)),
+            ..Commit::default()
+        };
+        let committed = inner.store.commit(&commit, now).await?;
+        self.limit_reached(&committed, &kinds, record.account.as_ref())?;
         self.emit(Event::Issued {
             challenge: id,
             purpose: record.purpose.clone(),
@@ -446,6 +463,232 @@ impl Challenges {
         match self.check(record, &code, true).await? {
             Checked::Again(verified) => Ok(verified),
             Checked::Right(record) => Ok(self.verified(&record).await),
+        }
+    }
+
+    /// Verifies a code of `account`'s in the fewest store calls: `loaded` is
+    /// the challenge and the account's failure run as one
+    /// [`load`](crate::store::StepStore::load) just read them, and the
+    /// guess is settled in **one** commit that writes the challenge and the
+    /// run together, compared with what was read: a wrong code is one more
+    /// failure on both, a right one spends the code and ends the run, and,
+    /// with `device`, trusts that device in the same step. A commit that
+    /// loses a race reads both again and decides again, so a guess is always
+    /// decided on the run it lengthens: no number of parallel requests gets
+    /// more comparisons than the back-off allows (the rule
+    /// [`guess`](super::guess) keeps with separate calls).
+    ///
+    /// The challenge must be `account`'s (the caller checked). Answers
+    /// whether `device` was written with the success (not on a retry of
+    /// the attempt that already spent the code).
+    pub(crate) async fn verify_step(
+        &self,
+        account: &AccountId,
+        loaded: (ChallengeRecord, Option<FailureRecord>),
+        code: Code<'_>,
+        device: Option<&DeviceRecord>,
+    ) -> Result<(Verified, bool), Error> {
+        match self.guess_step(account, loaded, code, true, device).await? {
+            Stepped::Again(verified) => Ok((verified, false)),
+            Stepped::Right(guess) => {
+                self.emit(Event::Verified {
+                    challenge: guess.challenge.id,
+                    purpose: guess.challenge.purpose.clone(),
+                    account: Some(account.clone()),
+                });
+                Ok((Verified::from_record(&guess.challenge), guess.trust))
+            }
+        }
+    }
+
+    /// [`check_code`](Self::check_code) in the fewest store calls, as
+    /// [`verify_step`](Self::verify_step): the guess counted and the
+    /// challenge written in one commit. A right code stays counted until
+    /// [`spend_step`](Self::spend_step) spends it and ends the run.
+    pub(crate) async fn check_step(
+        &self,
+        account: &AccountId,
+        loaded: (ChallengeRecord, Option<FailureRecord>),
+        code: Code<'_>,
+    ) -> Result<(ChallengeRecord, Option<FailureRecord>), Error> {
+        let id = loaded.0.id;
+        match self.guess_step(account, loaded, code, false, None).await? {
+            Stepped::Right(guess) => Ok((guess.challenge, guess.run)),
+            Stepped::Again(_) => Err(self.refuse(
+                Some(id),
+                Some(account.clone()),
+                Refusal::Code(CodeRefusal::AlreadyUsed),
+            )),
+        }
+    }
+
+    /// Spends a code [`check_step`](Self::check_step) found right, given
+    /// the challenge and run it wrote, ending the account's failure run in
+    /// the same commit. Of racing spends exactly one succeeds; the others
+    /// are refused as used.
+    pub(crate) async fn spend_step(
+        &self,
+        account: &AccountId,
+        written: (ChallengeRecord, Option<FailureRecord>),
+    ) -> Result<Verified, Error> {
+        let (challenge, run) = written;
+        let id = challenge.id;
+        let slot = GuessSlot {
+            store: &*self.inner.store,
+            account,
+            id,
+            device: None,
+        };
+        let first = GuessRecord {
+            challenge,
+            run,
+            trust: false,
+        };
+        let landed = cas::change(&slot, first, |guess| {
+            // Found right on an earlier version, within its attempts: later
+            // wrong guesses don't undo that. Only a racing spend wins.
+            if guess.challenge.state == ChallengeState::Consumed {
+                return Ok(Step::Keep(false));
+            }
+            guess.challenge.state = ChallengeState::Consumed;
+            guess.run = None;
+            Ok(Step::Write(true))
+        })
+        .await?;
+        let challenge = landed.record.challenge;
+        if landed.answer {
+            self.emit(Event::Verified {
+                challenge: id,
+                purpose: challenge.purpose.clone(),
+                account: Some(account.clone()),
+            });
+            Ok(Verified::from_record(&challenge))
+        } else {
+            Err(self.refuse(
+                Some(id),
+                Some(account.clone()),
+                Refusal::Code(CodeRefusal::AlreadyUsed),
+            ))
+        }
+    }
+
+    /// The compare-and-set loop of a guess settled in one commit (see
+    /// [`verify_step`](Self::verify_step)); without `spend`, a right code
+    /// is written with its version moved on and the guess left counted.
+    async fn guess_step(
+        &self,
+        account: &AccountId,
+        loaded: (ChallengeRecord, Option<FailureRecord>),
+        code: Code<'_>,
+        spend: bool,
+        device: Option<&DeviceRecord>,
+    ) -> Result<Stepped, Error> {
+        let (record, run) = loaded;
+        let now = self.now();
+        let inner = &self.inner;
+        let id = record.id;
+        let scope = challenge_scope(&id);
+        if record.state == ChallengeState::Consumed
+            && super::same_attempt(
+                &inner.hasher,
+                &scope,
+                code.attempt,
+                record.consumed_by.as_ref(),
+            )
+        {
+            // A retry of the attempt that spent it: the older path answers
+            // (and no device is trusted twice).
+            return match self.check(record, &code, true).await? {
+                Checked::Again(verified) => Ok(Stepped::Again(verified)),
+                Checked::Right(record) => Ok(Stepped::Again(self.verified(&record).await)),
+            };
+        }
+        if let Some(reason) = refusal_before_check(&record, now) {
+            return Err(self.refuse(Some(id), Some(account.clone()), reason));
+        }
+        let consumed_by = code
+            .attempt
+            .map(|a| super::attempt_hash(&inner.hasher, &scope, a));
+        let slot = GuessSlot {
+            store: &*inner.store,
+            account,
+            id,
+            device,
+        };
+        let first = GuessRecord {
+            challenge: record,
+            run,
+            trust: false,
+        };
+        let landed = cas::change(&slot, first, |guess| {
+            guess.trust = false;
+            if let Some(reason) = refusal_before_check(&guess.challenge, now) {
+                return Ok(Step::Keep(Outcome::Refused(reason)));
+            }
+            // Counted before it is compared: a locked account compares
+            // nothing.
+            if let Some(reason) = inner.failures.lockout(guess.run.as_ref(), now).refusal() {
+                return Ok(Step::Keep(Outcome::Refused(reason)));
+            }
+            let counted = FailureRecord {
+                consecutive: guess.run.map_or(0, |r| r.consecutive).saturating_add(1),
+                last_failure_at: now,
+            };
+            let decision = decide(
+                &guess.challenge,
+                code.input,
+                code.purpose,
+                code.destination,
+                &inner.hasher,
+                now,
+            );
+            Ok(match decision {
+                Decision::Refuse(reason) => Step::Keep(Outcome::Refused(reason)),
+                // Right, kept for later: written unchanged but for its
+                // version (a comparison made on a stale read conflicts and
+                // is decided again), the guess still counted.
+                Decision::Accept(_) if !spend => {
+                    guess.run = Some(counted);
+                    Step::Write(Outcome::Right)
+                }
+                Decision::Accept(next) => {
+                    guess.challenge = next;
+                    guess.challenge.consumed_by = consumed_by;
+                    guess.run = None;
+                    guess.trust = true;
+                    Step::Write(Outcome::Right)
+                }
+                Decision::Reject(next, reason) => {
+                    guess.challenge = next;
+                    guess.run = Some(counted);
+                    Step::Write(Outcome::Wrong(reason))
+                }
+                // Neither right nor wrong: not counted.
+                Decision::RetiredKey(key_id, None) => Step::Keep(Outcome::Retired(key_id)),
+                Decision::RetiredKey(key_id, Some(next)) => {
+                    guess.challenge = next;
+                    Step::Write(Outcome::Retired(key_id))
+                }
+            })
+        })
+        .await?;
+        let guess = landed.record;
+        let owner = Some(account.clone());
+        match landed.answer {
+            Outcome::Right => Ok(Stepped::Right(Box::new(guess))),
+            Outcome::Refused(reason) => Err(self.refuse(Some(id), owner, reason)),
+            Outcome::Wrong(reason) => {
+                if let Some(run) = &guess.run {
+                    super::guess::report_lock(&inner.failures, &*inner.events, account, run, now);
+                }
+                Err(self.refuse(Some(id), owner, reason))
+            }
+            Outcome::Retired(key_id) => Err(super::retired_key(
+                &*inner.events,
+                owner,
+                SecretKind::OneTimeCode,
+                key_id,
+            )),
         }
     }
 
@@ -927,10 +1170,19 @@ pub(super) fn challenge_scope(id: &ChallengeId) -> [u8; 26] {
 
 /// A typed code and what it must be for.
 pub(crate) struct Code<'a> {
-    input: &'a str,
-    purpose: &'a Purpose,
-    destination: &'a Destination,
-    attempt: Option<Attempt<'a>>,
+    pub(crate) input: &'a str,
+    pub(crate) purpose: &'a Purpose,
+    pub(crate) destination: &'a Destination,
+    pub(crate) attempt: Option<Attempt<'a>>,
+}
+
+/// How [`Challenges::guess_step`] ended when the code was right.
+enum Stepped {
+    /// The attempt that already spent this code, retrying: the same
+    /// success, nothing written.
+    Again(Verified),
+    /// Right, and written (spent or not, as asked).
+    Right(Box<GuessRecord>),
 }
 
 /// A code found right by [`Challenges::check_code`].

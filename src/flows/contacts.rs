@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::codes::Checked;
+use super::codes::Code;
 use super::verifications::Completed;
 use super::{Challenges, IssueRequest, Ticket, account};
 use crate::contact::{MaskPolicy, PhonePolicy};
@@ -13,9 +13,9 @@ use crate::events::Event;
 use crate::grace::{GraceDecision, GraceEvent, GracePolicy};
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, Channel, ContactEntry, ContactKey,
-    Destination, DestinationKind, Locale, Phase, Purpose,
+    Destination, DestinationKind, FailureRecord, Locale, Phase, Purpose,
 };
-use crate::store::ClaimChanges;
+use crate::store::{ClaimChanges, Load};
 
 /// What the registry allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +169,7 @@ impl From<&ContactEntry> for ContactView {
 ///   account in the same atomic store write that records it; of two
 ///   accounts racing for one number exactly one gets it, the other gets
 ///   [`ContactRefusal::InUse`](crate::ContactRefusal::InUse).
-/// - **Changing** a number ([`send_change_code`](Self::send_change_code),
+/// - **Changing** a number ([`send_change_code_from`](Self::send_change_code_from),
 ///   [`confirm_change`](Self::confirm_change)) verifies the new number
 ///   first, then swaps it in, claims it and releases the old one in one
 ///   write. A new number is a new authenticator (NIST SP 800-63B): the
@@ -252,11 +252,24 @@ impl Contacts {
     pub(crate) async fn update<T>(
         &self,
         account: &AccountId,
+        edit: impl FnMut(&mut AccountRecord) -> Edit<T>,
+    ) -> Result<T, Error> {
+        let book = self.challenges.inner.store.account_record(account).await?;
+        self.update_from(account, book, edit).await
+    }
+
+    /// [`update`](Self::update) from the record the caller just read
+    /// (`None`: the account has none yet).
+    pub(crate) async fn update_from<T>(
+        &self,
+        account: &AccountId,
+        book: Option<AccountRecord>,
         mut edit: impl FnMut(&mut AccountRecord) -> Edit<T>,
     ) -> Result<T, Error> {
         let store = &*self.challenges.inner.store;
         let now = self.now();
-        let result = account::update(store, account, now, |book| {
+        let book = book.unwrap_or_else(|| AccountRecord::fresh(account, now));
+        let result = account::update_from(store, account, now, book, |book| {
             self.enroll(book, now);
             let (answer, changes, events) = edit(book)?;
             for event in events {
@@ -418,9 +431,33 @@ impl Contacts {
         caller: Option<&str>,
         locale: Option<Locale>,
     ) -> Result<Ticket, Error> {
+        let loaded = self
+            .challenges
+            .inner
+            .store
+            .load(&Load::account(account))
+            .await?;
+        self.send_code_from(
+            account,
+            (loaded.record, loaded.failures),
+            destination,
+            caller,
+            locale,
+        )
+        .await
+    }
+
+    /// [`send_code`](Self::send_code) on the account's record and failure
+    /// run as the caller just read them (in one store call).
+    pub(crate) async fn send_code_from(
+        &self,
+        account: &AccountId,
+        (book, failures): (Option<AccountRecord>, Option<FailureRecord>),
+        destination: &Destination,
+        caller: Option<&str>,
+        locale: Option<Locale>,
+    ) -> Result<Ticket, Error> {
         self.admit(destination)?;
-        let store = &self.challenges.inner.store;
-        let book = store.account_record(account).await?;
         if let Some(book) = &book {
             match find(book, destination) {
                 Some(entry) if entry.is_verified() => {
@@ -433,7 +470,7 @@ impl Contacts {
             }
         }
         let epoch = book.map_or(0, |b| b.epoch);
-        self.issue(account, destination, epoch, caller, locale)
+        self.issue(account, destination, epoch, failures, caller, locale)
             .await
     }
 
@@ -445,12 +482,14 @@ impl Contacts {
         account: &AccountId,
         destination: &Destination,
         epoch: u64,
+        failures: Option<FailureRecord>,
         caller: Option<&str>,
         locale: Option<Locale>,
     ) -> Result<Ticket, Error> {
         let mut request =
             IssueRequest::new(destination.clone(), Purpose::ContactChange).account(account.clone());
         request.epoch = Some(epoch);
+        request.failures_read = Some(failures);
         request.locale = locale;
         if let Some(caller) = caller {
             request = request.caller(caller);
@@ -477,8 +516,21 @@ impl Contacts {
         challenge: &ChallengeId,
         code: &str,
     ) -> Result<ContactView, Error> {
-        let record = self.challenges.load(challenge).await?;
-        self.confirm_record(account, record, code, None, |_| Ok(()))
+        let loaded = self
+            .challenges
+            .inner
+            .store
+            .load(&Load::account(account).with_challenge(challenge))
+            .await?;
+        let Some(record) = loaded.challenge else {
+            return Err(self.challenges.unknown(*challenge));
+        };
+        let read = Read {
+            challenge: record,
+            failures: loaded.failures,
+            book: loaded.record,
+        };
+        self.confirm_record(account, read, code, None, |_| Ok(()))
             .await
             .map(|(view, _)| view)
     }
@@ -492,11 +544,16 @@ impl Contacts {
     pub(crate) async fn confirm_record(
         &self,
         account: &AccountId,
-        record: ChallengeRecord,
+        read: Read,
         code: &str,
         replacing: Option<&Destination>,
         mut also: impl FnMut(&mut AccountRecord) -> Result<(), Error>,
     ) -> Result<(ContactView, bool), Error> {
+        let Read {
+            challenge: record,
+            failures,
+            book,
+        } = read;
         if record.account.as_ref() != Some(account) {
             // Someone else's challenge: as unknown as a made-up id.
             return Err(self.refuse(account, Refusal::Code(CodeRefusal::Unknown)));
@@ -510,20 +567,21 @@ impl Contacts {
             return Err(self.refuse(account, Refusal::Code(CodeRefusal::DestinationMismatch)));
         }
         let purpose = Purpose::ContactChange;
-        // Checked, not spent: a wrong code is counted here as always.
-        let record = match self
-            .challenges
-            .check_code(record, code, &purpose, &new)
-            .await?
-        {
-            Checked::Right(record) => *record,
-            Checked::Again(_) => {
-                return Err(self.refuse(account, Refusal::Code(CodeRefusal::AlreadyUsed)));
-            }
+        // Checked, not spent: a wrong code is counted here as always, in
+        // the write that records it on the challenge.
+        let code = Code {
+            input: code,
+            purpose: &purpose,
+            destination: &new,
+            attempt: None,
         };
+        let checked = self
+            .challenges
+            .check_step(account, (record, failures), code)
+            .await?;
         let now = self.now();
         let (view, epoch, earlier) = self
-            .update(account, |book| {
+            .update_from(account, book, |book| {
                 if book.last_change == Some(id) {
                     // Made by an earlier try whose code was not spent.
                     let view = find(book, &new).map(|c| self.view(c));
@@ -553,7 +611,7 @@ impl Contacts {
                 Ok(((view, epoch, false), claims, events))
             })
             .await?;
-        self.challenges.spend(record).await?;
+        self.challenges.spend_step(account, checked).await?;
         if let Some(epoch) = epoch {
             self.challenges.emit(Event::EpochBumped {
                 account: account.clone(),
@@ -611,17 +669,13 @@ impl Contacts {
         ))
     }
 
-    /// Sends a code to `new`, the number (or address) to replace `old` with,
-    /// in `locale` (`None`: the service's).
-    /// [`confirm_change`](Self::confirm_change) finishes.
-    ///
-    /// # Errors
-    /// [`ContactRefusal::NotOnAccount`](crate::ContactRefusal::NotOnAccount) when `old` is not on the account;
-    /// [`Error::Misuse`] when `old` and `new` are of different kinds;
-    /// otherwise as for [`send_code`](Self::send_code).
-    pub async fn send_change_code(
+    /// Sends a code to `new`, to replace `old` once confirmed, on the
+    /// account's record and failure run as the caller just read them (in
+    /// one store call).
+    pub(crate) async fn send_change_code_from(
         &self,
         account: &AccountId,
+        (book, failures): (Option<AccountRecord>, Option<FailureRecord>),
         old: &Destination,
         new: &Destination,
         caller: Option<&str>,
@@ -631,14 +685,14 @@ impl Contacts {
             return Err(Misuse::KindChange.into());
         }
         self.admit(new)?;
-        let book = self.challenges.inner.store.account_record(account).await?;
         let Some(book) = book.filter(|b| find(b, old).is_some()) else {
             return Err(self.refuse(account, Refusal::Contact(ContactRefusal::NotOnAccount)));
         };
         if find(&book, new).is_some() {
             return Err(self.refuse(account, Refusal::Contact(ContactRefusal::AlreadyAdded)));
         }
-        self.issue(account, new, book.epoch, caller, locale).await
+        self.issue(account, new, book.epoch, failures, caller, locale)
+            .await
     }
 
     /// Puts the verified `new` in place of `old` in `record` (see
@@ -830,4 +884,13 @@ fn find<'a>(book: &'a AccountRecord, destination: &Destination) -> Option<&'a Co
     book.contacts
         .iter()
         .find(|c| c.destination.limit_key() == key)
+}
+
+/// What a contact confirmation reads in one store call: the challenge,
+/// the account's failure run and its record.
+#[derive(Debug)]
+pub(crate) struct Read {
+    pub(crate) challenge: ChallengeRecord,
+    pub(crate) failures: Option<FailureRecord>,
+    pub(crate) book: Option<AccountRecord>,
 }

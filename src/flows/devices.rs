@@ -93,8 +93,22 @@ impl TrustedDevices {
         label: &str,
         epoch: u64,
     ) -> Result<(DeviceToken, DeviceInfo), Error> {
+        let (token, record) = self.prepare(account, label, epoch)?;
+        self.ports.store.insert_device(&record).await?;
+        Ok(self.trusted(token, &record))
+    }
+
+    /// A new trusted device of `account` at `epoch`, not stored yet: the
+    /// token and the record a journey step writes together with the
+    /// success that earns it (then [`trusted`](Self::trusted)).
+    pub(crate) fn prepare(
+        &self,
+        account: &AccountId,
+        label: &str,
+        epoch: u64,
+    ) -> Result<(DeviceToken, DeviceRecord), Error> {
         let p = &self.ports;
-        let (token, record) = device::trust(
+        device::trust(
             account,
             label,
             epoch,
@@ -102,13 +116,21 @@ impl TrustedDevices {
             &p.hasher,
             &*p.rng,
             p.now(),
-        )?;
-        p.store.insert_device(&record).await?;
-        p.emit(Event::DeviceTrusted {
-            account: account.clone(),
+        )
+        .map_err(Error::from)
+    }
+
+    /// A [`prepare`](Self::prepare)d device was stored: reports it.
+    pub(crate) fn trusted(
+        &self,
+        token: DeviceToken,
+        record: &DeviceRecord,
+    ) -> (DeviceToken, DeviceInfo) {
+        self.ports.emit(Event::DeviceTrusted {
+            account: record.account.clone(),
             device: record.id,
         });
-        Ok((token, DeviceInfo::from(&record)))
+        (token, DeviceInfo::from(record))
     }
 
     /// Checks a device token for an account: valid, expired, revoked or
@@ -138,12 +160,28 @@ impl TrustedDevices {
         token: &str,
         epoch: u64,
     ) -> Result<DeviceCheck, Error> {
-        let p = &self.ports;
-        let Some((id, secret)) = device::parse_token(token) else {
+        let Some((id, _)) = device::parse_token(token) else {
             return Ok(DeviceCheck::Unknown);
         };
-        let Some(record) = p.store.device(account, &id).await? else {
-            return Ok(DeviceCheck::Unknown);
+        let record = self.ports.store.device(account, &id).await?;
+        Ok(self.check_loaded(account, token, epoch, record).await)
+    }
+
+    /// [`check_at`](Self::check_at) on the device record the caller read
+    /// for the token's id (`None`: the account has no such device).
+    pub(crate) async fn check_loaded(
+        &self,
+        account: &AccountId,
+        token: &str,
+        epoch: u64,
+        record: Option<DeviceRecord>,
+    ) -> DeviceCheck {
+        let p = &self.ports;
+        let Some((id, secret)) = device::parse_token(token) else {
+            return DeviceCheck::Unknown;
+        };
+        let Some(record) = record.filter(|r| r.id == id && &r.account == account) else {
+            return DeviceCheck::Unknown;
         };
         let now = p.now();
         let result = device::check(
@@ -182,7 +220,7 @@ impl TrustedDevices {
             }
             _ => {}
         }
-        Ok(result)
+        result
     }
 
     /// The account's trusted devices that are still valid, newest first.

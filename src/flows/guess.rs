@@ -86,15 +86,7 @@ impl Counted {
         events: &dyn EventSink,
         now: OffsetDateTime,
     ) {
-        if let Some(Refusal::Account(AccountRefusal::Locked { until })) =
-            policy.lockout(Some(&self.run), now).refusal()
-        {
-            events.record(&Event::Locked {
-                account: self.account.clone(),
-                consecutive: self.run.consecutive,
-                until,
-            });
-        }
+        report_lock(policy, events, &self.account, &self.run, now);
     }
 
     /// The secret was right but proves nothing by itself: the count is
@@ -104,5 +96,25 @@ impl Counted {
         let _ = store
             .replace_failures(&self.account, Some(self.run), self.before)
             .await;
+    }
+}
+
+/// Reports [`Event::Locked`] when `run`, just lengthened by a wrong guess,
+/// locks the account at `now`.
+pub(crate) fn report_lock(
+    policy: &FailurePolicy,
+    events: &dyn EventSink,
+    account: &AccountId,
+    run: &FailureRecord,
+    now: OffsetDateTime,
+) {
+    if let Some(Refusal::Account(AccountRefusal::Locked { until })) =
+        policy.lockout(Some(run), now).refusal()
+    {
+        events.record(&Event::Locked {
+            account: account.clone(),
+            consecutive: run.consecutive,
+            until,
+        });
     }
 }

@@ -28,7 +28,9 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+pub(crate) use codes::Code;
 pub use codes::{ChannelReason, IssueRequest, Ticket, Verified};
+pub(crate) use contacts::Read;
 pub use contacts::{ContactPolicy, ContactView, Contacts};
 pub use devices::{DeviceInfo, TrustedDevices};
 pub use links::{LinkRequest, LinkStatus, LinkTicket, LinkView};
@@ -48,10 +50,11 @@ use crate::gateway::{Gateway, Templates};
 use crate::hash::{KeyId, KeyedHash, KeyedHasher};
 use crate::limits::{FailurePolicy, LimitKind, SendLimits};
 use crate::model::{
-    AccountId, ChallengeId, ChallengeRecord, Channel, Destination, DestinationKind, Locale,
+    AccountId, ChallengeId, ChallengeRecord, Channel, Destination, DestinationKind, FailureRecord,
+    Locale,
 };
 use crate::random::{OsRandom, Random};
-use crate::store::Store;
+use crate::store::{Commit, Committed, LimitHit, Store};
 use guess::Counted;
 
 /// A sign-in attempt presenting a proof, with the account's security
@@ -413,8 +416,14 @@ impl Challenges {
     pub(crate) async fn load(&self, id: &ChallengeId) -> Result<ChallengeRecord, Error> {
         match self.inner.store.challenge(id).await? {
             Some(record) => Ok(record),
-            None => Err(self.refuse(Some(*id), None, Refusal::Code(CodeRefusal::Unknown))),
+            None => Err(self.unknown(*id)),
         }
+    }
+
+    /// The refusal (and its audit event) for a challenge id the store does
+    /// not know.
+    pub(crate) fn unknown(&self, id: ChallengeId) -> Error {
+        self.refuse(Some(id), None, Refusal::Code(CodeRefusal::Unknown))
     }
 
     /// Refuses when the account is backing off or stopped.
@@ -425,7 +434,19 @@ impl Challenges {
         now: OffsetDateTime,
     ) -> Result<(), Error> {
         let run = self.inner.store.failures(account).await?;
-        match self.inner.failures.lockout(run.as_ref(), now).refusal() {
+        self.refuse_locked(challenge, account, run.as_ref(), now)
+    }
+
+    /// Refuses when `run` (the account's failure run, as just read) locks
+    /// the account at `now`.
+    fn refuse_locked(
+        &self,
+        challenge: Option<ChallengeId>,
+        account: &AccountId,
+        run: Option<&FailureRecord>,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        match self.inner.failures.lockout(run, now).refusal() {
             None => Ok(()),
             Some(reason) => Err(self.refuse(challenge, Some(account.clone()), reason)),
         }
@@ -454,6 +475,23 @@ impl Challenges {
         caller: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<(), Error> {
+        let (kinds, hits) = self.send_limits(destination, account, caller);
+        let commit = Commit {
+            hits: &hits,
+            ..Commit::default()
+        };
+        let committed = self.inner.store.commit(&commit, now).await?;
+        self.limit_reached(&committed, &kinds, account)
+    }
+
+    /// The send counters a send to `destination` is charged to, in the
+    /// order they are charged, with the kind of limit each one is.
+    fn send_limits(
+        &self,
+        destination: &Destination,
+        account: Option<&AccountId>,
+        caller: Option<&str>,
+    ) -> (Vec<LimitKind>, Vec<LimitHit>) {
         let limits = &self.inner.limits;
         let mut checks = vec![(
             LimitKind::Destination,
@@ -479,20 +517,37 @@ impl Challenges {
         {
             checks.push((LimitKind::Country, format!("country:{prefix}"), limit));
         }
-        for (kind, key, limit) in checks {
-            let count = self.inner.store.hit(&key, limit.window, now).await?;
-            if let Some(retry_at) = limit.check(&count) {
-                return Err(self.refuse(
-                    None,
-                    account.cloned(),
-                    Refusal::Send(SendRefusal::RateLimited {
-                        limit: kind,
-                        retry_at,
-                    }),
-                ));
-            }
+        checks
+            .into_iter()
+            .map(|(kind, key, limit)| {
+                let hit = LimitHit {
+                    key,
+                    window: limit.window,
+                    max: limit.max,
+                };
+                (kind, hit)
+            })
+            .unzip()
+    }
+
+    /// The refusal for a commit a send limit stopped.
+    fn limit_reached(
+        &self,
+        committed: &Committed,
+        kinds: &[LimitKind],
+        account: Option<&AccountId>,
+    ) -> Result<(), Error> {
+        match committed {
+            Committed::LimitReached { index, count } => Err(self.refuse(
+                None,
+                account.cloned(),
+                Refusal::Send(SendRefusal::RateLimited {
+                    limit: kinds.get(*index).copied().unwrap_or(LimitKind::Destination),
+                    retry_at: count.resets_at,
+                }),
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 

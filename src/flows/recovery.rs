@@ -5,15 +5,15 @@
 //! security epoch on are one compare-and-set: a failure can't spend a code
 //! and leave the account's devices trusted, or the other way round.
 
-use super::cas::{self, AccountSlot, Step};
-use super::{Attempt, Ports, guess};
+use super::cas::{self, AccountGuess, AccountGuessSlot, Step};
+use super::{Attempt, Ports};
 use crate::error::{CodeRefusal, Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::hash::KeyId;
 use crate::limits::FailurePolicy;
-use crate::model::{AccountId, RecoverySet};
+use crate::model::{AccountId, DeviceRecord, FailureRecord, RecoverySet};
 use crate::recovery::{self, Lookup, PlainCodes, RecoveryPolicy};
-use crate::store::ClaimChanges;
+use crate::store::Load;
 
 /// How long after a recovery code was used the sign-in attempt that used it
 /// may present it again and get the same success (its reply was lost): as
@@ -102,7 +102,7 @@ impl RecoveryCodes {
         let (plain, set) = self.fresh_set()?;
         super::account::update(&*p.store, account, p.now(), |book| {
             crate::factors::put_recovery(book, set.clone());
-            Ok(((), ClaimChanges::default()))
+            Ok(((), crate::store::ClaimChanges::default()))
         })
         .await?;
         self.generated(account, plain.len());
@@ -129,44 +129,54 @@ impl RecoveryCodes {
     /// matched and unused codes were hashed with a key the hasher no longer
     /// holds (the guess is not counted).
     pub async fn redeem(&self, account: &AccountId, input: &str) -> Result<Redeemed, Error> {
-        self.redeem_from(account, input, None).await
+        self.redeem_step(account, input, None, None)
+            .await
+            .map(|(redeemed, _)| redeemed)
     }
 
-    /// [`redeem`](Self::redeem) for a sign-in attempt: the code records the
-    /// attempt, and a retry from the same attempt (whose reply was lost)
-    /// gets the same success instead of "already used".
-    pub(crate) async fn redeem_from(
+    /// [`redeem`](Self::redeem) for a sign-in attempt, in the fewest store
+    /// calls: one [`load`](crate::store::StepStore::load) of the record with
+    /// its failure run, and one commit that writes the guess's outcome to
+    /// both (and, with `device`, trusts it at the epoch the redemption moves
+    /// to). The code records the attempt, and a retry from the same attempt
+    /// (whose reply was lost) gets the same success instead of "already
+    /// used". Answers whether the device was written (not on such a retry).
+    pub(crate) async fn redeem_step(
         &self,
         account: &AccountId,
         input: &str,
         attempt: Option<&str>,
-    ) -> Result<Redeemed, Error> {
+        device: Option<&DeviceRecord>,
+    ) -> Result<(Redeemed, bool), Error> {
         let p = &self.ports;
         let scope = attempt_scope(account);
         let now = p.now();
         let store = &*p.store;
-        let Some(record) = store
-            .account_record(account)
-            .await?
-            .filter(|r| r.factors.recovery.is_some())
-        else {
+        let loaded = store.load(&Load::account(account)).await?;
+        let Some(record) = loaded.record.filter(|r| r.factors.recovery.is_some()) else {
             return Err(self.refuse(account, Refusal::Code(CodeRefusal::Unknown)));
         };
-        // Counted before it is checked (and cleared if it is right), so
-        // racing guesses can't outrun the limits.
-        let counted = match guess::count(store, &self.failures, account, now).await? {
-            Ok(counted) => counted,
-            Err(reason) => return Err(self.refuse(account, reason)),
-        };
-        let slot = AccountSlot {
+        let slot = AccountGuessSlot {
             store,
             account,
-            now,
-            create: false,
+            device,
         };
-        let landed = cas::change(&slot, (record, ClaimChanges::default()), |(record, _)| {
-            let epoch = record.epoch;
-            let Some(set) = record.factors.recovery.as_mut() else {
+        let first = AccountGuess::new(record, loaded.failures);
+        let landed = cas::change(&slot, first, |guess| {
+            guess.changed = false;
+            guess.trust = false;
+            // Counted before it is checked (and the run ended if it is
+            // right), in the same write: racing guesses can't outrun the
+            // limits.
+            if let Some(reason) = self.failures.lockout(guess.run.as_ref(), now).refusal() {
+                return Ok(Step::Keep(Redemption::Locked(reason)));
+            }
+            let counted = Some(FailureRecord {
+                consecutive: guess.run.map_or(0, |r| r.consecutive).saturating_add(1),
+                last_failure_at: now,
+            });
+            let epoch = guess.record.epoch;
+            let Some(set) = guess.record.factors.recovery.as_mut() else {
                 return Ok(Step::Keep(Redemption::NoSet));
             };
             let index = match recovery::find(set, input, &p.hasher) {
@@ -182,18 +192,21 @@ impl RecoveryCodes {
                     let by = code.and_then(|c| c.used_by.as_ref());
                     let at = attempt.map(|id| Attempt { id, epoch });
                     if !(recent && super::same_attempt(&p.hasher, &scope, at, by)) {
-                        return Ok(Step::Keep(Redemption::AlreadyUsed));
+                        guess.run = counted;
+                        return Ok(Step::Write(Redemption::AlreadyUsed));
                     }
                     // The attempt that spent it, retrying after a lost
-                    // reply: the same success, nothing written again.
-                    return Ok(Step::Keep(Redemption::Again {
-                        remaining: set.remaining(),
-                        epoch,
-                    }));
+                    // reply: the same success, the record left as it is.
+                    let remaining = set.remaining();
+                    guess.run = None;
+                    return Ok(Step::Write(Redemption::Again { remaining, epoch }));
                 }
-                // Neither right nor wrong.
+                // Neither right nor wrong: not counted.
                 Lookup::RetiredKey(key_id) => return Ok(Step::Keep(Redemption::Retired(key_id))),
-                _ => return Ok(Step::Keep(Redemption::Wrong)),
+                _ => {
+                    guess.run = counted;
+                    return Ok(Step::Write(Redemption::Wrong));
+                }
             };
             set.version = set.version.wrapping_add(1);
             // Recorded at the epoch this redemption moves to.
@@ -212,7 +225,10 @@ impl RecoveryCodes {
                 });
             }
             let remaining = set.remaining();
-            let epoch = crate::factors::move_epoch(record);
+            let epoch = crate::factors::move_epoch(&mut guess.record);
+            guess.changed = true;
+            guess.trust = true;
+            guess.run = None;
             Ok(Step::Write(Redemption::Used { remaining, epoch }))
         })
         .await;
@@ -221,10 +237,10 @@ impl RecoveryCodes {
             Err(Error::Refused(reason)) => return Err(self.refuse(account, reason)),
             Err(e) => return Err(e),
         };
+        let trusted = landed.record.trust;
         let low = |remaining| remaining <= usize::from(self.policy.low_threshold);
         match landed.answer {
             Redemption::Used { remaining, epoch } => {
-                counted.right(store).await;
                 p.emit(Event::RecoveryCodeUsed {
                     account: account.clone(),
                     remaining,
@@ -239,37 +255,37 @@ impl RecoveryCodes {
                         remaining,
                     });
                 }
-                Ok(Redeemed {
+                let redeemed = Redeemed {
                     remaining,
                     running_low: low(remaining),
                     epoch,
-                })
+                };
+                Ok((redeemed, trusted))
             }
             Redemption::Again { remaining, epoch } => {
-                counted.right(store).await;
-                Ok(Redeemed {
+                let redeemed = Redeemed {
                     remaining,
                     running_low: low(remaining),
                     epoch,
-                })
+                };
+                Ok((redeemed, false))
             }
-            Redemption::Retired(key_id) => {
-                // Neither right nor wrong: take the guess back.
-                counted.refund(store).await;
-                Err(super::retired_key(
-                    &*p.events,
-                    Some(account.clone()),
-                    SecretKind::RecoveryCode,
-                    key_id,
-                ))
-            }
+            Redemption::Retired(key_id) => Err(super::retired_key(
+                &*p.events,
+                Some(account.clone()),
+                SecretKind::RecoveryCode,
+                key_id,
+            )),
             Redemption::Wrong => {
-                counted.wrong(&self.failures, &*p.events, now);
+                if let Some(run) = &landed.record.run {
+                    super::guess::report_lock(&self.failures, &*p.events, account, run, now);
+                }
                 Err(self.refuse(account, Refusal::Code(CodeRefusal::WrongRecoveryCode)))
             }
             Redemption::AlreadyUsed => {
                 Err(self.refuse(account, Refusal::Code(CodeRefusal::AlreadyUsed)))
             }
+            Redemption::Locked(reason) => Err(self.refuse(account, reason)),
             Redemption::NoSet => Err(self.refuse(account, Refusal::Code(CodeRefusal::Unknown))),
         }
     }
@@ -314,4 +330,6 @@ enum Redemption {
     AlreadyUsed,
     /// The account has no set (any more).
     NoSet,
+    /// The account may not guess now (backing off, or stopped).
+    Locked(Refusal),
 }

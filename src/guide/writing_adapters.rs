@@ -5,8 +5,9 @@
 //! ports are small object-safe traits, held as `Arc<dyn …>`:
 //!
 //! - [`Store`] is every part trait together: [`ChallengeStore`],
-//!   [`LimitStore`], [`DeviceStore`], [`AccountStore`]
-//!   and [`VerificationStore`]. Implement the six and `Store` comes free.
+//!   [`LimitStore`], [`DeviceStore`], [`AccountStore`],
+//!   [`VerificationStore`] and [`StepStore`](crate::store::StepStore).
+//!   Implement them and `Store` comes free.
 //! - [`Gateway`] sends one [`Message`] by SMS, voice call or email.
 //!
 //! Two complete programs go with this page: `examples/custom_store.rs`
@@ -28,6 +29,8 @@
 //! | compare-and-set on a value | `replace_failures` | replace (or, with `next` `None`, delete) the account's failure run only if the stored run equals `expected` field for field (`None`: only if there is none) → otherwise conflict, nothing written. Compare the instant exactly as you store it: a backend that keeps microseconds must compare the microseconds the way it truncated them on write |
 //! | atomic increment | `hit` | read, add one and write back in one step, returning the new value; no increment is ever lost. `hit` keeps a fixed window: a counter that is absent, or whose `resets_at` is at or before `now`, restarts at 1 with `resets_at = now + window` |
 //! | atomic commit | `commit_account` | in one step: compare-and-set the account's record (`None`: the account has no record yet), check that no *other* account holds a key to claim, then claim, release and write. A key held by another account is not an error: return [`AccountCommit::Taken`] and write nothing |
+//! | journey step read | `load` | the account's record and failure run, a challenge and a device, in **one round trip** (one `SELECT` with joins, one script); may be stale like any read. A store that can lose its data checks its initialisation marker here and fails with [`NotInitialised`](crate::store::StoreErrorKind::NotInitialised) when it is gone |
+//! | journey step write | `commit` | in **one atomic step** (one transaction, one script): charge the send counters in order, stopping with [`Committed::LimitReached`](crate::store::Committed::LimitReached) at the first over its max (those hits stay, nothing else is written); check every condition (failure run, challenge version or absence, account record version and claims, device absence) → conflict or [`Committed::Taken`](crate::store::Committed::Taken) with nothing written; then write every part. `MemoryStore` is the reference |
 //! | delete | `delete_device`, `delete_devices`, `delete_account`, `clear_failures` | idempotent; report exactly what went. `delete_account` also releases every claim of the account |
 //! | purge | `purge_challenges`, `purge_verifications` | delete what expired before the cut-off and return the exact count (a store with native expiry still implements it) |
 //! | read | everything else | may be stale: every decision that matters is re-checked by the compare-and-set that follows |
@@ -303,9 +306,9 @@
 //! |---|---|---|
 //! | [`MemoryStore`](crate::store::MemoryStore) | `memory` (default) | one mutex held for the whole call |
 //! | `PgStore` | `postgres` | one conditional statement per method: `INSERT … ON CONFLICT DO NOTHING` (no row inserted → conflict), `UPDATE … WHERE id = $1 AND version = $expected` (no row updated → conflict), `INSERT … ON CONFLICT DO UPDATE … RETURNING` for counters and epochs. `commit_account` is one `READ COMMITTED` transaction that first takes a transaction-level advisory lock per claim key, in ascending order of lock id, so commits on one key queue up and commits on several keys never deadlock |
-//! | `MySqlStore` | `mysql` | the same conditional statements (`UPDATE … WHERE … AND version = ?`; a plain `INSERT`, whose duplicate-key error 1062 is the conflict). MySQL has no `UPDATE … RETURNING`, so `hit` is an `INSERT … ON DUPLICATE KEY UPDATE` read back in the transaction that holds the row locked. `commit_account` is one transaction that writes the record first, then locks every claim key in byte order with one `INSERT … ON DUPLICATE KEY UPDATE` (inserting the free ones), so commits on one key queue up on its row lock; InnoDB deadlock victims are run again |
+//! | `MySqlStore` | `mysql` | the same conditional statements (`UPDATE … WHERE … AND version = ?`; a plain `INSERT`, whose duplicate-key error 1062 is the conflict). MySQL has no `UPDATE … RETURNING`, so `hit` is an `INSERT … ON DUPLICATE KEY UPDATE` read back in the transaction that holds the row locked. `commit_account` is one transaction that writes the record first, then locks every claim key in byte order with one `INSERT … ON DUPLICATE KEY UPDATE` (inserting the free ones), so commits on one key queue up on its row lock; InnoDB deadlock victims are run again. A journey step's `load` is one `SELECT … UNION ALL …` that also reads the initialisation marker (written by `MySqlStore::initialise` only); `commit` is one transaction that charges the hits, then runs each part's conditional write and rolls everything back at the first that fails |
 //! | `SqliteStore` | `sqlite` | the same single statements (SQLite has one writer at a time, `UPSERT` and `RETURNING`); the multi-row `commit_account` and `delete_account` run in a `BEGIN IMMEDIATE` transaction, which holds the write lock from its first statement |
-//! | `RedisStore` | `redis` | one Lua script per operation (`EVALSHA`, loaded on first use) or a single command: Redis runs a script without interleaving. Records expire natively some time after `expires_at`, and a sorted index keeps the purges exact |
+//! | `RedisStore` | `redis` | one Lua script per operation (`EVALSHA`, loaded on first use) or a single command: Redis runs a script without interleaving. A journey step's `load` and `commit` are one script each: `load.lua` checks the initialisation marker beside its reads, `commit.lua` checks every condition before its first write. Records expire natively some time after `expires_at`, and a sorted index keeps the purges exact |
 //!
 //! Each passes the conformance suite, two-instance race included (the
 //! PostgreSQL, MariaDB and Redis adapters against real servers in CI). Their type-level documentation lists the statement

@@ -7,7 +7,9 @@ use super::{AuthenticatorSetup, StepUp, TwoFactor};
 use crate::error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Refusal};
 use crate::events::Event;
 use crate::factors;
+use crate::flows::Read;
 use crate::flows::codes::Checked;
+
 use crate::flows::{
     ContactView, Progress, Ticket, VerificationRequest, VerificationStatus, VerificationTicket,
 };
@@ -17,7 +19,7 @@ use crate::model::{
     VerificationId,
 };
 use crate::recovery::PlainCodes;
-use crate::store::ClaimChanges;
+use crate::store::{ClaimChanges, Load};
 use serde::Serialize;
 
 /// A confirmed phone number (nizima's registration or change).
@@ -299,8 +301,10 @@ impl TwoFactor {
     ) -> Result<Ticket, Error> {
         let contacts = &self.inner.contacts;
         let new = self.sms_number(number)?;
-        // One read decides both the branch and whether a step-up is due.
-        let book = self.store().account_record(account).await?;
+        // One read decides both the branch and whether a step-up is due,
+        // and brings the failure run for the lockout check of the send.
+        let loaded = self.store().load(&Load::account(account)).await?;
+        let (book, failures) = (loaded.record, loaded.failures);
         match phone_in(book.as_ref()) {
             Some(old) if old.limit_key() != new.limit_key() => {
                 self.require_step_up(
@@ -310,7 +314,14 @@ impl TwoFactor {
                     step_up,
                 )?;
                 contacts
-                    .send_change_code(account, &old, &new, caller, self.locale)
+                    .send_change_code_from(
+                        account,
+                        (book, failures),
+                        &old,
+                        &new,
+                        caller,
+                        self.locale,
+                    )
                     .await
             }
             _ => {
@@ -320,7 +331,9 @@ impl TwoFactor {
                     new_factor(book.as_ref(), Some(&new)),
                     step_up,
                 )?;
-                contacts.send_code(account, &new, caller, self.locale).await
+                contacts
+                    .send_code_from(account, (book, failures), &new, caller, self.locale)
+                    .await
             }
         }
     }
@@ -346,7 +359,15 @@ impl TwoFactor {
         code: &str,
         enable_two_factor: bool,
     ) -> Result<PhoneConfirmed, Error> {
-        let record = self.inner.challenges.load(challenge).await?;
+        // The challenge, the account's record and its failure run in one
+        // read.
+        let loaded = self
+            .store()
+            .load(&Load::account(account).with_challenge(challenge))
+            .await?;
+        let Some(record) = loaded.challenge else {
+            return Err(self.inner.challenges.unknown(*challenge));
+        };
         if record.account.as_ref() != Some(account) {
             return Err(Refusal::Code(CodeRefusal::Unknown).into());
         }
@@ -354,9 +375,7 @@ impl TwoFactor {
             // Not a phone code: refuse before spending it.
             return Err(Refusal::Code(CodeRefusal::DestinationMismatch).into());
         }
-        let old = self
-            .phone_of(account)
-            .await?
+        let old = phone_in(loaded.record.as_ref())
             .filter(|old| old.limit_key() != record.destination.limit_key());
         let changed = old.is_some();
         // Two-step sign-in goes on in the same write as the phone.
@@ -368,10 +387,15 @@ impl TwoFactor {
         let now = self.now();
         let email_counts = self.inner.email_second_factor;
         let mut enabled = false;
+        let read = Read {
+            challenge: record,
+            failures: loaded.failures,
+            book: loaded.record,
+        };
         let (contact, earlier) = self
             .inner
             .contacts
-            .confirm_record(account, record, code, old.as_ref(), |book| {
+            .confirm_record(account, read, code, old.as_ref(), |book| {
                 enabled = false;
                 if let Some((_, set)) = &fresh
                     && book.factors.two_factor_since.is_none()

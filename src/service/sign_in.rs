@@ -10,12 +10,14 @@ use crate::device::{DeviceCheck, DeviceToken};
 use crate::error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Misuse, Refusal};
 use crate::events::Event;
 use crate::flows::{
-    Attempt, DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket,
+    Attempt, Code, DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket,
 };
 use crate::hash::{KeyedHasher, siphash24};
 use crate::model::{
-    AccountId, AccountRecord, ChallengeId, Channel, Destination, DestinationKind, DeviceId, Purpose,
+    AccountId, AccountRecord, ChallengeId, Channel, Destination, DestinationKind, DeviceId,
+    FailureRecord, Purpose,
 };
+use crate::store::Load;
 
 /// A way to pass the second step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -361,10 +363,13 @@ pub struct SignedIn {
     /// the token never goes into JSON.
     #[serde(rename = "trusted_device", serialize_with = "device_entry_only")]
     pub device: Option<(DeviceToken, DeviceInfo)>,
-    /// Whether trusting the device was asked for but could not be done (a
-    /// store outage). The sign-in stands: "trust this device" is a
-    /// convenience, and failing to store it never undoes a second factor
-    /// that was passed. The device is asked again next time.
+    /// Whether trusting the device was asked for but could not be done
+    /// (no randomness for its token, or a store outage after the proof was
+    /// spent). The sign-in stands: "trust this device" is a convenience,
+    /// and failing to store it never undoes a second factor that was
+    /// passed. The device is asked again next time. (A code or recovery
+    /// code trusts the device in the same write that spends it, so a store
+    /// outage there fails the whole step, nothing spent.)
     pub trust_failed: bool,
     /// After a recovery code: how many are left (prompt for new ones when
     /// few are). Every trusted device was revoked.
@@ -433,16 +438,27 @@ impl TwoFactor {
         account: &AccountId,
         device_token: Option<&str>,
     ) -> Result<SignInStart, Error> {
-        let book = self.store().account_record(account).await?;
-        let Some(book) = book.filter(|b| b.factors.two_factor_since.is_some()) else {
+        // The record and the token's device in one read.
+        let device = device_token
+            .and_then(crate::device::parse_token)
+            .map(|(id, _)| id);
+        let mut load = Load::account(account);
+        if let Some(id) = &device {
+            load = load.with_device(id);
+        }
+        let loaded = self.store().load(&load).await?;
+        let Some(book) = loaded
+            .record
+            .filter(|b| b.factors.two_factor_since.is_some())
+        else {
             return Ok(SignInStart::NotNeeded(Skip::TwoFactorOff));
         };
         if let Some(token) = device_token
             && let DeviceCheck::Valid { .. } = self
                 .inner
                 .devices
-                .check_at(account, token, book.epoch)
-                .await?
+                .check_loaded(account, token, book.epoch, loaded.device)
+                .await
         {
             return Ok(SignInStart::NotNeeded(Skip::TrustedDevice));
         }
@@ -561,12 +577,16 @@ impl TwoFactor {
     /// confirm) is taken on trust. An id that names no current method of
     /// the account (another account's, or one whose contact is gone) is
     /// [`AccountRefusal::NoSuchMethod`](crate::AccountRefusal::NoSuchMethod).
+    ///
+    /// Also hands back the account's failure run, read in the same store
+    /// call, for the lockout check that follows.
     async fn contact_of(
         &self,
         account: &AccountId,
         id: &MethodId,
-    ) -> Result<(MethodKind, Destination), Error> {
-        let record = self.store().account_record(account).await?;
+    ) -> Result<(MethodKind, Destination, Option<FailureRecord>), Error> {
+        let loaded = self.store().load(&Load::account(account)).await?;
+        let record = loaded.record;
         let (kind, to) = record
             .as_ref()
             .and_then(|r| self.method_named(r, id))
@@ -577,7 +597,7 @@ impl TwoFactor {
             return Err(Misuse::MethodSendsNothing.into());
         };
         let to = self.contact_in(record.as_ref(), to)?;
-        Ok((kind, to))
+        Ok((kind, to, loaded.failures))
     }
 
     /// `to`, if it is a verified contact in `record` that may carry a second
@@ -612,7 +632,17 @@ impl TwoFactor {
         destination: &Destination,
     ) -> Result<(Destination, u64), Error> {
         let book = self.store().account_record(account).await?;
-        match self.contact_in(book.as_ref(), destination) {
+        self.contact_still_in(book.as_ref(), destination)
+    }
+
+    /// [`still_contact`](Self::still_contact) in the record the caller
+    /// just read.
+    fn contact_still_in(
+        &self,
+        book: Option<&AccountRecord>,
+        destination: &Destination,
+    ) -> Result<(Destination, u64), Error> {
+        match self.contact_in(book, destination) {
             Ok(to) => Ok((to, book.map_or(0, |b| b.epoch))),
             Err(Error::Refused(Refusal::Contact(ContactRefusal::NotOnAccount))) => {
                 Err(Refusal::Code(CodeRefusal::DestinationMismatch).into())
@@ -639,7 +669,7 @@ impl TwoFactor {
         confirmation: Option<&str>,
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
-        let (kind, to) = self.contact_of(account, method.as_ref()).await?;
+        let (kind, to, failures) = self.contact_of(account, method.as_ref()).await?;
         let channel = match kind {
             MethodKind::Sms => Channel::Sms,
             MethodKind::Voice => Channel::Voice,
@@ -656,6 +686,7 @@ impl TwoFactor {
             .account(account.clone())
             .channel(channel);
         request.locale = self.locale;
+        request.failures_read = Some(failures);
         // The service's setting decides, whatever a page showed.
         if self.inner.confirm_masked || confirmation.is_some() {
             request = request.confirmation(confirmation.unwrap_or_default());
@@ -746,7 +777,7 @@ impl TwoFactor {
         confirmation: Option<&str>,
         caller: Option<&str>,
     ) -> Result<LinkTicket, Error> {
-        let (kind, to) = self.contact_of(account, method.as_ref()).await?;
+        let (kind, to, _) = self.contact_of(account, method.as_ref()).await?;
         if kind != MethodKind::Link {
             return Err(Misuse::WrongMethod {
                 call: "sign_in_send_link",
@@ -874,25 +905,62 @@ impl TwoFactor {
         let at = |epoch| attempt.map(|id| Attempt { id, epoch });
         match proof {
             Proof::Code { challenge, code } => {
-                let record = self.inner.challenges.load(challenge).await?;
+                // The challenge, the account's record and its failure run in
+                // one read; the guess settled (and the device trusted) in one
+                // write.
+                let loaded = self
+                    .store()
+                    .load(&Load::account(account).with_challenge(challenge))
+                    .await?;
+                let Some(record) = loaded.challenge else {
+                    return Err(self.inner.challenges.unknown(*challenge));
+                };
                 if record.account.as_ref() != Some(account) {
                     return Err(Refusal::Code(CodeRefusal::Unknown).into());
                 }
                 // The contact must still be the account's: a code in flight
                 // to a number changed since is dead.
-                let (to, epoch) = self.still_contact(account, &record.destination).await?;
-                let verified = self
+                let (to, epoch) =
+                    self.contact_still_in(loaded.record.as_ref(), &record.destination)?;
+                // A device token needs randomness; without it the sign-in
+                // still stands, untrusted (as when the store can't keep it).
+                let prepared = trust_device
+                    .map(|label| self.inner.devices.prepare(account, label, epoch).ok());
+                let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
+                let code = Code {
+                    input: code,
+                    purpose: &Purpose::SignIn,
+                    destination: &to,
+                    attempt: at(epoch),
+                };
+                let (verified, trusted) = self
                     .inner
                     .challenges
-                    .verify_loaded(record, code, &Purpose::SignIn, &to, at(epoch))
+                    .verify_step(account, (record, loaded.failures), code, device)
                     .await?;
                 let kind = match verified.channel {
                     Channel::Voice => MethodKind::Voice,
                     Channel::Email => MethodKind::Email,
                     _ => MethodKind::Sms,
                 };
-                self.signed_in(account, kind, None, trust_device, epoch)
-                    .await
+                match prepared {
+                    Some(Some((token, record))) if trusted => {
+                        let device = self.inner.devices.trusted(token, &record);
+                        Ok(self.finish(account, kind, None, Some(device), false, epoch))
+                    }
+                    Some(None) => {
+                        self.inner.ports.emit(Event::DeviceTrustFailed {
+                            account: account.clone(),
+                        });
+                        Ok(self.finish(account, kind, None, None, true, epoch))
+                    }
+                    // Not asked, or an attempt's retry (nothing written):
+                    // trust in a call of its own.
+                    _ => {
+                        self.signed_in(account, kind, None, trust_device, epoch)
+                            .await
+                    }
+                }
             }
             Proof::Authenticator { code } => {
                 let epoch = self.inner.apps.check(account, code, attempt).await?;
@@ -907,20 +975,35 @@ impl TwoFactor {
             }
             Proof::RecoveryCode { code } => {
                 // Spending the code moves the epoch on in the same write:
-                // every device trusted before dies.
-                let redeemed = self
+                // every device trusted before dies, and the one trusted now
+                // is written at the new epoch, in that write too.
+                let prepared =
+                    trust_device.map(|label| self.inner.devices.prepare(account, label, 0).ok());
+                let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
+                let (redeemed, trusted) = self
                     .inner
                     .recovery
-                    .redeem_from(account, code, attempt)
+                    .redeem_step(account, code, attempt, device)
                     .await?;
-                self.signed_in(
-                    account,
-                    MethodKind::RecoveryCode,
-                    Some(redeemed.remaining),
-                    trust_device,
-                    redeemed.epoch,
-                )
-                .await
+                let left = Some(redeemed.remaining);
+                let kind = MethodKind::RecoveryCode;
+                match prepared {
+                    Some(Some((token, mut record))) if trusted => {
+                        record.epoch = redeemed.epoch;
+                        let device = self.inner.devices.trusted(token, &record);
+                        Ok(self.finish(account, kind, left, Some(device), false, redeemed.epoch))
+                    }
+                    Some(None) => {
+                        self.inner.ports.emit(Event::DeviceTrustFailed {
+                            account: account.clone(),
+                        });
+                        Ok(self.finish(account, kind, left, None, true, redeemed.epoch))
+                    }
+                    _ => {
+                        self.signed_in(account, kind, left, trust_device, redeemed.epoch)
+                            .await
+                    }
+                }
             }
         }
     }
@@ -933,9 +1016,6 @@ impl TwoFactor {
         trust_device: Option<&str>,
         epoch: u64,
     ) -> Result<SignedIn, Error> {
-        // The journey span of a code sign-in learns its channel here.
-        #[cfg(feature = "tracing")]
-        tracing::Span::current().record("method", method.as_str());
         // The second factor is passed and its secret spent: from here on
         // nothing may turn the sign-in into an error. Trusting the device
         // is optional and reported.
@@ -951,13 +1031,36 @@ impl TwoFactor {
             },
             None => (None, false),
         };
-        Ok(SignedIn {
+        Ok(self.finish(
+            account,
+            method,
+            recovery_codes_left,
+            device,
+            trust_failed,
+            epoch,
+        ))
+    }
+
+    /// The answer of a passed second step.
+    fn finish(
+        &self,
+        account: &AccountId,
+        method: MethodKind,
+        recovery_codes_left: Option<usize>,
+        device: Option<(DeviceToken, DeviceInfo)>,
+        trust_failed: bool,
+        epoch: u64,
+    ) -> SignedIn {
+        // The journey span of a code sign-in learns its channel here.
+        #[cfg(feature = "tracing")]
+        tracing::Span::current().record("method", method.as_str());
+        SignedIn {
             method,
             device,
             trust_failed,
             recovery_codes_left,
             step_up: self.step_up(account, method, epoch),
-        })
+        }
     }
 
     /// The account's trusted devices.

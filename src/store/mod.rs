@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 #[cfg(feature = "redis")]
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisConnectError, RedisStore, RedisStoreBuilder};
 pub use account::{AccountCommit, AccountStore, ClaimChanges, VerificationStore};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;

@@ -75,9 +75,10 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 /// | `replace_verification` | `UPDATE … WHERE id = ? AND version = ?expected`; no row matched → conflict |
 /// | `purge_verifications` | `DELETE … WHERE expires_at < ?` |
 /// | `load` | one `SELECT … UNION ALL …`, one tagged row per part found: the store's marker (see [Initialisation](#initialisation)), the account record, the failure run, the challenge, the device |
+/// | `account_record` | `load` of the account alone: the marker is checked in the same statement |
 /// | `commit` | one transaction, see [Journey steps](#journey-steps) |
 ///
-/// Reads (`challenge`, `failures`, `device`, `devices`, `account_record`,
+/// The other reads (`challenge`, `failures`, `device`, `devices`,
 /// `claim_owner`, `verification`) are one `SELECT` each.
 ///
 /// "No row matched" relies on sqlx asking the server for found rows
@@ -160,17 +161,23 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 ///
 /// # Initialisation
 ///
-/// The store's marker is the rows of `ninsho_schema_version`, written by
-/// [`migrate`](Self::migrate). [`load`](StepStore::load) counts them in its
-/// one statement; none, or a missing table or database, is
-/// [`StoreErrorKind::NotInitialised`](super::StoreErrorKind::NotInitialised).
-/// A database restored empty, truncated, or dropped under running
-/// instances therefore answers every journey with an error rather than
-/// reading every account as new, until `migrate` runs again. Running
-/// `migrate` is the operator's way to initialise it on purpose; a host that
-/// calls it at every start-up re-initialises an emptied database when an
-/// instance restarts, so such hosts may prefer to migrate from a deploy
-/// step instead.
+/// Losing ninsho's rows is not harmless: an account whose record is gone
+/// reads as an account that never turned on two-step sign-in. The store
+/// therefore keeps a marker, the row `initialised` of `ninsho_meta`,
+/// written only by [`initialise`](Self::initialise) (never by
+/// [`migrate`](Self::migrate)). [`load`](StepStore::load) and
+/// [`account_record`](AccountStore::account_record) read it in the same
+/// statement as the records, and fail with
+/// [`StoreErrorKind::NotInitialised`](super::StoreErrorKind::NotInitialised)
+/// when it is absent, or when the tables or the database are gone. A
+/// database restored empty, truncated, or dropped and migrated again
+/// therefore answers every journey with an error, never "two-step sign-in
+/// is off".
+///
+/// Call `initialise` once, on purpose, when the store is first deployed
+/// (after `migrate`), and again only after an operator has dealt with a
+/// data loss; never on every start, which would re-arm an emptied database
+/// silently.
 ///
 /// # Tables
 ///
@@ -178,7 +185,8 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 /// connection's own unless [`with_database`](Self::with_database) names
 /// another):
 ///
-/// - version 1: `ninsho_challenges (id, version, expires_at, record)`,
+/// - version 1: `ninsho_meta (key, value)` (the marker),
+///   `ninsho_challenges (id, version, expires_at, record)`,
 ///   `ninsho_counters (key, count, resets_at)`, `ninsho_failures (account,
 ///   consecutive, last_failure_at)`, `ninsho_devices (account, id, version,
 ///   expires_at, record)` (primary key `(account, id)`),
@@ -237,6 +245,8 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 ///     .await?;
 /// let store = MySqlStore::new(pool);
 /// store.migrate().await?; // at start-up, before serving
+/// // Once, when the store is first deployed (not on every start):
+/// // store.initialise().await?;
 /// let store: Arc<dyn Store> = Arc::new(store);
 /// # let _ = store;
 /// # Ok(())
@@ -276,7 +286,6 @@ struct Statements {
     replace_device: SqlStr,
     delete_device: SqlStr,
     delete_devices: SqlStr,
-    account_record: SqlStr,
     claim_owner: SqlStr,
     insert_book: SqlStr,
     update_book: SqlStr,
@@ -288,6 +297,7 @@ struct Statements {
     replace_verification: SqlStr,
     purge_verifications: SqlStr,
     load: SqlStr,
+    initialise: SqlStr,
     failures_for_update: SqlStr,
 }
 
@@ -302,7 +312,7 @@ impl Statements {
         let books = t("ninsho_contact_books");
         let claims = t("ninsho_contact_claims");
         let verifications = t("ninsho_verifications");
-        let versions = t("ninsho_schema_version");
+        let meta = t("ninsho_meta");
         Self {
             insert: statement(format!(
                 "INSERT INTO {challenges} (id, version, expires_at, record) VALUES (?, ?, ?, ?)"
@@ -361,9 +371,6 @@ impl Statements {
                 "DELETE FROM {devices} WHERE account = ? AND id = ?"
             )),
             delete_devices: statement(format!("DELETE FROM {devices} WHERE account = ?")),
-            account_record: statement(format!(
-                "SELECT version, record FROM {books} WHERE account = ?"
-            )),
             claim_owner: statement(format!("SELECT account FROM {claims} WHERE `key` = ?")),
             insert_book: statement(format!(
                 "INSERT INTO {books} (account, version, record) VALUES (?, ?, ?)"
@@ -391,16 +398,20 @@ impl Statements {
                 "DELETE FROM {verifications} WHERE expires_at < ?"
             )),
             // One row per part found, tagged; the first is the store's
-            // marker (how many migrations are recorded). A part not asked
-            // for is bound as NULL, which matches no row.
+            // marker (1 when initialised, else 0). A part not asked for is
+            // bound as NULL, which matches no row.
             load: statement(format!(
-                "SELECT 0, COUNT(*), NULL, NULL FROM {versions} \
+                "SELECT 0, COUNT(*), NULL, NULL FROM {meta} WHERE `key` = 'initialised' \
                  UNION ALL SELECT 1, version, NULL, record FROM {books} WHERE account = ? \
                  UNION ALL SELECT 2, consecutive, last_failure_at, NULL FROM {failures} \
                  WHERE account = ? \
                  UNION ALL SELECT 3, version, NULL, record FROM {challenges} WHERE id = ? \
                  UNION ALL SELECT 4, version, NULL, record FROM {devices} \
                  WHERE account = ? AND id = ?"
+            )),
+            initialise: statement(format!(
+                "INSERT INTO {meta} (`key`, value) VALUES ('initialised', '1') \
+                 ON DUPLICATE KEY UPDATE value = value"
             )),
             failures_for_update: statement(format!(
                 "SELECT consecutive FROM {failures} WHERE account = ? FOR UPDATE"
@@ -720,6 +731,43 @@ impl MySqlStore {
         let result = self.migrate_on(&mut conn).await;
         let closed = conn.close().await.map_err(err);
         result.and(closed)
+    }
+
+    /// Writes the initialisation marker (the row `initialised` of
+    /// `ninsho_meta`), so that [`load`](StepStore::load) and
+    /// [`account_record`](AccountStore::account_record) answer (see
+    /// [Initialisation](#initialisation)). Run [`migrate`](Self::migrate)
+    /// first.
+    ///
+    /// A deliberate act, made once when the store is first deployed, and
+    /// again only after an operator has dealt with a data loss: restored
+    /// the data, or accepted that the accounts' records are gone (every
+    /// account then reads as new, with two-step sign-in off). **Never call
+    /// it on every start**: a database that came back empty would be
+    /// marked as fine and the loss would go unnoticed. Calling it on a
+    /// store that has the marker changes nothing.
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::Other`](super::StoreErrorKind::Other) when the
+    /// tables are missing (not migrated); backend failures otherwise.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn deploy(pool: sqlx::MySqlPool) -> Result<(), ninsho::store::StoreError> {
+    /// use ninsho::store::MySqlStore;
+    ///
+    /// // A one-off deploy step, not the service's start-up:
+    /// let store = MySqlStore::with_database(pool, "ninsho")?;
+    /// store.migrate().await?;
+    /// store.initialise().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn initialise(&self) -> Result<(), StoreError> {
+        self.write(false, || sqlx::query(self.sql.initialise.clone()))
+            .await?;
+        Ok(())
     }
 
     /// [`migrate`](Self::migrate)'s work on one connection of its own.
@@ -1346,8 +1394,8 @@ impl AccountStore for MySqlStore {
         &self,
         account: &AccountId,
     ) -> Result<Option<AccountRecord>, StoreError> {
-        let account = account_key(&account.0)?;
-        self.fetch_record(&self.sql.account_record, account).await
+        // Through `load`: the same one statement checks the marker.
+        Ok(self.load(&Load::account(account)).await?.record)
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {

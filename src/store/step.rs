@@ -206,7 +206,20 @@ pub enum Committed {
     },
 }
 
-/// One read and one write per journey step (see the [module](self) docs).
+/// One read and one write per journey step.
+///
+/// The part traits ([`ChallengeStore`](super::ChallengeStore), …) give one
+/// call per record; a sign-in step touches several records of one account
+/// (its record, its run of failed guesses, a challenge, a device, the send
+/// counters guarding a new code). These two calls bundle them, so each
+/// journey step costs one read and at most one write:
+///
+/// | step | calls |
+/// |---|---|
+/// | sign-in begin | `load` (record; with a device token, the device too) |
+/// | send a code | `load` (record + failure run), `commit` (send counters + the new challenge) |
+/// | complete with a code | `load` (challenge + record + run), `commit` (challenge + run, and a trusted device) |
+/// | complete with a recovery code | `load` (record + run), `commit` (record + run, and a trusted device) |
 ///
 /// `load` may return parts read at slightly different moments (reads may
 /// be stale everywhere in the port: every decision is re-checked by the

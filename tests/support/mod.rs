@@ -19,8 +19,9 @@ use ninsho::model::{
     FailureRecord, Locale, VerificationId, VerificationRecord,
 };
 use ninsho::store::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, Store,
-    StoreError, StoreErrorKind, VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, DeviceStore,
+    LimitStore, Load, Loaded, StepStore, Store, StoreError, StoreErrorKind, VerificationStore,
+    WindowCount,
 };
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use time::{Duration, OffsetDateTime};
@@ -270,6 +271,24 @@ macro_rules! delegate_store {
             }
         }
     };
+    (@StepStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
+        #[::async_trait::async_trait]
+        impl<$($g)*> ::ninsho::store::StepStore for $ty {
+            async fn load(
+                &self,
+                load: &::ninsho::store::Load<'_>,
+            ) -> Result<::ninsho::store::Loaded, ::ninsho::store::StoreError> {
+                $then(self.$field.load(load).await).await
+            }
+            async fn commit(
+                &self,
+                commit: &::ninsho::store::Commit<'_>,
+                now: ::time::OffsetDateTime,
+            ) -> Result<::ninsho::store::Committed, ::ninsho::store::StoreError> {
+                $then(self.$field.commit(commit, now).await).await
+            }
+        }
+    };
     ($generics:tt $ty:ty, $field:tt, $then:path => $($store:ident),+ $(,)?) => {
         $(delegate_store!(@$store $generics $ty, $field, $then);)+
     };
@@ -284,7 +303,7 @@ pub(crate) use delegate_store;
 pub struct Yielding<S>(pub Arc<S>);
 
 delegate_store!([S: Store] Yielding<S>, 0, yielding =>
-    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore);
+    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore, StepStore);
 
 mock! {
     #[derive(Debug)]
@@ -364,6 +383,68 @@ mock! {
             expected_version: u64,
         ) -> Result<(), StoreError>;
         async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+    }
+}
+
+/// The mock answers the journey-step calls with the part calls they
+/// bundle, so tests set expectations on those (a mock has no atomicity to
+/// keep).
+#[async_trait]
+impl StepStore for MockDb {
+    async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        if let Some(account) = load.account {
+            loaded.record = self.account_record(account).await?;
+            loaded.failures = self.failures(account).await?;
+            if let Some(id) = load.device {
+                loaded.device = self.device(account, id).await?;
+            }
+        }
+        if let Some(id) = load.challenge {
+            loaded.challenge = self.challenge(id).await?;
+        }
+        Ok(loaded)
+    }
+
+    async fn commit(
+        &self,
+        commit: &Commit<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        for (index, hit) in commit.hits.iter().enumerate() {
+            let count = self.hit(&hit.key, hit.window, now).await?;
+            if count.count > hit.max {
+                return Ok(Committed::LimitReached { index, count });
+            }
+        }
+        if let Some(change) = commit.failures {
+            self.replace_failures(change.account, change.expected, change.next)
+                .await?;
+        }
+        match commit.challenge {
+            Some(ninsho::store::ChallengeWrite::Insert(record)) => {
+                self.insert_challenge(record).await?;
+            }
+            Some(ninsho::store::ChallengeWrite::Replace {
+                record,
+                expected_version,
+            }) => self.replace_challenge(record, expected_version).await?,
+            // Inside the crate (the unit tests include this file) the enum
+            // is exhaustive; outside it is not.
+            #[allow(unreachable_patterns)]
+            Some(_) | None => {}
+        }
+        if let Some(write) = commit.record
+            && let AccountCommit::Taken { index } = self
+                .commit_account(write.record, write.expected_version, write.claims)
+                .await?
+        {
+            return Ok(Committed::Taken { index });
+        }
+        if let Some(device) = commit.device {
+            self.insert_device(device).await?;
+        }
+        Ok(Committed::Done)
     }
 }
 

@@ -121,7 +121,7 @@ impl LimitStore for Flaky {
 }
 
 delegate_store!([] Flaky, inner, super::support::directly =>
-    DeviceStore, AccountStore, VerificationStore);
+    DeviceStore, AccountStore, VerificationStore, StepStore);
 
 fn clock() -> ManualClock {
     ManualClock::at_unix(T0).unwrap()

@@ -2,11 +2,14 @@
 //!
 //! The Lua scripts sit beside this file, one per atomic operation.
 
+mod step;
+
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::LazyLock;
 
 use ::redis::aio::ConnectionManager;
-use ::redis::{Client, ErrorKind, RedisError, Script, ServerErrorKind};
+use ::redis::{Client, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -67,7 +70,10 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// `EVALSHA`, falling back to `SCRIPT LOAD` and `EVALSHA` once when the
 /// server does not know it yet) or a single command. Redis runs a script
 /// without interleaving, so each method is atomic across every app instance
-/// sharing the server.
+/// sharing the server. That includes the two calls of a journey step:
+/// [`load`](super::StepStore::load) is one `load.lua`, and
+/// [`commit`](super::StepStore::commit) one `commit.lua` that checks every
+/// condition and writes every part of the step (see the tables below).
 ///
 /// Challenges are JSON in a hash beside their version; they expire natively
 /// [`retention`](Self::with_retention) after their `expires_at` (24 hours
@@ -89,6 +95,38 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// recovery codes and the security epoch) and contact claims have no
 /// expiry: they live until deleted.
 ///
+/// # Setting up, and data loss
+///
+/// Redis keeps data in memory; what survives a restart depends on the
+/// server's persistence (RDB snapshots, `save`, or the append-only file,
+/// `appendonly`). Losing ninsho's records is not harmless: an account whose
+/// record is gone reads as an account that never turned on two-step
+/// sign-in. Two guards stand against that:
+///
+/// - **The connect check.** [`connect`](Self::connect) and the
+///   [builder](Self::builder) ask the server `CONFIG GET save` and
+///   `CONFIG GET appendonly`. When both say nothing is written to disk
+///   (`save` empty, `appendonly no`), they refuse with
+///   [`RedisConnectError::VolatileServer`], unless the host opted in with
+///   [`RedisStoreBuilder::dangerously_allow_volatile_server`]. A server
+///   that refuses `CONFIG` (managed Redis services often do; renamed or
+///   forbidden by ACL) is accepted without a word: its persistence can't
+///   be seen from here, and the marker below still guards it.
+/// - **The initialisation marker.** The key `{prefix}:meta:initialised` is
+///   written only by [`initialise`](Self::initialise).
+///   [`load`](super::StepStore::load) and
+///   [`account_record`](AccountStore::account_record) check it in the same
+///   script that reads the records and fail with
+///   [`StoreErrorKind::NotInitialised`](super::StoreErrorKind::NotInitialised)
+///   when it is gone. A flushed or restarted-empty server therefore answers
+///   errors, never "two-step sign-in is off".
+///
+/// Call [`initialise`](Self::initialise) once, on purpose, when the store
+/// is first deployed, and again only after an operator has dealt with a
+/// data loss (restored a backup, or accepted that every account's second
+/// factor is gone). Never call it on every start: that would re-arm a wiped
+/// store silently and defeat the marker.
+///
 /// # Keys
 ///
 /// Every key starts with the store's prefix and a colon, so several hosts
@@ -108,6 +146,7 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `{prefix}:claims:{account}` | set | the claim keys the account holds |
 /// | `{prefix}:verification:{id}` | hash | as a challenge's: `record` (JSON), `version`, `expires_ms`, `expires_s`, `expires_ns` |
 /// | `{prefix}:verifications:by_expiry` | sorted set | verification ids, scored by `expires_at` in whole milliseconds |
+/// | `{prefix}:meta:initialised` | string | `1`; written by [`initialise`](Self::initialise) only |
 ///
 /// Rate-limit keys and account ids go into key names verbatim. Redis keys
 /// are binary safe and the scripts receive them as `KEYS`, so no character
@@ -134,18 +173,22 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `devices_delete.lua` | every device of the set and the set; how many there were |
 /// | `contacts_commit.lua` | a account record, compare-and-set on `version` (or insert if absent), with its claims: nothing written if a key to claim names another account; else the released keys the account holds deleted, the claimed ones set, the account's claim set kept in step |
 /// | `contacts_delete.lua` | the record, every claim key of the account's claim set that still names it, and the set |
+/// | `load.lua` | checks the marker, then reads the hashes it is given: an account record, a failure run, a device, a challenge ([`load`](super::StepStore::load), and [`account_record`](AccountStore::account_record) with the record alone) |
+/// | `commit.lua` | a journey step: works out its counter hits (stopping at the first past its max), checks the failure run, the challenge's version or absence, the device's absence, the record's version and claims, then writes them all as the part scripts above would |
 ///
 /// Combined verifications go through the challenge scripts (`insert.lua`,
 /// `replace.lua`, `purge.lua`) on their own keys and index: the same
 /// records-with-expiry operations.
 ///
-/// Reading a challenge, one device, a account record or a verification is
-/// one `HGET`, a claim's owner one `GET`; deleting a failure run one `DEL`.
+/// Reading a challenge, one device or a verification is one `HGET`, a
+/// claim's owner one `GET`; deleting a failure run one `DEL`.
 ///
 /// The purge script, the device-listing and device-deleting scripts and
-/// `contacts_delete.lua` build keys from stored ids, which Redis Cluster does not allow; use a
-/// single Redis (with replicas or Sentinel as the host likes), which is
-/// what a [`ConnectionManager`] talks to.
+/// `contacts_delete.lua` build keys from stored ids, and a journey step's
+/// keys span several accounts' and contacts' names; Redis Cluster allows
+/// neither. Use a single Redis (with replicas or Sentinel as the host
+/// likes), which is what a [`ConnectionManager`] talks to. `load.lua` and
+/// `commit.lua` get every key they touch from the caller.
 ///
 /// # Time
 ///
@@ -185,11 +228,26 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// use ninsho::store::{RedisStore, Store};
 ///
 /// # async fn run() -> Result<(), ninsho::store::StoreError> {
+/// // Refused if the server keeps nothing on disk.
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/", "myapp:2fa")
 ///     .await?
 ///     .with_retention(time::Duration::hours(6));
 /// let store: Arc<dyn Store> = Arc::new(store);
 /// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Once, by hand or from a deployment tool, when the store is first set up
+/// (not at every start):
+///
+/// ```no_run
+/// # use ninsho::store::RedisStore;
+/// # async fn run() -> Result<(), ninsho::store::StoreError> {
+/// RedisStore::connect("redis://127.0.0.1:6379/", "myapp:2fa")
+///     .await?
+///     .initialise()
+///     .await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -206,7 +264,7 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// let config = ConnectionManagerConfig::new()
 ///     .set_response_timeout(Some(std::time::Duration::from_secs(1)));
 /// let manager = ConnectionManager::new_with_config(client, config).await?;
-/// let store = RedisStore::new(manager, "myapp:2fa");
+/// let store = RedisStore::builder("myapp:2fa").build(manager).await?;
 /// # let _ = store;
 /// # Ok(())
 /// # }
@@ -228,30 +286,196 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-impl RedisStore {
-    /// A store using `manager`, with every key under `prefix` (a colon is
-    /// added after it).
-    #[must_use]
-    pub fn new(manager: ConnectionManager, prefix: impl Into<String>) -> Self {
-        Self {
+/// Builds a [`RedisStore`]: from [`RedisStore::builder`], finished by
+/// [`connect`](Self::connect) (a URL) or [`build`](Self::build) (a
+/// connection manager of your own). Both check the server's persistence
+/// first.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    prefix: String,
+    allow_volatile: bool,
+}
+
+impl RedisStoreBuilder {
+    /// Accepts a server that keeps nothing on disk (`save` empty and
+    /// `appendonly no`), which the store otherwise refuses.
+    ///
+    /// **Dangerous**: such a server forgets every record when it restarts,
+    /// is restarted by its host or runs out of memory with an eviction
+    /// policy. Accounts' records (which say that two-step sign-in is on and
+    /// hold the recovery codes), trusted devices and failure runs all go at
+    /// once; the initialisation marker goes with them, so the store then
+    /// answers [`NotInitialised`](super::StoreErrorKind::NotInitialised)
+    /// until someone initialises it again, and whoever does so turns every
+    /// account's second factor off. Fit for tests, demos and data that may
+    /// be lost; for anything else, turn on RDB snapshots or the append-only
+    /// file on the server instead.
+    pub fn dangerously_allow_volatile_server(mut self) -> Self {
+        self.allow_volatile = true;
+        self
+    }
+
+    /// Connects to the Redis at `url` (`redis://[user:password@]host:port/db`)
+    /// with the connection manager's default retries and timeouts, then
+    /// [builds](Self::build) the store on that connection.
+    ///
+    /// # Errors
+    /// [`RedisConnectError::Store`] of kind
+    /// [`Unavailable`](super::StoreErrorKind::Unavailable) when the server
+    /// can't be reached (after the manager's retries), of kind
+    /// [`Other`](super::StoreErrorKind::Other) for a malformed URL or a
+    /// refused login; [`RedisConnectError::VolatileServer`] as
+    /// [`build`](Self::build).
+    pub async fn connect(self, url: &str) -> Result<RedisStore, RedisConnectError> {
+        let client = Client::open(url).map_err(map_redis)?;
+        let manager = ConnectionManager::new(client).await.map_err(map_redis)?;
+        self.build(manager).await
+    }
+
+    /// The store on `manager`, after one round trip that reads the
+    /// server's `save` and `appendonly` settings (none when the host
+    /// [accepted a volatile server](Self::dangerously_allow_volatile_server)).
+    ///
+    /// A server that refuses `CONFIG` (an error reply: an unknown or
+    /// renamed command, an ACL without the permission) is accepted, as is
+    /// one whose reply names neither setting: their persistence can't be
+    /// seen, and the initialisation marker still guards against a loss.
+    ///
+    /// # Errors
+    /// [`RedisConnectError::VolatileServer`] when the server keeps nothing
+    /// on disk and the host did not accept that;
+    /// [`RedisConnectError::Store`] of kind
+    /// [`Unavailable`](super::StoreErrorKind::Unavailable) when the server
+    /// can't be reached or is still loading its data.
+    pub async fn build(self, manager: ConnectionManager) -> Result<RedisStore, RedisConnectError> {
+        let store = RedisStore {
             conn: manager,
-            prefix: prefix.into(),
+            prefix: self.prefix,
             retention: DEFAULT_RETENTION,
+        };
+        if !self.allow_volatile && keeps_nothing(&mut store.conn.clone()).await? {
+            return Err(RedisConnectError::VolatileServer);
+        }
+        Ok(store)
+    }
+}
+
+/// Why a [`RedisStore`] could not be built.
+///
+/// Converts into a [`StoreError`] (a volatile server becomes one of kind
+/// [`Other`](super::StoreErrorKind::Other) with this error as its source),
+/// so `?` works in functions that return either.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisConnectError {
+    /// The server could not be reached, the URL is malformed or the login
+    /// was refused: the store error says which by its kind.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server keeps nothing on disk (`save` is empty and `appendonly`
+    /// is `no`), and the host did not call
+    /// [`dangerously_allow_volatile_server`](RedisStoreBuilder::dangerously_allow_volatile_server).
+    #[error(
+        "the Redis server keeps nothing on disk (save is empty, appendonly is no): a restart \
+         would erase every account's two-step settings; turn on RDB or AOF persistence"
+    )]
+    VolatileServer,
+}
+
+impl From<RedisConnectError> for StoreError {
+    fn from(error: RedisConnectError) -> Self {
+        match error {
+            RedisConnectError::Store(error) => error,
+            volatile @ RedisConnectError::VolatileServer => StoreError::other(volatile),
+        }
+    }
+}
+
+/// Whether the server says it keeps nothing on disk: `save` empty and
+/// `appendonly no`, read in one round trip (a pipeline of two
+/// `CONFIG GET`s, which every Redis version understands). `false` when it
+/// refuses `CONFIG` or answers in a shape that names neither setting.
+async fn keeps_nothing(conn: &mut ConnectionManager) -> Result<bool, StoreError> {
+    let reply: Result<(Value, Value), RedisError> = ::redis::pipe()
+        .cmd("CONFIG")
+        .arg("GET")
+        .arg("save")
+        .cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query_async(conn)
+        .await;
+    let (save, appendonly) = match reply {
+        Ok(reply) => reply,
+        Err(error) if refused(&error) => return Ok(false),
+        Err(error) => return Err(map_redis(error)),
+    };
+    let setting = |value: Value, name: &str| -> Option<String> {
+        HashMap::<String, String>::from_redis_value(value)
+            .ok()?
+            .remove(name)
+    };
+    Ok(setting(save, "save").is_some_and(|v| v.trim().is_empty())
+        && setting(appendonly, "appendonly").is_some_and(|v| v.eq_ignore_ascii_case("no")))
+}
+
+/// Whether the server answered a command with a refusal of its own (not
+/// an outage): an error reply such as `ERR unknown command` or `NOPERM`.
+fn refused(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Extension
+            | ErrorKind::Server(ServerErrorKind::ResponseError | ServerErrorKind::NoPerm)
+    )
+}
+
+impl RedisStore {
+    /// A builder for a store with every key under `prefix` (a colon is
+    /// added after it): use it to bring a connection manager of your own or
+    /// to accept a server without persistence.
+    pub fn builder(prefix: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            prefix: prefix.into(),
+            allow_volatile: false,
         }
     }
 
     /// Connects to the Redis at `url` (`redis://[user:password@]host:port/db`)
-    /// with the connection manager's default retries and timeouts.
+    /// with the connection manager's default retries and timeouts, every key
+    /// under `prefix`, after checking that the server keeps its data on
+    /// disk (see the [type's docs](Self#setting-up-and-data-loss)).
+    ///
+    /// The same as `RedisStore::builder(prefix).connect(url)`.
     ///
     /// # Errors
-    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable)
-    /// when the server can't be reached (after the manager's retries);
-    /// [`StoreErrorKind::Other`](super::StoreErrorKind::Other) for a
-    /// malformed URL or a refused login.
-    pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(map_redis)?;
-        let manager = ConnectionManager::new(client).await.map_err(map_redis)?;
-        Ok(Self::new(manager, prefix))
+    /// As [`RedisStoreBuilder::connect`].
+    pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, RedisConnectError> {
+        Self::builder(prefix).connect(url).await
+    }
+
+    /// Writes the initialisation marker (`{prefix}:meta:initialised`), so
+    /// that [`load`](super::StepStore::load) and
+    /// [`account_record`](AccountStore::account_record) answer again.
+    ///
+    /// A deliberate act, made once when the store is first deployed, and
+    /// again only after an operator has dealt with a data loss: restored
+    /// the data, or accepted that the accounts' records are gone (every
+    /// account then reads as new, with two-step sign-in off). **Never call
+    /// it on every start**: a server that came back empty would be marked
+    /// as fine and the loss would go unnoticed. Calling it on a store that
+    /// has the marker changes nothing.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn initialise(&self) -> Result<(), StoreError> {
+        let () = ::redis::cmd("SET")
+            .arg(self.marker_key())
+            .arg("1")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_redis)?;
+        Ok(())
     }
 
     /// Keeps challenges and trusted devices readable for `retention` after
@@ -273,6 +497,10 @@ impl RedisStore {
     #[must_use]
     pub fn retention(&self) -> Duration {
         self.retention
+    }
+
+    fn marker_key(&self) -> String {
+        format!("{}:meta:initialised", self.prefix)
     }
 
     fn challenge_key_prefix(&self) -> String {
@@ -705,11 +933,13 @@ impl DeviceStore for RedisStore {
 
 #[async_trait]
 impl AccountStore for RedisStore {
+    /// One `load.lua`: the initialisation marker is checked with the read
+    /// (`NotInitialised` when it is gone).
     async fn account_record(
         &self,
         account: &AccountId,
     ) -> Result<Option<AccountRecord>, StoreError> {
-        self.fetch_record(self.contacts_key(account)).await
+        self.load_account_record(account).await
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
