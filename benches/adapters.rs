@@ -3,7 +3,8 @@
 //! against the raw round trip of the same kind, and the verify flow, at 1
 //! and 16 concurrent tasks.
 //!
-//! Needs PostgreSQL (`NINSHO_PG_URL`) and Redis (`NINSHO_REDIS_URL`):
+//! Needs PostgreSQL (`NINSHO_PG_URL`), MySQL or MariaDB
+//! (`NINSHO_MYSQL_URL`) and Redis (`NINSHO_REDIS_URL`):
 //! `cargo bench --all-features --bench adapters`. Per-operation p50/p99
 //! latencies are printed after the criterion runs.
 
@@ -19,8 +20,8 @@ use ninsho::model::{AccountId, ChallengeRecord, Destination, FailureRecord, Purp
 use ninsho::seal::DangerousUnsealed;
 use ninsho::service::{IssueRequest, OneTimeCodes, Ticket, TwoFactor};
 use ninsho::store::{
-    ChallengeWrite, ClaimChanges, Commit, Committed, FailureChange, Load, PgStore, RedisStore,
-    SqliteStore, Store,
+    ChallengeWrite, ClaimChanges, Commit, Committed, FailureChange, Load, MySqlStore, PgStore,
+    RedisStore, SqliteStore, Store,
 };
 use ninsho::testkit::{sample_challenge, sample_contact_book};
 use ninsho::{HashKey, KeyId, KeyedHasher, ManualClock};
@@ -120,6 +121,46 @@ async fn backends() -> Vec<Backend> {
                 let _: (i64,) = sqlx::query_as(floor_sql)
                     .bind(id)
                     .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            })
+        }),
+    });
+
+    let my_url = std::env::var("NINSHO_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(16)
+        .connect(&my_url)
+        .await
+        .expect("MySQL or MariaDB");
+    let database = format!("ninsho_bench_{suffix}");
+    let my = MySqlStore::with_database(pool.clone(), &database).unwrap();
+    my.migrate().await.unwrap();
+    my.initialise().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE `{database}`.floor (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE = InnoDB; \
+         INSERT INTO `{database}`.floor VALUES (0,0),(1,0),(2,0),(3,0),(4,0),(5,0),(6,0),(7,0), \
+         (8,0),(9,0),(10,0),(11,0),(12,0),(13,0),(14,0),(15,0)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    // MySQL has no `UPDATE … RETURNING`: the floor is the bare conditional
+    // update a compare-and-set is.
+    let floor_sql: &'static str =
+        Box::leak(format!("UPDATE `{database}`.floor SET n = n + 1 WHERE id = ?").into_boxed_str());
+    let counter = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    out.push(Backend {
+        name: "mysql",
+        store: Arc::new(my),
+        raw: Arc::new(move || {
+            let (pool, counter) = (pool.clone(), counter.clone());
+            Box::pin(async move {
+                let id = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16;
+                sqlx::query(floor_sql)
+                    .bind(id)
+                    .execute(&pool)
                     .await
                     .unwrap();
             })

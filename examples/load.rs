@@ -51,21 +51,21 @@
 //! cargo run --release --example load --features mysql -- --store mysql
 //! ```
 //!
-//! (`mysql` once the feature exists: see [`open_mysql`].)
-//!
 //! - PostgreSQL: `NINSHO_PG_URL` (default
 //!   `postgres://postgres@127.0.0.1:5432/test`); the run works in a schema
 //!   of its own, `ninsho_load_<pid>_<nanos>`, dropped at the end.
 //! - Redis: `NINSHO_REDIS_URL` (default `redis://127.0.0.1:6379/`); every
 //!   key is under the prefix `ninsho-load:<pid>_<nanos>`, deleted at the end.
-//! - MySQL: `NINSHO_MYSQL_URL` (default `mysql://root@127.0.0.1:3306/test`).
+//! - MySQL or MariaDB: `NINSHO_MYSQL_URL` (default
+//!   `mysql://root@127.0.0.1:3306/test`); the run works in a database of
+//!   its own, `ninsho_load_<pid>_<nanos>`, dropped at the end.
 //! - SQLite: a database file of its own in the temp directory (WAL
 //!   journal, sqlx's defaults otherwise), removed at the end.
 //!
 //! Flags (defaults in brackets): `--store` (`memory`), `--users` (10000),
 //! `--concurrency` (64), `--seconds` (30), `--wrong-rate` (0.10),
 //! `--recovery-rate` (0.02), both as a fraction or a percentage (`10%`),
-//! `--pool` (connections per pool for PostgreSQL and SQLite: the
+//! `--pool` (connections per pool for PostgreSQL, MySQL and SQLite: the
 //! concurrency, at least 2 and at most 16), and `--quick` for 200 users, 8
 //! tasks and 3 seconds (flags given explicitly win), which is what CI runs.
 //!
@@ -146,7 +146,7 @@ pub enum StoreKind {
     Postgres,
     /// `RedisStore` (feature `redis`).
     Redis,
-    /// `MySqlStore` (feature `mysql`, not in this crate yet).
+    /// `MySqlStore` (feature `mysql`).
     MySql,
 }
 
@@ -187,7 +187,7 @@ impl StoreKind {
             Self::Sqlite => cfg!(feature = "sqlite"),
             Self::Postgres => cfg!(feature = "postgres"),
             Self::Redis => cfg!(feature = "redis"),
-            Self::MySql => MYSQL_COMPILED_IN,
+            Self::MySql => cfg!(feature = "mysql"),
         }
     }
 }
@@ -207,7 +207,7 @@ pub struct Options {
     pub wrong_rate: f64,
     /// The share of sign-ins made with a recovery code.
     pub recovery_rate: f64,
-    /// Connections per pool (PostgreSQL, SQLite).
+    /// Connections per pool (PostgreSQL, MySQL, SQLite).
     pub pool: u32,
 }
 
@@ -474,11 +474,21 @@ enum Cleanup {
         conn: redis::aio::ConnectionManager,
         prefix: String,
     },
+    #[cfg(feature = "mysql")]
+    MySql {
+        pools: [sqlx::MySqlPool; 2],
+        database: String,
+    },
 }
 
 /// `<pid>_<nanos>`: unique per run.
 #[cfg_attr(
-    not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+    not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "redis",
+        feature = "mysql"
+    )),
     allow(dead_code)
 )]
 fn run_id() -> String {
@@ -488,6 +498,10 @@ fn run_id() -> String {
     format!("{}_{nanos}", std::process::id())
 }
 
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "redis", feature = "mysql")),
+    allow(dead_code)
+)]
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
@@ -496,7 +510,10 @@ fn env_or(name: &str, default: &str) -> String {
 }
 
 /// A URL without its user information (a password may be in it).
-#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "redis", feature = "mysql")),
+    allow(dead_code)
+)]
 fn shown(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
@@ -524,6 +541,7 @@ async fn open_stores(opts: &Options) -> Result<Stores, BoxError> {
         StoreKind::Postgres => open_postgres(opts).await,
         #[cfg(feature = "redis")]
         StoreKind::Redis => open_redis().await,
+        #[cfg(feature = "mysql")]
         StoreKind::MySql => open_mysql(opts).await,
         #[allow(unreachable_patterns)]
         other => Err(format!("store {} is not compiled in", other.name()).into()),
@@ -657,42 +675,55 @@ async fn open_redis() -> Result<Stores, BoxError> {
     })
 }
 
-// ---------------------------------------------------------------- MySQL
-//
-// FOR THE LEAD: the `mysql` feature is being added on another branch. When
-// it lands, set `MYSQL_COMPILED_IN` to `cfg!(feature = "mysql")` and
-// replace `open_mysql` with the version below (`MySqlStore` has `PgStore`'s
-// constructor shape), adding a `Cleanup::MySql` variant that drops the
-// database or tables it made, like `Cleanup::Postgres`:
-//
-//     #[cfg(feature = "mysql")]
-//     async fn open_mysql(opts: &Options) -> Result<Stores, BoxError> {
-//         use ninsho::store::MySqlStore;
-//         use sqlx::mysql::MySqlPoolOptions;
-//         let url = env_or("NINSHO_MYSQL_URL", "mysql://root@127.0.0.1:3306/test");
-//         let pool = || MySqlPoolOptions::new()
-//             .max_connections(opts.pool)
-//             .acquire_timeout(StdDuration::from_secs(30))
-//             .connect(&url);
-//         let (a, b) = (pool().await?, pool().await?);
-//         let schema = format!("ninsho_load_{}", run_id());
-//         let first = MySqlStore::with_schema(a.clone(), &schema)?;
-//         first.migrate().await?;
-//         let second = MySqlStore::with_schema(b.clone(), &schema)?;
-//         Ok(Stores { a: Arc::new(first), b: Arc::new(second), what: …, cleanup: … })
-//     }
-//
-// and add `#[cfg(feature = "mysql")]` on the `StoreKind::MySql` arm of
-// `open_stores`. Until then `--store mysql` exits with status 2 saying it
-// needs `--features mysql`.
+#[cfg(feature = "mysql")]
+async fn open_mysql(opts: &Options) -> Result<Stores, BoxError> {
+    use ninsho::store::MySqlStore;
+    use sqlx::mysql::MySqlPoolOptions;
 
-/// Whether this build has the MySQL store (see the note above).
-const MYSQL_COMPILED_IN: bool = false;
-
-/// Opens two MySQL store handles: not written yet (see the note above).
-async fn open_mysql(_opts: &Options) -> Result<Stores, BoxError> {
-    let _url = env_or("NINSHO_MYSQL_URL", "mysql://root@127.0.0.1:3306/test");
-    Err("store mysql needs `--features mysql`".into())
+    let url = env_or("NINSHO_MYSQL_URL", "mysql://root@127.0.0.1:3306/test");
+    let pool = || {
+        MySqlPoolOptions::new()
+            .max_connections(opts.pool)
+            .acquire_timeout(StdDuration::from_secs(30))
+            .connect(&url)
+    };
+    let unreachable = |e: sqlx::Error| -> BoxError {
+        format!(
+            "cannot reach MySQL/MariaDB at {} ({e}); is it running? set NINSHO_MYSQL_URL",
+            shown(&url)
+        )
+        .into()
+    };
+    let a = pool().await.map_err(unreachable)?;
+    let b = pool().await.map_err(unreachable)?;
+    let database = format!("ninsho_load_{}", run_id());
+    let first = MySqlStore::with_database(a.clone(), &database)?;
+    let second = MySqlStore::with_database(b.clone(), &database)?;
+    let cleanup = Cleanup::MySql {
+        pools: [a, b],
+        database: database.clone(),
+    };
+    // The database is new, so initialising it is the deliberate
+    // first-deployment step.
+    let ready = async {
+        first.migrate().await?;
+        first.initialise().await
+    };
+    if let Err(e) = ready.await {
+        // The database may exist half made: drop it before giving up.
+        let _ = cleanup.run().await;
+        return Err(e.into());
+    }
+    Ok(Stores {
+        a: Arc::new(first),
+        b: Arc::new(second),
+        what: format!(
+            "MySQL/MariaDB at {}, database {database}, two pools of {} connections",
+            shown(&url),
+            opts.pool
+        ),
+        cleanup,
+    })
 }
 
 impl Cleanup {
@@ -757,6 +788,18 @@ impl Cleanup {
                     cursor = next;
                 }
                 Ok(format!("deleted {removed} keys under {prefix}"))
+            }
+            #[cfg(feature = "mysql")]
+            Self::MySql { pools, database } => {
+                // The name is ours: letters, digits and underscores.
+                let drop = format!("DROP DATABASE IF EXISTS `{database}`");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                    .execute(&pools[0])
+                    .await?;
+                for pool in pools {
+                    pool.close().await;
+                }
+                Ok(format!("dropped database {database}"))
             }
         }
     }

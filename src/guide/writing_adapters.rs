@@ -306,20 +306,23 @@
 //! |---|---|---|
 //! | [`MemoryStore`](crate::store::MemoryStore) | `memory` (default) | one mutex held for the whole call |
 //! | `PgStore` | `postgres` | one conditional statement per method: `INSERT … ON CONFLICT DO NOTHING` (no row inserted → conflict), `UPDATE … WHERE id = $1 AND version = $expected` (no row updated → conflict), `INSERT … ON CONFLICT DO UPDATE … RETURNING` for counters and epochs. A journey step's `load` is one `SELECT` that joins its parts into one row beside the initialisation marker; its `commit` is one `SELECT` of the PL/pgSQL function `ninsho_commit`, which runs the same conditional statements and raises (rolling back the whole call) when one touches no row. `commit_account` is that call with the record alone; it takes a transaction-level advisory lock per claim key, in ascending order of lock id, so commits on one key queue up and commits on several keys never deadlock |
+//! | `MySqlStore` | `mysql` | the same conditional statements (`UPDATE … WHERE … AND version = ?`; a plain `INSERT`, whose duplicate-key error 1062 is the conflict). MySQL has no `UPDATE … RETURNING`, so `hit` is an `INSERT … ON DUPLICATE KEY UPDATE` read back in the transaction that holds the row locked. `commit_account` is one transaction that writes the record first, then locks every claim key in byte order with one `INSERT … ON DUPLICATE KEY UPDATE` (inserting the free ones), so commits on one key queue up on its row lock; InnoDB deadlock victims are run again. A journey step's `load` is one `SELECT … UNION ALL …` that also reads the initialisation marker (written by `MySqlStore::initialise` only); `commit` is one transaction that charges the hits, then runs each part's conditional write and rolls everything back at the first that fails |
 //! | `SqliteStore` | `sqlite` | the same single statements (SQLite has one writer at a time, `UPSERT` and `RETURNING`); the multi-row `commit_account`, `delete_account` and a journey step's `commit` run in a `BEGIN IMMEDIATE` transaction, which holds the write lock from its first statement; `load` is one `SELECT` with joins and the marker check |
 //! | `RedisStore` | `redis` | one Lua script per operation (`EVALSHA`, loaded on first use) or a single command: Redis runs a script without interleaving. A journey step's `load` and `commit` are one script each: `load.lua` checks the initialisation marker beside its reads, `commit.lua` checks every condition before its first write. Records expire natively some time after `expires_at`, and a sorted index keeps the purges exact |
 //!
 //! Each passes the conformance suite, two-instance race included (the
-//! PostgreSQL and Redis adapters against real servers in CI). Their type-level documentation lists the statement
+//! PostgreSQL, MariaDB and Redis adapters against real servers in CI). Their type-level documentation lists the statement
 //! or script behind every method.
 //!
 //! **Migrations.** The SQL adapters ship their schema and apply it with
-//! `migrate()` (`PgStore::migrate`, `SqliteStore::migrate`), which hosts
-//! call at start-up. It applies the migrations not yet applied and records
-//! each in `ninsho_schema_version`; it is idempotent and safe to run from
-//! several instances at once (one transaction under an advisory lock on
-//! PostgreSQL, `BEGIN IMMEDIATE` on SQLite). The same SQL is in
-//! `migrations/postgres/` and `migrations/sqlite/` for hosts that run their
+//! `migrate()` (`PgStore::migrate`, `MySqlStore::migrate`,
+//! `SqliteStore::migrate`), which hosts call at start-up. It applies the
+//! migrations not yet applied and records each in `ninsho_schema_version`;
+//! it is idempotent and safe to run from several instances at once (one
+//! transaction under an advisory lock on PostgreSQL, a `GET_LOCK` named
+//! lock and idempotent statements on MySQL, whose DDL commits on its own,
+//! `BEGIN IMMEDIATE` on SQLite). The same SQL is in `migrations/postgres/`,
+//! `migrations/mysql/` and `migrations/sqlite/` for hosts that run their
 //! own migration tool. Redis needs no schema. An adapter of your own
 //! should do the same: versioned, idempotent, safe to race.
 //!

@@ -521,7 +521,7 @@ impl TwoFactor {
     /// - `service_name`: the name users see in messages and authenticator
     ///   apps;
     /// - `store`: where records live ([`MemoryStore`](crate::store::MemoryStore),
-    ///   `PgStore`, `SqliteStore`, `RedisStore`, or your own);
+    ///   `PgStore`, `MySqlStore`, `SqliteStore`, `RedisStore`, or your own);
     /// - `gateway`: how messages leave;
     /// - `hasher`: the keys every secret at rest is hashed with;
     /// - `sealer`: how authenticator seeds are sealed at rest:

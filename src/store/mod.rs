@@ -18,11 +18,13 @@
 mod account;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod sql_common;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -39,6 +41,8 @@ pub use self::redis::{RedisConnectError, RedisStore, RedisStoreBuilder};
 pub use account::{AccountCommit, AccountStore, ClaimChanges, VerificationStore};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 #[cfg(feature = "sqlite")]

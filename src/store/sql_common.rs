@@ -1,6 +1,7 @@
-//! What the SQL adapters share: error mapping, record (de)serialisation and
-//! the integer conversions between Rust's unsigned fields and SQL's signed
-//! `BIGINT`.
+//! What the SQL adapters share: error mapping (PostgreSQL and SQLite; the
+//! MySQL adapter reads MySQL's error numbers itself), record
+//! (de)serialisation and the integer conversions between Rust's unsigned
+//! fields and SQL's signed `BIGINT`.
 //!
 //! Two kinds of integers cross that border, on purpose handled differently:
 //!
@@ -13,10 +14,10 @@
 //!   negative value read back is an error ([`count_from_sql`],
 //!   [`epoch_from_sql`]).
 
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use std::sync::Arc;
 
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 
 use serde::Serialize;
@@ -30,6 +31,7 @@ use crate::model::{AccountRecord, ChallengeRecord, DeviceRecord, VerificationRec
 /// How an adapter tells a transient database error (a busy or restarting
 /// server, a dropped connection) from a permanent one, by the error's code
 /// (a SQLSTATE for PostgreSQL, an extended result code for SQLite).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(super) type TransientCode = fn(&str) -> bool;
 
 /// Maps a sqlx error to a [`StoreError`], keeping it as the source.
@@ -38,6 +40,7 @@ pub(super) type TransientCode = fn(&str) -> bool;
 /// errors `transient` recognises read as [`StoreError::unavailable`]; a
 /// unique violation reads as a conflict when `unique_is_conflict`;
 /// everything else is [`StoreError::other`].
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(super) fn map_err(
     err: sqlx::Error,
     transient: TransientCode,
@@ -63,6 +66,7 @@ pub(super) fn map_err(
 }
 
 /// [`map_err`] for statements where a unique violation is not expected.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(super) fn store_err(transient: TransientCode) -> impl Fn(sqlx::Error) -> StoreError {
     move |err| map_err(err, transient, false)
 }
@@ -194,8 +198,9 @@ pub(super) fn consecutive_from_sql(consecutive: i64) -> Result<u32, StoreError> 
 }
 
 /// A statement built at run time from trusted parts only (a validated,
-/// quoted schema name and constant text), shared cheaply between calls.
-#[cfg(feature = "postgres")]
+/// quoted schema or database name, constant text and placeholders), shared
+/// cheaply between calls.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(super) fn statement(sql: String) -> SqlStr {
     AssertSqlSafe(Arc::<str>::from(sql)).into_sql_str()
 }
