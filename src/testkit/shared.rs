@@ -264,6 +264,9 @@ pub(super) async fn flows_attempts_counted(stores: &[Arc<dyn Store>], seed: u8) 
 ///   being compared — and the run ends at exactly 100;
 /// - with none on record, 64 racing wrong codes at one instant are checked
 ///   exactly 3 times and the run ends at 3;
+/// - the same when each code is settled as a sign-in settles it, in one
+///   [`load`](crate::store::StepStore::load) and one
+///   [`commit`](crate::store::StepStore::commit);
 /// - the right code signs in once and ends the run;
 /// - the same for recovery codes.
 ///
@@ -288,25 +291,40 @@ pub(super) async fn flows_guesses_counted_first(stores: &[Arc<dyn Store>], seed:
     let hard_stop = FailurePolicy::default().hard_stop;
     let free = FailurePolicy::default().free_failures;
 
-    for (on_record, checked_at_most, run_after) in [(hard_stop - 1, 1, hard_stop), (0, free, free)]
-    {
-        let account = AccountId::new(format!("testkit:guesses:{seed:02x}:code:{on_record}"));
+    // Each guess through the separate calls (count, compare, settle), then
+    // through one load and one commit, as a sign-in settles it.
+    for (on_record, checked_at_most, run_after, by_step) in [
+        (hard_stop - 1, 1, hard_stop, false),
+        (0, free, free, false),
+        (hard_stop - 1, 1, hard_stop, true),
+        (0, free, free, true),
+    ] {
+        let how = if by_step { "step" } else { "calls" };
+        let account = AccountId::new(format!("testkit:guesses:{seed:02x}:code:{how}:{on_record}"));
         put_failures(stores, &account, on_record, now).await;
         let (id, code) = issue_for(&codes[0], &gateway, &account).await;
         let right: u32 = code.parse().expect("a numeric code");
         let jobs = (0..TASKS)
             .map(|i| {
                 let service = codes[i % codes.len()].clone();
+                let store = pick(stores, i);
+                let account = account.clone();
                 let wrong = format!(
                     "{:06}",
                     (right + 1 + u32::try_from(i).expect("small")) % 1_000_000
                 );
                 async move {
-                    Outcome::from(
-                        service
-                            .verify(&id, &wrong, &Purpose::SignIn, &phone())
-                            .await,
-                    )
+                    if by_step {
+                        Outcome::from(
+                            verify_by_step(&service, &*store, &account, &id, &wrong).await,
+                        )
+                    } else {
+                        Outcome::from(
+                            service
+                                .verify(&id, &wrong, &Purpose::SignIn, &phone())
+                                .await,
+                        )
+                    }
                 }
             })
             .collect();
@@ -375,6 +393,35 @@ pub(super) async fn flows_guesses_counted_first(stores: &[Arc<dyn Store>], seed:
         );
         assert_run(stores, &account, run_after, "wrong recovery codes").await;
     }
+}
+
+/// A sign-in code verified the way `TwoFactor::sign_in_complete` does: one
+/// [`load`](crate::store::StepStore::load) of the challenge with the
+/// account's failure run, one commit that settles the guess on both.
+async fn verify_by_step(
+    codes: &Challenges,
+    store: &dyn Store,
+    account: &AccountId,
+    id: &ChallengeId,
+    input: &str,
+) -> Result<(), Error> {
+    let loaded = store
+        .load(&crate::store::Load::account(account).with_challenge(id))
+        .await?;
+    let record = loaded
+        .challenge
+        .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
+    let to = phone();
+    let code = crate::flows::Code {
+        input,
+        purpose: &Purpose::SignIn,
+        destination: &to,
+        attempt: None,
+    };
+    codes
+        .verify_step(account, (record, loaded.failures), code, None)
+        .await
+        .map(|_| ())
 }
 
 /// Puts a run of `consecutive` failures on record for `account`, the last
