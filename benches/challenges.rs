@@ -19,7 +19,7 @@ use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::model::{Destination, Purpose};
 use ninsho::seal::DangerousUnsealed;
 use ninsho::service::{IssueRequest, OneTimeCodes, TwoFactor};
-use ninsho::store::{ChallengeStore, LimitStore, MemoryStore};
+use ninsho::store::{ChallengeStore, LimitStore, MemoryStore, PurgeStore};
 use ninsho::{HashKey, KeyId, KeyedHasher};
 
 /// Accepts every message and remembers the last code per destination
@@ -252,7 +252,7 @@ fn benches(c: &mut Criterion) {
                 // Drop the consumed challenges of earlier samples (untimed),
                 // as a host's periodic purge would.
                 let far = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-                mt.block_on(store.purge_challenges(far)).unwrap();
+                mt.block_on(store.purge(far)).unwrap();
                 let start = Instant::now();
                 mt.block_on(async {
                     let mut tasks = Vec::new();

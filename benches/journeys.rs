@@ -62,8 +62,8 @@ use ninsho::model::{
 use ninsho::service::{MethodKind, Proof, SignInStart, Skip, StepUp, TwoFactor};
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, DeviceStore,
-    LimitStore, Load, Loaded, MemoryStore, StepStore, Store, StoreError, VerificationStore,
-    WindowCount,
+    LimitStore, Load, Loaded, MemoryStore, PurgeStore, Purged, StepStore, Store, StoreError,
+    VerificationStore, WindowCount,
 };
 use ninsho::{AeadSealer, HashKey, KeyId, KeyedHasher, SealKey};
 use time::OffsetDateTime;
@@ -284,9 +284,6 @@ impl ChallengeStore for Counting {
     ) -> Result<(), StoreError> {
         counted!(self.replace_challenge(record, expected_version))
     }
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        counted!(self.purge_challenges(before))
-    }
 }
 
 #[async_trait]
@@ -387,8 +384,12 @@ impl VerificationStore for Counting {
     ) -> Result<(), StoreError> {
         counted!(self.replace_verification(record, expected_version))
     }
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        counted!(self.purge_verifications(before))
+}
+
+#[async_trait]
+impl PurgeStore for Counting {
+    async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        counted!(self.purge(before))
     }
 }
 
@@ -572,7 +573,7 @@ fn benches(c: &mut Criterion) {
             // Drop the consumed challenges of earlier samples (untimed), as
             // a host's periodic purge would.
             let far = OffsetDateTime::now_utc() + time::Duration::days(1);
-            rt.block_on(store.purge_challenges(far)).unwrap();
+            rt.block_on(store.purge(far)).unwrap();
             let start = Instant::now();
             rt.block_on(async {
                 for _ in 0..iters {

@@ -44,8 +44,8 @@ use ninsho::prelude::*;
 use ninsho::service::IssueRequest;
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
-    DeviceStore, LimitStore, Load, Loaded, StepStore, Store, StoreError, VerificationStore,
-    WindowCount,
+    DeviceStore, LimitStore, Load, Loaded, PurgeStore, Purged, StepStore, Store, StoreError,
+    VerificationStore, WindowCount,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,7 +55,8 @@ use time::{Duration, OffsetDateTime};
 // The "database": tables of rows.
 // ---------------------------------------------------------------------------
 
-/// A row of `challenges` (and, with the same shape, of `verifications`).
+/// A row of `challenges` (and, with the same shape, of `verifications`
+/// and of `devices`, whose primary key is the account and the device id).
 ///
 /// ```sql
 /// CREATE TABLE challenges (
@@ -72,8 +73,7 @@ struct VersionedRow {
     body: String,
 }
 
-/// A row of `devices` (primary key: account and device id) or of
-/// `contact_books` (primary key: the account).
+/// A row of `contact_books` (primary key: the account).
 #[derive(Debug, Clone)]
 struct Row {
     version: u64,
@@ -104,7 +104,7 @@ struct Tables {
     /// Partitioned by account, then keyed by device id: listing or deleting
     /// one account's devices touches only its partition, as an index on
     /// `(account, id)` would.
-    devices: HashMap<AccountId, HashMap<DeviceId, Row>>,
+    devices: HashMap<AccountId, HashMap<DeviceId, VersionedRow>>,
     contact_books: HashMap<AccountId, Row>,
     /// `contact_claims (key text PRIMARY KEY, account text NOT NULL)`: the
     /// primary key is what makes "one number per account" hold.
@@ -241,20 +241,6 @@ impl ChallengeStore for MyStore {
             _ => Err(StoreError::conflict()),
         })
     }
-
-    /// ```sql
-    /// DELETE FROM challenges WHERE expires_at < $1;   -- the count returned
-    /// DELETE FROM rate_counters WHERE resets_at <= $1; -- housekeeping
-    /// ```
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.transaction(|t| {
-            let was = t.challenges.len();
-            t.challenges.retain(|_, row| row.expires_at >= before);
-            // Windows that ended are dead weight: a fresh hit restarts them.
-            t.rate_counters.retain(|_, row| row.resets_at > before);
-            Ok(count(was - t.challenges.len()))
-        })
-    }
 }
 
 #[async_trait]
@@ -362,12 +348,13 @@ impl LimitStore for MyStore {
 #[async_trait]
 impl DeviceStore for MyStore {
     /// ```sql
-    /// INSERT INTO devices (account, id, version, body)
-    /// VALUES ($1, $2, $3, $4);            -- unique violation → Conflict
+    /// INSERT INTO devices (account, id, version, expires_at, body)
+    /// VALUES ($1, $2, $3, $4, $5);        -- unique violation → Conflict
     /// ```
     async fn insert_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
-        let row = Row {
+        let row = VersionedRow {
             version: record.version,
+            expires_at: record.expires_at,
             body: to_json(record)?,
         };
         self.transaction(|t| {
@@ -406,16 +393,17 @@ impl DeviceStore for MyStore {
     }
 
     /// ```sql
-    /// UPDATE devices SET version = $3, body = $4
-    /// WHERE account = $1 AND id = $2 AND version = $5;   -- 0 rows → Conflict
+    /// UPDATE devices SET version = $3, expires_at = $4, body = $5
+    /// WHERE account = $1 AND id = $2 AND version = $6;   -- 0 rows → Conflict
     /// ```
     async fn replace_device(
         &self,
         record: &DeviceRecord,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let row = Row {
+        let row = VersionedRow {
             version: record.version,
+            expires_at: record.expires_at,
             body: to_json(record)?,
         };
         self.transaction(|t| {
@@ -587,15 +575,6 @@ impl VerificationStore for MyStore {
             _ => Err(StoreError::conflict()),
         })
     }
-
-    /// `DELETE FROM verifications WHERE expires_at < $1` (rows affected)
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.transaction(|t| {
-            let was = t.verifications.len();
-            t.verifications.retain(|_, row| row.expires_at >= before);
-            Ok(count(was - t.verifications.len()))
-        })
-    }
 }
 
 /// The two calls a journey step is built from (`ninsho::store::StepStore`):
@@ -603,6 +582,40 @@ impl VerificationStore for MyStore {
 /// checks every condition the step was decided under before it writes
 /// anything. A real adapter makes each one round trip: one `SELECT` with
 /// joins, and one transaction (or one stored procedure).
+#[async_trait]
+impl PurgeStore for MyStore {
+    /// ```sql
+    /// DELETE FROM challenges    WHERE expires_at < $1;  -- each count returned
+    /// DELETE FROM verifications WHERE expires_at < $1;
+    /// DELETE FROM rate_counters WHERE resets_at <= $1;
+    /// DELETE FROM devices       WHERE expires_at < $1;
+    /// ```
+    ///
+    /// Accounts, claims and failure runs are never purged (see
+    /// `PurgeStore`'s docs for why).
+    async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        self.transaction(|t| {
+            let mut purged = Purged::default();
+            let was = t.challenges.len();
+            t.challenges.retain(|_, row| row.expires_at >= before);
+            purged.challenges = count(was - t.challenges.len());
+            let was = t.verifications.len();
+            t.verifications.retain(|_, row| row.expires_at >= before);
+            purged.verifications = count(was - t.verifications.len());
+            let was = t.rate_counters.len();
+            t.rate_counters.retain(|_, row| row.resets_at > before);
+            purged.counters = count(was - t.rate_counters.len());
+            for partition in t.devices.values_mut() {
+                let was = partition.len();
+                partition.retain(|_, row| row.expires_at >= before);
+                purged.devices += count(was - partition.len());
+            }
+            t.devices.retain(|_, partition| !partition.is_empty());
+            Ok(purged)
+        })
+    }
+}
+
 #[async_trait]
 impl StepStore for MyStore {
     /// ```sql
@@ -678,8 +691,9 @@ impl StepStore for MyStore {
         let device = commit
             .device
             .map(|d| {
-                Ok::<_, StoreError>(Row {
+                Ok::<_, StoreError>(VersionedRow {
                     version: d.version,
+                    expires_at: d.expires_at,
                     body: to_json(d)?,
                 })
             })

@@ -104,8 +104,12 @@
 //!   CPU. `complete` is the call that accepts the right code, `wrong code`
 //!   the one refusing the wrong code, `recovery` a recovery-code
 //!   completion. The store calls behind each step are counted in
-//!   `benches/journeys.rs` and the README (begin 1, send 5, complete 6,
-//!   recovery 5).
+//!   `benches/journeys.rs` and the README (begin 1, send 2, complete 2,
+//!   recovery 2).
+//! - **purge**: `PurgeStore::purge` runs once a second on instance `a`
+//!   beside the traffic, as a host's schedule would; it must not disturb
+//!   the audit. Nothing a 30-second run writes has expired yet, so it
+//!   usually deletes nothing.
 //! - At concurrency 1 a sign-in's latency is its store round trips one
 //!   after the other. With more tasks, throughput grows until a core, the
 //!   database's write path or the pool is saturated; after that, latency
@@ -128,7 +132,7 @@ use ninsho::gateway::{DeliveryError, Gateway, Message, Receipt};
 use ninsho::limits::{RateLimit, SendLimits};
 use ninsho::model::{ChallengeId, Purpose};
 use ninsho::prelude::*;
-use ninsho::store::{MemoryStore, Store};
+use ninsho::store::{MemoryStore, Purged, Store};
 use ninsho::{OsRandom, Random};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -1417,7 +1421,7 @@ async fn measure(
         OsRandom.fill(key)?;
     }
     let instances = [
-        instance(a, phones.clone(), tally.clone(), &keys)?,
+        instance(a.clone(), phones.clone(), tally.clone(), &keys)?,
         instance(b, phones.clone(), tally.clone(), &keys)?,
     ];
     let shared = Arc::new(Shared {
@@ -1459,11 +1463,15 @@ async fn measure(
             deadline,
         )));
     }
+    // Housekeeping alongside the traffic, as a host schedules it: a purge
+    // every second on instance `a`, racing the sign-ins' writes.
+    let housekeeping = tokio::spawn(purge_until(a.clone(), deadline));
     let mut log = TaskLog::default();
     for handle in handles {
         log.merge(handle.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let (purges, purged) = housekeeping.await??;
     let sign_ins = log.by_code + log.by_recovery;
     let throughput = sign_ins as f64 / elapsed;
 
@@ -1479,6 +1487,10 @@ async fn measure(
     latency_row("complete", &mut log.complete);
     latency_row("wrong code", &mut log.wrong);
     latency_row("recovery", &mut log.recovery);
+    println!(
+        "purge         {purges} runs alongside, {} records deleted",
+        purged.total()
+    );
     let errors: u64 = log.errors.values().sum();
     if errors == 0 {
         println!("errors        none");
@@ -1518,6 +1530,21 @@ async fn measure(
         errors,
         problems,
     })
+}
+
+/// Purges `store` once a second until `deadline` (at least once), with the real clock's
+/// now as the cut-off; how many purges ran and what they deleted.
+async fn purge_until(store: Arc<dyn Store>, deadline: Instant) -> Result<(u64, Purged), BoxError> {
+    let mut timer = tokio::time::interval(StdDuration::from_secs(1));
+    let (mut runs, mut purged) = (0, Purged::default());
+    loop {
+        timer.tick().await;
+        purged += store.purge(time::OffsetDateTime::now_utc()).await?;
+        runs += 1;
+        if Instant::now() >= deadline {
+            return Ok((runs, purged));
+        }
+    }
 }
 
 /// The command that runs this store, for a build without its feature.

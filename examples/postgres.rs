@@ -16,7 +16,7 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use ninsho::gateway::{ConsoleGateway, DeliveryError, Gateway, Message, Receipt};
 use ninsho::prelude::*;
-use ninsho::store::{ChallengeStore, LimitStore, PgStore};
+use ninsho::store::{LimitStore, PgStore, PurgeStore};
 use sqlx::postgres::PgPoolOptions;
 use time::{Duration, OffsetDateTime};
 
@@ -175,11 +175,17 @@ async fn run() -> Result<(), Box<dyn StdError>> {
         Ok(_) => return Err("a used code was accepted twice".into()),
     }
 
-    println!("\n== 6. Housekeeping: purge challenges that expired a day ago");
+    println!("\n== 6. Housekeeping: purge what expired over a day ago");
     let purged = store
-        .purge_challenges(OffsetDateTime::now_utc() - Duration::days(1))
+        .purge(OffsetDateTime::now_utc() - Duration::days(1))
         .await?;
-    println!("Purged {purged} old challenges.");
+    println!(
+        "Purged {} records ({} challenges, {} counters, {} devices).",
+        purged.total(),
+        purged.challenges,
+        purged.counters,
+        purged.devices
+    );
 
     println!("\nDone.");
     Ok(())

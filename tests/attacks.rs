@@ -87,7 +87,7 @@ impl Rigged {
 }
 
 delegate_store!([] Rigged, inner, support::directly =>
-    LimitStore, DeviceStore, VerificationStore);
+    LimitStore, DeviceStore, VerificationStore, PurgeStore);
 
 #[async_trait]
 impl StepStore for Rigged {
@@ -127,9 +127,6 @@ impl ChallengeStore for Rigged {
         expected_version: u64,
     ) -> Result<(), StoreError> {
         self.inner.replace_challenge(record, expected_version).await
-    }
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.inner.purge_challenges(before).await
     }
 }
 
@@ -914,7 +911,7 @@ fn calls() -> u64 {
 struct Counting(MemoryStore);
 
 delegate_store!([] Counting, 0, count_call =>
-    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore, StepStore);
+    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore, StepStore, PurgeStore);
 
 fn counted_service(gateway: &RecordingGateway) -> TwoFactor {
     let clock = ManualClock::at_unix(T0).unwrap();

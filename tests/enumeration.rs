@@ -22,7 +22,8 @@ use ninsho::service::{ChannelReason, Ticket, VerificationTicket};
 use ninsho::service::{SignInStart, Skip, TwoFactor};
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, DeviceStore,
-    LimitStore, Load, Loaded, MemoryStore, StepStore, StoreError, VerificationStore, WindowCount,
+    LimitStore, Load, Loaded, MemoryStore, PurgeStore, Purged, StepStore, StoreError,
+    VerificationStore, WindowCount,
 };
 use ninsho::{ManualClock, Refusal};
 use support::{T0, refusal, secret_to, two_factor};
@@ -71,10 +72,6 @@ impl ChallengeStore for Counting {
     ) -> Result<(), StoreError> {
         self.log("replace_challenge");
         self.inner.replace_challenge(record, expected_version).await
-    }
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.log("purge_challenges");
-        self.inner.purge_challenges(before).await
     }
 }
 
@@ -175,6 +172,14 @@ impl AccountStore for Counting {
 }
 
 #[async_trait]
+impl PurgeStore for Counting {
+    async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        self.log("purge");
+        self.inner.purge(before).await
+    }
+}
+
+#[async_trait]
 impl StepStore for Counting {
     async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
         self.log("load");
@@ -212,10 +217,6 @@ impl VerificationStore for Counting {
         self.inner
             .replace_verification(record, expected_version)
             .await
-    }
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.log("purge_verifications");
-        self.inner.purge_verifications(before).await
     }
 }
 

@@ -50,7 +50,8 @@ use ninsho::otp::Totp;
 use ninsho::service::{MethodKind, Proof, SignInAttempt, SignedIn, TwoFactor};
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, DeviceStore,
-    LimitStore, Load, Loaded, MemoryStore, StepStore, StoreError, VerificationStore, WindowCount,
+    LimitStore, Load, Loaded, MemoryStore, PurgeStore, Purged, StepStore, StoreError,
+    VerificationStore, WindowCount,
 };
 use ninsho::{Clock, Error, ManualClock, Refusal};
 use support::{BASE, PHONE, T0, secret_to, two_factor};
@@ -223,10 +224,6 @@ impl ChallengeStore for Faulty {
         let call = self.inner.replace_challenge(record, expected_version);
         self.write("replace_challenge", call).await
     }
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let call = self.inner.purge_challenges(before);
-        self.write("purge_challenges", call).await
-    }
 }
 
 #[async_trait]
@@ -319,6 +316,14 @@ impl AccountStore for Faulty {
 }
 
 #[async_trait]
+impl PurgeStore for Faulty {
+    async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        let call = self.inner.purge(before);
+        self.write("purge", call).await
+    }
+}
+
+#[async_trait]
 impl StepStore for Faulty {
     async fn load(&self, load: &Load<'_>) -> Result<Loaded, StoreError> {
         self.read("load", self.inner.load(load)).await
@@ -351,10 +356,6 @@ impl VerificationStore for Faulty {
     ) -> Result<(), StoreError> {
         let call = self.inner.replace_verification(record, expected_version);
         self.write("replace_verification", call).await
-    }
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let call = self.inner.purge_verifications(before);
-        self.write("purge_verifications", call).await
     }
 }
 

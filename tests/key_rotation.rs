@@ -712,7 +712,7 @@ struct DeviceWritesFail {
 }
 
 delegate_store!([] DeviceWritesFail, inner, support::directly =>
-    ChallengeStore, LimitStore, AccountStore, VerificationStore, StepStore);
+    ChallengeStore, LimitStore, AccountStore, VerificationStore, StepStore, PurgeStore);
 
 #[async_trait]
 impl DeviceStore for DeviceWritesFail {

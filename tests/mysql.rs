@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use ninsho::model::{AccountId, ChallengeId, DeviceId, DeviceRecord, FailureRecord, Purpose};
+use ninsho::store::PurgeStore;
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, DeviceStore,
     FailureChange, LimitHit, LimitStore, Load, MySqlStore, RecordWrite, StepStore, Store,
@@ -459,9 +460,10 @@ async fn databases_keep_stores_apart() {
         "a claim in one database does not hold the key in another"
     );
     assert_eq!(
-        a.purge_challenges(now + Duration::days(365))
+        a.purge(now + Duration::days(365))
             .await
-            .expect("purge"),
+            .expect("purge")
+            .challenges,
         1
     );
     assert!(
@@ -524,7 +526,7 @@ async fn unreachable_server_is_unavailable() {
         kind(store.insert_challenge(&record).await),
         kind(store.challenge(&id).await),
         kind(store.replace_challenge(&record, 0).await),
-        kind(store.purge_challenges(now).await),
+        kind(store.purge(now).await),
         kind(store.hit("k", Duration::minutes(1), now).await),
         kind(support::record_failure(&store, &account, now).await),
         kind(store.failures(&account).await),
@@ -550,7 +552,6 @@ async fn unreachable_server_is_unavailable() {
         kind(store.insert_verification(&verification).await),
         kind(store.verification(&verification.id).await),
         kind(store.replace_verification(&verification, 0).await),
-        kind(store.purge_verifications(now).await),
     ];
     for (i, kind) in kinds
         .into_iter()
@@ -1370,22 +1371,24 @@ async fn verifications_compare_and_set_on_every_bit() {
     // microsecond does not delete it, the next microsecond does.
     assert_eq!(
         store
-            .purge_verifications(next.expires_at)
+            .purge(next.expires_at)
             .await
-            .expect("purge"),
+            .expect("purge")
+            .verifications,
         0
     );
     assert_eq!(
         store
-            .purge_verifications(next.expires_at + Duration::microseconds(1))
+            .purge(next.expires_at + Duration::microseconds(1))
             .await
-            .expect("purge"),
+            .expect("purge")
+            .verifications,
         1
     );
 }
 
-/// The challenge purge also drops counters whose window has ended (they
-/// act as absent), and leaves running windows alone.
+/// The purge drops counters whose window has ended (they act as absent),
+/// and leaves running windows alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn purge_drops_ended_counters() {
     let Some(pool) = server("purge_drops_ended_counters").await else {
@@ -1405,11 +1408,12 @@ async fn purge_drops_ended_counters() {
         .expect("hit");
     assert_eq!(
         store
-            .purge_challenges(now + Duration::minutes(1))
+            .purge(now + Duration::minutes(1))
             .await
-            .expect("purge"),
-        0,
-        "no challenge to purge; counters are not counted"
+            .expect("purge")
+            .counters,
+        1,
+        "the window that ended at the cut-off goes, and is counted"
     );
     assert_eq!(count_rows(&pool, &name, "ninsho_counters").await, 1);
     assert_eq!(

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use ninsho::model::{AccountId, ChallengeId, DeviceId, DeviceRecord, FailureRecord, Purpose};
+use ninsho::store::PurgeStore;
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
     DeviceStore, FailureChange, LimitHit, LimitStore, Load, PgStore, RecordWrite, StepStore, Store,
@@ -304,7 +305,7 @@ async fn unreachable_server_is_unavailable() {
             .await
             .err()
             .map(|e| e.kind()),
-        store.purge_challenges(now).await.err().map(|e| e.kind()),
+        store.purge(now).await.err().map(|e| e.kind()),
         store
             .hit("k", Duration::minutes(1), now)
             .await
@@ -337,7 +338,6 @@ async fn unreachable_server_is_unavailable() {
         kind(store.insert_verification(&verification).await),
         kind(store.verification(&verification.id).await),
         kind(store.replace_verification(&verification, 0).await),
-        kind(store.purge_verifications(now).await),
     ];
     let hits = [LimitHit {
         key: "k".to_owned(),
@@ -966,16 +966,18 @@ async fn verifications_compare_and_set_on_every_bit() {
     // microsecond does not delete it, the next microsecond does.
     assert_eq!(
         store
-            .purge_verifications(next.expires_at)
+            .purge(next.expires_at)
             .await
-            .expect("purge"),
+            .expect("purge")
+            .verifications,
         0
     );
     assert_eq!(
         store
-            .purge_verifications(next.expires_at + Duration::microseconds(1))
+            .purge(next.expires_at + Duration::microseconds(1))
             .await
-            .expect("purge"),
+            .expect("purge")
+            .verifications,
         1
     );
 }

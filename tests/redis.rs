@@ -21,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ninsho::hash::Tag;
 use ninsho::model::{AccountId, DeviceId, DeviceRecord, FailureRecord};
+use ninsho::store::PurgeStore;
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
     DeviceStore, FailureChange, LimitHit, LimitStore, Load, MemoryStore, RecordWrite,
@@ -423,7 +424,7 @@ async fn times_keep_every_nanosecond() {
         for r in gone.iter().chain(&kept) {
             store.insert_challenge(r).await.unwrap();
         }
-        assert_eq!(store.purge_challenges(cut).await.unwrap(), 2);
+        assert_eq!(store.purge(cut).await.unwrap().challenges, 2);
         for r in &gone {
             assert!(store.challenge(&r.id).await.unwrap().is_none());
         }
@@ -431,7 +432,7 @@ async fn times_keep_every_nanosecond() {
             let back = store.challenge(&r.id).await.unwrap().unwrap();
             assert_eq!(back.expires_at, r.expires_at);
         }
-        assert_eq!(store.purge_challenges(cut).await.unwrap(), 0);
+        assert_eq!(store.purge(cut).await.unwrap().challenges, 0);
     })
     .await;
 }
@@ -463,7 +464,7 @@ async fn purge_skips_what_redis_already_dropped_and_works_in_batches() {
             .await
             .unwrap();
 
-        assert_eq!(store.purge_challenges(now).await.unwrap(), 1_233);
+        assert_eq!(store.purge(now).await.unwrap().challenges, 1_233);
         let left: i64 = redis::cmd("ZCARD")
             .arg(&index)
             .query_async(&mut conn)
@@ -503,10 +504,7 @@ async fn unreachable_server_is_unavailable() {
         kind(store.replace_challenge(&record, 0).await),
         StoreErrorKind::Unavailable
     );
-    assert_eq!(
-        kind(store.purge_challenges(now).await),
-        StoreErrorKind::Unavailable
-    );
+    assert_eq!(kind(store.purge(now).await), StoreErrorKind::Unavailable);
     assert_eq!(
         kind(store.hit("k", Duration::minutes(1), now).await),
         StoreErrorKind::Unavailable
@@ -577,10 +575,6 @@ async fn unreachable_server_is_unavailable() {
     );
     assert_eq!(
         kind(store.replace_verification(&verification, 0).await),
-        StoreErrorKind::Unavailable
-    );
-    assert_eq!(
-        kind(store.purge_verifications(now).await),
         StoreErrorKind::Unavailable
     );
 
@@ -774,9 +768,10 @@ async fn odd_characters_in_keys_and_accounts_are_inert() {
         assert_eq!(indexed, 1);
         assert_eq!(
             store
-                .purge_challenges(now + Duration::hours(1))
+                .purge(now + Duration::hours(1))
                 .await
-                .unwrap(),
+                .unwrap()
+                .challenges,
             1
         );
 
@@ -1278,9 +1273,10 @@ async fn contacts_never_expire_and_verifications_do() {
         assert_eq!(challenges, 0);
         assert_eq!(
             store
-                .purge_verifications(next.expires_at + Duration::seconds(1))
+                .purge(next.expires_at + Duration::seconds(1))
                 .await
-                .unwrap(),
+                .unwrap()
+                .verifications,
             1
         );
         assert_eq!(pttl(&mut conn, &key).await, -2, "deleted");

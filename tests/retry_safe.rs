@@ -52,7 +52,7 @@ impl LostReply {
 }
 
 delegate_store!([] LostReply, inner, support::directly =>
-    LimitStore, DeviceStore, VerificationStore);
+    LimitStore, DeviceStore, VerificationStore, PurgeStore);
 
 #[async_trait]
 impl StepStore for LostReply {
@@ -95,9 +95,6 @@ impl ChallengeStore for LostReply {
         let consumes = record.state == ninsho::model::ChallengeState::Consumed;
         let result = self.inner.replace_challenge(record, expected_version).await;
         if consumes { self.lost(result) } else { result }
-    }
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.inner.purge_challenges(before).await
     }
 }
 

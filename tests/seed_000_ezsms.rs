@@ -572,7 +572,7 @@ struct FlakyContacts {
 }
 
 delegate_store!([] FlakyContacts, inner, support::directly =>
-    ChallengeStore, LimitStore, DeviceStore, VerificationStore, StepStore);
+    ChallengeStore, LimitStore, DeviceStore, VerificationStore, StepStore, PurgeStore);
 
 #[async_trait::async_trait]
 impl AccountStore for FlakyContacts {

@@ -14,6 +14,7 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use ninsho::model::FailureRecord;
 use ninsho::model::{AccountId, ChallengeId, DeviceId, DeviceRecord, Purpose};
+use ninsho::store::PurgeStore;
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
     DeviceStore, FailureChange, LimitHit, LimitStore, Load, RecordWrite, SqliteStore, StepStore,
@@ -219,7 +220,7 @@ async fn unopenable_database_is_unavailable() {
             .await
             .err()
             .map(|e| e.kind()),
-        store.purge_challenges(now).await.err().map(|e| e.kind()),
+        store.purge(now).await.err().map(|e| e.kind()),
         store
             .hit("k", Duration::minutes(1), now)
             .await
@@ -252,7 +253,6 @@ async fn unopenable_database_is_unavailable() {
         kind(store.insert_verification(&verification).await),
         kind(store.verification(&verification.id).await),
         kind(store.replace_verification(&verification, 0).await),
-        kind(store.purge_verifications(now).await),
     ];
     let hits = [limit_hit("k", 5)];
     let mut commit = Commit::default();
@@ -401,7 +401,7 @@ async fn times_round_trip_to_the_nanosecond() {
         .await
         .expect("far-future hit");
     // Both challenges above expire long before the (clamped) cut-off.
-    assert_eq!(store.purge_challenges(far).await.expect("purge"), 2);
+    assert_eq!(store.purge(far).await.expect("purge").challenges, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -510,7 +510,7 @@ async fn down<T>(_: Result<T, StoreError>) -> Result<T, StoreError> {
 }
 
 delegate_store!([] Down, inner, down =>
-    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore, StepStore);
+    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore, StepStore, PurgeStore);
 
 #[tokio::test]
 async fn a_journey_on_a_store_that_is_down_answers_503_without_the_cause() {

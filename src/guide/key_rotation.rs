@@ -34,7 +34,7 @@
 //! with the defaults. Expired records that the store has not purged yet
 //! are refused as expired, except a one-time link, whose token is looked
 //! up before its expiry: count the time the store keeps expired challenges
-//! too (until [`ChallengeStore::purge_challenges`](crate::store::ChallengeStore::purge_challenges),
+//! too (until [`PurgeStore::purge`](crate::store::PurgeStore::purge),
 //! or the store's own expiry, removes them).
 //!
 //! The long-lived records are counted per account by

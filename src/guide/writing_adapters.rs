@@ -32,7 +32,7 @@
 //! | journey step read | `load` | the account's record and failure run, a challenge and a device, in **one round trip** (one `SELECT` with joins, one script); may be stale like any read. A store that can lose its data checks its initialisation marker here and fails with [`NotInitialised`](crate::store::StoreErrorKind::NotInitialised) when it is gone |
 //! | journey step write | `commit` | in **one atomic step** (one transaction, one script): charge the send counters in order, stopping with [`Committed::LimitReached`](crate::store::Committed::LimitReached) at the first over its max (those hits stay, nothing else is written); check every condition (failure run, challenge version or absence, account record version and claims, device absence) → conflict or [`Committed::Taken`](crate::store::Committed::Taken) with nothing written; then write every part. `MemoryStore` is the reference |
 //! | delete | `delete_device`, `delete_devices`, `delete_account`, `clear_failures` | idempotent; report exactly what went. `delete_account` also releases every claim of the account |
-//! | purge | `purge_challenges`, `purge_verifications` | delete what expired before the cut-off and return the exact count (a store with native expiry still implements it) |
+//! | purge | `purge` ([`PurgeStore`](crate::store::PurgeStore)) | delete every challenge, verification and device that expired before the cut-off and every counter whose window ended at or before it, and return the exact counts per kind (a store with native expiry still implements it); never accounts, claims or failure runs |
 //! | read | everything else | may be stale: every decision that matters is re-checked by the compare-and-set that follows |
 //!
 //! **Errors.** The [`StoreErrorKind`] of an error steers the flows:
@@ -62,13 +62,14 @@
 //! text all count.
 //!
 //! **Expiry.** A record may be dropped some time after its `expires_at`,
-//! not at it: keep challenges a while so that late attempts are told
-//! "expired" rather than "unknown" (the Redis adapter keeps them 24 hours
-//! by default).
+//! not at it: the host chooses, by the cut-off it passes to
+//! [`purge`](crate::store::PurgeStore::purge), how long expired challenges
+//! stay so that late attempts are told "expired" rather than "unknown"
+//! (the Redis adapter's native expiry keeps them 24 hours by default).
 //!
 //! # A store, method by method
 //!
-//! Two of the six part traits over tables behind one lock. Each method
+//! Two of the seven part traits over tables behind one lock. Each method
 //! holds the lock from its read to its write, and that is the whole trick:
 //! one atomic step per call. A database adapter gets the same from one
 //! conditional statement, a transaction or a server-side script.
@@ -128,13 +129,6 @@
 //!             // Changed since it was read, or gone: this writer lost.
 //!             _ => Err(StoreError::conflict()),
 //!         }
-//!     }
-//!
-//!     async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-//!         let mut t = self.tables()?;
-//!         let before_purge = t.challenges.len();
-//!         t.challenges.retain(|_, r| r.expires_at >= before);
-//!         Ok(u64::try_from(before_purge - t.challenges.len()).unwrap_or(u64::MAX))
 //!     }
 //! }
 //!

@@ -4,7 +4,6 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
 
 use super::StoreError;
 use crate::model::{AccountId, AccountRecord, VerificationId, VerificationRecord};
@@ -136,10 +135,4 @@ pub trait VerificationStore: Send + Sync + fmt::Debug {
         record: &VerificationRecord,
         expected_version: u64,
     ) -> Result<(), StoreError>;
-
-    /// Deletes verifications that expired before `before`; returns how many.
-    ///
-    /// # Errors
-    /// Backend failures.
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 }

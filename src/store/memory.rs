@@ -10,7 +10,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
-    DeviceStore, LimitStore, Load, Loaded, StepStore, StoreError, VerificationStore, WindowCount,
+    DeviceStore, LimitStore, Load, Loaded, PurgeStore, Purged, StepStore, StoreError,
+    VerificationStore, WindowCount,
 };
 
 use crate::model::{
@@ -26,8 +27,8 @@ use crate::model::{
 /// under the lock of the one shard its key lives in, which makes it atomic,
 /// while requests for different keys rarely wait for each other. Suitable
 /// for tests and single-process hosts; records vanish on restart. Call
-/// [`purge_challenges`](ChallengeStore::purge_challenges) now and then to
-/// drop expired challenges and counters.
+/// [`purge`](PurgeStore::purge) now and then: nothing else drops
+/// expired challenges, verifications, counters and devices.
 ///
 /// `Debug` prints how many records of each kind it holds, never the
 /// records or their keys: counter keys and claims name phone numbers,
@@ -167,18 +168,6 @@ impl ChallengeStore for MemoryStore {
             }
             _ => Err(StoreError::conflict()),
         }
-    }
-
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut purged = 0usize;
-        for shard in &self.shards {
-            let mut inner = lock(shard);
-            let was = inner.challenges.len();
-            inner.challenges.retain(|_, c| c.expires_at >= before);
-            inner.counters.retain(|_, c| c.resets_at > before);
-            purged += was - inner.challenges.len();
-        }
-        Ok(u64::try_from(purged).unwrap_or(u64::MAX))
     }
 }
 
@@ -365,17 +354,6 @@ impl VerificationStore for MemoryStore {
             _ => Err(StoreError::conflict()),
         }
     }
-
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut purged = 0usize;
-        for shard in &self.shards {
-            let mut inner = lock(shard);
-            let was = inner.verifications.len();
-            inner.verifications.retain(|_, v| v.expires_at >= before);
-            purged += was - inner.verifications.len();
-        }
-        Ok(u64::try_from(purged).unwrap_or(u64::MAX))
-    }
 }
 
 #[async_trait]
@@ -546,4 +524,31 @@ fn apply_claims(contacts: &mut Contacts, record: &AccountRecord, changes: &Claim
     contacts
         .books
         .insert(record.account.clone(), record.clone());
+}
+
+#[async_trait]
+impl PurgeStore for MemoryStore {
+    async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        fn gone(was: usize, is: usize) -> u64 {
+            u64::try_from(was - is).unwrap_or(u64::MAX)
+        }
+        let mut purged = Purged::default();
+        // One shard at a time: other shards keep serving meanwhile.
+        for shard in &self.shards {
+            let mut inner = lock(shard);
+            let was = inner.challenges.len();
+            inner.challenges.retain(|_, c| c.expires_at >= before);
+            purged.challenges += gone(was, inner.challenges.len());
+            let was = inner.verifications.len();
+            inner.verifications.retain(|_, v| v.expires_at >= before);
+            purged.verifications += gone(was, inner.verifications.len());
+            let was = inner.counters.len();
+            inner.counters.retain(|_, c| c.resets_at > before);
+            purged.counters += gone(was, inner.counters.len());
+            let was = inner.devices.len();
+            inner.devices.retain(|_, d| d.expires_at >= before);
+            purged.devices += gone(was, inner.devices.len());
+        }
+        Ok(purged)
+    }
 }

@@ -22,6 +22,7 @@ mod memory;
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod purge;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
@@ -45,6 +46,7 @@ pub use memory::MemoryStore;
 pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
+pub use purge::{PurgeStore, Purged};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use step::{
@@ -185,14 +187,6 @@ pub trait ChallengeStore: Send + Sync + fmt::Debug {
         record: &ChallengeRecord,
         expected_version: u64,
     ) -> Result<(), StoreError>;
-
-    /// Deletes challenges whose `expires_at` is before `before`; returns how
-    /// many. Hosts call it periodically (stores with native expiry may
-    /// return 0).
-    ///
-    /// # Errors
-    /// Backend failures.
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
 /// Rate-limit counters and per-account failure runs.
@@ -303,7 +297,13 @@ pub trait DeviceStore: Send + Sync + fmt::Debug {
 
 /// Everything ninsho stores: implement the part traits and this comes free.
 pub trait Store:
-    ChallengeStore + LimitStore + DeviceStore + AccountStore + VerificationStore + StepStore
+    ChallengeStore
+    + LimitStore
+    + DeviceStore
+    + AccountStore
+    + VerificationStore
+    + StepStore
+    + PurgeStore
 {
 }
 
@@ -314,6 +314,7 @@ impl<T> Store for T where
         + AccountStore
         + VerificationStore
         + StepStore
+        + PurgeStore
         + ?Sized
 {
 }

@@ -16,7 +16,8 @@ use super::sql_common::{
 };
 use super::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
-    DeviceStore, LimitStore, Load, Loaded, StepStore, StoreError, VerificationStore, WindowCount,
+    DeviceStore, LimitStore, Load, Loaded, PurgeStore, Purged, StepStore, StoreError,
+    VerificationStore, WindowCount,
 };
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
@@ -63,7 +64,7 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 /// | `replace_challenge` | `UPDATE … WHERE id = ? AND version = ?expected`; no row matched → conflict |
 /// | `hit` | one transaction: `INSERT … ON DUPLICATE KEY UPDATE count = IF(resets_at <= ?now, 1, count + 1), resets_at = IF(resets_at <= ?now, ?, resets_at)`, then `SELECT count, resets_at` of the row it holds locked, `COMMIT` |
 /// | `replace_failures` | from no run: `INSERT` (duplicate → conflict); from a run: `UPDATE` (or `DELETE`) `… WHERE account = ? AND consecutive = ?expected AND last_failure_at = ?expected`; no row matched → conflict |
-/// | `purge_challenges` | `DELETE … WHERE expires_at < ?`, then a second `DELETE` of counters whose window has ended |
+/// | `purge` | four statements, each its own transaction: `DELETE` challenges, verifications and devices `WHERE expires_at < ?`, counters `WHERE resets_at <= ?`, each counted |
 /// | `clear_failures` | `DELETE … WHERE account = ?` |
 /// | `insert_device` | `INSERT`; a duplicate `(account, id)` → conflict |
 /// | `replace_device` | `UPDATE … WHERE account = ? AND id = ? AND version = ?expected`; no row matched → conflict |
@@ -73,7 +74,6 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 /// | `delete_account` | one transaction: `DELETE` the record, then `DELETE … WHERE account = ?` from the claims |
 /// | `insert_verification` | `INSERT`; a duplicate key → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = ? AND version = ?expected`; no row matched → conflict |
-/// | `purge_verifications` | `DELETE … WHERE expires_at < ?` |
 /// | `load` | one `SELECT … UNION ALL …`, one tagged row per part found: the store's marker (see [Initialisation](#initialisation)), the account record, the failure run, the challenge, the device |
 /// | `account_record` | `load` of the account alone: the marker is checked in the same statement |
 /// | `commit` | one transaction, see [Journey steps](#journey-steps) |
@@ -214,11 +214,8 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 /// `u64` compares and sets). The connection's character set must be
 /// `utf8mb4`, which sqlx sets by default.
 ///
-/// Devices are never deleted by
-/// [`purge_challenges`](super::ChallengeStore::purge_challenges): an expired
-/// device stays, so its token reads as expired rather than unknown, until
-/// it is revoked or pruned through the device flows. Hosts may also delete
-/// long-expired rows themselves (`expires_at` is indexed).
+/// Nothing is deleted on a clock but by [`purge`](PurgeStore::purge): every
+/// expiry column it filters on (`expires_at`, `resets_at`) is indexed.
 ///
 /// # Time precision
 ///
@@ -271,8 +268,9 @@ struct Statements {
     insert: SqlStr,
     select: SqlStr,
     replace: SqlStr,
-    purge: SqlStr,
-    purge_counters: SqlStr,
+    /// Challenges, verifications, counters, devices: the order of
+    /// [`Purged`]'s fields.
+    purge: [SqlStr; 4],
     hit: SqlStr,
     read_counter: SqlStr,
     insert_failures: SqlStr,
@@ -295,7 +293,6 @@ struct Statements {
     insert_verification: SqlStr,
     verification: SqlStr,
     replace_verification: SqlStr,
-    purge_verifications: SqlStr,
     load: SqlStr,
     initialise: SqlStr,
     failures_for_update: SqlStr,
@@ -324,8 +321,12 @@ impl Statements {
                 "UPDATE {challenges} SET version = ?, expires_at = ?, record = ? \
                  WHERE id = ? AND version = ?"
             )),
-            purge: statement(format!("DELETE FROM {challenges} WHERE expires_at < ?")),
-            purge_counters: statement(format!("DELETE FROM {counters} WHERE resets_at <= ?")),
+            purge: [
+                statement(format!("DELETE FROM {challenges} WHERE expires_at < ?")),
+                statement(format!("DELETE FROM {verifications} WHERE expires_at < ?")),
+                statement(format!("DELETE FROM {counters} WHERE resets_at <= ?")),
+                statement(format!("DELETE FROM {devices} WHERE expires_at < ?")),
+            ],
             // Assignments run left to right and later ones see earlier
             // ones: `count` first, while `resets_at` is still the stored
             // window's end.
@@ -393,9 +394,6 @@ impl Statements {
             replace_verification: statement(format!(
                 "UPDATE {verifications} SET version = ?, expires_at = ?, record = ? \
                  WHERE id = ? AND version = ?"
-            )),
-            purge_verifications: statement(format!(
-                "DELETE FROM {verifications} WHERE expires_at < ?"
             )),
             // One row per part found, tagged; the first is the store's
             // marker (1 when initialised, else 0). A part not asked for is
@@ -956,15 +954,6 @@ impl MySqlStore {
             .await?;
         applied(done.rows_affected())
     }
-
-    /// Runs the purge `sql` with `before` as its one parameter; how many
-    /// rows it deleted.
-    async fn purge(&self, sql: &SqlStr, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = self
-            .write(false, || sqlx::query(sql.clone()).bind(micros(before)))
-            .await?;
-        Ok(done.rows_affected())
-    }
 }
 
 #[async_trait]
@@ -985,14 +974,6 @@ impl ChallengeStore for MySqlStore {
     ) -> Result<(), StoreError> {
         self.replace_record(&self.sql.replace, record, expected_version)
             .await
-    }
-
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let purged = self.purge(&self.sql.purge, before).await?;
-        // A counter whose window has ended acts as absent, so dropping it
-        // separately changes nothing a concurrent `hit` could observe.
-        self.purge(&self.sql.purge_counters, before).await?;
-        Ok(purged)
     }
 }
 
@@ -1743,8 +1724,22 @@ impl VerificationStore for MySqlStore {
         self.replace_record(&self.sql.replace_verification, record, expected_version)
             .await
     }
+}
 
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.purge(&self.sql.purge_verifications, before).await
+#[async_trait]
+impl PurgeStore for MySqlStore {
+    /// Four statements, each committed on its own: a long purge never
+    /// holds locks on more than one table, and one that failed part-way
+    /// simply runs again.
+    async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        let cut = micros(before);
+        let mut counts = [0u64; 4];
+        for (sql, count) in self.sql.purge.iter().zip(&mut counts) {
+            *count = self
+                .write(false, || sqlx::query(sql.clone()).bind(cut))
+                .await?
+                .rows_affected();
+        }
+        Ok(Purged::from_counts(counts))
     }
 }

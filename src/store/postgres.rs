@@ -16,8 +16,8 @@ use super::sql_common::{
 };
 use super::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
-    DeviceStore, LimitStore, Load, Loaded, RecordWrite, StepStore, StoreError, VerificationStore,
-    WindowCount,
+    DeviceStore, LimitStore, Load, Loaded, PurgeStore, Purged, RecordWrite, StepStore, StoreError,
+    VerificationStore, WindowCount,
 };
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
@@ -67,7 +67,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `replace_challenge` | `UPDATE … WHERE id = $1 AND version = $expected`; no row updated → conflict |
 /// | `hit` | `INSERT … ON CONFLICT (key) DO UPDATE SET count = CASE … END, resets_at = CASE … END RETURNING …` |
 /// | `replace_failures` | from no run: `INSERT … ON CONFLICT (account) DO NOTHING`; from a run: `UPDATE` (or `DELETE`) `… WHERE account = $1 AND consecutive = $expected AND last_failure_at = $expected`; no row touched → conflict |
-/// | `purge_challenges` | `DELETE … WHERE expires_at < $1` (and, in the same statement, counters whose window has ended) |
+/// | `purge` | one statement: four `DELETE`s in `WITH` clauses (challenges, verifications and devices `WHERE expires_at < $1`, counters `WHERE resets_at <= $1`), counted |
 /// | `clear_failures` | `DELETE … WHERE account = $1` |
 /// | `insert_device` | `INSERT … ON CONFLICT (account, id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_device` | `UPDATE … WHERE account = $1 AND id = $2 AND version = $expected`; no row updated → conflict |
@@ -77,7 +77,6 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `delete_account` | one transaction: `DELETE` the record, then `DELETE … WHERE account = $1` from the claims |
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = $1 AND version = $expected`; no row updated → conflict |
-/// | `purge_verifications` | `DELETE … WHERE expires_at < $1` |
 /// | `load` | one `SELECT`: the [initialisation marker](#initialisation-marker) and each part asked for, `LEFT JOIN`ed into one row |
 /// | `commit` | one `SELECT … FROM ninsho_commit(…)`, see [Journey steps](#journey-steps) |
 ///
@@ -223,11 +222,8 @@ const MAX_IDENTIFIER: usize = 63;
 ///
 /// Versions are stored as their 64 bits (any `u64` compares and sets).
 ///
-/// Devices are never deleted by
-/// [`purge_challenges`](super::ChallengeStore::purge_challenges): an expired
-/// device stays, so its token reads as expired rather than unknown, until
-/// it is revoked or pruned through the device flows. Hosts may also delete
-/// long-expired rows themselves (`expires_at` is indexed).
+/// Nothing is deleted on a clock but by [`purge`](PurgeStore::purge): every
+/// expiry column it filters on (`expires_at`, `resets_at`) is indexed.
 ///
 /// # Time precision
 ///
@@ -294,7 +290,6 @@ struct Statements {
     insert_verification: SqlStr,
     verification: SqlStr,
     replace_verification: SqlStr,
-    purge_verifications: SqlStr,
     version_applied: SqlStr,
     create_version_table: SqlStr,
     record_version: SqlStr,
@@ -319,8 +314,12 @@ impl Statements {
                  WHERE id = $1 AND version = $5"
             )),
             purge: statement(format!(
-                "WITH ended AS (DELETE FROM {s}.ninsho_counters WHERE resets_at <= $1) \
-                 DELETE FROM {s}.ninsho_challenges WHERE expires_at < $1"
+                "WITH c AS (DELETE FROM {s}.ninsho_challenges WHERE expires_at < $1 RETURNING 1), \
+                 v AS (DELETE FROM {s}.ninsho_verifications WHERE expires_at < $1 RETURNING 1), \
+                 k AS (DELETE FROM {s}.ninsho_counters WHERE resets_at <= $1 RETURNING 1), \
+                 d AS (DELETE FROM {s}.ninsho_devices WHERE expires_at < $1 RETURNING 1) \
+                 SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM v), \
+                 (SELECT count(*) FROM k), (SELECT count(*) FROM d)"
             )),
             hit: statement(format!(
                 "INSERT INTO {s}.ninsho_counters AS t (key, count, resets_at) \
@@ -425,9 +424,6 @@ impl Statements {
                 "UPDATE {s}.ninsho_verifications \
                  SET version = $2, expires_at = $3, record = $4 \
                  WHERE id = $1 AND version = $5"
-            )),
-            purge_verifications: statement(format!(
-                "DELETE FROM {s}.ninsho_verifications WHERE expires_at < $1"
             )),
             version_applied: statement(format!(
                 "SELECT EXISTS (SELECT 1 FROM {s}.ninsho_schema_version WHERE version = $1)"
@@ -692,16 +688,6 @@ impl PgStore {
             .map_err(store_err(transient))?;
         applied(done.rows_affected())
     }
-
-    /// Runs the purge `sql` with `before` as `$1`; how many rows it deleted.
-    async fn purge(&self, sql: &SqlStr, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = sqlx::query::<Postgres>(sql.clone())
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        Ok(done.rows_affected())
-    }
 }
 
 #[async_trait]
@@ -721,10 +707,6 @@ impl ChallengeStore for PgStore {
     ) -> Result<(), StoreError> {
         self.replace_record(&self.sql.replace, record, expected_version)
             .await
-    }
-
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.purge(&self.sql.purge, before).await
     }
 }
 
@@ -1007,10 +989,6 @@ impl VerificationStore for PgStore {
         self.replace_record(&self.sql.replace_verification, record, expected_version)
             .await
     }
-
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.purge(&self.sql.purge_verifications, before).await
-    }
 }
 
 /// What [`PgStore::load`](StepStore::load) reads: the marker, then the
@@ -1184,5 +1162,21 @@ impl StepStore for PgStore {
                 "ninsho_commit answered an unknown outcome {outcome:?}"
             ))),
         }
+    }
+}
+
+#[async_trait]
+impl PurgeStore for PgStore {
+    async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        let (challenges, verifications, counters, devices): (i64, i64, i64, i64) =
+            sqlx::query_as::<Postgres, _>(self.sql.purge.clone())
+                .bind(before)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_err(transient))?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(Purged::from_counts(
+            [challenges, verifications, counters, devices].map(count),
+        ))
     }
 }

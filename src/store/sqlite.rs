@@ -12,7 +12,8 @@ use super::sql_common::{
 };
 use super::{
     AccountCommit, AccountStore, ChallengeStore, ChallengeWrite, ClaimChanges, Commit, Committed,
-    DeviceStore, LimitStore, Load, Loaded, StepStore, StoreError, VerificationStore, WindowCount,
+    DeviceStore, LimitStore, Load, Loaded, PurgeStore, Purged, StepStore, StoreError,
+    VerificationStore, WindowCount,
 };
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
@@ -37,9 +38,14 @@ const REPLACE: &str = "UPDATE ninsho_challenges \
      SET version = ?2, expires_at = ?3, record = ?4 \
      WHERE id = ?1 AND version = ?5";
 
-const PURGE_CHALLENGES: &str = "DELETE FROM ninsho_challenges WHERE expires_at < ?1";
-
-const PURGE_COUNTERS: &str = "DELETE FROM ninsho_counters WHERE resets_at <= ?1";
+/// What [`PurgeStore::purge`] deletes, in this order, each with the
+/// cut-off as `?1`.
+const PURGES: [&str; 4] = [
+    "DELETE FROM ninsho_challenges WHERE expires_at < ?1",
+    "DELETE FROM ninsho_verifications WHERE expires_at < ?1",
+    "DELETE FROM ninsho_counters WHERE resets_at <= ?1",
+    "DELETE FROM ninsho_devices WHERE expires_at < ?1",
+];
 
 // In `DO UPDATE`, bare column names are the stored row's values and
 // `excluded.*` the values the insert proposed; every `SET` expression sees
@@ -143,8 +149,6 @@ const REPLACE_VERIFICATION: &str = "UPDATE ninsho_verifications \
      SET version = ?2, expires_at = ?3, record = ?4 \
      WHERE id = ?1 AND version = ?5";
 
-const PURGE_VERIFICATIONS: &str = "DELETE FROM ninsho_verifications WHERE expires_at < ?1";
-
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS ninsho_schema_version (\
      version INTEGER PRIMARY KEY NOT NULL, \
      applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)";
@@ -171,7 +175,7 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// | `replace_challenge` | `UPDATE … WHERE id = ?1 AND version = ?5`; no row updated → conflict |
 /// | `hit` | `INSERT … ON CONFLICT (key) DO UPDATE SET count = CASE … END, resets_at = CASE … END RETURNING …` |
 /// | `replace_failures` | from no run: `INSERT … ON CONFLICT (account) DO NOTHING`; from a run: `UPDATE` (or `DELETE`) `… WHERE account = ?1 AND consecutive = ?2 AND last_failure_at = ?3`; no row touched → conflict |
-/// | `purge_challenges` | `DELETE … WHERE expires_at < ?1`, then a second `DELETE` of counters whose window has ended |
+/// | `purge` | `BEGIN IMMEDIATE`; `DELETE` challenges, verifications and devices `WHERE expires_at < ?1`, counters `WHERE resets_at <= ?1`, each counted; `COMMIT` |
 /// | `clear_failures` | `DELETE … WHERE account = ?1` |
 /// | `insert_device` | `INSERT … ON CONFLICT (account, id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_device` | `UPDATE … WHERE account = ?1 AND id = ?2 AND version = ?6`; no row updated → conflict |
@@ -181,7 +185,6 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// | `delete_account` | `BEGIN IMMEDIATE`; `DELETE` the record; `DELETE … WHERE account = ?1` from the claims; `COMMIT` |
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = ?1 AND version = ?5`; no row updated → conflict |
-/// | `purge_verifications` | `DELETE … WHERE expires_at < ?1` |
 /// | `load` | one `SELECT`: the [initialisation marker](#initialisation-marker) and each part asked for, `LEFT JOIN`ed into one row |
 /// | `commit` | `BEGIN IMMEDIATE`; each counter charged with the statement of `hit`, in order, the first past its maximum ends it (`COMMIT`, `LimitReached`); then the failure run, the challenge, the device and the account record with its claims, each with the statement of its part call, any that touches no row (or a claim held elsewhere) → rollback, conflict (or `Taken`); `COMMIT` |
 ///
@@ -250,11 +253,8 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 ///
 /// Versions are stored as their 64 bits (any `u64` compares and sets).
 ///
-/// Devices are never deleted by
-/// [`purge_challenges`](super::ChallengeStore::purge_challenges): an expired
-/// device stays, so its token reads as expired rather than unknown, until
-/// it is revoked or pruned through the device flows. Hosts may also delete
-/// long-expired rows themselves (`expires_at` is indexed).
+/// Nothing is deleted on a clock but by [`purge`](PurgeStore::purge): every
+/// expiry column it filters on (`expires_at`, `resets_at`) is indexed.
 ///
 /// Times are stored as `INTEGER` nanoseconds since the Unix epoch, UTC. That
 /// round-trips every instant exactly and compares correctly as a number
@@ -476,16 +476,6 @@ impl SqliteStore {
             .map_err(store_err(transient))?;
         applied(done.rows_affected())
     }
-
-    /// Runs the purge `sql` with `before` as `?1`; how many rows it deleted.
-    async fn purge(&self, sql: &'static str, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = sqlx::query::<Sqlite>(sql)
-            .bind(to_sql(before))
-            .execute(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
-        Ok(done.rows_affected())
-    }
 }
 
 #[async_trait]
@@ -504,14 +494,6 @@ impl ChallengeStore for SqliteStore {
         expected_version: u64,
     ) -> Result<(), StoreError> {
         self.replace_record(REPLACE, record, expected_version).await
-    }
-
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let purged = self.purge(PURGE_CHALLENGES, before).await?;
-        // A counter whose window has ended acts as absent, so dropping it
-        // separately changes nothing a concurrent `hit` could observe.
-        self.purge(PURGE_COUNTERS, before).await?;
-        Ok(purged)
     }
 }
 
@@ -880,10 +862,6 @@ impl VerificationStore for SqliteStore {
         self.replace_record(REPLACE_VERIFICATION, record, expected_version)
             .await
     }
-
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.purge(PURGE_VERIFICATIONS, before).await
-    }
 }
 
 /// What [`SqliteStore::load`](StepStore::load) reads: the marker, then the
@@ -1040,5 +1018,28 @@ impl StepStore for SqliteStore {
             }
             Err(err) => Err(abandon(tx, err).await),
         }
+    }
+}
+
+#[async_trait]
+impl PurgeStore for SqliteStore {
+    async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        let err = store_err(transient);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(&err)?;
+        let mut counts = [0u64; 4];
+        for (sql, count) in PURGES.into_iter().zip(&mut counts) {
+            *count = sqlx::query::<Sqlite>(sql)
+                .bind(to_sql(before))
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(&err)?;
+        Ok(Purged::from_counts(counts))
     }
 }

@@ -1,4 +1,4 @@
-//! Challenges: records read back, compare-and-set, purge.
+//! Challenges: records read back, compare-and-set.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -298,81 +298,5 @@ pub async fn check_replace_absent_conflicts(store: Arc<dyn Store>) {
     assert!(
         got.is_none(),
         "replace_challenge of an absent challenge must not create it (got {got:?})"
-    );
-}
-
-// ---------------------------------------------------------------------------
-// Purge
-// ---------------------------------------------------------------------------
-
-/// Rule: `purge_challenges(before)` deletes exactly the challenges whose
-/// `expires_at` is strictly before `before` and returns how many it deleted
-/// (exactly; stores with native expiry must still implement it). A
-/// challenge expiring at `before` stays.
-pub async fn check_purge_expired(store: Arc<dyn Store>) {
-    let now = base_time();
-    let cut = now + Duration::hours(1);
-    let with_expiry = |seed: u8, expires_at: OffsetDateTime| {
-        let mut r = sample_challenge(seed, now);
-        r.expires_at = expires_at;
-        if let Some(send) = r.sends.first_mut() {
-            send.expires_at = expires_at;
-        }
-        r
-    };
-    let gone = [
-        with_expiry(0x40, now + Duration::minutes(10)),
-        with_expiry(0x41, cut - Duration::minutes(30)),
-        with_expiry(0x42, cut - Duration::seconds(1)),
-    ];
-    let kept = [
-        with_expiry(0x43, cut),
-        with_expiry(0x44, cut + Duration::seconds(1)),
-        with_expiry(0x45, cut + Duration::days(1)),
-    ];
-    for r in gone.iter().chain(&kept) {
-        ok(store.insert_challenge(r).await, "insert_challenge");
-    }
-
-    let before_any = ok(
-        store.purge_challenges(now).await,
-        "purge_challenges before any expiry",
-    );
-    assert_eq!(
-        before_any, 0,
-        "purge_challenges must delete nothing (and return 0) when no challenge expired \
-         before the cut-off"
-    );
-    let purged = ok(store.purge_challenges(cut).await, "purge_challenges");
-    assert_eq!(
-        purged,
-        u64::try_from(gone.len()).expect("small"),
-        "purge_challenges must return exactly how many challenges expired before the cut-off"
-    );
-    for r in &gone {
-        let got = ok(store.challenge(&r.id).await, "challenge after purge");
-        assert!(
-            got.is_none(),
-            "purge_challenges must delete a challenge whose expires_at ({}) is before the \
-             cut-off ({cut})",
-            r.expires_at
-        );
-    }
-    for r in &kept {
-        let back = read(&*store, &r.id, "challenge after purge").await;
-        assert_same_record(
-            "purge_challenges must keep (unchanged) every challenge whose expires_at is at or \
-             after the cut-off",
-            &back,
-            r,
-        );
-    }
-    let again = ok(
-        store.purge_challenges(cut).await,
-        "a second purge_challenges",
-    );
-    assert_eq!(
-        again, 0,
-        "a second purge_challenges with the same cut-off must find nothing to delete"
     );
 }

@@ -33,9 +33,6 @@
 //!   [`StoreErrorKind::Conflict`] that leaves the stored record alone;
 //! - **compare-and-set**: a replace with the stored version succeeds; a stale
 //!   version or an absent record is a `Conflict` that changes nothing;
-//! - **purge**: exactly the challenges that expired before the cut-off go,
-//!   and the count returned is exact (stores with native expiry must still
-//!   implement it);
 //! - **counters**: fixed windows that start at the first hit and restart at
 //!   `now >= resets_at`; independent keys, whatever characters they hold;
 //! - **failure runs**: a compare-and-set on the whole run (count and
@@ -58,9 +55,15 @@
 //!   only; claim keys are exact strings;
 //! - **verifications**: read back field for field; an insert over an
 //!   existing id, or a replace from another version or of an absent id, is
-//!   a `Conflict` that changes nothing; the purge deletes exactly what
-//!   expired before the cut-off and leaves challenges alone (and the
-//!   challenge purge leaves verifications alone);
+//!   a `Conflict` that changes nothing;
+//! - **purge** ([`PurgeStore`](crate::store::PurgeStore)): every
+//!   challenge, verification and device (revoked or not) that expired
+//!   before the cut-off goes, and every counter whose window ended at or
+//!   before it; the counts are exact, per kind; everything on the other
+//!   side stays unchanged (live counters keep counting); a second purge
+//!   finds nothing; account records, claims, failure runs and the
+//!   initialisation marker never go, however old (stores with native
+//!   expiry must still implement it exactly);
 //! - **journey steps** ([`StepStore`](crate::store::StepStore)): `load`
 //!   returns what the part traits stored (and `None` for what it was not
 //!   asked for); each part of a `commit` alone writes what its part-trait
@@ -192,6 +195,7 @@ mod devices;
 mod flows;
 mod helpers;
 mod limits;
+mod purge;
 mod races;
 mod samples;
 mod shared;
@@ -204,6 +208,7 @@ pub use devices::*;
 pub use flows::*;
 use helpers::*;
 pub use limits::*;
+pub use purge::*;
 pub use races::*;
 pub use samples::*;
 pub use shared::*;
@@ -237,7 +242,6 @@ where
     check_replace_with_expected_version(new_store().await).await;
     check_replace_stale_version_conflicts(new_store().await).await;
     check_replace_absent_conflicts(new_store().await).await;
-    check_purge_expired(new_store().await).await;
     check_hit_window(new_store().await).await;
     check_hit_keys_independent(new_store().await).await;
     check_failures(new_store().await).await;
@@ -259,7 +263,7 @@ where
     check_verification_insert_and_read_back(new_store().await).await;
     check_verification_insert_existing_conflicts(new_store().await).await;
     check_verification_replace(new_store().await).await;
-    check_verification_purge(new_store().await).await;
+    check_purge(new_store().await).await;
     check_race_replace(new_store().await).await;
     check_race_read_modify_write(new_store().await).await;
     check_race_hit(new_store().await).await;

@@ -20,8 +20,8 @@ use ninsho::model::{
 };
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, DeviceStore,
-    LimitStore, Load, Loaded, StepStore, Store, StoreError, StoreErrorKind, VerificationStore,
-    WindowCount,
+    LimitStore, Load, Loaded, PurgeStore, Purged, StepStore, Store, StoreError, StoreErrorKind,
+    VerificationStore, WindowCount,
 };
 use ninsho::{Error, HashKey, KeyId, KeyedHasher, LockedRng, ManualClock, Refusal};
 use time::{Duration, OffsetDateTime};
@@ -123,12 +123,6 @@ macro_rules! delegate_store {
                 expected_version: u64,
             ) -> Result<(), ::ninsho::store::StoreError> {
                 $then(self.$field.replace_challenge(record, expected_version).await).await
-            }
-            async fn purge_challenges(
-                &self,
-                before: ::time::OffsetDateTime,
-            ) -> Result<u64, ::ninsho::store::StoreError> {
-                $then(self.$field.purge_challenges(before).await).await
             }
         }
     };
@@ -263,11 +257,16 @@ macro_rules! delegate_store {
             ) -> Result<(), ::ninsho::store::StoreError> {
                 $then(self.$field.replace_verification(record, expected_version).await).await
             }
-            async fn purge_verifications(
+        }
+    };
+    (@PurgeStore [$($g:tt)*] $ty:ty, $field:tt, $then:path) => {
+        #[::async_trait::async_trait]
+        impl<$($g)*> ::ninsho::store::PurgeStore for $ty {
+            async fn purge(
                 &self,
                 before: ::time::OffsetDateTime,
-            ) -> Result<u64, ::ninsho::store::StoreError> {
-                $then(self.$field.purge_verifications(before).await).await
+            ) -> Result<::ninsho::store::Purged, ::ninsho::store::StoreError> {
+                $then(self.$field.purge(before).await).await
             }
         }
     };
@@ -303,7 +302,7 @@ pub(crate) use delegate_store;
 pub struct Yielding<S>(pub Arc<S>);
 
 delegate_store!([S: Store] Yielding<S>, 0, yielding =>
-    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore, StepStore);
+    ChallengeStore, LimitStore, DeviceStore, AccountStore, VerificationStore, StepStore, PurgeStore);
 
 mock! {
     #[derive(Debug)]
@@ -318,7 +317,6 @@ mock! {
             record: &ChallengeRecord,
             expected_version: u64,
         ) -> Result<(), StoreError>;
-        async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
     }
 
     #[async_trait]
@@ -382,7 +380,11 @@ mock! {
             record: &VerificationRecord,
             expected_version: u64,
         ) -> Result<(), StoreError>;
-        async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+    }
+
+    #[async_trait]
+    impl PurgeStore for Db {
+        async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError>;
     }
 }
 

@@ -82,10 +82,6 @@ impl ChallengeStore for Flaky {
         }
         self.inner.replace_challenge(record, expected_version).await
     }
-
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.inner.purge_challenges(before).await
-    }
 }
 
 #[async_trait]
@@ -121,7 +117,7 @@ impl LimitStore for Flaky {
 }
 
 delegate_store!([] Flaky, inner, super::support::directly =>
-    DeviceStore, AccountStore, VerificationStore, StepStore);
+    DeviceStore, AccountStore, VerificationStore, StepStore, PurgeStore);
 
 fn clock() -> ManualClock {
     ManualClock::at_unix(T0).unwrap()

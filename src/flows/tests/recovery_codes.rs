@@ -1173,7 +1173,7 @@ struct Flaky {
 }
 
 delegate_store!([] Flaky, inner, super::support::directly =>
-    ChallengeStore, DeviceStore, VerificationStore);
+    ChallengeStore, DeviceStore, VerificationStore, PurgeStore);
 
 #[async_trait]
 impl StepStore for Flaky {

@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, StoreError,
-    VerificationStore, WindowCount,
+    AccountCommit, AccountStore, ChallengeStore, ClaimChanges, DeviceStore, LimitStore, PurgeStore,
+    Purged, StoreError, VerificationStore, WindowCount,
 };
 
 use crate::model::{
@@ -28,6 +28,7 @@ use crate::model::{
 static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("insert.lua")));
 static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replace.lua")));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purge.lua")));
+static PURGE_SCAN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purge_scan.lua")));
 static HIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("hit.lua")));
 static REPLACE_FAILURES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("replace_failures.lua")));
@@ -78,18 +79,19 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// Challenges are JSON in a hash beside their version; they expire natively
 /// [`retention`](Self::with_retention) after their `expires_at` (24 hours
 /// by default), so late attempts are told "expired" rather than "unknown".
-/// A sorted index of expiry times keeps
-/// [`purge_challenges`](ChallengeStore::purge_challenges) exact; call it now
-/// and then (hourly, say), which also trims that index. It returns how many
-/// challenges it deleted (those Redis already dropped by native expiry are
-/// not counted) and works in scripts of at most 500 index entries, so a
-/// large backlog never holds the server for long. Rate-limit counters
-/// expire at the end of their window; failure runs live until cleared.
+/// Rate-limit counters expire at the end of their window; failure runs
+/// live until cleared (see [`PurgeStore`] for why).
 ///
 /// Trusted devices and combined verifications expire like challenges:
-/// `retention` after their `expires_at` (verifications have an expiry index
-/// and an exact [`purge_verifications`](VerificationStore::purge_verifications)
-/// of their own). Each account's set of device ids lives at least as long
+/// `retention` after their `expires_at`. Native expiry follows the
+/// server's clock; [`purge`](PurgeStore::purge) deletes exactly what
+/// expired by the cut-off it is given: challenges and verifications through
+/// a sorted index of expiry times each (which it also trims; call it now
+/// and then, hourly say, or the indexes keep an entry per record ever
+/// written), in scripts of at most 500 index entries, so a large backlog
+/// never holds the server for long; counters and devices by a `SCAN` of
+/// their keys. Records Redis already dropped are not counted. Each
+/// account's set of device ids lives at least as long
 /// as its longest-lived device and is trimmed of ids whose device Redis
 /// dropped whenever the devices are listed. Account records (which hold the
 /// recovery codes and the security epoch) and contact claims have no
@@ -163,7 +165,8 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | script | what it does, atomically |
 /// |---|---|
 /// | `insert.lua` / `replace.lua` | a challenge: insert if absent / compare-and-set on `version`, moving its expiry and index entry |
-/// | `purge.lua` | up to 500 index entries: delete expired challenges and trim the index |
+/// | `purge.lua` | up to 500 index entries: delete expired challenges (or verifications) and trim the index |
+/// | `purge_scan.lua` | one `SCAN` batch of counter and device hashes: delete the counters whose window ended and the devices that expired |
 /// | `hit.lua` | one hit on a fixed-window counter |
 /// | `replace_failures.lua` | compare-and-set an account's failure run |
 /// | `device_insert.lua` | a device, only if absent; adds its id to the account's set and stretches the set's expiry |
@@ -183,7 +186,7 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// Reading a challenge, one device or a verification is one `HGET`, a
 /// claim's owner one `GET`; deleting a failure run one `DEL`.
 ///
-/// The purge script, the device-listing and device-deleting scripts and
+/// The purge scripts, the device-listing and device-deleting scripts and
 /// `contacts_delete.lua` build keys from stored ids, and a journey step's
 /// keys span several accounts' and contacts' names; Redis Cluster allows
 /// neither. Use a single Redis (with replicas or Sentinel as the host
@@ -671,6 +674,53 @@ impl RedisStore {
             }
         }
     }
+
+    /// Deletes the counters and devices whose lifetime ended before
+    /// `before`: a `SCAN` of the hashes under `{prefix}:limit:` and
+    /// `{prefix}:device:`, each batch checked and deleted by one
+    /// `purge_scan.lua`. Returns (counters, devices).
+    async fn purge_scanned(&self, before: OffsetDateTime) -> Result<(u64, u64), StoreError> {
+        let (secs, nanos) = split(before);
+        let mut conn = self.conn.clone();
+        let (mut counters, mut devices) = (0u64, 0u64);
+        for tail in [":limit:*", ":device:*"] {
+            let pattern = format!("{}{tail}", glob_escape(&self.prefix));
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = ::redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(PURGE_BATCH)
+                    .arg("TYPE")
+                    .arg("hash")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(map_redis)?;
+                if !keys.is_empty() {
+                    let mut call = PURGE_SCAN.prepare_invoke();
+                    for key in &keys {
+                        call.key(key);
+                    }
+                    let (c, d): (u64, u64) = call
+                        .arg(secs)
+                        .arg(nanos)
+                        .arg(whole_ms(before))
+                        .invoke_async(&mut conn)
+                        .await
+                        .map_err(map_redis)?;
+                    counters = counters.saturating_add(c);
+                    devices = devices.saturating_add(d);
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok((counters, devices))
+    }
 }
 
 /// A record kept in a hash with an entry in an expiry index, through
@@ -735,17 +785,6 @@ impl ChallengeStore for RedisStore {
     ) -> Result<(), StoreError> {
         let key = self.challenge_key(&record.id);
         self.replace_indexed(key, self.index_key(), record, expected_version)
-            .await
-    }
-
-    /// Deletes the challenges whose `expires_at` is before `before` and
-    /// returns how many this call deleted. Challenges Redis already dropped
-    /// by native expiry are not counted; their index entries are removed.
-    ///
-    /// Runs as a series of scripts of at most 500 index entries each, so a
-    /// large backlog never blocks the server; each script is atomic.
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.purge_index(self.index_key(), self.challenge_key_prefix(), before)
             .await
     }
 }
@@ -1027,19 +1066,6 @@ impl VerificationStore for RedisStore {
         self.replace_indexed(key, self.verification_index_key(), record, expected_version)
             .await
     }
-
-    /// Deletes the verifications whose `expires_at` is before `before`, as
-    /// [`purge_challenges`](ChallengeStore::purge_challenges) does for
-    /// challenges (in batches; those Redis already dropped are not
-    /// counted).
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.purge_index(
-            self.verification_index_key(),
-            self.verification_key_prefix(),
-            before,
-        )
-        .await
-    }
 }
 
 /// A conditional write's reply: 1 when it landed, 0 when it lost.
@@ -1097,6 +1123,19 @@ fn join(secs: i64, nanos: i64) -> Result<OffsetDateTime, StoreError> {
 }
 
 /// Whole milliseconds since the epoch, rounded down.
+/// `text` with the characters `SCAN MATCH` treats as a pattern (`*`, `?`,
+/// `[`, `]`, `\\`) escaped, so it matches only itself.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn whole_ms(at: OffsetDateTime) -> i64 {
     let ms = at.unix_timestamp_nanos().div_euclid(NANOS_PER_MILLI);
     i64::try_from(ms).unwrap_or(i64::MAX)
@@ -1108,6 +1147,36 @@ fn ttl_ms(lifetime: Duration) -> i64 {
     let nanos = lifetime.whole_nanoseconds();
     let ms = nanos.div_euclid(NANOS_PER_MILLI) + i128::from(nanos.rem_euclid(NANOS_PER_MILLI) != 0);
     i64::try_from(ms.clamp(1, i128::from(MAX_TTL_MS))).unwrap_or(MAX_TTL_MS)
+}
+
+#[async_trait]
+impl PurgeStore for RedisStore {
+    /// Challenges and verifications through their expiry indexes
+    /// (`purge.lua`, at most 500 entries a script), counters and devices
+    /// by a `SCAN` of their keys (`purge_scan.lua` per batch). Records
+    /// Redis already dropped by native expiry are not counted. A device is
+    /// compared to the millisecond: one that expired less than a
+    /// millisecond before the cut-off may stay until the next purge, or its
+    /// native expiry.
+    async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        let challenges = self
+            .purge_index(self.index_key(), self.challenge_key_prefix(), before)
+            .await?;
+        let verifications = self
+            .purge_index(
+                self.verification_index_key(),
+                self.verification_key_prefix(),
+                before,
+            )
+            .await?;
+        let (counters, devices) = self.purge_scanned(before).await?;
+        Ok(Purged {
+            challenges,
+            verifications,
+            counters,
+            devices,
+        })
+    }
 }
 
 #[cfg(test)]
