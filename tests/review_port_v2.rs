@@ -53,8 +53,8 @@ use ninsho::otp::Totp;
 use ninsho::service::{Method, MethodKind, Proof, SignInAttempt, SignInStart, SignedIn, TwoFactor};
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, DeviceStore,
-    LimitStore, Load, Loaded, MemoryStore, StepStore, Store, StoreError, VerificationStore,
-    WindowCount,
+    LimitStore, Load, Loaded, MemoryStore, PurgeStore, Purged, StepStore, Store, StoreError,
+    VerificationStore, WindowCount,
 };
 use ninsho::{AccountRefusal, Clock, CodeRefusal, Error, ManualClock, Refusal, SendRefusal};
 use support::{
@@ -151,7 +151,7 @@ impl std::fmt::Debug for Gated {
 }
 
 delegate_store!([] Gated, inner, support::directly =>
-    ChallengeStore, DeviceStore, AccountStore, VerificationStore);
+    ChallengeStore, DeviceStore, AccountStore, VerificationStore, PurgeStore);
 
 #[async_trait]
 impl LimitStore for Gated {
@@ -307,10 +307,6 @@ impl ChallengeStore for Faulty {
         let call = self.inner.replace_challenge(record, expected_version);
         self.write("replace_challenge", call).await
     }
-    async fn purge_challenges(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.write("purge_challenges", self.inner.purge_challenges(before))
-            .await
-    }
 }
 
 #[async_trait]
@@ -422,9 +418,12 @@ impl VerificationStore for Faulty {
         let call = self.inner.replace_verification(record, expected_version);
         self.write("replace_verification", call).await
     }
-    async fn purge_verifications(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let call = self.inner.purge_verifications(before);
-        self.write("purge_verifications", call).await
+}
+
+#[async_trait]
+impl PurgeStore for Faulty {
+    async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        self.write("purge", self.inner.purge(before)).await
     }
 }
 
