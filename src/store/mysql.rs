@@ -372,7 +372,10 @@ impl Statements {
                 "DELETE FROM {devices} WHERE account = ? AND id = ?"
             )),
             delete_devices: statement(format!("DELETE FROM {devices} WHERE account = ?")),
-            claim_owner: statement(format!("SELECT account FROM {claims} WHERE `key` = ?")),
+            claim_owner: statement(format!(
+                "SELECT EXISTS (SELECT 1 FROM {meta} WHERE `key` = 'initialised'), \
+                 (SELECT account FROM {claims} WHERE `key` = ?)"
+            )),
             insert_book: statement(format!(
                 "INSERT INTO {books} (account, version, record) VALUES (?, ?, ?)"
             )),
@@ -1381,11 +1384,17 @@ impl AccountStore for MySqlStore {
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
         let key = key_bytes("claim key", key, MAX_CLAIM_KEY)?;
-        let owner: Option<Vec<u8>> = sqlx::query_scalar(self.sql.claim_owner.clone())
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| map_err(e, false))?;
+        // The marker in the same statement: a wiped store must not answer
+        // "nobody holds this contact".
+        let (initialised, owner): (i64, Option<Vec<u8>>) =
+            sqlx::query_as(self.sql.claim_owner.clone())
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(load_err)?;
+        if initialised == 0 {
+            return Err(StoreError::not_initialised());
+        }
         owner.map(|owner| text(owner).map(AccountId)).transpose()
     }
 

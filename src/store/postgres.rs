@@ -81,7 +81,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `commit` | one `SELECT … FROM ninsho_commit(…)`, see [Journey steps](#journey-steps) |
 ///
 /// Reads (`challenge`, `failures`, `device`, `devices`, `account_record`, `claim_owner`, `verification`) are one
-/// `SELECT` each; `account_record` reads the marker in the same `SELECT`.
+/// `SELECT` each; `account_record` and `claim_owner` read the marker in the same `SELECT`.
 ///
 /// # Journey steps
 ///
@@ -404,7 +404,8 @@ impl Statements {
                  ON CONFLICT (key) DO NOTHING"
             )),
             claim_owner: statement(format!(
-                "SELECT account FROM {s}.ninsho_contact_claims WHERE key = $1"
+                "SELECT EXISTS (SELECT 1 FROM {s}.ninsho_meta WHERE key = 'initialised'), \
+                 (SELECT account FROM {s}.ninsho_contact_claims WHERE key = $1)"
             )),
             delete_book: statement(format!(
                 "DELETE FROM {s}.ninsho_contact_books WHERE account = $1"
@@ -912,11 +913,17 @@ impl AccountStore for PgStore {
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
-        let owner: Option<String> = sqlx::query_scalar(self.sql.claim_owner.clone())
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_err(transient))?;
+        // The marker in the same statement: a wiped store must not answer
+        // "nobody holds this contact".
+        let (initialised, owner): (bool, Option<String>) =
+            sqlx::query_as(self.sql.claim_owner.clone())
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_err(transient))?;
+        if !initialised {
+            return Err(StoreError::not_initialised());
+        }
         Ok(owner.map(AccountId))
     }
 

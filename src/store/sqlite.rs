@@ -114,7 +114,9 @@ const LOAD: &str = "SELECT \
 const INITIALISE: &str = "INSERT INTO ninsho_meta (key, written_at) \
      VALUES ('initialised', ?1) ON CONFLICT (key) DO NOTHING";
 
-const CLAIM_OWNER: &str = "SELECT account FROM ninsho_contact_claims WHERE key = ?1";
+const CLAIM_OWNER: &str = "SELECT \
+     EXISTS (SELECT 1 FROM ninsho_meta WHERE key = 'initialised'), \
+     (SELECT account FROM ninsho_contact_claims WHERE key = ?1)";
 
 const INSERT_BOOK: &str = "INSERT INTO ninsho_contact_books (account, version, record) \
      VALUES (?1, ?2, ?3) \
@@ -791,11 +793,16 @@ impl AccountStore for SqliteStore {
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
-        let owner: Option<String> = sqlx::query_scalar(CLAIM_OWNER)
+        // The marker in the same statement: a wiped store must not answer
+        // "nobody holds this contact".
+        let (initialised, owner): (bool, Option<String>) = sqlx::query_as(CLAIM_OWNER)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_one(&self.pool)
             .await
             .map_err(store_err(transient))?;
+        if !initialised {
+            return Err(StoreError::not_initialised());
+        }
         Ok(owner.map(AccountId))
     }
 

@@ -184,7 +184,7 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// records-with-expiry operations.
 ///
 /// Reading a challenge, one device or a verification is one `HGET`, a
-/// claim's owner one `GET`; deleting a failure run one `DEL`.
+/// claim's owner one `MGET` of the marker and the claim key; deleting a failure run one `DEL`.
 ///
 /// The purge scripts, the device-listing and device-deleting scripts and
 /// `contacts_delete.lua` build keys from stored ids, and a journey step's
@@ -982,11 +982,17 @@ impl AccountStore for RedisStore {
     }
 
     async fn claim_owner(&self, key: &str) -> Result<Option<AccountId>, StoreError> {
-        let owner: Option<String> = ::redis::cmd("GET")
+        // The marker in the same command: a wiped store must not answer
+        // "nobody holds this contact".
+        let (marker, owner): (Option<String>, Option<String>) = ::redis::cmd("MGET")
+            .arg(self.marker_key())
             .arg(self.claim_key(key))
             .query_async(&mut self.conn.clone())
             .await
             .map_err(map_redis)?;
+        if marker.is_none() {
+            return Err(StoreError::not_initialised());
+        }
         Ok(owner.map(AccountId))
     }
 
