@@ -529,26 +529,22 @@ fn apply_claims(contacts: &mut Contacts, record: &AccountRecord, changes: &Claim
 #[async_trait]
 impl PurgeStore for MemoryStore {
     async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
-        fn gone(was: usize, is: usize) -> u64 {
-            u64::try_from(was - is).unwrap_or(u64::MAX)
-        }
         let mut purged = Purged::default();
         // One shard at a time: other shards keep serving meanwhile.
         for shard in &self.shards {
             let mut inner = lock(shard);
-            let was = inner.challenges.len();
-            inner.challenges.retain(|_, c| c.expires_at >= before);
-            purged.challenges += gone(was, inner.challenges.len());
-            let was = inner.verifications.len();
-            inner.verifications.retain(|_, v| v.expires_at >= before);
-            purged.verifications += gone(was, inner.verifications.len());
-            let was = inner.counters.len();
-            inner.counters.retain(|_, c| c.resets_at > before);
-            purged.counters += gone(was, inner.counters.len());
-            let was = inner.devices.len();
-            inner.devices.retain(|_, d| d.expires_at >= before);
-            purged.devices += gone(was, inner.devices.len());
+            purged.challenges += drop_where(&mut inner.challenges, |c| c.expires_at < before);
+            purged.verifications += drop_where(&mut inner.verifications, |v| v.expires_at < before);
+            purged.counters += drop_where(&mut inner.counters, |c| c.resets_at <= before);
+            purged.devices += drop_where(&mut inner.devices, |d| d.expires_at < before);
         }
         Ok(purged)
     }
+}
+
+/// Removes the entries of `map` whose value is `dead`; how many went.
+fn drop_where<K, V>(map: &mut HashMap<K, V>, mut dead: impl FnMut(&V) -> bool) -> u64 {
+    let was = map.len();
+    map.retain(|_, v| !dead(v));
+    u64::try_from(was - map.len()).unwrap_or(u64::MAX)
 }
