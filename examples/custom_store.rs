@@ -658,7 +658,8 @@ impl StepStore for MyStore {
     /// ```sql
     /// BEGIN;
     /// -- the statements of hit, replace_failures, insert/replace_challenge,
-    /// -- commit_account and insert_device, in that order; a hit over its
+    /// -- insert_device, a read of the checked record's version and
+    /// -- commit_account, in that order; a hit over its
     /// -- max → COMMIT (the hits stay) and answer LimitReached; any
     /// -- condition that fails → ROLLBACK
     /// COMMIT;
@@ -757,6 +758,12 @@ impl StepStore for MyStore {
                 && t.devices
                     .get(&d.account)
                     .is_some_and(|rows| rows.contains_key(&d.id))
+            {
+                return Err(StoreError::conflict());
+            }
+            // The record the step was decided on, checked and not written.
+            if let Some(check) = commit.record_check
+                && t.contact_books.get(check.account).map(|row| row.version) != check.version
             {
                 return Err(StoreError::conflict());
             }

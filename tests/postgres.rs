@@ -225,7 +225,7 @@ async fn migrate_is_idempotent_and_concurrent() {
     .fetch_all(&pool)
     .await
     .expect("read versions");
-    assert_eq!(versions, [1, 2, 3, 4], "each migration is recorded once");
+    assert_eq!(versions, [1, 2, 3, 4, 5], "each migration is recorded once");
 
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
@@ -606,8 +606,8 @@ async fn migrates_a_version_1_schema_to_version_2() {
     .expect("read versions");
     assert_eq!(
         versions.iter().map(|v| v.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4],
-        "versions 2, 3 and 4 applied once"
+        [1, 2, 3, 4, 5],
+        "versions 2 to 5 applied once"
     );
     assert_eq!(
         versions[0].1,
@@ -646,7 +646,7 @@ async fn migrates_a_version_1_schema_to_version_2() {
         .expect("device");
     store.migrate().await.expect("migrate again");
     assert_eq!(store.devices(&alice).await.expect("devices").len(), 1);
-    assert_eq!(count_rows(&pool, &name, "ninsho_schema_version").await, 4);
+    assert_eq!(count_rows(&pool, &name, "ninsho_schema_version").await, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -849,7 +849,7 @@ async fn migrates_a_version_2_schema_to_version_3() {
     .fetch_all(&pool)
     .await
     .expect("read versions");
-    assert_eq!(versions, [1, 2, 3, 4], "versions 3 and 4 applied once");
+    assert_eq!(versions, [1, 2, 3, 4, 5], "versions 3 to 5 applied once");
 
     // The old data is intact and the new tables work.
     let back = store
@@ -1032,8 +1032,8 @@ async fn marker_rows(pool: &PgPool, schema: &str) -> Vec<(String, OffsetDateTime
     .expect("read the marker")
 }
 
-/// `load` (with every part, and a challenge alone) and `account_record`
-/// both fail with `NotInitialised`.
+/// `load` (with every part, and a challenge alone), `account_record`,
+/// `commit` and `claim_owner` all fail with `NotInitialised`.
 async fn assert_not_initialised(store: &PgStore, account: &AccountId, what: &str) {
     let id = ChallengeId::from_bytes([9; 16]);
     let loads = [
@@ -1052,6 +1052,24 @@ async fn assert_not_initialised(store: &PgStore, account: &AccountId, what: &str
         kind(store.account_record(account).await),
         Some(StoreErrorKind::NotInitialised),
         "{what}: account_record"
+    );
+    // Nor is anything written: a step's commit checks the marker first.
+    let hits = [LimitHit {
+        key: "not-initialised".to_owned(),
+        window: time::Duration::minutes(1),
+        max: 10,
+    }];
+    let mut commit = Commit::default();
+    commit.hits = &hits;
+    assert_eq!(
+        kind(store.commit(&commit, time::OffsetDateTime::now_utc()).await),
+        Some(StoreErrorKind::NotInitialised),
+        "{what}: commit"
+    );
+    assert_eq!(
+        kind(store.claim_owner("not-initialised").await),
+        Some(StoreErrorKind::NotInitialised),
+        "{what}: claim_owner"
     );
 }
 
@@ -1098,7 +1116,7 @@ async fn truncated_tables_fail_closed_until_initialised() {
     .fetch_all(&pool)
     .await
     .expect("read versions");
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
     assert!(marker_rows(&pool, &name).await.is_empty());
     assert_not_initialised(&store, &alice, "after migrate").await;
     // Other calls still work (only the reads a journey starts with check).

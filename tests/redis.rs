@@ -2142,6 +2142,21 @@ async fn a_wiped_namespace_is_not_initialised_until_initialised_again() {
         let err = store.account_record(&alice).await.unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::NotInitialised);
         assert!(err.to_string().contains("initialise"), "{err}");
+        // Nor is anything written: a step's commit checks the marker first.
+        let hits = [LimitHit {
+            key: "not-initialised".to_owned(),
+            window: Duration::minutes(1),
+            max: 10,
+        }];
+        let mut commit = Commit::default();
+        commit.hits = &hits;
+        assert_eq!(
+            kind(store.commit(&commit, OffsetDateTime::now_utc()).await),
+            StoreErrorKind::NotInitialised,
+            "commit"
+        );
+        let owner = store.claim_owner("not-initialised").await.unwrap_err();
+        assert_eq!(owner.kind(), StoreErrorKind::NotInitialised);
 
         // The operator's deliberate act; twice is the same as once.
         store.initialise().await.unwrap();

@@ -4,9 +4,10 @@
 //! Two kinds of tests live here:
 //!
 //! - `finding_N_*`: a bug found in review, shown failing on the code as it
-//!   landed. Each is `#[ignore = "finding N: …"]` so the branch stays
-//!   green; **remove the `ignore` once the finding is fixed**, and the test
-//!   guards the fix.
+//!   landed. An open one is `#[ignore = "finding N: …"]` so the branch
+//!   stays green; a fixed one runs, and guards the fix (1, 2 and 3 are
+//!   fixed: every step's commit checks the initialisation marker, and a
+//!   sign-in's commit checks the account record it was decided on).
 //! - `holds_*`: an invariant the review attacked and found holding; kept
 //!   so that it goes on holding.
 //!
@@ -681,13 +682,14 @@ async fn a_wiped_store_fails_closed(service: &TwoFactor, gateway: &RecordingGate
     if !owner.as_ref().is_err_and(not_initialised) {
         open.push(format!("contact_owner answered {owner:?}"));
     }
-    // "I can't sign in": proving the code must not answer "no account uses
-    // this number". (Known gap, left for the next fix: `recover_start`
-    // still sends its code, because a step's `commit` does not check the
-    // marker on any adapter; the proof is where it fails closed.)
+    // "I can't sign in": no code is sent on the strength of a store that
+    // lost its data (every step's commit checks the marker first), so
+    // nothing can go on to answer "no account uses this number".
+    let sent_before = gateway.messages().len();
     match service.recover_start("090-1234-5678", None).await {
         Err(e) if not_initialised(&e) => {}
         Ok(ticket) => {
+            open.push("recover_start sent a code".to_owned());
             let recovered = service
                 .recover_verify(&ticket.challenge_id, &secret_to(gateway, PHONE))
                 .await;
@@ -696,6 +698,9 @@ async fn a_wiped_store_fails_closed(service: &TwoFactor, gateway: &RecordingGate
             }
         }
         Err(e) => open.push(format!("recover_start failed with {e:?}")),
+    }
+    if gateway.messages().len() != sent_before {
+        open.push("a message went out from a wiped store".to_owned());
     }
     assert!(
         open.is_empty(),
@@ -1012,8 +1017,6 @@ mod wiped_mysql {
 /// and the step-up it proves come out at the old epoch, dead on arrival,
 /// though the answer says the device is trusted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding 2: the sign-in commit does not re-check the account record it was decided \
-            on; remove this ignore once fixed"]
 async fn finding_2_a_code_to_a_number_replaced_meanwhile_still_signs_in() {
     let (env, gated) = gated_env().await;
     let step_up = env.step_up().await;
@@ -1081,8 +1084,6 @@ async fn finding_2_a_code_to_a_number_replaced_meanwhile_still_signs_in() {
 /// the sign-out. Both are dead at once: the answer says "trusted" (not
 /// `trust_failed`) and the step-up fails `check_step_up`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding 2: the sign-in commit does not re-check the epoch the device and step-up are \
-            bound to; remove this ignore once fixed"]
 async fn finding_2_a_sign_in_landing_after_sign_out_everywhere_hands_out_dead_proofs() {
     let (env, gated) = gated_env().await;
     let (challenge, code) = env.sms_code().await;
@@ -1136,8 +1137,6 @@ async fn finding_2_a_sign_in_landing_after_sign_out_everywhere_hands_out_dead_pr
 /// the deleted account had. An account made again under the same id
 /// starts at epoch 0 again, so that token skips its second step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding 3: the device commit does not check the account record; a device trusted \
-            while the account is deleted outlives it; remove this ignore once fixed"]
 async fn finding_3_a_device_trusted_while_the_account_is_deleted_outlives_it() {
     let (env, gated) = gated_env().await;
     let (challenge, code) = env.sms_code().await;

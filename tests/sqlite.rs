@@ -894,8 +894,8 @@ async fn marker_rows(pool: &SqlitePool) -> Vec<(String, i64)> {
         .expect("read the marker")
 }
 
-/// `load` (with every part, and a challenge alone) and `account_record`
-/// both fail with `NotInitialised`.
+/// `load` (with every part, and a challenge alone), `account_record`,
+/// `commit` and `claim_owner` all fail with `NotInitialised`.
 async fn assert_not_initialised(store: &SqliteStore, account: &AccountId, what: &str) {
     let id = ChallengeId::from_bytes([9; 16]);
     let loads = [
@@ -914,6 +914,24 @@ async fn assert_not_initialised(store: &SqliteStore, account: &AccountId, what: 
         kind(store.account_record(account).await),
         Some(StoreErrorKind::NotInitialised),
         "{what}: account_record"
+    );
+    // Nor is anything written: a step's commit checks the marker first.
+    let hits = [LimitHit {
+        key: "not-initialised".to_owned(),
+        window: time::Duration::minutes(1),
+        max: 10,
+    }];
+    let mut commit = Commit::default();
+    commit.hits = &hits;
+    assert_eq!(
+        kind(store.commit(&commit, time::OffsetDateTime::now_utc()).await),
+        Some(StoreErrorKind::NotInitialised),
+        "{what}: commit"
+    );
+    assert_eq!(
+        kind(store.claim_owner("not-initialised").await),
+        Some(StoreErrorKind::NotInitialised),
+        "{what}: claim_owner"
     );
 }
 

@@ -23,8 +23,8 @@ use crate::model::{
     VerificationId, VerificationRecord,
 };
 use crate::store::{
-    AccountCommit, ChallengeWrite, ClaimChanges, Commit, FailureChange, Load, RecordWrite, Store,
-    StoreError,
+    AccountCommit, ChallengeWrite, ClaimChanges, Commit, FailureChange, Load, RecordCheck,
+    RecordWrite, Store, StoreError,
 };
 
 /// Most compare-and-set rounds one change makes before it gives up with a
@@ -247,11 +247,19 @@ impl Slot for AccountSlot<'_> {
 /// run ended) in the same atomic step that writes the challenge, and both
 /// are compared with what was read. With `device`, a right guess also
 /// trusts that device in the same step ([`GuessRecord::trust`]).
+///
+/// With `decided_on`, the guess was judged on the account's record at that
+/// version (`None`: no record), say a sign-in that checked the code's
+/// contact and took the epoch of its device from it: every commit checks
+/// the record is still there ([`RecordCheck`]), and a fresh read that
+/// finds it changed ends the loop with a conflict, for the caller to
+/// decide again from the record.
 pub(crate) struct GuessSlot<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) account: &'a AccountId,
     pub(crate) id: ChallengeId,
     pub(crate) device: Option<&'a DeviceRecord>,
+    pub(crate) decided_on: Option<Option<u64>>,
 }
 
 /// What a [`GuessSlot`] reads and writes.
@@ -276,6 +284,11 @@ impl Slot for GuessSlot<'_> {
             .store
             .load(&Load::account(self.account).with_challenge(&self.id))
             .await?;
+        if let Some(version) = self.decided_on
+            && loaded.record.as_ref().map(|r| r.version) != version
+        {
+            return Err(StoreError::conflict().into());
+        }
         let challenge = loaded
             .challenge
             .ok_or(Error::Refused(Refusal::Code(CodeRefusal::Unknown)))?;
@@ -303,6 +316,10 @@ impl Slot for GuessSlot<'_> {
                 expected_version: *version,
             }),
             device: self.device.filter(|_| next.trust),
+            record_check: self.decided_on.map(|version| RecordCheck {
+                account: self.account,
+                version,
+            }),
             ..Commit::default()
         };
         // No hits: the instant is not used.
@@ -415,7 +432,12 @@ impl Slot for FailureSlot<'_> {
     }
 
     async fn load(&self) -> Result<Option<FailureRecord>, Error> {
-        Ok(self.store.failures(self.account).await?)
+        // Through `load`: the initialisation marker is checked with it.
+        Ok(self
+            .store
+            .load(&Load::account(self.account))
+            .await?
+            .failures)
     }
 
     async fn replace(

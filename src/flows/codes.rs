@@ -481,14 +481,24 @@ impl Challenges {
     /// The challenge must be `account`'s (the caller checked). Answers
     /// whether `device` was written with the success (not on a retry of
     /// the attempt that already spent the code).
+    ///
+    /// With `decided_on`, the caller judged the code (its contact, the
+    /// epoch of `device`) on the account's record at that version: the
+    /// commit lands only while the record is still there, and a record
+    /// changed meanwhile ends the call with a conflict [`Error::Store`],
+    /// nothing written, for the caller to read it again and decide again.
     pub(crate) async fn verify_step(
         &self,
         account: &AccountId,
         loaded: (ChallengeRecord, Option<FailureRecord>),
         code: Code<'_>,
         device: Option<&DeviceRecord>,
+        decided_on: Option<Option<u64>>,
     ) -> Result<(Verified, bool), Error> {
-        match self.guess_step(account, loaded, code, true, device).await? {
+        match self
+            .guess_step(account, loaded, code, true, device, decided_on)
+            .await?
+        {
             Stepped::Again(verified) => Ok((verified, false)),
             Stepped::Right(guess) => {
                 self.emit(Event::Verified {
@@ -512,7 +522,10 @@ impl Challenges {
         code: Code<'_>,
     ) -> Result<(ChallengeRecord, Option<FailureRecord>), Error> {
         let id = loaded.0.id;
-        match self.guess_step(account, loaded, code, false, None).await? {
+        match self
+            .guess_step(account, loaded, code, false, None, None)
+            .await?
+        {
             Stepped::Right(guess) => Ok((guess.challenge, guess.run)),
             Stepped::Again(_) => Err(self.refuse(
                 Some(id),
@@ -538,6 +551,7 @@ impl Challenges {
             account,
             id,
             device: None,
+            decided_on: None,
         };
         let first = GuessRecord {
             challenge,
@@ -582,6 +596,7 @@ impl Challenges {
         code: Code<'_>,
         spend: bool,
         device: Option<&DeviceRecord>,
+        decided_on: Option<Option<u64>>,
     ) -> Result<Stepped, Error> {
         let (record, run) = loaded;
         let now = self.now();
@@ -614,6 +629,7 @@ impl Challenges {
             account,
             id,
             device,
+            decided_on,
         };
         let first = GuessRecord {
             challenge: record,

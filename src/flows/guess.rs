@@ -24,7 +24,7 @@ use crate::error::{AccountRefusal, Error, Refusal};
 use crate::events::{Event, EventSink};
 use crate::limits::FailurePolicy;
 use crate::model::{AccountId, FailureRecord};
-use crate::store::Store;
+use crate::store::{Load, Store};
 
 /// A guess charged to an account's failure run, waiting to be settled.
 #[derive(Debug)]
@@ -48,7 +48,10 @@ pub(crate) async fn count(
     now: OffsetDateTime,
 ) -> Result<Result<Counted, Refusal>, Error> {
     let slot = FailureSlot { store, account };
-    let run = store.failures(account).await?;
+    // Read through `load`, which checks the initialisation marker: a store
+    // that lost its data must not count (or answer) a guess as if the
+    // account had no failures.
+    let run = store.load(&Load::account(account)).await?.failures;
     let landed = cas::change(&slot, run, |run| {
         if let Some(refusal) = policy.lockout(run.as_ref(), now).refusal() {
             return Ok(Step::Keep(Err(refusal)));

@@ -54,7 +54,7 @@ use crate::model::{
     Locale,
 };
 use crate::random::{OsRandom, Random};
-use crate::store::{Commit, Committed, LimitHit, Store};
+use crate::store::{Commit, Committed, LimitHit, Load, Store};
 use guess::Counted;
 
 /// A sign-in attempt presenting a proof, with the account's security
@@ -433,7 +433,14 @@ impl Challenges {
         account: &AccountId,
         now: OffsetDateTime,
     ) -> Result<(), Error> {
-        let run = self.inner.store.failures(account).await?;
+        // `load` checks the initialisation marker (`failures` alone does
+        // not): a wiped store answers an error, not "no failures".
+        let run = self
+            .inner
+            .store
+            .load(&Load::account(account))
+            .await?
+            .failures;
         self.refuse_locked(challenge, account, run.as_ref(), now)
     }
 

@@ -109,14 +109,21 @@ impl TwoFactor {
     /// Challenges in flight die with the record: their codes no longer
     /// match a contact of the account. Idempotent.
     ///
+    /// The record goes first. A sign-in racing the deletion commits its
+    /// device only while the record it was decided on still stands, so a
+    /// device is either trusted before the record goes (and deleted after
+    /// it) or not at all: none outlives the account to skip the second step
+    /// of a new account made later under the same id.
+    ///
     /// # Errors
-    /// [`Error::Store`]: call it again, it picks up where it stopped.
+    /// [`Error::Store`]: call it again, it picks up where it stopped (until
+    /// it succeeds, devices of the account may remain; they are dead with
+    /// its record, but a new account under the same id would meet them).
     #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.delete_account", skip_all, fields(account = account.0.as_str())))]
     pub async fn delete_account(&self, account: &AccountId) -> Result<(), Error> {
+        self.inner.contacts.delete_all(account).await?;
         self.inner.devices.purge(account, true).await?;
-        self.inner.challenges.reset_failures(account).await?;
-        // Last: while the record stands, a retry still finds the account.
-        self.inner.contacts.delete_all(account).await
+        self.inner.challenges.reset_failures(account).await
     }
 
     /// Deletes the account's trusted-device records that can no longer be

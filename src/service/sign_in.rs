@@ -17,7 +17,12 @@ use crate::model::{
     AccountId, AccountRecord, ChallengeId, Channel, Destination, DestinationKind, DeviceId,
     FailureRecord, Purpose,
 };
-use crate::store::Load;
+use crate::store::{Load, StoreError};
+
+/// How many times a code sign-in is decided again because the account's
+/// record changed between its read and its commit: each round lost means
+/// another change of the record landed, so a handful is plenty.
+const RECORD_ROUNDS: usize = 8;
 
 /// A way to pass the second step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -900,67 +905,23 @@ impl TwoFactor {
         attempt: Option<&SignInAttempt>,
     ) -> Result<SignedIn, Error> {
         let attempt = attempt.map(SignInAttempt::as_str);
-        // A proof presented again by the attempt that spent it counts only
-        // at the epoch it was spent at.
-        let at = |epoch| attempt.map(|id| Attempt { id, epoch });
         match proof {
             Proof::Code { challenge, code } => {
-                // The challenge, the account's record and its failure run in
-                // one read; the guess settled (and the device trusted) in one
-                // write.
-                let loaded = self
-                    .store()
-                    .load(&Load::account(account).with_challenge(challenge))
-                    .await?;
-                let Some(record) = loaded.challenge else {
-                    return Err(self.inner.challenges.unknown(*challenge));
-                };
-                if record.account.as_ref() != Some(account) {
-                    return Err(Refusal::Code(CodeRefusal::Unknown).into());
-                }
-                // The contact must still be the account's: a code in flight
-                // to a number changed since is dead.
-                let (to, epoch) =
-                    self.contact_still_in(loaded.record.as_ref(), &record.destination)?;
-                // A device token needs randomness; without it the sign-in
-                // still stands, untrusted (as when the store can't keep it).
-                let prepared = trust_device
-                    .map(|label| self.inner.devices.prepare(account, label, epoch).ok());
-                let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
-                let code = Code {
-                    input: code,
-                    purpose: &Purpose::SignIn,
-                    destination: &to,
-                    attempt: at(epoch),
-                };
-                let (verified, trusted) = self
-                    .inner
-                    .challenges
-                    .verify_step(account, (record, loaded.failures), code, device)
-                    .await?;
-                let kind = match verified.channel {
-                    Channel::Voice => MethodKind::Voice,
-                    Channel::Email => MethodKind::Email,
-                    _ => MethodKind::Sms,
-                };
-                match prepared {
-                    Some(Some((token, record))) if trusted => {
-                        let device = self.inner.devices.trusted(token, &record);
-                        Ok(self.finish(account, kind, None, Some(device), false, epoch))
-                    }
-                    Some(None) => {
-                        self.inner.ports.emit(Event::DeviceTrustFailed {
-                            account: account.clone(),
-                        });
-                        Ok(self.finish(account, kind, None, None, true, epoch))
-                    }
-                    // Not asked, or an attempt's retry (nothing written):
-                    // trust in a call of its own.
-                    _ => {
-                        self.signed_in(account, kind, None, trust_device, epoch)
-                            .await
+                // Decided on the account's record as read; when it changes
+                // before the commit lands (a replaced number, "sign out
+                // everywhere", the account's deletion), the commit is a
+                // conflict and the sign-in is decided again on the record
+                // as it now is.
+                for _ in 0..RECORD_ROUNDS {
+                    match self
+                        .code_sign_in(account, challenge, code, trust_device, attempt)
+                        .await
+                    {
+                        Err(Error::Store(e)) if e.is_conflict() => {}
+                        answer => return answer,
                     }
                 }
+                Err(StoreError::conflict().into())
             }
             Proof::Authenticator { code } => {
                 let epoch = self.inner.apps.check(account, code, attempt).await?;
@@ -1004,6 +965,81 @@ impl TwoFactor {
                             .await
                     }
                 }
+            }
+        }
+    }
+
+    /// One try at a sign-in with a sent code: the challenge, the account's
+    /// record and its failure run in one read; the guess settled (and the
+    /// device trusted) in one write, which lands only while the record is
+    /// still as read. A conflict [`Error::Store`] when it changed.
+    async fn code_sign_in(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+        code: &str,
+        trust_device: Option<&str>,
+        attempt: Option<&str>,
+    ) -> Result<SignedIn, Error> {
+        // A proof presented again by the attempt that spent it counts only
+        // at the epoch it was spent at.
+        let at = |epoch| attempt.map(|id| Attempt { id, epoch });
+        let loaded = self
+            .store()
+            .load(&Load::account(account).with_challenge(challenge))
+            .await?;
+        let Some(record) = loaded.challenge else {
+            return Err(self.inner.challenges.unknown(*challenge));
+        };
+        if record.account.as_ref() != Some(account) {
+            return Err(Refusal::Code(CodeRefusal::Unknown).into());
+        }
+        // The contact must still be the account's: a code in flight
+        // to a number changed since is dead.
+        let (to, epoch) = self.contact_still_in(loaded.record.as_ref(), &record.destination)?;
+        // A device token needs randomness; without it the sign-in
+        // still stands, untrusted (as when the store can't keep it).
+        let prepared =
+            trust_device.map(|label| self.inner.devices.prepare(account, label, epoch).ok());
+        let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
+        let code = Code {
+            input: code,
+            purpose: &Purpose::SignIn,
+            destination: &to,
+            attempt: at(epoch),
+        };
+        let (verified, trusted) = self
+            .inner
+            .challenges
+            .verify_step(
+                account,
+                (record, loaded.failures),
+                code,
+                device,
+                Some(loaded.record.as_ref().map(|r| r.version)),
+            )
+            .await?;
+        let kind = match verified.channel {
+            Channel::Voice => MethodKind::Voice,
+            Channel::Email => MethodKind::Email,
+            _ => MethodKind::Sms,
+        };
+        match prepared {
+            Some(Some((token, record))) if trusted => {
+                let device = self.inner.devices.trusted(token, &record);
+                Ok(self.finish(account, kind, None, Some(device), false, epoch))
+            }
+            Some(None) => {
+                self.inner.ports.emit(Event::DeviceTrustFailed {
+                    account: account.clone(),
+                });
+                Ok(self.finish(account, kind, None, None, true, epoch))
+            }
+            // Not asked, or an attempt's retry (nothing written):
+            // trust in a call of its own.
+            _ => {
+                self.signed_in(account, kind, None, trust_device, epoch)
+                    .await
             }
         }
     }

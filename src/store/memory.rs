@@ -383,7 +383,8 @@ impl StepStore for MemoryStore {
         // records first, then shards by index), so that commits never wait
         // for each other in a circle and no single-record call slips in
         // between the checks and the writes.
-        let mut contacts = commit.record.map(|_| lock(&self.contacts));
+        let mut contacts = (commit.record.is_some() || commit.record_check.is_some())
+            .then(|| lock(&self.contacts));
         let mut wanted: Vec<usize> = commit
             .hits
             .iter()
@@ -455,6 +456,11 @@ impl StepStore for MemoryStore {
             {
                 return Err(StoreError::conflict());
             }
+        }
+        if let (Some(check), Some(contacts)) = (commit.record_check, contacts.as_deref())
+            && contacts.books.get(check.account).map(|b| b.version) != check.version
+        {
+            return Err(StoreError::conflict());
         }
         if let (Some(write), Some(contacts)) = (commit.record, contacts.as_deref_mut()) {
             let account = &write.record.account;

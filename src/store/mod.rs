@@ -50,8 +50,8 @@ pub use purge::{PurgeStore, Purged};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use step::{
-    ChallengeWrite, Commit, Committed, FailureChange, LimitHit, Load, Loaded, RecordWrite,
-    StepStore,
+    ChallengeWrite, Commit, Committed, FailureChange, LimitHit, Load, Loaded, RecordCheck,
+    RecordWrite, StepStore,
 };
 
 use crate::model::{

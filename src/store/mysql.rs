@@ -151,7 +151,14 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 /// 3. the challenge: `INSERT`, or `UPDATE … WHERE id = ? AND version =
 ///    ?expected`;
 /// 4. the device: `INSERT`;
-/// 5. the account record and its claims, as `commit_account` does.
+/// 5. the record the step was decided on ([`Commit::record_check`]): a
+///    `SELECT version … LOCK IN SHARE MODE` that must find the version read;
+/// 6. the account record and its claims, as `commit_account` does.
+///
+/// Before all of them, the initialisation marker is read: without it the
+/// call fails with
+/// [`StoreErrorKind::NotInitialised`](super::StoreErrorKind::NotInitialised)
+/// and writes nothing.
 ///
 /// The first condition that fails rolls the whole transaction back, hits
 /// included: a [`Conflict`](super::StoreErrorKind::Conflict), or
@@ -165,9 +172,11 @@ const MIGRATION_LOCK_WAIT: i64 = 60;
 /// reads as an account that never turned on two-step sign-in. The store
 /// therefore keeps a marker, the row `initialised` of `ninsho_meta`,
 /// written only by [`initialise`](Self::initialise) (never by
-/// [`migrate`](Self::migrate)). [`load`](StepStore::load) and
-/// [`account_record`](AccountStore::account_record) read it in the same
-/// statement as the records, and fail with
+/// [`migrate`](Self::migrate)). [`load`](StepStore::load),
+/// [`account_record`](AccountStore::account_record) and
+/// [`claim_owner`](AccountStore::claim_owner) read it in the same
+/// statement as the records, and [`commit`](StepStore::commit) first in
+/// its transaction; they fail with
 /// [`StoreErrorKind::NotInitialised`](super::StoreErrorKind::NotInitialised)
 /// when it is absent, or when the tables or the database are gone. A
 /// database restored empty, truncated, or dropped and migrated again
@@ -296,6 +305,8 @@ struct Statements {
     load: SqlStr,
     initialise: SqlStr,
     failures_for_update: SqlStr,
+    marked: SqlStr,
+    book_version_shared: SqlStr,
 }
 
 impl Statements {
@@ -416,6 +427,13 @@ impl Statements {
             )),
             failures_for_update: statement(format!(
                 "SELECT consecutive FROM {failures} WHERE account = ? FOR UPDATE"
+            )),
+            marked: statement(format!(
+                "SELECT COUNT(*) FROM {meta} WHERE `key` = 'initialised'"
+            )),
+            // A locking read: the record can't change until the commit.
+            book_version_shared: statement(format!(
+                "SELECT version FROM {books} WHERE account = ? LOCK IN SHARE MODE"
             )),
             claims,
         }
@@ -1443,6 +1461,16 @@ impl MySqlStore {
     ) -> Result<Option<Committed>, Fail> {
         let mut tx = self.pool.begin().await.map_err(fail(false))?;
 
+        // 0. The marker: nothing is written into a store that lost it.
+        let marked: i64 = sqlx::query_scalar(self.sql.marked.clone())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| Fail::Store(load_err(e)))?;
+        if marked == 0 {
+            tx.rollback().await.map_err(fail(false))?;
+            return Err(Fail::Store(StoreError::not_initialised()));
+        }
+
         // 1. The hits, in order; one past its max commits the hits so far
         //    and nothing else.
         for (index, &(key, now, resets)) in parts.hits.iter().enumerate() {
@@ -1463,7 +1491,9 @@ impl MySqlStore {
 
         // 2. and 3. Each condition, checked by the statement that writes
         //    it; any that fails rolls the whole transaction back.
-        if !self.step_writes(&mut tx, commit, parts).await? {
+        if !self.step_writes(&mut tx, commit, parts).await?
+            || !self.record_unchanged(&mut tx, commit).await?
+        {
             tx.rollback().await.map_err(fail(false))?;
             return Ok(None);
         }
@@ -1491,6 +1521,25 @@ impl MySqlStore {
         }
         tx.commit().await.map_err(fail(false))?;
         Ok(Some(Committed::Done))
+    }
+
+    /// Whether the record a step was decided on ([`Commit::record_check`])
+    /// is still at the version read, by a locking read that keeps it so
+    /// until the transaction ends; `true` when there is nothing to check.
+    async fn record_unchanged(
+        &self,
+        conn: &mut MySqlConnection,
+        commit: &Commit<'_>,
+    ) -> Result<bool, Fail> {
+        let Some(check) = commit.record_check.filter(|_| commit.record.is_none()) else {
+            return Ok(true);
+        };
+        let version: Option<i64> = sqlx::query_scalar(self.sql.book_version_shared.clone())
+            .bind(account_key(&check.account.0)?)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(fail(false))?;
+        Ok(version == check.version.map(version_to_sql))
     }
 
     /// The failure run, challenge and device writes of a step, inside the
@@ -1685,6 +1734,9 @@ impl StepStore for MySqlStore {
         }
         if let Some(write) = commit.record {
             check_record_keys(&write.record.account, write.claims)?;
+        }
+        if let Some(check) = commit.record_check {
+            account_key(&check.account.0)?;
         }
         let parts = StepParts {
             hits,

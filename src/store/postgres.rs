@@ -36,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0003_contacts.sql"),
     ),
     (4, include_str!("../../migrations/postgres/0004_steps.sql")),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_step_checks.sql"),
+    ),
 ];
 
 /// The SQLSTATE `ninsho_commit` raises when a condition fails (a
@@ -45,6 +49,10 @@ const COMMIT_CONFLICT: &str = "NSC01";
 /// The SQLSTATE `ninsho_commit` raises when a claim is held by another
 /// account, with the claim's index as the error's DETAIL.
 const COMMIT_TAKEN: &str = "NSC02";
+
+/// The SQLSTATE `ninsho_step` raises when the initialisation marker is
+/// gone (nothing was written).
+const COMMIT_NOT_INITIALISED: &str = "NSC03";
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`); longer ones
 /// are silently truncated, so they are refused instead.
@@ -56,7 +64,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// database: no application locks, no read-modify-write round trips. A
 /// journey step's [`commit`](StepStore::commit), and `commit_account`,
 /// which change several rows, are one statement too: a call of the
-/// function `ninsho_commit` (see [Journey steps](#journey-steps) and
+/// function `ninsho_step` (see [Journey steps](#journey-steps) and
 /// [Contact claims](#contact-claims)). The one exception is
 /// `delete_account`, one transaction of two statements. Any number of app
 /// instances may share the tables.
@@ -73,12 +81,12 @@ const MAX_IDENTIFIER: usize = 63;
 /// | `replace_device` | `UPDATE … WHERE account = $1 AND id = $2 AND version = $expected`; no row updated → conflict |
 /// | `delete_device` | `DELETE … WHERE account = $1 AND id = $2`; whether a row went |
 /// | `delete_devices` | `DELETE … WHERE account = $1`; how many rows went |
-/// | `commit_account` | one `SELECT … FROM ninsho_commit(…)` with the record alone, see [Contact claims](#contact-claims) |
+/// | `commit_account` | one `SELECT … FROM ninsho_step(…)` with the record alone, see [Contact claims](#contact-claims) |
 /// | `delete_account` | one transaction: `DELETE` the record, then `DELETE … WHERE account = $1` from the claims |
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = $1 AND version = $expected`; no row updated → conflict |
 /// | `load` | one `SELECT`: the [initialisation marker](#initialisation-marker) and each part asked for, `LEFT JOIN`ed into one row |
-/// | `commit` | one `SELECT … FROM ninsho_commit(…)`, see [Journey steps](#journey-steps) |
+/// | `commit` | one `SELECT … FROM ninsho_step(…)`, see [Journey steps](#journey-steps) |
 ///
 /// Reads (`challenge`, `failures`, `device`, `devices`, `account_record`, `claim_owner`, `verification`) are one
 /// `SELECT` each; `account_record` and `claim_owner` read the marker in the same `SELECT`.
@@ -86,12 +94,16 @@ const MAX_IDENTIFIER: usize = 63;
 /// # Journey steps
 ///
 /// [`load`](StepStore::load) and [`commit`](StepStore::commit) are one
-/// round trip each. `commit` calls the PL/pgSQL function `ninsho_commit`,
-/// which [`migrate`](Self::migrate) installs (schema version 4), in one
-/// `SELECT`; a statement outside a transaction block is one transaction,
-/// so the whole call commits or rolls back as one. In it, under `READ
-/// COMMITTED`:
+/// round trip each. `commit` calls the PL/pgSQL function `ninsho_step`,
+/// which [`migrate`](Self::migrate) installs (schema version 5; it wraps
+/// version 4's `ninsho_commit`), in one `SELECT`; a statement outside a
+/// transaction block is one transaction, so the whole call commits or
+/// rolls back as one. In it, under `READ COMMITTED`:
 ///
+/// 0. the [initialisation marker](#initialisation-marker) is read; when it
+///    is gone the function raises SQLSTATE `NSC03`, which reads as
+///    [`NotInitialised`](super::StoreErrorKind::NotInitialised) with
+///    nothing written;
 /// 1. each send counter is charged with the statement of `hit`, in order;
 ///    the first one past its maximum ends the call, which returns
 ///    `LimitReached` and commits the counters charged so far;
@@ -109,7 +121,11 @@ const MAX_IDENTIFIER: usize = 63;
 ///    another account raises `NSC02` (the claim's index in its DETAIL)
 ///    and reads as [`Committed::Taken`], rolled back the same way;
 ///    conflicts are checked before claims;
-/// 3. it returns `done`.
+/// 3. the record the step was decided on
+///    ([`Commit::record_check`]), when there is one and the step does not
+///    write it, is read `FOR SHARE`: at another version, `NSC01` as above;
+///    the lock keeps it from changing until the call commits;
+/// 4. it returns `done`.
 ///
 /// Losing a race therefore shows in the server's log as an `ERROR` with
 /// SQLSTATE `NSC01` (its message names the part, never a value). Rows are
@@ -126,9 +142,10 @@ const MAX_IDENTIFIER: usize = 63;
 /// a `DELETE`, a restore of an empty backup. Every account would then read
 /// as new, with two-step sign-in off. To fail closed instead,
 /// `ninsho_meta` holds one marker row, checked by the statement of every
-/// [`load`](StepStore::load) and
-/// [`account_record`](AccountStore::account_record): without it they
-/// fail with
+/// [`load`](StepStore::load),
+/// [`account_record`](AccountStore::account_record) and
+/// [`claim_owner`](AccountStore::claim_owner), and first in every
+/// [`commit`](StepStore::commit): without it they fail with
 /// [`NotInitialised`](super::StoreErrorKind::NotInitialised), until an
 /// operator calls [`initialise`](Self::initialise).
 ///
@@ -157,7 +174,7 @@ const MAX_IDENTIFIER: usize = 63;
 /// # Contact claims
 ///
 /// `commit_account` is a [step commit](#journey-steps) of the record
-/// alone: one call of `ninsho_commit`, one transaction under `READ
+/// alone: one call of `ninsho_step`, one transaction under `READ
 /// COMMITTED`, in which
 ///
 /// 1. it takes a transaction-level advisory lock per claim key it claims
@@ -204,6 +221,11 @@ const MAX_IDENTIFIER: usize = 63;
 ///   rights, so the application's role needs `EXECUTE` on it, which
 ///   PostgreSQL grants to `PUBLIC` unless the database's default
 ///   privileges say otherwise);
+/// - version 5: the function `ninsho_step`, `ninsho_commit` with the
+///   marker checked first and the record a step was decided on
+///   ([`Commit::record_check`]) checked last, under a share lock
+///   (`ninsho_commit` stays, for instances of the previous release while
+///   an upgrade rolls out);
 ///
 /// and `ninsho_schema_version (version, applied_at)`. The SQL is shipped in
 /// `migrations/postgres/` for hosts that prefer their own migration tool
@@ -391,13 +413,13 @@ impl Statements {
                  LEFT JOIN {s}.ninsho_devices AS d ON d.account = $1 AND d.id = $3"
             )),
             commit: statement(format!(
-                "SELECT o_outcome, o_index, o_count, o_resets_at FROM {s}.ninsho_commit(\
+                "SELECT o_outcome, o_index, o_count, o_resets_at FROM {s}.ninsho_step(\
                  $1::text[], $2::timestamptz[], $3::bigint[], $4::timestamptz, \
                  $5::text, $6::bigint, $7::timestamptz, $8::bigint, $9::timestamptz, \
                  $10::boolean, $11::text, $12::bigint, $13::timestamptz, $14::text, $15::bigint, \
                  $16::text, $17::text, $18::bigint, $19::timestamptz, $20::text, \
                  $21::text, $22::bigint, $23::text, $24::bigint, \
-                 $25::text[], $26::text[], $27::bigint[])"
+                 $25::text[], $26::text[], $27::bigint[], $28::text, $29::bigint)"
             )),
             initialise: statement(format!(
                 "INSERT INTO {s}.ninsho_meta (key, written_at) VALUES ('initialised', now()) \
@@ -1024,6 +1046,7 @@ fn commit_failed(err: sqlx::Error) -> Result<Committed, StoreError> {
     if let sqlx::Error::Database(db) = &err {
         match db.code().as_deref() {
             Some(COMMIT_CONFLICT) => return Err(StoreError::conflict()),
+            Some(COMMIT_NOT_INITIALISED) => return Err(StoreError::not_initialised()),
             Some(COMMIT_TAKEN) => {
                 let index = db
                     .try_downcast_ref::<PgDatabaseError>()
@@ -1074,7 +1097,7 @@ impl StepStore for PgStore {
         })
     }
 
-    /// One `SELECT ninsho_commit(…)` (see the [type docs](PgStore#journey-steps)).
+    /// One `SELECT ninsho_step(…)` (see the [type docs](PgStore#journey-steps)).
     async fn commit(
         &self,
         commit: &Commit<'_>,
@@ -1111,6 +1134,7 @@ impl StepStore for PgStore {
 
         let book = commit.record;
         let book_json = book.map(|w| encode_record(w.record)).transpose()?;
+        let check = commit.record_check.filter(|_| book.is_none());
         let (claim, release, locks) = match book {
             None => (Vec::new(), Vec::new(), Vec::new()),
             Some(write) => {
@@ -1150,6 +1174,8 @@ impl StepStore for PgStore {
             .bind(claim)
             .bind(release)
             .bind(locks)
+            .bind(check.map(|c| c.account.0.as_str()))
+            .bind(check.and_then(|c| c.version).map(version_to_sql))
             .fetch_one(&self.pool)
             .await;
         let (outcome, index, count, resets_at) = match row {

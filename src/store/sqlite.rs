@@ -111,6 +111,10 @@ const LOAD: &str = "SELECT \
      LEFT JOIN ninsho_challenges AS c ON c.id = ?2 \
      LEFT JOIN ninsho_devices AS d ON d.account = ?1 AND d.id = ?3";
 
+const MARKED: &str = "SELECT EXISTS (SELECT 1 FROM ninsho_meta WHERE key = 'initialised')";
+
+const BOOK_VERSION: &str = "SELECT version FROM ninsho_contact_books WHERE account = ?1";
+
 const INITIALISE: &str = "INSERT INTO ninsho_meta (key, written_at) \
      VALUES ('initialised', ?1) ON CONFLICT (key) DO NOTHING";
 
@@ -188,7 +192,7 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// | `insert_verification` | `INSERT … ON CONFLICT (id) DO NOTHING`; no row inserted → conflict |
 /// | `replace_verification` | `UPDATE … WHERE id = ?1 AND version = ?5`; no row updated → conflict |
 /// | `load` | one `SELECT`: the [initialisation marker](#initialisation-marker) and each part asked for, `LEFT JOIN`ed into one row |
-/// | `commit` | `BEGIN IMMEDIATE`; each counter charged with the statement of `hit`, in order, the first past its maximum ends it (`COMMIT`, `LimitReached`); then the failure run, the challenge, the device and the account record with its claims, each with the statement of its part call, any that touches no row (or a claim held elsewhere) → rollback, conflict (or `Taken`); `COMMIT` |
+/// | `commit` | `BEGIN IMMEDIATE`; the [initialisation marker](#initialisation-marker) read (gone → rollback, `NotInitialised`); each counter charged with the statement of `hit`, in order, the first past its maximum ends it (`COMMIT`, `LimitReached`); then the failure run, the challenge, the device, the version of the record the step was decided on (`Commit::record_check`, a `SELECT`: another version → rollback, conflict) and the account record with its claims, each with the statement of its part call, any that touches no row (or a claim held elsewhere) → rollback, conflict (or `Taken`); `COMMIT` |
 ///
 /// Reads (`challenge`, `failures`, `device`, `devices`, `account_record`, `claim_owner`, `verification`) are one
 /// `SELECT` each; `account_record` reads the marker in the same `SELECT`.
@@ -200,9 +204,10 @@ const RECORD_VERSION: &str = "INSERT INTO ninsho_schema_version (version) VALUES
 /// file replaced by an emptied copy. Every account would then read as new,
 /// with two-step sign-in off. To fail closed instead, `ninsho_meta` holds
 /// one marker row, checked by the statement of every
-/// [`load`](StepStore::load) and
-/// [`account_record`](AccountStore::account_record): without it they
-/// fail with
+/// [`load`](StepStore::load),
+/// [`account_record`](AccountStore::account_record) and
+/// [`claim_owner`](AccountStore::claim_owner), and first in every
+/// [`commit`](StepStore::commit): without it they fail with
 /// [`NotInitialised`](super::StoreErrorKind::NotInitialised), until an
 /// operator calls [`initialise`](Self::initialise).
 ///
@@ -916,6 +921,13 @@ async fn apply(
     commit: &Commit<'_>,
     now: OffsetDateTime,
 ) -> Result<Committed, StoreError> {
+    let marked: bool = sqlx::query_scalar(MARKED)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(store_err(transient))?;
+    if !marked {
+        return Err(StoreError::not_initialised());
+    }
     for (index, hit) in commit.hits.iter().enumerate() {
         let count = charge(conn, &hit.key, hit.window, now).await?;
         if count.count > hit.max {
@@ -960,6 +972,16 @@ async fn apply(
             .await
             .map_err(|e| map_err(e, transient, true))?;
         applied(done.rows_affected())?;
+    }
+    if let Some(check) = commit.record_check.filter(|_| commit.record.is_none()) {
+        let version: Option<i64> = sqlx::query_scalar(BOOK_VERSION)
+            .bind(&check.account.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(store_err(transient))?;
+        if version != check.version.map(version_to_sql) {
+            return Err(StoreError::conflict());
+        }
     }
     if let Some(write) = commit.record
         && let Some(index) =

@@ -164,6 +164,25 @@ pub struct RecordWrite<'a> {
     pub claims: &'a ClaimChanges,
 }
 
+/// An account record a [`Commit`] was decided on without writing it: the
+/// commit lands only while the record is still at `version`.
+///
+/// A sign-in decides on the record (the code's contact is still the
+/// account's, the security epoch a trusted device and a step-up are bound
+/// to) and then writes only the challenge and the failure run. Checking the
+/// record in the same atomic step keeps a change that lands in between (a
+/// replaced phone number, "sign out everywhere", the account's deletion)
+/// from being overtaken: the commit is a
+/// [`Conflict`](super::StoreErrorKind::Conflict), and the caller reads the
+/// record again and decides again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordCheck<'a> {
+    /// Whose record.
+    pub account: &'a AccountId,
+    /// Its version as read; `None`: the account had no record.
+    pub version: Option<u64>,
+}
+
 /// Everything one journey step writes, applied by [`StepStore::commit`] as
 /// one atomic step. Every part is optional; an empty commit writes nothing.
 #[derive(Debug, Clone, Copy, Default)]
@@ -177,6 +196,11 @@ pub struct Commit<'a> {
     pub challenge: Option<ChallengeWrite<'a>>,
     /// An account record (and its claims) to write.
     pub record: Option<RecordWrite<'a>>,
+    /// An account record to check without writing it (see [`RecordCheck`]).
+    /// Leave it `None` when [`record`](Self::record) writes the same
+    /// account's record: that write's expected version already checks it
+    /// (stores may skip the check then).
+    pub record_check: Option<RecordCheck<'a>>,
     /// A newly trusted device to insert; a `Conflict` when its account
     /// already has a device with its id.
     pub device: Option<&'a DeviceRecord>,
@@ -248,8 +272,8 @@ pub trait StepStore: Send + Sync + std::fmt::Debug {
     /// 1. each `hits` counter is charged as [`LimitStore::hit`] at `now`;
     ///    the first whose count passes its `max`
     ///    stops the commit with [`Committed::LimitReached`];
-    /// 2. the conditions of `failures`, `challenge`, `record` and `device`
-    ///    are checked: any that fails is a
+    /// 2. the conditions of `failures`, `challenge`, `device`,
+    ///    `record_check` and `record` are checked: any that fails is a
     ///    [`Conflict`](super::StoreErrorKind::Conflict) (a claim held by
     ///    another account is [`Committed::Taken`] instead), and **nothing**
     ///    is written, the hits included;
@@ -257,10 +281,17 @@ pub trait StepStore: Send + Sync + std::fmt::Debug {
     ///
     /// [`LimitStore::hit`]: super::LimitStore::hit
     ///
+    /// A store that can lose its data checks its initialisation marker
+    /// first, in the same atomic step, and fails with
+    /// [`StoreErrorKind::NotInitialised`](super::StoreErrorKind::NotInitialised)
+    /// (nothing written) when it is gone: a step that was decided on a
+    /// `load` from before a wipe must not write into the empty store (send
+    /// a code, start a failure run, trust a device).
+    ///
     /// # Errors
-    /// A `Conflict` as above; backend failures otherwise (then nothing was
-    /// written, or, if the backend can't tell, the caller treats the step
-    /// as failed and a retry decides again).
+    /// A `Conflict` as above; `NotInitialised` as above; backend failures
+    /// otherwise (then nothing was written, or, if the backend can't tell,
+    /// the caller treats the step as failed and a retry decides again).
     async fn commit(
         &self,
         commit: &Commit<'_>,

@@ -277,6 +277,7 @@ where
     check_load_reads_together(new_store().await).await;
     check_commit_each_part(new_store().await).await;
     check_commit_conflict_writes_nothing(new_store().await).await;
+    check_commit_record_check(new_store().await).await;
     check_commit_limit_reached(new_store().await).await;
     check_commit_taken_writes_nothing(new_store().await).await;
     check_race_commit(new_store().await).await;

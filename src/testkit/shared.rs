@@ -419,7 +419,7 @@ async fn verify_by_step(
         attempt: None,
     };
     codes
-        .verify_step(account, (record, loaded.failures), code, None)
+        .verify_step(account, (record, loaded.failures), code, None, None)
         .await
         .map(|_| ())
 }

@@ -4,7 +4,8 @@
 
 use super::*;
 use crate::store::{
-    ChallengeWrite, Commit, Committed, FailureChange, LimitHit, Load, Loaded, RecordWrite,
+    ChallengeWrite, Commit, Committed, FailureChange, LimitHit, Load, Loaded, RecordCheck,
+    RecordWrite,
 };
 
 fn loaded(result: Result<Loaded, StoreError>) -> Loaded {
@@ -275,6 +276,7 @@ pub async fn check_commit_each_part(store: Arc<dyn Store>) {
             claims: &claims,
         }),
         device: Some(&device),
+        record_check: None,
     };
     assert_eq!(
         committed(s.commit(&commit, now).await, "commit"),
@@ -357,6 +359,7 @@ pub async fn check_commit_conflict_writes_nothing(store: Arc<dyn Store>) {
             claims: &claims,
         }),
         device: Some(&new_device),
+        record_check: None,
     };
     let stale_run = Some(run(3, now));
     let spoiled: [(&str, Commit<'_>); 7] = [
@@ -476,6 +479,127 @@ pub async fn check_commit_conflict_writes_nothing(store: Arc<dyn Store>) {
     assert_eq!(
         committed(s.commit(&good, now).await, "commit"),
         Committed::Done
+    );
+}
+
+/// Rule: a commit that checks an account record without writing it
+/// (`record_check`) lands only while that record is at the version given
+/// (`None`: while the account has none); at any other version it is a
+/// `Conflict` and nothing is written, not even its hits. The checked
+/// record itself is never changed.
+pub async fn check_commit_record_check(store: Arc<dyn Store>) {
+    let now = base_time();
+    let s = &*store;
+    let account = AccountId::new("testkit:commit:check");
+    let book = sample_contact_book(&account, now);
+    assert_eq!(
+        ok(
+            s.commit_account(&book, None, &ClaimChanges::default())
+                .await,
+            "commit_account"
+        ),
+        AccountCommit::Committed
+    );
+    let mut challenge = sample_challenge(0x7D, now);
+    challenge.account = Some(account.clone());
+    ok(s.insert_challenge(&challenge).await, "insert_challenge");
+    let mut next_challenge = challenge.clone();
+    next_challenge.version = 1;
+    next_challenge.failed_attempts = 1;
+    let device = sample_device(&account, 0x7E, now);
+    let counter = "testkit:commit:check:hits";
+    let hits = [hit(counter, 100)];
+    let step = |version: Option<u64>| Commit {
+        hits: &hits,
+        failures: Some(FailureChange {
+            account: &account,
+            expected: None,
+            next: Some(run(1, now)),
+        }),
+        challenge: Some(ChallengeWrite::Replace {
+            record: &next_challenge,
+            expected_version: 0,
+        }),
+        device: Some(&device),
+        record_check: Some(RecordCheck {
+            account: &account,
+            version,
+        }),
+        ..Commit::default()
+    };
+    for (what, version) in [
+        ("a record version that moved on", Some(2)),
+        ("an older record version", Some(0)),
+        ("no record where one is stored", None),
+    ] {
+        match s.commit(&step(version), now).await {
+            Err(e) if e.kind() == StoreErrorKind::Conflict => {}
+            other => panic!(
+                "a commit checking {what} must be a Conflict, got {:?}",
+                other.map_err(|e| describe(&e))
+            ),
+        }
+        let after = loaded(
+            s.load(
+                &Load::account(&account)
+                    .with_challenge(&challenge.id)
+                    .with_device(&device.id),
+            )
+            .await,
+        );
+        assert!(
+            after.failures.is_none()
+                && after.challenge.as_ref().map(|c| c.version) == Some(0)
+                && after.device.is_none(),
+            "a commit refused for checking {what} must write nothing"
+        );
+    }
+    assert_eq!(
+        count_after_one_more(s, counter, now).await,
+        1,
+        "commits refused for a changed record must not charge their hits"
+    );
+
+    // At the version stored it lands, and leaves the record as it was.
+    assert_eq!(
+        committed(s.commit(&step(Some(1)), now).await, "commit"),
+        Committed::Done
+    );
+    let after = loaded(
+        s.load(
+            &Load::account(&account)
+                .with_challenge(&challenge.id)
+                .with_device(&device.id),
+        )
+        .await,
+    );
+    assert!(
+        after.failures == Some(run(1, now))
+            && after.challenge.as_ref().map(|c| c.version) == Some(1)
+            && after.device.is_some(),
+        "a commit whose checked record is unchanged must write every part"
+    );
+    assert_eq!(
+        after.record.as_ref().map(|b| b.version),
+        Some(1),
+        "a checked record is not written"
+    );
+
+    // "No record" holds for an account without one.
+    let nobody = AccountId::new("testkit:commit:check:nobody");
+    let hits = [hit("testkit:commit:check:nobody", 100)];
+    let commit = Commit {
+        hits: &hits,
+        record_check: Some(RecordCheck {
+            account: &nobody,
+            version: None,
+        }),
+        ..Commit::default()
+    };
+    assert_eq!(
+        committed(s.commit(&commit, now).await, "commit"),
+        Committed::Done,
+        "a check that an account has no record holds while it has none"
     );
 }
 

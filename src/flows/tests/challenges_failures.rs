@@ -248,6 +248,7 @@ async fn store_error_on_replace_with_an_account_leaves_the_guess_counted() {
     let (record, code) = real_challenge(Some(account.clone())).await;
     let mut db = db_failing_replace(&record, 2);
     db.expect_failures().times(2).returning(|_| Ok(None));
+    db.expect_account_record().times(2).returning(|_| Ok(None));
     db.expect_replace_failures()
         .times(2)
         .returning(|_, expected, next| {
@@ -457,6 +458,7 @@ async fn store_error_on_hit_during_issue_sends_nothing() {
         .returning(|_, _, _| Err(db_down()));
     db.expect_insert_challenge().times(0);
     db.expect_failures().returning(|_| Ok(None));
+    db.expect_account_record().returning(|_| Ok(None));
     let mut sender = MockSender::new();
     sender.expect_send().times(0);
     let events = RecordingEvents::new();

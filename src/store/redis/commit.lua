@@ -1,22 +1,26 @@
 -- ninsho RedisStore: one journey step (StepStore::commit), all or nothing.
 --
 -- Every key comes from the caller, none is built here. KEYS, in this
--- order, each group only when ARGV's header says it is there:
+-- order, each group after the marker only when ARGV's header says it is
+-- there:
+--   marker     the initialisation marker        ({prefix}:meta:initialised)
 --   hits       one counter hash per hit         ({prefix}:limit:{key})
 --   failures   the failure run hash             ({prefix}:failures:{account})
 --   challenge  the challenge hash, the index    ({prefix}:challenge:{id},
 --                                                {prefix}:challenges:by_expiry)
 --   device     the device hash, the id set      ({prefix}:device:{len}:{account}:{id},
 --                                                {prefix}:devices:{account})
+--   check      the record hash checked, not     ({prefix}:contacts:{account})
+--              written
 --   record     the record hash, the claim set   ({prefix}:contacts:{account},
 --                                                {prefix}:claims:{account}),
 --              the keys to claim, then the keys to release ({prefix}:claim:{key})
 --
 -- ARGV, read front to back:
 --   header     hits (count), failures ('0'/'1'), challenge ('', 'insert',
---              'replace'), device ('0'/'1'), record ('0'/'1'), keys to claim
---              (count), keys to release (count), now (whole seconds), now
---              (nanosecond part)
+--              'replace'), device ('0'/'1'), check ('0'/'1'), record
+--              ('0'/'1'), keys to claim (count), keys to release (count), now
+--              (whole seconds), now (nanosecond part)
 --   per hit    window end (whole seconds), window end (nanosecond part),
 --              time to live of a new window's key (ms, >= 1), max hits
 --              (at most 2^53 - 1, so it compares exactly)
@@ -29,6 +33,7 @@
 --              member), largest time to live (ms)
 --   device     record JSON, version, expires_at in whole ms, time to live
 --              (ms, >= 1), id (set member)
+--   check      the version the record must still have ('' for "no record")
 --   record     expected version ('' for "no record"), record JSON, version,
 --              account id (the value of its claim keys), then the bare claim
 --              key (set member) of every claim key, in KEYS order
@@ -41,10 +46,13 @@
 --   {2, i, 0, 0, 0}        the i-th key to claim (from 0) names another
 --                          account: nothing written
 --   {3, 0, 0, 0, 0}        a condition failed: nothing written
+--   {4, 0, 0, 0, 0}        the marker is gone (the store lost its data):
+--                          nothing written, the counters included
 --
--- The order is the reference store's: the counters are worked out first
--- (a hit past its max stops everything there); then every condition is
--- checked (failure run, challenge, device, record version, claims) before
+-- The order is the reference store's, after the marker: the counters are
+-- worked out first (a hit past its max stops everything there); then every
+-- condition is checked (failure run, challenge, device, checked record,
+-- record version, claims) before
 -- the first write; then everything is written. Each write does what the
 -- part script for it does (hit.lua, replace_failures.lua, insert.lua or
 -- replace.lua, device_insert.lua, contacts_commit.lua), so the records are
@@ -61,10 +69,15 @@ local function key()
   return KEYS[k]
 end
 
+if redis.call('EXISTS', key()) == 0 then
+  return {4, 0, 0, 0, 0}
+end
+
 local nhits = tonumber(arg())
 local has_failures = arg() == '1'
 local challenge_mode = arg()
 local has_device = arg() == '1'
+local has_check = arg() == '1'
 local has_record = arg() == '1'
 local nclaim = tonumber(arg())
 local nrelease = tonumber(arg())
@@ -148,6 +161,18 @@ if has_device then
   device = {key = key(), set = key(), json = arg(), version = arg(), expires_ms = arg(),
     ttl = arg(), id = arg()}
   if redis.call('EXISTS', device.key) == 1 then
+    return conflict
+  end
+end
+
+if has_check then
+  local stored = redis.call('HGET', key(), 'version')
+  local expected = arg()
+  if expected == '' then
+    if stored then
+      return conflict
+    end
+  elseif stored ~= expected then
     return conflict
   end
 end

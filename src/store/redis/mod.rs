@@ -116,9 +116,12 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 ///   be seen from here, and the marker below still guards it.
 /// - **The initialisation marker.** The key `{prefix}:meta:initialised` is
 ///   written only by [`initialise`](Self::initialise).
-///   [`load`](super::StepStore::load) and
-///   [`account_record`](AccountStore::account_record) check it in the same
-///   script that reads the records and fail with
+///   [`load`](super::StepStore::load),
+///   [`account_record`](AccountStore::account_record) and
+///   [`claim_owner`](AccountStore::claim_owner) check it in the same
+///   script or command that reads the records, and
+///   [`commit`](super::StepStore::commit) before it writes anything; they
+///   fail with
 ///   [`StoreErrorKind::NotInitialised`](super::StoreErrorKind::NotInitialised)
 ///   when it is gone. A flushed or restarted-empty server therefore answers
 ///   errors, never "two-step sign-in is off".
@@ -177,7 +180,7 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `contacts_commit.lua` | a account record, compare-and-set on `version` (or insert if absent), with its claims: nothing written if a key to claim names another account; else the released keys the account holds deleted, the claimed ones set, the account's claim set kept in step |
 /// | `contacts_delete.lua` | the record, every claim key of the account's claim set that still names it, and the set |
 /// | `load.lua` | checks the marker, then reads the hashes it is given: an account record, a failure run, a device, a challenge ([`load`](super::StepStore::load), and [`account_record`](AccountStore::account_record) with the record alone) |
-/// | `commit.lua` | a journey step: works out its counter hits (stopping at the first past its max), checks the failure run, the challenge's version or absence, the device's absence, the record's version and claims, then writes them all as the part scripts above would |
+/// | `commit.lua` | a journey step: checks the marker, works out its counter hits (stopping at the first past its max), checks the failure run, the challenge's version or absence, the device's absence, the version of a record the step was decided on, the record's version and claims, then writes them all as the part scripts above would |
 ///
 /// Combined verifications go through the challenge scripts (`insert.lua`,
 /// `replace.lua`, `purge.lua`) on their own keys and index: the same

@@ -180,6 +180,8 @@ impl StepStore for RedisStore {
             return Ok(Committed::Done);
         }
         let mut invocation = COMMIT.prepare_invoke();
+        invocation.key(self.marker_key());
+        let check = commit.record_check.filter(|_| commit.record.is_none());
         let (now_secs, now_nanos) = split(now);
         let (claims, releases) = commit
             .record
@@ -193,6 +195,7 @@ impl StepStore for RedisStore {
                 Some(ChallengeWrite::Replace { .. }) => "replace",
             })
             .arg(if commit.device.is_some() { "1" } else { "0" })
+            .arg(if check.is_some() { "1" } else { "0" })
             .arg(if commit.record.is_some() { "1" } else { "0" })
             .arg(claims)
             .arg(releases)
@@ -274,6 +277,12 @@ impl StepStore for RedisStore {
                 .arg(device.id.to_string());
         }
 
+        if let Some(check) = check {
+            invocation
+                .key(self.contacts_key(check.account))
+                .arg(check.version.map_or_else(String::new, |v| v.to_string()));
+        }
+
         if let Some(write) = commit.record {
             let record = write.record;
             let json = serde_json::to_string(record).map_err(StoreError::other)?;
@@ -308,8 +317,9 @@ impl StepStore for RedisStore {
             }),
             2 => Ok(Committed::Taken { index }),
             3 => Err(StoreError::conflict()),
+            4 => Err(StoreError::not_initialised()),
             other => Err(StoreError::other(format!(
-                "commit.lua replied {other}, not 0, 1, 2 or 3"
+                "commit.lua replied {other}, not 0, 1, 2, 3 or 4"
             ))),
         }
     }
