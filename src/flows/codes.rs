@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::cas::{self, ChallengeSlot, GuessRecord, GuessSlot, Step};
-use super::guess::Counted;
+use super::guess::{self, Counted};
 use super::{Attempt, Challenges};
 use crate::challenge::{
     Decision, NewChallenge, decide, generate_code, hash_code, is_live_code, refusal_before_check,
@@ -922,11 +922,12 @@ impl Challenges {
             .await
     }
 
-    /// Masked-contact confirmation, in constant time. The answer is
-    /// counted as a guess against the account first (which refuses while
-    /// it is locked); a right answer takes the count back — it proves
-    /// nothing the account doesn't already show — and a wrong one keeps it
-    /// and sends nothing.
+    /// Masked-contact confirmation, in constant time. With an account, the
+    /// answer is settled as a guess against it ([`guess::judge`]): refused
+    /// while the account is locked; a wrong answer counted (and nothing
+    /// sent); a right one answered only while the failure run it was judged
+    /// on stands, and not counted — it proves nothing the account doesn't
+    /// already show.
     async fn check_confirmation(
         &self,
         destination: &Destination,
@@ -934,24 +935,22 @@ impl Challenges {
         account: Option<&AccountId>,
         now: OffsetDateTime,
     ) -> Result<(), Error> {
-        let counted = match account {
-            Some(account) => Some(self.count_guess(None, account, now).await?),
-            None => None,
-        };
         let matches = destination
             .confirmation_form(typed, &self.inner.mask)
             .is_some_and(|(typed, expected)| {
                 bool::from(typed.as_bytes().ct_eq(expected.as_bytes()))
             });
         let inner = &self.inner;
-        if matches {
-            if let Some(counted) = counted {
-                counted.refund(&*inner.store).await;
+        if let Some(account) = account {
+            match guess::judge(&*inner.store, &inner.failures, account, now, matches).await? {
+                Err(reason) => return Err(self.refuse(None, Some(account.clone()), reason)),
+                Ok(None) => return Ok(()),
+                Ok(Some(run)) => {
+                    guess::report_lock(&inner.failures, &*inner.events, account, &run, now);
+                }
             }
+        } else if matches {
             return Ok(());
-        }
-        if let Some(counted) = &counted {
-            counted.wrong(&inner.failures, &*inner.events, now);
         }
         Err(self.refuse(
             None,

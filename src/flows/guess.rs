@@ -72,6 +72,50 @@ pub(crate) async fn count(
     }))
 }
 
+/// Settles a guess whose answer is already known, `right` or not (a check
+/// made in constant time against something the caller holds, such as the
+/// masked-contact confirmation), in one compare-and-set loop on the
+/// account's failure run, where [`count`] and a refund would take two: a
+/// locked account is refused (`Err`) and nothing is answered; a wrong
+/// guess lengthens the run and answers it (`Ok(Some(run))`); a right one
+/// is answered (`Ok(None)`) only when a compare-and-set of the run on
+/// itself lands, that is, only while the run it was judged on is still the
+/// account's. Racing guesses therefore get no more answers than the
+/// back-off allows, as with [`count`], and a right guess never takes
+/// anything back, so it can't erase a failure counted meanwhile (which a
+/// refund compared by value could, when a newer run had the same length
+/// and instant).
+///
+/// # Errors
+/// Store failures: nothing was counted or answered then.
+pub(crate) async fn judge(
+    store: &dyn Store,
+    policy: &FailurePolicy,
+    account: &AccountId,
+    now: OffsetDateTime,
+    right: bool,
+) -> Result<Result<Option<FailureRecord>, Refusal>, Error> {
+    let slot = FailureSlot { store, account };
+    let run = store.load(&Load::account(account)).await?.failures;
+    let landed = cas::change(&slot, run, |run| {
+        if let Some(refusal) = policy.lockout(run.as_ref(), now).refusal() {
+            return Ok(Step::Keep(Err(refusal)));
+        }
+        if right {
+            // Written unchanged: the compare-and-set alone.
+            return Ok(Step::Write(Ok(None)));
+        }
+        let counted = FailureRecord {
+            consecutive: run.map_or(0, |r| r.consecutive).saturating_add(1),
+            last_failure_at: now,
+        };
+        *run = Some(counted);
+        Ok(Step::Write(Ok(Some(counted))))
+    })
+    .await?;
+    Ok(landed.answer)
+}
+
 impl Counted {
     /// The guess was right and proves a factor: the run ends. Bookkeeping
     /// that must not turn a success into an error, so a store failure here
