@@ -219,6 +219,7 @@ pub(super) fn applied(rows_affected: u64) -> Result<(), StoreError> {
 /// pairs read from the claims table) give to an account other than
 /// `account`: what [`AccountCommit::Taken`](super::AccountCommit::Taken)
 /// reports.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(super) fn first_taken(
     claim: &[String],
     holders: &[(String, String)],

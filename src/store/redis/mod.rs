@@ -110,10 +110,15 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 ///   `CONFIG GET appendonly`. When both say nothing is written to disk
 ///   (`save` empty, `appendonly no`), they refuse with
 ///   [`RedisConnectError::VolatileServer`], unless the host opted in with
-///   [`RedisStoreBuilder::dangerously_allow_volatile_server`]. A server
+///   [`RedisStoreBuilder::dangerously_allow_volatile_server`]. In the
+///   same round trip they read `maxmemory-policy`: an `allkeys-*` policy
+///   may evict one account's record and keep everything else, the marker
+///   included, which no marker can catch, so it is refused with
+///   [`RedisConnectError::EvictingServer`] unless the host opted in with
+///   [`RedisStoreBuilder::dangerously_allow_evicting_server`]. A server
 ///   that refuses `CONFIG` (managed Redis services often do; renamed or
-///   forbidden by ACL) is accepted without a word: its persistence can't
-///   be seen from here, and the marker below still guards it.
+///   forbidden by ACL) is accepted without a word: its settings can't be
+///   seen from here, and the marker below still guards against a wipe.
 /// - **The initialisation marker.** The key `{prefix}:meta:initialised` is
 ///   written only by [`initialise`](Self::initialise).
 ///   [`load`](super::StepStore::load),
@@ -301,6 +306,7 @@ impl fmt::Debug for RedisStore {
 pub struct RedisStoreBuilder {
     prefix: String,
     allow_volatile: bool,
+    allow_evicting: bool,
 }
 
 impl RedisStoreBuilder {
@@ -322,6 +328,24 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Accepts a server whose `maxmemory-policy` evicts any key when memory
+    /// runs short (`allkeys-lru`, `allkeys-lfu`, `allkeys-random`), which
+    /// the store otherwise refuses.
+    ///
+    /// **Dangerous**: such a server may drop an account's record (which
+    /// says that two-step sign-in is on) while keeping the initialisation
+    /// marker, and that account then reads as one that never turned it on;
+    /// it may drop failure runs (fresh guesses for an attacker) and send
+    /// counters. Give ninsho a server (or a database of its own on one)
+    /// with `noeviction`, or a `volatile-*` policy, which evicts only keys
+    /// with a time to live: challenges, devices and counters, never
+    /// accounts, claims, failure runs or the marker (an evicted counter
+    /// does forget sends, so size `maxmemory` so it is never reached).
+    pub fn dangerously_allow_evicting_server(mut self) -> Self {
+        self.allow_evicting = true;
+        self
+    }
+
     /// Connects to the Redis at `url` (`redis://[user:password@]host:port/db`)
     /// with the connection manager's default retries and timeouts, then
     /// [builds](Self::build) the store on that connection.
@@ -340,8 +364,10 @@ impl RedisStoreBuilder {
     }
 
     /// The store on `manager`, after one round trip that reads the
-    /// server's `save` and `appendonly` settings (none when the host
-    /// [accepted a volatile server](Self::dangerously_allow_volatile_server)).
+    /// server's `save`, `appendonly` and `maxmemory-policy` settings (none
+    /// when the host accepted both a
+    /// [volatile](Self::dangerously_allow_volatile_server) and an
+    /// [evicting](Self::dangerously_allow_evicting_server) server).
     ///
     /// A server that refuses `CONFIG` (an error reply: an unknown or
     /// renamed command, an ACL without the permission) is accepted, as is
@@ -351,6 +377,8 @@ impl RedisStoreBuilder {
     /// # Errors
     /// [`RedisConnectError::VolatileServer`] when the server keeps nothing
     /// on disk and the host did not accept that;
+    /// [`RedisConnectError::EvictingServer`] when its `maxmemory-policy`
+    /// may evict any key and the host did not accept that;
     /// [`RedisConnectError::Store`] of kind
     /// [`Unavailable`](super::StoreErrorKind::Unavailable) when the server
     /// can't be reached or is still loading its data.
@@ -360,8 +388,17 @@ impl RedisStoreBuilder {
             prefix: self.prefix,
             retention: DEFAULT_RETENTION,
         };
-        if !self.allow_volatile && keeps_nothing(&mut store.conn.clone()).await? {
+        if self.allow_volatile && self.allow_evicting {
+            return Ok(store);
+        }
+        let settings = settings(&mut store.conn.clone()).await?;
+        if !self.allow_volatile && settings.keeps_nothing() {
             return Err(RedisConnectError::VolatileServer);
+        }
+        if !self.allow_evicting
+            && let Some(policy) = settings.evicts_any_key()
+        {
+            return Err(RedisConnectError::EvictingServer { policy });
         }
         Ok(store)
     }
@@ -387,34 +424,83 @@ pub enum RedisConnectError {
          would erase every account's two-step settings; turn on RDB or AOF persistence"
     )]
     VolatileServer,
+    /// The server's `maxmemory-policy` (named here) may evict any key when
+    /// memory runs short, an account's record included, and the host did
+    /// not call
+    /// [`dangerously_allow_evicting_server`](RedisStoreBuilder::dangerously_allow_evicting_server).
+    #[error(
+        "the Redis server's maxmemory-policy is {policy}: it may evict an account's record and \
+         read it as two-step sign-in off; use noeviction or a volatile-* policy"
+    )]
+    EvictingServer {
+        /// The server's policy, as it reported it.
+        policy: String,
+    },
 }
 
 impl From<RedisConnectError> for StoreError {
     fn from(error: RedisConnectError) -> Self {
         match error {
             RedisConnectError::Store(error) => error,
-            volatile @ RedisConnectError::VolatileServer => StoreError::other(volatile),
+            refused @ (RedisConnectError::VolatileServer
+            | RedisConnectError::EvictingServer { .. }) => StoreError::other(refused),
         }
     }
 }
 
-/// Whether the server says it keeps nothing on disk: `save` empty and
-/// `appendonly no`, read in one round trip (a pipeline of two
-/// `CONFIG GET`s, which every Redis version understands). `false` when it
-/// refuses `CONFIG` or answers in a shape that names neither setting.
-async fn keeps_nothing(conn: &mut ConnectionManager) -> Result<bool, StoreError> {
-    let reply: Result<(Value, Value), RedisError> = ::redis::pipe()
+/// What the server says of the settings the store checks at connect;
+/// `None` where it would not say (it refuses `CONFIG`, or its reply names
+/// no such setting).
+#[derive(Debug, Default)]
+struct Settings {
+    save: Option<String>,
+    appendonly: Option<String>,
+    maxmemory_policy: Option<String>,
+}
+
+impl Settings {
+    /// Whether the server keeps nothing on disk: `save` empty and
+    /// `appendonly no`. `false` when it did not say.
+    fn keeps_nothing(&self) -> bool {
+        self.save.as_deref().is_some_and(|v| v.trim().is_empty())
+            && self
+                .appendonly
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case("no"))
+    }
+
+    /// The policy, when the server may evict any key (`allkeys-*`), an
+    /// account's record included. `None` for `noeviction`, the
+    /// `volatile-*` policies (only keys with a time to live, which account
+    /// records, claims, failure runs and the marker never have) and when it
+    /// did not say.
+    fn evicts_any_key(&self) -> Option<String> {
+        self.maxmemory_policy
+            .as_deref()
+            .filter(|p| p.trim().to_ascii_lowercase().starts_with("allkeys-"))
+            .map(str::to_owned)
+    }
+}
+
+/// Reads `save`, `appendonly` and `maxmemory-policy` in one round trip (a
+/// pipeline of `CONFIG GET`s, which every Redis version understands). A
+/// server that refuses `CONFIG` says nothing: everything `None`.
+async fn settings(conn: &mut ConnectionManager) -> Result<Settings, StoreError> {
+    let reply: Result<(Value, Value, Value), RedisError> = ::redis::pipe()
         .cmd("CONFIG")
         .arg("GET")
         .arg("save")
         .cmd("CONFIG")
         .arg("GET")
         .arg("appendonly")
+        .cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
         .query_async(conn)
         .await;
-    let (save, appendonly) = match reply {
+    let (save, appendonly, policy) = match reply {
         Ok(reply) => reply,
-        Err(error) if refused(&error) => return Ok(false),
+        Err(error) if refused(&error) => return Ok(Settings::default()),
         Err(error) => return Err(map_redis(error)),
     };
     let setting = |value: Value, name: &str| -> Option<String> {
@@ -422,8 +508,11 @@ async fn keeps_nothing(conn: &mut ConnectionManager) -> Result<bool, StoreError>
             .ok()?
             .remove(name)
     };
-    Ok(setting(save, "save").is_some_and(|v| v.trim().is_empty())
-        && setting(appendonly, "appendonly").is_some_and(|v| v.eq_ignore_ascii_case("no")))
+    Ok(Settings {
+        save: setting(save, "save"),
+        appendonly: setting(appendonly, "appendonly"),
+        maxmemory_policy: setting(policy, "maxmemory-policy"),
+    })
 }
 
 /// Whether the server answered a command with a refusal of its own (not
@@ -444,6 +533,7 @@ impl RedisStore {
         RedisStoreBuilder {
             prefix: prefix.into(),
             allow_volatile: false,
+            allow_evicting: false,
         }
     }
 
@@ -1191,6 +1281,48 @@ impl PurgeStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn said(save: &str, appendonly: &str, policy: &str) -> Settings {
+        Settings {
+            save: Some(save.to_owned()),
+            appendonly: Some(appendonly.to_owned()),
+            maxmemory_policy: Some(policy.to_owned()),
+        }
+    }
+
+    #[test]
+    fn only_a_server_with_neither_snapshots_nor_aof_keeps_nothing() {
+        assert!(said("", "no", "noeviction").keeps_nothing());
+        assert!(said("  ", "NO", "noeviction").keeps_nothing());
+        assert!(!said("3600 1", "no", "noeviction").keeps_nothing());
+        assert!(!said("", "yes", "noeviction").keeps_nothing());
+        assert!(!Settings::default().keeps_nothing());
+    }
+
+    #[test]
+    fn only_allkeys_policies_evict_any_key() {
+        for policy in [
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "ALLKEYS-LRU",
+        ] {
+            assert_eq!(
+                said("3600 1", "yes", policy).evicts_any_key().as_deref(),
+                Some(policy)
+            );
+        }
+        for policy in [
+            "noeviction",
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+        ] {
+            assert_eq!(said("3600 1", "yes", policy).evicts_any_key(), None);
+        }
+        assert_eq!(Settings::default().evicts_any_key(), None);
+    }
 
     #[test]
     fn split_and_join_keep_every_nanosecond() {
