@@ -208,10 +208,12 @@ async fn pttl(conn: &mut ConnectionManager, key: &str) -> i64 {
 }
 
 /// A store on `prefix` that accepts the test server (which keeps nothing
-/// on disk), not initialised.
+/// on disk), not initialised. Both checks are waived, so building it makes
+/// no round trip (some tests build it on a server that isn't there).
 async fn volatile(conn: ConnectionManager, prefix: impl Into<String>) -> RedisStore {
     RedisStore::builder(prefix)
         .dangerously_allow_volatile_server()
+        .dangerously_allow_evicting_server()
         .build(conn)
         .await
         .expect("a store that accepts a volatile server")
