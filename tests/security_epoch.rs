@@ -12,13 +12,15 @@ use ninsho::device::DeviceCheck;
 use ninsho::gateway::RecordingGateway;
 use ninsho::model::AccountId;
 use ninsho::otp::Totp;
-use ninsho::service::{Proof, SignedIn, StepUp, TwoFactor};
+use ninsho::service::{Proof, SignInStart, SignedIn, Skip, StepUp, TwoFactor};
+use ninsho::store::AccountStore;
 use ninsho::store::MemoryStore;
 use ninsho::{Clock, ManualClock, Refusal};
 use support::{T0, enrol, no_send_limits, refusal, secret_to, sms_sign_in, two_factor};
 use time::Duration;
 
 struct Env {
+    store: Arc<MemoryStore>,
     service: TwoFactor,
     gateway: RecordingGateway,
     clock: ManualClock,
@@ -32,12 +34,14 @@ fn taro() -> AccountId {
 async fn env() -> (Env, Vec<String>) {
     let gateway = RecordingGateway::new();
     let clock = ManualClock::at_unix(T0).unwrap();
-    let service = two_factor("Example", Arc::new(MemoryStore::new()), &gateway, &clock, 5)
+    let store = Arc::new(MemoryStore::new());
+    let service = two_factor("Example", store.clone(), &gateway, &clock, 5)
         .limits(no_send_limits())
         .build()
         .unwrap();
     let codes = enrol(&service, &gateway, &taro()).await;
     let env = Env {
+        store,
         service,
         gateway,
         clock,
@@ -230,4 +234,53 @@ async fn an_edited_epoch_is_a_forged_step_up() {
     json["epoch"] = serde_json::json!(proof.epoch() + 1);
     let edited: StepUp = serde_json::from_value(json).unwrap();
     assert!(env.step_up_refused(&edited).await);
+}
+
+/// A `delete_account` that fails after deleting the record (the store
+/// went away before the devices were deleted) leaves the devices behind.
+/// When an account of the same id is made again, its record starts again
+/// at epoch 0, where those devices were trusted: they, and the step-up
+/// proofs of the old record, must not vouch for the new one.
+#[tokio::test]
+async fn devices_and_step_ups_left_from_a_deleted_record_do_not_vouch_for_a_new_one() {
+    let (env, _) = env().await;
+    let old = env.sms_sign_in().await;
+    // What a delete_account cut off after its first write leaves.
+    env.store.delete_account(&taro()).await.unwrap();
+    env.clock.advance(Duration::minutes(1));
+    enrol(&env.service, &env.gateway, &taro()).await;
+
+    let (token, _) = old.device.as_ref().unwrap();
+    let begin = env
+        .service
+        .sign_in_begin(&taro(), Some(token.expose_secret()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(begin, SignInStart::Required { .. }),
+        "the old record's device skipped the second step: {begin:?}"
+    );
+    assert_eq!(env.device_check(&old).await, DeviceCheck::Revoked);
+    assert!(env.service.devices(&taro()).await.unwrap().is_empty());
+    assert!(env.step_up_refused(&old.step_up).await);
+
+    // The new record's own devices and proofs work as ever.
+    let new = env.sms_sign_in().await;
+    assert!(matches!(
+        env.device_check(&new).await,
+        DeviceCheck::Valid { .. }
+    ));
+    let (token, _) = new.device.as_ref().unwrap();
+    assert!(matches!(
+        env.service
+            .sign_in_begin(&taro(), Some(token.expose_secret()))
+            .await
+            .unwrap(),
+        SignInStart::NotNeeded(Skip::TrustedDevice)
+    ));
+    env.service
+        .check_step_up(&taro(), &new.step_up)
+        .await
+        .unwrap();
+    assert_eq!(env.service.devices(&taro()).await.unwrap().len(), 1);
 }

@@ -9,9 +9,48 @@ use crate::error::Error;
 use crate::model::{AccountId, AccountRecord};
 use crate::store::{ClaimChanges, Store, StoreError};
 
-/// The account's security epoch (0 for an account without a record).
-pub(crate) async fn epoch(store: &dyn Store, account: &AccountId) -> Result<u64, StoreError> {
-    Ok(store.account_record(account).await?.map_or(0, |b| b.epoch))
+/// What a trusted device or a step-up proof is checked against: the
+/// account's security epoch, and when its record was created.
+///
+/// The creation time matters when an account's record was deleted and a
+/// new one made under the same id: the new record starts again at epoch 0,
+/// so a device or proof left over from the old one (a
+/// [`delete_account`](crate::service::TwoFactor::delete_account) that failed
+/// after deleting the record, say) would match its epoch. Whatever was
+/// issued before the record existed belongs to an earlier record, and is
+/// revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// The security epoch (0 without a record).
+    pub(crate) epoch: u64,
+    /// When the record was created (`None` without a record).
+    pub(crate) since: Option<OffsetDateTime>,
+}
+
+impl Standing {
+    /// The standing `record` gives (`None`, or a fresh record not stored
+    /// yet: the account has no record).
+    pub(crate) fn of(record: Option<&AccountRecord>) -> Self {
+        Self {
+            epoch: record.map_or(0, |b| b.epoch),
+            since: record.filter(|b| b.version > 0).map(|b| b.created_at),
+        }
+    }
+
+    /// Whether something issued at `at`, at security epoch `epoch`, still
+    /// stands: the epoch has not moved past it, and it was not issued
+    /// before the current record existed.
+    pub(crate) fn admits(&self, epoch: u64, at: OffsetDateTime) -> bool {
+        epoch >= self.epoch && self.since.is_none_or(|since| at >= since)
+    }
+}
+
+/// The account's [`Standing`], read from its record.
+pub(crate) async fn standing(
+    store: &dyn Store,
+    account: &AccountId,
+) -> Result<Standing, StoreError> {
+    Ok(Standing::of(store.account_record(account).await?.as_ref()))
 }
 
 /// Reads the account's record (a fresh one if it has none), lets `edit`

@@ -3,8 +3,9 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use super::Ports;
+use super::account::{self, Standing};
 use super::cas::{self, DeviceSlot, Step};
-use super::{Ports, account};
 use crate::device::{self, DeviceCheck, DevicePolicy, DeviceToken};
 use crate::error::{AccountRefusal, Error, RetiredKey, SecretKind};
 use crate::events::Event;
@@ -81,7 +82,7 @@ impl TrustedDevices {
         account: &AccountId,
         label: &str,
     ) -> Result<(DeviceToken, DeviceInfo), Error> {
-        let epoch = account::epoch(&*self.ports.store, account).await?;
+        let epoch = account::standing(&*self.ports.store, account).await?.epoch;
         self.trust_at(account, label, epoch).await
     }
 
@@ -135,7 +136,9 @@ impl TrustedDevices {
 
     /// Checks a device token for an account: valid, expired, revoked or
     /// unknown (constant-time comparison; a token of another account is
-    /// unknown). A valid check refreshes "last used" at most once per
+    /// unknown). A device trusted before the account's current record was
+    /// created (left over from a deleted record of the same account id) is
+    /// revoked. A valid check refreshes "last used" at most once per
     /// refresh interval; that write never changes the answer.
     ///
     /// Key rotation: a valid token whose record was hashed with a previous
@@ -148,32 +151,24 @@ impl TrustedDevices {
     /// # Errors
     /// [`Error::Store`] — fail closed: treat as "ask for the second factor".
     pub async fn check(&self, account: &AccountId, token: &str) -> Result<DeviceCheck, Error> {
-        let epoch = account::epoch(&*self.ports.store, account).await?;
-        self.check_at(account, token, epoch).await
-    }
-
-    /// [`check`](Self::check) against the account's security epoch `epoch`,
-    /// just read by the caller.
-    pub(crate) async fn check_at(
-        &self,
-        account: &AccountId,
-        token: &str,
-        epoch: u64,
-    ) -> Result<DeviceCheck, Error> {
+        let standing = account::standing(&*self.ports.store, account).await?;
         let Some((id, _)) = device::parse_token(token) else {
             return Ok(DeviceCheck::Unknown);
         };
         let record = self.ports.store.device(account, &id).await?;
-        Ok(self.check_loaded(account, token, epoch, record).await)
+        Ok(self.check_loaded(account, token, standing, record).await)
     }
 
-    /// [`check_at`](Self::check_at) on the device record the caller read
-    /// for the token's id (`None`: the account has no such device).
+    /// [`check`](Self::check) on the device record the caller read for the
+    /// token's id (`None`: the account has no such device), against the
+    /// account's `standing`, read by the caller too. A device trusted
+    /// before the account's record was created belongs to an earlier
+    /// record of the same id (see [`Standing`]): revoked.
     pub(crate) async fn check_loaded(
         &self,
         account: &AccountId,
         token: &str,
-        epoch: u64,
+        standing: Standing,
         record: Option<DeviceRecord>,
     ) -> DeviceCheck {
         let p = &self.ports;
@@ -184,15 +179,23 @@ impl TrustedDevices {
             return DeviceCheck::Unknown;
         };
         let now = p.now();
-        let result = device::check(
+        let result = match device::check(
             &record,
             account,
             &secret,
-            epoch,
+            standing.epoch,
             &self.policy,
             &p.hasher,
             now,
-        );
+        ) {
+            // The token matched: only then may it say "revoked".
+            DeviceCheck::Valid { .. } | DeviceCheck::Expired
+                if !standing.admits(record.epoch, record.created_at) =>
+            {
+                DeviceCheck::Revoked
+            }
+            other => other,
+        };
         match result {
             DeviceCheck::Valid { refresh } => {
                 let rehash = p.hasher.needs_rehash(&record.token);
@@ -229,14 +232,18 @@ impl TrustedDevices {
     /// [`Error::Store`].
     pub async fn list(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, Error> {
         let p = &self.ports;
-        let epoch = account::epoch(&*p.store, account).await?;
+        let standing = account::standing(&*p.store, account).await?;
         let now = p.now();
         let mut list: Vec<DeviceInfo> = p
             .store
             .devices(account)
             .await?
             .iter()
-            .filter(|d| d.epoch >= epoch && d.revoked_at.is_none() && now < d.expires_at)
+            .filter(|d| {
+                standing.admits(d.epoch, d.created_at)
+                    && d.revoked_at.is_none()
+                    && now < d.expires_at
+            })
             .map(DeviceInfo::from)
             .collect();
         list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
@@ -277,7 +284,8 @@ impl TrustedDevices {
     }
 
     /// Deletes the account's device records that can no longer be valid
-    /// (revoked, expired, or from an older epoch); returns how many. Or,
+    /// (revoked, expired, from an older epoch, or trusted before the
+    /// account's record was created); returns how many. Or,
     /// with `everything`, every record (the account is being deleted).
     ///
     /// # Errors
@@ -287,11 +295,14 @@ impl TrustedDevices {
         if everything {
             return Ok(p.store.delete_devices(account).await?);
         }
-        let epoch = account::epoch(&*p.store, account).await?;
+        let standing = account::standing(&*p.store, account).await?;
         let now = p.now();
         let mut deleted = 0;
         for d in p.store.devices(account).await? {
-            if d.epoch < epoch || d.revoked_at.is_some() || now >= d.expires_at {
+            if !standing.admits(d.epoch, d.created_at)
+                || d.revoked_at.is_some()
+                || now >= d.expires_at
+            {
                 deleted += u64::from(p.store.delete_device(account, &d.id).await?);
             }
         }

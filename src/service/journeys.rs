@@ -8,6 +8,7 @@ use crate::error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Refusal};
 use crate::events::Event;
 use crate::factors;
 use crate::flows::Read;
+use crate::flows::account::Standing;
 use crate::flows::codes::Checked;
 
 use crate::flows::{
@@ -516,7 +517,7 @@ impl TwoFactor {
             .inner
             .contacts
             .update(account, |book| {
-                self.verify_step_up(account, step_up, book.epoch)?;
+                self.verify_step_up(account, step_up, Standing::of(Some(book)))?;
                 let epoch = factors::disable(book)?;
                 Ok((epoch, ClaimChanges::default(), Vec::new()))
             })
@@ -552,7 +553,7 @@ impl TwoFactor {
         self.inner
             .contacts
             .update(account, |book| {
-                self.verify_step_up(account, step_up, book.epoch)?;
+                self.verify_step_up(account, step_up, Standing::of(Some(book)))?;
                 factors::replace_recovery(book, set.clone())?;
                 Ok(((), ClaimChanges::default(), Vec::new()))
             })
@@ -632,7 +633,7 @@ impl TwoFactor {
             .inner
             .apps
             .remove(account, self.inner.email_second_factor, |book| {
-                self.verify_step_up(account, step_up, book.epoch)
+                self.verify_step_up(account, step_up, Standing::of(Some(book)))
             })
             .await?;
         self.emit_epoch(account, epoch);
@@ -719,7 +720,7 @@ impl TwoFactor {
             let proof = step_up.ok_or(Error::Refused(Refusal::Account(
                 AccountRefusal::StepUpRequired,
             )))?;
-            self.verify_step_up(account, proof, book.map_or(0, |b| b.epoch))?;
+            self.verify_step_up(account, proof, Standing::of(book))?;
         }
         Ok(())
     }

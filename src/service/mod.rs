@@ -100,9 +100,9 @@ use crate::contact::MaskPolicy;
 use crate::device::DevicePolicy;
 use crate::error::{AccountRefusal, Error, Misuse, Refusal};
 use crate::events::EventSink;
+use crate::flows::account::{self, Standing};
 use crate::flows::{
     Challenges, ChallengesBuilder, Contacts, Ports, RecoveryCodes, TrustedDevices, Verifications,
-    account,
 };
 use crate::gateway::{Gateway, Templates};
 use crate::grace::GracePolicy;
@@ -655,17 +655,19 @@ impl TwoFactor {
     /// [`sign_in_complete`](Self::sign_in_complete)); [`Error::Store`].
     #[cfg_attr(feature = "tracing", tracing::instrument(name = "ninsho.check_step_up", skip_all, fields(account = account.0.as_str())))]
     pub async fn check_step_up(&self, account: &AccountId, proof: &StepUp) -> Result<(), Error> {
-        let epoch = account::epoch(self.store(), account).await?;
-        self.verify_step_up(account, proof, epoch)
+        let standing = account::standing(self.store(), account).await?;
+        self.verify_step_up(account, proof, standing)
     }
 
-    /// [`check_step_up`](Self::check_step_up) against the epoch `epoch`,
-    /// read by the caller (inside the write it guards, where it can).
+    /// [`check_step_up`](Self::check_step_up) against the account's
+    /// `standing`, read by the caller (inside the write it guards, where it
+    /// can). A proof issued before the account's current record was created
+    /// belongs to an earlier record of the same id: refused.
     pub(crate) fn verify_step_up(
         &self,
         account: &AccountId,
         proof: &StepUp,
-        epoch: u64,
+        standing: Standing,
     ) -> Result<(), Error> {
         let genuine = self
             .inner
@@ -679,7 +681,8 @@ impl TwoFactor {
             .unwrap_or(false);
         let now = self.now();
         let fresh = proof.at <= now && now - proof.at <= self.inner.step_up_window;
-        if genuine && &proof.account == account && fresh && proof.epoch == epoch {
+        let current = proof.epoch == standing.epoch && standing.admits(proof.epoch, proof.at);
+        if genuine && &proof.account == account && fresh && current {
             Ok(())
         } else {
             Err(Refusal::Account(AccountRefusal::StepUpRequired).into())
@@ -697,7 +700,7 @@ impl TwoFactor {
             let proof = proof.ok_or(Error::Refused(Refusal::Account(
                 AccountRefusal::StepUpRequired,
             )))?;
-            self.verify_step_up(account, proof, book.epoch)?;
+            self.verify_step_up(account, proof, Standing::of(Some(&book)))?;
         }
         Ok(())
     }

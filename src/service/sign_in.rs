@@ -9,6 +9,7 @@ use crate::contact::MaskPolicy;
 use crate::device::{DeviceCheck, DeviceToken};
 use crate::error::{AccountRefusal, CodeRefusal, ContactRefusal, Error, Misuse, Refusal};
 use crate::events::Event;
+use crate::flows::account::Standing;
 use crate::flows::{
     Attempt, Code, DeviceInfo, IssueRequest, LinkRequest, LinkStatus, LinkTicket, LinkView, Ticket,
 };
@@ -462,7 +463,7 @@ impl TwoFactor {
             && let DeviceCheck::Valid { .. } = self
                 .inner
                 .devices
-                .check_loaded(account, token, book.epoch, loaded.device)
+                .check_loaded(account, token, Standing::of(Some(&book)), loaded.device)
                 .await
         {
             return Ok(SignInStart::NotNeeded(Skip::TrustedDevice));
