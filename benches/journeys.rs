@@ -41,6 +41,10 @@
 //!   device" in the same commit — **2**;
 //! - **complete** with a recovery code: the record with the run, then the
 //!   code used, the epoch moved and the run ended in one commit — **2**;
+//! - **complete** with an authenticator code: the record (the sealed seed,
+//!   the last accepted step) with the run, then the accepted step and the
+//!   run ended (or the run one longer) in one commit, "trust this device"
+//!   in it too — **2**;
 //! - **phone registration**, two-step on: send **2** + confirm **4** (the
 //!   read; the guess counted with the challenge; the account with its claim;
 //!   the code spent with the run ended — the change lands before the code
@@ -59,6 +63,7 @@ use ninsho::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceId, DeviceRecord, FailureRecord,
     VerificationId, VerificationRecord,
 };
+use ninsho::otp::Totp;
 use ninsho::service::{MethodKind, Proof, SignInStart, Skip, StepUp, TwoFactor};
 use ninsho::store::{
     AccountCommit, AccountStore, ChallengeStore, ClaimChanges, Commit, Committed, DeviceStore,
@@ -211,6 +216,31 @@ async fn sms_step_up(
         .await
         .unwrap()
         .step_up
+}
+
+/// Now, in whole Unix seconds (the service runs on the system clock).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An account with two-step sign-in on by SMS, then an authenticator app
+/// set up and confirmed with the current time step's code (for set-up,
+/// untimed).
+async fn enrol_app(svc: &TwoFactor, gw: &NoopGateway, account: &AccountId, phone: &str) -> Totp {
+    register(svc, gw, account, phone, true).await;
+    let step_up = sms_step_up(svc, gw, account, phone).await;
+    let setup = svc
+        .authenticator_start(account, "bench@example.com", Some(&step_up))
+        .await
+        .unwrap();
+    let app = Totp::from_uri(setup.uri.expose_secret()).unwrap();
+    svc.authenticator_confirm(account, &app.code_at(unix_now()).to_string())
+        .await
+        .unwrap();
+    app
 }
 
 /// `sign_in_begin` + `sign_in_complete` with a recovery code.
@@ -493,6 +523,31 @@ fn print_round_trips(rt: &tokio::runtime::Runtime) {
         // Two-step off.
         sign_in_off(&svc, &off).await;
         println!("journeys: two-step off: begin {}", step(&store));
+
+        // Authenticator app, on accounts of their own (each accepted code
+        // spends a time step of its app), without and with trusting the
+        // device.
+        for (n, trust) in [(9_000_002, None), (9_000_003, Some("bench"))] {
+            let account = AccountId::new(format!("count-app-{n}"));
+            let app = enrol_app(&svc, &gw, &account, &phone(n)).await;
+            store.take();
+            begin_required(&svc, &account).await;
+            let begin = step(&store);
+            // The next time step: the enrolment spent this one.
+            let code = app.code_at(unix_now() + 30).to_string();
+            let done = svc
+                .sign_in_complete(&account, Proof::Authenticator { code: &code }, trust, None)
+                .await
+                .unwrap();
+            assert_eq!(done.device.is_some(), trust.is_some());
+            let complete = step(&store);
+            let how = if trust.is_some() {
+                ", trusting the device"
+            } else {
+                ""
+            };
+            println!("journeys: authenticator sign-in{how}: begin {begin} + complete {complete}");
+        }
 
         // Recovery code (last: it revokes the trusted devices).
         begin_required(&svc, &on).await;

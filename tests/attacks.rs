@@ -1018,6 +1018,52 @@ async fn journeys_make_the_store_calls_the_readme_gives() {
     assert!(wrong.is_empty(), "{measured:?}: {}", wrong.join("; "));
 }
 
+/// An authenticator code signs in with one read and one write (the device
+/// trusted in that write), as README's table gives.
+#[tokio::test]
+async fn an_authenticator_sign_in_makes_the_store_calls_the_readme_gives() {
+    let gateway = RecordingGateway::new();
+    let service = counted_service(&gateway);
+    enrol(&service, &gateway, &taro()).await;
+    let step_up = sms_sign_in(&service, &gateway, &taro(), None).await.step_up;
+    let setup = service
+        .authenticator_start(&taro(), "taro@example.com", Some(&step_up))
+        .await
+        .unwrap();
+    let app = ninsho::otp::Totp::from_uri(setup.uri.expose_secret()).unwrap();
+    let now = u64::try_from(T0).unwrap();
+    service
+        .authenticator_confirm(&taro(), &app.code_at(now).to_string())
+        .await
+        .unwrap();
+    calls();
+    service.sign_in_begin(&taro(), None).await.unwrap();
+    let begin = calls();
+    // The next time step: confirming spent this one.
+    let code = app.code_at(now + 30).to_string();
+    let done = service
+        .sign_in_complete(
+            &taro(),
+            Proof::Authenticator { code: &code },
+            Some("Firefox"),
+            None,
+        )
+        .await
+        .unwrap();
+    let complete = calls();
+    assert!(done.device.is_some(), "the device was trusted");
+    let readme = include_str!("../README.md");
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| authenticator sign-in"))
+        .expect("README has a row for the authenticator sign-in");
+    assert!(
+        row.contains(&format!("| {begin} + {complete} (")),
+        "README row {row:?} should give {begin} + {complete}"
+    );
+    assert_eq!((begin, complete), (1, 2));
+}
+
 /// The standalone codes can't resend a journey's code: a challenge id is
 /// not a secret (it sits in the page), and `TwoFactor::resend` checks whose
 /// challenge it is; `OneTimeCodes` answers as if it did not exist.

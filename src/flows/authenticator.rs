@@ -14,19 +14,21 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
-use super::cas::{self, AccountSlot, Step};
+use super::cas::{self, AccountGuess, AccountGuessSlot, Step};
 use super::{Attempt, Contacts, Ports, attempt_hash, guess, retired_key, same_attempt};
 use crate::error::{AccountRefusal, CodeRefusal, Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::factors;
 use crate::limits::FailurePolicy;
-use crate::model::{AccountId, AccountRecord, AuthenticatorRecord, Factors};
+use crate::model::{
+    AccountId, AccountRecord, AuthenticatorRecord, DeviceRecord, Factors, FailureRecord,
+};
 #[cfg(feature = "qr")]
 use crate::otp::QrError;
 use crate::otp::{Rejection, Totp, TotpEnrollment};
 use crate::seal::{SealErrorKind, Sealer};
 use crate::secret::{SecretBytes, SecretString};
-use crate::store::{ClaimChanges, StoreError};
+use crate::store::{ClaimChanges, Load, StoreError};
 
 const BASE32: base32::Alphabet = base32::Alphabet::Rfc4648 { padding: false };
 
@@ -170,6 +172,8 @@ enum AppCode {
     /// Accepted (or the same step again, from the attempt that made it), at
     /// this epoch.
     Right(u64),
+    /// Not checked: the account's failure run locks it.
+    Locked(Refusal),
     /// A step at or before the last accepted one.
     Replayed,
     /// No step of the window matched.
@@ -321,12 +325,16 @@ impl Authenticators {
             .await
     }
 
-    /// Checks a sign-in code: counted against the account's failure run
-    /// before it is checked (so racing guesses can't slip past the limits),
-    /// replay refused, the accepted step written with compare-and-set so
-    /// one code signs in once. The attempt that made the last accepted step
-    /// may present that step's code again (its reply was lost). Returns the
-    /// account's security epoch.
+    /// Checks a sign-in code in one read and one write: the account's
+    /// record and failure run read together ([`load`](crate::store::StepStore::load)),
+    /// then the guess counted against the run, or the run ended and the
+    /// accepted step written, in one compare-and-set of both
+    /// ([`AccountGuessSlot`]), so racing guesses can't slip past the limits
+    /// and one code signs in once. A replayed code counts as a wrong one.
+    /// The attempt that made the last accepted step may present that
+    /// step's code again (its reply was lost). With `device`, the accepted
+    /// step also trusts it, in the same write. Returns the account's
+    /// security epoch, and whether the device was written.
     ///
     /// # Errors
     /// As for [`confirm`](Self::confirm), plus
@@ -337,7 +345,8 @@ impl Authenticators {
         account: &AccountId,
         code: &str,
         attempt: Option<&str>,
-    ) -> Result<u64, Error> {
+        device: Option<&DeviceRecord>,
+    ) -> Result<(u64, bool), Error> {
         let p = &self.ports;
         let store = &*p.store;
         let now = p.now();
@@ -345,40 +354,43 @@ impl Authenticators {
         // store or the key service is not a wrong code. Sealed again with
         // the current key, if it is under an older one: written with the
         // accepted step, in the same compare-and-set.
+        let loaded = store.load(&Load::account(account)).await?;
         let Opened {
             book,
             sealed,
             plain,
             totp,
             resealed,
-        } = self
-            .opened(
-                account,
-                |f| f.authenticator.as_ref(),
-                CodeRefusal::Unknown.into(),
-            )
-            .await?;
-        let counted = match guess::count(store, &self.failures, account, now).await? {
-            Ok(counted) => counted,
-            Err(reason) => return Err(reason.into()),
-        };
+        } = self.open(
+            account,
+            loaded.record,
+            |f| f.authenticator.as_ref(),
+            CodeRefusal::Unknown.into(),
+        )?;
         let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let scope = scope(account);
-        let slot = AccountSlot {
+        let slot = AccountGuessSlot {
             store,
             account,
-            now,
-            create: false,
+            device,
         };
         let hasher = &p.hasher;
-        let landed = cas::change(&slot, (book, ClaimChanges::default()), |(book, _)| {
-            let at = attempt.map(|id| Attempt {
-                id,
-                epoch: book.epoch,
+        let first = AccountGuess::new(book, loaded.failures);
+        let landed = cas::change(&slot, first, |guess| {
+            guess.changed = false;
+            guess.trust = false;
+            if let Some(reason) = self.failures.lockout(guess.run.as_ref(), now).refusal() {
+                return Ok(Step::Keep(AppCode::Locked(reason)));
+            }
+            let counted = Some(FailureRecord {
+                consecutive: guess.run.map_or(0, |r| r.consecutive).saturating_add(1),
+                last_failure_at: now,
             });
+            let epoch = guess.record.epoch;
+            let at = attempt.map(|id| Attempt { id, epoch });
             // The same app as the seed opened above, or the check is void.
             // A racing sign-in may have sealed it again: then it stays so.
-            let (last_step, retry, reseal_to) = match &book.factors.authenticator {
+            let (last_step, retry, reseal_to) = match &guess.record.factors.authenticator {
                 Some(app) if same_seed(&app.sealed_uri, &sealed) => (
                     app.last_step,
                     same_attempt(hasher, &scope, at, app.last_attempt.as_ref()),
@@ -398,30 +410,41 @@ impl Authenticators {
             };
             let step = match totp.verify(code, unix, floor) {
                 Ok(accepted) => accepted.step,
-                Err(Rejection::Replayed) => return Ok(Step::Keep(AppCode::Replayed)),
-                Err(_) => return Ok(Step::Keep(AppCode::Wrong)),
+                Err(Rejection::Replayed) => {
+                    guess.run = counted;
+                    return Ok(Step::Write(AppCode::Replayed));
+                }
+                Err(_) => {
+                    guess.run = counted;
+                    return Ok(Step::Write(AppCode::Wrong));
+                }
             };
+            guess.run = None;
             if retry && Some(step) == last_step {
-                return Ok(Step::Keep(AppCode::Right(book.epoch)));
+                // The attempt that made this step, retrying after a lost
+                // reply: the same success, the record left as it is.
+                return Ok(Step::Write(AppCode::Right(epoch)));
             }
-            if let Some(app) = &mut book.factors.authenticator {
+            if let Some(app) = &mut guess.record.factors.authenticator {
                 app.last_step = Some(step);
                 app.last_attempt = at.map(|a| attempt_hash(hasher, &scope, a));
                 if let Some(resealed) = reseal_to {
                     app.sealed_uri = resealed;
                 }
             }
-            Ok(Step::Write(AppCode::Right(book.epoch)))
+            guess.changed = true;
+            guess.trust = true;
+            Ok(Step::Write(AppCode::Right(epoch)))
         })
         .await?;
         match landed.answer {
-            AppCode::Right(epoch) => {
-                counted.right(store).await;
-                Ok(epoch)
-            }
+            AppCode::Right(epoch) => Ok((epoch, landed.record.trust)),
+            AppCode::Locked(reason) => Err(reason.into()),
             AppCode::Replayed => Err(self.refuse(account, CodeRefusal::AlreadyUsed)),
             AppCode::Wrong => {
-                counted.wrong(&self.failures, &*p.events, now);
+                if let Some(run) = &landed.record.run {
+                    guess::report_lock(&self.failures, &*p.events, account, run, now);
+                }
                 Err(self.refuse(
                     account,
                     CodeRefusal::WrongCode {
@@ -455,6 +478,17 @@ impl Authenticators {
         missing: Refusal,
     ) -> Result<Opened, Error> {
         let book = self.ports.store.account_record(account).await?;
+        self.open(account, book, pick, missing)
+    }
+
+    /// [`opened`](Self::opened) on a record the caller read.
+    fn open(
+        &self,
+        account: &AccountId,
+        book: Option<AccountRecord>,
+        pick: impl Fn(&Factors) -> Option<&AuthenticatorRecord>,
+        missing: Refusal,
+    ) -> Result<Opened, Error> {
         let Some(sealed) = book
             .as_ref()
             .and_then(|b| pick(&b.factors))

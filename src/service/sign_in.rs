@@ -16,7 +16,7 @@ use crate::flows::{
 use crate::hash::{KeyedHasher, siphash24};
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, Channel, Destination, DestinationKind, DeviceId,
-    FailureRecord, Purpose,
+    DeviceRecord, FailureRecord, Purpose,
 };
 use crate::store::{Load, StoreError};
 
@@ -925,12 +925,22 @@ impl TwoFactor {
                 Err(StoreError::conflict().into())
             }
             Proof::Authenticator { code } => {
-                let epoch = self.inner.apps.check(account, code, attempt).await?;
-                self.signed_in(
+                // The device is trusted in the write that accepts the code.
+                let prepared =
+                    trust_device.map(|label| self.inner.devices.prepare(account, label, 0).ok());
+                let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
+                let (epoch, trusted) = self
+                    .inner
+                    .apps
+                    .check(account, code, attempt, device)
+                    .await?;
+                self.settle_device(
                     account,
                     MethodKind::Authenticator,
                     None,
                     trust_device,
+                    prepared,
+                    trusted,
                     epoch,
                 )
                 .await
@@ -947,25 +957,51 @@ impl TwoFactor {
                     .recovery
                     .redeem_step(account, code, attempt, device)
                     .await?;
-                let left = Some(redeemed.remaining);
-                let kind = MethodKind::RecoveryCode;
-                match prepared {
-                    Some(Some((token, mut record))) if trusted => {
-                        record.epoch = redeemed.epoch;
-                        let device = self.inner.devices.trusted(token, &record);
-                        Ok(self.finish(account, kind, left, Some(device), false, redeemed.epoch))
-                    }
-                    Some(None) => {
-                        self.inner.ports.emit(Event::DeviceTrustFailed {
-                            account: account.clone(),
-                        });
-                        Ok(self.finish(account, kind, left, None, true, redeemed.epoch))
-                    }
-                    _ => {
-                        self.signed_in(account, kind, left, trust_device, redeemed.epoch)
-                            .await
-                    }
-                }
+                self.settle_device(
+                    account,
+                    MethodKind::RecoveryCode,
+                    Some(redeemed.remaining),
+                    trust_device,
+                    prepared,
+                    trusted,
+                    redeemed.epoch,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Finishes a sign-in whose step was offered a `prepared` device to
+    /// trust in its own write: reported when that write took it
+    /// (`trusted`), a failed trust when it could not even be prepared, and
+    /// otherwise (the step wrote nothing, say, being a retry) trusted now,
+    /// on its own.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle_device(
+        &self,
+        account: &AccountId,
+        kind: MethodKind,
+        left: Option<usize>,
+        trust_device: Option<&str>,
+        prepared: Option<Option<(DeviceToken, DeviceRecord)>>,
+        trusted: bool,
+        epoch: u64,
+    ) -> Result<SignedIn, Error> {
+        match prepared {
+            Some(Some((token, mut record))) if trusted => {
+                record.epoch = epoch;
+                let device = self.inner.devices.trusted(token, &record);
+                Ok(self.finish(account, kind, left, Some(device), false, epoch))
+            }
+            Some(None) => {
+                self.inner.ports.emit(Event::DeviceTrustFailed {
+                    account: account.clone(),
+                });
+                Ok(self.finish(account, kind, left, None, true, epoch))
+            }
+            _ => {
+                self.signed_in(account, kind, left, trust_device, epoch)
+                    .await
             }
         }
     }

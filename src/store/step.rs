@@ -18,7 +18,8 @@
 //! | sign-in begin | 1 | `load` (record; with a device token, the device too) |
 //! | send a code | 2 | `load` (record + failure run), `commit` (send counters + the new challenge) |
 //! | complete with a code | 2 | `load` (challenge + record + run), `commit` (challenge + run, and a trusted device) |
-//! | complete with a recovery code | 2 | `load` (record + run), `commit` (record + run) |
+//! | complete with a recovery code | 2 | `load` (record + run), `commit` (record + run, and a trusted device) |
+//! | complete with an authenticator code | 2 | `load` (record + run), `commit` (record + run, and a trusted device) |
 //!
 //! That is the least the rules allow: a decision needs the records it is
 //! made on (one read), and its result must land together with the
@@ -244,6 +245,7 @@ pub enum Committed {
 /// | send a code | `load` (record + failure run), `commit` (send counters + the new challenge) |
 /// | complete with a code | `load` (challenge + record + run), `commit` (challenge + run, and a trusted device) |
 /// | complete with a recovery code | `load` (record + run), `commit` (record + run, and a trusted device) |
+/// | complete with an authenticator code | `load` (record + run), `commit` (record + run, and a trusted device) |
 ///
 /// `load` may return parts read at slightly different moments (reads may
 /// be stale everywhere in the port: every decision is re-checked by the
