@@ -5,10 +5,11 @@
 //!
 //! - `finding_N_*`: a bug found in review, shown failing on the code as it
 //!   landed. An open one is `#[ignore = "finding N: …"]` so the branch
-//!   stays green; a fixed one runs, and guards the fix (all four are
+//!   stays green; a fixed one runs, and guards the fix (all five are
 //!   fixed: every step's commit checks the initialisation marker, a
 //!   sign-in's commit checks the account record it was decided on, and the
-//!   masked confirmation is settled in one compare-and-set, with no refund).
+//!   masked confirmation and a link's opening are settled in one
+//!   compare-and-set, with no refund).
 //! - `holds_*`: an invariant the review attacked and found holding; kept
 //!   so that it goes on holding.
 //!
@@ -28,6 +29,7 @@
 //! 4. The masked-contact confirmation's refund compares the failure run
 //!    by value: after the run ended and a new one started at the same
 //!    instant, the refund erases a counted wrong guess (ABA).
+//! 5. Opening a one-time link had the same refund, with the same ABA.
 //!
 //! Races use two `TwoFactor` instances on one store (for the memory store,
 //! behind `Yielding`, so other tasks run between every read and the write
@@ -1257,6 +1259,81 @@ async fn finding_4_a_confirmation_refund_can_erase_a_newer_failure() {
         1,
         "the wrong code compared after the sign-in must stay counted; the confirmation's \
          refund took it away"
+    );
+}
+
+// -------------------------------------------------------------- finding 5
+
+/// Opening a one-time link counted the token as a guess, then, the token
+/// being right, took the count back with a compare-and-set of the run on
+/// its value: the same ABA as finding 4. Between the two the run can end
+/// (a sign-in) and a new one start at the same length and instant, and
+/// the refund ends that new run, uncounting a wrong code that was
+/// compared.
+///
+/// Fixed as finding 4 was: the token is judged first and settled in one
+/// compare-and-set (a right token writes the run unchanged), so the gate
+/// holds that write, and it lands only on the run as it then is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_5_a_link_opening_refund_can_erase_a_newer_failure() {
+    let (env, gated) = gated_env().await;
+    let (first, first_code) = env.sms_code().await;
+    let (second, second_code) = env.sms_code().await;
+    let link = env.method(MethodKind::Link).await;
+    env.a
+        .sign_in_send_link(&taro(), &link, "Firefox on Linux", None, None)
+        .await
+        .unwrap();
+    let url = secret_to(&env.gateway, PHONE);
+    let token = url.strip_prefix(BASE).expect("a link URL").to_owned();
+    assert_eq!(env.run().await, 0);
+
+    // The phone opens the link; held just before the opening settles (it
+    // used to be counted first and refunded here).
+    let (at_refund, go) = gated.gate.arm(Call::Refund);
+    let service = env.a.clone();
+    let opening = tokio::spawn(async move { service.open_link(&token).await });
+    reached(at_refund).await;
+    assert!(
+        env.run().await <= 1,
+        "set-up: the opening is counted at most once"
+    );
+
+    // taro signs in by SMS (the run ends), then someone types a wrong code.
+    env.b
+        .sign_in_complete(
+            &taro(),
+            Proof::Code {
+                challenge: &first,
+                code: &first_code,
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let wrong = env
+        .b
+        .sign_in_complete(
+            &taro(),
+            Proof::Code {
+                challenge: &second,
+                code: &wrong_code(1, &[&second_code]),
+            },
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(answer("wrong code", &wrong), Answer::Compared);
+    assert_eq!(env.run().await, 1, "set-up: the wrong code is counted");
+
+    go.send(()).unwrap();
+    opening.await.unwrap().unwrap();
+    assert_eq!(
+        env.run().await,
+        1,
+        "the wrong code compared after the sign-in must stay counted; the link's refund took \
+         it away"
     );
 }
 

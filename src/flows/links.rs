@@ -12,9 +12,9 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::Challenges;
 use super::cas::{self, ChallengeSlot, Step};
 use super::codes::{ChannelReason, Payload, Verified, current_channel};
+use super::{Challenges, guess};
 use crate::challenge::link::{self, Poll};
 use crate::challenge::{NewChallenge, link_context};
 use crate::error::{CodeRefusal, Error, Misuse, Refusal, SecretKind};
@@ -327,13 +327,15 @@ impl Challenges {
     /// time. Every failure reads as [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown), except a
     /// well-formed token for a link whose hash was made with a key the
     /// hasher no longer holds: that can't be checked, and is
-    /// [`Error::RetiredKey`] with the count taken back.
+    /// [`Error::RetiredKey`], not counted.
     ///
-    /// A token is a guess like a code: for an account's link it is counted
-    /// against the account before it is compared (a 256-bit token can't be
-    /// guessed, but nothing is compared uncounted). A right token takes the
-    /// count back: opening or deciding proves nothing yet; the sign-in that
-    /// collects the approval ends the run.
+    /// A token is a guess like a code: for an account's link it is settled
+    /// against the account's failure run ([`guess::judge`]; a 256-bit token
+    /// can't be guessed, but nothing is answered outside the back-off). A
+    /// wrong token is one more failure; a right one counts nothing, as
+    /// opening or deciding proves nothing yet (the sign-in that collects
+    /// the approval ends the run), and is answered only while the account
+    /// may guess.
     async fn find_link(&self, token: &str) -> Result<ChallengeRecord, Error> {
         let unknown = || self.refuse(None, None, Refusal::Code(CodeRefusal::Unknown));
         let (id, secret) = token.trim().split_once('.').ok_or_else(unknown)?;
@@ -345,10 +347,6 @@ impl Challenges {
         let record = self.inner.store.challenge(&id).await?.ok_or_else(unknown)?;
         let link = record.link.as_ref().ok_or_else(unknown)?;
         let now = self.now();
-        let counted = match &record.account {
-            Some(account) => Some(self.count_guess(Some(id), account, now).await?),
-            None => None,
-        };
         // Only the canonical spelling of a token is accepted (base32's last
         // character carries spare bits; hex ids could be upper case).
         let canonical = format!(
@@ -358,33 +356,51 @@ impl Challenges {
         let well_formed =
             bool::from(canonical.as_bytes().ct_eq(token.trim().as_bytes())) && secret.len() == 32;
         let inner = &self.inner;
-        let Ok(tag) = inner
+        let verdict = match inner
             .hasher
             .tag_with(link.token.key_id, &link_context(&id), &secret)
-        else {
+        {
+            Ok(tag) if bool::from(tag.ct_eq(&link.token.tag)) && well_formed => Verdict::Right,
+            Ok(_) => Verdict::Wrong,
             // A token of the right shape may be the right one: it can't be
-            // told from a wrong one without the key.
-            if well_formed {
-                let account = record.account.clone();
-                return Err(self
-                    .retired(counted, account, SecretKind::Link, link.token.key_id)
-                    .await);
-            }
-            if let Some(counted) = &counted {
-                counted.wrong(&inner.failures, &*inner.events, now);
-            }
-            return Err(unknown());
+            // told from a wrong one without the key, so it is not counted.
+            Err(_) if well_formed => Verdict::Retired,
+            Err(_) => Verdict::Wrong,
         };
-        if bool::from(tag.ct_eq(&link.token.tag)) && well_formed {
-            if let Some(counted) = counted {
-                counted.refund(&*inner.store).await;
+        if let Some(account) = &record.account {
+            // Judged, then settled in one compare-and-set of the account's
+            // failure run: a wrong token lengthens it; any other answer is
+            // given only while the run it was judged on stands and lets the
+            // account guess, and takes nothing back.
+            let right = verdict != Verdict::Wrong;
+            match guess::judge(&*inner.store, &inner.failures, account, now, right).await? {
+                Err(reason) => return Err(self.refuse(Some(id), Some(account.clone()), reason)),
+                Ok(Some(run)) => {
+                    guess::report_lock(&inner.failures, &*inner.events, account, &run, now);
+                }
+                Ok(None) => {}
             }
-            Ok(record)
-        } else {
-            if let Some(counted) = &counted {
-                counted.wrong(&inner.failures, &*inner.events, now);
-            }
-            Err(unknown())
+        }
+        match verdict {
+            Verdict::Right => Ok(record),
+            Verdict::Wrong => Err(unknown()),
+            Verdict::Retired => Err(self
+                .retired(
+                    None,
+                    record.account.clone(),
+                    SecretKind::Link,
+                    link.token.key_id,
+                )
+                .await),
         }
     }
+}
+
+/// What a link token turned out to be, before it is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Right,
+    Wrong,
+    /// Hashed with a key the hasher no longer holds: neither.
+    Retired,
 }
