@@ -8,8 +8,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::LazyLock;
 
-use ::redis::aio::ConnectionManager;
-use ::redis::{Client, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
+use ::redis::aio::{ConnectionLike, ConnectionManager};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use ::redis::{
+    Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, Script,
+    ServerErrorKind, Value,
+};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -139,8 +145,9 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 ///
 /// # Keys
 ///
-/// Every key starts with the store's prefix and a colon, so several hosts
-/// (or test runs) can share one Redis. Choose prefixes so that none is
+/// Every key starts with the store's prefix and a colon (on a cluster, the
+/// prefix in braces: see [below](#redis-cluster)), so several hosts (or
+/// test runs) can share one Redis. Choose prefixes so that none is
 /// another followed by `:` and more (`app` and `app:limit` would overlap).
 ///
 /// | key | type | fields |
@@ -194,11 +201,26 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// Reading a challenge, one device or a verification is one `HGET`, a
 /// claim's owner one `MGET` of the marker and the claim key; deleting a failure run one `DEL`.
 ///
-/// The purge scripts, the device-listing and device-deleting scripts and
-/// `contacts_delete.lua` build keys from stored ids, and a journey step's
-/// keys span several accounts' and contacts' names; Redis Cluster allows
-/// neither. Use a single Redis (with replicas or Sentinel as the host
-/// likes), which is what a [`ConnectionManager`] talks to. `load.lua` and
+/// # Redis Cluster
+///
+/// [`RedisStoreBuilder::connect_cluster`] and
+/// [`build_cluster`](RedisStoreBuilder::build_cluster) put the store on a
+/// cluster. There every key name begins with the prefix as a hash tag,
+/// `{prefix}:` in place of `prefix:` in the table above, so all of one
+/// store's keys share one slot: every script finds its keys together, and
+/// the store keeps on a cluster every guarantee it has on one server (each
+/// method one atomic script, the marker checked in it). The purge's `SCAN`
+/// and the connect checks' `CONFIG GET` go to the master owning that slot.
+/// The store therefore lives on one master (and its replicas): a cluster
+/// runs it, a managed service that only offers cluster mode included, but
+/// does not spread one store over several masters. Several stores (one
+/// per tenant or per host, each with its own prefix) land on different
+/// slots.
+///
+/// On one server the keys are as in the table: some scripts build keys
+/// from stored ids (the purge scripts, the device listing and deleting
+/// scripts, `contacts_delete.lua`), and a journey step's keys span several
+/// accounts' and contacts' names, which one server allows. `load.lua` and
 /// `commit.lua` get every key they touch from the caller.
 ///
 /// # Time
@@ -282,9 +304,70 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
+    /// What every key starts with: the prefix, or on a cluster the prefix
+    /// as a hash tag (`{prefix}`).
+    base: String,
     retention: Duration,
+}
+
+/// The connection a [`RedisStore`] talks through: one server's
+/// [`ConnectionManager`], or a cluster's [`ClusterConnection`], which
+/// routes each command to the master owning its keys' slot.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Runs `cmd`, which names no key, on the server holding the store's
+    /// keys: on a cluster, the master owning the slot of `key` (any key of
+    /// the store: they share one slot).
+    async fn on_store_node<T: FromRedisValue>(
+        &mut self,
+        cmd: Cmd,
+        key: &str,
+    ) -> Result<T, RedisError> {
+        match self {
+            Self::Single(c) => cmd.query_async(c).await,
+            Self::Cluster(c) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let value = c.route_command(cmd, routing).await?;
+                T::from_redis_value(value).map_err(Into::into)
+            }
+        }
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -383,15 +466,66 @@ impl RedisStoreBuilder {
     /// [`Unavailable`](super::StoreErrorKind::Unavailable) when the server
     /// can't be reached or is still loading its data.
     pub async fn build(self, manager: ConnectionManager) -> Result<RedisStore, RedisConnectError> {
+        let base = self.prefix.clone();
+        self.finish(Conn::Single(manager), base).await
+    }
+
+    /// Connects to the Redis Cluster that `nodes` belong to (one or more
+    /// `redis://host:port/` URLs; the rest of the cluster is found from
+    /// them), then [builds](Self::build_cluster) the store on it.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect), and
+    /// [`RedisConnectError::UnsuitableClusterPrefix`] as
+    /// [`build_cluster`](Self::build_cluster).
+    pub async fn connect_cluster(self, nodes: &[&str]) -> Result<RedisStore, RedisConnectError> {
+        let client = ClusterClient::new(nodes.to_vec()).map_err(map_redis)?;
+        let connection = client.get_async_connection().await.map_err(map_redis)?;
+        self.build_cluster(connection).await
+    }
+
+    /// The store on a Redis Cluster `connection` (a
+    /// [`ClusterClient`]'s, with your own timeouts and retries).
+    ///
+    /// Every key carries the prefix as its hash tag (`{prefix}:…`), so all
+    /// of the store's keys share one slot: every script keeps its keys
+    /// together, and the store has on a cluster exactly the guarantees it
+    /// has on one server. It lives on the master owning that slot (with
+    /// that master's replicas): a cluster runs it, but does not spread it
+    /// over its masters. To spread several hosts' (or tenants') data, give
+    /// each a store of its own prefix. The persistence and eviction checks
+    /// read that master's settings.
+    ///
+    /// # Errors
+    /// [`RedisConnectError::UnsuitableClusterPrefix`] when the prefix is
+    /// empty or starts with `}`: Redis would then see no hash tag, and the
+    /// keys would scatter over slots; otherwise as [`build`](Self::build).
+    pub async fn build_cluster(
+        self,
+        connection: ClusterConnection,
+    ) -> Result<RedisStore, RedisConnectError> {
+        if self.prefix.is_empty() || self.prefix.starts_with('}') {
+            return Err(RedisConnectError::UnsuitableClusterPrefix {
+                prefix: self.prefix,
+            });
+        }
+        let base = format!("{{{}}}", self.prefix);
+        self.finish(Conn::Cluster(connection), base).await
+    }
+
+    /// The store on `conn` with keys under `base`, once the server's
+    /// settings pass the checks the host did not waive.
+    async fn finish(self, conn: Conn, base: String) -> Result<RedisStore, RedisConnectError> {
         let store = RedisStore {
-            conn: manager,
+            conn,
             prefix: self.prefix,
+            base,
             retention: DEFAULT_RETENTION,
         };
         if self.allow_volatile && self.allow_evicting {
             return Ok(store);
         }
-        let settings = settings(&mut store.conn.clone()).await?;
+        let settings = settings(&mut store.conn.clone(), &store.marker_key()).await?;
         if !self.allow_volatile && settings.keeps_nothing() {
             return Err(RedisConnectError::VolatileServer);
         }
@@ -436,6 +570,17 @@ pub enum RedisConnectError {
         /// The server's policy, as it reported it.
         policy: String,
     },
+    /// A cluster store's prefix is empty or starts with `}`: as a hash tag
+    /// (`{prefix}`) Redis would ignore it, and the store's keys would
+    /// scatter over slots that no script can span. Choose another prefix.
+    #[error(
+        "the prefix {prefix:?} can't be a Redis Cluster hash tag (empty, or starting with '}}'); \
+         choose a non-empty prefix that does not start with '}}'"
+    )]
+    UnsuitableClusterPrefix {
+        /// The prefix given.
+        prefix: String,
+    },
 }
 
 impl From<RedisConnectError> for StoreError {
@@ -443,7 +588,8 @@ impl From<RedisConnectError> for StoreError {
         match error {
             RedisConnectError::Store(error) => error,
             refused @ (RedisConnectError::VolatileServer
-            | RedisConnectError::EvictingServer { .. }) => StoreError::other(refused),
+            | RedisConnectError::EvictingServer { .. }
+            | RedisConnectError::UnsuitableClusterPrefix { .. }) => StoreError::other(refused),
         }
     }
 }
@@ -485,19 +631,34 @@ impl Settings {
 /// Reads `save`, `appendonly` and `maxmemory-policy` in one round trip (a
 /// pipeline of `CONFIG GET`s, which every Redis version understands). A
 /// server that refuses `CONFIG` says nothing: everything `None`.
-async fn settings(conn: &mut ConnectionManager) -> Result<Settings, StoreError> {
-    let reply: Result<(Value, Value, Value), RedisError> = ::redis::pipe()
-        .cmd("CONFIG")
-        .arg("GET")
-        .arg("save")
-        .cmd("CONFIG")
-        .arg("GET")
-        .arg("appendonly")
-        .cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory-policy")
-        .query_async(conn)
-        .await;
+/// On a cluster, three `CONFIG GET`s on the master holding `key` (the
+/// store's slot).
+async fn settings(conn: &mut Conn, key: &str) -> Result<Settings, StoreError> {
+    let get = |name: &str| {
+        let mut cmd = ::redis::cmd("CONFIG");
+        cmd.arg("GET").arg(name);
+        cmd
+    };
+    let reply: Result<(Value, Value, Value), RedisError> = match conn {
+        Conn::Single(c) => {
+            ::redis::pipe()
+                .add_command(get("save"))
+                .add_command(get("appendonly"))
+                .add_command(get("maxmemory-policy"))
+                .query_async(c)
+                .await
+        }
+        Conn::Cluster(_) => {
+            async {
+                Ok((
+                    conn.on_store_node(get("save"), key).await?,
+                    conn.on_store_node(get("appendonly"), key).await?,
+                    conn.on_store_node(get("maxmemory-policy"), key).await?,
+                ))
+            }
+            .await
+        }
+    };
     let (save, appendonly, policy) = match reply {
         Ok(reply) => reply,
         Err(error) if refused(&error) => return Ok(Settings::default()),
@@ -596,34 +757,34 @@ impl RedisStore {
     }
 
     fn marker_key(&self) -> String {
-        format!("{}:meta:initialised", self.prefix)
+        format!("{}:meta:initialised", self.base)
     }
 
     fn challenge_key_prefix(&self) -> String {
-        format!("{}:challenge:", self.prefix)
+        format!("{}:challenge:", self.base)
     }
 
     fn challenge_key(&self, id: &ChallengeId) -> String {
-        format!("{}:challenge:{id}", self.prefix)
+        format!("{}:challenge:{id}", self.base)
     }
 
     fn index_key(&self) -> String {
-        format!("{}:challenges:by_expiry", self.prefix)
+        format!("{}:challenges:by_expiry", self.base)
     }
 
     fn limit_key(&self, key: &str) -> String {
-        format!("{}:limit:{key}", self.prefix)
+        format!("{}:limit:{key}", self.base)
     }
 
     fn failures_key(&self, account: &AccountId) -> String {
-        format!("{}:failures:{}", self.prefix, account.0)
+        format!("{}:failures:{}", self.base, account.0)
     }
 
     /// `{prefix}:device:{len}:{account}:`, the start of every device key of
     /// the account. The account is length-prefixed because the id follows
     /// it (see the module docs on keys).
     fn device_key_prefix(&self, account: &AccountId) -> String {
-        format!("{}:device:{}:{}:", self.prefix, account.0.len(), account.0)
+        format!("{}:device:{}:{}:", self.base, account.0.len(), account.0)
     }
 
     fn device_key(&self, account: &AccountId, id: &DeviceId) -> String {
@@ -631,35 +792,35 @@ impl RedisStore {
     }
 
     fn devices_key(&self, account: &AccountId) -> String {
-        format!("{}:devices:{}", self.prefix, account.0)
+        format!("{}:devices:{}", self.base, account.0)
     }
 
     fn contacts_key(&self, account: &AccountId) -> String {
-        format!("{}:contacts:{}", self.prefix, account.0)
+        format!("{}:contacts:{}", self.base, account.0)
     }
 
     fn claims_key(&self, account: &AccountId) -> String {
-        format!("{}:claims:{}", self.prefix, account.0)
+        format!("{}:claims:{}", self.base, account.0)
     }
 
     fn claim_key_prefix(&self) -> String {
-        format!("{}:claim:", self.prefix)
+        format!("{}:claim:", self.base)
     }
 
     fn claim_key(&self, key: &str) -> String {
-        format!("{}:claim:{key}", self.prefix)
+        format!("{}:claim:{key}", self.base)
     }
 
     fn verification_key_prefix(&self) -> String {
-        format!("{}:verification:", self.prefix)
+        format!("{}:verification:", self.base)
     }
 
     fn verification_key(&self, id: &VerificationId) -> String {
-        format!("{}:verification:{id}", self.prefix)
+        format!("{}:verification:{id}", self.base)
     }
 
     fn verification_index_key(&self) -> String {
-        format!("{}:verifications:by_expiry", self.prefix)
+        format!("{}:verifications:by_expiry", self.base)
     }
 
     /// The record (JSON) in the `record` field of the hash at `key`, if any.
@@ -775,22 +936,22 @@ impl RedisStore {
     async fn purge_scanned(&self, before: OffsetDateTime) -> Result<(u64, u64), StoreError> {
         let (secs, nanos) = split(before);
         let mut conn = self.conn.clone();
+        let marker = self.marker_key();
         let (mut counters, mut devices) = (0u64, 0u64);
         for tail in [":limit:*", ":device:*"] {
-            let pattern = format!("{}{tail}", glob_escape(&self.prefix));
+            let pattern = format!("{}{tail}", glob_escape(&self.base));
             let mut cursor: u64 = 0;
             loop {
-                let (next, keys): (u64, Vec<Vec<u8>>) = ::redis::cmd("SCAN")
-                    .arg(cursor)
+                let mut scan = ::redis::cmd("SCAN");
+                scan.arg(cursor)
                     .arg("MATCH")
                     .arg(&pattern)
                     .arg("COUNT")
                     .arg(PURGE_BATCH)
                     .arg("TYPE")
-                    .arg("hash")
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(map_redis)?;
+                    .arg("hash");
+                let (next, keys): (u64, Vec<Vec<u8>>) =
+                    conn.on_store_node(scan, &marker).await.map_err(map_redis)?;
                 if !keys.is_empty() {
                     let mut call = PURGE_SCAN.prepare_invoke();
                     for key in &keys {
