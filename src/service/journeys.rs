@@ -362,16 +362,7 @@ impl TwoFactor {
     ) -> Result<PhoneConfirmed, Error> {
         // The challenge, the account's record and its failure run in one
         // read.
-        let loaded = self
-            .store()
-            .load(&Load::account(account).with_challenge(challenge))
-            .await?;
-        let Some(record) = loaded.challenge else {
-            return Err(self.inner.challenges.unknown(*challenge));
-        };
-        if record.account.as_ref() != Some(account) {
-            return Err(Refusal::Code(CodeRefusal::Unknown).into());
-        }
+        let (record, loaded) = self.load_own_challenge(account, challenge).await?;
         if record.destination.kind() != DestinationKind::Phone {
             // Not a phone code: refuse before spending it.
             return Err(Refusal::Code(CodeRefusal::DestinationMismatch).into());

@@ -15,10 +15,10 @@ use crate::flows::{
 };
 use crate::hash::{KeyedHasher, siphash24};
 use crate::model::{
-    AccountId, AccountRecord, ChallengeId, Channel, Destination, DestinationKind, DeviceId,
-    DeviceRecord, FailureRecord, Purpose,
+    AccountId, AccountRecord, ChallengeId, ChallengeRecord, Channel, Destination, DestinationKind,
+    DeviceId, DeviceRecord, FailureRecord, Purpose,
 };
-use crate::store::{Load, StoreError};
+use crate::store::{Load, Loaded, StoreError};
 
 /// How many times a code sign-in is decided again because the account's
 /// record changed between its read and its commit: each round lost means
@@ -1010,6 +1010,28 @@ impl TwoFactor {
     /// record and its failure run in one read; the guess settled (and the
     /// device trusted) in one write, which lands only while the record is
     /// still as read. A conflict [`Error::Store`] when it changed.
+    /// The challenge `challenge` with the account's record and failure run,
+    /// in one read; refused as unknown unless the challenge is there and is
+    /// the account's. (`loaded.challenge` is taken out: it is the first
+    /// part of the answer.)
+    pub(super) async fn load_own_challenge(
+        &self,
+        account: &AccountId,
+        challenge: &ChallengeId,
+    ) -> Result<(ChallengeRecord, Loaded), Error> {
+        let mut loaded = self
+            .store()
+            .load(&Load::account(account).with_challenge(challenge))
+            .await?;
+        let Some(record) = loaded.challenge.take() else {
+            return Err(self.inner.challenges.unknown(*challenge));
+        };
+        if record.account.as_ref() != Some(account) {
+            return Err(Refusal::Code(CodeRefusal::Unknown).into());
+        }
+        Ok((record, loaded))
+    }
+
     async fn code_sign_in(
         &self,
         account: &AccountId,
@@ -1021,16 +1043,7 @@ impl TwoFactor {
         // A proof presented again by the attempt that spent it counts only
         // at the epoch it was spent at.
         let at = |epoch| attempt.map(|id| Attempt { id, epoch });
-        let loaded = self
-            .store()
-            .load(&Load::account(account).with_challenge(challenge))
-            .await?;
-        let Some(record) = loaded.challenge else {
-            return Err(self.inner.challenges.unknown(*challenge));
-        };
-        if record.account.as_ref() != Some(account) {
-            return Err(Refusal::Code(CodeRefusal::Unknown).into());
-        }
+        let (record, loaded) = self.load_own_challenge(account, challenge).await?;
         // The contact must still be the account's: a code in flight
         // to a number changed since is dead.
         let (to, epoch) = self.contact_still_in(loaded.record.as_ref(), &record.destination)?;
