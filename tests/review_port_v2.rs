@@ -1225,12 +1225,28 @@ async fn finding_4_a_confirmation_refund_can_erase_a_newer_failure() {
     );
 
     // taro signs in (the run ends), then someone types a wrong code.
+    run_restarted(&env, (&first, &first_code), (&second, &second_code)).await;
+
+    go.send(()).unwrap();
+    sending.await.unwrap().unwrap();
+    assert_eq!(
+        env.run().await,
+        1,
+        "the wrong code compared after the sign-in must stay counted; the confirmation's \
+         refund took it away"
+    );
+}
+
+/// taro signs in with `(challenge, code)` on instance `b` (his failure
+/// run ends), then someone types a wrong code for `other`: a new run of
+/// one failure, at the same instant as any before it.
+async fn run_restarted(env: &Env, right: (&ChallengeId, &str), other: (&ChallengeId, &str)) {
     env.b
         .sign_in_complete(
             &taro(),
             Proof::Code {
-                challenge: &first,
-                code: &first_code,
+                challenge: right.0,
+                code: right.1,
             },
             None,
             None,
@@ -1242,8 +1258,8 @@ async fn finding_4_a_confirmation_refund_can_erase_a_newer_failure() {
         .sign_in_complete(
             &taro(),
             Proof::Code {
-                challenge: &second,
-                code: &wrong_code(1, &[&second_code]),
+                challenge: other.0,
+                code: &wrong_code(1, &[other.1]),
             },
             None,
             None,
@@ -1251,15 +1267,6 @@ async fn finding_4_a_confirmation_refund_can_erase_a_newer_failure() {
         .await;
     assert_eq!(answer("wrong code", &wrong), Answer::Compared);
     assert_eq!(env.run().await, 1, "set-up: the wrong code is counted");
-
-    go.send(()).unwrap();
-    sending.await.unwrap().unwrap();
-    assert_eq!(
-        env.run().await,
-        1,
-        "the wrong code compared after the sign-in must stay counted; the confirmation's \
-         refund took it away"
-    );
 }
 
 // -------------------------------------------------------------- finding 5
@@ -1299,33 +1306,8 @@ async fn finding_5_a_link_opening_refund_can_erase_a_newer_failure() {
         "set-up: the opening is counted at most once"
     );
 
-    // taro signs in by SMS (the run ends), then someone types a wrong code.
-    env.b
-        .sign_in_complete(
-            &taro(),
-            Proof::Code {
-                challenge: &first,
-                code: &first_code,
-            },
-            None,
-            None,
-        )
-        .await
-        .unwrap();
-    let wrong = env
-        .b
-        .sign_in_complete(
-            &taro(),
-            Proof::Code {
-                challenge: &second,
-                code: &wrong_code(1, &[&second_code]),
-            },
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(answer("wrong code", &wrong), Answer::Compared);
-    assert_eq!(env.run().await, 1, "set-up: the wrong code is counted");
+    // taro signs in (the run ends), then someone types a wrong code.
+    run_restarted(&env, (&first, &first_code), (&second, &second_code)).await;
 
     go.send(()).unwrap();
     opening.await.unwrap().unwrap();

@@ -20,9 +20,7 @@ use crate::error::{AccountRefusal, CodeRefusal, Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::factors;
 use crate::limits::FailurePolicy;
-use crate::model::{
-    AccountId, AccountRecord, AuthenticatorRecord, DeviceRecord, Factors, FailureRecord,
-};
+use crate::model::{AccountId, AccountRecord, AuthenticatorRecord, DeviceRecord, Factors};
 #[cfg(feature = "qr")]
 use crate::otp::QrError;
 use crate::otp::{Rejection, Totp, TotpEnrollment};
@@ -382,10 +380,7 @@ impl Authenticators {
             if let Some(reason) = self.failures.lockout(guess.run.as_ref(), now).refusal() {
                 return Ok(Step::Keep(AppCode::Locked(reason)));
             }
-            let counted = Some(FailureRecord {
-                consecutive: guess.run.map_or(0, |r| r.consecutive).saturating_add(1),
-                last_failure_at: now,
-            });
+            let counted = guess.one_more(now);
             let epoch = guess.record.epoch;
             let at = attempt.map(|id| Attempt { id, epoch });
             // The same app as the seed opened above, or the check is void.

@@ -362,6 +362,14 @@ impl AccountGuess {
             trust: false,
         }
     }
+
+    /// The run with one more failure, at `now`: what a wrong guess writes.
+    pub(crate) fn one_more(&self, now: OffsetDateTime) -> Option<FailureRecord> {
+        Some(FailureRecord {
+            consecutive: self.run.map_or(0, |r| r.consecutive).saturating_add(1),
+            last_failure_at: now,
+        })
+    }
 }
 
 impl Slot for AccountGuessSlot<'_> {

@@ -11,7 +11,7 @@ use crate::error::{CodeRefusal, Error, Refusal, SecretKind};
 use crate::events::Event;
 use crate::hash::KeyId;
 use crate::limits::FailurePolicy;
-use crate::model::{AccountId, DeviceRecord, FailureRecord, RecoverySet};
+use crate::model::{AccountId, DeviceRecord, RecoverySet};
 use crate::recovery::{self, Lookup, PlainCodes, RecoveryPolicy};
 use crate::store::Load;
 
@@ -171,10 +171,7 @@ impl RecoveryCodes {
             if let Some(reason) = self.failures.lockout(guess.run.as_ref(), now).refusal() {
                 return Ok(Step::Keep(Redemption::Locked(reason)));
             }
-            let counted = Some(FailureRecord {
-                consecutive: guess.run.map_or(0, |r| r.consecutive).saturating_add(1),
-                last_failure_at: now,
-            });
+            let counted = guess.one_more(now);
             let epoch = guess.record.epoch;
             let Some(set) = guess.record.factors.recovery.as_mut() else {
                 return Ok(Step::Keep(Redemption::NoSet));

@@ -974,8 +974,8 @@ impl TwoFactor {
     /// Finishes a sign-in whose step was offered a `prepared` device to
     /// trust in its own write: reported when that write took it
     /// (`trusted`), a failed trust when it could not even be prepared, and
-    /// otherwise (the step wrote nothing, say, being a retry) trusted now,
-    /// on its own.
+    /// otherwise (not asked, or an attempt's retry, which writes nothing)
+    /// trusted now, in a call of its own.
     #[allow(clippy::too_many_arguments)]
     async fn settle_device(
         &self,
@@ -1074,24 +1074,8 @@ impl TwoFactor {
             Channel::Email => MethodKind::Email,
             _ => MethodKind::Sms,
         };
-        match prepared {
-            Some(Some((token, record))) if trusted => {
-                let device = self.inner.devices.trusted(token, &record);
-                Ok(self.finish(account, kind, None, Some(device), false, epoch))
-            }
-            Some(None) => {
-                self.inner.ports.emit(Event::DeviceTrustFailed {
-                    account: account.clone(),
-                });
-                Ok(self.finish(account, kind, None, None, true, epoch))
-            }
-            // Not asked, or an attempt's retry (nothing written):
-            // trust in a call of its own.
-            _ => {
-                self.signed_in(account, kind, None, trust_device, epoch)
-                    .await
-            }
-        }
+        self.settle_device(account, kind, None, trust_device, prepared, trusted, epoch)
+            .await
     }
 
     async fn signed_in(
