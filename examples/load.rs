@@ -48,6 +48,7 @@
 //! cargo run --release --example load --features sqlite -- --store sqlite
 //! cargo run --release --example load --features postgres -- --store postgres
 //! cargo run --release --example load --features redis -- --store redis
+//! cargo run --release --example load --features redis -- --store redis-cluster
 //! cargo run --release --example load --features mysql -- --store mysql
 //! ```
 //!
@@ -56,6 +57,9 @@
 //!   of its own, `ninsho_load_<pid>_<nanos>`, dropped at the end.
 //! - Redis: `NINSHO_REDIS_URL` (default `redis://127.0.0.1:6379/`); every
 //!   key is under the prefix `ninsho-load:<pid>_<nanos>`, deleted at the end.
+//! - Redis Cluster: `NINSHO_REDIS_CLUSTER_URL`, the nodes' URLs separated by
+//!   commas (no default); the keys as for Redis, under the hash tag
+//!   `{ninsho-load:<pid>_<nanos>}`, deleted at the end.
 //! - MySQL or MariaDB: `NINSHO_MYSQL_URL` (default
 //!   `mysql://root@127.0.0.1:3306/test`); the run works in a database of
 //!   its own, `ninsho_load_<pid>_<nanos>`, dropped at the end.
@@ -150,6 +154,8 @@ pub enum StoreKind {
     Postgres,
     /// `RedisStore` (feature `redis`).
     Redis,
+    /// `RedisStore` on a Redis Cluster (feature `redis`).
+    RedisCluster,
     /// `MySqlStore` (feature `mysql`).
     MySql,
 }
@@ -161,6 +167,7 @@ impl StoreKind {
             "sqlite" => Self::Sqlite,
             "postgres" => Self::Postgres,
             "redis" => Self::Redis,
+            "redis-cluster" => Self::RedisCluster,
             "mysql" => Self::MySql,
             _ => return None,
         })
@@ -172,6 +179,7 @@ impl StoreKind {
             Self::Sqlite => "sqlite",
             Self::Postgres => "postgres",
             Self::Redis => "redis",
+            Self::RedisCluster => "redis-cluster",
             Self::MySql => "mysql",
         }
     }
@@ -180,6 +188,7 @@ impl StoreKind {
     fn feature(self) -> Option<&'static str> {
         match self {
             Self::Memory => None,
+            Self::RedisCluster => Some("redis"),
             other => Some(other.name()),
         }
     }
@@ -190,7 +199,7 @@ impl StoreKind {
             Self::Memory => true,
             Self::Sqlite => cfg!(feature = "sqlite"),
             Self::Postgres => cfg!(feature = "postgres"),
-            Self::Redis => cfg!(feature = "redis"),
+            Self::Redis | Self::RedisCluster => cfg!(feature = "redis"),
             Self::MySql => cfg!(feature = "mysql"),
         }
     }
@@ -215,7 +224,7 @@ pub struct Options {
     pub pool: u32,
 }
 
-const USAGE: &str = "usage: load [--store memory|sqlite|postgres|redis|mysql] [--users N] \
+const USAGE: &str = "usage: load [--store memory|sqlite|postgres|redis|redis-cluster|mysql] [--users N] \
 [--concurrency C] [--seconds S] [--wrong-rate R] [--recovery-rate R] [--pool P] [--quick]";
 
 /// The options from the command line (`Err` holds what to tell the user).
@@ -268,7 +277,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     };
     let store = match given.get("--store") {
         Some(name) => StoreKind::parse(name).ok_or(format!(
-            "--store takes memory, sqlite, postgres, redis or mysql, not {name:?}"
+            "--store takes memory, sqlite, postgres, redis, redis-cluster or mysql, not {name:?}"
         ))?,
         None => StoreKind::Memory,
     };
@@ -478,6 +487,11 @@ enum Cleanup {
         conn: redis::aio::ConnectionManager,
         prefix: String,
     },
+    #[cfg(feature = "redis")]
+    RedisCluster {
+        conn: redis::cluster_async::ClusterConnection,
+        prefix: String,
+    },
     #[cfg(feature = "mysql")]
     MySql {
         pools: [sqlx::MySqlPool; 2],
@@ -545,6 +559,8 @@ async fn open_stores(opts: &Options) -> Result<Stores, BoxError> {
         StoreKind::Postgres => open_postgres(opts).await,
         #[cfg(feature = "redis")]
         StoreKind::Redis => open_redis().await,
+        #[cfg(feature = "redis")]
+        StoreKind::RedisCluster => open_redis_cluster().await,
         #[cfg(feature = "mysql")]
         StoreKind::MySql => open_mysql(opts).await,
         #[allow(unreachable_patterns)]
@@ -679,6 +695,49 @@ async fn open_redis() -> Result<Stores, BoxError> {
     })
 }
 
+#[cfg(feature = "redis")]
+async fn open_redis_cluster() -> Result<Stores, BoxError> {
+    use ninsho::store::RedisStore;
+    use redis::cluster::ClusterClient;
+
+    let urls = env_or("NINSHO_REDIS_CLUSTER_URL", "");
+    let nodes: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    if nodes.is_empty() {
+        return Err(
+            "set NINSHO_REDIS_CLUSTER_URL to the cluster nodes' URLs, separated by commas".into(),
+        );
+    }
+    let shown_nodes = nodes.iter().map(|u| shown(u)).collect::<Vec<_>>().join(",");
+    let client = ClusterClient::new(nodes)?;
+    let unreachable = |e: redis::RedisError| -> BoxError {
+        format!("cannot reach the Redis Cluster at {shown_nodes} ({e})").into()
+    };
+    let a = client.get_async_connection().await.map_err(unreachable)?;
+    let b = client.get_async_connection().await.map_err(unreachable)?;
+    let prefix = format!("ninsho-load:{}", run_id());
+    // As for one server: a throwaway namespace on a test cluster.
+    let store = |conn| {
+        RedisStore::builder(prefix.clone())
+            .dangerously_allow_volatile_server()
+            .build_cluster(conn)
+    };
+    let first = store(a.clone()).await?;
+    first.initialise().await?;
+    let second = store(b).await?;
+    Ok(Stores {
+        a: Arc::new(first),
+        b: Arc::new(second),
+        what: format!(
+            "Redis Cluster at {shown_nodes}, key hash tag {{{prefix}}}, two cluster connections"
+        ),
+        cleanup: Cleanup::RedisCluster { conn: a, prefix },
+    })
+}
+
 #[cfg(feature = "mysql")]
 async fn open_mysql(opts: &Options) -> Result<Stores, BoxError> {
     use ninsho::store::MySqlStore;
@@ -792,6 +851,44 @@ impl Cleanup {
                     cursor = next;
                 }
                 Ok(format!("deleted {removed} keys under {prefix}"))
+            }
+            #[cfg(feature = "redis")]
+            Self::RedisCluster { mut conn, prefix } => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                // Every key sits on the slot of the tag, on one master.
+                let tag = format!("{{{prefix}}}");
+                let route = || {
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+                        &tag,
+                        SlotAddr::Master,
+                    )))
+                };
+                let pattern = format!("{tag}:*");
+                let mut cursor: u64 = 0;
+                let mut removed = 0usize;
+                loop {
+                    let mut scan = redis::cmd("SCAN");
+                    scan.arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000);
+                    let reply = conn.route_command(scan, route()).await?;
+                    let (next, keys): (u64, Vec<Vec<u8>>) =
+                        redis::FromRedisValue::from_redis_value(reply)?;
+                    if !keys.is_empty() {
+                        removed += keys.len();
+                        let _: i64 = redis::cmd("UNLINK")
+                            .arg(keys)
+                            .query_async(&mut conn)
+                            .await?;
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+                Ok(format!("deleted {removed} keys under {tag}"))
             }
             #[cfg(feature = "mysql")]
             Self::MySql { pools, database } => {
