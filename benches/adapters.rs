@@ -174,9 +174,11 @@ async fn backends() -> Vec<Backend> {
         .await
         .expect("Redis");
     let prefix = format!("ninsho-bench:{suffix}");
-    // The local Redis keeps nothing on disk; for a benchmark that is fine.
+    // The local Redis keeps nothing on disk (and a bench machine's may
+    // evict): fine for a benchmark's throwaway keys, never in production.
     let store = RedisStore::builder(prefix.clone())
         .dangerously_allow_volatile_server()
+        .dangerously_allow_evicting_server()
         .build(manager.clone())
         .await
         .expect("Redis");
