@@ -221,10 +221,6 @@ impl Browser {
             .prefix("ninsho-chromium-")
             .tempdir()
             .unwrap_or_else(|e| panic!("no temporary profile directory: {e}"));
-        let driver = Chromedriver::start(
-            &chromedriver,
-            &artifacts.join(format!("{name}.chromedriver.log")),
-        );
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
         let caps = json!({
@@ -234,17 +230,41 @@ impl Browser {
         let serde_json::Value::Object(caps) = caps else {
             unreachable!("a JSON object literal")
         };
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&driver.url())
-            .await
-            .unwrap_or_else(|e| panic!("{name}: no WebDriver session: {e}"));
-        Some(Browser {
-            client,
-            name: name.to_owned(),
-            driver,
-            profile,
-        })
+        // A session request that can't reach a chromedriver which was just
+        // seen listening (seen once in CI on a loaded machine: the request
+        // found no listener, and the driver's log shows none arriving) is
+        // retried on a fresh driver; a driver that answers with an error
+        // fails at once.
+        let mut last_error = String::new();
+        for attempt in 1..=3 {
+            let log = artifacts.join(format!("{name}.chromedriver.{attempt}.log"));
+            let driver = Chromedriver::start(&chromedriver, &log);
+            let session =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(caps.clone())
+                    .connect(&driver.url())
+                    .await;
+            match session {
+                Ok(client) => {
+                    return Some(Browser {
+                        client,
+                        name: name.to_owned(),
+                        driver,
+                        profile,
+                    });
+                }
+                Err(
+                    e @ (fantoccini::error::NewSessionError::Failed(_)
+                    | fantoccini::error::NewSessionError::FailedC(_)
+                    | fantoccini::error::NewSessionError::Lost(_)),
+                ) => {
+                    last_error = format!("{e} (attempt {attempt}, log {})", log.display());
+                    drop(driver);
+                }
+                Err(e) => panic!("{name}: no WebDriver session: {e}; see {}", log.display()),
+            }
+        }
+        panic!("{name}: no WebDriver session: {last_error}")
     }
 
     /// The chromedriver's process id (its process group holds Chromium).
