@@ -331,8 +331,9 @@ impl Authenticators {
     /// and one code signs in once. A replayed code counts as a wrong one.
     /// The attempt that made the last accepted step may present that
     /// step's code again (its reply was lost). With `device`, the accepted
-    /// step also trusts it, in the same write. Returns the account's
-    /// security epoch, and whether the device was written.
+    /// step (or its retry) also trusts it, in the same write, which lands
+    /// only while the record it was decided on stands. Returns the
+    /// account's security epoch, and whether the device was written.
     ///
     /// # Errors
     /// As for [`confirm`](Self::confirm), plus
@@ -415,6 +416,9 @@ impl Authenticators {
                 }
             };
             guess.run = None;
+            // The device goes in with the success, retried or not: the
+            // commit checks the record it was decided on.
+            guess.trust = true;
             if retry && Some(step) == last_step {
                 // The attempt that made this step, retrying after a lost
                 // reply: the same success, the record left as it is.
@@ -428,7 +432,6 @@ impl Authenticators {
                 }
             }
             guess.changed = true;
-            guess.trust = true;
             Ok(Step::Write(AppCode::Right(epoch)))
         })
         .await?;

@@ -337,6 +337,11 @@ impl Slot for GuessSlot<'_> {
 /// atomic step that changes the record. With `device`, a success that asks
 /// for it ([`AccountGuess::trust`]) also trusts that device, at the epoch
 /// the record is written with.
+///
+/// A commit that leaves the record as it is (a wrong guess, the retry of
+/// an attempt whose reply was lost) still checks it ([`RecordCheck`]): the
+/// decision was made on that record, and a device trusted on it must not
+/// land once the account is gone, or made again under the same id.
 pub(crate) struct AccountGuessSlot<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) account: &'a AccountId,
@@ -414,6 +419,11 @@ impl Slot for AccountGuessSlot<'_> {
                 claims: &claims,
             }),
             device: device.as_ref(),
+            // Written, the record's expected version checks it.
+            record_check: (!next.changed).then_some(RecordCheck {
+                account: self.account,
+                version: Some(*version),
+            }),
             ..Commit::default()
         };
         // No hits: the instant is not used.

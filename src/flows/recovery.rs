@@ -140,7 +140,9 @@ impl RecoveryCodes {
     /// both (and, with `device`, trusts it at the epoch the redemption moves
     /// to). The code records the attempt, and a retry from the same attempt
     /// (whose reply was lost) gets the same success instead of "already
-    /// used". Answers whether the device was written (not on such a retry).
+    /// used"; its device is written in its commit too, which lands only
+    /// while the record it was decided on stands. Answers whether the
+    /// device was written.
     pub(crate) async fn redeem_step(
         &self,
         account: &AccountId,
@@ -194,8 +196,11 @@ impl RecoveryCodes {
                     }
                     // The attempt that spent it, retrying after a lost
                     // reply: the same success, the record left as it is.
+                    // The device goes in with it, in a commit that
+                    // checks the record this was decided on.
                     let remaining = set.remaining();
                     guess.run = None;
+                    guess.trust = true;
                     return Ok(Step::Write(Redemption::Again { remaining, epoch }));
                 }
                 // Neither right nor wrong: not counted.
@@ -265,7 +270,7 @@ impl RecoveryCodes {
                     running_low: low(remaining),
                     epoch,
                 };
-                Ok((redeemed, false))
+                Ok((redeemed, trusted))
             }
             Redemption::Retired(key_id) => Err(super::retired_key(
                 &*p.events,
