@@ -926,8 +926,7 @@ impl TwoFactor {
             }
             Proof::Authenticator { code } => {
                 // The device is trusted in the write that accepts the code.
-                let prepared =
-                    trust_device.map(|label| self.inner.devices.prepare(account, label, 0).ok());
+                let prepared = self.prepare_device(account, trust_device, 0);
                 let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
                 let (epoch, trusted) = self
                     .inner
@@ -949,8 +948,7 @@ impl TwoFactor {
                 // Spending the code moves the epoch on in the same write:
                 // every device trusted before dies, and the one trusted now
                 // is written at the new epoch, in that write too.
-                let prepared =
-                    trust_device.map(|label| self.inner.devices.prepare(account, label, 0).ok());
+                let prepared = self.prepare_device(account, trust_device, 0);
                 let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
                 let (redeemed, trusted) = self
                     .inner
@@ -969,6 +967,19 @@ impl TwoFactor {
                 .await
             }
         }
+    }
+
+    /// The device to trust with a sign-in's write, when `trust_device`
+    /// names it: `Some(None)` when it can't be made (no randomness; the
+    /// sign-in still stands, untrusted), at `epoch` (a step that moves the
+    /// epoch sets the device's when it writes it).
+    fn prepare_device(
+        &self,
+        account: &AccountId,
+        trust_device: Option<&str>,
+        epoch: u64,
+    ) -> Option<Option<(DeviceToken, DeviceRecord)>> {
+        trust_device.map(|label| self.inner.devices.prepare(account, label, epoch).ok())
     }
 
     /// Finishes a sign-in whose step was offered a `prepared` device to
@@ -1049,8 +1060,7 @@ impl TwoFactor {
         let (to, epoch) = self.contact_still_in(loaded.record.as_ref(), &record.destination)?;
         // A device token needs randomness; without it the sign-in
         // still stands, untrusted (as when the store can't keep it).
-        let prepared =
-            trust_device.map(|label| self.inner.devices.prepare(account, label, epoch).ok());
+        let prepared = self.prepare_device(account, trust_device, epoch);
         let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
         let code = Code {
             input: code,
