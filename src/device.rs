@@ -88,7 +88,13 @@ fn context(account: &AccountId, id: &DeviceId) -> Vec<u8> {
     ctx
 }
 
-/// Makes a token and the record to store for it.
+/// Makes a token and the record to store for it, at the account's security
+/// `epoch`.
+///
+/// The record's [`incarnation`](DeviceRecord::incarnation) is 0; set it
+/// to the account record's ([`AccountRecord::incarnation`](crate::model::AccountRecord::incarnation))
+/// before storing it, or the device counts as revoked once the account has
+/// a record. [`TwoFactor`](crate::service::TwoFactor) does this itself.
 ///
 /// # Errors
 /// When the random source fails.
@@ -121,6 +127,7 @@ pub fn trust(
         expires_at: now.saturating_add(policy.lifetime),
         epoch,
         revoked_at: None,
+        incarnation: 0,
     };
     Ok((token, record))
 }

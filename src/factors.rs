@@ -192,7 +192,7 @@ mod tests {
     }
 
     fn account(phone: bool, email: bool) -> AccountRecord {
-        let mut book = AccountRecord::fresh(&AccountId::new("taro"), T0);
+        let mut book = AccountRecord::fresh(&AccountId::new("taro"), T0, 1);
         book.contacts
             .push(contact(Destination::phone("+819012345678").unwrap(), phone));
         book.contacts.push(contact(

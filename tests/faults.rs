@@ -1317,13 +1317,9 @@ async fn phone_change(env: Env, fault: Option<Fault>, two_step: bool) -> Verdict
     } else {
         // Without two-step sign-in no journey trusts a device: put one in
         // place as trust would, at the account's epoch.
-        let epoch = env
-            .store
-            .account_record(&taro())
-            .await
-            .unwrap()
-            .map_or(0, |r| r.epoch);
-        let (token, record) = ninsho::device::trust(
+        let book = env.store.account_record(&taro()).await.unwrap();
+        let epoch = book.as_ref().map_or(0, |r| r.epoch);
+        let (token, mut record) = ninsho::device::trust(
             &taro(),
             OLD_DEVICE,
             epoch,
@@ -1333,6 +1329,7 @@ async fn phone_change(env: Env, fault: Option<Fault>, two_step: bool) -> Verdict
             env.clock.now(),
         )
         .unwrap();
+        record.incarnation = book.map_or(0, |r| r.incarnation);
         env.store.insert_device(&record).await.unwrap();
         (token.expose_secret().to_owned(), None)
     };

@@ -185,6 +185,7 @@ fn sample_device(account: &AccountId, seed: u8, now: OffsetDateTime) -> DeviceRe
         expires_at: now + Duration::days(30),
         epoch: 0,
         revoked_at: None,
+        incarnation: 7,
     }
 }
 

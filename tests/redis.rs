@@ -191,6 +191,7 @@ fn sample_device(account: &str, seed: u8, now: OffsetDateTime) -> DeviceRecord {
         expires_at: now + Duration::days(30),
         epoch: 0,
         revoked_at: None,
+        incarnation: 7,
     }
 }
 

@@ -243,11 +243,20 @@ async fn an_edited_epoch_is_a_forged_step_up() {
 /// proofs of the old record, must not vouch for the new one.
 #[tokio::test]
 async fn devices_and_step_ups_left_from_a_deleted_record_do_not_vouch_for_a_new_one() {
+    // Whatever the clock of the instance that makes the new record says: a
+    // minute on, the same instant, or a minute behind the one that trusted
+    // the old device.
+    for skew in [Duration::minutes(1), Duration::ZERO, Duration::minutes(-1)] {
+        left_from_a_deleted_record(skew).await;
+    }
+}
+
+async fn left_from_a_deleted_record(skew: Duration) {
     let (env, _) = env().await;
     let old = env.sms_sign_in().await;
     // What a delete_account cut off after its first write leaves.
     env.store.delete_account(&taro()).await.unwrap();
-    env.clock.advance(Duration::minutes(1));
+    env.clock.advance(skew);
     enrol(&env.service, &env.gateway, &taro()).await;
 
     let (token, _) = old.device.as_ref().unwrap();
@@ -283,4 +292,88 @@ async fn devices_and_step_ups_left_from_a_deleted_record_do_not_vouch_for_a_new_
         .await
         .unwrap();
     assert_eq!(env.service.devices(&taro()).await.unwrap().len(), 1);
+}
+
+/// A sign-in code sent for the deleted record, with the account made again
+/// under the same id and the same phone: the code reached the phone, but it
+/// was issued for the old record, and the new one does not know it. Neither
+/// can a sign-in link sent then, nor a retry by the attempt that spent the
+/// code before the deletion.
+#[tokio::test]
+async fn a_sign_in_code_sent_for_a_deleted_record_is_unknown_to_a_new_one() {
+    use ninsho::CodeRefusal;
+    use ninsho::service::{MethodKind, SignInAttempt};
+    let (env, _) = env().await;
+    let sms = env
+        .service
+        .methods(&taro())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.kind == MethodKind::Sms)
+        .unwrap();
+    // One code spent by an attempt (its reply lost), one never used.
+    let spent = env
+        .service
+        .sign_in_send_code(&taro(), &sms, None, None)
+        .await
+        .unwrap();
+    let spent_code = secret_to(&env.gateway, support::PHONE);
+    let attempt = SignInAttempt::new("attempt-before-the-deletion");
+    let proof = |id, code| Proof::Code {
+        challenge: id,
+        code,
+    };
+    env.service
+        .sign_in_complete(
+            &taro(),
+            proof(&spent.challenge_id, &spent_code),
+            None,
+            Some(&attempt),
+        )
+        .await
+        .unwrap();
+    let unused = env
+        .service
+        .sign_in_send_code(&taro(), &sms, None, None)
+        .await
+        .unwrap();
+    let unused_code = secret_to(&env.gateway, support::PHONE);
+
+    env.service.delete_account(&taro()).await.unwrap();
+    enrol(&env.service, &env.gateway, &taro()).await;
+
+    let first = env
+        .service
+        .sign_in_complete(
+            &taro(),
+            proof(&unused.challenge_id, &unused_code),
+            Some("laptop"),
+            None,
+        )
+        .await;
+    assert_eq!(refusal(first), Refusal::Code(CodeRefusal::Unknown));
+    let retried = env
+        .service
+        .sign_in_complete(
+            &taro(),
+            proof(&spent.challenge_id, &spent_code),
+            Some("laptop"),
+            Some(&attempt),
+        )
+        .await;
+    assert_eq!(refusal(retried), Refusal::Code(CodeRefusal::Unknown));
+    let resend = env
+        .service
+        .resend(&taro(), &unused.challenge_id, None)
+        .await;
+    assert_eq!(refusal(resend), Refusal::Code(CodeRefusal::Unknown));
+    assert!(env.service.devices(&taro()).await.unwrap().is_empty());
+
+    // The new record's own codes work.
+    let new = env.sms_sign_in().await;
+    assert!(matches!(
+        env.device_check(&new).await,
+        DeviceCheck::Valid { .. }
+    ));
 }

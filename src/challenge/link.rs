@@ -118,6 +118,7 @@ mod tests {
             locale: Locale::En,
             channels: vec![Channel::Email],
             epoch: Some(3),
+            incarnation: 0,
         }
         .with_link(
             LinkRecord {

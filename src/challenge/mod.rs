@@ -156,6 +156,8 @@ pub(crate) struct NewChallenge {
     pub(crate) channels: Vec<Channel>,
     /// The account's security epoch it is bound to, if any.
     pub(crate) epoch: Option<u64>,
+    /// The incarnation of the account's record it is issued for (0: none).
+    pub(crate) incarnation: u64,
 }
 
 impl NewChallenge {
@@ -180,6 +182,7 @@ impl NewChallenge {
             expires_at: now,
             consumed_by: None,
             epoch: self.epoch,
+            incarnation: self.incarnation,
         }
     }
 

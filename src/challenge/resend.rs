@@ -125,6 +125,7 @@ mod tests {
             locale: Locale::Ja,
             channels: vec![Channel::Sms, Channel::Voice],
             epoch: None,
+            incarnation: 0,
         }
         .with_code(hash(), 6, policy, T0)
     }

@@ -7,24 +7,26 @@ use time::OffsetDateTime;
 use super::cas::{self, AccountSlot, Step};
 use crate::error::Error;
 use crate::model::{AccountId, AccountRecord};
+use crate::random::Random;
 use crate::store::{ClaimChanges, Store, StoreError};
 
-/// What a trusted device or a step-up proof is checked against: the
-/// account's security epoch, and when its record was created.
+/// What a trusted device, a step-up proof or a sign-in challenge is checked
+/// against: the account's security epoch, and which record of the account
+/// stands (its [`incarnation`](AccountRecord::incarnation)).
 ///
-/// The creation time matters when an account's record was deleted and a
-/// new one made under the same id: the new record starts again at epoch 0,
-/// so a device or proof left over from the old one (a
+/// The incarnation matters when an account's record was deleted and a new
+/// one made under the same id: the new record starts again at epoch 0, so
+/// a device or proof left over from the old one (a
 /// [`delete_account`](crate::service::TwoFactor::delete_account) that failed
-/// after deleting the record, say) would match its epoch. Whatever was
-/// issued before the record existed belongs to an earlier record, and is
-/// revoked.
+/// after deleting the record, say) would match its epoch. It carries the
+/// old record's incarnation, not the new one's, and is revoked; no clock
+/// is consulted, so instances whose clocks disagree agree on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Standing {
     /// The security epoch (0 without a record).
     pub(crate) epoch: u64,
-    /// When the record was created (`None` without a record).
-    pub(crate) since: Option<OffsetDateTime>,
+    /// The stored record's incarnation (0 without a record).
+    pub(crate) incarnation: u64,
 }
 
 impl Standing {
@@ -33,15 +35,23 @@ impl Standing {
     pub(crate) fn of(record: Option<&AccountRecord>) -> Self {
         Self {
             epoch: record.map_or(0, |b| b.epoch),
-            since: record.filter(|b| b.version > 0).map(|b| b.created_at),
+            incarnation: record
+                .filter(|b| b.version > 0)
+                .map_or(0, |b| b.incarnation),
         }
     }
 
-    /// Whether something issued at `at`, at security epoch `epoch`, still
-    /// stands: the epoch has not moved past it, and it was not issued
-    /// before the current record existed.
-    pub(crate) fn admits(&self, epoch: u64, at: OffsetDateTime) -> bool {
-        epoch >= self.epoch && self.since.is_none_or(|since| at >= since)
+    /// Whether something issued at security epoch `epoch` for the record
+    /// of incarnation `incarnation` still stands: the epoch has not moved
+    /// past it, and the record is the one it was issued for.
+    pub(crate) fn admits(&self, epoch: u64, incarnation: u64) -> bool {
+        epoch >= self.epoch && incarnation == self.incarnation
+    }
+
+    /// Whether a challenge issued for the record of `incarnation` (0: for
+    /// no record in particular) may be used with this one.
+    pub(crate) fn owns_challenge(&self, incarnation: u64) -> bool {
+        incarnation == 0 || incarnation == self.incarnation
     }
 }
 
@@ -63,6 +73,7 @@ pub(crate) async fn standing(
 /// another account; [`Error::Store`].
 pub(crate) async fn update<T>(
     store: &dyn Store,
+    rng: &dyn Random,
     account: &AccountId,
     now: OffsetDateTime,
     edit: impl FnMut(&mut AccountRecord) -> Result<(T, ClaimChanges), Error>,
@@ -71,10 +82,10 @@ pub(crate) async fn update<T>(
         store,
         account,
         now,
-        create: true,
+        create: Some(rng),
     };
     let record = slot.read().await?;
-    update_from(store, account, now, record, edit).await
+    update_from(store, rng, account, now, record, edit).await
 }
 
 /// [`update`] starting from `record`, the account's record as the caller
@@ -85,6 +96,7 @@ pub(crate) async fn update<T>(
 /// As for [`update`].
 pub(crate) async fn update_from<T>(
     store: &dyn Store,
+    rng: &dyn Random,
     account: &AccountId,
     now: OffsetDateTime,
     record: AccountRecord,
@@ -94,7 +106,7 @@ pub(crate) async fn update_from<T>(
         store,
         account,
         now,
-        create: true,
+        create: Some(rng),
     };
     let record = (record, ClaimChanges::default());
     let landed = cas::change(&slot, record, |(record, claims)| {
@@ -125,7 +137,7 @@ pub(crate) async fn update_existing<T>(
         store,
         account,
         now: record.created_at,
-        create: false,
+        create: None,
     };
     let landed = cas::change(
         &slot,

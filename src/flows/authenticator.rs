@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
+use super::account::Standing;
 use super::cas::{self, AccountGuess, AccountGuessSlot, Step};
 use super::{Attempt, Contacts, Ports, attempt_hash, guess, retired_key, same_attempt};
 use crate::error::{AccountRefusal, CodeRefusal, Error, Refusal, SecretKind};
@@ -167,9 +168,8 @@ struct Opened {
 /// What an authenticator code turned out to be, decided on the freshest
 /// record.
 enum AppCode {
-    /// Accepted (or the same step again, from the attempt that made it), at
-    /// this epoch.
-    Right(u64),
+    /// Accepted (or the same step again, from the attempt that made it).
+    Right,
     /// Not checked: the account's failure run locks it.
     Locked(Refusal),
     /// A step at or before the last accepted one.
@@ -345,7 +345,7 @@ impl Authenticators {
         code: &str,
         attempt: Option<&str>,
         device: Option<&DeviceRecord>,
-    ) -> Result<(u64, bool), Error> {
+    ) -> Result<(Standing, bool), Error> {
         let p = &self.ports;
         let store = &*p.store;
         let now = p.now();
@@ -422,7 +422,7 @@ impl Authenticators {
             if retry && Some(step) == last_step {
                 // The attempt that made this step, retrying after a lost
                 // reply: the same success, the record left as it is.
-                return Ok(Step::Write(AppCode::Right(epoch)));
+                return Ok(Step::Write(AppCode::Right));
             }
             if let Some(app) = &mut guess.record.factors.authenticator {
                 app.last_step = Some(step);
@@ -432,11 +432,14 @@ impl Authenticators {
                 }
             }
             guess.changed = true;
-            Ok(Step::Write(AppCode::Right(epoch)))
+            Ok(Step::Write(AppCode::Right))
         })
         .await?;
         match landed.answer {
-            AppCode::Right(epoch) => Ok((epoch, landed.record.trust)),
+            AppCode::Right => Ok((
+                Standing::of(Some(&landed.record.record)),
+                landed.record.trust,
+            )),
             AppCode::Locked(reason) => Err(reason.into()),
             AppCode::Replayed => Err(self.refuse(account, CodeRefusal::AlreadyUsed)),
             AppCode::Wrong => {

@@ -18,10 +18,12 @@ use std::future::Future;
 use time::OffsetDateTime;
 
 use crate::error::{CodeRefusal, ContactRefusal, Error, Refusal};
+use crate::model::draw_incarnation;
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, DeviceRecord, FailureRecord,
     VerificationId, VerificationRecord,
 };
+use crate::random::Random;
 use crate::store::{
     AccountCommit, ChallengeWrite, ClaimChanges, Commit, FailureChange, Load, RecordCheck,
     RecordWrite, Store, StoreError,
@@ -195,12 +197,14 @@ impl Slot for DeviceSlot<'_> {
 /// An account's record, written together with the contact claims the
 /// change makes (`decide` fills them in; they start empty on every read).
 /// An account without a record reads as a fresh one (version 0, nothing
-/// stored yet) when `create` is set, as [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown) when not.
+/// stored yet, with a new incarnation drawn from it) when `create` holds a
+/// random source, as [`CodeRefusal::Unknown`](crate::CodeRefusal::Unknown)
+/// when not.
 pub(crate) struct AccountSlot<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) account: &'a AccountId,
     pub(crate) now: OffsetDateTime,
-    pub(crate) create: bool,
+    pub(crate) create: Option<&'a dyn Random>,
 }
 
 impl AccountSlot<'_> {
@@ -209,8 +213,14 @@ impl AccountSlot<'_> {
     pub(crate) async fn read(&self) -> Result<AccountRecord, Error> {
         match self.store.account_record(self.account).await? {
             Some(record) => Ok(record),
-            None if self.create => Ok(AccountRecord::fresh(self.account, self.now)),
-            None => Err(Refusal::Code(CodeRefusal::Unknown).into()),
+            None => match self.create {
+                Some(rng) => Ok(AccountRecord::fresh(
+                    self.account,
+                    self.now,
+                    draw_incarnation(rng)?,
+                )),
+                None => Err(Refusal::Code(CodeRefusal::Unknown).into()),
+            },
         }
     }
 }
@@ -402,9 +412,11 @@ impl Slot for AccountGuessSlot<'_> {
         if next.changed {
             next.record.version = version.wrapping_add(1);
         }
-        // The device belongs to the epoch the record is written with.
+        // The device belongs to the record as it is written: its epoch and
+        // incarnation.
         let device = self.device.filter(|_| next.trust).map(|d| DeviceRecord {
             epoch: next.record.epoch,
+            incarnation: next.record.incarnation,
             ..d.clone()
         });
         let commit = Commit {

@@ -56,6 +56,9 @@ pub struct IssueRequest {
     /// For a code that changes the account's factors: the account's
     /// security epoch it is issued under (see [`ChallengeRecord::epoch`]).
     pub(crate) epoch: Option<u64>,
+    /// The [`incarnation`](crate::model::AccountRecord::incarnation) of the
+    /// account's record it is issued for (0: none, or not known).
+    pub(crate) incarnation: u64,
     /// The account's failure run as the caller just read it (with the
     /// account's record, in one store call): the lockout is decided on it
     /// instead of reading the run again. `None`: not read.
@@ -92,6 +95,7 @@ impl IssueRequest {
             confirmation: None,
             channel: None,
             epoch: None,
+            incarnation: 0,
             failures_read: None,
         }
     }
@@ -277,6 +281,7 @@ impl Challenges {
             locale: request.locale.unwrap_or(inner.locale),
             channels,
             epoch: request.epoch,
+            incarnation: request.incarnation,
         }
         .with_code(
             hash_code(&inner.hasher, &id, &code),
@@ -499,7 +504,7 @@ impl Challenges {
             .guess_step(account, loaded, code, true, device, decided_on)
             .await?
         {
-            Stepped::Again(verified) => Ok((verified, false)),
+            Stepped::Again(verified, trusted) => Ok((verified, trusted)),
             Stepped::Right(guess) => {
                 self.emit(Event::Verified {
                     challenge: guess.challenge.id,
@@ -527,7 +532,7 @@ impl Challenges {
             .await?
         {
             Stepped::Right(guess) => Ok((guess.challenge, guess.run)),
-            Stepped::Again(_) => Err(self.refuse(
+            Stepped::Again(..) => Err(self.refuse(
                 Some(id),
                 Some(account.clone()),
                 Refusal::Code(CodeRefusal::AlreadyUsed),
@@ -603,22 +608,19 @@ impl Challenges {
         let inner = &self.inner;
         let id = record.id;
         let scope = challenge_scope(&id);
-        if record.state == ChallengeState::Consumed
-            && super::same_attempt(
-                &inner.hasher,
-                &scope,
-                code.attempt,
-                record.consumed_by.as_ref(),
-            )
+        // The attempt that spent it, retrying after a lost reply.
+        let retry = |challenge: &ChallengeRecord| {
+            challenge.state == ChallengeState::Consumed
+                && super::same_attempt(
+                    &inner.hasher,
+                    &scope,
+                    code.attempt,
+                    challenge.consumed_by.as_ref(),
+                )
+        };
+        if !retry(&record)
+            && let Some(reason) = refusal_before_check(&record, now)
         {
-            // A retry of the attempt that spent it: the older path answers
-            // (and no device is trusted twice).
-            return match self.check(record, &code, true).await? {
-                Checked::Again(verified) => Ok(Stepped::Again(verified)),
-                Checked::Right(record) => Ok(Stepped::Again(self.verified(&record).await)),
-            };
-        }
-        if let Some(reason) = refusal_before_check(&record, now) {
             return Err(self.refuse(Some(id), Some(account.clone()), reason));
         }
         let consumed_by = code
@@ -638,7 +640,8 @@ impl Challenges {
         };
         let landed = cas::change(&slot, first, |guess| {
             guess.trust = false;
-            if let Some(reason) = refusal_before_check(&guess.challenge, now) {
+            let retried = retry(&guess.challenge);
+            if !retried && let Some(reason) = refusal_before_check(&guess.challenge, now) {
                 return Ok(Step::Keep(Outcome::Refused(reason)));
             }
             // Counted before it is compared: a locked account compares
@@ -650,6 +653,33 @@ impl Challenges {
                 consecutive: guess.run.map_or(0, |r| r.consecutive).saturating_add(1),
                 last_failure_at: now,
             };
+            if retried {
+                // The same success again, written as one: the challenge
+                // as it is (its version moved on), the run ended, and the
+                // device asked for trusted in this commit, which checks
+                // the record the sign-in was decided on.
+                return Ok(
+                    match is_live_code(
+                        &guess.challenge,
+                        code.input,
+                        code.purpose,
+                        code.destination,
+                        &inner.hasher,
+                        now,
+                    ) {
+                        Ok(true) => {
+                            guess.run = None;
+                            guess.trust = true;
+                            Step::Write(Outcome::Again)
+                        }
+                        Ok(false) => {
+                            guess.run = Some(counted);
+                            Step::Write(Outcome::Wrong(Refusal::Code(CodeRefusal::AlreadyUsed)))
+                        }
+                        Err(key_id) => Step::Keep(Outcome::Retired(key_id)),
+                    },
+                );
+            }
             let decision = decide(
                 &guess.challenge,
                 code.input,
@@ -692,6 +722,10 @@ impl Challenges {
         let owner = Some(account.clone());
         match landed.answer {
             Outcome::Right => Ok(Stepped::Right(Box::new(guess))),
+            Outcome::Again => Ok(Stepped::Again(
+                Verified::from_record(&guess.challenge),
+                guess.trust,
+            )),
             Outcome::Refused(reason) => Err(self.refuse(Some(id), owner, reason)),
             Outcome::Wrong(reason) => {
                 if let Some(run) = &guess.run {
@@ -879,7 +913,8 @@ impl Challenges {
         .await?;
         let record = landed.record;
         match landed.answer {
-            Outcome::Right => Ok(record),
+            // Not decided here: `decide` never answers a retry.
+            Outcome::Right | Outcome::Again => Ok(record),
             Outcome::Refused(reason) => Err(self.refuse(Some(id), record.account, reason)),
             Outcome::Wrong(reason) => {
                 if let Some(counted) = &counted {
@@ -1165,6 +1200,9 @@ impl Challenges {
 enum Outcome {
     /// The code was right and is spent.
     Right,
+    /// The attempt that spent the code presented it again: the same
+    /// success (the run ended, the device trusted, if asked).
+    Again,
     /// Refused before any comparison was written: nothing changed.
     Refused(Refusal),
     /// The code was wrong: refuse with this.
@@ -1194,8 +1232,8 @@ pub(crate) struct Code<'a> {
 /// How [`Challenges::guess_step`] ended when the code was right.
 enum Stepped {
     /// The attempt that already spent this code, retrying: the same
-    /// success, nothing written.
-    Again(Verified),
+    /// success, and whether the slot's device was trusted with it.
+    Again(Verified, bool),
     /// Right, and written (spent or not, as asked).
     Right(Box<GuessRecord>),
 }

@@ -13,7 +13,7 @@ use crate::events::Event;
 use crate::grace::{GraceDecision, GraceEvent, GracePolicy};
 use crate::model::{
     AccountId, AccountRecord, ChallengeId, ChallengeRecord, Channel, ContactEntry, ContactKey,
-    Destination, DestinationKind, FailureRecord, Locale, Phase, Purpose,
+    Destination, DestinationKind, FailureRecord, Locale, Phase, Purpose, draw_incarnation,
 };
 use crate::store::{ClaimChanges, Load};
 
@@ -268,8 +268,12 @@ impl Contacts {
     ) -> Result<T, Error> {
         let store = &*self.challenges.inner.store;
         let now = self.now();
-        let book = book.unwrap_or_else(|| AccountRecord::fresh(account, now));
-        let result = account::update_from(store, account, now, book, |book| {
+        let rng = &*self.challenges.inner.rng;
+        let book = match book {
+            Some(book) => book,
+            None => AccountRecord::fresh(account, now, draw_incarnation(rng)?),
+        };
+        let result = account::update_from(store, rng, account, now, book, |book| {
             self.enroll(book, now);
             let (answer, changes, events) = edit(book)?;
             for event in events {

@@ -82,43 +82,45 @@ impl TrustedDevices {
         account: &AccountId,
         label: &str,
     ) -> Result<(DeviceToken, DeviceInfo), Error> {
-        let epoch = account::standing(&*self.ports.store, account).await?.epoch;
-        self.trust_at(account, label, epoch).await
+        let standing = account::standing(&*self.ports.store, account).await?;
+        self.trust_at(account, label, standing).await
     }
 
-    /// [`trust`](Self::trust) at the account's security epoch `epoch`, just
-    /// read by the caller.
+    /// [`trust`](Self::trust) at the account's `standing`, just read by the
+    /// caller.
     pub(crate) async fn trust_at(
         &self,
         account: &AccountId,
         label: &str,
-        epoch: u64,
+        standing: Standing,
     ) -> Result<(DeviceToken, DeviceInfo), Error> {
-        let (token, record) = self.prepare(account, label, epoch)?;
+        let (token, record) = self.prepare(account, label, standing)?;
         self.ports.store.insert_device(&record).await?;
         Ok(self.trusted(token, &record))
     }
 
-    /// A new trusted device of `account` at `epoch`, not stored yet: the
-    /// token and the record a journey step writes together with the
-    /// success that earns it (then [`trusted`](Self::trusted)).
+    /// A new trusted device of `account` at `standing` (its epoch and
+    /// incarnation), not stored yet: the token and the record a journey
+    /// step writes together with the success that earns it (then
+    /// [`trusted`](Self::trusted)).
     pub(crate) fn prepare(
         &self,
         account: &AccountId,
         label: &str,
-        epoch: u64,
+        standing: Standing,
     ) -> Result<(DeviceToken, DeviceRecord), Error> {
         let p = &self.ports;
-        device::trust(
+        let (token, mut record) = device::trust(
             account,
             label,
-            epoch,
+            standing.epoch,
             &self.policy,
             &p.hasher,
             &*p.rng,
             p.now(),
-        )
-        .map_err(Error::from)
+        )?;
+        record.incarnation = standing.incarnation;
+        Ok((token, record))
     }
 
     /// A [`prepare`](Self::prepare)d device was stored: reports it.
@@ -161,9 +163,9 @@ impl TrustedDevices {
 
     /// [`check`](Self::check) on the device record the caller read for the
     /// token's id (`None`: the account has no such device), against the
-    /// account's `standing`, read by the caller too. A device trusted
-    /// before the account's record was created belongs to an earlier
-    /// record of the same id (see [`Standing`]): revoked.
+    /// account's `standing`, read by the caller too. A device trusted for
+    /// another record of the account id (an earlier one, deleted; see
+    /// [`Standing`]) is revoked.
     pub(crate) async fn check_loaded(
         &self,
         account: &AccountId,
@@ -190,7 +192,7 @@ impl TrustedDevices {
         ) {
             // The token matched: only then may it say "revoked".
             DeviceCheck::Valid { .. } | DeviceCheck::Expired
-                if !standing.admits(record.epoch, record.created_at) =>
+                if !standing.admits(record.epoch, record.incarnation) =>
             {
                 DeviceCheck::Revoked
             }
@@ -240,7 +242,7 @@ impl TrustedDevices {
             .await?
             .iter()
             .filter(|d| {
-                standing.admits(d.epoch, d.created_at)
+                standing.admits(d.epoch, d.incarnation)
                     && d.revoked_at.is_none()
                     && now < d.expires_at
             })
@@ -299,7 +301,7 @@ impl TrustedDevices {
         let now = p.now();
         let mut deleted = 0;
         for d in p.store.devices(account).await? {
-            if !standing.admits(d.epoch, d.created_at)
+            if !standing.admits(d.epoch, d.incarnation)
                 || d.revoked_at.is_some()
                 || now >= d.expires_at
             {
@@ -317,7 +319,7 @@ impl TrustedDevices {
     /// [`Error::Store`].
     pub async fn bump_epoch(&self, account: &AccountId) -> Result<u64, Error> {
         let p = &self.ports;
-        let epoch = account::update(&*p.store, account, p.now(), |book| {
+        let epoch = account::update(&*p.store, &*p.rng, account, p.now(), |book| {
             crate::factors::move_epoch(book);
             Ok((book.epoch, ClaimChanges::default()))
         })

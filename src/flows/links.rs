@@ -44,6 +44,9 @@ pub struct LinkRequest {
     pub caller: Option<String>,
     /// Message language (default: the service's).
     pub locale: Option<Locale>,
+    /// The [`incarnation`](crate::model::AccountRecord::incarnation) of the
+    /// account's record it is issued for (0: none, or not known).
+    pub(crate) incarnation: u64,
 }
 
 impl fmt::Debug for LinkRequest {
@@ -70,6 +73,7 @@ impl LinkRequest {
             device: device.into(),
             caller: None,
             locale: None,
+            incarnation: 0,
         }
     }
 
@@ -180,6 +184,7 @@ impl Challenges {
             channels: self.channels_for(&request.destination),
             destination: request.destination,
             epoch: None,
+            incarnation: request.incarnation,
         }
         .with_link(
             LinkRecord {

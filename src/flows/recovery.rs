@@ -5,6 +5,7 @@
 //! security epoch on are one compare-and-set: a failure can't spend a code
 //! and leave the account's devices trusted, or the other way round.
 
+use super::account::Standing;
 use super::cas::{self, AccountGuess, AccountGuessSlot, Step};
 use super::{Attempt, Ports};
 use crate::error::{CodeRefusal, Error, Refusal, SecretKind};
@@ -100,7 +101,7 @@ impl RecoveryCodes {
     pub async fn generate(&self, account: &AccountId) -> Result<PlainCodes, Error> {
         let p = &self.ports;
         let (plain, set) = self.fresh_set()?;
-        super::account::update(&*p.store, account, p.now(), |book| {
+        super::account::update(&*p.store, &*p.rng, account, p.now(), |book| {
             crate::factors::put_recovery(book, set.clone());
             Ok(((), crate::store::ClaimChanges::default()))
         })
@@ -131,7 +132,7 @@ impl RecoveryCodes {
     pub async fn redeem(&self, account: &AccountId, input: &str) -> Result<Redeemed, Error> {
         self.redeem_step(account, input, None, None)
             .await
-            .map(|(redeemed, _)| redeemed)
+            .map(|(redeemed, _, _)| redeemed)
     }
 
     /// [`redeem`](Self::redeem) for a sign-in attempt, in the fewest store
@@ -149,7 +150,7 @@ impl RecoveryCodes {
         input: &str,
         attempt: Option<&str>,
         device: Option<&DeviceRecord>,
-    ) -> Result<(Redeemed, bool), Error> {
+    ) -> Result<(Redeemed, Standing, bool), Error> {
         let p = &self.ports;
         let scope = attempt_scope(account);
         let now = p.now();
@@ -240,6 +241,9 @@ impl RecoveryCodes {
             Err(e) => return Err(e),
         };
         let trusted = landed.record.trust;
+        // The record as written (or, for a retry, as checked): the device
+        // trusted with it, and the step-up proof, belong to it.
+        let standing = Standing::of(Some(&landed.record.record));
         let low = |remaining| remaining <= usize::from(self.policy.low_threshold);
         match landed.answer {
             Redemption::Used { remaining, epoch } => {
@@ -262,7 +266,7 @@ impl RecoveryCodes {
                     running_low: low(remaining),
                     epoch,
                 };
-                Ok((redeemed, trusted))
+                Ok((redeemed, standing, trusted))
             }
             Redemption::Again { remaining, epoch } => {
                 let redeemed = Redeemed {
@@ -270,7 +274,7 @@ impl RecoveryCodes {
                     running_low: low(remaining),
                     epoch,
                 };
-                Ok((redeemed, trusted))
+                Ok((redeemed, standing, trusted))
             }
             Redemption::Retired(key_id) => Err(super::retired_key(
                 &*p.events,

@@ -154,6 +154,16 @@
 //! Step-up proofs carry the epoch they were proven at: after any of these,
 //! an earlier proof no longer unlocks a sensitive action.
 //!
+//! Epochs restart at 0 when an account is deleted and made again under the
+//! same id, so each account record also has a random
+//! [`incarnation`](crate::model::AccountRecord::incarnation), drawn when it
+//! is first written. Trusted devices, step-up proofs and sign-in codes and
+//! links carry the incarnation they were issued for, and the new record
+//! honours none of the old one's: not a device left behind by a deletion
+//! cut off halfway, not a proof minted minutes before, not a code that
+//! reached the same phone, not a retry of a sign-in that spent one. No
+//! clock is compared, so instances whose clocks disagree agree on this.
+//!
 //! A mailbox is a weaker channel still: it opens with a password, often
 //! the same one, or one that the account's own "forgot password" mail
 //! resets. NIST SP 800-63B (§5.1.3.1) rules email out for out-of-band

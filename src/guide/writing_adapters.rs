@@ -57,7 +57,10 @@
 //! **Records.** They are plain serde types. The SQL adapters keep each one
 //! as JSON in one column beside the few columns they query or compare (id,
 //! version, expiry). Whatever you choose, every field must read back as
-//! written, timestamps included, and keys (account ids, counter keys,
+//! written, timestamps included, and integers exactly: an account record's
+//! `incarnation` uses all 64 bits, so a JSON decoder that reads numbers as
+//! doubles (Lua's `cjson`, JavaScript) corrupts it, and the conformance
+//! kit's round trip fails. Keys (account ids, counter keys,
 //! claim keys) are exact strings: case, spaces, separators and non-ASCII
 //! text all count.
 //!

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use super::{AccountId, ChallengeId, Destination, DestinationKind, GraceState, PhoneType};
 use crate::hash::KeyedHash;
+use crate::random::{Random, RandomError};
 
 /// Everything ninsho keeps about one account in one record: its contacts,
 /// the grace-period state that follows from them, its second factors and
@@ -47,14 +48,23 @@ pub struct AccountRecord {
     /// failure in between finds it here and only spends the code.
     #[serde(default)]
     pub last_change: Option<ChallengeId>,
+    /// Which record of the account this is: a random number drawn when the
+    /// record is first written, never changed. An account deleted and made
+    /// again under the same id gets a new one, so a trusted device, a
+    /// step-up proof or a sign-in code issued for the old record (which
+    /// carries the old number) is not taken for the new one's, whatever
+    /// the clocks say. 0 in a record written before ninsho kept it.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 impl AccountRecord {
     /// The record of an account ninsho has not seen before: no contacts,
     /// no factors, epoch 0, and a grace period not yet started (the contact
     /// journeys start it the first time they see the account). Version 0:
-    /// nothing is stored yet.
-    pub(crate) fn fresh(account: &AccountId, now: OffsetDateTime) -> Self {
+    /// nothing is stored yet. `incarnation` is its new, random
+    /// [`incarnation`](Self::incarnation) (see [`draw_incarnation`]).
+    pub(crate) fn fresh(account: &AccountId, now: OffsetDateTime, incarnation: u64) -> Self {
         Self {
             account: account.clone(),
             version: 0,
@@ -64,8 +74,20 @@ impl AccountRecord {
             factors: Factors::default(),
             epoch: 0,
             last_change: None,
+            incarnation,
         }
     }
+}
+
+/// A new record's [`incarnation`](AccountRecord::incarnation): 64 random
+/// bits, never 0 (which marks records from before incarnations).
+///
+/// # Errors
+/// When the random source fails: no record is made without one.
+pub(crate) fn draw_incarnation(rng: &dyn Random) -> Result<u64, RandomError> {
+    let mut bytes = [0u8; 8];
+    rng.fill(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes).max(1))
 }
 
 /// One contact (phone number or email address) of an account.

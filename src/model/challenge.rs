@@ -109,4 +109,10 @@ pub struct ChallengeRecord {
     /// epoch.
     #[serde(default)]
     pub epoch: Option<u64>,
+    /// For a challenge of an account that had a record when it was issued:
+    /// that record's [`incarnation`](super::AccountRecord::incarnation)
+    /// (0 otherwise). Once the record is deleted and another made under
+    /// the same account id, the challenge is unknown to it.
+    #[serde(default)]
+    pub incarnation: u64,
 }

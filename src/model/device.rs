@@ -29,4 +29,10 @@ pub struct DeviceRecord {
     pub epoch: u64,
     /// When the user revoked it, if they did.
     pub revoked_at: Option<OffsetDateTime>,
+    /// The [`incarnation`](super::AccountRecord::incarnation) of the
+    /// account's record it was trusted under (0: no record, or one from
+    /// before incarnations). A record made again under the same account id
+    /// has another, and does not honour it.
+    #[serde(default)]
+    pub incarnation: u64,
 }

@@ -35,6 +35,7 @@ mod ids;
 mod verification;
 mod vocabulary;
 
+pub(crate) use account::draw_incarnation;
 pub use account::{
     AccountRecord, AuthenticatorRecord, ContactEntry, Factors, FailureRecord, RecoverySet,
     StoredRecoveryCode,

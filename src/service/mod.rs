@@ -456,7 +456,9 @@ impl TwoFactorBuilder {
 /// codes, authenticator changes) within the step-up window.
 ///
 /// Keep it in the server-side session (it is serde-serialisable). It is
-/// bound to the account and to the account's security epoch, and carries a
+/// bound to the account, to the account's security epoch and to the
+/// account's record (an account deleted and made again under the same id
+/// does not honour it), and carries a
 /// keyed hash, so a forged or edited one is refused, and so is one proven
 /// before the epoch moved on ("sign out everywhere", a password change, a
 /// recovery-code sign-in, a changed or removed second factor).
@@ -466,6 +468,9 @@ pub struct StepUp {
     at: OffsetDateTime,
     method: MethodKind,
     epoch: u64,
+    /// The incarnation of the account's record it was proven for.
+    #[serde(default)]
+    incarnation: u64,
     tag: KeyedHash,
 }
 
@@ -495,22 +500,24 @@ impl StepUp {
     }
 }
 
-/// What a [`StepUp`]'s tag covers: account, instant, method, epoch.
+/// What a [`StepUp`]'s tag covers: account, instant, method, and the
+/// account's standing (epoch and record incarnation).
 fn step_up_context(
     account: &AccountId,
     at: OffsetDateTime,
     method: MethodKind,
-    epoch: u64,
+    standing: Standing,
 ) -> Vec<u8> {
-    let mut message = Vec::with_capacity(account.0.len() + 32);
+    let mut message = Vec::with_capacity(account.0.len() + 40);
     message.extend_from_slice(&at.unix_timestamp_nanos().to_be_bytes());
     message.push(method as u8);
-    message.extend_from_slice(&epoch.to_be_bytes());
+    message.extend_from_slice(&standing.epoch.to_be_bytes());
+    message.extend_from_slice(&standing.incarnation.to_be_bytes());
     message.extend_from_slice(account.0.as_bytes());
     message
 }
 
-const STEP_UP: &[u8] = b"ninsho/step-up/v2";
+const STEP_UP: &[u8] = b"ninsho/step-up/v3";
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -630,18 +637,24 @@ impl TwoFactor {
 
     /// A step-up proof for a second factor passed now, at the account's
     /// security epoch `epoch`.
-    pub(crate) fn step_up(&self, account: &AccountId, method: MethodKind, epoch: u64) -> StepUp {
+    pub(crate) fn step_up(
+        &self,
+        account: &AccountId,
+        method: MethodKind,
+        standing: Standing,
+    ) -> StepUp {
         let at = self.now();
         let tag = self
             .inner
             .ports
             .hasher
-            .hash(STEP_UP, &step_up_context(account, at, method, epoch));
+            .hash(STEP_UP, &step_up_context(account, at, method, standing));
         StepUp {
             account: account.clone(),
             at,
             method,
-            epoch,
+            epoch: standing.epoch,
+            incarnation: standing.incarnation,
             tag,
         }
     }
@@ -661,27 +674,31 @@ impl TwoFactor {
 
     /// [`check_step_up`](Self::check_step_up) against the account's
     /// `standing`, read by the caller (inside the write it guards, where it
-    /// can). A proof issued before the account's current record was created
-    /// belongs to an earlier record of the same id: refused.
+    /// can). A proof issued for another record of the account id (an
+    /// earlier one, deleted) is refused.
     pub(crate) fn verify_step_up(
         &self,
         account: &AccountId,
         proof: &StepUp,
         standing: Standing,
     ) -> Result<(), Error> {
+        let proven = Standing {
+            epoch: proof.epoch,
+            incarnation: proof.incarnation,
+        };
         let genuine = self
             .inner
             .ports
             .hasher
             .verify(
                 STEP_UP,
-                &step_up_context(&proof.account, proof.at, proof.method, proof.epoch),
+                &step_up_context(&proof.account, proof.at, proof.method, proven),
                 &proof.tag,
             )
             .unwrap_or(false);
         let now = self.now();
         let fresh = proof.at <= now && now - proof.at <= self.inner.step_up_window;
-        let current = proof.epoch == standing.epoch && standing.admits(proof.epoch, proof.at);
+        let current = proven == standing;
         if genuine && &proof.account == account && fresh && current {
             Ok(())
         } else {

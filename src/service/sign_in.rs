@@ -590,7 +590,7 @@ impl TwoFactor {
         &self,
         account: &AccountId,
         id: &MethodId,
-    ) -> Result<(MethodKind, Destination, Option<FailureRecord>), Error> {
+    ) -> Result<(MethodKind, Destination, Option<FailureRecord>, Standing), Error> {
         let loaded = self.store().load(&Load::account(account)).await?;
         let record = loaded.record;
         let (kind, to) = record
@@ -603,7 +603,7 @@ impl TwoFactor {
             return Err(Misuse::MethodSendsNothing.into());
         };
         let to = self.contact_in(record.as_ref(), to)?;
-        Ok((kind, to, loaded.failures))
+        Ok((kind, to, loaded.failures, Standing::of(record.as_ref())))
     }
 
     /// `to`, if it is a verified contact in `record` that may carry a second
@@ -636,7 +636,7 @@ impl TwoFactor {
         &self,
         account: &AccountId,
         destination: &Destination,
-    ) -> Result<(Destination, u64), Error> {
+    ) -> Result<(Destination, Standing), Error> {
         let book = self.store().account_record(account).await?;
         self.contact_still_in(book.as_ref(), destination)
     }
@@ -647,9 +647,9 @@ impl TwoFactor {
         &self,
         book: Option<&AccountRecord>,
         destination: &Destination,
-    ) -> Result<(Destination, u64), Error> {
+    ) -> Result<(Destination, Standing), Error> {
         match self.contact_in(book, destination) {
-            Ok(to) => Ok((to, book.map_or(0, |b| b.epoch))),
+            Ok(to) => Ok((to, Standing::of(book))),
             Err(Error::Refused(Refusal::Contact(ContactRefusal::NotOnAccount))) => {
                 Err(Refusal::Code(CodeRefusal::DestinationMismatch).into())
             }
@@ -675,7 +675,7 @@ impl TwoFactor {
         confirmation: Option<&str>,
         caller: Option<&str>,
     ) -> Result<Ticket, Error> {
-        let (kind, to, failures) = self.contact_of(account, method.as_ref()).await?;
+        let (kind, to, failures, standing) = self.contact_of(account, method.as_ref()).await?;
         let channel = match kind {
             MethodKind::Sms => Channel::Sms,
             MethodKind::Voice => Channel::Voice,
@@ -693,6 +693,9 @@ impl TwoFactor {
             .channel(channel);
         request.locale = self.locale;
         request.failures_read = Some(failures);
+        // Bound to this record of the account: one made again under the
+        // same id does not take it.
+        request.incarnation = standing.incarnation;
         // The service's setting decides, whatever a page showed.
         if self.inner.confirm_masked || confirmation.is_some() {
             request = request.confirmation(confirmation.unwrap_or_default());
@@ -760,7 +763,10 @@ impl TwoFactor {
             return Err(Refusal::Code(CodeRefusal::Unknown).into());
         }
         if record.purpose == Purpose::SignIn {
-            self.still_contact(account, &record.destination).await?;
+            let (_, standing) = self.still_contact(account, &record.destination).await?;
+            if !standing.owns_challenge(record.incarnation) {
+                return Err(Refusal::Code(CodeRefusal::Unknown).into());
+            }
         }
         Ok(())
     }
@@ -783,7 +789,7 @@ impl TwoFactor {
         confirmation: Option<&str>,
         caller: Option<&str>,
     ) -> Result<LinkTicket, Error> {
-        let (kind, to, _) = self.contact_of(account, method.as_ref()).await?;
+        let (kind, to, _, standing) = self.contact_of(account, method.as_ref()).await?;
         if kind != MethodKind::Link {
             return Err(Misuse::WrongMethod {
                 call: "sign_in_send_link",
@@ -800,6 +806,7 @@ impl TwoFactor {
         }
         let mut request = LinkRequest::new(to, Purpose::SignIn, device).account(account.clone());
         request.locale = self.locale;
+        request.incarnation = standing.incarnation;
         if let Some(caller) = caller {
             request = request.caller(caller);
         }
@@ -862,10 +869,13 @@ impl TwoFactor {
         }
         // A link in flight to a contact the account has since changed or
         // removed is dead, like a code (see `sign_in_complete`).
-        let (_, epoch) = self.still_contact(account, &record.destination).await?;
+        let (_, standing) = self.still_contact(account, &record.destination).await?;
+        if !standing.owns_challenge(record.incarnation) {
+            return Err(Refusal::Code(CodeRefusal::Unknown).into());
+        }
         let attempt = attempt.map(|a| Attempt {
             id: a.as_str(),
-            epoch,
+            epoch: standing.epoch,
         });
         match self
             .inner
@@ -875,7 +885,7 @@ impl TwoFactor {
         {
             LinkStatus::Pending { .. } => Ok(None),
             LinkStatus::Approved(_) => self
-                .signed_in(account, MethodKind::Link, None, trust_device, epoch)
+                .signed_in(account, MethodKind::Link, None, trust_device, standing)
                 .await
                 .map(Some),
         }
@@ -926,9 +936,9 @@ impl TwoFactor {
             }
             Proof::Authenticator { code } => {
                 // The device is trusted in the write that accepts the code.
-                let prepared = self.prepare_device(account, trust_device, 0);
+                let prepared = self.prepare_device(account, trust_device, Standing::of(None));
                 let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
-                let (epoch, trusted) = self
+                let (standing, trusted) = self
                     .inner
                     .apps
                     .check(account, code, attempt, device)
@@ -940,7 +950,7 @@ impl TwoFactor {
                     trust_device,
                     prepared,
                     trusted,
-                    epoch,
+                    standing,
                 )
                 .await
             }
@@ -948,9 +958,9 @@ impl TwoFactor {
                 // Spending the code moves the epoch on in the same write:
                 // every device trusted before dies, and the one trusted now
                 // is written at the new epoch, in that write too.
-                let prepared = self.prepare_device(account, trust_device, 0);
+                let prepared = self.prepare_device(account, trust_device, Standing::of(None));
                 let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
-                let (redeemed, trusted) = self
+                let (redeemed, standing, trusted) = self
                     .inner
                     .recovery
                     .redeem_step(account, code, attempt, device)
@@ -962,7 +972,7 @@ impl TwoFactor {
                     trust_device,
                     prepared,
                     trusted,
-                    redeemed.epoch,
+                    standing,
                 )
                 .await
             }
@@ -971,15 +981,15 @@ impl TwoFactor {
 
     /// The device to trust with a sign-in's write, when `trust_device`
     /// names it: `Some(None)` when it can't be made (no randomness; the
-    /// sign-in still stands, untrusted), at `epoch` (a step that moves the
-    /// epoch sets the device's when it writes it).
+    /// sign-in still stands, untrusted), at `standing` (a step that reads
+    /// the record in its own write sets the device's when it writes it).
     fn prepare_device(
         &self,
         account: &AccountId,
         trust_device: Option<&str>,
-        epoch: u64,
+        standing: Standing,
     ) -> Option<Option<(DeviceToken, DeviceRecord)>> {
-        trust_device.map(|label| self.inner.devices.prepare(account, label, epoch).ok())
+        trust_device.map(|label| self.inner.devices.prepare(account, label, standing).ok())
     }
 
     /// Finishes a sign-in whose step was offered a `prepared` device to
@@ -996,22 +1006,23 @@ impl TwoFactor {
         trust_device: Option<&str>,
         prepared: Option<Option<(DeviceToken, DeviceRecord)>>,
         trusted: bool,
-        epoch: u64,
+        standing: Standing,
     ) -> Result<SignedIn, Error> {
         match prepared {
             Some(Some((token, mut record))) if trusted => {
-                record.epoch = epoch;
+                record.epoch = standing.epoch;
+                record.incarnation = standing.incarnation;
                 let device = self.inner.devices.trusted(token, &record);
-                Ok(self.finish(account, kind, left, Some(device), false, epoch))
+                Ok(self.finish(account, kind, left, Some(device), false, standing))
             }
             Some(None) => {
                 self.inner.ports.emit(Event::DeviceTrustFailed {
                     account: account.clone(),
                 });
-                Ok(self.finish(account, kind, left, None, true, epoch))
+                Ok(self.finish(account, kind, left, None, true, standing))
             }
             _ => {
-                self.signed_in(account, kind, left, trust_device, epoch)
+                self.signed_in(account, kind, left, trust_device, standing)
                     .await
             }
         }
@@ -1037,7 +1048,11 @@ impl TwoFactor {
         let Some(record) = loaded.challenge.take() else {
             return Err(self.inner.challenges.unknown(*challenge));
         };
-        if record.account.as_ref() != Some(account) {
+        // Another account's, or issued for an earlier record of this
+        // account id (deleted since): unknown to this one.
+        if record.account.as_ref() != Some(account)
+            || !Standing::of(loaded.record.as_ref()).owns_challenge(record.incarnation)
+        {
             return Err(Refusal::Code(CodeRefusal::Unknown).into());
         }
         Ok((record, loaded))
@@ -1057,16 +1072,16 @@ impl TwoFactor {
         let (record, loaded) = self.load_own_challenge(account, challenge).await?;
         // The contact must still be the account's: a code in flight
         // to a number changed since is dead.
-        let (to, epoch) = self.contact_still_in(loaded.record.as_ref(), &record.destination)?;
+        let (to, standing) = self.contact_still_in(loaded.record.as_ref(), &record.destination)?;
         // A device token needs randomness; without it the sign-in
         // still stands, untrusted (as when the store can't keep it).
-        let prepared = self.prepare_device(account, trust_device, epoch);
+        let prepared = self.prepare_device(account, trust_device, standing);
         let device = prepared.as_ref().and_then(|p| p.as_ref().map(|(_, r)| r));
         let code = Code {
             input: code,
             purpose: &Purpose::SignIn,
             destination: &to,
-            attempt: at(epoch),
+            attempt: at(standing.epoch),
         };
         let (verified, trusted) = self
             .inner
@@ -1084,8 +1099,16 @@ impl TwoFactor {
             Channel::Email => MethodKind::Email,
             _ => MethodKind::Sms,
         };
-        self.settle_device(account, kind, None, trust_device, prepared, trusted, epoch)
-            .await
+        self.settle_device(
+            account,
+            kind,
+            None,
+            trust_device,
+            prepared,
+            trusted,
+            standing,
+        )
+        .await
     }
 
     async fn signed_in(
@@ -1094,13 +1117,13 @@ impl TwoFactor {
         method: MethodKind,
         recovery_codes_left: Option<usize>,
         trust_device: Option<&str>,
-        epoch: u64,
+        standing: Standing,
     ) -> Result<SignedIn, Error> {
         // The second factor is passed and its secret spent: from here on
         // nothing may turn the sign-in into an error. Trusting the device
         // is optional and reported.
         let (device, trust_failed) = match trust_device {
-            Some(label) => match self.inner.devices.trust_at(account, label, epoch).await {
+            Some(label) => match self.inner.devices.trust_at(account, label, standing).await {
                 Ok(trusted) => (Some(trusted), false),
                 Err(_) => {
                     self.inner.ports.emit(Event::DeviceTrustFailed {
@@ -1117,7 +1140,7 @@ impl TwoFactor {
             recovery_codes_left,
             device,
             trust_failed,
-            epoch,
+            standing,
         ))
     }
 
@@ -1129,7 +1152,7 @@ impl TwoFactor {
         recovery_codes_left: Option<usize>,
         device: Option<(DeviceToken, DeviceInfo)>,
         trust_failed: bool,
-        epoch: u64,
+        standing: Standing,
     ) -> SignedIn {
         // The journey span of a code sign-in learns its channel here.
         #[cfg(feature = "tracing")]
@@ -1139,7 +1162,7 @@ impl TwoFactor {
             device,
             trust_failed,
             recovery_codes_left,
-            step_up: self.step_up(account, method, epoch),
+            step_up: self.step_up(account, method, standing),
         }
     }
 

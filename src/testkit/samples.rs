@@ -45,8 +45,14 @@ pub fn sample_challenge(id_seed: u8, now: OffsetDateTime) -> ChallengeRecord {
         expires_at,
         consumed_by: None,
         epoch: Some(u64::MAX - 3),
+        incarnation: SAMPLE_INCARNATION,
     }
 }
+
+/// The record incarnation the samples carry: above 2⁵³, so a store that
+/// passes it through a double (a JSON number in Lua, say) loses its low
+/// bits and fails the round trip.
+pub const SAMPLE_INCARNATION: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// A recovery set of 10 codes, version 0, whose salt and code
 /// hashes are derived from `seed` (distinct seeds give distinct salts and
@@ -111,6 +117,7 @@ pub fn sample_device(account: &AccountId, id_seed: u8, now: OffsetDateTime) -> D
         expires_at: now + Duration::days(30),
         epoch: 0,
         revoked_at: None,
+        incarnation: SAMPLE_INCARNATION,
     }
 }
 
@@ -163,6 +170,7 @@ pub fn sample_contact_book(account: &AccountId, now: OffsetDateTime) -> AccountR
         },
         epoch: u64::MAX - 7,
         last_change: Some(ChallengeId::from_bytes([0x5C; 16])),
+        incarnation: SAMPLE_INCARNATION,
     }
 }
 

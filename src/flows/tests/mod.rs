@@ -94,7 +94,7 @@ impl super::RecoveryCodes {
     /// Drops the account's set.
     async fn delete(&self, account: &ninsho::model::AccountId) -> Result<(), ninsho::Error> {
         let p = &self.ports;
-        super::account::update(&*p.store, account, p.now(), |record| {
+        super::account::update(&*p.store, &*p.rng, account, p.now(), |record| {
             record.factors.recovery = None;
             Ok(((), ninsho::store::ClaimChanges::default()))
         })

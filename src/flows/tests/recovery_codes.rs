@@ -1068,6 +1068,7 @@ fn book_with(set: RecoverySet) -> AccountRecord {
         factors,
         epoch: 0,
         last_change: None,
+        incarnation: 1,
     }
 }
 
