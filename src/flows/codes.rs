@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::cas::{self, ChallengeSlot, GuessRecord, GuessSlot, Step};
-use super::guess::{self, Counted};
+use super::guess;
 use super::{Attempt, Challenges};
 use crate::challenge::{
     Decision, NewChallenge, decide, generate_code, hash_code, is_live_code, refusal_before_check,
@@ -23,7 +23,7 @@ use crate::model::{
     Locale, Purpose,
 };
 use crate::secret::SecretString;
-use crate::store::{ChallengeWrite, Commit};
+use crate::store::{ChallengeWrite, Commit, Load};
 
 /// A request to send a code.
 ///
@@ -466,7 +466,7 @@ impl Challenges {
             attempt,
         };
         match self.check(record, &code, true).await? {
-            Checked::Again(verified) => Ok(verified),
+            Checked::Settled(verified) => Ok(verified),
             Checked::Right(record) => Ok(self.verified(&record).await),
         }
     }
@@ -793,36 +793,63 @@ impl Challenges {
         }
     }
 
-    /// Counts the guess, then decides and writes: a wrong code is written
-    /// as one more failure; a right one is spent when `spend` is set.
+    /// Decides a code and writes the outcome: a wrong code is one more
+    /// failure; a right one is spent when `spend` is set.
+    ///
+    /// A challenge of an account is decided with the account's failure run,
+    /// read together with it, and settled in one commit that writes both
+    /// ([`guess_step`](Self::guess_step)): a lost race reads and decides
+    /// again, so the guess is counted exactly once, on the run it
+    /// lengthens, and nothing is taken back afterwards. A challenge of no
+    /// account has no run: only its own attempts count.
     async fn check(
         &self,
         record: ChallengeRecord,
         code: &Code<'_>,
         spend: bool,
     ) -> Result<Checked, Error> {
+        if let Some(account) = record.account.clone() {
+            let id = record.id;
+            let mut loaded = self
+                .inner
+                .store
+                .load(&Load::account(&account).with_challenge(&id))
+                .await?;
+            let Some(record) = loaded.challenge.take() else {
+                return Err(self.unknown(id));
+            };
+            let run = loaded.failures;
+            return Ok(
+                match self
+                    .guess_step(&account, (record, run), *code, spend, None, None)
+                    .await?
+                {
+                    Stepped::Again(verified, _) => Checked::Settled(verified),
+                    // Spent, and the run ended, in the guess's commit.
+                    Stepped::Right(guess) if spend => {
+                        self.emit(Event::Verified {
+                            challenge: id,
+                            purpose: guess.challenge.purpose.clone(),
+                            account: Some(account),
+                        });
+                        Checked::Settled(Verified::from_record(&guess.challenge))
+                    }
+                    Stepped::Right(guess) => Checked::Right(Box::new(guess.challenge)),
+                },
+            );
+        }
         let now = self.now();
         let inner = &self.inner;
         let id = record.id;
-        let scope = challenge_scope(&id);
         let retry = record.state == ChallengeState::Consumed
             && super::same_attempt(
                 &inner.hasher,
-                &scope,
+                &challenge_scope(&id),
                 code.attempt,
                 record.consumed_by.as_ref(),
             );
-        if !retry && let Some(reason) = refusal_before_check(&record, now) {
-            return Err(self.refuse(Some(id), record.account, reason));
-        }
-        // Counted before it is compared, so racing guesses can't outrun the
-        // back-off or the hard stop.
-        let counted = match &record.account {
-            Some(account) => Some(self.count_guess(Some(id), account, now).await?),
-            None => None,
-        };
         if retry {
-            match is_live_code(
+            return match is_live_code(
                 &record,
                 code.input,
                 code.purpose,
@@ -830,30 +857,22 @@ impl Challenges {
                 &inner.hasher,
                 now,
             ) {
-                Ok(true) => {
-                    if let Some(counted) = counted {
-                        counted.right(&*inner.store).await;
-                    }
-                    return Ok(Checked::Again(Verified::from_record(&record)));
+                Ok(true) => Ok(Checked::Settled(Verified::from_record(&record))),
+                Ok(false) => {
+                    Err(self.refuse(Some(id), None, Refusal::Code(CodeRefusal::AlreadyUsed)))
                 }
-                Ok(false) => {}
-                Err(key_id) => {
-                    return Err(self
-                        .retired(counted, record.account, SecretKind::OneTimeCode, key_id)
-                        .await);
-                }
-            }
-            if let Some(counted) = &counted {
-                counted.wrong(&inner.failures, &*inner.events, now);
-            }
-            return Err(self.refuse(
-                Some(id),
-                record.account,
-                Refusal::Code(CodeRefusal::AlreadyUsed),
-            ));
+                Err(key_id) => Err(super::retired_key(
+                    &*inner.events,
+                    None,
+                    SecretKind::OneTimeCode,
+                    key_id,
+                )),
+            };
         }
-        // A right code ends the run when it is spent ([`verified`]).
-        let record = self.decide_and_write(record, code, counted, spend).await?;
+        if let Some(reason) = refusal_before_check(&record, now) {
+            return Err(self.refuse(Some(id), None, reason));
+        }
+        let record = self.decide_and_write(record, code, spend).await?;
         Ok(Checked::Right(Box::new(record)))
     }
 
@@ -865,7 +884,6 @@ impl Challenges {
         &self,
         record: ChallengeRecord,
         code: &Code<'_>,
-        counted: Option<Counted>,
         spend: bool,
     ) -> Result<ChallengeRecord, Error> {
         let now = self.now();
@@ -916,15 +934,13 @@ impl Challenges {
             // Not decided here: `decide` never answers a retry.
             Outcome::Right | Outcome::Again => Ok(record),
             Outcome::Refused(reason) => Err(self.refuse(Some(id), record.account, reason)),
-            Outcome::Wrong(reason) => {
-                if let Some(counted) = &counted {
-                    counted.wrong(&inner.failures, &*inner.events, now);
-                }
-                Err(self.refuse(Some(id), record.account, reason))
-            }
-            Outcome::Retired(key_id) => Err(self
-                .retired(counted, record.account, SecretKind::OneTimeCode, key_id)
-                .await),
+            Outcome::Wrong(reason) => Err(self.refuse(Some(id), record.account, reason)),
+            Outcome::Retired(key_id) => Err(super::retired_key(
+                &*inner.events,
+                record.account,
+                SecretKind::OneTimeCode,
+                key_id,
+            )),
         }
     }
 
@@ -1222,6 +1238,7 @@ pub(super) fn challenge_scope(id: &ChallengeId) -> [u8; 26] {
 }
 
 /// A typed code and what it must be for.
+#[derive(Clone, Copy)]
 pub(crate) struct Code<'a> {
     pub(crate) input: &'a str,
     pub(crate) purpose: &'a Purpose,
@@ -1240,9 +1257,10 @@ enum Stepped {
 
 /// A code found right by [`Challenges::check_code`].
 pub(crate) enum Checked {
-    /// Right: the record as read (not yet spent), or as written (spent).
+    /// Right: the record as written (its version moved on), not yet spent;
+    /// or, for a challenge of no account, as written when spent.
     Right(Box<ChallengeRecord>),
-    /// The attempt that already spent this code, retrying: the same
-    /// success, nothing written.
-    Again(Verified),
+    /// Right and settled: spent with the account's run ended in one commit
+    /// (and reported), or presented again by the attempt that spent it.
+    Settled(Verified),
 }

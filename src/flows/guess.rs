@@ -12,10 +12,13 @@
 //! never grows past the hard stop.
 //!
 //! After the comparison the caller settles the guess: [`Counted::right`]
-//! ends the run (a second factor was proven), [`Counted::wrong`] leaves it
-//! counted and reports a new lockout, and [`Counted::refund`] takes the
-//! count back when the secret was right but proves nothing on its own (the
-//! masked-contact confirmation, a link token that was only opened).
+//! ends the run (a second factor was proven) and [`Counted::wrong`] leaves
+//! it counted and reports a new lockout. Nothing is ever taken back: a
+//! secret that is right but proves nothing on its own (the masked-contact
+//! confirmation, a link token that was only opened) is [`judge`]d instead,
+//! and most secrets are counted in the very commit that settles them
+//! (`cas::GuessSlot`, `cas::AccountGuessSlot`), which is where a new check
+//! belongs.
 
 use time::OffsetDateTime;
 
@@ -28,10 +31,9 @@ use crate::store::{Load, Store};
 
 /// A guess charged to an account's failure run, waiting to be settled.
 #[derive(Debug)]
-#[must_use = "a counted guess is settled with right, wrong or refund"]
+#[must_use = "a counted guess is settled with right or wrong"]
 pub(crate) struct Counted {
     account: AccountId,
-    before: Option<FailureRecord>,
     run: FailureRecord,
 }
 
@@ -56,18 +58,16 @@ pub(crate) async fn count(
         if let Some(refusal) = policy.lockout(run.as_ref(), now).refusal() {
             return Ok(Step::Keep(Err(refusal)));
         }
-        let before = *run;
         let counted = FailureRecord {
-            consecutive: before.map_or(0, |r| r.consecutive).saturating_add(1),
+            consecutive: run.map_or(0, |r| r.consecutive).saturating_add(1),
             last_failure_at: now,
         };
         *run = Some(counted);
-        Ok(Step::Write(Ok((before, counted))))
+        Ok(Step::Write(Ok(counted)))
     })
     .await?;
-    Ok(landed.answer.map(|(before, run)| Counted {
+    Ok(landed.answer.map(|run| Counted {
         account: account.clone(),
-        before,
         run,
     }))
 }
@@ -134,15 +134,6 @@ impl Counted {
         now: OffsetDateTime,
     ) {
         report_lock(policy, events, &self.account, &self.run, now);
-    }
-
-    /// The secret was right but proves nothing by itself: the count is
-    /// taken back, unless another guess was counted since (then it stays,
-    /// the strict side).
-    pub(crate) async fn refund(self, store: &dyn Store) {
-        let _ = store
-            .replace_failures(&self.account, Some(self.run), self.before)
-            .await;
     }
 }
 

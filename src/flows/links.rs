@@ -389,14 +389,12 @@ impl Challenges {
         match verdict {
             Verdict::Right => Ok(record),
             Verdict::Wrong => Err(unknown()),
-            Verdict::Retired => Err(self
-                .retired(
-                    None,
-                    record.account.clone(),
-                    SecretKind::Link,
-                    link.token.key_id,
-                )
-                .await),
+            Verdict::Retired => Err(super::retired_key(
+                &*inner.events,
+                record.account.clone(),
+                SecretKind::Link,
+                link.token.key_id,
+            )),
         }
     }
 }

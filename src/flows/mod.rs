@@ -55,7 +55,6 @@ use crate::model::{
 };
 use crate::random::{OsRandom, Random};
 use crate::store::{Commit, Committed, LimitHit, Load, Store};
-use guess::Counted;
 
 /// A sign-in attempt presenting a proof, with the account's security
 /// epoch as the attempt read it. The epoch is part of what a spent secret
@@ -390,22 +389,6 @@ impl Challenges {
         Error::Refused(reason)
     }
 
-    /// A secret of `account` could not be checked because its key is no
-    /// longer held: the guess is taken back (it was neither right nor
-    /// wrong), the retired key reported, and the error to hand back made.
-    async fn retired(
-        &self,
-        counted: Option<Counted>,
-        account: Option<AccountId>,
-        secret: SecretKind,
-        key_id: KeyId,
-    ) -> Error {
-        if let Some(counted) = counted {
-            counted.refund(&*self.inner.store).await;
-        }
-        retired_key(&*self.inner.events, account, secret, key_id)
-    }
-
     fn channels_for(&self, destination: &Destination) -> Vec<Channel> {
         match destination.kind() {
             DestinationKind::Phone => self.inner.phone_channels.clone(),
@@ -456,21 +439,6 @@ impl Challenges {
         match self.inner.failures.lockout(run, now).refusal() {
             None => Ok(()),
             Some(reason) => Err(self.refuse(challenge, Some(account.clone()), reason)),
-        }
-    }
-
-    /// Counts a guess against the account before it is checked (see
-    /// [`guess`]); refuses when the account may not guess now.
-    async fn count_guess(
-        &self,
-        challenge: Option<ChallengeId>,
-        account: &AccountId,
-        now: OffsetDateTime,
-    ) -> Result<Counted, Error> {
-        let i = &self.inner;
-        match guess::count(&*i.store, &i.failures, account, now).await? {
-            Ok(counted) => Ok(counted),
-            Err(reason) => Err(self.refuse(challenge, Some(account.clone()), reason)),
         }
     }
 

@@ -454,7 +454,7 @@ impl Verifications {
             .await?
         {
             Checked::Right(challenge) => *challenge,
-            Checked::Again(_) => return Err(Refusal::Code(CodeRefusal::AlreadyUsed).into()),
+            Checked::Settled(_) => return Err(Refusal::Code(CodeRefusal::AlreadyUsed).into()),
         };
         let slot = VerificationSlot {
             store: &*self.challenges.inner.store,

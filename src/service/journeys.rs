@@ -784,7 +784,7 @@ impl TwoFactor {
             .await?
         {
             Checked::Right(record) => *record,
-            Checked::Again(_) => return Err(Refusal::Code(CodeRefusal::AlreadyUsed).into()),
+            Checked::Settled(_) => return Err(Refusal::Code(CodeRefusal::AlreadyUsed).into()),
         };
         let account = self.store().claim_owner(&destination.limit_key()).await?;
         let verified = challenges.spend(record).await?;
