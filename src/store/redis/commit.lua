@@ -6,8 +6,7 @@
 --   marker     the initialisation marker        ({prefix}:meta:initialised)
 --   hits       one counter hash per hit         ({prefix}:limit:{key})
 --   failures   the failure run hash             ({prefix}:failures:{account})
---   challenge  the challenge hash, the index    ({prefix}:challenge:{id},
---                                                {prefix}:challenges:by_expiry)
+--   challenge  the challenge hash               ({prefix}:challenge:{id})
 --   device     the device hash, the id set      ({prefix}:device:{len}:{account}:{id},
 --                                                {prefix}:devices:{account})
 --   check      the record hash checked, not     ({prefix}:contacts:{account})
@@ -29,8 +28,8 @@
 --              seconds and nanoseconds
 --   challenge  expected version ('' for an insert), record JSON, version,
 --              expires_at in whole ms, whole seconds and nanosecond part,
---              time to live of an inserted key (ms, >= 1), id (index
---              member), largest time to live (ms)
+--              time to live of an inserted key (ms, >= 1), largest time to
+--              live (ms)
 --   device     record JSON, version, expires_at in whole ms, time to live
 --              (ms, >= 1), id (set member)
 --   check      the version the record must still have ('' for "no record")
@@ -144,15 +143,18 @@ end
 
 local challenge
 if challenge_mode ~= '' then
-  challenge = {key = key(), index = key(), expected = arg(), json = arg(), version = arg(),
-    expires_ms = arg(), expires_s = arg(), expires_ns = arg(), ttl = arg(), id = arg(),
-    max_ttl = arg()}
+  challenge = {key = key(), expected = arg(), json = arg(), version = arg(),
+    expires_ms = arg(), expires_s = arg(), expires_ns = arg(), ttl = arg(), max_ttl = arg()}
   if challenge_mode == 'insert' then
     if redis.call('EXISTS', challenge.key) == 1 then
       return conflict
     end
-  elseif redis.call('HGET', challenge.key, 'version') ~= challenge.expected then
-    return conflict
+  else
+    local stored = redis.call('HMGET', challenge.key, 'version', 'expires_ms')
+    if stored[1] ~= challenge.expected then
+      return conflict
+    end
+    challenge.old_ms = stored[2]
   end
 end
 
@@ -217,25 +219,25 @@ end
 
 if challenge then
   local c = challenge
-  local old_ms = tonumber(redis.call('HGET', c.key, 'expires_ms'))
-  local pttl = redis.call('PTTL', c.key)
   redis.call('HSET', c.key, 'record', c.json, 'version', c.version,
     'expires_ms', c.expires_ms, 'expires_s', c.expires_s, 'expires_ns', c.expires_ns)
   if challenge_mode == 'insert' then
     redis.call('PEXPIRE', c.key, c.ttl)
-  elseif pttl > 0 and old_ms then
+  elseif c.old_ms and c.old_ms ~= c.expires_ms then
     -- As replace.lua: the deadline moves as far as expires_at moved.
-    local ttl = pttl + (tonumber(c.expires_ms) - old_ms)
-    if ttl < 1 then
-      ttl = 1
+    local pttl = redis.call('PTTL', c.key)
+    if pttl > 0 then
+      local ttl = pttl + (tonumber(c.expires_ms) - tonumber(c.old_ms))
+      if ttl < 1 then
+        ttl = 1
+      end
+      local max = tonumber(c.max_ttl)
+      if ttl > max then
+        ttl = max
+      end
+      redis.call('PEXPIRE', c.key, string.format('%d', ttl))
     end
-    local max = tonumber(c.max_ttl)
-    if ttl > max then
-      ttl = max
-    end
-    redis.call('PEXPIRE', c.key, string.format('%d', ttl))
   end
-  redis.call('ZADD', c.index, c.expires_ms, c.id)
 end
 
 if device then

@@ -33,7 +33,6 @@ use crate::model::{
 
 static INSERT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("insert.lua")));
 static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replace.lua")));
-static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purge.lua")));
 static PURGE_SCAN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("purge_scan.lua")));
 static HIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("hit.lua")));
 static REPLACE_FAILURES: LazyLock<Script> =
@@ -55,8 +54,8 @@ static CONTACTS_DELETE: LazyLock<Script> =
 /// How long a challenge stays readable after its `expires_at`, by default.
 const DEFAULT_RETENTION: Duration = Duration::hours(24);
 
-/// Index entries one purge script takes at most, so no single script holds
-/// the server for long.
+/// Keys one `SCAN` batch asks for, and so about as many as one purge script
+/// checks, so no single script holds the server for long.
 const PURGE_BATCH: u32 = 500;
 
 /// The longest key lifetime set, in milliseconds (2⁵³ − 1, which Lua's
@@ -91,12 +90,12 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// Trusted devices and combined verifications expire like challenges:
 /// `retention` after their `expires_at`. Native expiry follows the
 /// server's clock; [`purge`](PurgeStore::purge) deletes exactly what
-/// expired by the cut-off it is given: challenges and verifications through
-/// a sorted index of expiry times each (which it also trims; call it now
-/// and then, hourly say, or the indexes keep an entry per record ever
-/// written), in scripts of at most 500 index entries, so a large backlog
-/// never holds the server for long; counters and devices by a `SCAN` of
-/// their keys. Records Redis already dropped are not counted. Each
+/// expired by the cut-off it is given, by a `SCAN` of each kind's keys
+/// checked in scripts of one batch each (about 500 keys), so a large
+/// backlog never holds the server for long. No index is kept beside the
+/// records, so nothing grows when purge is never called: native expiry
+/// alone bounds the data. Records Redis already dropped are not counted.
+/// Each
 /// account's set of device ids lives at least as long
 /// as its longest-lived device and is trimmed of ids whose device Redis
 /// dropped whenever the devices are listed. Account records (which hold the
@@ -153,7 +152,6 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | key | type | fields |
 /// |---|---|---|
 /// | `{prefix}:challenge:{id}` | hash | `record` (JSON), `version`, `expires_ms`, `expires_s`, `expires_ns` |
-/// | `{prefix}:challenges:by_expiry` | sorted set | challenge ids, scored by `expires_at` in whole milliseconds |
 /// | `{prefix}:limit:{key}` | hash | `count`, `resets_s`, `resets_ns` |
 /// | `{prefix}:failures:{account}` | hash | `consecutive`, `last_s`, `last_ns` |
 /// | `{prefix}:device:{len}:{account}:{id}` | hash | `record` (JSON), `version`, `expires_ms` |
@@ -162,7 +160,6 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `{prefix}:claim:{key}` | string | the account holding the claim key |
 /// | `{prefix}:claims:{account}` | set | the claim keys the account holds |
 /// | `{prefix}:verification:{id}` | hash | as a challenge's: `record` (JSON), `version`, `expires_ms`, `expires_s`, `expires_ns` |
-/// | `{prefix}:verifications:by_expiry` | sorted set | verification ids, scored by `expires_at` in whole milliseconds |
 /// | `{prefix}:meta:initialised` | string | `1`; written by [`initialise`](Self::initialise) only |
 ///
 /// Rate-limit keys and account ids go into key names verbatim. Redis keys
@@ -179,9 +176,8 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 ///
 /// | script | what it does, atomically |
 /// |---|---|
-/// | `insert.lua` / `replace.lua` | a challenge: insert if absent / compare-and-set on `version`, moving its expiry and index entry |
-/// | `purge.lua` | up to 500 index entries: delete expired challenges (or verifications) and trim the index |
-/// | `purge_scan.lua` | one `SCAN` batch of counter and device hashes: delete the counters whose window ended and the devices that expired |
+/// | `insert.lua` / `replace.lua` | a challenge: insert if absent / compare-and-set on `version`, moving its key's expiry only when `expires_at` moved |
+/// | `purge_scan.lua` | one `SCAN` batch of one kind's hashes (counters, devices, challenges or verifications): delete those whose window ended or that expired |
 /// | `hit.lua` | one hit on a fixed-window counter |
 /// | `replace_failures.lua` | compare-and-set an account's failure run |
 /// | `device_insert.lua` | a device, only if absent; adds its id to the account's set and stretches the set's expiry |
@@ -195,8 +191,8 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// | `commit.lua` | a journey step: checks the marker, works out its counter hits (stopping at the first past its max), checks the failure run, the challenge's version or absence, the device's absence, the version of a record the step was decided on, the record's version and claims, then writes them all as the part scripts above would |
 ///
 /// Combined verifications go through the challenge scripts (`insert.lua`,
-/// `replace.lua`, `purge.lua`) on their own keys and index: the same
-/// records-with-expiry operations.
+/// `replace.lua`) on their own keys: the same records-with-expiry
+/// operations.
 ///
 /// Reading a challenge, one device or a verification is one `HGET`, a
 /// claim's owner one `MGET` of the marker and the claim key; deleting a failure run one `DEL`.
@@ -218,7 +214,7 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 /// slots.
 ///
 /// On one server the keys are as in the table: some scripts build keys
-/// from stored ids (the purge scripts, the device listing and deleting
+/// from stored ids (the device listing and deleting
 /// scripts, `contacts_delete.lua`), and a journey step's keys span several
 /// accounts' and contacts' names, which one server allows. `load.lua` and
 /// `commit.lua` get every key they touch from the caller.
@@ -227,9 +223,8 @@ const NANOS_PER_MILLI: i128 = 1_000_000;
 ///
 /// Times are stored as whole Unix seconds plus a nanosecond part, so nothing
 /// is rounded: `resets_at` comes back exactly as computed, and the purge
-/// cut-off is exact to the nanosecond (the index's millisecond score only
-/// narrows the search). Records keep every field at full precision in their
-/// JSON.
+/// cut-off is exact to the nanosecond for challenges, verifications and
+/// counters. Records keep every field at full precision in their JSON.
 ///
 /// Native expiry is set as a **duration from the write** (`PEXPIRE`), not
 /// as an instant (`PEXPIREAT`): record times come from the injected
@@ -760,16 +755,8 @@ impl RedisStore {
         format!("{}:meta:initialised", self.base)
     }
 
-    fn challenge_key_prefix(&self) -> String {
-        format!("{}:challenge:", self.base)
-    }
-
     fn challenge_key(&self, id: &ChallengeId) -> String {
         format!("{}:challenge:{id}", self.base)
-    }
-
-    fn index_key(&self) -> String {
-        format!("{}:challenges:by_expiry", self.base)
     }
 
     fn limit_key(&self, key: &str) -> String {
@@ -811,16 +798,8 @@ impl RedisStore {
         format!("{}:claim:{key}", self.base)
     }
 
-    fn verification_key_prefix(&self) -> String {
-        format!("{}:verification:", self.base)
-    }
-
     fn verification_key(&self, id: &VerificationId) -> String {
         format!("{}:verification:{id}", self.base)
-    }
-
-    fn verification_index_key(&self) -> String {
-        format!("{}:verifications:by_expiry", self.base)
     }
 
     /// The record (JSON) in the `record` field of the hash at `key`, if any.
@@ -838,12 +817,11 @@ impl RedisStore {
             .transpose()
     }
 
-    /// Runs `insert.lua`: `record` into the hash at `key` if it is absent,
-    /// listed in the expiry index `index`; otherwise a conflict.
-    async fn insert_indexed<T: Indexed>(
+    /// Runs `insert.lua`: `record` into the hash at `key` if it is absent;
+    /// otherwise a conflict.
+    async fn insert_expiring<T: Expiring>(
         &self,
         key: String,
-        index: String,
         record: &T,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(record).map_err(StoreError::other)?;
@@ -855,14 +833,12 @@ impl RedisStore {
         let ttl = ttl_ms(lifetime.saturating_add(self.retention));
         let stored: i64 = INSERT
             .key(key)
-            .key(index)
             .arg(json)
             .arg(record.version())
             .arg(whole_ms(expires_at))
             .arg(secs)
             .arg(nanos)
             .arg(ttl)
-            .arg(record.id())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(map_redis)?;
@@ -870,12 +846,11 @@ impl RedisStore {
     }
 
     /// Runs `replace.lua`: `record` into the hash at `key` if its stored
-    /// version is `expected_version`, moving its expiry and its entry in the
-    /// expiry index `index`; otherwise a conflict.
-    async fn replace_indexed<T: Indexed>(
+    /// version is `expected_version`, moving its expiry as far as
+    /// `expires_at` moved; otherwise a conflict.
+    async fn replace_expiring<T: Expiring>(
         &self,
         key: String,
-        index: String,
         record: &T,
         expected_version: u64,
     ) -> Result<(), StoreError> {
@@ -884,14 +859,12 @@ impl RedisStore {
         let (secs, nanos) = split(expires_at);
         let replaced: i64 = REPLACE
             .key(key)
-            .key(index)
             .arg(expected_version)
             .arg(json)
             .arg(record.version())
             .arg(whole_ms(expires_at))
             .arg(secs)
             .arg(nanos)
-            .arg(record.id())
             .arg(MAX_TTL_MS)
             .invoke_async(&mut self.conn.clone())
             .await
@@ -899,102 +872,69 @@ impl RedisStore {
         written(replaced)
     }
 
-    /// Runs `purge.lua` over the expiry index `index` of the records whose
-    /// keys start with `key_prefix`, batch after batch; returns how many
-    /// records it deleted.
-    async fn purge_index(
+    /// Deletes the records of one kind whose lifetime ended before
+    /// `before`: a `SCAN` of the hashes under `{prefix}{tail}`, each batch
+    /// checked and deleted by one `purge_scan.lua` (`kind` says which
+    /// fields decide). Returns how many it deleted.
+    async fn purge_scanned(
         &self,
-        index: String,
-        key_prefix: String,
+        tail: &str,
+        kind: &str,
         before: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         let (secs, nanos) = split(before);
         let mut conn = self.conn.clone();
-        let mut total: u64 = 0;
-        loop {
-            let (deleted, more): (u64, i64) = PURGE
-                .key(&index)
-                .arg(whole_ms(before))
-                .arg(secs)
-                .arg(nanos)
-                .arg(&key_prefix)
-                .arg(PURGE_BATCH)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(map_redis)?;
-            total = total.saturating_add(deleted);
-            if more == 0 {
-                return Ok(total);
-            }
-        }
-    }
-
-    /// Deletes the counters and devices whose lifetime ended before
-    /// `before`: a `SCAN` of the hashes under `{prefix}:limit:` and
-    /// `{prefix}:device:`, each batch checked and deleted by one
-    /// `purge_scan.lua`. Returns (counters, devices).
-    async fn purge_scanned(&self, before: OffsetDateTime) -> Result<(u64, u64), StoreError> {
-        let (secs, nanos) = split(before);
-        let mut conn = self.conn.clone();
         let marker = self.marker_key();
-        let (mut counters, mut devices) = (0u64, 0u64);
-        for tail in [":limit:*", ":device:*"] {
-            let pattern = format!("{}{tail}", glob_escape(&self.base));
-            let mut cursor: u64 = 0;
-            loop {
-                let mut scan = ::redis::cmd("SCAN");
-                scan.arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(PURGE_BATCH)
-                    .arg("TYPE")
-                    .arg("hash");
-                let (next, keys): (u64, Vec<Vec<u8>>) =
-                    conn.on_store_node(scan, &marker).await.map_err(map_redis)?;
-                if !keys.is_empty() {
-                    let mut call = PURGE_SCAN.prepare_invoke();
-                    for key in &keys {
-                        call.key(key);
-                    }
-                    let (c, d): (u64, u64) = call
-                        .arg(secs)
-                        .arg(nanos)
-                        .arg(whole_ms(before))
-                        .invoke_async(&mut conn)
-                        .await
-                        .map_err(map_redis)?;
-                    counters = counters.saturating_add(c);
-                    devices = devices.saturating_add(d);
+        let pattern = format!("{}{tail}", glob_escape(&self.base));
+        let mut deleted = 0u64;
+        let mut cursor: u64 = 0;
+        loop {
+            let mut scan = ::redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(PURGE_BATCH)
+                .arg("TYPE")
+                .arg("hash");
+            let (next, keys): (u64, Vec<Vec<u8>>) =
+                conn.on_store_node(scan, &marker).await.map_err(map_redis)?;
+            if !keys.is_empty() {
+                let mut call = PURGE_SCAN.prepare_invoke();
+                for key in &keys {
+                    call.key(key);
                 }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+                let n: u64 = call
+                    .arg(secs)
+                    .arg(nanos)
+                    .arg(whole_ms(before))
+                    .arg(kind)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(map_redis)?;
+                deleted = deleted.saturating_add(n);
             }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
         }
-        Ok((counters, devices))
     }
 }
 
-/// A record kept in a hash with an entry in an expiry index, through
-/// `insert.lua`, `replace.lua` and `purge.lua`: challenges and combined
-/// verifications, each on its own keys and index.
-trait Indexed: Serialize {
-    /// The id, as the index member.
-    fn id(&self) -> String;
+/// A record kept in a hash with its expiry beside it, through
+/// `insert.lua` and `replace.lua`, and purged by `purge_scan.lua`:
+/// challenges and combined verifications, each on its own keys.
+trait Expiring: Serialize {
     /// The version the compare-and-set checks.
     fn version(&self) -> u64;
     /// When it was created, the start of its key's lifetime.
     fn created_at(&self) -> OffsetDateTime;
-    /// When it expires, the index score.
+    /// When it expires.
     fn expires_at(&self) -> OffsetDateTime;
 }
 
-impl Indexed for ChallengeRecord {
-    fn id(&self) -> String {
-        self.id.to_string()
-    }
+impl Expiring for ChallengeRecord {
     fn version(&self) -> u64 {
         self.version
     }
@@ -1006,10 +946,7 @@ impl Indexed for ChallengeRecord {
     }
 }
 
-impl Indexed for VerificationRecord {
-    fn id(&self) -> String {
-        self.id.to_string()
-    }
+impl Expiring for VerificationRecord {
     fn version(&self) -> u64 {
         self.version
     }
@@ -1024,7 +961,7 @@ impl Indexed for VerificationRecord {
 #[async_trait]
 impl ChallengeStore for RedisStore {
     async fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        self.insert_indexed(self.challenge_key(&record.id), self.index_key(), record)
+        self.insert_expiring(self.challenge_key(&record.id), record)
             .await
     }
 
@@ -1038,8 +975,7 @@ impl ChallengeStore for RedisStore {
         expected_version: u64,
     ) -> Result<(), StoreError> {
         let key = self.challenge_key(&record.id);
-        self.replace_indexed(key, self.index_key(), record, expected_version)
-            .await
+        self.replace_expiring(key, record, expected_version).await
     }
 }
 
@@ -1306,8 +1242,7 @@ impl AccountStore for RedisStore {
 impl VerificationStore for RedisStore {
     async fn insert_verification(&self, record: &VerificationRecord) -> Result<(), StoreError> {
         let key = self.verification_key(&record.id);
-        self.insert_indexed(key, self.verification_index_key(), record)
-            .await
+        self.insert_expiring(key, record).await
     }
 
     async fn verification(
@@ -1323,8 +1258,7 @@ impl VerificationStore for RedisStore {
         expected_version: u64,
     ) -> Result<(), StoreError> {
         let key = self.verification_key(&record.id);
-        self.replace_indexed(key, self.verification_index_key(), record, expected_version)
-            .await
+        self.replace_expiring(key, record, expected_version).await
     }
 }
 
@@ -1411,25 +1345,36 @@ fn ttl_ms(lifetime: Duration) -> i64 {
 
 #[async_trait]
 impl PurgeStore for RedisStore {
-    /// Challenges and verifications through their expiry indexes
-    /// (`purge.lua`, at most 500 entries a script), counters and devices
-    /// by a `SCAN` of their keys (`purge_scan.lua` per batch). Records
+    /// Every kind by a `SCAN` of its keys (`purge_scan.lua` per batch),
+    /// after unlinking the sorted expiry indexes earlier versions kept
+    /// (`{prefix}:challenges:by_expiry`, `{prefix}:verifications:by_expiry`). Records
     /// Redis already dropped by native expiry are not counted. A device is
     /// compared to the millisecond: one that expired less than a
     /// millisecond before the cut-off may stay until the next purge, or its
     /// native expiry.
     async fn purge(&self, before: OffsetDateTime) -> Result<Purged, StoreError> {
+        // The sorted expiry indexes earlier versions kept are no longer
+        // written: they go with the first purge.
+        let legacy = [
+            format!("{}:challenges:by_expiry", self.base),
+            format!("{}:verifications:by_expiry", self.base),
+        ];
+        let mut unlink = ::redis::cmd("UNLINK");
+        unlink.arg(&legacy[0]).arg(&legacy[1]);
+        let _: i64 = self
+            .conn
+            .clone()
+            .on_store_node(unlink, &self.marker_key())
+            .await
+            .map_err(map_redis)?;
         let challenges = self
-            .purge_index(self.index_key(), self.challenge_key_prefix(), before)
+            .purge_scanned(":challenge:*", "expiring", before)
             .await?;
         let verifications = self
-            .purge_index(
-                self.verification_index_key(),
-                self.verification_key_prefix(),
-                before,
-            )
+            .purge_scanned(":verification:*", "expiring", before)
             .await?;
-        let (counters, devices) = self.purge_scanned(before).await?;
+        let counters = self.purge_scanned(":limit:*", "limit", before).await?;
+        let devices = self.purge_scanned(":device:*", "device", before).await?;
         Ok(Purged {
             challenges,
             verifications,

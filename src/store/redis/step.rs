@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use time::{Duration, OffsetDateTime};
 
-use super::{Indexed, MAX_TTL_MS, RedisStore, join, map_redis, split, ttl_ms, whole_ms};
+use super::{MAX_TTL_MS, RedisStore, join, map_redis, split, ttl_ms, whole_ms};
 use crate::model::{AccountId, AccountRecord, FailureRecord};
 use crate::store::{
     ChallengeWrite, Commit, Committed, FailureChange, Load, Loaded, StepStore, StoreError,
@@ -251,7 +251,6 @@ impl StepStore for RedisStore {
             };
             invocation
                 .key(self.challenge_key(&record.id))
-                .key(self.index_key())
                 .arg(expected)
                 .arg(json)
                 .arg(record.version)
@@ -259,7 +258,6 @@ impl StepStore for RedisStore {
                 .arg(secs)
                 .arg(nanos)
                 .arg(ttl)
-                .arg(Indexed::id(record))
                 .arg(MAX_TTL_MS);
         }
 
