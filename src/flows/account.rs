@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::cas::{self, AccountSlot, Step};
 use crate::error::Error;
-use crate::model::{AccountId, AccountRecord};
+use crate::model::{AccountId, AccountRecord, ChallengeRecord, Purpose};
 use crate::random::Random;
 use crate::store::{ClaimChanges, Store, StoreError};
 
@@ -20,38 +20,70 @@ use crate::store::{ClaimChanges, Store, StoreError};
 /// [`delete_account`](crate::service::TwoFactor::delete_account) that failed
 /// after deleting the record, say) would match its epoch. It carries the
 /// old record's incarnation, not the new one's, and is revoked; no clock
-/// is consulted, so instances whose clocks disagree agree on it.
+/// is compared, so instances whose clocks disagree agree on it.
+///
+/// Incarnation 0 means "not known": a record or device written before
+/// incarnations were kept, or rewritten by such a version during a rolling
+/// upgrade (which drops the field). Where either side is 0, the rule before
+/// them decides: whatever was issued before the record was created belongs
+/// to an earlier record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Standing {
     /// The security epoch (0 without a record).
     pub(crate) epoch: u64,
-    /// The stored record's incarnation (0 without a record).
+    /// The stored record's incarnation (0 without a record, or not known).
     pub(crate) incarnation: u64,
+    /// When the stored record was created (`None` without a record).
+    pub(crate) since: Option<OffsetDateTime>,
 }
 
 impl Standing {
     /// The standing `record` gives (`None`, or a fresh record not stored
     /// yet: the account has no record).
     pub(crate) fn of(record: Option<&AccountRecord>) -> Self {
+        let stored = record.filter(|b| b.version > 0);
         Self {
             epoch: record.map_or(0, |b| b.epoch),
-            incarnation: record
-                .filter(|b| b.version > 0)
-                .map_or(0, |b| b.incarnation),
+            incarnation: stored.map_or(0, |b| b.incarnation),
+            since: stored.map(|b| b.created_at),
         }
     }
 
-    /// Whether something issued at security epoch `epoch` for the record
-    /// of incarnation `incarnation` still stands: the epoch has not moved
-    /// past it, and the record is the one it was issued for.
-    pub(crate) fn admits(&self, epoch: u64, incarnation: u64) -> bool {
-        epoch >= self.epoch && incarnation == self.incarnation
+    /// Whether something issued at `at` for the record of incarnation
+    /// `incarnation` is this record's: the same incarnation when both are
+    /// known; otherwise not issued before this record was created.
+    pub(crate) fn is_for(&self, incarnation: u64, at: OffsetDateTime) -> bool {
+        if incarnation != 0 && self.incarnation != 0 {
+            incarnation == self.incarnation
+        } else {
+            self.since.is_none_or(|since| at >= since)
+        }
     }
 
-    /// Whether a challenge issued for the record of `incarnation` (0: for
-    /// no record in particular) may be used with this one.
-    pub(crate) fn owns_challenge(&self, incarnation: u64) -> bool {
-        incarnation == 0 || incarnation == self.incarnation
+    /// Whether something issued at security epoch `epoch`, at `at`, for the
+    /// record of incarnation `incarnation` still stands: the epoch has not
+    /// moved past it, and it was issued for this record ([`is_for`](Self::is_for)).
+    pub(crate) fn admits(&self, epoch: u64, incarnation: u64, at: OffsetDateTime) -> bool {
+        epoch >= self.epoch && self.is_for(incarnation, at)
+    }
+
+    /// Whether `challenge` may be used with this record. A sign-in
+    /// challenge is issued for the record the account had
+    /// ([`is_for`](Self::is_for)), and stricter than a device: one that
+    /// carries no incarnation is not this record's when this record has
+    /// one (it was issued for an earlier record, or by an instance of a
+    /// version before incarnations during an upgrade; it lives minutes,
+    /// and the user asks for another). Other challenges carry no
+    /// incarnation (a contact code may be sent before the account has a
+    /// record) and pass.
+    pub(crate) fn owns_challenge(&self, challenge: &ChallengeRecord) -> bool {
+        if challenge.purpose != Purpose::SignIn {
+            return true;
+        }
+        if challenge.incarnation == 0 && self.incarnation != 0 {
+            return false;
+        }
+        self.is_for(challenge.incarnation, challenge.created_at)
     }
 }
 

@@ -415,15 +415,17 @@ impl Authenticators {
                     return Ok(Step::Write(AppCode::Wrong));
                 }
             };
-            guess.run = None;
             // The device goes in with the success, retried or not: the
             // commit checks the record it was decided on.
             guess.trust = true;
             if retry && Some(step) == last_step {
                 // The attempt that made this step, retrying after a lost
-                // reply: the same success, the record left as it is.
+                // reply: the same success, the record and the run left as
+                // they are (wrong guesses counted since the success are not
+                // a retry's to erase).
                 return Ok(Step::Write(AppCode::Right));
             }
+            guess.run = None;
             if let Some(app) = &mut guess.record.factors.authenticator {
                 app.last_step = Some(step);
                 app.last_attempt = at.map(|a| attempt_hash(hasher, &scope, a));

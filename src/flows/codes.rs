@@ -655,9 +655,11 @@ impl Challenges {
             };
             if retried {
                 // The same success again, written as one: the challenge
-                // as it is (its version moved on), the run ended, and the
-                // device asked for trusted in this commit, which checks
-                // the record the sign-in was decided on.
+                // as it is (its version moved on) and the device asked for
+                // trusted in this commit, which checks the record the
+                // sign-in was decided on. The run stays as it is: the
+                // success already ended the run it was counted on, and
+                // wrong guesses counted since are not a retry's to erase.
                 return Ok(
                     match is_live_code(
                         &guess.challenge,
@@ -668,7 +670,6 @@ impl Challenges {
                         now,
                     ) {
                         Ok(true) => {
-                            guess.run = None;
                             guess.trust = true;
                             Step::Write(Outcome::Again)
                         }

@@ -192,7 +192,7 @@ impl TrustedDevices {
         ) {
             // The token matched: only then may it say "revoked".
             DeviceCheck::Valid { .. } | DeviceCheck::Expired
-                if !standing.admits(record.epoch, record.incarnation) =>
+                if !standing.admits(record.epoch, record.incarnation, record.created_at) =>
             {
                 DeviceCheck::Revoked
             }
@@ -242,7 +242,7 @@ impl TrustedDevices {
             .await?
             .iter()
             .filter(|d| {
-                standing.admits(d.epoch, d.incarnation)
+                standing.admits(d.epoch, d.incarnation, d.created_at)
                     && d.revoked_at.is_none()
                     && now < d.expires_at
             })
@@ -301,7 +301,7 @@ impl TrustedDevices {
         let now = p.now();
         let mut deleted = 0;
         for d in p.store.devices(account).await? {
-            if !standing.admits(d.epoch, d.incarnation)
+            if !standing.admits(d.epoch, d.incarnation, d.created_at)
                 || d.revoked_at.is_some()
                 || now >= d.expires_at
             {

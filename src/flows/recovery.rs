@@ -198,9 +198,10 @@ impl RecoveryCodes {
                     // The attempt that spent it, retrying after a lost
                     // reply: the same success, the record left as it is.
                     // The device goes in with it, in a commit that
-                    // checks the record this was decided on.
+                    // checks the record this was decided on. The run is
+                    // left as it is: wrong guesses counted since the
+                    // success are not a retry's to erase.
                     let remaining = set.remaining();
-                    guess.run = None;
                     guess.trust = true;
                     return Ok(Step::Write(Redemption::Again { remaining, epoch }));
                 }

@@ -163,6 +163,9 @@
 //! cut off halfway, not a proof minted minutes before, not a code that
 //! reached the same phone, not a retry of a sign-in that spent one. No
 //! clock is compared, so instances whose clocks disagree agree on this.
+//! Only where an incarnation is not known (a record or device written by a
+//! version before them) does the older rule decide: whatever was issued
+//! before the record was created belongs to an earlier record.
 //!
 //! A mailbox is a weaker channel still: it opens with a password, often
 //! the same one, or one that the account's own "forgot password" mail

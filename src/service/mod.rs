@@ -685,6 +685,7 @@ impl TwoFactor {
         let proven = Standing {
             epoch: proof.epoch,
             incarnation: proof.incarnation,
+            since: None,
         };
         let genuine = self
             .inner
@@ -698,7 +699,7 @@ impl TwoFactor {
             .unwrap_or(false);
         let now = self.now();
         let fresh = proof.at <= now && now - proof.at <= self.inner.step_up_window;
-        let current = proven == standing;
+        let current = proof.epoch == standing.epoch && standing.is_for(proof.incarnation, proof.at);
         if genuine && &proof.account == account && fresh && current {
             Ok(())
         } else {

@@ -764,7 +764,7 @@ impl TwoFactor {
         }
         if record.purpose == Purpose::SignIn {
             let (_, standing) = self.still_contact(account, &record.destination).await?;
-            if !standing.owns_challenge(record.incarnation) {
+            if !standing.owns_challenge(&record) {
                 return Err(Refusal::Code(CodeRefusal::Unknown).into());
             }
         }
@@ -870,7 +870,7 @@ impl TwoFactor {
         // A link in flight to a contact the account has since changed or
         // removed is dead, like a code (see `sign_in_complete`).
         let (_, standing) = self.still_contact(account, &record.destination).await?;
-        if !standing.owns_challenge(record.incarnation) {
+        if !standing.owns_challenge(&record) {
             return Err(Refusal::Code(CodeRefusal::Unknown).into());
         }
         let attempt = attempt.map(|a| Attempt {
@@ -1051,7 +1051,7 @@ impl TwoFactor {
         // Another account's, or issued for an earlier record of this
         // account id (deleted since): unknown to this one.
         if record.account.as_ref() != Some(account)
-            || !Standing::of(loaded.record.as_ref()).owns_challenge(record.incarnation)
+            || !Standing::of(loaded.record.as_ref()).owns_challenge(&record)
         {
             return Err(Refusal::Code(CodeRefusal::Unknown).into());
         }
