@@ -505,14 +505,7 @@ impl Challenges {
             .await?
         {
             Stepped::Again(verified, trusted) => Ok((verified, trusted)),
-            Stepped::Right(guess) => {
-                self.emit(Event::Verified {
-                    challenge: guess.challenge.id,
-                    purpose: guess.challenge.purpose.clone(),
-                    account: Some(account.clone()),
-                });
-                Ok((Verified::from_record(&guess.challenge), guess.trust))
-            }
+            Stepped::Right(guess) => Ok((self.report_spent(&guess.challenge), guess.trust)),
         }
     }
 
@@ -576,12 +569,7 @@ impl Challenges {
         .await?;
         let challenge = landed.record.challenge;
         if landed.answer {
-            self.emit(Event::Verified {
-                challenge: id,
-                purpose: challenge.purpose.clone(),
-                account: Some(account.clone()),
-            });
-            Ok(Verified::from_record(&challenge))
+            Ok(self.report_spent(&challenge))
         } else {
             Err(self.refuse(
                 Some(id),
@@ -828,12 +816,7 @@ impl Challenges {
                     Stepped::Again(verified, _) => Checked::Settled(verified),
                     // Spent, and the run ended, in the guess's commit.
                     Stepped::Right(guess) if spend => {
-                        self.emit(Event::Verified {
-                            challenge: id,
-                            purpose: guess.challenge.purpose.clone(),
-                            account: Some(account),
-                        });
-                        Checked::Settled(Verified::from_record(&guess.challenge))
+                        Checked::Settled(self.report_spent(&guess.challenge))
                     }
                     Stepped::Right(guess) => Checked::Right(Box::new(guess.challenge)),
                 },
@@ -953,6 +936,12 @@ impl Challenges {
         if let Some(account) = &record.account {
             let _ = self.inner.store.clear_failures(account).await;
         }
+        self.report_spent(record)
+    }
+
+    /// Reports a challenge just written as spent ([`Event::Verified`]) and
+    /// answers what it verified.
+    fn report_spent(&self, record: &ChallengeRecord) -> Verified {
         self.emit(Event::Verified {
             challenge: record.id,
             purpose: record.purpose.clone(),
